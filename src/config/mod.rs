@@ -1,0 +1,413 @@
+//! Configuration: flags (already merged with `NEARCACHE_*` env by clap) over a TOML file over
+//! defaults, resolved into one validated [`Config`]; every problem is reported at once.
+//!
+//! Values stay text until [`Config::from_parts`], so flags, env and file share one parser
+//! (the private `parse` module), and every problem names the option as the flag is spelled
+//! (`--l1-ttl: invalid duration "abc" ...`), whichever source the value came from.
+
+mod parse;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default `--listen`: the client listen address.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 6380);
+/// Default `--upstream`: the upstream Redis URL.
+pub const DEFAULT_UPSTREAM: &str = "redis://127.0.0.1:6379";
+/// Default `--l1-max-bytes`: 256MiB.
+pub const DEFAULT_L1_MAX_BYTES: u64 = 256 << 20;
+/// Default `--l1-ttl`: 60s.
+pub const DEFAULT_L1_TTL: Duration = Duration::from_secs(60);
+/// Default `--l1-compress-min-bytes`: 4096.
+pub const DEFAULT_L1_COMPRESS_MIN_BYTES: usize = 4096;
+/// Default `--l1-cache-nil`: true.
+pub const DEFAULT_L1_CACHE_NIL: bool = true;
+/// Default `--serve-stale-when-down`: false.
+pub const DEFAULT_SERVE_STALE_WHEN_DOWN: bool = false;
+/// Default `--upstream-connections`: 4.
+pub const DEFAULT_UPSTREAM_CONNECTIONS: usize = 4;
+/// Default `--upstream-timeout`: 5s.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default `--connect-timeout`: 1s.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default `--max-clients`: 10000.
+pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+/// Default `--max-bulk-bytes`: 512MiB.
+pub const DEFAULT_MAX_BULK_BYTES: usize = 512 << 20;
+/// Default `--max-array-len`: 1048576.
+pub const DEFAULT_MAX_ARRAY_LEN: usize = 1_048_576;
+/// Default `--max-inline-bytes`: 64KiB.
+pub const DEFAULT_MAX_INLINE_BYTES: usize = 64 << 10;
+/// Default `--shutdown-grace`: 5s.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Command-line flags; every flag also reads `NEARCACHE_<NAME>` from the environment (clap `env`).
+///
+/// Values are kept as given (`None` = not given) and parsed in [`Config::from_parts`].
+/// `Debug` is written by hand so the upstream password is never printed.
+#[derive(clap::Parser, Default, Clone)]
+#[command(
+    name = "nearcache",
+    version,
+    about = "A caching sidecar proxy for Redis: L1 for GET/MGET, everything else forwarded.",
+    long_about = None
+)]
+pub struct Flags {
+    /// Client listen address [default: 127.0.0.1:6380]
+    #[arg(long, env = "NEARCACHE_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Upstream Redis URL, redis://user:password@host:port/db, all but host optional [default: redis://127.0.0.1:6379]
+    #[arg(
+        long,
+        env = "NEARCACHE_UPSTREAM",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub upstream: Option<String>,
+    /// TOML file; keys are these flag names with '_' (flags and env win over it)
+    #[arg(long, env = "NEARCACHE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// L1 bound in bytes, key + value + overhead [default: 256MiB]
+    #[arg(long, env = "NEARCACHE_L1_MAX_BYTES", value_name = "SIZE")]
+    pub l1_max_bytes: Option<String>,
+    /// Max L1 lifetime, also capped by the key's upstream PTTL; 0 disables L1 [default: 60s]
+    #[arg(long, env = "NEARCACHE_L1_TTL", value_name = "DURATION")]
+    pub l1_ttl: Option<String>,
+    /// Values at least this big are stored zstd-compressed [default: 4096]
+    #[arg(long, env = "NEARCACHE_L1_COMPRESS_MIN_BYTES", value_name = "SIZE")]
+    pub l1_compress_min_bytes: Option<String>,
+    /// Cache missing keys as nil [default: true]
+    #[arg(long, env = "NEARCACHE_L1_CACHE_NIL", value_name = "BOOL")]
+    pub l1_cache_nil: Option<String>,
+    /// Keep answering L1 hits while the upstream is unreachable [default: false]
+    #[arg(long, env = "NEARCACHE_SERVE_STALE_WHEN_DOWN", value_name = "BOOL")]
+    pub serve_stale_when_down: Option<String>,
+    /// Multiplexed upstream connections per (db, protocol, user) [default: 4]
+    #[arg(long, env = "NEARCACHE_UPSTREAM_CONNECTIONS", value_name = "N")]
+    pub upstream_connections: Option<String>,
+    /// Bound on one upstream reply [default: 5s]
+    #[arg(long, env = "NEARCACHE_UPSTREAM_TIMEOUT", value_name = "DURATION")]
+    pub upstream_timeout: Option<String>,
+    /// Bound on one upstream connect + handshake [default: 1s]
+    #[arg(long, env = "NEARCACHE_CONNECT_TIMEOUT", value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+    /// Client connections; beyond that new clients get an error and are closed [default: 10000]
+    #[arg(long, env = "NEARCACHE_MAX_CLIENTS", value_name = "N")]
+    pub max_clients: Option<String>,
+    /// Largest bulk string accepted from a client [default: 512MiB]
+    #[arg(long, env = "NEARCACHE_MAX_BULK_BYTES", value_name = "SIZE")]
+    pub max_bulk_bytes: Option<String>,
+    /// Largest multibulk (argument count) accepted from a client [default: 1048576]
+    #[arg(long, env = "NEARCACHE_MAX_ARRAY_LEN", value_name = "N")]
+    pub max_array_len: Option<String>,
+    /// Longest inline command line [default: 64KiB]
+    #[arg(long, env = "NEARCACHE_MAX_INLINE_BYTES", value_name = "SIZE")]
+    pub max_inline_bytes: Option<String>,
+    /// Drain time on SIGTERM / SIGINT [default: 5s]
+    #[arg(long, env = "NEARCACHE_SHUTDOWN_GRACE", value_name = "DURATION")]
+    pub shutdown_grace: Option<String>,
+}
+
+impl fmt::Debug for Flags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let upstream = self.upstream.as_deref().map(parse::redact_url);
+        f.debug_struct("Flags")
+            .field("listen", &self.listen)
+            .field("upstream", &upstream)
+            .field("config", &self.config)
+            .field("l1_max_bytes", &self.l1_max_bytes)
+            .field("l1_ttl", &self.l1_ttl)
+            .field("l1_compress_min_bytes", &self.l1_compress_min_bytes)
+            .field("l1_cache_nil", &self.l1_cache_nil)
+            .field("serve_stale_when_down", &self.serve_stale_when_down)
+            .field("upstream_connections", &self.upstream_connections)
+            .field("upstream_timeout", &self.upstream_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_clients", &self.max_clients)
+            .field("max_bulk_bytes", &self.max_bulk_bytes)
+            .field("max_array_len", &self.max_array_len)
+            .field("max_inline_bytes", &self.max_inline_bytes)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
+}
+
+/// Where the upstream Redis is and how to log in; `Debug` and `Display` never show the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamAddr {
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port (default 6379).
+    pub port: u16,
+    /// ACL user name from the URL, percent-decoded.
+    pub username: Option<String>,
+    /// Password from the URL, percent-decoded.
+    pub password: Option<String>,
+    /// Logical database selected on new upstream connections (default 0).
+    pub db: u32,
+}
+
+impl UpstreamAddr {
+    /// `host:port` for connecting, with an IPv6 host in brackets (`[::1]:6379`).
+    pub fn host_port(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for UpstreamAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "redis://{}/{}", self.host_port(), self.db)
+    }
+}
+
+impl fmt::Debug for UpstreamAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamAddr")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("db", &self.db)
+            .finish()
+    }
+}
+
+/// Bounds on what a client may send in one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest bulk string accepted from a client (`--max-bulk-bytes`).
+    pub max_bulk_bytes: usize,
+    /// Largest multibulk argument count accepted from a client (`--max-array-len`).
+    pub max_array_len: usize,
+    /// Longest inline command line (`--max-inline-bytes`).
+    pub max_inline_bytes: usize,
+}
+
+/// The validated configuration the rest of the binary runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Client listen address (`--listen`).
+    pub listen: SocketAddr,
+    /// Upstream Redis (`--upstream`).
+    pub upstream: UpstreamAddr,
+    /// L1 bound in bytes: key + value + overhead (`--l1-max-bytes`).
+    pub l1_max_bytes: u64,
+    /// Max L1 lifetime, also capped by the key's upstream PTTL; zero disables L1 (`--l1-ttl`).
+    pub l1_ttl: Duration,
+    /// Values at least this big are stored zstd-compressed (`--l1-compress-min-bytes`).
+    pub l1_compress_min_bytes: usize,
+    /// Cache missing keys as nil (`--l1-cache-nil`).
+    pub l1_cache_nil: bool,
+    /// Keep answering L1 hits while the upstream is unreachable (`--serve-stale-when-down`).
+    pub serve_stale_when_down: bool,
+    /// Multiplexed upstream connections per (db, protocol, user) (`--upstream-connections`).
+    pub upstream_connections: usize,
+    /// Bound on one upstream reply (`--upstream-timeout`).
+    pub upstream_timeout: Duration,
+    /// Bound on one upstream connect + handshake (`--connect-timeout`).
+    pub connect_timeout: Duration,
+    /// Most client connections at once (`--max-clients`).
+    pub max_clients: usize,
+    /// Bounds on client requests (`--max-bulk-bytes`, `--max-array-len`, `--max-inline-bytes`).
+    pub limits: Limits,
+    /// Drain time on SIGTERM / SIGINT (`--shutdown-grace`).
+    pub shutdown_grace: Duration,
+}
+
+/// Every configuration problem found, one line each when displayed.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct ConfigError {
+    /// One message per problem, each naming the option (`--l1-ttl: invalid duration "abc" ...`).
+    pub problems: Vec<String>,
+}
+
+/// The TOML file: keys are the flag names with `_`; unknown keys are refused.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<Scalar>,
+    upstream: Option<Scalar>,
+    l1_max_bytes: Option<Scalar>,
+    l1_ttl: Option<Scalar>,
+    l1_compress_min_bytes: Option<Scalar>,
+    l1_cache_nil: Option<Scalar>,
+    serve_stale_when_down: Option<Scalar>,
+    upstream_connections: Option<Scalar>,
+    upstream_timeout: Option<Scalar>,
+    connect_timeout: Option<Scalar>,
+    max_clients: Option<Scalar>,
+    max_bulk_bytes: Option<Scalar>,
+    max_array_len: Option<Scalar>,
+    max_inline_bytes: Option<Scalar>,
+    shutdown_grace: Option<Scalar>,
+}
+
+/// A TOML string, integer or boolean kept as text, so file and flags share one parser.
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, integer or boolean")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_owned()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+        }
+        de.deserialize_any(Visitor)
+    }
+}
+
+/// Collects problems while picking each option's text (flag, else file) and parsing it.
+struct Resolver {
+    file_name: String,
+    problems: Vec<String>,
+}
+
+impl Resolver {
+    /// The parsed value of the option stored in field `name` (flag `--name-with-dashes`),
+    /// or `None` when given nowhere or invalid (then the problem is recorded).
+    fn pick<T>(
+        &mut self,
+        name: &str,
+        given: &Option<String>,
+        in_file: Option<Scalar>,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let (text, origin) = match (given, in_file) {
+            (Some(text), _) => (text.clone(), String::new()),
+            (None, Some(Scalar(text))) => (text, format!(" (in {})", self.file_name)),
+            (None, None) => return None,
+        };
+        parse(&text)
+            .map_err(|e| {
+                let flag = name.replace('_', "-");
+                self.problems.push(format!("--{flag}: {e}{origin}"));
+            })
+            .ok()
+    }
+}
+
+impl Config {
+    /// Pure: flags (already merged with env by clap) over file text over defaults.
+    /// Reports every problem at once.
+    pub fn from_parts(flags: &Flags, file_text: Option<&str>) -> Result<Config, ConfigError> {
+        let file_name = match &flags.config {
+            Some(path) => path.display().to_string(),
+            None => "the config file".to_owned(),
+        };
+        let mut r = Resolver {
+            file_name,
+            problems: Vec::new(),
+        };
+        let file = match file_text.map(toml::from_str::<FileConfig>) {
+            None => FileConfig::default(),
+            Some(Ok(file)) => file,
+            Some(Err(e)) => {
+                // Message and position only: the source line may hold the upstream password.
+                let text = file_text.unwrap_or_default();
+                let before = text.get(..e.span().map_or(0, |s| s.start)).unwrap_or(text);
+                let line = before.matches('\n').count() + 1;
+                let column = before
+                    .rsplit('\n')
+                    .next()
+                    .unwrap_or_default()
+                    .chars()
+                    .count()
+                    + 1;
+                let msg = match e.message().trim() {
+                    "" => "invalid TOML syntax".to_owned(),
+                    msg => msg.replace('\n', " "),
+                };
+                let file = &r.file_name;
+                r.problems.push(format!(
+                    "--config: {file} line {line}, column {column}: {msg}"
+                ));
+                FileConfig::default()
+            }
+        };
+        // `pick!(field, parser)`: that option's flag text, else its file text, parsed.
+        macro_rules! pick {
+            ($field:ident, $parse:expr) => {
+                r.pick(stringify!($field), &flags.$field, file.$field, $parse)
+            };
+        }
+        let config = Config {
+            listen: pick!(listen, parse::socket_addr).unwrap_or(DEFAULT_LISTEN),
+            upstream: pick!(upstream, parse::upstream)
+                .unwrap_or_else(|| parse::upstream(DEFAULT_UPSTREAM).expect("valid default")),
+            l1_max_bytes: pick!(l1_max_bytes, parse::size).unwrap_or(DEFAULT_L1_MAX_BYTES),
+            l1_ttl: pick!(l1_ttl, parse::duration).unwrap_or(DEFAULT_L1_TTL),
+            l1_compress_min_bytes: pick!(l1_compress_min_bytes, parse::positive_size)
+                .unwrap_or(DEFAULT_L1_COMPRESS_MIN_BYTES),
+            l1_cache_nil: pick!(l1_cache_nil, parse::boolean).unwrap_or(DEFAULT_L1_CACHE_NIL),
+            serve_stale_when_down: pick!(serve_stale_when_down, parse::boolean)
+                .unwrap_or(DEFAULT_SERVE_STALE_WHEN_DOWN),
+            upstream_connections: pick!(upstream_connections, parse::count)
+                .unwrap_or(DEFAULT_UPSTREAM_CONNECTIONS),
+            upstream_timeout: pick!(upstream_timeout, parse::positive_duration)
+                .unwrap_or(DEFAULT_UPSTREAM_TIMEOUT),
+            connect_timeout: pick!(connect_timeout, parse::positive_duration)
+                .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            max_clients: pick!(max_clients, parse::count).unwrap_or(DEFAULT_MAX_CLIENTS),
+            limits: Limits {
+                max_bulk_bytes: pick!(max_bulk_bytes, parse::positive_size)
+                    .unwrap_or(DEFAULT_MAX_BULK_BYTES),
+                max_array_len: pick!(max_array_len, parse::count).unwrap_or(DEFAULT_MAX_ARRAY_LEN),
+                max_inline_bytes: pick!(max_inline_bytes, parse::positive_size)
+                    .unwrap_or(DEFAULT_MAX_INLINE_BYTES),
+            },
+            shutdown_grace: pick!(shutdown_grace, parse::duration)
+                .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+        };
+        if r.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                problems: r.problems,
+            })
+        }
+    }
+
+    /// Reads the `--config` file (if any) then calls [`Config::from_parts`]; an unreadable
+    /// file is a problem too, reported with any others.
+    pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
+        let Some(path) = &flags.config else {
+            return Self::from_parts(flags, None);
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::from_parts(flags, Some(&text)),
+            Err(e) => {
+                let mut problems = vec![format!("--config: cannot read {}: {e}", path.display())];
+                if let Err(more) = Self::from_parts(flags, None) {
+                    problems.extend(more.problems);
+                }
+                Err(ConfigError { problems })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

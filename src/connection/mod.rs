@@ -1,0 +1,305 @@
+//! One client connection: read, decode a batch of pipelined requests, dispatch each (L1,
+//! upstream or local), then write every reply in request order with one flush.
+
+mod reads;
+mod session;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, watch};
+
+use crate::command::{classify, Action, Invalidation};
+use crate::error::{
+    write_not_supported, write_protocol_error, write_upstream_error, UpstreamError,
+};
+use crate::fill::Fetched;
+use crate::protocol::{null, parse_request, Request, Resp};
+use crate::server::Shared;
+use crate::upstream::{PendingReply, Pool, Route};
+
+/// Requests dispatched before their replies are written and flushed.
+const MAX_BATCH: usize = 1024;
+/// Initial size of the read and write buffers.
+const BUFFER: usize = 16 * 1024;
+
+/// Whether the connection goes on after a request.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// A reply that is not written yet because it, or one before it, waits on something.
+enum Pending {
+    /// Known already, queued behind earlier replies.
+    Ready(Bytes),
+    /// A forwarded command; its invalidation is applied again when the reply arrives.
+    Forward(Result<PendingReply, UpstreamError>, Invalidation),
+    /// A GET this connection fetches itself (the fill runs on the upstream task).
+    Fetch(Result<PendingReply, UpstreamError>),
+    /// A GET answered by another client's fetch of the same key.
+    Follow(oneshot::Receiver<Fetched>, Bytes),
+    /// An MGET assembled from hits, its own fetch and other clients' fetches.
+    Mget(reads::MgetReply),
+}
+
+/// Per-client state kept by the sidecar (the upstream connections are shared).
+struct Session {
+    db: u32,
+    resp: Resp,
+    user: u32,
+    name: Option<Bytes>,
+    slot: usize,
+    pool: Arc<Pool>,
+}
+
+/// A client connection being served.
+pub struct Connection {
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    input: BytesMut,
+    out: BytesMut,
+    queue: VecDeque<Pending>,
+    /// Forwarded writes whose replies have not arrived: reads behind them bypass L1 and
+    /// other clients' fetches, so this client reads its own writes.
+    unacked_writes: usize,
+    session: Session,
+}
+
+impl Connection {
+    /// Wraps an accepted socket; `id` spreads clients over the upstream pool slots.
+    pub fn new(shared: Arc<Shared>, stream: TcpStream, id: u64) -> Connection {
+        let db = shared.config.upstream.db;
+        let route = Route {
+            db,
+            resp: Resp::V2,
+            user: 0,
+        };
+        let pool = shared.upstream.pool(route);
+        let slot = (id as usize) % shared.upstream.slots();
+        Connection {
+            session: Session {
+                db,
+                resp: Resp::V2,
+                user: 0,
+                name: None,
+                slot,
+                pool,
+            },
+            shared,
+            stream,
+            input: BytesMut::with_capacity(BUFFER),
+            out: BytesMut::with_capacity(BUFFER),
+            queue: VecDeque::new(),
+            unacked_writes: 0,
+        }
+    }
+
+    /// Serves the client until it closes, sends QUIT, breaks the protocol, or shutdown is
+    /// signalled (then the current batch is finished first).
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let limits = self.shared.config.limits.clone();
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let read = tokio::select! {
+                r = self.stream.read_buf(&mut self.input) => r,
+                _ = shutdown.changed() => return,
+            };
+            match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let mut flow = Flow::Continue;
+            let mut batch = 0;
+            loop {
+                match parse_request(&mut self.input, &limits) {
+                    Ok(Some(req)) => {
+                        flow = self.dispatch(req).await;
+                        batch += 1;
+                        if flow == Flow::Close {
+                            break;
+                        }
+                        if batch == MAX_BATCH {
+                            self.drain().await;
+                            if self.flush().await.is_err() {
+                                return;
+                            }
+                            batch = 0;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.drain().await;
+                        write_protocol_error(&mut self.out, &e);
+                        flow = Flow::Close;
+                        break;
+                    }
+                }
+            }
+            self.drain().await;
+            if self.flush().await.is_err() || flow == Flow::Close {
+                return;
+            }
+            if self.input.capacity() - self.input.len() < 1024 {
+                self.input.reserve(BUFFER);
+            }
+        }
+    }
+
+    async fn dispatch(&mut self, req: Request) -> Flow {
+        let action = classify(&req, self.session.db, self.shared.table.get());
+        match action {
+            Action::Get => self.get(req.args[1].clone()).await,
+            Action::Mget => self.mget(&req.args[1..]).await,
+            Action::Forward(inv) => self.forward(req.raw, inv).await,
+            Action::Local(local) => {
+                self.drain().await;
+                return self.local(local, req).await;
+            }
+            Action::Refuse(name) => {
+                let mut e = BytesMut::new();
+                write_not_supported(&mut e, &name);
+                self.reply(e.freeze());
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Queues a known reply (or writes it at once when nothing is pending before it).
+    fn reply(&mut self, bytes: Bytes) {
+        if self.queue.is_empty() {
+            self.out.extend_from_slice(&bytes);
+        } else {
+            self.queue.push_back(Pending::Ready(bytes));
+        }
+    }
+
+    fn reply_static(&mut self, bytes: &'static [u8]) {
+        self.reply(Bytes::from_static(bytes));
+    }
+
+    async fn forward(&mut self, raw: Bytes, inv: Invalidation) {
+        self.invalidate(&inv);
+        if inv != Invalidation::None {
+            self.unacked_writes += 1;
+        }
+        let sent = self
+            .session
+            .pool
+            .send(self.session.slot, raw, 1, None)
+            .await;
+        self.queue.push_back(Pending::Forward(sent, inv));
+    }
+
+    /// Evicts what a write may have changed, for every user.
+    fn invalidate(&self, inv: &Invalidation) {
+        let l1 = &self.shared.l1;
+        match inv {
+            Invalidation::None => {}
+            Invalidation::Keys(keys) => {
+                for (db, key) in keys {
+                    l1.invalidate(&crate::cache::CacheKey {
+                        user: 0,
+                        db: *db,
+                        key: key.clone(),
+                    });
+                }
+            }
+            Invalidation::Db(db) => l1.flush_db(*db),
+            Invalidation::All => l1.flush_all(),
+        }
+    }
+
+    /// Writes every queued reply, in order, waiting for each as needed.
+    async fn drain(&mut self) {
+        while let Some(pending) = self.queue.pop_front() {
+            match pending {
+                Pending::Ready(bytes) => self.out.extend_from_slice(&bytes),
+                Pending::Forward(sent, inv) => {
+                    let result = self.await_reply(sent).await;
+                    self.invalidate(&inv);
+                    if inv != Invalidation::None {
+                        self.unacked_writes -= 1;
+                    }
+                    self.write_result(result);
+                }
+                Pending::Fetch(sent) => {
+                    let result = self.await_reply(sent).await;
+                    self.write_result(result);
+                }
+                Pending::Follow(rx, key) => {
+                    let fetched = self.await_follow(rx).await;
+                    self.write_fetched(fetched, key).await;
+                }
+                Pending::Mget(m) => self.write_mget(m).await,
+            }
+        }
+    }
+
+    async fn await_reply(
+        &self,
+        sent: Result<PendingReply, UpstreamError>,
+    ) -> Result<Vec<Bytes>, UpstreamError> {
+        let result = match sent {
+            Ok(pending) => pending.wait().await,
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            self.shared
+                .stats
+                .upstream_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Writes the first reply frame, or the error.
+    fn write_result(&mut self, result: Result<Vec<Bytes>, UpstreamError>) {
+        match result {
+            Ok(frames) => self.out.extend_from_slice(&frames[0]),
+            Err(e) => write_upstream_error(&mut self.out, &e),
+        }
+    }
+
+    async fn await_follow(&self, rx: oneshot::Receiver<Fetched>) -> Fetched {
+        let timeout = self.shared.config.upstream_timeout;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(fetched)) => fetched,
+            _ => Fetched::Unknown,
+        }
+    }
+
+    /// Writes what another client's fetch learned, or fetches the key itself when that
+    /// fetch could not tell.
+    async fn write_fetched(&mut self, fetched: Fetched, key: Bytes) {
+        match fetched {
+            Fetched::Value(bulk) => self.out.extend_from_slice(&bulk),
+            Fetched::Missing => self.out.extend_from_slice(null(self.session.resp)),
+            Fetched::Unknown => {
+                let raw = Request::from_args(&[b"GET", &key]).raw;
+                let sent = self
+                    .session
+                    .pool
+                    .send(self.session.slot, raw, 1, None)
+                    .await;
+                let result = self.await_reply(sent).await;
+                self.write_result(result);
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.stream.write_all(&self.out).await?;
+        self.out.clear();
+        Ok(())
+    }
+}

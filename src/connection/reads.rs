@@ -1,0 +1,284 @@
+//! GET and MGET: answered from L1 where possible; misses join another client's fetch of the
+//! same key or lead their own (GET + PTTL pipelined, so the entry never outlives the key).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
+
+use super::{Connection, Pending};
+use crate::cache::{CacheKey, Cached, Generation};
+use crate::error::{write_upstream_error, UpstreamError};
+use crate::fill::{Fetched, Flight, Join};
+use crate::protocol::{null, write_array_header, Request};
+use crate::server::Shared;
+use crate::upstream::reply::{array_elements, integer, is_bulk, is_error, is_null};
+use crate::upstream::PendingReply;
+
+/// One element of an MGET reply.
+enum Part {
+    /// From L1, or already known.
+    Known(Bytes),
+    /// Element `i` of this connection's own upstream MGET.
+    Own(usize),
+    /// Another client's fetch of this key.
+    Follow(oneshot::Receiver<Fetched>, Bytes),
+}
+
+/// An MGET waiting for some of its elements.
+pub(super) struct MgetReply {
+    parts: Vec<Part>,
+    own: Option<Result<PendingReply, UpstreamError>>,
+}
+
+/// A key this connection fetches itself.
+struct Lead {
+    key: CacheKey,
+    taken: Generation,
+    flight: Flight,
+}
+
+impl Connection {
+    fn cache_key(&self, key: Bytes) -> CacheKey {
+        CacheKey {
+            user: self.session.user,
+            db: self.session.db,
+            key,
+        }
+    }
+
+    /// L1 lookup, unless this client has writes in flight or the upstream is down (and
+    /// serving stale hits is not enabled).
+    fn lookup(&self, key: &CacheKey) -> Option<Cached> {
+        let shared = &self.shared;
+        if self.unacked_writes > 0 || !shared.l1.enabled() {
+            return None;
+        }
+        let cached = shared.l1.get(key)?;
+        if !shared.config.serve_stale_when_down && !shared.upstream.link_up() {
+            return None;
+        }
+        Some(cached)
+    }
+
+    fn cached_reply(&self, cached: Cached) -> Bytes {
+        match cached {
+            Cached::Value(bulk) => bulk,
+            Cached::Missing => Bytes::from_static(null(self.session.resp)),
+        }
+    }
+
+    /// Joins another client's fetch of `key` or registers this connection's own.
+    fn join(&self, key: CacheKey) -> Result<oneshot::Receiver<Fetched>, Lead> {
+        let taken = self.shared.l1.generation(&key);
+        if self.unacked_writes > 0 {
+            return Err(Lead {
+                flight: Flight::detached(),
+                key,
+                taken,
+            });
+        }
+        match self.shared.fills.join(key.clone(), taken) {
+            Join::Follow(rx) => Ok(rx),
+            Join::Lead(flight) => Err(Lead { key, taken, flight }),
+        }
+    }
+
+    pub(super) async fn get(&mut self, key: Bytes) {
+        let ck = self.cache_key(key.clone());
+        let stats = &self.shared.stats;
+        if let Some(cached) = self.lookup(&ck) {
+            stats.l1_hits.fetch_add(1, Relaxed);
+            let reply = self.cached_reply(cached);
+            return self.reply(reply);
+        }
+        stats.l1_misses.fetch_add(1, Relaxed);
+        match self.join(ck) {
+            Ok(rx) => self.queue.push_back(Pending::Follow(rx, key)),
+            Err(lead) => {
+                let mut bytes = BytesMut::new();
+                bytes.extend_from_slice(&Request::from_args(&[b"GET", &key]).raw);
+                bytes.extend_from_slice(&Request::from_args(&[b"PTTL", &key]).raw);
+                let shared = self.shared.clone();
+                let sent_at = Instant::now();
+                let on_reply = Box::new(move |frames: &[Bytes]| {
+                    let fetched = fill(
+                        &shared, lead.key, lead.taken, sent_at, &frames[0], &frames[1], true,
+                    );
+                    lead.flight.complete(fetched);
+                });
+                let sent = self
+                    .session
+                    .pool
+                    .send(self.session.slot, bytes.freeze(), 2, Some(on_reply))
+                    .await;
+                self.queue.push_back(Pending::Fetch(sent));
+            }
+        }
+    }
+
+    pub(super) async fn mget(&mut self, keys: &[Bytes]) {
+        let stats = self.shared.stats.clone();
+        let mut parts = Vec::with_capacity(keys.len());
+        let mut leads = Vec::new();
+        for key in keys {
+            let ck = self.cache_key(key.clone());
+            if let Some(cached) = self.lookup(&ck) {
+                stats.l1_hits.fetch_add(1, Relaxed);
+                parts.push(Part::Known(self.cached_reply(cached)));
+                continue;
+            }
+            stats.l1_misses.fetch_add(1, Relaxed);
+            match self.join(ck) {
+                Ok(rx) => parts.push(Part::Follow(rx, key.clone())),
+                Err(lead) => {
+                    parts.push(Part::Own(leads.len()));
+                    leads.push(lead);
+                }
+            }
+        }
+        if leads.is_empty()
+            && self.queue.is_empty()
+            && parts.iter().all(|p| matches!(p, Part::Known(_)))
+        {
+            write_array_header(&mut self.out, parts.len());
+            for p in parts {
+                if let Part::Known(b) = p {
+                    self.out.extend_from_slice(&b);
+                }
+            }
+            return;
+        }
+        let own = if leads.is_empty() {
+            None
+        } else {
+            Some(self.send_mget(leads).await)
+        };
+        self.queue
+            .push_back(Pending::Mget(MgetReply { parts, own }));
+    }
+
+    /// Sends `MGET k1..kn` and `PTTL k` for each, filling L1 when the replies arrive.
+    async fn send_mget(&mut self, leads: Vec<Lead>) -> Result<PendingReply, UpstreamError> {
+        let mut mget: Vec<&[u8]> = vec![b"MGET"];
+        mget.extend(leads.iter().map(|l| &l.key.key[..]));
+        let mut bytes = BytesMut::new();
+        bytes.extend_from_slice(&Request::from_args(&mget).raw);
+        for l in &leads {
+            bytes.extend_from_slice(&Request::from_args(&[b"PTTL", &l.key.key]).raw);
+        }
+        let replies = 1 + leads.len();
+        let shared = self.shared.clone();
+        let sent_at = Instant::now();
+        let on_reply = Box::new(move |frames: &[Bytes]| {
+            let elements = array_elements(&frames[0]).filter(|e| e.len() == leads.len());
+            for (i, lead) in leads.into_iter().enumerate() {
+                let fetched = match &elements {
+                    Some(e) => fill(
+                        &shared,
+                        lead.key,
+                        lead.taken,
+                        sent_at,
+                        &e[i],
+                        &frames[1 + i],
+                        false,
+                    ),
+                    None => Fetched::Unknown,
+                };
+                lead.flight.complete(fetched);
+            }
+        });
+        self.session
+            .pool
+            .send(self.session.slot, bytes.freeze(), replies, Some(on_reply))
+            .await
+    }
+
+    pub(super) async fn write_mget(&mut self, m: MgetReply) {
+        let own = match m.own {
+            None => None,
+            Some(sent) => match self.await_reply(sent).await {
+                Ok(frames) if is_error(&frames[0]) => {
+                    return self.out.extend_from_slice(&frames[0]);
+                }
+                Ok(frames) => array_elements(&frames[0]),
+                Err(e) => return write_upstream_error(&mut self.out, &e),
+            },
+        };
+        let mut body = BytesMut::new();
+        write_array_header(&mut body, m.parts.len());
+        for part in m.parts {
+            match part {
+                Part::Known(b) => body.extend_from_slice(&b),
+                Part::Own(i) => match own.as_ref().and_then(|e| e.get(i)) {
+                    Some(element) => body.extend_from_slice(element),
+                    None => body.extend_from_slice(null(self.session.resp)),
+                },
+                Part::Follow(rx, key) => match self.await_follow(rx).await {
+                    Fetched::Value(b) => body.extend_from_slice(&b),
+                    Fetched::Missing => body.extend_from_slice(null(self.session.resp)),
+                    Fetched::Unknown => match self.mget_one(&key).await {
+                        Ok(element) => body.extend_from_slice(&element),
+                        Err(e) => return write_upstream_error(&mut self.out, &e),
+                    },
+                },
+            }
+        }
+        self.out.extend_from_slice(&body);
+    }
+
+    /// `MGET key` on this connection's own upstream slot: the element for one key.
+    async fn mget_one(&mut self, key: &Bytes) -> Result<Bytes, UpstreamError> {
+        let raw = Request::from_args(&[b"MGET", key]).raw;
+        let sent = self
+            .session
+            .pool
+            .send(self.session.slot, raw, 1, None)
+            .await;
+        let frames = self.await_reply(sent).await?;
+        Ok(array_elements(&frames[0])
+            .and_then(|mut e| e.pop())
+            .unwrap_or_else(|| Bytes::from_static(null(self.session.resp))))
+    }
+}
+
+/// Interprets one key's reply and PTTL, installs it in L1 when it is a plain answer that no
+/// invalidation overtook, and returns what followers should be told. `from_get`: the reply
+/// is GET's (nil means missing); from MGET a nil may also be a key of another type.
+fn fill(
+    shared: &Arc<Shared>,
+    key: CacheKey,
+    taken: Generation,
+    sent_at: Instant,
+    reply: &Bytes,
+    pttl: &Bytes,
+    from_get: bool,
+) -> Fetched {
+    let pttl = integer(pttl);
+    let cache_nil = shared.config.l1_cache_nil;
+    if is_bulk(reply) {
+        let expiry = match pttl {
+            Some(-1) => Some(None),
+            Some(ms) if ms > 0 => Some(Some(sent_at + Duration::from_millis(ms as u64))),
+            _ => None, // gone or changed between GET and PTTL: answer, do not cache
+        };
+        if let Some(expiry) = expiry {
+            shared
+                .l1
+                .insert_if_current(key, taken, Cached::Value(reply.clone()), expiry);
+        }
+        return Fetched::Value(reply.clone());
+    }
+    let missing = is_null(reply) && (from_get || pttl == Some(-2));
+    if !missing {
+        return Fetched::Unknown;
+    }
+    if cache_nil && pttl == Some(-2) {
+        shared
+            .l1
+            .insert_if_current(key, taken, Cached::Missing, None);
+    }
+    Fetched::Missing
+}

@@ -1,0 +1,251 @@
+//! Commands that read or change per-client state: SELECT, AUTH, HELLO, RESET, QUIT,
+//! CLIENT SETNAME/GETNAME, and INFO (which adds the sidecar's own section).
+//! Each runs after every earlier reply of the batch is written.
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Connection, Flow};
+use crate::command::Local;
+use crate::error::write_upstream_error;
+use crate::info;
+use crate::protocol::{null, write_bulk, write_error, Request, Resp, OK, RESET};
+use crate::upstream::reply::{is_error, text};
+use crate::upstream::{Credentials, Route};
+
+impl Connection {
+    pub(super) async fn local(&mut self, local: Local, req: Request) -> Flow {
+        match local {
+            Local::Select => self.select(req).await,
+            Local::Auth => self.auth(req).await,
+            Local::Hello => self.hello(req).await,
+            Local::Info => self.info(req).await,
+            Local::Reset => {
+                self.set_route(self.shared.config.upstream.db, Resp::V2, 0);
+                self.session.name = None;
+                self.reply_static(RESET);
+            }
+            Local::Quit => {
+                self.reply_static(OK);
+                return Flow::Close;
+            }
+            Local::ClientSetName => self.set_name(&req.args[2]),
+            Local::ClientGetName => {
+                let mut out = BytesMut::new();
+                match &self.session.name {
+                    Some(name) => write_bulk(&mut out, name),
+                    None => out.extend_from_slice(null(self.session.resp)),
+                }
+                self.reply(out.freeze());
+            }
+        }
+        Flow::Continue
+    }
+
+    fn set_route(&mut self, db: u32, resp: Resp, user: u32) {
+        let s = &mut self.session;
+        (s.db, s.resp, s.user) = (db, resp, user);
+        s.pool = self.shared.upstream.pool(Route { db, resp, user });
+    }
+
+    /// Sends `bytes` (holding `replies` commands) on the session's slot; returns the frames.
+    async fn call(&mut self, bytes: Bytes, replies: usize) -> Option<Vec<Bytes>> {
+        let sent = self
+            .session
+            .pool
+            .send(self.session.slot, bytes, replies, None)
+            .await;
+        match self.await_reply(sent).await {
+            Ok(frames) => Some(frames),
+            Err(e) => {
+                write_upstream_error(&mut self.out, &e);
+                None
+            }
+        }
+    }
+
+    /// `SELECT n` is checked by the upstream on the shared connection, which is switched
+    /// back in the same write; the session then routes to database `n`.
+    async fn select(&mut self, req: Request) {
+        let db = (req.args.len() == 2)
+            .then(|| std::str::from_utf8(&req.args[1]).ok()?.parse::<u32>().ok())
+            .flatten();
+        let mut bytes = BytesMut::from(&req.raw[..]);
+        let current = self.session.db.to_string();
+        bytes.extend_from_slice(&Request::from_args(&[b"SELECT", current.as_bytes()]).raw);
+        let Some(frames) = self.call(bytes.freeze(), 2).await else {
+            return;
+        };
+        if let (Some(db), false) = (db, is_error(&frames[0])) {
+            self.set_route(db, self.session.resp, self.session.user);
+        }
+        self.out.extend_from_slice(&frames[0]);
+    }
+
+    /// `AUTH` is checked on a fresh upstream connection; on success the session's commands
+    /// go through connections authenticated as that user.
+    async fn auth(&mut self, req: Request) {
+        let reply = match self.shared.upstream.one_off(req.raw.clone()).await {
+            Ok(reply) => reply,
+            Err(e) => return write_upstream_error(&mut self.out, &e),
+        };
+        if !is_error(&reply) {
+            if let Some(creds) = credentials(&req.args[1..]) {
+                let user = self.shared.upstream.identity(creds);
+                self.set_route(self.session.db, self.session.resp, user);
+            }
+        }
+        self.out.extend_from_slice(&reply);
+    }
+
+    /// `HELLO [protover [AUTH user pass] [SETNAME name]]`.
+    async fn hello(&mut self, req: Request) {
+        let args = &req.args;
+        let resp = match args.get(1).map(|v| &v[..]) {
+            None => Some(self.session.resp),
+            Some(b"2") => Some(Resp::V2),
+            Some(b"3") => Some(Resp::V3),
+            Some(_) => None,
+        };
+        let Some(resp) = resp else {
+            // Let the upstream word its own error; the shared connection does not change.
+            let raw = Request::from_args(&[b"HELLO", &args[1]]).raw;
+            if let Some(frames) = self.call(raw, 1).await {
+                self.out.extend_from_slice(&frames[0]);
+            }
+            return;
+        };
+        let mut user = self.session.user;
+        let mut name = self.session.name.clone();
+        if args.len() > 2 {
+            // Options (AUTH, SETNAME) are checked by the upstream on a fresh connection.
+            let mut check = BytesMut::new();
+            let authenticates = args.iter().any(|a| a.eq_ignore_ascii_case(b"AUTH"));
+            if let (false, Some(c)) = (authenticates, &self.shared.config.upstream.password) {
+                let u = self
+                    .shared
+                    .config
+                    .upstream
+                    .username
+                    .as_deref()
+                    .unwrap_or("default");
+                check.extend_from_slice(
+                    &Request::from_args(&[b"AUTH", u.as_bytes(), c.as_bytes()]).raw,
+                );
+            }
+            let prelude = !check.is_empty();
+            check.extend_from_slice(&req.raw);
+            let reply = match self
+                .shared
+                .upstream
+                .one_off_many(check.freeze(), 1 + prelude as usize)
+                .await
+            {
+                Ok(reply) => reply,
+                Err(e) => return write_upstream_error(&mut self.out, &e),
+            };
+            if is_error(&reply) {
+                return self.out.extend_from_slice(&reply);
+            }
+            let mut i = 2;
+            while i < args.len() {
+                if args[i].eq_ignore_ascii_case(b"AUTH") && i + 2 < args.len() {
+                    let creds = credentials(&args[i + 1..i + 3]).expect("two arguments");
+                    user = self.shared.upstream.identity(creds);
+                    i += 3;
+                } else if args[i].eq_ignore_ascii_case(b"SETNAME") && i + 1 < args.len() {
+                    name = Some(args[i + 1].clone()).filter(|n| !n.is_empty());
+                    i += 2;
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        let previous = (self.session.db, self.session.resp, self.session.user);
+        self.set_route(self.session.db, resp, user);
+        let hello: &[&[u8]] = match resp {
+            Resp::V2 => &[b"HELLO", b"2"],
+            Resp::V3 => &[b"HELLO", b"3"],
+        };
+        match self.call(Request::from_args(hello).raw, 1).await {
+            Some(frames) => {
+                self.session.name = name;
+                self.out.extend_from_slice(&frames[0]);
+            }
+            None => self.set_route(previous.0, previous.1, previous.2),
+        }
+    }
+
+    fn set_name(&mut self, name: &Bytes) {
+        if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+            let mut out = BytesMut::new();
+            write_error(
+                &mut out,
+                "ERR Client names cannot contain spaces, newlines or special characters.",
+            );
+            return self.reply(out.freeze());
+        }
+        self.session.name = Some(name.clone()).filter(|n| !n.is_empty());
+        self.reply_static(OK);
+    }
+
+    /// `INFO`: the upstream's sections, plus `# Nearcache` when asked for (or by default).
+    async fn info(&mut self, req: Request) {
+        let sections = &req.args[1..];
+        let ours = sections.is_empty()
+            || sections.iter().any(|s| {
+                [&b"nearcache"[..], b"all", b"everything", b"default"]
+                    .iter()
+                    .any(|n| s.eq_ignore_ascii_case(n))
+            });
+        let theirs: Vec<&[u8]> = std::iter::once(&b"INFO"[..])
+            .chain(
+                sections
+                    .iter()
+                    .map(|s| &s[..])
+                    .filter(|s| !s.eq_ignore_ascii_case(b"nearcache")),
+            )
+            .collect();
+        let mut body = Vec::new();
+        let mut verbatim = self.session.resp == Resp::V3;
+        if theirs.len() > 1 || sections.is_empty() {
+            let Some(frames) = self.call(Request::from_args(&theirs).raw, 1).await else {
+                return;
+            };
+            let Some((upstream_text, v)) = text(&frames[0]) else {
+                return self.out.extend_from_slice(&frames[0]);
+            };
+            body.extend_from_slice(upstream_text);
+            verbatim = v;
+            if ours {
+                body.extend_from_slice(b"\r\n");
+            }
+        }
+        if ours {
+            body.extend_from_slice(info::section(&self.shared).as_bytes());
+        }
+        let mut out = BytesMut::new();
+        if verbatim {
+            out.extend_from_slice(format!("={}\r\ntxt:", body.len() + 4).as_bytes());
+            out.extend_from_slice(&body);
+            out.extend_from_slice(b"\r\n");
+        } else {
+            write_bulk(&mut out, &body);
+        }
+        self.out.extend_from_slice(&out);
+    }
+}
+
+/// `[user] pass` as given to AUTH.
+fn credentials(args: &[Bytes]) -> Option<Credentials> {
+    match args {
+        [pass] => Some(Credentials {
+            user: None,
+            pass: pass.clone(),
+        }),
+        [user, pass] => Some(Credentials {
+            user: Some(user.clone()),
+            pass: pass.clone(),
+        }),
+        _ => None,
+    }
+}

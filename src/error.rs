@@ -1,0 +1,41 @@
+//! Errors at the sidecar's boundaries, and the one place they become `-ERR` replies.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use crate::protocol::{write_error, ProtocolError};
+
+/// Why an upstream request got no reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// No connection to the upstream (refused, lost, handshake failed).
+    #[error("upstream unavailable ({0})")]
+    Unavailable(Arc<str>),
+    /// The reply did not arrive within `--upstream-timeout`.
+    #[error("upstream timeout")]
+    Timeout,
+}
+
+impl UpstreamError {
+    /// Builds an `Unavailable` error from any message.
+    pub fn unavailable(reason: impl std::fmt::Display) -> UpstreamError {
+        UpstreamError::Unavailable(reason.to_string().into())
+    }
+}
+
+/// Appends the client-facing reply for an upstream failure.
+pub fn write_upstream_error(out: &mut BytesMut, e: &UpstreamError) {
+    write_error(out, &format!("ERR nearcache: {e}"));
+}
+
+/// Appends the client-facing reply for a malformed request.
+pub fn write_protocol_error(out: &mut BytesMut, e: &ProtocolError) {
+    write_error(out, &format!("ERR {e}"));
+}
+
+/// Appends the reply for a command the sidecar cannot proxy faithfully yet.
+pub fn write_not_supported(out: &mut BytesMut, name: &[u8]) {
+    let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+    write_error(out, &format!("ERR nearcache: {name} is not supported yet"));
+}

@@ -1,0 +1,180 @@
+//! Request coalescing: concurrent misses of one key share one upstream fetch.
+//!
+//! A fetch is registered under (key, generation). A later miss joins it only while the
+//! key's generation is unchanged, so a client never joins a fetch that started before its
+//! own write (read-your-writes). The leader's [`Flight`] delivers the result to followers;
+//! dropped without a result (connection lost, timeout), it tells them to fetch themselves.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use crate::cache::{CacheKey, Generation};
+
+const SHARDS: usize = 16;
+
+/// What one fetch learned about one key, shared with the clients that joined it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    /// The encoded bulk reply.
+    Value(Bytes),
+    /// The key does not exist.
+    Missing,
+    /// Not a plain answer (an error, another type, a lost fetch): fetch it yourself.
+    Unknown,
+}
+
+type Waiters = Vec<oneshot::Sender<Fetched>>;
+
+/// In-flight fetches, sharded by key.
+pub struct Fills {
+    shards: Box<[Mutex<HashMap<(CacheKey, Generation), Waiters>>]>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// The outcome of asking to fetch a key.
+pub enum Join {
+    /// Nobody is fetching it: fetch, then [`Flight::complete`].
+    Lead(Flight),
+    /// Another client is fetching it: wait for its result.
+    Follow(oneshot::Receiver<Fetched>),
+}
+
+/// The leader's obligation to tell the followers of one fetch what it learned.
+pub struct Flight {
+    fills: Option<Arc<Fills>>,
+    key: Option<(CacheKey, Generation)>,
+}
+
+impl Fills {
+    /// No fetches in flight.
+    pub fn new() -> Arc<Fills> {
+        Arc::new(Fills {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: Default::default(),
+        })
+    }
+
+    /// Joins the fetch of `key` at generation `taken`, or becomes its leader.
+    pub fn join(self: &Arc<Fills>, key: CacheKey, taken: Generation) -> Join {
+        let mut shard = self.shard(&key).lock().unwrap_or_else(|p| p.into_inner());
+        let id = (key, taken);
+        if let Some(waiters) = shard.get_mut(&id) {
+            let (tx, rx) = oneshot::channel();
+            waiters.push(tx);
+            return Join::Follow(rx);
+        }
+        shard.insert(id.clone(), Vec::new());
+        Join::Lead(Flight {
+            fills: Some(self.clone()),
+            key: Some(id),
+        })
+    }
+
+    fn shard(&self, key: &CacheKey) -> &Mutex<HashMap<(CacheKey, Generation), Waiters>> {
+        &self.shards[self.hasher.hash_one(&key.key) as usize % SHARDS]
+    }
+
+    fn finish(&self, id: &(CacheKey, Generation), result: Fetched) {
+        let waiters = {
+            let mut shard = self.shard(&id.0).lock().unwrap_or_else(|p| p.into_inner());
+            shard.remove(id).unwrap_or_default()
+        };
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+}
+
+impl Flight {
+    /// A fetch nobody can join (the leader has writes in flight).
+    pub fn detached() -> Flight {
+        Flight {
+            fills: None,
+            key: None,
+        }
+    }
+
+    /// Delivers the fetch's result to every follower.
+    pub fn complete(mut self, result: Fetched) {
+        if let (Some(fills), Some(id)) = (&self.fills, self.key.take()) {
+            fills.finish(&id, result);
+        }
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        if let (Some(fills), Some(id)) = (&self.fills, self.key.take()) {
+            fills.finish(&id, Fetched::Unknown);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{L1Options, L1};
+    use std::time::Duration;
+
+    fn setup() -> (L1, CacheKey) {
+        let l1 = L1::new(L1Options {
+            max_bytes: 1 << 20,
+            ttl: Duration::from_secs(1),
+            compress_min_bytes: 1024,
+        });
+        (
+            l1,
+            CacheKey {
+                user: 0,
+                db: 0,
+                key: Bytes::from_static(b"k"),
+            },
+        )
+    }
+
+    #[test]
+    fn second_miss_follows_the_first() {
+        let (l1, k) = setup();
+        let fills = Fills::new();
+        let Join::Lead(flight) = fills.join(k.clone(), l1.generation(&k)) else {
+            panic!("first leads")
+        };
+        let Join::Follow(mut rx) = fills.join(k.clone(), l1.generation(&k)) else {
+            panic!("second follows")
+        };
+        flight.complete(Fetched::Missing);
+        assert_eq!(rx.try_recv(), Ok(Fetched::Missing));
+        assert!(matches!(
+            fills.join(k.clone(), l1.generation(&k)),
+            Join::Lead(_)
+        ));
+    }
+
+    #[test]
+    fn a_miss_after_an_invalidation_does_not_join_the_older_fetch() {
+        let (l1, k) = setup();
+        let fills = Fills::new();
+        let _old = fills.join(k.clone(), l1.generation(&k));
+        l1.invalidate(&k);
+        assert!(matches!(
+            fills.join(k.clone(), l1.generation(&k)),
+            Join::Lead(_)
+        ));
+    }
+
+    #[test]
+    fn a_dropped_leader_sends_followers_to_fetch_themselves() {
+        let (l1, k) = setup();
+        let fills = Fills::new();
+        let lead = fills.join(k.clone(), l1.generation(&k));
+        let Join::Follow(mut rx) = fills.join(k.clone(), l1.generation(&k)) else {
+            panic!()
+        };
+        drop(lead);
+        assert_eq!(rx.try_recv(), Ok(Fetched::Unknown));
+    }
+}

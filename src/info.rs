@@ -1,0 +1,43 @@
+//! The `# Nearcache` INFO section, rendered from the same figures as the metrics.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::server::Shared;
+
+/// Renders the section, CRLF line endings, ending with CRLF.
+pub fn section(shared: &Shared) -> String {
+    let stats = &shared.stats;
+    let l1 = &shared.l1;
+    let link = if shared.upstream.link_up() {
+        "up"
+    } else {
+        "down"
+    };
+    let mut s = String::with_capacity(1024);
+    let mut line = |name: &str, value: &dyn std::fmt::Display| {
+        let _ = write!(s, "{name}:{value}\r\n");
+    };
+    line("# Nearcache", &"");
+    line("nearcache_version", &env!("CARGO_PKG_VERSION"));
+    line("uptime_in_seconds", &stats.started.elapsed().as_secs());
+    line("upstream_address", &shared.upstream.address());
+    line("upstream_link_status", &link);
+    line("connected_clients", &stats.connected_clients.load(Relaxed));
+    line(
+        "total_connections_received",
+        &stats.total_connections.load(Relaxed),
+    );
+    line("l1_hits", &stats.l1_hits.load(Relaxed));
+    line("l1_misses", &stats.l1_misses.load(Relaxed));
+    line("l1_hit_rate", &format_args!("{:.4}", stats.hit_rate()));
+    line("l1_entries", &l1.entry_count());
+    line("l1_used_bytes", &l1.used_bytes());
+    line("l1_max_bytes", &l1.max_bytes());
+    line("l1_compressed_entries", &l1.compressed_entries());
+    line("l1_evictions", &l1.evictions());
+    line("upstream_requests", &stats.upstream_requests.load(Relaxed));
+    line("upstream_errors", &stats.upstream_errors.load(Relaxed));
+    line("upstream_latency_avg_us", &stats.upstream_latency_avg_us());
+    s.replacen("# Nearcache:\r\n", "# Nearcache\r\n", 1)
+}

@@ -1,0 +1,72 @@
+//! `nearcache`: flags -> config -> runtime -> server; exit codes 0 (clean stop), 1 (cannot
+//! start), 64 (invalid configuration).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use nearcache::config::{Config, Flags};
+use nearcache::server::{self, Shared};
+
+/// Exit code for an invalid configuration (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    let config = match Config::load(&flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("nearcache: invalid configuration:\n{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("nearcache: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nearcache: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let local = listener.local_addr()?;
+    println!("nearcache listening on {local}");
+    std::io::stdout().flush()?;
+    eprintln!("nearcache: upstream {}", config.upstream);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("nearcache: shutting down");
+        let _ = stop.send(true);
+    });
+    server::run(Shared::new(config), listener, stopped).await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

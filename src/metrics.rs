@@ -1,0 +1,76 @@
+//! The sidecar's counters, built once and shared by every layer; INFO reads the same figures.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+/// Process-wide counters (relaxed atomics: figures, not synchronisation).
+pub struct Stats {
+    /// When the process started.
+    pub started: Instant,
+    /// GET/MGET keys answered from L1.
+    pub l1_hits: AtomicU64,
+    /// GET/MGET keys that went upstream.
+    pub l1_misses: AtomicU64,
+    /// Requests (calls) answered by the upstream.
+    pub upstream_requests: AtomicU64,
+    /// Calls that got no reply (unavailable, timeout).
+    pub upstream_errors: AtomicU64,
+    /// Sum of call latencies, microseconds.
+    pub upstream_latency_us: AtomicU64,
+    /// Client connections open now.
+    pub connected_clients: AtomicU64,
+    /// Client connections accepted since start.
+    pub total_connections: AtomicU64,
+}
+
+impl Stats {
+    /// All zero, started now.
+    pub fn new() -> Stats {
+        Stats {
+            started: Instant::now(),
+            l1_hits: AtomicU64::new(0),
+            l1_misses: AtomicU64::new(0),
+            upstream_requests: AtomicU64::new(0),
+            upstream_errors: AtomicU64::new(0),
+            upstream_latency_us: AtomicU64::new(0),
+            connected_clients: AtomicU64::new(0),
+            total_connections: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one answered upstream call.
+    pub fn record_upstream(&self, latency: Duration, _frames: &[Bytes]) {
+        self.upstream_requests.fetch_add(1, Relaxed);
+        self.upstream_latency_us
+            .fetch_add(latency.as_micros() as u64, Relaxed);
+    }
+
+    /// Average upstream call latency in microseconds.
+    pub fn upstream_latency_avg_us(&self) -> u64 {
+        let n = self.upstream_requests.load(Relaxed);
+        if n == 0 {
+            0
+        } else {
+            self.upstream_latency_us.load(Relaxed) / n
+        }
+    }
+
+    /// Hits over lookups, 0 when there were none.
+    pub fn hit_rate(&self) -> f64 {
+        let hits = self.l1_hits.load(Relaxed) as f64;
+        let total = hits + self.l1_misses.load(Relaxed) as f64;
+        if total == 0.0 {
+            0.0
+        } else {
+            hits / total
+        }
+    }
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats::new()
+    }
+}

@@ -1,0 +1,342 @@
+//! Client request parsing: multibulk (`*N\r\n$L\r\n...`) and inline (`PING\r\n`) commands.
+//!
+//! A request is kept as its raw bytes (forwarded unchanged) plus its arguments as slices of
+//! those bytes. Limits are checked on the headers, before the payload has arrived.
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Limits, ProtocolError};
+
+/// One complete client command.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The bytes as received, or a multibulk re-encoding of an inline command.
+    pub raw: Bytes,
+    /// Arguments, the command name first. Never empty.
+    pub args: Vec<Bytes>,
+}
+
+impl Request {
+    /// The command name as sent (any case).
+    pub fn name(&self) -> &[u8] {
+        &self.args[0]
+    }
+
+    /// Builds a multibulk request from arguments (used for requests the sidecar sends itself).
+    pub fn from_args(args: &[&[u8]]) -> Request {
+        let mut raw = BytesMut::new();
+        super::write_array_header(&mut raw, args.len());
+        for a in args {
+            super::write_bulk(&mut raw, a);
+        }
+        let raw = raw.freeze();
+        let mut parsed = BytesMut::from(&raw[..]);
+        let limits = Limits {
+            max_bulk_bytes: usize::MAX,
+            max_array_len: usize::MAX,
+            max_inline_bytes: usize::MAX,
+        };
+        match parse_request(&mut parsed, &limits) {
+            Ok(Some(r)) => r,
+            _ => unreachable!("a request we encoded ourselves parses"),
+        }
+    }
+}
+
+/// Takes one request off the front of `buf`.
+///
+/// `Ok(None)` means more bytes are needed. Empty requests (`*0`, blank lines) are consumed
+/// and skipped, as Redis does.
+pub fn parse_request(
+    buf: &mut BytesMut,
+    limits: &Limits,
+) -> Result<Option<Request>, ProtocolError> {
+    loop {
+        let Some(&first) = buf.first() else {
+            return Ok(None);
+        };
+        let parsed = if first == b'*' {
+            parse_multibulk(buf, limits)?
+        } else {
+            parse_inline(buf, limits)?
+        };
+        match parsed {
+            Parsed::Incomplete => return Ok(None),
+            Parsed::Empty => continue,
+            Parsed::Request(r) => return Ok(Some(r)),
+        }
+    }
+}
+
+enum Parsed {
+    Incomplete,
+    Empty,
+    Request(Request),
+}
+
+/// Reads a `\r\n`-terminated decimal after a type byte at `at`. Returns (value, next offset).
+fn read_len(
+    buf: &[u8],
+    at: usize,
+    what: &'static str,
+) -> Result<Option<(i64, usize)>, ProtocolError> {
+    let Some(nl) = buf[at..].iter().take(32).position(|&b| b == b'\n') else {
+        if buf.len() - at >= 32 {
+            return Err(ProtocolError(what));
+        }
+        return Ok(None);
+    };
+    let end = at + nl;
+    if end == at || buf[end - 1] != b'\r' {
+        return Err(ProtocolError(what));
+    }
+    let digits = &buf[at + 1..end - 1];
+    let value = std::str::from_utf8(digits)
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .ok_or(ProtocolError(what))?;
+    Ok(Some((value, end + 1)))
+}
+
+fn parse_multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Parsed, ProtocolError> {
+    const BAD_COUNT: &str = "invalid multibulk length";
+    const BAD_BULK: &str = "invalid bulk length";
+    let Some((count, mut pos)) = read_len(buf, 0, BAD_COUNT)? else {
+        return Ok(Parsed::Incomplete);
+    };
+    if count <= 0 {
+        let _ = buf.split_to(pos);
+        return Ok(Parsed::Empty);
+    }
+    if count as u64 > limits.max_array_len as u64 {
+        return Err(ProtocolError(BAD_COUNT));
+    }
+    let count = count as usize;
+    let mut ranges = Vec::with_capacity(count);
+    for _ in 0..count {
+        if pos >= buf.len() {
+            return Ok(Parsed::Incomplete);
+        }
+        if buf[pos] != b'$' {
+            return Err(ProtocolError("expected '$' before a bulk string"));
+        }
+        let Some((len, start)) = read_len(buf, pos, BAD_BULK)? else {
+            return Ok(Parsed::Incomplete);
+        };
+        if len < 0 || len as u64 > limits.max_bulk_bytes as u64 {
+            return Err(ProtocolError(BAD_BULK));
+        }
+        let end = start + len as usize;
+        if buf.len() < end + 2 {
+            return Ok(Parsed::Incomplete);
+        }
+        if &buf[end..end + 2] != b"\r\n" {
+            return Err(ProtocolError("bulk string not terminated by CRLF"));
+        }
+        ranges.push((start, end));
+        pos = end + 2;
+    }
+    let raw = buf.split_to(pos).freeze();
+    let args = ranges.into_iter().map(|(s, e)| raw.slice(s..e)).collect();
+    Ok(Parsed::Request(Request { raw, args }))
+}
+
+fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Parsed, ProtocolError> {
+    const TOO_BIG: &str = "too big inline request";
+    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+        if buf.len() > limits.max_inline_bytes {
+            return Err(ProtocolError(TOO_BIG));
+        }
+        return Ok(Parsed::Incomplete);
+    };
+    if nl > limits.max_inline_bytes {
+        return Err(ProtocolError(TOO_BIG));
+    }
+    let line = buf.split_to(nl + 1);
+    let line = line.strip_suffix(b"\n").unwrap_or(&line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let words = split_inline(line)?;
+    if words.is_empty() {
+        return Ok(Parsed::Empty);
+    }
+    if words.len() > limits.max_array_len {
+        return Err(ProtocolError("invalid multibulk length"));
+    }
+    let refs: Vec<&[u8]> = words.iter().map(Vec::as_slice).collect();
+    Ok(Parsed::Request(Request::from_args(&refs)))
+}
+
+/// Splits an inline line into words the way redis-cli and Redis do: whitespace separated,
+/// `"..."` with backslash escapes (`\n`, `\xHH`, ...) and `'...'` with `\'`.
+fn split_inline(line: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
+    const UNBALANCED: ProtocolError = ProtocolError("unbalanced quotes in request");
+    let mut words = Vec::new();
+    let mut i = 0;
+    while i < line.len() {
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == line.len() {
+            break;
+        }
+        let mut word = Vec::new();
+        let mut quote: Option<u8> = None;
+        loop {
+            let Some(&c) = line.get(i) else {
+                if quote.is_some() {
+                    return Err(UNBALANCED);
+                }
+                break;
+            };
+            match quote {
+                None if c.is_ascii_whitespace() => break,
+                None if c == b'"' || c == b'\'' => {
+                    quote = Some(c);
+                    i += 1;
+                }
+                None => {
+                    word.push(c);
+                    i += 1;
+                }
+                Some(q) if c == q => {
+                    // A closing quote must be followed by a space or the end.
+                    if line.get(i + 1).is_some_and(|n| !n.is_ascii_whitespace()) {
+                        return Err(UNBALANCED);
+                    }
+                    i += 1;
+                    break;
+                }
+                Some(b'"') if c == b'\\' && i + 1 < line.len() => {
+                    let (byte, used) = unescape(&line[i + 1..]);
+                    word.push(byte);
+                    i += 1 + used;
+                }
+                Some(_) if c == b'\\' && line.get(i + 1) == Some(&b'\'') => {
+                    word.push(b'\'');
+                    i += 2;
+                }
+                Some(_) => {
+                    word.push(c);
+                    i += 1;
+                }
+            }
+        }
+        words.push(word);
+    }
+    Ok(words)
+}
+
+/// Decodes the escape after a backslash inside double quotes: (byte, bytes consumed).
+fn unescape(rest: &[u8]) -> (u8, usize) {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    if rest[0] == b'x' && rest.len() >= 3 {
+        if let (Some(h), Some(l)) = (hex(rest[1]), hex(rest[2])) {
+            return (h * 16 + l, 3);
+        }
+    }
+    let byte = match rest[0] {
+        b'n' => b'\n',
+        b'r' => b'\r',
+        b't' => b'\t',
+        b'b' => 8,
+        b'a' => 7,
+        other => other,
+    };
+    (byte, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_bulk_bytes: 1024,
+        max_array_len: 8,
+        max_inline_bytes: 64,
+    };
+
+    fn parse(input: &[u8]) -> Result<Option<Vec<Vec<u8>>>, ProtocolError> {
+        let mut buf = BytesMut::from(input);
+        parse_request(&mut buf, &LIMITS)
+            .map(|r| r.map(|r| r.args.iter().map(|a| a.to_vec()).collect()))
+    }
+
+    fn words(ws: &[&str]) -> Vec<Vec<u8>> {
+        ws.iter().map(|w| w.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn parses_multibulk_and_keeps_raw_bytes() {
+        let input = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n";
+        let mut buf = BytesMut::from(&input[..]);
+        let r = parse_request(&mut buf, &LIMITS).unwrap().unwrap();
+        assert_eq!(&r.raw[..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        assert_eq!(r.args, vec![Bytes::from("GET"), Bytes::from("k")]);
+        assert_eq!(&buf[..], b"*1\r\n$4\r\nPING\r\n");
+    }
+
+    #[test]
+    fn every_prefix_of_a_request_is_incomplete() {
+        let input = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n";
+        for cut in 0..input.len() {
+            assert_eq!(parse(&input[..cut]), Ok(None), "cut at {cut}");
+        }
+        assert!(parse(input).unwrap().is_some());
+    }
+
+    #[test]
+    fn inline_commands_split_like_redis() {
+        assert_eq!(parse(b"PING\r\n"), Ok(Some(words(&["PING"]))));
+        assert_eq!(parse(b"set  k  v\n"), Ok(Some(words(&["set", "k", "v"]))));
+        assert_eq!(
+            parse(b"SET k \"a b\\n\\x41\"\r\n"),
+            Ok(Some(words(&["SET", "k", "a b\nA"])))
+        );
+        assert_eq!(
+            parse(b"SET k 'it\\'s'\r\n"),
+            Ok(Some(words(&["SET", "k", "it's"])))
+        );
+        assert_eq!(parse(b"\r\n\r\nPING\r\n"), Ok(Some(words(&["PING"]))));
+        assert_eq!(parse(b"PIN"), Ok(None));
+    }
+
+    #[test]
+    fn bad_frames_are_protocol_errors() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"*abc\r\n", "invalid multibulk length"),
+            (b"*9\r\n", "invalid multibulk length"),
+            (b"*1\r\n$-5\r\n", "invalid bulk length"),
+            (b"*1\r\n$2000\r\n", "invalid bulk length"),
+            (
+                b"*2\r\n$3\r\nGET\r\n:1\r\n",
+                "expected '$' before a bulk string",
+            ),
+            (
+                b"*1\r\n$3\r\nGETX\r\n",
+                "bulk string not terminated by CRLF",
+            ),
+            (b"SET k \"open\r\n", "unbalanced quotes in request"),
+            (&[b'A'; 100], "too big inline request"),
+            (
+                b"*11111111111111111111111111111111111111\r\n",
+                "invalid multibulk length",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                parse(input),
+                Err(ProtocolError(want)),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn empty_multibulk_is_skipped() {
+        assert_eq!(
+            parse(b"*0\r\n*1\r\n$4\r\nPING\r\n"),
+            Ok(Some(words(&["PING"])))
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! Finds where one upstream reply frame ends, for RESP2 and RESP3 alike, without building it.
+//!
+//! The scanner is resumable: when a large reply arrives in pieces, each call continues where
+//! the last one stopped, so framing costs O(bytes) however the reply is split.
+
+use super::ProtocolError;
+
+/// Resumable frame-boundary scanner for one connection's reply stream.
+#[derive(Debug, Default)]
+pub struct FrameScanner {
+    /// Offset of the first byte not yet scanned, relative to the start of the current frame.
+    pos: usize,
+    /// Elements still expected by each open aggregate, innermost last.
+    open: Vec<u64>,
+}
+
+impl FrameScanner {
+    /// Returns the length of the complete frame at the start of `buf`, or `None` when more
+    /// bytes are needed. After `Some`, the caller removes that many bytes from its buffer.
+    pub fn next_frame(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
+        loop {
+            let Some(&kind) = buf.get(self.pos) else {
+                return Ok(None);
+            };
+            let Some(line_end) = find_crlf(buf, self.pos + 1) else {
+                return Ok(None);
+            };
+            let header = &buf[self.pos + 1..line_end];
+            let after_line = line_end + 2;
+            match kind {
+                b'+' | b'-' | b':' | b'_' | b'#' | b',' | b'(' => self.pos = after_line,
+                b'$' | b'!' | b'=' => {
+                    let len = parse_int(header)?;
+                    if len < 0 {
+                        self.pos = after_line;
+                    } else {
+                        let end = after_line + len as usize + 2;
+                        if buf.len() < end {
+                            return Ok(None);
+                        }
+                        self.pos = end;
+                    }
+                }
+                b'*' | b'~' | b'>' | b'%' | b'|' => {
+                    let n = parse_int(header)?;
+                    self.pos = after_line;
+                    if n > 0 {
+                        let n = n as u64;
+                        let elements = match kind {
+                            b'%' => n * 2,
+                            // An attribute map is followed by the frame it annotates.
+                            b'|' => n * 2 + 1,
+                            _ => n,
+                        };
+                        self.open.push(elements);
+                        continue;
+                    }
+                }
+                _ => return Err(ProtocolError("unexpected reply type from upstream")),
+            }
+            if self.element_done() {
+                let len = self.pos;
+                self.pos = 0;
+                return Ok(Some(len));
+            }
+        }
+    }
+
+    /// Counts one finished element against the open aggregates; true when the frame is whole.
+    fn element_done(&mut self) -> bool {
+        while let Some(left) = self.open.last_mut() {
+            *left -= 1;
+            if *left > 0 {
+                return false;
+            }
+            self.open.pop();
+        }
+        true
+    }
+}
+
+fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
+    let rest = buf.get(from..)?;
+    let i = rest.iter().position(|&b| b == b'\r')?;
+    (rest.get(i + 1)? == &b'\n').then_some(from + i)
+}
+
+fn parse_int(digits: &[u8]) -> Result<i64, ProtocolError> {
+    std::str::from_utf8(digits)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(ProtocolError("invalid length in upstream reply"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FRAMES: &[&[u8]] = &[
+        b"+OK\r\n",
+        b"-ERR x\r\n",
+        b":12\r\n",
+        b"$-1\r\n",
+        b"$5\r\nhe\r\no\r\n",
+        b"*-1\r\n",
+        b"*0\r\n",
+        b"*2\r\n$1\r\na\r\n*2\r\n:1\r\n_\r\n",
+        b"%2\r\n+a\r\n,1.5\r\n+b\r\n~1\r\n#t\r\n",
+        b"|1\r\n+ttl\r\n:3\r\n$2\r\nhi\r\n",
+        b">2\r\n+invalidate\r\n*1\r\n$1\r\nk\r\n",
+        b"=8\r\ntxt:abcd\r\n",
+        b"(123456789012345678901234567890\r\n",
+    ];
+
+    #[test]
+    fn finds_each_frame_whole_and_in_pieces() {
+        for frame in FRAMES {
+            let mut s = FrameScanner::default();
+            assert_eq!(s.next_frame(frame), Ok(Some(frame.len())));
+            let mut s = FrameScanner::default();
+            for cut in 0..frame.len() {
+                assert_eq!(s.next_frame(&frame[..cut]), Ok(None), "{frame:?} cut {cut}");
+            }
+            assert_eq!(s.next_frame(frame), Ok(Some(frame.len())));
+        }
+    }
+
+    #[test]
+    fn stops_at_the_first_of_two_frames() {
+        let mut s = FrameScanner::default();
+        assert_eq!(s.next_frame(b"*1\r\n:1\r\n+OK\r\n"), Ok(Some(8)));
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(FrameScanner::default().next_frame(b"?x\r\n").is_err());
+        assert!(FrameScanner::default().next_frame(b"$x\r\n").is_err());
+    }
+}

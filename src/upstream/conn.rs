@@ -1,0 +1,260 @@
+//! One upstream connection: connect and handshake (HELLO/AUTH/SELECT), then a writer that
+//! batches queued calls into one write and a reader that matches reply frames to calls in
+//! order.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use super::pool::Call;
+use super::{Credentials, Route, Target};
+use crate::error::UpstreamError;
+use crate::metrics::Stats;
+use crate::protocol::{FrameScanner, Request, Resp};
+
+/// Bytes gathered from queued calls before one write.
+const WRITE_BATCH: usize = 64 * 1024;
+/// Initial read buffer.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Connects and brings the connection into the route's state.
+pub(super) async fn connect(
+    target: &Target,
+    route: Route,
+    creds: Option<&Credentials>,
+) -> Result<TcpStream, UpstreamError> {
+    let handshake = handshake(route, creds);
+    let setup = async {
+        let mut stream = TcpStream::connect(&target.address)
+            .await
+            .map_err(UpstreamError::unavailable)?;
+        stream
+            .set_nodelay(true)
+            .map_err(UpstreamError::unavailable)?;
+        if !handshake.is_empty() {
+            let mut bytes = BytesMut::new();
+            for r in &handshake {
+                bytes.extend_from_slice(&r.raw);
+            }
+            stream
+                .write_all(&bytes)
+                .await
+                .map_err(UpstreamError::unavailable)?;
+            let mut buf = BytesMut::with_capacity(1024);
+            for _ in &handshake {
+                let reply = read_frame(&mut stream, &mut buf).await?;
+                if reply.first().is_some_and(|b| *b == b'-' || *b == b'!') {
+                    let text = String::from_utf8_lossy(&reply);
+                    return Err(UpstreamError::unavailable(
+                        text.trim_start_matches('-').trim_end(),
+                    ));
+                }
+            }
+        }
+        Ok(stream)
+    };
+    tokio::time::timeout(target.connect_timeout, setup)
+        .await
+        .unwrap_or_else(|_| Err(UpstreamError::unavailable("connect timed out")))
+}
+
+fn handshake(route: Route, creds: Option<&Credentials>) -> Vec<Request> {
+    let mut requests = Vec::new();
+    match (route.resp, creds) {
+        (Resp::V3, Some(c)) => {
+            let user: &[u8] = c.user.as_deref().unwrap_or(b"default");
+            requests.push(Request::from_args(&[
+                b"HELLO", b"3", b"AUTH", user, &c.pass,
+            ]));
+        }
+        (Resp::V3, None) => requests.push(Request::from_args(&[b"HELLO", b"3"])),
+        (
+            Resp::V2,
+            Some(Credentials {
+                user: Some(u),
+                pass,
+            }),
+        ) => requests.push(Request::from_args(&[b"AUTH", u, pass])),
+        (Resp::V2, Some(Credentials { user: None, pass })) => {
+            requests.push(Request::from_args(&[b"AUTH", pass]))
+        }
+        (Resp::V2, None) => {}
+    }
+    if route.db != 0 {
+        let db = route.db.to_string();
+        requests.push(Request::from_args(&[b"SELECT", db.as_bytes()]));
+    }
+    requests
+}
+
+/// Reads exactly one reply frame (handshake and one-off requests only).
+async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Bytes, UpstreamError> {
+    let mut scanner = FrameScanner::default();
+    loop {
+        if let Some(len) = scanner
+            .next_frame(&buf)
+            .map_err(UpstreamError::unavailable)?
+        {
+            return Ok(buf.split_to(len).freeze());
+        }
+        if stream
+            .read_buf(buf)
+            .await
+            .map_err(UpstreamError::unavailable)?
+            == 0
+        {
+            return Err(UpstreamError::unavailable("connection closed"));
+        }
+    }
+}
+
+/// Sends `replies` requests on a new connection (RESP2, no credentials) and returns the
+/// first error reply, or else the last reply.
+pub(super) async fn one_off(
+    target: &Target,
+    requests: Bytes,
+    replies: usize,
+) -> Result<Bytes, UpstreamError> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(&target.address)
+            .await
+            .map_err(UpstreamError::unavailable)?;
+        stream
+            .write_all(&requests)
+            .await
+            .map_err(UpstreamError::unavailable)?;
+        let mut buf = BytesMut::with_capacity(1024);
+        let mut last = Bytes::new();
+        for _ in 0..replies {
+            last = read_frame(&mut stream, &mut buf).await?;
+            if matches!(last.first(), Some(b'-') | Some(b'!')) {
+                break;
+            }
+        }
+        Ok(last)
+    };
+    tokio::time::timeout(target.connect_timeout + target.timeout, exchange)
+        .await
+        .unwrap_or(Err(UpstreamError::Timeout))
+}
+
+/// A call whose request is written and whose replies are being collected.
+struct InFlight {
+    call: Call,
+    frames: Vec<Bytes>,
+}
+
+/// Serves calls until the connection breaks or the pool is dropped; returns why it ended.
+pub(super) async fn run(
+    stream: TcpStream,
+    calls: mpsc::Receiver<Call>,
+    resp: Resp,
+    stats: &Stats,
+) -> Arc<str> {
+    let (reader, writer) = stream.into_split();
+    let in_flight = Mutex::new(VecDeque::new());
+    let reason: Arc<str> = tokio::select! {
+        r = write_calls(writer, calls, &in_flight) => r.into(),
+        r = read_replies(reader, &in_flight, resp, stats) => r.into(),
+    };
+    let failed: Vec<InFlight> = in_flight
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain(..)
+        .collect();
+    for f in failed {
+        let _ = f
+            .call
+            .tx
+            .send(Err(UpstreamError::Unavailable(reason.clone())));
+    }
+    reason
+}
+
+async fn write_calls(
+    mut writer: OwnedWriteHalf,
+    mut calls: mpsc::Receiver<Call>,
+    in_flight: &Mutex<VecDeque<InFlight>>,
+) -> String {
+    let mut buf = BytesMut::with_capacity(WRITE_BATCH);
+    loop {
+        let Some(first) = calls.recv().await else {
+            return "pool closed".into();
+        };
+        let mut next = Some(first);
+        {
+            let mut queue = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            while let Some(call) = next.take() {
+                buf.extend_from_slice(&call.bytes);
+                let frames = Vec::with_capacity(call.replies);
+                queue.push_back(InFlight { call, frames });
+                if buf.len() < WRITE_BATCH {
+                    next = calls.try_recv().ok();
+                }
+            }
+        }
+        if let Err(e) = writer.write_all(&buf).await {
+            return format!("write failed: {e}");
+        }
+        buf.clear();
+    }
+}
+
+async fn read_replies(
+    mut reader: OwnedReadHalf,
+    in_flight: &Mutex<VecDeque<InFlight>>,
+    resp: Resp,
+    stats: &Stats,
+) -> String {
+    let mut buf = BytesMut::with_capacity(READ_BUFFER);
+    let mut scanner = FrameScanner::default();
+    loop {
+        match reader.read_buf(&mut buf).await {
+            Ok(0) => return "connection closed by upstream".into(),
+            Ok(_) => {}
+            Err(e) => return format!("read failed: {e}"),
+        }
+        loop {
+            let len = match scanner.next_frame(&buf) {
+                Ok(Some(len)) => len,
+                Ok(None) => break,
+                Err(e) => return e.to_string(),
+            };
+            let frame = buf.split_to(len).freeze();
+            if resp == Resp::V3 && frame.first() == Some(&b'>') {
+                continue; // out-of-band push: never a reply to a call
+            }
+            let done = {
+                let mut queue = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(front) = queue.front_mut() else {
+                    return "reply without a request".into();
+                };
+                front.frames.push(frame);
+                if front.frames.len() == front.call.replies {
+                    queue.pop_front()
+                } else {
+                    None
+                }
+            };
+            if let Some(done) = done {
+                complete(done, stats);
+            }
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(READ_BUFFER);
+        }
+    }
+}
+
+fn complete(done: InFlight, stats: &Stats) {
+    stats.record_upstream(done.call.sent_at.elapsed(), &done.frames);
+    if let Some(on_reply) = done.call.on_reply {
+        on_reply(&done.frames);
+    }
+    let _ = done.call.tx.send(Ok(done.frames));
+}

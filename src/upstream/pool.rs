@@ -1,0 +1,164 @@
+//! One route's pool: a fixed number of slots, each a supervised connection that reconnects
+//! with backoff. Callers pick a slot and get their reply through a [`PendingReply`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{conn, Credentials, Link, Route, Target};
+use crate::error::UpstreamError;
+
+/// Requests queued per connection before senders wait.
+const CALL_QUEUE: usize = 4096;
+/// First reconnect delay; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// Longest reconnect delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Runs on the connection's task when the replies arrive, before the caller sees them:
+/// L1 fills happen here so they never wait on a client's reply order.
+pub type OnReply = Box<dyn FnOnce(&[Bytes]) + Send>;
+
+/// A request for one connection: `replies` frames are expected for `bytes`.
+pub(crate) struct Call {
+    pub bytes: Bytes,
+    pub replies: usize,
+    pub tx: oneshot::Sender<Result<Vec<Bytes>, UpstreamError>>,
+    pub on_reply: Option<OnReply>,
+    pub sent_at: Instant,
+}
+
+#[derive(Clone)]
+pub(crate) enum SlotState {
+    Connecting,
+    Up(mpsc::Sender<Call>),
+    Down(Arc<str>),
+}
+
+/// A route's connections.
+pub struct Pool {
+    slots: Box<[watch::Receiver<SlotState>]>,
+    timeout: Duration,
+    connect_timeout: Duration,
+}
+
+/// A reply on its way.
+pub struct PendingReply {
+    rx: oneshot::Receiver<Result<Vec<Bytes>, UpstreamError>>,
+    timeout: Duration,
+}
+
+impl PendingReply {
+    /// Waits for the reply frames, at most the upstream timeout.
+    pub async fn wait(self) -> Result<Vec<Bytes>, UpstreamError> {
+        match tokio::time::timeout(self.timeout, self.rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(UpstreamError::unavailable("connection lost")),
+            Err(_) => Err(UpstreamError::Timeout),
+        }
+    }
+}
+
+impl Pool {
+    pub(crate) fn start(
+        target: Arc<Target>,
+        route: Route,
+        creds: Option<Credentials>,
+        link: Arc<Link>,
+    ) -> Pool {
+        let slots = (0..target.connections.max(1))
+            .map(|_| {
+                let (tx, rx) = watch::channel(SlotState::Connecting);
+                tokio::spawn(supervise(
+                    tx,
+                    target.clone(),
+                    route,
+                    creds.clone(),
+                    link.clone(),
+                ));
+                rx
+            })
+            .collect();
+        Pool {
+            slots,
+            timeout: target.timeout,
+            connect_timeout: target.connect_timeout,
+        }
+    }
+
+    /// Queues `bytes` (holding `replies` commands) on slot `slot` and returns the pending
+    /// reply. Fails at once when the slot's connection is down.
+    pub async fn send(
+        &self,
+        slot: usize,
+        bytes: Bytes,
+        replies: usize,
+        on_reply: Option<OnReply>,
+    ) -> Result<PendingReply, UpstreamError> {
+        let mut state = self.slots[slot % self.slots.len()].clone();
+        loop {
+            let current = state.borrow_and_update().clone();
+            match current {
+                SlotState::Up(tx) => {
+                    let (reply_tx, rx) = oneshot::channel();
+                    let call = Call {
+                        bytes,
+                        replies,
+                        tx: reply_tx,
+                        on_reply,
+                        sent_at: Instant::now(),
+                    };
+                    tx.send(call)
+                        .await
+                        .map_err(|_| UpstreamError::unavailable("connection lost"))?;
+                    return Ok(PendingReply {
+                        rx,
+                        timeout: self.timeout,
+                    });
+                }
+                SlotState::Down(reason) => return Err(UpstreamError::Unavailable(reason)),
+                SlotState::Connecting => {
+                    match tokio::time::timeout(self.connect_timeout, state.changed()).await {
+                        Ok(Ok(())) => continue,
+                        _ => return Err(UpstreamError::unavailable("connect timed out")),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Keeps one slot connected for as long as the pool exists.
+async fn supervise(
+    slot: watch::Sender<SlotState>,
+    target: Arc<Target>,
+    route: Route,
+    creds: Option<Credentials>,
+    link: Arc<Link>,
+) {
+    let mut backoff = MIN_BACKOFF;
+    while !slot.is_closed() {
+        match conn::connect(&target, route, creds.as_ref()).await {
+            Ok(stream) => {
+                backoff = MIN_BACKOFF;
+                let (tx, rx) = mpsc::channel(CALL_QUEUE);
+                slot.send_replace(SlotState::Up(tx));
+                link.connected();
+                let reason = conn::run(stream, rx, route.resp, &link.stats).await;
+                slot.send_replace(SlotState::Down(reason.clone()));
+                link.lost();
+                eprintln!(
+                    "nearcache: upstream {} connection lost: {reason}",
+                    target.address
+                );
+            }
+            Err(e) => {
+                slot.send_replace(SlotState::Down(e.to_string().into()));
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,87 @@
+//! Reading the few upstream replies the sidecar interprets (GET, MGET, PTTL, INFO, COMMAND).
+//! Everything else is forwarded as raw bytes.
+
+use bytes::Bytes;
+
+use crate::protocol::FrameScanner;
+
+/// True for `$-1`, `*-1` and RESP3 `_`.
+pub fn is_null(frame: &[u8]) -> bool {
+    frame == b"$-1\r\n" || frame == b"_\r\n" || frame == b"*-1\r\n"
+}
+
+/// True for a bulk string reply (what L1 stores).
+pub fn is_bulk(frame: &[u8]) -> bool {
+    frame.first() == Some(&b'$') && !is_null(frame)
+}
+
+/// True for simple and blob errors.
+pub fn is_error(frame: &[u8]) -> bool {
+    matches!(frame.first(), Some(b'-') | Some(b'!'))
+}
+
+/// The value of an integer reply (`:n`).
+pub fn integer(frame: &[u8]) -> Option<i64> {
+    let digits = frame.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// The elements of an array reply as raw frames (slices of `frame`, no copy).
+pub fn array_elements(frame: &Bytes) -> Option<Vec<Bytes>> {
+    let rest = frame.strip_prefix(b"*")?;
+    let nl = rest.iter().position(|&b| b == b'\n')?;
+    let count: usize = std::str::from_utf8(rest[..nl].strip_suffix(b"\r")?)
+        .ok()?
+        .parse()
+        .ok()?;
+    let mut pos = 1 + nl + 1;
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = FrameScanner::default().next_frame(&frame[pos..]).ok()??;
+        out.push(frame.slice(pos..pos + len));
+        pos += len;
+    }
+    (pos == frame.len()).then_some(out)
+}
+
+/// The text of a bulk (`$`) or verbatim (`=`) string reply, and whether it was verbatim.
+pub fn text(frame: &[u8]) -> Option<(&[u8], bool)> {
+    let verbatim = match frame.first()? {
+        b'$' => false,
+        b'=' => true,
+        _ => return None,
+    };
+    let nl = frame.iter().position(|&b| b == b'\n')?;
+    let body = frame.get(nl + 1..frame.len().checked_sub(2)?)?;
+    if verbatim {
+        Some((body.get(4..)?, true)) // skip the "txt:" format prefix
+    } else {
+        Some((body, false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_replies_it_needs() {
+        assert!(is_null(b"$-1\r\n") && is_null(b"_\r\n"));
+        assert!(is_bulk(b"$1\r\na\r\n") && !is_bulk(b"$-1\r\n"));
+        assert!(is_error(b"-WRONGTYPE x\r\n"));
+        assert_eq!(integer(b":-2\r\n"), Some(-2));
+        assert_eq!(integer(b"+OK\r\n"), None);
+        let mget = Bytes::from_static(b"*3\r\n$1\r\na\r\n$-1\r\n_\r\n");
+        let els = array_elements(&mget).unwrap();
+        assert_eq!(
+            els,
+            vec![
+                Bytes::from_static(b"$1\r\na\r\n"),
+                Bytes::from_static(b"$-1\r\n"),
+                Bytes::from_static(b"_\r\n")
+            ]
+        );
+        assert_eq!(text(b"$5\r\nhello\r\n"), Some((&b"hello"[..], false)));
+        assert_eq!(text(b"=9\r\ntxt:hello\r\n"), Some((&b"hello"[..], true)));
+    }
+}
