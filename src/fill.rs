@@ -28,10 +28,11 @@ pub enum Fetched {
 }
 
 type Waiters = Vec<oneshot::Sender<Fetched>>;
+type Shard = Mutex<HashMap<(CacheKey, Generation), Waiters>>;
 
 /// In-flight fetches, sharded by key.
 pub struct Fills {
-    shards: Box<[Mutex<HashMap<(CacheKey, Generation), Waiters>>]>,
+    shards: Box<[Shard]>,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -74,7 +75,7 @@ impl Fills {
         })
     }
 
-    fn shard(&self, key: &CacheKey) -> &Mutex<HashMap<(CacheKey, Generation), Waiters>> {
+    fn shard(&self, key: &CacheKey) -> &Shard {
         &self.shards[self.hasher.hash_one(&key.key) as usize % SHARDS]
     }
 

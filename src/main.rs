@@ -12,7 +12,17 @@ use nearcache::server::{self, Shared};
 const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
-    let flags = Flags::parse();
+    let flags = match Flags::try_parse() {
+        Ok(f) => f,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print(); // --help, --version
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let config = match Config::load(&flags) {
         Ok(c) => c,
         Err(e) => {

@@ -50,11 +50,10 @@ impl Stats {
     /// Average upstream call latency in microseconds.
     pub fn upstream_latency_avg_us(&self) -> u64 {
         let n = self.upstream_requests.load(Relaxed);
-        if n == 0 {
-            0
-        } else {
-            self.upstream_latency_us.load(Relaxed) / n
-        }
+        self.upstream_latency_us
+            .load(Relaxed)
+            .checked_div(n)
+            .unwrap_or(0)
     }
 
     /// Hits over lookups, 0 when there were none.

@@ -5,6 +5,7 @@ mod reads;
 mod session;
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -67,7 +68,15 @@ pub struct Connection {
     /// Forwarded writes whose replies have not arrived: reads behind them bypass L1 and
     /// other clients' fetches, so this client reads its own writes.
     unacked_writes: usize,
+    /// L1 hits and misses not yet added to the shared counters (added once per batch).
+    counts: Counts,
     session: Session,
+}
+
+#[derive(Default)]
+struct Counts {
+    hits: u64,
+    misses: u64,
 }
 
 impl Connection {
@@ -96,6 +105,7 @@ impl Connection {
             out: BytesMut::with_capacity(BUFFER),
             queue: VecDeque::new(),
             unacked_writes: 0,
+            counts: Counts::default(),
         }
     }
 
@@ -143,6 +153,7 @@ impl Connection {
                 }
             }
             self.drain().await;
+            self.publish_counts();
             if self.flush().await.is_err() || flow == Flow::Close {
                 return;
             }
@@ -291,6 +302,17 @@ impl Connection {
                 let result = self.await_reply(sent).await;
                 self.write_result(result);
             }
+        }
+    }
+
+    fn publish_counts(&mut self) {
+        let Counts { hits, misses } = std::mem::take(&mut self.counts);
+        let stats = &self.shared.stats;
+        if hits > 0 {
+            stats.l1_hits.fetch_add(hits, Relaxed);
+        }
+        if misses > 0 {
+            stats.l1_misses.fetch_add(misses, Relaxed);
         }
     }
 

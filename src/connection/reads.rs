@@ -1,7 +1,6 @@
 //! GET and MGET: answered from L1 where possible; misses join another client's fetch of the
 //! same key or lead their own (GET + PTTL pipelined, so the entry never outlives the key).
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +30,14 @@ enum Part {
 pub(super) struct MgetReply {
     parts: Vec<Part>,
     own: Option<Result<PendingReply, UpstreamError>>,
+}
+
+/// How a miss is answered.
+enum Miss {
+    /// By another client's fetch.
+    Follow(oneshot::Receiver<Fetched>),
+    /// By this connection's own fetch.
+    Lead(Lead),
 }
 
 /// A key this connection fetches itself.
@@ -71,33 +78,32 @@ impl Connection {
     }
 
     /// Joins another client's fetch of `key` or registers this connection's own.
-    fn join(&self, key: CacheKey) -> Result<oneshot::Receiver<Fetched>, Lead> {
+    fn join(&self, key: CacheKey) -> Miss {
         let taken = self.shared.l1.generation(&key);
         if self.unacked_writes > 0 {
-            return Err(Lead {
+            return Miss::Lead(Lead {
                 flight: Flight::detached(),
                 key,
                 taken,
             });
         }
         match self.shared.fills.join(key.clone(), taken) {
-            Join::Follow(rx) => Ok(rx),
-            Join::Lead(flight) => Err(Lead { key, taken, flight }),
+            Join::Follow(rx) => Miss::Follow(rx),
+            Join::Lead(flight) => Miss::Lead(Lead { key, taken, flight }),
         }
     }
 
     pub(super) async fn get(&mut self, key: Bytes) {
         let ck = self.cache_key(key.clone());
-        let stats = &self.shared.stats;
         if let Some(cached) = self.lookup(&ck) {
-            stats.l1_hits.fetch_add(1, Relaxed);
+            self.counts.hits += 1;
             let reply = self.cached_reply(cached);
             return self.reply(reply);
         }
-        stats.l1_misses.fetch_add(1, Relaxed);
+        self.counts.misses += 1;
         match self.join(ck) {
-            Ok(rx) => self.queue.push_back(Pending::Follow(rx, key)),
-            Err(lead) => {
+            Miss::Follow(rx) => self.queue.push_back(Pending::Follow(rx, key)),
+            Miss::Lead(lead) => {
                 let mut bytes = BytesMut::new();
                 bytes.extend_from_slice(&Request::from_args(&[b"GET", &key]).raw);
                 bytes.extend_from_slice(&Request::from_args(&[b"PTTL", &key]).raw);
@@ -120,20 +126,19 @@ impl Connection {
     }
 
     pub(super) async fn mget(&mut self, keys: &[Bytes]) {
-        let stats = self.shared.stats.clone();
         let mut parts = Vec::with_capacity(keys.len());
         let mut leads = Vec::new();
         for key in keys {
             let ck = self.cache_key(key.clone());
             if let Some(cached) = self.lookup(&ck) {
-                stats.l1_hits.fetch_add(1, Relaxed);
+                self.counts.hits += 1;
                 parts.push(Part::Known(self.cached_reply(cached)));
                 continue;
             }
-            stats.l1_misses.fetch_add(1, Relaxed);
+            self.counts.misses += 1;
             match self.join(ck) {
-                Ok(rx) => parts.push(Part::Follow(rx, key.clone())),
-                Err(lead) => {
+                Miss::Follow(rx) => parts.push(Part::Follow(rx, key.clone())),
+                Miss::Lead(lead) => {
                     parts.push(Part::Own(leads.len()));
                     leads.push(lead);
                 }

@@ -112,7 +112,8 @@ fn parse_multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Parsed, Protoc
         return Err(ProtocolError(BAD_COUNT));
     }
     let count = count as usize;
-    let mut ranges = Vec::with_capacity(count);
+    // First pass: validate and find the end without storing anything.
+    let header_end = pos;
     for _ in 0..count {
         if pos >= buf.len() {
             return Ok(Parsed::Incomplete);
@@ -133,11 +134,18 @@ fn parse_multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Parsed, Protoc
         if &buf[end..end + 2] != b"\r\n" {
             return Err(ProtocolError("bulk string not terminated by CRLF"));
         }
-        ranges.push((start, end));
         pos = end + 2;
     }
+    // Second pass over the validated bytes: slice the arguments out.
     let raw = buf.split_to(pos).freeze();
-    let args = ranges.into_iter().map(|(s, e)| raw.slice(s..e)).collect();
+    let mut args = Vec::with_capacity(count);
+    let mut at = header_end;
+    for _ in 0..count {
+        let (len, start) = read_len(&raw, at, BAD_BULK)?.ok_or(ProtocolError(BAD_BULK))?;
+        let end = start + len as usize;
+        args.push(raw.slice(start..end));
+        at = end + 2;
+    }
     Ok(Parsed::Request(Request { raw, args }))
 }
 

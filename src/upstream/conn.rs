@@ -97,7 +97,7 @@ async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Bytes,
     let mut scanner = FrameScanner::default();
     loop {
         if let Some(len) = scanner
-            .next_frame(&buf)
+            .next_frame(buf)
             .map_err(UpstreamError::unavailable)?
         {
             return Ok(buf.split_to(len).freeze());

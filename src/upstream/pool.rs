@@ -154,8 +154,11 @@ async fn supervise(
                     target.address
                 );
             }
-            Err(e) => {
-                slot.send_replace(SlotState::Down(e.to_string().into()));
+            Err(UpstreamError::Unavailable(reason)) => {
+                slot.send_replace(SlotState::Down(reason));
+            }
+            Err(UpstreamError::Timeout) => {
+                slot.send_replace(SlotState::Down("connect timed out".into()));
             }
         }
         tokio::time::sleep(backoff).await;

@@ -1,0 +1,43 @@
+# nearcache — common tasks. `make` alone lists them.
+
+CARGO ?= cargo
+
+.DEFAULT_GOAL := help
+.PHONY: help build run test bench fmt lint clean
+
+help:
+	@echo "nearcache make targets:"
+	@echo "  make build   cargo build --release (target/release/nearcache)"
+	@echo "  make run     install redis if missing, start one on :6379 if none answers,"
+	@echo "               then run nearcache on 127.0.0.1:6380 (scripts/run-local.sh)"
+	@echo "  make test    install redis if missing, then build and run every test (cargo test --workspace)"
+	@echo "  make bench   redis-benchmark direct vs through nearcache (scripts/bench.sh)"
+	@echo "  make fmt     cargo fmt --all"
+	@echo "  make lint    rustfmt check + clippy with warnings as errors"
+	@echo "  make clean   cargo clean"
+
+build:
+	$(CARGO) build --release
+
+run:
+	scripts/run-local.sh
+
+# The black-box tests in proto-tests/ run the real binary (target/debug/nearcache),
+# so build it before the tests run.
+test:
+	scripts/ensure-redis.sh
+	$(CARGO) build --workspace
+	$(CARGO) test --workspace
+
+bench:
+	scripts/bench.sh
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean

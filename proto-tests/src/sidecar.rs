@@ -1,0 +1,275 @@
+//! `Sidecar`: the real nearcache binary on a free port, for one test.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::client::Conn;
+use crate::tempdir::TempDir;
+
+/// Bound on waiting for the `nearcache listening on` line.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on waiting for the process to exit after SIGTERM (grace period 5 s by default).
+const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
+/// The start-up line's prefix (notes/interface.md).
+const LISTENING: &str = "nearcache listening on ";
+
+/// Path of the nearcache binary: `$NEARCACHE_BIN`, else the `nearcache` beside the test's
+/// target directory, else `<workspace>/target/debug/nearcache`.
+pub fn nearcache_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("NEARCACHE_BIN") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "NEARCACHE_BIN={} is not a file", p.display());
+        return p;
+    }
+    let mut tried = Vec::new();
+    // The test executable is <target>/<profile>/deps/<name>; the binary is <target>/<profile>/nearcache.
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(profile_dir) = exe.parent().and_then(Path::parent) {
+            let p = profile_dir.join("nearcache");
+            if p.is_file() {
+                return p;
+            }
+            tried.push(p);
+        }
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/nearcache");
+    if p.is_file() {
+        return p;
+    }
+    tried.push(p);
+    panic!(
+        "nearcache binary not found (tried {tried:?}): run `cargo build` first, or set NEARCACHE_BIN"
+    );
+}
+
+/// A nearcache child process, killed on drop.
+pub struct Sidecar {
+    child: Option<Child>,
+    addr: SocketAddr,
+    dir: TempDir,
+}
+
+impl Sidecar {
+    /// Starts nearcache in front of `redis://127.0.0.1:<upstream_port>` with extra flags.
+    pub fn start(upstream_port: u16, extra: &[&str]) -> Sidecar {
+        Sidecar::start_url(&format!("redis://127.0.0.1:{upstream_port}"), extra)
+    }
+
+    /// Starts nearcache with `--upstream <url>` and extra flags.
+    pub fn start_url(upstream_url: &str, extra: &[&str]) -> Sidecar {
+        Sidecar::start_env(upstream_url, extra, &[])
+    }
+
+    /// Starts nearcache with `--listen 127.0.0.1:0 --upstream <url>`, extra flags and extra
+    /// environment variables (every other `NEARCACHE_*` variable is removed), then waits for
+    /// the listening line.
+    pub fn start_env(upstream_url: &str, extra: &[&str], env: &[(&str, &str)]) -> Sidecar {
+        let dir = TempDir::new("sidecar");
+        let stderr_path = dir.path().join("stderr.log");
+        let mut cmd = Command::new(nearcache_bin());
+        cmd.args(["--listen", "127.0.0.1:0", "--upstream", upstream_url])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::create(&stderr_path).expect("create stderr.log"));
+        clean_env(&mut cmd, env);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", nearcache_bin().display()));
+
+        // A thread reads stdout for the whole life of the process so it never blocks on a
+        // full pipe; lines go to the test through a channel.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                // Once nobody listens any more the send fails: keep draining regardless.
+                let _ = tx.send(line);
+            }
+        });
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut seen = Vec::new();
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix(LISTENING) {
+                        match rest.trim().parse::<SocketAddr>() {
+                            Ok(addr) => break addr,
+                            Err(e) => {
+                                let _ = child.kill();
+                                let _ = child.wait();
+                                panic!("bad listening line {line:?}: {e}");
+                            }
+                        }
+                    }
+                    seen.push(line);
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    let status = child.wait();
+                    panic!(
+                        "nearcache did not print `{LISTENING}<addr>` ({e:?}, exit: {status:?});\n\
+                         stdout: {seen:?}\nstderr:\n{}",
+                        fs::read_to_string(&stderr_path).unwrap_or_default()
+                    );
+                }
+            }
+        };
+        assert!(
+            addr.ip().is_loopback() && addr.port() != 0,
+            "listening line names {addr}, expected 127.0.0.1 and a real port"
+        );
+        Sidecar {
+            child: Some(child),
+            addr,
+            dir,
+        }
+    }
+
+    /// The bound client address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The bound client port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// A new client connection.
+    pub fn conn(&self) -> Conn {
+        Conn::connect(self.addr)
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("sidecar is running").id()
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn send_sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed: {status}");
+    }
+
+    /// Waits (bounded by `timeout`) for the process to exit and returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let child = self.child.as_mut().expect("sidecar is running");
+        let status = wait_bounded(child, timeout).unwrap_or_else(|| {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "nearcache did not exit within {timeout:?}; stderr:\n{}",
+                fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+            )
+        });
+        self.child = None;
+        status
+    }
+
+    /// SIGTERM, then wait (bounded) for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.send_sigterm();
+        self.wait_exit(EXIT_TIMEOUT)
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            let stderr = self.stderr();
+            let mut start = stderr.len().saturating_sub(4000);
+            while !stderr.is_char_boundary(start) {
+                start += 1;
+            }
+            let tail = &stderr[start..];
+            eprintln!("--- nearcache {} stderr (tail) ---\n{tail}\n---", self.addr);
+        }
+    }
+}
+
+/// Output of a nearcache run that was expected to exit by itself.
+#[derive(Debug)]
+pub struct Exited {
+    /// Exit status.
+    pub status: ExitStatus,
+    /// Everything written to stdout.
+    pub stdout: String,
+    /// Everything written to stderr.
+    pub stderr: String,
+}
+
+/// Runs nearcache with exactly `args` (and `env`, every other `NEARCACHE_*` removed) and
+/// waits, bounded by `timeout`, for it to exit by itself (e.g. on invalid configuration).
+pub fn run_nearcache(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Exited {
+    let dir = TempDir::new("run");
+    let out_path = dir.path().join("stdout.log");
+    let err_path = dir.path().join("stderr.log");
+    let mut cmd = Command::new(nearcache_bin());
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).expect("create stdout.log"))
+        .stderr(File::create(&err_path).expect("create stderr.log"));
+    clean_env(&mut cmd, env);
+    let mut child = cmd.spawn().expect("spawn nearcache");
+    let status = wait_bounded(&mut child, timeout);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let stdout = fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = fs::read_to_string(&err_path).unwrap_or_default();
+    let Some(status) = status else {
+        panic!(
+            "nearcache {args:?} still running after {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+    };
+    Exited {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+fn clean_env(cmd: &mut Command, env: &[(&str, &str)]) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("NEARCACHE_") {
+            cmd.env_remove(key);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+}
+
+fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) => return None,
+            Err(e) => panic!("waiting for nearcache: {e}"),
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! Per-connection state (SELECT, AUTH, HELLO, CLIENT SETNAME, RESET, QUIT) and the
+//! session-pinned commands that are refused with a clear error.
+
+use proto_tests::*;
+
+#[test]
+fn select_isolates_databases() {
+    let (redis, sidecar) = start_pair(&[]);
+    let mut direct = redis.conn();
+    let mut c = sidecar.conn();
+    let mut other = sidecar.conn();
+    assert_reply(
+        &c.cmd_str(&["SET", "k", "a"]),
+        b"+OK\r\n",
+        "SET k a in db 0",
+    );
+    assert_reply(&c.cmd_str(&["SELECT", "1"]), b"+OK\r\n", "SELECT 1");
+    assert_reply(
+        &c.cmd_str(&["SET", "k", "b"]),
+        b"+OK\r\n",
+        "SET k b in db 1",
+    );
+    for _ in 0..2 {
+        assert_reply(&c.cmd_str(&["GET", "k"]), &bulk(b"b"), "GET k in db 1");
+        // Another connection is still in db 0.
+        assert_reply(
+            &other.cmd_str(&["GET", "k"]),
+            &bulk(b"a"),
+            "GET k on a db 0 connection",
+        );
+    }
+    assert_reply(&c.cmd_str(&["SELECT", "0"]), b"+OK\r\n", "SELECT 0");
+    for _ in 0..2 {
+        assert_reply(&c.cmd_str(&["GET", "k"]), &bulk(b"a"), "GET k back in db 0");
+    }
+
+    // An invalid SELECT gets the upstream's error and leaves the db as it was.
+    let err = assert_same_reply(
+        &mut direct,
+        &mut c,
+        &encode_command_str(&["SELECT", "99999"]),
+    );
+    assert!(err.starts_with(b"-ERR"), "SELECT 99999: {}", show(&err));
+    assert_same_reply(&mut direct, &mut c, &encode_command_str(&["SELECT", "abc"]));
+    assert_reply(
+        &c.cmd_str(&["GET", "k"]),
+        &bulk(b"a"),
+        "GET k after failed SELECT in db 0",
+    );
+    assert_reply(&c.cmd_str(&["SELECT", "1"]), b"+OK\r\n", "SELECT 1");
+    assert_same_reply(
+        &mut direct,
+        &mut c,
+        &encode_command_str(&["SELECT", "99999"]),
+    );
+    assert_reply(
+        &c.cmd_str(&["GET", "k"]),
+        &bulk(b"b"),
+        "GET k after failed SELECT in db 1",
+    );
+}
+
+/// (request, the command name in the error) for commands that need a pinned session.
+const REFUSED: &[(&[&str], &str)] = &[
+    (&["MULTI"], "MULTI"),
+    (&["EXEC"], "EXEC"),
+    (&["DISCARD"], "DISCARD"),
+    (&["WATCH", "k"], "WATCH"),
+    (&["UNWATCH"], "UNWATCH"),
+    (&["BLPOP", "l", "1"], "BLPOP"),
+    (&["BRPOP", "l", "1"], "BRPOP"),
+    (&["BLMOVE", "l", "m", "LEFT", "RIGHT", "1"], "BLMOVE"),
+    (&["BRPOPLPUSH", "l", "m", "1"], "BRPOPLPUSH"),
+    (&["BLMPOP", "1", "1", "l", "LEFT"], "BLMPOP"),
+    (&["BZPOPMIN", "z", "1"], "BZPOPMIN"),
+    (&["BZPOPMAX", "z", "1"], "BZPOPMAX"),
+    (&["BZMPOP", "1", "1", "z", "MIN"], "BZMPOP"),
+    (&["WAIT", "0", "0"], "WAIT"),
+    (&["SUBSCRIBE", "ch"], "SUBSCRIBE"),
+    (&["PSUBSCRIBE", "ch*"], "PSUBSCRIBE"),
+    (&["SSUBSCRIBE", "ch"], "SSUBSCRIBE"),
+    (&["UNSUBSCRIBE"], "UNSUBSCRIBE"),
+    (&["PUNSUBSCRIBE"], "PUNSUBSCRIBE"),
+    (&["SUNSUBSCRIBE"], "SUNSUBSCRIBE"),
+    (&["MONITOR"], "MONITOR"),
+    (&["READONLY"], "READONLY"),
+    (&["READWRITE"], "READWRITE"),
+    // Sent in lower case: the error names the command upper-cased.
+    (&["multi"], "MULTI"),
+    (&["blpop", "l", "1"], "BLPOP"),
+];
+
+#[test]
+fn unsupported_session_commands_are_refused() {
+    let (_redis, sidecar) = start_pair(&[]);
+    let mut c = sidecar.conn();
+    let mut failures = Vec::new();
+    for (request, name) in REFUSED {
+        let reply = c.cmd_str(request);
+        let want = format!("-ERR nearcache: {name} is not supported yet\r\n");
+        if reply != want.as_bytes() {
+            failures.push(format!(
+                "{request:?}: got {}, want {}",
+                show(&reply),
+                show(want.as_bytes())
+            ));
+        }
+        // The connection keeps working, and is not left in a subscribed or queued state.
+        assert_reply(
+            &c.cmd_str(&["PING"]),
+            b"+PONG\r\n",
+            &format!("PING after {request:?}"),
+        );
+        assert_reply(
+            &c.cmd_str(&["GET", "k"]),
+            b"$-1\r\n",
+            &format!("GET after {request:?}"),
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "refusals differ:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn unsupported_subcommands_and_blocking_reads_are_refused() {
+    let (redis, sidecar) = start_pair(&[]);
+    let mut c = sidecar.conn();
+    // The exact name in these is not pinned (`CLIENT TRACKING` or `CLIENT`, `XREAD`).
+    let cases: &[(&[&str], &str)] = &[
+        (&["CLIENT", "TRACKING", "on"], "CLIENT"),
+        (&["CLIENT", "REPLY", "OFF"], "CLIENT"),
+        (&["CLIENT", "NO-EVICT", "on"], "CLIENT"),
+        (&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"], "XREAD"),
+        (
+            &[
+                "XREADGROUP",
+                "GROUP",
+                "g",
+                "c",
+                "BLOCK",
+                "0",
+                "STREAMS",
+                "s",
+                ">",
+            ],
+            "XREADGROUP",
+        ),
+    ];
+    for (request, name) in cases {
+        let reply = c.cmd_str(request);
+        let text = String::from_utf8_lossy(&reply);
+        assert!(
+            text.starts_with(&format!("-ERR nearcache: {name}"))
+                && text.ends_with("is not supported yet\r\n"),
+            "{request:?}: {}",
+            show(&reply)
+        );
+        assert_reply(
+            &c.cmd_str(&["PING"]),
+            b"+PONG\r\n",
+            &format!("PING after {request:?}"),
+        );
+    }
+    // The non-blocking forms are forwarded like any command.
+    let mut direct = redis.conn();
+    let id = direct.cmd_str(&["XADD", "s", "1-1", "f", "v"]);
+    assert_reply(&id, b"$3\r\n1-1\r\n", "XADD");
+    assert_same_reply(
+        &mut direct,
+        &mut c,
+        &encode_command_str(&["XREAD", "COUNT", "1", "STREAMS", "s", "0"]),
+    );
+    assert_same_reply(
+        &mut direct,
+        &mut c,
+        &encode_command_str(&["CLIENT", "GETNAME"]),
+    );
+}
+
+#[test]
+fn quit_closes_after_ok() {
+    let (_redis, sidecar) = start_pair(&[]);
+    let mut c = sidecar.conn();
+    assert_reply(&c.cmd_str(&["QUIT"]), b"+OK\r\n", "QUIT");
+    assert_reply(&c.read_to_close(), b"", "after QUIT the connection closes");
+
+    // Requests pipelined behind QUIT are not executed.
+    let mut c = sidecar.conn();
+    let mut batch = encode_command_str(&["QUIT"]);
+    batch.extend_from_slice(&encode_command_str(&["SET", "afterquit", "x"]));
+    c.send(&batch);
+    assert_reply(&c.read_to_close(), b"+OK\r\n", "QUIT + SET in one write");
+    assert_reply(
+        &sidecar.conn().cmd_str(&["GET", "afterquit"]),
+        b"$-1\r\n",
+        "the SET behind QUIT ran",
+    );
+}
+
+#[test]
+fn reset_restores_connection_defaults() {
+    let (_redis, sidecar) = start_pair(&[]);
+    let mut c = sidecar.conn();
+    assert_reply(&c.cmd_str(&["SELECT", "1"]), b"+OK\r\n", "SELECT 1");
+    assert_reply(
+        &c.cmd_str(&["SET", "rk", "in-db1"]),
+        b"+OK\r\n",
+        "SET in db 1",
+    );
+    assert_reply(
+        &c.cmd_str(&["CLIENT", "SETNAME", "before-reset"]),
+        b"+OK\r\n",
+        "SETNAME",
+    );
+    let hello = c.hello3();
+    assert_eq!(hello.first(), Some(&b'%'), "HELLO 3: {}", show(&hello));
+    assert_reply(&c.cmd_str(&["RESET"]), b"+RESET\r\n", "RESET");
+    c.set_protocol(Protocol::Resp2);
+    // Back to db 0 and RESP2 (a nil is `$-1`, not `_`), no name.
+    assert_reply(&c.cmd_str(&["GET", "rk"]), b"$-1\r\n", "GET after RESET");
+    assert_reply(
+        &c.cmd_str(&["CLIENT", "GETNAME"]),
+        b"$-1\r\n",
+        "GETNAME after RESET",
+    );
+    assert_reply(&c.cmd_str(&["SELECT", "1"]), b"+OK\r\n", "SELECT 1");
+    assert_reply(
+        &c.cmd_str(&["GET", "rk"]),
+        &bulk(b"in-db1"),
+        "db 1 still has the key",
+    );
+}
+
+#[test]
+fn client_setname_getname_is_per_connection() {
+    let (redis, sidecar) = start_pair(&[]);
+    let mut c1 = sidecar.conn();
+    let mut c2 = sidecar.conn();
+    let mut c3 = sidecar.conn();
+    assert_reply(
+        &c1.cmd_str(&["CLIENT", "SETNAME", "alpha"]),
+        b"+OK\r\n",
+        "c1 SETNAME",
+    );
+    assert_reply(
+        &c2.cmd_str(&["CLIENT", "SETNAME", "beta"]),
+        b"+OK\r\n",
+        "c2 SETNAME",
+    );
+    for _ in 0..2 {
+        assert_reply(
+            &c1.cmd_str(&["CLIENT", "GETNAME"]),
+            &bulk(b"alpha"),
+            "c1 GETNAME",
+        );
+        assert_reply(
+            &c2.cmd_str(&["CLIENT", "GETNAME"]),
+            &bulk(b"beta"),
+            "c2 GETNAME",
+        );
+        assert_reply(
+            &c3.cmd_str(&["CLIENT", "GETNAME"]),
+            b"$-1\r\n",
+            "c3 GETNAME",
+        );
+    }
+    let mut direct = redis.conn();
+    let err = assert_same_reply(
+        &mut direct,
+        &mut c1,
+        &encode_command_str(&["CLIENT", "SETNAME", "has space"]),
+    );
+    assert!(err.starts_with(b"-ERR"), "bad name: {}", show(&err));
+    assert_reply(
+        &c1.cmd_str(&["CLIENT", "GETNAME"]),
+        &bulk(b"alpha"),
+        "name kept after bad SETNAME",
+    );
+}
+
+#[test]
+fn auth_is_checked_against_the_upstream() {
+    let redis = Redis::start_with(&["--requirepass", "secret"]);
+    let sidecar = Sidecar::start_url(&redis.url(), &[]);
+    let mut direct = Conn::connect(redis.addr());
+    let mut c = sidecar.conn();
+    for bad in [&["AUTH", "wrong"][..], &["AUTH", "default", "wrong"][..]] {
+        let reply = assert_same_reply(&mut direct, &mut c, &encode_command_str(bad));
+        assert!(
+            reply.starts_with(b"-WRONGPASS"),
+            "{bad:?}: {}",
+            show(&reply)
+        );
+    }
+    assert_same_reply(
+        &mut direct,
+        &mut c,
+        &encode_command_str(&["AUTH", "a", "b", "c"]),
+    );
+    assert_reply(&c.cmd_str(&["AUTH", "secret"]), b"+OK\r\n", "AUTH secret");
+    assert_reply(
+        &c.cmd_str(&["AUTH", "default", "secret"]),
+        b"+OK\r\n",
+        "AUTH default secret",
+    );
+    // The sidecar's own upstream connections use the URL's password.
+    assert_reply(
+        &c.cmd_str(&["SET", "ak", "v"]),
+        b"+OK\r\n",
+        "SET after AUTH",
+    );
+    assert_reply(&c.cmd_str(&["GET", "ak"]), &bulk(b"v"), "GET after AUTH");
+    assert_reply(
+        &redis.conn().cmd_str(&["GET", "ak"]),
+        &bulk(b"v"),
+        "the SET reached the upstream",
+    );
+}
+
+#[test]
+fn hello_switches_protocol_per_connection() {
+    let (redis, sidecar) = start_pair(&[]);
+    let mut direct = redis.conn();
+    let mut r3 = sidecar.conn();
+    let mut r2 = sidecar.conn();
+    let hello = r3.hello3();
+    assert_eq!(
+        hello.first(),
+        Some(&b'%'),
+        "HELLO 3 returns a map: {}",
+        show(&hello)
+    );
+    for _ in 0..2 {
+        assert_reply(&r3.cmd_str(&["GET", "nokey"]), b"_\r\n", "RESP3 nil");
+        assert_reply(
+            &r2.cmd_str(&["GET", "nokey"]),
+            b"$-1\r\n",
+            "RESP2 nil on another connection",
+        );
+    }
+    let hello = r3.hello2();
+    assert_eq!(
+        hello.first(),
+        Some(&b'*'),
+        "HELLO 2 returns an array: {}",
+        show(&hello)
+    );
+    assert_reply(
+        &r3.cmd_str(&["GET", "nokey"]),
+        b"$-1\r\n",
+        "RESP2 nil after HELLO 2",
+    );
+    let err = assert_same_reply(&mut direct, &mut r3, &encode_command_str(&["HELLO", "4"]));
+    assert!(err.starts_with(b"-NOPROTO"), "HELLO 4: {}", show(&err));
+    assert_reply(
+        &r3.cmd_str(&["GET", "nokey"]),
+        b"$-1\r\n",
+        "still RESP2 after HELLO 4",
+    );
+    // HELLO with SETNAME names the connection.
+    r2.send(&encode_command_str(&[
+        "HELLO",
+        "3",
+        "SETNAME",
+        "hello-name",
+    ]));
+    r2.set_protocol(Protocol::Resp3);
+    let hello = r2.read_reply();
+    assert_eq!(
+        hello.first(),
+        Some(&b'%'),
+        "HELLO 3 SETNAME: {}",
+        show(&hello)
+    );
+    assert_reply(
+        &r2.cmd_str(&["CLIENT", "GETNAME"]),
+        &bulk(b"hello-name"),
+        "name set by HELLO",
+    );
+}
