@@ -8,17 +8,18 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 
+use crate::cache::KeyRef;
 use crate::command::{classify, Action, Invalidation};
 use crate::error::{
     write_not_supported, write_protocol_error, write_upstream_error, UpstreamError,
 };
 use crate::fill::Fetched;
-use crate::protocol::{null, parse_request, Request, Resp};
+use crate::protocol::{null, parse_request, peek_get, Limits, Request, Resp};
 use crate::server::Shared;
 use crate::upstream::{PendingReply, Pool, Route};
 
@@ -128,19 +129,22 @@ impl Connection {
             let mut flow = Flow::Continue;
             let mut batch = 0;
             loop {
+                if batch == MAX_BATCH {
+                    self.drain().await;
+                    if self.flush().await.is_err() {
+                        return;
+                    }
+                    batch = 0;
+                }
+                batch += 1;
+                if self.serve_hit(&limits) {
+                    continue;
+                }
                 match parse_request(&mut self.input, &limits) {
                     Ok(Some(req)) => {
                         flow = self.dispatch(req).await;
-                        batch += 1;
                         if flow == Flow::Close {
                             break;
-                        }
-                        if batch == MAX_BATCH {
-                            self.drain().await;
-                            if self.flush().await.is_err() {
-                                return;
-                            }
-                            batch = 0;
                         }
                     }
                     Ok(None) => break,
@@ -161,6 +165,36 @@ impl Connection {
                 self.input.reserve(BUFFER);
             }
         }
+    }
+
+    /// The hot path: a complete `GET key` at the head of the input that L1 answers is served
+    /// straight from the input buffer into the output buffer, building no request and
+    /// cloning nothing.
+    #[inline]
+    fn serve_hit(&mut self, limits: &Limits) -> bool {
+        if !self.queue.is_empty() || !self.may_read_l1() {
+            return false;
+        }
+        let Some((len, key)) = peek_get(&self.input, limits) else {
+            return false;
+        };
+        let s = &self.session;
+        let key = KeyRef {
+            user: s.user,
+            db: s.db,
+            key: &self.input[key],
+        };
+        let out = &mut self.out;
+        let nil = null(s.resp);
+        let hit = self.shared.l1.read(&key, |value| {
+            out.extend_from_slice(value.map_or(nil, |b| &b[..]))
+        });
+        if hit.is_none() {
+            return false;
+        }
+        self.counts.hits += 1;
+        self.input.advance(len);
+        true
     }
 
     async fn dispatch(&mut self, req: Request) -> Flow {

@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
 use super::{Connection, Pending};
-use crate::cache::{CacheKey, Cached, Generation};
+use crate::cache::{CacheKey, Cached, Generation, KeyRef};
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::fill::{Fetched, Flight, Join};
 use crate::protocol::{null, write_array_header, Request};
@@ -58,16 +58,26 @@ impl Connection {
 
     /// L1 lookup, unless this client has writes in flight or the upstream is down (and
     /// serving stale hits is not enabled).
-    fn lookup(&self, key: &CacheKey) -> Option<Cached> {
+    fn lookup(&self, key: &[u8]) -> Option<Cached> {
+        if !self.may_read_l1() {
+            return None;
+        }
+        let s = &self.session;
+        self.shared.l1.get(&KeyRef {
+            user: s.user,
+            db: s.db,
+            key,
+        })
+    }
+
+    /// Whether L1 may answer this client now: it has no writes in flight, and the upstream
+    /// is reachable (or serving stale hits is enabled).
+    #[inline]
+    pub(super) fn may_read_l1(&self) -> bool {
         let shared = &self.shared;
-        if self.unacked_writes > 0 || !shared.l1.enabled() {
-            return None;
-        }
-        let cached = shared.l1.get(key)?;
-        if !shared.config.serve_stale_when_down && !shared.upstream.link_up() {
-            return None;
-        }
-        Some(cached)
+        self.unacked_writes == 0
+            && shared.l1.enabled()
+            && (shared.config.serve_stale_when_down || shared.upstream.link_up())
     }
 
     fn cached_reply(&self, cached: Cached) -> Bytes {
@@ -94,12 +104,12 @@ impl Connection {
     }
 
     pub(super) async fn get(&mut self, key: Bytes) {
-        let ck = self.cache_key(key.clone());
-        if let Some(cached) = self.lookup(&ck) {
+        if let Some(cached) = self.lookup(&key) {
             self.counts.hits += 1;
             let reply = self.cached_reply(cached);
             return self.reply(reply);
         }
+        let ck = self.cache_key(key.clone());
         self.counts.misses += 1;
         match self.join(ck) {
             Miss::Follow(rx) => self.queue.push_back(Pending::Follow(rx, key)),
@@ -129,14 +139,13 @@ impl Connection {
         let mut parts = Vec::with_capacity(keys.len());
         let mut leads = Vec::new();
         for key in keys {
-            let ck = self.cache_key(key.clone());
-            if let Some(cached) = self.lookup(&ck) {
+            if let Some(cached) = self.lookup(key) {
                 self.counts.hits += 1;
                 parts.push(Part::Known(self.cached_reply(cached)));
                 continue;
             }
             self.counts.misses += 1;
-            match self.join(ck) {
+            match self.join(self.cache_key(key.clone())) {
                 Miss::Follow(rx) => parts.push(Part::Follow(rx, key.clone())),
                 Miss::Lead(lead) => {
                     parts.push(Part::Own(leads.len()));

@@ -6,7 +6,7 @@ mod request;
 mod scan;
 
 pub use reply::*;
-pub use request::{parse_request, Request};
+pub use request::{parse_request, peek_get, Request};
 pub use scan::FrameScanner;
 
 pub use crate::config::Limits;

@@ -68,6 +68,26 @@ pub fn parse_request(
     }
 }
 
+/// Recognises a complete `GET key` multibulk at the start of `buf` without copying:
+/// returns the frame length and the key's byte range. Anything else (or anything
+/// incomplete) is `None` and goes through [`parse_request`].
+#[inline]
+pub fn peek_get(buf: &[u8], limits: &Limits) -> Option<(usize, std::ops::Range<usize>)> {
+    const HEAD: &[u8] = b"*2\r\n$3\r\n";
+    if buf.len() < 20 || &buf[..8] != HEAD || !buf[8..11].eq_ignore_ascii_case(b"GET") {
+        return None;
+    }
+    if &buf[11..14] != b"\r\n$" {
+        return None;
+    }
+    let (len, start) = read_len(buf, 13, "").ok()??;
+    if len < 0 || len as u64 > limits.max_bulk_bytes as u64 {
+        return None;
+    }
+    let end = start + len as usize;
+    (buf.get(end..end + 2)? == b"\r\n").then_some((end + 2, start..end))
+}
+
 enum Parsed {
     Incomplete,
     Empty,
@@ -338,6 +358,22 @@ mod tests {
                 String::from_utf8_lossy(input)
             );
         }
+    }
+
+    #[test]
+    fn peek_get_finds_only_complete_get_frames() {
+        let frame = b"*2\r\n$3\r\nget\r\n$3\r\nkey\r\n*1";
+        assert_eq!(peek_get(frame, &LIMITS), Some((22, 17..20)));
+        assert_eq!(peek_get(&frame[..21], &LIMITS), None);
+        assert_eq!(peek_get(b"*2\r\n$3\r\nSET\r\n$3\r\nkey\r\n", &LIMITS), None);
+        assert_eq!(
+            peek_get(b"*2\r\n$3\r\nGET\r\n$-3\r\nkey\r\n", &LIMITS),
+            None
+        );
+        assert_eq!(
+            peek_get(b"*2\r\n$3\r\nGET\r\n$3\r\nkeyX\r\n", &LIMITS),
+            None
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -13,12 +13,19 @@ use moka::sync::Cache;
 
 use crate::protocol::write_bulk;
 
+mod front;
+mod hasher;
+
+use hasher::KeyHasher;
+
 /// Fixed per-entry cost added to key and value bytes by the weigher.
 const ENTRY_OVERHEAD: u32 = 96;
 /// Number of generation buckets (a power of two).
 const GENERATION_BUCKETS: usize = 4096;
 /// Number of per-database epochs; databases beyond share slots (flushing more, never less).
 const DB_EPOCHS: usize = 64;
+/// Lock stripes for fills and invalidations.
+const STRIPES: usize = 256;
 /// zstd level for large values: fast, still a good ratio on text.
 const ZSTD_LEVEL: i32 = 1;
 
@@ -31,6 +38,35 @@ pub struct CacheKey {
     pub db: u32,
     /// The Redis key.
     pub key: Bytes,
+}
+
+impl CacheKey {
+    /// The borrowed form used for lookups.
+    pub fn as_key_ref(&self) -> KeyRef<'_> {
+        KeyRef {
+            user: self.user,
+            db: self.db,
+            key: &self.key,
+        }
+    }
+}
+
+/// A borrowed [`CacheKey`] for lookups straight from a client's input buffer (hashes and
+/// compares like the owned key, so the hit path creates no `Bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyRef<'a> {
+    /// See [`CacheKey::user`].
+    pub user: u32,
+    /// See [`CacheKey::db`].
+    pub db: u32,
+    /// See [`CacheKey::key`].
+    pub key: &'a [u8],
+}
+
+impl equivalent::Equivalent<CacheKey> for KeyRef<'_> {
+    fn equivalent(&self, k: &CacheKey) -> bool {
+        self.user == k.user && self.db == k.db && self.key == &k.key[..]
+    }
 }
 
 /// A value as L1 answers it.
@@ -76,11 +112,17 @@ pub struct L1Options {
 
 /// The in-process cache.
 pub struct L1 {
+    /// Distinguishes this L1's slots in the per-thread front.
+    id: u64,
     cache: Cache<CacheKey, Entry, KeyHasher>,
     hasher: KeyHasher,
     buckets: Box<[AtomicU64]>,
     db_epochs: Box<[AtomicU64]>,
     all_epoch: AtomicU64,
+    /// Serialises generation checks + inserts against invalidations of the same keys.
+    stripes: Box<[Mutex<()>]>,
+    /// Key operations share it; flushes take it alone.
+    flush_lock: RwLock<()>,
     /// Highest user id any entry may carry: invalidations cover every user.
     max_user: AtomicU32,
     options: L1Options,
@@ -97,6 +139,17 @@ struct Lifetime;
 
 impl moka::Expiry<CacheKey, Entry> for Lifetime {
     fn expire_after_create(&self, _: &CacheKey, e: &Entry, _: Instant) -> Option<Duration> {
+        Some(e.expires_at.saturating_duration_since(Instant::now()))
+    }
+
+    /// A replaced entry takes the new value's lifetime (moka's default keeps the old one).
+    fn expire_after_update(
+        &self,
+        _: &CacheKey,
+        e: &Entry,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
         Some(e.expires_at.saturating_duration_since(Instant::now()))
     }
 }
@@ -130,12 +183,16 @@ impl L1 {
                 }
             })
             .build_with_hasher(hasher.clone());
+        static IDS: AtomicU64 = AtomicU64::new(1);
         L1 {
+            id: IDS.fetch_add(1, Relaxed),
             cache,
             hasher,
             buckets: (0..GENERATION_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             db_epochs: (0..DB_EPOCHS).map(|_| AtomicU64::new(0)).collect(),
             all_epoch: AtomicU64::new(0),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            flush_lock: RwLock::new(()),
             max_user: AtomicU32::new(0),
             options,
             counters,
@@ -147,24 +204,50 @@ impl L1 {
         !self.options.ttl.is_zero()
     }
 
-    /// Looks a key up. Expired entries are never returned.
-    pub fn get(&self, key: &CacheKey) -> Option<Cached> {
-        let entry = self.cache.get(key)?;
-        if entry.expires_at <= Instant::now() {
-            return None;
-        }
-        Some(match entry.stored {
-            Stored::Plain(b) => Cached::Value(b),
-            Stored::Missing => Cached::Missing,
-            Stored::Compressed { data, len } => Cached::Value(decompress(&data, len)?),
+    /// Looks a key up. Expired entries are never returned (the front checks each slot's
+    /// expiry; moka checks each entry's expiry against the exact clock on every read).
+    pub fn get(&self, key: &KeyRef<'_>) -> Option<Cached> {
+        self.read(key, |value| {
+            value.map_or(Cached::Missing, |b| Cached::Value(b.clone()))
         })
+    }
+
+    /// Like [`L1::get`], but lends the value to `read` instead of returning it: a hit in the
+    /// thread's front then copies the reply without touching any shared reference count.
+    /// `read` gets the encoded bulk reply, or `None` for a key cached as missing.
+    #[inline]
+    pub fn read<R>(&self, key: &KeyRef<'_>, read: impl FnOnce(Option<&Bytes>) -> R) -> Option<R> {
+        let hash = self.key_hash(key.db, key.key);
+        let taken = self.generation_at(hash, key.db);
+        let mut read = Some(read);
+        let lend = |v: Option<&Bytes>| (read.take().expect("called once"))(v);
+        if let Some(r) = front::read(self.id, hash, key, taken, lend) {
+            return Some(r);
+        }
+        let read = read.expect("front did not call it");
+        let entry = self.cache.get(key)?;
+        match entry.stored {
+            Stored::Plain(b) => {
+                front::put(self.id, hash, key, Some(&b), entry.expires_at, taken);
+                Some(read(Some(&b)))
+            }
+            Stored::Missing => {
+                front::put(self.id, hash, key, None, entry.expires_at, taken);
+                Some(read(None))
+            }
+            Stored::Compressed { data, len } => Some(read(Some(&decompress(&data, len)?))),
+        }
     }
 
     /// The generation to take before fetching `key` from upstream.
     pub fn generation(&self, key: &CacheKey) -> Generation {
+        self.generation_at(self.key_hash(key.db, &key.key), key.db)
+    }
+
+    fn generation_at(&self, hash: u64, db: u32) -> Generation {
         Generation {
-            bucket: self.buckets[self.bucket(key)].load(SeqCst),
-            db: self.db_epochs[key.db as usize % DB_EPOCHS].load(SeqCst),
+            bucket: self.buckets[hash as usize & (GENERATION_BUCKETS - 1)].load(SeqCst),
+            db: self.db_epochs[db as usize % DB_EPOCHS].load(SeqCst),
             all: self.all_epoch.load(SeqCst),
         }
     }
@@ -179,7 +262,7 @@ impl L1 {
         value: Cached,
         upstream_expiry: Option<Instant>,
     ) -> bool {
-        if !self.enabled() || self.generation(&key) != taken {
+        if !self.enabled() {
             return false;
         }
         let l1_expiry = Instant::now() + self.options.ttl;
@@ -191,39 +274,58 @@ impl L1 {
             Cached::Missing => Stored::Missing,
             Cached::Value(bulk) => self.store(bulk),
         };
-        self.max_user.fetch_max(key.user, SeqCst);
-        if matches!(stored, Stored::Compressed { .. }) {
-            self.counters.compressed.fetch_add(1, Relaxed);
-        }
-        self.cache.insert(key.clone(), Entry { stored, expires_at });
-        // An invalidation between the check and the insert may have missed the new entry.
-        if self.generation(&key) != taken {
-            self.cache.invalidate(&key);
+        let compressed = matches!(stored, Stored::Compressed { .. });
+        // Copied so that L1 never pins a client's whole input buffer.
+        let key = CacheKey {
+            key: Bytes::copy_from_slice(&key.key),
+            ..key
+        };
+        let hash = self.key_hash(key.db, &key.key);
+        let _flushes = self.flush_lock.read().unwrap_or_else(|p| p.into_inner());
+        let _stripe = self.stripe(hash);
+        if self.generation_at(hash, key.db) != taken {
             return false;
         }
+        self.max_user.fetch_max(key.user, SeqCst);
+        if compressed {
+            self.counters.compressed.fetch_add(1, Relaxed);
+        }
+        self.cache.insert(key, Entry { stored, expires_at });
         true
     }
 
-    /// Evicts one key for every user: in-flight fetches of it will not install their result.
+    /// Evicts one key for every user. Removal and generation bump happen under the key's
+    /// stripe lock, which fills take too: a fetch that started before this cannot install its
+    /// result afterwards, and a front slot filled from the removed entry is left invalid.
     pub fn invalidate(&self, key: &CacheKey) {
-        self.buckets[self.bucket(key)].fetch_add(1, SeqCst);
+        let hash = self.key_hash(key.db, &key.key);
+        let _flushes = self.flush_lock.read().unwrap_or_else(|p| p.into_inner());
+        let _stripe = self.stripe(hash);
         let mut each = key.clone();
         for user in 0..=self.max_user.load(SeqCst) {
             each.user = user;
             self.cache.invalidate(&each);
         }
+        self.buckets[hash as usize & (GENERATION_BUCKETS - 1)].fetch_add(1, SeqCst);
     }
 
     /// Evicts every entry of one database (all users).
     pub fn flush_db(&self, db: u32) {
-        self.db_epochs[db as usize % DB_EPOCHS].fetch_add(1, SeqCst);
+        let _all = self.flush_lock.write().unwrap_or_else(|p| p.into_inner());
         let _ = self.cache.invalidate_entries_if(move |k, _| k.db == db);
+        self.db_epochs[db as usize % DB_EPOCHS].fetch_add(1, SeqCst);
     }
 
     /// Evicts everything.
     pub fn flush_all(&self) {
-        self.all_epoch.fetch_add(1, SeqCst);
+        let _all = self.flush_lock.write().unwrap_or_else(|p| p.into_inner());
         self.cache.invalidate_all();
+        self.all_epoch.fetch_add(1, SeqCst);
+    }
+
+    fn stripe(&self, hash: u64) -> std::sync::MutexGuard<'_, ()> {
+        let stripe = &self.stripes[(hash as usize >> 12) % STRIPES];
+        stripe.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Entries held (approximate, as moka counts).
@@ -253,8 +355,8 @@ impl L1 {
         self.counters.compressed.load(Relaxed).max(0) as u64
     }
 
-    fn bucket(&self, key: &CacheKey) -> usize {
-        (self.hasher.hash_one((key.db, &key.key)) as usize) & (GENERATION_BUCKETS - 1)
+    fn key_hash(&self, db: u32, key: &[u8]) -> u64 {
+        self.hasher.hash_one((db, key))
     }
 
     fn store(&self, bulk: Bytes) -> Stored {
@@ -268,85 +370,6 @@ impl L1 {
             },
             _ => Stored::Plain(Bytes::copy_from_slice(&bulk)),
         }
-    }
-}
-
-/// A seeded multiply-rotate hasher for cache keys: several times cheaper than SipHash on
-/// the hit path; the per-process random seed keeps bucket placement unpredictable.
-#[derive(Clone)]
-pub struct KeyHasher {
-    seed: u64,
-}
-
-impl KeyHasher {
-    fn new() -> KeyHasher {
-        KeyHasher {
-            seed: std::collections::hash_map::RandomState::new().hash_one(0u64) | 1,
-        }
-    }
-}
-
-impl BuildHasher for KeyHasher {
-    type Hasher = SeededHasher;
-    fn build_hasher(&self) -> SeededHasher {
-        SeededHasher(self.seed)
-    }
-}
-
-/// The hasher [`KeyHasher`] builds.
-pub struct SeededHasher(u64);
-
-const MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
-
-impl SeededHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(26) ^ word).wrapping_mul(MULTIPLIER);
-    }
-}
-
-impl std::hash::Hasher for SeededHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(last));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, n: u8) {
-        self.add(n as u64);
-    }
-
-    #[inline]
-    fn write_u32(&mut self, n: u32) {
-        self.add(n as u64);
-    }
-
-    #[inline]
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        // Final avalanche so that low bits depend on every input bit.
-        let mut h = self.0;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^ (h >> 33)
     }
 }
 
@@ -386,8 +409,11 @@ mod tests {
         let l1 = l1();
         let g = l1.generation(&key(0, "a"));
         assert!(l1.insert_if_current(key(0, "a"), g, Cached::Value(bulk(b"1")), None));
-        assert_eq!(l1.get(&key(0, "a")), Some(Cached::Value(bulk(b"1"))));
-        assert_eq!(l1.get(&key(1, "a")), None);
+        assert_eq!(
+            l1.get(&key(0, "a").as_key_ref()),
+            Some(Cached::Value(bulk(b"1")))
+        );
+        assert_eq!(l1.get(&key(1, "a").as_key_ref()), None);
     }
 
     #[test]
@@ -396,7 +422,7 @@ mod tests {
         let g = l1.generation(&key(0, "a"));
         l1.invalidate(&key(0, "a"));
         assert!(!l1.insert_if_current(key(0, "a"), g, Cached::Value(bulk(b"old")), None));
-        assert_eq!(l1.get(&key(0, "a")), None);
+        assert_eq!(l1.get(&key(0, "a").as_key_ref()), None);
     }
 
     #[test]
@@ -411,7 +437,7 @@ mod tests {
         ));
         l1.flush_db(3);
         assert!(!l1.insert_if_current(key(3, "a"), g, Cached::Missing, None));
-        assert_eq!(l1.get(&key(3, "b")), None);
+        assert_eq!(l1.get(&key(3, "b").as_key_ref()), None);
         let g = l1.generation(&key(0, "a"));
         l1.flush_all();
         assert!(!l1.insert_if_current(key(0, "a"), g, Cached::Missing, None));
@@ -426,7 +452,7 @@ mod tests {
         let soon = Instant::now() + Duration::from_millis(20);
         assert!(l1.insert_if_current(key(0, "a"), g, Cached::Missing, Some(soon)));
         std::thread::sleep(Duration::from_millis(30));
-        assert_eq!(l1.get(&key(0, "a")), None);
+        assert_eq!(l1.get(&key(0, "a").as_key_ref()), None);
     }
 
     #[test]
@@ -437,7 +463,48 @@ mod tests {
         assert!(l1.insert_if_current(key(0, "big"), g, Cached::Value(value.clone()), None));
         assert_eq!(l1.compressed_entries(), 1);
         assert!(l1.used_bytes() < value.len() as u64 / 4);
-        assert_eq!(l1.get(&key(0, "big")), Some(Cached::Value(value)));
+        assert_eq!(
+            l1.get(&key(0, "big").as_key_ref()),
+            Some(Cached::Value(value))
+        );
+    }
+
+    #[test]
+    fn front_hits_end_with_invalidation_flush_and_expiry() {
+        let l1 = l1();
+        let put = |k: &CacheKey, ms: u64| {
+            let g = l1.generation(k);
+            let expiry = Some(Instant::now() + Duration::from_millis(ms));
+            assert!(l1.insert_if_current(k.clone(), g, Cached::Value(bulk(b"v")), expiry));
+        };
+        let (a, b) = (key(0, "a"), key(2, "b"));
+        put(&a, 60_000);
+        put(&b, 60_000);
+        for _ in 0..2 {
+            assert_eq!(l1.get(&a.as_key_ref()), Some(Cached::Value(bulk(b"v"))));
+            assert_eq!(l1.get(&b.as_key_ref()), Some(Cached::Value(bulk(b"v"))));
+        }
+        l1.invalidate(&a);
+        assert_eq!(l1.get(&a.as_key_ref()), None);
+        l1.flush_db(2);
+        assert_eq!(l1.get(&b.as_key_ref()), None);
+        put(&a, 60_000);
+        assert!(l1.get(&a.as_key_ref()).is_some());
+        l1.flush_all();
+        assert_eq!(l1.get(&a.as_key_ref()), None);
+        put(&a, 30);
+        assert!(l1.get(&a.as_key_ref()).is_some());
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(l1.get(&a.as_key_ref()), None);
+    }
+
+    #[test]
+    fn front_slots_belong_to_one_l1() {
+        let (one, two) = (l1(), l1());
+        let a = key(0, "a");
+        assert!(one.insert_if_current(a.clone(), one.generation(&a), Cached::Missing, None));
+        assert_eq!(one.get(&a.as_key_ref()), Some(Cached::Missing));
+        assert_eq!(two.get(&a.as_key_ref()), None);
     }
 
     #[test]
