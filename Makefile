@@ -22,12 +22,10 @@ build:
 run:
 	scripts/run-local.sh
 
-# The black-box tests in proto-tests/ run the real binary (target/debug/nearcache),
-# so build it before the tests run.
+# Installs Redis if missing, builds the binary the black-box tests run, runs every test and
+# prints one summary line (scripts/test.sh).
 test:
-	scripts/ensure-redis.sh
-	$(CARGO) build --workspace
-	$(CARGO) test --workspace
+	scripts/test.sh
 
 bench:
 	scripts/bench.sh

@@ -15,7 +15,7 @@ use crate::tempdir::TempDir;
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on waiting for the process to exit after SIGTERM (grace period 5 s by default).
 const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
-/// The start-up line's prefix (notes/interface.md).
+/// The start-up line's prefix (see README: "nearcache listening on <ip>:<port>").
 const LISTENING: &str = "nearcache listening on ";
 
 /// Path of the nearcache binary: `$NEARCACHE_BIN`, else the `nearcache` beside the test's

@@ -42,11 +42,11 @@ impl CommandTable {
 
     /// The spec of a command given its arguments (resolving subcommands).
     pub fn lookup(&self, args: &[bytes::Bytes]) -> Option<&Spec> {
-        let spec = self.commands.get(&lower(&args[0]))?;
+        let spec = get_lowercase(&self.commands, &args[0])?;
         if spec.subcommands.is_empty() || args.len() < 2 {
             return Some(spec);
         }
-        Some(spec.subcommands.get(&lower(&args[1])).unwrap_or(spec))
+        Some(get_lowercase(&spec.subcommands, &args[1]).unwrap_or(spec))
     }
 
     /// Number of top-level commands known.
@@ -77,8 +77,15 @@ impl Spec {
     }
 }
 
-fn lower(name: &[u8]) -> Vec<u8> {
-    name.to_ascii_lowercase()
+/// Looks a name up case-insensitively, lower-casing on the stack (command names are short).
+fn get_lowercase<'a>(map: &'a HashMap<Vec<u8>, Spec>, name: &[u8]) -> Option<&'a Spec> {
+    let mut buf = [0u8; 32];
+    let Some(lower) = buf.get_mut(..name.len()) else {
+        return map.get(&name.to_ascii_lowercase());
+    };
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    map.get(&lower[..])
 }
 
 fn parse_entry(entry: &OwnedFrame) -> Option<(Vec<u8>, Spec)> {

@@ -27,6 +27,8 @@ use crate::upstream::{PendingReply, Pool, Route};
 const MAX_BATCH: usize = 1024;
 /// Initial size of the read and write buffers.
 const BUFFER: usize = 16 * 1024;
+/// A buffer grown past this by one large request or reply is replaced once it is idle.
+const MAX_IDLE_BUFFER: usize = 1024 * 1024;
 
 /// Whether the connection goes on after a request.
 #[derive(PartialEq, Eq)]
@@ -161,9 +163,20 @@ impl Connection {
             if self.flush().await.is_err() || flow == Flow::Close {
                 return;
             }
-            if self.input.capacity() - self.input.len() < 1024 {
-                self.input.reserve(BUFFER);
-            }
+            self.size_buffers();
+        }
+    }
+
+    /// Gives back memory after a large request or reply, and keeps room to read into.
+    fn size_buffers(&mut self) {
+        if self.input.is_empty() && self.input.capacity() > MAX_IDLE_BUFFER {
+            self.input = BytesMut::with_capacity(BUFFER);
+        }
+        if self.out.capacity() > MAX_IDLE_BUFFER {
+            self.out = BytesMut::with_capacity(BUFFER);
+        }
+        if self.input.capacity() - self.input.len() < 1024 {
+            self.input.reserve(BUFFER);
         }
     }
 

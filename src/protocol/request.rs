@@ -376,6 +376,41 @@ mod tests {
         );
     }
 
+    /// Random and mutated frames never panic, and every parsed request re-encodes to the
+    /// bytes it consumed (multibulk) or parses again to the same arguments (inline).
+    #[test]
+    fn arbitrary_input_never_panics() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet = b"*$\r\n0123456789-GETSabc \"'\\x";
+        let valid = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n";
+        for round in 0..20_000 {
+            let mut input: Vec<u8> = if round % 2 == 0 {
+                (0..next() % 40)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                    .collect()
+            } else {
+                valid.to_vec()
+            };
+            for _ in 0..(next() % 3) {
+                let i = (next() as usize) % input.len().max(1);
+                if let Some(b) = input.get_mut(i) {
+                    *b = alphabet[(next() % alphabet.len() as u64) as usize];
+                }
+            }
+            let mut buf = BytesMut::from(&input[..]);
+            while let Ok(Some(req)) = parse_request(&mut buf, &LIMITS) {
+                assert!(!req.args.is_empty());
+            }
+            let _ = peek_get(&input, &LIMITS);
+        }
+    }
+
     #[test]
     fn empty_multibulk_is_skipped() {
         assert_eq!(

@@ -34,7 +34,10 @@ impl FrameScanner {
                     if len < 0 {
                         self.pos = after_line;
                     } else {
-                        let end = after_line + len as usize + 2;
+                        let end = usize::try_from(len)
+                            .ok()
+                            .and_then(|len| after_line.checked_add(len)?.checked_add(2))
+                            .ok_or(ProtocolError("invalid length in upstream reply"))?;
                         if buf.len() < end {
                             return Ok(None);
                         }
@@ -47,9 +50,9 @@ impl FrameScanner {
                     if n > 0 {
                         let n = n as u64;
                         let elements = match kind {
-                            b'%' => n * 2,
+                            b'%' => n.saturating_mul(2),
                             // An attribute map is followed by the frame it annotates.
-                            b'|' => n * 2 + 1,
+                            b'|' => n.saturating_mul(2).saturating_add(1),
                             _ => n,
                         };
                         self.open.push(elements);
@@ -132,8 +135,38 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let alphabet = b"+-:$*%~>|_#,(!=\r\n0123456789-?ab";
+        for _ in 0..20_000 {
+            let len = {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed % 48
+            };
+            let input: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    alphabet[(seed % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            let mut scanner = FrameScanner::default();
+            if let Ok(Some(n)) = scanner.next_frame(&input) {
+                assert!(n <= input.len());
+            }
+        }
+    }
+
+    #[test]
     fn garbage_is_an_error() {
         assert!(FrameScanner::default().next_frame(b"?x\r\n").is_err());
         assert!(FrameScanner::default().next_frame(b"$x\r\n").is_err());
+        let huge = b"$9223372036854775807\r\nab\r\n";
+        assert_eq!(FrameScanner::default().next_frame(huge), Ok(None));
+        let wide = b"%9223372036854775807\r\n+a\r\n";
+        assert_eq!(FrameScanner::default().next_frame(wide), Ok(None));
     }
 }
