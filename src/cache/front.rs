@@ -1,102 +1,145 @@
-//! A per-thread, direct-mapped front for small L1 values.
+//! A per-thread, two-way set-associative front for small L1 values.
 //!
 //! moka's bookkeeping (read log, frequency sketch, LRU deques) costs more than the rest of a
-//! hit put together, so each worker thread keeps the most recent small hits in a plain array.
-//! A front slot is only ever filled from an L1 hit and remembers the [`Generation`] taken
+//! hit put together, so each worker thread keeps recent small hits in a plain array.
+//! A front slot is only ever filled from an L1 hit and remembers the generation stamp taken
 //! *before* that lookup; every invalidation bumps the generation after removing the entry
 //! from L1, so a slot that an invalidation could concern no longer matches and is ignored.
 //! Slots also keep the entry's expiry. Values share their bytes with L1 (no copy); the front
-//! holds at most [`SLOTS`] keys of [`MAX_KEY`] bytes and values of [`MAX_VALUE`] bytes per
-//! thread, outside the `--l1-max-bytes` bound.
+//! holds at most [`SETS`] × [`WAYS`] keys of [`MAX_KEY`] bytes and values of [`MAX_VALUE`]
+//! bytes per thread, outside the `--l1-max-bytes` bound.
 
 use std::cell::RefCell;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{Generation, KeyRef};
+use super::KeyRef;
 
-/// Slots per thread (a power of two).
-pub const SLOTS: usize = 16 * 1024;
+/// Sets per thread (a power of two).
+pub const SETS: usize = 16 * 1024;
+/// Slots per set.
+pub const WAYS: usize = 2;
 /// Longest key kept in the front (stored inline in the slot: no pointer to chase).
 pub const MAX_KEY: usize = 40;
 /// Longest encoded value kept in the front.
 pub const MAX_VALUE: usize = 512;
 
 struct Slot {
-    owner: u64,
     hash: u64,
+    /// Generation stamp at fill time (generations only grow, so equal stamps mean no
+    /// invalidation since).
+    stamp: u64,
+    /// Expiry in nanoseconds since [`epoch`].
+    expires: u64,
+    owner: u32,
     user: u32,
     db: u32,
     key_len: u8,
     key: [u8; MAX_KEY],
     /// The encoded bulk reply, or `None` for a cached missing key.
     value: Option<Bytes>,
-    expires_at: Instant,
-    taken: Generation,
+}
+
+#[derive(Default)]
+struct Front {
+    slots: Vec<Option<Slot>>,
+    /// Alternates the way a new slot replaces when both are taken.
+    victim: usize,
 }
 
 thread_local! {
-    static FRONT: RefCell<Vec<Option<Slot>>> = const { RefCell::new(Vec::new()) };
+    static FRONT: RefCell<Front> = RefCell::new(Front::default());
 }
 
-fn index(hash: u64) -> usize {
-    (hash >> 20) as usize & (SLOTS - 1)
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn nanos(at: Instant) -> u64 {
+    at.saturating_duration_since(epoch())
+        .as_nanos()
+        .min(u64::MAX as u128) as u64
+}
+
+fn set(hash: u64) -> usize {
+    ((hash >> 20) as usize & (SETS - 1)) * WAYS
+}
+
+impl Slot {
+    #[inline]
+    fn is(&self, owner: u32, hash: u64, key: &KeyRef<'_>) -> bool {
+        self.hash == hash
+            && self.owner == owner
+            && self.user == key.user
+            && self.db == key.db
+            && &self.key[..self.key_len as usize] == key.key
+    }
 }
 
 /// Calls `read` with the front's answer for a key of L1 `owner` — `Some(bulk)` a value,
-/// `None` a missing key — if it has one that is valid at generation `current`.
+/// `None` a missing key — if it has one that is valid at generation stamp `stamp`.
 #[inline]
 pub fn read<R>(
-    owner: u64,
+    owner: u32,
     hash: u64,
     key: &KeyRef<'_>,
-    current: Generation,
+    stamp: u64,
     read: impl FnOnce(Option<&Bytes>) -> R,
 ) -> Option<R> {
     FRONT.with(|front| {
         let front = front.borrow();
-        let slot = front.get(index(hash))?.as_ref()?;
-        let hit = slot.owner == owner
-            && slot.hash == hash
-            && slot.taken == current
-            && slot.user == key.user
-            && slot.db == key.db
-            && &slot.key[..slot.key_len as usize] == key.key
-            && Instant::now() < slot.expires_at;
-        hit.then(|| read(slot.value.as_ref()))
+        let base = set(hash);
+        let slot = front
+            .slots
+            .get(base..base + WAYS)?
+            .iter()
+            .flatten()
+            .find(|s| s.is(owner, hash, key))?;
+        let valid = slot.stamp == stamp && nanos(Instant::now()) < slot.expires;
+        valid.then(|| read(slot.value.as_ref()))
     })
 }
 
-/// Remembers an L1 hit found at generation `taken`.
+/// Remembers an L1 hit found at generation stamp `stamp`.
 pub fn put(
-    owner: u64,
+    owner: u32,
     hash: u64,
     key: &KeyRef<'_>,
     value: Option<&Bytes>,
     expires_at: Instant,
-    taken: Generation,
+    stamp: u64,
 ) {
     if key.key.len() > MAX_KEY || value.is_some_and(|v| v.len() > MAX_VALUE) {
         return;
     }
     FRONT.with(|front| {
         let mut front = front.borrow_mut();
-        if front.is_empty() {
-            front.resize_with(SLOTS, || None);
+        if front.slots.is_empty() {
+            front.slots.resize_with(SETS * WAYS, || None);
+            epoch();
         }
+        let base = set(hash);
+        let ways = &front.slots[base..base + WAYS];
+        let way = ways
+            .iter()
+            .position(|s| s.as_ref().is_none_or(|s| s.is(owner, hash, key)))
+            .unwrap_or(front.victim % WAYS);
+        front.victim = front.victim.wrapping_add(1);
         let mut inline = [0u8; MAX_KEY];
         inline[..key.key.len()].copy_from_slice(key.key);
-        front[index(hash)] = Some(Slot {
-            owner,
+        front.slots[base + way] = Some(Slot {
             hash,
+            stamp,
+            expires: nanos(expires_at),
+            owner,
             user: key.user,
             db: key.db,
             key_len: key.key.len() as u8,
             key: inline,
             value: value.cloned(),
-            expires_at,
-            taken,
         });
     });
 }

@@ -99,6 +99,14 @@ pub struct Generation {
     all: u64,
 }
 
+impl Generation {
+    /// The three counters folded into one: they only grow, so two stamps of one key are
+    /// equal exactly when no invalidation happened between them.
+    fn stamp(&self) -> u64 {
+        self.bucket.wrapping_add(self.db).wrapping_add(self.all)
+    }
+}
+
 /// Options of the L1.
 #[derive(Debug, Clone, Copy)]
 pub struct L1Options {
@@ -113,7 +121,7 @@ pub struct L1Options {
 /// The in-process cache.
 pub struct L1 {
     /// Distinguishes this L1's slots in the per-thread front.
-    id: u64,
+    id: u32,
     cache: Cache<CacheKey, Entry, KeyHasher>,
     hasher: KeyHasher,
     buckets: Box<[AtomicU64]>,
@@ -183,7 +191,7 @@ impl L1 {
                 }
             })
             .build_with_hasher(hasher.clone());
-        static IDS: AtomicU64 = AtomicU64::new(1);
+        static IDS: AtomicU32 = AtomicU32::new(1);
         L1 {
             id: IDS.fetch_add(1, Relaxed),
             cache,
@@ -218,7 +226,7 @@ impl L1 {
     #[inline]
     pub fn read<R>(&self, key: &KeyRef<'_>, read: impl FnOnce(Option<&Bytes>) -> R) -> Option<R> {
         let hash = self.key_hash(key.db, key.key);
-        let taken = self.generation_at(hash, key.db);
+        let taken = self.generation_at(hash, key.db).stamp();
         let mut read = Some(read);
         let lend = |v: Option<&Bytes>| (read.take().expect("called once"))(v);
         if let Some(r) = front::read(self.id, hash, key, taken, lend) {
