@@ -161,8 +161,8 @@ fn max_clients_refuses_extra_connections() {
 
 #[test]
 fn many_connections() {
-    const THREADS: usize = 10;
-    const PER_THREAD: usize = 50;
+    const THREADS: usize = 20;
+    const PER_THREAD: usize = 100;
     let (redis, sidecar) = start_pair(&[]);
     let mut direct = redis.conn();
     for i in 0..10 {

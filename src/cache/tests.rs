@@ -137,7 +137,12 @@ fn a_replaced_entry_takes_the_new_lifetime() {
     let a = key(0, "a");
     assert!(l1.insert_if_current(a.clone(), l1.generation(&a), Cached::Missing, None));
     let soon = Some(Instant::now() + Duration::from_millis(20));
-    assert!(l1.insert_if_current(a.clone(), l1.generation(&a), Cached::Value(bulk(b"v")), soon));
+    assert!(l1.insert_if_current(
+        a.clone(),
+        l1.generation(&a),
+        Cached::Value(bulk(b"v")),
+        soon
+    ));
     std::thread::sleep(Duration::from_millis(30));
     assert_eq!(l1.get(&a.as_key_ref()), None);
 }
