@@ -97,26 +97,40 @@ impl Pool {
         replies: usize,
         on_reply: Option<OnReply>,
     ) -> Result<PendingReply, UpstreamError> {
-        let mut state = self.slots[slot % self.slots.len()].clone();
+        let (reply_tx, rx) = oneshot::channel();
+        let call = Call {
+            bytes,
+            replies,
+            tx: reply_tx,
+            on_reply,
+            sent_at: Instant::now(),
+        };
+        let pending = PendingReply {
+            rx,
+            timeout: self.timeout,
+        };
+        let slot = &self.slots[slot % self.slots.len()];
+        // Fast path: the connection is up and its queue has room; no clones, no await.
+        let call = match &*slot.borrow() {
+            SlotState::Up(tx) => match tx.try_send(call) {
+                Ok(()) => return Ok(pending),
+                Err(mpsc::error::TrySendError::Full(call)) => call,
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    return Err(UpstreamError::unavailable("connection lost"))
+                }
+            },
+            SlotState::Down(reason) => return Err(UpstreamError::Unavailable(reason.clone())),
+            SlotState::Connecting => call,
+        };
+        let mut state = slot.clone();
         loop {
             let current = state.borrow_and_update().clone();
             match current {
                 SlotState::Up(tx) => {
-                    let (reply_tx, rx) = oneshot::channel();
-                    let call = Call {
-                        bytes,
-                        replies,
-                        tx: reply_tx,
-                        on_reply,
-                        sent_at: Instant::now(),
-                    };
                     tx.send(call)
                         .await
                         .map_err(|_| UpstreamError::unavailable("connection lost"))?;
-                    return Ok(PendingReply {
-                        rx,
-                        timeout: self.timeout,
-                    });
+                    return Ok(pending);
                 }
                 SlotState::Down(reason) => return Err(UpstreamError::Unavailable(reason)),
                 SlotState::Connecting => {
