@@ -3,7 +3,7 @@
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench fmt lint clean
+.PHONY: help build run test bench bench-micro fmt lint clean
 
 help:
 	@echo "nearcache make targets:"
@@ -12,6 +12,7 @@ help:
 	@echo "               then run nearcache on 127.0.0.1:6380 (scripts/run-local.sh)"
 	@echo "  make test    install redis if missing, then build and run every test (cargo test --workspace)"
 	@echo "  make bench   redis-benchmark direct vs through nearcache (scripts/bench.sh)"
+	@echo "  make bench-micro  criterion benches of parsing, L1 lookup, reply framing"
 	@echo "  make fmt     cargo fmt --all"
 	@echo "  make lint    rustfmt check + clippy with warnings as errors"
 	@echo "  make clean   cargo clean"
@@ -29,6 +30,9 @@ test:
 
 bench:
 	scripts/bench.sh
+
+bench-micro:
+	$(CARGO) bench --bench hot_path
 
 fmt:
 	$(CARGO) fmt --all
