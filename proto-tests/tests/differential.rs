@@ -82,7 +82,7 @@ fn random_write(rng: &mut Rng) -> Vec<String> {
     let (k, k2) = (rng.key().to_string(), rng.key().to_string());
     let v = format!("v{}", rng.below(1000));
     let w: Vec<&str> = match rng.below(22) {
-        0 | 1 | 2 => vec!["SET", &k, &v],
+        0..=2 => vec!["SET", &k, &v],
         3 => vec!["SET", &k, &v, "EX", "100"],
         4 => vec!["DEL", &k],
         5 => vec!["UNLINK", &k, &k2],
@@ -121,7 +121,7 @@ fn send(conn: &mut Conn, args: &[String]) -> Vec<u8> {
 fn every_read_through_the_sidecar_matches_redis_after_random_writes() {
     let (redis, sidecar) = start_pair(&[]);
     let mut direct = redis.conn();
-    let mut conns = vec![sidecar.conn(), sidecar.conn(), sidecar.conn()];
+    let mut conns = [sidecar.conn(), sidecar.conn(), sidecar.conn()];
     conns[2].hello3();
     let mut rng = Rng(0x5EED_1234_ABCD_0001);
     for step in 0..STEPS {
