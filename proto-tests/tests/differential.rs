@@ -173,3 +173,75 @@ fn every_read_through_the_sidecar_matches_redis_after_random_writes() {
         }
     }
 }
+
+/// Writers bump their own key and must read their own write at once; readers hammer the
+/// same keys (racing fetches against the writes) and must never see a key go backwards.
+#[test]
+fn concurrent_readers_never_see_a_key_go_back_and_writers_read_their_writes() {
+    const WRITERS: usize = 4;
+    const READERS: usize = 4;
+    const ROUNDS: u64 = 300;
+    let (_redis, sidecar) = start_pair(&[]);
+    let addr = sidecar.addr();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let number = |reply: &[u8]| match value(reply) {
+        Value::Bulk(b) => String::from_utf8(b).unwrap().parse::<u64>().unwrap(),
+        Value::Nil => 0,
+        other => panic!("unexpected reply {other:?}"),
+    };
+    let readers: Vec<_> = (0..READERS)
+        .map(|r| {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut conn = Conn::connect(addr);
+                let mut seen = [0u64; WRITERS];
+                let mut reads = 0u64;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    for (w, last) in seen.iter_mut().enumerate() {
+                        let key = format!("ryw:{w}");
+                        let now = if (reads + r as u64).is_multiple_of(3) {
+                            match value(&conn.cmd_str(&["MGET", &key])) {
+                                Value::Array(mut v) => match v.pop() {
+                                    Some(Value::Bulk(b)) => {
+                                        String::from_utf8(b).unwrap().parse().unwrap()
+                                    }
+                                    _ => 0,
+                                },
+                                other => panic!("MGET gave {other:?}"),
+                            }
+                        } else {
+                            number(&conn.cmd_str(&["GET", &key]))
+                        };
+                        assert!(
+                            now >= *last,
+                            "reader {r}: {key} went back from {last} to {now}"
+                        );
+                        *last = now;
+                        reads += 1;
+                    }
+                }
+                reads
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            std::thread::spawn(move || {
+                let mut conn = Conn::connect(addr);
+                let key = format!("ryw:{w}");
+                for n in 1..=ROUNDS {
+                    let set = conn.cmd_str(&["SET", &key, &n.to_string()]);
+                    assert_eq!(set, b"+OK\r\n");
+                    let got = number(&conn.cmd_str(&["GET", &key]));
+                    assert_eq!(got, n, "writer {w} did not read its own write");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer");
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads: u64 = readers.into_iter().map(|r| r.join().expect("reader")).sum();
+    assert!(reads > 0, "the readers ran");
+}
