@@ -3,8 +3,6 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
 /// Process-wide counters (relaxed atomics: figures, not synchronisation).
 pub struct Stats {
     /// When the process started.
@@ -41,7 +39,7 @@ impl Stats {
     }
 
     /// Records one answered upstream call.
-    pub fn record_upstream(&self, latency: Duration, _frames: &[Bytes]) {
+    pub fn record_upstream(&self, latency: Duration) {
         self.upstream_requests.fetch_add(1, Relaxed);
         self.upstream_latency_us
             .fetch_add(latency.as_micros() as u64, Relaxed);

@@ -47,13 +47,14 @@ pub struct Pool {
 /// A reply on its way.
 pub struct PendingReply {
     rx: oneshot::Receiver<Result<Vec<Bytes>, UpstreamError>>,
-    timeout: Duration,
+    deadline: Instant,
 }
 
 impl PendingReply {
     /// Waits for the reply frames, at most the upstream timeout.
     pub async fn wait(self) -> Result<Vec<Bytes>, UpstreamError> {
-        match tokio::time::timeout(self.timeout, self.rx).await {
+        let deadline = tokio::time::Instant::from_std(self.deadline);
+        match tokio::time::timeout_at(deadline, self.rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(UpstreamError::unavailable("connection lost")),
             Err(_) => Err(UpstreamError::Timeout),
@@ -98,16 +99,17 @@ impl Pool {
         on_reply: Option<OnReply>,
     ) -> Result<PendingReply, UpstreamError> {
         let (reply_tx, rx) = oneshot::channel();
+        let sent_at = Instant::now();
         let call = Call {
             bytes,
             replies,
             tx: reply_tx,
             on_reply,
-            sent_at: Instant::now(),
+            sent_at,
         };
         let pending = PendingReply {
             rx,
-            timeout: self.timeout,
+            deadline: sent_at + self.timeout,
         };
         let slot = &self.slots[slot % self.slots.len()];
         // Fast path: the connection is up and its queue has room; no clones, no await.
