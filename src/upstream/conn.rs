@@ -4,13 +4,13 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::pool::Call;
 use super::{Credentials, Route, Target};
@@ -22,6 +22,10 @@ use crate::protocol::{FrameScanner, Request, Resp};
 const WRITE_BATCH: usize = 64 * 1024;
 /// Initial read buffer.
 const READ_BUFFER: usize = 64 * 1024;
+/// How often an idle connection is checked with a PING.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+/// The health check request.
+const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
 
 /// Connects and brings the connection into the route's state.
 pub(super) async fn connect(
@@ -37,7 +41,7 @@ pub(super) async fn connect(
         stream
             .set_nodelay(true)
             .map_err(UpstreamError::unavailable)?;
-        if !handshake.is_empty() {
+        {
             let mut bytes = BytesMut::new();
             for r in &handshake {
                 bytes.extend_from_slice(&r.raw);
@@ -90,6 +94,8 @@ fn handshake(route: Route, creds: Option<&Credentials>) -> Vec<Request> {
         let db = route.db.to_string();
         requests.push(Request::from_args(&[b"SELECT", db.as_bytes()]));
     }
+    // A connection counts as up only once the server answers (a hung server accepts TCP).
+    requests.push(Request::from_args(&[b"PING"]));
     requests
 }
 
@@ -154,7 +160,9 @@ struct InFlight {
 pub(super) async fn run(
     stream: TcpStream,
     calls: mpsc::Receiver<Call>,
+    pings: mpsc::WeakSender<Call>,
     resp: Resp,
+    timeout: Duration,
     stats: &Stats,
 ) -> Arc<str> {
     let (reader, writer) = stream.into_split();
@@ -162,6 +170,7 @@ pub(super) async fn run(
     let reason: Arc<str> = tokio::select! {
         r = write_calls(writer, calls, &in_flight) => r.into(),
         r = read_replies(reader, &in_flight, resp, stats) => r.into(),
+        r = watchdog(pings, &in_flight, timeout) => r.into(),
     };
     let failed: Vec<InFlight> = in_flight
         .lock()
@@ -175,6 +184,43 @@ pub(super) async fn run(
             .send(Err(UpstreamError::Unavailable(reason.clone())));
     }
     reason
+}
+
+/// Ends the connection when the upstream stops answering: the oldest call has waited longer
+/// than `timeout`, or a PING sent while idle has. A hung or unreachable upstream is then
+/// seen as down (L1 is flushed) instead of looking connected while nothing gets through.
+async fn watchdog(
+    pings: mpsc::WeakSender<Call>,
+    in_flight: &Mutex<VecDeque<InFlight>>,
+    timeout: Duration,
+) -> String {
+    let mut tick = tokio::time::interval(HEALTH_INTERVAL.min(timeout / 2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (idle, overdue) = {
+            let queue = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            let oldest = queue.front().map(|f| f.call.sent_at.elapsed());
+            (oldest.is_none(), oldest.is_some_and(|age| age > timeout))
+        };
+        if overdue {
+            return format!("no reply within {}ms", timeout.as_millis());
+        }
+        if let (true, Some(calls)) = (idle, pings.upgrade()) {
+            let (tx, _) = oneshot::channel();
+            let bytes = Bytes::from_static(PING);
+            let sent_at = Instant::now();
+            let ping = Call {
+                bytes,
+                replies: 1,
+                tx,
+                on_reply: None,
+                sent_at,
+                health_check: true,
+            };
+            let _ = calls.try_send(ping);
+        }
+    }
 }
 
 async fn write_calls(
@@ -271,7 +317,9 @@ async fn read_replies(
 }
 
 fn complete(done: InFlight, arrived: Instant, stats: &Stats) {
-    stats.record_upstream(arrived.saturating_duration_since(done.call.sent_at));
+    if !done.call.health_check {
+        stats.record_upstream(arrived.saturating_duration_since(done.call.sent_at));
+    }
     if let Some(on_reply) = done.call.on_reply {
         on_reply(&done.frames);
     }

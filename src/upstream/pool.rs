@@ -28,6 +28,8 @@ pub(crate) struct Call {
     pub tx: oneshot::Sender<Result<Vec<Bytes>, UpstreamError>>,
     pub on_reply: Option<OnReply>,
     pub sent_at: Instant,
+    /// The sidecar's own liveness PING: not counted as a client request.
+    pub health_check: bool,
 }
 
 #[derive(Clone)]
@@ -106,6 +108,7 @@ impl Pool {
             tx: reply_tx,
             on_reply,
             sent_at,
+            health_check: false,
         };
         let pending = PendingReply {
             rx,
@@ -160,9 +163,11 @@ async fn supervise(
             Ok(stream) => {
                 backoff = MIN_BACKOFF;
                 let (tx, rx) = mpsc::channel(CALL_QUEUE);
+                let pings = tx.downgrade();
                 slot.send_replace(SlotState::Up(tx));
                 link.connected();
-                let reason = conn::run(stream, rx, route.resp, &link.stats).await;
+                let timeout = target.timeout;
+                let reason = conn::run(stream, rx, pings, route.resp, timeout, &link.stats).await;
                 slot.send_replace(SlotState::Down(reason.clone()));
                 link.lost();
                 eprintln!(
