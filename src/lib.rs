@@ -1,17 +1,31 @@
 //! nearcache: a caching sidecar proxy for Redis.
 //!
 //! ```text
-//!  client ──RESP2/3──► server (accept, limits, shutdown)
-//!                        └─► connection (per client: read → parse batch → dispatch → one flush)
-//!                              ├─ command::classify ─► Get/Mget ─► cache (L1) ── hit ──► reply
-//!                              │                                   └─ miss ─► fill (coalesce) ─► upstream
-//!                              ├─ Forward(invalidation) ─► cache eviction, before and after ─► upstream
-//!                              └─ Local (SELECT, AUTH, HELLO, INFO, ...) ─► session state
-//!  upstream: per-route pools (db, protocol, user) of pipelined connections; L1 fills run on
-//!  the upstream reader task when replies arrive; link loss flushes L1.
+//!  client ──RESP2/3──► server (accept, --max-clients, SIGTERM drain)
+//!                        └─► connection task (per client: read → parse batch → dispatch → one flush)
+//!                              ├─ GET hit ─► cache: per-thread front ─► moka L1 ─► reply (no request built)
+//!                              ├─ command::classify ─► Get/Mget miss ─► fill (coalesce) ─► upstream
+//!                              ├─ Forward(invalidation) ─► evict before sending and when the reply arrives
+//!                              ├─ Local (SELECT, AUTH, HELLO, INFO, CLIENT SETNAME, RESET, QUIT)
+//!                              └─ Refuse (needs a pinned connection: MULTI, SUBSCRIBE, blocking pops)
+//!  upstream task per pooled connection: writer + reader + watchdog; fills run when replies arrive
+//!  link lost / back ─► L1 flushed
 //! ```
+//!
+//! - [`config`]: flags, environment and TOML file into one validated [`config::Config`].
+//! - [`server`]: the accept loop, the shared state, the command-table load, shutdown.
+//! - [`connection`]: one client connection, its per-client state and reply ordering.
+//! - [`protocol`]: request parsing (multibulk and inline, with limits), reply framing.
+//! - [`command`]: the command table (from the upstream's `COMMAND`) and classification.
+//! - [`cache`]: L1 (moka), generations for the fetch/invalidate race, the per-thread front.
+//! - [`fill`]: coalescing of concurrent misses of one key.
+//! - [`upstream`]: pooled pipelined connections to Redis, health checks, reconnects.
+//! - [`info`]: the `# Nearcache` INFO section.
+//! - [`metrics`]: the counters every layer updates.
+//! - [`error`]: error types and their `-ERR` replies.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod cache;
 pub mod command;
