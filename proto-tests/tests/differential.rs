@@ -178,10 +178,20 @@ fn every_read_through_the_sidecar_matches_redis_after_random_writes() {
 /// same keys (racing fetches against the writes) and must never see a key go backwards.
 #[test]
 fn concurrent_readers_never_see_a_key_go_back_and_writers_read_their_writes() {
+    readers_and_writers(&[]);
+}
+
+/// The same with two worker threads: fills, invalidations and front reads truly in parallel.
+#[test]
+fn concurrent_readers_and_writers_on_two_worker_threads() {
+    readers_and_writers(&["--threads", "2"]);
+}
+
+fn readers_and_writers(flags: &[&str]) {
     const WRITERS: usize = 4;
     const READERS: usize = 4;
     const ROUNDS: u64 = 300;
-    let (_redis, sidecar) = start_pair(&[]);
+    let (_redis, sidecar) = start_pair(flags);
     let addr = sidecar.addr();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let number = |reply: &[u8]| match value(reply) {
