@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::connection::Connection;
 use crate::fill::Fills;
 use crate::metrics::Stats;
-use crate::protocol::{Request, Resp};
+use crate::protocol::{command, Resp};
 use crate::upstream::{Credentials, LinkEvent, Route, Target, Upstream};
 
 /// How often the command table load is retried while the upstream cannot answer it.
@@ -131,7 +131,7 @@ async fn load_table(shared: Arc<Shared>) {
         user: 0,
     });
     loop {
-        let raw = Request::from_args(&[b"COMMAND"]).raw;
+        let raw = command(&[b"COMMAND"]);
         if let Ok(pending) = pool.send(0, raw, 1, None).await {
             if let Ok(frames) = pending.wait().await {
                 match CommandTable::parse(&frames[0]) {

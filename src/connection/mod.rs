@@ -19,7 +19,7 @@ use crate::error::{
     write_not_supported, write_protocol_error, write_upstream_error, UpstreamError,
 };
 use crate::fill::Fetched;
-use crate::protocol::{null, parse_request, peek_get, Limits, Request, Resp};
+use crate::protocol::{command, null, parse_request, peek_get, Limits, Request, Resp};
 use crate::server::Shared;
 use crate::upstream::{PendingReply, Pool, Route};
 
@@ -340,7 +340,7 @@ impl Connection {
             Fetched::Value(bulk) => self.out.extend_from_slice(&bulk),
             Fetched::Missing => self.out.extend_from_slice(null(self.session.resp)),
             Fetched::Unknown => {
-                let raw = Request::from_args(&[b"GET", &key]).raw;
+                let raw = command(&[b"GET", &key]);
                 let sent = self
                     .session
                     .pool

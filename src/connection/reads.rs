@@ -11,7 +11,7 @@ use super::{Connection, Pending};
 use crate::cache::{CacheKey, Cached, Generation, KeyRef};
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::fill::{Fetched, Flight, Join};
-use crate::protocol::{null, write_array_header, Request};
+use crate::protocol::{command, null, write_array_header, write_command};
 use crate::server::Shared;
 use crate::upstream::reply::{array_elements, integer, is_bulk, is_error, is_null};
 use crate::upstream::PendingReply;
@@ -115,8 +115,8 @@ impl Connection {
             Miss::Follow(rx) => self.queue.push_back(Pending::Follow(rx, key)),
             Miss::Lead(lead) => {
                 let mut bytes = BytesMut::new();
-                bytes.extend_from_slice(&Request::from_args(&[b"GET", &key]).raw);
-                bytes.extend_from_slice(&Request::from_args(&[b"PTTL", &key]).raw);
+                write_command(&mut bytes, &[b"GET", &key]);
+                write_command(&mut bytes, &[b"PTTL", &key]);
                 let shared = self.shared.clone();
                 let sent_at = Instant::now();
                 let on_reply = Box::new(move |frames: &[Bytes]| {
@@ -179,9 +179,9 @@ impl Connection {
         let mut mget: Vec<&[u8]> = vec![b"MGET"];
         mget.extend(leads.iter().map(|l| &l.key.key[..]));
         let mut bytes = BytesMut::new();
-        bytes.extend_from_slice(&Request::from_args(&mget).raw);
+        write_command(&mut bytes, &mget);
         for l in &leads {
-            bytes.extend_from_slice(&Request::from_args(&[b"PTTL", &l.key.key]).raw);
+            write_command(&mut bytes, &[b"PTTL", &l.key.key]);
         }
         let replies = 1 + leads.len();
         let shared = self.shared.clone();
@@ -245,7 +245,7 @@ impl Connection {
 
     /// `MGET key` on this connection's own upstream slot: the element for one key.
     async fn mget_one(&mut self, key: &Bytes) -> Result<Bytes, UpstreamError> {
-        let raw = Request::from_args(&[b"MGET", key]).raw;
+        let raw = command(&[b"MGET", key]);
         let sent = self
             .session
             .pool

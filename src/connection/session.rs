@@ -8,7 +8,9 @@ use super::{Connection, Flow};
 use crate::command::Local;
 use crate::error::write_upstream_error;
 use crate::info;
-use crate::protocol::{null, write_bulk, write_error, Request, Resp, OK, RESET};
+use crate::protocol::{
+    command, null, write_bulk, write_command, write_error, Request, Resp, OK, RESET,
+};
 use crate::upstream::reply::{is_error, text};
 use crate::upstream::{Credentials, Route};
 
@@ -71,7 +73,7 @@ impl Connection {
             .flatten();
         let mut bytes = BytesMut::from(&req.raw[..]);
         let current = self.session.db.to_string();
-        bytes.extend_from_slice(&Request::from_args(&[b"SELECT", current.as_bytes()]).raw);
+        write_command(&mut bytes, &[b"SELECT", current.as_bytes()]);
         let Some(frames) = self.call(bytes.freeze(), 2).await else {
             return;
         };
@@ -108,7 +110,7 @@ impl Connection {
         };
         let Some(resp) = resp else {
             // Let the upstream word its own error; the shared connection does not change.
-            let raw = Request::from_args(&[b"HELLO", &args[1]]).raw;
+            let raw = command(&[b"HELLO", &args[1]]);
             if let Some(frames) = self.call(raw, 1).await {
                 self.out.extend_from_slice(&frames[0]);
             }
@@ -128,9 +130,7 @@ impl Connection {
                     .username
                     .as_deref()
                     .unwrap_or("default");
-                check.extend_from_slice(
-                    &Request::from_args(&[b"AUTH", u.as_bytes(), c.as_bytes()]).raw,
-                );
+                write_command(&mut check, &[b"AUTH", u.as_bytes(), c.as_bytes()]);
             }
             let prelude = !check.is_empty();
             check.extend_from_slice(&req.raw);
@@ -166,7 +166,7 @@ impl Connection {
             Resp::V2 => &[b"HELLO", b"2"],
             Resp::V3 => &[b"HELLO", b"3"],
         };
-        match self.call(Request::from_args(hello).raw, 1).await {
+        match self.call(command(hello), 1).await {
             Some(frames) => {
                 self.session.name = name;
                 self.out.extend_from_slice(&frames[0]);
@@ -208,7 +208,7 @@ impl Connection {
         let mut body = Vec::new();
         let mut verbatim = self.session.resp == Resp::V3;
         if theirs.len() > 1 || sections.is_empty() {
-            let Some(frames) = self.call(Request::from_args(&theirs).raw, 1).await else {
+            let Some(frames) = self.call(command(&theirs), 1).await else {
                 return;
             };
             let Some((upstream_text, v)) = text(&frames[0]) else {

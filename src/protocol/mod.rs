@@ -6,7 +6,7 @@ mod request;
 mod scan;
 
 pub use reply::*;
-pub use request::{parse_request, peek_get, Request};
+pub use request::{command, parse_request, peek_get, write_command, Request};
 pub use scan::FrameScanner;
 
 pub use crate::config::Limits;

@@ -22,25 +22,35 @@ impl Request {
         &self.args[0]
     }
 
-    /// Builds a multibulk request from arguments (used for requests the sidecar sends itself).
+    /// Builds a multibulk request from arguments (inline commands, tests).
     pub fn from_args(args: &[&[u8]]) -> Request {
         let mut raw = BytesMut::new();
+        let mut ranges = Vec::with_capacity(args.len());
         super::write_array_header(&mut raw, args.len());
         for a in args {
             super::write_bulk(&mut raw, a);
+            let end = raw.len() - 2;
+            ranges.push(end - a.len()..end);
         }
         let raw = raw.freeze();
-        let mut parsed = BytesMut::from(&raw[..]);
-        let limits = Limits {
-            max_bulk_bytes: usize::MAX,
-            max_array_len: usize::MAX,
-            max_inline_bytes: usize::MAX,
-        };
-        match parse_request(&mut parsed, &limits) {
-            Ok(Some(r)) => r,
-            _ => unreachable!("a request we encoded ourselves parses"),
-        }
+        let args = ranges.into_iter().map(|r| raw.slice(r)).collect();
+        Request { raw, args }
     }
+}
+
+/// Appends a command as a multibulk request (what the sidecar sends upstream itself).
+pub fn write_command(out: &mut BytesMut, args: &[&[u8]]) {
+    super::write_array_header(out, args.len());
+    for a in args {
+        super::write_bulk(out, a);
+    }
+}
+
+/// A command encoded as a multibulk request.
+pub fn command(args: &[&[u8]]) -> Bytes {
+    let mut out = BytesMut::new();
+    write_command(&mut out, args);
+    out.freeze()
 }
 
 /// Takes one request off the front of `buf`.

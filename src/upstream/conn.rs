@@ -16,7 +16,7 @@ use super::pool::Call;
 use super::{Credentials, Route, Target};
 use crate::error::UpstreamError;
 use crate::metrics::Stats;
-use crate::protocol::{FrameScanner, Request, Resp};
+use crate::protocol::{write_command, FrameScanner, Resp};
 
 /// Bytes gathered from queued calls before one write.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -33,7 +33,7 @@ pub(super) async fn connect(
     route: Route,
     creds: Option<&Credentials>,
 ) -> Result<TcpStream, UpstreamError> {
-    let handshake = handshake(route, creds);
+    let (handshake, replies) = handshake(route, creds);
     let setup = async {
         let mut stream = TcpStream::connect(&target.address)
             .await
@@ -41,24 +41,18 @@ pub(super) async fn connect(
         stream
             .set_nodelay(true)
             .map_err(UpstreamError::unavailable)?;
-        {
-            let mut bytes = BytesMut::new();
-            for r in &handshake {
-                bytes.extend_from_slice(&r.raw);
-            }
-            stream
-                .write_all(&bytes)
-                .await
-                .map_err(UpstreamError::unavailable)?;
-            let mut buf = BytesMut::with_capacity(1024);
-            for _ in &handshake {
-                let reply = read_frame(&mut stream, &mut buf).await?;
-                if reply.first().is_some_and(|b| *b == b'-' || *b == b'!') {
-                    let text = String::from_utf8_lossy(&reply);
-                    return Err(UpstreamError::unavailable(
-                        text.trim_start_matches('-').trim_end(),
-                    ));
-                }
+        stream
+            .write_all(&handshake)
+            .await
+            .map_err(UpstreamError::unavailable)?;
+        let mut buf = BytesMut::with_capacity(1024);
+        for _ in 0..replies {
+            let reply = read_frame(&mut stream, &mut buf).await?;
+            if reply.first().is_some_and(|b| *b == b'-' || *b == b'!') {
+                let text = String::from_utf8_lossy(&reply);
+                return Err(UpstreamError::unavailable(
+                    text.trim_start_matches('-').trim_end(),
+                ));
             }
         }
         Ok(stream)
@@ -68,35 +62,36 @@ pub(super) async fn connect(
         .unwrap_or_else(|_| Err(UpstreamError::unavailable("connect timed out")))
 }
 
-fn handshake(route: Route, creds: Option<&Credentials>) -> Vec<Request> {
-    let mut requests = Vec::new();
+/// The requests that bring a new connection into the route's state, and how many there are.
+fn handshake(route: Route, creds: Option<&Credentials>) -> (BytesMut, usize) {
+    let mut out = BytesMut::new();
+    let mut count = 0;
+    let mut push = |args: &[&[u8]]| {
+        write_command(&mut out, args);
+        count += 1;
+    };
     match (route.resp, creds) {
         (Resp::V3, Some(c)) => {
             let user: &[u8] = c.user.as_deref().unwrap_or(b"default");
-            requests.push(Request::from_args(&[
-                b"HELLO", b"3", b"AUTH", user, &c.pass,
-            ]));
+            push(&[b"HELLO", b"3", b"AUTH", user, &c.pass]);
         }
-        (Resp::V3, None) => requests.push(Request::from_args(&[b"HELLO", b"3"])),
+        (Resp::V3, None) => push(&[b"HELLO", b"3"]),
         (
             Resp::V2,
             Some(Credentials {
                 user: Some(u),
                 pass,
             }),
-        ) => requests.push(Request::from_args(&[b"AUTH", u, pass])),
-        (Resp::V2, Some(Credentials { user: None, pass })) => {
-            requests.push(Request::from_args(&[b"AUTH", pass]))
-        }
+        ) => push(&[b"AUTH", u, pass]),
+        (Resp::V2, Some(Credentials { user: None, pass })) => push(&[b"AUTH", pass]),
         (Resp::V2, None) => {}
     }
     if route.db != 0 {
-        let db = route.db.to_string();
-        requests.push(Request::from_args(&[b"SELECT", db.as_bytes()]));
+        push(&[b"SELECT", route.db.to_string().as_bytes()]);
     }
     // A connection counts as up only once the server answers (a hung server accepts TCP).
-    requests.push(Request::from_args(&[b"PING"]));
-    requests
+    push(&[b"PING"]);
+    (out, count)
 }
 
 /// Reads exactly one reply frame (handshake and one-off requests only).
