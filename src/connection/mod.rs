@@ -41,8 +41,9 @@ enum Flow {
 enum Pending {
     /// Known already, queued behind earlier replies.
     Ready(Bytes),
-    /// A forwarded command; its invalidation is applied again when the reply arrives.
-    Forward(Result<PendingReply, UpstreamError>, Invalidation),
+    /// Consecutive forwarded commands sent as one upstream call, a reply each; their
+    /// invalidations are applied again when the replies arrive.
+    Forward(Result<PendingReply, UpstreamError>, Vec<Invalidation>),
     /// A GET this connection fetches itself (the fill runs on the upstream task).
     Fetch(Result<PendingReply, UpstreamError>),
     /// A GET answered by another client's fetch of the same key.
@@ -68,6 +69,8 @@ pub struct Connection {
     input: BytesMut,
     out: BytesMut,
     queue: VecDeque<Pending>,
+    /// Forwarded commands not sent yet: a pipeline's run of them goes upstream as one call.
+    group: Group,
     /// Forwarded writes whose replies have not arrived: reads behind them bypass L1 and
     /// other clients' fetches, so this client reads its own writes.
     unacked_writes: usize,
@@ -75,6 +78,16 @@ pub struct Connection {
     counts: Counts,
     session: Session,
 }
+
+/// A run of consecutive forwarded commands waiting to be sent together.
+#[derive(Default)]
+struct Group {
+    bytes: BytesMut,
+    invalidations: Vec<Invalidation>,
+}
+
+/// A group is sent once it holds this many bytes, or when anything else comes.
+const MAX_GROUP_BYTES: usize = 64 * 1024;
 
 #[derive(Default)]
 struct Counts {
@@ -107,6 +120,7 @@ impl Connection {
             input: BytesMut::with_capacity(BUFFER),
             out: BytesMut::with_capacity(BUFFER),
             queue: VecDeque::new(),
+            group: Group::default(),
             unacked_writes: 0,
             counts: Counts::default(),
         }
@@ -185,7 +199,8 @@ impl Connection {
     /// cloning nothing.
     #[inline]
     fn serve_hit(&mut self, limits: &Limits) -> bool {
-        if !self.queue.is_empty() || !self.may_read_l1() {
+        let nothing_before = self.queue.is_empty() && self.group.invalidations.is_empty();
+        if !nothing_before || !self.may_read_l1() {
             return false;
         }
         let Some((len, key)) = peek_get(&self.input, limits) else {
@@ -212,6 +227,9 @@ impl Connection {
 
     async fn dispatch(&mut self, req: Request) -> Flow {
         let action = classify(&req, self.session.db, self.shared.table.get());
+        if !matches!(action, Action::Forward(_)) {
+            self.send_group().await;
+        }
         match action {
             Action::Get => self.get(req.args[1].clone()).await,
             Action::Mget => self.mget(&req.args[1..]).await,
@@ -242,17 +260,36 @@ impl Connection {
         self.reply(Bytes::from_static(bytes));
     }
 
+    /// Evicts what the command may write, then adds it to the group being built.
     async fn forward(&mut self, raw: Bytes, inv: Invalidation) {
         self.invalidate(&inv);
         if inv != Invalidation::None {
             self.unacked_writes += 1;
         }
+        self.group.bytes.extend_from_slice(&raw);
+        self.group.invalidations.push(inv);
+        if self.group.bytes.len() >= MAX_GROUP_BYTES {
+            self.send_group().await;
+        }
+    }
+
+    /// Sends the group of forwarded commands as one upstream call.
+    async fn send_group(&mut self) {
+        if self.group.invalidations.is_empty() {
+            return;
+        }
+        let Group {
+            bytes,
+            invalidations,
+        } = std::mem::take(&mut self.group);
+        let replies = invalidations.len();
+        let slot = self.session.slot;
         let sent = self
             .session
             .pool
-            .send(self.session.slot, raw, 1, None)
+            .send(slot, bytes.freeze(), replies, None)
             .await;
-        self.queue.push_back(Pending::Forward(sent, inv));
+        self.queue.push_back(Pending::Forward(sent, invalidations));
     }
 
     /// Evicts what a write may have changed, for every user.
@@ -274,18 +311,25 @@ impl Connection {
         }
     }
 
-    /// Writes every queued reply, in order, waiting for each as needed.
+    /// Sends what is grouped, then writes every queued reply, in order, waiting for each
+    /// as needed.
     async fn drain(&mut self) {
+        self.send_group().await;
         while let Some(pending) = self.queue.pop_front() {
             match pending {
                 Pending::Ready(bytes) => self.out.extend_from_slice(&bytes),
-                Pending::Forward(sent, inv) => {
+                Pending::Forward(sent, invalidations) => {
                     let result = self.await_reply(sent).await;
-                    self.invalidate(&inv);
-                    if inv != Invalidation::None {
-                        self.unacked_writes -= 1;
+                    for (i, inv) in invalidations.iter().enumerate() {
+                        self.invalidate(inv);
+                        if *inv != Invalidation::None {
+                            self.unacked_writes -= 1;
+                        }
+                        match &result {
+                            Ok(frames) => self.out.extend_from_slice(&frames[i]),
+                            Err(e) => write_upstream_error(&mut self.out, e),
+                        }
                     }
-                    self.write_result(result);
                 }
                 Pending::Fetch(sent) => {
                     let result = self.await_reply(sent).await;
