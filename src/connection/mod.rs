@@ -2,6 +2,7 @@
 //! upstream or local), then write every reply in request order with one flush.
 
 mod reads;
+mod replies;
 mod session;
 
 use std::collections::VecDeque;
@@ -11,17 +12,15 @@ use std::sync::Arc;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use crate::cache::KeyRef;
 use crate::command::{classify, Action, Invalidation};
-use crate::error::{
-    write_not_supported, write_protocol_error, write_upstream_error, UpstreamError,
-};
-use crate::fill::Fetched;
-use crate::protocol::{command, null, parse_request, peek_get, Limits, Request, Resp};
+use crate::error::{write_not_supported, write_protocol_error};
+use crate::protocol::{null, parse_request, peek_get, Limits, Request, Resp};
 use crate::server::Shared;
-use crate::upstream::{PendingReply, Pool, Route};
+use crate::upstream::{Pool, Route};
+use replies::Pending;
 
 /// Requests dispatched before their replies are written and flushed.
 const MAX_BATCH: usize = 1024;
@@ -35,21 +34,6 @@ const MAX_IDLE_BUFFER: usize = 1024 * 1024;
 enum Flow {
     Continue,
     Close,
-}
-
-/// A reply that is not written yet because it, or one before it, waits on something.
-enum Pending {
-    /// Known already, queued behind earlier replies.
-    Ready(Bytes),
-    /// Consecutive forwarded commands sent as one upstream call, a reply each; their
-    /// invalidations are applied again when the replies arrive.
-    Forward(Result<PendingReply, UpstreamError>, Vec<Invalidation>),
-    /// A GET this connection fetches itself (the fill runs on the upstream task).
-    Fetch(Result<PendingReply, UpstreamError>),
-    /// A GET answered by another client's fetch of the same key.
-    Follow(oneshot::Receiver<Fetched>, Bytes),
-    /// An MGET assembled from hits, its own fetch and other clients' fetches.
-    Mget(reads::MgetReply),
 }
 
 /// Per-client state kept by the sidecar (the upstream connections are shared).
@@ -308,91 +292,6 @@ impl Connection {
             }
             Invalidation::Db(db) => l1.flush_db(*db),
             Invalidation::All => l1.flush_all(),
-        }
-    }
-
-    /// Sends what is grouped, then writes every queued reply, in order, waiting for each
-    /// as needed.
-    async fn drain(&mut self) {
-        self.send_group().await;
-        while let Some(pending) = self.queue.pop_front() {
-            match pending {
-                Pending::Ready(bytes) => self.out.extend_from_slice(&bytes),
-                Pending::Forward(sent, invalidations) => {
-                    let result = self.await_reply(sent).await;
-                    for (i, inv) in invalidations.iter().enumerate() {
-                        self.invalidate(inv);
-                        if *inv != Invalidation::None {
-                            self.unacked_writes -= 1;
-                        }
-                        match &result {
-                            Ok(frames) => self.out.extend_from_slice(&frames[i]),
-                            Err(e) => write_upstream_error(&mut self.out, e),
-                        }
-                    }
-                }
-                Pending::Fetch(sent) => {
-                    let result = self.await_reply(sent).await;
-                    self.write_result(result);
-                }
-                Pending::Follow(rx, key) => {
-                    let fetched = self.await_follow(rx).await;
-                    self.write_fetched(fetched, key).await;
-                }
-                Pending::Mget(m) => self.write_mget(m).await,
-            }
-        }
-    }
-
-    async fn await_reply(
-        &self,
-        sent: Result<PendingReply, UpstreamError>,
-    ) -> Result<Vec<Bytes>, UpstreamError> {
-        let result = match sent {
-            Ok(pending) => pending.wait().await,
-            Err(e) => Err(e),
-        };
-        if result.is_err() {
-            self.shared
-                .stats
-                .upstream_errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        result
-    }
-
-    /// Writes the first reply frame, or the error.
-    fn write_result(&mut self, result: Result<Vec<Bytes>, UpstreamError>) {
-        match result {
-            Ok(frames) => self.out.extend_from_slice(&frames[0]),
-            Err(e) => write_upstream_error(&mut self.out, &e),
-        }
-    }
-
-    async fn await_follow(&self, rx: oneshot::Receiver<Fetched>) -> Fetched {
-        let timeout = self.shared.config.upstream_timeout;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(fetched)) => fetched,
-            _ => Fetched::Unknown,
-        }
-    }
-
-    /// Writes what another client's fetch learned, or fetches the key itself when that
-    /// fetch could not tell.
-    async fn write_fetched(&mut self, fetched: Fetched, key: Bytes) {
-        match fetched {
-            Fetched::Value(bulk) => self.out.extend_from_slice(&bulk),
-            Fetched::Missing => self.out.extend_from_slice(null(self.session.resp)),
-            Fetched::Unknown => {
-                let raw = command(&[b"GET", &key]);
-                let sent = self
-                    .session
-                    .pool
-                    .send(self.session.slot, raw, 1, None)
-                    .await;
-                let result = self.await_reply(sent).await;
-                self.write_result(result);
-            }
         }
     }
 

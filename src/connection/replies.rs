@@ -1,0 +1,114 @@
+//! The reply queue: replies that wait on the upstream or on another client's fetch are
+//! written in request order once they arrive.
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::{reads, Connection};
+use crate::command::Invalidation;
+use crate::error::{write_upstream_error, UpstreamError};
+use crate::fill::Fetched;
+use crate::protocol::{command, null};
+use crate::upstream::PendingReply;
+
+/// A reply that is not written yet because it, or one before it, waits on something.
+pub(super) enum Pending {
+    /// Known already, queued behind earlier replies.
+    Ready(Bytes),
+    /// Consecutive forwarded commands sent as one upstream call, a reply each; their
+    /// invalidations are applied again when the replies arrive.
+    Forward(Result<PendingReply, UpstreamError>, Vec<Invalidation>),
+    /// A GET this connection fetches itself (the fill runs on the upstream task).
+    Fetch(Result<PendingReply, UpstreamError>),
+    /// A GET answered by another client's fetch of the same key.
+    Follow(oneshot::Receiver<Fetched>, Bytes),
+    /// An MGET assembled from hits, its own fetch and other clients' fetches.
+    Mget(reads::MgetReply),
+}
+
+impl Connection {
+    /// Sends what is grouped, then writes every queued reply, in order, waiting for each
+    /// as needed.
+    pub(super) async fn drain(&mut self) {
+        self.send_group().await;
+        while let Some(pending) = self.queue.pop_front() {
+            match pending {
+                Pending::Ready(bytes) => self.out.extend_from_slice(&bytes),
+                Pending::Forward(sent, invalidations) => {
+                    let result = self.await_reply(sent).await;
+                    for (i, inv) in invalidations.iter().enumerate() {
+                        self.invalidate(inv);
+                        if *inv != Invalidation::None {
+                            self.unacked_writes -= 1;
+                        }
+                        match &result {
+                            Ok(frames) => self.out.extend_from_slice(&frames[i]),
+                            Err(e) => write_upstream_error(&mut self.out, e),
+                        }
+                    }
+                }
+                Pending::Fetch(sent) => {
+                    let result = self.await_reply(sent).await;
+                    self.write_result(result);
+                }
+                Pending::Follow(rx, key) => {
+                    let fetched = self.await_follow(rx).await;
+                    self.write_fetched(fetched, key).await;
+                }
+                Pending::Mget(m) => self.write_mget(m).await,
+            }
+        }
+    }
+
+    pub(super) async fn await_reply(
+        &self,
+        sent: Result<PendingReply, UpstreamError>,
+    ) -> Result<Vec<Bytes>, UpstreamError> {
+        let result = match sent {
+            Ok(pending) => pending.wait().await,
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            self.shared
+                .stats
+                .upstream_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Writes the first reply frame, or the error.
+    fn write_result(&mut self, result: Result<Vec<Bytes>, UpstreamError>) {
+        match result {
+            Ok(frames) => self.out.extend_from_slice(&frames[0]),
+            Err(e) => write_upstream_error(&mut self.out, &e),
+        }
+    }
+
+    pub(super) async fn await_follow(&self, rx: oneshot::Receiver<Fetched>) -> Fetched {
+        let timeout = self.shared.config.upstream_timeout;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(fetched)) => fetched,
+            _ => Fetched::Unknown,
+        }
+    }
+
+    /// Writes what another client's fetch learned, or fetches the key itself when that
+    /// fetch could not tell.
+    async fn write_fetched(&mut self, fetched: Fetched, key: Bytes) {
+        match fetched {
+            Fetched::Value(bulk) => self.out.extend_from_slice(&bulk),
+            Fetched::Missing => self.out.extend_from_slice(null(self.session.resp)),
+            Fetched::Unknown => {
+                let raw = command(&[b"GET", &key]);
+                let sent = self
+                    .session
+                    .pool
+                    .send(self.session.slot, raw, 1, None)
+                    .await;
+                let result = self.await_reply(sent).await;
+                self.write_result(result);
+            }
+        }
+    }
+}
