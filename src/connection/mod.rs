@@ -210,7 +210,11 @@ impl Connection {
     }
 
     async fn dispatch(&mut self, req: Request) -> Flow {
-        let action = classify(&req, self.session.db, self.shared.table.get());
+        let mut action = classify(&req, self.session.db, self.shared.table.get());
+        if matches!(action, Action::Get | Action::Mget) && !self.shared.l1.enabled() {
+            // No L1 (--l1-ttl 0): reads are plain forwards, grouped like any other.
+            action = Action::Forward(Invalidation::None);
+        }
         if !matches!(action, Action::Forward(_)) {
             self.send_group().await;
         }
