@@ -1,6 +1,7 @@
 //! One client connection: read, decode a batch of pipelined requests, dispatch each (L1,
 //! upstream or local), then write every reply in request order with one flush.
 
+mod group;
 mod reads;
 mod replies;
 mod session;
@@ -20,6 +21,7 @@ use crate::error::{write_not_supported, write_protocol_error};
 use crate::protocol::{null, parse_request, peek_get, Limits, Request, Resp};
 use crate::server::Shared;
 use crate::upstream::{Pool, Route};
+use group::Group;
 use replies::Pending;
 
 /// Requests dispatched before their replies are written and flushed.
@@ -53,7 +55,7 @@ pub struct Connection {
     input: BytesMut,
     out: BytesMut,
     queue: VecDeque<Pending>,
-    /// Forwarded commands not sent yet: a pipeline's run of them goes upstream as one call.
+    /// Upstream-bound commands not sent yet: a pipeline's run of them is one upstream call.
     group: Group,
     /// Forwarded writes whose replies have not arrived: reads behind them bypass L1 and
     /// other clients' fetches, so this client reads its own writes.
@@ -62,16 +64,6 @@ pub struct Connection {
     counts: Counts,
     session: Session,
 }
-
-/// A run of consecutive forwarded commands waiting to be sent together.
-#[derive(Default)]
-struct Group {
-    bytes: BytesMut,
-    invalidations: Vec<Invalidation>,
-}
-
-/// A group is sent once it holds this many bytes, or when anything else comes.
-const MAX_GROUP_BYTES: usize = 64 * 1024;
 
 #[derive(Default)]
 struct Counts {
@@ -183,7 +175,7 @@ impl Connection {
     /// cloning nothing.
     #[inline]
     fn serve_hit(&mut self, limits: &Limits) -> bool {
-        let nothing_before = self.queue.is_empty() && self.group.invalidations.is_empty();
+        let nothing_before = self.queue.is_empty() && self.group.is_empty();
         if !nothing_before || !self.may_read_l1() {
             return false;
         }
@@ -215,7 +207,7 @@ impl Connection {
             // No L1 (--l1-ttl 0): reads are plain forwards, grouped like any other.
             action = Action::Forward(Invalidation::None);
         }
-        if !matches!(action, Action::Forward(_)) {
+        if !matches!(action, Action::Forward(_) | Action::Get) {
             self.send_group().await;
         }
         match action {
@@ -246,38 +238,6 @@ impl Connection {
 
     fn reply_static(&mut self, bytes: &'static [u8]) {
         self.reply(Bytes::from_static(bytes));
-    }
-
-    /// Evicts what the command may write, then adds it to the group being built.
-    async fn forward(&mut self, raw: Bytes, inv: Invalidation) {
-        self.invalidate(&inv);
-        if inv != Invalidation::None {
-            self.unacked_writes += 1;
-        }
-        self.group.bytes.extend_from_slice(&raw);
-        self.group.invalidations.push(inv);
-        if self.group.bytes.len() >= MAX_GROUP_BYTES {
-            self.send_group().await;
-        }
-    }
-
-    /// Sends the group of forwarded commands as one upstream call.
-    async fn send_group(&mut self) {
-        if self.group.invalidations.is_empty() {
-            return;
-        }
-        let Group {
-            bytes,
-            invalidations,
-        } = std::mem::take(&mut self.group);
-        let replies = invalidations.len();
-        let slot = self.session.slot;
-        let sent = self
-            .session
-            .pool
-            .send(slot, bytes.freeze(), replies, None)
-            .await;
-        self.queue.push_back(Pending::Forward(sent, invalidations));
     }
 
     /// Evicts what a write may have changed, for every user.

@@ -103,16 +103,22 @@ impl Connection {
         }
     }
 
+    /// `GET key`: a hit or another client's fetch answers after everything grouped before
+    /// it is sent; this connection's own fetch joins the group.
     pub(super) async fn get(&mut self, key: Bytes) {
         if let Some(cached) = self.lookup(&key) {
             self.counts.hits += 1;
+            self.send_group().await;
             let reply = self.cached_reply(cached);
             return self.reply(reply);
         }
         let ck = self.cache_key(key.clone());
         self.counts.misses += 1;
         match self.join(ck) {
-            Miss::Follow(rx) => self.queue.push_back(Pending::Follow(rx, key)),
+            Miss::Follow(rx) => {
+                self.send_group().await;
+                self.queue.push_back(Pending::Follow(rx, key));
+            }
             Miss::Lead(lead) => {
                 let mut bytes = BytesMut::new();
                 write_command(&mut bytes, &[b"GET", &key]);
@@ -125,12 +131,7 @@ impl Connection {
                     );
                     lead.flight.complete(fetched);
                 });
-                let sent = self
-                    .session
-                    .pool
-                    .send(self.session.slot, bytes.freeze(), 2, Some(on_reply))
-                    .await;
-                self.queue.push_back(Pending::Fetch(sent));
+                self.fetch(&bytes, on_reply).await;
             }
         }
     }

@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use super::group::Segment;
 use super::{reads, Connection};
-use crate::command::Invalidation;
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::fill::Fetched;
 use crate::protocol::{command, null};
@@ -15,11 +15,8 @@ use crate::upstream::PendingReply;
 pub(super) enum Pending {
     /// Known already, queued behind earlier replies.
     Ready(Bytes),
-    /// Consecutive forwarded commands sent as one upstream call, a reply each; their
-    /// invalidations are applied again when the replies arrive.
-    Forward(Result<PendingReply, UpstreamError>, Vec<Invalidation>),
-    /// A GET this connection fetches itself (the fill runs on the upstream task).
-    Fetch(Result<PendingReply, UpstreamError>),
+    /// A run of forwards and fetches sent as one upstream call (see `group`).
+    Group(Result<PendingReply, UpstreamError>, Vec<Segment>),
     /// A GET answered by another client's fetch of the same key.
     Follow(oneshot::Receiver<Fetched>, Bytes),
     /// An MGET assembled from hits, its own fetch and other clients' fetches.
@@ -34,23 +31,7 @@ impl Connection {
         while let Some(pending) = self.queue.pop_front() {
             match pending {
                 Pending::Ready(bytes) => self.out.extend_from_slice(&bytes),
-                Pending::Forward(sent, invalidations) => {
-                    let result = self.await_reply(sent).await;
-                    for (i, inv) in invalidations.iter().enumerate() {
-                        self.invalidate(inv);
-                        if *inv != Invalidation::None {
-                            self.unacked_writes -= 1;
-                        }
-                        match &result {
-                            Ok(frames) => self.out.extend_from_slice(&frames[i]),
-                            Err(e) => write_upstream_error(&mut self.out, e),
-                        }
-                    }
-                }
-                Pending::Fetch(sent) => {
-                    let result = self.await_reply(sent).await;
-                    self.write_result(result);
-                }
+                Pending::Group(sent, segments) => self.write_group(sent, segments).await,
                 Pending::Follow(rx, key) => {
                     let fetched = self.await_follow(rx).await;
                     self.write_fetched(fetched, key).await;

@@ -19,7 +19,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Runs on the connection's task when the replies arrive, before the caller sees them:
 /// L1 fills happen here so they never wait on a client's reply order.
-pub type OnReply = Box<dyn FnOnce(&[Bytes]) + Send>;
+pub type OnReply = Box<dyn FnOnce(&[Bytes]) + Send + Sync>;
 
 /// A request for one connection: `replies` frames are expected for `bytes`.
 pub(crate) struct Call {
