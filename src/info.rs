@@ -14,11 +14,10 @@ pub fn section(shared: &Shared) -> String {
     } else {
         "down"
     };
-    let mut s = String::with_capacity(1024);
+    let mut s = String::from("# Nearcache\r\n");
     let mut line = |name: &str, value: &dyn std::fmt::Display| {
         let _ = write!(s, "{name}:{value}\r\n");
     };
-    line("# Nearcache", &"");
     line("nearcache_version", &env!("CARGO_PKG_VERSION"));
     line("uptime_in_seconds", &stats.started.elapsed().as_secs());
     line("upstream_address", &shared.upstream.address());
@@ -39,5 +38,5 @@ pub fn section(shared: &Shared) -> String {
     line("upstream_requests", &stats.upstream_requests.load(Relaxed));
     line("upstream_errors", &stats.upstream_errors.load(Relaxed));
     line("upstream_latency_avg_us", &stats.upstream_latency_avg_us());
-    s.replacen("# Nearcache:\r\n", "# Nearcache\r\n", 1)
+    s
 }
