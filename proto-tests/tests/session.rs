@@ -133,6 +133,9 @@ fn unsupported_subcommands_and_blocking_reads_are_refused() {
         (&["CLIENT", "TRACKING", "on"], "CLIENT"),
         (&["CLIENT", "REPLY", "OFF"], "CLIENT"),
         (&["CLIENT", "NO-EVICT", "on"], "CLIENT"),
+        (&["CLIENT", "INFO"], "CLIENT"),
+        (&["CLIENT", "KILL", "ID", "1"], "CLIENT"),
+        (&["CLIENT", "GETREDIR"], "CLIENT"),
         (&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"], "XREAD"),
         (
             &[
@@ -380,4 +383,22 @@ fn hello_switches_protocol_per_connection() {
         &bulk(b"hello-name"),
         "name set by HELLO",
     );
+}
+
+/// `CLIENT ID` names the client's own connection to the sidecar: distinct per connection,
+/// stable on one, never the id of the upstream connection it shares with others.
+#[test]
+fn client_id_is_per_client_connection() {
+    let (_redis, sidecar) = start_pair(&[]);
+    // More clients than upstream connections (4 per route): some share one upstream.
+    let mut conns: Vec<Conn> = (0..9).map(|_| sidecar.conn()).collect();
+    let ids: Vec<i64> = conns
+        .iter_mut()
+        .map(|c| int_reply(&c.cmd_str(&["CLIENT", "ID"])))
+        .collect();
+    let distinct: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "ids {ids:?}");
+    assert!(ids.iter().all(|&id| id > 0), "ids {ids:?}");
+    let again = int_reply(&conns[0].cmd_str(&["CLIENT", "ID"]));
+    assert_eq!(again, ids[0], "stable on one connection");
 }

@@ -41,6 +41,8 @@ pub enum Local {
     ClientSetName,
     /// `CLIENT GETNAME`
     ClientGetName,
+    /// `CLIENT ID`: this client connection's own id, not the shared upstream connection's.
+    ClientId,
 }
 
 /// The decision for one request.
@@ -88,7 +90,8 @@ const PINNED: &[&[u8]] = &[
     b"WAIT",
     b"WAITAOF",
 ];
-/// CLIENT subcommands that change the state of the (shared) upstream connection.
+/// CLIENT subcommands that change, or report on, the state of the client's own upstream
+/// connection, which is shared here (KILL: ids from CLIENT ID are the sidecar's).
 const PINNED_CLIENT: &[&[u8]] = &[
     b"TRACKING",
     b"REPLY",
@@ -96,6 +99,10 @@ const PINNED_CLIENT: &[&[u8]] = &[
     b"NO-TOUCH",
     b"CACHING",
     b"UNBLOCK",
+    b"INFO",
+    b"GETREDIR",
+    b"TRACKINGINFO",
+    b"KILL",
 ];
 /// Commands that may write keys they do not declare, or the whole dataset.
 const WRITES_ANYTHING: &[&[u8]] = &[
@@ -148,6 +155,7 @@ fn local(name: &[u8], args: &[Bytes]) -> Option<Local> {
         _ if is(name, b"INFO") => Local::Info,
         _ if is(name, b"CLIENT") && is(sub, b"SETNAME") && args.len() == 3 => Local::ClientSetName,
         _ if is(name, b"CLIENT") && is(sub, b"GETNAME") && args.len() == 2 => Local::ClientGetName,
+        _ if is(name, b"CLIENT") && is(sub, b"ID") && args.len() == 2 => Local::ClientId,
         _ => return None,
     })
 }

@@ -40,6 +40,8 @@ enum Flow {
 
 /// Per-client state kept by the sidecar (the upstream connections are shared).
 struct Session {
+    /// This client connection's id (`CLIENT ID`), unique in the process, from 1.
+    id: u64,
     db: u32,
     resp: Resp,
     user: u32,
@@ -84,6 +86,7 @@ impl Connection {
         let slot = (id as usize) % shared.upstream.slots();
         Connection {
             session: Session {
+                id: id + 1,
                 db,
                 resp: Resp::V2,
                 user: 0,

@@ -9,7 +9,7 @@ use crate::command::Local;
 use crate::error::write_upstream_error;
 use crate::info;
 use crate::protocol::{
-    command, null, write_bulk, write_command, write_error, Request, Resp, OK, RESET,
+    command, null, write_bulk, write_command, write_decimal, write_error, Request, Resp, OK, RESET,
 };
 use crate::upstream::reply::{is_error, text};
 use crate::upstream::{Credentials, Route};
@@ -31,6 +31,12 @@ impl Connection {
                 return Flow::Close;
             }
             Local::ClientSetName => self.set_name(&req.args[2]),
+            Local::ClientId => {
+                let mut out = BytesMut::new();
+                out.extend_from_slice(b":");
+                write_decimal(&mut out, self.session.id as i64);
+                self.reply(out.freeze());
+            }
             Local::ClientGetName => {
                 let mut out = BytesMut::new();
                 match &self.session.name {
