@@ -401,4 +401,24 @@ fn client_id_is_per_client_connection() {
     assert!(ids.iter().all(|&id| id > 0), "ids {ids:?}");
     let again = int_reply(&conns[0].cmd_str(&["CLIENT", "ID"]));
     assert_eq!(again, ids[0], "stable on one connection");
+    // HELLO reports the same id, in either protocol.
+    for (i, conn) in conns.iter_mut().enumerate().take(5) {
+        let hello = if i % 2 == 0 {
+            conn.hello3()
+        } else {
+            conn.hello2()
+        };
+        let field = b"$2\r\nid\r\n:";
+        let at = hello
+            .windows(field.len())
+            .position(|w| w == field)
+            .unwrap_or_else(|| panic!("no id in HELLO reply {}", show(&hello)));
+        let digits: Vec<u8> = hello[at + field.len()..]
+            .iter()
+            .copied()
+            .take_while(u8::is_ascii_digit)
+            .collect();
+        let hello_id: i64 = String::from_utf8(digits).unwrap().parse().unwrap();
+        assert_eq!(hello_id, ids[i], "HELLO id on connection {i}");
+    }
 }

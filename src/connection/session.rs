@@ -175,7 +175,8 @@ impl Connection {
         match self.call(command(hello), 1).await {
             Some(frames) => {
                 self.session.name = name;
-                self.out.extend_from_slice(&frames[0]);
+                let reply = with_client_id(&frames[0], self.session.id);
+                self.out.extend_from_slice(&reply);
             }
             None => self.set_route(previous.0, previous.1, previous.2),
         }
@@ -239,6 +240,24 @@ impl Connection {
         }
         self.out.extend_from_slice(&out);
     }
+}
+
+/// The HELLO reply with its `id` field set to the client's own connection id (as
+/// `CLIENT ID` answers) instead of the shared upstream connection's.
+fn with_client_id(reply: &Bytes, id: u64) -> Bytes {
+    const FIELD: &[u8] = b"$2\r\nid\r\n:";
+    let Some(at) = reply.windows(FIELD.len()).position(|w| w == FIELD) else {
+        return reply.clone();
+    };
+    let start = at + FIELD.len();
+    let Some(len) = reply[start..].iter().position(|&b| b == b'\r') else {
+        return reply.clone();
+    };
+    let mut out = BytesMut::with_capacity(reply.len() + 8);
+    out.extend_from_slice(&reply[..start]);
+    out.extend_from_slice(id.to_string().as_bytes());
+    out.extend_from_slice(&reply[start + len..]);
+    out.freeze()
 }
 
 /// `[user] pass` as given to AUTH.
