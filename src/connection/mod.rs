@@ -109,13 +109,21 @@ impl Connection {
     /// signalled (then the current batch is finished first).
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let limits = self.shared.config.limits.clone();
-        loop {
-            if *shutdown.borrow() {
-                return;
+        // One shutdown future for the connection's life: registered with the channel once,
+        // not once per request.
+        let stop = async move {
+            while !*shutdown.borrow_and_update() {
+                if shutdown.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
             }
+        };
+        tokio::pin!(stop);
+        loop {
             let read = tokio::select! {
+                biased;
                 r = self.stream.read_buf(&mut self.input) => r,
-                _ = shutdown.changed() => return,
+                _ = &mut stop => return,
             };
             match read {
                 Ok(0) | Err(_) => return,
