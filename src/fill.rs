@@ -160,7 +160,7 @@ mod tests {
         let (l1, k) = setup();
         let fills = Fills::new();
         let _old = fills.join(k.clone(), l1.generation(&k));
-        l1.invalidate(&k);
+        l1.invalidate(k.db, &k.key);
         assert!(matches!(
             fills.join(k.clone(), l1.generation(&k)),
             Join::Lead(_)

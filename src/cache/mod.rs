@@ -125,6 +125,8 @@ pub struct L1 {
     cache: Cache<CacheKey, Entry, KeyHasher>,
     hasher: KeyHasher,
     buckets: Box<[AtomicU64]>,
+    /// Entries installed per generation bucket (changed only under the stripe lock).
+    inserts: Box<[AtomicU64]>,
     db_epochs: Box<[AtomicU64]>,
     all_epoch: AtomicU64,
     /// Serialises generation checks + inserts against invalidations of the same keys.
@@ -197,6 +199,7 @@ impl L1 {
             cache,
             hasher,
             buckets: (0..GENERATION_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            inserts: (0..GENERATION_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             db_epochs: (0..DB_EPOCHS).map(|_| AtomicU64::new(0)).collect(),
             all_epoch: AtomicU64::new(0),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
@@ -295,6 +298,7 @@ impl L1 {
             return false;
         }
         self.max_user.fetch_max(key.user, SeqCst);
+        self.inserts[hash as usize & (GENERATION_BUCKETS - 1)].fetch_add(1, SeqCst);
         if compressed {
             self.counters.compressed.fetch_add(1, Relaxed);
         }
@@ -302,19 +306,39 @@ impl L1 {
         true
     }
 
-    /// Evicts one key for every user. Removal and generation bump happen under the key's
-    /// stripe lock, which fills take too: a fetch that started before this cannot install its
-    /// result afterwards, and a front slot filled from the removed entry is left invalid.
-    pub fn invalidate(&self, key: &CacheKey) {
-        let hash = self.key_hash(key.db, &key.key);
+    /// Evicts one key for every user, before a write is sent. Removal and generation bump
+    /// happen under the key's stripe lock, which fills take too: a fetch that started before
+    /// this cannot install its result afterwards, and a front slot filled from the removed
+    /// entry is left invalid. Returns what [`L1::invalidate_after`] needs when the write's
+    /// reply arrives.
+    pub fn invalidate(&self, db: u32, key: &[u8]) -> u64 {
+        let hash = self.key_hash(db, key);
+        let bucket = hash as usize & (GENERATION_BUCKETS - 1);
         let _flushes = self.flush_lock.read().unwrap_or_else(|p| p.into_inner());
         let _stripe = self.stripe(hash);
-        let mut each = key.clone();
-        for user in 0..=self.max_user.load(SeqCst) {
-            each.user = user;
-            self.cache.invalidate(&each);
+        self.remove_all_users(db, key);
+        self.buckets[bucket].fetch_add(1, SeqCst);
+        self.inserts[bucket].load(SeqCst)
+    }
+
+    /// Evicts one key again when the write's reply arrives: a fetch that started after the
+    /// first eviction may have read the old value. The removal is skipped when nothing was
+    /// installed in the key's bucket since (`seen`), which is the common case.
+    pub fn invalidate_after(&self, db: u32, key: &[u8], seen: u64) {
+        let hash = self.key_hash(db, key);
+        let bucket = hash as usize & (GENERATION_BUCKETS - 1);
+        let _flushes = self.flush_lock.read().unwrap_or_else(|p| p.into_inner());
+        let _stripe = self.stripe(hash);
+        if self.inserts[bucket].load(SeqCst) != seen {
+            self.remove_all_users(db, key);
         }
-        self.buckets[hash as usize & (GENERATION_BUCKETS - 1)].fetch_add(1, SeqCst);
+        self.buckets[bucket].fetch_add(1, SeqCst);
+    }
+
+    fn remove_all_users(&self, db: u32, key: &[u8]) {
+        for user in 0..=self.max_user.load(SeqCst) {
+            self.cache.invalidate(&KeyRef { user, db, key });
+        }
     }
 
     /// Evicts every entry of one database (all users).

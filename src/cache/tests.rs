@@ -33,7 +33,7 @@ fn insert_then_hit() {
 fn fetch_that_raced_an_invalidation_is_not_installed() {
     let l1 = l1();
     let g = l1.generation(&key(0, "a"));
-    l1.invalidate(&key(0, "a"));
+    l1.invalidate(0, b"a");
     assert!(!l1.insert_if_current(key(0, "a"), g, Cached::Value(bulk(b"old")), None));
     assert_eq!(l1.get(&key(0, "a").as_key_ref()), None);
 }
@@ -97,7 +97,7 @@ fn front_hits_end_with_invalidation_flush_and_expiry() {
         assert_eq!(l1.get(&a.as_key_ref()), Some(Cached::Value(bulk(b"v"))));
         assert_eq!(l1.get(&b.as_key_ref()), Some(Cached::Value(bulk(b"v"))));
     }
-    l1.invalidate(&a);
+    l1.invalidate(a.db, &a.key);
     assert_eq!(l1.get(&a.as_key_ref()), None);
     l1.flush_db(2);
     assert_eq!(l1.get(&b.as_key_ref()), None);
@@ -145,4 +145,19 @@ fn a_replaced_entry_takes_the_new_lifetime() {
     ));
     std::thread::sleep(Duration::from_millis(30));
     assert_eq!(l1.get(&a.as_key_ref()), None);
+}
+
+#[test]
+fn second_eviction_removes_what_a_fetch_installed_after_the_first() {
+    let l1 = l1();
+    let a = key(0, "a");
+    let seen = l1.invalidate(a.db, &a.key);
+    // A fetch taken after the first eviction, executed upstream before the write.
+    let taken = l1.generation(&a);
+    assert!(l1.insert_if_current(a.clone(), taken, Cached::Value(bulk(b"old")), None));
+    assert!(l1.get(&a.as_key_ref()).is_some());
+    l1.invalidate_after(a.db, &a.key, seen);
+    assert_eq!(l1.get(&a.as_key_ref()), None);
+    // And a fetch still in flight from before it cannot install afterwards.
+    assert!(!l1.insert_if_current(a.clone(), taken, Cached::Value(bulk(b"old")), None));
 }

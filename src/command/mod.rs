@@ -14,12 +14,30 @@ use crate::protocol::Request;
 pub enum Invalidation {
     /// Writes nothing cacheable.
     None,
-    /// These (db, key) pairs.
-    Keys(Vec<(u32, Bytes)>),
+    /// These keys.
+    Keys(Vec<WrittenKey>),
     /// Everything in one database.
     Db(u32),
     /// Everything (the keys written cannot be known).
     All,
+}
+
+/// A key a command may write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenKey {
+    /// Database of the key.
+    pub db: u32,
+    /// The key.
+    pub key: Bytes,
+    /// What L1 reported when the key was evicted before sending (see
+    /// [`crate::cache::L1::invalidate`]); 0 until then.
+    pub seen: u64,
+}
+
+impl WrittenKey {
+    fn new(db: u32, key: Bytes) -> WrittenKey {
+        WrittenKey { db, key, seen: 0 }
+    }
 }
 
 /// Commands whose reply or effect depends on per-client state the sidecar keeps itself.
@@ -193,7 +211,10 @@ fn invalidation(
         return cross_db(db, &args[1], &args[2], Vec::new());
     }
     if is(name, b"COPY") && args.len() >= 3 {
-        let keys = vec![(db, args[1].clone()), (db, args[2].clone())];
+        let keys = vec![
+            WrittenKey::new(db, args[1].clone()),
+            WrittenKey::new(db, args[2].clone()),
+        ];
         return match args.iter().position(|a| is(a, b"DB")) {
             Some(i) if i + 1 < args.len() => cross_db(db, &args[2], &args[i + 1], keys),
             _ => Invalidation::Keys(keys),
@@ -208,12 +229,16 @@ fn invalidation(
     if !spec.write {
         return Invalidation::None;
     }
-    let keys: Vec<(u32, Bytes)> = if spec.movable {
+    let keys: Vec<WrittenKey> = if spec.movable {
         // Positions depend on the arguments: treat every argument as a possible key.
-        args[1..].iter().map(|a| (db, a.clone())).collect()
+        args[1..]
+            .iter()
+            .map(|a| WrittenKey::new(db, a.clone()))
+            .collect()
     } else {
-        spec.key_positions(args.len())
-            .map(|i| (db, args[i].clone()))
+        let positions = spec.key_positions(args.len());
+        positions
+            .map(|i| WrittenKey::new(db, args[i].clone()))
             .collect()
     };
     if keys.is_empty() {
@@ -224,15 +249,15 @@ fn invalidation(
 }
 
 /// `key` in `db` and in the database named by `target` (or everything if it is not a number).
-fn cross_db(db: u32, key: &Bytes, target: &[u8], mut keys: Vec<(u32, Bytes)>) -> Invalidation {
+fn cross_db(db: u32, key: &Bytes, target: &[u8], mut keys: Vec<WrittenKey>) -> Invalidation {
     let Some(other) = std::str::from_utf8(target)
         .ok()
         .and_then(|s| s.parse::<u32>().ok())
     else {
         return Invalidation::All;
     };
-    keys.push((db, key.clone()));
-    keys.push((other, key.clone()));
+    keys.push(WrittenKey::new(db, key.clone()));
+    keys.push(WrittenKey::new(other, key.clone()));
     Invalidation::Keys(keys)
 }
 
@@ -245,8 +270,8 @@ mod tests {
         Request::from_args(&args)
     }
 
-    fn key(db: u32, k: &str) -> (u32, Bytes) {
-        (db, Bytes::copy_from_slice(k.as_bytes()))
+    fn key(db: u32, k: &str) -> WrittenKey {
+        WrittenKey::new(db, Bytes::copy_from_slice(k.as_bytes()))
     }
 
     #[test]

@@ -49,8 +49,8 @@ impl Group {
 
 impl Connection {
     /// Evicts what the command may write, then adds it to the group.
-    pub(super) async fn forward(&mut self, raw: Bytes, inv: Invalidation) {
-        self.invalidate(&inv);
+    pub(super) async fn forward(&mut self, raw: Bytes, mut inv: Invalidation) {
+        self.invalidate(&mut inv);
         if inv != Invalidation::None {
             self.unacked_writes += 1;
         }
@@ -113,7 +113,7 @@ impl Connection {
         let mut at = 0;
         for segment in &segments {
             if let Segment::Forward(inv) = segment {
-                self.invalidate(inv);
+                self.invalidate_after(inv);
                 if *inv != Invalidation::None {
                     self.unacked_writes -= 1;
                 }

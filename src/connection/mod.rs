@@ -251,18 +251,31 @@ impl Connection {
         self.reply(Bytes::from_static(bytes));
     }
 
-    /// Evicts what a write may have changed, for every user.
-    fn invalidate(&self, inv: &Invalidation) {
+    /// Evicts what a write may have changed, for every user, before it is sent; records
+    /// what the second eviction needs.
+    fn invalidate(&self, inv: &mut Invalidation) {
         let l1 = &self.shared.l1;
         match inv {
             Invalidation::None => {}
             Invalidation::Keys(keys) => {
-                for (db, key) in keys {
-                    l1.invalidate(&crate::cache::CacheKey {
-                        user: 0,
-                        db: *db,
-                        key: key.clone(),
-                    });
+                for k in keys {
+                    k.seen = l1.invalidate(k.db, &k.key);
+                }
+            }
+            Invalidation::Db(db) => l1.flush_db(*db),
+            Invalidation::All => l1.flush_all(),
+        }
+    }
+
+    /// Evicts again when the write's reply arrives (a fetch sent meanwhile may have read
+    /// the old value).
+    fn invalidate_after(&self, inv: &Invalidation) {
+        let l1 = &self.shared.l1;
+        match inv {
+            Invalidation::None => {}
+            Invalidation::Keys(keys) => {
+                for k in keys {
+                    l1.invalidate_after(k.db, &k.key, k.seen);
                 }
             }
             Invalidation::Db(db) => l1.flush_db(*db),
