@@ -120,12 +120,28 @@ fn read_len(
     if end == at || buf[end - 1] != b'\r' {
         return Err(ProtocolError(what));
     }
-    let digits = &buf[at + 1..end - 1];
-    let value = std::str::from_utf8(digits)
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
-        .ok_or(ProtocolError(what))?;
+    let value = parse_decimal(&buf[at + 1..end - 1]).ok_or(ProtocolError(what))?;
     Ok(Some((value, end + 1)))
+}
+
+/// A signed decimal without leading `+` or spaces, as RESP length headers are written.
+#[inline]
+fn parse_decimal(digits: &[u8]) -> Option<i64> {
+    let (negative, digits) = match digits.split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, digits),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None; // 18 digits cannot overflow i64; longer lengths are refused anyway
+    }
+    let mut n: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + (d - b'0') as i64;
+    }
+    Some(if negative { -n } else { n })
 }
 
 fn parse_multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Parsed, ProtocolError> {
@@ -418,6 +434,20 @@ mod tests {
                 assert!(!req.args.is_empty());
             }
             let _ = peek_get(&input, &LIMITS);
+        }
+    }
+
+    #[test]
+    fn decimal_headers_parse_exactly() {
+        assert_eq!(parse_decimal(b"0"), Some(0));
+        assert_eq!(parse_decimal(b"123"), Some(123));
+        assert_eq!(parse_decimal(b"-1"), Some(-1));
+        assert_eq!(
+            parse_decimal(b"999999999999999999"),
+            Some(999_999_999_999_999_999)
+        );
+        for bad in [&b""[..], b"-", b"+1", b" 1", b"1a", b"1234567890123456789"] {
+            assert_eq!(parse_decimal(bad), None, "{bad:?}");
         }
     }
 
