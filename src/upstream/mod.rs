@@ -70,9 +70,12 @@ type LinkHook = Box<dyn Fn(LinkEvent) + Send + Sync>;
 
 /// Shared link state of all pools.
 pub(crate) struct Link {
+    address: String,
     up_slots: AtomicUsize,
     /// A connection was lost since the last `Up` event was announced.
     lost_since_up: AtomicBool,
+    /// The outage was logged; the recovery will be.
+    down_logged: AtomicBool,
     hook: LinkHook,
     stats: Arc<Stats>,
 }
@@ -80,15 +83,28 @@ pub(crate) struct Link {
 impl Link {
     fn connected(&self) {
         self.up_slots.fetch_add(1, SeqCst);
+        if self.down_logged.swap(false, SeqCst) {
+            eprintln!("nearcache: upstream {} reachable again", self.address);
+        }
         if self.lost_since_up.swap(false, SeqCst) {
             (self.hook)(LinkEvent::Up);
         }
     }
 
-    fn lost(&self) {
-        self.up_slots.fetch_sub(1, SeqCst);
+    fn lost(&self, reason: &str) {
+        let left = self.up_slots.fetch_sub(1, SeqCst) - 1;
         self.lost_since_up.store(true, SeqCst);
         (self.hook)(LinkEvent::Lost);
+        if left == 0 && !self.down_logged.swap(true, SeqCst) {
+            eprintln!("nearcache: upstream {} down: {reason}", self.address);
+        }
+    }
+
+    /// A connect attempt failed; logged once per outage.
+    fn failed(&self, reason: &str) {
+        if self.up_slots.load(SeqCst) == 0 && !self.down_logged.swap(true, SeqCst) {
+            eprintln!("nearcache: upstream {} unreachable: {reason}", self.address);
+        }
     }
 }
 
@@ -104,9 +120,12 @@ impl Upstream {
     /// Creates the upstream; pools connect lazily, on first use of their route.
     pub fn new(target: Target, stats: Arc<Stats>, hook: LinkHook) -> Upstream {
         let identities = RwLock::new(vec![target.credentials.clone()]);
+        let address = target.address.clone();
         Upstream {
             target: Arc::new(target),
             link: Arc::new(Link {
+                address,
+                down_logged: AtomicBool::new(false),
                 up_slots: AtomicUsize::new(0),
                 lost_since_up: AtomicBool::new(false),
                 hook,

@@ -169,17 +169,15 @@ async fn supervise(
                 let timeout = target.timeout;
                 let reason = conn::run(stream, rx, pings, route.resp, timeout, &link.stats).await;
                 slot.send_replace(SlotState::Down(reason.clone()));
-                link.lost();
-                eprintln!(
-                    "nearcache: upstream {} connection lost: {reason}",
-                    target.address
-                );
+                link.lost(&reason);
             }
-            Err(UpstreamError::Unavailable(reason)) => {
+            Err(e) => {
+                let reason: Arc<str> = match e {
+                    UpstreamError::Unavailable(reason) => reason,
+                    UpstreamError::Timeout => "connect timed out".into(),
+                };
+                link.failed(&reason);
                 slot.send_replace(SlotState::Down(reason));
-            }
-            Err(UpstreamError::Timeout) => {
-                slot.send_replace(SlotState::Down("connect timed out".into()));
             }
         }
         tokio::time::sleep(backoff).await;
