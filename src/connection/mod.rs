@@ -26,8 +26,8 @@ use replies::Pending;
 
 /// Requests dispatched before their replies are written and flushed.
 const MAX_BATCH: usize = 1024;
-/// Initial size of the read and write buffers.
-const BUFFER: usize = 16 * 1024;
+/// Initial size of the read and write buffers (small: thousands of idle clients are normal).
+const BUFFER: usize = 4 * 1024;
 /// A buffer grown past this by one large request or reply is replaced once it is idle.
 const MAX_IDLE_BUFFER: usize = 1024 * 1024;
 
@@ -177,7 +177,8 @@ impl Connection {
             self.out = BytesMut::with_capacity(BUFFER);
         }
         if self.input.capacity() - self.input.len() < 1024 {
-            self.input.reserve(BUFFER);
+            // Grows with a large request in flight, so it arrives in few reads.
+            self.input.reserve(BUFFER.max(self.input.len()));
         }
     }
 
