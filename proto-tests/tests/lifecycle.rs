@@ -282,3 +282,20 @@ fn size_and_duration_forms_are_accepted() {
         );
     }
 }
+
+/// `--threads N` sets the number of worker threads the sidecar runs.
+#[test]
+fn threads_flag_sets_the_worker_count() {
+    let redis = Redis::start();
+    for threads in [1usize, 3] {
+        let sidecar = Sidecar::start(redis.port(), &["--threads", &threads.to_string()]);
+        let mut c = sidecar.conn();
+        assert_eq!(c.cmd_str(&["PING"]), b"+PONG\r\n");
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", sidecar.pid())).expect("/proc");
+        let workers = tasks
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim() == "tokio-rt-worker")
+            .count();
+        assert_eq!(workers, threads, "worker threads with --threads {threads}");
+    }
+}
