@@ -245,21 +245,29 @@ fn binary_and_empty_values_round_trip() {
 }
 
 #[test]
-fn large_value_round_trips() {
+fn large_values_round_trip_and_only_those_up_to_4_mib_are_cached() {
     let (redis, sidecar) = start_pair(&[]);
-    let value = random_bytes(8 << 20, 7);
     let mut c = sidecar.conn();
-    assert_reply(&c.cmd(&[b"SET", b"big", &value]), b"+OK\r\n", "SET 8 MiB");
-    reset_stats(&redis);
-    for round in ["miss", "hit"] {
-        let reply = c.cmd_str(&["GET", "big"]);
-        assert!(
-            bulk_reply(&reply).as_deref() == Some(&value[..]),
-            "GET big ({round}) returned {} bytes, not the 8 MiB value",
-            reply.len()
+    // (key, size in bytes, upstream GETs for a miss then a second GET)
+    let cases: &[(&str, usize, u64)] = &[("big", 3 << 20, 1), ("huge", 8 << 20, 2)];
+    for &(key, size, upstream_gets) in cases {
+        let value = random_bytes(size, 7);
+        assert_reply(&c.cmd(&[b"SET", key.as_bytes(), &value]), b"+OK\r\n", "SET");
+        reset_stats(&redis);
+        for round in ["first", "second"] {
+            let reply = c.cmd_str(&["GET", key]);
+            assert!(
+                bulk_reply(&reply).as_deref() == Some(&value[..]),
+                "GET {key} ({round}) returned {} bytes, not the {size}-byte value",
+                reply.len()
+            );
+        }
+        assert_eq!(
+            commandstat_calls(&redis, "get"),
+            upstream_gets,
+            "{key}: {size} bytes"
         );
     }
-    assert_eq!(commandstat_calls(&redis, "get"), 1);
 }
 
 #[test]

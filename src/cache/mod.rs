@@ -24,6 +24,9 @@ const ENTRY_OVERHEAD: u32 = 96;
 const GENERATION_BUCKETS: usize = 4096;
 /// Number of per-database epochs; databases beyond share slots (flushing more, never less).
 const DB_EPOCHS: usize = 64;
+/// Values larger than this are served but not cached: compressing, decompressing and copying
+/// them would stall the worker thread for milliseconds per hit or fill.
+pub const MAX_ENTRY_BYTES: usize = 4 << 20;
 /// Lock stripes for fills and invalidations.
 const STRIPES: usize = 256;
 /// zstd level for large values: fast, still a good ratio on text.
@@ -283,6 +286,7 @@ impl L1 {
         }
         let stored = match value {
             Cached::Missing => Stored::Missing,
+            Cached::Value(bulk) if bulk.len() > MAX_ENTRY_BYTES => return false,
             Cached::Value(bulk) => self.store(bulk),
         };
         let compressed = matches!(stored, Stored::Compressed { .. });

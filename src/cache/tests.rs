@@ -161,3 +161,16 @@ fn second_eviction_removes_what_a_fetch_installed_after_the_first() {
     // And a fetch still in flight from before it cannot install afterwards.
     assert!(!l1.insert_if_current(a.clone(), taken, Cached::Value(bulk(b"old")), None));
 }
+
+#[test]
+fn values_over_the_entry_limit_are_not_cached() {
+    let l1 = L1::new(L1Options {
+        max_bytes: 64 << 20,
+        ttl: Duration::from_secs(60),
+        compress_min_bytes: 4096,
+    });
+    let big = key(0, "big");
+    let value = bulk(&vec![b'x'; super::MAX_ENTRY_BYTES + 1]);
+    assert!(!l1.insert_if_current(big.clone(), l1.generation(&big), Cached::Value(value), None));
+    assert_eq!(l1.get(&big.as_key_ref()), None);
+}
