@@ -15,6 +15,10 @@ pub enum UpstreamError {
     /// The reply did not arrive within `--upstream-timeout`.
     #[error("upstream timeout")]
     Timeout,
+    /// The upstream refused to set up a connection for this client with this error reply
+    /// (e.g. `NOAUTH Authentication required.`): the client gets it as Redis words it.
+    #[error("{0}")]
+    Refused(Arc<str>),
 }
 
 impl UpstreamError {
@@ -26,7 +30,10 @@ impl UpstreamError {
 
 /// Appends the client-facing reply for an upstream failure.
 pub fn write_upstream_error(out: &mut BytesMut, e: &UpstreamError) {
-    write_error(out, &format!("ERR nearcache: {e}"));
+    match e {
+        UpstreamError::Refused(reply) => write_error(out, reply),
+        _ => write_error(out, &format!("ERR nearcache: {e}")),
+    }
 }
 
 /// Appends the client-facing reply for a malformed request.

@@ -422,3 +422,27 @@ fn client_id_is_per_client_connection() {
         assert_eq!(hello_id, ids[i], "HELLO id on connection {i}");
     }
 }
+
+/// Without credentials of its own, the sidecar answers an unauthenticated client exactly as
+/// Redis would (`-NOAUTH ...`), and serves it once it authenticates itself.
+#[test]
+fn clients_authenticate_themselves_when_the_sidecar_has_no_credentials() {
+    let redis = Redis::start_with(&["--requirepass", "secret"]);
+    let sidecar = Sidecar::start(redis.port(), &[]);
+    let mut direct = Conn::connect(redis.addr());
+    let mut c = sidecar.conn();
+    let reply = assert_same_reply(&mut direct, &mut c, &encode_command_str(&["GET", "k"]));
+    assert!(reply.starts_with(b"-NOAUTH"), "{}", show(&reply));
+    assert_reply(&c.cmd_str(&["AUTH", "secret"]), b"+OK\r\n", "AUTH");
+    assert_reply(&c.cmd_str(&["SET", "k", "v"]), b"+OK\r\n", "SET after AUTH");
+    for round in ["miss", "hit"] {
+        assert_reply(&c.cmd_str(&["GET", "k"]), &bulk(b"v"), round);
+    }
+    let mut other = sidecar.conn();
+    let reply = other.cmd_str(&["GET", "k"]);
+    assert!(
+        reply.starts_with(b"-NOAUTH"),
+        "an unauthenticated client must not read what an authenticated one cached: {}",
+        show(&reply)
+    );
+}

@@ -50,9 +50,14 @@ pub(super) async fn connect(
             let reply = read_frame(&mut stream, &mut buf).await?;
             if reply.first().is_some_and(|b| *b == b'-' || *b == b'!') {
                 let text = String::from_utf8_lossy(&reply);
-                return Err(UpstreamError::unavailable(
-                    text.trim_start_matches('-').trim_end(),
-                ));
+                let text = text.trim_start_matches('-').trim_end();
+                // NOAUTH: the client must authenticate itself, and its library expects
+                // Redis's own reply for that. Anything else is the sidecar's problem.
+                return Err(if text.starts_with("NOAUTH") {
+                    UpstreamError::Refused(text.into())
+                } else {
+                    UpstreamError::unavailable(text)
+                });
             }
         }
         Ok(stream)

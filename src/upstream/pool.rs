@@ -36,7 +36,7 @@ pub(crate) struct Call {
 pub(crate) enum SlotState {
     Connecting,
     Up(mpsc::Sender<Call>),
-    Down(Arc<str>),
+    Down(UpstreamError),
 }
 
 /// A route's connections.
@@ -124,7 +124,7 @@ impl Pool {
                     return Err(UpstreamError::unavailable("connection lost"))
                 }
             },
-            SlotState::Down(reason) => return Err(UpstreamError::Unavailable(reason.clone())),
+            SlotState::Down(e) => return Err(e.clone()),
             SlotState::Connecting => call,
         };
         let mut state = slot.clone();
@@ -137,7 +137,7 @@ impl Pool {
                         .map_err(|_| UpstreamError::unavailable("connection lost"))?;
                     return Ok(pending);
                 }
-                SlotState::Down(reason) => return Err(UpstreamError::Unavailable(reason)),
+                SlotState::Down(e) => return Err(e),
                 SlotState::Connecting => {
                     match tokio::time::timeout(self.connect_timeout, state.changed()).await {
                         Ok(Ok(())) => continue,
@@ -168,16 +168,12 @@ async fn supervise(
                 link.connected();
                 let timeout = target.timeout;
                 let reason = conn::run(stream, rx, pings, route.resp, timeout, &link.stats).await;
-                slot.send_replace(SlotState::Down(reason.clone()));
                 link.lost(&reason);
+                slot.send_replace(SlotState::Down(UpstreamError::Unavailable(reason)));
             }
             Err(e) => {
-                let reason: Arc<str> = match e {
-                    UpstreamError::Unavailable(reason) => reason,
-                    UpstreamError::Timeout => "connect timed out".into(),
-                };
-                link.failed(&reason);
-                slot.send_replace(SlotState::Down(reason));
+                link.failed(&e.to_string());
+                slot.send_replace(SlotState::Down(e));
             }
         }
         tokio::time::sleep(backoff).await;
