@@ -25,3 +25,24 @@ pub enum Resp {
     /// RESP3, after `HELLO 3`.
     V3,
 }
+
+/// A signed decimal as RESP writes integers and lengths: digits with an optional leading
+/// `-`, no `+`, no spaces; `None` when malformed or out of the i64 range.
+#[inline]
+pub fn parse_decimal(digits: &[u8]) -> Option<i64> {
+    let (negative, digits) = match digits.split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, digits),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add((d - b'0') as i64)?;
+    }
+    Some(if negative { -n } else { n })
+}

@@ -89,10 +89,7 @@ fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
 }
 
 fn parse_int(digits: &[u8]) -> Result<i64, ProtocolError> {
-    std::str::from_utf8(digits)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or(ProtocolError("invalid length in upstream reply"))
+    super::parse_decimal(digits).ok_or(ProtocolError("invalid length in upstream reply"))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::pool::Call;
+use super::reply::is_error;
 use super::{Credentials, Route, Target};
 use crate::error::UpstreamError;
 use crate::metrics::Stats;
@@ -48,7 +49,7 @@ pub(super) async fn connect(
         let mut buf = BytesMut::with_capacity(1024);
         for _ in 0..replies {
             let reply = read_frame(&mut stream, &mut buf).await?;
-            if reply.first().is_some_and(|b| *b == b'-' || *b == b'!') {
+            if is_error(&reply) {
                 let text = String::from_utf8_lossy(&reply);
                 let text = text.trim_start_matches('-').trim_end();
                 // NOAUTH: the client must authenticate itself, and its library expects
@@ -139,7 +140,7 @@ pub(super) async fn one_off(
         let mut last = Bytes::new();
         for _ in 0..replies {
             last = read_frame(&mut stream, &mut buf).await?;
-            if matches!(last.first(), Some(b'-') | Some(b'!')) {
+            if is_error(&last) {
                 break;
             }
         }

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::protocol::FrameScanner;
+use crate::protocol::{parse_decimal, FrameScanner};
 
 /// True for `$-1`, `*-1` and RESP3 `_`.
 pub fn is_null(frame: &[u8]) -> bool {
@@ -23,17 +23,14 @@ pub fn is_error(frame: &[u8]) -> bool {
 /// The value of an integer reply (`:n`).
 pub fn integer(frame: &[u8]) -> Option<i64> {
     let digits = frame.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    parse_decimal(digits)
 }
 
 /// The elements of an array reply as raw frames (slices of `frame`, no copy).
 pub fn array_elements(frame: &Bytes) -> Option<Vec<Bytes>> {
     let rest = frame.strip_prefix(b"*")?;
     let nl = rest.iter().position(|&b| b == b'\n')?;
-    let count: usize = std::str::from_utf8(rest[..nl].strip_suffix(b"\r")?)
-        .ok()?
-        .parse()
-        .ok()?;
+    let count = usize::try_from(parse_decimal(rest[..nl].strip_suffix(b"\r")?)?).ok()?;
     let mut pos = 1 + nl + 1;
     let mut out = Vec::with_capacity(count);
     for _ in 0..count {
