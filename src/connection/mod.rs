@@ -31,6 +31,17 @@ const BUFFER: usize = 4 * 1024;
 /// A buffer grown past this by one large request or reply is replaced once it is idle.
 const MAX_IDLE_BUFFER: usize = 1024 * 1024;
 
+/// What the hot path did with the head of the input.
+#[derive(PartialEq, Eq)]
+enum Head {
+    /// A `GET` answered from L1.
+    Served,
+    /// A `GET` that L1 does not hold (L1 was asked).
+    Missed,
+    /// Anything else, or L1 may not answer now.
+    Other,
+}
+
 /// Whether the connection goes on after a request.
 #[derive(PartialEq, Eq)]
 enum Flow {
@@ -140,10 +151,15 @@ impl Connection {
                     batch = 0;
                 }
                 batch += 1;
-                if self.serve_hit(&limits) {
+                let head = self.serve_hit(&limits);
+                if head == Head::Served {
                     continue;
                 }
                 match parse_request(&mut self.input, &limits) {
+                    Ok(Some(req)) if head == Head::Missed => {
+                        // The GET L1 just missed: straight to the fetch, no second lookup.
+                        self.fetch_missing(req.args[1].clone()).await;
+                    }
                     Ok(Some(req)) => {
                         flow = self.dispatch(req).await;
                         if flow == Flow::Close {
@@ -186,13 +202,13 @@ impl Connection {
     /// straight from the input buffer into the output buffer, building no request and
     /// cloning nothing.
     #[inline]
-    fn serve_hit(&mut self, limits: &Limits) -> bool {
+    fn serve_hit(&mut self, limits: &Limits) -> Head {
         let nothing_before = self.queue.is_empty() && self.group.is_empty();
         if !nothing_before || !self.may_read_l1() {
-            return false;
+            return Head::Other;
         }
         let Some((len, key)) = peek_get(&self.input, limits) else {
-            return false;
+            return Head::Other;
         };
         let s = &self.session;
         let key = KeyRef {
@@ -206,11 +222,11 @@ impl Connection {
             out.extend_from_slice(value.map_or(nil, |b| &b[..]))
         });
         if hit.is_none() {
-            return false;
+            return Head::Missed;
         }
         self.counts.hits += 1;
         self.input.advance(len);
-        true
+        Head::Served
     }
 
     async fn dispatch(&mut self, req: Request) -> Flow {

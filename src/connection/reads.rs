@@ -112,6 +112,11 @@ impl Connection {
             let reply = self.cached_reply(cached);
             return self.reply(reply);
         }
+        self.fetch_missing(key).await;
+    }
+
+    /// A `GET` whose key L1 does not hold: follow another client's fetch or fetch it.
+    pub(super) async fn fetch_missing(&mut self, key: Bytes) {
         let ck = self.cache_key(key.clone());
         self.counts.misses += 1;
         match self.join(ck) {
