@@ -54,6 +54,13 @@ impl Connection {
         if inv != Invalidation::None {
             self.unacked_writes += 1;
         }
+        if raw.len() >= MAX_GROUP_BYTES {
+            // A large command goes alone, as the bytes it arrived in: no copy.
+            self.send_group().await;
+            self.send_call(raw, vec![Segment::Forward(inv)], 1, None)
+                .await;
+            return;
+        }
         self.add(&raw, Segment::Forward(inv), None).await;
     }
 
@@ -94,12 +101,19 @@ impl Connection {
                 }
             }) as OnReply
         });
-        let slot = self.session.slot;
-        let sent = self
-            .session
-            .pool
-            .send(slot, bytes.freeze(), replies, on_reply)
+        self.send_call(bytes.freeze(), segments, replies, on_reply)
             .await;
+    }
+
+    async fn send_call(
+        &mut self,
+        bytes: Bytes,
+        segments: Vec<Segment>,
+        replies: usize,
+        on_reply: Option<OnReply>,
+    ) {
+        let slot = self.session.slot;
+        let sent = self.session.pool.send(slot, bytes, replies, on_reply).await;
         self.queue.push_back(Pending::Group(sent, segments));
     }
 

@@ -256,7 +256,9 @@ impl Connection {
     }
 
     /// Queues a known reply (or writes it at once when nothing is pending before it).
+    /// Callers send the group first: its replies come before this one.
     fn reply(&mut self, bytes: Bytes) {
+        debug_assert!(self.group.is_empty(), "a reply was queued before the group");
         if self.queue.is_empty() {
             self.out.extend_from_slice(&bytes);
         } else {

@@ -142,6 +142,7 @@ impl Connection {
     }
 
     pub(super) async fn mget(&mut self, keys: &[Bytes]) {
+        debug_assert!(self.group.is_empty(), "MGET is sent after the group");
         let mut parts = Vec::with_capacity(keys.len());
         let mut leads = Vec::new();
         for key in keys {
