@@ -316,27 +316,29 @@ impl L1 {
     /// entry is left invalid. Returns what [`L1::invalidate_after`] needs when the write's
     /// reply arrives.
     pub fn invalidate(&self, db: u32, key: &[u8]) -> u64 {
-        let hash = self.key_hash(db, key);
-        let bucket = hash as usize & (GENERATION_BUCKETS - 1);
-        let _flushes = self.flush_lock.read().unwrap_or_else(|p| p.into_inner());
-        let _stripe = self.stripe(hash);
-        self.remove_all_users(db, key);
-        self.buckets[bucket].fetch_add(1, SeqCst);
-        self.inserts[bucket].load(SeqCst)
+        self.evict(db, key, None)
     }
 
     /// Evicts one key again when the write's reply arrives: a fetch that started after the
     /// first eviction may have read the old value. The removal is skipped when nothing was
     /// installed in the key's bucket since (`seen`), which is the common case.
     pub fn invalidate_after(&self, db: u32, key: &[u8], seen: u64) {
+        self.evict(db, key, Some(seen));
+    }
+
+    /// Removes the key (unless nothing was installed in its bucket since `seen`), then bumps
+    /// its generation; returns the bucket's install count.
+    fn evict(&self, db: u32, key: &[u8], seen: Option<u64>) -> u64 {
         let hash = self.key_hash(db, key);
         let bucket = hash as usize & (GENERATION_BUCKETS - 1);
         let _flushes = self.flush_lock.read().unwrap_or_else(|p| p.into_inner());
         let _stripe = self.stripe(hash);
-        if self.inserts[bucket].load(SeqCst) != seen {
+        let inserts = self.inserts[bucket].load(SeqCst);
+        if seen != Some(inserts) {
             self.remove_all_users(db, key);
         }
         self.buckets[bucket].fetch_add(1, SeqCst);
+        inserts
     }
 
     fn remove_all_users(&self, db: u32, key: &[u8]) {

@@ -125,8 +125,8 @@ impl Connection {
     ) {
         let result = self.await_reply(sent).await;
         let mut at = 0;
-        for segment in &segments {
-            if let Segment::Forward(inv) = segment {
+        for mut segment in segments {
+            if let Segment::Forward(inv) = &mut segment {
                 self.invalidate_after(inv);
                 if *inv != Invalidation::None {
                     self.unacked_writes -= 1;

@@ -273,30 +273,25 @@ impl Connection {
     /// Evicts what a write may have changed, for every user, before it is sent; records
     /// what the second eviction needs.
     fn invalidate(&self, inv: &mut Invalidation) {
-        let l1 = &self.shared.l1;
-        match inv {
-            Invalidation::None => {}
-            Invalidation::Keys(keys) => {
-                for k in keys {
-                    k.seen = l1.invalidate(k.db, &k.key);
-                }
-            }
-            Invalidation::Db(db) => l1.flush_db(*db),
-            Invalidation::All => l1.flush_all(),
-        }
+        self.evict(inv, false);
     }
 
     /// Evicts again when the write's reply arrives (a fetch sent meanwhile may have read
     /// the old value).
-    fn invalidate_after(&self, inv: &Invalidation) {
+    fn invalidate_after(&self, inv: &mut Invalidation) {
+        self.evict(inv, true);
+    }
+
+    fn evict(&self, inv: &mut Invalidation, again: bool) {
         let l1 = &self.shared.l1;
         match inv {
             Invalidation::None => {}
-            Invalidation::Keys(keys) => {
-                for k in keys {
-                    l1.invalidate_after(k.db, &k.key, k.seen);
-                }
-            }
+            Invalidation::Keys(keys) if again => keys
+                .iter()
+                .for_each(|k| l1.invalidate_after(k.db, &k.key, k.seen)),
+            Invalidation::Keys(keys) => keys
+                .iter_mut()
+                .for_each(|k| k.seen = l1.invalidate(k.db, &k.key)),
             Invalidation::Db(db) => l1.flush_db(*db),
             Invalidation::All => l1.flush_all(),
         }
