@@ -252,13 +252,7 @@ impl Connection {
 
     /// `MGET key` on this connection's own upstream slot: the element for one key.
     async fn mget_one(&mut self, key: &Bytes) -> Result<Bytes, UpstreamError> {
-        let raw = command(&[b"MGET", key]);
-        let sent = self
-            .session
-            .pool
-            .send(self.session.slot, raw, 1, None)
-            .await;
-        let frames = self.await_reply(sent).await?;
+        let frames = self.ask(command(&[b"MGET", key]), 1).await?;
         Ok(array_elements(&frames[0])
             .and_then(|mut e| e.pop())
             .unwrap_or_else(|| Bytes::from_static(null(self.session.resp))))

@@ -41,6 +41,21 @@ impl Connection {
         }
     }
 
+    /// Sends `bytes` (holding `replies` commands) on this client's upstream slot, outside
+    /// any group, and waits for the replies.
+    pub(super) async fn ask(
+        &self,
+        bytes: Bytes,
+        replies: usize,
+    ) -> Result<Vec<Bytes>, UpstreamError> {
+        let sent = self
+            .session
+            .pool
+            .send(self.session.slot, bytes, replies, None)
+            .await;
+        self.await_reply(sent).await
+    }
+
     pub(super) async fn await_reply(
         &self,
         sent: Result<PendingReply, UpstreamError>,
@@ -81,13 +96,7 @@ impl Connection {
             Fetched::Value(bulk) => self.out.extend_from_slice(&bulk),
             Fetched::Missing => self.out.extend_from_slice(null(self.session.resp)),
             Fetched::Unknown => {
-                let raw = command(&[b"GET", &key]);
-                let sent = self
-                    .session
-                    .pool
-                    .send(self.session.slot, raw, 1, None)
-                    .await;
-                let result = self.await_reply(sent).await;
+                let result = self.ask(command(&[b"GET", &key]), 1).await;
                 self.write_result(result);
             }
         }

@@ -57,12 +57,7 @@ impl Connection {
 
     /// Sends `bytes` (holding `replies` commands) on the session's slot; returns the frames.
     async fn call(&mut self, bytes: Bytes, replies: usize) -> Option<Vec<Bytes>> {
-        let sent = self
-            .session
-            .pool
-            .send(self.session.slot, bytes, replies, None)
-            .await;
-        match self.await_reply(sent).await {
+        match self.ask(bytes, replies).await {
             Ok(frames) => Some(frames),
             Err(e) => {
                 write_upstream_error(&mut self.out, &e);
