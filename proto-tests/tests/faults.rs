@@ -52,6 +52,11 @@ fn upstream_down_fails_fast_then_recovers() {
     );
     // INFO nearcache is answered by the sidecar itself while the upstream is down.
     wait_link(&mut c, "down");
+    let text = c.info(Some("nearcache"));
+    assert!(
+        info_u64(&text, "upstream_errors") >= 1,
+        "the failed GET counts as an upstream error\n{text}"
+    );
     for request in [
         &["GET", "k"][..],
         &["SET", "k", "x"][..],

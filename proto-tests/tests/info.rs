@@ -99,6 +99,15 @@ fn info_nearcache_counts_hits_and_misses() {
         info_u64(&text, "upstream_requests") >= 1,
         "the miss went upstream\n{text}"
     );
+    assert!(
+        info_u64(&text, "upstream_latency_avg_us") > 0,
+        "a round trip over TCP takes some microseconds\n{text}"
+    );
+    assert_eq!(
+        info_u64(&text, "upstream_errors"),
+        0,
+        "nothing failed\n{text}"
+    );
     assert_reply(&c.cmd_str(&["GET", "k"]), &bulk(b"v"), "GET (hit)");
     assert_reply(&c.cmd_str(&["GET", "k"]), &bulk(b"v"), "GET (hit)");
     let (h2, m2, text) = counts(&mut c);

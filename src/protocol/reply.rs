@@ -6,8 +6,6 @@ use super::Resp;
 
 /// `+OK`
 pub const OK: &[u8] = b"+OK\r\n";
-/// `+PONG`
-pub const PONG: &[u8] = b"+PONG\r\n";
 /// `+RESET`
 pub const RESET: &[u8] = b"+RESET\r\n";
 /// RESP2 null bulk string.
