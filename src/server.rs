@@ -23,6 +23,12 @@ use crate::upstream::{Credentials, LinkEvent, Route, Target, Upstream};
 /// How often the command table load is retried while the upstream cannot answer it.
 const TABLE_RETRY: Duration = Duration::from_millis(500);
 
+/// First wait after a failed accept (e.g. out of file descriptors); doubles up to
+/// [`ACCEPT_BACKOFF_MAX`] while accepting keeps failing.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// Longest wait between failed accepts.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 /// State every connection shares.
 pub struct Shared {
     /// The validated configuration.
@@ -85,13 +91,30 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch
     let slots = Arc::new(Semaphore::new(shared.config.max_clients));
     let mut connections = JoinSet::new();
     let ids = AtomicU64::new(0);
+    let mut accept_backoff = ACCEPT_BACKOFF_MIN;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.changed() => break,
         };
-        let Ok((mut stream, _)) = accepted else {
-            continue; // e.g. EMFILE: keep serving the clients we have
+        let (mut stream, _) = match accepted {
+            Ok(a) => {
+                accept_backoff = ACCEPT_BACKOFF_MIN;
+                a
+            }
+            Err(e) => {
+                // E.g. EMFILE: the error repeats until a descriptor is freed, so wait
+                // (doubling) instead of spinning, and keep serving the clients we have.
+                if accept_backoff == ACCEPT_BACKOFF_MIN {
+                    eprintln!("nearcache: accept failed: {e}; retrying with backoff");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(accept_backoff) => {}
+                    _ = shutdown.changed() => break,
+                }
+                accept_backoff = (accept_backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             let _ = stream

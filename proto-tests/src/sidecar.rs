@@ -69,9 +69,31 @@ impl Sidecar {
     /// environment variables (every other `NEARCACHE_*` variable is removed), then waits for
     /// the listening line.
     pub fn start_env(upstream_url: &str, extra: &[&str], env: &[(&str, &str)]) -> Sidecar {
+        Sidecar::spawn(&[], upstream_url, extra, env)
+    }
+
+    /// Like [`Sidecar::start_url`], run through a wrapper command such as
+    /// `prlimit --nofile=64:64 --` (the wrapper must exec the binary, keeping its pid).
+    pub fn start_wrapped(wrapper: &[&str], upstream_url: &str, extra: &[&str]) -> Sidecar {
+        Sidecar::spawn(wrapper, upstream_url, extra, &[])
+    }
+
+    fn spawn(
+        wrapper: &[&str],
+        upstream_url: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Sidecar {
         let dir = TempDir::new("sidecar");
         let stderr_path = dir.path().join("stderr.log");
-        let mut cmd = Command::new(nearcache_bin());
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(nearcache_bin());
+                cmd
+            }
+            None => Command::new(nearcache_bin()),
+        };
         cmd.args(["--listen", "127.0.0.1:0", "--upstream", upstream_url])
             .args(extra)
             .stdin(Stdio::null())

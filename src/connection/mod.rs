@@ -117,11 +117,13 @@ impl Connection {
     }
 
     /// Serves the client until it closes, sends QUIT, breaks the protocol, or shutdown is
-    /// signalled (then the current batch is finished first).
+    /// signalled: then every request already read is answered and flushed, the write side
+    /// is shut down and the input drained (see [`Connection::close_gracefully`]).
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let limits = self.shared.config.limits.clone();
         // One shutdown future for the connection's life: registered with the channel once,
         // not once per request.
+        let stopping = shutdown.clone();
         let stop = async move {
             while !*shutdown.borrow_and_update() {
                 if shutdown.changed().await.is_err() {
@@ -131,10 +133,16 @@ impl Connection {
         };
         tokio::pin!(stop);
         loop {
+            // A client that keeps its pipeline full always has input ready: look at the
+            // flag between batches, not only while idle.
+            // (The sender is dropped once it has sent: read the value, not `has_changed`.)
+            if *stopping.borrow() {
+                return self.close_gracefully().await;
+            }
             let read = tokio::select! {
                 biased;
                 r = self.stream.read_buf(&mut self.input) => r,
-                _ = &mut stop => return,
+                _ = &mut stop => return self.close_gracefully().await,
             };
             match read {
                 Ok(0) | Err(_) => return,
@@ -182,6 +190,20 @@ impl Connection {
             }
             self.size_buffers();
         }
+    }
+
+    /// Shutdown: every request read so far has been answered and flushed; what the client
+    /// sent after it is not read. Shut down the write side (the client sees its replies,
+    /// then end of stream), then read and discard the input until the client closes or
+    /// the grace period ends: closing a socket with unread input makes the kernel send a
+    /// reset, which can destroy replies the client has not read yet.
+    async fn close_gracefully(mut self) {
+        let grace = self.shared.config.shutdown_grace;
+        let deadline = tokio::time::Instant::now() + grace.mul_f32(0.9);
+        let _ = self.stream.shutdown().await;
+        let mut sink = [0u8; 16 * 1024];
+        let drain = async { while let Ok(1..) = self.stream.read(&mut sink).await {} };
+        let _ = tokio::time::timeout_at(deadline, drain).await;
     }
 
     /// Gives back memory after a large request or reply, and keeps room to read into.
