@@ -239,6 +239,9 @@ fn the_sidecars_own_user_is_rechecked_too() {
         "revoke MGET",
     );
     assert_noperm(&mut direct, &mut c, &["MGET", "k"]);
+    for _ in 0..2 {
+        assert_reply(&c.cmd_str(&["GET", "k"]), &bulk(b"v"), "GET (cached again)");
+    }
 
     // On Redis: after the recheck.
     set_user(&redis, "app", &["-get"]);
