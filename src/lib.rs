@@ -17,6 +17,7 @@
 //! - [`connection`]: one client connection, its per-client state and reply ordering.
 //! - [`protocol`]: request parsing (multibulk and inline, with limits), reply framing.
 //! - [`command`]: the command table (from the upstream's `COMMAND`) and classification.
+//! - [`acl`]: which identity may be answered from L1 by which command (learned from replies).
 //! - [`cache`]: L1 (moka), generations for the fetch/invalidate race, the per-thread front.
 //! - [`fill`]: coalescing of concurrent misses of one key.
 //! - [`upstream`]: pooled pipelined connections to Redis, health checks, reconnects.
@@ -27,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod acl;
 pub mod cache;
 pub mod command;
 pub mod config;

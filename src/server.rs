@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::acl::Acl;
 use crate::cache::{L1Options, L1};
 use crate::command::CommandTable;
 use crate::config::Config;
@@ -35,6 +36,8 @@ pub struct Shared {
     pub config: Config,
     /// The L1 cache.
     pub l1: Arc<L1>,
+    /// What each identity may be answered from L1 by.
+    pub acl: Arc<Acl>,
     /// In-flight fetches, for coalescing.
     pub fills: Arc<Fills>,
     /// Upstream pools.
@@ -48,7 +51,7 @@ pub struct Shared {
 impl Shared {
     /// Builds the shared state; the L1 is flushed whenever the upstream link is lost (unless
     /// stale hits are allowed) and whenever it comes back, since the upstream's data may have
-    /// changed meanwhile.
+    /// changed meanwhile (its ACL rules too: what was learned about them is forgotten).
     pub fn new(config: Config) -> Arc<Shared> {
         let stats = Arc::new(Stats::new());
         let l1 = Arc::new(L1::new(L1Options {
@@ -68,15 +71,22 @@ impl Shared {
             connect_timeout: config.connect_timeout,
         };
         let hook_l1 = l1.clone();
+        let acl = Acl::new();
+        let hook_acl = acl.clone();
         let keep_on_loss = config.serve_stale_when_down;
         let hook = Box::new(move |event| match event {
             LinkEvent::Lost if keep_on_loss => {}
-            LinkEvent::Lost | LinkEvent::Up => hook_l1.flush_all(),
+            LinkEvent::Lost => hook_l1.flush_all(),
+            LinkEvent::Up => {
+                hook_l1.flush_all();
+                hook_acl.forget();
+            }
         });
         Arc::new(Shared {
             upstream: Upstream::new(target, stats.clone(), hook),
             config,
             l1,
+            acl,
             fills: Fills::new(),
             stats,
             table: OnceLock::new(),
@@ -88,6 +98,10 @@ impl Shared {
 /// grace period to finish their batch.
 pub async fn run(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
     tokio::spawn(load_table(shared.clone()));
+    tokio::spawn(Acl::recheck_every(
+        Arc::downgrade(&shared.acl),
+        shared.config.acl_recheck,
+    ));
     let slots = Arc::new(Semaphore::new(shared.config.max_clients));
     let mut connections = JoinSet::new();
     let ids = AtomicU64::new(0);

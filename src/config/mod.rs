@@ -28,6 +28,8 @@ pub const DEFAULT_L1_COMPRESS_MIN_BYTES: usize = 4096;
 pub const DEFAULT_L1_CACHE_NIL: bool = true;
 /// Default `--serve-stale-when-down`: false.
 pub const DEFAULT_SERVE_STALE_WHEN_DOWN: bool = false;
+/// Default `--acl-recheck`: 1s.
+pub const DEFAULT_ACL_RECHECK: Duration = Duration::from_secs(1);
 /// Default `--upstream-connections`: 4.
 pub const DEFAULT_UPSTREAM_CONNECTIONS: usize = 4;
 /// Default `--upstream-timeout`: 5s.
@@ -90,6 +92,9 @@ pub struct Flags {
     /// Keep answering L1 hits while the upstream is unreachable [default: false]
     #[arg(long, env = "NEARCACHE_SERVE_STALE_WHEN_DOWN", value_name = "BOOL")]
     pub serve_stale_when_down: Option<String>,
+    /// Longest time a learned ACL permission to answer GET/MGET from L1 is trusted; 0: until an ACL change through the sidecar [default: 1s]
+    #[arg(long, env = "NEARCACHE_ACL_RECHECK", value_name = "DURATION")]
+    pub acl_recheck: Option<String>,
     /// Multiplexed upstream connections per (db, protocol, user) [default: 4]
     #[arg(long, env = "NEARCACHE_UPSTREAM_CONNECTIONS", value_name = "N")]
     pub upstream_connections: Option<String>,
@@ -131,6 +136,7 @@ impl fmt::Debug for Flags {
             .field("l1_compress_min_bytes", &self.l1_compress_min_bytes)
             .field("l1_cache_nil", &self.l1_cache_nil)
             .field("serve_stale_when_down", &self.serve_stale_when_down)
+            .field("acl_recheck", &self.acl_recheck)
             .field("upstream_connections", &self.upstream_connections)
             .field("upstream_timeout", &self.upstream_timeout)
             .field("connect_timeout", &self.connect_timeout)
@@ -216,6 +222,10 @@ pub struct Config {
     pub l1_cache_nil: bool,
     /// Keep answering L1 hits while the upstream is unreachable (`--serve-stale-when-down`).
     pub serve_stale_when_down: bool,
+    /// Longest time a learned ACL permission to answer GET/MGET from L1 is trusted before
+    /// the upstream is asked again; zero: until an ACL change through the sidecar
+    /// (`--acl-recheck`).
+    pub acl_recheck: Duration,
     /// Multiplexed upstream connections per (db, protocol, user) (`--upstream-connections`).
     pub upstream_connections: usize,
     /// Bound on one upstream reply (`--upstream-timeout`).
@@ -251,6 +261,7 @@ struct FileConfig {
     l1_compress_min_bytes: Option<Scalar>,
     l1_cache_nil: Option<Scalar>,
     serve_stale_when_down: Option<Scalar>,
+    acl_recheck: Option<Scalar>,
     upstream_connections: Option<Scalar>,
     upstream_timeout: Option<Scalar>,
     connect_timeout: Option<Scalar>,
@@ -375,6 +386,7 @@ impl Config {
             l1_cache_nil: pick!(l1_cache_nil, parse::boolean).unwrap_or(DEFAULT_L1_CACHE_NIL),
             serve_stale_when_down: pick!(serve_stale_when_down, parse::boolean)
                 .unwrap_or(DEFAULT_SERVE_STALE_WHEN_DOWN),
+            acl_recheck: pick!(acl_recheck, parse::duration).unwrap_or(DEFAULT_ACL_RECHECK),
             upstream_connections: pick!(upstream_connections, parse::count)
                 .unwrap_or(DEFAULT_UPSTREAM_CONNECTIONS),
             upstream_timeout: pick!(upstream_timeout, parse::positive_duration)

@@ -29,6 +29,7 @@ fn defaults_when_nothing_given() {
         assert_eq!(c.l1_compress_min_bytes, 4096);
         assert!(c.l1_cache_nil);
         assert!(!c.serve_stale_when_down);
+        assert_eq!(c.acl_recheck, Duration::from_secs(1));
         assert_eq!(c.upstream_connections, 4);
         assert_eq!(c.upstream_timeout, Duration::from_secs(5));
         assert_eq!(c.connect_timeout, Duration::from_secs(1));
@@ -53,6 +54,7 @@ fn file_beats_default() {
         l1_compress_min_bytes = "1KiB"
         l1_cache_nil = "off"
         serve_stale_when_down = "yes"
+        acl_recheck = "200ms"
         upstream_connections = "8"
         upstream_timeout = "2s"
         connect_timeout = "250ms"
@@ -71,6 +73,7 @@ fn file_beats_default() {
     assert_eq!(c.l1_compress_min_bytes, 1024);
     assert!(!c.l1_cache_nil);
     assert!(c.serve_stale_when_down);
+    assert_eq!(c.acl_recheck, Duration::from_millis(200));
     assert_eq!(c.upstream_connections, 8);
     assert_eq!(c.upstream_timeout, Duration::from_secs(2));
     assert_eq!(c.connect_timeout, Duration::from_millis(250));
@@ -235,12 +238,13 @@ fn zero_is_refused_where_it_makes_no_sense() {
         l1_ttl: zero(),
         l1_max_bytes: zero(),
         shutdown_grace: zero(),
+        acl_recheck: zero(),
         ..Default::default()
     };
     let c = Config::from_parts(&allowed, None).unwrap();
     assert_eq!(
-        (c.l1_ttl, c.l1_max_bytes, c.shutdown_grace),
-        (Duration::ZERO, 0, Duration::ZERO)
+        (c.l1_ttl, c.l1_max_bytes, c.shutdown_grace, c.acl_recheck),
+        (Duration::ZERO, 0, Duration::ZERO, Duration::ZERO)
     );
 }
 
@@ -331,7 +335,7 @@ fn every_flag_has_its_env_var_and_a_file_key() {
         );
         longs.push(long.to_owned());
     }
-    assert_eq!(longs.len(), 17);
+    assert_eq!(longs.len(), 18);
     // Every flag except --config is a file key: a file setting each to garbage names each flag.
     let text: String = longs
         .iter()
@@ -339,7 +343,7 @@ fn every_flag_has_its_env_var_and_a_file_key() {
         .map(|l| format!("{} = \"bad value\"\n", l.replace('-', "_")))
         .collect();
     let got = problems(&flags_with_file(), Some(&text));
-    assert_eq!(got.len(), 16, "{got:?}");
+    assert_eq!(got.len(), 17, "{got:?}");
     for (problem, long) in got.iter().zip(longs.iter().filter(|l| *l != "config")) {
         assert!(problem.starts_with(&format!("--{long}: ")), "{problem}");
         assert!(problem.ends_with(" (in nearcache.toml)"), "{problem}");

@@ -1,6 +1,7 @@
 //! One client connection: read, decode a batch of pipelined requests, dispatch each (L1,
 //! upstream or local), then write every reply in request order with one flush.
 
+mod acl;
 mod group;
 mod reads;
 mod replies;
@@ -15,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::acl::{changes_rules, Marks, Read};
 use crate::cache::KeyRef;
 use crate::command::{classify, Action, Invalidation};
 use crate::error::{write_not_supported, write_protocol_error};
@@ -56,6 +58,8 @@ struct Session {
     db: u32,
     resp: Resp,
     user: u32,
+    /// What the identity `user` is known to be allowed (shared by its sessions).
+    marks: Arc<Marks>,
     name: Option<Bytes>,
     slot: usize,
     pool: Arc<Pool>,
@@ -101,6 +105,7 @@ impl Connection {
                 db,
                 resp: Resp::V2,
                 user: 0,
+                marks: shared.acl.marks(0),
                 name: None,
                 slot,
                 pool,
@@ -232,6 +237,9 @@ impl Connection {
         let Some((len, key)) = peek_get(&self.input, limits) else {
             return Head::Other;
         };
+        if !self.permitted(Read::Get) {
+            return Head::Missed;
+        }
         let s = &self.session;
         let key = KeyRef {
             user: s.user,
@@ -252,6 +260,10 @@ impl Connection {
     }
 
     async fn dispatch(&mut self, req: Request) -> Flow {
+        if changes_rules(&req.args) {
+            self.change_rules(req).await;
+            return Flow::Continue;
+        }
         let mut action = classify(&req, self.session.db, self.shared.table.get());
         if matches!(action, Action::Get | Action::Mget) && !self.shared.l1.enabled() {
             // No L1 (--l1-ttl 0): reads are plain forwards, grouped like any other.

@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
 use super::{Connection, Pending};
+use crate::acl::Read;
 use crate::cache::{CacheKey, Cached, Generation, KeyRef};
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::fill::{Fetched, Flight, Join};
@@ -87,8 +88,9 @@ impl Connection {
         }
     }
 
-    /// Joins another client's fetch of `key` or registers this connection's own.
-    fn join(&self, key: CacheKey) -> Miss {
+    /// Joins another client's fetch of `key` or registers this connection's own (when
+    /// `read` is not known to be permitted, only a fetch by that same command will do).
+    fn join(&self, key: CacheKey, read: Read) -> Miss {
         let taken = self.shared.l1.generation(&key);
         if self.unacked_writes > 0 {
             return Miss::Lead(Lead {
@@ -97,7 +99,11 @@ impl Connection {
                 taken,
             });
         }
-        match self.shared.fills.join(key.clone(), taken) {
+        let fills = match self.permitted(read) {
+            true => &self.shared.fills,
+            false => self.shared.acl.unchecked_fills(read),
+        };
+        match fills.join(key.clone(), taken) {
             Join::Follow(rx) => Miss::Follow(rx),
             Join::Lead(flight) => Miss::Lead(Lead { key, taken, flight }),
         }
@@ -106,7 +112,8 @@ impl Connection {
     /// `GET key`: a hit or another client's fetch answers after everything grouped before
     /// it is sent; this connection's own fetch joins the group.
     pub(super) async fn get(&mut self, key: Bytes) {
-        if let Some(cached) = self.lookup(&key) {
+        let cached = self.permitted(Read::Get).then(|| self.lookup(&key));
+        if let Some(cached) = cached.flatten() {
             self.counts.hits += 1;
             self.send_group().await;
             let reply = self.cached_reply(cached);
@@ -119,7 +126,7 @@ impl Connection {
     pub(super) async fn fetch_missing(&mut self, key: Bytes) {
         let ck = self.cache_key(key.clone());
         self.counts.misses += 1;
-        match self.join(ck) {
+        match self.join(ck, Read::Get) {
             Miss::Follow(rx) => {
                 self.send_group().await;
                 self.queue.push_back(Pending::Follow(rx, key));
@@ -129,8 +136,10 @@ impl Connection {
                 write_command(&mut bytes, &[b"GET", &key]);
                 write_command(&mut bytes, &[b"PTTL", &key]);
                 let shared = self.shared.clone();
+                let learn = self.learning(Read::Get);
                 let sent_at = Instant::now();
                 let on_reply = Box::new(move |frames: &[Bytes]| {
+                    learn.reply(&frames[0]);
                     let fetched = fill(
                         &shared, lead.key, lead.taken, sent_at, &frames[0], &frames[1], true,
                     );
@@ -152,12 +161,24 @@ impl Connection {
                 continue;
             }
             self.counts.misses += 1;
-            match self.join(self.cache_key(key.clone())) {
+            match self.join(self.cache_key(key.clone()), Read::Mget) {
                 Miss::Follow(rx) => parts.push(Part::Follow(rx, key.clone())),
                 Miss::Lead(lead) => {
                     parts.push(Part::Own(leads.len()));
                     leads.push(lead);
                 }
+            }
+        }
+        if leads.is_empty() && !self.permitted(Read::Mget) {
+            // Hits are answered only if the upstream runs this MGET for this identity.
+            if let Some(i) = parts.iter().position(|p| matches!(p, Part::Known(_))) {
+                let key = self.cache_key(keys[i].clone());
+                let taken = self.shared.l1.generation(&key);
+                parts[i] = Part::Own(0);
+                self.counts.hits -= 1;
+                self.counts.misses += 1;
+                let flight = Flight::detached();
+                leads.push(Lead { key, taken, flight });
             }
         }
         if leads.is_empty()
@@ -192,8 +213,10 @@ impl Connection {
         }
         let replies = 1 + leads.len();
         let shared = self.shared.clone();
+        let learn = self.learning(Read::Mget);
         let sent_at = Instant::now();
         let on_reply = Box::new(move |frames: &[Bytes]| {
+            learn.reply(&frames[0]);
             let elements = array_elements(&frames[0]).filter(|e| e.len() == leads.len());
             for (i, lead) in leads.into_iter().enumerate() {
                 let fetched = match &elements {
@@ -241,6 +264,7 @@ impl Connection {
                     Fetched::Value(b) => body.extend_from_slice(&b),
                     Fetched::Missing => body.extend_from_slice(null(self.session.resp)),
                     Fetched::Unknown => match self.mget_one(&key).await {
+                        Ok(error) if is_error(&error) => return self.out.extend_from_slice(&error),
                         Ok(element) => body.extend_from_slice(&element),
                         Err(e) => return write_upstream_error(&mut self.out, &e),
                     },
@@ -250,9 +274,13 @@ impl Connection {
         self.out.extend_from_slice(&body);
     }
 
-    /// `MGET key` on this connection's own upstream slot: the element for one key.
+    /// `MGET key` on this connection's own upstream slot: the element for one key, or the
+    /// error the whole MGET gets (e.g. `-NOPERM`).
     async fn mget_one(&mut self, key: &Bytes) -> Result<Bytes, UpstreamError> {
         let frames = self.ask(command(&[b"MGET", key]), 1).await?;
+        if is_error(&frames[0]) {
+            return Ok(frames[0].clone());
+        }
         Ok(array_elements(&frames[0])
             .and_then(|mut e| e.pop())
             .unwrap_or_else(|| Bytes::from_static(null(self.session.resp))))

@@ -51,6 +51,9 @@ impl Connection {
 
     fn set_route(&mut self, db: u32, resp: Resp, user: u32) {
         let s = &mut self.session;
+        if user != s.user {
+            s.marks = self.shared.acl.marks(user);
+        }
         (s.db, s.resp, s.user) = (db, resp, user);
         s.pool = self.shared.upstream.pool(Route { db, resp, user });
     }

@@ -1,0 +1,246 @@
+//! Command-level ACL rules for L1: an identity is answered from L1 only by a command the
+//! upstream has let that identity run recently.
+//!
+//! L1 entries are per identity and filled only by that identity's own successful reads, so
+//! key patterns are honoured by construction; what an entry cannot tell is whether the
+//! identity may run the command that reads it (`+get -mget`). The sidecar needs no admin
+//! rights to know: it learns from replies.
+//!
+//! - A *mark* per (identity, [`Read`]) records the ACL epoch in which a reply to that very
+//!   command, for that identity, came back without an error. The command is answered from
+//!   L1 only while its mark equals the current epoch; otherwise it is a miss, and the
+//!   upstream's reply (a value, or `-NOPERM`) tells, and sets the mark again.
+//! - The epoch is taken before the request is sent and the mark set to it when the reply
+//!   arrives, so a reply that crossed a rule change sets a stale mark, which never matches.
+//! - The epoch moves when rules change through this sidecar (`ACL SETUSER`, `DELUSER`,
+//!   `LOAD`: before sending and again when the reply arrives), when the upstream link comes
+//!   back, and every `--acl-recheck`, which bounds how long a rule changed directly on the
+//!   upstream goes unseen.
+//!
+//! Misses of a command not known to be permitted coalesce only with fetches of that same
+//! command (by the same identity, as every fetch): its reply is the check for all of them.
+//!
+//! The hit path reads two atomics (the epoch and the session's mark, both rarely written)
+//! through an `Arc` the session holds: no lock, no map.
+
+use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::SeqCst};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::fill::Fills;
+
+/// A command L1 answers, each permitted or not on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// `GET key`
+    Get,
+    /// `MGET key...`
+    Mget,
+}
+
+/// What one identity is known to be allowed: per [`Read`], the epoch in which the upstream
+/// last ran it for this identity without error (0: never).
+#[derive(Debug, Default)]
+pub struct Marks {
+    get: AtomicU64,
+    mget: AtomicU64,
+}
+
+impl Marks {
+    #[inline]
+    fn slot(&self, read: Read) -> &AtomicU64 {
+        match read {
+            Read::Get => &self.get,
+            Read::Mget => &self.mget,
+        }
+    }
+}
+
+/// The learned permissions of every identity and the epoch they are valid in.
+pub struct Acl {
+    /// Starts at 1 (0 in a mark means "never learned").
+    epoch: AtomicU64,
+    /// Indexed by identity id (see `Upstream::identity`).
+    marks: RwLock<Vec<Arc<Marks>>>,
+    /// In-flight fetches made while GET, MGET (in that order) was not known permitted.
+    unchecked: [Arc<Fills>; 2],
+}
+
+impl Default for Acl {
+    fn default() -> Acl {
+        Acl {
+            epoch: AtomicU64::new(1),
+            marks: RwLock::new(Vec::new()),
+            unchecked: [Fills::new(), Fills::new()],
+        }
+    }
+}
+
+impl Acl {
+    /// Nothing learned yet.
+    pub fn new() -> Arc<Acl> {
+        Arc::new(Acl::default())
+    }
+
+    /// The marks of `identity`, for its sessions to hold.
+    pub fn marks(&self, identity: u32) -> Arc<Marks> {
+        let i = identity as usize;
+        if let Some(m) = self.marks.read().unwrap_or_else(|p| p.into_inner()).get(i) {
+            return m.clone();
+        }
+        let mut all = self.marks.write().unwrap_or_else(|p| p.into_inner());
+        while all.len() <= i {
+            all.push(Arc::default());
+        }
+        all[i].clone()
+    }
+
+    /// Where a miss of `read` not known to be permitted joins or registers its fetch.
+    pub fn unchecked_fills(&self, read: Read) -> &Arc<Fills> {
+        &self.unchecked[read as usize]
+    }
+
+    /// The current epoch: take it before sending the request whose reply may [`Acl::learn`].
+    #[inline]
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Acquire)
+    }
+
+    /// Whether `read` may be answered from L1 for the identity of `marks`.
+    #[inline]
+    pub fn permits(&self, marks: &Marks, read: Read) -> bool {
+        marks.slot(read).load(Acquire) == self.epoch()
+    }
+
+    /// Whether `read` ever succeeded for the identity (for serving stale hits while the
+    /// upstream is unreachable, when nothing can be re-learned).
+    pub fn ever_permitted(&self, marks: &Marks, read: Read) -> bool {
+        marks.slot(read).load(Acquire) != 0
+    }
+
+    /// Records that the upstream answered `read` without error to a request sent in epoch
+    /// `taken`; a mark from an older epoch than the current one is inert.
+    pub fn learn(&self, marks: &Marks, read: Read, taken: u64) {
+        let slot = marks.slot(read);
+        if slot.load(Acquire) < taken {
+            slot.fetch_max(taken, SeqCst);
+        }
+    }
+
+    /// Forgets everything learned: the rules may have changed.
+    pub fn forget(&self) {
+        self.epoch.fetch_add(1, SeqCst);
+    }
+
+    /// Forgets everything every `interval`, for as long as `acl` has other owners (zero:
+    /// never, only rule changes through the sidecar and reconnects are seen).
+    pub async fn recheck_every(acl: std::sync::Weak<Acl>, interval: Duration) {
+        if interval.is_zero() {
+            return;
+        }
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await; // the first tick is immediate
+        loop {
+            ticks.tick().await;
+            match acl.upgrade() {
+                Some(acl) => acl.forget(),
+                None => return,
+            }
+        }
+    }
+}
+
+/// Whether a request changes ACL rules: `ACL SETUSER`, `ACL DELUSER` or `ACL LOAD`.
+pub fn changes_rules(args: &[Bytes]) -> bool {
+    const CHANGING: [&[u8]; 3] = [b"SETUSER", b"DELUSER", b"LOAD"];
+    match args {
+        [name, sub, ..] if name.eq_ignore_ascii_case(b"ACL") => {
+            CHANGING.iter().any(|c| sub.eq_ignore_ascii_case(c))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_is_permitted_until_learned_per_command() {
+        let acl = Acl::new();
+        let m = acl.marks(3);
+        assert!(!acl.permits(&m, Read::Get));
+        assert!(!acl.ever_permitted(&m, Read::Get));
+        acl.learn(&m, Read::Get, acl.epoch());
+        assert!(acl.permits(&m, Read::Get));
+        assert!(!acl.permits(&m, Read::Mget), "GET says nothing about MGET");
+        assert!(
+            Arc::ptr_eq(&m, &acl.marks(3)),
+            "one set of marks per identity"
+        );
+        assert!(
+            !acl.permits(&acl.marks(0), Read::Get),
+            "nor about another identity"
+        );
+    }
+
+    #[test]
+    fn a_rule_change_forgets_and_a_reply_that_crossed_it_teaches_nothing() {
+        let acl = Acl::new();
+        let m = acl.marks(0);
+        acl.learn(&m, Read::Mget, acl.epoch());
+        let taken = acl.epoch();
+        acl.forget();
+        assert!(!acl.permits(&m, Read::Mget));
+        assert!(acl.ever_permitted(&m, Read::Mget));
+        acl.learn(&m, Read::Mget, taken);
+        assert!(!acl.permits(&m, Read::Mget), "sent before the change");
+        acl.learn(&m, Read::Mget, acl.epoch());
+        assert!(acl.permits(&m, Read::Mget));
+        acl.learn(&m, Read::Mget, taken);
+        assert!(
+            acl.permits(&m, Read::Mget),
+            "a late old reply does not undo a newer one"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn marks_expire_every_recheck_interval() {
+        let acl = Acl::new();
+        let m = acl.marks(0);
+        tokio::spawn(Acl::recheck_every(
+            Arc::downgrade(&acl),
+            Duration::from_secs(1),
+        ));
+        tokio::task::yield_now().await;
+        acl.learn(&m, Read::Get, acl.epoch());
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert!(acl.permits(&m, Read::Get));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!acl.permits(&m, Read::Get), "expired after the interval");
+    }
+
+    #[test]
+    fn only_rule_changing_acl_subcommands_count() {
+        let args = |a: &[&'static str]| a.iter().map(|s| Bytes::from(*s)).collect::<Vec<_>>();
+        for yes in [
+            &["ACL", "SETUSER", "u", "-get"][..],
+            &["acl", "deluser", "u"],
+            &["Acl", "Load"],
+        ] {
+            assert!(changes_rules(&args(yes)), "{yes:?}");
+        }
+        for no in [
+            &["ACL", "WHOAMI"][..],
+            &["ACL", "GETUSER", "u"],
+            &["ACL"],
+            &["GET", "SETUSER"],
+            &["AUTH", "u", "p"],
+        ] {
+            assert!(!changes_rules(&args(no)), "{no:?}");
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The connection's side of ACL rules for L1 (see [`crate::acl`]): whether this session's
+//! identity may be answered from L1 by a command, learning it from replies, and ACL
+//! changes passing through.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::Connection;
+use crate::acl::{Acl, Marks, Read};
+use crate::error::write_upstream_error;
+use crate::protocol::Request;
+use crate::upstream::reply::is_error;
+
+/// What a fetch learns from its reply about the identity that sent it.
+pub(super) struct Learn {
+    acl: Arc<Acl>,
+    marks: Arc<Marks>,
+    read: Read,
+    taken: u64,
+}
+
+impl Learn {
+    /// A reply to the command itself that is not an error permits it (from the epoch the
+    /// request was sent in).
+    pub(super) fn reply(&self, frame: &Bytes) {
+        if !is_error(frame) {
+            self.acl.learn(&self.marks, self.read, self.taken);
+        }
+    }
+}
+
+impl Connection {
+    /// Whether L1 may answer `read` for this session's identity: the upstream ran it for
+    /// this identity in the current ACL epoch (or it ever did, while stale hits are served
+    /// because the upstream is unreachable and nothing can be learned).
+    #[inline]
+    pub(super) fn permitted(&self, read: Read) -> bool {
+        let shared = &self.shared;
+        let marks = &self.session.marks;
+        shared.acl.permits(marks, read)
+            || (shared.config.serve_stale_when_down
+                && !shared.upstream.link_up()
+                && shared.acl.ever_permitted(marks, read))
+    }
+
+    /// Taken before sending `read` upstream; its reply tells.
+    pub(super) fn learning(&self, read: Read) -> Learn {
+        Learn {
+            acl: self.shared.acl.clone(),
+            marks: self.session.marks.clone(),
+            read,
+            taken: self.shared.acl.epoch(),
+        }
+    }
+
+    /// `ACL SETUSER`/`DELUSER`/`LOAD`: what was learned, and L1 (key patterns may have
+    /// narrowed), is dropped before it is sent and again when its reply arrives, so no
+    /// fetch that crossed it teaches anything.
+    pub(super) async fn change_rules(&mut self, req: Request) {
+        self.drain().await;
+        self.forget_rules();
+        let result = self.ask(req.raw, 1).await;
+        self.forget_rules();
+        match result {
+            Ok(frames) => self.out.extend_from_slice(&frames[0]),
+            Err(e) => write_upstream_error(&mut self.out, &e),
+        }
+    }
+
+    fn forget_rules(&self) {
+        self.shared.acl.forget();
+        self.shared.l1.flush_all();
+    }
+}
