@@ -108,3 +108,89 @@ fn password_upstream_serves_hits_after_hello_auth() {
     let hello = ["HELLO", "2", "AUTH", "default", "secret"];
     authenticated_reads_hit_l1(&redis, &sidecar, &hello, b"*");
 }
+
+/// A write through the sidecar whose written keys come from key specs; every key in `read`
+/// is cached first and must read as direct Redis does afterwards.
+struct Case {
+    setup: &'static [&'static [&'static str]],
+    write: &'static [&'static str],
+    read: &'static [&'static str],
+}
+
+const WRITES: &[Case] = &[
+    Case {
+        setup: &[
+            &["RPUSH", "sort:src", "3", "1", "2"],
+            &["SET", "sort:dst", "x"],
+        ],
+        write: &["SORT", "sort:src", "LIMIT", "0", "2", "STORE", "sort:dst"],
+        read: &["sort:dst"],
+    },
+    Case {
+        // The destination was cached as missing; LMOVE creates it as a list.
+        setup: &[&["RPUSH", "lmove:a", "x"]],
+        write: &["LMOVE", "lmove:a", "lmove:b", "LEFT", "RIGHT"],
+        read: &["lmove:b"],
+    },
+    Case {
+        setup: &[&["ZADD", "zu:a", "1", "m"], &["SET", "zu:dst", "x"]],
+        write: &["ZUNIONSTORE", "zu:dst", "1", "zu:a"],
+        read: &["zu:dst"],
+    },
+    Case {
+        setup: &[
+            &["GEOADD", "geo:src", "13.36", "38.11", "m"],
+            &["SET", "geo:dst", "x"],
+        ],
+        write: &[
+            "GEOSEARCHSTORE",
+            "geo:dst",
+            "geo:src",
+            "FROMMEMBER",
+            "m",
+            "BYRADIUS",
+            "1",
+            "km",
+        ],
+        read: &["geo:dst"],
+    },
+    Case {
+        setup: &[],
+        write: &["XADD", "xadd:s", "*", "f", "v"],
+        read: &["xadd:s"],
+    },
+    Case {
+        setup: &[&["SET", "getdel:k", "v"]],
+        write: &["GETDEL", "getdel:k"],
+        read: &["getdel:k"],
+    },
+];
+
+#[test]
+fn writes_found_by_key_specs_evict_what_they_write() {
+    let (redis, sidecar) = start_pair(&[]);
+    let mut direct = redis.conn();
+    let mut proxied = sidecar.conn();
+    for case in WRITES {
+        for cmd in case.setup {
+            direct.cmd_str(cmd);
+        }
+        for key in case.read {
+            proxied.cmd_str(&["GET", key]);
+        }
+        let reply = proxied.cmd_str(case.write);
+        assert!(
+            !reply.starts_with(b"-"),
+            "{:?}: {}",
+            case.write,
+            show(&reply)
+        );
+        for key in case.read {
+            assert_reply(
+                &proxied.cmd_str(&["GET", key]),
+                &direct.cmd_str(&["GET", key]),
+                &format!("GET {key} after {:?}", case.write),
+            );
+        }
+    }
+}
