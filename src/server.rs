@@ -2,7 +2,7 @@
 //! the upstream's command table, and drains connections on shutdown.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,16 +13,13 @@ use tokio::task::JoinSet;
 
 use crate::acl::Acl;
 use crate::cache::{L1Options, L1};
-use crate::command::CommandTable;
+use crate::command::Tables;
 use crate::config::Config;
 use crate::connection::Connection;
 use crate::fill::Fills;
 use crate::metrics::Stats;
-use crate::protocol::{command, Resp};
+use crate::protocol::Resp;
 use crate::upstream::{Credentials, LinkEvent, Route, Target, Upstream};
-
-/// How often the command table load is retried while the upstream cannot answer it.
-const TABLE_RETRY: Duration = Duration::from_millis(500);
 
 /// First wait after a failed accept (e.g. out of file descriptors); doubles up to
 /// [`ACCEPT_BACKOFF_MAX`] while accepting keeps failing.
@@ -44,8 +41,8 @@ pub struct Shared {
     pub upstream: Upstream,
     /// Counters.
     pub stats: Arc<Stats>,
-    /// The upstream's command table, once loaded.
-    pub table: OnceLock<CommandTable>,
+    /// The command table: the upstream's once loaded, the built-in one until then.
+    pub table: Tables,
 }
 
 impl Shared {
@@ -89,7 +86,7 @@ impl Shared {
             acl,
             fills: Fills::new(),
             stats,
-            table: OnceLock::new(),
+            table: Tables::new(),
         })
     }
 }
@@ -160,28 +157,14 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch
     }
 }
 
-/// Loads the command table from the upstream's `COMMAND`, retrying until it answers.
+/// Loads the upstream's command table over the sidecar's own route (the built-in table is
+/// used meanwhile, and instead when the upstream refuses the sidecar: see
+/// [`crate::command::load`]).
 async fn load_table(shared: Arc<Shared>) {
     let pool = shared.upstream.pool(Route {
         db: shared.config.upstream.db,
         resp: Resp::V2,
         user: 0,
     });
-    loop {
-        let raw = command(&[b"COMMAND"]);
-        if let Ok(pending) = pool.send(0, raw, 1, None).await {
-            if let Ok(frames) = pending.wait().await {
-                match CommandTable::parse(&frames[0]) {
-                    Some(t) if !t.is_empty() => {
-                        let _ = shared.table.set(t);
-                    }
-                    _ => eprintln!(
-                        "nearcache: upstream COMMAND unusable; every write evicts the whole L1"
-                    ),
-                }
-                return;
-            }
-        }
-        tokio::time::sleep(TABLE_RETRY).await;
-    }
+    shared.table.load_own(&pool).await;
 }

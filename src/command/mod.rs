@@ -1,10 +1,14 @@
 //! The command table and classification: each request becomes one small decision — serve
 //! from L1, forward (and invalidate what it writes), answer locally, or refuse.
 
+mod keyspec;
+pub mod load;
 mod table;
 
 use bytes::Bytes;
 
+pub use keyspec::Writes;
+pub use load::Tables;
 pub use table::{CommandTable, Spec};
 
 use crate::protocol::Request;
@@ -142,9 +146,9 @@ fn any(name: &[u8], list: &[&[u8]]) -> bool {
     list.iter().any(|c| is(name, c))
 }
 
-/// Classifies a request issued in database `db`. `table` is `None` until the upstream's
-/// command table is loaded; meanwhile unknown commands invalidate everything.
-pub fn classify(req: &Request, db: u32, table: Option<&CommandTable>) -> Action {
+/// Classifies a request issued in database `db` with `table` (the upstream's, or the
+/// built-in one until that is loaded).
+pub fn classify(req: &Request, db: u32, table: &CommandTable) -> Action {
     let args = &req.args;
     let name = req.name();
     if is(name, b"GET") && args.len() == 2 {
@@ -195,12 +199,7 @@ fn refused(name: &[u8], args: &[Bytes]) -> Option<Bytes> {
     None
 }
 
-fn invalidation(
-    name: &[u8],
-    args: &[Bytes],
-    db: u32,
-    table: Option<&CommandTable>,
-) -> Invalidation {
+fn invalidation(name: &[u8], args: &[Bytes], db: u32, table: &CommandTable) -> Invalidation {
     if any(name, WRITES_ANYTHING) {
         return Invalidation::All;
     }
@@ -220,29 +219,34 @@ fn invalidation(
             _ => Invalidation::Keys(keys),
         };
     }
-    let Some(table) = table else {
-        return Invalidation::All;
+    let writes = match table.lookup(args) {
+        Some(spec) => &spec.writes,
+        // Unknown to the built-in table: maybe a module's command, with keys anywhere.
+        None if table.is_builtin() => &Writes::EveryArgument,
+        // Unknown to the upstream: it will refuse the command.
+        None => &Writes::Nothing,
     };
-    let Some(spec) = table.lookup(args) else {
-        return Invalidation::None; // unknown to the upstream: it will refuse the command
-    };
-    if !spec.write {
-        return Invalidation::None;
+    written(writes, args, db)
+}
+
+/// The keys `writes` says a command with `args` may write.
+fn written(writes: &Writes, args: &[Bytes], db: u32) -> Invalidation {
+    let mut keys = Vec::new();
+    let mut push = |i: usize| keys.push(WrittenKey::new(db, args[i].clone()));
+    match writes {
+        Writes::Nothing => return Invalidation::None,
+        Writes::Everything => return Invalidation::All,
+        Writes::EveryArgument => (1..args.len()).for_each(push),
+        Writes::SortStore => keyspec::sort_store(args, push),
+        Writes::Keys(specs) => {
+            if specs.iter().any(|s| s.positions(args, &mut push).is_err()) {
+                // A syntax error the upstream will report; evict every argument anyway.
+                return written(&Writes::EveryArgument, args, db);
+            }
+        }
     }
-    let keys: Vec<WrittenKey> = if spec.movable {
-        // Positions depend on the arguments: treat every argument as a possible key.
-        args[1..]
-            .iter()
-            .map(|a| WrittenKey::new(db, a.clone()))
-            .collect()
-    } else {
-        let positions = spec.key_positions(args.len());
-        positions
-            .map(|i| WrittenKey::new(db, args[i].clone()))
-            .collect()
-    };
     if keys.is_empty() {
-        Invalidation::All
+        Invalidation::None
     } else {
         Invalidation::Keys(keys)
     }
@@ -262,70 +266,4 @@ fn cross_db(db: u32, key: &Bytes, target: &[u8], mut keys: Vec<WrittenKey>) -> I
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn req(a: &[&str]) -> Request {
-        let args: Vec<&[u8]> = a.iter().map(|s| s.as_bytes()).collect();
-        Request::from_args(&args)
-    }
-
-    fn key(db: u32, k: &str) -> WrittenKey {
-        WrittenKey::new(db, Bytes::copy_from_slice(k.as_bytes()))
-    }
-
-    #[test]
-    fn classifies_reads_locals_and_refusals() {
-        assert_eq!(classify(&req(&["get", "k"]), 0, None), Action::Get);
-        assert_eq!(
-            classify(&req(&["GET"]), 0, None),
-            Action::Forward(Invalidation::All)
-        );
-        assert_eq!(classify(&req(&["MGet", "a", "b"]), 0, None), Action::Mget);
-        assert_eq!(
-            classify(&req(&["select", "1"]), 0, None),
-            Action::Local(Local::Select)
-        );
-        assert_eq!(
-            classify(&req(&["client", "setname", "x"]), 0, None),
-            Action::Local(Local::ClientSetName)
-        );
-        assert_eq!(
-            classify(&req(&["multi"]), 0, None),
-            Action::Refuse(Bytes::from("multi"))
-        );
-        assert_eq!(
-            classify(&req(&["CLIENT", "TRACKING", "on"]), 0, None),
-            Action::Refuse(Bytes::from("CLIENT TRACKING"))
-        );
-        assert_eq!(
-            classify(&req(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]), 0, None),
-            Action::Refuse(Bytes::from("XREAD"))
-        );
-    }
-
-    #[test]
-    fn cross_database_writes_evict_both_sides() {
-        assert_eq!(
-            classify(&req(&["MOVE", "k", "3"]), 1, None),
-            Action::Forward(Invalidation::Keys(vec![key(1, "k"), key(3, "k")]))
-        );
-        assert_eq!(
-            classify(&req(&["COPY", "a", "b", "DB", "2"]), 0, None),
-            Action::Forward(Invalidation::Keys(vec![
-                key(0, "a"),
-                key(0, "b"),
-                key(0, "b"),
-                key(2, "b")
-            ]))
-        );
-        assert_eq!(
-            classify(&req(&["FLUSHDB"]), 4, None),
-            Action::Forward(Invalidation::Db(4))
-        );
-        assert_eq!(
-            classify(&req(&["eval", "x", "0"]), 0, None),
-            Action::Forward(Invalidation::All)
-        );
-    }
-}
+mod tests;

@@ -1,32 +1,39 @@
-//! The command table, read from the upstream's own `COMMAND` reply: which commands write,
-//! and where their keys are. Exact for the upstream's version and its modules.
+//! The command table, read from a `COMMAND` reply: what each command may write, from its
+//! key specs (Redis 7) or its key positions (before). The upstream's own table is exact for
+//! its version and modules; a built-in Redis 7 table stands in until it is loaded.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
+use bytes::Bytes;
 use redis_protocol::resp2::decode::decode;
 use redis_protocol::resp2::types::OwnedFrame;
 
+use super::keyspec::Writes;
+
+/// The raw RESP2 `COMMAND` reply of redis-server 7.0 (`scripts/gen-command-table.sh`).
+pub(super) const REDIS7: &[u8] = include_bytes!("redis7.resp");
+
+static BUILTIN: LazyLock<CommandTable> = LazyLock::new(|| {
+    let mut table = CommandTable::parse(REDIS7).expect("the built-in table parses");
+    table.builtin = true;
+    table
+});
+
 /// What the sidecar needs to know of one command.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spec {
-    /// Has the `write` flag.
-    pub write: bool,
-    /// Key positions depend on the arguments (`movablekeys`).
-    pub movable: bool,
-    /// Position of the first key (0: none).
-    pub first: i64,
-    /// Position of the last key; negative counts from the end.
-    pub last: i64,
-    /// Step between keys.
-    pub step: i64,
+    /// What it may write.
+    pub writes: Writes,
     /// Subcommands by lower-case name (`CONFIG` -> `set`, `get`, ...).
-    pub subcommands: HashMap<Vec<u8>, Spec>,
+    subcommands: HashMap<Vec<u8>, Spec>,
 }
 
 /// Commands by lower-case name.
 #[derive(Debug, Default)]
 pub struct CommandTable {
     commands: HashMap<Vec<u8>, Spec>,
+    builtin: bool,
 }
 
 impl CommandTable {
@@ -37,16 +44,31 @@ impl CommandTable {
             return None;
         };
         let commands = entries.iter().filter_map(parse_entry).collect();
-        Some(CommandTable { commands })
+        Some(CommandTable {
+            commands,
+            builtin: false,
+        })
     }
 
-    /// The spec of a command given its arguments (resolving subcommands).
-    pub fn lookup(&self, args: &[bytes::Bytes]) -> Option<&Spec> {
+    /// The table shipped with the sidecar (Redis 7.0), used until the upstream's is loaded.
+    pub fn builtin() -> &'static CommandTable {
+        &BUILTIN
+    }
+
+    /// True for the built-in table: a command it does not know may be the upstream's
+    /// (a module's), not an error.
+    pub fn is_builtin(&self) -> bool {
+        self.builtin
+    }
+
+    /// The spec of a command given its arguments (resolving subcommands); `None` for an
+    /// unknown command or an unknown subcommand of a known container.
+    pub fn lookup(&self, args: &[Bytes]) -> Option<&Spec> {
         let spec = get_lowercase(&self.commands, &args[0])?;
         if spec.subcommands.is_empty() || args.len() < 2 {
             return Some(spec);
         }
-        Some(get_lowercase(&spec.subcommands, &args[1]).unwrap_or(spec))
+        get_lowercase(&spec.subcommands, &args[1])
     }
 
     /// Number of top-level commands known.
@@ -57,23 +79,6 @@ impl CommandTable {
     /// True when nothing was loaded.
     pub fn is_empty(&self) -> bool {
         self.commands.is_empty()
-    }
-}
-
-impl Spec {
-    /// The argument positions of the keys, from first/last/step.
-    pub fn key_positions(&self, argc: usize) -> impl Iterator<Item = usize> {
-        let argc = argc as i64;
-        let last = if self.last < 0 {
-            argc + self.last
-        } else {
-            self.last
-        };
-        let (first, step) = (self.first, self.step.max(1));
-        (0..)
-            .map(move |i| first + i * step)
-            .take_while(move |&p| first > 0 && p <= last && p < argc)
-            .map(|p| p as usize)
     }
 }
 
@@ -88,6 +93,8 @@ fn get_lowercase<'a>(map: &'a HashMap<Vec<u8>, Spec>, name: &[u8]) -> Option<&'a
     map.get(&lower[..])
 }
 
+/// One entry: `[name, arity, flags, first, last, step, acl categories, tips, key specs,
+/// subcommands]` (Redis 7; Redis 6 stops after the categories).
 fn parse_entry(entry: &OwnedFrame) -> Option<(Vec<u8>, Spec)> {
     let OwnedFrame::Array(fields) = entry else {
         return None;
@@ -119,51 +126,16 @@ fn parse_entry(entry: &OwnedFrame) -> Option<(Vec<u8>, Spec)> {
             .collect(),
         _ => HashMap::new(),
     };
-    let spec = Spec {
-        write: has_flag(b"write"),
-        movable: has_flag(b"movablekeys"),
-        first: int(3)?,
-        last: int(4)?,
-        step: int(5)?,
-        subcommands,
+    let write = has_flag(b"write");
+    let writes = match fields.get(8) {
+        Some(OwnedFrame::Array(specs)) if !specs.is_empty() => Writes::from_specs(&name, specs),
+        _ => Writes::from_positions(write, has_flag(b"movablekeys"), int(3)?, int(4)?, int(5)?),
     };
-    Some((name, spec))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::Bytes;
-
-    const COMMAND_REPLY: &[u8] = b"*2\r\n\
-        *10\r\n$4\r\nmset\r\n:-3\r\n*2\r\n+write\r\n+denyoom\r\n:1\r\n:-1\r\n:2\r\n*0\r\n*0\r\n*0\r\n*0\r\n\
-        *10\r\n$6\r\nxgroup\r\n:-2\r\n*0\r\n:0\r\n:0\r\n:0\r\n*0\r\n*0\r\n*0\r\n*1\r\n\
-        *10\r\n$13\r\nxgroup|create\r\n:-5\r\n*1\r\n+write\r\n:2\r\n:2\r\n:1\r\n*0\r\n*0\r\n*0\r\n*0\r\n";
-
-    fn args(a: &[&str]) -> Vec<Bytes> {
-        a.iter()
-            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-            .collect()
-    }
-
-    #[test]
-    fn parses_flags_keys_and_subcommands() {
-        let t = CommandTable::parse(COMMAND_REPLY).unwrap();
-        assert_eq!(t.len(), 2);
-        let mset = args(&["MSET", "a", "1", "b", "2"]);
-        let spec = t.lookup(&mset).unwrap();
-        assert!(spec.write);
-        assert_eq!(
-            spec.key_positions(mset.len()).collect::<Vec<_>>(),
-            vec![1, 3]
-        );
-        let create = args(&["XGROUP", "CREATE", "stream", "g", "$"]);
-        let spec = t.lookup(&create).unwrap();
-        assert!(spec.write);
-        assert_eq!(
-            spec.key_positions(create.len()).collect::<Vec<_>>(),
-            vec![2]
-        );
-        assert!(t.lookup(&args(&["nosuch"])).is_none());
-    }
+    Some((
+        name,
+        Spec {
+            writes,
+            subcommands,
+        },
+    ))
 }

@@ -98,6 +98,7 @@ impl Connection {
             if let Some(creds) = credentials(&req.args[1..]) {
                 let user = self.shared.upstream.identity(creds);
                 self.set_route(self.session.db, self.session.resp, user);
+                self.load_table_as_client();
             }
         }
         self.out.extend_from_slice(&reply);
@@ -172,12 +173,33 @@ impl Connection {
         };
         match self.call(command(hello), 1).await {
             Some(frames) => {
+                if user != previous.2 {
+                    self.load_table_as_client();
+                }
                 self.session.name = name;
                 let reply = with_client_id(&frames[0], self.session.id);
                 self.out.extend_from_slice(&reply);
             }
             None => self.set_route(previous.0, previous.1, previous.2),
         }
+    }
+
+    /// After a client authenticated: when the upstream's command table is not loaded yet
+    /// (it refused the sidecar's own connection), load it over this client's route, once
+    /// per identity, without delaying the client's reply.
+    fn load_table_as_client(&self) {
+        let user = self.session.user;
+        if !self.shared.table.claim(user) {
+            return;
+        }
+        let route = Route {
+            db: self.session.db,
+            resp: Resp::V2,
+            user,
+        };
+        let pool = self.shared.upstream.pool(route);
+        let shared = self.shared.clone();
+        tokio::spawn(async move { shared.table.load_for_client(&pool, user).await });
     }
 
     fn set_name(&mut self, name: &Bytes) {

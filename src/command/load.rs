@@ -1,0 +1,160 @@
+//! Which command table is in use, and loading the upstream's: over the sidecar's own
+//! route at start, or, when the upstream refuses the sidecar (a password the `--upstream`
+//! URL does not carry), over the route of the first client that authenticates. Until one
+//! of them succeeds, the built-in Redis 7 table is used.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use super::CommandTable;
+use crate::error::UpstreamError;
+use crate::protocol::command;
+use crate::upstream::reply::is_error;
+use crate::upstream::Pool;
+
+/// How often the sidecar's own load is retried while the upstream is unreachable.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// The command table in use: the upstream's once loaded, the built-in one until then.
+pub struct Tables {
+    upstream: OnceLock<CommandTable>,
+    /// Identities (see [`crate::upstream::Upstream::identity`]) a load was started for.
+    tried: Mutex<Vec<u32>>,
+    /// The degraded state (built-in table only) was logged.
+    degraded: AtomicBool,
+}
+
+impl Default for Tables {
+    fn default() -> Tables {
+        Tables::new()
+    }
+}
+
+/// Why a load attempt failed.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The upstream could not be asked (down, timeout): worth retrying.
+    Unavailable(UpstreamError),
+    /// The upstream answered with an error (NOAUTH, NOPERM, ...) or a reply that is not a
+    /// command table: retrying on the same route will not help.
+    Refused(String),
+}
+
+impl Tables {
+    /// No upstream table yet; the built-in one is parsed now rather than on first use.
+    pub fn new() -> Tables {
+        let _ = CommandTable::builtin();
+        Tables {
+            upstream: OnceLock::new(),
+            tried: Mutex::new(Vec::new()),
+            degraded: AtomicBool::new(false),
+        }
+    }
+
+    /// The table to classify with.
+    #[inline]
+    pub fn get(&self) -> &CommandTable {
+        self.upstream
+            .get()
+            .unwrap_or_else(|| CommandTable::builtin())
+    }
+
+    /// Whether the upstream's own table is loaded.
+    pub fn loaded(&self) -> bool {
+        self.upstream.get().is_some()
+    }
+
+    /// Claims the load over the route of a client authenticated as `user`: true once per
+    /// identity, and only while the upstream's table is not loaded.
+    pub fn claim(&self, user: u32) -> bool {
+        if self.loaded() {
+            return false;
+        }
+        let mut tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
+        if tried.contains(&user) {
+            return false;
+        }
+        tried.push(user);
+        true
+    }
+
+    /// Gives a claim back (the attempt could not reach the upstream).
+    fn release(&self, user: u32) {
+        let mut tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
+        tried.retain(|&u| u != user);
+    }
+
+    /// One attempt: `COMMAND` over `pool`, parsed and installed.
+    pub async fn load(&self, pool: &Pool) -> Result<(), LoadError> {
+        let pending = pool
+            .send(0, command(&[b"COMMAND"]), 1, None)
+            .await
+            .map_err(refused_or_unavailable)?;
+        let frames = pending.wait().await.map_err(refused_or_unavailable)?;
+        let reply = &frames[0];
+        if is_error(reply) {
+            let text = String::from_utf8_lossy(reply);
+            return Err(LoadError::Refused(
+                text.trim_start_matches('-').trim_end().into(),
+            ));
+        }
+        match CommandTable::parse(reply) {
+            Some(t) if !t.is_empty() => {
+                let _ = self.upstream.set(t);
+                Ok(())
+            }
+            _ => Err(LoadError::Refused(
+                "the reply is not a command table".into(),
+            )),
+        }
+    }
+
+    /// The sidecar's own load at start: retries while the upstream is unreachable; when it
+    /// refuses, logs the degraded state once and leaves the load to the first client that
+    /// authenticates. True when the upstream's table was loaded.
+    pub async fn load_own(&self, pool: &Pool) -> bool {
+        loop {
+            match self.load(pool).await {
+                Ok(()) => return true,
+                Err(LoadError::Unavailable(_)) => tokio::time::sleep(RETRY).await,
+                Err(LoadError::Refused(reason)) => {
+                    self.degraded(&reason);
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// The load over an authenticated client's route (claimed with [`Tables::claim`]).
+    pub async fn load_for_client(&self, pool: &Pool, user: u32) {
+        match self.load(pool).await {
+            Ok(()) => {
+                if self.degraded.load(Relaxed) {
+                    eprintln!("nearcache: command table loaded from the upstream");
+                }
+            }
+            Err(LoadError::Unavailable(_)) => self.release(user),
+            Err(LoadError::Refused(reason)) => {
+                eprintln!("nearcache: cannot read COMMAND as an authenticated client ({reason})")
+            }
+        }
+    }
+
+    fn degraded(&self, reason: &str) {
+        if !self.degraded.swap(true, Relaxed) {
+            eprintln!(
+                "nearcache: cannot read COMMAND from the upstream ({reason}); using the \
+                 built-in Redis 7 table until a client authenticates"
+            );
+        }
+    }
+}
+
+/// NOAUTH while connecting is a refusal; anything else is the link's state.
+fn refused_or_unavailable(e: UpstreamError) -> LoadError {
+    match e {
+        UpstreamError::Refused(text) => LoadError::Refused(text.to_string()),
+        e => LoadError::Unavailable(e),
+    }
+}
