@@ -17,8 +17,9 @@ use crate::config::Config;
 use crate::connection::Connection;
 use crate::fill::Fills;
 use crate::metrics::Stats;
-use crate::protocol::{command, Resp};
-use crate::upstream::{Credentials, LinkEvent, Route, Target, Upstream};
+use crate::protocol::{command, Resp, REDIS_DEFAULT_MAX_BULK};
+use crate::upstream::reply::{array_elements, text};
+use crate::upstream::{Credentials, LinkEvent, Pool, Route, Target, Upstream};
 
 /// How often the command table load is retried while the upstream cannot answer it.
 const TABLE_RETRY: Duration = Duration::from_millis(500);
@@ -37,6 +38,10 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     /// The upstream's command table, once loaded.
     pub table: OnceLock<CommandTable>,
+    /// The upstream's `proto-max-bulk-len` (`u64::MAX` until learned): a longer bulk string
+    /// is refused at the client instead of forwarded, since the upstream would answer it by
+    /// closing a connection other clients share. Read once per client read.
+    pub upstream_max_bulk: AtomicU64,
 }
 
 impl Shared {
@@ -74,6 +79,7 @@ impl Shared {
             fills: Fills::new(),
             stats,
             table: OnceLock::new(),
+            upstream_max_bulk: AtomicU64::new(u64::MAX),
         })
     }
 }
@@ -142,9 +148,29 @@ async fn load_table(shared: Arc<Shared>) {
                         "nearcache: upstream COMMAND unusable; every write evicts the whole L1"
                     ),
                 }
+                learn_max_bulk(&shared, &pool).await;
                 return;
             }
         }
         tokio::time::sleep(TABLE_RETRY).await;
     }
+}
+
+/// Learns the upstream's `proto-max-bulk-len` with `CONFIG GET`; when CONFIG is refused (an
+/// ACL, a managed Redis) or unreadable, Redis's default applies.
+async fn learn_max_bulk(shared: &Shared, pool: &Pool) {
+    let raw = command(&[b"CONFIG", b"GET", b"proto-max-bulk-len"]);
+    let frames = match pool.send(0, raw, 1, None).await {
+        Ok(pending) => pending.wait().await.ok(),
+        Err(_) => None,
+    };
+    let value = frames
+        .as_ref()
+        .and_then(|f| array_elements(f.first()?))
+        .and_then(|pair| {
+            let (digits, _) = text(pair.get(1)?)?;
+            std::str::from_utf8(digits).ok()?.parse::<u64>().ok()
+        })
+        .unwrap_or(REDIS_DEFAULT_MAX_BULK);
+    shared.upstream_max_bulk.store(value, Relaxed);
 }

@@ -17,8 +17,8 @@ use tokio::sync::watch;
 
 use crate::cache::KeyRef;
 use crate::command::{classify, Action, Invalidation};
-use crate::error::{write_not_supported, write_protocol_error};
-use crate::protocol::{null, parse_request, peek_get, Limits, Request, Resp};
+use crate::error::{write_not_supported, write_request_error};
+use crate::protocol::{null, peek_get, Limits, Request, RequestParser, Resp};
 use crate::server::Shared;
 use crate::upstream::{Pool, Route};
 use group::Group;
@@ -66,6 +66,8 @@ pub struct Connection {
     shared: Arc<Shared>,
     stream: TcpStream,
     input: BytesMut,
+    /// Parses the requests in `input`, resuming a partly received one where it stopped.
+    parser: RequestParser,
     out: BytesMut,
     queue: VecDeque<Pending>,
     /// Upstream-bound commands not sent yet: a pipeline's run of them is one upstream call.
@@ -108,6 +110,7 @@ impl Connection {
             shared,
             stream,
             input: BytesMut::with_capacity(BUFFER),
+            parser: RequestParser::default(),
             out: BytesMut::with_capacity(BUFFER),
             queue: VecDeque::new(),
             group: Group::default(),
@@ -119,7 +122,7 @@ impl Connection {
     /// Serves the client until it closes, sends QUIT, breaks the protocol, or shutdown is
     /// signalled (then the current batch is finished first).
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let limits = self.shared.config.limits.clone();
+        let configured = self.shared.config.limits;
         // One shutdown future for the connection's life: registered with the channel once,
         // not once per request.
         let stop = async move {
@@ -140,6 +143,8 @@ impl Connection {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
+            let upstream_max_bulk = self.shared.upstream_max_bulk.load(Relaxed);
+            let limits = configured.with_upstream_max_bulk(upstream_max_bulk);
             let mut flow = Flow::Continue;
             let mut batch = 0;
             loop {
@@ -155,7 +160,7 @@ impl Connection {
                 if head == Head::Served {
                     continue;
                 }
-                match parse_request(&mut self.input, &limits) {
+                match self.parser.next(&mut self.input, &limits) {
                     Ok(Some(req)) if head == Head::Missed => {
                         // The GET L1 just missed: straight to the fetch, no second lookup.
                         self.fetch_missing(req.args[1].clone()).await;
@@ -169,7 +174,7 @@ impl Connection {
                     Ok(None) => break,
                     Err(e) => {
                         self.drain().await;
-                        write_protocol_error(&mut self.out, &e);
+                        write_request_error(&mut self.out, &e);
                         flow = Flow::Close;
                         break;
                     }
@@ -226,6 +231,7 @@ impl Connection {
         }
         self.counts.hits += 1;
         self.input.advance(len);
+        self.parser.reset();
         Head::Served
     }
 
