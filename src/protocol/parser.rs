@@ -101,7 +101,7 @@ impl RequestParser {
         max_line: usize,
         too_big: ProtocolError,
     ) -> Result<Option<usize>, ProtocolError> {
-        let from = self.scanned.max(start);
+        let from = self.scanned.max(start).min(buf.len());
         let found = buf[from..].iter().position(|&b| b == b'\r' || b == 0);
         self.examined += found.map_or(buf.len() - from, |i| i + 1) as u64;
         match found {
