@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use crate::protocol::{write_error, ProtocolError};
+use crate::protocol::{write_error, ProtocolError, RequestError};
 
 /// Why an upstream request got no reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +39,12 @@ pub fn write_upstream_error(out: &mut BytesMut, e: &UpstreamError) {
 /// Appends the client-facing reply for a malformed request.
 pub fn write_protocol_error(out: &mut BytesMut, e: &ProtocolError) {
     write_error(out, &format!("ERR {e}"));
+}
+
+/// Appends the reply for a refused client request (Redis's own text), after which the
+/// connection closes.
+pub fn write_request_error(out: &mut BytesMut, e: &RequestError) {
+    e.write_reply(out);
 }
 
 /// Appends the reply for a command the sidecar cannot proxy faithfully yet.

@@ -18,8 +18,9 @@ use crate::config::Config;
 use crate::connection::Connection;
 use crate::fill::Fills;
 use crate::metrics::Stats;
-use crate::protocol::Resp;
-use crate::upstream::{Credentials, LinkEvent, Route, Target, Upstream};
+use crate::protocol::{command, Resp, REDIS_DEFAULT_MAX_BULK};
+use crate::upstream::reply::{array_elements, text};
+use crate::upstream::{Credentials, LinkEvent, Pool, Route, Target, Upstream};
 
 /// First wait after a failed accept (e.g. out of file descriptors); doubles up to
 /// [`ACCEPT_BACKOFF_MAX`] while accepting keeps failing.
@@ -43,6 +44,10 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     /// The command table: the upstream's once loaded, the built-in one until then.
     pub table: Tables,
+    /// The upstream's `proto-max-bulk-len` (`u64::MAX` until learned): a longer bulk string
+    /// is refused at the client instead of forwarded, since the upstream would answer it by
+    /// closing a connection other clients share. Read once per client read.
+    pub upstream_max_bulk: AtomicU64,
 }
 
 impl Shared {
@@ -87,6 +92,7 @@ impl Shared {
             fills: Fills::new(),
             stats,
             table: Tables::new(),
+            upstream_max_bulk: AtomicU64::new(u64::MAX),
         })
     }
 }
@@ -166,5 +172,27 @@ async fn load_table(shared: Arc<Shared>) {
         resp: Resp::V2,
         user: 0,
     });
-    shared.table.load_own(&pool).await;
+    if shared.table.load_own(&pool).await {
+        learn_max_bulk(&shared, &pool).await;
+    }
+}
+
+/// Learns the upstream's `proto-max-bulk-len` with `CONFIG GET` (over the sidecar's own
+/// route, or over the first authenticated client's when the upstream refuses the sidecar); when CONFIG is refused (an
+/// ACL, a managed Redis) or unreadable, Redis's default applies.
+pub(crate) async fn learn_max_bulk(shared: &Shared, pool: &Pool) {
+    let raw = command(&[b"CONFIG", b"GET", b"proto-max-bulk-len"]);
+    let frames = match pool.send(0, raw, 1, None).await {
+        Ok(pending) => pending.wait().await.ok(),
+        Err(_) => None,
+    };
+    let value = frames
+        .as_ref()
+        .and_then(|f| array_elements(f.first()?))
+        .and_then(|pair| {
+            let (digits, _) = text(pair.get(1)?)?;
+            std::str::from_utf8(digits).ok()?.parse::<u64>().ok()
+        })
+        .unwrap_or(REDIS_DEFAULT_MAX_BULK);
+    shared.upstream_max_bulk.store(value, Relaxed);
 }

@@ -127,16 +127,22 @@ impl Tables {
     }
 
     /// The load over an authenticated client's route (claimed with [`Tables::claim`]).
-    pub async fn load_for_client(&self, pool: &Pool, user: u32) {
+    /// True when the upstream's table was loaded.
+    pub async fn load_for_client(&self, pool: &Pool, user: u32) -> bool {
         match self.load(pool).await {
             Ok(()) => {
                 if self.degraded.load(Relaxed) {
                     eprintln!("nearcache: command table loaded from the upstream");
                 }
+                true
             }
-            Err(LoadError::Unavailable(_)) => self.release(user),
+            Err(LoadError::Unavailable(_)) => {
+                self.release(user);
+                false
+            }
             Err(LoadError::Refused(reason)) => {
-                eprintln!("nearcache: cannot read COMMAND as an authenticated client ({reason})")
+                eprintln!("nearcache: cannot read COMMAND as an authenticated client ({reason})");
+                false
             }
         }
     }

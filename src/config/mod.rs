@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::protocol::Limits;
+
 /// Default `--listen`: the client listen address.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 6380);
 /// Default `--upstream`: the upstream Redis URL.
@@ -192,17 +194,6 @@ impl fmt::Debug for UpstreamAddr {
             .field("db", &self.db)
             .finish()
     }
-}
-
-/// Bounds on what a client may send in one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest bulk string accepted from a client (`--max-bulk-bytes`).
-    pub max_bulk_bytes: usize,
-    /// Largest multibulk argument count accepted from a client (`--max-array-len`).
-    pub max_array_len: usize,
-    /// Longest inline command line (`--max-inline-bytes`).
-    pub max_inline_bytes: usize,
 }
 
 /// The validated configuration the rest of the binary runs on.

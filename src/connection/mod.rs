@@ -19,8 +19,8 @@ use tokio::sync::watch;
 use crate::acl::{changes_rules, Marks, Read};
 use crate::cache::KeyRef;
 use crate::command::{classify, Action, Invalidation};
-use crate::error::{write_not_supported, write_protocol_error};
-use crate::protocol::{null, parse_request, peek_get, Limits, Request, Resp};
+use crate::error::{write_not_supported, write_request_error};
+use crate::protocol::{null, peek_get, Limits, Request, RequestParser, Resp};
 use crate::server::Shared;
 use crate::upstream::{Pool, Route};
 use group::Group;
@@ -70,6 +70,8 @@ pub struct Connection {
     shared: Arc<Shared>,
     stream: TcpStream,
     input: BytesMut,
+    /// Parses the requests in `input`, resuming a partly received one where it stopped.
+    parser: RequestParser,
     out: BytesMut,
     queue: VecDeque<Pending>,
     /// Upstream-bound commands not sent yet: a pipeline's run of them is one upstream call.
@@ -113,6 +115,7 @@ impl Connection {
             shared,
             stream,
             input: BytesMut::with_capacity(BUFFER),
+            parser: RequestParser::default(),
             out: BytesMut::with_capacity(BUFFER),
             queue: VecDeque::new(),
             group: Group::default(),
@@ -125,7 +128,7 @@ impl Connection {
     /// signalled: then every request already read is answered and flushed, the write side
     /// is shut down and the input drained (see [`Connection::close_gracefully`]).
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let limits = self.shared.config.limits.clone();
+        let configured = self.shared.config.limits;
         // One shutdown future for the connection's life: registered with the channel once,
         // not once per request.
         let stopping = shutdown.clone();
@@ -153,6 +156,8 @@ impl Connection {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
+            let upstream_max_bulk = self.shared.upstream_max_bulk.load(Relaxed);
+            let limits = configured.with_upstream_max_bulk(upstream_max_bulk);
             let mut flow = Flow::Continue;
             let mut batch = 0;
             loop {
@@ -168,7 +173,7 @@ impl Connection {
                 if head == Head::Served {
                     continue;
                 }
-                match parse_request(&mut self.input, &limits) {
+                match self.parser.next(&mut self.input, &limits) {
                     Ok(Some(req)) if head == Head::Missed => {
                         // The GET L1 just missed: straight to the fetch, no second lookup.
                         self.fetch_missing(req.args[1].clone()).await;
@@ -182,7 +187,7 @@ impl Connection {
                     Ok(None) => break,
                     Err(e) => {
                         self.drain().await;
-                        write_protocol_error(&mut self.out, &e);
+                        write_request_error(&mut self.out, &e);
                         flow = Flow::Close;
                         break;
                     }
@@ -256,6 +261,7 @@ impl Connection {
         }
         self.counts.hits += 1;
         self.input.advance(len);
+        self.parser.reset();
         Head::Served
     }
 

@@ -199,7 +199,11 @@ impl Connection {
         };
         let pool = self.shared.upstream.pool(route);
         let shared = self.shared.clone();
-        tokio::spawn(async move { shared.table.load_for_client(&pool, user).await });
+        tokio::spawn(async move {
+            if shared.table.load_for_client(&pool, user).await {
+                crate::server::learn_max_bulk(&shared, &pool).await;
+            }
+        });
     }
 
     fn set_name(&mut self, name: &Bytes) {
