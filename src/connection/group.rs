@@ -133,7 +133,7 @@ impl Connection {
                 }
             }
             match &result {
-                Ok(frames) => self.out.extend_from_slice(&frames[at]),
+                Ok(frames) => self.write_frame(&frames[at]).await,
                 Err(e) => write_upstream_error(&mut self.out, e),
             }
             at += segment.replies();

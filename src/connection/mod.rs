@@ -30,6 +30,8 @@ const MAX_BATCH: usize = 1024;
 const BUFFER: usize = 4 * 1024;
 /// A buffer grown past this by one large request or reply is replaced once it is idle.
 const MAX_IDLE_BUFFER: usize = 1024 * 1024;
+/// A reply frame at least this big is written from its own bytes, not copied into `out`.
+const LARGE_REPLY: usize = 64 * 1024;
 
 /// What the hot path did with the head of the input.
 #[derive(PartialEq, Eq)]
@@ -75,6 +77,8 @@ pub struct Connection {
     unacked_writes: usize,
     /// L1 hits and misses not yet added to the shared counters (added once per batch).
     counts: Counts,
+    /// A direct write of a large reply failed: the next flush reports it.
+    write_failed: Option<std::io::Error>,
     session: Session,
 }
 
@@ -113,6 +117,7 @@ impl Connection {
             group: Group::default(),
             unacked_writes: 0,
             counts: Counts::default(),
+            write_failed: None,
         }
     }
 
@@ -308,7 +313,25 @@ impl Connection {
         }
     }
 
+    /// Appends an upstream reply frame; a large one is written from its own bytes after
+    /// what `out` holds (same order, no copy).
+    async fn write_frame(&mut self, frame: &Bytes) {
+        if frame.len() < LARGE_REPLY || self.write_failed.is_some() {
+            return self.out.extend_from_slice(frame);
+        }
+        let written = match self.flush().await {
+            Ok(()) => self.stream.write_all(frame).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            self.write_failed = Some(e);
+        }
+    }
+
     async fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(e) = self.write_failed.take() {
+            return Err(e);
+        }
         if self.out.is_empty() {
             return Ok(());
         }

@@ -21,8 +21,12 @@ use crate::protocol::{write_command, FrameScanner, Resp};
 
 /// Bytes gathered from queued calls before one write.
 const WRITE_BATCH: usize = 64 * 1024;
+/// A request at least this big is written from its own bytes, not copied into a batch.
+const LARGE_CALL: usize = 64 * 1024;
 /// Initial read buffer.
 const READ_BUFFER: usize = 64 * 1024;
+/// A read buffer grown past this by a large reply is replaced once it is empty.
+const MAX_IDLE_READ_BUFFER: usize = 1024 * 1024;
 /// How often an idle connection is checked with a PING.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 /// The health check request.
@@ -229,44 +233,92 @@ async fn write_calls(
     mut calls: mpsc::Receiver<Call>,
     in_flight: &Mutex<VecDeque<InFlight>>,
 ) -> String {
-    let mut buf = BytesMut::with_capacity(WRITE_BATCH);
+    let mut batch = Batch::default();
     loop {
         let Some(first) = calls.recv().await else {
             return "pool closed".into();
         };
-        queue_call(first, &mut buf, in_flight);
-        take_queued(&mut calls, &mut buf, in_flight);
+        batch.queue(first, in_flight);
+        batch.take_queued(&mut calls, in_flight);
         // Let the clients that are runnable now queue their calls too: one write then
         // carries many clients' requests (fewer syscalls under load, one scheduler turn of
         // latency when idle).
         tokio::task::yield_now().await;
-        take_queued(&mut calls, &mut buf, in_flight);
-        if let Err(e) = writer.write_all(&buf).await {
+        batch.take_queued(&mut calls, in_flight);
+        if let Err(e) = batch.write(&mut writer).await {
             return format!("write failed: {e}");
         }
-        buf.clear();
     }
 }
 
-/// Appends a call's bytes to the write buffer and registers it for its replies.
-fn queue_call(call: Call, buf: &mut BytesMut, in_flight: &Mutex<VecDeque<InFlight>>) {
-    buf.extend_from_slice(&call.bytes);
-    let frames = Vec::with_capacity(call.replies);
-    let mut queue = in_flight.lock().unwrap_or_else(|p| p.into_inner());
-    queue.push_back(InFlight { call, frames });
+/// Requests gathered for one write: small ones copied together, large ones kept as the
+/// bytes they came in (never copied), in call order.
+struct Batch {
+    /// Small requests not yet moved to `chunks`.
+    buf: BytesMut,
+    /// What goes before `buf`, in order.
+    chunks: Vec<Bytes>,
+    /// Bytes gathered in all.
+    len: usize,
 }
 
-/// Takes every call already queued, up to [`WRITE_BATCH`] bytes.
-fn take_queued(
-    calls: &mut mpsc::Receiver<Call>,
-    buf: &mut BytesMut,
-    in_flight: &Mutex<VecDeque<InFlight>>,
-) {
-    while buf.len() < WRITE_BATCH {
-        let Ok(call) = calls.try_recv() else {
-            return;
-        };
-        queue_call(call, buf, in_flight);
+impl Default for Batch {
+    fn default() -> Batch {
+        Batch {
+            buf: BytesMut::with_capacity(WRITE_BATCH),
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl Batch {
+    /// Takes a call's request and registers the call for its replies. The request bytes
+    /// are not kept with the call: a large value is freed once written.
+    fn queue(&mut self, mut call: Call, in_flight: &Mutex<VecDeque<InFlight>>) {
+        let bytes = std::mem::take(&mut call.bytes);
+        self.len += bytes.len();
+        if bytes.len() >= LARGE_CALL {
+            if !self.buf.is_empty() {
+                self.chunks.push(self.buf.split().freeze());
+            }
+            self.chunks.push(bytes);
+        } else {
+            self.buf.extend_from_slice(&bytes);
+        }
+        let frames = Vec::with_capacity(call.replies);
+        let mut queue = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        queue.push_back(InFlight { call, frames });
+    }
+
+    /// Takes every call already queued, up to [`WRITE_BATCH`] bytes.
+    fn take_queued(
+        &mut self,
+        calls: &mut mpsc::Receiver<Call>,
+        in_flight: &Mutex<VecDeque<InFlight>>,
+    ) {
+        while self.len < WRITE_BATCH {
+            let Ok(call) = calls.try_recv() else {
+                return;
+            };
+            self.queue(call, in_flight);
+        }
+    }
+
+    /// Writes everything gathered, in order, and gives back a grown buffer.
+    async fn write(&mut self, writer: &mut OwnedWriteHalf) -> std::io::Result<()> {
+        for chunk in self.chunks.drain(..) {
+            writer.write_all(&chunk).await?;
+        }
+        if !self.buf.is_empty() {
+            writer.write_all(&self.buf).await?;
+        }
+        self.buf.clear();
+        self.len = 0;
+        if self.buf.capacity() < WRITE_BATCH || self.buf.capacity() > 2 * WRITE_BATCH {
+            self.buf = BytesMut::with_capacity(WRITE_BATCH);
+        }
+        Ok(())
     }
 }
 
@@ -285,12 +337,14 @@ async fn read_replies(
             Err(e) => return format!("read failed: {e}"),
         }
         let arrived = Instant::now();
+        let mut large = false;
         loop {
             let len = match scanner.next_frame(&buf) {
                 Ok(Some(len)) => len,
                 Ok(None) => break,
                 Err(e) => return e.to_string(),
             };
+            large |= len > MAX_IDLE_READ_BUFFER;
             let frame = buf.split_to(len).freeze();
             if resp == Resp::V3 && frame.first() == Some(&b'>') {
                 continue; // out-of-band push: never a reply to a call
@@ -311,9 +365,25 @@ async fn read_replies(
                 complete(done, arrived, stats);
             }
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(READ_BUFFER);
-        }
+        size_read_buffer(&mut buf, &scanner, large);
+    }
+}
+
+/// Makes room for the next read: what a large frame still needs at once (not by doubling),
+/// else a small buffer again once a large reply has left (the rest of its allocation would
+/// otherwise stay alive as long as this buffer).
+fn size_read_buffer(buf: &mut BytesMut, scanner: &FrameScanner, large_left: bool) {
+    let missing = scanner.needed().saturating_sub(buf.len());
+    let oversized = missing == 0 && buf.capacity() > MAX_IDLE_READ_BUFFER;
+    if (large_left || oversized) && buf.len() < READ_BUFFER {
+        let mut fresh = BytesMut::with_capacity(READ_BUFFER.max(buf.len() + missing));
+        fresh.extend_from_slice(buf);
+        *buf = fresh;
+    }
+    if missing > 0 {
+        buf.reserve(missing);
+    } else if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(READ_BUFFER);
     }
 }
 
