@@ -18,7 +18,7 @@ use crate::connection::Connection;
 use crate::fill::Fills;
 use crate::metrics::Stats;
 use crate::protocol::{command, Resp};
-use crate::upstream::{Credentials, LinkEvent, Route, Target, Upstream};
+use crate::upstream::{Credentials, Lane, LinkEvent, Route, Target, Upstream};
 
 /// How often the command table load is retried while the upstream cannot answer it.
 const TABLE_RETRY: Duration = Duration::from_millis(500);
@@ -60,6 +60,8 @@ impl Shared {
             connections: config.upstream_connections,
             timeout: config.upstream_timeout,
             connect_timeout: config.connect_timeout,
+            idle_timeout: config.upstream_idle_timeout,
+            max_routes: config.max_upstream_routes,
         };
         let hook_l1 = l1.clone();
         let keep_on_loss = config.serve_stale_when_down;
@@ -68,7 +70,8 @@ impl Shared {
             LinkEvent::Lost | LinkEvent::Up => hook_l1.flush_all(),
         });
         Arc::new(Shared {
-            upstream: Upstream::new(target, stats.clone(), hook),
+            // L1 entries of a dropped identity expire with their TTL (no per-user eviction yet).
+            upstream: Upstream::new(target, stats.clone(), hook, Box::new(|_user| {})),
             config,
             l1,
             fills: Fills::new(),
@@ -132,7 +135,7 @@ async fn load_table(shared: Arc<Shared>) {
     });
     loop {
         let raw = command(&[b"COMMAND"]);
-        if let Ok(pending) = pool.send(0, raw, 1, None).await {
+        if let Ok(pending) = pool.send(&Lane::default(), raw, 1, None).await {
             if let Ok(frames) = pending.wait().await {
                 match CommandTable::parse(&frames[0]) {
                     Some(t) if !t.is_empty() => {

@@ -112,8 +112,8 @@ impl Connection {
         replies: usize,
         on_reply: Option<OnReply>,
     ) {
-        let slot = self.session.slot;
-        let sent = self.session.pool.send(slot, bytes, replies, on_reply).await;
+        let s = &self.session;
+        let sent = s.pool.send(&s.lane, bytes, replies, on_reply).await;
         self.queue.push_back(Pending::Group(sent, segments));
     }
 

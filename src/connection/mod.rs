@@ -20,7 +20,7 @@ use crate::command::{classify, Action, Invalidation};
 use crate::error::{write_not_supported, write_protocol_error};
 use crate::protocol::{null, parse_request, peek_get, Limits, Request, Resp};
 use crate::server::Shared;
-use crate::upstream::{Pool, Route};
+use crate::upstream::{Lane, Pool, Route};
 use group::Group;
 use replies::Pending;
 
@@ -59,7 +59,8 @@ struct Session {
     resp: Resp,
     user: u32,
     name: Option<Bytes>,
-    slot: usize,
+    /// This client's slot in `pool`, kept while its calls are in flight.
+    lane: Lane,
     pool: Arc<Pool>,
 }
 
@@ -98,7 +99,6 @@ impl Connection {
             user: 0,
         };
         let pool = shared.upstream.pool(route);
-        let slot = (id as usize) % shared.upstream.slots();
         Connection {
             session: Session {
                 id: id + 1,
@@ -106,7 +106,7 @@ impl Connection {
                 resp: Resp::V2,
                 user: 0,
                 name: None,
-                slot,
+                lane: Lane::new(id as usize),
                 pool,
             },
             shared,
