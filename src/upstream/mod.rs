@@ -424,3 +424,6 @@ async fn reap(registry: Weak<Registry>, idle: Duration, every: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
