@@ -77,6 +77,10 @@ fn pools_of_many_identities_are_closed_when_idle() {
         "the upstream connections of 300 identities to be closed",
         || redis_clients(&redis) <= 3,
     );
+    assert!(
+        sidecar_stat(&sidecar, "upstream_routes") <= 1,
+        "idle routes are gone"
+    );
     let mut c = sidecar.conn();
     assert_reply(
         &c.cmd_str(&["AUTH", "default", "x1"]),
@@ -115,6 +119,11 @@ fn a_client_that_visited_every_db_in_both_protocols_leaves_one_pool() {
         Duration::from_secs(10),
         "the pools of the routes left behind to be closed",
         || redis_clients(&redis) <= 3,
+    );
+    let routes = sidecar_stat(&sidecar, "upstream_routes");
+    assert!(
+        routes <= 2,
+        "{routes} routes left: the held one (and INFO's own)"
     );
     assert_reply(
         &c.cmd_str(&["SET", "k", "v"]),
