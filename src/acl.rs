@@ -23,6 +23,7 @@
 //! The hit path reads two atomics (the epoch and the session's mark, both rarely written)
 //! through an `Arc` the session holds: no lock, no map.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::SeqCst};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -62,8 +63,8 @@ impl Marks {
 pub struct Acl {
     /// Starts at 1 (0 in a mark means "never learned").
     epoch: AtomicU64,
-    /// Indexed by identity id (see `Upstream::identity`).
-    marks: RwLock<Vec<Arc<Marks>>>,
+    /// By identity id (see `Upstream::identity`); an identity's marks are dropped with it.
+    marks: RwLock<HashMap<u32, Arc<Marks>>>,
     /// In-flight fetches made while GET, MGET (in that order) was not known permitted.
     unchecked: [Arc<Fills>; 2],
 }
@@ -72,7 +73,7 @@ impl Default for Acl {
     fn default() -> Acl {
         Acl {
             epoch: AtomicU64::new(1),
-            marks: RwLock::new(Vec::new()),
+            marks: RwLock::new(HashMap::new()),
             unchecked: [Fills::new(), Fills::new()],
         }
     }
@@ -86,15 +87,23 @@ impl Acl {
 
     /// The marks of `identity`, for its sessions to hold.
     pub fn marks(&self, identity: u32) -> Arc<Marks> {
-        let i = identity as usize;
-        if let Some(m) = self.marks.read().unwrap_or_else(|p| p.into_inner()).get(i) {
+        if let Some(m) = self
+            .marks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&identity)
+        {
             return m.clone();
         }
         let mut all = self.marks.write().unwrap_or_else(|p| p.into_inner());
-        while all.len() <= i {
-            all.push(Arc::default());
-        }
-        all[i].clone()
+        all.entry(identity).or_default().clone()
+    }
+
+    /// Forgets a dropped identity (ids are never reused): what is kept stays bounded by the
+    /// identities in use, not by every identity ever seen.
+    pub fn drop_identity(&self, identity: u32) {
+        let mut all = self.marks.write().unwrap_or_else(|p| p.into_inner());
+        all.remove(&identity);
     }
 
     /// Where a miss of `read` not known to be permitted joins or registers its fetch.

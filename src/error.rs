@@ -19,6 +19,9 @@ pub enum UpstreamError {
     /// (e.g. `NOAUTH Authentication required.`): the client gets it as Redis words it.
     #[error("{0}")]
     Refused(Arc<str>),
+    /// Every upstream route (db, protocol, user) has a pool in use and none may be added.
+    #[error("too many upstream routes ({0} pools in use; see --max-upstream-routes)")]
+    TooManyRoutes(usize),
 }
 
 impl UpstreamError {

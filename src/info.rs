@@ -22,6 +22,8 @@ pub fn section(shared: &Shared) -> String {
     line("uptime_in_seconds", &stats.started.elapsed().as_secs());
     line("upstream_address", &shared.upstream.address());
     line("upstream_link_status", &link);
+    line("upstream_connections", &shared.upstream.connections());
+    line("upstream_routes", &shared.upstream.routes());
     line("connected_clients", &stats.connected_clients.load(Relaxed));
     line(
         "total_connections_received",

@@ -20,7 +20,7 @@ use crate::fill::Fills;
 use crate::metrics::Stats;
 use crate::protocol::{command, Resp, REDIS_DEFAULT_MAX_BULK};
 use crate::upstream::reply::{array_elements, text};
-use crate::upstream::{Credentials, LinkEvent, Pool, Route, Target, Upstream};
+use crate::upstream::{Credentials, Lane, LinkEvent, Pool, Route, Target, Upstream};
 
 /// First wait after a failed accept (e.g. out of file descriptors); doubles up to
 /// [`ACCEPT_BACKOFF_MAX`] while accepting keeps failing.
@@ -71,6 +71,8 @@ impl Shared {
             connections: config.upstream_connections,
             timeout: config.upstream_timeout,
             connect_timeout: config.connect_timeout,
+            idle_timeout: config.upstream_idle_timeout,
+            max_routes: config.max_upstream_routes,
         };
         let hook_l1 = l1.clone();
         let acl = Acl::new();
@@ -84,8 +86,11 @@ impl Shared {
                 hook_acl.forget();
             }
         });
+        // A dropped identity's id is never given out again: forget what was learned of it.
+        let forget_acl = acl.clone();
+        let forget = Box::new(move |user| forget_acl.drop_identity(user));
         Arc::new(Shared {
-            upstream: Upstream::new(target, stats.clone(), hook),
+            upstream: Upstream::new(target, stats.clone(), hook, forget),
             config,
             l1,
             acl,
@@ -182,7 +187,7 @@ async fn load_table(shared: Arc<Shared>) {
 /// ACL, a managed Redis) or unreadable, Redis's default applies.
 pub(crate) async fn learn_max_bulk(shared: &Shared, pool: &Pool) {
     let raw = command(&[b"CONFIG", b"GET", b"proto-max-bulk-len"]);
-    let frames = match pool.send(0, raw, 1, None).await {
+    let frames = match pool.send(&Lane::default(), raw, 1, None).await {
         Ok(pending) => pending.wait().await.ok(),
         Err(_) => None,
     };

@@ -11,7 +11,7 @@ use super::CommandTable;
 use crate::error::UpstreamError;
 use crate::protocol::command;
 use crate::upstream::reply::is_error;
-use crate::upstream::Pool;
+use crate::upstream::{Lane, Pool};
 
 /// How often the sidecar's own load is retried while the upstream is unreachable.
 const RETRY: Duration = Duration::from_millis(500);
@@ -88,7 +88,7 @@ impl Tables {
     /// One attempt: `COMMAND` over `pool`, parsed and installed.
     pub async fn load(&self, pool: &Pool) -> Result<(), LoadError> {
         let pending = pool
-            .send(0, command(&[b"COMMAND"]), 1, None)
+            .send(&Lane::default(), command(&[b"COMMAND"]), 1, None)
             .await
             .map_err(refused_or_unavailable)?;
         let frames = pending.wait().await.map_err(refused_or_unavailable)?;

@@ -65,6 +65,9 @@ pub enum Local {
     ClientGetName,
     /// `CLIENT ID`: this client connection's own id, not the shared upstream connection's.
     ClientId,
+    /// `SCRIPT KILL`, `FUNCTION KILL`: sent on a fresh connection, not queued behind the
+    /// script they stop.
+    Kill,
 }
 
 /// The decision for one request.
@@ -178,6 +181,7 @@ fn local(name: &[u8], args: &[Bytes]) -> Option<Local> {
         _ if is(name, b"CLIENT") && is(sub, b"SETNAME") && args.len() == 3 => Local::ClientSetName,
         _ if is(name, b"CLIENT") && is(sub, b"GETNAME") && args.len() == 2 => Local::ClientGetName,
         _ if is(name, b"CLIENT") && is(sub, b"ID") && args.len() == 2 => Local::ClientId,
+        _ if (is(name, b"SCRIPT") || is(name, b"FUNCTION")) && is(sub, b"KILL") => Local::Kill,
         _ => return None,
     })
 }

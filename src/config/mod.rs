@@ -36,6 +36,10 @@ pub const DEFAULT_ACL_RECHECK: Duration = Duration::from_secs(1);
 pub const DEFAULT_UPSTREAM_CONNECTIONS: usize = 4;
 /// Default `--upstream-timeout`: 5s.
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default `--upstream-idle-timeout`: 30s.
+pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `--max-upstream-routes`: 64.
+pub const DEFAULT_MAX_UPSTREAM_ROUTES: usize = 64;
 /// Default `--connect-timeout`: 1s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default `--max-clients`: 10000.
@@ -106,6 +110,12 @@ pub struct Flags {
     /// Bound on one upstream connect + handshake [default: 1s]
     #[arg(long, env = "NEARCACHE_CONNECT_TIMEOUT", value_name = "DURATION")]
     pub connect_timeout: Option<String>,
+    /// Upstream connections of a (db, protocol, user) no client has used this long are closed [default: 30s]
+    #[arg(long, env = "NEARCACHE_UPSTREAM_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub upstream_idle_timeout: Option<String>,
+    /// Most (db, protocol, user) pools at once; beyond that unused ones are closed first, then clients get an error [default: 64]
+    #[arg(long, env = "NEARCACHE_MAX_UPSTREAM_ROUTES", value_name = "N")]
+    pub max_upstream_routes: Option<String>,
     /// Client connections; beyond that new clients get an error and are closed [default: 10000]
     #[arg(long, env = "NEARCACHE_MAX_CLIENTS", value_name = "N")]
     pub max_clients: Option<String>,
@@ -142,6 +152,8 @@ impl fmt::Debug for Flags {
             .field("upstream_connections", &self.upstream_connections)
             .field("upstream_timeout", &self.upstream_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("upstream_idle_timeout", &self.upstream_idle_timeout)
+            .field("max_upstream_routes", &self.max_upstream_routes)
             .field("max_clients", &self.max_clients)
             .field("max_bulk_bytes", &self.max_bulk_bytes)
             .field("max_array_len", &self.max_array_len)
@@ -223,6 +235,10 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// Bound on one upstream connect + handshake (`--connect-timeout`).
     pub connect_timeout: Duration,
+    /// Upstream pools no client has used this long are closed (`--upstream-idle-timeout`).
+    pub upstream_idle_timeout: Duration,
+    /// Most upstream pools, one per (db, protocol, user) (`--max-upstream-routes`).
+    pub max_upstream_routes: usize,
     /// Most client connections at once (`--max-clients`).
     pub max_clients: usize,
     /// Bounds on client requests (`--max-bulk-bytes`, `--max-array-len`, `--max-inline-bytes`).
@@ -256,6 +272,8 @@ struct FileConfig {
     upstream_connections: Option<Scalar>,
     upstream_timeout: Option<Scalar>,
     connect_timeout: Option<Scalar>,
+    upstream_idle_timeout: Option<Scalar>,
+    max_upstream_routes: Option<Scalar>,
     max_clients: Option<Scalar>,
     max_bulk_bytes: Option<Scalar>,
     max_array_len: Option<Scalar>,
@@ -384,6 +402,10 @@ impl Config {
                 .unwrap_or(DEFAULT_UPSTREAM_TIMEOUT),
             connect_timeout: pick!(connect_timeout, parse::positive_duration)
                 .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            upstream_idle_timeout: pick!(upstream_idle_timeout, parse::positive_duration)
+                .unwrap_or(DEFAULT_UPSTREAM_IDLE_TIMEOUT),
+            max_upstream_routes: pick!(max_upstream_routes, parse::count)
+                .unwrap_or(DEFAULT_MAX_UPSTREAM_ROUTES),
             max_clients: pick!(max_clients, parse::count).unwrap_or(DEFAULT_MAX_CLIENTS),
             limits: Limits {
                 max_bulk_bytes: pick!(max_bulk_bytes, parse::positive_size)

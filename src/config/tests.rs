@@ -33,6 +33,8 @@ fn defaults_when_nothing_given() {
         assert_eq!(c.upstream_connections, 4);
         assert_eq!(c.upstream_timeout, Duration::from_secs(5));
         assert_eq!(c.connect_timeout, Duration::from_secs(1));
+        assert_eq!(c.upstream_idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_upstream_routes, 64);
         assert_eq!(c.max_clients, 10_000);
         let want = Limits {
             max_bulk_bytes: 512 << 20,
@@ -335,7 +337,7 @@ fn every_flag_has_its_env_var_and_a_file_key() {
         );
         longs.push(long.to_owned());
     }
-    assert_eq!(longs.len(), 18);
+    assert_eq!(longs.len(), 20);
     // Every flag except --config is a file key: a file setting each to garbage names each flag.
     let text: String = longs
         .iter()
@@ -343,7 +345,7 @@ fn every_flag_has_its_env_var_and_a_file_key() {
         .map(|l| format!("{} = \"bad value\"\n", l.replace('-', "_")))
         .collect();
     let got = problems(&flags_with_file(), Some(&text));
-    assert_eq!(got.len(), 17, "{got:?}");
+    assert_eq!(got.len(), 19, "{got:?}");
     for (problem, long) in got.iter().zip(longs.iter().filter(|l| *l != "config")) {
         assert!(problem.starts_with(&format!("--{long}: ")), "{problem}");
         assert!(problem.ends_with(" (in nearcache.toml)"), "{problem}");

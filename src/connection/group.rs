@@ -112,8 +112,8 @@ impl Connection {
         replies: usize,
         on_reply: Option<OnReply>,
     ) {
-        let slot = self.session.slot;
-        let sent = self.session.pool.send(slot, bytes, replies, on_reply).await;
+        let s = &self.session;
+        let sent = s.pool.send(&s.lane, bytes, replies, on_reply).await;
         self.queue.push_back(Pending::Group(sent, segments));
     }
 
@@ -133,7 +133,7 @@ impl Connection {
                 }
             }
             match &result {
-                Ok(frames) => self.out.extend_from_slice(&frames[at]),
+                Ok(frames) => self.write_frame(&frames[at]).await,
                 Err(e) => write_upstream_error(&mut self.out, e),
             }
             at += segment.replies();

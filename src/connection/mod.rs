@@ -22,7 +22,7 @@ use crate::command::{classify, Action, Invalidation};
 use crate::error::{write_not_supported, write_request_error};
 use crate::protocol::{null, peek_get, Limits, Request, RequestParser, Resp};
 use crate::server::Shared;
-use crate::upstream::{Pool, Route};
+use crate::upstream::{Lane, Pool, Route};
 use group::Group;
 use replies::Pending;
 
@@ -32,6 +32,8 @@ const MAX_BATCH: usize = 1024;
 const BUFFER: usize = 4 * 1024;
 /// A buffer grown past this by one large request or reply is replaced once it is idle.
 const MAX_IDLE_BUFFER: usize = 1024 * 1024;
+/// A reply frame at least this big is written from its own bytes, not copied into `out`.
+const LARGE_REPLY: usize = 64 * 1024;
 
 /// What the hot path did with the head of the input.
 #[derive(PartialEq, Eq)]
@@ -61,7 +63,8 @@ struct Session {
     /// What the identity `user` is known to be allowed (shared by its sessions).
     marks: Arc<Marks>,
     name: Option<Bytes>,
-    slot: usize,
+    /// This client's slot in `pool`, kept while its calls are in flight.
+    lane: Lane,
     pool: Arc<Pool>,
 }
 
@@ -81,6 +84,8 @@ pub struct Connection {
     unacked_writes: usize,
     /// L1 hits and misses not yet added to the shared counters (added once per batch).
     counts: Counts,
+    /// A direct write of a large reply failed: the next flush reports it.
+    write_failed: Option<std::io::Error>,
     session: Session,
 }
 
@@ -100,7 +105,6 @@ impl Connection {
             user: 0,
         };
         let pool = shared.upstream.pool(route);
-        let slot = (id as usize) % shared.upstream.slots();
         Connection {
             session: Session {
                 id: id + 1,
@@ -109,7 +113,7 @@ impl Connection {
                 user: 0,
                 marks: shared.acl.marks(0),
                 name: None,
-                slot,
+                lane: Lane::new(id as usize),
                 pool,
             },
             shared,
@@ -121,6 +125,7 @@ impl Connection {
             group: Group::default(),
             unacked_writes: 0,
             counts: Counts::default(),
+            write_failed: None,
         }
     }
 
@@ -348,7 +353,25 @@ impl Connection {
         }
     }
 
+    /// Appends an upstream reply frame; a large one is written from its own bytes after
+    /// what `out` holds (same order, no copy).
+    async fn write_frame(&mut self, frame: &Bytes) {
+        if frame.len() < LARGE_REPLY || self.write_failed.is_some() {
+            return self.out.extend_from_slice(frame);
+        }
+        let written = match self.flush().await {
+            Ok(()) => self.stream.write_all(frame).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            self.write_failed = Some(e);
+        }
+    }
+
     async fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(e) = self.write_failed.take() {
+            return Err(e);
+        }
         if self.out.is_empty() {
             return Ok(());
         }

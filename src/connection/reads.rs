@@ -236,7 +236,7 @@ impl Connection {
         });
         self.session
             .pool
-            .send(self.session.slot, bytes.freeze(), replies, Some(on_reply))
+            .send(&self.session.lane, bytes.freeze(), replies, Some(on_reply))
             .await
     }
 

@@ -51,7 +51,7 @@ impl Connection {
         let sent = self
             .session
             .pool
-            .send(self.session.slot, bytes, replies, None)
+            .send(&self.session.lane, bytes, replies, None)
             .await;
         self.await_reply(sent).await
     }

@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::{Connection, Flow};
 use crate::command::Local;
-use crate::error::write_upstream_error;
+use crate::error::{write_upstream_error, UpstreamError};
 use crate::info;
 use crate::protocol::{
     command, null, write_bulk, write_command, write_decimal, write_error, Request, Resp, OK, RESET,
@@ -22,10 +22,14 @@ impl Connection {
             Local::Hello => self.hello(req).await,
             Local::Info => self.info(req).await,
             Local::Reset => {
-                self.set_route(self.shared.config.upstream.db, Resp::V2, 0);
+                if let Err(e) = self.set_route(self.shared.config.upstream.db, Resp::V2, 0) {
+                    write_upstream_error(&mut self.out, &e);
+                    return Flow::Continue;
+                }
                 self.session.name = None;
                 self.reply_static(RESET);
             }
+            Local::Kill => self.kill(req).await,
             Local::Quit => {
                 self.reply_static(OK);
                 return Flow::Close;
@@ -49,13 +53,29 @@ impl Connection {
         Flow::Continue
     }
 
-    fn set_route(&mut self, db: u32, resp: Resp, user: u32) {
+    /// Moves the session to the route's pool; unchanged when the route cannot get one.
+    fn set_route(&mut self, db: u32, resp: Resp, user: u32) -> Result<(), UpstreamError> {
+        let pool = self.shared.upstream.try_pool(Route { db, resp, user })?;
         let s = &mut self.session;
         if user != s.user {
             s.marks = self.shared.acl.marks(user);
         }
-        (s.db, s.resp, s.user) = (db, resp, user);
-        s.pool = self.shared.upstream.pool(Route { db, resp, user });
+        (s.db, s.resp, s.user, s.pool) = (db, resp, user, pool);
+        Ok(())
+    }
+
+    /// `SCRIPT KILL` / `FUNCTION KILL` go on a fresh connection as the client's user: on
+    /// the shared ones they would queue behind the very script they are meant to stop.
+    async fn kill(&mut self, req: Request) {
+        match self
+            .shared
+            .upstream
+            .one_off_as(self.session.user, &req.raw)
+            .await
+        {
+            Ok(reply) => self.out.extend_from_slice(&reply),
+            Err(e) => write_upstream_error(&mut self.out, &e),
+        }
     }
 
     /// Sends `bytes` (holding `replies` commands) on the session's slot; returns the frames.
@@ -82,7 +102,9 @@ impl Connection {
             return;
         };
         if let (Some(db), false) = (db, is_error(&frames[0])) {
-            self.set_route(db, self.session.resp, self.session.user);
+            if let Err(e) = self.set_route(db, self.session.resp, self.session.user) {
+                return write_upstream_error(&mut self.out, &e);
+            }
         }
         self.out.extend_from_slice(&frames[0]);
     }
@@ -96,8 +118,14 @@ impl Connection {
         };
         if !is_error(&reply) {
             if let Some(creds) = credentials(&req.args[1..]) {
-                let user = self.shared.upstream.identity(creds);
-                self.set_route(self.session.db, self.session.resp, user);
+                let routed = self
+                    .shared
+                    .upstream
+                    .identity(creds)
+                    .and_then(|user| self.set_route(self.session.db, self.session.resp, user));
+                if let Err(e) = routed {
+                    return write_upstream_error(&mut self.out, &e);
+                }
                 self.load_table_as_client();
             }
         }
@@ -155,7 +183,10 @@ impl Connection {
             while i < args.len() {
                 if args[i].eq_ignore_ascii_case(b"AUTH") && i + 2 < args.len() {
                     let creds = credentials(&args[i + 1..i + 3]).expect("two arguments");
-                    user = self.shared.upstream.identity(creds);
+                    user = match self.shared.upstream.identity(creds) {
+                        Ok(user) => user,
+                        Err(e) => return write_upstream_error(&mut self.out, &e),
+                    };
                     i += 3;
                 } else if args[i].eq_ignore_ascii_case(b"SETNAME") && i + 1 < args.len() {
                     name = Some(args[i + 1].clone()).filter(|n| !n.is_empty());
@@ -166,7 +197,9 @@ impl Connection {
             }
         }
         let previous = (self.session.db, self.session.resp, self.session.user);
-        self.set_route(self.session.db, resp, user);
+        if let Err(e) = self.set_route(self.session.db, resp, user) {
+            return write_upstream_error(&mut self.out, &e);
+        }
         let hello: &[&[u8]] = match resp {
             Resp::V2 => &[b"HELLO", b"2"],
             Resp::V3 => &[b"HELLO", b"3"],
@@ -180,7 +213,10 @@ impl Connection {
                 let reply = with_client_id(&frames[0], self.session.id);
                 self.out.extend_from_slice(&reply);
             }
-            None => self.set_route(previous.0, previous.1, previous.2),
+            None => {
+                // Back to the pool held until just now: it still exists.
+                let _ = self.set_route(previous.0, previous.1, previous.2);
+            }
         }
     }
 

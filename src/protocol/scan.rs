@@ -12,6 +12,8 @@ pub struct FrameScanner {
     pos: usize,
     /// Elements still expected by each open aggregate, innermost last.
     open: Vec<u64>,
+    /// Bytes the current frame is known to need, from its start (0 when not known).
+    needed: usize,
 }
 
 impl FrameScanner {
@@ -39,6 +41,7 @@ impl FrameScanner {
                             .and_then(|len| after_line.checked_add(len)?.checked_add(2))
                             .ok_or(ProtocolError("invalid length in upstream reply"))?;
                         if buf.len() < end {
+                            self.needed = end;
                             return Ok(None);
                         }
                         self.pos = end;
@@ -64,9 +67,17 @@ impl FrameScanner {
             if self.element_done() {
                 let len = self.pos;
                 self.pos = 0;
+                self.needed = 0;
                 return Ok(Some(len));
             }
         }
+    }
+
+    /// How many bytes, from the start of the current frame, the buffer must hold before
+    /// the frame can be complete: at least the end of the bulk string being waited for
+    /// (0 when nothing is known). Lets a reader reserve a large reply's room at once.
+    pub fn needed(&self) -> usize {
+        self.needed
     }
 
     /// Counts one finished element against the open aggregates; true when the frame is whole.
@@ -155,6 +166,16 @@ mod tests {
                 assert!(n <= input.len());
             }
         }
+    }
+
+    #[test]
+    fn knows_how_much_a_large_bulk_needs() {
+        let mut s = FrameScanner::default();
+        assert_eq!(s.next_frame(b"*2\r\n$1\r\na\r\n$100\r\nab").unwrap(), None);
+        assert_eq!(s.needed(), 4 + 7 + 6 + 100 + 2);
+        let mut s = FrameScanner::default();
+        assert_eq!(s.next_frame(b"+OK\r\n").unwrap(), Some(5));
+        assert_eq!(s.needed(), 0);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use super::pool::Call;
+use super::pool::{Call, Health};
 use super::reply::is_error;
 use super::{Credentials, Route, Target};
 use crate::error::UpstreamError;
@@ -21,12 +21,21 @@ use crate::protocol::{write_command, FrameScanner, Resp};
 
 /// Bytes gathered from queued calls before one write.
 const WRITE_BATCH: usize = 64 * 1024;
+/// A request at least this big is written from its own bytes, not copied into a batch.
+const LARGE_CALL: usize = 64 * 1024;
 /// Initial read buffer.
 const READ_BUFFER: usize = 64 * 1024;
+/// A read buffer grown past this by a large reply is replaced once it is empty.
+const MAX_IDLE_READ_BUFFER: usize = 1024 * 1024;
 /// How often an idle connection is checked with a PING.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 /// The health check request.
 const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+/// Pause before a handshake's SELECT is sent again to a busy server.
+const BUSY_RETRY: Duration = Duration::from_millis(20);
+/// A call this many upstream timeouts old while the server still answers other
+/// connections: the connection is closed (not a loss: L1 keeps its entries) and replaced.
+const STUCK_TIMEOUTS: u32 = 4;
 
 /// Connects and brings the connection into the route's state.
 pub(super) async fn connect(
@@ -47,25 +56,56 @@ pub(super) async fn connect(
             .await
             .map_err(UpstreamError::unavailable)?;
         let mut buf = BytesMut::with_capacity(1024);
-        for _ in 0..replies {
+        let mut select_again = false;
+        for i in 0..replies {
             let reply = read_frame(&mut stream, &mut buf).await?;
-            if is_error(&reply) {
-                let text = String::from_utf8_lossy(&reply);
-                let text = text.trim_start_matches('-').trim_end();
-                // NOAUTH: the client must authenticate itself, and its library expects
-                // Redis's own reply for that. Anything else is the sidecar's problem.
-                return Err(if text.starts_with("NOAUTH") {
-                    UpstreamError::Refused(text.into())
-                } else {
-                    UpstreamError::unavailable(text)
-                });
+            if is_busy(&reply) {
+                // A script or function is running: the server answers, so the connection
+                // is up (its commands get -BUSY as a direct client's would). Only SELECT
+                // (never the last request, PING) must still take effect.
+                select_again |= i + 1 < replies;
+                continue;
             }
+            if is_error(&reply) {
+                return Err(handshake_error(&reply));
+            }
+        }
+        while select_again {
+            tokio::time::sleep(BUSY_RETRY).await;
+            let mut select = BytesMut::new();
+            write_command(&mut select, &[b"SELECT", route.db.to_string().as_bytes()]);
+            stream
+                .write_all(&select)
+                .await
+                .map_err(UpstreamError::unavailable)?;
+            let reply = read_frame(&mut stream, &mut buf).await?;
+            if is_error(&reply) && !is_busy(&reply) {
+                return Err(handshake_error(&reply));
+            }
+            select_again = is_busy(&reply);
         }
         Ok(stream)
     };
     tokio::time::timeout(target.connect_timeout, setup)
         .await
         .unwrap_or_else(|_| Err(UpstreamError::unavailable("connect timed out")))
+}
+
+/// `-BUSY ...`: the server runs a script or function that has not yielded.
+pub(super) fn is_busy(reply: &[u8]) -> bool {
+    reply.starts_with(b"-BUSY ")
+}
+
+fn handshake_error(reply: &[u8]) -> UpstreamError {
+    let text = String::from_utf8_lossy(reply);
+    let text = text.trim_start_matches('-').trim_end();
+    // NOAUTH: the client must authenticate itself, and its library expects Redis's own
+    // reply for that. Anything else is the sidecar's problem.
+    if text.starts_with("NOAUTH") {
+        UpstreamError::Refused(text.into())
+    } else {
+        UpstreamError::unavailable(text)
+    }
 }
 
 /// The requests that bring a new connection into the route's state, and how many there are.
@@ -157,116 +197,202 @@ struct InFlight {
     frames: Vec<Bytes>,
 }
 
-/// Serves calls until the connection breaks or the pool is dropped; returns why it ended.
+/// Why a connection ended.
+pub(super) enum Ended {
+    /// The server went away or stopped answering: updates may have been missed.
+    Lost(Arc<str>),
+    /// Closed by the sidecar while the server still answered (a call stuck for too long).
+    Closed(Arc<str>),
+}
+
+/// Serves calls until the connection breaks, is given up, or the pool is dropped.
 pub(super) async fn run(
     stream: TcpStream,
     calls: mpsc::Receiver<Call>,
     pings: mpsc::WeakSender<Call>,
     resp: Resp,
-    timeout: Duration,
+    target: &Target,
+    health: &Health,
     stats: &Stats,
-) -> Arc<str> {
+) -> Ended {
     let (reader, writer) = stream.into_split();
     let in_flight = Mutex::new(VecDeque::new());
-    let reason: Arc<str> = tokio::select! {
-        r = write_calls(writer, calls, &in_flight) => r.into(),
-        r = read_replies(reader, &in_flight, resp, stats) => r.into(),
-        r = watchdog(pings, &in_flight, timeout) => r.into(),
+    let ended = tokio::select! {
+        r = write_calls(writer, calls, &in_flight, health) => Ended::Lost(r.into()),
+        r = read_replies(reader, &in_flight, resp, health, stats) => Ended::Lost(r.into()),
+        e = watchdog(pings, &in_flight, target) => e,
     };
-    let failed: Vec<InFlight> = in_flight
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .drain(..)
-        .collect();
+    let reason = match &ended {
+        Ended::Lost(r) | Ended::Closed(r) => r.clone(),
+    };
+    let failed: Vec<InFlight> = {
+        let mut queue = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        health.set_oldest(None);
+        queue.drain(..).collect()
+    };
     for f in failed {
         let _ = f
             .call
             .tx
             .send(Err(UpstreamError::Unavailable(reason.clone())));
     }
-    reason
+    ended
 }
 
-/// Ends the connection when the upstream stops answering: the oldest call has waited longer
-/// than `timeout`, or a PING sent while idle has. A hung or unreachable upstream is then
-/// seen as down (L1 is flushed) instead of looking connected while nothing gets through.
+/// Watches the oldest call. Past the upstream timeout the server is probed on a fresh
+/// connection: if it does not answer either, the connection is lost (a hung or unreachable
+/// upstream is seen as down and L1 is flushed instead of looking connected while nothing
+/// gets through); if it answers, the command is merely slow (a paused write, a long
+/// script) and the connection stays, until the call is [`STUCK_TIMEOUTS`] timeouts old.
+/// An idle connection is checked with a PING, which is then the oldest call.
 async fn watchdog(
     pings: mpsc::WeakSender<Call>,
     in_flight: &Mutex<VecDeque<InFlight>>,
-    timeout: Duration,
-) -> String {
+    target: &Target,
+) -> Ended {
+    let timeout = target.timeout;
     let mut tick = tokio::time::interval(HEALTH_INTERVAL.min(timeout / 2));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let (idle, overdue) = {
+        let oldest = {
             let queue = in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            let oldest = queue.front().map(|f| f.call.sent_at.elapsed());
-            (oldest.is_none(), oldest.is_some_and(|age| age > timeout))
+            queue.front().map(|f| f.call.sent_at.elapsed())
         };
-        if overdue {
-            return format!("no reply within {}ms", timeout.as_millis());
-        }
-        if let (true, Some(calls)) = (idle, pings.upgrade()) {
-            let (tx, _) = oneshot::channel();
-            let bytes = Bytes::from_static(PING);
-            let sent_at = Instant::now();
-            let ping = Call {
-                bytes,
-                replies: 1,
-                tx,
-                on_reply: None,
-                sent_at,
-                health_check: true,
-            };
-            let _ = calls.try_send(ping);
+        match oldest {
+            Some(age) if age > timeout => {
+                if !answers(target).await {
+                    return Ended::Lost(
+                        format!("no reply within {}ms", timeout.as_millis()).into(),
+                    );
+                }
+                if age > timeout * STUCK_TIMEOUTS {
+                    let waited = age.as_millis();
+                    return Ended::Closed(format!("a call waited {waited}ms").into());
+                }
+            }
+            Some(_) => {}
+            None => {
+                if let Some(calls) = pings.upgrade() {
+                    let (tx, _) = oneshot::channel();
+                    let ping = Call {
+                        bytes: Bytes::from_static(PING),
+                        replies: 1,
+                        tx,
+                        on_reply: None,
+                        sent_at: Instant::now(),
+                        health_check: true,
+                    };
+                    let _ = calls.try_send(ping);
+                }
+            }
         }
     }
+}
+
+/// Whether the server answers a PING on a fresh connection within the upstream timeout
+/// (any reply counts: `-NOAUTH`, `-BUSY` and `-LOADING` come from a live server).
+async fn answers(target: &Target) -> bool {
+    let probe = one_off(target, Bytes::from_static(PING), 1);
+    matches!(tokio::time::timeout(target.timeout, probe).await, Ok(Ok(_)))
 }
 
 async fn write_calls(
     mut writer: OwnedWriteHalf,
     mut calls: mpsc::Receiver<Call>,
     in_flight: &Mutex<VecDeque<InFlight>>,
+    health: &Health,
 ) -> String {
-    let mut buf = BytesMut::with_capacity(WRITE_BATCH);
+    let mut batch = Batch::default();
     loop {
         let Some(first) = calls.recv().await else {
             return "pool closed".into();
         };
-        queue_call(first, &mut buf, in_flight);
-        take_queued(&mut calls, &mut buf, in_flight);
+        batch.queue(first, in_flight, health);
+        batch.take_queued(&mut calls, in_flight, health);
         // Let the clients that are runnable now queue their calls too: one write then
         // carries many clients' requests (fewer syscalls under load, one scheduler turn of
         // latency when idle).
         tokio::task::yield_now().await;
-        take_queued(&mut calls, &mut buf, in_flight);
-        if let Err(e) = writer.write_all(&buf).await {
+        batch.take_queued(&mut calls, in_flight, health);
+        if let Err(e) = batch.write(&mut writer).await {
             return format!("write failed: {e}");
         }
-        buf.clear();
     }
 }
 
-/// Appends a call's bytes to the write buffer and registers it for its replies.
-fn queue_call(call: Call, buf: &mut BytesMut, in_flight: &Mutex<VecDeque<InFlight>>) {
-    buf.extend_from_slice(&call.bytes);
-    let frames = Vec::with_capacity(call.replies);
-    let mut queue = in_flight.lock().unwrap_or_else(|p| p.into_inner());
-    queue.push_back(InFlight { call, frames });
+/// Requests gathered for one write: small ones copied together, large ones kept as the
+/// bytes they came in (never copied), in call order.
+struct Batch {
+    /// Small requests not yet moved to `chunks`.
+    buf: BytesMut,
+    /// What goes before `buf`, in order.
+    chunks: Vec<Bytes>,
+    /// Bytes gathered in all.
+    len: usize,
 }
 
-/// Takes every call already queued, up to [`WRITE_BATCH`] bytes.
-fn take_queued(
-    calls: &mut mpsc::Receiver<Call>,
-    buf: &mut BytesMut,
-    in_flight: &Mutex<VecDeque<InFlight>>,
-) {
-    while buf.len() < WRITE_BATCH {
-        let Ok(call) = calls.try_recv() else {
-            return;
-        };
-        queue_call(call, buf, in_flight);
+impl Default for Batch {
+    fn default() -> Batch {
+        Batch {
+            buf: BytesMut::with_capacity(WRITE_BATCH),
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl Batch {
+    /// Takes a call's request and registers the call for its replies. The request bytes
+    /// are not kept with the call: a large value is freed once written.
+    fn queue(&mut self, mut call: Call, in_flight: &Mutex<VecDeque<InFlight>>, health: &Health) {
+        let bytes = std::mem::take(&mut call.bytes);
+        self.len += bytes.len();
+        if bytes.len() >= LARGE_CALL {
+            if !self.buf.is_empty() {
+                self.chunks.push(self.buf.split().freeze());
+            }
+            self.chunks.push(bytes);
+        } else {
+            self.buf.extend_from_slice(&bytes);
+        }
+        let frames = Vec::with_capacity(call.replies);
+        let mut queue = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.is_empty() {
+            health.set_oldest(Some(call.sent_at));
+        }
+        queue.push_back(InFlight { call, frames });
+    }
+
+    /// Takes every call already queued, up to [`WRITE_BATCH`] bytes.
+    fn take_queued(
+        &mut self,
+        calls: &mut mpsc::Receiver<Call>,
+        in_flight: &Mutex<VecDeque<InFlight>>,
+        health: &Health,
+    ) {
+        while self.len < WRITE_BATCH {
+            let Ok(call) = calls.try_recv() else {
+                return;
+            };
+            self.queue(call, in_flight, health);
+        }
+    }
+
+    /// Writes everything gathered, in order, and gives back a grown buffer.
+    async fn write(&mut self, writer: &mut OwnedWriteHalf) -> std::io::Result<()> {
+        for chunk in self.chunks.drain(..) {
+            writer.write_all(&chunk).await?;
+        }
+        if !self.buf.is_empty() {
+            writer.write_all(&self.buf).await?;
+        }
+        self.buf.clear();
+        self.len = 0;
+        if self.buf.capacity() < WRITE_BATCH || self.buf.capacity() > 2 * WRITE_BATCH {
+            self.buf = BytesMut::with_capacity(WRITE_BATCH);
+        }
+        Ok(())
     }
 }
 
@@ -274,6 +400,7 @@ async fn read_replies(
     mut reader: OwnedReadHalf,
     in_flight: &Mutex<VecDeque<InFlight>>,
     resp: Resp,
+    health: &Health,
     stats: &Stats,
 ) -> String {
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
@@ -285,12 +412,14 @@ async fn read_replies(
             Err(e) => return format!("read failed: {e}"),
         }
         let arrived = Instant::now();
+        let mut large = false;
         loop {
             let len = match scanner.next_frame(&buf) {
                 Ok(Some(len)) => len,
                 Ok(None) => break,
                 Err(e) => return e.to_string(),
             };
+            large |= len > MAX_IDLE_READ_BUFFER;
             let frame = buf.split_to(len).freeze();
             if resp == Resp::V3 && frame.first() == Some(&b'>') {
                 continue; // out-of-band push: never a reply to a call
@@ -302,7 +431,9 @@ async fn read_replies(
                 };
                 front.frames.push(frame);
                 if front.frames.len() == front.call.replies {
-                    queue.pop_front()
+                    let done = queue.pop_front();
+                    health.set_oldest(queue.front().map(|f| f.call.sent_at));
+                    done
                 } else {
                     None
                 }
@@ -311,9 +442,25 @@ async fn read_replies(
                 complete(done, arrived, stats);
             }
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(READ_BUFFER);
-        }
+        size_read_buffer(&mut buf, &scanner, large);
+    }
+}
+
+/// Makes room for the next read: what a large frame still needs at once (not by doubling),
+/// else a small buffer again once a large reply has left (the rest of its allocation would
+/// otherwise stay alive as long as this buffer).
+fn size_read_buffer(buf: &mut BytesMut, scanner: &FrameScanner, large_left: bool) {
+    let missing = scanner.needed().saturating_sub(buf.len());
+    let oversized = missing == 0 && buf.capacity() > MAX_IDLE_READ_BUFFER;
+    if (large_left || oversized) && buf.len() < READ_BUFFER {
+        let mut fresh = BytesMut::with_capacity(READ_BUFFER.max(buf.len() + missing));
+        fresh.extend_from_slice(buf);
+        *buf = fresh;
+    }
+    if missing > 0 {
+        buf.reserve(missing);
+    } else if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(READ_BUFFER);
     }
 }
 

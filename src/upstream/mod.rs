@@ -1,26 +1,34 @@
 //! Connections to the upstream Redis: per-route pools of multiplexed, pipelined
-//! connections, with timeouts, reconnect backoff and link-state events.
+//! connections, with timeouts, jittered reconnect backoff and link-state events.
 //!
 //! A route is what an upstream connection's state must match for a client's command:
-//! database, protocol version and authenticated user. Each client connection sticks to one
-//! slot of its route's pool, so its commands reach Redis in the order it sent them.
+//! database, protocol version and authenticated user (an identity id). Each client reaches
+//! its route's pool through a [`Lane`] (see `pool` for how it picks a slot).
+//!
+//! Nothing here lives forever: a pool no client session has held for
+//! `--upstream-idle-timeout` closes its connections and is dropped, and so is an identity
+//! no pool uses (the forget hook then lets L1 drop its entries). At most
+//! `--max-upstream-routes` pools exist; a new route first replaces the least recently used
+//! pool nobody holds, else the client gets `-ERR nearcache: too many upstream routes`.
+//! Identity ids only grow: an id never names other credentials than its first.
 
+mod backoff;
 mod conn;
 mod pool;
 pub mod reply;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
-pub use pool::{OnReply, PendingReply, Pool};
+pub use pool::{Lane, OnReply, PendingReply, Pool};
 
 use crate::error::UpstreamError;
 use crate::metrics::Stats;
-use crate::protocol::Resp;
+use crate::protocol::{write_command, Resp};
 
 /// Credentials sent to the upstream (`AUTH [user] pass`).
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -44,6 +52,10 @@ pub struct Target {
     pub timeout: Duration,
     /// Bound on connect + handshake.
     pub connect_timeout: Duration,
+    /// A pool no client session holds for this long is closed (`--upstream-idle-timeout`).
+    pub idle_timeout: Duration,
+    /// Most pools at once (`--max-upstream-routes`).
+    pub max_routes: usize,
 }
 
 /// The upstream state a client command needs its connection to be in.
@@ -67,6 +79,8 @@ pub enum LinkEvent {
 }
 
 type LinkHook = Box<dyn Fn(LinkEvent) + Send + Sync>;
+/// Called with an identity id once it is dropped (no pool uses it any more).
+pub type ForgetHook = Box<dyn Fn(u32) + Send + Sync>;
 
 /// Shared link state of all pools.
 pub(crate) struct Link {
@@ -76,6 +90,9 @@ pub(crate) struct Link {
     lost_since_up: AtomicBool,
     /// The outage was logged; the recovery will be.
     down_logged: AtomicBool,
+    /// No connection is up and the last attempt or connection failed (until then, zero
+    /// connections because idle pools were closed is not "down").
+    down: AtomicBool,
     hook: LinkHook,
     stats: Arc<Stats>,
 }
@@ -83,6 +100,7 @@ pub(crate) struct Link {
 impl Link {
     fn connected(&self) {
         self.up_slots.fetch_add(1, SeqCst);
+        self.down.store(false, SeqCst);
         if self.down_logged.swap(false, SeqCst) {
             eprintln!("nearcache: upstream {} reachable again", self.address);
         }
@@ -95,16 +113,64 @@ impl Link {
         let left = self.up_slots.fetch_sub(1, SeqCst) - 1;
         self.lost_since_up.store(true, SeqCst);
         (self.hook)(LinkEvent::Lost);
-        if left == 0 && !self.down_logged.swap(true, SeqCst) {
-            eprintln!("nearcache: upstream {} down: {reason}", self.address);
+        if left == 0 {
+            self.down.store(true, SeqCst);
+            if !self.down_logged.swap(true, SeqCst) {
+                eprintln!("nearcache: upstream {} down: {reason}", self.address);
+            }
         }
+    }
+
+    /// The sidecar closed a connection while the server answered (idle pool, stuck call):
+    /// no update was missed, so this is no link event.
+    fn closed(&self) {
+        self.up_slots.fetch_sub(1, SeqCst);
     }
 
     /// A connect attempt failed; logged once per outage.
     fn failed(&self, reason: &str) {
-        if self.up_slots.load(SeqCst) == 0 && !self.down_logged.swap(true, SeqCst) {
-            eprintln!("nearcache: upstream {} unreachable: {reason}", self.address);
+        if self.up_slots.load(SeqCst) == 0 {
+            self.down.store(true, SeqCst);
+            if !self.down_logged.swap(true, SeqCst) {
+                eprintln!("nearcache: upstream {} unreachable: {reason}", self.address);
+            }
         }
+    }
+}
+
+/// Pools and identities, and when each was last held.
+struct Registry {
+    routes: Mutex<Routes>,
+    forget: ForgetHook,
+}
+
+#[derive(Default)]
+struct Routes {
+    pools: HashMap<Route, Held<Arc<Pool>>>,
+    identities: HashMap<u32, Held<Credentials>>,
+    by_credentials: HashMap<Credentials, u32>,
+    /// The last identity id given out (ids are never reused).
+    last_identity: u32,
+}
+
+/// Something kept while in use, with when it was first seen unused (`None`: in use).
+struct Held<T> {
+    value: T,
+    unused_since: Option<Instant>,
+}
+
+impl<T> Held<T> {
+    fn new(value: T) -> Held<T> {
+        Held {
+            value,
+            unused_since: None,
+        }
+    }
+
+    /// Marks it unused from `now` (if not already); true once that lasted `idle`.
+    fn expired(&mut self, now: Instant, idle: Duration) -> bool {
+        let since = *self.unused_since.get_or_insert(now);
+        now.saturating_duration_since(since) >= idle
     }
 }
 
@@ -112,27 +178,31 @@ impl Link {
 pub struct Upstream {
     target: Arc<Target>,
     link: Arc<Link>,
-    pools: RwLock<HashMap<Route, Arc<Pool>>>,
-    identities: RwLock<Vec<Option<Credentials>>>,
+    registry: Arc<Registry>,
+    reaper: OnceLock<()>,
 }
 
 impl Upstream {
-    /// Creates the upstream; pools connect lazily, on first use of their route.
-    pub fn new(target: Target, stats: Arc<Stats>, hook: LinkHook) -> Upstream {
-        let identities = RwLock::new(vec![target.credentials.clone()]);
+    /// Creates the upstream; pools connect lazily, on first use of their route. `hook` hears
+    /// link events; `forget` hears each identity id dropped.
+    pub fn new(target: Target, stats: Arc<Stats>, hook: LinkHook, forget: ForgetHook) -> Upstream {
         let address = target.address.clone();
         Upstream {
             target: Arc::new(target),
             link: Arc::new(Link {
                 address,
                 down_logged: AtomicBool::new(false),
+                down: AtomicBool::new(true),
                 up_slots: AtomicUsize::new(0),
                 lost_since_up: AtomicBool::new(false),
                 hook,
                 stats,
             }),
-            pools: RwLock::new(HashMap::new()),
-            identities,
+            registry: Arc::new(Registry {
+                routes: Mutex::default(),
+                forget,
+            }),
+            reaper: OnceLock::new(),
         }
     }
 
@@ -141,52 +211,126 @@ impl Upstream {
         &self.target.address
     }
 
-    /// Number of pool slots per route.
-    pub fn slots(&self) -> usize {
-        self.target.connections
-    }
-
-    /// Whether at least one upstream connection is established.
+    /// Whether the upstream is reachable: a connection is established, or none failed
+    /// since the last one was (pools closed while idle leave the link up).
     pub fn link_up(&self) -> bool {
-        self.link.up_slots.load(SeqCst) > 0
+        self.link.up_slots.load(SeqCst) > 0 || !self.link.down.load(SeqCst)
     }
 
-    /// The pool for a route, created (and connecting) on first use.
-    pub fn pool(&self, route: Route) -> Arc<Pool> {
-        if let Some(p) = self
-            .pools
-            .read()
+    /// Upstream connections established now.
+    pub fn connections(&self) -> usize {
+        self.link.up_slots.load(SeqCst)
+    }
+
+    /// Pools that exist now (one per route in use or recently used).
+    pub fn routes(&self) -> usize {
+        self.lock().pools.len()
+    }
+
+    /// Identity ids L1 entries may still be keyed by: 0 and every identity not dropped.
+    pub fn live_identities(&self) -> Vec<u32> {
+        let routes = self.lock();
+        std::iter::once(0)
+            .chain(routes.identities.keys().copied())
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Routes> {
+        self.registry
+            .routes
+            .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&route)
-        {
-            return p.clone();
+    }
+
+    /// The pool for a route, created on first use; when the route cannot get one, a pool
+    /// that answers every call with why.
+    pub fn pool(&self, route: Route) -> Arc<Pool> {
+        self.try_pool(route).unwrap_or_else(|e| {
+            Arc::new(Pool::refused(
+                self.target.clone(),
+                route,
+                self.link.clone(),
+                e,
+            ))
+        })
+    }
+
+    /// The pool for a route, created on first use (replacing the least recently used pool
+    /// nobody holds when [`Target::max_routes`] exist).
+    pub fn try_pool(&self, route: Route) -> Result<Arc<Pool>, UpstreamError> {
+        self.start_reaper();
+        let mut routes = self.lock();
+        if let Some(held) = routes.pools.get_mut(&route) {
+            held.unused_since = None;
+            return Ok(held.value.clone());
         }
-        let mut pools = self.pools.write().unwrap_or_else(|p| p.into_inner());
-        pools
-            .entry(route)
-            .or_insert_with(|| {
-                let creds = self.identities.read().unwrap_or_else(|p| p.into_inner())
-                    [route.user as usize]
-                    .clone();
-                Arc::new(Pool::start(
-                    self.target.clone(),
-                    route,
-                    creds,
-                    self.link.clone(),
-                ))
-            })
-            .clone()
+        let creds = match route.user {
+            0 => self.target.credentials.clone(),
+            id => match routes.identities.get_mut(&id) {
+                Some(held) => {
+                    held.unused_since = None;
+                    Some(held.value.clone())
+                }
+                None => {
+                    return Err(UpstreamError::unavailable(
+                        "credentials expired; AUTH again",
+                    ))
+                }
+            },
+        };
+        if routes.pools.len() >= self.target.max_routes.max(1) {
+            let unused = routes
+                .pools
+                .iter()
+                .filter(|(_, held)| Arc::strong_count(&held.value) == 1)
+                .min_by_key(|(_, held)| held.unused_since.unwrap_or_else(Instant::now))
+                .map(|(route, _)| *route);
+            match unused {
+                Some(lru) => drop(routes.pools.remove(&lru)),
+                None => return Err(UpstreamError::TooManyRoutes(routes.pools.len())),
+            }
+        }
+        let pool = Arc::new(Pool::new(
+            self.target.clone(),
+            route,
+            creds,
+            self.link.clone(),
+        ));
+        routes.pools.insert(route, Held::new(pool.clone()));
+        Ok(pool)
     }
 
     /// The identity id for credentials a client authenticated with (0 when they are the
-    /// sidecar's own).
-    pub fn identity(&self, creds: Credentials) -> u32 {
-        let mut ids = self.identities.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(i) = ids.iter().position(|c| c.as_ref() == Some(&creds)) {
-            return i as u32;
+    /// sidecar's own). The same credentials keep their id while it lives.
+    pub fn identity(&self, creds: Credentials) -> Result<u32, UpstreamError> {
+        if self.target.credentials.as_ref() == Some(&creds) {
+            return Ok(0);
         }
-        ids.push(Some(creds));
-        (ids.len() - 1) as u32
+        self.start_reaper();
+        let mut routes = self.lock();
+        if let Some(&id) = routes.by_credentials.get(&creds) {
+            if let Some(held) = routes.identities.get_mut(&id) {
+                held.unused_since = None;
+            }
+            return Ok(id);
+        }
+        let id = routes
+            .last_identity
+            .checked_add(1)
+            .ok_or_else(|| UpstreamError::unavailable("identity ids exhausted"))?;
+        routes.last_identity = id;
+        routes.by_credentials.insert(creds.clone(), id);
+        routes.identities.insert(id, Held::new(creds));
+        Ok(id)
+    }
+
+    /// Starts the task that drops idle pools and identities (once, from inside the runtime).
+    fn start_reaper(&self) {
+        self.reaper.get_or_init(|| {
+            let idle = self.target.idle_timeout;
+            let every = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+            tokio::spawn(reap(Arc::downgrade(&self.registry), idle, every));
+        });
     }
 
     /// Sends one request on a fresh connection and returns its reply: used to check
@@ -204,4 +348,82 @@ impl Upstream {
     ) -> Result<Bytes, UpstreamError> {
         conn::one_off(&self.target, requests, replies).await
     }
+
+    /// Sends one request on a fresh connection authenticated as identity `user` (RESP2,
+    /// database 0): for commands that must not queue behind others, such as `SCRIPT KILL`.
+    pub async fn one_off_as(&self, user: u32, request: &[u8]) -> Result<Bytes, UpstreamError> {
+        let creds =
+            match user {
+                0 => self.target.credentials.clone(),
+                id => {
+                    let routes = self.lock();
+                    let held = routes.identities.get(&id);
+                    let creds = held.map(|h| h.value.clone());
+                    Some(creds.ok_or_else(|| {
+                        UpstreamError::unavailable("credentials expired; AUTH again")
+                    })?)
+                }
+            };
+        let mut bytes = BytesMut::new();
+        let mut replies = 1;
+        if let Some(c) = creds {
+            let user: &[u8] = c.user.as_deref().unwrap_or(b"default");
+            write_command(&mut bytes, &[b"AUTH", user, &c.pass]);
+            replies += 1;
+        }
+        bytes.extend_from_slice(request);
+        conn::one_off(&self.target, bytes.freeze(), replies).await
+    }
 }
+
+/// Every `every`, drops pools no session has held for `idle` (closing their connections)
+/// and identities no pool has used for `idle`; ends with the upstream.
+async fn reap(registry: Weak<Registry>, idle: Duration, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(registry) = registry.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        let (closed, forgotten) = {
+            let mut routes = registry.routes.lock().unwrap_or_else(|p| p.into_inner());
+            let mut closed = Vec::new();
+            let mut used = std::collections::HashSet::new();
+            routes.pools.retain(|route, held| {
+                if Arc::strong_count(&held.value) > 1 {
+                    held.unused_since = None;
+                } else if held.expired(now, idle) {
+                    closed.push(held.value.clone());
+                    return false;
+                }
+                used.insert(route.user);
+                true
+            });
+            let mut forgotten = Vec::new();
+            routes.identities.retain(|id, held| {
+                if used.contains(id) {
+                    held.unused_since = None;
+                    return true;
+                }
+                if held.expired(now, idle) {
+                    forgotten.push((*id, held.value.clone()));
+                    return false;
+                }
+                true
+            });
+            for (_, creds) in &forgotten {
+                routes.by_credentials.remove(creds);
+            }
+            (closed, forgotten)
+        };
+        drop(closed); // outside the lock: dropping a pool closes its connections
+        for (id, _) in forgotten {
+            (registry.forget)(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,21 +1,31 @@
-//! One route's pool: a fixed number of slots, each a supervised connection that reconnects
-//! with backoff. Callers pick a slot and get their reply through a [`PendingReply`].
+//! One route's pool: slots started on first use, each a supervised connection that
+//! reconnects with jittered backoff. A client reaches its slot through a [`Lane`] and gets
+//! its reply through a [`PendingReply`].
+//!
+//! Stalls: a client with nothing in flight moves off a slot whose oldest call has waited
+//! longer than [`STALL_AFTER`] (a paused write, a slow script) to one that is not stalled,
+//! starting one of [`EXTRA_SLOTS`] extra connections when every started slot is stalled.
+//! A client with calls in flight keeps its slot, so its commands reach Redis in order.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{conn, Credentials, Link, Route, Target};
+use super::backoff::Backoff;
+use super::conn::{self, Ended};
+use super::{Credentials, Link, Route, Target};
 use crate::error::UpstreamError;
 
 /// Requests queued per connection before senders wait.
 const CALL_QUEUE: usize = 4096;
-/// First reconnect delay; doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
-/// Longest reconnect delay.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// A slot whose oldest in-flight call is older than this is stalled: idle clients pick
+/// another one.
+pub(crate) const STALL_AFTER: Duration = Duration::from_millis(10);
+/// Connections a pool may open beyond `--upstream-connections` while every one is stalled.
+pub(crate) const EXTRA_SLOTS: usize = 4;
 
 /// Runs on the connection's task when the replies arrive, before the caller sees them:
 /// L1 fills happen here so they never wait on a client's reply order.
@@ -39,17 +49,96 @@ pub(crate) enum SlotState {
     Down(UpstreamError),
 }
 
+/// When the oldest call in flight on a connection was sent, readable without a lock.
+#[derive(Default)]
+pub(crate) struct Health {
+    /// Microseconds since [`epoch`] plus one; 0 when nothing is in flight.
+    oldest: AtomicU64,
+}
+
+/// The process-wide origin of [`Health`] times.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl Health {
+    pub(crate) fn set_oldest(&self, sent_at: Option<Instant>) {
+        let micros = sent_at.map_or(0, |t| {
+            t.saturating_duration_since(epoch()).as_micros() as u64 + 1
+        });
+        self.oldest.store(micros, Relaxed);
+    }
+
+    /// Whether the oldest call in flight has waited longer than [`STALL_AFTER`].
+    fn stalled(&self, now: Instant) -> bool {
+        match self.oldest.load(Relaxed) {
+            0 => false,
+            micros => {
+                let sent = Duration::from_micros(micros - 1);
+                now.saturating_duration_since(epoch()) > sent + STALL_AFTER
+            }
+        }
+    }
+}
+
+/// One connection of a pool, started on first use.
+struct Slot {
+    state: OnceLock<watch::Receiver<SlotState>>,
+    health: Arc<Health>,
+}
+
 /// A route's connections.
 pub struct Pool {
-    slots: Box<[watch::Receiver<SlotState>]>,
-    timeout: Duration,
-    connect_timeout: Duration,
+    slots: Box<[Slot]>,
+    /// Slots clients are spread over; the rest are opened only when these stall.
+    base: usize,
+    /// Why this pool has no slots (see [`Pool::refused`]).
+    refusal: Option<UpstreamError>,
+    route: Route,
+    creds: Option<Credentials>,
+    target: Arc<Target>,
+    link: Arc<Link>,
+}
+
+/// A client's place in its route's pool: the slot its calls go to, kept while any of its
+/// replies is pending.
+#[derive(Debug)]
+pub struct Lane {
+    /// The slot last picked (`usize::MAX` until the first call).
+    slot: AtomicUsize,
+    /// Where the first call goes: this modulo the pool's base slots.
+    spread: usize,
+    /// Cloned into each pending reply: more than one strong count means calls in flight.
+    in_flight: Arc<()>,
+}
+
+impl Lane {
+    /// A lane starting on slot `n` modulo the pool's size (clients spread by their id).
+    pub fn new(n: usize) -> Lane {
+        Lane {
+            slot: AtomicUsize::new(usize::MAX),
+            spread: n,
+            in_flight: Arc::new(()),
+        }
+    }
+
+    fn idle(&self) -> bool {
+        Arc::strong_count(&self.in_flight) == 1
+    }
+}
+
+impl Default for Lane {
+    fn default() -> Lane {
+        Lane::new(0)
+    }
 }
 
 /// A reply on its way.
 pub struct PendingReply {
     rx: oneshot::Receiver<Result<Vec<Bytes>, UpstreamError>>,
     deadline: Instant,
+    _lane: Arc<()>,
 }
 
 impl PendingReply {
@@ -65,41 +154,112 @@ impl PendingReply {
 }
 
 impl Pool {
-    pub(crate) fn start(
+    pub(crate) fn new(
         target: Arc<Target>,
         route: Route,
         creds: Option<Credentials>,
         link: Arc<Link>,
     ) -> Pool {
-        let slots = (0..target.connections.max(1))
-            .map(|_| {
-                let (tx, rx) = watch::channel(SlotState::Connecting);
-                tokio::spawn(supervise(
-                    tx,
-                    target.clone(),
-                    route,
-                    creds.clone(),
-                    link.clone(),
-                ));
-                rx
+        let base = target.connections.max(1);
+        let slots = (0..base + EXTRA_SLOTS)
+            .map(|_| Slot {
+                state: OnceLock::new(),
+                health: Arc::default(),
             })
             .collect();
         Pool {
             slots,
-            timeout: target.timeout,
-            connect_timeout: target.connect_timeout,
+            base,
+            refusal: None,
+            route,
+            creds,
+            target,
+            link,
         }
     }
 
-    /// Queues `bytes` (holding `replies` commands) on slot `slot` and returns the pending
-    /// reply. Fails at once when the slot's connection is down.
+    /// A pool that answers every call with `error` (the route could not get a real one).
+    pub(crate) fn refused(
+        target: Arc<Target>,
+        route: Route,
+        link: Arc<Link>,
+        error: UpstreamError,
+    ) -> Pool {
+        Pool {
+            slots: Box::new([]),
+            base: 1,
+            refusal: Some(error),
+            route,
+            creds: None,
+            target,
+            link,
+        }
+    }
+
+    /// Connections this pool has started.
+    pub fn started(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.state.get().is_some())
+            .count()
+    }
+
+    /// The slot for a lane's next call: its own while it has calls in flight or its own is
+    /// not stalled; else a started slot that is not stalled, else one not started yet;
+    /// else (everything stalled) its own.
+    fn pick(&self, lane: &Lane) -> usize {
+        let own = lane.slot.load(Relaxed);
+        if !lane.idle() && own < self.slots.len() {
+            return own;
+        }
+        let own = if own < self.slots.len() {
+            own
+        } else {
+            lane.spread % self.base
+        };
+        let now = Instant::now();
+        let slot = &self.slots[own];
+        if slot.state.get().is_none() || !slot.health.stalled(now) {
+            lane.slot.store(own, Relaxed);
+            return own;
+        }
+        let pick = (0..self.slots.len())
+            .find(|&i| self.slots[i].state.get().is_some() && !self.slots[i].health.stalled(now))
+            .or_else(|| (0..self.slots.len()).find(|&i| self.slots[i].state.get().is_none()))
+            .unwrap_or(own);
+        lane.slot.store(pick, Relaxed);
+        pick
+    }
+
+    /// The state of slot `i`, starting its connection on first use.
+    fn state(&self, i: usize) -> &watch::Receiver<SlotState> {
+        let slot = &self.slots[i];
+        slot.state.get_or_init(|| {
+            let (tx, rx) = watch::channel(SlotState::Connecting);
+            tokio::spawn(supervise(
+                tx,
+                self.target.clone(),
+                self.route,
+                self.creds.clone(),
+                self.link.clone(),
+                slot.health.clone(),
+            ));
+            rx
+        })
+    }
+
+    /// Queues `bytes` (holding `replies` commands) on the lane's slot and returns the
+    /// pending reply. Fails at once when the slot's connection is down.
     pub async fn send(
         &self,
-        slot: usize,
+        lane: &Lane,
         bytes: Bytes,
         replies: usize,
         on_reply: Option<OnReply>,
     ) -> Result<PendingReply, UpstreamError> {
+        if let Some(e) = &self.refusal {
+            return Err(e.clone());
+        }
         let (reply_tx, rx) = oneshot::channel();
         let sent_at = Instant::now();
         let call = Call {
@@ -112,9 +272,10 @@ impl Pool {
         };
         let pending = PendingReply {
             rx,
-            deadline: sent_at + self.timeout,
+            deadline: sent_at + self.target.timeout,
+            _lane: lane.in_flight.clone(),
         };
-        let slot = &self.slots[slot % self.slots.len()];
+        let slot = self.state(self.pick(lane));
         // Fast path: the connection is up and its queue has room; no clones, no await.
         let call = match &*slot.borrow() {
             SlotState::Up(tx) => match tx.try_send(call) {
@@ -139,7 +300,8 @@ impl Pool {
                 }
                 SlotState::Down(e) => return Err(e),
                 SlotState::Connecting => {
-                    match tokio::time::timeout(self.connect_timeout, state.changed()).await {
+                    let connect_timeout = self.target.connect_timeout;
+                    match tokio::time::timeout(connect_timeout, state.changed()).await {
                         Ok(Ok(())) => continue,
                         _ => return Err(UpstreamError::unavailable("connect timed out")),
                     }
@@ -149,26 +311,49 @@ impl Pool {
     }
 }
 
-/// Keeps one slot connected for as long as the pool exists.
+/// Keeps one slot connected for as long as the pool exists; closes it when the pool is
+/// dropped.
 async fn supervise(
     slot: watch::Sender<SlotState>,
     target: Arc<Target>,
     route: Route,
     creds: Option<Credentials>,
     link: Arc<Link>,
+    health: Arc<Health>,
 ) {
-    let mut backoff = MIN_BACKOFF;
-    while !slot.is_closed() {
-        match conn::connect(&target, route, creds.as_ref()).await {
+    let seed = Arc::as_ptr(&health) as u64;
+    let mut backoff = Backoff::new(seed);
+    loop {
+        let connected = tokio::select! {
+            c = conn::connect(&target, route, creds.as_ref()) => c,
+            _ = slot.closed() => return,
+        };
+        match connected {
             Ok(stream) => {
-                backoff = MIN_BACKOFF;
+                backoff.reset();
                 let (tx, rx) = mpsc::channel(CALL_QUEUE);
                 let pings = tx.downgrade();
                 slot.send_replace(SlotState::Up(tx));
                 link.connected();
-                let timeout = target.timeout;
-                let reason = conn::run(stream, rx, pings, route.resp, timeout, &link.stats).await;
-                link.lost(&reason);
+                let ended = tokio::select! {
+                    e = conn::run(stream, rx, pings, route.resp, &target, &health, &link.stats) => e,
+                    _ = slot.closed() => {
+                        link.closed();
+                        return;
+                    }
+                };
+                let reason = match ended {
+                    Ended::Lost(reason) => {
+                        link.lost(&reason);
+                        reason
+                    }
+                    Ended::Closed(_) => {
+                        // Stuck while the server answers: a new connection at once.
+                        link.closed();
+                        slot.send_replace(SlotState::Connecting);
+                        continue;
+                    }
+                };
                 slot.send_replace(SlotState::Down(UpstreamError::Unavailable(reason)));
             }
             Err(e) => {
@@ -176,7 +361,92 @@ async fn supervise(
                 slot.send_replace(SlotState::Down(e));
             }
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = slot.closed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+    use super::*;
+    use crate::metrics::Stats;
+    use crate::protocol::Resp;
+
+    fn pool(connections: usize) -> Pool {
+        let target = Target {
+            address: "127.0.0.1:1".into(),
+            credentials: None,
+            connections,
+            timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(30),
+            max_routes: 8,
+        };
+        let link = Link {
+            address: target.address.clone(),
+            up_slots: AtomicUsize::new(0),
+            lost_since_up: AtomicBool::new(false),
+            down_logged: AtomicBool::new(false),
+            down: AtomicBool::new(true),
+            hook: Box::new(|_| {}),
+            stats: Arc::new(Stats::new()),
+        };
+        let route = Route {
+            db: 0,
+            resp: Resp::V2,
+            user: 0,
+        };
+        Pool::new(Arc::new(target), route, None, Arc::new(link))
+    }
+
+    /// Marks slot `i` started (without connecting) and stalled or not.
+    fn start(pool: &Pool, i: usize, stalled: bool) {
+        let _ = pool.slots[i]
+            .state
+            .set(watch::channel(SlotState::Connecting).1);
+        let oldest = stalled.then(epoch);
+        pool.slots[i].health.set_oldest(oldest);
+    }
+
+    #[test]
+    fn idle_clients_move_off_stalled_slots_and_busy_ones_stay() {
+        epoch();
+        // From here on a call sent at the epoch is older than the stall threshold.
+        std::thread::sleep(STALL_AFTER * 3);
+        let pool = pool(2);
+        assert_eq!(
+            pool.pick(&Lane::new(5)),
+            1,
+            "clients spread over the base slots"
+        );
+        let busy = Lane::new(0);
+        assert_eq!(pool.pick(&busy), 0);
+        let _pending = busy.in_flight.clone();
+        start(&pool, 0, true);
+        start(&pool, 1, false);
+        let lane = Lane::new(0);
+        assert_eq!(
+            pool.pick(&lane),
+            1,
+            "off the stalled slot, onto a started one"
+        );
+        assert_eq!(pool.pick(&busy), 0, "calls in flight: the slot is kept");
+        start(&pool, 1, true);
+        assert_eq!(
+            pool.pick(&Lane::new(0)),
+            2,
+            "every slot stalled: an extra one"
+        );
+        for i in 2..2 + EXTRA_SLOTS {
+            start(&pool, i, true);
+        }
+        assert_eq!(pool.pick(&Lane::new(1)), 1, "nowhere better: its own");
+        start(&pool, 3, false);
+        assert_eq!(pool.pick(&Lane::new(1)), 3);
+        assert_eq!(pool.started(), 2 + EXTRA_SLOTS);
     }
 }

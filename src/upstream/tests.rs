@@ -1,0 +1,98 @@
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::*;
+
+fn upstream(idle: Duration, max_routes: usize, forgotten: Arc<Mutex<Vec<u32>>>) -> Upstream {
+    let target = Target {
+        address: "127.0.0.1:1".into(), // pools here never connect: no call is sent
+        credentials: None,
+        connections: 2,
+        timeout: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
+        idle_timeout: idle,
+        max_routes,
+    };
+    let forget = Box::new(move |id| forgotten.lock().unwrap().push(id));
+    Upstream::new(target, Arc::new(Stats::new()), Box::new(|_| {}), forget)
+}
+
+fn creds(user: &'static str, pass: &'static str) -> Credentials {
+    Credentials {
+        user: Some(Bytes::from_static(user.as_bytes())),
+        pass: Bytes::from_static(pass.as_bytes()),
+    }
+}
+
+fn route(db: u32, user: u32) -> Route {
+    Route {
+        db,
+        resp: Resp::V2,
+        user,
+    }
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("not within 5s: {what}");
+}
+
+#[tokio::test]
+async fn unused_identities_are_forgotten_and_their_ids_never_reused() {
+    let forgotten = Arc::new(Mutex::new(Vec::new()));
+    let up = upstream(Duration::from_millis(50), 8, forgotten.clone());
+    let id = up.identity(creds("alice", "a")).unwrap();
+    assert_ne!(id, 0);
+    assert_eq!(
+        up.identity(creds("alice", "a")).unwrap(),
+        id,
+        "same credentials"
+    );
+    let other = up.identity(creds("alice", "b")).unwrap();
+    assert_ne!(other, id, "other credentials, other id");
+    let pool = up.try_pool(route(0, id)).unwrap();
+    wait_for("the identity without a pool to be forgotten", || {
+        *forgotten.lock().unwrap() == [other]
+    })
+    .await;
+    // A held pool keeps its route and identity however long it is held.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(up.routes(), 1);
+    assert!(up.live_identities().contains(&id));
+    drop(pool);
+    wait_for("the unused pool and its identity to go", || {
+        up.routes() == 0 && !up.live_identities().contains(&id)
+    })
+    .await;
+    assert_eq!(*forgotten.lock().unwrap(), [other, id]);
+    assert_eq!(up.live_identities(), [0]);
+    let again = up.identity(creds("alice", "a")).unwrap();
+    assert!(again > other, "ids only grow: {again} after {other}");
+}
+
+#[tokio::test]
+async fn a_new_route_replaces_an_unused_pool_or_is_refused() {
+    let up = upstream(Duration::from_secs(60), 2, Arc::default());
+    let first = up.try_pool(route(0, 0)).unwrap();
+    let second = up.try_pool(route(1, 0)).unwrap();
+    assert!(Arc::ptr_eq(&first, &up.try_pool(route(0, 0)).unwrap()));
+    match up.try_pool(route(2, 0)) {
+        Err(UpstreamError::TooManyRoutes(2)) => {}
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a third route while two pools are held"),
+    }
+    let refused = up.pool(route(2, 0));
+    let sent = refused.send(&Lane::default(), Bytes::new(), 1, None).await;
+    assert!(matches!(sent, Err(UpstreamError::TooManyRoutes(2))));
+    drop(second);
+    let third = up.try_pool(route(2, 0)).unwrap();
+    assert_eq!(up.routes(), 2);
+    drop((first, third));
+}
