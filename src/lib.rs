@@ -17,8 +17,8 @@
 //! - [`connection`]: one client connection, its per-client state and reply ordering.
 //! - [`protocol`]: request parsing (multibulk and inline, with limits), reply framing.
 //! - [`command`]: the command table (from the upstream's `COMMAND`) and classification.
-//! - [`cache`]: L1 (moka), generations for the fetch/invalidate race, the per-thread front.
-//! - [`fill`]: coalescing of concurrent misses of one key.
+//! - [`cache`]: L1 (moka, weighed by real memory cost), generations for the fetch/invalidate
+//!   race, the per-thread front, coalescing of concurrent misses, filling L1 from fetches.
 //! - [`upstream`]: pooled pipelined connections to Redis, health checks, reconnects.
 //! - [`info`]: the `# Nearcache` INFO section.
 //! - [`metrics`]: the counters every layer updates.
@@ -32,7 +32,6 @@ pub mod command;
 pub mod config;
 pub mod connection;
 pub mod error;
-pub mod fill;
 pub mod info;
 pub mod metrics;
 pub mod protocol;

@@ -11,11 +11,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::cache::{L1Options, L1};
+use crate::cache::{Coalescer, L1Options, L1};
 use crate::command::CommandTable;
 use crate::config::Config;
 use crate::connection::Connection;
-use crate::fill::Fills;
 use crate::metrics::Stats;
 use crate::protocol::{command, Resp};
 use crate::upstream::{Credentials, LinkEvent, Route, Target, Upstream};
@@ -30,7 +29,7 @@ pub struct Shared {
     /// The L1 cache.
     pub l1: Arc<L1>,
     /// In-flight fetches, for coalescing.
-    pub fills: Arc<Fills>,
+    pub fills: Arc<Coalescer>,
     /// Upstream pools.
     pub upstream: Upstream,
     /// Counters.
@@ -49,6 +48,8 @@ impl Shared {
             max_bytes: config.l1_max_bytes,
             ttl: config.l1_ttl,
             compress_min_bytes: config.l1_compress_min_bytes,
+            cache_nil: config.l1_cache_nil,
+            threads: config.threads,
         }));
         let u = &config.upstream;
         let target = Target {
@@ -71,7 +72,7 @@ impl Shared {
             upstream: Upstream::new(target, stats.clone(), hook),
             config,
             l1,
-            fills: Fills::new(),
+            fills: Coalescer::new(),
             stats,
             table: OnceLock::new(),
         })
