@@ -11,19 +11,18 @@ use super::CacheKey;
 
 /// Fixed per-entry cost beyond the key's and the value's own allocations, in bytes.
 ///
-/// moka (with `expire_after`, an eviction listener and invalidation closures) allocates per
-/// entry: the `Arc<CacheKey>` (56 B), the value entry with our `Entry` inline (~120 B), its
-/// `EntryInfo` (~80 B) and deque-node holder (~40 B), an access-order deque node (~48 B), a
-/// timer-wheel node (~64 B), a hash-table bucket (~32 B) plus the bucket array (~16 B per
-/// entry at its load factor) and the frequency sketch (~8 B per entry), each rounded to the
-/// allocator's 16-byte chunks with an 8-byte header: about 530 B.
+/// What moka allocates per entry (with `expire_after`, an eviction listener and invalidation
+/// closures): the `Arc<CacheKey>`, the value entry with our `Entry` inline, its `EntryInfo`
+/// and deque-node holder, an access-order deque node, a timer-wheel node, a hash-table
+/// bucket, plus its share of the bucket array and the frequency sketch, each rounded to the
+/// allocator's chunks.
 ///
-/// Measured, not only summed: a release binary with `--l1-max-bytes 4GiB` filled with one
-/// million 100-byte values (keys `key:000000000000`..., GET through the sidecar) grew by
-/// (VmRSS after − VmRSS idle) / 1M − heap(key) − heap(value) − [`BYTES_SHARED`] per entry;
-/// see `proto-tests/tests/memory.rs` (`rss_of_a_million_100_byte_values`, ignored, run by
-/// hand on a release build).
-pub const ENTRY_OVERHEAD: u64 = 560;
+/// Measured, not summed: a release binary with `--l1-max-bytes 4GiB` filled with one million
+/// 100-byte values (13-byte keys, one GET each through the sidecar, so no `Bytes` header yet)
+/// grew by 671 B per entry of VmRSS over its idle RSS; minus heap(key) = 32 and
+/// heap(value) = 128 that leaves 511 B. See `proto-tests/tests/memory.rs`
+/// (`rss_of_a_million_100_byte_values`, ignored, run by hand on a release build).
+pub const ENTRY_OVERHEAD: u64 = 512;
 
 /// The reference-counted header a `Bytes` allocates the first time it is cloned (every L1
 /// hit clones the stored value).
