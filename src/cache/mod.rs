@@ -6,6 +6,7 @@
 //! - `store`: entries, exact-size copies, compression.
 //! - `weigh`: what an entry really costs, for the byte bound.
 //! - `front`: the per-thread array in front of moka for small values, inside the bound.
+//! - `key`: what identifies an entry, owned and borrowed.
 //! - `users`: the user ids an invalidation covers.
 //! - [`coalesce`]: concurrent misses of one key share one fetch.
 //! - `fill`: a fetched GET/MGET reply and its PTTL into an L1 insert ([`L1::fill`]).
@@ -26,12 +27,14 @@ mod fill;
 mod front;
 mod generations;
 mod hasher;
+mod key;
 mod store;
 mod users;
 mod weigh;
 
 pub use coalesce::{Coalescer, Fetched, Flight, Join};
 pub use generations::Generation;
+pub use key::{CacheKey, KeyRef};
 pub use weigh::ENTRY_OVERHEAD;
 
 use generations::Generations;
@@ -42,46 +45,6 @@ use users::Users;
 /// Values larger than this are served but not cached: compressing, decompressing and copying
 /// them would stall the worker thread for milliseconds per hit or fill.
 pub const MAX_ENTRY_BYTES: usize = 4 << 20;
-
-/// What identifies an L1 entry.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CacheKey {
-    /// Upstream identity the client authenticated as (0: the sidecar's own credentials).
-    pub user: u32,
-    /// Logical database.
-    pub db: u32,
-    /// The Redis key.
-    pub key: Bytes,
-}
-
-impl CacheKey {
-    /// The borrowed form used for lookups.
-    pub fn as_key_ref(&self) -> KeyRef<'_> {
-        KeyRef {
-            user: self.user,
-            db: self.db,
-            key: &self.key,
-        }
-    }
-}
-
-/// A borrowed [`CacheKey`] for lookups straight from a client's input buffer (hashes and
-/// compares like the owned key, so the hit path creates no `Bytes`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct KeyRef<'a> {
-    /// See [`CacheKey::user`].
-    pub user: u32,
-    /// See [`CacheKey::db`].
-    pub db: u32,
-    /// See [`CacheKey::key`].
-    pub key: &'a [u8],
-}
-
-impl equivalent::Equivalent<CacheKey> for KeyRef<'_> {
-    fn equivalent(&self, k: &CacheKey) -> bool {
-        self.user == k.user && self.db == k.db && self.key == &k.key[..]
-    }
-}
 
 /// A value as L1 answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
