@@ -9,6 +9,7 @@
 //!                              ├─ Local (SELECT, AUTH, HELLO, INFO, CLIENT SETNAME, RESET, QUIT)
 //!                              └─ Refuse (needs a pinned connection: MULTI, SUBSCRIBE, blocking pops)
 //!  upstream task per pooled connection: writer + reader + watchdog; fills run when replies arrive
+//!  encoder thread: compresses large values off the reader; workers install them in L1
 //!  link lost / back ─► L1 flushed
 //! ```
 //!
