@@ -33,6 +33,8 @@ fn lookups(c: &mut Criterion) {
         max_bytes: 256 << 20,
         ttl: Duration::from_secs(600),
         compress_min_bytes: 4096,
+        cache_nil: true,
+        threads: 1,
     });
     let keys: Vec<CacheKey> = (0..10_000)
         .map(|i| CacheKey {

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::fill::Fills;
+use crate::cache::Coalescer;
 
 /// A command L1 answers, each permitted or not on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +66,7 @@ pub struct Acl {
     /// By identity id (see `Upstream::identity`); an identity's marks are dropped with it.
     marks: RwLock<HashMap<u32, Arc<Marks>>>,
     /// In-flight fetches made while GET, MGET (in that order) was not known permitted.
-    unchecked: [Arc<Fills>; 2],
+    unchecked: [Arc<Coalescer>; 2],
 }
 
 impl Default for Acl {
@@ -74,7 +74,7 @@ impl Default for Acl {
         Acl {
             epoch: AtomicU64::new(1),
             marks: RwLock::new(HashMap::new()),
-            unchecked: [Fills::new(), Fills::new()],
+            unchecked: [Coalescer::new(), Coalescer::new()],
         }
     }
 }
@@ -107,7 +107,7 @@ impl Acl {
     }
 
     /// Where a miss of `read` not known to be permitted joins or registers its fetch.
-    pub fn unchecked_fills(&self, read: Read) -> &Arc<Fills> {
+    pub fn unchecked_fills(&self, read: Read) -> &Arc<Coalescer> {
         &self.unchecked[read as usize]
     }
 

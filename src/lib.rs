@@ -9,6 +9,7 @@
 //!                              ├─ Local (SELECT, AUTH, HELLO, INFO, CLIENT SETNAME, RESET, QUIT)
 //!                              └─ Refuse (needs a pinned connection: MULTI, SUBSCRIBE, blocking pops)
 //!  upstream task per pooled connection: writer + reader + watchdog; fills run when replies arrive
+//!  encoder thread: compresses large values off the reader; workers install them in L1
 //!  link lost / back ─► L1 flushed
 //! ```
 //!
@@ -18,8 +19,8 @@
 //! - [`protocol`]: request parsing (multibulk and inline, with limits), reply framing.
 //! - [`command`]: the command table (from the upstream's `COMMAND`) and classification.
 //! - [`acl`]: which identity may be answered from L1 by which command (learned from replies).
-//! - [`cache`]: L1 (moka), generations for the fetch/invalidate race, the per-thread front.
-//! - [`fill`]: coalescing of concurrent misses of one key.
+//! - [`cache`]: L1 (moka, weighed by real memory cost), generations for the fetch/invalidate
+//!   race, the per-thread front, coalescing of concurrent misses, filling L1 from fetches.
 //! - [`upstream`]: pooled pipelined connections to Redis, health checks, reconnects.
 //! - [`info`]: the `# Nearcache` INFO section.
 //! - [`metrics`]: the counters every layer updates.
@@ -34,7 +35,6 @@ pub mod command;
 pub mod config;
 pub mod connection;
 pub mod error;
-pub mod fill;
 pub mod info;
 pub mod metrics;
 pub mod protocol;

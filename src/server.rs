@@ -12,11 +12,10 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::acl::Acl;
-use crate::cache::{L1Options, L1};
+use crate::cache::{Coalescer, L1Options, L1};
 use crate::command::Tables;
 use crate::config::Config;
 use crate::connection::Connection;
-use crate::fill::Fills;
 use crate::metrics::Stats;
 use crate::protocol::{command, Resp, REDIS_DEFAULT_MAX_BULK};
 use crate::upstream::reply::{array_elements, text};
@@ -37,7 +36,7 @@ pub struct Shared {
     /// What each identity may be answered from L1 by.
     pub acl: Arc<Acl>,
     /// In-flight fetches, for coalescing.
-    pub fills: Arc<Fills>,
+    pub fills: Arc<Coalescer>,
     /// Upstream pools.
     pub upstream: Upstream,
     /// Counters.
@@ -60,6 +59,8 @@ impl Shared {
             max_bytes: config.l1_max_bytes,
             ttl: config.l1_ttl,
             compress_min_bytes: config.l1_compress_min_bytes,
+            cache_nil: config.l1_cache_nil,
+            threads: config.threads,
         }));
         let u = &config.upstream;
         let target = Target {
@@ -86,15 +87,19 @@ impl Shared {
                 hook_acl.forget();
             }
         });
-        // A dropped identity's id is never given out again: forget what was learned of it.
-        let forget_acl = acl.clone();
-        let forget = Box::new(move |user| forget_acl.drop_identity(user));
+        // A dropped identity's id is never given out again: forget what was learned of it
+        // and drop its entries (invalidations then no longer cover it).
+        let (forget_acl, forget_l1) = (acl.clone(), l1.clone());
+        let forget = Box::new(move |user| {
+            forget_acl.drop_identity(user);
+            forget_l1.forget_user(user);
+        });
         Arc::new(Shared {
             upstream: Upstream::new(target, stats.clone(), hook, forget),
             config,
             l1,
             acl,
-            fills: Fills::new(),
+            fills: Coalescer::new(),
             stats,
             table: Tables::new(),
             upstream_max_bulk: AtomicU64::new(u64::MAX),

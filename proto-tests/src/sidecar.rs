@@ -94,8 +94,16 @@ impl Sidecar {
             }
             None => Command::new(nearcache_bin()),
         };
-        cmd.args(["--listen", "127.0.0.1:0", "--upstream", upstream_url])
-            .args(extra)
+        cmd.args(["--listen", "127.0.0.1:0", "--upstream", upstream_url]);
+        // The periodic ACL re-check sends one GET/MGET per identity upstream every second,
+        // which tests that count upstream reads would see at random: off unless a test
+        // sets it (tests/acl.rs does).
+        let sets_recheck = extra.iter().any(|a| a.starts_with("--acl-recheck"))
+            || env.iter().any(|(k, _)| *k == "NEARCACHE_ACL_RECHECK");
+        if !sets_recheck {
+            cmd.args(["--acl-recheck", "0"]);
+        }
+        cmd.args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(File::create(&stderr_path).expect("create stderr.log"));

@@ -5,20 +5,26 @@
 //! A front slot is only ever filled from an L1 hit and remembers the generation stamp taken
 //! *before* that lookup; every invalidation bumps the generation after removing the entry
 //! from L1, so a slot that an invalidation could concern no longer matches and is ignored.
-//! Slots also keep the entry's expiry. Values share their bytes with L1 (no copy); the front
-//! holds at most [`SETS`] × [`WAYS`] keys of [`MAX_KEY`] bytes and values of [`MAX_VALUE`]
-//! bytes per thread, outside the `--l1-max-bytes` bound.
+//! Slots also keep the entry's expiry. Values share their bytes with L1 (no copy), but a
+//! slot keeps its value alive after L1 evicted it, so the front's worst case ([`SLOT_COST`]
+//! per slot: every slot holding a [`MAX_VALUE`] value nobody else holds) is counted inside
+//! the `--l1-max-bytes` bound: [`size`] gives each worker thread a share of the bound and L1
+//! gives moka the rest.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::weigh::{heap, BYTES_SHARED};
 use super::KeyRef;
 
-/// Sets per thread (a power of two).
-pub const SETS: usize = 16 * 1024;
+/// Most sets per thread (a power of two).
+pub const MAX_SETS: usize = 16 * 1024;
+/// The front takes at most this fraction (1 / `BOUND_SHARE`) of `--l1-max-bytes`.
+const BOUND_SHARE: u64 = 8;
 /// Slots per set.
 pub const WAYS: usize = 2;
 /// Longest key kept in the front (stored inline in the slot: no pointer to chase).
@@ -40,6 +46,34 @@ struct Slot {
     key: [u8; MAX_KEY],
     /// The encoded bulk reply, or `None` for a cached missing key.
     value: Option<Bytes>,
+}
+
+/// The most memory one slot can hold: the slot itself and a value L1 no longer holds.
+pub const SLOT_COST: u64 =
+    std::mem::size_of::<Option<Slot>>() as u64 + heap(MAX_VALUE) + BYTES_SHARED;
+
+/// Sets per thread for fronts built from now on (see [`size`]).
+static SETS: AtomicUsize = AtomicUsize::new(MAX_SETS);
+
+/// Sizes the fronts of `threads` worker threads within their share of an L1 bound of
+/// `max_bytes`; returns the bytes they may hold in all, which the L1 leaves out of moka's
+/// capacity. A thread's front takes the new size when it next stores a slot.
+pub fn size(max_bytes: u64, threads: usize) -> u64 {
+    let sets = sets_per_thread(max_bytes, threads);
+    SETS.store(sets, Relaxed);
+    sets as u64 * WAYS as u64 * SLOT_COST * threads.max(1) as u64
+}
+
+/// The sets each of `threads` fronts gets from a bound of `max_bytes`: a power of two (or
+/// zero) at most [`MAX_SETS`], all fronts together within 1 / `BOUND_SHARE` of the bound.
+pub fn sets_per_thread(max_bytes: u64, threads: usize) -> usize {
+    let per_thread = max_bytes / BOUND_SHARE / threads.max(1) as u64;
+    let sets = (per_thread / (WAYS as u64 * SLOT_COST)) as usize;
+    if sets == 0 {
+        0
+    } else {
+        (1usize << sets.ilog2()).min(MAX_SETS)
+    }
 }
 
 #[derive(Default)]
@@ -64,8 +98,10 @@ fn nanos(at: Instant) -> u64 {
         .min(u64::MAX as u128) as u64
 }
 
-fn set(hash: u64) -> usize {
-    ((hash >> 20) as usize & (SETS - 1)) * WAYS
+/// The first slot of `hash`'s set in a front of `slots` slots (a power of two, or zero).
+#[inline]
+fn set(hash: u64, slots: usize) -> usize {
+    ((hash >> 20) as usize & (slots / WAYS).wrapping_sub(1)) * WAYS
 }
 
 impl Slot {
@@ -91,7 +127,7 @@ pub fn read<R>(
 ) -> Option<R> {
     FRONT.with(|front| {
         let front = front.borrow();
-        let base = set(hash);
+        let base = set(hash, front.slots.len());
         let slot = front
             .slots
             .get(base..base + WAYS)?
@@ -117,11 +153,16 @@ pub fn put(
     }
     FRONT.with(|front| {
         let mut front = front.borrow_mut();
-        if front.slots.is_empty() {
-            front.slots.resize_with(SETS * WAYS, || None);
+        let slots = SETS.load(Relaxed) * WAYS;
+        if front.slots.len() != slots {
+            front.slots = Vec::new();
+            front.slots.resize_with(slots, || None);
             epoch();
         }
-        let base = set(hash);
+        if slots == 0 {
+            return;
+        }
+        let base = set(hash, slots);
         let ways = &front.slots[base..base + WAYS];
         let way = ways
             .iter()

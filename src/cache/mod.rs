@@ -1,10 +1,19 @@
 //! L1: a byte-bounded moka cache of GET replies keyed by (user, db, key), with per-entry
 //! lifetimes capped by the key's upstream TTL, zstd for large values, and generations that
 //! keep a fetch which raced with an invalidation from installing its stale result.
+//!
+//! - `generations`: the invalidation counters and the locks that order fills against them.
+//! - `store`: entries, exact-size copies, compression.
+//! - `weigh`: what an entry really costs, for the byte bound.
+//! - `front`: the per-thread array in front of moka for small values, inside the bound.
+//! - `key`: what identifies an entry, owned and borrowed.
+//! - `users`: the user ids an invalidation covers.
+//! - [`coalesce`]: concurrent misses of one key share one fetch.
+//! - `fill`: a fetched GET/MGET reply and its PTTL into an L1 insert ([`L1::fill`]).
 
-use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, RwLock};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -13,64 +22,29 @@ use moka::sync::Cache;
 
 use crate::protocol::write_bulk;
 
+pub mod coalesce;
+mod fill;
 mod front;
+mod generations;
 mod hasher;
+mod key;
+mod store;
+mod users;
+mod weigh;
 
+pub use coalesce::{Coalescer, Fetched, Flight, Join};
+pub use generations::Generation;
+pub use key::{CacheKey, KeyRef};
+pub use weigh::ENTRY_OVERHEAD;
+
+use generations::Generations;
 use hasher::KeyHasher;
+use store::{decompress, Encoder, Entry, Install, Lifetime, Prepared, Stored};
+use users::Users;
 
-/// Fixed per-entry cost added to key and value bytes by the weigher.
-const ENTRY_OVERHEAD: u32 = 96;
-/// Number of generation buckets (a power of two).
-const GENERATION_BUCKETS: usize = 4096;
-/// Number of per-database epochs; databases beyond share slots (flushing more, never less).
-const DB_EPOCHS: usize = 64;
 /// Values larger than this are served but not cached: compressing, decompressing and copying
 /// them would stall the worker thread for milliseconds per hit or fill.
 pub const MAX_ENTRY_BYTES: usize = 4 << 20;
-/// Lock stripes for fills and invalidations.
-const STRIPES: usize = 256;
-/// zstd level for large values: fast, still a good ratio on text.
-const ZSTD_LEVEL: i32 = 1;
-
-/// What identifies an L1 entry.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CacheKey {
-    /// Upstream identity the client authenticated as (0: the sidecar's own credentials).
-    pub user: u32,
-    /// Logical database.
-    pub db: u32,
-    /// The Redis key.
-    pub key: Bytes,
-}
-
-impl CacheKey {
-    /// The borrowed form used for lookups.
-    pub fn as_key_ref(&self) -> KeyRef<'_> {
-        KeyRef {
-            user: self.user,
-            db: self.db,
-            key: &self.key,
-        }
-    }
-}
-
-/// A borrowed [`CacheKey`] for lookups straight from a client's input buffer (hashes and
-/// compares like the owned key, so the hit path creates no `Bytes`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct KeyRef<'a> {
-    /// See [`CacheKey::user`].
-    pub user: u32,
-    /// See [`CacheKey::db`].
-    pub db: u32,
-    /// See [`CacheKey::key`].
-    pub key: &'a [u8],
-}
-
-impl equivalent::Equivalent<CacheKey> for KeyRef<'_> {
-    fn equivalent(&self, k: &CacheKey) -> bool {
-        self.user == k.user && self.db == k.db && self.key == &k.key[..]
-    }
-}
 
 /// A value as L1 answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,44 +55,20 @@ pub enum Cached {
     Missing,
 }
 
-#[derive(Clone)]
-enum Stored {
-    Plain(Bytes),
-    Compressed { data: Bytes, len: usize },
-    Missing,
-}
-
-#[derive(Clone)]
-struct Entry {
-    stored: Stored,
-    expires_at: Instant,
-}
-
-/// A snapshot of the invalidation counters that cover one key, taken before its fetch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Generation {
-    bucket: u64,
-    db: u64,
-    all: u64,
-}
-
-impl Generation {
-    /// The three counters folded into one: they only grow, so two stamps of one key are
-    /// equal exactly when no invalidation happened between them.
-    fn stamp(&self) -> u64 {
-        self.bucket.wrapping_add(self.db).wrapping_add(self.all)
-    }
-}
-
 /// Options of the L1.
 #[derive(Debug, Clone, Copy)]
 pub struct L1Options {
-    /// Bound on key + value + overhead bytes.
+    /// Bound on the memory L1 holds: entries as weighed (see [`ENTRY_OVERHEAD`]) plus the
+    /// worst case of the worker threads' fronts.
     pub max_bytes: u64,
     /// Longest lifetime of an entry; zero disables the L1.
     pub ttl: Duration,
     /// Values at least this long are stored compressed.
     pub compress_min_bytes: usize,
+    /// Cache keys that do not exist upstream.
+    pub cache_nil: bool,
+    /// Worker threads that read L1 (each has a front).
+    pub threads: usize,
 }
 
 /// The in-process cache.
@@ -127,64 +77,31 @@ pub struct L1 {
     id: u32,
     cache: Cache<CacheKey, Entry, KeyHasher>,
     hasher: KeyHasher,
-    buckets: Box<[AtomicU64]>,
-    /// Entries installed per generation bucket (changed only under the stripe lock).
-    inserts: Box<[AtomicU64]>,
-    db_epochs: Box<[AtomicU64]>,
-    all_epoch: AtomicU64,
-    /// Serialises generation checks + inserts against invalidations of the same keys.
-    stripes: Box<[Mutex<()>]>,
-    /// Key operations share it; flushes take it alone.
-    flush_lock: RwLock<()>,
-    /// Highest user id any entry may carry: invalidations cover every user.
-    max_user: AtomicU32,
+    generations: Generations,
+    /// The user ids entries may carry: invalidations cover each of them.
+    users: Users,
+    /// Compresses and installs large values off the upstream reader.
+    encoder: Encoder,
     options: L1Options,
     counters: Arc<L1Counters>,
 }
 
 #[derive(Default)]
 struct L1Counters {
-    evictions: AtomicU64,
+    evictions: std::sync::atomic::AtomicU64,
     compressed: AtomicI64,
 }
 
-struct Lifetime;
-
-impl moka::Expiry<CacheKey, Entry> for Lifetime {
-    fn expire_after_create(&self, _: &CacheKey, e: &Entry, _: Instant) -> Option<Duration> {
-        Some(e.expires_at.saturating_duration_since(Instant::now()))
-    }
-
-    /// A replaced entry takes the new value's lifetime (moka's default keeps the old one).
-    fn expire_after_update(
-        &self,
-        _: &CacheKey,
-        e: &Entry,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(e.expires_at.saturating_duration_since(Instant::now()))
-    }
-}
-
 impl L1 {
-    /// Builds an empty L1.
+    /// Builds an empty L1; the fronts' share of `max_bytes` is left out of moka's capacity.
     pub fn new(options: L1Options) -> L1 {
         let counters = Arc::new(L1Counters::default());
         let listener_counters = counters.clone();
         let hasher = KeyHasher::new();
+        let fronts = front::size(options.max_bytes, options.threads);
         let cache = Cache::builder()
-            .max_capacity(options.max_bytes)
-            .weigher(|k: &CacheKey, e: &Entry| {
-                let value = match &e.stored {
-                    Stored::Plain(b) => b.len(),
-                    Stored::Compressed { data, .. } => data.len(),
-                    Stored::Missing => 0,
-                };
-                u32::try_from(k.key.len() + value)
-                    .unwrap_or(u32::MAX)
-                    .saturating_add(ENTRY_OVERHEAD)
-            })
+            .max_capacity(options.max_bytes.saturating_sub(fronts))
+            .weigher(weigh::weigh)
             .expire_after(Lifetime)
             .support_invalidation_closures()
             .eviction_listener(move |_k, e: Entry, cause| {
@@ -201,13 +118,9 @@ impl L1 {
             id: IDS.fetch_add(1, Relaxed),
             cache,
             hasher,
-            buckets: (0..GENERATION_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
-            inserts: (0..GENERATION_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
-            db_epochs: (0..DB_EPOCHS).map(|_| AtomicU64::new(0)).collect(),
-            all_epoch: AtomicU64::new(0),
-            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-            flush_lock: RwLock::new(()),
-            max_user: AtomicU32::new(0),
+            generations: Generations::new(),
+            users: Users::default(),
+            encoder: Encoder::new(),
             options,
             counters,
         }
@@ -232,7 +145,7 @@ impl L1 {
     #[inline]
     pub fn read<R>(&self, key: &KeyRef<'_>, read: impl FnOnce(Option<&Bytes>) -> R) -> Option<R> {
         let hash = self.key_hash(key.db, key.key);
-        let taken = self.generation_at(hash, key.db).stamp();
+        let taken = self.generations.at(hash, key.db).stamp();
         let mut read = Some(read);
         let lend = |v: Option<&Bytes>| (read.take().expect("called once"))(v);
         if let Some(r) = front::read(self.id, hash, key, taken, lend) {
@@ -255,20 +168,13 @@ impl L1 {
 
     /// The generation to take before fetching `key` from upstream.
     pub fn generation(&self, key: &CacheKey) -> Generation {
-        self.generation_at(self.key_hash(key.db, &key.key), key.db)
-    }
-
-    fn generation_at(&self, hash: u64, db: u32) -> Generation {
-        Generation {
-            bucket: self.buckets[hash as usize & (GENERATION_BUCKETS - 1)].load(SeqCst),
-            db: self.db_epochs[db as usize % DB_EPOCHS].load(SeqCst),
-            all: self.all_epoch.load(SeqCst),
-        }
+        self.generations.at(self.key_hash(key.db, &key.key), key.db)
     }
 
     /// Installs a fetched value unless an invalidation of its key happened since `taken`.
-    /// `value` is the encoded bulk reply (or `Missing`); `expires_at` is the upstream expiry
-    /// bound, if the key has one. Returns whether the entry was installed.
+    /// `value` is the encoded bulk reply (or `Missing`); `upstream_expiry` is the upstream
+    /// expiry bound, if the key has one. Compresses on the calling thread. Returns whether
+    /// the entry was installed.
     pub fn insert_if_current(
         &self,
         key: CacheKey,
@@ -276,36 +182,98 @@ impl L1 {
         value: Cached,
         upstream_expiry: Option<Instant>,
     ) -> bool {
-        if !self.enabled() {
-            return false;
-        }
-        let l1_expiry = Instant::now() + self.options.ttl;
-        let expires_at = upstream_expiry.map_or(l1_expiry, |u| u.min(l1_expiry));
-        if expires_at <= Instant::now() {
-            return false;
-        }
-        let stored = match value {
-            Cached::Missing => Stored::Missing,
-            Cached::Value(bulk) if bulk.len() > MAX_ENTRY_BYTES => return false,
-            Cached::Value(bulk) => self.store(bulk),
+        self.accept(key, taken, value, upstream_expiry)
+            .is_some_and(|install| self.install(install))
+    }
+
+    /// Like [`L1::insert_if_current`] for a caller that must not block (the upstream reader):
+    /// a value to compress is compressed and installed by the encoder thread, with the
+    /// generation checked when it is installed; when the encoder's queue is full, it is not
+    /// cached.
+    pub fn insert_later(
+        self: &Arc<Self>,
+        key: CacheKey,
+        taken: Generation,
+        value: Cached,
+        upstream_expiry: Option<Instant>,
+    ) {
+        let Some(install) = self.accept(key, taken, value, upstream_expiry) else {
+            return;
         };
-        let compressed = matches!(stored, Stored::Compressed { .. });
-        // Copied so that L1 never pins a client's whole input buffer.
+        if !install.value.compresses() {
+            self.install(install);
+            return;
+        }
+        let l1 = self.clone();
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        self.encoder.submit(move || {
+            let compressed = install.value.compress();
+            match runtime {
+                // The copy L1 keeps is made on a worker thread (see `Encoder`).
+                Some(runtime) => drop(runtime.spawn(async move {
+                    l1.install_encoded(install, compressed);
+                })),
+                None => {
+                    l1.install_encoded(install, compressed);
+                }
+            }
+        });
+    }
+
+    /// Checks what can be checked before encoding: L1 enabled, lifetime left, size within
+    /// [`MAX_ENTRY_BYTES`]. Key and value are copied so that L1 never pins a client's input
+    /// buffer or an upstream read buffer.
+    pub(crate) fn accept(
+        &self,
+        key: CacheKey,
+        taken: Generation,
+        value: Cached,
+        upstream_expiry: Option<Instant>,
+    ) -> Option<Install> {
+        if !self.enabled() {
+            return None;
+        }
+        let now = Instant::now();
+        let l1_expiry = now + self.options.ttl;
+        let expires_at = upstream_expiry.map_or(l1_expiry, |u| u.min(l1_expiry));
+        if expires_at <= now || matches!(&value, Cached::Value(b) if b.len() > MAX_ENTRY_BYTES) {
+            return None;
+        }
         let key = CacheKey {
             key: Bytes::copy_from_slice(&key.key),
             ..key
         };
+        Some(Install {
+            key,
+            taken,
+            value: Prepared::new(&value, self.options.compress_min_bytes),
+            expires_at,
+        })
+    }
+
+    /// Encodes an accepted value and installs it if its generation is still current.
+    pub(crate) fn install(&self, install: Install) -> bool {
+        let compressed = install.value.compress();
+        self.install_encoded(install, compressed)
+    }
+
+    /// Installs an accepted value, with its compressed bytes if it compressed, if its
+    /// generation is still current.
+    fn install_encoded(&self, install: Install, compressed: Option<Vec<u8>>) -> bool {
+        let stored = install.value.store(compressed);
+        let compressed = matches!(stored, Stored::Compressed { .. });
+        let key = install.key;
         let hash = self.key_hash(key.db, &key.key);
-        let _flushes = self.flush_lock.read().unwrap_or_else(|p| p.into_inner());
-        let _stripe = self.stripe(hash);
-        if self.generation_at(hash, key.db) != taken {
+        let _key = self.generations.lock(hash);
+        if self.generations.at(hash, key.db) != install.taken {
             return false;
         }
-        self.max_user.fetch_max(key.user, SeqCst);
-        self.inserts[hash as usize & (GENERATION_BUCKETS - 1)].fetch_add(1, SeqCst);
+        self.users.add(key.user);
+        self.generations.installed(hash);
         if compressed {
             self.counters.compressed.fetch_add(1, Relaxed);
         }
+        let expires_at = install.expires_at;
         self.cache.insert(key, Entry { stored, expires_at });
         true
     }
@@ -326,44 +294,43 @@ impl L1 {
         self.evict(db, key, Some(seen));
     }
 
-    /// Removes the key (unless nothing was installed in its bucket since `seen`), then bumps
-    /// its generation; returns the bucket's install count.
+    /// Removes the key for every user that may have entries (unless nothing was installed
+    /// in its bucket since `seen`), then bumps its generation; returns the bucket's install
+    /// count.
     fn evict(&self, db: u32, key: &[u8], seen: Option<u64>) -> u64 {
         let hash = self.key_hash(db, key);
-        let bucket = hash as usize & (GENERATION_BUCKETS - 1);
-        let _flushes = self.flush_lock.read().unwrap_or_else(|p| p.into_inner());
-        let _stripe = self.stripe(hash);
-        let inserts = self.inserts[bucket].load(SeqCst);
-        if seen != Some(inserts) {
-            self.remove_all_users(db, key);
+        let _key = self.generations.lock(hash);
+        let installs = self.generations.installs(hash);
+        if seen != Some(installs) {
+            self.users.each(|user| {
+                self.cache.invalidate(&KeyRef { user, db, key });
+            });
         }
-        self.buckets[bucket].fetch_add(1, SeqCst);
-        inserts
+        self.generations.bump_key(hash);
+        installs
     }
 
-    fn remove_all_users(&self, db: u32, key: &[u8]) {
-        for user in 0..=self.max_user.load(SeqCst) {
-            self.cache.invalidate(&KeyRef { user, db, key });
-        }
+    /// Removes every entry of `user` and stops covering it in invalidations: for an
+    /// identity that is gone (ids are never reused). A fetch of that user still in flight
+    /// may install afterwards; it adds the user back, so invalidations stay exact.
+    pub fn forget_user(&self, user: u32) {
+        let _all = self.generations.lock_all();
+        self.users.remove(user);
+        let _ = self.cache.invalidate_entries_if(move |k, _| k.user == user);
     }
 
     /// Evicts every entry of one database (all users).
     pub fn flush_db(&self, db: u32) {
-        let _all = self.flush_lock.write().unwrap_or_else(|p| p.into_inner());
+        let _all = self.generations.lock_all();
         let _ = self.cache.invalidate_entries_if(move |k, _| k.db == db);
-        self.db_epochs[db as usize % DB_EPOCHS].fetch_add(1, SeqCst);
+        self.generations.bump_db(db);
     }
 
     /// Evicts everything.
     pub fn flush_all(&self) {
-        let _all = self.flush_lock.write().unwrap_or_else(|p| p.into_inner());
+        let _all = self.generations.lock_all();
         self.cache.invalidate_all();
-        self.all_epoch.fetch_add(1, SeqCst);
-    }
-
-    fn stripe(&self, hash: u64) -> std::sync::MutexGuard<'_, ()> {
-        let stripe = &self.stripes[(hash as usize >> 12) % STRIPES];
-        stripe.lock().unwrap_or_else(|p| p.into_inner())
+        self.generations.bump_all();
     }
 
     /// Entries held (approximate, as moka counts).
@@ -372,7 +339,7 @@ impl L1 {
         self.cache.entry_count()
     }
 
-    /// Weighted bytes held.
+    /// Weighted bytes held by moka (the fronts' reserve not included).
     pub fn used_bytes(&self) -> u64 {
         self.cache.run_pending_tasks();
         self.cache.weighted_size()
@@ -396,23 +363,6 @@ impl L1 {
     fn key_hash(&self, db: u32, key: &[u8]) -> u64 {
         self.hasher.hash_one((db, key))
     }
-
-    fn store(&self, bulk: Bytes) -> Stored {
-        if bulk.len() < self.options.compress_min_bytes {
-            return Stored::Plain(Bytes::copy_from_slice(&bulk));
-        }
-        match zstd::bulk::compress(&bulk, ZSTD_LEVEL) {
-            Ok(data) if data.len() < bulk.len() - bulk.len() / 8 => Stored::Compressed {
-                data: data.into(),
-                len: bulk.len(),
-            },
-            _ => Stored::Plain(Bytes::copy_from_slice(&bulk)),
-        }
-    }
-}
-
-fn decompress(data: &[u8], len: usize) -> Option<Bytes> {
-    zstd::bulk::decompress(data, len).ok().map(Bytes::from)
 }
 
 /// Encodes a payload as the bulk reply L1 stores.

@@ -6,6 +6,8 @@ fn l1() -> L1 {
         max_bytes: 1 << 20,
         ttl: Duration::from_secs(60),
         compress_min_bytes: 256,
+        cache_nil: true,
+        threads: 1,
     })
 }
 
@@ -126,6 +128,8 @@ fn zero_ttl_disables_the_cache() {
         max_bytes: 1 << 20,
         ttl: Duration::ZERO,
         compress_min_bytes: 256,
+        cache_nil: true,
+        threads: 1,
     });
     let g = l1.generation(&key(0, "a"));
     assert!(!l1.insert_if_current(key(0, "a"), g, Cached::Missing, None));
@@ -168,9 +172,177 @@ fn values_over_the_entry_limit_are_not_cached() {
         max_bytes: 64 << 20,
         ttl: Duration::from_secs(60),
         compress_min_bytes: 4096,
+        cache_nil: true,
+        threads: 1,
     });
     let big = key(0, "big");
     let value = bulk(&vec![b'x'; super::MAX_ENTRY_BYTES + 1]);
     assert!(!l1.insert_if_current(big.clone(), l1.generation(&big), Cached::Value(value), None));
     assert_eq!(l1.get(&big.as_key_ref()), None);
+}
+
+fn user_key(user: u32, k: &str) -> CacheKey {
+    CacheKey { user, ..key(0, k) }
+}
+
+#[test]
+fn invalidation_evicts_the_key_for_every_user_with_entries() {
+    let l1 = l1();
+    for user in [0, 7, 3] {
+        let k = user_key(user, "a");
+        assert!(l1.insert_if_current(k.clone(), l1.generation(&k), Cached::Missing, None));
+    }
+    assert_eq!(l1.users.list(), [0, 3, 7]);
+    l1.invalidate(0, b"a");
+    for user in [0, 3, 7] {
+        assert_eq!(
+            l1.get(&user_key(user, "a").as_key_ref()),
+            None,
+            "user {user}"
+        );
+    }
+}
+
+#[test]
+fn forget_user_removes_its_entries_and_stops_covering_it() {
+    let l1 = l1();
+    let (mine, theirs) = (user_key(9, "a"), user_key(2, "a"));
+    for k in [&mine, &theirs] {
+        assert!(l1.insert_if_current(k.clone(), l1.generation(k), Cached::Missing, None));
+    }
+    l1.forget_user(9);
+    assert_eq!(l1.users.list(), [2]);
+    assert_eq!(l1.get(&mine.as_key_ref()), None);
+    assert_eq!(l1.get(&theirs.as_key_ref()), Some(Cached::Missing));
+    // A fill of the forgotten user that was still in flight puts it back in the set, so
+    // invalidations keep covering what it installed.
+    assert!(l1.insert_if_current(mine.clone(), l1.generation(&mine), Cached::Missing, None));
+    assert_eq!(l1.users.list(), [2, 9]);
+    l1.invalidate(0, b"a");
+    assert_eq!(l1.get(&mine.as_key_ref()), None);
+}
+
+#[test]
+fn stored_values_and_keys_are_copies_not_slices_of_the_read_buffer() {
+    let l1 = l1();
+    let buffer = Bytes::from(b"xxxx$1\r\nv\r\nkey".to_vec());
+    let (value, k) = (buffer.slice(4..11), buffer.slice(11..));
+    let ck = CacheKey {
+        user: 0,
+        db: 0,
+        key: k,
+    };
+    assert!(l1.insert_if_current(ck.clone(), l1.generation(&ck), Cached::Value(value), None));
+    let Some(Cached::Value(stored)) = l1.get(&ck.as_key_ref()) else {
+        panic!("hit")
+    };
+    let range = buffer.as_ptr_range();
+    assert!(!range.contains(&stored.as_ptr()), "value copied");
+    l1.cache.run_pending_tasks();
+    for (k, _) in l1.cache.iter() {
+        assert!(!range.contains(&k.key.as_ptr()), "key copied");
+    }
+}
+
+#[test]
+fn the_fronts_share_is_left_out_of_moka() {
+    let sets = front::sets_per_thread(64 << 20, 2);
+    let fronts = sets as u64 * front::WAYS as u64 * front::SLOT_COST * 2;
+    assert!(sets.is_power_of_two() && fronts <= (64 << 20) / 8, "{sets}");
+    assert_eq!(front::sets_per_thread(1 << 40, 1), front::MAX_SETS);
+    assert_eq!(
+        front::sets_per_thread(1 << 10, 1),
+        0,
+        "too small a bound has no front"
+    );
+    let l1 = l1();
+    assert_eq!(
+        l1.cache.policy().max_capacity(),
+        Some(l1.max_bytes() - front::size(l1.max_bytes(), 1))
+    );
+}
+
+fn compressible() -> Bytes {
+    bulk(&b"abcdefgh".repeat(1000))
+}
+
+#[test]
+fn an_invalidation_during_compression_keeps_the_value_out() {
+    let l1 = Arc::new(l1());
+    let a = key(0, "a");
+    let install = l1
+        .accept(
+            a.clone(),
+            l1.generation(&a),
+            Cached::Value(compressible()),
+            None,
+        )
+        .expect("accepted");
+    // The write's eviction lands while the value is being compressed.
+    l1.invalidate(a.db, &a.key);
+    let installer = l1.clone();
+    let installed = std::thread::spawn(move || installer.install(install))
+        .join()
+        .expect("joined");
+    assert!(!installed);
+    assert_eq!(l1.get(&a.as_key_ref()), None);
+}
+
+/// Waits (bounded) until the encoder thread has nothing left to do.
+fn encoder_idle(l1: &L1) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while l1.encoder.pending() > 0 {
+        assert!(Instant::now() < deadline, "the encoder never finished");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_fill_answers_at_once_and_installs_after_compression() {
+    let l1 = Arc::new(l1());
+    let a = key(0, "a");
+    let value = compressible();
+    let fetched = l1.fill(
+        a.clone(),
+        l1.generation(&a),
+        Instant::now(),
+        &value,
+        &Bytes::from_static(b":-1\r\n"),
+        true,
+    );
+    assert_eq!(fetched, Fetched::Value(value.clone()));
+    encoder_idle(&l1);
+    assert_eq!(l1.get(&a.as_key_ref()), Some(Cached::Value(value)));
+    assert_eq!(l1.compressed_entries(), 1);
+}
+
+#[test]
+fn a_fill_invalidated_while_the_encoder_is_busy_is_not_installed() {
+    let l1 = Arc::new(l1());
+    let a = key(0, "a");
+    // Hold the encoder so the fill's compression cannot end before the invalidation.
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    assert!(l1.encoder.submit(move || {
+        let _ = gate.recv();
+    }));
+    let pttl = Bytes::from_static(b":-1\r\n");
+    let value = compressible();
+    let fetched = l1.fill(
+        a.clone(),
+        l1.generation(&a),
+        Instant::now(),
+        &value,
+        &pttl,
+        true,
+    );
+    assert_eq!(
+        fetched,
+        Fetched::Value(value),
+        "followers are answered at once"
+    );
+    l1.invalidate(a.db, &a.key);
+    release.send(()).expect("encoder waiting");
+    encoder_idle(&l1);
+    assert_eq!(l1.get(&a.as_key_ref()), None);
+    assert_eq!(l1.compressed_entries(), 0);
 }

@@ -1,20 +1,17 @@
 //! GET and MGET: answered from L1 where possible; misses join another client's fetch of the
 //! same key or lead their own (GET + PTTL pipelined, so the entry never outlives the key).
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
 use super::{Connection, Pending};
 use crate::acl::Read;
-use crate::cache::{CacheKey, Cached, Generation, KeyRef};
+use crate::cache::{CacheKey, Cached, Fetched, Flight, Generation, Join, KeyRef};
 use crate::error::{write_upstream_error, UpstreamError};
-use crate::fill::{Fetched, Flight, Join};
 use crate::protocol::{command, null, write_array_header, write_command};
-use crate::server::Shared;
-use crate::upstream::reply::{array_elements, integer, is_bulk, is_error, is_null};
+use crate::upstream::reply::{array_elements, is_error};
 use crate::upstream::PendingReply;
 
 /// One element of an MGET reply.
@@ -140,9 +137,9 @@ impl Connection {
                 let sent_at = Instant::now();
                 let on_reply = Box::new(move |frames: &[Bytes]| {
                     learn.reply(&frames[0]);
-                    let fetched = fill(
-                        &shared, lead.key, lead.taken, sent_at, &frames[0], &frames[1], true,
-                    );
+                    let fetched = shared
+                        .l1
+                        .fill(lead.key, lead.taken, sent_at, &frames[0], &frames[1], true);
                     lead.flight.complete(fetched);
                 });
                 self.fetch(&bytes, on_reply).await;
@@ -220,15 +217,11 @@ impl Connection {
             let elements = array_elements(&frames[0]).filter(|e| e.len() == leads.len());
             for (i, lead) in leads.into_iter().enumerate() {
                 let fetched = match &elements {
-                    Some(e) => fill(
-                        &shared,
-                        lead.key,
-                        lead.taken,
-                        sent_at,
-                        &e[i],
-                        &frames[1 + i],
-                        false,
-                    ),
+                    Some(e) => {
+                        shared
+                            .l1
+                            .fill(lead.key, lead.taken, sent_at, &e[i], &frames[1 + i], false)
+                    }
                     None => Fetched::Unknown,
                 };
                 lead.flight.complete(fetched);
@@ -285,43 +278,4 @@ impl Connection {
             .and_then(|mut e| e.pop())
             .unwrap_or_else(|| Bytes::from_static(null(self.session.resp))))
     }
-}
-
-/// Interprets one key's reply and PTTL, installs it in L1 when it is a plain answer that no
-/// invalidation overtook, and returns what followers should be told. `from_get`: the reply
-/// is GET's (nil means missing); from MGET a nil may also be a key of another type.
-fn fill(
-    shared: &Arc<Shared>,
-    key: CacheKey,
-    taken: Generation,
-    sent_at: Instant,
-    reply: &Bytes,
-    pttl: &Bytes,
-    from_get: bool,
-) -> Fetched {
-    let pttl = integer(pttl);
-    let cache_nil = shared.config.l1_cache_nil;
-    if is_bulk(reply) {
-        let expiry = match pttl {
-            Some(-1) => Some(None),
-            Some(ms) if ms > 0 => Some(Some(sent_at + Duration::from_millis(ms as u64))),
-            _ => None, // gone or changed between GET and PTTL: answer, do not cache
-        };
-        if let Some(expiry) = expiry {
-            shared
-                .l1
-                .insert_if_current(key, taken, Cached::Value(reply.clone()), expiry);
-        }
-        return Fetched::Value(reply.clone());
-    }
-    let missing = is_null(reply) && (from_get || pttl == Some(-2));
-    if !missing {
-        return Fetched::Unknown;
-    }
-    if cache_nil && pttl == Some(-2) {
-        shared
-            .l1
-            .insert_if_current(key, taken, Cached::Missing, None);
-    }
-    Fetched::Missing
 }

@@ -6,8 +6,8 @@ use tokio::sync::oneshot;
 
 use super::group::Segment;
 use super::{reads, Connection};
+use crate::cache::Fetched;
 use crate::error::{write_upstream_error, UpstreamError};
-use crate::fill::Fetched;
 use crate::protocol::{command, null};
 use crate::upstream::PendingReply;
 

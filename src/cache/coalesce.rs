@@ -1,4 +1,4 @@
-//! Request coalescing: concurrent misses of one key share one upstream fetch.
+//! Coalescing: concurrent misses of one key share one upstream fetch.
 //!
 //! A fetch is registered under (key, generation). A later miss joins it only while the
 //! key's generation is unchanged, so a client never joins a fetch that started before its
@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use crate::cache::{CacheKey, Generation};
+use super::{CacheKey, Generation};
 
 const SHARDS: usize = 16;
 
@@ -31,7 +31,7 @@ type Waiters = Vec<oneshot::Sender<Fetched>>;
 type Shard = Mutex<HashMap<(CacheKey, Generation), Waiters>>;
 
 /// In-flight fetches, sharded by key.
-pub struct Fills {
+pub struct Coalescer {
     shards: Box<[Shard]>,
     hasher: std::collections::hash_map::RandomState,
 }
@@ -46,21 +46,21 @@ pub enum Join {
 
 /// The leader's obligation to tell the followers of one fetch what it learned.
 pub struct Flight {
-    fills: Option<Arc<Fills>>,
+    coalescer: Option<Arc<Coalescer>>,
     key: Option<(CacheKey, Generation)>,
 }
 
-impl Fills {
+impl Coalescer {
     /// No fetches in flight.
-    pub fn new() -> Arc<Fills> {
-        Arc::new(Fills {
+    pub fn new() -> Arc<Coalescer> {
+        Arc::new(Coalescer {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: Default::default(),
         })
     }
 
     /// Joins the fetch of `key` at generation `taken`, or becomes its leader.
-    pub fn join(self: &Arc<Fills>, key: CacheKey, taken: Generation) -> Join {
+    pub fn join(self: &Arc<Coalescer>, key: CacheKey, taken: Generation) -> Join {
         let mut shard = self.shard(&key).lock().unwrap_or_else(|p| p.into_inner());
         let id = (key, taken);
         if let Some(waiters) = shard.get_mut(&id) {
@@ -70,7 +70,7 @@ impl Fills {
         }
         shard.insert(id.clone(), Vec::new());
         Join::Lead(Flight {
-            fills: Some(self.clone()),
+            coalescer: Some(self.clone()),
             key: Some(id),
         })
     }
@@ -94,23 +94,23 @@ impl Flight {
     /// A fetch nobody can join (the leader has writes in flight).
     pub fn detached() -> Flight {
         Flight {
-            fills: None,
+            coalescer: None,
             key: None,
         }
     }
 
     /// Delivers the fetch's result to every follower.
     pub fn complete(mut self, result: Fetched) {
-        if let (Some(fills), Some(id)) = (&self.fills, self.key.take()) {
-            fills.finish(&id, result);
+        if let (Some(coalescer), Some(id)) = (&self.coalescer, self.key.take()) {
+            coalescer.finish(&id, result);
         }
     }
 }
 
 impl Drop for Flight {
     fn drop(&mut self) {
-        if let (Some(fills), Some(id)) = (&self.fills, self.key.take()) {
-            fills.finish(&id, Fetched::Unknown);
+        if let (Some(coalescer), Some(id)) = (&self.coalescer, self.key.take()) {
+            coalescer.finish(&id, Fetched::Unknown);
         }
     }
 }
@@ -126,6 +126,8 @@ mod tests {
             max_bytes: 1 << 20,
             ttl: Duration::from_secs(1),
             compress_min_bytes: 1024,
+            cache_nil: true,
+            threads: 1,
         });
         (
             l1,
@@ -140,17 +142,17 @@ mod tests {
     #[test]
     fn second_miss_follows_the_first() {
         let (l1, k) = setup();
-        let fills = Fills::new();
-        let Join::Lead(flight) = fills.join(k.clone(), l1.generation(&k)) else {
+        let coalescer = Coalescer::new();
+        let Join::Lead(flight) = coalescer.join(k.clone(), l1.generation(&k)) else {
             panic!("first leads")
         };
-        let Join::Follow(mut rx) = fills.join(k.clone(), l1.generation(&k)) else {
+        let Join::Follow(mut rx) = coalescer.join(k.clone(), l1.generation(&k)) else {
             panic!("second follows")
         };
         flight.complete(Fetched::Missing);
         assert_eq!(rx.try_recv(), Ok(Fetched::Missing));
         assert!(matches!(
-            fills.join(k.clone(), l1.generation(&k)),
+            coalescer.join(k.clone(), l1.generation(&k)),
             Join::Lead(_)
         ));
     }
@@ -158,11 +160,11 @@ mod tests {
     #[test]
     fn a_miss_after_an_invalidation_does_not_join_the_older_fetch() {
         let (l1, k) = setup();
-        let fills = Fills::new();
-        let _old = fills.join(k.clone(), l1.generation(&k));
+        let coalescer = Coalescer::new();
+        let _old = coalescer.join(k.clone(), l1.generation(&k));
         l1.invalidate(k.db, &k.key);
         assert!(matches!(
-            fills.join(k.clone(), l1.generation(&k)),
+            coalescer.join(k.clone(), l1.generation(&k)),
             Join::Lead(_)
         ));
     }
@@ -170,9 +172,9 @@ mod tests {
     #[test]
     fn a_dropped_leader_sends_followers_to_fetch_themselves() {
         let (l1, k) = setup();
-        let fills = Fills::new();
-        let lead = fills.join(k.clone(), l1.generation(&k));
-        let Join::Follow(mut rx) = fills.join(k.clone(), l1.generation(&k)) else {
+        let coalescer = Coalescer::new();
+        let lead = coalescer.join(k.clone(), l1.generation(&k));
+        let Join::Follow(mut rx) = coalescer.join(k.clone(), l1.generation(&k)) else {
             panic!()
         };
         drop(lead);

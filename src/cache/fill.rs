@@ -1,0 +1,49 @@
+//! Filling L1 from a fetch: a GET or MGET element and the key's PTTL, pipelined together,
+//! become an L1 insert (the entry never outlives the key) and the answer for the fetch's
+//! followers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::{CacheKey, Cached, Fetched, Generation, L1};
+use crate::upstream::reply::{integer, is_bulk, is_null};
+
+impl L1 {
+    /// Interprets one key's `reply` and `pttl` (sent at `sent_at`), installs it when it is
+    /// a plain answer that no invalidation overtook since `taken`, and returns what followers
+    /// should be told. `from_get`: the reply is GET's (nil means missing); from MGET a nil
+    /// may also be a key of another type. Runs on the upstream reader: a value to compress
+    /// is installed later, from a blocking thread ([`L1::insert_later`]).
+    pub fn fill(
+        self: &Arc<Self>,
+        key: CacheKey,
+        taken: Generation,
+        sent_at: Instant,
+        reply: &Bytes,
+        pttl: &Bytes,
+        from_get: bool,
+    ) -> Fetched {
+        let pttl = integer(pttl);
+        if is_bulk(reply) {
+            let expiry = match pttl {
+                Some(-1) => Some(None),
+                Some(ms) if ms > 0 => Some(Some(sent_at + Duration::from_millis(ms as u64))),
+                _ => None, // gone or changed between GET and PTTL: answer, do not cache
+            };
+            if let Some(expiry) = expiry {
+                self.insert_later(key, taken, Cached::Value(reply.clone()), expiry);
+            }
+            return Fetched::Value(reply.clone());
+        }
+        let missing = is_null(reply) && (from_get || pttl == Some(-2));
+        if !missing {
+            return Fetched::Unknown;
+        }
+        if self.options.cache_nil && pttl == Some(-2) {
+            self.insert_later(key, taken, Cached::Missing, None);
+        }
+        Fetched::Missing
+    }
+}
