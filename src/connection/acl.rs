@@ -8,7 +8,6 @@ use bytes::Bytes;
 
 use super::Connection;
 use crate::acl::{Acl, Marks, Read};
-use crate::error::write_upstream_error;
 use crate::protocol::Request;
 use crate::upstream::reply::is_error;
 
@@ -63,8 +62,8 @@ impl Connection {
         let result = self.ask(req.raw, 1).await;
         self.forget_rules();
         match result {
-            Ok(frames) => self.out.extend_from_slice(&frames[0]),
-            Err(e) => write_upstream_error(&mut self.out, &e),
+            Ok(frames) => self.replies.ready(&frames[0]),
+            Err(e) => self.replies.error(&e),
         }
     }
 

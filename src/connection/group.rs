@@ -10,7 +10,7 @@ use crate::command::Invalidation;
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::upstream::{OnReply, PendingReply};
 
-/// A group is sent once it holds this many bytes, or when anything else comes.
+/// A group is sent once it holds this many bytes, or when the batch ends.
 const MAX_GROUP_BYTES: usize = 64 * 1024;
 
 /// What one command of a group is, for writing its reply.
@@ -30,10 +30,13 @@ impl Segment {
     }
 }
 
-/// The run being built.
+/// A run of upstream-bound commands (see [`super::replies::Replies`] for where it stands
+/// among the client's owed replies).
 #[derive(Default)]
 pub(super) struct Group {
     bytes: BytesMut,
+    /// One large command, kept as the bytes it arrived in (no copy into `bytes`).
+    alone: Option<Bytes>,
     segments: Vec<Segment>,
     replies: usize,
     /// Fill callbacks with the position and count of their reply frames.
@@ -44,6 +47,49 @@ impl Group {
     /// True when nothing waits to be sent.
     pub(super) fn is_empty(&self) -> bool {
         self.segments.is_empty()
+    }
+
+    /// A group of one large command, sent as the bytes it arrived in.
+    fn alone(raw: Bytes, segment: Segment) -> Group {
+        Group {
+            replies: segment.replies(),
+            alone: Some(raw),
+            segments: vec![segment],
+            ..Group::default()
+        }
+    }
+
+    /// Adds a command; true once the group is big enough to send.
+    fn add(&mut self, bytes: &[u8], segment: Segment, fill: Option<OnReply>) -> bool {
+        let replies = segment.replies();
+        if let Some(fill) = fill {
+            self.fills.push((self.replies, replies, fill));
+        }
+        self.bytes.extend_from_slice(bytes);
+        self.segments.push(segment);
+        self.replies += replies;
+        self.bytes.len() >= MAX_GROUP_BYTES
+    }
+
+    /// The upstream call (bytes, reply count, fill callback) and the segments to write
+    /// its replies by.
+    pub(super) fn into_call(self) -> (Bytes, usize, Option<OnReply>, Vec<Segment>) {
+        let Group {
+            bytes,
+            alone,
+            segments,
+            replies,
+            fills,
+        } = self;
+        let on_reply: Option<OnReply> = (!fills.is_empty()).then(|| {
+            Box::new(move |frames: &[Bytes]| {
+                for (at, n, fill) in fills {
+                    fill(&frames[at..at + n]);
+                }
+            }) as OnReply
+        });
+        let bytes = alone.unwrap_or_else(|| bytes.freeze());
+        (bytes, replies, on_reply, segments)
     }
 }
 
@@ -56,10 +102,9 @@ impl Connection {
         }
         if raw.len() >= MAX_GROUP_BYTES {
             // A large command goes alone, as the bytes it arrived in: no copy.
-            self.send_group().await;
-            self.send_call(raw, vec![Segment::Forward(inv)], 1, None)
-                .await;
-            return;
+            let group = Group::alone(raw, Segment::Forward(inv));
+            self.replies.wait_for(Pending::Unsent(group));
+            return self.send_unsent().await;
         }
         self.add(&raw, Segment::Forward(inv), None).await;
     }
@@ -70,54 +115,13 @@ impl Connection {
     }
 
     async fn add(&mut self, bytes: &[u8], segment: Segment, fill: Option<OnReply>) {
-        let group = &mut self.group;
-        let replies = segment.replies();
-        if let Some(fill) = fill {
-            group.fills.push((group.replies, replies, fill));
-        }
-        group.bytes.extend_from_slice(bytes);
-        group.segments.push(segment);
-        group.replies += replies;
-        if group.bytes.len() >= MAX_GROUP_BYTES {
-            self.send_group().await;
+        if self.replies.open_group().add(bytes, segment, fill) {
+            self.send_unsent().await;
         }
     }
 
-    /// Sends the group as one upstream call and queues its replies.
-    pub(super) async fn send_group(&mut self) {
-        if self.group.is_empty() {
-            return;
-        }
-        let Group {
-            bytes,
-            segments,
-            replies,
-            fills,
-        } = std::mem::take(&mut self.group);
-        let on_reply: Option<OnReply> = (!fills.is_empty()).then(|| {
-            Box::new(move |frames: &[Bytes]| {
-                for (at, n, fill) in fills {
-                    fill(&frames[at..at + n]);
-                }
-            }) as OnReply
-        });
-        self.send_call(bytes.freeze(), segments, replies, on_reply)
-            .await;
-    }
-
-    async fn send_call(
-        &mut self,
-        bytes: Bytes,
-        segments: Vec<Segment>,
-        replies: usize,
-        on_reply: Option<OnReply>,
-    ) {
-        let s = &self.session;
-        let sent = s.pool.send(&s.lane, bytes, replies, on_reply).await;
-        self.queue.push_back(Pending::Group(sent, segments));
-    }
-
-    /// Writes a group's replies in order (or the upstream error once per command).
+    /// Writes a group's replies in order (or the upstream error once per command): the
+    /// oldest owed replies.
     pub(super) async fn write_group(
         &mut self,
         sent: Result<PendingReply, UpstreamError>,
@@ -134,7 +138,7 @@ impl Connection {
             }
             match &result {
                 Ok(frames) => self.write_frame(&frames[at]).await,
-                Err(e) => write_upstream_error(&mut self.out, e),
+                Err(e) => write_upstream_error(self.replies.oldest_out(), e),
             }
             at += segment.replies();
         }

@@ -7,7 +7,6 @@ mod reads;
 mod replies;
 mod session;
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -23,8 +22,7 @@ use crate::error::{write_not_supported, write_request_error};
 use crate::protocol::{null, peek_get, Limits, Request, RequestParser, Resp};
 use crate::server::Shared;
 use crate::upstream::{Lane, Pool, Route};
-use group::Group;
-use replies::Pending;
+use replies::Replies;
 
 /// Requests dispatched before their replies are written and flushed.
 const MAX_BATCH: usize = 1024;
@@ -75,10 +73,8 @@ pub struct Connection {
     input: BytesMut,
     /// Parses the requests in `input`, resuming a partly received one where it stopped.
     parser: RequestParser,
-    out: BytesMut,
-    queue: VecDeque<Pending>,
-    /// Upstream-bound commands not sent yet: a pipeline's run of them is one upstream call.
-    group: Group,
+    /// What the client is owed, in request order, and the bytes ready for its socket.
+    replies: Replies,
     /// Forwarded writes whose replies have not arrived: reads behind them bypass L1 and
     /// other clients' fetches, so this client reads its own writes.
     unacked_writes: usize,
@@ -120,9 +116,7 @@ impl Connection {
             stream,
             input: BytesMut::with_capacity(BUFFER),
             parser: RequestParser::default(),
-            out: BytesMut::with_capacity(BUFFER),
-            queue: VecDeque::new(),
-            group: Group::default(),
+            replies: Replies::new(BUFFER),
             unacked_writes: 0,
             counts: Counts::default(),
             write_failed: None,
@@ -192,7 +186,7 @@ impl Connection {
                     Ok(None) => break,
                     Err(e) => {
                         self.drain().await;
-                        write_request_error(&mut self.out, &e);
+                        self.replies.ready_with(|out| write_request_error(out, &e));
                         flow = Flow::Close;
                         break;
                     }
@@ -226,9 +220,7 @@ impl Connection {
         if self.input.is_empty() && self.input.capacity() > MAX_IDLE_BUFFER {
             self.input = BytesMut::with_capacity(BUFFER);
         }
-        if self.out.capacity() > MAX_IDLE_BUFFER {
-            self.out = BytesMut::with_capacity(BUFFER);
-        }
+        self.replies.shrink(MAX_IDLE_BUFFER, BUFFER);
         if self.input.capacity() - self.input.len() < 1024 {
             // Grows with a large request in flight, so it arrives in few reads.
             self.input.reserve(BUFFER.max(self.input.len()));
@@ -240,8 +232,7 @@ impl Connection {
     /// cloning nothing.
     #[inline]
     fn serve_hit(&mut self, limits: &Limits) -> Head {
-        let nothing_before = self.queue.is_empty() && self.group.is_empty();
-        if !nothing_before || !self.may_read_l1() {
+        if !self.replies.is_idle() || !self.may_read_l1() {
             return Head::Other;
         }
         let Some((len, key)) = peek_get(&self.input, limits) else {
@@ -256,7 +247,9 @@ impl Connection {
             db: s.db,
             key: &self.input[key],
         };
-        let out = &mut self.out;
+        let Some(out) = self.replies.idle_out() else {
+            return Head::Other;
+        };
         let nil = null(s.resp);
         let hit = self.shared.l1.read(&key, |value| {
             out.extend_from_slice(value.map_or(nil, |b| &b[..]))
@@ -280,9 +273,6 @@ impl Connection {
             // No L1 (--l1-ttl 0): reads are plain forwards, grouped like any other.
             action = Action::Forward(Invalidation::None);
         }
-        if !matches!(action, Action::Forward(_) | Action::Get) {
-            self.send_group().await;
-        }
         match action {
             Action::Get => self.get(req.args[1].clone()).await,
             Action::Mget => self.mget(&req.args[1..]).await,
@@ -291,28 +281,11 @@ impl Connection {
                 self.drain().await;
                 return self.local(local, req).await;
             }
-            Action::Refuse(name) => {
-                let mut e = BytesMut::new();
-                write_not_supported(&mut e, &name);
-                self.reply(e.freeze());
-            }
+            Action::Refuse(name) => self
+                .replies
+                .ready_with(|out| write_not_supported(out, &name)),
         }
         Flow::Continue
-    }
-
-    /// Queues a known reply (or writes it at once when nothing is pending before it).
-    /// Callers send the group first: its replies come before this one.
-    fn reply(&mut self, bytes: Bytes) {
-        debug_assert!(self.group.is_empty(), "a reply was queued before the group");
-        if self.queue.is_empty() {
-            self.out.extend_from_slice(&bytes);
-        } else {
-            self.queue.push_back(Pending::Ready(bytes));
-        }
-    }
-
-    fn reply_static(&mut self, bytes: &'static [u8]) {
-        self.reply(Bytes::from_static(bytes));
     }
 
     /// Evicts what a write may have changed, for every user, before it is sent; records
@@ -353,11 +326,11 @@ impl Connection {
         }
     }
 
-    /// Appends an upstream reply frame; a large one is written from its own bytes after
-    /// what `out` holds (same order, no copy).
+    /// Writes an upstream reply frame as the oldest owed reply; a large one is written
+    /// from its own bytes after what is buffered (same order, no copy).
     async fn write_frame(&mut self, frame: &Bytes) {
         if frame.len() < LARGE_REPLY || self.write_failed.is_some() {
-            return self.out.extend_from_slice(frame);
+            return self.replies.oldest_out().extend_from_slice(frame);
         }
         let written = match self.flush().await {
             Ok(()) => self.stream.write_all(frame).await,
@@ -372,11 +345,12 @@ impl Connection {
         if let Some(e) = self.write_failed.take() {
             return Err(e);
         }
-        if self.out.is_empty() {
+        let out = self.replies.written();
+        if out.is_empty() {
             return Ok(());
         }
-        self.stream.write_all(&self.out).await?;
-        self.out.clear();
+        self.stream.write_all(out).await?;
+        out.clear();
         Ok(())
     }
 }

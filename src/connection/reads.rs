@@ -6,7 +6,8 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
-use super::{Connection, Pending};
+use super::replies::Pending;
+use super::Connection;
 use crate::acl::Read;
 use crate::cache::{CacheKey, Cached, Fetched, Flight, Generation, Join, KeyRef};
 use crate::error::{write_upstream_error, UpstreamError};
@@ -112,9 +113,8 @@ impl Connection {
         let cached = self.permitted(Read::Get).then(|| self.lookup(&key));
         if let Some(cached) = cached.flatten() {
             self.counts.hits += 1;
-            self.send_group().await;
             let reply = self.cached_reply(cached);
-            return self.reply(reply);
+            return self.replies.ready_bytes(reply);
         }
         self.fetch_missing(key).await;
     }
@@ -124,10 +124,7 @@ impl Connection {
         let ck = self.cache_key(key.clone());
         self.counts.misses += 1;
         match self.join(ck, Read::Get) {
-            Miss::Follow(rx) => {
-                self.send_group().await;
-                self.queue.push_back(Pending::Follow(rx, key));
-            }
+            Miss::Follow(rx) => self.replies.wait_for(Pending::Follow(rx, key)),
             Miss::Lead(lead) => {
                 let mut bytes = BytesMut::new();
                 write_command(&mut bytes, &[b"GET", &key]);
@@ -148,7 +145,6 @@ impl Connection {
     }
 
     pub(super) async fn mget(&mut self, keys: &[Bytes]) {
-        debug_assert!(self.group.is_empty(), "MGET is sent after the group");
         let mut parts = Vec::with_capacity(keys.len());
         let mut leads = Vec::new();
         for key in keys {
@@ -178,25 +174,23 @@ impl Connection {
                 leads.push(Lead { key, taken, flight });
             }
         }
-        if leads.is_empty()
-            && self.queue.is_empty()
-            && parts.iter().all(|p| matches!(p, Part::Known(_)))
-        {
-            write_array_header(&mut self.out, parts.len());
-            for p in parts {
-                if let Part::Known(b) = p {
-                    self.out.extend_from_slice(&b);
+        if leads.is_empty() && parts.iter().all(|p| matches!(p, Part::Known(_))) {
+            return self.replies.ready_with(|out| {
+                write_array_header(out, parts.len());
+                for p in parts {
+                    if let Part::Known(b) = p {
+                        out.extend_from_slice(&b);
+                    }
                 }
-            }
-            return;
+            });
         }
         let own = if leads.is_empty() {
             None
         } else {
             Some(self.send_mget(leads).await)
         };
-        self.queue
-            .push_back(Pending::Mget(MgetReply { parts, own }));
+        self.replies
+            .wait_for(Pending::Mget(MgetReply { parts, own }));
     }
 
     /// Sends `MGET k1..kn` and `PTTL k` for each, filling L1 when the replies arrive.
@@ -227,9 +221,9 @@ impl Connection {
                 lead.flight.complete(fetched);
             }
         });
-        self.session
-            .pool
-            .send(&self.session.lane, bytes.freeze(), replies, Some(on_reply))
+        let s = &self.session;
+        self.replies
+            .call(&s.pool, &s.lane, bytes.freeze(), replies, Some(on_reply))
             .await
     }
 
@@ -238,10 +232,10 @@ impl Connection {
             None => None,
             Some(sent) => match self.await_reply(sent).await {
                 Ok(frames) if is_error(&frames[0]) => {
-                    return self.out.extend_from_slice(&frames[0]);
+                    return self.replies.oldest_out().extend_from_slice(&frames[0]);
                 }
                 Ok(frames) => array_elements(&frames[0]),
-                Err(e) => return write_upstream_error(&mut self.out, &e),
+                Err(e) => return write_upstream_error(self.replies.oldest_out(), &e),
             },
         };
         let mut body = BytesMut::new();
@@ -257,14 +251,16 @@ impl Connection {
                     Fetched::Value(b) => body.extend_from_slice(&b),
                     Fetched::Missing => body.extend_from_slice(null(self.session.resp)),
                     Fetched::Unknown => match self.mget_one(&key).await {
-                        Ok(error) if is_error(&error) => return self.out.extend_from_slice(&error),
+                        Ok(error) if is_error(&error) => {
+                            return self.replies.oldest_out().extend_from_slice(&error)
+                        }
                         Ok(element) => body.extend_from_slice(&element),
-                        Err(e) => return write_upstream_error(&mut self.out, &e),
+                        Err(e) => return write_upstream_error(self.replies.oldest_out(), &e),
                     },
                 },
             }
         }
-        self.out.extend_from_slice(&body);
+        self.replies.oldest_out().extend_from_slice(&body);
     }
 
     /// `MGET key` on this connection's own upstream slot: the element for one key, or the

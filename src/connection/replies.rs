@@ -1,20 +1,27 @@
-//! The reply queue: replies that wait on the upstream or on another client's fetch are
-//! written in request order once they arrive.
+//! What the client is owed, in request order. [`Replies`] owns the output buffer, the
+//! replies still waited for and the run of upstream-bound commands being grouped: a reply
+//! known now is queued behind every reply owed before it (the open group included), and
+//! every request this client sends upstream goes after the groups before it. Order is kept
+//! by construction, not by the order in which callers happen to call.
 
-use bytes::Bytes;
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
-use super::group::Segment;
+use super::group::{Group, Segment};
 use super::{reads, Connection};
 use crate::cache::Fetched;
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::protocol::{command, null};
-use crate::upstream::PendingReply;
+use crate::upstream::{Lane, OnReply, PendingReply, Pool};
 
 /// A reply that is not written yet because it, or one before it, waits on something.
 pub(super) enum Pending {
     /// Known already, queued behind earlier replies.
     Ready(Bytes),
+    /// A run of forwards and fetches not sent upstream yet (nothing more joins it).
+    Unsent(Group),
     /// A run of forwards and fetches sent as one upstream call (see `group`).
     Group(Result<PendingReply, UpstreamError>, Vec<Segment>),
     /// A GET answered by another client's fetch of the same key.
@@ -23,14 +30,188 @@ pub(super) enum Pending {
     Mget(reads::MgetReply),
 }
 
+/// The client's owed replies, oldest first, and the bytes ready for its socket.
+pub(super) struct Replies {
+    /// Replies written in order, not flushed yet.
+    out: BytesMut,
+    /// Replies owed before any new one, oldest first.
+    queue: VecDeque<Pending>,
+    /// The youngest owed replies: commands being grouped, not sent yet.
+    open: Group,
+    /// How many `Pending::Unsent` the queue holds (all after every sent group).
+    unsent: usize,
+}
+
+impl Replies {
+    /// Nothing owed, with an output buffer of `capacity`.
+    pub(super) fn new(capacity: usize) -> Replies {
+        Replies {
+            out: BytesMut::with_capacity(capacity),
+            queue: VecDeque::new(),
+            open: Group::default(),
+            unsent: 0,
+        }
+    }
+
+    /// Nothing is owed: a reply known now goes out at once.
+    #[inline]
+    pub(super) fn is_idle(&self) -> bool {
+        self.queue.is_empty() && self.open.is_empty()
+    }
+
+    /// The output buffer, only while nothing is owed (the hot path writes a hit into it).
+    #[inline]
+    pub(super) fn idle_out(&mut self) -> Option<&mut BytesMut> {
+        self.is_idle().then_some(&mut self.out)
+    }
+
+    /// A reply known now, written by `write`: at once when nothing is owed, else queued
+    /// behind everything that is.
+    pub(super) fn ready_with(&mut self, write: impl FnOnce(&mut BytesMut)) {
+        if let Some(out) = self.idle_out() {
+            return write(out);
+        }
+        let mut bytes = BytesMut::new();
+        write(&mut bytes);
+        self.wait_for(Pending::Ready(bytes.freeze()));
+    }
+
+    /// A reply known now (see [`Replies::ready_with`]).
+    pub(super) fn ready(&mut self, bytes: &[u8]) {
+        self.ready_with(|out| out.extend_from_slice(bytes));
+    }
+
+    /// A reply known now, kept as the given bytes when it must be queued.
+    pub(super) fn ready_bytes(&mut self, bytes: Bytes) {
+        match self.idle_out() {
+            Some(out) => out.extend_from_slice(&bytes),
+            None => self.wait_for(Pending::Ready(bytes)),
+        }
+    }
+
+    /// An upstream failure as this command's reply (see [`Replies::ready_with`]).
+    pub(super) fn error(&mut self, e: &UpstreamError) {
+        self.ready_with(|out| write_upstream_error(out, e));
+    }
+
+    /// A reply that waits on something, queued behind every reply owed before it.
+    pub(super) fn wait_for(&mut self, pending: Pending) {
+        self.seal();
+        if matches!(pending, Pending::Unsent(_)) {
+            self.unsent += 1;
+        }
+        self.queue.push_back(pending);
+    }
+
+    /// The open group: an upstream-bound command added to it is the youngest owed reply.
+    pub(super) fn open_group(&mut self) -> &mut Group {
+        &mut self.open
+    }
+
+    /// Closes the open group: whatever comes next is queued behind it.
+    fn seal(&mut self) {
+        if !self.open.is_empty() {
+            let group = std::mem::take(&mut self.open);
+            self.unsent += 1;
+            self.queue.push_back(Pending::Unsent(group));
+        }
+    }
+
+    /// Sends every group not sent yet, oldest first, on the client's lane.
+    pub(super) async fn send_unsent(&mut self, pool: &Pool, lane: &Lane) {
+        self.seal();
+        if self.unsent == 0 {
+            return;
+        }
+        // Unsent groups all come after the sent ones: find the oldest from the back.
+        let mut first = self.queue.len();
+        let mut left = self.unsent;
+        while left > 0 {
+            first -= 1;
+            if matches!(self.queue[first], Pending::Unsent(_)) {
+                left -= 1;
+            }
+        }
+        for i in first..self.queue.len() {
+            if let Pending::Unsent(group) = &mut self.queue[i] {
+                let group = std::mem::take(group);
+                let (sent, segments) = send(pool, lane, group).await;
+                self.queue[i] = Pending::Group(sent, segments);
+            }
+        }
+        self.unsent = 0;
+    }
+
+    /// Sends a request of this client's outside any group, after every group before it.
+    pub(super) async fn call(
+        &mut self,
+        pool: &Pool,
+        lane: &Lane,
+        bytes: Bytes,
+        replies: usize,
+        on_reply: Option<OnReply>,
+    ) -> Result<PendingReply, UpstreamError> {
+        self.send_unsent(pool, lane).await;
+        pool.send(lane, bytes, replies, on_reply).await
+    }
+
+    /// The oldest owed reply, to be written next (with [`Replies::oldest_out`]).
+    fn take_oldest(&mut self) -> Option<Pending> {
+        self.seal();
+        let oldest = self.queue.pop_front()?;
+        if matches!(oldest, Pending::Unsent(_)) {
+            self.unsent -= 1;
+        }
+        Some(oldest)
+    }
+
+    /// Where the oldest owed reply, just taken, is written: it goes out before all others.
+    pub(super) fn oldest_out(&mut self) -> &mut BytesMut {
+        &mut self.out
+    }
+
+    /// The bytes ready for the socket (flushing and resizing only).
+    pub(super) fn written(&mut self) -> &mut BytesMut {
+        &mut self.out
+    }
+
+    /// Replaces an output buffer grown by a large reply, once it is empty.
+    pub(super) fn shrink(&mut self, max_idle: usize, capacity: usize) {
+        if self.out.is_empty() && self.out.capacity() > max_idle {
+            self.out = BytesMut::with_capacity(capacity);
+        }
+    }
+}
+
+/// Sends a group as one upstream call.
+async fn send(
+    pool: &Pool,
+    lane: &Lane,
+    group: Group,
+) -> (Result<PendingReply, UpstreamError>, Vec<Segment>) {
+    let (bytes, replies, on_reply, segments) = group.into_call();
+    (pool.send(lane, bytes, replies, on_reply).await, segments)
+}
+
 impl Connection {
-    /// Sends what is grouped, then writes every queued reply, in order, waiting for each
-    /// as needed.
+    /// Sends every group not sent yet (a group full enough goes before the batch ends).
+    pub(super) async fn send_unsent(&mut self) {
+        let s = &self.session;
+        self.replies.send_unsent(&s.pool, &s.lane).await;
+    }
+
+    /// Sends what is grouped, then writes every owed reply, in order, waiting for each as
+    /// needed.
     pub(super) async fn drain(&mut self) {
-        self.send_group().await;
-        while let Some(pending) = self.queue.pop_front() {
+        self.send_unsent().await;
+        while let Some(pending) = self.replies.take_oldest() {
             match pending {
-                Pending::Ready(bytes) => self.out.extend_from_slice(&bytes),
+                Pending::Ready(bytes) => self.replies.oldest_out().extend_from_slice(&bytes),
+                Pending::Unsent(group) => {
+                    let s = &self.session;
+                    let (sent, segments) = send(&s.pool, &s.lane, group).await;
+                    self.write_group(sent, segments).await;
+                }
                 Pending::Group(sent, segments) => self.write_group(sent, segments).await,
                 Pending::Follow(rx, key) => {
                     let fetched = self.await_follow(rx).await;
@@ -42,16 +223,16 @@ impl Connection {
     }
 
     /// Sends `bytes` (holding `replies` commands) on this client's upstream slot, outside
-    /// any group, and waits for the replies.
+    /// any group (after every group before it), and waits for the replies.
     pub(super) async fn ask(
-        &self,
+        &mut self,
         bytes: Bytes,
         replies: usize,
     ) -> Result<Vec<Bytes>, UpstreamError> {
+        let s = &self.session;
         let sent = self
-            .session
-            .pool
-            .send(&self.session.lane, bytes, replies, None)
+            .replies
+            .call(&s.pool, &s.lane, bytes, replies, None)
             .await;
         self.await_reply(sent).await
     }
@@ -73,14 +254,6 @@ impl Connection {
         result
     }
 
-    /// Writes the first reply frame, or the error.
-    fn write_result(&mut self, result: Result<Vec<Bytes>, UpstreamError>) {
-        match result {
-            Ok(frames) => self.out.extend_from_slice(&frames[0]),
-            Err(e) => write_upstream_error(&mut self.out, &e),
-        }
-    }
-
     pub(super) async fn await_follow(&self, rx: oneshot::Receiver<Fetched>) -> Fetched {
         let timeout = self.shared.config.upstream_timeout;
         match tokio::time::timeout(timeout, rx).await {
@@ -89,16 +262,17 @@ impl Connection {
         }
     }
 
-    /// Writes what another client's fetch learned, or fetches the key itself when that
-    /// fetch could not tell.
+    /// Writes what another client's fetch learned (the oldest owed reply), or fetches the
+    /// key itself when that fetch could not tell.
     async fn write_fetched(&mut self, fetched: Fetched, key: Bytes) {
+        let resp = self.session.resp;
         match fetched {
-            Fetched::Value(bulk) => self.out.extend_from_slice(&bulk),
-            Fetched::Missing => self.out.extend_from_slice(null(self.session.resp)),
-            Fetched::Unknown => {
-                let result = self.ask(command(&[b"GET", &key]), 1).await;
-                self.write_result(result);
-            }
+            Fetched::Value(bulk) => self.replies.oldest_out().extend_from_slice(&bulk),
+            Fetched::Missing => self.replies.oldest_out().extend_from_slice(null(resp)),
+            Fetched::Unknown => match self.ask(command(&[b"GET", &key]), 1).await {
+                Ok(frames) => self.replies.oldest_out().extend_from_slice(&frames[0]),
+                Err(e) => write_upstream_error(self.replies.oldest_out(), &e),
+            },
         }
     }
 }

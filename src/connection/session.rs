@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::{Connection, Flow};
 use crate::command::Local;
-use crate::error::{write_upstream_error, UpstreamError};
+use crate::error::UpstreamError;
 use crate::info;
 use crate::protocol::{
     command, null, write_bulk, write_command, write_decimal, write_error, Request, Resp, OK, RESET,
@@ -23,15 +23,15 @@ impl Connection {
             Local::Info => self.info(req).await,
             Local::Reset => {
                 if let Err(e) = self.set_route(self.shared.config.upstream.db, Resp::V2, 0) {
-                    write_upstream_error(&mut self.out, &e);
+                    self.replies.error(&e);
                     return Flow::Continue;
                 }
                 self.session.name = None;
-                self.reply_static(RESET);
+                self.replies.ready(RESET);
             }
             Local::Kill => self.kill(req).await,
             Local::Quit => {
-                self.reply_static(OK);
+                self.replies.ready(OK);
                 return Flow::Close;
             }
             Local::ClientSetName => self.set_name(&req.args[2]),
@@ -39,7 +39,7 @@ impl Connection {
                 let mut out = BytesMut::new();
                 out.extend_from_slice(b":");
                 write_decimal(&mut out, self.session.id as i64);
-                self.reply(out.freeze());
+                self.replies.ready_bytes(out.freeze());
             }
             Local::ClientGetName => {
                 let mut out = BytesMut::new();
@@ -47,7 +47,7 @@ impl Connection {
                     Some(name) => write_bulk(&mut out, name),
                     None => out.extend_from_slice(null(self.session.resp)),
                 }
-                self.reply(out.freeze());
+                self.replies.ready_bytes(out.freeze());
             }
         }
         Flow::Continue
@@ -73,8 +73,8 @@ impl Connection {
             .one_off_as(self.session.user, &req.raw)
             .await
         {
-            Ok(reply) => self.out.extend_from_slice(&reply),
-            Err(e) => write_upstream_error(&mut self.out, &e),
+            Ok(reply) => self.replies.ready(&reply),
+            Err(e) => self.replies.error(&e),
         }
     }
 
@@ -83,7 +83,7 @@ impl Connection {
         match self.ask(bytes, replies).await {
             Ok(frames) => Some(frames),
             Err(e) => {
-                write_upstream_error(&mut self.out, &e);
+                self.replies.error(&e);
                 None
             }
         }
@@ -103,10 +103,10 @@ impl Connection {
         };
         if let (Some(db), false) = (db, is_error(&frames[0])) {
             if let Err(e) = self.set_route(db, self.session.resp, self.session.user) {
-                return write_upstream_error(&mut self.out, &e);
+                return self.replies.error(&e);
             }
         }
-        self.out.extend_from_slice(&frames[0]);
+        self.replies.ready(&frames[0]);
     }
 
     /// `AUTH` is checked on a fresh upstream connection; on success the session's commands
@@ -114,7 +114,7 @@ impl Connection {
     async fn auth(&mut self, req: Request) {
         let reply = match self.shared.upstream.one_off(req.raw.clone()).await {
             Ok(reply) => reply,
-            Err(e) => return write_upstream_error(&mut self.out, &e),
+            Err(e) => return self.replies.error(&e),
         };
         if !is_error(&reply) {
             if let Some(creds) = credentials(&req.args[1..]) {
@@ -124,12 +124,12 @@ impl Connection {
                     .identity(creds)
                     .and_then(|user| self.set_route(self.session.db, self.session.resp, user));
                 if let Err(e) = routed {
-                    return write_upstream_error(&mut self.out, &e);
+                    return self.replies.error(&e);
                 }
                 self.load_table_as_client();
             }
         }
-        self.out.extend_from_slice(&reply);
+        self.replies.ready(&reply);
     }
 
     /// `HELLO [protover [AUTH user pass] [SETNAME name]]`.
@@ -145,7 +145,7 @@ impl Connection {
             // Let the upstream word its own error; the shared connection does not change.
             let raw = command(&[b"HELLO", &args[1]]);
             if let Some(frames) = self.call(raw, 1).await {
-                self.out.extend_from_slice(&frames[0]);
+                self.replies.ready(&frames[0]);
             }
             return;
         };
@@ -174,10 +174,10 @@ impl Connection {
                 .await
             {
                 Ok(reply) => reply,
-                Err(e) => return write_upstream_error(&mut self.out, &e),
+                Err(e) => return self.replies.error(&e),
             };
             if is_error(&reply) {
-                return self.out.extend_from_slice(&reply);
+                return self.replies.ready(&reply);
             }
             let mut i = 2;
             while i < args.len() {
@@ -185,7 +185,7 @@ impl Connection {
                     let creds = credentials(&args[i + 1..i + 3]).expect("two arguments");
                     user = match self.shared.upstream.identity(creds) {
                         Ok(user) => user,
-                        Err(e) => return write_upstream_error(&mut self.out, &e),
+                        Err(e) => return self.replies.error(&e),
                     };
                     i += 3;
                 } else if args[i].eq_ignore_ascii_case(b"SETNAME") && i + 1 < args.len() {
@@ -198,7 +198,7 @@ impl Connection {
         }
         let previous = (self.session.db, self.session.resp, self.session.user);
         if let Err(e) = self.set_route(self.session.db, resp, user) {
-            return write_upstream_error(&mut self.out, &e);
+            return self.replies.error(&e);
         }
         let hello: &[&[u8]] = match resp {
             Resp::V2 => &[b"HELLO", b"2"],
@@ -211,7 +211,7 @@ impl Connection {
                 }
                 self.session.name = name;
                 let reply = with_client_id(&frames[0], self.session.id);
-                self.out.extend_from_slice(&reply);
+                self.replies.ready(&reply);
             }
             None => {
                 // Back to the pool held until just now: it still exists.
@@ -249,10 +249,10 @@ impl Connection {
                 &mut out,
                 "ERR Client names cannot contain spaces, newlines or special characters.",
             );
-            return self.reply(out.freeze());
+            return self.replies.ready_bytes(out.freeze());
         }
         self.session.name = Some(name.clone()).filter(|n| !n.is_empty());
-        self.reply_static(OK);
+        self.replies.ready(OK);
     }
 
     /// `INFO`: the upstream's sections, plus `# Nearcache` when asked for (or by default).
@@ -279,7 +279,7 @@ impl Connection {
                 return;
             };
             let Some((upstream_text, v)) = text(&frames[0]) else {
-                return self.out.extend_from_slice(&frames[0]);
+                return self.replies.ready(&frames[0]);
             };
             body.extend_from_slice(upstream_text);
             verbatim = v;
@@ -298,7 +298,7 @@ impl Connection {
         } else {
             write_bulk(&mut out, &body);
         }
-        self.out.extend_from_slice(&out);
+        self.replies.ready(&out);
     }
 }
 
