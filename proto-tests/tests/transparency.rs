@@ -10,6 +10,17 @@ fn mixed_pipeline(p: &str) -> (Vec<u8>, usize) {
     let k = |s: &str| format!("{p}{s}");
     let big = "x".repeat(100 * 1024);
     let requests: Vec<Vec<u8>> = vec![
+        // Before any write: hits, a local command and a refused one between forwards, so
+        // replies known at once must wait behind forwards not sent yet.
+        encode_command_str(&["ECHO", "first"]),
+        encode_command_str(&["GET", &k("k1")]),
+        encode_command_str(&["CLIENT", "GETNAME"]),
+        encode_command_str(&["PING"]),
+        encode_command_str(&["GET", &k("missing")]),
+        encode_command_str(&["MGET", &k("k1"), &k("missing")]),
+        encode_command_str(&["ECHO", &big]),
+        encode_command_str(&["GET", &k("k1")]),
+        encode_command_str(&["SELECT", "0"]),
         encode_command_str(&["SET", &k("k2"), "v2"]),
         encode_command_str(&["GET", &k("k1")]),
         encode_command_str(&["GET", &k("missing")]),
