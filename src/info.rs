@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// Renders the section, CRLF line endings, ending with CRLF.
 pub fn section(shared: &Shared) -> String {

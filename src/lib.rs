@@ -10,11 +10,15 @@
 //!                              └─ Refuse (needs a pinned connection: MULTI, SUBSCRIBE, blocking pops)
 //!  upstream task per pooled connection: writer + reader + watchdog; fills run when replies arrive
 //!  encoder thread: compresses large values off the reader; workers install them in L1
-//!  link lost / back ─► L1 flushed
+//!  link lost / back ─► L1 flushed (hooks wired in state)
+//!  state: one Arc<Shared> every task holds (config, L1, ACL marks, fills, upstream pools,
+//!    stats, command table); the table and max bulk length are learned from the upstream at start
 //! ```
 //!
 //! - [`config`]: flags, environment and TOML file into one validated [`config::Config`].
-//! - [`server`]: the accept loop, the shared state, the command-table load, shutdown.
+//! - [`server`]: the accept loop, the connection limit, accept backoff, the shutdown drain.
+//! - [`state`]: the state every connection shares, and what is learned from the upstream at
+//!   start (its command table, its `proto-max-bulk-len`).
 //! - [`connection`]: one client connection, its per-client state and reply ordering.
 //! - [`protocol`]: request parsing (multibulk and inline, with limits), reply framing.
 //! - [`command`]: the command table (from the upstream's `COMMAND`) and classification.
@@ -39,4 +43,5 @@ pub mod info;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
+pub mod state;
 pub mod upstream;

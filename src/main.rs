@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use nearcache::config::{Config, Flags};
-use nearcache::server::{self, Shared};
+use nearcache::server;
+use nearcache::state::Shared;
 
 /// Exit code for an invalid configuration (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;

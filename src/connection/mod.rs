@@ -20,7 +20,7 @@ use crate::cache::KeyRef;
 use crate::command::{classify, Action, Invalidation};
 use crate::error::{write_not_supported, write_request_error};
 use crate::protocol::{null, peek_get, Limits, Request, RequestParser, Resp};
-use crate::server::Shared;
+use crate::state::Shared;
 use crate::upstream::{Lane, Pool, Route};
 use replies::Replies;
 

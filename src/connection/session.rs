@@ -237,7 +237,7 @@ impl Connection {
         let shared = self.shared.clone();
         tokio::spawn(async move {
             if shared.table.load_for_client(&pool, user).await {
-                crate::server::learn_max_bulk(&shared, &pool).await;
+                crate::state::learn_max_bulk(&shared, &pool).await;
             }
         });
     }

@@ -1,0 +1,132 @@
+//! The state every connection shares: configuration, L1, ACL marks, fill coalescing, the
+//! upstream pools (with the hooks that flush L1 when the link is lost or comes back and forget
+//! a dropped identity), counters, the command table and the upstream's bulk-length limit; and
+//! the start-up loads that fill in what is learned from the upstream.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::acl::Acl;
+use crate::cache::{Coalescer, L1Options, L1};
+use crate::command::Tables;
+use crate::config::Config;
+use crate::metrics::Stats;
+use crate::protocol::{command, Resp, REDIS_DEFAULT_MAX_BULK};
+use crate::upstream::reply::{array_elements, text};
+use crate::upstream::{Credentials, Lane, LinkEvent, Pool, Route, Target, Upstream};
+
+/// State every connection shares.
+pub struct Shared {
+    /// The validated configuration.
+    pub config: Config,
+    /// The L1 cache.
+    pub l1: Arc<L1>,
+    /// What each identity may be answered from L1 by.
+    pub acl: Arc<Acl>,
+    /// In-flight fetches, for coalescing.
+    pub fills: Arc<Coalescer>,
+    /// Upstream pools.
+    pub upstream: Upstream,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// The command table: the upstream's once loaded, the built-in one until then.
+    pub table: Tables,
+    /// The upstream's `proto-max-bulk-len` (`u64::MAX` until learned): a longer bulk string
+    /// is refused at the client instead of forwarded, since the upstream would answer it by
+    /// closing a connection other clients share. Read once per client read.
+    pub upstream_max_bulk: AtomicU64,
+}
+
+impl Shared {
+    /// Builds the shared state; the L1 is flushed whenever the upstream link is lost (unless
+    /// stale hits are allowed) and whenever it comes back, since the upstream's data may have
+    /// changed meanwhile (its ACL rules too: what was learned about them is forgotten).
+    pub fn new(config: Config) -> Arc<Shared> {
+        let stats = Arc::new(Stats::new());
+        let l1 = Arc::new(L1::new(L1Options {
+            max_bytes: config.l1_max_bytes,
+            ttl: config.l1_ttl,
+            compress_min_bytes: config.l1_compress_min_bytes,
+            cache_nil: config.l1_cache_nil,
+            threads: config.threads,
+        }));
+        let u = &config.upstream;
+        let target = Target {
+            address: u.host_port(),
+            credentials: u.password.as_ref().map(|p| Credentials {
+                user: u.username.as_ref().map(|n| Bytes::from(n.clone())),
+                pass: Bytes::from(p.clone()),
+            }),
+            connections: config.upstream_connections,
+            timeout: config.upstream_timeout,
+            connect_timeout: config.connect_timeout,
+            idle_timeout: config.upstream_idle_timeout,
+            max_routes: config.max_upstream_routes,
+        };
+        let hook_l1 = l1.clone();
+        let acl = Acl::new();
+        let hook_acl = acl.clone();
+        let keep_on_loss = config.serve_stale_when_down;
+        let hook = Box::new(move |event| match event {
+            LinkEvent::Lost if keep_on_loss => {}
+            LinkEvent::Lost => hook_l1.flush_all(),
+            LinkEvent::Up => {
+                hook_l1.flush_all();
+                hook_acl.forget();
+            }
+        });
+        // A dropped identity's id is never given out again: forget what was learned of it
+        // and drop its entries (invalidations then no longer cover it).
+        let (forget_acl, forget_l1) = (acl.clone(), l1.clone());
+        let forget = Box::new(move |user| {
+            forget_acl.drop_identity(user);
+            forget_l1.forget_user(user);
+        });
+        Arc::new(Shared {
+            upstream: Upstream::new(target, stats.clone(), hook, forget),
+            config,
+            l1,
+            acl,
+            fills: Coalescer::new(),
+            stats,
+            table: Tables::new(),
+            upstream_max_bulk: AtomicU64::new(u64::MAX),
+        })
+    }
+}
+
+/// Loads the upstream's command table over the sidecar's own route (the built-in table is
+/// used meanwhile, and instead when the upstream refuses the sidecar: see
+/// [`crate::command::load`]).
+pub(crate) async fn load_table(shared: Arc<Shared>) {
+    let pool = shared.upstream.pool(Route {
+        db: shared.config.upstream.db,
+        resp: Resp::V2,
+        user: 0,
+    });
+    if shared.table.load_own(&pool).await {
+        learn_max_bulk(&shared, &pool).await;
+    }
+}
+
+/// Learns the upstream's `proto-max-bulk-len` with `CONFIG GET` (over the sidecar's own
+/// route, or over the first authenticated client's when the upstream refuses the sidecar);
+/// when CONFIG is refused (an ACL, a managed Redis) or unreadable, Redis's default applies.
+pub(crate) async fn learn_max_bulk(shared: &Shared, pool: &Pool) {
+    let raw = command(&[b"CONFIG", b"GET", b"proto-max-bulk-len"]);
+    let frames = match pool.send(&Lane::default(), raw, 1, None).await {
+        Ok(pending) => pending.wait().await.ok(),
+        Err(_) => None,
+    };
+    let value = frames
+        .as_ref()
+        .and_then(|f| array_elements(f.first()?))
+        .and_then(|pair| {
+            let (digits, _) = text(pair.get(1)?)?;
+            std::str::from_utf8(digits).ok()?.parse::<u64>().ok()
+        })
+        .unwrap_or(REDIS_DEFAULT_MAX_BULK);
+    shared.upstream_max_bulk.store(value, Relaxed);
+}
