@@ -125,7 +125,7 @@ impl Connection {
 
     /// Serves the client until it closes, sends QUIT, breaks the protocol, or shutdown is
     /// signalled: then every request already read is answered and flushed, the write side
-    /// is shut down and the input drained (see [`Connection::close_gracefully`]).
+    /// is shut down and the input drained (see `Connection::close_gracefully`).
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let configured = self.shared.config.limits;
         // One shutdown future for the connection's life: registered with the channel once,
