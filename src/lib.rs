@@ -29,6 +29,8 @@
 //! - [`info`]: the `# Nearcache` INFO section.
 //! - [`metrics`]: the counters every layer updates.
 //! - [`error`]: error types and their `-ERR` replies.
+//! - [`glob`]: Redis glob patterns (`KEYS`/`SCAN MATCH` semantics), for `NEARCACHE` pattern
+//!   invalidation.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -39,6 +41,7 @@ pub mod command;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod glob;
 pub mod info;
 pub mod metrics;
 pub mod protocol;

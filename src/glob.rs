@@ -1,0 +1,377 @@
+//! Redis glob patterns, matched exactly as `KEYS` and `SCAN MATCH` match them (Redis 7.0
+//! `stringmatchlen`, case-sensitive), compiled once and matched without recursion.
+//!
+//! - `*` matches any run of bytes, `?` any one byte.
+//! - `[abc]` one of the bytes, `[^abc]` any other byte, `[a-z]` a range (reversed ends are
+//!   swapped: `[z-a]` is `[a-z]`), `\x` inside a class is the byte `x`. `[]` matches nothing
+//!   and `[^]` anything; a class with no closing `]` ends at the end of the pattern. A `-`
+//!   starts a range whenever two bytes follow it, so `[a-]x]` is one byte from `]` to `a`
+//!   or `x`, and `[a-` (unterminated) is `a` or `-`.
+//! - `\x` outside a class is the byte `x`; a pattern ending in `\` ends in a literal `\`.
+//! - Bytes compare as Redis compares them on x86-64, where C `char` is signed: in a range,
+//!   bytes from 0x80 up sort below 0x00.
+//! - The empty key matches only the patterns `*` (which `KEYS` and `SCAN` treat as "all
+//!   keys") and the empty pattern.
+//! - Redis gives up (no match) when `*` recursion nests more than 1000 deep; here that is a
+//!   pattern with more than 1000 runs of `*` before its last other element, which then
+//!   matches no key but the empty one, as in Redis. Matching itself is `O(pattern × key)`:
+//!   on a mismatch it resumes after the last `*` with one more byte consumed.
+//! - A literal prefix followed by one trailing `*` (`user:*`), the common case, is a prefix
+//!   comparison; a pattern without wildcards is an equality test.
+
+/// Redis stops matching (no match) past this depth of `*` recursion.
+const MAX_NESTING: usize = 1000;
+
+/// A compiled Redis glob pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    /// The pattern as given.
+    source: Vec<u8>,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    /// No wildcard: the key equals these bytes.
+    Exact(Vec<u8>),
+    /// Literal bytes and one trailing `*`: the key starts with these bytes.
+    Prefix(Vec<u8>),
+    /// Anything else.
+    Tokens(Vec<Token>),
+    /// Past Redis's nesting limit: no non-empty key matches.
+    Never,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Byte(u8),
+    /// `?`
+    Any,
+    /// A run of `*`.
+    Star,
+    Class(Class),
+}
+
+/// A bracket expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Class {
+    negated: bool,
+    /// Single bytes and inclusive ranges (ends ordered as signed chars).
+    items: Vec<Item>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Item {
+    Byte(u8),
+    Range(i8, i8),
+}
+
+impl Class {
+    fn matches(&self, b: u8) -> bool {
+        let hit = self.items.iter().any(|item| match *item {
+            Item::Byte(x) => x == b,
+            Item::Range(lo, hi) => (lo..=hi).contains(&(b as i8)),
+        });
+        hit != self.negated
+    }
+}
+
+impl Token {
+    fn matches(&self, b: u8) -> bool {
+        match self {
+            Token::Byte(x) => *x == b,
+            Token::Any => true,
+            Token::Class(c) => c.matches(b),
+            Token::Star => false,
+        }
+    }
+}
+
+impl Pattern {
+    /// Compiles `source`; every byte string is a valid pattern.
+    pub fn new(source: &[u8]) -> Pattern {
+        let tokens = tokenize(source);
+        let literal = |ts: &[Token]| -> Option<Vec<u8>> {
+            ts.iter()
+                .map(|t| match t {
+                    Token::Byte(b) => Some(*b),
+                    _ => None,
+                })
+                .collect()
+        };
+        let kind = if let Some(bytes) = literal(&tokens) {
+            Kind::Exact(bytes)
+        } else if let Some(prefix) = tokens
+            .split_last()
+            .filter(|(last, _)| **last == Token::Star)
+            .and_then(|(_, head)| literal(head))
+        {
+            Kind::Prefix(prefix)
+        } else if nested_stars(&tokens) > MAX_NESTING {
+            Kind::Never
+        } else {
+            Kind::Tokens(tokens)
+        };
+        Pattern {
+            source: source.to_vec(),
+            kind,
+        }
+    }
+
+    /// The pattern as given.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.source
+    }
+
+    /// Whether `key` matches, as `KEYS` would answer.
+    pub fn matches(&self, key: &[u8]) -> bool {
+        if key.is_empty() {
+            return self.source.is_empty() || self.source == b"*";
+        }
+        match &self.kind {
+            Kind::Exact(bytes) => key == &bytes[..],
+            Kind::Prefix(prefix) => key.starts_with(prefix),
+            Kind::Tokens(tokens) => match_tokens(tokens, key),
+            Kind::Never => false,
+        }
+    }
+}
+
+/// Splits a pattern into tokens exactly as `stringmatchlen` walks it (the walk does not
+/// depend on the key).
+fn tokenize(p: &[u8]) -> Vec<Token> {
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            b'*' => {
+                while i + 1 < p.len() && p[i + 1] == b'*' {
+                    i += 1;
+                }
+                tokens.push(Token::Star);
+            }
+            b'?' => tokens.push(Token::Any),
+            b'[' => {
+                let (class, end) = class(p, i + 1);
+                tokens.push(Token::Class(class));
+                i = end;
+            }
+            b'\\' if i + 1 < p.len() => {
+                i += 1;
+                tokens.push(Token::Byte(p[i]));
+            }
+            b => tokens.push(Token::Byte(b)),
+        }
+        i += 1;
+    }
+    tokens
+}
+
+/// Parses a class whose body starts at `i`; returns it and the index of its last byte
+/// (the closing `]`, or the pattern's last byte when there is none).
+fn class(p: &[u8], mut i: usize) -> (Class, usize) {
+    let negated = p.get(i) == Some(&b'^');
+    if negated {
+        i += 1;
+    }
+    let mut items = Vec::new();
+    loop {
+        let left = p.len().saturating_sub(i);
+        if left >= 2 && p[i] == b'\\' {
+            i += 1;
+            items.push(Item::Byte(p[i]));
+        } else if left > 0 && p[i] == b']' {
+            break;
+        } else if left == 0 {
+            // Unterminated: the class takes the rest of the pattern.
+            return (Class { negated, items }, p.len() - 1);
+        } else if left >= 3 && p[i + 1] == b'-' {
+            let (a, b) = (p[i] as i8, p[i + 2] as i8);
+            items.push(Item::Range(a.min(b), a.max(b)));
+            i += 2;
+        } else {
+            items.push(Item::Byte(p[i]));
+        }
+        i += 1;
+    }
+    (Class { negated, items }, i)
+}
+
+/// The runs of `*` that Redis would recurse into: every one followed by another token.
+fn nested_stars(tokens: &[Token]) -> usize {
+    let last_other = tokens.iter().rposition(|t| *t != Token::Star);
+    last_other.map_or(0, |end| {
+        tokens[..end].iter().filter(|t| **t == Token::Star).count()
+    })
+}
+
+/// Matches a non-empty key: each token but `*` takes one byte; on a mismatch, the last `*`
+/// takes one more byte and matching resumes after it.
+fn match_tokens(tokens: &[Token], key: &[u8]) -> bool {
+    let (mut t, mut k) = (0, 0);
+    // The token after the last `*` seen, and the key position it resumes from.
+    let mut resume: Option<(usize, usize)> = None;
+    while k < key.len() {
+        match tokens.get(t) {
+            Some(Token::Star) => {
+                t += 1;
+                resume = Some((t, k));
+                continue;
+            }
+            Some(token) if token.matches(key[k]) => {
+                t += 1;
+                k += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let Some((after, from)) = resume else {
+            return false;
+        };
+        t = after;
+        k = from + 1;
+        resume = Some((after, k));
+    }
+    tokens[t..].iter().all(|token| *token == Token::Star)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(pattern: &str, key: &str) -> bool {
+        Pattern::new(pattern.as_bytes()).matches(key.as_bytes())
+    }
+
+    #[test]
+    fn wildcards() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("*", "anything", true),
+            ("*", "", true),
+            ("**", "", false),
+            ("", "", true),
+            ("", "a", false),
+            ("a*", "a", true),
+            ("a*", "", false),
+            ("*a", "a", true),
+            ("*a*b", "xaxxb", true),
+            ("*a*b", "xaxxbx", false),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("???", "ab", false),
+            ("h*llo", "heeeello", true),
+            ("*x*x*x*", "xxx", true),
+            ("*x*x*x*", "xx", false),
+        ];
+        for &(p, k, want) in cases {
+            assert_eq!(m(p, k), want, "pattern {p:?} key {k:?}");
+        }
+    }
+
+    #[test]
+    fn classes() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("h[ae]llo", "hello", true),
+            ("h[ae]llo", "hillo", false),
+            ("h[^e]llo", "hallo", true),
+            ("h[^e]llo", "hello", false),
+            ("h[a-b]llo", "hbllo", true),
+            ("h[b-a]llo", "hallo", true),
+            ("h[b-a]llo", "hcllo", false),
+            ("[]", "]", false),
+            ("[]]", "]", false),
+            ("[]a]", "a]", false),
+            ("[^]", "x", true),
+            ("[^]x", "ax", true),
+            ("[a-]x]", "]", true),
+            ("[a-]x]", "_", true),
+            ("[a-]x]", "x", true),
+            ("[a-]x]", "]x]", false),
+            ("[a-]x]", "-", false),
+            ("[-a]", "-", true),
+            ("[a-", "a", true),
+            ("[a-", "b", false),
+            ("[a-", "-", true),
+            ("[\\]]", "]", true),
+            ("[\\-a]", "-", true),
+            ("[\\-a]", "b", false),
+            ("[a-\\]", "\\", true),
+            ("[^a", "b", true),
+            ("[^a", "a", false),
+            ("[^", "z", true),
+            ("[^", "zz", false),
+            ("[", "[", false),
+            ("[abc", "b", true),
+            ("[abc", "bx", false),
+            ("[a\\", "\\", true),
+        ];
+        for &(p, k, want) in cases {
+            assert_eq!(m(p, k), want, "pattern {p:?} key {k:?}");
+        }
+    }
+
+    #[test]
+    fn escapes() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("\\*", "*", true),
+            ("\\*", "a", false),
+            ("\\?", "?", true),
+            ("\\[a]", "[a]", true),
+            ("a\\", "a\\", true),
+            ("a\\", "a", false),
+            ("\\\\", "\\", true),
+            ("\\a", "a", true),
+            ("*\\", "x\\", true),
+        ];
+        for &(p, k, want) in cases {
+            assert_eq!(m(p, k), want, "pattern {p:?} key {k:?}");
+        }
+    }
+
+    #[test]
+    fn high_bytes_sort_as_signed_chars_in_ranges() {
+        let p = Pattern::new(b"[\x80-a]");
+        assert!(p.matches(b"\x00"));
+        assert!(p.matches(b"\xff"));
+        assert!(p.matches(b"a"));
+        assert!(!p.matches(b"b"));
+        assert!(Pattern::new(b"\xe9*").matches(b"\xe9t\xe9"));
+    }
+
+    #[test]
+    fn literal_prefix_and_exact_patterns_skip_the_token_matcher() {
+        assert_eq!(
+            Pattern::new(b"user:*").kind,
+            Kind::Prefix(b"user:".to_vec())
+        );
+        assert_eq!(
+            Pattern::new(b"user:\\*").kind,
+            Kind::Exact(b"user:*".to_vec())
+        );
+        assert_eq!(Pattern::new(b"*").kind, Kind::Prefix(Vec::new()));
+        assert!(matches!(Pattern::new(b"user:**x").kind, Kind::Tokens(_)));
+        assert!(m("user:*", "user:1"));
+        assert!(!m("user:*", "users:1"));
+    }
+
+    #[test]
+    fn many_stars_take_linear_passes_not_exponential_time() {
+        let pattern = format!("{}b", "a*".repeat(30));
+        let key = "a".repeat(5000);
+        let started = std::time::Instant::now();
+        assert!(!m(&pattern, &key));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn more_than_a_thousand_nested_stars_match_nothing_as_in_redis() {
+        let at_limit = "*a".repeat(MAX_NESTING);
+        let over = "*a".repeat(MAX_NESTING + 1);
+        let key = "a".repeat(MAX_NESTING + 1);
+        assert!(m(&at_limit, &key));
+        assert!(!m(&over, &key));
+        // A trailing star does not recurse.
+        assert!(m(&format!("{at_limit}*"), &key));
+        assert!(m("", "") && !m(&over, ""));
+    }
+}
