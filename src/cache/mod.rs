@@ -10,6 +10,9 @@
 //! - `users`: the user ids an invalidation covers.
 //! - [`coalesce`]: concurrent misses of one key share one fetch.
 //! - `fill`: a fetched GET/MGET reply and its PTTL into an L1 insert ([`L1::fill`]).
+//!
+//! Keys are evicted one at a time by writes ([`L1::invalidate`]), by pattern
+//! ([`L1::invalidate_matching`], `NEARCACHE INVALIDATE`), by database or all at once.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering::Relaxed};
@@ -20,6 +23,7 @@ use bytes::{Bytes, BytesMut};
 use moka::notification::RemovalCause;
 use moka::sync::Cache;
 
+use crate::glob::Pattern;
 use crate::protocol::write_bulk;
 
 pub mod coalesce;
@@ -324,6 +328,36 @@ impl L1 {
         let _all = self.generations.lock_all();
         let _ = self.cache.invalidate_entries_if(move |k, _| k.db == db);
         self.generations.bump_db(db);
+    }
+
+    /// Evicts every entry whose key matches `pattern`, in every database and for every
+    /// user; returns how many entries were evicted.
+    ///
+    /// Exact for entries, conservative for fetches in flight: the epoch of everything is
+    /// bumped first (under the flush lock), so no fetch that started before this call can
+    /// install its result afterwards, whatever its key, matching or not. Then each
+    /// matching entry is removed and its bucket bumped under its stripe lock, as a write's
+    /// eviction does: a front slot filled from it meanwhile is left invalid. Entries
+    /// installed after the epoch bump come from fetches that started after it; they may be
+    /// removed too. Hits go on while the cache is scanned.
+    pub fn invalidate_matching(&self, pattern: &Pattern) -> u64 {
+        {
+            let _all = self.generations.lock_all();
+            self.generations.bump_all();
+        }
+        let mut evicted = 0;
+        for (key, _) in self.cache.iter() {
+            if !pattern.matches(&key.key) {
+                continue;
+            }
+            let hash = self.key_hash(key.db, &key.key);
+            let _key = self.generations.lock(hash);
+            if self.cache.remove(&*key).is_some() {
+                evicted += 1;
+            }
+            self.generations.bump_key(hash);
+        }
+        evicted
     }
 
     /// Evicts everything.

@@ -346,3 +346,48 @@ fn a_fill_invalidated_while_the_encoder_is_busy_is_not_installed() {
     assert_eq!(l1.get(&a.as_key_ref()), None);
     assert_eq!(l1.compressed_entries(), 0);
 }
+
+fn put(l1: &L1, k: CacheKey, value: &[u8]) {
+    let g = l1.generation(&k);
+    assert!(l1.insert_if_current(k, g, Cached::Value(bulk(value)), None));
+}
+
+#[test]
+fn pattern_invalidation_evicts_matching_keys_in_every_db_and_for_every_user() {
+    let l1 = l1();
+    put(&l1, key(0, "user:1"), b"a");
+    put(&l1, key(5, "user:2"), b"b");
+    put(&l1, user_key(7, "user:1"), b"c");
+    put(&l1, key(0, "item:1"), b"d");
+    put(&l1, key(0, "user"), b"e");
+    // Through the front too: a slot filled before the eviction must not answer after it.
+    for k in [key(0, "user:1"), key(0, "item:1")] {
+        assert!(l1.get(&k.as_key_ref()).is_some());
+    }
+    assert_eq!(l1.invalidate_matching(&Pattern::new(b"user:*")), 3);
+    for k in [key(0, "user:1"), key(5, "user:2"), user_key(7, "user:1")] {
+        assert_eq!(l1.get(&k.as_key_ref()), None, "{k:?}");
+    }
+    assert_eq!(
+        l1.get(&key(0, "item:1").as_key_ref()),
+        Some(Cached::Value(bulk(b"d")))
+    );
+    assert!(l1.get(&key(0, "user").as_key_ref()).is_some());
+    assert_eq!(l1.invalidate_matching(&Pattern::new(b"user:*")), 0);
+    assert_eq!(l1.invalidate_matching(&Pattern::new(b"?[st]e[m-r]*")), 2);
+    assert_eq!(l1.entry_count(), 0);
+}
+
+#[test]
+fn pattern_invalidation_stops_fetches_in_flight() {
+    let l1 = l1();
+    let matching = l1.generation(&key(0, "user:9"));
+    let other = l1.generation(&key(0, "item:9"));
+    assert_eq!(l1.invalidate_matching(&Pattern::new(b"user:*")), 0);
+    assert!(!l1.insert_if_current(key(0, "user:9"), matching, Cached::Missing, None));
+    assert_eq!(l1.get(&key(0, "user:9").as_key_ref()), None);
+    // Conservative: fetches of other keys that were in flight are refused too.
+    assert!(!l1.insert_if_current(key(0, "item:9"), other, Cached::Missing, None));
+    // A fetch that starts afterwards installs.
+    put(&l1, key(0, "user:9"), b"new");
+}
