@@ -6,7 +6,7 @@
 //!                              ├─ GET hit ─► cache: per-thread front ─► moka L1 ─► reply (no request built)
 //!                              ├─ command::classify ─► Get/Mget miss ─► fill (coalesce) ─► upstream
 //!                              ├─ Forward(invalidation) ─► evict before sending and when the reply arrives
-//!                              ├─ Local (SELECT, AUTH, HELLO, INFO, CLIENT SETNAME, RESET, QUIT)
+//!                              ├─ Local (SELECT, AUTH, HELLO, INFO, CLIENT SETNAME, RESET, QUIT, NEARCACHE)
 //!                              └─ Refuse (needs a pinned connection: MULTI, SUBSCRIBE, blocking pops)
 //!  upstream task per pooled connection: writer + reader + watchdog; fills run when replies arrive
 //!  encoder thread: compresses large values off the reader; workers install them in L1

@@ -68,6 +68,9 @@ pub enum Local {
     /// `SCRIPT KILL`, `FUNCTION KILL`: sent on a fresh connection, not queued behind the
     /// script they stop.
     Kill,
+    /// `NEARCACHE <subcommand> ...`: the sidecar's own command (pattern invalidation,
+    /// DELPATTERN, FLUSH, STATS, HELP).
+    Nearcache,
 }
 
 /// The decision for one request.
@@ -182,6 +185,7 @@ fn local(name: &[u8], args: &[Bytes]) -> Option<Local> {
         _ if is(name, b"CLIENT") && is(sub, b"GETNAME") && args.len() == 2 => Local::ClientGetName,
         _ if is(name, b"CLIENT") && is(sub, b"ID") && args.len() == 2 => Local::ClientId,
         _ if (is(name, b"SCRIPT") || is(name, b"FUNCTION")) && is(sub, b"KILL") => Local::Kill,
+        _ if is(name, b"NEARCACHE") => Local::Nearcache,
         _ => return None,
     })
 }

@@ -3,6 +3,7 @@
 
 mod acl;
 mod group;
+mod nearcache;
 mod reads;
 mod replies;
 mod session;

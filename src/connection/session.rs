@@ -30,6 +30,7 @@ impl Connection {
                 self.replies.ready(RESET);
             }
             Local::Kill => self.kill(req).await,
+            Local::Nearcache => self.nearcache(req).await,
             Local::Quit => {
                 self.replies.ready(OK);
                 return Flow::Close;

@@ -1,0 +1,246 @@
+//! `NEARCACHE`, the sidecar's own command: evict keys from L1 by glob pattern
+//! (`INVALIDATE`), delete keys upstream by pattern (`DELPATTERN`: `SCAN` + `UNLINK` in
+//! batches on the client's own route, so its ACL user applies; never `KEYS`), flush L1
+//! (`FLUSH`), the `# Nearcache` figures (`STATS`) and `HELP`. Errors are worded as Redis
+//! words them for its own container commands.
+//!
+//! `INVALIDATE` and `DELPATTERN` act on this sidecar's L1 only: carrying the patterns to the
+//! other sidecars is the invalidation bus's job, not done here yet.
+
+use bytes::{Bytes, BytesMut};
+
+use super::Connection;
+use crate::glob::Pattern;
+use crate::info;
+use crate::protocol::{command, write_bulk, write_decimal, write_error, Request, Resp, OK};
+use crate::upstream::reply::{array_elements, integer, is_error, text};
+
+/// Keys asked for per `SCAN` call (and so at most about that many per `UNLINK`).
+const SCAN_COUNT: &[u8] = b"1000";
+
+/// The `NEARCACHE HELP` lines, Redis's `<CMD> HELP` layout.
+const HELP: &[&str] = &[
+    "NEARCACHE <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "INVALIDATE <pattern> [<pattern> ...]",
+    "    Evict the keys matching any pattern (Redis glob rules) from this sidecar's L1, in",
+    "    every database and for every user. Replies with the number of entries evicted.",
+    "DELPATTERN <pattern>",
+    "    Delete the keys matching the pattern upstream (SCAN + UNLINK in batches, in the",
+    "    current database), then evict them from this sidecar's L1. Replies with the",
+    "    number of keys deleted.",
+    "FLUSH",
+    "    Evict everything from this sidecar's L1.",
+    "STATS",
+    "    The sidecar's own figures, as INFO nearcache reports them.",
+    "HELP",
+    "    Print this help.",
+];
+
+/// A subcommand and how many arguments it takes after its name.
+#[derive(Clone, Copy)]
+enum Sub {
+    Invalidate,
+    DelPattern,
+    Flush,
+    Stats,
+    Help,
+}
+
+impl Sub {
+    fn parse(name: &[u8]) -> Option<Sub> {
+        [
+            (&b"INVALIDATE"[..], Sub::Invalidate),
+            (b"DELPATTERN", Sub::DelPattern),
+            (b"FLUSH", Sub::Flush),
+            (b"STATS", Sub::Stats),
+            (b"HELP", Sub::Help),
+        ]
+        .into_iter()
+        .find_map(|(n, sub)| name.eq_ignore_ascii_case(n).then_some(sub))
+    }
+
+    /// The full name as Redis spells it in arity errors.
+    fn full_name(self) -> &'static str {
+        match self {
+            Sub::Invalidate => "nearcache|invalidate",
+            Sub::DelPattern => "nearcache|delpattern",
+            Sub::Flush => "nearcache|flush",
+            Sub::Stats => "nearcache|stats",
+            Sub::Help => "nearcache|help",
+        }
+    }
+
+    /// Whether `n` arguments after the subcommand name are right.
+    fn arity_ok(self, n: usize) -> bool {
+        match self {
+            Sub::Invalidate => n >= 1,
+            Sub::DelPattern => n == 1,
+            Sub::Flush | Sub::Stats | Sub::Help => n == 0,
+        }
+    }
+}
+
+impl Connection {
+    /// `NEARCACHE <subcommand> [args]`.
+    pub(super) async fn nearcache(&mut self, req: Request) {
+        let args = &req.args;
+        let Some(name) = args.get(1) else {
+            return self.reply_error("ERR wrong number of arguments for 'nearcache' command");
+        };
+        let Some(sub) = Sub::parse(name) else {
+            let shown = String::from_utf8_lossy(&name[..name.len().min(128)]);
+            return self.reply_error(&format!(
+                "ERR unknown subcommand '{shown}'. Try NEARCACHE HELP."
+            ));
+        };
+        let params = &args[2..];
+        if !sub.arity_ok(params.len()) {
+            return self.reply_error(&format!(
+                "ERR wrong number of arguments for '{}' command",
+                sub.full_name()
+            ));
+        }
+        match sub {
+            Sub::Invalidate => {
+                let l1 = &self.shared.l1;
+                let evicted: u64 = params
+                    .iter()
+                    .map(|p| l1.invalidate_matching(&Pattern::new(p)))
+                    .sum();
+                self.reply_integer(evicted as i64);
+            }
+            Sub::DelPattern => self.delete_pattern(&params[0]).await,
+            Sub::Flush => {
+                self.shared.l1.flush_all();
+                self.replies.ready(OK);
+            }
+            Sub::Stats => {
+                let text = info::section(&self.shared);
+                let mut out = BytesMut::new();
+                if self.session.resp == Resp::V3 {
+                    out.extend_from_slice(format!("={}\r\ntxt:", text.len() + 4).as_bytes());
+                    out.extend_from_slice(text.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                } else {
+                    write_bulk(&mut out, text.as_bytes());
+                }
+                self.replies.ready_bytes(out.freeze());
+            }
+            Sub::Help => {
+                let mut out = BytesMut::new();
+                out.extend_from_slice(b"*");
+                write_decimal(&mut out, HELP.len() as i64);
+                for line in HELP {
+                    out.extend_from_slice(b"+");
+                    out.extend_from_slice(line.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+                self.replies.ready_bytes(out.freeze());
+            }
+        }
+    }
+
+    /// `DELPATTERN`: pages of `SCAN 0 MATCH <pattern> COUNT 1000`, each page's keys
+    /// unlinked upstream and then evicted from L1 (a fetch that read one before the
+    /// `UNLINK` cannot install it afterwards); at the end the pattern is evicted from L1 as
+    /// `INVALIDATE` does. The reply is the sum of the `UNLINK` replies, or the first error
+    /// the upstream answers (e.g. `-NOPERM`), as is.
+    async fn delete_pattern(&mut self, pattern: &Bytes) {
+        let db = self.session.db;
+        let mut cursor = Bytes::from_static(b"0");
+        let mut deleted = 0;
+        loop {
+            let scan = command(&[b"SCAN", &cursor, b"MATCH", pattern, b"COUNT", SCAN_COUNT]);
+            let Some(reply) = self.ask_one(scan).await else {
+                return;
+            };
+            let Some((next, keys)) = scan_page(&reply) else {
+                return self.replies.ready(&reply);
+            };
+            if !keys.is_empty() {
+                let mut unlink: Vec<&[u8]> = Vec::with_capacity(keys.len() + 1);
+                unlink.push(b"UNLINK");
+                unlink.extend(keys.iter().map(|k| &k[..]));
+                let Some(reply) = self.ask_one(command(&unlink)).await else {
+                    return;
+                };
+                let Some(n) = integer(&reply) else {
+                    return self.replies.ready(&reply);
+                };
+                deleted += n;
+                for key in &keys {
+                    self.shared.l1.invalidate(db, key);
+                }
+            }
+            if &next[..] == b"0" {
+                break;
+            }
+            cursor = next;
+        }
+        self.shared.l1.invalidate_matching(&Pattern::new(pattern));
+        self.reply_integer(deleted);
+    }
+
+    /// One command on the client's upstream slot; on failure the error is the reply.
+    async fn ask_one(&mut self, bytes: Bytes) -> Option<Bytes> {
+        match self.ask(bytes, 1).await {
+            Ok(mut frames) => frames.pop(),
+            Err(e) => {
+                self.replies.error(&e);
+                None
+            }
+        }
+    }
+
+    fn reply_integer(&mut self, n: i64) {
+        self.replies.ready_with(|out| {
+            out.extend_from_slice(b":");
+            write_decimal(out, n);
+        });
+    }
+
+    fn reply_error(&mut self, message: &str) {
+        self.replies.ready_with(|out| write_error(out, message));
+    }
+}
+
+/// The next cursor and the keys of a `SCAN` reply; `None` for an error or anything else.
+fn scan_page(reply: &Bytes) -> Option<(Bytes, Vec<Bytes>)> {
+    if is_error(reply) {
+        return None;
+    }
+    let [cursor, keys] = <[Bytes; 2]>::try_from(array_elements(reply)?).ok()?;
+    let (cursor, _) = text(&cursor)?;
+    let keys = array_elements(&keys)?
+        .iter()
+        .map(|k| text(k).map(|(key, _)| Bytes::copy_from_slice(key)))
+        .collect::<Option<Vec<_>>>()?;
+    Some((Bytes::copy_from_slice(cursor), keys))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_pages_are_read_in_both_protocols() {
+        let reply = Bytes::from_static(b"*2\r\n$3\r\n176\r\n*2\r\n$1\r\na\r\n$0\r\n\r\n");
+        let (cursor, keys) = scan_page(&reply).unwrap();
+        assert_eq!(&cursor[..], b"176");
+        assert_eq!(keys, [&b"a"[..], b""]);
+        let last = Bytes::from_static(b"*2\r\n$1\r\n0\r\n*0\r\n");
+        assert_eq!(scan_page(&last), Some((Bytes::from_static(b"0"), vec![])));
+        assert_eq!(scan_page(&Bytes::from_static(b"-NOPERM no\r\n")), None);
+        assert_eq!(scan_page(&Bytes::from_static(b":1\r\n")), None);
+    }
+
+    #[test]
+    fn subcommands_are_case_insensitive_with_redis_arity() {
+        assert!(matches!(Sub::parse(b"invalidate"), Some(Sub::Invalidate)));
+        assert!(matches!(Sub::parse(b"DelPattern"), Some(Sub::DelPattern)));
+        assert!(Sub::parse(b"slowlog").is_none());
+        assert!(!Sub::Invalidate.arity_ok(0) && Sub::Invalidate.arity_ok(3));
+        assert!(Sub::DelPattern.arity_ok(1) && !Sub::DelPattern.arity_ok(2));
+        assert!(Sub::Help.arity_ok(0) && !Sub::Help.arity_ok(1));
+    }
+}
