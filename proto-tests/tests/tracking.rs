@@ -233,3 +233,38 @@ fn tracking_off_turns_no_tracking_on() {
     let tracking = String::from_utf8_lossy(&tracking).into_owned();
     assert_eq!(info_u64(&tracking, "tracking_total_keys"), 0, "{tracking}");
 }
+
+#[test]
+fn resp3_clients_are_tracked_too() {
+    let (redis, sidecar) = start_pair(&[]);
+    let mut direct = redis.conn();
+    let mut c = sidecar.conn();
+    c.hello3();
+    ok(&direct.cmd_str(&["SET", "k", "old"]), "SET");
+    warm(&mut c, "k", &bulk(b"old"));
+    assert!(info_u64(&nearcache_info(&sidecar), "l1_hits") >= 1);
+    ok(&direct.cmd_str(&["SET", "k", "new"]), "SET");
+    expect_within_bound(&mut c, "k", &bulk(b"new"), "direct SET, RESP3 client");
+}
+
+#[test]
+fn a_user_that_may_not_track_is_never_answered_from_l1() {
+    let (redis, sidecar) = start_pair(&[]);
+    let mut direct = redis.conn();
+    let rules = [
+        "ACL", "SETUSER", "plain", "on", ">pw", "~*", "+get", "+pttl", "+ping",
+    ];
+    ok(&direct.cmd_str(&rules), "ACL SETUSER");
+    ok(&direct.cmd_str(&["SET", "k", "old"]), "SET");
+    let mut c = sidecar.conn();
+    ok(&c.cmd_str(&["AUTH", "plain", "pw"]), "AUTH");
+    for _ in 0..3 {
+        assert_reply(&c.cmd_str(&["GET", "k"]), &bulk(b"old"), "GET");
+    }
+    ok(&direct.cmd_str(&["SET", "k", "new"]), "SET");
+    assert_reply(&c.cmd_str(&["GET", "k"]), &bulk(b"new"), "GET at once");
+    assert_eq!(info_u64(&nearcache_info(&sidecar), "l1_hits"), 0);
+    poll_until(Duration::from_secs(5), "the refusal is logged", || {
+        sidecar.stderr().contains("refused CLIENT TRACKING")
+    });
+}

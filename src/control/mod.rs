@@ -75,7 +75,8 @@ pub struct Tracking {
     /// The control connection is up and subscribed.
     up: AtomicBool,
     redirect: watch::Sender<Redirect>,
-    /// Wakes the control connection to reconnect (its redirect was reported broken).
+    /// Wakes the control connection to reconnect (its redirect was reported broken); no
+    /// permit is stored, so a report seen between reads cannot end a later connection.
     broken: Notify,
     /// Logged once: an upstream connection refused `CLIENT TRACKING`.
     refusal_logged: AtomicBool,
@@ -185,7 +186,7 @@ impl Tracking {
     /// (`tracking-redir-broken`): if that is the current control connection, it is lost.
     pub fn redirect_broken(&self, id: i64) {
         if self.redirect().id == Some(id) && self.lost("tracking redirect broken") {
-            self.broken.notify_one();
+            self.broken.notify_waiters();
         }
     }
 
