@@ -268,3 +268,19 @@ fn a_user_that_may_not_track_is_never_answered_from_l1() {
         sidecar.stderr().contains("refused CLIENT TRACKING")
     });
 }
+
+#[test]
+fn answered_heartbeats_keep_the_link_up() {
+    let (_redis, sidecar) = start_pair(&["--invalidation-heartbeat", "50ms"]);
+    let started = Instant::now();
+    let mut c = sidecar.conn();
+    while started.elapsed() < Duration::from_millis(600) {
+        assert_eq!(c.cmd_str(&["PING"]), b"+PONG\r\n");
+    }
+    let info = nearcache_info(&sidecar);
+    assert_eq!(
+        info_field(&info, "invalidation_link").as_deref(),
+        Some("up")
+    );
+    assert_eq!(info_u64(&info, "l1_flushes_link_lost"), 0, "{info}");
+}
