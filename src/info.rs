@@ -3,6 +3,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::config::TrackingMode;
 use crate::state::Shared;
 
 /// Renders the section, CRLF line endings, ending with CRLF.
@@ -40,5 +41,25 @@ pub fn section(shared: &Shared) -> String {
     line("upstream_requests", &stats.upstream_requests.load(Relaxed));
     line("upstream_errors", &stats.upstream_errors.load(Relaxed));
     line("upstream_latency_avg_us", &stats.upstream_latency_avg_us());
+    let tracking = &shared.tracking;
+    let counters = &tracking.counters;
+    let mode = match tracking.mode() {
+        TrackingMode::Default => "default",
+        TrackingMode::Off => "off",
+    };
+    line("tracking", &mode);
+    let link = match (tracking.enabled(), tracking.link_up()) {
+        (false, _) => "off",
+        (true, true) => "up",
+        (true, false) => "down",
+    };
+    line("invalidation_link", &link);
+    line("invalidation_messages", &counters.messages.load(Relaxed));
+    line("invalidation_keys_evicted", &counters.keys.load(Relaxed));
+    line(
+        "invalidation_upstream_flushes",
+        &counters.upstream_flushes.load(Relaxed),
+    );
+    line("l1_flushes_link_lost", &counters.loss_flushes.load(Relaxed));
     s
 }

@@ -11,6 +11,8 @@
 //!  upstream task per pooled connection: writer + reader + watchdog; fills run when replies arrive
 //!  encoder thread: compresses large values off the reader; workers install them in L1
 //!  link lost / back ─► L1 flushed (hooks wired in state)
+//!  control task: CLIENT ID + SUBSCRIBE __redis__:invalidate, PING heartbeat; every pooled
+//!    connection runs CLIENT TRACKING on REDIRECT <id>; invalidations evict, loss flushes + bypasses
 //!  state: one Arc<Shared> every task holds (config, L1, ACL marks, fills, upstream pools,
 //!    stats, command table); the table and max bulk length are learned from the upstream at start
 //! ```
@@ -26,6 +28,8 @@
 //! - [`cache`]: L1 (moka, weighed by real memory cost), generations for the fetch/invalidate
 //!   race, the per-thread front, coalescing of concurrent misses, filling L1 from fetches.
 //! - [`upstream`]: pooled pipelined connections to Redis, health checks, reconnects.
+//! - [`control`]: server-assisted tracking: the control connection that receives Redis's
+//!   invalidations, its heartbeat, and the epochs that keep L1 bypassed while it is lost.
 //! - [`info`]: the `# Nearcache` INFO section.
 //! - [`metrics`]: the counters every layer updates.
 //! - [`error`]: error types and their `-ERR` replies.
@@ -40,6 +44,7 @@ pub mod cache;
 pub mod command;
 pub mod config;
 pub mod connection;
+pub mod control;
 pub mod error;
 pub mod glob;
 pub mod info;

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::acl::Acl;
 use crate::connection::Connection;
-use crate::state::{load_table, Shared};
+use crate::state::{control_target, load_table, Shared};
 
 /// First wait after a failed accept (e.g. out of file descriptors); doubles up to
 /// [`ACCEPT_BACKOFF_MAX`] while accepting keeps failing.
@@ -25,6 +25,16 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// grace period to finish their batch.
 pub async fn run(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
     tokio::spawn(load_table(shared.clone()));
+    if shared.tracking.enabled() {
+        let target = control_target(&shared.config);
+        let tracking = shared.tracking.clone();
+        let mut redirect = tracking.subscribe();
+        tokio::spawn(crate::control::run(tracking, target));
+        // Clients are accepted once the invalidation link is up (L1 is bypassed until then),
+        // or after one connect timeout when the upstream is not there yet.
+        let wait = shared.config.connect_timeout;
+        let _ = tokio::time::timeout(wait, redirect.wait_for(|r| r.id.is_some())).await;
+    }
     tokio::spawn(Acl::recheck_every(
         Arc::downgrade(&shared.acl),
         shared.config.acl_recheck,

@@ -12,6 +12,7 @@ use crate::acl::Acl;
 use crate::cache::{Coalescer, L1Options, L1};
 use crate::command::Tables;
 use crate::config::Config;
+use crate::control::{ControlTarget, Tracking};
 use crate::metrics::Stats;
 use crate::protocol::{command, Resp, REDIS_DEFAULT_MAX_BULK};
 use crate::upstream::reply::{array_elements, text};
@@ -29,6 +30,8 @@ pub struct Shared {
     pub fills: Arc<Coalescer>,
     /// Upstream pools.
     pub upstream: Upstream,
+    /// Server-assisted tracking: the redirect, whether L1 may serve, its counters.
+    pub tracking: Arc<Tracking>,
     /// Counters.
     pub stats: Arc<Stats>,
     /// The command table: the upstream's once loaded, the built-in one until then.
@@ -84,8 +87,10 @@ impl Shared {
             forget_acl.drop_identity(user);
             forget_l1.forget_user(user);
         });
+        let tracking = Tracking::new(config.tracking, l1.clone());
         Arc::new(Shared {
-            upstream: Upstream::new(target, stats.clone(), hook, forget),
+            upstream: Upstream::new(target, stats.clone(), hook, forget, tracking.clone()),
+            tracking,
             config,
             l1,
             acl,
@@ -94,6 +99,21 @@ impl Shared {
             table: Tables::new(),
             upstream_max_bulk: AtomicU64::new(u64::MAX),
         })
+    }
+}
+
+/// Where the control connection goes: the upstream with the `--upstream` credentials.
+pub(crate) fn control_target(config: &Config) -> ControlTarget {
+    let u = &config.upstream;
+    ControlTarget {
+        address: u.host_port(),
+        credentials: u.password.as_ref().map(|p| Credentials {
+            user: u.username.as_ref().map(|n| Bytes::from(n.clone())),
+            pass: Bytes::from(p.clone()),
+        }),
+        connect_timeout: config.connect_timeout,
+        heartbeat: config.invalidation_heartbeat,
+        keep_when_down: config.serve_stale_when_down,
     }
 }
 

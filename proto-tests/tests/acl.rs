@@ -14,9 +14,10 @@ fn ok(reply: &[u8], what: &str) {
 }
 
 /// `ACL SETUSER name rules...` on a direct connection (`+ping`: the sidecar's upstream
-/// connections check themselves with PING).
+/// connections check themselves with PING; `+client|tracking`: they fill L1 only once
+/// Redis tracks what they read).
 fn set_user(redis: &Redis, name: &str, rules: &[&str]) {
-    let mut args = vec!["ACL", "SETUSER", name, "+ping"];
+    let mut args = vec!["ACL", "SETUSER", name, "+ping", "+client|tracking"];
     args.extend_from_slice(rules);
     ok(&redis.conn().cmd_str(&args), &format!("{args:?}"));
 }

@@ -1,5 +1,5 @@
 //! Writes that bypass a sidecar (direct to Redis, or through another sidecar) reach its L1
-//! within a small bound, through the invalidation bus or Redis tracking.
+//! within a small bound, through Redis server-assisted tracking (the default).
 
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,6 @@ fn warm(c: &mut Conn, key: &str, want: &[u8]) {
 }
 
 #[test]
-#[ignore = "cross-sidecar invalidation (bus + tracking) is the next issue"]
 fn direct_writes_reach_the_sidecar_within_a_bound() {
     let (redis, sidecar) = start_pair(&[]);
     let mut direct = redis.conn();
@@ -81,7 +80,6 @@ fn direct_writes_reach_the_sidecar_within_a_bound() {
 }
 
 #[test]
-#[ignore = "cross-sidecar invalidation (bus + tracking) is the next issue"]
 fn writes_through_another_sidecar_reach_this_one_within_a_bound() {
     let redis = Redis::start();
     let a = Sidecar::start(redis.port(), &[]);

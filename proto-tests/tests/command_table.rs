@@ -32,10 +32,11 @@ fn pfcount_evicts_the_header_it_rewrites() {
     );
 }
 
-/// A redis-server with a password, and a sidecar whose `--upstream` URL has none.
+/// A redis-server with a password, and a sidecar whose `--upstream` URL has none (so it has
+/// no control connection either: tracking is off here, else L1 would be bypassed).
 fn password_pair() -> (Redis, Sidecar) {
     let redis = Redis::start_with(&["--requirepass", "secret"]);
-    let sidecar = Sidecar::start(redis.port(), &[]);
+    let sidecar = Sidecar::start(redis.port(), &["--tracking", "off"]);
     poll_until(
         Duration::from_secs(10),
         "the degraded state is logged",

@@ -4,6 +4,12 @@
 
 use proto_tests::*;
 
+/// A pair whose sidecar does not track: these tests change keys directly on Redis to see
+/// what INVALIDATE evicts, which tracking would evict on its own.
+fn untracked_pair() -> (Redis, Sidecar) {
+    start_pair(&["--tracking", "off"])
+}
+
 fn ok(reply: &[u8], what: &str) {
     assert_reply(reply, b"+OK\r\n", what);
 }
@@ -22,7 +28,7 @@ fn cache(redis: &Redis, c: &mut Conn, key: &str, value: &str) {
 
 #[test]
 fn invalidate_evicts_matching_keys_and_keeps_the_others() {
-    let (redis, sidecar) = start_pair(&[]);
+    let (redis, sidecar) = untracked_pair();
     let mut direct = redis.conn();
     ok(
         &direct.cmd_str(&["MSET", "user:1", "a1", "user:2", "a2", "item:1", "b1"]),
@@ -65,7 +71,7 @@ fn invalidate_evicts_matching_keys_and_keeps_the_others() {
 
 #[test]
 fn invalidate_covers_every_database() {
-    let (redis, sidecar) = start_pair(&[]);
+    let (redis, sidecar) = untracked_pair();
     let mut direct = redis.conn();
     ok(&direct.cmd_str(&["SET", "k:0", "old"]), "SET db 0");
     ok(&direct.cmd_str(&["SELECT", "3"]), "SELECT 3");
@@ -85,7 +91,7 @@ fn invalidate_covers_every_database() {
 #[test]
 fn delpattern_unlinks_every_matching_key_with_scan_and_evicts_the_cached_ones() {
     const N: usize = 2500;
-    let (redis, sidecar) = start_pair(&[]);
+    let (redis, sidecar) = untracked_pair();
     let mut direct = redis.conn();
     let mut mset = vec!["MSET".to_string()];
     for i in 0..N {
@@ -128,7 +134,7 @@ fn delpattern_unlinks_every_matching_key_with_scan_and_evicts_the_cached_ones() 
 
 #[test]
 fn delpattern_runs_in_the_clients_database() {
-    let (redis, sidecar) = start_pair(&[]);
+    let (redis, sidecar) = untracked_pair();
     let mut direct = redis.conn();
     ok(&direct.cmd_str(&["SET", "x:1", "db0"]), "SET db 0");
     ok(&direct.cmd_str(&["SELECT", "2"]), "SELECT 2");
@@ -150,7 +156,7 @@ fn delpattern_runs_in_the_clients_database() {
 
 #[test]
 fn delpattern_is_checked_against_the_clients_acl_user() {
-    let (redis, sidecar) = start_pair(&[]);
+    let (redis, sidecar) = untracked_pair();
     let mut direct = redis.conn();
     ok(&direct.cmd_str(&["MSET", "k:1", "a", "k:2", "b"]), "MSET");
     ok(
@@ -187,7 +193,7 @@ fn delpattern_is_checked_against_the_clients_acl_user() {
 
 #[test]
 fn flush_empties_this_l1() {
-    let (redis, sidecar) = start_pair(&[]);
+    let (redis, sidecar) = untracked_pair();
     let mut direct = redis.conn();
     ok(&direct.cmd_str(&["SET", "a", "1"]), "SET");
     let mut c = sidecar.conn();
@@ -204,7 +210,7 @@ fn flush_empties_this_l1() {
 
 #[test]
 fn help_and_stats() {
-    let (_redis, sidecar) = start_pair(&[]);
+    let (_redis, sidecar) = untracked_pair();
     let mut c = sidecar.conn();
     let help = c.cmd_str(&["NEARCACHE", "HELP"]);
     assert!(
@@ -241,7 +247,7 @@ fn redis_wording(direct: &mut Conn, args: &[&str]) -> Vec<u8> {
 
 #[test]
 fn errors_are_worded_like_redis() {
-    let (redis, sidecar) = start_pair(&[]);
+    let (redis, sidecar) = untracked_pair();
     let mut direct = redis.conn();
     let mut c = sidecar.conn();
     let cases: &[(&[&str], &[u8])] = &[
@@ -293,7 +299,7 @@ fn errors_are_worded_like_redis() {
 
 #[test]
 fn resp3_clients_get_the_same_replies() {
-    let (redis, sidecar) = start_pair(&[]);
+    let (redis, sidecar) = untracked_pair();
     let mut direct = redis.conn();
     ok(&direct.cmd_str(&["SET", "user:1", "a"]), "SET");
     let mut c = sidecar.conn();

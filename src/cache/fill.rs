@@ -15,7 +15,9 @@ impl L1 {
     /// a plain answer that no invalidation overtook since `taken`, and returns what followers
     /// should be told. `from_get`: the reply is GET's (nil means missing); from MGET a nil
     /// may also be a key of another type. Runs on the upstream reader: a value to compress
-    /// is installed later, from a blocking thread ([`L1::insert_later`]).
+    /// is installed later, from a blocking thread ([`L1::insert_later`]). Nothing is
+    /// installed unless `may_fill` (the connection's tracking covers the key).
+    #[allow(clippy::too_many_arguments)]
     pub fn fill(
         self: &Arc<Self>,
         key: CacheKey,
@@ -24,6 +26,7 @@ impl L1 {
         reply: &Bytes,
         pttl: &Bytes,
         from_get: bool,
+        may_fill: bool,
     ) -> Fetched {
         let pttl = integer(pttl);
         if is_bulk(reply) {
@@ -32,7 +35,7 @@ impl L1 {
                 Some(ms) if ms > 0 => Some(Some(sent_at + Duration::from_millis(ms as u64))),
                 _ => None, // gone or changed between GET and PTTL: answer, do not cache
             };
-            if let Some(expiry) = expiry {
+            if let Some(expiry) = expiry.filter(|_| may_fill) {
                 self.insert_later(key, taken, Cached::Value(reply.clone()), expiry);
             }
             return Fetched::Value(reply.clone());
@@ -41,7 +44,7 @@ impl L1 {
         if !missing {
             return Fetched::Unknown;
         }
-        if self.options.cache_nil && pttl == Some(-2) {
+        if may_fill && self.options.cache_nil && pttl == Some(-2) {
             self.insert_later(key, taken, Cached::Missing, None);
         }
         Fetched::Missing

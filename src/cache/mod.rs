@@ -84,6 +84,9 @@ pub struct L1 {
     generations: Generations,
     /// The user ids entries may carry: invalidations cover each of them.
     users: Users,
+    /// The databases fetches were taken for (the same kind of set as `users`): an
+    /// invalidation that names no database covers each of them.
+    dbs: Users,
     /// Compresses and installs large values off the upstream reader.
     encoder: Encoder,
     options: L1Options,
@@ -124,6 +127,7 @@ impl L1 {
             hasher,
             generations: Generations::new(),
             users: Users::default(),
+            dbs: Users::default(),
             encoder: Encoder::new(),
             options,
             counters,
@@ -172,6 +176,7 @@ impl L1 {
 
     /// The generation to take before fetching `key` from upstream.
     pub fn generation(&self, key: &CacheKey) -> Generation {
+        self.dbs.add(key.db);
         self.generations.at(self.key_hash(key.db, &key.key), key.db)
     }
 
@@ -296,6 +301,17 @@ impl L1 {
     /// installed in the key's bucket since (`seen`), which is the common case.
     pub fn invalidate_after(&self, db: u32, key: &[u8], seen: u64) {
         self.evict(db, key, Some(seen));
+    }
+
+    /// Evicts one key in every database a fetch was taken for, for every user: for a Redis
+    /// tracking invalidation, which names no database. Like [`L1::invalidate`], a fetch of
+    /// the key in flight cannot install its result afterwards.
+    pub fn invalidate_everywhere(&self, key: &[u8]) {
+        let mut dbs = Vec::new();
+        self.dbs.each(|db| dbs.push(db));
+        for db in dbs {
+            self.evict(db, key, None);
+        }
     }
 
     /// Removes the key for every user that may have entries (unless nothing was installed

@@ -309,6 +309,7 @@ fn a_fill_answers_at_once_and_installs_after_compression() {
         &value,
         &Bytes::from_static(b":-1\r\n"),
         true,
+        true,
     );
     assert_eq!(fetched, Fetched::Value(value.clone()));
     encoder_idle(&l1);
@@ -333,6 +334,7 @@ fn a_fill_invalidated_while_the_encoder_is_busy_is_not_installed() {
         Instant::now(),
         &value,
         &pttl,
+        true,
         true,
     );
     assert_eq!(
@@ -390,4 +392,31 @@ fn pattern_invalidation_stops_fetches_in_flight() {
     assert!(!l1.insert_if_current(key(0, "item:9"), other, Cached::Missing, None));
     // A fetch that starts afterwards installs.
     put(&l1, key(0, "user:9"), b"new");
+}
+
+#[test]
+fn an_invalidation_without_a_database_covers_every_database_fetched() {
+    let l1 = l1();
+    let (a0, a3) = (key(0, "a"), key(3, "a"));
+    let taken0 = l1.generation(&a0);
+    let taken3 = l1.generation(&a3);
+    assert!(l1.insert_if_current(a0.clone(), taken0, Cached::Missing, None));
+    l1.invalidate_everywhere(b"a");
+    assert_eq!(l1.get(&a0.as_key_ref()), None);
+    assert!(
+        !l1.insert_if_current(a3.clone(), taken3, Cached::Missing, None),
+        "a fetch in flight in another database does not land"
+    );
+}
+
+#[test]
+fn a_fill_not_covered_by_tracking_answers_but_is_not_installed() {
+    let l1 = Arc::new(l1());
+    let a = key(0, "a");
+    let value = bulk(b"v");
+    let pttl = Bytes::from_static(b":-1\r\n");
+    let taken = l1.generation(&a);
+    let fetched = l1.fill(a.clone(), taken, Instant::now(), &value, &pttl, true, false);
+    assert_eq!(fetched, Fetched::Value(value));
+    assert_eq!(l1.get(&a.as_key_ref()), None);
 }

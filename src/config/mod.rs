@@ -56,6 +56,20 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// thread avoids cross-core traffic on the hit path and serves over a million pipelined
 /// hits per second on its own.
 pub const DEFAULT_THREADS: usize = 1;
+/// Default `--tracking`: Redis server-assisted tracking covers every key L1 holds.
+pub const DEFAULT_TRACKING: TrackingMode = TrackingMode::Default;
+/// Default `--invalidation-heartbeat`: 1s.
+pub const DEFAULT_INVALIDATION_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How L1 learns of writes made elsewhere (`--tracking`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackingMode {
+    /// Redis server-assisted tracking: every upstream connection that fills L1 redirects
+    /// its invalidations to the sidecar's control connection.
+    Default,
+    /// No tracking: only writes through this sidecar and `--l1-ttl` bound staleness.
+    Off,
+}
 
 /// Command-line flags; every flag also reads `NEARCACHE_<NAME>` from the environment (clap `env`).
 ///
@@ -134,6 +148,16 @@ pub struct Flags {
     /// Worker threads serving clients and upstream connections [default: 1]
     #[arg(long, env = "NEARCACHE_THREADS", value_name = "N")]
     pub threads: Option<String>,
+    /// How writes made elsewhere reach L1: default (Redis server-assisted tracking) or off [default: default]
+    #[arg(long, env = "NEARCACHE_TRACKING", value_name = "MODE")]
+    pub tracking: Option<String>,
+    /// The control connection is lost when a PING sent this often is not answered before the next [default: 1s]
+    #[arg(
+        long,
+        env = "NEARCACHE_INVALIDATION_HEARTBEAT",
+        value_name = "DURATION"
+    )]
+    pub invalidation_heartbeat: Option<String>,
 }
 
 impl fmt::Debug for Flags {
@@ -160,6 +184,8 @@ impl fmt::Debug for Flags {
             .field("max_inline_bytes", &self.max_inline_bytes)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("threads", &self.threads)
+            .field("tracking", &self.tracking)
+            .field("invalidation_heartbeat", &self.invalidation_heartbeat)
             .finish()
     }
 }
@@ -247,6 +273,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Worker threads (`--threads`).
     pub threads: usize,
+    /// How writes made elsewhere reach L1 (`--tracking`).
+    pub tracking: TrackingMode,
+    /// Heartbeat of the control connection (`--invalidation-heartbeat`).
+    pub invalidation_heartbeat: Duration,
 }
 
 /// Every configuration problem found, one line each when displayed.
@@ -280,6 +310,8 @@ struct FileConfig {
     max_inline_bytes: Option<Scalar>,
     shutdown_grace: Option<Scalar>,
     threads: Option<Scalar>,
+    tracking: Option<Scalar>,
+    invalidation_heartbeat: Option<Scalar>,
 }
 
 /// A TOML string, integer or boolean kept as text, so file and flags share one parser.
@@ -417,6 +449,9 @@ impl Config {
             shutdown_grace: pick!(shutdown_grace, parse::duration)
                 .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             threads: pick!(threads, parse::count).unwrap_or(DEFAULT_THREADS),
+            tracking: pick!(tracking, parse::tracking).unwrap_or(DEFAULT_TRACKING),
+            invalidation_heartbeat: pick!(invalidation_heartbeat, parse::positive_duration)
+                .unwrap_or(DEFAULT_INVALIDATION_HEARTBEAT),
         };
         if r.problems.is_empty() {
             Ok(config)

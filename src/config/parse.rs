@@ -4,7 +4,7 @@
 use std::net::{Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use super::UpstreamAddr;
+use super::{TrackingMode, UpstreamAddr};
 
 const SIZE_HINT: &str = "(use e.g. 4096, 64KiB, 256MiB, 1GiB)";
 const DURATION_HINT: &str = "(use e.g. 500ms, 60s, 5m)";
@@ -72,6 +72,15 @@ pub(super) fn duration(s: &str) -> Result<Duration, String> {
     n.checked_mul(secs_per_unit)
         .map(Duration::from_secs)
         .ok_or_else(too_large)
+}
+
+/// `--tracking`: `default` or `off` (case-insensitive).
+pub(super) fn tracking(s: &str) -> Result<TrackingMode, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "default" | "on" => Ok(TrackingMode::Default),
+        "off" => Ok(TrackingMode::Off),
+        _ => Err(format!("invalid tracking mode {s:?} (use default or off)")),
+    }
 }
 
 /// DURATION that must be greater than zero (timeouts).

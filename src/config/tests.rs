@@ -337,7 +337,7 @@ fn every_flag_has_its_env_var_and_a_file_key() {
         );
         longs.push(long.to_owned());
     }
-    assert_eq!(longs.len(), 20);
+    assert_eq!(longs.len(), 22);
     // Every flag except --config is a file key: a file setting each to garbage names each flag.
     let text: String = longs
         .iter()
@@ -345,7 +345,7 @@ fn every_flag_has_its_env_var_and_a_file_key() {
         .map(|l| format!("{} = \"bad value\"\n", l.replace('-', "_")))
         .collect();
     let got = problems(&flags_with_file(), Some(&text));
-    assert_eq!(got.len(), 19, "{got:?}");
+    assert_eq!(got.len(), 21, "{got:?}");
     for (problem, long) in got.iter().zip(longs.iter().filter(|l| *l != "config")) {
         assert!(problem.starts_with(&format!("--{long}: ")), "{problem}");
         assert!(problem.ends_with(" (in nearcache.toml)"), "{problem}");
@@ -363,4 +363,23 @@ fn readme_example_file_is_valid() {
     assert_eq!(c.l1_ttl, std::time::Duration::from_secs(30));
     assert_eq!(c.threads, 1);
     assert_eq!(c.upstream.username.as_deref(), Some("app"));
+}
+
+#[test]
+fn tracking_defaults_on_and_can_be_turned_off() {
+    let c = Config::from_parts(&Flags::default(), None).unwrap();
+    assert_eq!(c.tracking, TrackingMode::Default);
+    assert_eq!(c.invalidation_heartbeat, DEFAULT_INVALIDATION_HEARTBEAT);
+    let flags = Flags {
+        tracking: Some("OFF".into()),
+        ..flags_with_file()
+    };
+    let c = Config::from_parts(&flags, Some("invalidation_heartbeat = \"250ms\"\n")).unwrap();
+    assert_eq!(c.tracking, TrackingMode::Off);
+    assert_eq!(c.invalidation_heartbeat.as_millis(), 250);
+    let got = problems(&flags_with_file(), Some("tracking = \"bcast\"\n"));
+    assert!(
+        got[0].starts_with("--tracking: invalid tracking mode"),
+        "{got:?}"
+    );
 }

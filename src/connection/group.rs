@@ -82,9 +82,9 @@ impl Group {
             fills,
         } = self;
         let on_reply: Option<OnReply> = (!fills.is_empty()).then(|| {
-            Box::new(move |frames: &[Bytes]| {
+            Box::new(move |frames: &[Bytes], may_fill: bool| {
                 for (at, n, fill) in fills {
-                    fill(&frames[at..at + n]);
+                    fill(&frames[at..at + n], may_fill);
                 }
             }) as OnReply
         });

@@ -69,14 +69,19 @@ impl Connection {
         })
     }
 
-    /// Whether L1 may answer this client now: it has no writes in flight, and the upstream
-    /// is reachable (or serving stale hits is enabled).
+    /// Whether L1 may answer this client now: it has no writes in flight, and either the
+    /// upstream is reachable and the invalidation link is up (or tracking is off), or the
+    /// upstream is down and serving stale hits is enabled.
     #[inline]
     pub(super) fn may_read_l1(&self) -> bool {
         let shared = &self.shared;
         self.unacked_writes == 0
             && shared.l1.enabled()
-            && (shared.config.serve_stale_when_down || shared.upstream.link_up())
+            && if shared.upstream.link_up() {
+                shared.tracking.serving()
+            } else {
+                shared.config.serve_stale_when_down
+            }
     }
 
     fn cached_reply(&self, cached: Cached) -> Bytes {
@@ -132,11 +137,12 @@ impl Connection {
                 let shared = self.shared.clone();
                 let learn = self.learning(Read::Get);
                 let sent_at = Instant::now();
-                let on_reply = Box::new(move |frames: &[Bytes]| {
+                let on_reply = Box::new(move |frames: &[Bytes], may_fill: bool| {
                     learn.reply(&frames[0]);
+                    let (reply, pttl) = (&frames[0], &frames[1]);
                     let fetched = shared
                         .l1
-                        .fill(lead.key, lead.taken, sent_at, &frames[0], &frames[1], true);
+                        .fill(lead.key, lead.taken, sent_at, reply, pttl, true, may_fill);
                     lead.flight.complete(fetched);
                 });
                 self.fetch(&bytes, on_reply).await;
@@ -206,15 +212,15 @@ impl Connection {
         let shared = self.shared.clone();
         let learn = self.learning(Read::Mget);
         let sent_at = Instant::now();
-        let on_reply = Box::new(move |frames: &[Bytes]| {
+        let on_reply = Box::new(move |frames: &[Bytes], may_fill: bool| {
             learn.reply(&frames[0]);
             let elements = array_elements(&frames[0]).filter(|e| e.len() == leads.len());
             for (i, lead) in leads.into_iter().enumerate() {
                 let fetched = match &elements {
                     Some(e) => {
-                        shared
-                            .l1
-                            .fill(lead.key, lead.taken, sent_at, &e[i], &frames[1 + i], false)
+                        let (reply, pttl) = (&e[i], &frames[1 + i]);
+                        let l1 = &shared.l1;
+                        l1.fill(lead.key, lead.taken, sent_at, reply, pttl, false, may_fill)
                     }
                     None => Fetched::Unknown,
                 };

@@ -3,6 +3,7 @@
 //! order.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,14 +11,15 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::pool::{Call, Health};
-use super::reply::is_error;
+use super::reply::{array_elements, integer, is_error, text};
 use super::{Credentials, Route, Target};
+use crate::control::{Redirect, Tracking};
 use crate::error::UpstreamError;
 use crate::metrics::Stats;
-use crate::protocol::{write_command, FrameScanner, Resp};
+use crate::protocol::{command, write_command, FrameScanner, Resp};
 
 /// Bytes gathered from queued calls before one write.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -205,7 +207,75 @@ pub(super) enum Ended {
     Closed(Arc<str>),
 }
 
+/// A connection's server-assisted tracking: the epoch its `CLIENT TRACKING` took effect in
+/// ([`crate::control::NO_EPOCH`] until then) and the redirect it follows.
+pub(super) struct Tracked {
+    pub tracking: Arc<Tracking>,
+    pub epoch: Arc<AtomicU64>,
+    pub redirect: watch::Receiver<Redirect>,
+}
+
+impl Tracked {
+    /// Whether replies read now may fill L1.
+    fn may_fill(&self) -> bool {
+        self.tracking.may_fill(self.epoch.load(SeqCst))
+    }
+}
+
+/// The call that turns tracking on with `redirect` (none while there is no control
+/// connection); when it succeeds, replies read after it may fill L1 in the redirect's epoch.
+/// A refusal (an old or managed Redis, an ACL without CLIENT) leaves the connection
+/// unable to fill L1, logged once.
+pub(super) fn tracking_call(
+    redirect: Redirect,
+    epoch: &Arc<AtomicU64>,
+    tracking: &Arc<Tracking>,
+) -> Option<Call> {
+    let id = redirect.id.filter(|_| tracking.enabled())?;
+    let id = id.to_string();
+    let bytes = command(&[b"CLIENT", b"TRACKING", b"on", b"REDIRECT", id.as_bytes()]);
+    let (epoch, tracking) = (epoch.clone(), tracking.clone());
+    let on_reply = Box::new(move |frames: &[Bytes], _: bool| match frames.first() {
+        Some(ok) if ok.starts_with(b"+OK") => epoch.store(redirect.epoch, SeqCst),
+        // The control connection went away meanwhile: a new redirect follows.
+        Some(e) if e.windows(14).any(|w| w == b"does not exist") => {}
+        Some(e) => tracking.refused(e),
+        None => {}
+    });
+    let (tx, _) = oneshot::channel();
+    Some(Call {
+        bytes,
+        replies: 1,
+        tx,
+        on_reply: Some(on_reply),
+        sent_at: Instant::now(),
+        health_check: true,
+    })
+}
+
+/// Turns tracking on again each time the redirect changes (a new control connection).
+/// Queued like any call: replies to calls sent before it do not fill L1.
+async fn retrack(
+    mut redirect: watch::Receiver<Redirect>,
+    calls: mpsc::WeakSender<Call>,
+    epoch: Arc<AtomicU64>,
+    tracking: Arc<Tracking>,
+) {
+    while redirect.changed().await.is_ok() {
+        let now = *redirect.borrow_and_update();
+        let Some(call) = tracking_call(now, &epoch, &tracking) else {
+            continue;
+        };
+        let Some(tx) = calls.upgrade() else {
+            break;
+        };
+        let _ = tx.send(call).await;
+    }
+    std::future::pending::<()>().await;
+}
+
 /// Serves calls until the connection breaks, is given up, or the pool is dropped.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     stream: TcpStream,
     calls: mpsc::Receiver<Call>,
@@ -214,13 +284,21 @@ pub(super) async fn run(
     target: &Target,
     health: &Health,
     stats: &Stats,
+    tracked: Tracked,
 ) -> Ended {
     let (reader, writer) = stream.into_split();
     let in_flight = Mutex::new(VecDeque::new());
+    let retracking = retrack(
+        tracked.redirect.clone(),
+        pings.clone(),
+        tracked.epoch.clone(),
+        tracked.tracking.clone(),
+    );
     let ended = tokio::select! {
         r = write_calls(writer, calls, &in_flight, health) => Ended::Lost(r.into()),
-        r = read_replies(reader, &in_flight, resp, health, stats) => Ended::Lost(r.into()),
+        r = read_replies(reader, &in_flight, resp, health, stats, &tracked) => Ended::Lost(r.into()),
         e = watchdog(pings, &in_flight, target) => e,
+        _ = retracking => Ended::Lost("tracking stopped".into()),
     };
     let reason = match &ended {
         Ended::Lost(r) | Ended::Closed(r) => r.clone(),
@@ -402,6 +480,7 @@ async fn read_replies(
     resp: Resp,
     health: &Health,
     stats: &Stats,
+    tracked: &Tracked,
 ) -> String {
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let mut scanner = FrameScanner::default();
@@ -422,7 +501,11 @@ async fn read_replies(
             large |= len > MAX_IDLE_READ_BUFFER;
             let frame = buf.split_to(len).freeze();
             if resp == Resp::V3 && frame.first() == Some(&b'>') {
-                continue; // out-of-band push: never a reply to a call
+                // Out-of-band push: never a reply to a call.
+                if let Some(id) = redirect_broken(&frame) {
+                    tracked.tracking.redirect_broken(id);
+                }
+                continue;
             }
             let done = {
                 let mut queue = in_flight.lock().unwrap_or_else(|p| p.into_inner());
@@ -439,7 +522,7 @@ async fn read_replies(
                 }
             };
             if let Some(done) = done {
-                complete(done, arrived, stats);
+                complete(done, arrived, stats, tracked.may_fill());
             }
         }
         size_read_buffer(&mut buf, &scanner, large);
@@ -464,12 +547,26 @@ fn size_read_buffer(buf: &mut BytesMut, scanner: &FrameScanner, large_left: bool
     }
 }
 
-fn complete(done: InFlight, arrived: Instant, stats: &Stats) {
+/// The redirect id of a `tracking-redir-broken` push (`>2 $21 tracking-redir-broken :id`):
+/// Redis sends it (to RESP3 connections only) when it cannot deliver an invalidation to the
+/// redirect target because that client is gone.
+fn redirect_broken(push: &Bytes) -> Option<i64> {
+    let mut array = BytesMut::from(&push[..]);
+    array[0] = b'*';
+    let parts = array_elements(&array.freeze())?;
+    let (kind, _) = text(parts.first()?)?;
+    if kind != b"tracking-redir-broken" {
+        return None;
+    }
+    integer(parts.get(1)?)
+}
+
+fn complete(done: InFlight, arrived: Instant, stats: &Stats, may_fill: bool) {
     if !done.call.health_check {
         stats.record_upstream(arrived.saturating_duration_since(done.call.sent_at));
     }
     if let Some(on_reply) = done.call.on_reply {
-        on_reply(&done.frames);
+        on_reply(&done.frames, may_fill);
     }
     let _ = done.call.tx.send(Ok(done.frames));
 }

@@ -12,7 +12,7 @@
 //! pool nobody holds, else the client gets `-ERR nearcache: too many upstream routes`.
 //! Identity ids only grow: an id never names other credentials than its first.
 
-mod backoff;
+pub(crate) mod backoff;
 mod conn;
 mod pool;
 pub mod reply;
@@ -26,6 +26,7 @@ use bytes::{Bytes, BytesMut};
 
 pub use pool::{Lane, OnReply, PendingReply, Pool};
 
+use crate::control::Tracking;
 use crate::error::UpstreamError;
 use crate::metrics::Stats;
 use crate::protocol::{write_command, Resp};
@@ -95,6 +96,9 @@ pub(crate) struct Link {
     down: AtomicBool,
     hook: LinkHook,
     stats: Arc<Stats>,
+    /// Server-assisted tracking: what each connection turns on, and whether its replies
+    /// may fill L1.
+    tracking: Arc<Tracking>,
 }
 
 impl Link {
@@ -184,8 +188,15 @@ pub struct Upstream {
 
 impl Upstream {
     /// Creates the upstream; pools connect lazily, on first use of their route. `hook` hears
-    /// link events; `forget` hears each identity id dropped.
-    pub fn new(target: Target, stats: Arc<Stats>, hook: LinkHook, forget: ForgetHook) -> Upstream {
+    /// link events; `forget` hears each identity id dropped; `tracking` says what each
+    /// connection turns on and whether its replies may fill L1.
+    pub fn new(
+        target: Target,
+        stats: Arc<Stats>,
+        hook: LinkHook,
+        forget: ForgetHook,
+        tracking: Arc<Tracking>,
+    ) -> Upstream {
         let address = target.address.clone();
         Upstream {
             target: Arc::new(target),
@@ -197,6 +208,7 @@ impl Upstream {
                 lost_since_up: AtomicBool::new(false),
                 hook,
                 stats,
+                tracking,
             }),
             registry: Arc::new(Registry {
                 routes: Mutex::default(),

@@ -7,7 +7,7 @@
 //! starting one of [`EXTRA_SLOTS`] extra connections when every started slot is stalled.
 //! A client with calls in flight keeps its slot, so its commands reach Redis in order.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -15,8 +15,9 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::backoff::Backoff;
-use super::conn::{self, Ended};
+use super::conn::{self, Ended, Tracked};
 use super::{Credentials, Link, Route, Target};
+use crate::control::NO_EPOCH;
 use crate::error::UpstreamError;
 
 /// Requests queued per connection before senders wait.
@@ -28,8 +29,9 @@ pub(crate) const STALL_AFTER: Duration = Duration::from_millis(10);
 pub(crate) const EXTRA_SLOTS: usize = 4;
 
 /// Runs on the connection's task when the replies arrive, before the caller sees them:
-/// L1 fills happen here so they never wait on a client's reply order.
-pub type OnReply = Box<dyn FnOnce(&[Bytes]) + Send + Sync>;
+/// L1 fills happen here so they never wait on a client's reply order. The flag says whether
+/// the replies may fill L1 (the connection's tracking covers what it read).
+pub type OnReply = Box<dyn FnOnce(&[Bytes], bool) + Send + Sync>;
 
 /// A request for one connection: `replies` frames are expected for `bytes`.
 pub(crate) struct Call {
@@ -333,12 +335,34 @@ async fn supervise(
                 backoff.reset();
                 let (tx, rx) = mpsc::channel(CALL_QUEUE);
                 let pings = tx.downgrade();
+                // Tracking is turned on by the connection's first call, before any client's.
+                let tracking = link.tracking.clone();
+                let mut redirect = tracking.subscribe();
+                let epoch = Arc::new(AtomicU64::new(NO_EPOCH));
+                let now = *redirect.borrow_and_update();
+                if let Some(call) = conn::tracking_call(now, &epoch, &tracking) {
+                    let _ = tx.try_send(call);
+                }
+                // Keys this connection read stop being tracked when it closes: what it
+                // may have filled goes too.
+                let untracked = |epoch: &AtomicU64| {
+                    if epoch.load(SeqCst) != NO_EPOCH {
+                        link.tracking.untracked(route.db);
+                    }
+                };
                 slot.send_replace(SlotState::Up(tx));
                 link.connected();
+                let tracked = Tracked {
+                    tracking,
+                    epoch: epoch.clone(),
+                    redirect,
+                };
+                let stats = &link.stats;
                 let ended = tokio::select! {
-                    e = conn::run(stream, rx, pings, route.resp, &target, &health, &link.stats) => e,
+                    e = conn::run(stream, rx, pings, route.resp, &target, &health, stats, tracked) => e,
                     _ = slot.closed() => {
                         link.closed();
+                        untracked(&epoch);
                         return;
                     }
                 };
@@ -350,6 +374,7 @@ async fn supervise(
                     Ended::Closed(_) => {
                         // Stuck while the server answers: a new connection at once.
                         link.closed();
+                        untracked(&epoch);
                         slot.send_replace(SlotState::Connecting);
                         continue;
                     }
@@ -394,6 +419,7 @@ mod tests {
             down: AtomicBool::new(true),
             hook: Box::new(|_| {}),
             stats: Arc::new(Stats::new()),
+            tracking: crate::upstream::tests::tracking_off(),
         };
         let route = Route {
             db: 0,

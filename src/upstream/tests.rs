@@ -16,7 +16,20 @@ fn upstream(idle: Duration, max_routes: usize, forgotten: Arc<Mutex<Vec<u32>>>) 
         max_routes,
     };
     let forget = Box::new(move |id| forgotten.lock().unwrap().push(id));
-    Upstream::new(target, Arc::new(Stats::new()), Box::new(|_| {}), forget)
+    let stats = Arc::new(Stats::new());
+    Upstream::new(target, stats, Box::new(|_| {}), forget, tracking_off())
+}
+
+/// Tracking state for pools that never connect.
+pub(super) fn tracking_off() -> Arc<Tracking> {
+    let l1 = crate::cache::L1::new(crate::cache::L1Options {
+        max_bytes: 1 << 20,
+        ttl: Duration::ZERO,
+        compress_min_bytes: 4096,
+        cache_nil: true,
+        threads: 1,
+    });
+    Tracking::new(crate::config::TrackingMode::Off, Arc::new(l1))
 }
 
 fn creds(user: &'static str, pass: &'static str) -> Credentials {

@@ -1,0 +1,286 @@
+//! Server-assisted tracking (the default): writes made around the sidecar reach its L1
+//! within a bound, and losing the control connection (killed, or silent past its heartbeat)
+//! flushes and bypasses L1 until tracking is back, with every read still correct.
+
+use std::time::{Duration, Instant};
+
+use proto_tests::*;
+
+/// How long a sidecar may serve a value overwritten elsewhere (generous for a loaded
+/// machine; the lag measured is printed).
+const BOUND: Duration = Duration::from_secs(1);
+
+/// Polls GET `key` via `c` until it returns `want`; panics after [`BOUND`].
+fn expect_within_bound(c: &mut Conn, key: &str, want: &[u8], what: &str) -> Duration {
+    let started = Instant::now();
+    let mut last = Vec::new();
+    while started.elapsed() < BOUND {
+        last = c.cmd_str(&["GET", key]);
+        if last == want {
+            return started.elapsed();
+        }
+    }
+    panic!(
+        "{what}: GET {key} still {} after {BOUND:?}, want {}",
+        show(&last),
+        show(want)
+    );
+}
+
+fn ok(reply: &[u8], what: &str) {
+    assert_reply(reply, b"+OK\r\n", what);
+}
+
+/// Reads `key` twice through `c` (the second is a hit) and checks both.
+fn warm(c: &mut Conn, key: &str, want: &[u8]) {
+    for _ in 0..2 {
+        assert_reply(&c.cmd_str(&["GET", key]), want, &format!("warm {key}"));
+    }
+}
+
+/// Prints p50/p99/max of the time from a write acknowledged to the new value served
+/// (includes one GET round trip; printed, not asserted).
+fn print_lags(what: &str, mut lags: Vec<Duration>) {
+    lags.sort();
+    let p = |q: f64| lags[((lags.len() - 1) as f64 * q) as usize];
+    let max = lags[lags.len() - 1];
+    println!(
+        "invalidation lag, {what}: p50 {:?} p99 {:?} max {max:?}",
+        p(0.5),
+        p(0.99)
+    );
+}
+
+fn nearcache_info(sidecar: &Sidecar) -> String {
+    sidecar.conn().info(Some("nearcache"))
+}
+
+fn link(sidecar: &Sidecar) -> String {
+    info_field(&nearcache_info(sidecar), "invalidation_link").unwrap_or_default()
+}
+
+#[test]
+fn direct_writes_evict_within_the_bound() {
+    let (redis, sidecar) = start_pair(&[]);
+    assert_eq!(link(&sidecar), "up");
+    let mut direct = redis.conn();
+    let mut c = sidecar.conn();
+    ok(
+        &direct.cmd_str(&["MSET", "s", "old", "d", "old", "e", "old", "l", "old"]),
+        "MSET",
+    );
+    for key in ["s", "d", "e", "l"] {
+        warm(&mut c, key, &bulk(b"old"));
+    }
+    ok(&direct.cmd_str(&["SET", "s", "new"]), "SET");
+    expect_within_bound(&mut c, "s", &bulk(b"new"), "direct SET");
+    assert_eq!(direct.cmd_str(&["DEL", "d"]), b":1\r\n");
+    expect_within_bound(&mut c, "d", b"$-1\r\n", "direct DEL");
+    assert_eq!(direct.cmd_str(&["PEXPIRE", "e", "30"]), b":1\r\n");
+    expect_within_bound(&mut c, "e", b"$-1\r\n", "expiry");
+    let script = "redis.call('SET', KEYS[1], ARGV[1]) return 1";
+    assert_eq!(
+        direct.cmd_str(&["EVAL", script, "1", "l", "lua"]),
+        b":1\r\n"
+    );
+    expect_within_bound(&mut c, "l", &bulk(b"lua"), "a Lua script");
+    warm(&mut c, "s", &bulk(b"new"));
+    warm(&mut c, "nil", b"$-1\r\n");
+    ok(&direct.cmd_str(&["FLUSHALL"]), "FLUSHALL");
+    expect_within_bound(&mut c, "s", b"$-1\r\n", "FLUSHALL");
+    ok(&direct.cmd_str(&["SET", "nil", "now"]), "SET");
+    expect_within_bound(&mut c, "nil", &bulk(b"now"), "a cached nil");
+    let mut lags = Vec::new();
+    for i in 0..200 {
+        let value = format!("v{i}");
+        ok(&direct.cmd_str(&["SET", "s", &value]), "SET");
+        lags.push(expect_within_bound(
+            &mut c,
+            "s",
+            &bulk(value.as_bytes()),
+            "direct",
+        ));
+    }
+    print_lags("direct write to the sidecar serving it", lags);
+    let info = nearcache_info(&sidecar);
+    assert!(info_u64(&info, "invalidation_messages") >= 5, "{info}");
+    assert!(
+        info_u64(&info, "invalidation_upstream_flushes") >= 1,
+        "{info}"
+    );
+}
+
+#[test]
+fn a_key_cached_in_another_db_is_evicted_too() {
+    let (redis, sidecar) = start_pair(&[]);
+    let mut direct = redis.conn();
+    let mut c = sidecar.conn();
+    ok(&direct.cmd_str(&["SELECT", "3"]), "SELECT");
+    ok(&direct.cmd_str(&["SET", "k", "old"]), "SET");
+    ok(&c.cmd_str(&["SELECT", "3"]), "SELECT");
+    warm(&mut c, "k", &bulk(b"old"));
+    ok(&direct.cmd_str(&["SET", "k", "new"]), "SET");
+    expect_within_bound(&mut c, "k", &bulk(b"new"), "direct SET in db 3");
+}
+
+#[test]
+fn a_write_through_one_sidecar_reaches_another() {
+    let redis = Redis::start();
+    let a = Sidecar::start(redis.port(), &[]);
+    let b = Sidecar::start(redis.port(), &[]);
+    let (mut ca, mut cb) = (a.conn(), b.conn());
+    ok(&ca.cmd_str(&["SET", "k", "v0"]), "SET");
+    warm(&mut cb, "k", &bulk(b"v0"));
+    let mut lags = Vec::new();
+    for i in 1..=200 {
+        let value = format!("v{i}");
+        ok(&ca.cmd_str(&["SET", "k", &value]), "SET through A");
+        lags.push(expect_within_bound(
+            &mut cb,
+            "k",
+            &bulk(value.as_bytes()),
+            "B",
+        ));
+    }
+    print_lags("write through A to B serving it", lags);
+    let hits = info_u64(&nearcache_info(&b), "l1_hits");
+    assert!(hits > 0, "B serves from L1 between writes");
+}
+
+/// Every GET through `c` equals the same GET on Redis, for `keys`.
+fn reads_match(c: &mut Conn, direct: &mut Conn, keys: &[&str]) {
+    for key in keys {
+        let want = direct.cmd_str(&["GET", key]);
+        assert_reply(&c.cmd_str(&["GET", key]), &want, &format!("GET {key}"));
+    }
+}
+
+#[test]
+fn killing_the_control_connection_flushes_and_bypasses_until_it_is_back() {
+    let (redis, sidecar) = start_pair(&[]);
+    let mut direct = redis.conn();
+    let mut c = sidecar.conn();
+    let keys = ["a", "b", "c"];
+    for key in keys {
+        ok(&direct.cmd_str(&["SET", key, "old"]), "SET");
+        warm(&mut c, key, &bulk(b"old"));
+    }
+    // The sidecar's control connection is the only subscriber.
+    assert_eq!(
+        direct.cmd_str(&["CLIENT", "KILL", "TYPE", "pubsub"]),
+        b":1\r\n"
+    );
+    // Changed while the link may be down: no invalidation can reach the sidecar for it.
+    ok(&direct.cmd_str(&["SET", "a", "changed"]), "SET");
+    poll_until(Duration::from_secs(5), "the loss is counted", || {
+        info_u64(&nearcache_info(&sidecar), "l1_flushes_link_lost") >= 1
+    });
+    reads_match(&mut c, &mut direct, &keys);
+    poll_until(Duration::from_secs(5), "the link is back", || {
+        link(&sidecar) == "up"
+    });
+    reads_match(&mut c, &mut direct, &keys);
+    // Caching resumes: hits grow again, and invalidations work with the new redirect.
+    let before = info_u64(&nearcache_info(&sidecar), "l1_hits");
+    poll_until(Duration::from_secs(5), "hits again", || {
+        reads_match(&mut c, &mut direct, &keys);
+        info_u64(&nearcache_info(&sidecar), "l1_hits") > before
+    });
+    ok(&direct.cmd_str(&["SET", "b", "after"]), "SET");
+    expect_within_bound(&mut c, "b", &bulk(b"after"), "direct SET after reconnect");
+}
+
+#[test]
+fn a_silent_control_connection_is_detected_within_two_heartbeats() {
+    let (redis, sidecar) = start_pair(&["--invalidation-heartbeat", "200ms"]);
+    let mut direct = redis.conn();
+    let mut c = sidecar.conn();
+    ok(&direct.cmd_str(&["SET", "k", "old"]), "SET");
+    warm(&mut c, "k", &bulk(b"old"));
+    let paused = Instant::now();
+    ok(
+        &direct.cmd_str(&["CLIENT", "PAUSE", "1500", "ALL"]),
+        "PAUSE",
+    );
+    let mut info = sidecar.conn();
+    poll_until(Duration::from_secs(1), "the silence is detected", || {
+        info_field(&info.info(Some("nearcache")), "invalidation_link").as_deref() == Some("down")
+    });
+    println!("silence detected after {:?}", paused.elapsed());
+    // Reads wait for the pause to end and are then correct.
+    ok(&direct.cmd_str(&["SET", "k", "new"]), "SET after the pause");
+    reads_match(&mut c, &mut direct, &["k"]);
+    poll_until(Duration::from_secs(5), "the link is back", || {
+        link(&sidecar) == "up"
+    });
+    reads_match(&mut c, &mut direct, &["k"]);
+}
+
+#[test]
+fn tracking_off_turns_no_tracking_on() {
+    let (redis, sidecar) = start_pair(&["--tracking", "off"]);
+    let mut c = sidecar.conn();
+    ok(&c.cmd_str(&["SET", "k", "v"]), "SET");
+    warm(&mut c, "k", &bulk(b"v"));
+    let info = nearcache_info(&sidecar);
+    assert_eq!(info_field(&info, "tracking").as_deref(), Some("off"));
+    assert_eq!(
+        info_field(&info, "invalidation_link").as_deref(),
+        Some("off")
+    );
+    assert!(info_u64(&info, "l1_hits") >= 1, "{info}");
+    let tracking = redis.conn().cmd_str(&["INFO", "stats"]);
+    let tracking = String::from_utf8_lossy(&tracking).into_owned();
+    assert_eq!(info_u64(&tracking, "tracking_total_keys"), 0, "{tracking}");
+}
+
+#[test]
+fn resp3_clients_are_tracked_too() {
+    let (redis, sidecar) = start_pair(&[]);
+    let mut direct = redis.conn();
+    let mut c = sidecar.conn();
+    c.hello3();
+    ok(&direct.cmd_str(&["SET", "k", "old"]), "SET");
+    warm(&mut c, "k", &bulk(b"old"));
+    assert!(info_u64(&nearcache_info(&sidecar), "l1_hits") >= 1);
+    ok(&direct.cmd_str(&["SET", "k", "new"]), "SET");
+    expect_within_bound(&mut c, "k", &bulk(b"new"), "direct SET, RESP3 client");
+}
+
+#[test]
+fn a_user_that_may_not_track_is_never_answered_from_l1() {
+    let (redis, sidecar) = start_pair(&[]);
+    let mut direct = redis.conn();
+    let rules = [
+        "ACL", "SETUSER", "plain", "on", ">pw", "~*", "+get", "+pttl", "+ping",
+    ];
+    ok(&direct.cmd_str(&rules), "ACL SETUSER");
+    ok(&direct.cmd_str(&["SET", "k", "old"]), "SET");
+    let mut c = sidecar.conn();
+    ok(&c.cmd_str(&["AUTH", "plain", "pw"]), "AUTH");
+    for _ in 0..3 {
+        assert_reply(&c.cmd_str(&["GET", "k"]), &bulk(b"old"), "GET");
+    }
+    ok(&direct.cmd_str(&["SET", "k", "new"]), "SET");
+    assert_reply(&c.cmd_str(&["GET", "k"]), &bulk(b"new"), "GET at once");
+    assert_eq!(info_u64(&nearcache_info(&sidecar), "l1_hits"), 0);
+    poll_until(Duration::from_secs(5), "the refusal is logged", || {
+        sidecar.stderr().contains("refused CLIENT TRACKING")
+    });
+}
+
+#[test]
+fn answered_heartbeats_keep_the_link_up() {
+    let (_redis, sidecar) = start_pair(&["--invalidation-heartbeat", "50ms"]);
+    let started = Instant::now();
+    let mut c = sidecar.conn();
+    while started.elapsed() < Duration::from_millis(600) {
+        assert_eq!(c.cmd_str(&["PING"]), b"+PONG\r\n");
+    }
+    let info = nearcache_info(&sidecar);
+    assert_eq!(
+        info_field(&info, "invalidation_link").as_deref(),
+        Some("up")
+    );
+    assert_eq!(info_u64(&info, "l1_flushes_link_lost"), 0, "{info}");
+}

@@ -1,0 +1,223 @@
+//! The control connection: `AUTH`, `CLIENT ID`, `SUBSCRIBE __redis__:invalidate`, then
+//! invalidation messages in and a PING every heartbeat out. A PING still unanswered when the
+//! next is due, a read error or a close, or a reported broken redirect all mean the link is
+//! lost: L1 is flushed and bypassed, and the connection is made again with backoff.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{ControlTarget, Tracking};
+use crate::protocol::{write_command, FrameScanner};
+use crate::upstream::backoff::Backoff;
+use crate::upstream::reply::{array_elements, integer, is_error, is_null, text};
+
+/// The channel Redis publishes tracking invalidations on for a RESP2 redirect target.
+pub const INVALIDATE_CHANNEL: &[u8] = b"__redis__:invalidate";
+
+/// Keeps the control connection up for as long as the process runs.
+pub async fn run(tracking: Arc<Tracking>, target: ControlTarget) {
+    let mut backoff = Backoff::new(Arc::as_ptr(&tracking) as u64);
+    let mut down_logged = false;
+    // Entries kept through an outage of the upstream (`--serve-stale-when-down`): no
+    // tracking covers them any more, so they go before L1 serves again.
+    let mut kept = false;
+    loop {
+        let reason = match connect(&target).await {
+            Ok((stream, buf, id)) => {
+                backoff.reset();
+                if std::mem::take(&mut kept) {
+                    tracking.flush_for_loss();
+                }
+                tracking.connected(id);
+                if down_logged {
+                    eprintln!("nearcache: invalidation link up again");
+                    down_logged = false;
+                }
+                serve(&tracking, &target, stream, buf).await
+            }
+            Err(e) => e,
+        };
+        // `down` logs a link that was up; a link that never came up is logged once.
+        if tracking.down(&reason) {
+            kept = target.keep_when_down && !reachable(&target).await;
+            if !kept {
+                tracking.flush_for_loss();
+            }
+        } else if !down_logged {
+            eprintln!("nearcache: invalidation link not established: {reason}");
+        }
+        down_logged = true;
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// Whether the upstream accepts a TCP connection within the connect timeout.
+async fn reachable(target: &ControlTarget) -> bool {
+    let connect = TcpStream::connect(&target.address);
+    matches!(
+        tokio::time::timeout(target.connect_timeout, connect).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Connects, authenticates, learns the connection's id and subscribes.
+async fn connect(target: &ControlTarget) -> Result<(TcpStream, BytesMut, i64), String> {
+    let setup = async {
+        let mut stream = TcpStream::connect(&target.address)
+            .await
+            .map_err(|e| e.to_string())?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let mut out = BytesMut::new();
+        let mut replies = 2;
+        if let Some(c) = &target.credentials {
+            let user: &[u8] = c.user.as_deref().unwrap_or(b"default");
+            write_command(&mut out, &[b"AUTH", user, &c.pass]);
+            replies += 1;
+        }
+        write_command(&mut out, &[b"CLIENT", b"ID"]);
+        write_command(&mut out, &[b"SUBSCRIBE", INVALIDATE_CHANNEL]);
+        stream.write_all(&out).await.map_err(|e| e.to_string())?;
+        let mut buf = BytesMut::with_capacity(4096);
+        let mut scanner = FrameScanner::default();
+        let mut id = None;
+        for i in 0..replies {
+            let frame = read_frame(&mut stream, &mut buf, &mut scanner).await?;
+            if is_error(&frame) {
+                return Err(String::from_utf8_lossy(&frame).trim().to_owned());
+            }
+            if i == replies - 2 {
+                id = integer(&frame);
+            }
+        }
+        let id = id.ok_or("CLIENT ID gave no integer")?;
+        Ok((stream, buf, id))
+    };
+    tokio::time::timeout(target.connect_timeout, setup)
+        .await
+        .unwrap_or_else(|_| Err("connect timed out".into()))
+}
+
+/// Reads one frame into `buf` (what follows stays there).
+async fn read_frame(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    scanner: &mut FrameScanner,
+) -> Result<Bytes, String> {
+    loop {
+        if let Some(len) = scanner.next_frame(buf).map_err(|e| e.to_string())? {
+            *scanner = FrameScanner::default();
+            return Ok(buf.split_to(len).freeze());
+        }
+        if stream.read_buf(buf).await.map_err(|e| e.to_string())? == 0 {
+            return Err("connection closed by upstream".into());
+        }
+    }
+}
+
+/// Handles messages and heartbeats until the connection is lost; returns why.
+async fn serve(
+    tracking: &Tracking,
+    target: &ControlTarget,
+    stream: TcpStream,
+    mut buf: BytesMut,
+) -> String {
+    let (mut reader, mut writer) = stream.into_split();
+    let mut scanner = FrameScanner::default();
+    let mut tick = tokio::time::interval(target.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut awaiting_pong = false;
+    loop {
+        // Frames already read (the first may have come with the SUBSCRIBE reply).
+        loop {
+            match scanner.next_frame(&buf) {
+                Ok(Some(len)) => {
+                    scanner = FrameScanner::default();
+                    let frame = buf.split_to(len).freeze();
+                    if is_pong(&frame) {
+                        awaiting_pong = false;
+                    } else {
+                        handle(tracking, &frame);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return e.to_string(),
+            }
+        }
+        tokio::select! {
+            read = reader.read_buf(&mut buf) => match read {
+                Ok(0) => return "connection closed by upstream".into(),
+                Ok(_) => {}
+                Err(e) => return format!("read failed: {e}"),
+            },
+            _ = tick.tick() => {
+                if awaiting_pong {
+                    let ms = target.heartbeat.as_millis();
+                    return format!("no heartbeat reply within {ms}ms");
+                }
+                if let Err(e) = writer.write_all(b"*1\r\n$4\r\nPING\r\n").await {
+                    return format!("write failed: {e}");
+                }
+                awaiting_pong = true;
+            }
+            _ = tracking.broken.notified() => return "tracking redirect broken".into(),
+        }
+    }
+}
+
+/// `PING` in subscribe mode answers `*2 $4 pong $0 ""`.
+fn is_pong(frame: &Bytes) -> bool {
+    array_elements(frame)
+        .and_then(|e| e.first().and_then(|k| text(k).map(|(t, _)| t == b"pong")))
+        .unwrap_or(false)
+}
+
+/// `*3 message __redis__:invalidate <keys array | null>`: evicts the keys, or flushes L1.
+fn handle(tracking: &Tracking, frame: &Bytes) {
+    let Some(parts) = array_elements(frame) else {
+        return;
+    };
+    let [kind, channel, payload] = &parts[..] else {
+        return;
+    };
+    let is = |f: &Bytes, want: &[u8]| text(f).is_some_and(|(t, _)| t == want);
+    if !is(kind, b"message") || !is(channel, INVALIDATE_CHANNEL) {
+        return;
+    }
+    if is_null(payload) {
+        return tracking.flushed();
+    }
+    match array_elements(payload) {
+        Some(keys) if keys.is_empty() => tracking.flushed(),
+        Some(keys) => {
+            let keys: Vec<Bytes> = keys
+                .iter()
+                .filter_map(|k| text(k).map(|(t, _)| payload.slice_ref(t)))
+                .collect();
+            tracking.invalidate(&keys);
+        }
+        // A single key as a bulk string (not sent by Redis 6+, harmless to accept).
+        None => match text(payload) {
+            Some((key, _)) => tracking.invalidate(&[payload.slice_ref(key)]),
+            None => tracking.flushed(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_pongs_and_invalidation_messages() {
+        assert!(is_pong(&Bytes::from_static(
+            b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+        )));
+        assert!(!is_pong(&Bytes::from_static(
+            b"*3\r\n$7\r\nmessage\r\n$4\r\npong\r\n$0\r\n\r\n"
+        )));
+    }
+}

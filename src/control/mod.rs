@@ -1,0 +1,228 @@
+//! The control plane: Redis server-assisted tracking. One control connection per sidecar
+//! (see `link`) subscribes to `__redis__:invalidate`; every upstream connection that fills
+//! L1 runs `CLIENT TRACKING on REDIRECT <its id>`. [`Tracking`] is the state they share:
+//! the redirect (control connection id and epoch), whether L1 may serve and be filled, and
+//! the counters INFO shows.
+//!
+//! Epochs: the epoch is bumped whenever the redirect changes (the control connection lost,
+//! or a new one subscribed). An upstream connection records the epoch its `CLIENT TRACKING`
+//! took effect in, and a reply it carries fills L1 only while that epoch is current. So when
+//! the control connection is lost, L1 is flushed (which also bumps the L1 generations, so a
+//! fill taken before cannot land afterwards) and nothing fills it until a new control
+//! connection is subscribed and the connection has turned tracking on again with the new id.
+
+mod link;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use crate::cache::L1;
+use crate::config::TrackingMode;
+use crate::upstream::Credentials;
+
+pub use link::run;
+
+/// The epoch an upstream connection has before tracking took effect on it: never current.
+pub const NO_EPOCH: u64 = u64::MAX;
+
+/// Where invalidations go now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redirect {
+    /// Bumped on every change.
+    pub epoch: u64,
+    /// The control connection's `CLIENT ID`, while it is up and subscribed.
+    pub id: Option<i64>,
+}
+
+/// How the control connection reaches the upstream.
+#[derive(Clone)]
+pub struct ControlTarget {
+    /// `host:port`.
+    pub address: String,
+    /// The `--upstream` credentials.
+    pub credentials: Option<Credentials>,
+    /// Bound on connect + handshake.
+    pub connect_timeout: Duration,
+    /// PING period; a PING not answered within it means the connection is lost.
+    pub heartbeat: Duration,
+    /// `--serve-stale-when-down`: when the control connection is lost because the upstream
+    /// is unreachable, L1 keeps its entries for hits while the upstream is down (it is
+    /// flushed when the upstream comes back).
+    pub keep_when_down: bool,
+}
+
+/// Figures INFO shows.
+#[derive(Default)]
+pub struct TrackingCounters {
+    /// Invalidation messages received on the control connection.
+    pub messages: AtomicU64,
+    /// Keys named by those messages (each evicted in every database, for every user).
+    pub keys: AtomicU64,
+    /// L1 flushes because the upstream was flushed (a null invalidation).
+    pub upstream_flushes: AtomicU64,
+    /// L1 flushes because the control connection was lost, silent or its redirect broken.
+    pub loss_flushes: AtomicU64,
+}
+
+/// Shared tracking state.
+pub struct Tracking {
+    mode: TrackingMode,
+    /// Mirror of the redirect's epoch, for the check on every fill.
+    epoch: AtomicU64,
+    /// The control connection is up and subscribed.
+    up: AtomicBool,
+    redirect: watch::Sender<Redirect>,
+    /// Wakes the control connection to reconnect (its redirect was reported broken); no
+    /// permit is stored, so a report seen between reads cannot end a later connection.
+    broken: Notify,
+    /// Logged once: an upstream connection refused `CLIENT TRACKING`.
+    refusal_logged: AtomicBool,
+    l1: Arc<L1>,
+    /// What INFO shows.
+    pub counters: TrackingCounters,
+}
+
+impl Tracking {
+    /// Tracking state for `mode`; with tracking on, L1 neither serves nor fills until the
+    /// control connection is up.
+    pub fn new(mode: TrackingMode, l1: Arc<L1>) -> Arc<Tracking> {
+        let (redirect, _) = watch::channel(Redirect { epoch: 0, id: None });
+        Arc::new(Tracking {
+            mode,
+            epoch: AtomicU64::new(0),
+            up: AtomicBool::new(false),
+            redirect,
+            broken: Notify::new(),
+            refusal_logged: AtomicBool::new(false),
+            l1,
+            counters: TrackingCounters::default(),
+        })
+    }
+
+    /// The configured mode.
+    pub fn mode(&self) -> TrackingMode {
+        self.mode
+    }
+
+    /// Whether upstream connections turn tracking on.
+    pub fn enabled(&self) -> bool {
+        self.mode != TrackingMode::Off
+    }
+
+    /// Whether the control connection is up and subscribed (always false when off).
+    pub fn link_up(&self) -> bool {
+        self.up.load(Relaxed)
+    }
+
+    /// Whether L1 may answer now: tracking is off, or its control connection is up.
+    #[inline]
+    pub fn serving(&self) -> bool {
+        !self.enabled() || self.up.load(Relaxed)
+    }
+
+    /// Whether a reply read on an upstream connection whose tracking took effect in
+    /// `conn_epoch` may fill L1.
+    #[inline]
+    pub fn may_fill(&self, conn_epoch: u64) -> bool {
+        !self.enabled() || conn_epoch == self.epoch.load(SeqCst)
+    }
+
+    /// Follows the redirect (upstream connections turn tracking on again when it changes).
+    pub fn subscribe(&self) -> watch::Receiver<Redirect> {
+        self.redirect.subscribe()
+    }
+
+    /// The redirect now.
+    pub fn redirect(&self) -> Redirect {
+        *self.redirect.borrow()
+    }
+
+    /// A control connection with id `id` is subscribed: a new epoch starts.
+    fn connected(&self, id: i64) {
+        self.redirect.send_modify(|r| {
+            r.epoch += 1;
+            r.id = Some(id);
+            self.epoch.store(r.epoch, SeqCst);
+        });
+        self.up.store(true, SeqCst);
+    }
+
+    /// The control connection is lost: stop serving and filling, then flush L1 (the flush
+    /// bumps every L1 generation, so no fill taken before lands afterwards). Returns false
+    /// when it was already down.
+    fn lost(&self, reason: &str) -> bool {
+        let was_up = self.down(reason);
+        if was_up {
+            self.flush_for_loss();
+        }
+        was_up
+    }
+
+    /// Stops serving and filling L1 (a new epoch no connection is in); false when already
+    /// down.
+    fn down(&self, reason: &str) -> bool {
+        if !self.up.swap(false, SeqCst) {
+            return false;
+        }
+        self.redirect.send_modify(|r| {
+            r.epoch += 1;
+            r.id = None;
+            self.epoch.store(r.epoch, SeqCst);
+        });
+        eprintln!("nearcache: invalidation link down ({reason}): L1 bypassed");
+        true
+    }
+
+    /// Flushes L1 after a loss (see [`Tracking::lost`]).
+    fn flush_for_loss(&self) {
+        self.l1.flush_all();
+        self.counters.loss_flushes.fetch_add(1, Relaxed);
+    }
+
+    /// An upstream connection reports that its redirect target `id` is gone
+    /// (`tracking-redir-broken`): if that is the current control connection, it is lost.
+    pub fn redirect_broken(&self, id: i64) {
+        if self.redirect().id == Some(id) && self.lost("tracking redirect broken") {
+            self.broken.notify_waiters();
+        }
+    }
+
+    /// Keys another client wrote: evicted in every database, for every user.
+    fn invalidate(&self, keys: &[bytes::Bytes]) {
+        self.counters.messages.fetch_add(1, Relaxed);
+        self.counters.keys.fetch_add(keys.len() as u64, Relaxed);
+        for key in keys {
+            self.l1.invalidate_everywhere(key);
+        }
+    }
+
+    /// The upstream was flushed (FLUSHALL, FLUSHDB): everything goes.
+    fn flushed(&self) {
+        self.counters.messages.fetch_add(1, Relaxed);
+        self.counters.upstream_flushes.fetch_add(1, Relaxed);
+        self.l1.flush_all();
+    }
+
+    /// An upstream connection refused `CLIENT TRACKING`: it does not fill L1 (logged once).
+    pub fn refused(&self, reply: &[u8]) {
+        if !self.refusal_logged.swap(true, Relaxed) {
+            let text = String::from_utf8_lossy(reply);
+            eprintln!(
+                "nearcache: upstream refused CLIENT TRACKING ({}): L1 is not filled from such connections",
+                text.trim()
+            );
+        }
+    }
+
+    /// An upstream connection whose tracking was in effect closed while the server still
+    /// answers (idle pool, stuck call): the keys it read are no longer tracked, so what it
+    /// may have filled in database `db` is evicted.
+    pub fn untracked(&self, db: u32) {
+        if self.enabled() {
+            self.l1.flush_db(db);
+        }
+    }
+}
