@@ -280,3 +280,35 @@ fn a_user_who_may_not_pttl_is_answered_but_never_cached() {
     );
     assert_eq!(l1_hits(&sidecar), 0);
 }
+
+/// A user with only the commands it uses (no PING, no CLIENT TRACKING) is served as Redis
+/// serves it: the sidecar's connections for it come up, its reads are answered from the
+/// upstream (never cached: nothing tracks what they read), and its refusals are Redis's.
+#[test]
+fn a_user_without_ping_or_tracking_is_served_uncached() {
+    let (redis, sidecar) = start_pair(&[]);
+    let rules = ["ACL", "SETUSER", "bare", "on", ">pw", "~*", "+get", "+set"];
+    ok(&redis.conn().cmd_str(&rules), "ACL SETUSER bare");
+    let mut direct = direct_as(&redis, "bare");
+    let mut c = auth(sidecar.conn(), "bare");
+    for round in 0..3 {
+        let value = format!("v{round}");
+        let set = encode_command_str(&["SET", "bare:k", &value]);
+        assert_same_reply(&mut direct, &mut c, &set);
+        for _ in 0..2 {
+            assert_reply(
+                &c.cmd_str(&["GET", "bare:k"]),
+                &bulk(value.as_bytes()),
+                "GET as bare",
+            );
+        }
+        redis.conn().cmd_str(&["SET", "bare:k", "elsewhere"]);
+        assert_reply(
+            &c.cmd_str(&["GET", "bare:k"]),
+            &bulk(b"elsewhere"),
+            "a write made elsewhere is seen at once",
+        );
+    }
+    assert_noperm(&mut direct, &mut c, &["MGET", "bare:k"]);
+    assert_noperm(&mut direct, &mut c, &["PING"]);
+}

@@ -32,11 +32,12 @@ fn pfcount_evicts_the_header_it_rewrites() {
     );
 }
 
-/// A redis-server with a password, and a sidecar whose `--upstream` URL has none (so it has
-/// no control connection either: tracking is off here, else L1 would be bypassed).
+/// A redis-server with a password, and a sidecar whose `--upstream` URL has none: the
+/// command table and the invalidation link (tracking is on, the default) both come up with
+/// the first client that authenticates.
 fn password_pair() -> (Redis, Sidecar) {
     let redis = Redis::start_with(&["--requirepass", "secret"]);
-    let sidecar = Sidecar::start(redis.port(), &["--tracking", "off"]);
+    let sidecar = Sidecar::start(redis.port(), &[]);
     poll_until(
         Duration::from_secs(10),
         "the degraded state is logged",

@@ -119,6 +119,7 @@ impl Connection {
         };
         if !is_error(&reply) {
             if let Some(creds) = credentials(&req.args[1..]) {
+                self.offer_to_control(&creds);
                 let routed = self
                     .shared
                     .upstream
@@ -184,6 +185,7 @@ impl Connection {
             while i < args.len() {
                 if args[i].eq_ignore_ascii_case(b"AUTH") && i + 2 < args.len() {
                     let creds = credentials(&args[i + 1..i + 3]).expect("two arguments");
+                    self.offer_to_control(&creds);
                     user = match self.shared.upstream.identity(creds) {
                         Ok(user) => user,
                         Err(e) => return self.replies.error(&e),
@@ -218,6 +220,15 @@ impl Connection {
                 // Back to the pool held until just now: it still exists.
                 let _ = self.set_route(previous.0, previous.1, previous.2);
             }
+        }
+    }
+
+    /// Credentials a client authenticated with, offered to the control connection when the
+    /// sidecar has none of its own (a password-protected upstream): the invalidation link
+    /// then comes up with the first client that authenticates, as the command table loads.
+    fn offer_to_control(&self, creds: &Credentials) {
+        if self.shared.config.upstream.password.is_none() {
+            self.shared.tracking.offer(creds);
         }
     }
 

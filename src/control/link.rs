@@ -1,7 +1,10 @@
-//! The control connection: `AUTH`, `CLIENT ID`, `SUBSCRIBE __redis__:invalidate`, then
-//! invalidation messages in and a PING every heartbeat out. A PING still unanswered when the
-//! next is due, a read error or a close, or a reported broken redirect all mean the link is
-//! lost: L1 is flushed and bypassed, and the connection is made again with backoff.
+//! The control connection: `HELLO 3` (with `AUTH`), `CLIENT ID`, then invalidation push
+//! messages in and a PING every heartbeat out. It speaks RESP3 so that Redis sends a
+//! redirect target its invalidations as `invalidate` push messages: no `SUBSCRIBE`, so no
+//! pub/sub channel permission is needed from the ACL user it runs as. A PING still
+//! unanswered when the next is due, a read error or a close, or a reported broken redirect
+//! all mean the link is lost: L1 is flushed and bypassed, and the connection is made again
+//! with backoff.
 
 use std::sync::Arc;
 
@@ -12,12 +15,22 @@ use tokio::net::TcpStream;
 use super::{ControlTarget, Tracking};
 use crate::protocol::{write_command, FrameScanner};
 use crate::upstream::backoff::Backoff;
-use crate::upstream::reply::{array_elements, integer, is_error, is_null, text};
+use crate::upstream::reply::{array_elements, integer, is_error, is_null, push_elements, text};
+use crate::upstream::Credentials;
 
-/// The channel Redis publishes tracking invalidations on for a RESP2 redirect target.
-pub const INVALIDATE_CHANNEL: &[u8] = b"__redis__:invalidate";
+/// The control connection's name in the upstream's `CLIENT LIST`.
+pub const NAME: &[u8] = b"nearcache-control";
+const SETNAME: &[u8] = b"SETNAME";
+
+/// How long a control connection refused for lack of credentials waits for a client to
+/// offer some before it tries again without (the upstream's password may be removed).
+const OFFER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Keeps the control connection up for as long as the process runs.
+///
+/// Credentials: those of `--upstream`; without any, and when the upstream refuses the
+/// connection for that, those of the first client that authenticated (see
+/// [`Tracking::offer`]), as the command table is loaded.
 pub async fn run(tracking: Arc<Tracking>, target: ControlTarget) {
     let mut backoff = Backoff::new(Arc::as_ptr(&tracking) as u64);
     let mut down_logged = false;
@@ -25,7 +38,9 @@ pub async fn run(tracking: Arc<Tracking>, target: ControlTarget) {
     // tracking covers them any more, so they go before L1 serves again.
     let mut kept = false;
     loop {
-        let reason = match connect(&target).await {
+        let creds = target.credentials.clone().or_else(|| tracking.offered());
+
+        let reason = match connect(&target, creds.as_ref()).await {
             Ok((stream, buf, id)) => {
                 backoff.reset();
                 if std::mem::take(&mut kept) {
@@ -50,8 +65,27 @@ pub async fn run(tracking: Arc<Tracking>, target: ControlTarget) {
             eprintln!("nearcache: invalidation link not established: {reason}");
         }
         down_logged = true;
+        if target.credentials.is_none() && refused_for_credentials(&reason) {
+            if let Some(c) = &creds {
+                tracking.refuse_offer(c);
+            }
+            if tracking.offered().is_none() {
+                let offer = tracking.offer_arrived.notified();
+                let _ = tokio::time::timeout(OFFER_WAIT, offer).await;
+                continue;
+            }
+        }
         tokio::time::sleep(backoff.next_delay()).await;
     }
+}
+
+/// Whether the upstream refused the control connection for its credentials (none, wrong,
+/// or a user that may not subscribe or read its id).
+fn refused_for_credentials(reason: &str) -> bool {
+    let code = reason.trim_start_matches('-');
+    ["NOAUTH", "WRONGPASS", "NOPERM"]
+        .iter()
+        .any(|c| code.starts_with(c))
 }
 
 /// Whether the upstream accepts a TCP connection within the connect timeout.
@@ -64,21 +98,26 @@ async fn reachable(target: &ControlTarget) -> bool {
 }
 
 /// Connects, authenticates, learns the connection's id and subscribes.
-async fn connect(target: &ControlTarget) -> Result<(TcpStream, BytesMut, i64), String> {
+async fn connect(
+    target: &ControlTarget,
+    credentials: Option<&Credentials>,
+) -> Result<(TcpStream, BytesMut, i64), String> {
     let setup = async {
         let mut stream = TcpStream::connect(&target.address)
             .await
             .map_err(|e| e.to_string())?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
         let mut out = BytesMut::new();
-        let mut replies = 2;
-        if let Some(c) = &target.credentials {
-            let user: &[u8] = c.user.as_deref().unwrap_or(b"default");
-            write_command(&mut out, &[b"AUTH", user, &c.pass]);
-            replies += 1;
+        let replies = 2;
+        match credentials {
+            Some(c) => {
+                let user: &[u8] = c.user.as_deref().unwrap_or(b"default");
+                let hello: &[&[u8]] = &[b"HELLO", b"3", b"AUTH", user, &c.pass, SETNAME, NAME];
+                write_command(&mut out, hello);
+            }
+            None => write_command(&mut out, &[b"HELLO", b"3", SETNAME, NAME]),
         }
         write_command(&mut out, &[b"CLIENT", b"ID"]);
-        write_command(&mut out, &[b"SUBSCRIBE", INVALIDATE_CHANNEL]);
         stream.write_all(&out).await.map_err(|e| e.to_string())?;
         let mut buf = BytesMut::with_capacity(4096);
         let mut scanner = FrameScanner::default();
@@ -88,7 +127,7 @@ async fn connect(target: &ControlTarget) -> Result<(TcpStream, BytesMut, i64), S
             if is_error(&frame) {
                 return Err(String::from_utf8_lossy(&frame).trim().to_owned());
             }
-            if i == replies - 2 {
+            if i == replies - 1 {
                 id = integer(&frame);
             }
         }
@@ -131,7 +170,7 @@ async fn serve(
     tick.tick().await;
     let mut awaiting_pong = false;
     loop {
-        // Frames already read (the first may have come with the SUBSCRIBE reply).
+        // Frames already read (the first may have come with the CLIENT ID reply).
         loop {
             match scanner.next_frame(&buf) {
                 Ok(Some(len)) => {
@@ -168,23 +207,21 @@ async fn serve(
     }
 }
 
-/// `PING` in subscribe mode answers `*2 $4 pong $0 ""`.
+/// The heartbeat's reply.
 fn is_pong(frame: &Bytes) -> bool {
-    array_elements(frame)
-        .and_then(|e| e.first().and_then(|k| text(k).map(|(t, _)| t == b"pong")))
-        .unwrap_or(false)
+    &frame[..] == b"+PONG\r\n"
 }
 
-/// `*3 message __redis__:invalidate <keys array | null>`: evicts the keys, or flushes L1.
+/// `>2 invalidate <keys array | null>`: evicts the keys, or flushes L1 (the upstream was
+/// flushed).
 fn handle(tracking: &Tracking, frame: &Bytes) {
-    let Some(parts) = array_elements(frame) else {
+    let Some(parts) = push_elements(frame) else {
         return;
     };
-    let [kind, channel, payload] = &parts[..] else {
+    let [kind, payload] = &parts[..] else {
         return;
     };
-    let is = |f: &Bytes, want: &[u8]| text(f).is_some_and(|(t, _)| t == want);
-    if !is(kind, b"message") || !is(channel, INVALIDATE_CHANNEL) {
+    if text(kind).is_none_or(|(t, _)| t != b"invalidate") {
         return;
     }
     if is_null(payload) {
@@ -213,11 +250,13 @@ mod tests {
 
     #[test]
     fn reads_pongs_and_invalidation_messages() {
-        assert!(is_pong(&Bytes::from_static(
-            b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
-        )));
-        assert!(!is_pong(&Bytes::from_static(
-            b"*3\r\n$7\r\nmessage\r\n$4\r\npong\r\n$0\r\n\r\n"
-        )));
+        assert!(is_pong(&Bytes::from_static(b"+PONG\r\n")));
+        assert!(!is_pong(&Bytes::from_static(b"$4\r\nPONG\r\n")));
+        let push = |s: &'static [u8]| push_elements(&Bytes::from_static(s));
+        let keys = push(b">2\r\n$10\r\ninvalidate\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n").unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(array_elements(&keys[1]).unwrap().len(), 2);
+        let flush = push(b">2\r\n$10\r\ninvalidate\r\n_\r\n").unwrap();
+        assert!(is_null(&flush[1]));
     }
 }

@@ -14,7 +14,7 @@
 mod link;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
@@ -67,6 +67,11 @@ pub struct TrackingCounters {
     pub loss_flushes: AtomicU64,
 }
 
+/// Credentials offered by clients that authenticated, kept for a control connection that
+/// has none of its own (a password-protected upstream whose password is not in
+/// `--upstream`): at most this many distinct ones.
+const MAX_OFFERED: usize = 8;
+
 /// Shared tracking state.
 pub struct Tracking {
     mode: TrackingMode,
@@ -80,6 +85,11 @@ pub struct Tracking {
     broken: Notify,
     /// Logged once: an upstream connection refused `CLIENT TRACKING`.
     refusal_logged: AtomicBool,
+    /// Credentials clients authenticated with, oldest first, for a control connection the
+    /// upstream refuses without them (see [`Tracking::offer`]).
+    offered: Mutex<Vec<Credentials>>,
+    /// Wakes a control connection waiting for credentials.
+    offer_arrived: Notify,
     l1: Arc<L1>,
     /// What INFO shows.
     pub counters: TrackingCounters,
@@ -97,9 +107,36 @@ impl Tracking {
             redirect,
             broken: Notify::new(),
             refusal_logged: AtomicBool::new(false),
+            offered: Mutex::new(Vec::new()),
+            offer_arrived: Notify::new(),
             l1,
             counters: TrackingCounters::default(),
         })
+    }
+
+    /// A client authenticated with `creds`: when the upstream refuses the control
+    /// connection the sidecar's own credentials (none in `--upstream`), it tries these.
+    pub fn offer(&self, creds: &Credentials) {
+        if !self.enabled() {
+            return;
+        }
+        let mut offered = self.offered.lock().unwrap_or_else(|p| p.into_inner());
+        if offered.len() < MAX_OFFERED && !offered.contains(creds) {
+            offered.push(creds.clone());
+            self.offer_arrived.notify_one();
+        }
+    }
+
+    /// The oldest offered credentials not known to fail.
+    fn offered(&self) -> Option<Credentials> {
+        let offered = self.offered.lock().unwrap_or_else(|p| p.into_inner());
+        offered.first().cloned()
+    }
+
+    /// Offered credentials the upstream refused (or that may not subscribe): dropped.
+    fn refuse_offer(&self, creds: &Credentials) {
+        let mut offered = self.offered.lock().unwrap_or_else(|p| p.into_inner());
+        offered.retain(|c| c != creds);
     }
 
     /// The configured mode.

@@ -68,6 +68,11 @@ pub(super) async fn connect(
                 select_again |= i + 1 < replies;
                 continue;
             }
+            if i + 1 == replies && reply.starts_with(b"-NOPERM") {
+                // The last request is the liveness PING: a user whose ACL rules leave out
+                // PING still got an answer from a live server.
+                continue;
+            }
             if is_error(&reply) {
                 return Err(handshake_error(&reply));
             }

@@ -28,7 +28,16 @@ pub fn integer(frame: &[u8]) -> Option<i64> {
 
 /// The elements of an array reply as raw frames (slices of `frame`, no copy).
 pub fn array_elements(frame: &Bytes) -> Option<Vec<Bytes>> {
-    let rest = frame.strip_prefix(b"*")?;
+    elements(frame, b'*')
+}
+
+/// The elements of a RESP3 push frame (`>`) as raw frames (slices of `frame`, no copy).
+pub fn push_elements(frame: &Bytes) -> Option<Vec<Bytes>> {
+    elements(frame, b'>')
+}
+
+fn elements(frame: &Bytes, kind: u8) -> Option<Vec<Bytes>> {
+    let rest = frame.strip_prefix(&[kind])?;
     let nl = rest.iter().position(|&b| b == b'\n')?;
     let count = usize::try_from(parse_decimal(rest[..nl].strip_suffix(b"\r")?)?).ok()?;
     let mut pos = 1 + nl + 1;
