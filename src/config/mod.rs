@@ -56,6 +56,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// thread avoids cross-core traffic on the hit path and serves over a million pipelined
 /// hits per second on its own.
 pub const DEFAULT_THREADS: usize = 1;
+/// Default `--audit-rate`: one L1 hit in a thousand is re-read from the upstream and compared.
+pub const DEFAULT_AUDIT_RATE: f64 = 0.001;
 
 /// Command-line flags; every flag also reads `NEARCACHE_<NAME>` from the environment (clap `env`).
 ///
@@ -134,6 +136,9 @@ pub struct Flags {
     /// Worker threads serving clients and upstream connections [default: 1]
     #[arg(long, env = "NEARCACHE_THREADS", value_name = "N")]
     pub threads: Option<String>,
+    /// Fraction of L1 hits re-read from the upstream in the background and compared with what was served, 0 to 1; 0 disables [default: 0.001]
+    #[arg(long, env = "NEARCACHE_AUDIT_RATE", value_name = "FRACTION")]
+    pub audit_rate: Option<String>,
 }
 
 impl fmt::Debug for Flags {
@@ -160,6 +165,7 @@ impl fmt::Debug for Flags {
             .field("max_inline_bytes", &self.max_inline_bytes)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("threads", &self.threads)
+            .field("audit_rate", &self.audit_rate)
             .finish()
     }
 }
@@ -247,6 +253,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Worker threads (`--threads`).
     pub threads: usize,
+    /// Fraction of L1 hits re-read from the upstream and compared with what was served, in
+    /// `0..=1`; zero disables the staleness audit (`--audit-rate`).
+    pub audit_rate: f64,
 }
 
 /// Every configuration problem found, one line each when displayed.
@@ -280,9 +289,10 @@ struct FileConfig {
     max_inline_bytes: Option<Scalar>,
     shutdown_grace: Option<Scalar>,
     threads: Option<Scalar>,
+    audit_rate: Option<Scalar>,
 }
 
-/// A TOML string, integer or boolean kept as text, so file and flags share one parser.
+/// A TOML string, integer, float or boolean kept as text, so file and flags share one parser.
 struct Scalar(String);
 
 impl<'de> Deserialize<'de> for Scalar {
@@ -291,7 +301,7 @@ impl<'de> Deserialize<'de> for Scalar {
         impl serde::de::Visitor<'_> for Visitor {
             type Value = Scalar;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string, integer or boolean")
+                f.write_str("a string, number or boolean")
             }
             fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
                 Ok(Scalar(v.to_owned()))
@@ -300,6 +310,9 @@ impl<'de> Deserialize<'de> for Scalar {
                 Ok(Scalar(v.to_string()))
             }
             fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
                 Ok(Scalar(v.to_string()))
             }
             fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
@@ -417,6 +430,7 @@ impl Config {
             shutdown_grace: pick!(shutdown_grace, parse::duration)
                 .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             threads: pick!(threads, parse::count).unwrap_or(DEFAULT_THREADS),
+            audit_rate: pick!(audit_rate, parse::fraction).unwrap_or(DEFAULT_AUDIT_RATE),
         };
         if r.problems.is_empty() {
             Ok(config)
