@@ -40,5 +40,13 @@ pub fn section(shared: &Shared) -> String {
     line("upstream_requests", &stats.upstream_requests.load(Relaxed));
     line("upstream_errors", &stats.upstream_errors.load(Relaxed));
     line("upstream_latency_avg_us", &stats.upstream_latency_avg_us());
+    line("audit_rate", &shared.config.audit_rate);
+    line("audits_done", &stats.audits_done.load(Relaxed));
+    line("audits_failed", &stats.audits_failed.load(Relaxed));
+    line("audits_skipped", &stats.audits_skipped.load(Relaxed));
+    line(
+        "stale_hits_detected",
+        &stats.stale_hits_detected.load(Relaxed),
+    );
     s
 }

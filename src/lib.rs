@@ -11,6 +11,7 @@
 //!  upstream task per pooled connection: writer + reader + watchdog; fills run when replies arrive
 //!  encoder thread: compresses large values off the reader; workers install them in L1
 //!  link lost / back ─► L1 flushed (hooks wired in state)
+//!  audit task per sampled hit (--audit-rate): GET upstream, compare, count stale hits
 //!  state: one Arc<Shared> every task holds (config, L1, ACL marks, fills, upstream pools,
 //!    stats, command table); the table and max bulk length are learned from the upstream at start
 //! ```
@@ -26,6 +27,8 @@
 //! - [`cache`]: L1 (moka, weighed by real memory cost), generations for the fetch/invalidate
 //!   race, the per-thread front, coalescing of concurrent misses, filling L1 from fetches.
 //! - [`upstream`]: pooled pipelined connections to Redis, health checks, reconnects.
+//! - [`audit`]: the staleness audit: a fraction of L1 hits re-read from the upstream and
+//!   compared with what was served.
 //! - [`info`]: the `# Nearcache` INFO section.
 //! - [`metrics`]: the counters every layer updates.
 //! - [`error`]: error types and their `-ERR` replies.
@@ -34,6 +37,7 @@
 #![warn(missing_docs)]
 
 pub mod acl;
+pub mod audit;
 pub mod cache;
 pub mod command;
 pub mod config;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::acl::Acl;
+use crate::audit::Auditor;
 use crate::cache::{Coalescer, L1Options, L1};
 use crate::command::Tables;
 use crate::config::Config;
@@ -31,6 +32,8 @@ pub struct Shared {
     pub upstream: Upstream,
     /// Counters.
     pub stats: Arc<Stats>,
+    /// Re-reads sampled L1 hits from the upstream and compares them (`--audit-rate`).
+    pub audit: Arc<Auditor>,
     /// The command table: the upstream's once loaded, the built-in one until then.
     pub table: Tables,
     /// The upstream's `proto-max-bulk-len` (`u64::MAX` until learned): a longer bulk string
@@ -84,12 +87,14 @@ impl Shared {
             forget_acl.drop_identity(user);
             forget_l1.forget_user(user);
         });
+        let audit = Auditor::new(l1.clone(), stats.clone());
         Arc::new(Shared {
             upstream: Upstream::new(target, stats.clone(), hook, forget),
             config,
             l1,
             acl,
             fills: Coalescer::new(),
+            audit,
             stats,
             table: Tables::new(),
             upstream_max_bulk: AtomicU64::new(u64::MAX),

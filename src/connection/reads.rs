@@ -79,6 +79,16 @@ impl Connection {
             && (shared.config.serve_stale_when_down || shared.upstream.link_up())
     }
 
+    /// Has the upstream asked for `key` in the background and compared with the reply L1
+    /// just served (see [`crate::audit`]).
+    #[cold]
+    pub(super) fn audit_hit(&self, key: Bytes, served: Bytes) {
+        let key = self.cache_key(key);
+        self.shared
+            .audit
+            .start(key, served, self.session.pool.clone());
+    }
+
     fn cached_reply(&self, cached: Cached) -> Bytes {
         match cached {
             Cached::Value(bulk) => bulk,
@@ -114,6 +124,9 @@ impl Connection {
         if let Some(cached) = cached.flatten() {
             self.counts.hits += 1;
             let reply = self.cached_reply(cached);
+            if self.audit.tick() {
+                self.audit_hit(key, reply.clone());
+            }
             return self.replies.ready_bytes(reply);
         }
         self.fetch_missing(key).await;
@@ -150,7 +163,11 @@ impl Connection {
         for key in keys {
             if let Some(cached) = self.lookup(key) {
                 self.counts.hits += 1;
-                parts.push(Part::Known(self.cached_reply(cached)));
+                let reply = self.cached_reply(cached);
+                if self.audit.tick() {
+                    self.audit_hit(key.clone(), reply.clone());
+                }
+                parts.push(Part::Known(reply));
                 continue;
             }
             self.counts.misses += 1;
