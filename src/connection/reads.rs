@@ -160,12 +160,14 @@ impl Connection {
     pub(super) async fn mget(&mut self, keys: &[Bytes]) {
         let mut parts = Vec::with_capacity(keys.len());
         let mut leads = Vec::new();
+        // Hits picked for an audit (position, reply served).
+        let mut audits = Vec::new();
         for key in keys {
             if let Some(cached) = self.lookup(key) {
                 self.counts.hits += 1;
                 let reply = self.cached_reply(cached);
                 if self.audit.tick() {
-                    self.audit_hit(key.clone(), reply.clone());
+                    audits.push((parts.len(), reply.clone()));
                 }
                 parts.push(Part::Known(reply));
                 continue;
@@ -189,6 +191,12 @@ impl Connection {
                 self.counts.misses += 1;
                 let flight = Flight::detached();
                 leads.push(Lead { key, taken, flight });
+            }
+        }
+        for (i, served) in audits {
+            // Not a hit that was turned into a fetch just above.
+            if matches!(parts[i], Part::Known(_)) {
+                self.audit_hit(keys[i].clone(), served);
             }
         }
         if leads.is_empty() && parts.iter().all(|p| matches!(p, Part::Known(_))) {
