@@ -404,5 +404,6 @@ fn readme_example_file_is_valid() {
     assert_eq!(c.l1_max_bytes, 512 << 20);
     assert_eq!(c.l1_ttl, std::time::Duration::from_secs(30));
     assert_eq!(c.threads, 1);
+    assert_eq!(c.audit_rate, 0.001);
     assert_eq!(c.upstream.username.as_deref(), Some("app"));
 }
