@@ -1,11 +1,12 @@
 //! Micro-benchmarks of the per-request pieces: request parsing, the GET hit lookup (front
-//! and moka), and reply framing. `cargo bench --bench hot_path`.
+//! and moka), the audit selection every hit pays, and reply framing. `cargo bench --bench hot_path`.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion};
+use nearcache::audit::Countdown;
 use nearcache::cache::{bulk, CacheKey, Cached, KeyRef, L1Options, L1};
 use nearcache::config::Limits;
 use nearcache::protocol::{parse_request, peek_get, FrameScanner};
@@ -71,6 +72,17 @@ fn lookups(c: &mut Criterion) {
     });
 }
 
+/// What every L1 hit pays for the staleness audit: one countdown tick (selected hits are not
+/// audited here, only counted).
+fn audit_selection(c: &mut Criterion) {
+    let mut countdown = Countdown::new(0.001, 1);
+    let mut picked = 0u64;
+    c.bench_function("audit countdown tick (rate 0.001)", |b| {
+        b.iter(|| picked += u64::from(black_box(&mut countdown).tick()))
+    });
+    black_box(picked);
+}
+
 fn framing(c: &mut Criterion) {
     let mut reply = Vec::new();
     reply.extend_from_slice(b"*10000\r\n");
@@ -87,5 +99,5 @@ fn framing(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, parsing, lookups, framing);
+criterion_group!(benches, parsing, lookups, audit_selection, framing);
 criterion_main!(benches);

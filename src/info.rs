@@ -61,5 +61,13 @@ pub fn section(shared: &Shared) -> String {
         &counters.upstream_flushes.load(Relaxed),
     );
     line("l1_flushes_link_lost", &counters.loss_flushes.load(Relaxed));
+    line("audit_rate", &shared.config.audit_rate);
+    line("audits_done", &stats.audits_done.load(Relaxed));
+    line("audits_failed", &stats.audits_failed.load(Relaxed));
+    line("audits_skipped", &stats.audits_skipped.load(Relaxed));
+    line(
+        "stale_hits_detected",
+        &stats.stale_hits_detected.load(Relaxed),
+    );
     s
 }

@@ -11,8 +11,9 @@
 //!  upstream task per pooled connection: writer + reader + watchdog; fills run when replies arrive
 //!  encoder thread: compresses large values off the reader; workers install them in L1
 //!  link lost / back ─► L1 flushed (hooks wired in state)
-//!  control task: CLIENT ID + SUBSCRIBE __redis__:invalidate, PING heartbeat; every pooled
+//!  control task: HELLO 3 + CLIENT ID, invalidation pushes, PING heartbeat; every pooled
 //!    connection runs CLIENT TRACKING on REDIRECT <id>; invalidations evict, loss flushes + bypasses
+//!  audit task per sampled hit (--audit-rate): GET upstream, compare, count stale hits
 //!  state: one Arc<Shared> every task holds (config, L1, ACL marks, fills, upstream pools,
 //!    stats, command table); the table and max bulk length are learned from the upstream at start
 //! ```
@@ -30,6 +31,8 @@
 //! - [`upstream`]: pooled pipelined connections to Redis, health checks, reconnects.
 //! - [`control`]: server-assisted tracking: the control connection that receives Redis's
 //!   invalidations, its heartbeat, and the epochs that keep L1 bypassed while it is lost.
+//! - [`audit`]: the staleness audit: a fraction of L1 hits re-read from the upstream and
+//!   compared with what was served.
 //! - [`info`]: the `# Nearcache` INFO section.
 //! - [`metrics`]: the counters every layer updates.
 //! - [`error`]: error types and their `-ERR` replies.
@@ -40,6 +43,7 @@
 #![warn(missing_docs)]
 
 pub mod acl;
+pub mod audit;
 pub mod cache;
 pub mod command;
 pub mod config;

@@ -21,6 +21,15 @@ pub struct Stats {
     pub connected_clients: AtomicU64,
     /// Client connections accepted since start.
     pub total_connections: AtomicU64,
+    /// Audited L1 hits compared with an upstream reply (see [`crate::audit`]).
+    pub audits_done: AtomicU64,
+    /// Audits that got no usable upstream reply (an error, unavailable, a timeout).
+    pub audits_failed: AtomicU64,
+    /// Hits selected for an audit while too many audits were in flight.
+    pub audits_skipped: AtomicU64,
+    /// Audited hits whose served value differed from the upstream's with no invalidation
+    /// of the key to explain it.
+    pub stale_hits_detected: AtomicU64,
 }
 
 impl Stats {
@@ -35,6 +44,10 @@ impl Stats {
             upstream_latency_us: AtomicU64::new(0),
             connected_clients: AtomicU64::new(0),
             total_connections: AtomicU64::new(0),
+            audits_done: AtomicU64::new(0),
+            audits_failed: AtomicU64::new(0),
+            audits_skipped: AtomicU64::new(0),
+            stale_hits_detected: AtomicU64::new(0),
         }
     }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::acl::Acl;
+use crate::audit::Auditor;
 use crate::cache::{Coalescer, L1Options, L1};
 use crate::command::Tables;
 use crate::config::Config;
@@ -34,6 +35,8 @@ pub struct Shared {
     pub tracking: Arc<Tracking>,
     /// Counters.
     pub stats: Arc<Stats>,
+    /// Re-reads sampled L1 hits from the upstream and compares them (`--audit-rate`).
+    pub audit: Arc<Auditor>,
     /// The command table: the upstream's once loaded, the built-in one until then.
     pub table: Tables,
     /// The upstream's `proto-max-bulk-len` (`u64::MAX` until learned): a longer bulk string
@@ -88,6 +91,7 @@ impl Shared {
             forget_l1.forget_user(user);
         });
         let tracking = Tracking::new(config.tracking, l1.clone());
+        let audit = Auditor::new(l1.clone(), stats.clone());
         Arc::new(Shared {
             upstream: Upstream::new(target, stats.clone(), hook, forget, tracking.clone()),
             tracking,
@@ -95,6 +99,7 @@ impl Shared {
             l1,
             acl,
             fills: Coalescer::new(),
+            audit,
             stats,
             table: Tables::new(),
             upstream_max_bulk: AtomicU64::new(u64::MAX),

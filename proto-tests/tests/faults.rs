@@ -163,6 +163,14 @@ fn upstream_timeout_is_reported_and_late_replies_are_not_misdelivered() {
         "MSET",
     );
     let mut c = sidecar.conn();
+    // The pause must find the sidecar started: its control connection up, its client's
+    // upstream connection established (else the pause holds up their handshakes instead).
+    poll_until(
+        Duration::from_secs(10),
+        "the invalidation link to be up",
+        || info_field(&c.info(Some("nearcache")), "invalidation_link").as_deref() == Some("up"),
+    );
+    assert_reply(&c.cmd_str(&["PING"]), b"+PONG\r\n", "PING before the pause");
     assert_reply(
         &direct.cmd_str(&["CLIENT", "PAUSE", "1500", "ALL"]),
         b"+OK\r\n",

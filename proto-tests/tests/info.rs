@@ -22,6 +22,11 @@ const FIELDS: &[&str] = &[
     "upstream_requests",
     "upstream_errors",
     "upstream_latency_avg_us",
+    "audit_rate",
+    "audits_done",
+    "audits_failed",
+    "audits_skipped",
+    "stale_hits_detected",
 ];
 
 #[test]

@@ -70,6 +70,8 @@ pub enum TrackingMode {
     /// No tracking: only writes through this sidecar and `--l1-ttl` bound staleness.
     Off,
 }
+/// Default `--audit-rate`: one L1 hit in a thousand is re-read from the upstream and compared.
+pub const DEFAULT_AUDIT_RATE: f64 = 0.001;
 
 /// Command-line flags; every flag also reads `NEARCACHE_<NAME>` from the environment (clap `env`).
 ///
@@ -158,6 +160,9 @@ pub struct Flags {
         value_name = "DURATION"
     )]
     pub invalidation_heartbeat: Option<String>,
+    /// Fraction of L1 hits re-read from the upstream in the background and compared with what was served, 0 to 1; 0 disables [default: 0.001]
+    #[arg(long, env = "NEARCACHE_AUDIT_RATE", value_name = "FRACTION")]
+    pub audit_rate: Option<String>,
 }
 
 impl fmt::Debug for Flags {
@@ -186,6 +191,7 @@ impl fmt::Debug for Flags {
             .field("threads", &self.threads)
             .field("tracking", &self.tracking)
             .field("invalidation_heartbeat", &self.invalidation_heartbeat)
+            .field("audit_rate", &self.audit_rate)
             .finish()
     }
 }
@@ -277,6 +283,9 @@ pub struct Config {
     pub tracking: TrackingMode,
     /// Heartbeat of the control connection (`--invalidation-heartbeat`).
     pub invalidation_heartbeat: Duration,
+    /// Fraction of L1 hits re-read from the upstream and compared with what was served, in
+    /// `0..=1`; zero disables the staleness audit (`--audit-rate`).
+    pub audit_rate: f64,
 }
 
 /// Every configuration problem found, one line each when displayed.
@@ -312,9 +321,10 @@ struct FileConfig {
     threads: Option<Scalar>,
     tracking: Option<Scalar>,
     invalidation_heartbeat: Option<Scalar>,
+    audit_rate: Option<Scalar>,
 }
 
-/// A TOML string, integer or boolean kept as text, so file and flags share one parser.
+/// A TOML string, integer, float or boolean kept as text, so file and flags share one parser.
 struct Scalar(String);
 
 impl<'de> Deserialize<'de> for Scalar {
@@ -323,7 +333,7 @@ impl<'de> Deserialize<'de> for Scalar {
         impl serde::de::Visitor<'_> for Visitor {
             type Value = Scalar;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string, integer or boolean")
+                f.write_str("a string, number or boolean")
             }
             fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
                 Ok(Scalar(v.to_owned()))
@@ -332,6 +342,9 @@ impl<'de> Deserialize<'de> for Scalar {
                 Ok(Scalar(v.to_string()))
             }
             fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
                 Ok(Scalar(v.to_string()))
             }
             fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
@@ -452,6 +465,7 @@ impl Config {
             tracking: pick!(tracking, parse::tracking).unwrap_or(DEFAULT_TRACKING),
             invalidation_heartbeat: pick!(invalidation_heartbeat, parse::positive_duration)
                 .unwrap_or(DEFAULT_INVALIDATION_HEARTBEAT),
+            audit_rate: pick!(audit_rate, parse::fraction).unwrap_or(DEFAULT_AUDIT_RATE),
         };
         if r.problems.is_empty() {
             Ok(config)

@@ -109,6 +109,15 @@ pub(super) fn count(s: &str) -> Result<usize, String> {
     }
 }
 
+/// FRACTION: a decimal number from 0 to 1 inclusive (`0.001`, `1e-3`, `1`).
+pub(super) fn fraction(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        Ok(_) => Err(format!("must be from 0 to 1, got {s:?}")),
+        Err(_) => Err(format!("invalid fraction {s:?} (use e.g. 0.001, 0 or 1)")),
+    }
+}
+
 /// Listen address: `IP:PORT`, IPv6 in brackets.
 pub(super) fn socket_addr(s: &str) -> Result<SocketAddr, String> {
     s.trim()
@@ -327,6 +336,25 @@ mod tests {
         assert!(count("0").unwrap_err().contains("at least 1"));
         for t in ["", "-1", "1.0", "4k", "x", "99999999999999999999999"] {
             assert!(count(t).unwrap_err().starts_with("invalid number"), "{t}");
+        }
+    }
+
+    #[test]
+    fn fraction_is_a_number_from_zero_to_one() {
+        for (text, want) in [("0", 0.0), ("1", 1.0), ("0.001", 0.001), (" 1e-3 ", 0.001)] {
+            assert_eq!(fraction(text), Ok(want), "{text}");
+        }
+        for t in ["1.5", "-0.1", "2", "inf", "NaN"] {
+            assert!(
+                fraction(t).unwrap_err().starts_with("must be from 0 to 1"),
+                "{t}"
+            );
+        }
+        for t in ["", "x", "1/1000", "0.1%"] {
+            assert!(
+                fraction(t).unwrap_err().starts_with("invalid fraction"),
+                "{t}"
+            );
         }
     }
 

@@ -43,6 +43,7 @@ fn defaults_when_nothing_given() {
         };
         assert_eq!(c.limits, want);
         assert_eq!(c.shutdown_grace, Duration::from_secs(5));
+        assert_eq!(c.audit_rate, 0.001);
     }
 }
 
@@ -65,6 +66,7 @@ fn file_beats_default() {
         max_array_len = "1000"
         max_inline_bytes = "4KiB"
         shutdown_grace = "1m"
+        audit_rate = "0.25"
     "#;
     let c = Config::from_parts(&flags_with_file(), Some(text)).unwrap();
     assert_eq!(c.listen.to_string(), "0.0.0.0:7000");
@@ -87,12 +89,15 @@ fn file_beats_default() {
     };
     assert_eq!(c.limits, want);
     assert_eq!(c.shutdown_grace, Duration::from_secs(60));
+    assert_eq!(c.audit_rate, 0.25);
 }
 
 #[test]
 fn file_accepts_native_toml_integers_and_booleans() {
-    let text = "l1_ttl = 0\nl1_max_bytes = 1024\nl1_cache_nil = false\nmax_clients = 5\n";
+    let text = "l1_ttl = 0\nl1_max_bytes = 1024\nl1_cache_nil = false\nmax_clients = 5\n\
+                audit_rate = 0.01\n";
     let c = Config::from_parts(&flags_with_file(), Some(text)).unwrap();
+    assert_eq!(c.audit_rate, 0.01);
     assert_eq!(c.l1_ttl, Duration::ZERO);
     assert_eq!(c.l1_max_bytes, 1024);
     assert!(!c.l1_cache_nil);
@@ -156,12 +161,12 @@ fn toml_syntax_and_type_errors_are_one_problem_each_with_flag_problems_too() {
             "line 2, column 15: expected newline, `#`",
         ),
         (
-            "l1_ttl = 1.5\n",
-            "line 1, column 10: invalid type: floating point `1.5`, expected a",
+            "l1_ttl = [1]\n",
+            "line 1, column 10: invalid type: sequence, expected a string, number or",
         ),
         (
             "[l1_ttl]\n",
-            "line 1, column 1: invalid type: map, expected a string, integer or",
+            "line 1, column 1: invalid type: map, expected a string, number or",
         ),
         (
             "l1_ttl = 1\nl1_ttl = 2",
@@ -179,6 +184,14 @@ fn toml_syntax_and_type_errors_are_one_problem_each_with_flag_problems_too() {
             "{got:?}"
         );
     }
+}
+
+#[test]
+fn a_toml_float_is_parsed_like_the_flag_text() {
+    assert_eq!(
+        problems(&flags_with_file(), Some("l1_ttl = 1.5")),
+        ["--l1-ttl: invalid duration \"1.5\" (use e.g. 500ms, 60s, 5m) (in nearcache.toml)"]
+    );
 }
 
 #[test]
@@ -247,6 +260,35 @@ fn zero_is_refused_where_it_makes_no_sense() {
     assert_eq!(
         (c.l1_ttl, c.l1_max_bytes, c.shutdown_grace, c.acl_recheck),
         (Duration::ZERO, 0, Duration::ZERO, Duration::ZERO)
+    );
+}
+
+#[test]
+fn audit_rate_is_a_fraction_from_zero_to_one() {
+    for (text, want) in [("0", 0.0), ("1", 1.0), ("0.001", 0.001)] {
+        let flags = Flags {
+            audit_rate: Some(text.into()),
+            ..Default::default()
+        };
+        assert_eq!(Config::from_parts(&flags, None).unwrap().audit_rate, want);
+    }
+    let c = Config::from_parts(&flags_with_file(), Some("audit_rate = 1")).unwrap();
+    assert_eq!(c.audit_rate, 1.0);
+    let flags = Flags {
+        audit_rate: Some("1.5".into()),
+        ..flags_with_file()
+    };
+    assert_eq!(
+        problems(&flags, Some("audit_rate = -0.5")),
+        ["--audit-rate: must be from 0 to 1, got \"1.5\""]
+    );
+    assert_eq!(
+        problems(&flags_with_file(), Some("audit_rate = -0.5")),
+        ["--audit-rate: must be from 0 to 1, got \"-0.5\" (in nearcache.toml)"]
+    );
+    assert_eq!(
+        problems(&flags_with_file(), Some("audit_rate = \"often\"")),
+        ["--audit-rate: invalid fraction \"often\" (use e.g. 0.001, 0 or 1) (in nearcache.toml)"]
     );
 }
 
@@ -337,7 +379,7 @@ fn every_flag_has_its_env_var_and_a_file_key() {
         );
         longs.push(long.to_owned());
     }
-    assert_eq!(longs.len(), 22);
+    assert_eq!(longs.len(), 23);
     // Every flag except --config is a file key: a file setting each to garbage names each flag.
     let text: String = longs
         .iter()
@@ -345,7 +387,7 @@ fn every_flag_has_its_env_var_and_a_file_key() {
         .map(|l| format!("{} = \"bad value\"\n", l.replace('-', "_")))
         .collect();
     let got = problems(&flags_with_file(), Some(&text));
-    assert_eq!(got.len(), 21, "{got:?}");
+    assert_eq!(got.len(), 22, "{got:?}");
     for (problem, long) in got.iter().zip(longs.iter().filter(|l| *l != "config")) {
         assert!(problem.starts_with(&format!("--{long}: ")), "{problem}");
         assert!(problem.ends_with(" (in nearcache.toml)"), "{problem}");
@@ -362,6 +404,7 @@ fn readme_example_file_is_valid() {
     assert_eq!(c.l1_max_bytes, 512 << 20);
     assert_eq!(c.l1_ttl, std::time::Duration::from_secs(30));
     assert_eq!(c.threads, 1);
+    assert_eq!(c.audit_rate, 0.001);
     assert_eq!(c.upstream.username.as_deref(), Some("app"));
 }
 

@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::acl::{changes_rules, Marks, Read};
+use crate::audit::Countdown;
 use crate::cache::KeyRef;
 use crate::command::{classify, Action, Invalidation};
 use crate::error::{write_not_supported, write_request_error};
@@ -83,6 +84,8 @@ pub struct Connection {
     counts: Counts,
     /// A direct write of a large reply failed: the next flush reports it.
     write_failed: Option<std::io::Error>,
+    /// Picks the L1 hits this connection has audited (`--audit-rate`).
+    audit: Countdown,
     session: Session,
 }
 
@@ -102,6 +105,7 @@ impl Connection {
             user: 0,
         };
         let pool = shared.upstream.pool(route);
+        let audit = Countdown::new(shared.config.audit_rate, id);
         Connection {
             session: Session {
                 id: id + 1,
@@ -121,6 +125,7 @@ impl Connection {
             unacked_writes: 0,
             counts: Counts::default(),
             write_failed: None,
+            audit,
         }
     }
 
@@ -243,22 +248,28 @@ impl Connection {
             return Head::Missed;
         }
         let s = &self.session;
-        let key = KeyRef {
+        let key_ref = KeyRef {
             user: s.user,
             db: s.db,
-            key: &self.input[key],
+            key: &self.input[key.clone()],
         };
         let Some(out) = self.replies.idle_out() else {
             return Head::Other;
         };
+        let served_from = out.len();
         let nil = null(s.resp);
-        let hit = self.shared.l1.read(&key, |value| {
+        let hit = self.shared.l1.read(&key_ref, |value| {
             out.extend_from_slice(value.map_or(nil, |b| &b[..]))
         });
         if hit.is_none() {
             return Head::Missed;
         }
         self.counts.hits += 1;
+        if self.audit.tick() {
+            let key = Bytes::copy_from_slice(&self.input[key]);
+            let served = Bytes::copy_from_slice(&self.replies.written()[served_from..]);
+            self.audit_hit(key, served);
+        }
         self.input.advance(len);
         self.parser.reset();
         Head::Served

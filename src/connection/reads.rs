@@ -84,6 +84,16 @@ impl Connection {
             }
     }
 
+    /// Has the upstream asked for `key` in the background and compared with the reply L1
+    /// just served (see [`crate::audit`]).
+    #[cold]
+    pub(super) fn audit_hit(&self, key: Bytes, served: Bytes) {
+        let key = self.cache_key(key);
+        self.shared
+            .audit
+            .start(key, served, self.session.pool.clone());
+    }
+
     fn cached_reply(&self, cached: Cached) -> Bytes {
         match cached {
             Cached::Value(bulk) => bulk,
@@ -119,6 +129,9 @@ impl Connection {
         if let Some(cached) = cached.flatten() {
             self.counts.hits += 1;
             let reply = self.cached_reply(cached);
+            if self.audit.tick() {
+                self.audit_hit(key, reply.clone());
+            }
             return self.replies.ready_bytes(reply);
         }
         self.fetch_missing(key).await;
@@ -153,10 +166,16 @@ impl Connection {
     pub(super) async fn mget(&mut self, keys: &[Bytes]) {
         let mut parts = Vec::with_capacity(keys.len());
         let mut leads = Vec::new();
+        // Hits picked for an audit (position, reply served).
+        let mut audits = Vec::new();
         for key in keys {
             if let Some(cached) = self.lookup(key) {
                 self.counts.hits += 1;
-                parts.push(Part::Known(self.cached_reply(cached)));
+                let reply = self.cached_reply(cached);
+                if self.audit.tick() {
+                    audits.push((parts.len(), reply.clone()));
+                }
+                parts.push(Part::Known(reply));
                 continue;
             }
             self.counts.misses += 1;
@@ -178,6 +197,12 @@ impl Connection {
                 self.counts.misses += 1;
                 let flight = Flight::detached();
                 leads.push(Lead { key, taken, flight });
+            }
+        }
+        for (i, served) in audits {
+            // Not a hit that was turned into a fetch just above.
+            if matches!(parts[i], Part::Known(_)) {
+                self.audit_hit(keys[i].clone(), served);
             }
         }
         if leads.is_empty() && parts.iter().all(|p| matches!(p, Part::Known(_))) {

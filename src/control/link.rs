@@ -57,7 +57,10 @@ pub async fn run(tracking: Arc<Tracking>, target: ControlTarget) {
         };
         // `down` logs a link that was up; a link that never came up is logged once.
         if tracking.down(&reason) {
-            kept = target.keep_when_down && !reachable(&target).await;
+            // With `--serve-stale-when-down` the flush waits for the reconnect: L1 serves
+            // nothing meanwhile unless the upstream itself is down (then stale hits are what
+            // the option asks for), and it fills nothing until tracking is back.
+            kept = target.keep_when_down;
             if !kept {
                 tracking.flush_for_loss();
             }
@@ -86,15 +89,6 @@ fn refused_for_credentials(reason: &str) -> bool {
     ["NOAUTH", "WRONGPASS", "NOPERM"]
         .iter()
         .any(|c| code.starts_with(c))
-}
-
-/// Whether the upstream accepts a TCP connection within the connect timeout.
-async fn reachable(target: &ControlTarget) -> bool {
-    let connect = TcpStream::connect(&target.address);
-    matches!(
-        tokio::time::timeout(target.connect_timeout, connect).await,
-        Ok(Ok(_))
-    )
 }
 
 /// Connects, authenticates, learns the connection's id and subscribes.

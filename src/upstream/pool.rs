@@ -207,8 +207,9 @@ impl Pool {
     }
 
     /// The slot for a lane's next call: its own while it has calls in flight or its own is
-    /// not stalled; else a started slot that is not stalled, else one not started yet;
-    /// else (everything stalled) its own.
+    /// usable; else a started slot that is usable, else one not started yet; else its own.
+    /// Usable: not stalled, and not down (a slot still waiting to reconnect after an outage
+    /// would fail the call at once while another slot is up again).
     fn pick(&self, lane: &Lane) -> usize {
         let own = lane.slot.load(Relaxed);
         if !lane.idle() && own < self.slots.len() {
@@ -220,13 +221,20 @@ impl Pool {
             lane.spread % self.base
         };
         let now = Instant::now();
-        let slot = &self.slots[own];
-        if slot.state.get().is_none() || !slot.health.stalled(now) {
+        let usable = |i: usize| {
+            let slot = &self.slots[i];
+            !slot.health.stalled(now)
+                && slot
+                    .state
+                    .get()
+                    .is_none_or(|s| !matches!(*s.borrow(), SlotState::Down(_)))
+        };
+        if usable(own) {
             lane.slot.store(own, Relaxed);
             return own;
         }
         let pick = (0..self.slots.len())
-            .find(|&i| self.slots[i].state.get().is_some() && !self.slots[i].health.stalled(now))
+            .find(|&i| self.slots[i].state.get().is_some() && usable(i))
             .or_else(|| (0..self.slots.len()).find(|&i| self.slots[i].state.get().is_none()))
             .unwrap_or(own);
         lane.slot.store(pick, Relaxed);

@@ -1,0 +1,415 @@
+//! The staleness audit: a fraction of L1 hits (`--audit-rate`) is re-read from the upstream in
+//! the background and compared with what L1 served. A difference that no invalidation of the
+//! key explains is a stale hit: counted (`stale_hits_detected`) and logged with the key, at
+//! most one line per second.
+//!
+//! Selection costs a decrement per hit ([`Countdown`], one per connection). An audit clones
+//! the key and the served reply, takes the key's [`Generation`] at once, and sends `GET key`
+//! on the session's route from its own [`Lane`] (the client's order is untouched). A
+//! difference is explained by a write in flight when the key's generation changes between
+//! the hit and the end of a short settle period after the audit's reply: every write through
+//! this sidecar, and every invalidation that reaches it, bumps the generation.
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::cache::{CacheKey, Generation, L1};
+use crate::metrics::Stats;
+use crate::protocol::command;
+use crate::upstream::reply::is_error;
+use crate::upstream::{Lane, Pool};
+
+/// Most audits waiting for the upstream at once; a hit selected while this many are in
+/// flight is not audited (counted in `audits_skipped`), so audits never pile up on a slow
+/// upstream.
+pub const MAX_AUDITS_IN_FLIGHT: usize = 64;
+/// After a difference, how long an invalidation of the key may still arrive and explain it
+/// (a write whose reply, or whose invalidation, is still on its way).
+pub const SETTLE: Duration = Duration::from_millis(100);
+/// At most one stale-hit line per this period; the others are counted in the next line.
+const LOG_EVERY: Duration = Duration::from_secs(1);
+/// Longest key shown in a log line (escaped); longer keys are cut with `...`.
+const LOG_KEY_BYTES: usize = 128;
+
+/// Picks which hits a connection audits: a countdown re-armed with a geometric draw from a
+/// xorshift generator, so each hit is selected with probability `rate`, independently. The
+/// per-hit cost is one decrement and one compare; floating point only when selected.
+#[derive(Debug, Clone)]
+pub struct Countdown {
+    /// Hits left until the next selected one (1: the next hit).
+    left: u64,
+    /// Xorshift state (never zero).
+    state: u64,
+    /// `ln(1 - rate)`; `NaN` marks a disabled countdown (rate 0).
+    log_keep: f64,
+}
+
+impl Countdown {
+    /// A countdown selecting hits with probability `rate` (in `0..=1`; 0 never selects),
+    /// drawn from `seed` (any value).
+    pub fn new(rate: f64, seed: u64) -> Countdown {
+        let log_keep = if rate > 0.0 {
+            (-rate.min(1.0)).ln_1p()
+        } else {
+            f64::NAN
+        };
+        let mut c = Countdown {
+            left: u64::MAX,
+            state: splitmix(seed) | 1,
+            log_keep,
+        };
+        c.rearm();
+        c
+    }
+
+    /// Counts one hit; true when this hit is to be audited.
+    #[inline]
+    pub fn tick(&mut self) -> bool {
+        if self.left > 1 {
+            self.left -= 1;
+            return false;
+        }
+        self.rearm()
+    }
+
+    /// Draws the gap to the next selected hit; true unless disabled.
+    #[cold]
+    fn rearm(&mut self) -> bool {
+        if self.log_keep.is_nan() {
+            self.left = u64::MAX;
+            return false;
+        }
+        // Uniform in (0, 1]: the top 53 bits of the next xorshift output.
+        let u = ((self.next() >> 11) + 1) as f64 / (1u64 << 53) as f64;
+        // Geometric with mean 1/rate: hits until the next success of a rate-`rate` trial.
+        let gap = (u.ln() / self.log_keep).floor();
+        // A gap beyond 2^63 hits (a vanishing rate) is never reached.
+        self.left = if gap < (u64::MAX >> 1) as f64 {
+            gap as u64 + 1
+        } else {
+            u64::MAX
+        };
+        true
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.state = x;
+        x
+    }
+}
+
+/// Spreads a small seed (a connection id) over all 64 bits.
+fn splitmix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Runs the audits of every connection: the in-flight bound, the comparison, the counters
+/// and the rate-limited log.
+pub struct Auditor {
+    l1: Arc<L1>,
+    stats: Arc<Stats>,
+    in_flight: AtomicUsize,
+    /// Spreads the audits' lanes over a pool's slots.
+    lanes: AtomicUsize,
+    log: Mutex<Limiter>,
+}
+
+/// What an audit found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// The upstream holds what L1 served.
+    Same,
+    /// A difference, with an invalidation of the key since the hit.
+    Explained,
+    /// A difference no invalidation explains.
+    Stale,
+    /// No usable upstream reply (an error reply, unavailable, timed out).
+    Failed,
+}
+
+impl Auditor {
+    /// An auditor reading `l1`'s generations and counting in `stats`.
+    pub fn new(l1: Arc<L1>, stats: Arc<Stats>) -> Arc<Auditor> {
+        Arc::new(Auditor {
+            l1,
+            stats,
+            in_flight: AtomicUsize::new(0),
+            lanes: AtomicUsize::new(0),
+            log: Mutex::new(Limiter::default()),
+        })
+    }
+
+    /// Audits a hit just served: `served` is the reply L1 gave for `key`, `pool` the
+    /// session's route. Takes the key's generation now and checks the upstream in a task;
+    /// does nothing when [`MAX_AUDITS_IN_FLIGHT`] audits are in flight. Call it from within
+    /// the runtime.
+    pub fn start(self: &Arc<Self>, key: CacheKey, served: Bytes, pool: Arc<Pool>) {
+        let taken = self.l1.generation(&key);
+        let admitted = self
+            .in_flight
+            .fetch_update(Relaxed, Relaxed, |n| {
+                (n < MAX_AUDITS_IN_FLIGHT).then_some(n + 1)
+            })
+            .is_ok();
+        if !admitted {
+            self.stats.audits_skipped.fetch_add(1, Relaxed);
+            return;
+        }
+        let auditor = self.clone();
+        tokio::spawn(async move {
+            let verdict = auditor.check(&key, &served, taken, &pool).await;
+            auditor.in_flight.fetch_sub(1, Relaxed);
+            auditor.record(verdict, &key, &served);
+        });
+    }
+
+    async fn check(
+        &self,
+        key: &CacheKey,
+        served: &[u8],
+        taken: Generation,
+        pool: &Pool,
+    ) -> Verdict {
+        let lane = Lane::new(self.lanes.fetch_add(1, Relaxed));
+        let reply = match pool
+            .send(&lane, command(&[b"GET", &key.key]), 1, None)
+            .await
+        {
+            Ok(pending) => pending.wait().await,
+            Err(e) => Err(e),
+        };
+        let frames = match reply {
+            Ok(frames) => frames,
+            Err(_) => return Verdict::Failed,
+        };
+        match frames.first() {
+            None => Verdict::Failed,
+            Some(frame) if is_error(frame) => Verdict::Failed,
+            Some(frame) if frame[..] == *served => Verdict::Same,
+            Some(_) => {
+                if self.l1.generation(key) == taken {
+                    tokio::time::sleep(SETTLE).await;
+                }
+                match self.l1.generation(key) == taken {
+                    true => Verdict::Stale,
+                    false => Verdict::Explained,
+                }
+            }
+        }
+    }
+
+    fn record(self: &Arc<Self>, verdict: Verdict, key: &CacheKey, served: &Bytes) {
+        let stats = &self.stats;
+        match verdict {
+            Verdict::Failed => {
+                stats.audits_failed.fetch_add(1, Relaxed);
+                return;
+            }
+            Verdict::Same | Verdict::Explained => {}
+            Verdict::Stale => {
+                stats.stale_hits_detected.fetch_add(1, Relaxed);
+            }
+        }
+        stats.audits_done.fetch_add(1, Relaxed);
+        if verdict != Verdict::Stale {
+            return;
+        }
+        match self.limiter().admit(Instant::now()) {
+            Admit::Log { suppressed } => eprintln!(
+                "nearcache: stale L1 hit: db {} key \"{}\": served {} bytes that differ from \
+                 the upstream's value, and no invalidation arrived{}",
+                key.db,
+                shown(&key.key),
+                served.len(),
+                more(suppressed),
+            ),
+            Admit::Suppress {
+                flush_at: Some(deadline),
+            } => {
+                // The suppressed lines are reported when the period ends, even if no other
+                // stale hit comes to carry their count.
+                let auditor = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(deadline).await;
+                    if let Some(n) = auditor.limiter().flush(Instant::now()) {
+                        eprintln!("nearcache: {n} more stale L1 hits in the last second");
+                    }
+                });
+            }
+            Admit::Suppress { flush_at: None } => {}
+        }
+    }
+
+    fn limiter(&self) -> std::sync::MutexGuard<'_, Limiter> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Whether a log line may be written now.
+#[derive(Debug, PartialEq, Eq)]
+enum Admit {
+    /// Write it, mentioning the lines suppressed since the last one.
+    Log { suppressed: u64 },
+    /// Suppressed; the first suppressed of a period says when to report the count.
+    Suppress { flush_at: Option<Instant> },
+}
+
+/// At most one line per [`LOG_EVERY`], with a count of the suppressed ones.
+#[derive(Debug, Default)]
+struct Limiter {
+    /// When the last line was written.
+    last: Option<Instant>,
+    /// Lines suppressed since.
+    suppressed: u64,
+}
+
+impl Limiter {
+    fn admit(&mut self, now: Instant) -> Admit {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < LOG_EVERY => {
+                self.suppressed += 1;
+                let flush_at = (self.suppressed == 1).then_some(last + LOG_EVERY);
+                Admit::Suppress { flush_at }
+            }
+            _ => {
+                self.last = Some(now);
+                Admit::Log {
+                    suppressed: std::mem::take(&mut self.suppressed),
+                }
+            }
+        }
+    }
+
+    /// At the end of a period: the count of suppressed lines to report now as one line, if
+    /// any are left unreported and a line may be written.
+    fn flush(&mut self, now: Instant) -> Option<u64> {
+        let due = self
+            .last
+            .is_none_or(|last| now.saturating_duration_since(last) >= LOG_EVERY);
+        if self.suppressed == 0 || !due {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// The key as a log shows it: printable ASCII as is, other bytes escaped, cut when long.
+fn shown(key: &[u8]) -> String {
+    let cut = key.len() > LOG_KEY_BYTES;
+    let head = &key[..key.len().min(LOG_KEY_BYTES)];
+    let mut s = head.escape_ascii().to_string();
+    if cut {
+        s.push_str("...");
+    }
+    s
+}
+
+fn more(suppressed: u64) -> String {
+    match suppressed {
+        0 => String::new(),
+        n => format!(" ({n} more since the last line)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn selected(rate: f64, seed: u64, hits: usize) -> usize {
+        let mut c = Countdown::new(rate, seed);
+        (0..hits).filter(|_| c.tick()).count()
+    }
+
+    #[test]
+    fn countdown_selects_about_rate_of_hits() {
+        for (rate, hits) in [(0.001, 2_000_000), (0.01, 1_000_000), (0.3, 100_000)] {
+            let want = rate * hits as f64;
+            for seed in [1, 2, 42] {
+                let got = selected(rate, seed, hits) as f64;
+                // Binomial: the standard deviation is at most sqrt(want); allow 5 of them.
+                assert!(
+                    (got - want).abs() < 5.0 * want.sqrt(),
+                    "{rate} {seed}: {got}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn countdown_is_deterministic_per_seed() {
+        let draw = |seed| {
+            let mut c = Countdown::new(0.05, seed);
+            (0..10_000).map(|_| c.tick()).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(7), draw(7));
+        assert_ne!(draw(7), draw(8));
+    }
+
+    #[test]
+    fn countdown_zero_never_selects_and_one_always_does() {
+        for seed in [0, 1, u64::MAX] {
+            assert_eq!(selected(0.0, seed, 1_000_000), 0);
+            assert_eq!(selected(1.0, seed, 100_000), 100_000);
+        }
+    }
+
+    #[test]
+    fn countdown_tiny_rates_do_not_overflow() {
+        let mut c = Countdown::new(f64::MIN_POSITIVE, 3);
+        assert!(c.left >= 1);
+        assert!(!c.tick());
+    }
+
+    #[test]
+    fn limiter_writes_one_line_per_period_and_counts_the_rest() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut l = Limiter::default();
+        assert_eq!(l.admit(at(0)), Admit::Log { suppressed: 0 });
+        assert_eq!(
+            l.admit(at(10)),
+            Admit::Suppress {
+                flush_at: Some(at(1000))
+            }
+        );
+        assert_eq!(l.admit(at(20)), Admit::Suppress { flush_at: None });
+        assert_eq!(l.flush(at(999)), None, "not before the period ends");
+        assert_eq!(l.admit(at(1000)), Admit::Log { suppressed: 2 });
+        assert_eq!(l.flush(at(1000)), None, "reported by the line");
+        assert_eq!(
+            l.admit(at(1500)),
+            Admit::Suppress {
+                flush_at: Some(at(2000))
+            }
+        );
+        assert_eq!(l.flush(at(2000)), Some(1));
+        assert_eq!(l.flush(at(3000)), None);
+        assert_eq!(
+            l.admit(at(2500)),
+            Admit::Suppress {
+                flush_at: Some(at(3000))
+            },
+            "a flushed count is a line: the period restarts"
+        );
+    }
+
+    #[test]
+    fn long_and_binary_keys_are_escaped_and_cut() {
+        assert_eq!(shown(b"user:1"), "user:1");
+        assert_eq!(shown(b"a\"b\n\xff"), "a\\\"b\\n\\xff");
+        let long = vec![b'k'; 1000];
+        assert_eq!(shown(&long), format!("{}...", "k".repeat(LOG_KEY_BYTES)));
+    }
+}
