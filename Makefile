@@ -3,7 +3,7 @@
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench bench-micro fmt lint clean
+.PHONY: help build run test bench bench-lag bench-micro fmt lint clean
 
 help:
 	@echo "nearcache make targets:"
@@ -12,6 +12,7 @@ help:
 	@echo "               then run nearcache on 127.0.0.1:6380 (scripts/run-local.sh)"
 	@echo "  make test    install redis if missing, then build and run every test (cargo test --workspace)"
 	@echo "  make bench   redis-benchmark direct vs through nearcache (scripts/bench.sh)"
+	@echo "  make bench-lag    invalidation lag across two sidecars, tracking cost (scripts/bench-lag.sh)"
 	@echo "  make bench-micro  criterion benches of parsing, L1 lookup, reply framing"
 	@echo "  make fmt     cargo fmt --all"
 	@echo "  make lint    rustfmt check + clippy with warnings as errors"
@@ -30,6 +31,9 @@ test:
 
 bench:
 	scripts/bench.sh
+
+bench-lag:
+	scripts/bench-lag.sh
 
 bench-micro:
 	$(CARGO) bench --bench hot_path

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Invalidation lag and the cost of server-assisted tracking.
+#
+# 1. Starts a throwaway redis-server and two nearcache sidecars A and B (release build, free
+#    ports, all stopped on exit) and runs proto-tests/examples/lag.rs: B caches a key, then
+#    LAG_N times a new value is written (through A, then separately straight to Redis), the
+#    acknowledgment timestamped, and GET through B polled until it serves the new value;
+#    p50/p99/max of that lag are printed. Then LAG_KEYS keys are cached through B and the
+#    upstream's tracking_total_keys is printed (the Redis memory tracking costs).
+# 2. Runs scripts/bench.sh with tracking on (the default) and with `--tracking off`, and
+#    prints the GET and SET throughput ratios to direct Redis of both.
+#
+# Environment: LAG_N (default 1000), LAG_KEYS (default 100000), BENCH_N and the rest of
+# scripts/bench.sh's variables (passed on), LAG_SKIP_BENCH=1 to skip step 2.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+LAG_N=${LAG_N:-1000}
+LAG_KEYS=${LAG_KEYS:-100000}
+
+scripts/ensure-redis.sh
+cargo build --release
+cargo build --release -p proto-tests --example lag
+bin=target/release/nearcache
+
+tmp=$(mktemp -d /tmp/nearcache-bench-lag.XXXXXX)
+pids=()
+
+stop() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 60; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do stop "$pid"; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+fail() {
+    echo "bench-lag: $*" >&2
+    for f in "$tmp"/*.log "$tmp"/*.err; do
+        [ -s "$f" ] || continue
+        echo "--- last lines of $(basename "$f"):" >&2
+        tail -n 20 "$f" >&2
+    done
+    exit 1
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$tmp" --logfile "$tmp/redis.log" &
+pids+=($!)
+for _ in $(seq 50); do
+    [ "$(timeout 2 redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null)" = "PONG" ] && break
+    sleep 0.1
+done
+[ "$(timeout 2 redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null)" = "PONG" ] ||
+    fail "redis-server on port $redis_port did not answer PING within 5 s"
+
+# start_sidecar NAME -> port on stdout
+start_sidecar() {
+    local name=$1 port=
+    "$bin" --listen 127.0.0.1:0 --upstream "redis://127.0.0.1:$redis_port" \
+        >"$tmp/$name.out" 2>"$tmp/$name.err" &
+    pids+=($!)
+    for _ in $(seq 100); do
+        port=$(sed -n 's/^nearcache listening on .*:\([0-9][0-9]*\)[[:space:]]*$/\1/p' "$tmp/$name.out" | head -n 1)
+        [ -n "$port" ] && break
+        sleep 0.1
+    done
+    [ -n "$port" ] || fail "sidecar $name did not print 'nearcache listening on ...' within 10 s"
+    echo "$port"
+}
+# Not in $(...): the pid must be recorded in this shell.
+start_sidecar a >"$tmp/a.port"
+start_sidecar b >"$tmp/b.port"
+a_port=$(cat "$tmp/a.port")
+b_port=$(cat "$tmp/b.port")
+
+echo "bench-lag: redis on $redis_port, sidecars A on $a_port and B on $b_port (tracking on)"
+target/release/examples/lag "$redis_port" "$a_port" "$b_port" "$LAG_N" "$LAG_KEYS"
+
+[ "${LAG_SKIP_BENCH:-}" = 1 ] && exit 0
+for flags in "" "--tracking off"; do
+    echo
+    echo "bench-lag: scripts/bench.sh ${flags:-(tracking on)}"
+    # shellcheck disable=SC2086 # flags are words
+    NEARCACHE_BIN=$bin scripts/bench.sh $flags 2>/dev/null | grep -E '^(test|GET|SET) '
+done
