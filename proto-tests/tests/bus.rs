@@ -291,3 +291,35 @@ fn a_user_without_channel_permission_runs_without_the_bus() {
         c.cmd_str(&["GET", "k"]) == bulk(b"new")
     });
 }
+
+#[test]
+fn losing_the_subscription_flushes_untracked_l1_until_it_is_back() {
+    let redis = Redis::start();
+    let b = untracked(&redis, &[]);
+    let mut direct = redis.conn();
+    ok(&direct.cmd_str(&["SET", "k", "old"]), "SET");
+    warm(&b, "k", &bulk(b"old"));
+    let killed = direct.cmd_str(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    assert_reply(&killed, b":1\r\n", "the control connection killed");
+    poll_until(BOUND, "the loss is counted", || {
+        info_u64(&bus_info(&b), "l1_flushes_link_lost") >= 1
+    });
+    // Whatever was published meanwhile is lost to B: nothing old may be served.
+    ok(
+        &direct.cmd_str(&["SET", "k", "new"]),
+        "SET around the sidecar",
+    );
+    assert_reply(
+        &b.conn().cmd_str(&["GET", "k"]),
+        &bulk(b"new"),
+        "no stale read",
+    );
+    poll_until(Duration::from_secs(5), "the subscription is back", || {
+        info_field(&bus_info(&b), "bus").as_deref() == Some("subscribed")
+    });
+    poll_until(BOUND, "caching resumes", || {
+        let before = hits(&b);
+        b.conn().cmd_str(&["GET", "k"]);
+        hits(&b) > before
+    });
+}
