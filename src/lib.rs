@@ -11,8 +11,9 @@
 //!  upstream task per pooled connection: writer + reader + watchdog; fills run when replies arrive
 //!  encoder thread: compresses large values off the reader; workers install them in L1
 //!  link lost / back ─► L1 flushed (hooks wired in state)
-//!  control task: HELLO 3 + CLIENT ID, invalidation pushes, PING heartbeat; every pooled
-//!    connection runs CLIENT TRACKING on REDIRECT <id>; invalidations evict, loss flushes + bypasses
+//!  control task: HELLO 3 + CLIENT ID + SUBSCRIBE <bus>, invalidation and bus pushes, PUBLISH
+//!    of this sidecar's bus messages, PING heartbeat; every pooled connection runs CLIENT
+//!    TRACKING on REDIRECT <id>; invalidations evict, loss or a bus sequence gap flushes + bypasses
 //!  audit task per sampled hit (--audit-rate): GET upstream, compare, count stale hits
 //!  state: one Arc<Shared> every task holds (config, L1, ACL marks, fills, upstream pools,
 //!    stats, command table); the table and max bulk length are learned from the upstream at start
@@ -29,11 +30,12 @@
 //! - [`cache`]: L1 (moka, weighed by real memory cost), generations for the fetch/invalidate
 //!   race, the per-thread front, coalescing of concurrent misses, filling L1 from fetches.
 //! - [`upstream`]: pooled pipelined connections to Redis, health checks, reconnects.
-//! - [`control`]: server-assisted tracking: the control connection that receives Redis's
-//!   invalidations, its heartbeat, and the epochs that keep L1 bypassed while it is lost.
+//! - [`control`]: server-assisted tracking and the invalidation bus: the control connection
+//!   that receives Redis's invalidations and the bus's messages and publishes this sidecar's,
+//!   its heartbeat, and the epochs that keep L1 bypassed while it is lost.
 //! - [`audit`]: the staleness audit: a fraction of L1 hits re-read from the upstream and
 //!   compared with what was served.
-//! - [`info`]: the `# Nearcache` INFO section.
+//! - [`info`]: the `# Nearcache` and `# Nearcache_Invalidation` INFO sections.
 //! - [`metrics`]: the counters every layer updates.
 //! - [`error`]: error types and their `-ERR` replies.
 //! - [`glob`]: Redis glob patterns (`KEYS`/`SCAN MATCH` semantics), for `NEARCACHE` pattern

@@ -25,7 +25,7 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// grace period to finish their batch.
 pub async fn run(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
     tokio::spawn(load_table(shared.clone()));
-    if shared.tracking.enabled() {
+    if shared.tracking.link_needed() {
         let target = control_target(&shared.config);
         let tracking = shared.tracking.clone();
         let mut redirect = tracking.subscribe();

@@ -90,7 +90,7 @@ impl Shared {
             forget_acl.drop_identity(user);
             forget_l1.forget_user(user);
         });
-        let tracking = Tracking::new(config.tracking, l1.clone());
+        let tracking = Tracking::new(config.tracking, &config.invalidation_channel, l1.clone());
         let audit = Auditor::new(l1.clone(), stats.clone());
         Arc::new(Shared {
             upstream: Upstream::new(target, stats.clone(), hook, forget, tracking.clone()),

@@ -1,5 +1,6 @@
-//! `INFO` keeps the upstream's sections and adds `# Nearcache`; `INFO nearcache` is the
-//! sidecar's own figures.
+//! `INFO` keeps the upstream's sections and adds `# Nearcache` and
+//! `# Nearcache_Invalidation`; `INFO nearcache` is the sidecar's own figures,
+//! `INFO nearcache_invalidation` the second section alone.
 
 use std::time::Duration;
 
@@ -29,6 +30,33 @@ const FIELDS: &[&str] = &[
     "stale_hits_detected",
 ];
 
+const INVALIDATION_FIELDS: &[&str] = &[
+    "invalidation_link",
+    "tracking",
+    "bus",
+    "bus_channel",
+    "bus_sender_id",
+    "bus_publishes_keys",
+    "invalidation_messages",
+    "invalidation_keys_evicted",
+    "bus_received_key_messages",
+    "bus_received_keys",
+    "bus_received_patterns",
+    "bus_received_flushes",
+    "bus_sent_key_messages",
+    "bus_sent_keys",
+    "bus_sent_patterns",
+    "bus_sent_flushes",
+    "bus_own_messages_skipped",
+    "bus_malformed_messages",
+    "bus_sequence_gaps",
+    "invalidation_upstream_flushes",
+    "l1_flushes_bus",
+    "l1_flushes_link_lost",
+    "bus_lag_last_ms",
+    "bus_lag_max_ms",
+];
+
 #[test]
 fn info_has_upstream_and_nearcache_sections() {
     let (redis, sidecar) = start_pair(&[]);
@@ -43,6 +71,10 @@ fn info_has_upstream_and_nearcache_sections() {
             text.contains("\r\n# Nearcache\r\n"),
             "INFO {section:?} has the Nearcache section:\n{text}"
         );
+        assert!(
+            text.contains("\r\n\r\n# Nearcache_Invalidation\r\n"),
+            "INFO {section:?} has the Nearcache_Invalidation section:\n{text}"
+        );
     }
     for section in ["nearcache", "NEARCACHE", "Nearcache"] {
         let text = c.info(Some(section));
@@ -54,13 +86,45 @@ fn info_has_upstream_and_nearcache_sections() {
             !text.contains("redis_version"),
             "INFO {section} is only the sidecar's:\n{text}"
         );
-        for field in FIELDS {
+        for field in FIELDS.iter().chain(INVALIDATION_FIELDS) {
+            assert!(
+                info_field(&text, field).is_some(),
+                "INFO {section} lacks {field}:\n{text}"
+            );
+        }
+        assert!(
+            text.contains("\r\n\r\n# Nearcache_Invalidation\r\n"),
+            "INFO {section}:\n{text}"
+        );
+    }
+    for section in ["nearcache_invalidation", "NEARCACHE_INVALIDATION"] {
+        let text = c.info(Some(section));
+        assert!(
+            text.starts_with("# Nearcache_Invalidation\r\n"),
+            "INFO {section}:\n{text}"
+        );
+        assert!(
+            !text.contains("redis_version") && !text.contains("l1_hits"),
+            "INFO {section} is only that section:\n{text}"
+        );
+        for field in INVALIDATION_FIELDS {
             assert!(
                 info_field(&text, field).is_some(),
                 "INFO {section} lacks {field}:\n{text}"
             );
         }
     }
+    let text = c.info(Some("nearcache_invalidation"));
+    assert_eq!(
+        info_field(&text, "invalidation_link").as_deref(),
+        Some("up")
+    );
+    assert_eq!(info_field(&text, "tracking").as_deref(), Some("default"));
+    assert_eq!(info_field(&text, "bus").as_deref(), Some("subscribed"));
+    assert_eq!(
+        info_field(&text, "bus_channel").as_deref(),
+        Some("nearcache:invalidate")
+    );
     let text = c.info(Some("nearcache"));
     assert!(!info_field(&text, "nearcache_version").unwrap().is_empty());
     assert_eq!(

@@ -268,9 +268,10 @@ fn errors_are_worded_like_redis() {
             b"-ERR wrong number of arguments for 'nearcache|delpattern' command\r\n",
         ),
         (
-            &["NEARCACHE", "FLUSH", "now"],
+            &["NEARCACHE", "FLUSH", "all", "now"],
             b"-ERR wrong number of arguments for 'nearcache|flush' command\r\n",
         ),
+        (&["NEARCACHE", "FLUSH", "now"], b"-ERR syntax error\r\n"),
         (
             &["NEARCACHE", "HELP", "me"],
             b"-ERR wrong number of arguments for 'nearcache|help' command\r\n",

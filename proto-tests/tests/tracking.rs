@@ -228,9 +228,14 @@ fn tracking_off_turns_no_tracking_on() {
     warm(&mut c, "k", &bulk(b"v"));
     let info = nearcache_info(&sidecar);
     assert_eq!(info_field(&info, "tracking").as_deref(), Some("off"));
+    // The control connection still carries the invalidation bus.
     assert_eq!(
         info_field(&info, "invalidation_link").as_deref(),
-        Some("off")
+        Some("up")
+    );
+    assert_eq!(
+        info_field(&info, "bus_publishes_keys").as_deref(),
+        Some("1")
     );
     assert!(info_u64(&info, "l1_hits") >= 1, "{info}");
     let tracking = redis.conn().cmd_str(&["INFO", "stats"]);

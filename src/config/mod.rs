@@ -60,6 +60,8 @@ pub const DEFAULT_THREADS: usize = 1;
 pub const DEFAULT_TRACKING: TrackingMode = TrackingMode::Default;
 /// Default `--invalidation-heartbeat`: 1s.
 pub const DEFAULT_INVALIDATION_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Default `--invalidation-channel`: the invalidation bus every sidecar subscribes to.
+pub const DEFAULT_INVALIDATION_CHANNEL: &str = "nearcache:invalidate";
 
 /// How L1 learns of writes made elsewhere (`--tracking`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +162,9 @@ pub struct Flags {
         value_name = "DURATION"
     )]
     pub invalidation_heartbeat: Option<String>,
+    /// Pub/sub channel of the invalidation bus (patterns, flushes, and the keys written when tracking is off) [default: nearcache:invalidate]
+    #[arg(long, env = "NEARCACHE_INVALIDATION_CHANNEL", value_name = "CHANNEL")]
+    pub invalidation_channel: Option<String>,
     /// Fraction of L1 hits re-read from the upstream in the background and compared with what was served, 0 to 1; 0 disables [default: 0.001]
     #[arg(long, env = "NEARCACHE_AUDIT_RATE", value_name = "FRACTION")]
     pub audit_rate: Option<String>,
@@ -191,6 +196,7 @@ impl fmt::Debug for Flags {
             .field("threads", &self.threads)
             .field("tracking", &self.tracking)
             .field("invalidation_heartbeat", &self.invalidation_heartbeat)
+            .field("invalidation_channel", &self.invalidation_channel)
             .field("audit_rate", &self.audit_rate)
             .finish()
     }
@@ -283,6 +289,8 @@ pub struct Config {
     pub tracking: TrackingMode,
     /// Heartbeat of the control connection (`--invalidation-heartbeat`).
     pub invalidation_heartbeat: Duration,
+    /// Pub/sub channel of the invalidation bus (`--invalidation-channel`).
+    pub invalidation_channel: String,
     /// Fraction of L1 hits re-read from the upstream and compared with what was served, in
     /// `0..=1`; zero disables the staleness audit (`--audit-rate`).
     pub audit_rate: f64,
@@ -321,6 +329,7 @@ struct FileConfig {
     threads: Option<Scalar>,
     tracking: Option<Scalar>,
     invalidation_heartbeat: Option<Scalar>,
+    invalidation_channel: Option<Scalar>,
     audit_rate: Option<Scalar>,
 }
 
@@ -465,6 +474,8 @@ impl Config {
             tracking: pick!(tracking, parse::tracking).unwrap_or(DEFAULT_TRACKING),
             invalidation_heartbeat: pick!(invalidation_heartbeat, parse::positive_duration)
                 .unwrap_or(DEFAULT_INVALIDATION_HEARTBEAT),
+            invalidation_channel: pick!(invalidation_channel, parse::channel)
+                .unwrap_or_else(|| DEFAULT_INVALIDATION_CHANNEL.to_owned()),
             audit_rate: pick!(audit_rate, parse::fraction).unwrap_or(DEFAULT_AUDIT_RATE),
         };
         if r.problems.is_empty() {

@@ -74,6 +74,19 @@ pub(super) fn duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(too_large)
 }
 
+/// `--invalidation-channel`: a non-empty channel name without spaces or control characters.
+pub(super) fn channel(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("the channel name is empty".into());
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "invalid channel name {s:?} (no spaces or control characters)"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
 /// `--tracking`: `default` or `off` (case-insensitive).
 pub(super) fn tracking(s: &str) -> Result<TrackingMode, String> {
     match s.trim().to_ascii_lowercase().as_str() {

@@ -379,7 +379,7 @@ fn every_flag_has_its_env_var_and_a_file_key() {
         );
         longs.push(long.to_owned());
     }
-    assert_eq!(longs.len(), 23);
+    assert_eq!(longs.len(), 24);
     // Every flag except --config is a file key: a file setting each to garbage names each flag.
     let text: String = longs
         .iter()
@@ -387,7 +387,7 @@ fn every_flag_has_its_env_var_and_a_file_key() {
         .map(|l| format!("{} = \"bad value\"\n", l.replace('-', "_")))
         .collect();
     let got = problems(&flags_with_file(), Some(&text));
-    assert_eq!(got.len(), 22, "{got:?}");
+    assert_eq!(got.len(), 23, "{got:?}");
     for (problem, long) in got.iter().zip(longs.iter().filter(|l| *l != "config")) {
         assert!(problem.starts_with(&format!("--{long}: ")), "{problem}");
         assert!(problem.ends_with(" (in nearcache.toml)"), "{problem}");
@@ -423,6 +423,38 @@ fn tracking_defaults_on_and_can_be_turned_off() {
     let got = problems(&flags_with_file(), Some("tracking = \"bcast\"\n"));
     assert!(
         got[0].starts_with("--tracking: invalid tracking mode"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn invalidation_channel_defaults_and_comes_from_flag_or_file() {
+    let c = Config::from_parts(&Flags::default(), None).unwrap();
+    assert_eq!(c.invalidation_channel, DEFAULT_INVALIDATION_CHANNEL);
+    let c = Config::from_parts(
+        &flags_with_file(),
+        Some("invalidation_channel = \"app:inv\"\n"),
+    )
+    .unwrap();
+    assert_eq!(c.invalidation_channel, "app:inv");
+    let flags = Flags {
+        invalidation_channel: Some("flag:inv".into()),
+        ..flags_with_file()
+    };
+    let c = Config::from_parts(&flags, Some("invalidation_channel = \"app:inv\"\n")).unwrap();
+    assert_eq!(c.invalidation_channel, "flag:inv");
+    let flags = Flags {
+        invalidation_channel: Some(String::new()),
+        ..flags_with_file()
+    };
+    let got = problems(&flags, None);
+    assert!(
+        got[0].starts_with("--invalidation-channel: the channel name is empty"),
+        "{got:?}"
+    );
+    let got = problems(&flags_with_file(), Some("invalidation_channel = \"a b\"\n"));
+    assert!(
+        got[0].starts_with("--invalidation-channel: invalid channel name \"a b\""),
         "{got:?}"
     );
 }

@@ -312,18 +312,35 @@ impl Connection {
         self.evict(inv, true);
     }
 
+    /// Without tracking, the first eviction also puts the write on the invalidation bus
+    /// for the other sidecars (a flush for a whole database: the bus carries no db flush).
     fn evict(&self, inv: &mut Invalidation, again: bool) {
         let l1 = &self.shared.l1;
+        let bus = &self.shared.tracking.bus;
+        let publish = !again && self.shared.tracking.publishes_keys();
         match inv {
             Invalidation::None => {}
             Invalidation::Keys(keys) if again => keys
                 .iter()
                 .for_each(|k| l1.invalidate_after(k.db, &k.key, k.seen)),
-            Invalidation::Keys(keys) => keys
-                .iter_mut()
-                .for_each(|k| k.seen = l1.invalidate(k.db, &k.key)),
-            Invalidation::Db(db) => l1.flush_db(*db),
-            Invalidation::All => l1.flush_all(),
+            Invalidation::Keys(keys) => keys.iter_mut().for_each(|k| {
+                k.seen = l1.invalidate(k.db, &k.key);
+                if publish {
+                    bus.key_written(k.db, &k.key);
+                }
+            }),
+            Invalidation::Db(db) => {
+                l1.flush_db(*db);
+                if publish {
+                    bus.flush();
+                }
+            }
+            Invalidation::All => {
+                l1.flush_all();
+                if publish {
+                    bus.flush();
+                }
+            }
         }
     }
 

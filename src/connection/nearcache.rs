@@ -4,8 +4,8 @@
 //! (`FLUSH`), the `# Nearcache` figures (`STATS`) and `HELP`. Errors are worded as Redis
 //! words them for its own container commands.
 //!
-//! `INVALIDATE` and `DELPATTERN` act on this sidecar's L1 only: carrying the patterns to the
-//! other sidecars is the invalidation bus's job, not done here yet.
+//! `INVALIDATE` and `DELPATTERN` evict here at once and put the pattern on the invalidation
+//! bus for every other sidecar (see `control::bus`), as does `FLUSH ALL` with a flush.
 
 use bytes::{Bytes, BytesMut};
 
@@ -22,14 +22,14 @@ const SCAN_COUNT: &[u8] = b"1000";
 const HELP: &[&str] = &[
     "NEARCACHE <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
     "INVALIDATE <pattern> [<pattern> ...]",
-    "    Evict the keys matching any pattern (Redis glob rules) from this sidecar's L1, in",
-    "    every database and for every user. Replies with the number of entries evicted.",
+    "    Evict the keys matching any pattern (Redis glob rules) from every sidecar's L1, in",
+    "    every database and for every user. Replies with the number of entries evicted here.",
     "DELPATTERN <pattern>",
     "    Delete the keys matching the pattern upstream (SCAN + UNLINK in batches, in the",
-    "    current database), then evict them from this sidecar's L1. Replies with the",
+    "    current database), then evict them from every sidecar's L1. Replies with the",
     "    number of keys deleted.",
-    "FLUSH",
-    "    Evict everything from this sidecar's L1.",
+    "FLUSH [ALL]",
+    "    Evict everything from this sidecar's L1 (with ALL: from every sidecar's L1).",
     "STATS",
     "    The sidecar's own figures, as INFO nearcache reports them.",
     "HELP",
@@ -75,7 +75,8 @@ impl Sub {
         match self {
             Sub::Invalidate => n >= 1,
             Sub::DelPattern => n == 1,
-            Sub::Flush | Sub::Stats | Sub::Help => n == 0,
+            Sub::Flush => n <= 1,
+            Sub::Stats | Sub::Help => n == 0,
         }
     }
 }
@@ -107,15 +108,24 @@ impl Connection {
                     .iter()
                     .map(|p| l1.invalidate_matching(&Pattern::new(p)))
                     .sum();
+                self.shared.tracking.bus.patterns(params);
                 self.reply_integer(evicted as i64);
             }
             Sub::DelPattern => self.delete_pattern(&params[0]).await,
             Sub::Flush => {
+                let all = match params.first() {
+                    None => false,
+                    Some(p) if p.eq_ignore_ascii_case(b"ALL") => true,
+                    Some(_) => return self.reply_error("ERR syntax error"),
+                };
                 self.shared.l1.flush_all();
+                if all {
+                    self.shared.tracking.bus.flush();
+                }
                 self.replies.ready(OK);
             }
             Sub::Stats => {
-                let text = info::section(&self.shared);
+                let text = info::sections(&self.shared);
                 let mut out = BytesMut::new();
                 if self.session.resp == Resp::V3 {
                     out.extend_from_slice(format!("={}\r\ntxt:", text.len() + 4).as_bytes());
@@ -178,6 +188,10 @@ impl Connection {
             cursor = next;
         }
         self.shared.l1.invalidate_matching(&Pattern::new(pattern));
+        self.shared
+            .tracking
+            .bus
+            .patterns(std::slice::from_ref(pattern));
         self.reply_integer(deleted);
     }
 
@@ -242,5 +256,6 @@ mod tests {
         assert!(!Sub::Invalidate.arity_ok(0) && Sub::Invalidate.arity_ok(3));
         assert!(Sub::DelPattern.arity_ok(1) && !Sub::DelPattern.arity_ok(2));
         assert!(Sub::Help.arity_ok(0) && !Sub::Help.arity_ok(1));
+        assert!(Sub::Flush.arity_ok(1) && !Sub::Flush.arity_ok(2));
     }
 }

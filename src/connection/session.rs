@@ -267,22 +267,24 @@ impl Connection {
         self.replies.ready(OK);
     }
 
-    /// `INFO`: the upstream's sections, plus `# Nearcache` when asked for (or by default).
+    /// `INFO`: the upstream's sections, plus the sidecar's own when asked for (or by
+    /// default): `nearcache` names both, `nearcache_invalidation` the second alone.
     async fn info(&mut self, req: Request) {
         let sections = &req.args[1..];
-        let ours = sections.is_empty()
-            || sections.iter().any(|s| {
-                [&b"nearcache"[..], b"all", b"everything", b"default"]
-                    .iter()
-                    .any(|n| s.eq_ignore_ascii_case(n))
-            });
+        let named = |names: &[&[u8]]| {
+            sections
+                .iter()
+                .any(|s| names.iter().any(|n| s.eq_ignore_ascii_case(n)))
+        };
+        let all: &[&[u8]] = &[b"nearcache", b"all", b"everything", b"default"];
+        let main = sections.is_empty() || named(all);
+        let invalidation = main || named(&[b"nearcache_invalidation"]);
+        let ours_only = |s: &&[u8]| {
+            s.eq_ignore_ascii_case(b"nearcache")
+                || s.eq_ignore_ascii_case(b"nearcache_invalidation")
+        };
         let theirs: Vec<&[u8]> = std::iter::once(&b"INFO"[..])
-            .chain(
-                sections
-                    .iter()
-                    .map(|s| &s[..])
-                    .filter(|s| !s.eq_ignore_ascii_case(b"nearcache")),
-            )
+            .chain(sections.iter().map(|s| &s[..]).filter(|s| !ours_only(s)))
             .collect();
         let mut body = Vec::new();
         let mut verbatim = self.session.resp == Resp::V3;
@@ -295,12 +297,14 @@ impl Connection {
             };
             body.extend_from_slice(upstream_text);
             verbatim = v;
-            if ours {
+            if invalidation {
                 body.extend_from_slice(b"\r\n");
             }
         }
-        if ours {
-            body.extend_from_slice(info::section(&self.shared).as_bytes());
+        if main {
+            body.extend_from_slice(info::sections(&self.shared).as_bytes());
+        } else if invalidation {
+            body.extend_from_slice(info::invalidation_section(&self.shared).as_bytes());
         }
         let mut out = BytesMut::new();
         if verbatim {

@@ -1,10 +1,12 @@
-//! The control connection: `HELLO 3` (with `AUTH`), `CLIENT ID`, then invalidation push
-//! messages in and a PING every heartbeat out. It speaks RESP3 so that Redis sends a
-//! redirect target its invalidations as `invalidate` push messages: no `SUBSCRIBE`, so no
-//! pub/sub channel permission is needed from the ACL user it runs as. A PING still
-//! unanswered when the next is due, a read error or a close, or a reported broken redirect
-//! all mean the link is lost: L1 is flushed and bypassed, and the connection is made again
-//! with backoff.
+//! The control connection: `HELLO 3` (with `AUTH`), `CLIENT ID`, `SUBSCRIBE` to the
+//! invalidation bus, then invalidation and bus push messages in, and bus messages
+//! (`PUBLISH`) and a PING every heartbeat out. It speaks RESP3 so that Redis sends a
+//! redirect target its invalidations as `invalidate` push messages (no channel permission
+//! needed for tracking) and so that a subscribed connection still runs commands. An upstream
+//! that refuses the `SUBSCRIBE` (`-NOPERM`) gets no bus (logged once); tracking still works.
+//! A PING still unanswered when the next is due, a read error or a close, a reported broken
+//! redirect or a gap in a peer's bus sequence all mean the link is lost: L1 is flushed and
+//! bypassed, and the connection is made again with backoff (a new subscription).
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::bus::BATCH_WINDOW;
 use super::{ControlTarget, Tracking};
 use crate::protocol::{write_command, FrameScanner};
 use crate::upstream::backoff::Backoff;
@@ -40,18 +43,28 @@ pub async fn run(tracking: Arc<Tracking>, target: ControlTarget) {
     loop {
         let creds = target.credentials.clone().or_else(|| tracking.offered());
 
-        let reason = match connect(&target, creds.as_ref()).await {
+        let reason = match connect(&tracking, &target, creds.as_ref()).await {
             Ok((stream, buf, id)) => {
                 backoff.reset();
-                if std::mem::take(&mut kept) {
+                if !tracking.link_needed() {
+                    // Tracking off and the bus refused: nothing for this connection to do.
+                    return;
+                }
+                // Without tracking, fills went on while the bus was down: what they hold may
+                // have been invalidated by messages missed meanwhile.
+                if std::mem::take(&mut kept) || (!tracking.enabled() && down_logged) {
                     tracking.flush_for_loss();
                 }
+                let bus = &tracking.bus;
+                bus.set_subscribed(bus.active());
                 tracking.connected(id);
                 if down_logged {
                     eprintln!("nearcache: invalidation link up again");
                     down_logged = false;
                 }
-                serve(&tracking, &target, stream, buf).await
+                let reason = serve(&tracking, &target, stream, buf).await;
+                tracking.bus.set_subscribed(false);
+                reason
             }
             Err(e) => e,
         };
@@ -91,8 +104,10 @@ fn refused_for_credentials(reason: &str) -> bool {
         .any(|c| code.starts_with(c))
 }
 
-/// Connects, authenticates, learns the connection's id and subscribes.
+/// Connects, authenticates, learns the connection's id and subscribes to the bus (a
+/// `-NOPERM` there turns the bus off, logged).
 async fn connect(
+    tracking: &Tracking,
     target: &ControlTarget,
     credentials: Option<&Credentials>,
 ) -> Result<(TcpStream, BytesMut, i64), String> {
@@ -102,7 +117,9 @@ async fn connect(
             .map_err(|e| e.to_string())?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
         let mut out = BytesMut::new();
-        let replies = 2;
+        let bus = &tracking.bus;
+        let subscribe = bus.active();
+        let replies = if subscribe { 3 } else { 2 };
         match credentials {
             Some(c) => {
                 let user: &[u8] = c.user.as_deref().unwrap_or(b"default");
@@ -112,16 +129,34 @@ async fn connect(
             None => write_command(&mut out, &[b"HELLO", b"3", SETNAME, NAME]),
         }
         write_command(&mut out, &[b"CLIENT", b"ID"]);
+        if subscribe {
+            write_command(&mut out, &[b"SUBSCRIBE", bus.channel()]);
+        }
         stream.write_all(&out).await.map_err(|e| e.to_string())?;
         let mut buf = BytesMut::with_capacity(4096);
         let mut scanner = FrameScanner::default();
         let mut id = None;
         for i in 0..replies {
             let frame = read_frame(&mut stream, &mut buf, &mut scanner).await?;
-            if is_error(&frame) {
-                return Err(String::from_utf8_lossy(&frame).trim().to_owned());
+            let error = || String::from_utf8_lossy(&frame).trim().to_owned();
+            if i == 2 {
+                if is_error(&frame) {
+                    if !error().starts_with("-NOPERM") {
+                        return Err(error());
+                    }
+                    bus.set_refused();
+                    let channel = String::from_utf8_lossy(bus.channel());
+                    eprintln!(
+                        "nearcache: upstream refused SUBSCRIBE {channel} ({}): running without the invalidation bus",
+                        error()
+                    );
+                }
+                continue;
             }
-            if i == replies - 1 {
+            if is_error(&frame) {
+                return Err(error());
+            }
+            if i == 1 {
                 id = integer(&frame);
             }
         }
@@ -163,41 +198,83 @@ async fn serve(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     let mut awaiting_pong = false;
-    loop {
+    // PUBLISH replies still owed: if the connection goes before they arrive, the messages
+    // may be lost, and a flush follows on the next connection (peers see the gap).
+    let mut unacked = 0u64;
+    let bus = &tracking.bus;
+    let reason = 'serve: loop {
         // Frames already read (the first may have come with the CLIENT ID reply).
-        loop {
+        'frames: loop {
             match scanner.next_frame(&buf) {
                 Ok(Some(len)) => {
                     scanner = FrameScanner::default();
                     let frame = buf.split_to(len).freeze();
                     if is_pong(&frame) {
                         awaiting_pong = false;
+                    } else if frame.first() == Some(&b'>') {
+                        if let Err(reason) = handle(tracking, &frame) {
+                            break 'serve reason;
+                        }
                     } else {
-                        handle(tracking, &frame);
+                        // A PUBLISH reply.
+                        unacked = unacked.saturating_sub(1);
+                        if is_error(&frame) {
+                            published_refused(&frame);
+                        }
                     }
                 }
-                Ok(None) => break,
-                Err(e) => return e.to_string(),
+                Ok(None) => break 'frames,
+                Err(e) => break 'serve e.to_string(),
             }
         }
         tokio::select! {
             read = reader.read_buf(&mut buf) => match read {
-                Ok(0) => return "connection closed by upstream".into(),
+                Ok(0) => break "connection closed by upstream".into(),
                 Ok(_) => {}
-                Err(e) => return format!("read failed: {e}"),
+                Err(e) => break format!("read failed: {e}"),
             },
             _ = tick.tick() => {
                 if awaiting_pong {
                     let ms = target.heartbeat.as_millis();
-                    return format!("no heartbeat reply within {ms}ms");
+                    break format!("no heartbeat reply within {ms}ms");
                 }
                 if let Err(e) = writer.write_all(b"*1\r\n$4\r\nPING\r\n").await {
-                    return format!("write failed: {e}");
+                    break format!("write failed: {e}");
                 }
                 awaiting_pong = true;
             }
-            _ = tracking.broken.notified() => return "tracking redirect broken".into(),
+            _ = bus.queued.notified(), if bus.subscribed() => {
+                if !bus.batch_full() {
+                    tokio::time::sleep(BATCH_WINDOW).await;
+                }
+                let mut out = BytesMut::new();
+                for message in bus.take() {
+                    write_command(&mut out, &[b"PUBLISH", bus.channel(), &message]);
+                    unacked += 1;
+                }
+                if let Err(e) = writer.write_all(&out).await {
+                    break format!("write failed: {e}");
+                }
+            }
+            _ = tracking.broken.notified() => break "tracking redirect broken".into(),
         }
+    };
+    if unacked > 0 {
+        bus.flush();
+    }
+    reason
+}
+
+/// A `PUBLISH` refused (the control connection's user may subscribe but not publish):
+/// logged once.
+fn published_refused(frame: &[u8]) {
+    static LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        let text = String::from_utf8_lossy(frame);
+        eprintln!(
+            "nearcache: upstream refused PUBLISH on the invalidation bus ({})",
+            text.trim()
+        );
     }
 }
 
@@ -206,18 +283,41 @@ fn is_pong(frame: &Bytes) -> bool {
     &frame[..] == b"+PONG\r\n"
 }
 
+/// A push message: a bus message (see [`handle_bus`]) or a tracking invalidation.
+fn handle(tracking: &Tracking, frame: &Bytes) -> Result<(), String> {
+    let Some(parts) = push_elements(frame) else {
+        return Ok(());
+    };
+    match &parts[..] {
+        [kind, channel, payload]
+            if text(kind).is_some_and(|(t, _)| t == b"message")
+                && text(channel).is_some_and(|(c, _)| c == &tracking.bus.channel()[..]) =>
+        {
+            handle_bus(tracking, payload)
+        }
+        [kind, payload] if text(kind).is_some_and(|(t, _)| t == b"invalidate") => {
+            handle_invalidate(tracking, payload);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `>3 message <channel> <payload>`: applies a peer's message; a gap in its sequence is
+/// returned as the reason the link is lost.
+fn handle_bus(tracking: &Tracking, payload: &Bytes) -> Result<(), String> {
+    let Some((payload, _)) = text(payload) else {
+        return Ok(());
+    };
+    if let Some(body) = tracking.bus.receive(payload)? {
+        tracking.apply(body);
+    }
+    Ok(())
+}
+
 /// `>2 invalidate <keys array | null>`: evicts the keys, or flushes L1 (the upstream was
 /// flushed).
-fn handle(tracking: &Tracking, frame: &Bytes) {
-    let Some(parts) = push_elements(frame) else {
-        return;
-    };
-    let [kind, payload] = &parts[..] else {
-        return;
-    };
-    if text(kind).is_none_or(|(t, _)| t != b"invalidate") {
-        return;
-    }
+fn handle_invalidate(tracking: &Tracking, payload: &Bytes) {
     if is_null(payload) {
         return tracking.flushed();
     }

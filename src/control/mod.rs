@@ -2,7 +2,8 @@
 //! (see `link`) subscribes to `__redis__:invalidate`; every upstream connection that fills
 //! L1 runs `CLIENT TRACKING on REDIRECT <its id>`. [`Tracking`] is the state they share:
 //! the redirect (control connection id and epoch), whether L1 may serve and be filled, and
-//! the counters INFO shows.
+//! the counters INFO shows. The same connection subscribes to the invalidation bus (see
+//! `bus`), which works with tracking off too.
 //!
 //! Epochs: the epoch is bumped whenever the redirect changes (the control connection lost,
 //! or a new one subscribed). An upstream connection records the epoch its `CLIENT TRACKING`
@@ -11,6 +12,7 @@
 //! fill taken before cannot land afterwards) and nothing fills it until a new control
 //! connection is subscribed and the connection has turned tracking on again with the new id.
 
+pub mod bus;
 mod link;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
@@ -18,6 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
+
+use bus::Body;
+pub use bus::Bus;
 
 use crate::cache::L1;
 use crate::config::TrackingMode;
@@ -93,12 +98,14 @@ pub struct Tracking {
     l1: Arc<L1>,
     /// What INFO shows.
     pub counters: TrackingCounters,
+    /// The invalidation bus.
+    pub bus: Bus,
 }
 
 impl Tracking {
     /// Tracking state for `mode`; with tracking on, L1 neither serves nor fills until the
     /// control connection is up.
-    pub fn new(mode: TrackingMode, l1: Arc<L1>) -> Arc<Tracking> {
+    pub fn new(mode: TrackingMode, channel: &str, l1: Arc<L1>) -> Arc<Tracking> {
         let (redirect, _) = watch::channel(Redirect { epoch: 0, id: None });
         Arc::new(Tracking {
             mode,
@@ -111,6 +118,7 @@ impl Tracking {
             offer_arrived: Notify::new(),
             l1,
             counters: TrackingCounters::default(),
+            bus: Bus::new(channel),
         })
     }
 
@@ -149,15 +157,42 @@ impl Tracking {
         self.mode != TrackingMode::Off
     }
 
-    /// Whether the control connection is up and subscribed (always false when off).
+    /// Whether the control connection is needed: for tracking, or for the bus (unless the
+    /// upstream refused the subscription).
+    pub fn link_needed(&self) -> bool {
+        self.enabled() || self.bus.active()
+    }
+
+    /// Whether the control connection is up and subscribed.
     pub fn link_up(&self) -> bool {
         self.up.load(Relaxed)
     }
 
-    /// Whether L1 may answer now: tracking is off, or its control connection is up.
+    /// Whether L1 may answer now: the control connection is up, or not needed.
     #[inline]
     pub fn serving(&self) -> bool {
-        !self.enabled() || self.up.load(Relaxed)
+        self.up.load(Relaxed) || !self.link_needed()
+    }
+
+    /// Whether the keys this sidecar writes go on the bus: tracking is off, or an upstream
+    /// connection refused it.
+    #[inline]
+    pub fn publishes_keys(&self) -> bool {
+        (!self.enabled() || self.refusal_logged.load(Relaxed)) && self.bus.active()
+    }
+
+    /// A bus message from another sidecar (or a foreign publisher): evict what it names.
+    fn apply(&self, body: Body) {
+        match body {
+            Body::Keys(Some(db), keys) => keys.iter().for_each(|k| {
+                self.l1.invalidate(db, k);
+            }),
+            Body::Keys(None, keys) => keys.iter().for_each(|k| self.l1.invalidate_everywhere(k)),
+            Body::Patterns(patterns) => patterns.iter().for_each(|p| {
+                self.l1.invalidate_matching(&crate::glob::Pattern::new(p));
+            }),
+            Body::Flush => self.l1.flush_all(),
+        }
     }
 
     /// Whether a reply read on an upstream connection whose tracking took effect in

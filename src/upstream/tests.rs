@@ -29,7 +29,7 @@ pub(super) fn tracking_off() -> Arc<Tracking> {
         cache_nil: true,
         threads: 1,
     });
-    Tracking::new(crate::config::TrackingMode::Off, Arc::new(l1))
+    Tracking::new(crate::config::TrackingMode::Off, "bus", Arc::new(l1))
 }
 
 fn creds(user: &'static str, pass: &'static str) -> Credentials {

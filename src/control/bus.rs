@@ -1,0 +1,489 @@
+//! The invalidation bus: a pub/sub channel (`--invalidation-channel`) every sidecar's
+//! control connection subscribes to. It carries pattern invalidations (`NEARCACHE
+//! INVALIDATE`, `DELPATTERN`), L1 flushes (`NEARCACHE FLUSH ALL`, a `FLUSHALL` through a
+//! sidecar without tracking), and, when tracking is off or refused, the keys each sidecar
+//! wrote, batched over [`BATCH_WINDOW`] or [`BATCH_KEYS`].
+//!
+//! A message is text, fields separated by one space (README, "The invalidation bus"):
+//!
+//! ```text
+//! v1 <sender> <seq> <ms> K <db|*> <len>:<key> [<len>:<key> ...]
+//! v1 <sender> <seq> <ms> P <len>:<pattern> [<len>:<pattern> ...]
+//! v1 <sender> <seq> <ms> F
+//! ```
+//!
+//! `sender` is random per process start, `seq` counts that sender's messages from 1, `ms`
+//! is the publish time (Unix milliseconds); a foreign publisher writes `-` for any of them.
+//! Keys and patterns are length-prefixed, so binary-safe. A receiver skips its own
+//! messages; a gap in a peer's sequence counts as losing the control connection.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::sync::Notify;
+
+/// How long written keys wait for company before they are published.
+pub const BATCH_WINDOW: Duration = Duration::from_millis(1);
+/// Keys that are published at once, without waiting for the window.
+pub const BATCH_KEYS: usize = 64;
+/// Messages (or keys) the outbox holds; beyond, everything queued becomes one flush.
+const OUTBOX_MAX: usize = 4096;
+/// The format version.
+const VERSION: &[u8] = b"v1";
+
+/// What a message asks of every sidecar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// Keys written in database `db` (`None`: every database).
+    Keys(Option<u32>, Vec<Bytes>),
+    /// Glob patterns, evicted in every database.
+    Patterns(Vec<Bytes>),
+    /// Everything.
+    Flush,
+}
+
+/// A decoded message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The sender id and its sequence number (absent from a foreign publisher).
+    pub origin: Option<(Bytes, u64)>,
+    /// Publish time, Unix milliseconds.
+    pub sent_ms: Option<u64>,
+    /// What it asks.
+    pub body: Body,
+}
+
+/// Now, Unix milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn put_item(out: &mut BytesMut, item: &[u8]) {
+    out.put_u8(b' ');
+    out.extend_from_slice(item.len().to_string().as_bytes());
+    out.put_u8(b':');
+    out.extend_from_slice(item);
+}
+
+/// Encodes a message from `sender` with sequence number `seq`.
+pub fn encode(sender: &[u8], seq: u64, sent_ms: u64, body: &Body) -> Bytes {
+    let mut out = BytesMut::with_capacity(64);
+    out.extend_from_slice(VERSION);
+    out.put_u8(b' ');
+    out.extend_from_slice(sender);
+    out.extend_from_slice(format!(" {seq} {sent_ms} ").as_bytes());
+    match body {
+        Body::Keys(db, keys) => {
+            out.put_u8(b'K');
+            match db {
+                Some(db) => out.extend_from_slice(format!(" {db}").as_bytes()),
+                None => out.extend_from_slice(b" *"),
+            }
+            keys.iter().for_each(|k| put_item(&mut out, k));
+        }
+        Body::Patterns(patterns) => {
+            out.put_u8(b'P');
+            patterns.iter().for_each(|p| put_item(&mut out, p));
+        }
+        Body::Flush => out.put_u8(b'F'),
+    }
+    out.freeze()
+}
+
+/// Splits off the next space-separated field.
+fn field(rest: &mut &[u8]) -> Option<Bytes> {
+    let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+    let f = &rest[..end];
+    *rest = rest.get(end + 1..).unwrap_or_default();
+    (!f.is_empty()).then(|| Bytes::copy_from_slice(f))
+}
+
+fn number(f: &[u8]) -> Option<u64> {
+    if f.is_empty() || f.len() > 19 || !f.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(f).ok()?.parse().ok()
+}
+
+/// `-` or a number.
+fn optional_number(f: &[u8]) -> Option<Option<u64>> {
+    if f == b"-" {
+        return Some(None);
+    }
+    number(f).map(Some)
+}
+
+/// ` <len>:<bytes>` items until the end (the first one has no leading space).
+fn items(mut rest: &[u8]) -> Option<Vec<Bytes>> {
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let colon = rest.iter().position(|&b| b == b':')?;
+        let len = number(&rest[..colon])? as usize;
+        let body = rest.get(colon + 1..colon + 1 + len)?;
+        out.push(Bytes::copy_from_slice(body));
+        rest = &rest[colon + 1 + len..];
+        match rest.first() {
+            None => break,
+            Some(b' ') => rest = &rest[1..],
+            Some(_) => return None,
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// Decodes a message; `None` for anything malformed or of another version.
+pub fn decode(payload: &[u8]) -> Option<Message> {
+    let mut rest = payload;
+    if field(&mut rest)?.as_ref() != VERSION {
+        return None;
+    }
+    let sender = field(&mut rest)?;
+    let seq = optional_number(&field(&mut rest)?)?;
+    let sent_ms = optional_number(&field(&mut rest)?)?;
+    let origin = match (&sender[..], seq) {
+        (b"-", _) | (_, None) => None,
+        (_, Some(seq)) => Some((sender, seq)),
+    };
+    let kind = field(&mut rest)?;
+    let body = match &kind[..] {
+        b"K" => {
+            let db = field(&mut rest)?;
+            let db = match &db[..] {
+                b"*" => None,
+                d => Some(u32::try_from(number(d)?).ok()?),
+            };
+            Body::Keys(db, items(rest)?)
+        }
+        b"P" => Body::Patterns(items(rest)?),
+        b"F" if rest.is_empty() => Body::Flush,
+        _ => return None,
+    };
+    Some(Message {
+        origin,
+        sent_ms,
+        body,
+    })
+}
+
+/// Figures INFO shows.
+#[derive(Default)]
+pub struct BusCounters {
+    /// Key messages received from peers and foreign publishers.
+    pub received_keys: AtomicU64,
+    /// Pattern messages received.
+    pub received_patterns: AtomicU64,
+    /// Flush messages received.
+    pub received_flushes: AtomicU64,
+    /// Keys named by received key messages.
+    pub keys_received: AtomicU64,
+    /// Key messages published.
+    pub sent_keys: AtomicU64,
+    /// Pattern messages published.
+    pub sent_patterns: AtomicU64,
+    /// Flush messages published.
+    pub sent_flushes: AtomicU64,
+    /// Keys named by sent key messages.
+    pub keys_sent: AtomicU64,
+    /// This sidecar's own messages, skipped.
+    pub own_skipped: AtomicU64,
+    /// Messages that could not be decoded.
+    pub malformed: AtomicU64,
+    /// Gaps in a peer's sequence (each a loss of the control connection).
+    pub sequence_gaps: AtomicU64,
+    /// L1 flushes asked for on the bus.
+    pub flushes: AtomicU64,
+    /// Lag (receive time minus publish time) of the last message that carried its
+    /// publish time, in ms.
+    pub lag_last_ms: AtomicU64,
+    /// The largest such lag, in ms.
+    pub lag_max_ms: AtomicU64,
+}
+
+/// Messages waiting for the control connection.
+#[derive(Default)]
+struct Outbox {
+    messages: VecDeque<Body>,
+    /// Keys in `messages`.
+    keys: usize,
+}
+
+/// The bus's shared state: the channel, this process's sender id, the outbox, and the
+/// last sequence number seen from each peer.
+pub struct Bus {
+    channel: Bytes,
+    sender: Bytes,
+    /// The upstream refused `SUBSCRIBE` (no channel permission): the bus is off.
+    refused: AtomicBool,
+    /// The control connection is subscribed now.
+    subscribed: AtomicBool,
+    outbox: Mutex<Outbox>,
+    /// Wakes the control connection to publish.
+    pub(super) queued: Notify,
+    /// The last sequence number of each peer since the subscription began.
+    peers: Mutex<HashMap<Bytes, u64>>,
+    /// Sequence number of the last message published.
+    seq: AtomicU64,
+    /// What INFO shows.
+    pub counters: BusCounters,
+}
+
+/// A random sender id: 16 hex digits from the process's hash seed, the time and the pid.
+fn sender_id() -> Bytes {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    Bytes::from(format!("{:016x}", h.finish()))
+}
+
+impl Bus {
+    /// The bus on `channel`.
+    pub fn new(channel: &str) -> Bus {
+        Bus {
+            channel: Bytes::copy_from_slice(channel.as_bytes()),
+            sender: sender_id(),
+            refused: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
+            outbox: Mutex::default(),
+            queued: Notify::new(),
+            peers: Mutex::default(),
+            seq: AtomicU64::new(0),
+            counters: BusCounters::default(),
+        }
+    }
+
+    /// The channel name.
+    pub fn channel(&self) -> &Bytes {
+        &self.channel
+    }
+
+    /// This process's sender id.
+    pub fn sender(&self) -> &Bytes {
+        &self.sender
+    }
+
+    /// Whether the bus is in use (the upstream did not refuse the subscription).
+    pub fn active(&self) -> bool {
+        !self.refused.load(Relaxed)
+    }
+
+    /// Whether the control connection is subscribed to the channel now.
+    pub fn subscribed(&self) -> bool {
+        self.subscribed.load(Relaxed)
+    }
+
+    pub(super) fn set_refused(&self) {
+        self.refused.store(true, Relaxed);
+    }
+
+    /// The subscription began (`true`: peers' sequences start afresh) or ended.
+    pub(super) fn set_subscribed(&self, on: bool) {
+        self.subscribed.store(on, Relaxed);
+        self.peers.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    fn queue(&self, body: Body) {
+        if !self.active() {
+            return;
+        }
+        let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        if let Body::Keys(db, keys) = &body {
+            outbox.keys += keys.len();
+            // Keys of the same database join the last message while it is small.
+            if let Some(Body::Keys(last_db, last)) = outbox.messages.back_mut() {
+                if last_db == db && last.len() < BATCH_KEYS {
+                    last.extend(keys.iter().cloned());
+                    drop(outbox);
+                    return self.queued.notify_one();
+                }
+            }
+        }
+        outbox.messages.push_back(body);
+        if outbox.messages.len() > OUTBOX_MAX || outbox.keys > OUTBOX_MAX {
+            outbox.messages.clear();
+            outbox.messages.push_back(Body::Flush);
+            outbox.keys = 0;
+        }
+        drop(outbox);
+        self.queued.notify_one();
+    }
+
+    /// A key this sidecar wrote in database `db`.
+    pub fn key_written(&self, db: u32, key: &Bytes) {
+        self.queue(Body::Keys(Some(db), vec![key.clone()]));
+    }
+
+    /// Patterns every sidecar evicts.
+    pub fn patterns(&self, patterns: &[Bytes]) {
+        self.queue(Body::Patterns(patterns.to_vec()));
+    }
+
+    /// Every sidecar flushes its L1.
+    pub fn flush(&self) {
+        self.queue(Body::Flush);
+    }
+
+    /// Whether the outbox holds enough keys to publish without waiting for the window.
+    pub(super) fn batch_full(&self) -> bool {
+        let outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        outbox.keys >= BATCH_KEYS || outbox.messages.len() > 1
+    }
+
+    /// Takes what is queued, encoded as messages with the next sequence numbers.
+    pub(super) fn take(&self) -> Vec<Bytes> {
+        let messages = {
+            let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+            outbox.keys = 0;
+            std::mem::take(&mut outbox.messages)
+        };
+        let now = now_ms();
+        let c = &self.counters;
+        messages
+            .into_iter()
+            .map(|body| {
+                match &body {
+                    Body::Keys(_, keys) => {
+                        c.sent_keys.fetch_add(1, Relaxed);
+                        c.keys_sent.fetch_add(keys.len() as u64, Relaxed);
+                    }
+                    Body::Patterns(_) => _ = c.sent_patterns.fetch_add(1, Relaxed),
+                    Body::Flush => _ = c.sent_flushes.fetch_add(1, Relaxed),
+                }
+                let seq = self.seq.fetch_add(1, Relaxed) + 1;
+                encode(&self.sender, seq, now, &body)
+            })
+            .collect()
+    }
+
+    /// A message arrived: `Ok(Some(body))` to apply, `Ok(None)` to skip (own or
+    /// malformed), `Err` on a gap in the sender's sequence.
+    pub(super) fn receive(&self, payload: &[u8]) -> Result<Option<Body>, String> {
+        let c = &self.counters;
+        let Some(message) = decode(payload) else {
+            c.malformed.fetch_add(1, Relaxed);
+            return Ok(None);
+        };
+        if let Some((sender, seq)) = &message.origin {
+            if *sender == self.sender {
+                c.own_skipped.fetch_add(1, Relaxed);
+                return Ok(None);
+            }
+            let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            match peers.insert(sender.clone(), *seq) {
+                Some(last) if last.checked_add(1) != Some(*seq) => {
+                    c.sequence_gaps.fetch_add(1, Relaxed);
+                    let sender = String::from_utf8_lossy(sender);
+                    return Err(format!(
+                        "gap in the bus sequence of sidecar {sender} ({last} then {seq})"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if let Some(sent) = message.sent_ms {
+            let lag = now_ms().saturating_sub(sent);
+            c.lag_last_ms.store(lag, Relaxed);
+            c.lag_max_ms.fetch_max(lag, Relaxed);
+        }
+        match &message.body {
+            Body::Keys(_, keys) => {
+                c.received_keys.fetch_add(1, Relaxed);
+                c.keys_received.fetch_add(keys.len() as u64, Relaxed);
+            }
+            Body::Patterns(_) => _ = c.received_patterns.fetch_add(1, Relaxed),
+            Body::Flush => {
+                c.received_flushes.fetch_add(1, Relaxed);
+                c.flushes.fetch_add(1, Relaxed);
+            }
+        }
+        Ok(Some(message.body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &'static [u8]) -> Bytes {
+        Bytes::from_static(s)
+    }
+
+    #[test]
+    fn messages_round_trip_with_binary_keys() {
+        let bodies = [
+            Body::Keys(Some(3), vec![b(b"a b"), b(b"\r\n:7"), b(b"")]),
+            Body::Keys(None, vec![b(b"k")]),
+            Body::Patterns(vec![b(b"user:*"), b(b"x[ ]y")]),
+            Body::Flush,
+        ];
+        for body in bodies {
+            let m = decode(&encode(b"abc", 7, 1234, &body)).unwrap();
+            assert_eq!(m.origin, Some((b(b"abc"), 7)));
+            assert_eq!(m.sent_ms, Some(1234));
+            assert_eq!(m.body, body);
+        }
+    }
+
+    #[test]
+    fn foreign_messages_need_no_sender_and_bad_ones_are_refused() {
+        let m = decode(b"v1 - - - P 6:user:*").unwrap();
+        assert_eq!(m.origin, None);
+        assert_eq!(m.body, Body::Patterns(vec![b(b"user:*")]));
+        assert_eq!(decode(b"v1 - - - F").unwrap().body, Body::Flush);
+        let k = decode(b"v1 - - - K 0 1:a 2:bc").unwrap();
+        assert_eq!(k.body, Body::Keys(Some(0), vec![b(b"a"), b(b"bc")]));
+        for bad in [
+            &b"v2 - - - F"[..],
+            b"v1 - - - F x",
+            b"v1 - - - P",
+            b"v1 - - - P 7:user:*",
+            b"v1 - - - P 3:abcd",
+            b"v1 - x - F",
+            b"v1 - - - K x 1:a",
+            b"v1 - - - Q",
+            b"",
+        ] {
+            assert_eq!(decode(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn own_messages_are_skipped_and_gaps_reported() {
+        let bus = Bus::new("c");
+        let own = encode(bus.sender(), 1, now_ms(), &Body::Flush);
+        assert_eq!(bus.receive(&own), Ok(None));
+        assert_eq!(bus.counters.own_skipped.load(Relaxed), 1);
+        let peer = |seq| encode(b"peer", seq, now_ms(), &Body::Flush);
+        assert_eq!(bus.receive(&peer(5)), Ok(Some(Body::Flush)));
+        assert_eq!(bus.receive(&peer(6)), Ok(Some(Body::Flush)));
+        assert!(bus.receive(&peer(8)).is_err());
+        assert_eq!(bus.counters.sequence_gaps.load(Relaxed), 1);
+        // A new subscription starts every sequence afresh.
+        bus.set_subscribed(true);
+        assert_eq!(bus.receive(&peer(20)), Ok(Some(Body::Flush)));
+    }
+
+    #[test]
+    fn written_keys_are_batched_per_database() {
+        let bus = Bus::new("c");
+        bus.key_written(0, &b(b"a"));
+        bus.key_written(0, &b(b"b"));
+        assert!(!bus.batch_full());
+        bus.key_written(1, &b(b"c"));
+        assert!(bus.batch_full());
+        let sent: Vec<_> = bus.take().iter().map(|m| decode(m).unwrap()).collect();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0].body, Body::Keys(Some(0), vec![b(b"a"), b(b"b")]));
+        assert_eq!(sent[1].origin.as_ref().unwrap().1, 2);
+        assert!(bus.take().is_empty());
+    }
+}
