@@ -6,14 +6,16 @@
 //!                              ├─ GET hit ─► cache: per-thread front ─► moka L1 ─► reply (no request built)
 //!                              ├─ command::classify ─► Get/Mget miss ─► fill (coalesce) ─► upstream
 //!                              ├─ Forward(invalidation) ─► evict before sending and when the reply arrives
-//!                              ├─ Local (SELECT, AUTH, HELLO, INFO, CLIENT SETNAME, RESET, QUIT, NEARCACHE)
+//!                              ├─ Local (SELECT, AUTH, HELLO, INFO, CLIENT SETNAME/GETNAME/ID, SCRIPT|FUNCTION KILL,
+//!                              │         RESET, QUIT, NEARCACHE)
 //!                              └─ Refuse (needs a pinned connection: MULTI, SUBSCRIBE, blocking pops)
 //!  upstream task per pooled connection: writer + reader + watchdog; fills run when replies arrive
 //!  encoder thread: compresses large values off the reader; workers install them in L1
 //!  link lost / back ─► L1 flushed (hooks wired in state)
 //!  control task: HELLO 3 + CLIENT ID + SUBSCRIBE <bus>, invalidation and bus pushes, PUBLISH
 //!    of this sidecar's bus messages, PING heartbeat; every pooled connection runs CLIENT
-//!    TRACKING on REDIRECT <id>; invalidations evict, loss or a bus sequence gap flushes + bypasses
+//!    TRACKING on REDIRECT <id> (not with --tracking off: then the bus alone, which still
+//!    gates L1); invalidations evict, loss or a bus sequence gap flushes + bypasses
 //!  audit task per sampled hit (--audit-rate): GET upstream, compare, count stale hits
 //!  state: one Arc<Shared> every task holds (config, L1, ACL marks, fills, upstream pools,
 //!    stats, command table); the table and max bulk length are learned from the upstream at start
