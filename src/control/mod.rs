@@ -1,6 +1,6 @@
 //! The control plane: Redis server-assisted tracking. One control connection per sidecar
-//! (see `link`) subscribes to `__redis__:invalidate`; every upstream connection that fills
-//! L1 runs `CLIENT TRACKING on REDIRECT <its id>`. [`Tracking`] is the state they share:
+//! (see `link`, RESP3) receives Redis's invalidations as `invalidate` push messages; every
+//! upstream connection that fills L1 runs `CLIENT TRACKING on REDIRECT <its id>`. [`Tracking`] is the state they share:
 //! the redirect (control connection id and epoch), whether L1 may serve and be filled, and
 //! the counters INFO shows. The same connection subscribes to the invalidation bus (see
 //! `bus`), which works with tracking off too.
@@ -10,7 +10,7 @@
 //! took effect in, and a reply it carries fills L1 only while that epoch is current. So when
 //! the control connection is lost, L1 is flushed (which also bumps the L1 generations, so a
 //! fill taken before cannot land afterwards) and nothing fills it until a new control
-//! connection is subscribed and the connection has turned tracking on again with the new id.
+//! connection is up and the connection has turned tracking on again with the new id.
 
 pub mod bus;
 mod link;
