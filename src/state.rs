@@ -61,10 +61,7 @@ impl Shared {
         let u = &config.upstream;
         let target = Target {
             address: u.host_port(),
-            credentials: u.password.as_ref().map(|p| Credentials {
-                user: u.username.as_ref().map(|n| Bytes::from(n.clone())),
-                pass: Bytes::from(p.clone()),
-            }),
+            credentials: upstream_credentials(&config),
             connections: config.upstream_connections,
             timeout: config.upstream_timeout,
             connect_timeout: config.connect_timeout,
@@ -112,10 +109,7 @@ pub(crate) fn control_target(config: &Config) -> ControlTarget {
     let u = &config.upstream;
     ControlTarget {
         address: u.host_port(),
-        credentials: u.password.as_ref().map(|p| Credentials {
-            user: u.username.as_ref().map(|n| Bytes::from(n.clone())),
-            pass: Bytes::from(p.clone()),
-        }),
+        credentials: upstream_credentials(config),
         connect_timeout: config.connect_timeout,
         heartbeat: config.invalidation_heartbeat,
         keep_when_down: config.serve_stale_when_down,
@@ -154,4 +148,13 @@ pub(crate) async fn learn_max_bulk(shared: &Shared, pool: &Pool) {
         })
         .unwrap_or(REDIS_DEFAULT_MAX_BULK);
     shared.upstream_max_bulk.store(value, Relaxed);
+}
+
+/// The credentials in the `--upstream` URL, if it has a password.
+fn upstream_credentials(config: &Config) -> Option<Credentials> {
+    let u = &config.upstream;
+    u.password.as_ref().map(|p| Credentials {
+        user: u.username.as_ref().map(|n| Bytes::from(n.clone())),
+        pass: Bytes::from(p.clone()),
+    })
 }

@@ -202,3 +202,48 @@ mod tests {
         assert_ne!(random_bytes(16, 1), random_bytes(16, 2));
     }
 }
+
+/// A deterministic xorshift64 generator for randomized tests: a fixed seed makes every
+/// failure reproducible, and no dependency is needed.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// Polls `GET key` through `c` until it returns `want` and returns how long that took;
+/// panics, naming `what`, after `bound`.
+pub fn expect_within(
+    c: &mut Conn,
+    key: &str,
+    want: &[u8],
+    bound: Duration,
+    what: &str,
+) -> Duration {
+    let started = Instant::now();
+    let mut last = Vec::new();
+    while started.elapsed() < bound {
+        last = c.cmd_str(&["GET", key]);
+        if last == want {
+            return started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!(
+        "{what}: GET {key} still {} after {bound:?}, want {}",
+        show(&last),
+        show(want)
+    );
+}

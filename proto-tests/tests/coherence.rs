@@ -1,7 +1,7 @@
 //! Writes that bypass a sidecar (direct to Redis, or through another sidecar) reach its L1
 //! within a small bound, through Redis server-assisted tracking (the default).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proto_tests::*;
 
@@ -10,20 +10,7 @@ const BOUND: Duration = Duration::from_secs(2);
 
 /// Polls GET `key` via `c` until it returns `want`; panics after [`BOUND`].
 fn expect_within_bound(c: &mut Conn, key: &str, want: &[u8], what: &str) -> Duration {
-    let started = Instant::now();
-    let mut last = Vec::new();
-    while started.elapsed() < BOUND {
-        last = c.cmd_str(&["GET", key]);
-        if last == want {
-            return started.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    panic!(
-        "{what}: GET {key} still {} after {BOUND:?}, want {}",
-        show(&last),
-        show(want)
-    );
+    expect_within(c, key, want, BOUND, what)
 }
 
 fn warm(c: &mut Conn, key: &str, want: &[u8]) {

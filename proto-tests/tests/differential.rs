@@ -3,29 +3,14 @@
 //! key read through the sidecar must equal the same key read directly from Redis.
 //! Nothing else writes, so any difference is a missed invalidation or a wrong reply.
 
-use proto_tests::{show, start_pair, Conn};
+use proto_tests::{show, start_pair, Conn, Rng};
 
 const KEYS: &[&str] = &["d:a", "d:b", "d:c", "d:d", "d:e"];
 const STEPS: usize = 1500;
 
-/// A deterministic xorshift generator: failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn key(&mut self) -> &'static str {
-        KEYS[self.below(KEYS.len())]
-    }
+/// A random key of [`KEYS`].
+fn key(rng: &mut Rng) -> &'static str {
+    KEYS[rng.below(KEYS.len())]
 }
 
 /// A reply reduced to what both protocols share: a value, a nil, an error code, or
@@ -79,7 +64,7 @@ fn value(reply: &[u8]) -> Value {
 
 /// One random write, as arguments.
 fn random_write(rng: &mut Rng) -> Vec<String> {
-    let (k, k2) = (rng.key().to_string(), rng.key().to_string());
+    let (k, k2) = (key(rng).to_string(), key(rng).to_string());
     let v = format!("v{}", rng.below(1000));
     let w: Vec<&str> = match rng.below(22) {
         0..=2 => vec!["SET", &k, &v],

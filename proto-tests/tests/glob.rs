@@ -15,21 +15,13 @@ const PATTERNS: usize = 4000;
 /// Requests pipelined per round trip.
 const PIPELINE: usize = 200;
 
-/// xorshift64, fixed seed: every run checks the same cases.
-struct Rng(u64);
+/// Random strings for the cases (the generator has a fixed seed: every run checks the same
+/// cases).
+trait Strings {
+    fn string(&mut self, max: usize, weighted: &[u8]) -> Vec<u8>;
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
+impl Strings for Rng {
     /// Up to `max` bytes, drawn from `ALPHABET` or from `weighted` (half the time).
     fn string(&mut self, max: usize, weighted: &[u8]) -> Vec<u8> {
         let len = self.below(max + 1);

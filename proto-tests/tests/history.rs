@@ -75,18 +75,6 @@ struct Read {
     via: &'static str,
 }
 
-/// xorshift64: reproducible per thread, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-}
-
 fn key_name(key: usize) -> String {
     format!("h{key}")
 }

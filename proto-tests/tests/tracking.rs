@@ -12,19 +12,7 @@ const BOUND: Duration = Duration::from_secs(1);
 
 /// Polls GET `key` via `c` until it returns `want`; panics after [`BOUND`].
 fn expect_within_bound(c: &mut Conn, key: &str, want: &[u8], what: &str) -> Duration {
-    let started = Instant::now();
-    let mut last = Vec::new();
-    while started.elapsed() < BOUND {
-        last = c.cmd_str(&["GET", key]);
-        if last == want {
-            return started.elapsed();
-        }
-    }
-    panic!(
-        "{what}: GET {key} still {} after {BOUND:?}, want {}",
-        show(&last),
-        show(want)
-    );
+    expect_within(c, key, want, BOUND, what)
 }
 
 fn ok(reply: &[u8], what: &str) {
