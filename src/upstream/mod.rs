@@ -14,6 +14,7 @@
 
 pub(crate) mod backoff;
 mod conn;
+mod handshake;
 mod pool;
 pub mod reply;
 
@@ -348,7 +349,7 @@ impl Upstream {
     /// Sends one request on a fresh connection and returns its reply: used to check
     /// credentials without changing the identity of any shared connection.
     pub async fn one_off(&self, request: Bytes) -> Result<Bytes, UpstreamError> {
-        conn::one_off(&self.target, request, 1).await
+        handshake::one_off(&self.target, request, 1).await
     }
 
     /// Like [`Upstream::one_off`] for `replies` pipelined requests: the first error reply,
@@ -358,7 +359,7 @@ impl Upstream {
         requests: Bytes,
         replies: usize,
     ) -> Result<Bytes, UpstreamError> {
-        conn::one_off(&self.target, requests, replies).await
+        handshake::one_off(&self.target, requests, replies).await
     }
 
     /// Sends one request on a fresh connection authenticated as identity `user` (RESP2,
@@ -384,7 +385,7 @@ impl Upstream {
             replies += 1;
         }
         bytes.extend_from_slice(request);
-        conn::one_off(&self.target, bytes.freeze(), replies).await
+        handshake::one_off(&self.target, bytes.freeze(), replies).await
     }
 }
 

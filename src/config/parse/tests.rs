@@ -1,0 +1,220 @@
+//! Unit tests of `parse`.
+
+use super::*;
+
+#[test]
+fn size_accepts_plain_and_suffixed_bytes() {
+    for (text, want) in [
+        ("4096", 4096),
+        ("0", 0),
+        ("64KiB", 64 << 10),
+        ("256MiB", 256 << 20),
+        ("1GiB", 1 << 30),
+        ("10MB", 10_000_000),
+        ("10kb", 10_000),
+        ("3 gb", 3_000_000_000),
+        ("7B", 7),
+        (" 2 mib ", 2 << 20),
+    ] {
+        assert_eq!(size(text), Ok(want), "{text}");
+    }
+}
+
+#[test]
+fn size_refuses_garbage_units_and_overflow() {
+    for text in ["", "abc", "KiB", "-1", "1.5MiB", "10 TB", "10 KiBs", "1e6"] {
+        assert!(
+            size(text).unwrap_err().starts_with("invalid size"),
+            "{text}"
+        );
+    }
+    assert!(size("18446744073709551616")
+        .unwrap_err()
+        .contains("too large"));
+    assert!(size("17179869184GiB").unwrap_err().contains("too large"));
+    assert!(positive_size("0").unwrap_err().contains("at least 1"));
+    assert_eq!(positive_size("1KiB"), Ok(1024));
+}
+
+#[test]
+fn duration_accepts_units_and_bare_seconds() {
+    for (text, want) in [
+        ("500ms", Duration::from_millis(500)),
+        ("60s", Duration::from_secs(60)),
+        ("5m", Duration::from_secs(300)),
+        ("1h", Duration::from_secs(3600)),
+        ("30", Duration::from_secs(30)),
+        ("0", Duration::ZERO),
+        ("2 MS", Duration::from_millis(2)),
+    ] {
+        assert_eq!(duration(text), Ok(want), "{text}");
+    }
+}
+
+#[test]
+fn duration_refuses_garbage_and_overflow() {
+    for text in ["", "abc", "s", "-1s", "1.5s", "5d", "10 sec"] {
+        let err = duration(text).unwrap_err();
+        assert_eq!(err, format!("invalid duration {text:?} {DURATION_HINT}"));
+    }
+    assert!(duration("18446744073709551615h")
+        .unwrap_err()
+        .contains("too large"));
+    assert!(positive_duration("0ms")
+        .unwrap_err()
+        .contains("greater than 0"));
+    assert_eq!(positive_duration("1ms"), Ok(Duration::from_millis(1)));
+}
+
+#[test]
+fn boolean_accepts_the_usual_words() {
+    for t in ["true", "TRUE", "1", "yes", "on", " On "] {
+        assert_eq!(boolean(t), Ok(true), "{t}");
+    }
+    for t in ["false", "False", "0", "no", "off"] {
+        assert_eq!(boolean(t), Ok(false), "{t}");
+    }
+    for t in ["", "maybe", "2", "y", "enabled"] {
+        assert!(
+            boolean(t).unwrap_err().starts_with("invalid boolean"),
+            "{t}"
+        );
+    }
+}
+
+#[test]
+fn count_needs_a_whole_number_of_at_least_one() {
+    assert_eq!(count("1"), Ok(1));
+    assert_eq!(count(" 10000 "), Ok(10_000));
+    assert!(count("0").unwrap_err().contains("at least 1"));
+    for t in ["", "-1", "1.0", "4k", "x", "99999999999999999999999"] {
+        assert!(count(t).unwrap_err().starts_with("invalid number"), "{t}");
+    }
+}
+
+#[test]
+fn fraction_is_a_number_from_zero_to_one() {
+    for (text, want) in [("0", 0.0), ("1", 1.0), ("0.001", 0.001), (" 1e-3 ", 0.001)] {
+        assert_eq!(fraction(text), Ok(want), "{text}");
+    }
+    for t in ["1.5", "-0.1", "2", "inf", "NaN"] {
+        assert!(
+            fraction(t).unwrap_err().starts_with("must be from 0 to 1"),
+            "{t}"
+        );
+    }
+    for t in ["", "x", "1/1000", "0.1%"] {
+        assert!(
+            fraction(t).unwrap_err().starts_with("invalid fraction"),
+            "{t}"
+        );
+    }
+}
+
+#[test]
+fn socket_addr_needs_ip_and_port() {
+    assert_eq!(
+        socket_addr("127.0.0.1:0"),
+        Ok("127.0.0.1:0".parse().unwrap())
+    );
+    assert_eq!(socket_addr("[::1]:6380"), Ok("[::1]:6380".parse().unwrap()));
+    for t in ["127.0.0.1", "localhost:6380", ":6380", "1.2.3.4:70000"] {
+        assert!(
+            socket_addr(t).unwrap_err().starts_with("invalid address"),
+            "{t}"
+        );
+    }
+}
+
+fn addr(host: &str, port: u16, user: Option<&str>, pass: Option<&str>, db: u32) -> UpstreamAddr {
+    UpstreamAddr {
+        host: host.to_owned(),
+        port,
+        username: user.map(str::to_owned),
+        password: pass.map(str::to_owned),
+        db,
+    }
+}
+
+#[test]
+fn upstream_url_forms() {
+    for (url, want) in [
+        ("redis://127.0.0.1", addr("127.0.0.1", 6379, None, None, 0)),
+        ("redis://cache:7000/3", addr("cache", 7000, None, None, 3)),
+        ("REDIS://cache/", addr("cache", 6379, None, None, 0)),
+        ("redis://:s3cret@h:1", addr("h", 1, None, Some("s3cret"), 0)),
+        (
+            "redis://bob:pw@h/2",
+            addr("h", 6379, Some("bob"), Some("pw"), 2),
+        ),
+        ("redis://bob@h", addr("h", 6379, Some("bob"), None, 0)),
+        (
+            "redis://bob:p%40ss%3Aw@h",
+            addr("h", 6379, Some("bob"), Some("p@ss:w"), 0),
+        ),
+        (
+            "redis://u:a@b/c:d@h",
+            addr("h", 6379, Some("u"), Some("a@b/c:d"), 0),
+        ),
+        (
+            "redis://u:100%@h",
+            addr("h", 6379, Some("u"), Some("100%"), 0),
+        ),
+        ("redis://[::1]", addr("::1", 6379, None, None, 0)),
+        (
+            "redis://:pw@[::1]:6390/1",
+            addr("::1", 6390, None, Some("pw"), 1),
+        ),
+    ] {
+        assert_eq!(upstream(url), Ok(want), "{url}");
+    }
+    assert_eq!(addr("::1", 7, None, None, 0).host_port(), "[::1]:7");
+    assert_eq!(addr("h", 7, None, None, 0).host_port(), "h:7");
+}
+
+#[test]
+fn upstream_url_problems() {
+    for (url, want) in [
+        (
+            "rediss://h:6379",
+            "TLS upstreams (rediss://) are not supported yet",
+        ),
+        ("http://h", "unsupported scheme \"http\""),
+        ("h:6379", "not a redis:// URL"),
+        ("redis://", "empty host"),
+        ("redis://:pw@:6379", "empty host"),
+        ("redis://h:abc", "invalid port \"abc\""),
+        ("redis://h:0", "invalid port \"0\""),
+        ("redis://h:65536", "invalid port \"65536\""),
+        ("redis://h:", "invalid port \"\""),
+        ("redis://h/x", "invalid db \"x\""),
+        ("redis://h/-1", "invalid db \"-1\""),
+        ("redis://::1", "IPv6 hosts must be in brackets"),
+        ("redis://[::1", "unclosed '['"),
+        ("redis://[nope]:1", "invalid IPv6 address"),
+        ("redis://[::1]x", "unexpected \"x\""),
+        ("redis://:%FF@h", "password is not valid UTF-8"),
+    ] {
+        let err = upstream(url).unwrap_err();
+        assert!(err.contains(want), "{url}: {err}");
+    }
+}
+
+#[test]
+fn upstream_problems_never_quote_the_password() {
+    for url in [
+        "redis://u:hunter2@h:x",
+        "redis://u:hunter2@h/x",
+        "redis://u:hunter2@",
+    ] {
+        assert!(!upstream(url).unwrap_err().contains("hunter2"), "{url}");
+    }
+}
+
+#[test]
+fn redact_url_hides_only_the_password() {
+    assert_eq!(redact_url("redis://u:hunter2@h:1/2"), "redis://u:***@h:1/2");
+    assert_eq!(redact_url("redis://:a@b@h"), "redis://:***@h");
+    assert_eq!(redact_url("redis://u@h"), "redis://u@h");
+    assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+}

@@ -1,0 +1,77 @@
+//! Unit tests of `bus`.
+
+use super::*;
+
+fn b(s: &'static [u8]) -> Bytes {
+    Bytes::from_static(s)
+}
+
+#[test]
+fn messages_round_trip_with_binary_keys() {
+    let bodies = [
+        Body::Keys(Some(3), vec![b(b"a b"), b(b"\r\n:7"), b(b"")]),
+        Body::Keys(None, vec![b(b"k")]),
+        Body::Patterns(vec![b(b"user:*"), b(b"x[ ]y")]),
+        Body::Flush,
+    ];
+    for body in bodies {
+        let m = decode(&encode(b"abc", 7, 1234, &body)).unwrap();
+        assert_eq!(m.origin, Some((b(b"abc"), 7)));
+        assert_eq!(m.sent_ms, Some(1234));
+        assert_eq!(m.body, body);
+    }
+}
+
+#[test]
+fn foreign_messages_need_no_sender_and_bad_ones_are_refused() {
+    let m = decode(b"v1 - - - P 6:user:*").unwrap();
+    assert_eq!(m.origin, None);
+    assert_eq!(m.body, Body::Patterns(vec![b(b"user:*")]));
+    assert_eq!(decode(b"v1 - - - F").unwrap().body, Body::Flush);
+    let k = decode(b"v1 - - - K 0 1:a 2:bc").unwrap();
+    assert_eq!(k.body, Body::Keys(Some(0), vec![b(b"a"), b(b"bc")]));
+    for bad in [
+        &b"v2 - - - F"[..],
+        b"v1 - - - F x",
+        b"v1 - - - P",
+        b"v1 - - - P 7:user:*",
+        b"v1 - - - P 3:abcd",
+        b"v1 - x - F",
+        b"v1 - - - K x 1:a",
+        b"v1 - - - Q",
+        b"",
+    ] {
+        assert_eq!(decode(bad), None, "{}", String::from_utf8_lossy(bad));
+    }
+}
+
+#[test]
+fn own_messages_are_skipped_and_gaps_reported() {
+    let bus = Bus::new("c");
+    let own = encode(bus.sender(), 1, now_ms(), &Body::Flush);
+    assert_eq!(bus.receive(&own), Ok(None));
+    assert_eq!(bus.counters.own_skipped.load(Relaxed), 1);
+    let peer = |seq| encode(b"peer", seq, now_ms(), &Body::Flush);
+    assert_eq!(bus.receive(&peer(5)), Ok(Some(Body::Flush)));
+    assert_eq!(bus.receive(&peer(6)), Ok(Some(Body::Flush)));
+    assert!(bus.receive(&peer(8)).is_err());
+    assert_eq!(bus.counters.sequence_gaps.load(Relaxed), 1);
+    // A new subscription starts every sequence afresh.
+    bus.set_subscribed(true);
+    assert_eq!(bus.receive(&peer(20)), Ok(Some(Body::Flush)));
+}
+
+#[test]
+fn written_keys_are_batched_per_database() {
+    let bus = Bus::new("c");
+    bus.key_written(0, &b(b"a"));
+    bus.key_written(0, &b(b"b"));
+    assert!(!bus.batch_full());
+    bus.key_written(1, &b(b"c"));
+    assert!(bus.batch_full());
+    let sent: Vec<_> = bus.take().iter().map(|m| decode(m).unwrap()).collect();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].body, Body::Keys(Some(0), vec![b(b"a"), b(b"b")]));
+    assert_eq!(sent[1].origin.as_ref().unwrap().1, 2);
+    assert!(bus.take().is_empty());
+}
