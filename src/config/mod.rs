@@ -5,16 +5,17 @@
 //! (the private `parse` module), and every problem names the option as the flag is spelled
 //! (`--l1-ttl: invalid duration "abc" ...`), whichever source the value came from.
 
+mod flags;
 mod parse;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 pub use crate::protocol::Limits;
+pub use flags::Flags;
 
 /// Default `--listen`: the client listen address.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 6380);
@@ -74,133 +75,6 @@ pub enum TrackingMode {
 }
 /// Default `--audit-rate`: one L1 hit in a thousand is re-read from the upstream and compared.
 pub const DEFAULT_AUDIT_RATE: f64 = 0.001;
-
-/// Command-line flags; every flag also reads `NEARCACHE_<NAME>` from the environment (clap `env`).
-///
-/// Values are kept as given (`None` = not given) and parsed in [`Config::from_parts`].
-/// `Debug` is written by hand so the upstream password is never printed.
-#[derive(clap::Parser, Default, Clone)]
-#[command(
-    name = "nearcache",
-    version,
-    about = "A caching sidecar proxy for Redis: L1 for GET/MGET, everything else forwarded.",
-    long_about = None
-)]
-pub struct Flags {
-    /// Client listen address [default: 127.0.0.1:6380]
-    #[arg(long, env = "NEARCACHE_LISTEN", value_name = "ADDR")]
-    pub listen: Option<String>,
-    /// Upstream Redis URL, redis://user:password@host:port/db, all but host optional [default: redis://127.0.0.1:6379]
-    #[arg(
-        long,
-        env = "NEARCACHE_UPSTREAM",
-        value_name = "URL",
-        hide_env_values = true
-    )]
-    pub upstream: Option<String>,
-    /// TOML file; keys are these flag names with '_' (flags and env win over it)
-    #[arg(long, env = "NEARCACHE_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// L1 bound in bytes, key + value + overhead [default: 256MiB]
-    #[arg(long, env = "NEARCACHE_L1_MAX_BYTES", value_name = "SIZE")]
-    pub l1_max_bytes: Option<String>,
-    /// Max L1 lifetime, also capped by the key's upstream PTTL; 0 disables L1 [default: 60s]
-    #[arg(long, env = "NEARCACHE_L1_TTL", value_name = "DURATION")]
-    pub l1_ttl: Option<String>,
-    /// Values at least this big are stored zstd-compressed [default: 4096]
-    #[arg(long, env = "NEARCACHE_L1_COMPRESS_MIN_BYTES", value_name = "SIZE")]
-    pub l1_compress_min_bytes: Option<String>,
-    /// Cache missing keys as nil [default: true]
-    #[arg(long, env = "NEARCACHE_L1_CACHE_NIL", value_name = "BOOL")]
-    pub l1_cache_nil: Option<String>,
-    /// Keep answering L1 hits while the upstream is unreachable [default: false]
-    #[arg(long, env = "NEARCACHE_SERVE_STALE_WHEN_DOWN", value_name = "BOOL")]
-    pub serve_stale_when_down: Option<String>,
-    /// Longest time a learned ACL permission to answer GET/MGET from L1 is trusted; 0: until an ACL change through the sidecar [default: 1s]
-    #[arg(long, env = "NEARCACHE_ACL_RECHECK", value_name = "DURATION")]
-    pub acl_recheck: Option<String>,
-    /// Multiplexed upstream connections per (db, protocol, user) [default: 4]
-    #[arg(long, env = "NEARCACHE_UPSTREAM_CONNECTIONS", value_name = "N")]
-    pub upstream_connections: Option<String>,
-    /// Bound on one upstream reply [default: 5s]
-    #[arg(long, env = "NEARCACHE_UPSTREAM_TIMEOUT", value_name = "DURATION")]
-    pub upstream_timeout: Option<String>,
-    /// Bound on one upstream connect + handshake [default: 1s]
-    #[arg(long, env = "NEARCACHE_CONNECT_TIMEOUT", value_name = "DURATION")]
-    pub connect_timeout: Option<String>,
-    /// Upstream connections of a (db, protocol, user) no client has used this long are closed [default: 30s]
-    #[arg(long, env = "NEARCACHE_UPSTREAM_IDLE_TIMEOUT", value_name = "DURATION")]
-    pub upstream_idle_timeout: Option<String>,
-    /// Most (db, protocol, user) pools at once; beyond that unused ones are closed first, then clients get an error [default: 64]
-    #[arg(long, env = "NEARCACHE_MAX_UPSTREAM_ROUTES", value_name = "N")]
-    pub max_upstream_routes: Option<String>,
-    /// Client connections; beyond that new clients get an error and are closed [default: 10000]
-    #[arg(long, env = "NEARCACHE_MAX_CLIENTS", value_name = "N")]
-    pub max_clients: Option<String>,
-    /// Largest bulk string accepted from a client [default: 512MiB]
-    #[arg(long, env = "NEARCACHE_MAX_BULK_BYTES", value_name = "SIZE")]
-    pub max_bulk_bytes: Option<String>,
-    /// Largest multibulk (argument count) accepted from a client [default: 1048576]
-    #[arg(long, env = "NEARCACHE_MAX_ARRAY_LEN", value_name = "N")]
-    pub max_array_len: Option<String>,
-    /// Longest inline command line [default: 64KiB]
-    #[arg(long, env = "NEARCACHE_MAX_INLINE_BYTES", value_name = "SIZE")]
-    pub max_inline_bytes: Option<String>,
-    /// Drain time on SIGTERM / SIGINT [default: 5s]
-    #[arg(long, env = "NEARCACHE_SHUTDOWN_GRACE", value_name = "DURATION")]
-    pub shutdown_grace: Option<String>,
-    /// Worker threads serving clients and upstream connections [default: 1]
-    #[arg(long, env = "NEARCACHE_THREADS", value_name = "N")]
-    pub threads: Option<String>,
-    /// How writes made elsewhere reach L1: default (Redis server-assisted tracking) or off [default: default]
-    #[arg(long, env = "NEARCACHE_TRACKING", value_name = "MODE")]
-    pub tracking: Option<String>,
-    /// The control connection is lost when a PING sent this often is not answered before the next [default: 1s]
-    #[arg(
-        long,
-        env = "NEARCACHE_INVALIDATION_HEARTBEAT",
-        value_name = "DURATION"
-    )]
-    pub invalidation_heartbeat: Option<String>,
-    /// Pub/sub channel of the invalidation bus (patterns, flushes, and the keys written when tracking is off) [default: nearcache:invalidate]
-    #[arg(long, env = "NEARCACHE_INVALIDATION_CHANNEL", value_name = "CHANNEL")]
-    pub invalidation_channel: Option<String>,
-    /// Fraction of L1 hits re-read from the upstream in the background and compared with what was served, 0 to 1; 0 disables [default: 0.001]
-    #[arg(long, env = "NEARCACHE_AUDIT_RATE", value_name = "FRACTION")]
-    pub audit_rate: Option<String>,
-}
-
-impl fmt::Debug for Flags {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let upstream = self.upstream.as_deref().map(parse::redact_url);
-        f.debug_struct("Flags")
-            .field("listen", &self.listen)
-            .field("upstream", &upstream)
-            .field("config", &self.config)
-            .field("l1_max_bytes", &self.l1_max_bytes)
-            .field("l1_ttl", &self.l1_ttl)
-            .field("l1_compress_min_bytes", &self.l1_compress_min_bytes)
-            .field("l1_cache_nil", &self.l1_cache_nil)
-            .field("serve_stale_when_down", &self.serve_stale_when_down)
-            .field("acl_recheck", &self.acl_recheck)
-            .field("upstream_connections", &self.upstream_connections)
-            .field("upstream_timeout", &self.upstream_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("upstream_idle_timeout", &self.upstream_idle_timeout)
-            .field("max_upstream_routes", &self.max_upstream_routes)
-            .field("max_clients", &self.max_clients)
-            .field("max_bulk_bytes", &self.max_bulk_bytes)
-            .field("max_array_len", &self.max_array_len)
-            .field("max_inline_bytes", &self.max_inline_bytes)
-            .field("shutdown_grace", &self.shutdown_grace)
-            .field("threads", &self.threads)
-            .field("tracking", &self.tracking)
-            .field("invalidation_heartbeat", &self.invalidation_heartbeat)
-            .field("invalidation_channel", &self.invalidation_channel)
-            .field("audit_rate", &self.audit_rate)
-            .finish()
-    }
-}
 
 /// Where the upstream Redis is and how to log in; `Debug` and `Display` never show the password.
 #[derive(Clone, PartialEq, Eq)]
