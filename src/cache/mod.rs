@@ -303,14 +303,17 @@ impl L1 {
         self.evict(db, key, Some(seen));
     }
 
-    /// Evicts one key in every database a fetch was taken for, for every user: for a Redis
+    /// Evicts keys in every database a fetch was taken for, for every user: for a Redis
     /// tracking invalidation, which names no database. Like [`L1::invalidate`], a fetch of
-    /// the key in flight cannot install its result afterwards.
-    pub fn invalidate_everywhere(&self, key: &[u8]) {
+    /// a key in flight cannot install its result afterwards. (The databases are copied out
+    /// once per message: evicting takes key locks, which inserts take before the set.)
+    pub fn invalidate_everywhere<K: AsRef<[u8]>>(&self, keys: &[K]) {
         let mut dbs = Vec::new();
         self.dbs.each(|db| dbs.push(db));
-        for db in dbs {
-            self.evict(db, key, None);
+        for key in keys {
+            for &db in &dbs {
+                self.evict(db, key.as_ref(), None);
+            }
         }
     }
 

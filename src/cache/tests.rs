@@ -401,7 +401,7 @@ fn an_invalidation_without_a_database_covers_every_database_fetched() {
     let taken0 = l1.generation(&a0);
     let taken3 = l1.generation(&a3);
     assert!(l1.insert_if_current(a0.clone(), taken0, Cached::Missing, None));
-    l1.invalidate_everywhere(b"a");
+    l1.invalidate_everywhere(&[b"a"]);
     assert_eq!(l1.get(&a0.as_key_ref()), None);
     assert!(
         !l1.insert_if_current(a3.clone(), taken3, Cached::Missing, None),

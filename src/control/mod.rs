@@ -187,7 +187,7 @@ impl Tracking {
             Body::Keys(Some(db), keys) => keys.iter().for_each(|k| {
                 self.l1.invalidate(db, k);
             }),
-            Body::Keys(None, keys) => keys.iter().for_each(|k| self.l1.invalidate_everywhere(k)),
+            Body::Keys(None, keys) => self.l1.invalidate_everywhere(&keys),
             Body::Patterns(patterns) => patterns.iter().for_each(|p| {
                 self.l1.invalidate_matching(&crate::glob::Pattern::new(p));
             }),
@@ -266,9 +266,7 @@ impl Tracking {
     fn invalidate(&self, keys: &[bytes::Bytes]) {
         self.counters.messages.fetch_add(1, Relaxed);
         self.counters.keys.fetch_add(keys.len() as u64, Relaxed);
-        for key in keys {
-            self.l1.invalidate_everywhere(key);
-        }
+        self.l1.invalidate_everywhere(keys);
     }
 
     /// The upstream was flushed (FLUSHALL, FLUSHDB): everything goes.
