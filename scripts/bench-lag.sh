@@ -27,16 +27,8 @@ bin=target/release/nearcache
 tmp=$(mktemp -d /tmp/nearcache-bench-lag.XXXXXX)
 pids=()
 
-stop() {
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 60; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
+# shellcheck source=scripts/stop.sh
+. scripts/stop.sh
 
 cleanup() {
     local pid

@@ -37,17 +37,8 @@ redis_pid=
 nc_pid=
 
 # Stop a child: SIGTERM, up to $2 seconds, then SIGKILL.
-stop() {
-    local pid=$1 grace=$2 i
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < grace * 10; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
+# shellcheck source=scripts/stop.sh
+. scripts/stop.sh
 
 cleanup() {
     stop "$nc_pid" 6
