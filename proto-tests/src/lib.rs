@@ -247,3 +247,15 @@ pub fn expect_within(
         show(want)
     );
 }
+
+/// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, ...), in bytes.
+pub fn proc_status_bytes(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let kb: u64 = info_field(&text, field)
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .expect("kB figure");
+    kb << 10
+}

@@ -241,3 +241,56 @@ fn many_connections() {
     // Still accepting afterwards.
     assert!(TcpStream::connect(sidecar.addr()).is_ok());
 }
+
+/// A client that pipelines reads of a large cached value and does not read its replies
+/// holds about a megabyte of the sidecar's buffers, not a batch of values; other clients
+/// are served meanwhile, and the slow client still gets every reply once it reads.
+#[test]
+fn a_client_that_does_not_read_holds_a_bounded_output() {
+    const VALUE: usize = 512 << 10;
+    const GETS: usize = 1000;
+    let (redis, sidecar) = start_pair(&[]);
+    let value = random_bytes(VALUE, 7);
+    assert_reply(
+        &redis.conn().cmd(&[b"SET", b"big", &value]),
+        b"+OK\r\n",
+        "SET",
+    );
+    let mut slow = sidecar.conn();
+    for _ in 0..2 {
+        assert_eq!(
+            bulk_reply(&slow.cmd_str(&["GET", "big"])).as_deref(),
+            Some(&value[..])
+        );
+    }
+    let before = proc_status_bytes(sidecar.pid(), "VmRSS");
+    slow.send(&encode_command_str(&["GET", "big"]).repeat(GETS));
+    // Others are served while the slow client's replies wait.
+    let mut other = sidecar.conn();
+    for i in 0..20 {
+        let v = i.to_string();
+        assert_reply(
+            &other.cmd_str(&["SET", "k", &v]),
+            b"+OK\r\n",
+            "SET by another client",
+        );
+        assert_reply(
+            &other.cmd_str(&["GET", "k"]),
+            &bulk(v.as_bytes()),
+            "GET by another client",
+        );
+    }
+    let grown = proc_status_bytes(sidecar.pid(), "VmRSS").saturating_sub(before);
+    assert!(
+        grown < 64 << 20,
+        "{GETS} unread replies of {VALUE} bytes grew the sidecar by {} MiB",
+        grown >> 20
+    );
+    for i in 0..GETS {
+        let reply = slow.read_reply();
+        assert!(
+            bulk_reply(&reply).as_deref() == Some(&value[..]),
+            "reply {i}"
+        );
+    }
+}

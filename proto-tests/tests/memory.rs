@@ -24,17 +24,7 @@ fn batch(len: usize) -> usize {
 
 /// The VmRSS of a process, in bytes.
 fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS line");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("VmRSS value");
-    kib << 10
+    proc_status_bytes(pid, "VmRSS")
 }
 
 /// A value of `len` bytes; compressible ones use 16 letters (zstd halves them).

@@ -8,14 +8,7 @@ use proto_tests::*;
 
 /// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`) in MiB.
 fn proc_mib(pid: u32, field: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    let kb: u64 = info_field(&text, field)
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .expect("kB figure");
-    kb / 1024
+    proc_status_bytes(pid, field) >> 20
 }
 
 #[test]

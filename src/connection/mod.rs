@@ -28,6 +28,10 @@ use replies::Replies;
 
 /// Requests dispatched before their replies are written and flushed.
 const MAX_BATCH: usize = 1024;
+/// Replies buffered for the client before they are flushed mid-batch: a client that
+/// pipelines reads of large values and does not read its replies holds about this much of
+/// the sidecar's memory, not a whole batch of values.
+const MAX_BUFFERED_OUT: usize = 1024 * 1024;
 /// Initial size of the read and write buffers (small: thousands of idle clients are normal).
 const BUFFER: usize = 4 * 1024;
 /// A buffer grown past this by one large request or reply is replaced once it is idle.
@@ -166,7 +170,7 @@ impl Connection {
             let mut flow = Flow::Continue;
             let mut batch = 0;
             loop {
-                if batch == MAX_BATCH {
+                if batch == MAX_BATCH || self.replies.written().len() >= MAX_BUFFERED_OUT {
                     self.drain().await;
                     if self.flush().await.is_err() {
                         return;
