@@ -54,11 +54,17 @@ fn redis_clients(redis: &Redis) -> u64 {
 #[test]
 fn pools_of_many_identities_are_closed_when_idle() {
     let (redis, sidecar) = start_pair(&["--upstream-idle-timeout", "300ms"]);
+    let mut direct = redis.conn();
+    for i in 0..300 {
+        let user = format!("u{i}");
+        let rules = ["ACL", "SETUSER", &user, "on", "nopass", "~*", "+@all"];
+        assert_reply(&direct.cmd_str(&rules), b"+OK\r\n", "ACL SETUSER");
+    }
     for i in 0..300 {
         let mut c = sidecar.conn();
-        let pass = format!("x{i}");
-        // The default user is nopass: any password is accepted, each a new identity.
-        assert_reply(&c.cmd_str(&["AUTH", "default", &pass]), b"+OK\r\n", "AUTH");
+        // Each user is an identity of its own.
+        let user = format!("u{i}");
+        assert_reply(&c.cmd_str(&["AUTH", &user, "any"]), b"+OK\r\n", "AUTH");
         assert_reply(
             &c.cmd_str(&["GET", "k"]),
             b"$-1\r\n",
@@ -75,13 +81,37 @@ fn pools_of_many_identities_are_closed_when_idle() {
         "idle routes are gone"
     );
     let mut c = sidecar.conn();
-    assert_reply(
-        &c.cmd_str(&["AUTH", "default", "x1"]),
-        b"+OK\r\n",
-        "AUTH again",
-    );
+    assert_reply(&c.cmd_str(&["AUTH", "u1", "x1"]), b"+OK\r\n", "AUTH again");
     assert_reply(&c.cmd_str(&["SET", "k", "v"]), b"+OK\r\n", "SET afterwards");
     assert_reply(&c.cmd_str(&["GET", "k"]), &bulk(b"v"), "GET afterwards");
+}
+
+/// Passwords are not identities: one client holding many connections, each logged in as
+/// the `nopass` default user with another password, uses one identity and cannot use up
+/// `--max-upstream-routes` for the clients that come after it.
+#[test]
+fn many_passwords_of_one_user_share_one_route() {
+    let (_redis, sidecar) = start_pair(&["--max-upstream-routes", "4"]);
+    let mut held = Vec::new();
+    for i in 0..50 {
+        let mut c = sidecar.conn();
+        let pass = format!("p{i}");
+        assert_reply(&c.cmd_str(&["AUTH", "default", &pass]), b"+OK\r\n", "AUTH");
+        assert_reply(&c.cmd_str(&["GET", "k"]), b"$-1\r\n", "GET while held");
+        held.push(c);
+    }
+    let mut late = sidecar.conn();
+    assert_reply(
+        &late.cmd_str(&["AUTH", "default", "late"]),
+        b"+OK\r\n",
+        "AUTH",
+    );
+    assert_reply(
+        &late.cmd_str(&["SET", "k", "v"]),
+        b"+OK\r\n",
+        "a later client",
+    );
+    assert!(sidecar_stat(&sidecar, "upstream_routes") <= 2);
 }
 
 #[test]

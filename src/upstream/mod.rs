@@ -153,7 +153,8 @@ struct Registry {
 struct Routes {
     pools: HashMap<Route, Held<Arc<Pool>>>,
     identities: HashMap<u32, Held<Credentials>>,
-    by_credentials: HashMap<Credentials, u32>,
+    /// Identity ids by ACL user name: every password of one user gives the same rights.
+    by_user: HashMap<Bytes, u32>,
     /// The last identity id given out (ids are never reused).
     last_identity: u32,
 }
@@ -313,17 +314,23 @@ impl Upstream {
         Ok(pool)
     }
 
-    /// The identity id for credentials a client authenticated with (0 when they are the
-    /// sidecar's own). The same credentials keep their id while it lives.
+    /// The identity id for credentials a client authenticated with (checked by the
+    /// upstream first): one per ACL user, whatever password it gave, since rights belong to
+    /// the user (0 when it is the sidecar's own user). So clients authenticating with many
+    /// passwords of one user (any password works for a `nopass` user) share one identity
+    /// and its pools instead of using up `--max-upstream-routes`. The newest password
+    /// checked is the one new connections use.
     pub fn identity(&self, creds: Credentials) -> Result<u32, UpstreamError> {
-        if self.target.credentials.as_ref() == Some(&creds) {
+        let user = user_name(&creds);
+        if self.target.credentials.as_ref().map(user_name) == Some(user.clone()) {
             return Ok(0);
         }
         self.start_reaper();
         let mut routes = self.lock();
-        if let Some(&id) = routes.by_credentials.get(&creds) {
+        if let Some(&id) = routes.by_user.get(&user) {
             if let Some(held) = routes.identities.get_mut(&id) {
                 held.unused_since = None;
+                held.value = creds;
             }
             return Ok(id);
         }
@@ -332,7 +339,7 @@ impl Upstream {
             .checked_add(1)
             .ok_or_else(|| UpstreamError::unavailable("identity ids exhausted"))?;
         routes.last_identity = id;
-        routes.by_credentials.insert(creds.clone(), id);
+        routes.by_user.insert(user, id);
         routes.identities.insert(id, Held::new(creds));
         Ok(id)
     }
@@ -427,7 +434,7 @@ async fn reap(registry: Weak<Registry>, idle: Duration, every: Duration) {
                 true
             });
             for (_, creds) in &forgotten {
-                routes.by_credentials.remove(creds);
+                routes.by_user.remove(&user_name(creds));
             }
             (closed, forgotten)
         };
@@ -440,3 +447,11 @@ async fn reap(registry: Weak<Registry>, idle: Duration, every: Duration) {
 
 #[cfg(test)]
 mod tests;
+
+/// The ACL user credentials log in as (`AUTH pass` is the `default` user).
+fn user_name(creds: &Credentials) -> Bytes {
+    creds
+        .user
+        .clone()
+        .unwrap_or_else(|| Bytes::from_static(b"default"))
+}

@@ -68,8 +68,13 @@ async fn unused_identities_are_forgotten_and_their_ids_never_reused() {
         id,
         "same credentials"
     );
-    let other = up.identity(creds("alice", "b")).unwrap();
-    assert_ne!(other, id, "other credentials, other id");
+    assert_eq!(
+        up.identity(creds("alice", "b")).unwrap(),
+        id,
+        "another password of the same user: the same rights, the same id"
+    );
+    let other = up.identity(creds("bob", "b")).unwrap();
+    assert_ne!(other, id, "another user, another id");
     let pool = up.try_pool(route(0, id)).unwrap();
     wait_for("the identity without a pool to be forgotten", || {
         *forgotten.lock().unwrap() == [other]
