@@ -50,8 +50,14 @@ pub fn write_request_error(out: &mut BytesMut, e: &RequestError) {
     e.write_reply(out);
 }
 
-/// Appends the reply for a command the sidecar cannot proxy faithfully yet.
+/// Appends the reply for a command the sidecar does not proxy (the README's command table
+/// says why for each).
 pub fn write_not_supported(out: &mut BytesMut, name: &[u8]) {
     let name = String::from_utf8_lossy(name).to_ascii_uppercase();
-    write_error(out, &format!("ERR nearcache: {name} is not supported yet"));
+    let why = match name.as_str() {
+        "CLIENT REPLY" => "replies are matched to requests; use CLIENT REPLY on the upstream",
+        "CLIENT KILL" => "upstream clients are shared connections; run it on the upstream",
+        _ => "the replication protocol goes to the upstream directly",
+    };
+    write_error(out, &format!("ERR nearcache: {name} is not supported ({why})"));
 }

@@ -19,6 +19,9 @@ pub struct Stats {
     pub upstream_latency_us: AtomicU64,
     /// Client connections open now.
     pub connected_clients: AtomicU64,
+    /// Upstream connections pinned to one client (transactions, subscriptions, blocking
+    /// calls) open now, in use or kept for their client.
+    pub upstream_pinned: AtomicU64,
     /// Client connections accepted since start.
     pub total_connections: AtomicU64,
     /// Audited L1 hits compared with an upstream reply (see [`crate::audit`]).
@@ -43,6 +46,7 @@ impl Stats {
             upstream_errors: AtomicU64::new(0),
             upstream_latency_us: AtomicU64::new(0),
             connected_clients: AtomicU64::new(0),
+            upstream_pinned: AtomicU64::new(0),
             total_connections: AtomicU64::new(0),
             audits_done: AtomicU64::new(0),
             audits_failed: AtomicU64::new(0),

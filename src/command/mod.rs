@@ -84,17 +84,18 @@ pub enum Action {
     Forward(Invalidation),
     /// Handled by the session.
     Local(Local),
-    /// Needs a pinned connection: `-ERR nearcache: <name> is not supported yet`.
+    /// Runs on a connection pinned to this client (see [`PINNED`]).
+    Pin,
+    /// Not proxied: `-ERR nearcache: <name> is not supported`.
     Refuse(Bytes),
 }
 
-/// Commands that need a connection of their own (a later release pins one per client).
+/// Commands that put the client's upstream connection in a state of its own (a
+/// transaction, watched keys, subscriptions, a blocked call, monitoring), so they run on a
+/// connection pinned to that client (see `connection::pinned`).
 const PINNED: &[&[u8]] = &[
     b"MULTI",
-    b"EXEC",
-    b"DISCARD",
     b"WATCH",
-    b"UNWATCH",
     b"SUBSCRIBE",
     b"PSUBSCRIBE",
     b"SSUBSCRIBE",
@@ -102,11 +103,6 @@ const PINNED: &[&[u8]] = &[
     b"PUNSUBSCRIBE",
     b"SUNSUBSCRIBE",
     b"MONITOR",
-    b"READONLY",
-    b"READWRITE",
-    b"SYNC",
-    b"PSYNC",
-    b"REPLCONF",
     b"BLPOP",
     b"BRPOP",
     b"BLMOVE",
@@ -119,18 +115,35 @@ const PINNED: &[&[u8]] = &[
     b"WAITAOF",
 ];
 /// CLIENT subcommands that change, or report on, the state of the client's own upstream
-/// connection, which is shared here (KILL: ids from CLIENT ID are the sidecar's).
+/// connection: they run on its pinned connection.
 const PINNED_CLIENT: &[&[u8]] = &[
     b"TRACKING",
-    b"REPLY",
     b"NO-EVICT",
     b"NO-TOUCH",
     b"CACHING",
-    b"UNBLOCK",
     b"INFO",
     b"GETREDIR",
     b"TRACKINGINFO",
-    b"KILL",
+];
+/// Commands the sidecar does not proxy: the replication protocol (a replica must talk to
+/// the primary itself).
+const REFUSED: &[&[u8]] = &[b"SYNC", b"PSYNC", b"REPLCONF"];
+/// CLIENT subcommands the sidecar does not proxy: `REPLY OFF|SKIP` leaves requests without
+/// replies, which the sidecar matches to requests; `KILL` would name the sidecar's shared
+/// upstream connections, not the application's.
+const REFUSED_CLIENT: &[&[u8]] = &[b"REPLY", b"KILL"];
+/// Commands that may block on the server until their own timeout.
+const BLOCKING: &[&[u8]] = &[
+    b"BLPOP",
+    b"BRPOP",
+    b"BLMOVE",
+    b"BRPOPLPUSH",
+    b"BLMPOP",
+    b"BZPOPMIN",
+    b"BZPOPMAX",
+    b"BZMPOP",
+    b"WAIT",
+    b"WAITAOF",
 ];
 /// Commands that may write keys they do not declare, or the whole dataset.
 const WRITES_ANYTHING: &[&[u8]] = &[
@@ -169,6 +182,9 @@ pub fn classify(req: &Request, db: u32, table: &CommandTable) -> Action {
     if let Some(refused) = refused(name, args) {
         return Action::Refuse(refused);
     }
+    if pins(name, args) {
+        return Action::Pin;
+    }
     Action::Forward(invalidation(name, args, db, table))
 }
 
@@ -191,20 +207,56 @@ fn local(name: &[u8], args: &[Bytes]) -> Option<Local> {
 }
 
 fn refused(name: &[u8], args: &[Bytes]) -> Option<Bytes> {
-    if any(name, PINNED) {
+    if any(name, REFUSED) {
         return Some(args[0].clone());
     }
-    if is(name, b"CLIENT") && args.get(1).is_some_and(|s| any(s, PINNED_CLIENT)) {
+    if is(name, b"CLIENT") && args.get(1).is_some_and(|s| any(s, REFUSED_CLIENT)) {
         let mut both = args[0].to_vec();
         both.push(b' ');
         both.extend_from_slice(&args[1]);
         return Some(both.into());
     }
-    let blocking_read = is(name, b"XREAD") || is(name, b"XREADGROUP");
-    if blocking_read && args.iter().any(|a| is(a, b"BLOCK")) {
-        return Some(args[0].clone());
-    }
     None
+}
+
+/// Whether a command needs the client's own upstream connection.
+fn pins(name: &[u8], args: &[Bytes]) -> bool {
+    any(name, PINNED)
+        || (is(name, b"CLIENT") && args.get(1).is_some_and(|s| any(s, PINNED_CLIENT)))
+        || blocking_read(name, args)
+}
+
+/// `XREAD`/`XREADGROUP` with a `BLOCK` option.
+fn blocking_read(name: &[u8], args: &[Bytes]) -> bool {
+    (is(name, b"XREAD") || is(name, b"XREADGROUP")) && args.iter().any(|a| is(a, b"BLOCK"))
+}
+
+/// Whether a command may wait on the server for as long as its own timeout says (so no
+/// upstream timeout applies to it).
+pub fn blocks(args: &[Bytes]) -> bool {
+    let name = &args[0];
+    any(name, BLOCKING) || blocking_read(name, args)
+}
+
+/// Whether a command is never queued by MULTI and not allowed inside it here: the
+/// subscribe family changes how replies are framed.
+pub fn subscribes(args: &[Bytes]) -> bool {
+    let name = &args[0];
+    [
+        &b"SUBSCRIBE"[..],
+        b"PSUBSCRIBE",
+        b"SSUBSCRIBE",
+        b"UNSUBSCRIBE",
+        b"PUNSUBSCRIBE",
+        b"SUNSUBSCRIBE",
+    ]
+    .iter()
+    .any(|c| is(name, c))
+}
+
+/// What a request may write when run in database `db` (whatever its action).
+pub fn writes(req: &Request, db: u32, table: &CommandTable) -> Invalidation {
+    invalidation(req.name(), &req.args, db, table)
 }
 
 fn invalidation(name: &[u8], args: &[Bytes], db: u32, table: &CommandTable) -> Invalidation {

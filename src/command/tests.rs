@@ -61,18 +61,37 @@ fn classifies_reads_locals_and_refusals() {
         classify(&req(&["client", "setname", "x"]), 0, t),
         Action::Local(Local::ClientSetName)
     );
+    for pinned in [
+        &["multi"][..],
+        &["WATCH", "k"],
+        &["subscribe", "c"],
+        &["BLPOP", "q", "0"],
+        &["CLIENT", "TRACKING", "on"],
+        &["client", "no-evict", "on"],
+        &["XREAD", "BLOCK", "0", "STREAMS", "s", "$"],
+    ] {
+        assert_eq!(classify(&req(pinned), 0, t), Action::Pin, "{pinned:?}");
+    }
+    // Outside a pinned state these are answered by any connection as by Redis.
+    assert!(matches!(
+        classify(&req(&["EXEC"]), 0, t),
+        Action::Forward(Invalidation::None)
+    ));
+    assert!(matches!(
+        classify(&req(&["XREAD", "STREAMS", "s", "0"]), 0, t),
+        Action::Forward(_)
+    ));
     assert_eq!(
-        classify(&req(&["multi"]), 0, t),
-        Action::Refuse(Bytes::from("multi"))
+        classify(&req(&["client", "reply", "off"]), 0, t),
+        Action::Refuse(Bytes::from("client reply"))
     );
     assert_eq!(
-        classify(&req(&["CLIENT", "TRACKING", "on"]), 0, t),
-        Action::Refuse(Bytes::from("CLIENT TRACKING"))
+        classify(&req(&["PSYNC", "?", "-1"]), 0, t),
+        Action::Refuse(Bytes::from("PSYNC"))
     );
-    assert_eq!(
-        classify(&req(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]), 0, t),
-        Action::Refuse(Bytes::from("XREAD"))
-    );
+    assert!(blocks(&req(&["brpop", "q", "1"]).args));
+    assert!(blocks(&req(&["XREADGROUP", "GROUP", "g", "c", "BLOCK", "5", "STREAMS", "s", ">"]).args));
+    assert!(!blocks(&req(&["XREAD", "STREAMS", "s", "0"]).args));
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod acl;
 mod group;
 mod nearcache;
+mod pinned;
 mod reads;
 mod replies;
 mod session;
@@ -70,6 +71,8 @@ struct Session {
     /// This client's slot in `pool`, kept while its calls are in flight.
     lane: Lane,
     pool: Arc<Pool>,
+    /// The client's own upstream connection, clean, kept from its last pinned state.
+    parked: Option<pinned::Pin>,
 }
 
 /// A client connection being served.
@@ -90,6 +93,8 @@ pub struct Connection {
     write_failed: Option<std::io::Error>,
     /// Picks the L1 hits this connection has audited (`--audit-rate`).
     audit: Countdown,
+    /// The shutdown signal, for waits outside the main loop (a pinned relay).
+    stopping: Option<watch::Receiver<bool>>,
     session: Session,
 }
 
@@ -120,6 +125,7 @@ impl Connection {
                 name: None,
                 lane: Lane::new(id as usize),
                 pool,
+                parked: None,
             },
             shared,
             stream,
@@ -130,6 +136,7 @@ impl Connection {
             counts: Counts::default(),
             write_failed: None,
             audit,
+            stopping: None,
         }
     }
 
@@ -141,6 +148,7 @@ impl Connection {
         // One shutdown future for the connection's life: registered with the channel once,
         // not once per request.
         let stopping = shutdown.clone();
+        self.stopping = Some(shutdown.clone());
         let stop = async move {
             while !*shutdown.borrow_and_update() {
                 if shutdown.changed().await.is_err() {
@@ -296,6 +304,10 @@ impl Connection {
             Action::Local(local) => {
                 self.drain().await;
                 return self.local(local, req).await;
+            }
+            Action::Pin => {
+                self.drain().await;
+                return self.pinned(req).await;
             }
             Action::Refuse(name) => self
                 .replies

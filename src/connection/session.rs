@@ -4,6 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::pinned::credentials;
 use super::{Connection, Flow};
 use crate::command::Local;
 use crate::error::UpstreamError;
@@ -55,7 +56,7 @@ impl Connection {
     }
 
     /// Moves the session to the route's pool; unchanged when the route cannot get one.
-    fn set_route(&mut self, db: u32, resp: Resp, user: u32) -> Result<(), UpstreamError> {
+    pub(super) fn set_route(&mut self, db: u32, resp: Resp, user: u32) -> Result<(), UpstreamError> {
         let pool = self.shared.upstream.try_pool(Route { db, resp, user })?;
         let s = &mut self.session;
         if user != s.user {
@@ -226,7 +227,7 @@ impl Connection {
     /// Credentials a client authenticated with, offered to the control connection when the
     /// sidecar has none of its own (a password-protected upstream): the invalidation link
     /// then comes up with the first client that authenticates, as the command table loads.
-    fn offer_to_control(&self, creds: &Credentials) {
+    pub(super) fn offer_to_control(&self, creds: &Credentials) {
         if self.shared.config.upstream.password.is_none() {
             self.shared.tracking.offer(creds);
         }
@@ -235,7 +236,7 @@ impl Connection {
     /// After a client authenticated: when the upstream's command table is not loaded yet
     /// (it refused the sidecar's own connection), load it over this client's route, once
     /// per identity, without delaying the client's reply.
-    fn load_table_as_client(&self) {
+    pub(super) fn load_table_as_client(&self) {
         let user = self.session.user;
         if !self.shared.table.claim(user) {
             return;
@@ -320,7 +321,7 @@ impl Connection {
 
 /// The HELLO reply with its `id` field set to the client's own connection id (as
 /// `CLIENT ID` answers) instead of the shared upstream connection's.
-fn with_client_id(reply: &Bytes, id: u64) -> Bytes {
+pub(super) fn with_client_id(reply: &Bytes, id: u64) -> Bytes {
     const FIELD: &[u8] = b"$2\r\nid\r\n:";
     let Some(at) = reply.windows(FIELD.len()).position(|w| w == FIELD) else {
         return reply.clone();
@@ -334,19 +335,4 @@ fn with_client_id(reply: &Bytes, id: u64) -> Bytes {
     out.extend_from_slice(id.to_string().as_bytes());
     out.extend_from_slice(&reply[start + len..]);
     out.freeze()
-}
-
-/// `[user] pass` as given to AUTH.
-fn credentials(args: &[Bytes]) -> Option<Credentials> {
-    match args {
-        [pass] => Some(Credentials {
-            user: None,
-            pass: pass.clone(),
-        }),
-        [user, pass] => Some(Credentials {
-            user: Some(user.clone()),
-            pass: pass.clone(),
-        }),
-        _ => None,
-    }
 }

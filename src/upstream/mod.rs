@@ -14,6 +14,7 @@
 
 pub(crate) mod backoff;
 mod conn;
+mod dedicated;
 mod handshake;
 mod pool;
 pub mod reply;
@@ -39,6 +40,17 @@ pub struct Credentials {
     pub user: Option<Bytes>,
     /// Password.
     pub pass: Bytes,
+}
+
+impl std::fmt::Debug for Credentials {
+    /// Names the user, never the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let user = self.user.as_deref().map(String::from_utf8_lossy);
+        f.debug_struct("Credentials")
+            .field("user", &user)
+            .field("pass", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Where and how to connect.
@@ -372,18 +384,7 @@ impl Upstream {
     /// Sends one request on a fresh connection authenticated as identity `user` (RESP2,
     /// database 0): for commands that must not queue behind others, such as `SCRIPT KILL`.
     pub async fn one_off_as(&self, user: u32, request: &[u8]) -> Result<Bytes, UpstreamError> {
-        let creds =
-            match user {
-                0 => self.target.credentials.clone(),
-                id => {
-                    let routes = self.lock();
-                    let held = routes.identities.get(&id);
-                    let creds = held.map(|h| h.value.clone());
-                    Some(creds.ok_or_else(|| {
-                        UpstreamError::unavailable("credentials expired; AUTH again")
-                    })?)
-                }
-            };
+        let creds = self.credentials(user)?;
         let mut bytes = BytesMut::new();
         let mut replies = 1;
         if let Some(c) = creds {

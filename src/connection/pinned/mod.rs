@@ -1,0 +1,468 @@
+//! A client's own upstream connection, for the states a shared connection cannot hold: a
+//! transaction (MULTI/EXEC, WATCH), subscriptions, a blocking call, MONITOR, the client's
+//! own CLIENT TRACKING and the like.
+//!
+//! From the request that enters such a state on, the client's requests are relayed to a
+//! connection opened in its route (database, protocol, user) and every frame that comes
+//! back is relayed in arrival order, so replies and pushed messages interleave exactly as
+//! Redis sent them. Reads bypass L1 and fill nothing. Each reply is matched to its request
+//! (`state`): what the request wrote is evicted before the reply reaches the client (for a
+//! transaction, at EXEC, and only if it ran), and SELECT/AUTH/HELLO/CLIENT SETNAME that
+//! succeeded move the session. Once nothing is owed and the connection's state is clean,
+//! the client goes back to the shared pool and L1, and the connection is kept for the
+//! client's next pinned request; it is closed, never shared, when the client goes, RESETs,
+//! or leaves it in a state the sidecar cannot follow.
+
+mod request;
+mod state;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::session::with_client_id;
+use super::{Connection, Flow};
+use crate::command::{blocks, classify, subscribes, writes, Action, Invalidation, Local};
+use crate::error::{write_not_supported, write_request_error, write_upstream_error};
+use crate::metrics::Stats;
+use crate::protocol::{command, write_error, FrameScanner, Request, RequestError, OK};
+use crate::upstream::{Credentials, Route};
+pub(super) use request::credentials;
+use request::{effect, merge};
+use state::{Applied, Effect, Frame, PinState};
+
+/// Client input read ahead while the pinned connection owes replies (more waits in the
+/// client's socket).
+const MAX_INPUT_AHEAD: usize = 4 * 1024 * 1024;
+/// Client output buffered before it is written mid-relay.
+const MAX_OUT: usize = 1024 * 1024;
+/// Channel of the no-op PUBLISH sent before WAIT/WAITAOF: it moves the connection's
+/// replication offset to the primary's, past every write the client made on any
+/// connection, so WAIT waits for those writes (on a fresh connection it would wait for
+/// nothing).
+const WAIT_CHANNEL: &[u8] = b"__nearcache__:wait";
+
+/// A connection pinned to one client.
+pub(super) struct Pin {
+    stream: TcpStream,
+    /// The route the connection is in (the session's, kept in step with it).
+    route: Route,
+    /// The name the connection carries (`CLIENT SETNAME`).
+    name: Option<Bytes>,
+    input: BytesMut,
+    scanner: FrameScanner,
+    /// Requests not written yet.
+    out: BytesMut,
+    state: PinState,
+    /// When a frame last arrived or a request was sent with nothing owed.
+    progress: Instant,
+    stats: Arc<Stats>,
+}
+
+impl Pin {
+    fn new(stream: TcpStream, route: Route, stats: Arc<Stats>) -> Pin {
+        stats.upstream_pinned.fetch_add(1, Relaxed);
+        Pin {
+            stream,
+            route,
+            name: None,
+            input: BytesMut::with_capacity(4096),
+            scanner: FrameScanner::default(),
+            out: BytesMut::new(),
+            state: PinState::new(route.db, route.resp),
+            progress: Instant::now(),
+            stats,
+        }
+    }
+
+    /// Queues a request for the upstream.
+    fn send(&mut self, raw: &[u8], effect: Effect, blocking: bool) {
+        if self.state.idle() {
+            self.progress = Instant::now();
+        }
+        self.out.extend_from_slice(raw);
+        self.state.sent(effect, blocking);
+    }
+
+    /// Gives the connection the client's name (its replies are the sidecar's own).
+    fn name_as(&mut self, name: Option<Bytes>) {
+        let arg = name.clone().unwrap_or_default();
+        self.send(&command(&[b"CLIENT", b"SETNAME", &arg]), Effect::Swallow, false);
+        self.name = name;
+    }
+
+    /// A kept connection the server has not closed meanwhile (nothing may arrive on a
+    /// clean, idle connection).
+    fn alive(&self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        self.stats.upstream_pinned.fetch_sub(1, Relaxed);
+    }
+}
+
+/// How a relay ended.
+enum Relay {
+    /// The connection is clean: keep it for the next time.
+    Released,
+    /// RESET: the session is reset and the connection closed.
+    Reset,
+    /// The client goes (QUIT, its connection or the upstream's closed, shutdown).
+    Close,
+}
+
+/// A request that runs once nothing is owed.
+enum Waiting {
+    Request(Request),
+    /// A malformed request: answered after every reply owed, then the connection closes.
+    Malformed(RequestError),
+}
+
+impl Connection {
+    /// Serves `first` and the requests after it on the client's own upstream connection,
+    /// until that connection is clean again (it is then kept for the next time), or the
+    /// client goes.
+    pub(super) async fn pinned(&mut self, first: Request) -> Flow {
+        let mut pin = match self.take_pin().await {
+            Ok(pin) => pin,
+            Err(e) => {
+                self.replies.error(&e);
+                return Flow::Continue;
+            }
+        };
+        match self.relay(&mut pin, first).await {
+            Relay::Released => {
+                self.session.parked = Some(pin);
+                Flow::Continue
+            }
+            Relay::Reset => Flow::Continue,
+            Relay::Close => Flow::Close,
+        }
+    }
+
+    fn route(&self) -> Route {
+        let s = &self.session;
+        Route {
+            db: s.db,
+            resp: s.resp,
+            user: s.user,
+        }
+    }
+
+    /// The connection kept from the last time when it is still usable, else a new one.
+    async fn take_pin(&mut self) -> Result<Pin, crate::error::UpstreamError> {
+        let route = self.route();
+        let name = self.session.name.clone();
+        if let Some(mut pin) = self.session.parked.take() {
+            if pin.route == route && pin.alive() {
+                if pin.name != name {
+                    pin.name_as(name);
+                }
+                return Ok(pin);
+            }
+        }
+        let stream = self.shared.upstream.dedicated(route).await?;
+        let mut pin = Pin::new(stream, route, self.shared.stats.clone());
+        if name.is_some() {
+            pin.name_as(name);
+        }
+        Ok(pin)
+    }
+
+    async fn relay(&mut self, pin: &mut Pin, first: Request) -> Relay {
+        let configured = self.shared.config.limits;
+        let limits = configured.with_upstream_max_bulk(self.shared.upstream_max_bulk.load(Relaxed));
+        let timeout = self.shared.config.upstream_timeout;
+        let mut shutdown = self.stopping.clone();
+        let mut next = Some(first);
+        let mut waiting = None;
+        loop {
+            pin.state.settle(self.session.db);
+            if next.is_none() && waiting.is_none() && pin.out.is_empty() && pin.state.clean() {
+                return Relay::Released;
+            }
+            while waiting.is_none() {
+                let req = match next.take() {
+                    Some(req) => req,
+                    None => match self.parser.next(&mut self.input, &limits) {
+                        Ok(Some(req)) => req,
+                        Ok(None) => break,
+                        Err(e) => {
+                            waiting = Some(Waiting::Malformed(e));
+                            break;
+                        }
+                    },
+                };
+                waiting = self.pin_request(pin, req).map(Waiting::Request);
+            }
+            if pin.state.idle() {
+                if let Some(w) = waiting.take() {
+                    match self.run_waiting(pin, w).await {
+                        Some(relay) => {
+                            let _ = self.flush().await;
+                            return relay;
+                        }
+                        None => continue,
+                    }
+                }
+            }
+            if !pin.out.is_empty() {
+                let sent = pin.stream.write_all(&pin.out).await;
+                pin.out.clear();
+                if sent.is_err() {
+                    return self.upstream_lost(pin).await;
+                }
+            }
+            if self.flush().await.is_err() {
+                return Relay::Close;
+            }
+            if waiting.is_none() && pin.state.clean() {
+                return Relay::Released;
+            }
+            let deadline = (!pin.state.idle() && !pin.state.oldest_blocks())
+                .then(|| pin.progress + timeout);
+            let read_ahead = waiting.is_none() || self.input.len() < MAX_INPUT_AHEAD;
+            tokio::select! {
+                biased;
+                _ = wait_for_shutdown(&mut shutdown) => return Relay::Close,
+                read = pin.stream.read_buf(&mut pin.input) => match read {
+                    Ok(1..) => {
+                        if !self.relay_frames(pin).await {
+                            return self.upstream_lost(pin).await;
+                        }
+                    }
+                    _ => return self.upstream_lost(pin).await,
+                },
+                read = self.stream.read_buf(&mut self.input), if read_ahead => {
+                    if !matches!(read, Ok(1..)) {
+                        return Relay::Close;
+                    }
+                }
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    let e = crate::error::UpstreamError::Timeout;
+                    for _ in 0..pin.state.owed() {
+                        write_upstream_error(self.replies.written(), &e);
+                    }
+                    let _ = self.flush().await;
+                    return Relay::Close;
+                }
+            }
+        }
+    }
+
+    /// The pinned connection closed or broke: the client's connection is closed too (after
+    /// what was relayed), as a direct client's would be; its library reconnects.
+    async fn upstream_lost(&mut self, pin: &mut Pin) -> Relay {
+        let _ = self.relay_frames(pin).await;
+        let _ = self.flush().await;
+        Relay::Close
+    }
+
+    /// Decides how one request goes: sent on the pinned connection (`None`), or held until
+    /// nothing is owed (a reply of the sidecar's own, QUIT, RESET).
+    fn pin_request(&mut self, pin: &mut Pin, req: Request) -> Option<Request> {
+        let table = self.shared.table.get();
+        let action = classify(&req, self.session.db, table);
+        match action {
+            Action::Refuse(_) | Action::Local(Local::Quit | Local::Reset) => return Some(req),
+            Action::Local(
+                Local::ClientId
+                | Local::ClientGetName
+                | Local::Info
+                | Local::Nearcache
+                | Local::Kill,
+            ) => return Some(req),
+            _ => {}
+        }
+        if subscribes(&req.args) && pin.state.multi_sent() {
+            return Some(req);
+        }
+        let effect = effect(&req.args).unwrap_or_else(|| {
+            let dbs = pin.state.dbs().iter();
+            Effect::Plain(merge(dbs.map(|&db| writes(&req, db, table))))
+        });
+        let in_multi = pin.state.multi_sent();
+        let blocking = !in_multi && blocks(&req.args);
+        if blocking && (is(&req.args[0], b"WAIT") || is(&req.args[0], b"WAITAOF")) {
+            pin.send(&command(&[b"PUBLISH", WAIT_CHANNEL, b""]), Effect::Swallow, false);
+        }
+        pin.send(&req.raw, effect, blocking);
+        None
+    }
+
+    /// Runs a held request now that nothing is owed; `Some` ends the relay.
+    async fn run_waiting(&mut self, pin: &mut Pin, waiting: Waiting) -> Option<Relay> {
+        let req = match waiting {
+            Waiting::Request(req) => req,
+            Waiting::Malformed(e) => {
+                self.replies.ready_with(|out| write_request_error(out, &e));
+                return Some(Relay::Close);
+            }
+        };
+        let action = classify(&req, self.session.db, self.shared.table.get());
+        match action {
+            Action::Refuse(name) => {
+                self.replies.ready_with(|out| write_not_supported(out, &name));
+            }
+            Action::Local(Local::Quit) => {
+                self.replies.ready(OK);
+                return Some(Relay::Close);
+            }
+            Action::Local(Local::Reset) => {
+                self.local(Local::Reset, req).await;
+                return Some(Relay::Reset);
+            }
+            _ if subscribes(&req.args) => {
+                if pin.state.in_multi() {
+                    let name = String::from_utf8_lossy(&req.args[0]).to_ascii_uppercase();
+                    let text = format!("ERR nearcache: {name} inside MULTI is not supported");
+                    self.replies.ready_with(|out| write_error(out, &text));
+                } else {
+                    self.pin_request(pin, req);
+                }
+            }
+            // The upstream queues these in a transaction, or refuses them in RESP2
+            // subscribe mode: it answers them.
+            _ if pin.state.in_multi() || pin.state.resp2_subscribed() => {
+                pin.send(&req.raw, Effect::Plain(Invalidation::None), false);
+            }
+            Action::Local(local) => {
+                if self.local(local, req).await == Flow::Close {
+                    return Some(Relay::Close);
+                }
+            }
+            _ => {
+                self.pin_request(pin, req);
+            }
+        }
+        None
+    }
+
+    /// Relays every complete frame the pinned connection sent, applying what each reply
+    /// changed before it reaches the client; false when the upstream broke the protocol.
+    async fn relay_frames(&mut self, pin: &mut Pin) -> bool {
+        loop {
+            let len = match pin.scanner.next_frame(&pin.input) {
+                Ok(Some(len)) => len,
+                Ok(None) => {
+                    let needed = pin.scanner.needed();
+                    if needed > pin.input.len() {
+                        pin.input.reserve(needed - pin.input.len());
+                    }
+                    return true;
+                }
+                Err(_) => return false,
+            };
+            let mut frame = pin.input.split_to(len).freeze();
+            pin.progress = Instant::now();
+            match pin.state.receive(&frame) {
+                Frame::Message | Frame::Confirmation => {}
+                Frame::Reply { applied, swallow } => {
+                    for change in applied {
+                        if let Some(rewritten) = self.apply(pin, change, &frame) {
+                            frame = rewritten;
+                        }
+                    }
+                    if swallow {
+                        continue;
+                    }
+                }
+            }
+            self.replies.written().extend_from_slice(&frame);
+            if self.replies.written().len() >= MAX_OUT && self.flush().await.is_err() {
+                return true; // the client is gone: noticed on its next read
+            }
+        }
+    }
+
+    /// Applies what a reply changed; returns the reply rewritten when it must be (HELLO's
+    /// `id` is the client's own, as `CLIENT ID` answers).
+    fn apply(&mut self, pin: &mut Pin, change: Applied, frame: &Bytes) -> Option<Bytes> {
+        let mut rewritten = None;
+        let (mut db, mut resp, mut user) = (self.session.db, self.session.resp, self.session.user);
+        match change {
+            Applied::Evict(mut inv) => {
+                self.invalidate(&mut inv);
+                return None;
+            }
+            Applied::Select(to) => db = to,
+            Applied::Auth(creds) => match self.identity(&creds) {
+                Some(id) => user = id,
+                None => pin.state.sticky = true,
+            },
+            Applied::Hello {
+                resp: to,
+                creds,
+                name,
+                direct,
+            } => {
+                resp = to;
+                if let Some(creds) = creds {
+                    match self.identity(&creds) {
+                        Some(id) => user = id,
+                        None => pin.state.sticky = true,
+                    }
+                }
+                if let Some(name) = name {
+                    self.session.name = name.clone();
+                    pin.name = name;
+                }
+                if direct {
+                    rewritten = Some(with_client_id(frame, self.session.id));
+                }
+            }
+            Applied::SetName(name) => {
+                self.session.name = name.clone();
+                pin.name = name;
+                return None;
+            }
+        }
+        let changed_user = user != self.session.user;
+        if self.set_route(db, resp, user).is_err() {
+            // The session cannot follow to a pool: it stays on this connection, which is.
+            pin.state.sticky = true;
+            (self.session.db, self.session.resp) = (db, resp);
+        } else if changed_user {
+            self.load_table_as_client();
+        }
+        pin.route = Route { db, resp, user };
+        rewritten
+    }
+
+    /// The identity of credentials the upstream just accepted.
+    fn identity(&self, creds: &Credentials) -> Option<u32> {
+        self.offer_to_control(creds);
+        self.shared.upstream.identity(creds.clone()).ok()
+    }
+}
+
+fn is(arg: &[u8], name: &[u8]) -> bool {
+    arg.eq_ignore_ascii_case(name)
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves once shutdown is signalled (never when the sender is gone unsignalled).
+async fn wait_for_shutdown(shutdown: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    match shutdown {
+        Some(rx) => {
+            if rx.wait_for(|stop| *stop).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,119 @@
+//! What a request sent on a pinned connection will do once answered (see `state`).
+
+use bytes::Bytes;
+
+use super::state::{Effect, Family, Flag};
+use crate::command::Invalidation;
+use crate::protocol::Resp;
+use crate::upstream::Credentials;
+
+fn is(arg: &[u8], name: &[u8]) -> bool {
+    arg.eq_ignore_ascii_case(name)
+}
+
+/// The effect of a command that changes the pinned connection's state, or `None` for a
+/// command that at most writes keys.
+pub(super) fn effect(args: &[Bytes]) -> Option<Effect> {
+    let name = &args[0][..];
+    let sub = args.get(1).map(|s| &s[..]).unwrap_or(b"");
+    let subscribe = |family, subscribe| {
+        let named = args.len() - 1;
+        Effect::Subscribe {
+            family,
+            subscribe,
+            count: (subscribe || named > 0).then_some(named),
+        }
+    };
+    Some(match () {
+        _ if is(name, b"MULTI") => Effect::Multi,
+        _ if is(name, b"EXEC") => Effect::Exec,
+        _ if is(name, b"DISCARD") => Effect::Discard,
+        _ if is(name, b"WATCH") => Effect::Watch,
+        _ if is(name, b"UNWATCH") => Effect::Unwatch,
+        _ if is(name, b"MONITOR") => Effect::Monitor,
+        _ if is(name, b"SUBSCRIBE") => subscribe(Family::Channel, true),
+        _ if is(name, b"UNSUBSCRIBE") => subscribe(Family::Channel, false),
+        _ if is(name, b"PSUBSCRIBE") => subscribe(Family::Pattern, true),
+        _ if is(name, b"PUNSUBSCRIBE") => subscribe(Family::Pattern, false),
+        _ if is(name, b"SSUBSCRIBE") => subscribe(Family::Shard, true),
+        _ if is(name, b"SUNSUBSCRIBE") => subscribe(Family::Shard, false),
+        _ if is(name, b"SELECT") && args.len() == 2 => {
+            let db = std::str::from_utf8(&args[1]).ok()?.parse::<u32>().ok()?;
+            Effect::Select(db)
+        }
+        _ if is(name, b"AUTH") => Effect::Auth(credentials(&args[1..])?),
+        _ if is(name, b"HELLO") => hello(args)?,
+        _ if is(name, b"CLIENT") && is(sub, b"SETNAME") && args.len() == 3 => {
+            Effect::SetName(Some(args[2].clone()).filter(|n| !n.is_empty()))
+        }
+        _ if is(name, b"CLIENT") && args.len() >= 3 => {
+            let flag = match () {
+                _ if is(sub, b"TRACKING") => Flag::Tracking,
+                _ if is(sub, b"NO-EVICT") => Flag::NoEvict,
+                _ if is(sub, b"NO-TOUCH") => Flag::NoTouch,
+                _ => return None,
+            };
+            Effect::Set(flag, !is(&args[2], b"off"))
+        }
+        _ => return None,
+    })
+}
+
+/// The effect of `HELLO ver [AUTH user pass] [SETNAME name]`; `None` when it changes
+/// nothing the session keeps (no version) or cannot succeed.
+fn hello(args: &[Bytes]) -> Option<Effect> {
+    let resp = match &args.get(1)?[..] {
+        b"2" => Resp::V2,
+        b"3" => Resp::V3,
+        _ => return None,
+    };
+    let (mut creds, mut name) = (None, None);
+    let mut i = 2;
+    while i < args.len() {
+        if is(&args[i], b"AUTH") && i + 2 < args.len() {
+            creds = credentials(&args[i + 1..i + 3]);
+            i += 3;
+        } else if is(&args[i], b"SETNAME") && i + 1 < args.len() {
+            name = Some(Some(args[i + 1].clone()).filter(|n| !n.is_empty()));
+            i += 2;
+        } else {
+            return None;
+        }
+    }
+    Some(Effect::Hello { resp, creds, name })
+}
+
+/// `[user] pass` as given to AUTH.
+pub(in crate::connection) fn credentials(args: &[Bytes]) -> Option<Credentials> {
+    match args {
+        [pass] => Some(Credentials {
+            user: None,
+            pass: pass.clone(),
+        }),
+        [user, pass] => Some(Credentials {
+            user: Some(user.clone()),
+            pass: pass.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// Merges what a command writes in each database it may run in.
+pub(super) fn merge(per_db: impl Iterator<Item = Invalidation>) -> Invalidation {
+    let mut keys = Vec::new();
+    let mut flushed = None;
+    for inv in per_db {
+        match inv {
+            Invalidation::None => {}
+            Invalidation::Keys(k) => keys.extend(k),
+            Invalidation::Db(db) if flushed.is_none() => flushed = Some(Invalidation::Db(db)),
+            Invalidation::Db(_) | Invalidation::All => return Invalidation::All,
+        }
+    }
+    match flushed {
+        Some(db) if keys.is_empty() => db,
+        Some(_) => Invalidation::All,
+        None if keys.is_empty() => Invalidation::None,
+        None => Invalidation::Keys(keys),
+    }
+}
