@@ -59,5 +59,8 @@ pub fn write_not_supported(out: &mut BytesMut, name: &[u8]) {
         "CLIENT KILL" => "upstream clients are shared connections; run it on the upstream",
         _ => "the replication protocol goes to the upstream directly",
     };
-    write_error(out, &format!("ERR nearcache: {name} is not supported ({why})"));
+    write_error(
+        out,
+        &format!("ERR nearcache: {name} is not supported ({why})"),
+    );
 }

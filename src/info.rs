@@ -35,6 +35,10 @@ pub fn section(shared: &Shared) -> String {
     line("upstream_link_status", &link);
     line("upstream_connections", &shared.upstream.connections());
     line("upstream_routes", &shared.upstream.routes());
+    line(
+        "upstream_pinned_connections",
+        &stats.upstream_pinned.load(Relaxed),
+    );
     line("connected_clients", &stats.connected_clients.load(Relaxed));
     line(
         "total_connections_received",

@@ -90,7 +90,20 @@ fn classifies_reads_locals_and_refusals() {
         Action::Refuse(Bytes::from("PSYNC"))
     );
     assert!(blocks(&req(&["brpop", "q", "1"]).args));
-    assert!(blocks(&req(&["XREADGROUP", "GROUP", "g", "c", "BLOCK", "5", "STREAMS", "s", ">"]).args));
+    assert!(blocks(
+        &req(&[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c",
+            "BLOCK",
+            "5",
+            "STREAMS",
+            "s",
+            ">"
+        ])
+        .args
+    ));
     assert!(!blocks(&req(&["XREAD", "STREAMS", "s", "0"]).args));
 }
 

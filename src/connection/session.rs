@@ -56,7 +56,12 @@ impl Connection {
     }
 
     /// Moves the session to the route's pool; unchanged when the route cannot get one.
-    pub(super) fn set_route(&mut self, db: u32, resp: Resp, user: u32) -> Result<(), UpstreamError> {
+    pub(super) fn set_route(
+        &mut self,
+        db: u32,
+        resp: Resp,
+        user: u32,
+    ) -> Result<(), UpstreamError> {
         let pool = self.shared.upstream.try_pool(Route { db, resp, user })?;
         let s = &mut self.session;
         if user != s.user {

@@ -91,7 +91,11 @@ impl Pin {
     /// Gives the connection the client's name (its replies are the sidecar's own).
     fn name_as(&mut self, name: Option<Bytes>) {
         let arg = name.clone().unwrap_or_default();
-        self.send(&command(&[b"CLIENT", b"SETNAME", &arg]), Effect::Swallow, false);
+        self.send(
+            &command(&[b"CLIENT", b"SETNAME", &arg]),
+            Effect::Swallow,
+            false,
+        );
         self.name = name;
     }
 
@@ -227,8 +231,8 @@ impl Connection {
             if waiting.is_none() && pin.state.clean() {
                 return Relay::Released;
             }
-            let deadline = (!pin.state.idle() && !pin.state.oldest_blocks())
-                .then(|| pin.progress + timeout);
+            let deadline =
+                (!pin.state.idle() && !pin.state.oldest_blocks()).then(|| pin.progress + timeout);
             let read_ahead = waiting.is_none() || self.input.len() < MAX_INPUT_AHEAD;
             tokio::select! {
                 biased;
@@ -292,7 +296,11 @@ impl Connection {
         let in_multi = pin.state.multi_sent();
         let blocking = !in_multi && blocks(&req.args);
         if blocking && (is(&req.args[0], b"WAIT") || is(&req.args[0], b"WAITAOF")) {
-            pin.send(&command(&[b"PUBLISH", WAIT_CHANNEL, b""]), Effect::Swallow, false);
+            pin.send(
+                &command(&[b"PUBLISH", WAIT_CHANNEL, b""]),
+                Effect::Swallow,
+                false,
+            );
         }
         pin.send(&req.raw, effect, blocking);
         None
@@ -310,7 +318,8 @@ impl Connection {
         let action = classify(&req, self.session.db, self.shared.table.get());
         match action {
             Action::Refuse(name) => {
-                self.replies.ready_with(|out| write_not_supported(out, &name));
+                self.replies
+                    .ready_with(|out| write_not_supported(out, &name));
             }
             Action::Local(Local::Quit) => {
                 self.replies.ready(OK);

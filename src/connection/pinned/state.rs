@@ -106,7 +106,10 @@ pub(super) enum Frame {
     /// A subscribe-family confirmation of the oldest request.
     Confirmation,
     /// The reply to the oldest request; `swallow` when the sidecar sent that request.
-    Reply { applied: Vec<Applied>, swallow: bool },
+    Reply {
+        applied: Vec<Applied>,
+        swallow: bool,
+    },
 }
 
 /// The state of one pinned connection.
@@ -275,7 +278,10 @@ impl PinState {
 
     /// A confirmation for the oldest (subscribe-family) request.
     fn confirm(&mut self, family: Family, subscribe: bool, name: Option<&Bytes>) {
-        let front = self.expect.front_mut().expect("a subscribe request is owed");
+        let front = self
+            .expect
+            .front_mut()
+            .expect("a subscribe request is owed");
         let Effect::Subscribe { count, .. } = front.effect else {
             unreachable!("checked by the caller")
         };

@@ -35,7 +35,10 @@ fn a_transaction_evicts_at_exec_and_only_when_it_ran() {
     s.sent(Effect::Plain(keys(&["b"])), false);
     s.sent(Effect::Exec, false);
     assert!(reply(&mut s, "+OK\r\n").is_empty());
-    assert!(reply(&mut s, "+QUEUED\r\n").is_empty(), "queued: nothing yet");
+    assert!(
+        reply(&mut s, "+QUEUED\r\n").is_empty(),
+        "queued: nothing yet"
+    );
     assert!(reply(&mut s, "+QUEUED\r\n").is_empty());
     assert!(!s.clean());
     let applied = reply(&mut s, "*2\r\n+OK\r\n-ERR wrong\r\n");
@@ -103,14 +106,19 @@ fn resp2_subscriptions_are_counted_from_confirmations() {
         },
         false,
     );
-    let confirm = |ch: &str, n: u32| {
-        format!("*3\r\n$9\r\nsubscribe\r\n${}\r\n{ch}\r\n:{n}\r\n", ch.len())
-    };
-    assert!(matches!(s.receive(&b(&confirm("a", 1))), Frame::Confirmation));
+    let confirm =
+        |ch: &str, n: u32| format!("*3\r\n$9\r\nsubscribe\r\n${}\r\n{ch}\r\n:{n}\r\n", ch.len());
+    assert!(matches!(
+        s.receive(&b(&confirm("a", 1))),
+        Frame::Confirmation
+    ));
     assert!(!s.idle());
     let message = "*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nhi\r\n";
     assert!(matches!(s.receive(&b(message)), Frame::Message));
-    assert!(matches!(s.receive(&b(&confirm("b", 2))), Frame::Confirmation));
+    assert!(matches!(
+        s.receive(&b(&confirm("b", 2))),
+        Frame::Confirmation
+    ));
     assert!(s.idle() && !s.clean() && s.resp2_subscribed());
     // PING in subscribe mode is a reply, not a message.
     s.sent(Effect::Plain(Invalidation::None), false);
@@ -174,7 +182,10 @@ fn flags_and_monitor_keep_the_connection() {
     assert!(s.clean(), "a refused switch changes nothing");
     s.sent(Effect::Monitor, false);
     reply(&mut s, "+OK\r\n");
-    assert!(matches!(s.receive(&b("+1.2 [0 x] \"get\"\r\n")), Frame::Message));
+    assert!(matches!(
+        s.receive(&b("+1.2 [0 x] \"get\"\r\n")),
+        Frame::Message
+    ));
     assert!(!s.clean());
 }
 
