@@ -65,8 +65,8 @@ pub enum Local {
     ClientGetName,
     /// `CLIENT ID`: this client connection's own id, not the shared upstream connection's.
     ClientId,
-    /// `SCRIPT KILL`, `FUNCTION KILL`: sent on a fresh connection, not queued behind the
-    /// script they stop.
+    /// `SCRIPT KILL`, `FUNCTION KILL`, `CLIENT UNPAUSE`: sent on a fresh connection, not
+    /// queued behind the script or the paused write they end.
     Kill,
     /// `NEARCACHE <subcommand> ...`: the sidecar's own command (pattern invalidation,
     /// DELPATTERN, FLUSH, STATS, HELP).
@@ -129,9 +129,9 @@ const PINNED_CLIENT: &[&[u8]] = &[
 /// the primary itself).
 const REFUSED: &[&[u8]] = &[b"SYNC", b"PSYNC", b"REPLCONF"];
 /// CLIENT subcommands the sidecar does not proxy: `REPLY OFF|SKIP` leaves requests without
-/// replies, which the sidecar matches to requests; `KILL` would name the sidecar's shared
-/// upstream connections, not the application's.
-const REFUSED_CLIENT: &[&[u8]] = &[b"REPLY", b"KILL"];
+/// replies, which the sidecar matches to requests; `KILL` and `UNBLOCK` name upstream
+/// clients by ids the application cannot know (its `CLIENT ID` is the sidecar's).
+const REFUSED_CLIENT: &[&[u8]] = &[b"REPLY", b"KILL", b"UNBLOCK"];
 /// Commands that may block on the server until their own timeout.
 const BLOCKING: &[&[u8]] = &[
     b"BLPOP",
@@ -201,6 +201,7 @@ fn local(name: &[u8], args: &[Bytes]) -> Option<Local> {
         _ if is(name, b"CLIENT") && is(sub, b"GETNAME") && args.len() == 2 => Local::ClientGetName,
         _ if is(name, b"CLIENT") && is(sub, b"ID") && args.len() == 2 => Local::ClientId,
         _ if (is(name, b"SCRIPT") || is(name, b"FUNCTION")) && is(sub, b"KILL") => Local::Kill,
+        _ if is(name, b"CLIENT") && is(sub, b"UNPAUSE") => Local::Kill,
         _ if is(name, b"NEARCACHE") => Local::Nearcache,
         _ => return None,
     })
@@ -209,6 +210,14 @@ fn local(name: &[u8], args: &[Bytes]) -> Option<Local> {
 fn refused(name: &[u8], args: &[Bytes]) -> Option<Bytes> {
     if any(name, REFUSED) {
         return Some(args[0].clone());
+    }
+    // Tracking messages redirected to a client id: the ids the application knows are the
+    // sidecar's, and the same number upstream may be anyone's connection.
+    let redirect = is(name, b"CLIENT")
+        && args.get(1).is_some_and(|s| is(s, b"TRACKING"))
+        && args.iter().any(|a| is(a, b"REDIRECT"));
+    if redirect {
+        return Some(Bytes::from_static(b"CLIENT TRACKING REDIRECT"));
     }
     if is(name, b"CLIENT") && args.get(1).is_some_and(|s| any(s, REFUSED_CLIENT)) {
         let mut both = args[0].to_vec();

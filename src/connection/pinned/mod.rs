@@ -329,14 +329,13 @@ impl Connection {
                 self.local(Local::Reset, req).await;
                 return Some(Relay::Reset);
             }
+            _ if subscribes(&req.args) && pin.state.in_multi() => {
+                let name = String::from_utf8_lossy(&req.args[0]).to_ascii_uppercase();
+                let text = format!("ERR nearcache: {name} inside MULTI is not supported");
+                self.replies.ready_with(|out| write_error(out, &text));
+            }
             _ if subscribes(&req.args) => {
-                if pin.state.in_multi() {
-                    let name = String::from_utf8_lossy(&req.args[0]).to_ascii_uppercase();
-                    let text = format!("ERR nearcache: {name} inside MULTI is not supported");
-                    self.replies.ready_with(|out| write_error(out, &text));
-                } else {
-                    self.pin_request(pin, req);
-                }
+                self.pin_request(pin, req);
             }
             // The upstream queues these in a transaction, or refuses them in RESP2
             // subscribe mode: it answers them.

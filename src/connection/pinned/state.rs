@@ -294,7 +294,7 @@ impl PinState {
             .left
             .get_or_insert_with(|| count.unwrap_or(set.len()).max(1));
         *left -= 1;
-        if let Some(name) = name.and_then(|n| bulk_payload(n)) {
+        if let Some(name) = name.and_then(bulk_payload) {
             if subscribe {
                 set.insert(name);
             } else {
@@ -310,17 +310,13 @@ impl PinState {
     /// element of EXEC's reply.
     fn reply(&mut self, effect: Effect, frame: &Bytes, direct: bool, out: &mut Vec<Applied>) {
         let error = is_error(frame);
-        if direct && self.queued.is_some() && &frame[..] == b"+QUEUED\r\n" {
-            self.queued.as_mut().expect("checked").push(effect);
+        if let (true, Some(queued)) = (direct && &frame[..] == b"+QUEUED\r\n", &mut self.queued) {
+            queued.push(effect);
             return;
         }
         match effect {
-            Effect::Plain(inv) => {
-                // Even an error may follow writes (a script that failed half way).
-                if inv != Invalidation::None {
-                    out.push(Applied::Evict(inv));
-                }
-            }
+            // Even an error may follow writes (a script that failed half way).
+            Effect::Plain(inv) if inv != Invalidation::None => out.push(Applied::Evict(inv)),
             Effect::Swallow => {}
             Effect::Multi if !error => self.queued = Some(Vec::new()),
             Effect::Exec => {
@@ -329,11 +325,7 @@ impl PinState {
                     self.exec(queued, frame, out);
                 }
             }
-            Effect::Discard => {
-                if self.queued.take().is_some() {
-                    self.watching = false;
-                }
-            }
+            Effect::Discard if self.queued.take().is_some() => self.watching = false,
             Effect::Watch if !error => self.watching = true,
             Effect::Unwatch if !error => self.watching = false,
             Effect::Monitor if !error => self.monitor = true,
