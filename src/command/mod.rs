@@ -103,6 +103,8 @@ const PINNED: &[&[u8]] = &[
     b"PUNSUBSCRIBE",
     b"SUNSUBSCRIBE",
     b"MONITOR",
+    b"READONLY",
+    b"READWRITE",
     b"BLPOP",
     b"BRPOP",
     b"BLMOVE",

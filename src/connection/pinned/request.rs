@@ -31,6 +31,8 @@ pub(super) fn effect(args: &[Bytes]) -> Option<Effect> {
         _ if is(name, b"WATCH") => Effect::Watch,
         _ if is(name, b"UNWATCH") => Effect::Unwatch,
         _ if is(name, b"MONITOR") => Effect::Monitor,
+        _ if is(name, b"READONLY") => Effect::Set(Flag::ReadOnly, true),
+        _ if is(name, b"READWRITE") => Effect::Set(Flag::ReadOnly, false),
         _ if is(name, b"SUBSCRIBE") => subscribe(Family::Channel, true),
         _ if is(name, b"UNSUBSCRIBE") => subscribe(Family::Channel, false),
         _ if is(name, b"PSUBSCRIBE") => subscribe(Family::Pattern, true),

@@ -26,6 +26,8 @@ pub(super) enum Flag {
     NoEvict = 2,
     /// `CLIENT NO-TOUCH on`.
     NoTouch = 4,
+    /// `READONLY` (a cluster replica's reads).
+    ReadOnly = 8,
 }
 
 /// The subscription families (each has its own set and its own confirmations).
