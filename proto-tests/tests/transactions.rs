@@ -237,20 +237,19 @@ fn one_client_keeps_one_pinned_connection() {
     let (redis, sidecar) = start_pair(&[]);
     let mut c = sidecar.conn();
     assert_reply(&c.cmd_str(&["PING"]), b"+PONG\r\n", "PING");
-    let accepted =
-        |r: &Redis| info_u64(&r.conn().info(Some("stats")), "total_connections_received");
-    let before = accepted(&redis);
     for i in 0..20 {
         ok(&c.cmd_str(&["MULTI"]), "MULTI");
         assert_reply(&c.cmd_str(&["INCR", "n"]), b"+QUEUED\r\n", "INCR");
         let want = format!("*1\r\n:{}\r\n", i + 1);
         assert_reply(&c.cmd_str(&["EXEC"]), want.as_bytes(), "EXEC");
     }
-    // One more for the direct INFO connection itself.
+    // Every EXEC ran on one upstream connection.
+    let list = redis.conn().cmd_str(&["CLIENT", "LIST"]);
+    let list = String::from_utf8(bulk_reply(&list).unwrap()).unwrap();
+    let ran_exec = list.lines().filter(|l| l.contains(" cmd=exec ")).count();
     assert_eq!(
-        accepted(&redis),
-        before + 2,
-        "one upstream connection for 20 transactions"
+        ran_exec, 1,
+        "one upstream connection for 20 transactions: {list}"
     );
     let info = c.info(Some("nearcache"));
     assert_eq!(info_u64(&info, "upstream_pinned_connections"), 1, "{info}");
@@ -296,4 +295,23 @@ fn select_and_name_follow_the_client_into_and_out_of_a_transaction() {
         &bulk(b"worker"),
         "GETNAME",
     );
+}
+
+#[test]
+fn a_kept_connection_is_closed_after_the_idle_timeout() {
+    let (_redis, sidecar) = start_pair(&["--upstream-idle-timeout", "300ms"]);
+    let mut c = sidecar.conn();
+    ok(&c.cmd_str(&["MULTI"]), "MULTI");
+    assert_reply(&c.cmd_str(&["EXEC"]), b"*0\r\n", "EXEC");
+    let pinned = |c: &mut Conn| info_u64(&c.info(Some("nearcache")), "upstream_pinned_connections");
+    let mut other = sidecar.conn();
+    assert_eq!(pinned(&mut other), 1, "kept for the client");
+    poll_until(
+        std::time::Duration::from_secs(5),
+        "closed once idle",
+        || pinned(&mut other) == 0,
+    );
+    // The client that kept it still opens a transaction later.
+    ok(&c.cmd_str(&["MULTI"]), "MULTI again");
+    assert_reply(&c.cmd_str(&["EXEC"]), b"*0\r\n", "EXEC again");
 }

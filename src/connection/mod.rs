@@ -164,10 +164,16 @@ impl Connection {
             if *stopping.borrow() {
                 return self.close_gracefully().await;
             }
+            let parked = self.session.parked.as_ref().map(|p| p.idle_until());
             let read = tokio::select! {
                 biased;
                 r = self.stream.read_buf(&mut self.input) => r,
                 _ = &mut stop => return self.close_gracefully().await,
+                _ = pinned::sleep_until(parked), if parked.is_some() => {
+                    // The kept connection was not needed again: close it.
+                    self.session.parked = None;
+                    continue;
+                }
             };
             match read {
                 Ok(0) | Err(_) => return,

@@ -60,11 +60,13 @@ pub(super) struct Pin {
     state: PinState,
     /// When a frame last arrived or a request was sent with nothing owed.
     progress: Instant,
+    /// How long the connection is kept for its client once clean and unused.
+    keep: std::time::Duration,
     stats: Arc<Stats>,
 }
 
 impl Pin {
-    fn new(stream: TcpStream, route: Route, stats: Arc<Stats>) -> Pin {
+    fn new(stream: TcpStream, route: Route, keep: std::time::Duration, stats: Arc<Stats>) -> Pin {
         stats.upstream_pinned.fetch_add(1, Relaxed);
         Pin {
             stream,
@@ -75,8 +77,15 @@ impl Pin {
             out: BytesMut::new(),
             state: PinState::new(route.db, route.resp),
             progress: Instant::now(),
+            keep,
             stats,
         }
+    }
+
+    /// When a kept (clean, unused) connection is closed: `--upstream-idle-timeout` after
+    /// its last reply.
+    pub(super) fn idle_until(&self) -> Instant {
+        self.progress + self.keep
     }
 
     /// Queues a request for the upstream.
@@ -174,7 +183,8 @@ impl Connection {
             }
         }
         let stream = self.shared.upstream.dedicated(route).await?;
-        let mut pin = Pin::new(stream, route, self.shared.stats.clone());
+        let keep = self.shared.config.upstream_idle_timeout;
+        let mut pin = Pin::new(stream, route, keep, self.shared.stats.clone());
         if name.is_some() {
             pin.name_as(name);
         }
@@ -456,7 +466,8 @@ fn is(arg: &[u8], name: &[u8]) -> bool {
     arg.eq_ignore_ascii_case(name)
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+/// Sleeps until `deadline`; forever without one.
+pub(super) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
