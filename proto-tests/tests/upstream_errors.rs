@@ -59,6 +59,13 @@ fn masterdown_replies_are_forwarded() {
     direct3.hello3();
     assert_reply(&direct3.cmd_str(&["SELECT", "3"]), b"+OK\r\n", "SELECT 3");
     same_error(&mut direct3, &mut other, &["GET", "k"], "MASTERDOWN");
+    // The invalidation link's heartbeat gets -MASTERDOWN too: the link stays down (L1 is
+    // bypassed, as Redis serves no reads), retried with backoff, not up and down in turn.
+    std::thread::sleep(Duration::from_secs(4));
+    let stderr = sidecar.stderr();
+    assert!(!stderr.contains("PUBLISH"), "{stderr}");
+    assert!(!stderr.contains("link up again"), "{stderr}");
+    same_error(&mut direct, &mut c, &["GET", "k"], "MASTERDOWN");
 }
 
 #[test]
@@ -135,7 +142,11 @@ fn busy_case(start: &[&str], kill: &str, killed_prefix: &[u8], with_library: boo
     // D is in db 5 before the script: its HELLO 3 needs a new connection that must SELECT 5.
     let mut d = sidecar.conn();
     assert_reply(&d.cmd_str(&["SELECT", "5"]), b"+OK\r\n", "D: SELECT 5");
-    assert_reply(&d.cmd_str(&["GET", "somekey"]), b"$-1\r\n", "D: GET in db 5");
+    assert_reply(
+        &d.cmd_str(&["GET", "somekey"]),
+        b"$-1\r\n",
+        "D: GET in db 5",
+    );
 
     let busy = start_busy(&redis, &mut a, start);
     assert!(
