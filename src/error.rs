@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use crate::protocol::{write_error, ProtocolError, RequestError};
 
@@ -19,6 +19,12 @@ pub enum UpstreamError {
     /// (e.g. `NOAUTH Authentication required.`): the client gets it as Redis words it.
     #[error("{0}")]
     Refused(Arc<str>),
+    /// The upstream answered a request that opens a connection (HELLO/AUTH, SELECT) with
+    /// this error reply (the whole frame) for a state it is in: `-BUSY`, `-LOADING`,
+    /// `-MASTERDOWN`. The client gets it as it is, as a direct client's command would; the
+    /// connection is tried again.
+    #[error("{}", String::from_utf8_lossy(.0).trim_end())]
+    Replied(Bytes),
     /// Every upstream route (db, protocol, user) has a pool in use and none may be added.
     #[error("too many upstream routes ({0} pools in use; see --max-upstream-routes)")]
     TooManyRoutes(usize),
@@ -35,6 +41,7 @@ impl UpstreamError {
 pub fn write_upstream_error(out: &mut BytesMut, e: &UpstreamError) {
     match e {
         UpstreamError::Refused(reply) => write_error(out, reply),
+        UpstreamError::Replied(frame) => out.extend_from_slice(frame),
         _ => write_error(out, &format!("ERR nearcache: {e}")),
     }
 }

@@ -4,10 +4,13 @@
 //! redirect target its invalidations as `invalidate` push messages (no channel permission
 //! needed for tracking) and so that a subscribed connection still runs commands. An upstream
 //! that refuses the `SUBSCRIBE` (`-NOPERM`) gets no bus (logged once); tracking still works.
-//! A PING still unanswered when the next is due, a read error or a close, a reported broken
-//! redirect or a gap in a peer's bus sequence all mean the link is lost: L1 is flushed and
-//! bypassed, and the connection is made again with backoff (a new subscription).
+//! A PING still unanswered when the next is due or answered with the server's state
+//! (`-BUSY`, `-LOADING`, `-MASTERDOWN`: it serves no reads), a read error or a close, a
+//! reported broken redirect or a gap in a peer's bus sequence all mean the link is lost: L1
+//! is flushed and bypassed, and the connection is made again with backoff (a new
+//! subscription).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -24,6 +27,8 @@ use crate::upstream::Credentials;
 /// The control connection's name in the upstream's `CLIENT LIST`.
 pub const NAME: &[u8] = b"nearcache-control";
 const SETNAME: &[u8] = b"SETNAME";
+/// The heartbeat, also the last request of the handshake.
+const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
 
 /// How long a control connection refused for lack of credentials waits for a client to
 /// offer some before it tries again without (the upstream's password may be removed).
@@ -105,7 +110,11 @@ fn refused_for_credentials(reason: &str) -> bool {
 }
 
 /// Connects, authenticates, learns the connection's id and subscribes to the bus (a
-/// `-NOPERM` there turns the bus off, logged).
+/// `-NOPERM` there turns the bus off, logged), then checks with a PING that the server
+/// serves: HELLO, CLIENT and SUBSCRIBE work while it loads its dataset or, as a replica
+/// with `replica-serve-stale-data no`, has lost its master, but reads get `-LOADING` or
+/// `-MASTERDOWN` (and PING too): the link stays down then, so L1 is bypassed, and is tried
+/// again with backoff.
 async fn connect(
     tracking: &Tracking,
     target: &ControlTarget,
@@ -119,7 +128,7 @@ async fn connect(
         let mut out = BytesMut::new();
         let bus = &tracking.bus;
         let subscribe = bus.active();
-        let replies = if subscribe { 3 } else { 2 };
+        let replies = if subscribe { 4 } else { 3 };
         match credentials {
             Some(c) => {
                 let user: &[u8] = c.user.as_deref().unwrap_or(b"default");
@@ -132,6 +141,7 @@ async fn connect(
         if subscribe {
             write_command(&mut out, &[b"SUBSCRIBE", bus.channel()]);
         }
+        out.extend_from_slice(PING);
         stream.write_all(&out).await.map_err(|e| e.to_string())?;
         let mut buf = BytesMut::with_capacity(4096);
         let mut scanner = FrameScanner::default();
@@ -139,6 +149,13 @@ async fn connect(
         for i in 0..replies {
             let frame = read_frame(&mut stream, &mut buf, &mut scanner).await?;
             let error = || String::from_utf8_lossy(&frame).trim().to_owned();
+            if i + 1 == replies {
+                // The PING: any other reply (a user without PING) shows the server answers.
+                if is_state_error(&frame) {
+                    return Err(error());
+                }
+                continue;
+            }
             if i == 2 {
                 if is_error(&frame) {
                     if !error().starts_with("-NOPERM") {
@@ -166,6 +183,20 @@ async fn connect(
     tokio::time::timeout(target.connect_timeout, setup)
         .await
         .unwrap_or_else(|_| Err("connect timed out".into()))
+}
+
+/// An error reply for the state the server is in (a script runs, the dataset loads, a
+/// replica lost its master): it serves no reads now, so L1 must not either.
+fn is_state_error(frame: &[u8]) -> bool {
+    [&b"-BUSY "[..], b"-LOADING ", b"-MASTERDOWN "]
+        .iter()
+        .any(|code| frame.starts_with(code))
+}
+
+/// A reply the control connection waits for, in the order the requests were written.
+enum Awaited {
+    Pong,
+    Published,
 }
 
 /// Reads one frame into `buf` (what follows stays there).
@@ -201,6 +232,8 @@ async fn serve(
     // PUBLISH replies still owed: if the connection goes before they arrive, the messages
     // may be lost, and a flush follows on the next connection (peers see the gap).
     let mut unacked = 0u64;
+    // What each reply still owed answers (replies come in request order).
+    let mut awaited = VecDeque::new();
     let bus = &tracking.bus;
     let reason = 'serve: loop {
         // Frames already read (the first may have come with the CLIENT ID reply).
@@ -209,18 +242,28 @@ async fn serve(
                 Ok(Some(len)) => {
                     scanner = FrameScanner::default();
                     let frame = buf.split_to(len).freeze();
-                    if is_pong(&frame) {
-                        awaiting_pong = false;
-                    } else if frame.first() == Some(&b'>') {
+                    if frame.first() == Some(&b'>') {
                         if let Err(reason) = handle(tracking, &frame) {
                             break 'serve reason;
                         }
-                    } else {
-                        // A PUBLISH reply.
-                        unacked = unacked.saturating_sub(1);
-                        if is_error(&frame) {
-                            published_refused(&frame);
+                        continue;
+                    }
+                    match awaited.pop_front() {
+                        Some(Awaited::Pong) => {
+                            // The server answers; a state error means it serves no reads.
+                            if is_state_error(&frame) {
+                                let reply = String::from_utf8_lossy(&frame);
+                                break 'serve format!("heartbeat answered {}", reply.trim());
+                            }
+                            awaiting_pong = false;
                         }
+                        Some(Awaited::Published) => {
+                            unacked = unacked.saturating_sub(1);
+                            if is_error(&frame) {
+                                published_refused(&frame);
+                            }
+                        }
+                        None => {}
                     }
                 }
                 Ok(None) => break 'frames,
@@ -238,10 +281,11 @@ async fn serve(
                     let ms = target.heartbeat.as_millis();
                     break format!("no heartbeat reply within {ms}ms");
                 }
-                if let Err(e) = writer.write_all(b"*1\r\n$4\r\nPING\r\n").await {
+                if let Err(e) = writer.write_all(PING).await {
                     break format!("write failed: {e}");
                 }
                 awaiting_pong = true;
+                awaited.push_back(Awaited::Pong);
             }
             _ = bus.queued.notified(), if bus.subscribed() => {
                 if !bus.batch_full() {
@@ -251,6 +295,7 @@ async fn serve(
                 for message in bus.take() {
                     write_command(&mut out, &[b"PUBLISH", bus.channel(), &message]);
                     unacked += 1;
+                    awaited.push_back(Awaited::Published);
                 }
                 if let Err(e) = writer.write_all(&out).await {
                     break format!("write failed: {e}");
@@ -276,11 +321,6 @@ fn published_refused(frame: &[u8]) {
             text.trim()
         );
     }
-}
-
-/// The heartbeat's reply.
-fn is_pong(frame: &Bytes) -> bool {
-    &frame[..] == b"+PONG\r\n"
 }
 
 /// A push message: a bus message (see [`handle_bus`]) or a tracking invalidation.
@@ -344,8 +384,11 @@ mod tests {
 
     #[test]
     fn reads_pongs_and_invalidation_messages() {
-        assert!(is_pong(&Bytes::from_static(b"+PONG\r\n")));
-        assert!(!is_pong(&Bytes::from_static(b"$4\r\nPONG\r\n")));
+        assert!(is_state_error(
+            b"-LOADING Redis is loading the dataset in memory\r\n"
+        ));
+        assert!(is_state_error(b"-MASTERDOWN Link with MASTER is down\r\n"));
+        assert!(!is_state_error(b"-NOPERM no permission\r\n"));
         let push = |s: &'static [u8]| push_elements(&Bytes::from_static(s));
         let keys = push(b">2\r\n$10\r\ninvalidate\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n").unwrap();
         assert_eq!(keys.len(), 2);

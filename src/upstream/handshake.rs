@@ -2,7 +2,7 @@
 //! route's state (HELLO/AUTH/SELECT, a liveness PING), and one-off requests on a fresh
 //! connection of their own.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,13 +16,33 @@ use crate::protocol::{write_command, FrameScanner, Resp};
 /// Pause before a handshake's SELECT is sent again to a busy server.
 const BUSY_RETRY: Duration = Duration::from_millis(20);
 
+/// What a request of the handshake is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// `HELLO 3 [AUTH ...]` or `AUTH ...`: the protocol and the user.
+    Auth,
+    /// `SELECT <db>`: must take effect, or the route's commands would run in another db.
+    Select,
+    /// The liveness `PING`: any reply shows that the server answers.
+    Ping,
+}
+
 /// Connects and brings the connection into the route's state.
+///
+/// Replies that only describe the server's state (`-BUSY`, `-LOADING`, `-MASTERDOWN`) do
+/// not make it unavailable: on the liveness PING the connection is up (the route's commands
+/// then get those replies from Redis itself, as a direct client's would); where the request
+/// must take effect (HELLO/AUTH, SELECT) the connection fails with the reply as it is, for
+/// the client. Real servers accept HELLO, AUTH and SELECT while loading or cut off from
+/// their master, and HELLO and AUTH while busy: only SELECT meets `-BUSY`, and is retried
+/// for half the connect timeout before the client gets that `-BUSY`.
 pub(super) async fn connect(
     target: &Target,
     route: Route,
     creds: Option<&Credentials>,
 ) -> Result<TcpStream, UpstreamError> {
-    let (handshake, replies) = handshake(route, creds);
+    let (handshake, steps) = handshake(route, creds);
+    let started = Instant::now();
     let setup = async {
         let mut stream = TcpStream::connect(&target.address)
             .await
@@ -35,26 +55,28 @@ pub(super) async fn connect(
             .await
             .map_err(UpstreamError::unavailable)?;
         let mut buf = BytesMut::with_capacity(1024);
-        let mut select_again = false;
-        for i in 0..replies {
+        let mut select_again = None;
+        for step in steps {
             let reply = read_frame(&mut stream, &mut buf).await?;
-            if is_busy(&reply) {
-                // A script or function is running: the server answers, so the connection
-                // is up (its commands get -BUSY as a direct client's would). Only SELECT
-                // (never the last request, PING) must still take effect.
-                select_again |= i + 1 < replies;
+            if !is_error(&reply) {
                 continue;
             }
-            if i + 1 == replies && reply.starts_with(b"-NOPERM") {
-                // The last request is the liveness PING: a user whose ACL rules leave out
-                // PING still got an answer from a live server.
-                continue;
-            }
-            if is_error(&reply) {
-                return Err(handshake_error(&reply));
+            match step {
+                // A script or function is running: SELECT is sent again below.
+                Step::Select if is_busy(&reply) => select_again = Some(reply),
+                // The server answered: it is up. Only a client that must authenticate
+                // first gets Redis's reply for that (see `handshake_error`).
+                Step::Ping if !reply.starts_with(b"-NOAUTH") => {}
+                _ if is_state_error(&reply) => return Err(UpstreamError::Replied(reply)),
+                _ => return Err(handshake_error(&reply)),
             }
         }
-        while select_again {
+        while let Some(busy) = select_again.take() {
+            // Within the connect timeout, so that waiting clients get Redis's -BUSY rather
+            // than a timeout of the sidecar's.
+            if started.elapsed() + BUSY_RETRY >= target.connect_timeout / 2 {
+                return Err(UpstreamError::Replied(busy));
+            }
             tokio::time::sleep(BUSY_RETRY).await;
             let mut select = BytesMut::new();
             write_command(&mut select, &[b"SELECT", route.db.to_string().as_bytes()]);
@@ -63,10 +85,13 @@ pub(super) async fn connect(
                 .await
                 .map_err(UpstreamError::unavailable)?;
             let reply = read_frame(&mut stream, &mut buf).await?;
-            if is_error(&reply) && !is_busy(&reply) {
+            if is_busy(&reply) {
+                select_again = Some(reply);
+            } else if is_state_error(&reply) {
+                return Err(UpstreamError::Replied(reply));
+            } else if is_error(&reply) {
                 return Err(handshake_error(&reply));
             }
-            select_again = is_busy(&reply);
         }
         Ok(stream)
     };
@@ -78,6 +103,14 @@ pub(super) async fn connect(
 /// `-BUSY ...`: the server runs a script or function that has not yielded.
 pub(super) fn is_busy(reply: &[u8]) -> bool {
     reply.starts_with(b"-BUSY ")
+}
+
+/// An error reply that describes the state the server is in, not the request: a direct
+/// client gets it for its commands too.
+fn is_state_error(reply: &[u8]) -> bool {
+    [&b"-BUSY "[..], b"-LOADING ", b"-MASTERDOWN "]
+        .iter()
+        .any(|code| reply.starts_with(code))
 }
 
 fn handshake_error(reply: &[u8]) -> UpstreamError {
@@ -92,36 +125,36 @@ fn handshake_error(reply: &[u8]) -> UpstreamError {
     }
 }
 
-/// The requests that bring a new connection into the route's state, and how many there are.
-fn handshake(route: Route, creds: Option<&Credentials>) -> (BytesMut, usize) {
+/// The requests that bring a new connection into the route's state, and what each is for.
+fn handshake(route: Route, creds: Option<&Credentials>) -> (BytesMut, Vec<Step>) {
     let mut out = BytesMut::new();
-    let mut count = 0;
-    let mut push = |args: &[&[u8]]| {
+    let mut steps = Vec::with_capacity(3);
+    let mut push = |step: Step, args: &[&[u8]]| {
         write_command(&mut out, args);
-        count += 1;
+        steps.push(step);
     };
     match (route.resp, creds) {
         (Resp::V3, Some(c)) => {
             let user: &[u8] = c.user.as_deref().unwrap_or(b"default");
-            push(&[b"HELLO", b"3", b"AUTH", user, &c.pass]);
+            push(Step::Auth, &[b"HELLO", b"3", b"AUTH", user, &c.pass]);
         }
-        (Resp::V3, None) => push(&[b"HELLO", b"3"]),
+        (Resp::V3, None) => push(Step::Auth, &[b"HELLO", b"3"]),
         (
             Resp::V2,
             Some(Credentials {
                 user: Some(u),
                 pass,
             }),
-        ) => push(&[b"AUTH", u, pass]),
-        (Resp::V2, Some(Credentials { user: None, pass })) => push(&[b"AUTH", pass]),
+        ) => push(Step::Auth, &[b"AUTH", u, pass]),
+        (Resp::V2, Some(Credentials { user: None, pass })) => push(Step::Auth, &[b"AUTH", pass]),
         (Resp::V2, None) => {}
     }
     if route.db != 0 {
-        push(&[b"SELECT", route.db.to_string().as_bytes()]);
+        push(Step::Select, &[b"SELECT", route.db.to_string().as_bytes()]);
     }
     // A connection counts as up only once the server answers (a hung server accepts TCP).
-    push(&[b"PING"]);
-    (out, count)
+    push(Step::Ping, &[b"PING"]);
+    (out, steps)
 }
 
 /// Reads exactly one reply frame (handshake and one-off requests only).
