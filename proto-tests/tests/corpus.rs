@@ -35,6 +35,7 @@ fn corpus_data_types() {
         data::geo(),
         data::hyperloglog(),
         data::keys(),
+        data::cache(),
     ]
     .concat();
     run_corpus("data types", &cases);

@@ -622,6 +622,93 @@ pub fn hyperloglog() -> Vec<Case> {
     )]
 }
 
+/// Reads between writes of every kind, from this and from a second connection: what the
+/// sidecar serves from L1 must always be what Redis holds.
+pub fn cache() -> Vec<Case> {
+    vec![
+        Case::new(
+            "cache/writes-between-reads",
+            &[
+                "GET k",
+                "SET k v",
+                "GET k",
+                "GET k",
+                "APPEND k 1",
+                "GET k",
+                "SETRANGE k 0 X",
+                "GET k",
+                "SET k 10",
+                "INCR k",
+                "GET k",
+                "INCRBYFLOAT k 0.5",
+                "GET k",
+                "GETSET k new",
+                "GET k",
+                "MGET k k2 k",
+                "MSET k a k2 b",
+                "MGET k k2 k",
+                "GET k2",
+                "RENAME k k3",
+                "MGET k k3",
+                "COPY k3 k",
+                "GET k",
+                "EXPIRE k 0",
+                "GET k",
+                "EVAL \"return redis.call('SET', KEYS[1], 'lua')\" 1 k",
+                "GET k",
+                "EVAL \"return redis.call('SET', 'undeclared', 'lua')\" 0",
+                "GET undeclared",
+                "DEL k",
+                "GET k",
+                "SET k v",
+                "GET k",
+                "LPUSH k x",
+                "GET k",
+                "DEL k",
+                "LPUSH k x",
+                "GET k",
+                "MGET k k3",
+                "SET k v",
+                "FLUSHDB",
+                "GET k",
+                "SET k v PX 1",
+                "DEBUG SLEEP 0.01",
+                "GET k",
+                "SET k v",
+                "GET k",
+                "SETBIT k 0 1",
+                "GET k",
+                "BITOP NOT k k",
+                "GET k",
+                "SET k v",
+                "GETEX k PERSIST",
+                "GETDEL k",
+                "GET k",
+            ],
+        ),
+        Case::new(
+            "cache/other-connection-writes",
+            &[
+                "SET k v1",
+                "GET k",
+                "@other SET k v2",
+                "GET k",
+                "MGET k",
+                "@other DEL k",
+                "GET k",
+                "@other SET k v3",
+                "MGET k missing",
+                "@other APPEND k x",
+                "GET k",
+                "@other FLUSHALL",
+                "GET k",
+                "@other SET \"\\r\\n\" bin",
+                "GET \"\\r\\n\"",
+            ],
+        ),
+    ]
+}
+
 pub fn keys() -> Vec<Case> {
     vec![
         Case::new(
