@@ -26,6 +26,7 @@ use runner::run_corpus;
 fn corpus_data_types() {
     let cases = [
         data::strings(),
+        data::big_values(),
         data::bitmaps(),
         data::lists(),
         data::hashes(),

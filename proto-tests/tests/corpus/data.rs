@@ -178,6 +178,49 @@ pub fn strings() -> Vec<Case> {
     ]
 }
 
+/// 512 KiB values in every container type, and in a pipeline with small replies.
+pub fn big_values() -> Vec<Case> {
+    let big = big_value();
+    let mut case = Case::new("big-values", &["SET small s"]);
+    for request in [
+        args(&[b"ECHO", &big]),
+        args(&[b"RPUSH", b"l", &big, b"x", &big]),
+        args(&[b"LRANGE", b"l", b"0", b"-1"]),
+        // One field: a hashtable's order would depend on the server's hash seed.
+        args(&[b"HSET", b"h", b"f", &big]),
+        args(&[b"HGETALL", b"h"]),
+        args(&[b"HGET", b"h", b"f"]),
+        args(&[b"HSET", b"h2", &big, b"v"]),
+        args(&[b"HGETALL", b"h2"]),
+        args(&[b"SADD", b"s", &big]),
+        args(&[b"SISMEMBER", b"s", &big]),
+        args(&[b"ZADD", b"z", b"1.5", &big]),
+        args(&[b"ZRANGE", b"z", b"0", b"-1", b"WITHSCORES"]),
+        args(&[b"ZSCORE", b"z", &big]),
+        args(&[b"XADD", b"x", b"1-1", b"f", &big]),
+        args(&[b"XRANGE", b"x", b"-", b"+"]),
+        args(&[b"SET", &big, b"key-is-big"]),
+        args(&[b"GET", &big]),
+        args(&[b"MGET", &big, b"small", &big]),
+        args(&[b"SET", b"k", &big]),
+        args(&[b"GET", b"k"]),
+        args(&[b"GET", b"small"]),
+        args(&[b"GET", b"k"]),
+        args(&[b"APPEND", b"k", &big]),
+        args(&[b"GET", b"k"]),
+        args(&[b"STRLEN", b"k"]),
+        args(&[b"EVAL", b"return ARGV[1]", b"0", &big]),
+    ] {
+        case = case.raw(request);
+    }
+    vec![case.then(&[
+        "OBJECT ENCODING l",
+        "OBJECT ENCODING h",
+        "OBJECT ENCODING z",
+        "GET small",
+    ])]
+}
+
 pub fn bitmaps() -> Vec<Case> {
     vec![Case::new(
         "bitmaps",
