@@ -253,6 +253,7 @@ pub fn blocking() -> Vec<Case> {
                 "BLPOP empty second 0.05",
                 "BZPOPMIN emptyz -1",
                 "BLMOVE empty dst UP LEFT 0.05",
+                "WAIT 0 0",
             ],
         ),
         Case::new(

@@ -254,9 +254,14 @@ impl Env {
     }
 }
 
+/// How a case's commands are written.
 #[derive(Clone, Copy, Debug)]
 enum Mode {
+    /// One command, then its reply frames, then the next.
     Alone,
+    /// Consecutive main-connection commands written at once, then all their frames read;
+    /// a step on the other connection or a `@read` is a synchronisation point (the
+    /// WATCH-breaking write must land between WATCH and EXEC, a PUBLISH after SUBSCRIBE).
     Pipelined,
 }
 
@@ -339,6 +344,20 @@ fn show_args(args: &[Vec<u8>]) -> String {
 pub fn run_corpus(title: &str, cases: &[Case]) {
     let env = Env::start();
     let report = run(&env, cases);
+    let mut groups: Vec<(String, usize, usize)> = Vec::new();
+    for case in cases {
+        let group = case.name.split('/').next().unwrap_or("").to_string();
+        match groups.iter_mut().find(|g| g.0 == group) {
+            Some(g) => {
+                g.1 += 1;
+                g.2 += case.commands.len();
+            }
+            None => groups.push((group, 1, case.commands.len())),
+        }
+    }
+    for (group, n, m) in &groups {
+        eprintln!("  corpus {title} / {group}: {n} cases, {m} commands");
+    }
     let commands: usize = cases.iter().map(|c| c.commands.len()).sum();
     eprintln!(
         "corpus {title}: {} cases, {} commands ({} case runs, {} command runs: RESP2/RESP3 x alone/pipelined), {} divergences ({} vs direct redis)",
