@@ -10,6 +10,7 @@
 //! itself must then find no divergence between two plain redis-servers.
 //! `CORPUS_PERTURB=1` starts B with other encoding limits (listpacks of one entry), which
 //! must make divergences appear: a check that the comparison can fail.
+//! `CORPUS_TRACE=1` prints every command with its reply.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -210,6 +211,8 @@ pub struct Env {
     sidecar: Option<Sidecar>,
     b: Redis,
     self_check: bool,
+    /// `CORPUS_TRACE=1`: print every command with its (reference) reply.
+    trace: bool,
 }
 
 impl Env {
@@ -235,6 +238,7 @@ impl Env {
             sidecar,
             b,
             self_check,
+            trace: std::env::var("CORPUS_TRACE").is_ok_and(|v| v == "1"),
         }
     }
 
@@ -489,6 +493,9 @@ fn run_case(
                 )
             })?;
             let (g, w) = (normalise(args, &got), normalise(args, &want[n]));
+            if env.trace {
+                eprintln!("{label} #{k} `{}`{where_} -> {}", show_args(args), show(&w));
+            }
             if g != w {
                 report.divergences.push(format!(
                     "{label}: command {k} `{}`{where_}:\n    direct: {}\n    {}: {}",
