@@ -276,36 +276,24 @@ struct Side {
 }
 
 impl Side {
+    /// Two fresh connections (after `HELLO 3` in RESP3); the main one then empties the
+    /// server: `FLUSHALL`, `SCRIPT FLUSH`, `FUNCTION FLUSH`.
     fn open(addr: SocketAddr, proto: u8, timeout: Duration) -> Result<Side, String> {
-        let mut conns = Vec::new();
-        for _ in 0..2 {
-            let mut c = Conn::try_connect(addr).map_err(|e| format!("connect: {e}"))?;
-            c.set_read_timeout(timeout);
-            if proto == 3 {
-                c.send(&encode_command(&[b"HELLO", b"3"]));
-                c.set_protocol(proto_tests::Protocol::Resp3);
-                let hello = c.try_read_reply().map_err(|e| format!("HELLO 3: {e}"))?;
-                if hello.first() != Some(&b'%') {
-                    return Err(format!("HELLO 3 is not a map: {}", show(&hello)));
-                }
+        let mut main = connect(addr, proto, timeout)?;
+        let other = connect(addr, proto, timeout)?;
+        let resets: [&[&[u8]]; 3] = [
+            &[b"FLUSHALL"],
+            &[b"SCRIPT", b"FLUSH"],
+            &[b"FUNCTION", b"FLUSH"],
+        ];
+        for reset in resets {
+            main.try_send(&encode_command(reset))
+                .map_err(|e| format!("write: {e}"))?;
+            let r = main.try_read_reply().map_err(|e| format!("reset: {e}"))?;
+            if r != b"+OK\r\n" {
+                return Err(format!("reset {}: {}", show(&reset.concat()), show(&r)));
             }
-            for reset in [
-                &[&b"FLUSHALL"[..]][..],
-                &[b"SCRIPT", b"FLUSH"],
-                &[b"FUNCTION", b"FLUSH"],
-            ] {
-                if conns.is_empty() {
-                    c.send(&encode_command(reset));
-                    let r = c.try_read_reply().map_err(|e| format!("reset: {e}"))?;
-                    if r != b"+OK\r\n" {
-                        return Err(format!("reset {}: {}", show(&reset.concat()), show(&r)));
-                    }
-                }
-            }
-            conns.push(c);
         }
-        let other = conns.pop().expect("two");
-        let main = conns.pop().expect("two");
         Ok(Side { main, other })
     }
 
@@ -316,6 +304,23 @@ impl Side {
             &mut self.main
         }
     }
+}
+
+/// A connection with `timeout` on reads, switched to RESP3 with `HELLO 3` if `proto` is 3
+/// (the reply, which carries a connection id, is only checked to be a map).
+fn connect(addr: SocketAddr, proto: u8, timeout: Duration) -> Result<Conn, String> {
+    let mut c = Conn::try_connect(addr).map_err(|e| format!("connect: {e}"))?;
+    c.set_read_timeout(timeout);
+    if proto == 3 {
+        c.try_send(&encode_command(&[b"HELLO", b"3"]))
+            .map_err(|e| format!("write: {e}"))?;
+        c.set_protocol(proto_tests::Protocol::Resp3);
+        let hello = c.try_read_reply().map_err(|e| format!("HELLO 3: {e}"))?;
+        if hello.first() != Some(&b'%') {
+            return Err(format!("HELLO 3 is not a map: {}", show(&hello)));
+        }
+    }
+    Ok(c)
 }
 
 /// What a run found.
