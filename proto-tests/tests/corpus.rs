@@ -1,0 +1,74 @@
+//! Differential corpus: every Redis 7.0 command group, sent to a redis-server directly and
+//! to an identical one through the sidecar, in RESP2 and RESP3, one command at a time and
+//! pipelined; replies must be byte-identical (see `corpus/runner.rs` for the rules).
+//!
+//! `CORPUS_SELF_CHECK=1 cargo test -p proto-tests --test corpus` replaces the sidecar with
+//! a direct connection to the second server: every test, including the transaction,
+//! pub/sub and blocking ones, then passes with 0 divergences, which shows the corpus only
+//! compares what is deterministic. `CORPUS_PERTURB=1` starts the second server with other
+//! encoding limits, and the data-type test then reports divergences (OBJECT ENCODING).
+//!
+//! `corpus_transactions`, `corpus_pubsub` and `corpus_blocking` need commands the sidecar
+//! refuses until it pins a connection per client: they fail until then.
+
+#[path = "corpus/data.rs"]
+mod data;
+#[path = "corpus/pinned.rs"]
+mod pinned;
+#[path = "corpus/runner.rs"]
+mod runner;
+#[path = "corpus/server.rs"]
+mod server;
+
+use runner::run_corpus;
+
+#[test]
+fn corpus_data_types() {
+    let cases = [
+        data::strings(),
+        data::big_values(),
+        data::bitmaps(),
+        data::lists(),
+        data::hashes(),
+        data::sets(),
+        data::sorted_sets(),
+        data::streams(),
+        data::geo(),
+        data::hyperloglog(),
+        data::keys(),
+        data::cache(),
+    ]
+    .concat();
+    run_corpus("data types", &cases);
+}
+
+#[test]
+fn corpus_scripting_and_functions() {
+    run_corpus(
+        "scripting and functions",
+        &[server::scripting(), server::functions()].concat(),
+    );
+}
+
+#[test]
+fn corpus_connection_and_introspection() {
+    run_corpus(
+        "connection and introspection",
+        &[server::connection(), server::introspection()].concat(),
+    );
+}
+
+#[test]
+fn corpus_transactions() {
+    run_corpus("transactions", &pinned::transactions());
+}
+
+#[test]
+fn corpus_pubsub() {
+    run_corpus("pub/sub", &pinned::pubsub());
+}
+
+#[test]
+fn corpus_blocking() {
+    run_corpus("blocking", &pinned::blocking());
+}
