@@ -38,11 +38,23 @@ else
     started=$(date +%s)
     if [ ! -x "$venv/bin/python" ]; then
         rm -rf "$venv"
-        "$python" -m venv "$venv" >"$log" 2>&1 ||
-            fail "python: '$python -m venv $venv' failed (on Debian: apt-get install python3-venv)" "$log"
+        # Debian's python3 without python3-venv has no ensurepip: make the venv without pip
+        # and install into it with the outer pip (--target, so PEP 668 does not apply).
+        if ! "$python" -m venv "$venv" >"$log" 2>&1; then
+            rm -rf "$venv"
+            "$python" -m venv --without-pip "$venv" >>"$log" 2>&1 ||
+                fail "python: '$python -m venv $venv' failed (on Debian: apt-get install python3-venv)" "$log"
+        fi
     fi
-    "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$py_req" >"$log" 2>&1 ||
-        fail "python: pip install -r $py_req failed" "$log"
+    pip_opts=(--disable-pip-version-check -q -r "$py_req")
+    if "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+        "$venv/bin/python" -m pip install "${pip_opts[@]}" >"$log" 2>&1 ||
+            fail "python: pip install -r $py_req failed" "$log"
+    else
+        site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+        "$python" -m pip install --upgrade --target "$site" "${pip_opts[@]}" >"$log" 2>&1 ||
+            fail "python: the venv has no pip and '$python -m pip install --target $site' failed" "$log"
+    fi
     "$venv/bin/python" -c 'import redis' >>"$log" 2>&1 ||
         fail "python: redis-py installed but does not import" "$log"
     cp "$py_req" "$py_stamp"
