@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/ensure-redis.sh
+scripts/ensure-clients.sh
 # The black-box tests run target/debug/nearcache: build it before they start.
 cargo build --workspace
 log=$(mktemp)
