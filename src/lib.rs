@@ -40,6 +40,8 @@
 //! - [`audit`]: the staleness audit: a fraction of L1 hits re-read from the upstream and
 //!   compared with what was served.
 //! - [`info`]: the `# Nearcache` and `# Nearcache_Invalidation` INFO sections.
+//! - [`metrics`]: the counters every layer keeps, and their Prometheus view.
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz` (`--metrics-listen`).
 //! - [`metrics`]: the counters every layer updates.
 //! - [`error`]: error types and their `-ERR` replies.
 //! - [`glob`]: Redis glob patterns (`KEYS`/`SCAN MATCH` semantics), for `NEARCACHE` pattern
@@ -57,6 +59,7 @@ pub mod connection;
 pub mod control;
 pub mod error;
 pub mod glob;
+pub mod http;
 pub mod info;
 pub mod metrics;
 pub mod protocol;

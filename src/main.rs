@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use nearcache::config::{Config, Flags};
-use nearcache::server;
 use nearcache::state::Shared;
+use nearcache::{http, server};
 
 /// Exit code for an invalid configuration (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
@@ -55,6 +55,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = listen(config.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let local = listener.local_addr()?;
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(
+            listen(addr)
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (--metrics-listen): {e}"))?,
+        ),
+        None => None,
+    };
+    if let Some(m) = &metrics {
+        println!("nearcache metrics on {}", m.local_addr()?);
+    }
     println!("nearcache listening on {local}");
     std::io::stdout().flush()?;
     eprintln!("nearcache: upstream {}", config.upstream);
@@ -64,7 +74,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         eprintln!("nearcache: shutting down");
         let _ = stop.send(true);
     });
-    server::run(Shared::new(config), listener, stopped).await;
+    let shared = Shared::new(config);
+    if let Some(m) = metrics {
+        tokio::spawn(http::serve(m, shared.clone(), stopped.clone()));
+    }
+    server::run(shared, listener, stopped).await;
     Ok(())
 }
 

@@ -68,6 +68,7 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
+            shared.stats.rejected_max_clients.fetch_add(1, Relaxed);
             let _ = stream
                 .write_all(b"-ERR max number of clients reached\r\n")
                 .await;

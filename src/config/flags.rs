@@ -98,6 +98,9 @@ pub struct Flags {
     /// Fraction of L1 hits re-read from the upstream in the background and compared with what was served, 0 to 1; 0 disables [default: 0.001]
     #[arg(long, env = "NEARCACHE_AUDIT_RATE", value_name = "FRACTION")]
     pub audit_rate: Option<String>,
+    /// HTTP address of /metrics, /healthz and /readyz, or `off` [default: 127.0.0.1:9380]
+    #[arg(long, env = "NEARCACHE_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 impl fmt::Debug for Flags {
@@ -128,6 +131,7 @@ impl fmt::Debug for Flags {
             .field("invalidation_heartbeat", &self.invalidation_heartbeat)
             .field("invalidation_channel", &self.invalidation_channel)
             .field("audit_rate", &self.audit_rate)
+            .field("metrics_listen", &self.metrics_listen)
             .finish()
     }
 }

@@ -17,6 +17,10 @@ use serde::Deserialize;
 pub use crate::protocol::Limits;
 pub use flags::Flags;
 
+/// Default `--metrics-listen`: the HTTP address of `/metrics`, `/healthz`, `/readyz`.
+pub const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9380);
+
 /// Default `--listen`: the client listen address.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 6380);
 /// Default `--upstream`: the upstream Redis URL.
@@ -168,6 +172,8 @@ pub struct Config {
     /// Fraction of L1 hits re-read from the upstream and compared with what was served, in
     /// `0..=1`; zero disables the staleness audit (`--audit-rate`).
     pub audit_rate: f64,
+    /// HTTP address of `/metrics`, `/healthz`, `/readyz` (`--metrics-listen`); `None`: off.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Every configuration problem found, one line each when displayed.
@@ -205,6 +211,7 @@ struct FileConfig {
     invalidation_heartbeat: Option<Scalar>,
     invalidation_channel: Option<Scalar>,
     audit_rate: Option<Scalar>,
+    metrics_listen: Option<Scalar>,
 }
 
 /// A TOML string, integer, float or boolean kept as text, so file and flags share one parser.
@@ -351,6 +358,8 @@ impl Config {
             invalidation_channel: pick!(invalidation_channel, parse::channel)
                 .unwrap_or_else(|| DEFAULT_INVALIDATION_CHANNEL.to_owned()),
             audit_rate: pick!(audit_rate, parse::fraction).unwrap_or(DEFAULT_AUDIT_RATE),
+            metrics_listen: pick!(metrics_listen, parse::optional_socket_addr)
+                .unwrap_or(Some(DEFAULT_METRICS_LISTEN)),
         };
         if r.problems.is_empty() {
             Ok(config)

@@ -138,6 +138,14 @@ pub(super) fn socket_addr(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("invalid address {s:?} (use IP:PORT, e.g. 127.0.0.1:6380)"))
 }
 
+/// An address, or `off` (`None`).
+pub(super) fn optional_socket_addr(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    socket_addr(s).map(Some).map_err(|e| format!("{e}, or off"))
+}
+
 /// Upstream URL `redis://[[username][:password]@]host[:port][/db]`. Messages never quote
 /// the whole URL, so a password cannot leak into them.
 pub(super) fn upstream(s: &str) -> Result<UpstreamAddr, String> {

@@ -379,7 +379,7 @@ fn every_flag_has_its_env_var_and_a_file_key() {
         );
         longs.push(long.to_owned());
     }
-    assert_eq!(longs.len(), 24);
+    assert_eq!(longs.len(), 25);
     // Every flag except --config is a file key: a file setting each to garbage names each flag.
     let text: String = longs
         .iter()
@@ -387,7 +387,7 @@ fn every_flag_has_its_env_var_and_a_file_key() {
         .map(|l| format!("{} = \"bad value\"\n", l.replace('-', "_")))
         .collect();
     let got = problems(&flags_with_file(), Some(&text));
-    assert_eq!(got.len(), 23, "{got:?}");
+    assert_eq!(got.len(), 24, "{got:?}");
     for (problem, long) in got.iter().zip(longs.iter().filter(|l| *l != "config")) {
         assert!(problem.starts_with(&format!("--{long}: ")), "{problem}");
         assert!(problem.ends_with(" (in nearcache.toml)"), "{problem}");
@@ -457,4 +457,19 @@ fn invalidation_channel_defaults_and_comes_from_flag_or_file() {
         got[0].starts_with("--invalidation-channel: invalid channel name \"a b\""),
         "{got:?}"
     );
+}
+
+#[test]
+fn metrics_listen_is_an_address_or_off() {
+    let with = |v: &str| Flags {
+        metrics_listen: Some(v.into()),
+        ..Default::default()
+    };
+    let default = Config::load(&Flags::default()).unwrap();
+    assert_eq!(default.metrics_listen, Some(DEFAULT_METRICS_LISTEN));
+    let on = Config::load(&with("0.0.0.0:9100")).unwrap();
+    assert_eq!(on.metrics_listen, Some("0.0.0.0:9100".parse().unwrap()));
+    assert_eq!(Config::load(&with("OFF")).unwrap().metrics_listen, None);
+    let bad = Config::load(&with("9100")).unwrap_err().problems;
+    assert!(bad[0].starts_with("--metrics-listen: invalid address"), "{bad:?}");
 }

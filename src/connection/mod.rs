@@ -102,6 +102,8 @@ pub struct Connection {
 struct Counts {
     hits: u64,
     misses: u64,
+    /// GETs answered by the hit path (not dispatched, so not counted by command there).
+    hot_gets: u64,
 }
 
 impl Connection {
@@ -199,6 +201,7 @@ impl Connection {
                 match self.parser.next(&mut self.input, &limits) {
                     Ok(Some(req)) if head == Head::Missed => {
                         // The GET L1 just missed: straight to the fetch, no second lookup.
+                        self.counts.hot_gets += 1;
                         self.fetch_missing(req.args[1].clone()).await;
                     }
                     Ok(Some(req)) => {
@@ -209,6 +212,7 @@ impl Connection {
                     }
                     Ok(None) => break,
                     Err(e) => {
+                        self.shared.stats.rejected_protocol.fetch_add(1, Relaxed);
                         self.drain().await;
                         self.replies.ready_with(|out| write_request_error(out, &e));
                         flow = Flow::Close;
@@ -283,6 +287,7 @@ impl Connection {
             return Head::Missed;
         }
         self.counts.hits += 1;
+        self.counts.hot_gets += 1;
         if self.audit.tick() {
             let key = Bytes::copy_from_slice(&self.input[key]);
             let served = Bytes::copy_from_slice(&self.replies.written()[served_from..]);
@@ -294,6 +299,7 @@ impl Connection {
     }
 
     async fn dispatch(&mut self, req: Request) -> Flow {
+        self.count(&req);
         if changes_rules(&req.args) {
             self.change_rules(req).await;
             return Flow::Continue;
@@ -366,9 +372,22 @@ impl Connection {
         }
     }
 
+    /// Counts a request by command (the hit path counts its GETs apart).
+    fn count(&self, req: &Request) {
+        let i = crate::metrics::commands::index(req.name());
+        self.shared.stats.commands.add(self.session.id, i, 1);
+    }
+
     fn publish_counts(&mut self) {
-        let Counts { hits, misses } = std::mem::take(&mut self.counts);
+        let Counts {
+            hits,
+            misses,
+            hot_gets,
+        } = std::mem::take(&mut self.counts);
         let stats = &self.shared.stats;
+        if hot_gets > 0 {
+            stats.hot_path_gets.fetch_add(hot_gets, Relaxed);
+        }
         if hits > 0 {
             stats.l1_hits.fetch_add(hits, Relaxed);
         }

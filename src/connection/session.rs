@@ -274,7 +274,7 @@ impl Connection {
     }
 
     /// `INFO`: the upstream's sections, plus the sidecar's own when asked for (or by
-    /// default): `nearcache` names both, `nearcache_invalidation` the second alone.
+    /// default): `nearcache` names them all, `nearcache_l1` (etc.) one of them.
     async fn info(&mut self, req: Request) {
         let sections = &req.args[1..];
         let named = |names: &[&[u8]]| {
@@ -283,14 +283,20 @@ impl Connection {
                 .any(|s| names.iter().any(|n| s.eq_ignore_ascii_case(n)))
         };
         let all: &[&[u8]] = &[b"nearcache", b"all", b"everything", b"default"];
-        let main = sections.is_empty() || named(all);
-        let invalidation = main || named(&[b"nearcache_invalidation"]);
-        let ours_only = |s: &&[u8]| {
-            s.eq_ignore_ascii_case(b"nearcache")
-                || s.eq_ignore_ascii_case(b"nearcache_invalidation")
+        let every_one = sections.is_empty() || named(all);
+        let ours = |s: &&Bytes| {
+            s.eq_ignore_ascii_case(b"nearcache") || info::named(&self.shared, s).is_some()
+        };
+        let picked: Vec<String> = if every_one {
+            vec![info::sections(&self.shared)]
+        } else {
+            sections
+                .iter()
+                .filter_map(|s| info::named(&self.shared, s))
+                .collect()
         };
         let theirs: Vec<&[u8]> = std::iter::once(&b"INFO"[..])
-            .chain(sections.iter().map(|s| &s[..]).filter(|s| !ours_only(s)))
+            .chain(sections.iter().filter(|s| !ours(s)).map(|s| &s[..]))
             .collect();
         let mut body = Vec::new();
         let mut verbatim = self.session.resp == Resp::V3;
@@ -303,15 +309,11 @@ impl Connection {
             };
             body.extend_from_slice(upstream_text);
             verbatim = v;
-            if invalidation {
+            if !picked.is_empty() {
                 body.extend_from_slice(b"\r\n");
             }
         }
-        if main {
-            body.extend_from_slice(info::sections(&self.shared).as_bytes());
-        } else if invalidation {
-            body.extend_from_slice(info::invalidation_section(&self.shared).as_bytes());
-        }
+        body.extend_from_slice(picked.join("\r\n").as_bytes());
         let mut out = BytesMut::new();
         if verbatim {
             out.extend_from_slice(format!("={}\r\ntxt:", body.len() + 4).as_bytes());

@@ -185,7 +185,7 @@ impl Tracking {
     fn apply(&self, body: Body) {
         match body {
             Body::Keys(Some(db), keys) => keys.iter().for_each(|k| {
-                self.l1.invalidate(db, k);
+                self.l1.invalidate_key(db, k);
             }),
             Body::Keys(None, keys) => self.l1.invalidate_everywhere(&keys),
             Body::Patterns(patterns) => patterns.iter().for_each(|p| {

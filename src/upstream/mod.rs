@@ -100,6 +100,9 @@ pub type ForgetHook = Box<dyn Fn(u32) + Send + Sync>;
 pub(crate) struct Link {
     address: String,
     up_slots: AtomicUsize,
+    /// Connections lost and not re-established yet, and those re-established.
+    lost_pending: AtomicUsize,
+    reconnects: AtomicUsize,
     /// A connection was lost since the last `Up` event was announced.
     lost_since_up: AtomicBool,
     /// The outage was logged; the recovery will be.
@@ -117,6 +120,12 @@ pub(crate) struct Link {
 impl Link {
     fn connected(&self) {
         self.up_slots.fetch_add(1, SeqCst);
+        let pending = self
+            .lost_pending
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+        if pending.is_ok() {
+            self.reconnects.fetch_add(1, SeqCst);
+        }
         self.down.store(false, SeqCst);
         if self.down_logged.swap(false, SeqCst) {
             eprintln!("nearcache: upstream {} reachable again", self.address);
@@ -127,6 +136,7 @@ impl Link {
     }
 
     fn lost(&self, reason: &str) {
+        self.lost_pending.fetch_add(1, SeqCst);
         let left = self.up_slots.fetch_sub(1, SeqCst) - 1;
         self.lost_since_up.store(true, SeqCst);
         (self.hook)(LinkEvent::Lost);
@@ -219,6 +229,8 @@ impl Upstream {
                 down_logged: AtomicBool::new(false),
                 down: AtomicBool::new(true),
                 up_slots: AtomicUsize::new(0),
+                lost_pending: AtomicUsize::new(0),
+                reconnects: AtomicUsize::new(0),
                 lost_since_up: AtomicBool::new(false),
                 hook,
                 stats,
@@ -241,6 +253,11 @@ impl Upstream {
     /// since the last one was (pools closed while idle leave the link up).
     pub fn link_up(&self) -> bool {
         self.link.up_slots.load(SeqCst) > 0 || !self.link.down.load(SeqCst)
+    }
+
+    /// Pooled connections re-established after a loss, since start.
+    pub fn reconnects(&self) -> u64 {
+        self.link.reconnects.load(SeqCst) as u64
     }
 
     /// Upstream connections established now.
