@@ -471,5 +471,8 @@ fn metrics_listen_is_an_address_or_off() {
     assert_eq!(on.metrics_listen, Some("0.0.0.0:9100".parse().unwrap()));
     assert_eq!(Config::load(&with("OFF")).unwrap().metrics_listen, None);
     let bad = Config::load(&with("9100")).unwrap_err().problems;
-    assert!(bad[0].starts_with("--metrics-listen: invalid address"), "{bad:?}");
+    assert!(
+        bad[0].starts_with("--metrics-listen: invalid address"),
+        "{bad:?}"
+    );
 }
