@@ -214,3 +214,44 @@ fn the_endpoint_refuses_what_it_does_not_serve() {
     assert!(off.metrics_addr().is_none());
     assert_reply(&off.conn().cmd_str(&["PING"]), b"+PONG\r\n", "PING");
 }
+
+#[test]
+fn latency_histograms_fill_under_load() {
+    let redis = Redis::start();
+    let a = Sidecar::start(redis.port(), &["--tracking", "off"]);
+    let b = Sidecar::start(redis.port(), &["--tracking", "off"]);
+    let (mut ca, mut cb) = (a.conn(), b.conn());
+    assert_reply(&ca.cmd_str(&["SET", "k", "v"]), b"+OK\r\n", "SET");
+    for _ in 0..640 {
+        assert_reply(&cb.cmd_str(&["GET", "k"]), &bulk(b"v"), "GET");
+    }
+    let m = scrape(&b);
+    let lookups = value(&m, "nearcache_cache_lookup_duration_seconds_count", "");
+    assert!(
+        (9.0..=10.0).contains(&lookups),
+        "one hit in 64 timed: {lookups}"
+    );
+    // Writes through A reach B over the bus (batched: a message may name many keys): their
+    // lag is observed there.
+    for i in 0..20 {
+        assert_reply(
+            &ca.cmd_str(&["SET", "k", &i.to_string()]),
+            b"+OK\r\n",
+            "SET",
+        );
+    }
+    poll_until(
+        Duration::from_secs(5),
+        "B observed the bus messages' lag",
+        || {
+            metric(&scrape(&b), "nearcache_invalidation_lag_seconds_count", "").unwrap_or(0.0)
+                >= 1.0
+        },
+    );
+    let gets = value(
+        &scrape(&b),
+        "nearcache_upstream_request_duration_seconds_count",
+        "command=\"get\"",
+    );
+    assert!(gets >= 1.0, "the fill's GET is timed: {gets}");
+}

@@ -40,6 +40,9 @@ const MAX_IDLE_BUFFER: usize = 1024 * 1024;
 /// A reply frame at least this big is written from its own bytes, not copied into `out`.
 const LARGE_REPLY: usize = 64 * 1024;
 
+/// One hit-path lookup in this many is timed (`nearcache_cache_lookup_duration_seconds`).
+const LOOKUP_SAMPLE: u32 = 64;
+
 /// What the hot path did with the head of the input.
 #[derive(PartialEq, Eq)]
 enum Head {
@@ -95,6 +98,8 @@ pub struct Connection {
     audit: Countdown,
     /// The shutdown signal, for waits outside the main loop (a pinned relay).
     stopping: Option<watch::Receiver<bool>>,
+    /// Hit-path lookups, to time one in [`LOOKUP_SAMPLE`].
+    lookups: u32,
     session: Session,
 }
 
@@ -139,6 +144,7 @@ impl Connection {
             write_failed: None,
             audit,
             stopping: None,
+            lookups: 0,
         }
     }
 
@@ -280,9 +286,14 @@ impl Connection {
         };
         let served_from = out.len();
         let nil = null(s.resp);
+        self.lookups = self.lookups.wrapping_add(1);
+        let timed = (self.lookups % LOOKUP_SAMPLE == 0).then(std::time::Instant::now);
         let hit = self.shared.l1.read(&key_ref, |value| {
             out.extend_from_slice(value.map_or(nil, |b| &b[..]))
         });
+        if let Some(started) = timed {
+            self.shared.stats.lookup_latency.observe(started.elapsed());
+        }
         if hit.is_none() {
             return Head::Missed;
         }

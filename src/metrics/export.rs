@@ -59,6 +59,57 @@ impl Histograms {
     }
 }
 
+/// A single histogram with a name and buckets of its own, registered by the exporter.
+pub struct LagHistogram(Histogram);
+
+impl Default for LagHistogram {
+    /// `nearcache_invalidation_lag_seconds`: 100 µs to 10 s.
+    fn default() -> Self {
+        let opts = HistogramOpts::new(
+            "nearcache_invalidation_lag_seconds",
+            "Age of a bus invalidation on arrival (sender's clock to ours).",
+        )
+        .buckets(LATENCY_BUCKETS[1..].to_vec());
+        LagHistogram(Histogram::with_opts(opts).expect("valid histogram"))
+    }
+}
+
+impl LagHistogram {
+    /// Records one message's lag.
+    pub fn observe(&self, lag: Duration) {
+        self.0.observe(lag.as_secs_f64());
+    }
+
+    fn collector(&self) -> Box<dyn Collector> {
+        Box::new(self.0.clone())
+    }
+}
+
+/// L1 lookup time, sampled on the hit path (`nearcache_cache_lookup_duration_seconds`).
+pub struct LookupHistogram(Histogram);
+
+impl Default for LookupHistogram {
+    /// 100 ns to 1 ms.
+    fn default() -> Self {
+        let opts = HistogramOpts::new(
+            "nearcache_cache_lookup_duration_seconds",
+            "L1 lookup time, sampled (one lookup in 64).",
+        )
+        .buckets(vec![
+            1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 1e-3,
+        ]);
+        LookupHistogram(Histogram::with_opts(opts).expect("valid histogram"))
+    }
+}
+
+impl LookupHistogram {
+    /// Records one lookup.
+    #[cold]
+    pub fn observe(&self, took: Duration) {
+        self.0.observe(took.as_secs_f64());
+    }
+}
+
 /// Everything `/metrics` shows; [`Exporter::render`] refreshes and encodes it.
 pub struct Exporter {
     registry: Registry,
@@ -121,6 +172,10 @@ impl Exporter {
     pub fn new(shared: &Shared) -> Exporter {
         let r = Registry::new();
         r.register(shared.stats.upstream_latency.collector())
+            .expect("registered once");
+        r.register(shared.tracking.bus.counters.lag.collector())
+            .expect("registered once");
+        r.register(Box::new(shared.stats.lookup_latency.0.clone()))
             .expect("registered once");
         #[cfg(target_os = "linux")]
         r.register(Box::new(

@@ -48,6 +48,8 @@ pub struct Stats {
     pub upstream_in_flight: AtomicI64,
     /// GETs answered by the hit path (counted apart from the commands dispatched).
     pub hot_path_gets: AtomicU64,
+    /// L1 lookup time, sampled.
+    pub lookup_latency: export::LookupHistogram,
     /// Audited L1 hits compared with an upstream reply (see [`crate::audit`]).
     pub audits_done: AtomicU64,
     /// Audits that got no usable upstream reply (an error, unavailable, a timeout).
@@ -80,6 +82,7 @@ impl Stats {
             upstream_latency: export::Histograms::new(KNOWN.len() + 1),
             upstream_in_flight: AtomicI64::new(0),
             hot_path_gets: AtomicU64::new(0),
+            lookup_latency: export::LookupHistogram::default(),
             audits_done: AtomicU64::new(0),
             audits_failed: AtomicU64::new(0),
             audits_skipped: AtomicU64::new(0),
