@@ -42,6 +42,7 @@
 //! - [`info`]: the `# Nearcache` and `# Nearcache_Invalidation` INFO sections.
 //! - [`metrics`]: the counters every layer updates.
 //! - [`error`]: error types and their `-ERR` replies.
+//! - [`logging`]: the `tracing` subscriber on stderr (`--log-format`, `--log-level`, `RUST_LOG`).
 //! - [`glob`]: Redis glob patterns (`KEYS`/`SCAN MATCH` semantics), for `NEARCACHE` pattern
 //!   invalidation.
 
@@ -58,6 +59,7 @@ pub mod control;
 pub mod error;
 pub mod glob;
 pub mod info;
+pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub mod server;

@@ -64,7 +64,7 @@ pub async fn run(tracking: Arc<Tracking>, target: ControlTarget) {
                 bus.set_subscribed(bus.active());
                 tracking.connected(id);
                 if down_logged {
-                    eprintln!("nearcache: invalidation link up again");
+                    tracing::info!("invalidation link up again");
                     down_logged = false;
                 }
                 let reason = serve(&tracking, &target, stream, buf).await;
@@ -83,7 +83,7 @@ pub async fn run(tracking: Arc<Tracking>, target: ControlTarget) {
                 tracking.flush_for_loss();
             }
         } else if !down_logged {
-            eprintln!("nearcache: invalidation link not established: {reason}");
+            tracing::warn!("invalidation link not established: {reason}");
         }
         down_logged = true;
         if target.credentials.is_none() && refused_for_credentials(&reason) {
@@ -163,8 +163,8 @@ async fn connect(
                     }
                     bus.set_refused();
                     let channel = String::from_utf8_lossy(bus.channel());
-                    eprintln!(
-                        "nearcache: upstream refused SUBSCRIBE {channel} ({}): running without the invalidation bus",
+                    tracing::warn!(
+                        "upstream refused SUBSCRIBE {channel} ({}): running without the invalidation bus",
                         error()
                     );
                 }
@@ -316,8 +316,8 @@ fn published_refused(frame: &[u8]) {
     static LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
         let text = String::from_utf8_lossy(frame);
-        eprintln!(
-            "nearcache: upstream refused PUBLISH on the invalidation bus ({})",
+        tracing::warn!(
+            "upstream refused PUBLISH on the invalidation bus ({})",
             text.trim()
         );
     }

@@ -119,7 +119,7 @@ impl Link {
         self.up_slots.fetch_add(1, SeqCst);
         self.down.store(false, SeqCst);
         if self.down_logged.swap(false, SeqCst) {
-            eprintln!("nearcache: upstream {} reachable again", self.address);
+            tracing::info!(upstream = %self.address, "upstream reachable again");
         }
         if self.lost_since_up.swap(false, SeqCst) {
             (self.hook)(LinkEvent::Up);
@@ -133,7 +133,7 @@ impl Link {
         if left == 0 {
             self.down.store(true, SeqCst);
             if !self.down_logged.swap(true, SeqCst) {
-                eprintln!("nearcache: upstream {} down: {reason}", self.address);
+                tracing::warn!(upstream = %self.address, "upstream down: {reason}");
             }
         }
     }
@@ -149,7 +149,7 @@ impl Link {
         if self.up_slots.load(SeqCst) == 0 {
             self.down.store(true, SeqCst);
             if !self.down_logged.swap(true, SeqCst) {
-                eprintln!("nearcache: upstream {} unreachable: {reason}", self.address);
+                tracing::warn!(upstream = %self.address, "upstream unreachable: {reason}");
             }
         }
     }
