@@ -231,7 +231,12 @@ fn host_port(authority: &str) -> Result<(String, u16), String> {
         None => DEFAULT_REDIS_PORT,
         Some(p) => match p.parse::<u16>() {
             Ok(port) if port != 0 => port,
-            _ => return Err(format!("invalid port {p:?} (must be 1-65535)")),
+            // Only digits are quoted: in `redis://user:password` (the `@host` forgotten)
+            // the password stands where the port goes.
+            _ if p.bytes().all(|b| b.is_ascii_digit()) => {
+                return Err(format!("invalid port {p:?} (must be 1-65535)"))
+            }
+            _ => return Err("invalid port (must be a number from 1 to 65535)".to_owned()),
         },
     };
     Ok((host.to_owned(), port))
