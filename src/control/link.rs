@@ -22,7 +22,7 @@ use super::{ControlTarget, Tracking};
 use crate::protocol::{write_command, FrameScanner};
 use crate::upstream::backoff::Backoff;
 use crate::upstream::reply::{array_elements, integer, is_error, is_null, push_elements, text};
-use crate::upstream::Credentials;
+use crate::upstream::{redact, Credentials};
 
 /// The control connection's name in the upstream's `CLIENT LIST`.
 pub const NAME: &[u8] = b"nearcache-control";
@@ -148,7 +148,8 @@ async fn connect(
         let mut id = None;
         for i in 0..replies {
             let frame = read_frame(&mut stream, &mut buf, &mut scanner).await?;
-            let error = || String::from_utf8_lossy(&frame).trim().to_owned();
+            // Logged: a server without HELLO quotes its arguments, the password among them.
+            let error = || redact(String::from_utf8_lossy(&frame).trim(), credentials);
             if i + 1 == replies {
                 // The PING: any other reply (a user without PING) shows the server answers.
                 if is_state_error(&frame) {
