@@ -183,7 +183,7 @@ fn a_wrong_upstream_password_is_logged_and_replied_without_it() {
     let url = format!("redis://svc:{}@127.0.0.1:{}", WRONG_PASSES[0], redis.port());
     let sidecar = Sidecar::start_url(&url, &[]);
     let mut c = sidecar.conn();
-    let replies = vec![
+    let replies = [
         c.cmd_str(&["GET", "k"]),
         c.cmd_str(&["SET", "k", "v"]),
         c.cmd_str(&["INFO", "nearcache"]),
