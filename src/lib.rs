@@ -44,6 +44,7 @@
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz` (`--metrics-listen`).
 //! - [`metrics`]: the counters every layer updates.
 //! - [`error`]: error types and their `-ERR` replies.
+//! - [`logging`]: the `tracing` subscriber on stderr (`--log-format`, `--log-level`, `RUST_LOG`).
 //! - [`glob`]: Redis glob patterns (`KEYS`/`SCAN MATCH` semantics), for `NEARCACHE` pattern
 //!   invalidation.
 
@@ -61,6 +62,7 @@ pub mod error;
 pub mod glob;
 pub mod http;
 pub mod info;
+pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub mod server;

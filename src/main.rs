@@ -31,6 +31,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // From here on everything goes through `tracing` (stderr, --log-format, --log-level).
+    if let Err(e) = nearcache::logging::init(&config) {
+        eprintln!("nearcache: invalid configuration:\n{e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.threads)
         .enable_all()
@@ -38,14 +43,14 @@ fn main() -> ExitCode {
     let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("nearcache: cannot start the runtime: {e}");
+            tracing::error!("cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("nearcache: {e:#}");
+            tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
     }
@@ -67,11 +72,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     println!("nearcache listening on {local}");
     std::io::stdout().flush()?;
-    eprintln!("nearcache: upstream {}", config.upstream);
+    // `UpstreamAddr`'s Display has no user info: the password never shows.
+    tracing::info!(
+        version = %env!("CARGO_PKG_VERSION"),
+        listen = %local,
+        upstream = %config.upstream,
+        "started"
+    );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
-        eprintln!("nearcache: shutting down");
+        tracing::info!("shutting down");
         let _ = stop.send(true);
     });
     let shared = Shared::new(config);

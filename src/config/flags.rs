@@ -101,6 +101,12 @@ pub struct Flags {
     /// HTTP address of /metrics, /healthz and /readyz, or `off` [default: 127.0.0.1:9380]
     #[arg(long, env = "NEARCACHE_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+    /// Log format on stderr: human (plain text lines) or json (one JSON object a line) [default: human]
+    #[arg(long, env = "NEARCACHE_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Log level: error, warn, info, debug, trace or off; when given nowhere, RUST_LOG applies if set [default: info]
+    #[arg(long, env = "NEARCACHE_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
 }
 
 impl fmt::Debug for Flags {
@@ -132,6 +138,8 @@ impl fmt::Debug for Flags {
             .field("invalidation_channel", &self.invalidation_channel)
             .field("audit_rate", &self.audit_rate)
             .field("metrics_listen", &self.metrics_listen)
+            .field("log_format", &self.log_format)
+            .field("log_level", &self.log_level)
             .finish()
     }
 }

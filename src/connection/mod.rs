@@ -287,7 +287,10 @@ impl Connection {
         let served_from = out.len();
         let nil = null(s.resp);
         self.lookups = self.lookups.wrapping_add(1);
-        let timed = (self.lookups % LOOKUP_SAMPLE == 0).then(std::time::Instant::now);
+        let timed = self
+            .lookups
+            .is_multiple_of(LOOKUP_SAMPLE)
+            .then(std::time::Instant::now);
         let hit = self.shared.l1.read(&key_ref, |value| {
             out.extend_from_slice(value.map_or(nil, |b| &b[..]))
         });

@@ -53,6 +53,31 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+impl Credentials {
+    /// `text`, an error reply to a request that carried these credentials, safe to log or
+    /// to pass on: the password is replaced by `***`, and the arguments a server quotes for
+    /// a command it does not know (`... with args beginning with: '3' 'AUTH' 'u' 'pass'`,
+    /// a server without HELLO) are cut, since it may quote only a prefix of the password.
+    pub fn redact(&self, text: &str) -> String {
+        const QUOTED_ARGS: &str = "with args beginning with:";
+        let text = match text.find(QUOTED_ARGS) {
+            Some(at) => format!("{} (not shown)", &text[..at + QUOTED_ARGS.len()]),
+            None => text.to_owned(),
+        };
+        let pass = String::from_utf8_lossy(&self.pass);
+        if pass.is_empty() {
+            text
+        } else {
+            text.replace(&*pass, "***")
+        }
+    }
+}
+
+/// [`Credentials::redact`] when there are credentials; `text` as it is when there are none.
+pub fn redact(text: &str, creds: Option<&Credentials>) -> String {
+    creds.map_or_else(|| text.to_owned(), |c| c.redact(text))
+}
+
 /// Where and how to connect.
 #[derive(Clone)]
 pub struct Target {
@@ -128,7 +153,7 @@ impl Link {
         }
         self.down.store(false, SeqCst);
         if self.down_logged.swap(false, SeqCst) {
-            eprintln!("nearcache: upstream {} reachable again", self.address);
+            tracing::info!(upstream = %self.address, "upstream reachable again");
         }
         if self.lost_since_up.swap(false, SeqCst) {
             (self.hook)(LinkEvent::Up);
@@ -143,7 +168,7 @@ impl Link {
         if left == 0 {
             self.down.store(true, SeqCst);
             if !self.down_logged.swap(true, SeqCst) {
-                eprintln!("nearcache: upstream {} down: {reason}", self.address);
+                tracing::warn!(upstream = %self.address, "upstream down: {reason}");
             }
         }
     }
@@ -159,7 +184,7 @@ impl Link {
         if self.up_slots.load(SeqCst) == 0 {
             self.down.store(true, SeqCst);
             if !self.down_logged.swap(true, SeqCst) {
-                eprintln!("nearcache: upstream {} unreachable: {reason}", self.address);
+                tracing::warn!(upstream = %self.address, "upstream unreachable: {reason}");
             }
         }
     }
