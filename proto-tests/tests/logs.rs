@@ -159,6 +159,11 @@ fn no_password_in_logs_info_stats_or_error_replies() {
     replies.push(e.cmd_str(&["AUTH", "carol", WRONG_PASSES[0]]));
     replies.push(e.cmd_str(&["INFO", "nearcache"]));
     replies.push(e.cmd_str(&["NEARCACHE", "STATS"]));
+    let addr = sidecar.metrics_addr().expect("metrics on");
+    for path in ["/metrics", "/readyz", "/healthz"] {
+        let (_, body) = http_get(addr, path);
+        assert_no_secret(path, &body);
+    }
 
     let status = sidecar.terminate();
     assert_eq!(status.code(), Some(0), "exit: {status}");
