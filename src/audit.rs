@@ -226,8 +226,8 @@ impl Auditor {
             return;
         }
         match self.limiter().admit(Instant::now()) {
-            Admit::Log { suppressed } => eprintln!(
-                "nearcache: stale L1 hit: db {} key \"{}\": served {} bytes that differ from \
+            Admit::Log { suppressed } => tracing::error!(
+                "stale L1 hit: db {} key \"{}\": served {} bytes that differ from \
                  the upstream's value, and no invalidation arrived{}",
                 key.db,
                 shown(&key.key),
@@ -243,7 +243,7 @@ impl Auditor {
                 tokio::spawn(async move {
                     tokio::time::sleep_until(deadline).await;
                     if let Some(n) = auditor.limiter().flush(Instant::now()) {
-                        eprintln!("nearcache: {n} more stale L1 hits in the last second");
+                        tracing::error!("{n} more stale L1 hits in the last second");
                     }
                 });
             }

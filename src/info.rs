@@ -1,5 +1,6 @@
-//! The sidecar's INFO sections, `# Nearcache` and `# Nearcache_Invalidation`, rendered from
-//! the same figures as the metrics.
+//! The sidecar's INFO sections — `# Nearcache`, `# Nearcache_L1`, `# Nearcache_Upstream`,
+//! `# Nearcache_Invalidation`, `# Nearcache_Profiler` — rendered from the same figures as
+//! the metrics. `INFO nearcache` returns them all; `INFO nearcache_l1` (etc.) one.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
@@ -7,63 +8,139 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::config::TrackingMode;
 use crate::state::Shared;
 
-/// Both sections (`INFO nearcache`, `NEARCACHE STATS`), CRLF line endings, a blank line
+/// A section renderer.
+type Render = fn(&Shared) -> String;
+
+/// The sidecar's sections, by the name `INFO` selects each with (lower case).
+pub const SECTIONS: &[(&str, Render)] = &[
+    ("nearcache_server", section),
+    ("nearcache_l1", l1_section),
+    ("nearcache_upstream", upstream_section),
+    ("nearcache_invalidation", invalidation_section),
+    ("nearcache_profiler", profiler_section),
+];
+
+/// Every section (`INFO nearcache`, `NEARCACHE STATS`), CRLF line endings, a blank line
 /// between them as Redis separates its own, ending with CRLF.
 pub fn sections(shared: &Shared) -> String {
-    let mut s = section(shared);
-    s.push_str("\r\n");
-    s.push_str(&invalidation_section(shared));
-    s
+    let parts: Vec<String> = SECTIONS.iter().map(|(_, render)| render(shared)).collect();
+    parts.join("\r\n")
 }
 
-/// Renders `# Nearcache`, CRLF line endings, ending with CRLF.
+/// The section named `name` (any case), e.g. `nearcache_l1`.
+pub fn named(shared: &Shared, name: &[u8]) -> Option<String> {
+    SECTIONS
+        .iter()
+        .find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()))
+        .map(|(_, render)| render(shared))
+}
+
+/// Writes `name:value` lines into a section.
+struct Lines(String);
+
+impl Lines {
+    fn new(title: &str) -> Lines {
+        Lines(format!("# {title}\r\n"))
+    }
+
+    fn line(&mut self, name: &str, value: &dyn std::fmt::Display) {
+        let _ = write!(self.0, "{name}:{value}\r\n");
+    }
+}
+
+/// Renders `# Nearcache`: the process, its clients and its link, CRLF line endings.
 pub fn section(shared: &Shared) -> String {
     let stats = &shared.stats;
-    let l1 = &shared.l1;
     let link = if shared.upstream.link_up() {
         "up"
     } else {
         "down"
     };
-    let mut s = String::from("# Nearcache\r\n");
-    let mut line = |name: &str, value: &dyn std::fmt::Display| {
-        let _ = write!(s, "{name}:{value}\r\n");
-    };
-    line("nearcache_version", &env!("CARGO_PKG_VERSION"));
-    line("uptime_in_seconds", &stats.started.elapsed().as_secs());
-    line("upstream_address", &shared.upstream.address());
-    line("upstream_link_status", &link);
-    line("upstream_connections", &shared.upstream.connections());
-    line("upstream_routes", &shared.upstream.routes());
-    line(
-        "upstream_pinned_connections",
-        &stats.upstream_pinned.load(Relaxed),
-    );
-    line("connected_clients", &stats.connected_clients.load(Relaxed));
-    line(
+    let mut s = Lines::new("Nearcache");
+    s.line("nearcache_version", &env!("CARGO_PKG_VERSION"));
+    s.line("uptime_in_seconds", &stats.started.elapsed().as_secs());
+    s.line("upstream_address", &shared.upstream.address());
+    s.line("upstream_link_status", &link);
+    s.line("ready", &u8::from(crate::http::not_ready(shared).is_none()));
+    s.line("connected_clients", &stats.connected_clients.load(Relaxed));
+    s.line(
         "total_connections_received",
         &stats.total_connections.load(Relaxed),
     );
-    line("l1_hits", &stats.l1_hits.load(Relaxed));
-    line("l1_misses", &stats.l1_misses.load(Relaxed));
-    line("l1_hit_rate", &format_args!("{:.4}", stats.hit_rate()));
-    line("l1_entries", &l1.entry_count());
-    line("l1_used_bytes", &l1.used_bytes());
-    line("l1_max_bytes", &l1.max_bytes());
-    line("l1_compressed_entries", &l1.compressed_entries());
-    line("l1_evictions", &l1.evictions());
-    line("upstream_requests", &stats.upstream_requests.load(Relaxed));
-    line("upstream_errors", &stats.upstream_errors.load(Relaxed));
-    line("upstream_latency_avg_us", &stats.upstream_latency_avg_us());
-    line("audit_rate", &shared.config.audit_rate);
-    line("audits_done", &stats.audits_done.load(Relaxed));
-    line("audits_failed", &stats.audits_failed.load(Relaxed));
-    line("audits_skipped", &stats.audits_skipped.load(Relaxed));
-    line(
+    s.line(
+        "rejected_connections_max_clients",
+        &stats.rejected_max_clients.load(Relaxed),
+    );
+    s.line(
+        "rejected_connections_protocol",
+        &stats.rejected_protocol.load(Relaxed),
+    );
+    let commands: u64 = (0..=crate::metrics::commands::KNOWN.len())
+        .map(|i| stats.commands.total(i))
+        .sum::<u64>()
+        + stats.hot_path_gets.load(Relaxed);
+    s.line("total_commands_processed", &commands);
+    s.0
+}
+
+/// Renders `# Nearcache_L1`: hits, misses, size, evictions, the staleness audit.
+pub fn l1_section(shared: &Shared) -> String {
+    let stats = &shared.stats;
+    let l1 = &shared.l1;
+    let mut s = Lines::new("Nearcache_L1");
+    s.line("l1_hits", &stats.l1_hits.load(Relaxed));
+    s.line("l1_misses", &stats.l1_misses.load(Relaxed));
+    s.line("l1_hit_rate", &format_args!("{:.4}", stats.hit_rate()));
+    let (l2_hits, l2_misses) = l1.l2_counts();
+    s.line("l2_hits", &l2_hits);
+    s.line("l2_misses", &l2_misses);
+    s.line("l1_entries", &l1.entry_count());
+    s.line("l1_used_bytes", &l1.used_bytes());
+    s.line("l1_max_bytes", &l1.max_bytes());
+    s.line("l1_compressed_entries", &l1.compressed_entries());
+    let ev = l1.evictions_by_reason();
+    s.line("l1_evictions", &ev.size);
+    s.line("l1_evicted_expired", &ev.expired);
+    s.line("l1_evicted_written", &ev.written);
+    s.line("l1_evicted_invalidated", &ev.invalidated);
+    s.line("l1_evicted_flushed", &ev.flushed);
+    s.line("audit_rate", &shared.config.audit_rate);
+    s.line("audits_done", &stats.audits_done.load(Relaxed));
+    s.line("audits_failed", &stats.audits_failed.load(Relaxed));
+    s.line("audits_skipped", &stats.audits_skipped.load(Relaxed));
+    s.line(
         "stale_hits_detected",
         &stats.stale_hits_detected.load(Relaxed),
     );
-    s
+    s.0
+}
+
+/// Renders `# Nearcache_Upstream`: connections, calls, latency, errors.
+pub fn upstream_section(shared: &Shared) -> String {
+    let stats = &shared.stats;
+    let up = &shared.upstream;
+    let mut s = Lines::new("Nearcache_Upstream");
+    s.line("upstream_connections", &up.connections());
+    s.line(
+        "upstream_pinned_connections",
+        &stats.upstream_pinned.load(Relaxed),
+    );
+    s.line("upstream_routes", &up.routes());
+    s.line(
+        "upstream_in_flight",
+        &stats.upstream_in_flight.load(Relaxed).max(0),
+    );
+    s.line("upstream_reconnects", &up.reconnects());
+    s.line("upstream_requests", &stats.upstream_requests.load(Relaxed));
+    s.line("upstream_errors", &stats.upstream_errors.load(Relaxed));
+    s.line("upstream_timeouts", &stats.upstream_timeouts.load(Relaxed));
+    s.line("upstream_latency_avg_us", &stats.upstream_latency_avg_us());
+    s.0
+}
+
+/// Renders `# Nearcache_Profiler`: slow commands, N+1 reads, hot keys.
+pub fn profiler_section(_shared: &Shared) -> String {
+    Lines::new("Nearcache_Profiler").0
 }
 
 /// Renders `# Nearcache_Invalidation`: the control connection, tracking and the bus.

@@ -40,8 +40,11 @@
 //! - [`audit`]: the staleness audit: a fraction of L1 hits re-read from the upstream and
 //!   compared with what was served.
 //! - [`info`]: the `# Nearcache` and `# Nearcache_Invalidation` INFO sections.
+//! - [`metrics`]: the counters every layer keeps, and their Prometheus view.
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz` (`--metrics-listen`).
 //! - [`metrics`]: the counters every layer updates.
 //! - [`error`]: error types and their `-ERR` replies.
+//! - [`logging`]: the `tracing` subscriber on stderr (`--log-format`, `--log-level`, `RUST_LOG`).
 //! - [`glob`]: Redis glob patterns (`KEYS`/`SCAN MATCH` semantics), for `NEARCACHE` pattern
 //!   invalidation.
 
@@ -57,7 +60,9 @@ pub mod connection;
 pub mod control;
 pub mod error;
 pub mod glob;
+pub mod http;
 pub mod info;
+pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub mod server;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use nearcache::config::{Config, Flags};
-use nearcache::server;
 use nearcache::state::Shared;
+use nearcache::{http, server};
 
 /// Exit code for an invalid configuration (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
@@ -31,6 +31,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // From here on everything goes through `tracing` (stderr, --log-format, --log-level).
+    if let Err(e) = nearcache::logging::init(&config) {
+        eprintln!("nearcache: invalid configuration:\n{e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.threads)
         .enable_all()
@@ -38,14 +43,14 @@ fn main() -> ExitCode {
     let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("nearcache: cannot start the runtime: {e}");
+            tracing::error!("cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("nearcache: {e:#}");
+            tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
     }
@@ -55,16 +60,36 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = listen(config.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let local = listener.local_addr()?;
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(
+            listen(addr)
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (--metrics-listen): {e}"))?,
+        ),
+        None => None,
+    };
+    if let Some(m) = &metrics {
+        println!("nearcache metrics on {}", m.local_addr()?);
+    }
     println!("nearcache listening on {local}");
     std::io::stdout().flush()?;
-    eprintln!("nearcache: upstream {}", config.upstream);
+    // `UpstreamAddr`'s Display has no user info: the password never shows.
+    tracing::info!(
+        version = %env!("CARGO_PKG_VERSION"),
+        listen = %local,
+        upstream = %config.upstream,
+        "started"
+    );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
-        eprintln!("nearcache: shutting down");
+        tracing::info!("shutting down");
         let _ = stop.send(true);
     });
-    server::run(Shared::new(config), listener, stopped).await;
+    let shared = Shared::new(config);
+    if let Some(m) = metrics {
+        tokio::spawn(http::serve(m, shared.clone(), stopped.clone()));
+    }
+    server::run(shared, listener, stopped).await;
     Ok(())
 }
 

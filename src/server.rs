@@ -57,7 +57,7 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch
                 // E.g. EMFILE: the error repeats until a descriptor is freed, so wait
                 // (doubling) instead of spinning, and keep serving the clients we have.
                 if accept_backoff == ACCEPT_BACKOFF_MIN {
-                    eprintln!("nearcache: accept failed: {e}; retrying with backoff");
+                    tracing::error!("accept failed: {e}; retrying with backoff");
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(accept_backoff) => {}
@@ -68,6 +68,7 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
+            shared.stats.rejected_max_clients.fetch_add(1, Relaxed);
             let _ = stream
                 .write_all(b"-ERR max number of clients reached\r\n")
                 .await;

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod http;
 pub mod monitor;
 pub mod redis;
 pub mod sidecar;
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 pub use client::{
     bulk, bulk_reply, encode_command, encode_command_str, int_reply, Conn, Protocol, IO_TIMEOUT,
 };
+pub use http::{http_get, metric};
 pub use monitor::{Executed, Monitor};
 pub use redis::Redis;
 pub use sidecar::{nearcache_bin, run_nearcache, Exited, Sidecar};

@@ -17,6 +17,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
 /// The start-up line's prefix (see README: "nearcache listening on <ip>:<port>").
 const LISTENING: &str = "nearcache listening on ";
+/// The line naming the HTTP endpoint's address, printed before [`LISTENING`].
+const METRICS: &str = "nearcache metrics on ";
 
 /// Path of the nearcache binary: `$NEARCACHE_BIN`, else the `nearcache` beside the test's
 /// target directory, else `<workspace>/target/debug/nearcache`.
@@ -51,6 +53,7 @@ pub fn nearcache_bin() -> PathBuf {
 pub struct Sidecar {
     child: Option<Child>,
     addr: SocketAddr,
+    metrics: Option<SocketAddr>,
     dir: TempDir,
 }
 
@@ -103,6 +106,12 @@ impl Sidecar {
         if !sets_recheck {
             cmd.args(["--acl-recheck", "0"]);
         }
+        // Many sidecars run at once: each gets its own metrics port unless a test sets one.
+        let sets_metrics = extra.iter().any(|a| a.starts_with("--metrics-listen"))
+            || env.iter().any(|(k, _)| *k == "NEARCACHE_METRICS_LISTEN");
+        if !sets_metrics {
+            cmd.args(["--metrics-listen", "127.0.0.1:0"]);
+        }
         cmd.args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -126,10 +135,14 @@ impl Sidecar {
 
         let deadline = Instant::now() + START_TIMEOUT;
         let mut seen = Vec::new();
+        let mut metrics = None;
         let addr = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
+                    if let Some(rest) = line.strip_prefix(METRICS) {
+                        metrics = rest.trim().parse::<SocketAddr>().ok();
+                    }
                     if let Some(rest) = line.strip_prefix(LISTENING) {
                         match rest.trim().parse::<SocketAddr>() {
                             Ok(addr) => break addr,
@@ -160,8 +173,14 @@ impl Sidecar {
         Sidecar {
             child: Some(child),
             addr,
+            metrics,
             dir,
         }
+    }
+
+    /// The HTTP endpoint's address (`/metrics`, `/healthz`, `/readyz`), unless it is off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
     }
 
     /// The bound client address.

@@ -30,6 +30,7 @@ impl L1 {
     ) -> Fetched {
         let pttl = integer(pttl);
         if is_bulk(reply) {
+            self.count_l2(true);
             let expiry = match pttl {
                 Some(-1) => Some(None),
                 Some(ms) if ms > 0 => Some(Some(sent_at + Duration::from_millis(ms as u64))),
@@ -44,6 +45,7 @@ impl L1 {
         if !missing {
             return Fetched::Unknown;
         }
+        self.count_l2(false);
         if may_fill && self.options.cache_nil && pttl == Some(-2) {
             self.insert_later(key, taken, Cached::Missing, None);
         }

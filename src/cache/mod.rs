@@ -15,7 +15,7 @@
 //! ([`L1::invalidate_matching`], `NEARCACHE INVALIDATE`), by database or all at once.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,8 +95,44 @@ pub struct L1 {
 
 #[derive(Default)]
 struct L1Counters {
-    evictions: std::sync::atomic::AtomicU64,
+    /// Removed by moka to stay under the bound.
+    evictions: AtomicU64,
+    /// Removed by moka because their time was up.
+    expired: AtomicU64,
+    /// Removed on request (writes, invalidations, flushes), as moka reports them.
+    explicit: AtomicU64,
+    /// Removed because a write went through this sidecar.
+    written: AtomicU64,
+    /// Removed by an invalidation (tracking, bus, NEARCACHE INVALIDATE).
+    invalidated: AtomicU64,
     compressed: AtomicI64,
+    /// Keys fetched from the upstream that it held (`l2` hits), and did not.
+    l2_hits: AtomicU64,
+    l2_misses: AtomicU64,
+}
+
+/// Entries removed from L1, by why.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Evictions {
+    /// To stay under `--l1-max-bytes`.
+    pub size: u64,
+    /// Their time was up (`--l1-ttl` or the key's own TTL).
+    pub expired: u64,
+    /// A write through this sidecar.
+    pub written: u64,
+    /// An invalidation from Redis's tracking, the bus, or `NEARCACHE INVALIDATE`.
+    pub invalidated: u64,
+    /// A flush of L1 or of a database.
+    pub flushed: u64,
+}
+
+/// Why a key is evicted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// A write through this sidecar.
+    Written,
+    /// An invalidation from elsewhere.
+    Invalidated,
 }
 
 impl L1 {
@@ -115,9 +151,13 @@ impl L1 {
                 if matches!(e.stored, Stored::Compressed { .. }) {
                     listener_counters.compressed.fetch_sub(1, Relaxed);
                 }
-                if cause == RemovalCause::Size {
-                    listener_counters.evictions.fetch_add(1, Relaxed);
-                }
+                let counter = match cause {
+                    RemovalCause::Size => &listener_counters.evictions,
+                    RemovalCause::Expired => &listener_counters.expired,
+                    RemovalCause::Explicit => &listener_counters.explicit,
+                    RemovalCause::Replaced => return,
+                };
+                counter.fetch_add(1, Relaxed);
             })
             .build_with_hasher(hasher.clone());
         static IDS: AtomicU32 = AtomicU32::new(1);
@@ -293,14 +333,20 @@ impl L1 {
     /// entry is left invalid. Returns what [`L1::invalidate_after`] needs when the write's
     /// reply arrives.
     pub fn invalidate(&self, db: u32, key: &[u8]) -> u64 {
-        self.evict(db, key, None)
+        self.evict(db, key, None, Reason::Written)
+    }
+
+    /// Evicts one key for every user because it changed elsewhere (a bus message, a
+    /// pattern's key): like [`L1::invalidate`], counted as invalidated.
+    pub fn invalidate_key(&self, db: u32, key: &[u8]) {
+        self.evict(db, key, None, Reason::Invalidated);
     }
 
     /// Evicts one key again when the write's reply arrives: a fetch that started after the
     /// first eviction may have read the old value. The removal is skipped when nothing was
     /// installed in the key's bucket since (`seen`), which is the common case.
     pub fn invalidate_after(&self, db: u32, key: &[u8], seen: u64) {
-        self.evict(db, key, Some(seen));
+        self.evict(db, key, Some(seen), Reason::Written);
     }
 
     /// Evicts keys in every database a fetch was taken for, for every user: for a Redis
@@ -312,7 +358,7 @@ impl L1 {
         self.dbs.each(|db| dbs.push(db));
         for key in keys {
             for &db in &dbs {
-                self.evict(db, key.as_ref(), None);
+                self.evict(db, key.as_ref(), None, Reason::Invalidated);
             }
         }
     }
@@ -320,13 +366,19 @@ impl L1 {
     /// Removes the key for every user that may have entries (unless nothing was installed
     /// in its bucket since `seen`), then bumps its generation; returns the bucket's install
     /// count.
-    fn evict(&self, db: u32, key: &[u8], seen: Option<u64>) -> u64 {
+    fn evict(&self, db: u32, key: &[u8], seen: Option<u64>, reason: Reason) -> u64 {
         let hash = self.key_hash(db, key);
         let _key = self.generations.lock(hash);
         let installs = self.generations.installs(hash);
         if seen != Some(installs) {
+            let counter = match reason {
+                Reason::Written => &self.counters.written,
+                Reason::Invalidated => &self.counters.invalidated,
+            };
             self.users.each(|user| {
-                self.cache.invalidate(&KeyRef { user, db, key });
+                if self.cache.remove(&KeyRef { user, db, key }).is_some() {
+                    counter.fetch_add(1, Relaxed);
+                }
             });
         }
         self.generations.bump_key(hash);
@@ -373,6 +425,7 @@ impl L1 {
             let _key = self.generations.lock(hash);
             if self.cache.remove(&*key).is_some() {
                 evicted += 1;
+                self.counters.invalidated.fetch_add(1, Relaxed);
             }
             self.generations.bump_key(hash);
         }
@@ -406,6 +459,37 @@ impl L1 {
     /// Entries removed to stay under the byte bound.
     pub fn evictions(&self) -> u64 {
         self.counters.evictions.load(Relaxed)
+    }
+
+    /// Entries removed, by why. Flushes are what moka removed on request beyond the keys
+    /// evicted one by one (an entry flushed is reported by moka only).
+    pub fn evictions_by_reason(&self) -> Evictions {
+        self.cache.run_pending_tasks();
+        let c = &self.counters;
+        let (written, invalidated) = (c.written.load(Relaxed), c.invalidated.load(Relaxed));
+        Evictions {
+            size: c.evictions.load(Relaxed),
+            expired: c.expired.load(Relaxed),
+            written,
+            invalidated,
+            flushed: c
+                .explicit
+                .load(Relaxed)
+                .saturating_sub(written + invalidated),
+        }
+    }
+
+    /// GET/MGET keys fetched from the upstream that it held, and that it did not.
+    pub fn l2_counts(&self) -> (u64, u64) {
+        let c = &self.counters;
+        (c.l2_hits.load(Relaxed), c.l2_misses.load(Relaxed))
+    }
+
+    /// Counts a fetched key the upstream held (`true`) or did not.
+    pub(crate) fn count_l2(&self, held: bool) {
+        let c = &self.counters;
+        let counter = if held { &c.l2_hits } else { &c.l2_misses };
+        counter.fetch_add(1, Relaxed);
     }
 
     /// Entries currently stored compressed.

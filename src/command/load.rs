@@ -132,7 +132,7 @@ impl Tables {
         match self.load(pool).await {
             Ok(()) => {
                 if self.degraded.load(Relaxed) {
-                    eprintln!("nearcache: command table loaded from the upstream");
+                    tracing::info!("command table loaded from the upstream");
                 }
                 true
             }
@@ -141,7 +141,7 @@ impl Tables {
                 false
             }
             Err(LoadError::Refused(reason)) => {
-                eprintln!("nearcache: cannot read COMMAND as an authenticated client ({reason})");
+                tracing::warn!("cannot read COMMAND as an authenticated client ({reason})");
                 false
             }
         }
@@ -149,8 +149,8 @@ impl Tables {
 
     fn degraded(&self, reason: &str) {
         if !self.degraded.swap(true, Relaxed) {
-            eprintln!(
-                "nearcache: cannot read COMMAND from the upstream ({reason}); using the \
+            tracing::warn!(
+                "cannot read COMMAND from the upstream ({reason}); using the \
                  built-in Redis 7 table until a client authenticates"
             );
         }

@@ -98,6 +98,15 @@ pub struct Flags {
     /// Fraction of L1 hits re-read from the upstream in the background and compared with what was served, 0 to 1; 0 disables [default: 0.001]
     #[arg(long, env = "NEARCACHE_AUDIT_RATE", value_name = "FRACTION")]
     pub audit_rate: Option<String>,
+    /// HTTP address of /metrics, /healthz and /readyz, or `off` [default: 127.0.0.1:9380]
+    #[arg(long, env = "NEARCACHE_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// Log format on stderr: human (plain text lines) or json (one JSON object a line) [default: human]
+    #[arg(long, env = "NEARCACHE_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Log level: error, warn, info, debug, trace or off; when given nowhere, RUST_LOG applies if set [default: info]
+    #[arg(long, env = "NEARCACHE_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
 }
 
 impl fmt::Debug for Flags {
@@ -128,6 +137,9 @@ impl fmt::Debug for Flags {
             .field("invalidation_heartbeat", &self.invalidation_heartbeat)
             .field("invalidation_channel", &self.invalidation_channel)
             .field("audit_rate", &self.audit_rate)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("log_format", &self.log_format)
+            .field("log_level", &self.log_level)
             .finish()
     }
 }

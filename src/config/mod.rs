@@ -13,9 +13,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use serde::Deserialize;
+pub use tracing::level_filters::LevelFilter;
 
 pub use crate::protocol::Limits;
 pub use flags::Flags;
+
+/// Default `--metrics-listen`: the HTTP address of `/metrics`, `/healthz`, `/readyz`.
+pub const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9380);
 
 /// Default `--listen`: the client listen address.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 6380);
@@ -75,6 +80,21 @@ pub enum TrackingMode {
 }
 /// Default `--audit-rate`: one L1 hit in a thousand is re-read from the upstream and compared.
 pub const DEFAULT_AUDIT_RATE: f64 = 0.001;
+/// Default `--log-format`: plain text lines.
+pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Human;
+/// Default `--log-level` when neither it nor `RUST_LOG` is set: start-up, outages and
+/// recoveries, and everything worse.
+pub const DEFAULT_LOG_LEVEL: LevelFilter = LevelFilter::INFO;
+
+/// How log lines are written to stderr (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Plain text: timestamp, level, module, message, then `name=value` fields.
+    Human,
+    /// One JSON object a line (`timestamp`, `level`, `fields.message`, `target`), for log
+    /// pipelines.
+    Json,
+}
 
 /// Where the upstream Redis is and how to log in; `Debug` and `Display` never show the password.
 #[derive(Clone, PartialEq, Eq)]
@@ -168,6 +188,13 @@ pub struct Config {
     /// Fraction of L1 hits re-read from the upstream and compared with what was served, in
     /// `0..=1`; zero disables the staleness audit (`--audit-rate`).
     pub audit_rate: f64,
+    /// HTTP address of `/metrics`, `/healthz`, `/readyz` (`--metrics-listen`); `None`: off.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Format of the log lines on stderr (`--log-format`).
+    pub log_format: LogFormat,
+    /// Log level (`--log-level`); `None` when given nowhere: then `RUST_LOG` applies if
+    /// set, else [`DEFAULT_LOG_LEVEL`] (see [`crate::logging`]).
+    pub log_level: Option<LevelFilter>,
 }
 
 /// Every configuration problem found, one line each when displayed.
@@ -205,6 +232,9 @@ struct FileConfig {
     invalidation_heartbeat: Option<Scalar>,
     invalidation_channel: Option<Scalar>,
     audit_rate: Option<Scalar>,
+    metrics_listen: Option<Scalar>,
+    log_format: Option<Scalar>,
+    log_level: Option<Scalar>,
 }
 
 /// A TOML string, integer, float or boolean kept as text, so file and flags share one parser.
@@ -351,6 +381,10 @@ impl Config {
             invalidation_channel: pick!(invalidation_channel, parse::channel)
                 .unwrap_or_else(|| DEFAULT_INVALIDATION_CHANNEL.to_owned()),
             audit_rate: pick!(audit_rate, parse::fraction).unwrap_or(DEFAULT_AUDIT_RATE),
+            metrics_listen: pick!(metrics_listen, parse::optional_socket_addr)
+                .unwrap_or(Some(DEFAULT_METRICS_LISTEN)),
+            log_format: pick!(log_format, parse::log_format).unwrap_or(DEFAULT_LOG_FORMAT),
+            log_level: pick!(log_level, parse::log_level),
         };
         if r.problems.is_empty() {
             Ok(config)

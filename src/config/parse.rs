@@ -4,7 +4,7 @@
 use std::net::{Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use super::{TrackingMode, UpstreamAddr};
+use super::{LevelFilter, LogFormat, TrackingMode, UpstreamAddr};
 
 const SIZE_HINT: &str = "(use e.g. 4096, 64KiB, 256MiB, 1GiB)";
 const DURATION_HINT: &str = "(use e.g. 500ms, 60s, 5m)";
@@ -96,6 +96,30 @@ pub(super) fn tracking(s: &str) -> Result<TrackingMode, String> {
     }
 }
 
+/// `--log-format`: `human` or `json` (case-insensitive).
+pub(super) fn log_format(s: &str) -> Result<LogFormat, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "human" => Ok(LogFormat::Human),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("invalid log format {s:?} (use human or json)")),
+    }
+}
+
+/// `--log-level`: `error`, `warn`, `info`, `debug`, `trace` or `off` (case-insensitive).
+pub(super) fn log_level(s: &str) -> Result<LevelFilter, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "error" => Ok(LevelFilter::ERROR),
+        "warn" | "warning" => Ok(LevelFilter::WARN),
+        "info" => Ok(LevelFilter::INFO),
+        "debug" => Ok(LevelFilter::DEBUG),
+        "trace" => Ok(LevelFilter::TRACE),
+        "off" => Ok(LevelFilter::OFF),
+        _ => Err(format!(
+            "invalid log level {s:?} (use error, warn, info, debug, trace or off)"
+        )),
+    }
+}
+
 /// DURATION that must be greater than zero (timeouts).
 pub(super) fn positive_duration(s: &str) -> Result<Duration, String> {
     match duration(s)? {
@@ -136,6 +160,14 @@ pub(super) fn socket_addr(s: &str) -> Result<SocketAddr, String> {
     s.trim()
         .parse()
         .map_err(|_| format!("invalid address {s:?} (use IP:PORT, e.g. 127.0.0.1:6380)"))
+}
+
+/// An address, or `off` (`None`).
+pub(super) fn optional_socket_addr(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    socket_addr(s).map(Some).map_err(|e| format!("{e}, or off"))
 }
 
 /// Upstream URL `redis://[[username][:password]@]host[:port][/db]`. Messages never quote
@@ -207,7 +239,12 @@ fn host_port(authority: &str) -> Result<(String, u16), String> {
         None => DEFAULT_REDIS_PORT,
         Some(p) => match p.parse::<u16>() {
             Ok(port) if port != 0 => port,
-            _ => return Err(format!("invalid port {p:?} (must be 1-65535)")),
+            // Only digits are quoted: in `redis://user:password` (the `@host` forgotten)
+            // the password stands where the port goes.
+            _ if p.bytes().all(|b| b.is_ascii_digit()) => {
+                return Err(format!("invalid port {p:?} (must be 1-65535)"))
+            }
+            _ => return Err("invalid port (must be a number from 1 to 65535)".to_owned()),
         },
     };
     Ok((host.to_owned(), port))

@@ -325,7 +325,7 @@ fn password_never_shows_in_display_debug_or_problems() {
     let err = Config::from_parts(&bad, None).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "--upstream: invalid port \"x\" (must be 1-65535)"
+        "--upstream: invalid port (must be a number from 1 to 65535)"
     );
 }
 
@@ -379,7 +379,7 @@ fn every_flag_has_its_env_var_and_a_file_key() {
         );
         longs.push(long.to_owned());
     }
-    assert_eq!(longs.len(), 24);
+    assert_eq!(longs.len(), 27);
     // Every flag except --config is a file key: a file setting each to garbage names each flag.
     let text: String = longs
         .iter()
@@ -387,7 +387,7 @@ fn every_flag_has_its_env_var_and_a_file_key() {
         .map(|l| format!("{} = \"bad value\"\n", l.replace('-', "_")))
         .collect();
     let got = problems(&flags_with_file(), Some(&text));
-    assert_eq!(got.len(), 23, "{got:?}");
+    assert_eq!(got.len(), 26, "{got:?}");
     for (problem, long) in got.iter().zip(longs.iter().filter(|l| *l != "config")) {
         assert!(problem.starts_with(&format!("--{long}: ")), "{problem}");
         assert!(problem.ends_with(" (in nearcache.toml)"), "{problem}");
@@ -456,5 +456,67 @@ fn invalidation_channel_defaults_and_comes_from_flag_or_file() {
     assert!(
         got[0].starts_with("--invalidation-channel: invalid channel name \"a b\""),
         "{got:?}"
+    );
+}
+
+#[test]
+fn metrics_listen_is_an_address_or_off() {
+    let with = |v: &str| Flags {
+        metrics_listen: Some(v.into()),
+        ..Default::default()
+    };
+    let default = Config::load(&Flags::default()).unwrap();
+    assert_eq!(default.metrics_listen, Some(DEFAULT_METRICS_LISTEN));
+    let on = Config::load(&with("0.0.0.0:9100")).unwrap();
+    assert_eq!(on.metrics_listen, Some("0.0.0.0:9100".parse().unwrap()));
+    assert_eq!(Config::load(&with("OFF")).unwrap().metrics_listen, None);
+    let bad = Config::load(&with("9100")).unwrap_err().problems;
+    assert!(
+        bad[0].starts_with("--metrics-listen: invalid address"),
+        "{bad:?}"
+    );
+}
+
+#[test]
+fn log_options_default_to_human_and_no_level() {
+    let c = Config::from_parts(&Flags::default(), None).unwrap();
+    assert_eq!(c.log_format, LogFormat::Human);
+    assert_eq!(c.log_level, None, "unset: RUST_LOG, else info, applies");
+    assert_eq!(DEFAULT_LOG_LEVEL, LevelFilter::INFO);
+}
+
+#[test]
+fn log_options_come_from_the_file_and_flags_beat_it() {
+    let text = "log_format = \"json\"\nlog_level = \"debug\"\n";
+    let c = Config::from_parts(&flags_with_file(), Some(text)).unwrap();
+    assert_eq!(
+        (c.log_format, c.log_level),
+        (LogFormat::Json, Some(LevelFilter::DEBUG))
+    );
+    let flags = Flags {
+        log_format: Some("human".into()),
+        log_level: Some("warn".into()),
+        ..flags_with_file()
+    };
+    let c = Config::from_parts(&flags, Some(text)).unwrap();
+    assert_eq!(
+        (c.log_format, c.log_level),
+        (LogFormat::Human, Some(LevelFilter::WARN))
+    );
+}
+
+#[test]
+fn bad_log_options_are_problems_naming_the_flag() {
+    let flags = Flags {
+        log_format: Some("xml".into()),
+        ..flags_with_file()
+    };
+    assert_eq!(
+        problems(&flags, Some("log_level = \"loud\"")),
+        [
+            "--log-format: invalid log format \"xml\" (use human or json)",
+            "--log-level: invalid log level \"loud\" (use error, warn, info, debug, trace or off) \
+             (in nearcache.toml)",
+        ]
     );
 }

@@ -40,6 +40,9 @@ const MAX_IDLE_BUFFER: usize = 1024 * 1024;
 /// A reply frame at least this big is written from its own bytes, not copied into `out`.
 const LARGE_REPLY: usize = 64 * 1024;
 
+/// One hit-path lookup in this many is timed (`nearcache_cache_lookup_duration_seconds`).
+const LOOKUP_SAMPLE: u32 = 64;
+
 /// What the hot path did with the head of the input.
 #[derive(PartialEq, Eq)]
 enum Head {
@@ -95,6 +98,8 @@ pub struct Connection {
     audit: Countdown,
     /// The shutdown signal, for waits outside the main loop (a pinned relay).
     stopping: Option<watch::Receiver<bool>>,
+    /// Hit-path lookups, to time one in [`LOOKUP_SAMPLE`].
+    lookups: u32,
     session: Session,
 }
 
@@ -102,6 +107,8 @@ pub struct Connection {
 struct Counts {
     hits: u64,
     misses: u64,
+    /// GETs answered by the hit path (not dispatched, so not counted by command there).
+    hot_gets: u64,
 }
 
 impl Connection {
@@ -137,6 +144,7 @@ impl Connection {
             write_failed: None,
             audit,
             stopping: None,
+            lookups: 0,
         }
     }
 
@@ -199,6 +207,7 @@ impl Connection {
                 match self.parser.next(&mut self.input, &limits) {
                     Ok(Some(req)) if head == Head::Missed => {
                         // The GET L1 just missed: straight to the fetch, no second lookup.
+                        self.counts.hot_gets += 1;
                         self.fetch_missing(req.args[1].clone()).await;
                     }
                     Ok(Some(req)) => {
@@ -209,6 +218,7 @@ impl Connection {
                     }
                     Ok(None) => break,
                     Err(e) => {
+                        self.shared.stats.rejected_protocol.fetch_add(1, Relaxed);
                         self.drain().await;
                         self.replies.ready_with(|out| write_request_error(out, &e));
                         flow = Flow::Close;
@@ -276,13 +286,22 @@ impl Connection {
         };
         let served_from = out.len();
         let nil = null(s.resp);
+        self.lookups = self.lookups.wrapping_add(1);
+        let timed = self
+            .lookups
+            .is_multiple_of(LOOKUP_SAMPLE)
+            .then(std::time::Instant::now);
         let hit = self.shared.l1.read(&key_ref, |value| {
             out.extend_from_slice(value.map_or(nil, |b| &b[..]))
         });
+        if let Some(started) = timed {
+            self.shared.stats.lookup_latency.observe(started.elapsed());
+        }
         if hit.is_none() {
             return Head::Missed;
         }
         self.counts.hits += 1;
+        self.counts.hot_gets += 1;
         if self.audit.tick() {
             let key = Bytes::copy_from_slice(&self.input[key]);
             let served = Bytes::copy_from_slice(&self.replies.written()[served_from..]);
@@ -294,6 +313,7 @@ impl Connection {
     }
 
     async fn dispatch(&mut self, req: Request) -> Flow {
+        self.count(&req);
         if changes_rules(&req.args) {
             self.change_rules(req).await;
             return Flow::Continue;
@@ -366,9 +386,22 @@ impl Connection {
         }
     }
 
+    /// Counts a request by command (the hit path counts its GETs apart).
+    fn count(&self, req: &Request) {
+        let i = crate::metrics::commands::index(req.name());
+        self.shared.stats.commands.add(self.session.id, i, 1);
+    }
+
     fn publish_counts(&mut self) {
-        let Counts { hits, misses } = std::mem::take(&mut self.counts);
+        let Counts {
+            hits,
+            misses,
+            hot_gets,
+        } = std::mem::take(&mut self.counts);
         let stats = &self.shared.stats;
+        if hot_gets > 0 {
+            stats.hot_path_gets.fetch_add(hot_gets, Relaxed);
+        }
         if hits > 0 {
             stats.l1_hits.fetch_add(hits, Relaxed);
         }

@@ -179,7 +179,7 @@ impl Connection {
                 };
                 deleted += n;
                 for key in &keys {
-                    self.shared.l1.invalidate(db, key);
+                    self.shared.l1.invalidate_key(db, key);
                 }
             }
             if &next[..] == b"0" {

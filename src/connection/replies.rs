@@ -245,11 +245,16 @@ impl Connection {
             Ok(pending) => pending.wait().await,
             Err(e) => Err(e),
         };
-        if result.is_err() {
-            self.shared
-                .stats
+        if let Err(e) = &result {
+            let stats = &self.shared.stats;
+            stats
                 .upstream_errors
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if *e == UpstreamError::Timeout {
+                stats
+                    .upstream_timeouts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         result
     }

@@ -185,6 +185,9 @@ impl Connection {
                 Err(e) => return self.replies.error(&e),
             };
             if is_error(&reply) {
+                if let (true, Some(pass)) = (prelude, &self.shared.config.upstream.password) {
+                    return self.replies.ready(&without_password(&reply, pass));
+                }
                 return self.replies.ready(&reply);
             }
             let mut i = 2;
@@ -274,7 +277,7 @@ impl Connection {
     }
 
     /// `INFO`: the upstream's sections, plus the sidecar's own when asked for (or by
-    /// default): `nearcache` names both, `nearcache_invalidation` the second alone.
+    /// default): `nearcache` names them all, `nearcache_l1` (etc.) one of them.
     async fn info(&mut self, req: Request) {
         let sections = &req.args[1..];
         let named = |names: &[&[u8]]| {
@@ -283,14 +286,20 @@ impl Connection {
                 .any(|s| names.iter().any(|n| s.eq_ignore_ascii_case(n)))
         };
         let all: &[&[u8]] = &[b"nearcache", b"all", b"everything", b"default"];
-        let main = sections.is_empty() || named(all);
-        let invalidation = main || named(&[b"nearcache_invalidation"]);
-        let ours_only = |s: &&[u8]| {
-            s.eq_ignore_ascii_case(b"nearcache")
-                || s.eq_ignore_ascii_case(b"nearcache_invalidation")
+        let every_one = sections.is_empty() || named(all);
+        let ours = |s: &&Bytes| {
+            s.eq_ignore_ascii_case(b"nearcache") || info::named(&self.shared, s).is_some()
+        };
+        let picked: Vec<String> = if every_one {
+            vec![info::sections(&self.shared)]
+        } else {
+            sections
+                .iter()
+                .filter_map(|s| info::named(&self.shared, s))
+                .collect()
         };
         let theirs: Vec<&[u8]> = std::iter::once(&b"INFO"[..])
-            .chain(sections.iter().map(|s| &s[..]).filter(|s| !ours_only(s)))
+            .chain(sections.iter().filter(|s| !ours(s)).map(|s| &s[..]))
             .collect();
         let mut body = Vec::new();
         let mut verbatim = self.session.resp == Resp::V3;
@@ -303,15 +312,11 @@ impl Connection {
             };
             body.extend_from_slice(upstream_text);
             verbatim = v;
-            if invalidation {
+            if !picked.is_empty() {
                 body.extend_from_slice(b"\r\n");
             }
         }
-        if main {
-            body.extend_from_slice(info::sections(&self.shared).as_bytes());
-        } else if invalidation {
-            body.extend_from_slice(info::invalidation_section(&self.shared).as_bytes());
-        }
+        body.extend_from_slice(picked.join("\r\n").as_bytes());
         let mut out = BytesMut::new();
         if verbatim {
             out.extend_from_slice(format!("={}\r\ntxt:", body.len() + 4).as_bytes());
@@ -326,6 +331,32 @@ impl Connection {
 
 /// The HELLO reply with its `id` field set to the client's own connection id (as
 /// `CLIENT ID` answers) instead of the shared upstream connection's.
+/// An error reply to a request sent after the sidecar's own `AUTH` (the HELLO prelude),
+/// as it is, or, when it quotes the sidecar's password (a server that words errors with
+/// the arguments), as a simple error with the password taken out.
+fn without_password(reply: &[u8], pass: &str) -> Bytes {
+    let text = String::from_utf8_lossy(reply);
+    let own = Credentials {
+        user: None,
+        pass: Bytes::copy_from_slice(pass.as_bytes()),
+    };
+    let redacted = own.redact(&text);
+    if redacted == text {
+        return Bytes::copy_from_slice(reply);
+    }
+    // `-ERR ...\r\n`, or a RESP3 `!<len>\r\nERR ...\r\n`: the message alone, one line.
+    let message = match redacted.strip_prefix('!') {
+        Some(blob) => blob.split_once("\r\n").map_or(blob, |(_, m)| m),
+        None => redacted.strip_prefix('-').unwrap_or(&redacted),
+    };
+    let mut out = BytesMut::new();
+    write_error(
+        &mut out,
+        message.trim_end().replace(['\r', '\n'], " ").as_str(),
+    );
+    out.freeze()
+}
+
 pub(super) fn with_client_id(reply: &Bytes, id: u64) -> Bytes {
     const FIELD: &[u8] = b"$2\r\nid\r\n:";
     let Some(at) = reply.windows(FIELD.len()).position(|w| w == FIELD) else {
@@ -340,4 +371,26 @@ pub(super) fn with_client_id(reply: &Bytes, id: u64) -> Bytes {
     out.extend_from_slice(id.to_string().as_bytes());
     out.extend_from_slice(&reply[start + len..]);
     out.freeze()
+}
+
+#[cfg(test)]
+mod password_tests {
+    use super::without_password;
+
+    #[test]
+    fn an_error_quoting_the_sidecars_password_loses_it() {
+        let pass = "s3cret-upstream-pass";
+        let plain = b"-WRONGPASS invalid username-password pair\r\n";
+        assert_eq!(&without_password(plain, pass)[..], plain);
+        for reply in [
+            &b"-ERR unknown command 'AUTH', with args beginning with: 'svc' 's3cret-upstream-pass' \r\n"[..],
+            b"!35\r\nERR oops s3cret-upstream-pass here\r\n",
+        ] {
+            let got = without_password(reply, pass);
+            let text = String::from_utf8_lossy(&got);
+            assert!(text.starts_with("-ERR ") && text.ends_with("\r\n"), "{text:?}");
+            assert!(!text.contains("s3cret"), "{text:?}");
+            assert_eq!(text.matches("\r\n").count(), 1, "{text:?}");
+        }
+    }
 }

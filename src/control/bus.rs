@@ -202,6 +202,8 @@ pub struct BusCounters {
     pub lag_last_ms: AtomicU64,
     /// The largest such lag, in ms.
     pub lag_max_ms: AtomicU64,
+    /// Every such lag (`nearcache_invalidation_lag_seconds`).
+    pub lag: crate::metrics::export::LagHistogram,
 }
 
 /// Messages waiting for the control connection.
@@ -393,6 +395,7 @@ impl Bus {
             let lag = now_ms().saturating_sub(sent);
             c.lag_last_ms.store(lag, Relaxed);
             c.lag_max_ms.fetch_max(lag, Relaxed);
+            c.lag.observe(Duration::from_millis(lag));
         }
         match &message.body {
             Body::Keys(_, keys) => {

@@ -22,7 +22,7 @@ use super::{ControlTarget, Tracking};
 use crate::protocol::{write_command, FrameScanner};
 use crate::upstream::backoff::Backoff;
 use crate::upstream::reply::{array_elements, integer, is_error, is_null, push_elements, text};
-use crate::upstream::Credentials;
+use crate::upstream::{redact, Credentials};
 
 /// The control connection's name in the upstream's `CLIENT LIST`.
 pub const NAME: &[u8] = b"nearcache-control";
@@ -64,7 +64,7 @@ pub async fn run(tracking: Arc<Tracking>, target: ControlTarget) {
                 bus.set_subscribed(bus.active());
                 tracking.connected(id);
                 if down_logged {
-                    eprintln!("nearcache: invalidation link up again");
+                    tracing::info!("invalidation link up again");
                     down_logged = false;
                 }
                 let reason = serve(&tracking, &target, stream, buf).await;
@@ -83,7 +83,7 @@ pub async fn run(tracking: Arc<Tracking>, target: ControlTarget) {
                 tracking.flush_for_loss();
             }
         } else if !down_logged {
-            eprintln!("nearcache: invalidation link not established: {reason}");
+            tracing::warn!("invalidation link not established: {reason}");
         }
         down_logged = true;
         if target.credentials.is_none() && refused_for_credentials(&reason) {
@@ -148,7 +148,8 @@ async fn connect(
         let mut id = None;
         for i in 0..replies {
             let frame = read_frame(&mut stream, &mut buf, &mut scanner).await?;
-            let error = || String::from_utf8_lossy(&frame).trim().to_owned();
+            // Logged: a server without HELLO quotes its arguments, the password among them.
+            let error = || redact(String::from_utf8_lossy(&frame).trim(), credentials);
             if i + 1 == replies {
                 // The PING: any other reply (a user without PING) shows the server answers.
                 if is_state_error(&frame) {
@@ -163,8 +164,8 @@ async fn connect(
                     }
                     bus.set_refused();
                     let channel = String::from_utf8_lossy(bus.channel());
-                    eprintln!(
-                        "nearcache: upstream refused SUBSCRIBE {channel} ({}): running without the invalidation bus",
+                    tracing::warn!(
+                        "upstream refused SUBSCRIBE {channel} ({}): running without the invalidation bus",
                         error()
                     );
                 }
@@ -316,8 +317,8 @@ fn published_refused(frame: &[u8]) {
     static LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
         let text = String::from_utf8_lossy(frame);
-        eprintln!(
-            "nearcache: upstream refused PUBLISH on the invalidation bus ({})",
+        tracing::warn!(
+            "upstream refused PUBLISH on the invalidation bus ({})",
             text.trim()
         );
     }

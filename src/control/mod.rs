@@ -185,7 +185,7 @@ impl Tracking {
     fn apply(&self, body: Body) {
         match body {
             Body::Keys(Some(db), keys) => keys.iter().for_each(|k| {
-                self.l1.invalidate(db, k);
+                self.l1.invalidate_key(db, k);
             }),
             Body::Keys(None, keys) => self.l1.invalidate_everywhere(&keys),
             Body::Patterns(patterns) => patterns.iter().for_each(|p| {
@@ -244,7 +244,7 @@ impl Tracking {
             r.id = None;
             self.epoch.store(r.epoch, SeqCst);
         });
-        eprintln!("nearcache: invalidation link down ({reason}): L1 bypassed");
+        tracing::warn!("invalidation link down ({reason}): L1 bypassed");
         true
     }
 
@@ -280,8 +280,8 @@ impl Tracking {
     pub fn refused(&self, reply: &[u8]) {
         if !self.refusal_logged.swap(true, Relaxed) {
             let text = String::from_utf8_lossy(reply);
-            eprintln!(
-                "nearcache: upstream refused CLIENT TRACKING ({}): L1 is not filled from such connections",
+            tracing::warn!(
+                "upstream refused CLIENT TRACKING ({}): L1 is not filled from such connections",
                 text.trim()
             );
         }

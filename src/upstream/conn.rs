@@ -95,6 +95,8 @@ pub(super) fn tracking_call(
         on_reply: Some(on_reply),
         sent_at: Instant::now(),
         health_check: true,
+        command: crate::metrics::commands::index(b"client") as u16,
+        _counted: None,
     })
 }
 
@@ -205,6 +207,8 @@ async fn watchdog(
                         on_reply: None,
                         sent_at: Instant::now(),
                         health_check: true,
+                        command: crate::metrics::commands::index(b"ping") as u16,
+                        _counted: None,
                     };
                     let _ = calls.try_send(ping);
                 }
@@ -408,7 +412,8 @@ fn redirect_broken(push: &Bytes) -> Option<i64> {
 
 fn complete(done: InFlight, arrived: Instant, stats: &Stats, may_fill: bool) {
     if !done.call.health_check {
-        stats.record_upstream(arrived.saturating_duration_since(done.call.sent_at));
+        let latency = arrived.saturating_duration_since(done.call.sent_at);
+        stats.record_upstream(latency, usize::from(done.call.command));
     }
     if let Some(on_reply) = done.call.on_reply {
         on_reply(&done.frames, may_fill);

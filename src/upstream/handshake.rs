@@ -68,7 +68,7 @@ pub(super) async fn connect(
                 // first gets Redis's reply for that (see `handshake_error`).
                 Step::Ping if !reply.starts_with(b"-NOAUTH") => {}
                 _ if is_state_error(&reply) => return Err(UpstreamError::Replied(reply)),
-                _ => return Err(handshake_error(&reply)),
+                _ => return Err(handshake_error(&reply, creds)),
             }
         }
         while let Some(busy) = select_again.take() {
@@ -90,7 +90,7 @@ pub(super) async fn connect(
             } else if is_state_error(&reply) {
                 return Err(UpstreamError::Replied(reply));
             } else if is_error(&reply) {
-                return Err(handshake_error(&reply));
+                return Err(handshake_error(&reply, creds));
             }
         }
         Ok(stream)
@@ -113,8 +113,10 @@ fn is_state_error(reply: &[u8]) -> bool {
         .any(|code| reply.starts_with(code))
 }
 
-fn handshake_error(reply: &[u8]) -> UpstreamError {
-    let text = String::from_utf8_lossy(reply);
+/// The error for a handshake reply; the reply may quote the AUTH arguments (a server
+/// without HELLO), so the password is taken out: the text is logged and sent to clients.
+pub(super) fn handshake_error(reply: &[u8], creds: Option<&Credentials>) -> UpstreamError {
+    let text = super::redact(&String::from_utf8_lossy(reply), creds);
     let text = text.trim_start_matches('-').trim_end();
     // NOAUTH: the client must authenticate itself, and its library expects Redis's own
     // reply for that. Anything else is the sidecar's problem.

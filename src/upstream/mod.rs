@@ -53,6 +53,31 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+impl Credentials {
+    /// `text`, an error reply to a request that carried these credentials, safe to log or
+    /// to pass on: the password is replaced by `***`, and the arguments a server quotes for
+    /// a command it does not know (`... with args beginning with: '3' 'AUTH' 'u' 'pass'`,
+    /// a server without HELLO) are cut, since it may quote only a prefix of the password.
+    pub fn redact(&self, text: &str) -> String {
+        const QUOTED_ARGS: &str = "with args beginning with:";
+        let text = match text.find(QUOTED_ARGS) {
+            Some(at) => format!("{} (not shown)", &text[..at + QUOTED_ARGS.len()]),
+            None => text.to_owned(),
+        };
+        let pass = String::from_utf8_lossy(&self.pass);
+        if pass.is_empty() {
+            text
+        } else {
+            text.replace(&*pass, "***")
+        }
+    }
+}
+
+/// [`Credentials::redact`] when there are credentials; `text` as it is when there are none.
+pub fn redact(text: &str, creds: Option<&Credentials>) -> String {
+    creds.map_or_else(|| text.to_owned(), |c| c.redact(text))
+}
+
 /// Where and how to connect.
 #[derive(Clone)]
 pub struct Target {
@@ -100,6 +125,9 @@ pub type ForgetHook = Box<dyn Fn(u32) + Send + Sync>;
 pub(crate) struct Link {
     address: String,
     up_slots: AtomicUsize,
+    /// Connections lost and not re-established yet, and those re-established.
+    lost_pending: AtomicUsize,
+    reconnects: AtomicUsize,
     /// A connection was lost since the last `Up` event was announced.
     lost_since_up: AtomicBool,
     /// The outage was logged; the recovery will be.
@@ -117,9 +145,15 @@ pub(crate) struct Link {
 impl Link {
     fn connected(&self) {
         self.up_slots.fetch_add(1, SeqCst);
+        let pending = self
+            .lost_pending
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+        if pending.is_ok() {
+            self.reconnects.fetch_add(1, SeqCst);
+        }
         self.down.store(false, SeqCst);
         if self.down_logged.swap(false, SeqCst) {
-            eprintln!("nearcache: upstream {} reachable again", self.address);
+            tracing::info!(upstream = %self.address, "upstream reachable again");
         }
         if self.lost_since_up.swap(false, SeqCst) {
             (self.hook)(LinkEvent::Up);
@@ -127,13 +161,14 @@ impl Link {
     }
 
     fn lost(&self, reason: &str) {
+        self.lost_pending.fetch_add(1, SeqCst);
         let left = self.up_slots.fetch_sub(1, SeqCst) - 1;
         self.lost_since_up.store(true, SeqCst);
         (self.hook)(LinkEvent::Lost);
         if left == 0 {
             self.down.store(true, SeqCst);
             if !self.down_logged.swap(true, SeqCst) {
-                eprintln!("nearcache: upstream {} down: {reason}", self.address);
+                tracing::warn!(upstream = %self.address, "upstream down: {reason}");
             }
         }
     }
@@ -149,7 +184,7 @@ impl Link {
         if self.up_slots.load(SeqCst) == 0 {
             self.down.store(true, SeqCst);
             if !self.down_logged.swap(true, SeqCst) {
-                eprintln!("nearcache: upstream {} unreachable: {reason}", self.address);
+                tracing::warn!(upstream = %self.address, "upstream unreachable: {reason}");
             }
         }
     }
@@ -219,6 +254,8 @@ impl Upstream {
                 down_logged: AtomicBool::new(false),
                 down: AtomicBool::new(true),
                 up_slots: AtomicUsize::new(0),
+                lost_pending: AtomicUsize::new(0),
+                reconnects: AtomicUsize::new(0),
                 lost_since_up: AtomicBool::new(false),
                 hook,
                 stats,
@@ -241,6 +278,11 @@ impl Upstream {
     /// since the last one was (pools closed while idle leave the link up).
     pub fn link_up(&self) -> bool {
         self.link.up_slots.load(SeqCst) > 0 || !self.link.down.load(SeqCst)
+    }
+
+    /// Pooled connections re-established after a loss, since start.
+    pub fn reconnects(&self) -> u64 {
+        self.link.reconnects.load(SeqCst) as u64
     }
 
     /// Upstream connections established now.

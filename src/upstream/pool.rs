@@ -19,6 +19,7 @@ use super::conn::{self, Ended, Tracked};
 use super::{handshake, Credentials, Link, Route, Target};
 use crate::control::NO_EPOCH;
 use crate::error::UpstreamError;
+use crate::metrics::commands;
 
 /// Requests queued per connection before senders wait.
 const CALL_QUEUE: usize = 4096;
@@ -42,6 +43,10 @@ pub(crate) struct Call {
     pub sent_at: Instant,
     /// The sidecar's own liveness PING: not counted as a client request.
     pub health_check: bool,
+    /// The index of the call's first command (the latency histogram's label).
+    pub command: u16,
+    /// Counts the call's commands as in flight while it lives (client calls only).
+    pub _counted: Option<crate::metrics::InFlight>,
 }
 
 #[derive(Clone)]
@@ -272,13 +277,19 @@ impl Pool {
         }
         let (reply_tx, rx) = oneshot::channel();
         let sent_at = Instant::now();
+        let command = commands::index(commands::first_command(&bytes)) as u16;
         let call = Call {
+            command,
             bytes,
             replies,
             tx: reply_tx,
             on_reply,
             sent_at,
             health_check: false,
+            _counted: Some(crate::metrics::InFlight::new(
+                self.link.stats.clone(),
+                replies,
+            )),
         };
         let pending = PendingReply {
             rx,

@@ -114,3 +114,30 @@ async fn a_new_route_replaces_an_unused_pool_or_is_refused() {
     assert_eq!(up.routes(), 2);
     drop((first, third));
 }
+
+#[test]
+fn handshake_errors_never_quote_the_password() {
+    let c = creds("bob", "s3cret-upstream-pass");
+    // A server without HELLO quotes the arguments, possibly only a prefix of the password.
+    for reply in [
+        &b"-ERR unknown command 'HELLO', with args beginning with: '3' 'AUTH' 'bob' 's3cret-upstream-pass' \r\n"[..],
+        b"-ERR unknown command 'HELLO', with args beginning with: '3' 'AUTH' 'bob' 's3cret-up\r\n",
+        b"-ERR something quoting s3cret-upstream-pass\r\n",
+    ] {
+        let shown = handshake::handshake_error(reply, Some(&c)).to_string();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.starts_with("upstream unavailable (ERR "), "{shown}");
+    }
+    let shown =
+        handshake::handshake_error(b"-WRONGPASS invalid username-password pair\r\n", Some(&c));
+    assert_eq!(
+        shown.to_string(),
+        "upstream unavailable (WRONGPASS invalid username-password pair)"
+    );
+    assert_eq!(redact("ERR x", None), "ERR x");
+    assert_eq!(
+        c.redact("a s3cret-upstream-pass b"),
+        "a *** b",
+        "only the password goes"
+    );
+}

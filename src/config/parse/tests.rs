@@ -183,7 +183,7 @@ fn upstream_url_problems() {
         ("h:6379", "not a redis:// URL"),
         ("redis://", "empty host"),
         ("redis://:pw@:6379", "empty host"),
-        ("redis://h:abc", "invalid port \"abc\""),
+        ("redis://h:abc", "invalid port (must be a number"),
         ("redis://h:0", "invalid port \"0\""),
         ("redis://h:65536", "invalid port \"65536\""),
         ("redis://h:", "invalid port \"\""),
@@ -206,6 +206,9 @@ fn upstream_problems_never_quote_the_password() {
         "redis://u:hunter2@h:x",
         "redis://u:hunter2@h/x",
         "redis://u:hunter2@",
+        "redis://u:hunter2",
+        "redis://u:hunter2/0",
+        "redis://:hunter2",
     ] {
         assert!(!upstream(url).unwrap_err().contains("hunter2"), "{url}");
     }
@@ -217,4 +220,49 @@ fn redact_url_hides_only_the_password() {
     assert_eq!(redact_url("redis://:a@b@h"), "redis://:***@h");
     assert_eq!(redact_url("redis://u@h"), "redis://u@h");
     assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+}
+
+#[test]
+fn log_format_is_human_or_json() {
+    for (text, want) in [
+        ("human", LogFormat::Human),
+        ("HUMAN", LogFormat::Human),
+        (" json ", LogFormat::Json),
+        ("Json", LogFormat::Json),
+    ] {
+        assert_eq!(log_format(text), Ok(want), "{text}");
+    }
+    for t in ["", "text", "plain", "logfmt", "jsonl"] {
+        assert_eq!(
+            log_format(t).unwrap_err(),
+            format!("invalid log format {t:?} (use human or json)")
+        );
+    }
+}
+
+#[test]
+fn log_level_is_one_level_name_or_off() {
+    for (text, want) in [
+        ("error", LevelFilter::ERROR),
+        ("WARN", LevelFilter::WARN),
+        ("warning", LevelFilter::WARN),
+        (" info ", LevelFilter::INFO),
+        ("Debug", LevelFilter::DEBUG),
+        ("trace", LevelFilter::TRACE),
+        ("off", LevelFilter::OFF),
+    ] {
+        assert_eq!(log_level(text), Ok(want), "{text}");
+    }
+    for t in [
+        "",
+        "verbose",
+        "3",
+        "info,nearcache=debug",
+        "nearcache=debug",
+    ] {
+        assert!(
+            log_level(t).unwrap_err().starts_with("invalid log level"),
+            "{t}"
+        );
+    }
 }

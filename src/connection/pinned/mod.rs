@@ -283,6 +283,7 @@ impl Connection {
     /// Decides how one request goes: sent on the pinned connection (`None`), or held until
     /// nothing is owed (a reply of the sidecar's own, QUIT, RESET).
     fn pin_request(&mut self, pin: &mut Pin, req: Request) -> Option<Request> {
+        self.count(&req);
         let table = self.shared.table.get();
         let action = classify(&req, self.session.db, table);
         match action {
@@ -321,6 +322,7 @@ impl Connection {
         let req = match waiting {
             Waiting::Request(req) => req,
             Waiting::Malformed(e) => {
+                self.shared.stats.rejected_protocol.fetch_add(1, Relaxed);
                 self.replies.ready_with(|out| write_request_error(out, &e));
                 return Some(Relay::Close);
             }

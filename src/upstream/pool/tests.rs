@@ -19,6 +19,8 @@ fn pool(connections: usize) -> Pool {
     let link = Link {
         address: target.address.clone(),
         up_slots: AtomicUsize::new(0),
+        lost_pending: AtomicUsize::new(0),
+        reconnects: AtomicUsize::new(0),
         lost_since_up: AtomicBool::new(false),
         down_logged: AtomicBool::new(false),
         down: AtomicBool::new(true),

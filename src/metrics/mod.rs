@@ -1,7 +1,15 @@
-//! The sidecar's counters, built once and shared by every layer; INFO reads the same figures.
+//! The sidecar's counters, built once and shared by every layer; INFO and `/metrics` read
+//! the same figures. Counting costs a relaxed atomic add (per batch on the hit path); the
+//! Prometheus view (`export`) folds them in at scrape time, so no request looks up a label.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+pub mod commands;
+pub mod export;
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use commands::{CommandCounts, KNOWN};
 
 /// Process-wide counters (relaxed atomics: figures, not synchronisation).
 pub struct Stats {
@@ -24,6 +32,24 @@ pub struct Stats {
     pub upstream_pinned: AtomicU64,
     /// Client connections accepted since start.
     pub total_connections: AtomicU64,
+    /// Client connections refused at the `--max-clients` bound.
+    pub rejected_max_clients: AtomicU64,
+    /// Client connections closed for a malformed request or a request over a limit.
+    pub rejected_protocol: AtomicU64,
+    /// Commands received, by known command (see [`commands`]).
+    pub commands: CommandCounts,
+    /// Calls that got no reply because the upstream was unavailable (or refused the route).
+    pub upstream_unavailable: AtomicU64,
+    /// Calls whose reply took longer than `--upstream-timeout`.
+    pub upstream_timeouts: AtomicU64,
+    /// Upstream round trips, by the call's first command.
+    pub upstream_latency: export::Histograms,
+    /// Upstream commands sent over pooled connections and not answered yet.
+    pub upstream_in_flight: AtomicI64,
+    /// GETs answered by the hit path (counted apart from the commands dispatched).
+    pub hot_path_gets: AtomicU64,
+    /// L1 lookup time, sampled.
+    pub lookup_latency: export::LookupHistogram,
     /// Audited L1 hits compared with an upstream reply (see [`crate::audit`]).
     pub audits_done: AtomicU64,
     /// Audits that got no usable upstream reply (an error, unavailable, a timeout).
@@ -48,6 +74,15 @@ impl Stats {
             connected_clients: AtomicU64::new(0),
             upstream_pinned: AtomicU64::new(0),
             total_connections: AtomicU64::new(0),
+            rejected_max_clients: AtomicU64::new(0),
+            rejected_protocol: AtomicU64::new(0),
+            commands: CommandCounts::default(),
+            upstream_unavailable: AtomicU64::new(0),
+            upstream_timeouts: AtomicU64::new(0),
+            upstream_latency: export::Histograms::new(KNOWN.len() + 1),
+            upstream_in_flight: AtomicI64::new(0),
+            hot_path_gets: AtomicU64::new(0),
+            lookup_latency: export::LookupHistogram::default(),
             audits_done: AtomicU64::new(0),
             audits_failed: AtomicU64::new(0),
             audits_skipped: AtomicU64::new(0),
@@ -55,8 +90,10 @@ impl Stats {
         }
     }
 
-    /// Records one answered upstream call.
-    pub fn record_upstream(&self, latency: Duration) {
+    /// Records one answered upstream call whose first command has index `command` (see
+    /// [`commands::index`]).
+    pub fn record_upstream(&self, latency: Duration, command: usize) {
+        self.upstream_latency.observe(command, latency);
         self.upstream_requests.fetch_add(1, Relaxed);
         self.upstream_latency_us
             .fetch_add(latency.as_micros() as u64, Relaxed);
@@ -86,5 +123,27 @@ impl Stats {
 impl Default for Stats {
     fn default() -> Self {
         Stats::new()
+    }
+}
+
+/// Counts `n` commands in flight upstream for as long as it lives (a call's life: answered,
+/// failed or dropped with its connection).
+pub struct InFlight {
+    stats: Arc<Stats>,
+    n: i64,
+}
+
+impl InFlight {
+    /// Counts `n` commands from now.
+    pub fn new(stats: Arc<Stats>, n: usize) -> InFlight {
+        let n = n as i64;
+        stats.upstream_in_flight.fetch_add(n, Relaxed);
+        InFlight { stats, n }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.stats.upstream_in_flight.fetch_sub(self.n, Relaxed);
     }
 }

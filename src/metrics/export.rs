@@ -1,0 +1,404 @@
+//! The Prometheus view of the sidecar's figures (`/metrics`), with the `prometheus` crate.
+//!
+//! Counters and gauges are read from the atomics every layer already keeps, at scrape time
+//! (`Exporter::render`): the request paths never touch a registry or look up a label.
+//! Latency histograms are the crate's own (atomic buckets), one child per label value,
+//! resolved once when built and indexed by command number on the request path.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use super::commands::{self, KNOWN};
+use crate::state::Shared;
+
+/// Round-trip buckets, seconds: 50 µs to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+];
+
+/// A histogram with one child per command label, observed by index; a child is resolved
+/// at its first observation (so commands never seen add no series).
+pub struct Histograms {
+    vec: HistogramVec,
+    children: Vec<OnceLock<Histogram>>,
+}
+
+impl Histograms {
+    /// `nearcache_upstream_request_duration_seconds` with `n` command children.
+    pub fn new(n: usize) -> Histograms {
+        let opts = HistogramOpts::new(
+            "nearcache_upstream_request_duration_seconds",
+            "Round trip of one upstream call, by its first command.",
+        )
+        .buckets(LATENCY_BUCKETS.to_vec());
+        let vec = HistogramVec::new(opts, &["command"]).expect("valid histogram");
+        let children = (0..n).map(|_| OnceLock::new()).collect();
+        Histograms { vec, children }
+    }
+
+    /// Records one round trip of the call whose first command has index `i`.
+    #[inline]
+    pub fn observe(&self, i: usize, latency: Duration) {
+        if let Some(child) = self.children.get(i) {
+            child
+                .get_or_init(|| self.vec.with_label_values(&[commands::label(i)]))
+                .observe(latency.as_secs_f64());
+        }
+    }
+
+    fn collector(&self) -> Box<dyn Collector> {
+        Box::new(self.vec.clone())
+    }
+}
+
+/// A single histogram with a name and buckets of its own, registered by the exporter.
+pub struct LagHistogram(Histogram);
+
+impl Default for LagHistogram {
+    /// `nearcache_invalidation_lag_seconds`: 100 µs to 10 s.
+    fn default() -> Self {
+        let opts = HistogramOpts::new(
+            "nearcache_invalidation_lag_seconds",
+            "Age of a bus invalidation on arrival (sender's clock to ours).",
+        )
+        .buckets(LATENCY_BUCKETS[1..].to_vec());
+        LagHistogram(Histogram::with_opts(opts).expect("valid histogram"))
+    }
+}
+
+impl LagHistogram {
+    /// Records one message's lag.
+    pub fn observe(&self, lag: Duration) {
+        self.0.observe(lag.as_secs_f64());
+    }
+
+    fn collector(&self) -> Box<dyn Collector> {
+        Box::new(self.0.clone())
+    }
+}
+
+/// L1 lookup time, sampled on the hit path (`nearcache_cache_lookup_duration_seconds`).
+pub struct LookupHistogram(Histogram);
+
+impl Default for LookupHistogram {
+    /// 100 ns to 1 ms.
+    fn default() -> Self {
+        let opts = HistogramOpts::new(
+            "nearcache_cache_lookup_duration_seconds",
+            "L1 lookup time, sampled (one lookup in 64).",
+        )
+        .buckets(vec![
+            1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 1e-3,
+        ]);
+        LookupHistogram(Histogram::with_opts(opts).expect("valid histogram"))
+    }
+}
+
+impl LookupHistogram {
+    /// Records one lookup.
+    #[cold]
+    pub fn observe(&self, took: Duration) {
+        self.0.observe(took.as_secs_f64());
+    }
+}
+
+/// Everything `/metrics` shows; [`Exporter::render`] refreshes and encodes it.
+pub struct Exporter {
+    registry: Registry,
+    figures: Figures,
+    /// One scrape at a time: a refresh resets and re-adds counters.
+    render: Mutex<()>,
+}
+
+/// The metrics refreshed from the shared atomics at scrape time.
+struct Figures {
+    cache_hits: IntCounterVec,
+    cache_misses: IntCounterVec,
+    l1_entries: IntGauge,
+    l1_used_bytes: IntGauge,
+    l1_max_bytes: IntGauge,
+    l1_compressed: IntGauge,
+    l1_evictions: IntCounterVec,
+    upstream_errors: IntCounterVec,
+    upstream_connections: IntGaugeVec,
+    upstream_in_flight: IntGauge,
+    upstream_reconnects: IntCounter,
+    upstream_link_up: IntGauge,
+    invalidation_messages: IntCounterVec,
+    invalidation_gaps: IntCounter,
+    invalidation_link_up: IntGauge,
+    l1_flushes: IntCounterVec,
+    stale_hits: IntCounter,
+    clients_connected: IntGauge,
+    clients_accepted: IntCounter,
+    commands: IntCounterVec,
+    rejected: IntCounterVec,
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid counter");
+    r.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
+    r.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid gauge");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+/// Sets a counter to an absolute value read from an atomic.
+fn set(c: &IntCounter, value: u64) {
+    c.reset();
+    c.inc_by(value);
+}
+
+impl Exporter {
+    /// Registers every metric (and the process collector) over `shared`'s figures.
+    pub fn new(shared: &Shared) -> Exporter {
+        let r = Registry::new();
+        r.register(shared.stats.upstream_latency.collector())
+            .expect("registered once");
+        r.register(shared.tracking.bus.counters.lag.collector())
+            .expect("registered once");
+        r.register(Box::new(shared.stats.lookup_latency.0.clone()))
+            .expect("registered once");
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("registered once");
+        let figures = Figures {
+            cache_hits: counter_vec(
+                &r,
+                "nearcache_cache_hits_total",
+                "GET/MGET keys answered by L1 (l1) or by the upstream with a value (l2).",
+                &["layer"],
+            ),
+            cache_misses: counter_vec(
+                &r,
+                "nearcache_cache_misses_total",
+                "GET/MGET keys L1 did not hold (l1), and that the upstream did not hold (l2).",
+                &["layer"],
+            ),
+            l1_entries: gauge(&r, "nearcache_l1_entries", "Entries in L1."),
+            l1_used_bytes: gauge(
+                &r,
+                "nearcache_l1_used_bytes",
+                "Bytes L1 accounts for (key, value and overhead).",
+            ),
+            l1_max_bytes: gauge(&r, "nearcache_l1_max_bytes", "The L1 bound (--l1-max-bytes)."),
+            l1_compressed: gauge(
+                &r,
+                "nearcache_l1_compressed_entries",
+                "L1 entries stored zstd-compressed.",
+            ),
+            l1_evictions: counter_vec(
+                &r,
+                "nearcache_l1_evictions_total",
+                "L1 entries removed, by reason.",
+                &["reason"],
+            ),
+            upstream_errors: counter_vec(
+                &r,
+                "nearcache_upstream_errors_total",
+                "Upstream calls that got no reply, by kind.",
+                &["kind"],
+            ),
+            upstream_connections: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "nearcache_upstream_connections",
+                        "Open upstream connections: pooled (shared) or pinned to one client.",
+                    ),
+                    &["state"],
+                )
+                .expect("valid gauge");
+                r.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
+            upstream_in_flight: gauge(
+                &r,
+                "nearcache_upstream_in_flight",
+                "Upstream commands sent over pooled connections and not answered yet.",
+            ),
+            upstream_reconnects: counter(
+                &r,
+                "nearcache_upstream_reconnects_total",
+                "Pooled upstream connections re-established after a loss.",
+            ),
+            upstream_link_up: gauge(
+                &r,
+                "nearcache_upstream_link_up",
+                "1 while the upstream is reachable.",
+            ),
+            invalidation_messages: counter_vec(
+                &r,
+                "nearcache_invalidation_messages_total",
+                "Invalidation messages received (in) and sent (out).",
+                &["source", "kind", "direction"],
+            ),
+            invalidation_gaps: counter(
+                &r,
+                "nearcache_invalidation_sequence_gaps_total",
+                "Bus messages lost: a peer's sequence skipped.",
+            ),
+            invalidation_link_up: gauge(
+                &r,
+                "nearcache_invalidation_link_up",
+                "1 while the control connection (tracking and bus) is up or not needed.",
+            ),
+            l1_flushes: counter_vec(
+                &r,
+                "nearcache_l1_flushes_total",
+                "Whole-L1 flushes, by cause.",
+                &["cause"],
+            ),
+            stale_hits: counter(
+                &r,
+                "nearcache_stale_hits_detected_total",
+                "Audited L1 hits that differed from the upstream with no invalidation to explain it.",
+            ),
+            clients_connected: gauge(&r, "nearcache_clients_connected", "Client connections open."),
+            clients_accepted: counter(
+                &r,
+                "nearcache_clients_accepted_total",
+                "Client connections accepted.",
+            ),
+            commands: counter_vec(
+                &r,
+                "nearcache_commands_total",
+                "Commands received, by command (known commands, else other).",
+                &["command"],
+            ),
+            rejected: counter_vec(
+                &r,
+                "nearcache_clients_rejected_total",
+                "Client connections refused (max_clients) or closed for a malformed request (protocol).",
+                &["reason"],
+            ),
+        };
+        Exporter {
+            registry: r,
+            figures,
+            render: Mutex::new(()),
+        }
+    }
+
+    /// The Prometheus text format of every metric, refreshed now.
+    pub fn render(&self, shared: &Shared) -> String {
+        let _one = self.render.lock().unwrap_or_else(|p| p.into_inner());
+        self.refresh(shared);
+        let mut out = Vec::new();
+        let encoded = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        if encoded.is_err() {
+            return String::new();
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    fn refresh(&self, shared: &Shared) {
+        let f = &self.figures;
+        let stats = &shared.stats;
+        let l1 = &shared.l1;
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed);
+        let (l2_hits, l2_misses) = l1.l2_counts();
+        set(&f.cache_hits.with_label_values(&["l1"]), n(&stats.l1_hits));
+        set(&f.cache_hits.with_label_values(&["l2"]), l2_hits);
+        set(
+            &f.cache_misses.with_label_values(&["l1"]),
+            n(&stats.l1_misses),
+        );
+        set(&f.cache_misses.with_label_values(&["l2"]), l2_misses);
+        f.l1_entries.set(l1.entry_count() as i64);
+        f.l1_used_bytes.set(l1.used_bytes() as i64);
+        f.l1_max_bytes.set(l1.max_bytes() as i64);
+        f.l1_compressed.set(l1.compressed_entries() as i64);
+        let ev = l1.evictions_by_reason();
+        for (reason, value) in [
+            ("size", ev.size),
+            ("expired", ev.expired),
+            ("written", ev.written),
+            ("invalidated", ev.invalidated),
+            ("flushed", ev.flushed),
+        ] {
+            set(&f.l1_evictions.with_label_values(&[reason]), value);
+        }
+        let timeouts = n(&stats.upstream_timeouts);
+        let unavailable = n(&stats.upstream_errors).saturating_sub(timeouts);
+        set(
+            &f.upstream_errors.with_label_values(&["unavailable"]),
+            unavailable,
+        );
+        set(&f.upstream_errors.with_label_values(&["timeout"]), timeouts);
+        let pinned = n(&stats.upstream_pinned);
+        let pooled = shared.upstream.connections() as u64;
+        f.upstream_connections
+            .with_label_values(&["pooled"])
+            .set(pooled as i64);
+        f.upstream_connections
+            .with_label_values(&["pinned"])
+            .set(pinned as i64);
+        f.upstream_in_flight
+            .set(stats.upstream_in_flight.load(Relaxed).max(0));
+        set(&f.upstream_reconnects, shared.upstream.reconnects());
+        f.upstream_link_up.set(i64::from(shared.upstream.link_up()));
+        let tracking = &shared.tracking;
+        let tc = &tracking.counters;
+        let bc = &tracking.bus.counters;
+        for (labels, value) in [
+            (["tracking", "key", "in"], n(&tc.messages)),
+            (["bus", "key", "in"], n(&bc.received_keys)),
+            (["bus", "pattern", "in"], n(&bc.received_patterns)),
+            (["bus", "flush", "in"], n(&bc.received_flushes)),
+            (["bus", "key", "out"], n(&bc.sent_keys)),
+            (["bus", "pattern", "out"], n(&bc.sent_patterns)),
+            (["bus", "flush", "out"], n(&bc.sent_flushes)),
+        ] {
+            set(&f.invalidation_messages.with_label_values(&labels), value);
+        }
+        set(&f.invalidation_gaps, n(&bc.sequence_gaps));
+        f.invalidation_link_up.set(i64::from(tracking.serving()));
+        for (cause, value) in [
+            ("link_lost", n(&tc.loss_flushes)),
+            ("upstream_flush", n(&tc.upstream_flushes)),
+            ("bus", n(&bc.flushes)),
+        ] {
+            set(&f.l1_flushes.with_label_values(&[cause]), value);
+        }
+        set(&f.stale_hits, n(&stats.stale_hits_detected));
+        f.clients_connected.set(n(&stats.connected_clients) as i64);
+        set(&f.clients_accepted, n(&stats.total_connections));
+        for i in 0..=KNOWN.len() {
+            let mut total = stats.commands.total(i);
+            if commands::label(i) == "get" {
+                total += n(&stats.hot_path_gets);
+            }
+            if total > 0 {
+                set(&f.commands.with_label_values(&[commands::label(i)]), total);
+            }
+        }
+        set(
+            &f.rejected.with_label_values(&["max_clients"]),
+            n(&stats.rejected_max_clients),
+        );
+        set(
+            &f.rejected.with_label_values(&["protocol"]),
+            n(&stats.rejected_protocol),
+        );
+    }
+}
