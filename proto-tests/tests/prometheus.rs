@@ -37,13 +37,19 @@ const SUBSTITUTIONS: &[(&str, &str)] = &[
     ("$pod", ".*"),
 ];
 
-/// Dashboard expressions allowed to return no series, or only NaN, and why. Matched by a
-/// substring of the expression.
-const ALLOWED_EMPTY: &[(&str, &str)] = &[];
-
-/// Metric names the expressions use that the workload does not make the sidecar export
-/// (a labelled metric has no series until it is first incremented), and why.
-const ALLOWED_ABSENT: &[(&str, &str)] = &[];
+/// Metrics docs/metrics.md specifies that /metrics may not export yet, and why. While one
+/// is not exported, the expressions using it may return nothing; once it is, they must
+/// return data like every other.
+const MAY_BE_MISSING: &[(&str, &str)] = &[
+    (
+        "nearcache_slow_commands_total",
+        "the profiler (--slow-threshold) is not wired into /metrics on main yet",
+    ),
+    (
+        "nearcache_n_plus_one_total",
+        "the profiler (N+1 detection) is not wired into /metrics on main yet",
+    ),
+];
 
 /// Bound on Prometheus answering `/-/ready` after start.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -95,39 +101,13 @@ fn dashboard_and_rules_evaluate_on_a_real_prometheus() {
     ]);
 
     let prometheus = Prometheus::start(&root.join(RULES), &metrics_addr);
-    workload(&redis, &sidecar);
-    let commands_sent = sidecar_commands(&metrics_addr);
-
-    // At least 5 scrapes, the last one after the workload.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let scrapes = prometheus
-            .query_values("count_over_time(up{job=\"nearcache\"}[1m])")
-            .first()
-            .copied()
-            .unwrap_or(0.0);
-        let up = prometheus
-            .query_values("up{job=\"nearcache\"}")
-            .first()
-            .copied()
-            .unwrap_or(0.0);
-        let seen = prometheus
-            .query_values("sum(nearcache_commands_total)")
-            .first()
-            .copied()
-            .unwrap_or(0.0);
-        if scrapes >= 5.0 && up == 1.0 && seen >= commands_sent {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Prometheus has {scrapes} scrapes (up = {up}), {seen} of the {commands_sent} \
-             commands sent; targets: {}\nprometheus log:\n{}",
-            prometheus.get("/api/v1/targets"),
-            prometheus.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // A labelled series appears at its first increment, and a rate needs it in two scrapes:
+    // a first pass of the workload creates every series and is scraped, then the second
+    // pass moves them all within the rate window.
+    workload(&redis, &sidecar, 0);
+    wait_until_scraped(&prometheus, &metrics_addr, 1);
+    workload(&redis, &sidecar, 1);
+    wait_until_scraped(&prometheus, &metrics_addr, 5);
 
     // ---- the dashboard
     let dashboard = fs::read_to_string(root.join(DASHBOARD)).expect("read dashboard");
@@ -135,6 +115,22 @@ fn dashboard_and_rules_evaluate_on_a_real_prometheus() {
     let mut exprs = Vec::new();
     collect_strings(&dashboard, "expr", &mut exprs);
     assert!(exprs.len() >= 20, "only {} expressions found", exprs.len());
+
+    // The metric names the sidecar exports, as Prometheus stored them.
+    let exported: BTreeSet<String> = prometheus
+        .query_label(
+            "count by (__name__) ({__name__=~\"nearcache_.*|process_.*\"})",
+            "__name__",
+        )
+        .expect("list metric names")
+        .into_iter()
+        .collect();
+    let missing = |expr: &str| -> Option<&'static str> {
+        MAY_BE_MISSING
+            .iter()
+            .find(|(name, _)| expr.contains(name) && !exported.contains(*name))
+            .map(|(name, _)| *name)
+    };
 
     let mut failures = Vec::new();
     let mut allowed = BTreeSet::new();
@@ -146,8 +142,8 @@ fn dashboard_and_rules_evaluate_on_a_real_prometheus() {
                 if values.iter().any(|v| !v.is_nan()) {
                     continue;
                 }
-                if let Some((pattern, _)) = ALLOWED_EMPTY.iter().find(|(p, _)| raw.contains(p)) {
-                    allowed.insert(*pattern);
+                if let Some(name) = missing(raw) {
+                    allowed.insert(name);
                     continue;
                 }
                 failures.push(format!(
@@ -171,10 +167,10 @@ fn dashboard_and_rules_evaluate_on_a_real_prometheus() {
         let (selector, label) = parse_label_values(definition)
             .unwrap_or_else(|| panic!("not label_values(<selector>, <label>): {definition}"));
         let expr = format!("count by ({label}) ({})", substitute(selector));
-        match prometheus.query_series(&expr) {
+        match prometheus.query_label(&expr, label) {
             Err(e) => failures.push(format!("variable {definition}: {expr}: {e}")),
             Ok(series) if label == "instance" => {
-                if !series.iter().any(|m| m.contains(&metrics_addr)) {
+                if !series.iter().any(|v| *v == metrics_addr) {
                     failures.push(format!(
                         "variable {definition} does not list {metrics_addr}: {series:?}"
                     ));
@@ -231,11 +227,7 @@ fn dashboard_and_rules_evaluate_on_a_real_prometheus() {
         metric_names(expr, &mut names);
     }
     for name in &names {
-        let present = !prometheus
-            .query_values(&format!("count({{__name__=\"{name}\"}})"))
-            .is_empty();
-        let excused = ALLOWED_ABSENT.iter().any(|(n, _)| n == name);
-        if !present && !excused {
+        if !exported.contains(name) && missing(name).is_none() {
             failures.push(format!(
                 "metric {name} is used but the sidecar does not export it"
             ));
@@ -268,7 +260,8 @@ fn dashboard_and_rules_evaluate_on_a_real_prometheus() {
 /// What the dashboard shows, produced through the sidecar: GET hits and misses (single,
 /// pipelined and MGET), missing keys, SETs through the sidecar and behind its back,
 /// invalidation bus messages, a transaction, a flush, a protocol error, an upstream timeout.
-fn workload(redis: &Redis, sidecar: &Sidecar) {
+/// `pass` counts the runs (the bus messages' sequence numbers continue from one to the next).
+fn workload(redis: &Redis, sidecar: &Sidecar, pass: usize) {
     poll_until(
         Duration::from_secs(10),
         "the invalidation link is up",
@@ -347,7 +340,7 @@ fn workload(redis: &Redis, sidecar: &Sidecar) {
     }
     // Bus messages from another (pretend) sender: invalidation lag.
     let sender = format!("loadgen{}", std::process::id());
-    for seq in 1..=20 {
+    for seq in pass * 20 + 1..=pass * 20 + 20 {
         let ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .expect("clock")
@@ -381,6 +374,36 @@ fn workload(redis: &Redis, sidecar: &Sidecar) {
     poll_until(Duration::from_secs(5), "GET works again", || {
         sidecar.conn().cmd_str(&["GET", &key(400)]) == bulk(value.as_bytes())
     });
+}
+
+/// Waits until Prometheus has scraped the sidecar at least `scrapes` times and its last
+/// scrape counted every command the sidecar has counted by now.
+fn wait_until_scraped(prometheus: &Prometheus, metrics_addr: &str, scrapes: usize) {
+    let commands = sidecar_commands(metrics_addr);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = |expr: &str| {
+        prometheus
+            .query_values(expr)
+            .first()
+            .copied()
+            .unwrap_or(0.0)
+    };
+    loop {
+        let done = first("count_over_time(up{job=\"nearcache\"}[1m])");
+        let up = first("up{job=\"nearcache\"}");
+        let seen = first("sum(nearcache_commands_total)");
+        if done >= scrapes as f64 && up == 1.0 && seen >= commands {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus has {done} scrapes (up = {up}), {seen} of the {commands} commands the \
+             sidecar counted; targets: {}\nprometheus log:\n{}",
+            prometheus.get("/api/v1/targets"),
+            prometheus.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The sum of `nearcache_commands_total` on the sidecar's /metrics now.
@@ -513,14 +536,20 @@ impl Prometheus {
         })
     }
 
-    /// The label sets `expr` evaluates to, rendered as text.
-    fn query_series(&self, expr: &str) -> Result<Vec<String>, String> {
+    /// The values of `label` in the series `expr` evaluates to ("" where it is absent).
+    fn query_label(&self, expr: &str, label: &str) -> Result<Vec<String>, String> {
         let result = self.query_result(expr)?;
         Ok(result
             .as_array()
             .unwrap_or(&[])
             .iter()
-            .map(|s| format!("{:?}", s.get("metric")))
+            .map(|s| {
+                s.get("metric")
+                    .and_then(|m| m.get(label))
+                    .and_then(Json::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            })
             .collect())
     }
 
