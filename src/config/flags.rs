@@ -98,6 +98,18 @@ pub struct Flags {
     /// Fraction of L1 hits re-read from the upstream in the background and compared with what was served, 0 to 1; 0 disables [default: 0.001]
     #[arg(long, env = "NEARCACHE_AUDIT_RATE", value_name = "FRACTION")]
     pub audit_rate: Option<String>,
+    /// Upstream calls that keep a client waiting this long go to the slow log (NEARCACHE SLOWLOG); 0 logs every call [default: 10ms]
+    #[arg(long, env = "NEARCACHE_SLOW_THRESHOLD", value_name = "DURATION")]
+    pub slow_threshold: Option<String>,
+    /// Entries kept in the slow log, newest first [default: 128]
+    #[arg(long, env = "NEARCACHE_SLOWLOG_MAX_LEN", value_name = "N")]
+    pub slowlog_max_len: Option<String>,
+    /// Single-key GETs of one key shape (user:#:profile) by one client within --n-plus-one-window reported as an N+1 [default: 10]
+    #[arg(long, env = "NEARCACHE_N_PLUS_ONE_THRESHOLD", value_name = "N")]
+    pub n_plus_one_threshold: Option<String>,
+    /// The window of --n-plus-one-threshold [default: 100ms]
+    #[arg(long, env = "NEARCACHE_N_PLUS_ONE_WINDOW", value_name = "DURATION")]
+    pub n_plus_one_window: Option<String>,
 }
 
 impl fmt::Debug for Flags {
@@ -128,6 +140,10 @@ impl fmt::Debug for Flags {
             .field("invalidation_heartbeat", &self.invalidation_heartbeat)
             .field("invalidation_channel", &self.invalidation_channel)
             .field("audit_rate", &self.audit_rate)
+            .field("slow_threshold", &self.slow_threshold)
+            .field("slowlog_max_len", &self.slowlog_max_len)
+            .field("n_plus_one_threshold", &self.n_plus_one_threshold)
+            .field("n_plus_one_window", &self.n_plus_one_window)
             .finish()
     }
 }

@@ -75,6 +75,14 @@ pub enum TrackingMode {
 }
 /// Default `--audit-rate`: one L1 hit in a thousand is re-read from the upstream and compared.
 pub const DEFAULT_AUDIT_RATE: f64 = 0.001;
+/// Default `--slow-threshold`: 10ms.
+pub const DEFAULT_SLOW_THRESHOLD: Duration = Duration::from_millis(10);
+/// Default `--slowlog-max-len`: 128 entries.
+pub const DEFAULT_SLOWLOG_MAX_LEN: usize = 128;
+/// Default `--n-plus-one-threshold`: 10 reads.
+pub const DEFAULT_N_PLUS_ONE_THRESHOLD: usize = 10;
+/// Default `--n-plus-one-window`: 100ms.
+pub const DEFAULT_N_PLUS_ONE_WINDOW: Duration = Duration::from_millis(100);
 
 /// Where the upstream Redis is and how to log in; `Debug` and `Display` never show the password.
 #[derive(Clone, PartialEq, Eq)]
@@ -168,6 +176,16 @@ pub struct Config {
     /// Fraction of L1 hits re-read from the upstream and compared with what was served, in
     /// `0..=1`; zero disables the staleness audit (`--audit-rate`).
     pub audit_rate: f64,
+    /// Upstream calls that keep a client waiting at least this long are logged as slow;
+    /// zero logs every call (`--slow-threshold`).
+    pub slow_threshold: Duration,
+    /// Entries kept in the slow log (`--slowlog-max-len`).
+    pub slowlog_max_len: usize,
+    /// Single-key reads of one key shape by one client that make an N+1
+    /// (`--n-plus-one-threshold`).
+    pub n_plus_one_threshold: usize,
+    /// The window those reads must fall in (`--n-plus-one-window`).
+    pub n_plus_one_window: Duration,
 }
 
 /// Every configuration problem found, one line each when displayed.
@@ -205,6 +223,10 @@ struct FileConfig {
     invalidation_heartbeat: Option<Scalar>,
     invalidation_channel: Option<Scalar>,
     audit_rate: Option<Scalar>,
+    slow_threshold: Option<Scalar>,
+    slowlog_max_len: Option<Scalar>,
+    n_plus_one_threshold: Option<Scalar>,
+    n_plus_one_window: Option<Scalar>,
 }
 
 /// A TOML string, integer, float or boolean kept as text, so file and flags share one parser.
@@ -351,6 +373,14 @@ impl Config {
             invalidation_channel: pick!(invalidation_channel, parse::channel)
                 .unwrap_or_else(|| DEFAULT_INVALIDATION_CHANNEL.to_owned()),
             audit_rate: pick!(audit_rate, parse::fraction).unwrap_or(DEFAULT_AUDIT_RATE),
+            slow_threshold: pick!(slow_threshold, parse::duration)
+                .unwrap_or(DEFAULT_SLOW_THRESHOLD),
+            slowlog_max_len: pick!(slowlog_max_len, parse::count)
+                .unwrap_or(DEFAULT_SLOWLOG_MAX_LEN),
+            n_plus_one_threshold: pick!(n_plus_one_threshold, parse::count)
+                .unwrap_or(DEFAULT_N_PLUS_ONE_THRESHOLD),
+            n_plus_one_window: pick!(n_plus_one_window, parse::positive_duration)
+                .unwrap_or(DEFAULT_N_PLUS_ONE_WINDOW),
         };
         if r.problems.is_empty() {
             Ok(config)
