@@ -22,6 +22,15 @@ pub const MAX_LISTED_KEY: usize = 512;
 /// Samples between two halvings of every count.
 pub const DECAY_EVERY: u64 = 1 << 15;
 
+/// A key in the top table.
+#[derive(Clone)]
+struct Candidate {
+    hash: u64,
+    key: Bytes,
+    /// The sketch's estimate when the key was last sampled.
+    count: u32,
+}
+
 /// A count-min sketch with a top-K table of the keys it estimates highest.
 pub struct HotKeys {
     /// `ROWS * COLUMNS` counters, row after row.
@@ -31,8 +40,8 @@ pub struct HotKeys {
     /// The lowest count in a full table: a key estimated below it is not a candidate, so
     /// most samples never take the lock.
     floor: AtomicU32,
-    /// The candidates (key, estimate when last seen).
-    top: Mutex<Vec<(Bytes, u32)>>,
+    /// The candidates, found by hash first.
+    top: Mutex<Vec<Candidate>>,
 }
 
 impl Default for HotKeys {
@@ -54,11 +63,15 @@ impl HotKeys {
 
     /// Counts one sampled read of `key`.
     pub fn record(&self, key: &[u8]) {
-        let estimate = self.increment(key);
+        let h = hash(key);
+        let estimate = self.increment(h);
         if key.len() <= MAX_LISTED_KEY && estimate > self.floor.load(Relaxed) {
-            self.offer(key, estimate);
+            self.offer(h, key, estimate);
         }
-        if (self.samples.fetch_add(1, Relaxed) + 1) % DECAY_EVERY == 0 {
+        // Same trade as `increment`: a lost sample only delays the next decay.
+        let samples = self.samples.load(Relaxed) + 1;
+        self.samples.store(samples, Relaxed);
+        if samples.is_multiple_of(DECAY_EVERY) {
             self.decay();
         }
     }
@@ -66,7 +79,7 @@ impl HotKeys {
     /// The sketch's estimate of `key`'s sampled reads (never below the true count since
     /// the last decay).
     pub fn estimate(&self, key: &[u8]) -> u32 {
-        columns(key)
+        columns(hash(key))
             .enumerate()
             .map(|(row, col)| self.counters[row * COLUMNS + col].load(Relaxed))
             .min()
@@ -75,11 +88,15 @@ impl HotKeys {
 
     /// Up to `n` keys, most read first, with their sampled read counts.
     pub fn top(&self, n: usize) -> Vec<(Bytes, u32)> {
-        let mut top = self.top.lock().expect("hot keys lock").clone();
+        let top = self.top.lock().expect("hot keys lock").clone();
         // The table keeps the estimate of a key's last sample: ask the sketch again.
-        for (key, count) in &mut top {
-            *count = (*count).max(self.estimate(key));
-        }
+        let mut top: Vec<(Bytes, u32)> = top
+            .into_iter()
+            .map(|c| {
+                let count = c.count.max(self.estimate(&c.key));
+                (c.key, count)
+            })
+            .collect();
         top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         top.truncate(n);
         top
@@ -93,16 +110,18 @@ impl HotKeys {
         self.floor.store(0, Relaxed);
     }
 
-    /// Adds one to `key`'s counter in every row (saturating); returns the new estimate.
-    fn increment(&self, key: &[u8]) -> u32 {
-        columns(key)
+    /// Adds one to the counter of the key hashed to `hash` in every row (saturating); returns the new estimate.
+    /// A load and a store, not a locked read-modify-write: two threads sampling the same
+    /// counter at the same instant may lose one count, which an approximate figure can
+    /// afford, and a sample costs a third as much.
+    fn increment(&self, hash: u64) -> u32 {
+        columns(hash)
             .enumerate()
             .map(|(row, col)| {
                 let c = &self.counters[row * COLUMNS + col];
-                let before = c
-                    .fetch_update(Relaxed, Relaxed, |v| v.checked_add(1))
-                    .unwrap_or(u32::MAX);
-                before.saturating_add(1)
+                let after = c.load(Relaxed).saturating_add(1);
+                c.store(after, Relaxed);
+                after
             })
             .min()
             .unwrap_or(0)
@@ -110,24 +129,29 @@ impl HotKeys {
 
     /// Puts `key` in the table (or updates it), evicting the lowest candidate when full.
     #[cold]
-    fn offer(&self, key: &[u8], estimate: u32) {
+    fn offer(&self, hash: u64, key: &[u8], estimate: u32) {
         let mut top = self.top.lock().expect("hot keys lock");
-        if let Some(entry) = top.iter_mut().find(|(k, _)| &k[..] == key) {
-            entry.1 = entry.1.max(estimate);
+        let new = || Candidate {
+            hash,
+            key: Bytes::copy_from_slice(key),
+            count: estimate,
+        };
+        if let Some(c) = top.iter_mut().find(|c| c.hash == hash && c.key == key) {
+            c.count = c.count.max(estimate);
         } else if top.len() < TOP_K {
-            top.push((Bytes::copy_from_slice(key), estimate));
+            top.push(new());
         } else {
             let (lowest, _) = top
                 .iter()
                 .enumerate()
-                .min_by_key(|(_, (_, c))| *c)
+                .min_by_key(|(_, c)| c.count)
                 .expect("a full table");
-            if top[lowest].1 < estimate {
-                top[lowest] = (Bytes::copy_from_slice(key), estimate);
+            if top[lowest].count < estimate {
+                top[lowest] = new();
             }
         }
         if top.len() == TOP_K {
-            let floor = top.iter().map(|(_, c)| *c).min().unwrap_or(0);
+            let floor = top.iter().map(|c| c.count).min().unwrap_or(0);
             self.floor.store(floor, Relaxed);
         }
     }
@@ -139,19 +163,18 @@ impl HotKeys {
             // Concurrent increments may be lost here; the sketch is approximate anyway.
             c.store(c.load(Relaxed) / 2, Relaxed);
         }
-        top.iter_mut().for_each(|(_, c)| *c /= 2);
-        top.retain(|(_, c)| *c > 0);
+        top.iter_mut().for_each(|c| c.count /= 2);
+        top.retain(|c| c.count > 0);
         let floor = match top.len() {
-            TOP_K => top.iter().map(|(_, c)| *c).min().unwrap_or(0),
+            TOP_K => top.iter().map(|c| c.count).min().unwrap_or(0),
             _ => 0,
         };
         self.floor.store(floor, Relaxed);
     }
 }
 
-/// The column of `key` in each row: double hashing from one 64-bit hash.
-fn columns(key: &[u8]) -> impl Iterator<Item = usize> {
-    let h = hash(key);
+/// The column of a key hashed to `h` in each row: double hashing.
+fn columns(h: u64) -> impl Iterator<Item = usize> {
     let (h1, h2) = (h as u32 as usize, ((h >> 32) as usize) | 1);
     (0..ROWS).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % COLUMNS)
 }
