@@ -222,13 +222,24 @@ fn arguments_are_truncated_like_redis() {
 fn a_normal_workload_logs_nothing_with_the_default_threshold() {
     let (_redis, sidecar) = start_pair(&[]);
     let mut c = Client::connect(sidecar.addr());
-    for i in 0..50 {
-        let key = format!("k:{}", i % 10);
-        c.cmd(&["SET", &key, "v"]);
-        c.cmd(&["GET", &key]);
-        c.cmd(&["MGET", &key, "other"]);
+    // A round trip can truly exceed 10ms when the test machine is starved for CPU (the
+    // whole suite runs in parallel): one of three runs must log nothing at all.
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        ok(c.cmd(&["NEARCACHE", "SLOWLOG", "RESET"]), "RESET");
+        for i in 0..50 {
+            let key = format!("k:{}", i % 10);
+            c.cmd(&["SET", &key, "v"]);
+            c.cmd(&["GET", &key]);
+            c.cmd(&["MGET", &key, "other"]);
+        }
+        let entries = slowlog(&mut c, None);
+        if entries.is_empty() {
+            return;
+        }
+        runs.push(entries);
     }
-    assert_eq!(slowlog_len(&mut c), 0);
+    panic!("every run logged slow calls: {runs:?}");
 }
 
 #[test]
