@@ -139,8 +139,22 @@ pub fn upstream_section(shared: &Shared) -> String {
 }
 
 /// Renders `# Nearcache_Profiler`: slow commands, N+1 reads, hot keys.
-pub fn profiler_section(_shared: &Shared) -> String {
-    Lines::new("Nearcache_Profiler").0
+pub fn profiler_section(shared: &Shared) -> String {
+    let p = &shared.profiler;
+    let config = &shared.config;
+    let mut s = Lines::new("Nearcache_Profiler");
+    s.line("slow_threshold_us", &config.slow_threshold.as_micros());
+    s.line("slow_commands", &p.slow_commands());
+    s.line("slowlog_len", &p.slowlog.len());
+    s.line("n_plus_one_threshold", &config.n_plus_one_threshold);
+    s.line(
+        "n_plus_one_window_ms",
+        &config.n_plus_one_window.as_millis(),
+    );
+    s.line("n_plus_one_detected", &p.n_plus_one());
+    let hottest = p.hot_keys(1).into_iter().next();
+    s.line("hottest_key_reads", &hottest.map_or(0, |(_, n)| n));
+    s.0
 }
 
 /// Renders `# Nearcache_Invalidation`: the control connection, tracking and the bus.

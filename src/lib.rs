@@ -19,6 +19,7 @@
 //!    TRACKING on REDIRECT <id> (not with --tracking off: then the bus alone, which still
 //!    gates L1); invalidations evict, loss or a bus sequence gap flushes + bypasses
 //!  audit task per sampled hit (--audit-rate): GET upstream, compare, count stale hits
+//!  profiler: slow upstream waits logged, N+1 GETs reported, 1 read in 8 counted in a hot-key sketch
 //!  state: one Arc<Shared> every task holds (config, L1, ACL marks, fills, upstream pools,
 //!    stats, command table); the table and max bulk length are learned from the upstream at start
 //! ```
@@ -43,6 +44,8 @@
 //! - [`metrics`]: the counters every layer keeps, and their Prometheus view.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz` (`--metrics-listen`).
 //! - [`metrics`]: the counters every layer updates.
+//! - [`profiler`]: what the sidecar learns about the application: the slow log, N+1 reads
+//!   (many GETs of one key shape where one MGET would do), the most read keys.
 //! - [`error`]: error types and their `-ERR` replies.
 //! - [`logging`]: the `tracing` subscriber on stderr (`--log-format`, `--log-level`, `RUST_LOG`).
 //! - [`glob`]: Redis glob patterns (`KEYS`/`SCAN MATCH` semantics), for `NEARCACHE` pattern
@@ -64,6 +67,7 @@ pub mod http;
 pub mod info;
 pub mod logging;
 pub mod metrics;
+pub mod profiler;
 pub mod protocol;
 pub mod server;
 pub mod state;

@@ -15,6 +15,7 @@ use crate::command::Tables;
 use crate::config::Config;
 use crate::control::{ControlTarget, Tracking};
 use crate::metrics::Stats;
+use crate::profiler::Profiler;
 use crate::protocol::{command, Resp, REDIS_DEFAULT_MAX_BULK};
 use crate::upstream::reply::{array_elements, text};
 use crate::upstream::{Credentials, Lane, LinkEvent, Pool, Route, Target, Upstream};
@@ -35,6 +36,8 @@ pub struct Shared {
     pub tracking: Arc<Tracking>,
     /// Counters.
     pub stats: Arc<Stats>,
+    /// The slow log, the hot-key sketch and the N+1 counter.
+    pub profiler: Profiler,
     /// Re-reads sampled L1 hits from the upstream and compares them (`--audit-rate`).
     pub audit: Arc<Auditor>,
     /// The command table: the upstream's once loaded, the built-in one until then.
@@ -89,6 +92,7 @@ impl Shared {
         });
         let tracking = Tracking::new(config.tracking, &config.invalidation_channel, l1.clone());
         let audit = Auditor::new(l1.clone(), stats.clone());
+        let profiler = Profiler::new(&config);
         Arc::new(Shared {
             upstream: Upstream::new(target, stats.clone(), hook, forget, tracking.clone()),
             tracking,
@@ -98,6 +102,7 @@ impl Shared {
             fills: Coalescer::new(),
             audit,
             stats,
+            profiler,
             table: Tables::new(),
             upstream_max_bulk: AtomicU64::new(u64::MAX),
         })

@@ -255,3 +255,29 @@ fn latency_histograms_fill_under_load() {
     );
     assert!(gets >= 1.0, "the fill's GET is timed: {gets}");
 }
+
+#[test]
+fn the_profiler_shows_in_metrics_and_info() {
+    let (_redis, sidecar) = start_pair(&["--slow-threshold", "50ms"]);
+    let mut c = sidecar.conn();
+    assert_reply(
+        &c.cmd_str(&["DEBUG", "SLEEP", "0.1"]),
+        b"+OK\r\n",
+        "DEBUG SLEEP",
+    );
+    for i in 0..12 {
+        c.cmd_str(&["GET", &format!("order:{i}:total")]);
+    }
+    poll_until(Duration::from_secs(5), "the N+1 is counted", || {
+        metric(&scrape(&sidecar), "nearcache_n_plus_one_total", "") == Some(1.0)
+    });
+    let m = scrape(&sidecar);
+    assert_eq!(
+        value(&m, "nearcache_slow_commands_total", "command=\"other\""),
+        1.0
+    );
+    let info = c.info(Some("nearcache_profiler"));
+    assert_eq!(info_u64(&info, "slow_commands"), 1, "{info}");
+    assert_eq!(info_u64(&info, "slowlog_len"), 1, "{info}");
+    assert_eq!(info_u64(&info, "n_plus_one_detected"), 1, "{info}");
+}

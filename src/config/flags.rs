@@ -107,6 +107,18 @@ pub struct Flags {
     /// Log level: error, warn, info, debug, trace or off; when given nowhere, RUST_LOG applies if set [default: info]
     #[arg(long, env = "NEARCACHE_LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// Upstream calls that keep a client waiting this long go to the slow log (NEARCACHE SLOWLOG); 0 logs every call [default: 10ms]
+    #[arg(long, env = "NEARCACHE_SLOW_THRESHOLD", value_name = "DURATION")]
+    pub slow_threshold: Option<String>,
+    /// Entries kept in the slow log, newest first [default: 128]
+    #[arg(long, env = "NEARCACHE_SLOWLOG_MAX_LEN", value_name = "N")]
+    pub slowlog_max_len: Option<String>,
+    /// Single-key GETs of one key shape (user:#:profile) by one client within --n-plus-one-window reported as an N+1 [default: 10]
+    #[arg(long, env = "NEARCACHE_N_PLUS_ONE_THRESHOLD", value_name = "N")]
+    pub n_plus_one_threshold: Option<String>,
+    /// The window of --n-plus-one-threshold [default: 100ms]
+    #[arg(long, env = "NEARCACHE_N_PLUS_ONE_WINDOW", value_name = "DURATION")]
+    pub n_plus_one_window: Option<String>,
 }
 
 impl fmt::Debug for Flags {
@@ -140,6 +152,10 @@ impl fmt::Debug for Flags {
             .field("metrics_listen", &self.metrics_listen)
             .field("log_format", &self.log_format)
             .field("log_level", &self.log_level)
+            .field("slow_threshold", &self.slow_threshold)
+            .field("slowlog_max_len", &self.slowlog_max_len)
+            .field("n_plus_one_threshold", &self.n_plus_one_threshold)
+            .field("n_plus_one_window", &self.n_plus_one_window)
             .finish()
     }
 }

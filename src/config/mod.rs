@@ -95,6 +95,14 @@ pub enum LogFormat {
     /// pipelines.
     Json,
 }
+/// Default `--slow-threshold`: 10ms.
+pub const DEFAULT_SLOW_THRESHOLD: Duration = Duration::from_millis(10);
+/// Default `--slowlog-max-len`: 128 entries.
+pub const DEFAULT_SLOWLOG_MAX_LEN: usize = 128;
+/// Default `--n-plus-one-threshold`: 10 reads.
+pub const DEFAULT_N_PLUS_ONE_THRESHOLD: usize = 10;
+/// Default `--n-plus-one-window`: 100ms.
+pub const DEFAULT_N_PLUS_ONE_WINDOW: Duration = Duration::from_millis(100);
 
 /// Where the upstream Redis is and how to log in; `Debug` and `Display` never show the password.
 #[derive(Clone, PartialEq, Eq)]
@@ -195,6 +203,16 @@ pub struct Config {
     /// Log level (`--log-level`); `None` when given nowhere: then `RUST_LOG` applies if
     /// set, else [`DEFAULT_LOG_LEVEL`] (see [`crate::logging`]).
     pub log_level: Option<LevelFilter>,
+    /// Upstream calls that keep a client waiting at least this long are logged as slow;
+    /// zero logs every call (`--slow-threshold`).
+    pub slow_threshold: Duration,
+    /// Entries kept in the slow log (`--slowlog-max-len`).
+    pub slowlog_max_len: usize,
+    /// Single-key reads of one key shape by one client that make an N+1
+    /// (`--n-plus-one-threshold`).
+    pub n_plus_one_threshold: usize,
+    /// The window those reads must fall in (`--n-plus-one-window`).
+    pub n_plus_one_window: Duration,
 }
 
 /// Every configuration problem found, one line each when displayed.
@@ -235,6 +253,10 @@ struct FileConfig {
     metrics_listen: Option<Scalar>,
     log_format: Option<Scalar>,
     log_level: Option<Scalar>,
+    slow_threshold: Option<Scalar>,
+    slowlog_max_len: Option<Scalar>,
+    n_plus_one_threshold: Option<Scalar>,
+    n_plus_one_window: Option<Scalar>,
 }
 
 /// A TOML string, integer, float or boolean kept as text, so file and flags share one parser.
@@ -385,6 +407,14 @@ impl Config {
                 .unwrap_or(Some(DEFAULT_METRICS_LISTEN)),
             log_format: pick!(log_format, parse::log_format).unwrap_or(DEFAULT_LOG_FORMAT),
             log_level: pick!(log_level, parse::log_level),
+            slow_threshold: pick!(slow_threshold, parse::duration)
+                .unwrap_or(DEFAULT_SLOW_THRESHOLD),
+            slowlog_max_len: pick!(slowlog_max_len, parse::count)
+                .unwrap_or(DEFAULT_SLOWLOG_MAX_LEN),
+            n_plus_one_threshold: pick!(n_plus_one_threshold, parse::count)
+                .unwrap_or(DEFAULT_N_PLUS_ONE_THRESHOLD),
+            n_plus_one_window: pick!(n_plus_one_window, parse::positive_duration)
+                .unwrap_or(DEFAULT_N_PLUS_ONE_WINDOW),
         };
         if r.problems.is_empty() {
             Ok(config)

@@ -44,6 +44,10 @@ fn defaults_when_nothing_given() {
         assert_eq!(c.limits, want);
         assert_eq!(c.shutdown_grace, Duration::from_secs(5));
         assert_eq!(c.audit_rate, 0.001);
+        assert_eq!(c.slow_threshold, Duration::from_millis(10));
+        assert_eq!(c.slowlog_max_len, 128);
+        assert_eq!(c.n_plus_one_threshold, 10);
+        assert_eq!(c.n_plus_one_window, Duration::from_millis(100));
     }
 }
 
@@ -379,7 +383,7 @@ fn every_flag_has_its_env_var_and_a_file_key() {
         );
         longs.push(long.to_owned());
     }
-    assert_eq!(longs.len(), 27);
+    assert_eq!(longs.len(), 31);
     // Every flag except --config is a file key: a file setting each to garbage names each flag.
     let text: String = longs
         .iter()
@@ -387,7 +391,7 @@ fn every_flag_has_its_env_var_and_a_file_key() {
         .map(|l| format!("{} = \"bad value\"\n", l.replace('-', "_")))
         .collect();
     let got = problems(&flags_with_file(), Some(&text));
-    assert_eq!(got.len(), 26, "{got:?}");
+    assert_eq!(got.len(), 30, "{got:?}");
     for (problem, long) in got.iter().zip(longs.iter().filter(|l| *l != "config")) {
         assert!(problem.starts_with(&format!("--{long}: ")), "{problem}");
         assert!(problem.ends_with(" (in nearcache.toml)"), "{problem}");
@@ -517,6 +521,39 @@ fn bad_log_options_are_problems_naming_the_flag() {
             "--log-format: invalid log format \"xml\" (use human or json)",
             "--log-level: invalid log level \"loud\" (use error, warn, info, debug, trace or off) \
              (in nearcache.toml)",
+        ]
+    );
+}
+
+#[test]
+fn profiler_options_come_from_flag_or_file_and_are_checked() {
+    let text = "slow_threshold = \"50ms\"\nslowlog_max_len = 16\n\
+                n_plus_one_threshold = 5\nn_plus_one_window = \"1s\"\n";
+    let c = Config::from_parts(&flags_with_file(), Some(text)).unwrap();
+    assert_eq!(c.slow_threshold, Duration::from_millis(50));
+    assert_eq!(c.slowlog_max_len, 16);
+    assert_eq!(c.n_plus_one_threshold, 5);
+    assert_eq!(c.n_plus_one_window, Duration::from_secs(1));
+    let flags = Flags {
+        slow_threshold: Some("0".into()),
+        ..flags_with_file()
+    };
+    let c = Config::from_parts(&flags, Some(text)).unwrap();
+    assert_eq!(c.slow_threshold, Duration::ZERO, "0 logs every call");
+    let flags = Flags {
+        slow_threshold: Some("fast".into()),
+        slowlog_max_len: Some("0".into()),
+        n_plus_one_threshold: Some("-1".into()),
+        n_plus_one_window: Some("0ms".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        problems(&flags, None),
+        [
+            "--slow-threshold: invalid duration \"fast\" (use e.g. 500ms, 60s, 5m)",
+            "--slowlog-max-len: must be at least 1, got \"0\"",
+            "--n-plus-one-threshold: invalid number \"-1\" (use a whole number >= 1)",
+            "--n-plus-one-window: must be greater than 0, got \"0ms\"",
         ]
     );
 }

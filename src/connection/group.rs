@@ -2,12 +2,15 @@
 //! one upstream call: one queue entry, one wake and one reply hand-off per run instead of
 //! per command. Evictions still happen before sending and again when each reply arrives.
 
+use std::time::{Duration, Instant};
+
 use bytes::{Bytes, BytesMut};
 
 use super::replies::Pending;
 use super::Connection;
 use crate::command::Invalidation;
 use crate::error::{write_upstream_error, UpstreamError};
+use crate::profiler::slowlog::call_args;
 use crate::upstream::{OnReply, PendingReply};
 
 /// A group is sent once it holds this many bytes, or when the batch ends.
@@ -28,6 +31,12 @@ impl Segment {
             Segment::Fetch => 2,
         }
     }
+}
+
+/// A group's segments once sent, with the request bytes (a refcount, for the slow log).
+pub(super) struct Segments {
+    list: Vec<Segment>,
+    request: Bytes,
 }
 
 /// A run of upstream-bound commands (see [`super::replies::Replies`] for where it stands
@@ -73,7 +82,7 @@ impl Group {
 
     /// The upstream call (bytes, reply count, fill callback) and the segments to write
     /// its replies by.
-    pub(super) fn into_call(self) -> (Bytes, usize, Option<OnReply>, Vec<Segment>) {
+    pub(super) fn into_call(self) -> (Bytes, usize, Option<OnReply>, Segments) {
         let Group {
             bytes,
             alone,
@@ -89,6 +98,10 @@ impl Group {
             }) as OnReply
         });
         let bytes = alone.unwrap_or_else(|| bytes.freeze());
+        let segments = Segments {
+            list: segments,
+            request: bytes.clone(),
+        };
         (bytes, replies, on_reply, segments)
     }
 }
@@ -121,15 +134,20 @@ impl Connection {
     }
 
     /// Writes a group's replies in order (or the upstream error once per command): the
-    /// oldest owed replies.
+    /// oldest owed replies. A wait of at least `--slow-threshold` goes to the slow log.
     pub(super) async fn write_group(
         &mut self,
         sent: Result<PendingReply, UpstreamError>,
-        segments: Vec<Segment>,
+        segments: Segments,
     ) {
+        let started = Instant::now();
         let result = self.await_reply(sent).await;
+        let waited = started.elapsed();
+        if self.shared.profiler.slowlog.is_slow(waited) {
+            self.log_slow(waited, &segments.request, segments.list.len());
+        }
         let mut at = 0;
-        for mut segment in segments {
+        for mut segment in segments.list {
             if let Segment::Forward(inv) = &mut segment {
                 self.invalidate_after(inv);
                 if *inv != Invalidation::None {
@@ -142,5 +160,15 @@ impl Connection {
             }
             at += segment.replies();
         }
+    }
+
+    /// Logs a slow call as its first command (see [`call_args`]) with this client's
+    /// address and name.
+    #[cold]
+    fn log_slow(&self, waited: Duration, request: &[u8], commands: usize) {
+        let args = call_args(request, commands);
+        let name = self.session.name.clone().unwrap_or_default();
+        let log = &self.shared.profiler.slowlog;
+        log.log(waited, args, self.client_addr(), name, commands as u64);
     }
 }

@@ -302,6 +302,7 @@ impl Connection {
         }
         self.counts.hits += 1;
         self.counts.hot_gets += 1;
+        self.sample_hit(&key);
         if self.audit.tick() {
             let key = Bytes::copy_from_slice(&self.input[key]);
             let served = Bytes::copy_from_slice(&self.replies.written()[served_from..]);

@@ -1,8 +1,9 @@
 //! `NEARCACHE`, the sidecar's own command: evict keys from L1 by glob pattern
 //! (`INVALIDATE`), delete keys upstream by pattern (`DELPATTERN`: `SCAN` + `UNLINK` in
 //! batches on the client's own route, so its ACL user applies; never `KEYS`), flush L1
-//! (`FLUSH`), the `# Nearcache` figures (`STATS`) and `HELP`. Errors are worded as Redis
-//! words them for its own container commands.
+//! (`FLUSH`), the `# Nearcache` figures (`STATS`), the profiler's slow log (`SLOWLOG`, as
+//! Redis's `SLOWLOG`) and most read keys (`HOTKEYS`), and `HELP`. Errors are worded as
+//! Redis words them for its own container commands.
 //!
 //! `INVALIDATE` and `DELPATTERN` evict here at once and put the pattern on the invalidation
 //! bus for every other sidecar (see `control::bus`), as does `FLUSH ALL` with a flush.
@@ -12,7 +13,11 @@ use bytes::{Bytes, BytesMut};
 use super::Connection;
 use crate::glob::Pattern;
 use crate::info;
-use crate::protocol::{command, write_bulk, write_decimal, write_error, Request, Resp, OK};
+use crate::profiler::slowlog::write_entries;
+use crate::protocol::{
+    command, parse_decimal, write_array_header, write_bulk, write_decimal, write_error, Request,
+    Resp, OK,
+};
 use crate::upstream::reply::{array_elements, integer, is_error, text};
 
 /// Keys asked for per `SCAN` call (and so at most about that many per `UNLINK`).
@@ -32,9 +37,34 @@ const HELP: &[&str] = &[
     "    Evict everything from this sidecar's L1 (with ALL: from every sidecar's L1).",
     "STATS",
     "    The sidecar's own figures, as INFO nearcache reports them.",
+    "SLOWLOG GET [<count>] | LEN | RESET | HELP",
+    "    Upstream calls that kept a client waiting at least --slow-threshold, as SLOWLOG",
+    "    shows them: id, unix time, microseconds, arguments, client address, client name.",
+    "HOTKEYS [<count>]",
+    "    The most read keys (GET/MGET, about 1 read in 8 sampled) with approximate read",
+    "    counts, as a flat array: key, count, key, count... (default count: 10).",
     "HELP",
     "    Print this help.",
 ];
+
+/// The `NEARCACHE SLOWLOG HELP` lines (Redis's `SLOWLOG HELP`).
+const SLOWLOG_HELP: &[&str] = &[
+    "NEARCACHE SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GET [<count>]",
+    "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+    "    Entries are made of:",
+    "    id, timestamp, time in microseconds, arguments array, client IP and port,",
+    "    client name",
+    "LEN",
+    "    Return the length of the slowlog.",
+    "RESET",
+    "    Reset the slowlog.",
+    "HELP",
+    "    Print this help.",
+];
+
+/// Entries `SLOWLOG GET` and keys `HOTKEYS` list when not told how many.
+const DEFAULT_COUNT: i64 = 10;
 
 /// A subcommand and how many arguments it takes after its name.
 #[derive(Clone, Copy)]
@@ -43,6 +73,8 @@ enum Sub {
     DelPattern,
     Flush,
     Stats,
+    Slowlog,
+    Hotkeys,
     Help,
 }
 
@@ -53,6 +85,8 @@ impl Sub {
             (b"DELPATTERN", Sub::DelPattern),
             (b"FLUSH", Sub::Flush),
             (b"STATS", Sub::Stats),
+            (b"SLOWLOG", Sub::Slowlog),
+            (b"HOTKEYS", Sub::Hotkeys),
             (b"HELP", Sub::Help),
         ]
         .into_iter()
@@ -66,6 +100,8 @@ impl Sub {
             Sub::DelPattern => "nearcache|delpattern",
             Sub::Flush => "nearcache|flush",
             Sub::Stats => "nearcache|stats",
+            Sub::Slowlog => "nearcache|slowlog",
+            Sub::Hotkeys => "nearcache|hotkeys",
             Sub::Help => "nearcache|help",
         }
     }
@@ -73,7 +109,8 @@ impl Sub {
     /// Whether `n` arguments after the subcommand name are right.
     fn arity_ok(self, n: usize) -> bool {
         match self {
-            Sub::Invalidate => n >= 1,
+            Sub::Invalidate | Sub::Slowlog => n >= 1,
+            Sub::Hotkeys => n <= 1,
             Sub::DelPattern => n == 1,
             Sub::Flush => n <= 1,
             Sub::Stats | Sub::Help => n == 0,
@@ -136,18 +173,79 @@ impl Connection {
                 }
                 self.replies.ready_bytes(out.freeze());
             }
-            Sub::Help => {
+            Sub::Slowlog => self.slowlog(params),
+            Sub::Hotkeys => {
+                let n = match params.first() {
+                    None => DEFAULT_COUNT,
+                    Some(n) => match parse_decimal(n) {
+                        Some(n) if n > 0 => n,
+                        _ => {
+                            return self.reply_error("ERR value is out of range, must be positive")
+                        }
+                    },
+                };
+                let top = self.shared.profiler.hot_keys(n as usize);
                 let mut out = BytesMut::new();
-                out.extend_from_slice(b"*");
-                write_decimal(&mut out, HELP.len() as i64);
-                for line in HELP {
-                    out.extend_from_slice(b"+");
-                    out.extend_from_slice(line.as_bytes());
-                    out.extend_from_slice(b"\r\n");
+                write_array_header(&mut out, top.len() * 2);
+                for (key, count) in top {
+                    write_bulk(&mut out, &key);
+                    out.extend_from_slice(b":");
+                    write_decimal(&mut out, count.min(i64::MAX as u64) as i64);
                 }
                 self.replies.ready_bytes(out.freeze());
             }
+            Sub::Help => self.reply_help(HELP),
         }
+    }
+
+    /// `NEARCACHE SLOWLOG GET [count] | LEN | RESET | HELP`, answered as Redis's `SLOWLOG`.
+    fn slowlog(&mut self, params: &[Bytes]) {
+        let log = &self.shared.profiler.slowlog;
+        let sub = &params[0];
+        let is = |name: &[u8]| sub.eq_ignore_ascii_case(name);
+        match params.len() {
+            1 | 2 if is(b"GET") => {
+                let count = match params.get(1) {
+                    None => DEFAULT_COUNT,
+                    Some(n) => match parse_decimal(n) {
+                        Some(n) if n >= -1 => n,
+                        _ => {
+                            return self
+                                .reply_error("ERR count should be greater than or equal to -1")
+                        }
+                    },
+                };
+                let entries = log.newest((count >= 0).then_some(count as usize));
+                let mut out = BytesMut::new();
+                write_entries(&mut out, &entries);
+                self.replies.ready_bytes(out.freeze());
+            }
+            1 if is(b"LEN") => self.reply_integer(log.len() as i64),
+            1 if is(b"RESET") => {
+                log.reset();
+                self.replies.ready(OK);
+            }
+            1 if is(b"HELP") => self.reply_help(SLOWLOG_HELP),
+            _ => {
+                let shown = String::from_utf8_lossy(&sub[..sub.len().min(128)]);
+                self.reply_error(&format!(
+                    "ERR unknown subcommand or wrong number of arguments for '{shown}'. \
+                     Try NEARCACHE SLOWLOG HELP."
+                ))
+            }
+        }
+    }
+
+    /// Help `lines` as simple strings, Redis's `<CMD> HELP` layout.
+    fn reply_help(&mut self, lines: &[&str]) {
+        let mut out = BytesMut::new();
+        write_array_header(&mut out, lines.len());
+        for line in lines {
+            out.extend_from_slice(b"+");
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        self.replies.ready_bytes(out.freeze());
     }
 
     /// `DELPATTERN`: pages of `SCAN 0 MATCH <pattern> COUNT 1000`, each page's keys
@@ -252,7 +350,11 @@ mod tests {
     fn subcommands_are_case_insensitive_with_redis_arity() {
         assert!(matches!(Sub::parse(b"invalidate"), Some(Sub::Invalidate)));
         assert!(matches!(Sub::parse(b"DelPattern"), Some(Sub::DelPattern)));
-        assert!(Sub::parse(b"slowlog").is_none());
+        assert!(matches!(Sub::parse(b"slowlog"), Some(Sub::Slowlog)));
+        assert!(matches!(Sub::parse(b"HotKeys"), Some(Sub::Hotkeys)));
+        assert!(Sub::parse(b"slowlog2").is_none());
+        assert!(!Sub::Slowlog.arity_ok(0) && Sub::Slowlog.arity_ok(2));
+        assert!(Sub::Hotkeys.arity_ok(0) && Sub::Hotkeys.arity_ok(1) && !Sub::Hotkeys.arity_ok(2));
         assert!(!Sub::Invalidate.arity_ok(0) && Sub::Invalidate.arity_ok(3));
         assert!(Sub::DelPattern.arity_ok(1) && !Sub::DelPattern.arity_ok(2));
         assert!(Sub::Help.arity_ok(0) && !Sub::Help.arity_ok(1));

@@ -84,6 +84,37 @@ impl Connection {
             }
     }
 
+    /// The hot path's read sampling: one read in [`crate::profiler::SAMPLE_EVERY`] (on
+    /// average) of `input[key]` is counted in the hot-key sketch.
+    #[inline]
+    pub(super) fn sample_hit(&mut self, key: &std::ops::Range<usize>) {
+        if self.replies.profile.sampler.tick() {
+            self.shared.profiler.hot.record(&self.input[key.clone()]);
+        }
+    }
+
+    /// A GET off the hit path: sampled for the hot-key sketch, and followed for N+1
+    /// detection (reported once per shape and window).
+    fn profile_get(&mut self, key: &[u8]) {
+        let profiler = &self.shared.profiler;
+        let profile = &mut self.replies.profile;
+        if profile.sampler.tick() {
+            profiler.hot.record(key);
+        }
+        if let Some(found) = profile.single_read(profiler, key) {
+            let name = self.session.name.as_deref();
+            profiler.report_n_plus_one(&found, &self.client_addr(), name);
+        }
+    }
+
+    /// The client's `ip:port`, as the slow log and the N+1 report show it.
+    pub(super) fn client_addr(&self) -> String {
+        match self.stream.peer_addr() {
+            Ok(addr) => addr.to_string(),
+            Err(_) => "?:0".to_owned(),
+        }
+    }
+
     /// Has the upstream asked for `key` in the background and compared with the reply L1
     /// just served (see [`crate::audit`]).
     #[cold]
@@ -127,6 +158,7 @@ impl Connection {
     pub(super) async fn get(&mut self, key: Bytes) {
         let cached = self.permitted(Read::Get).then(|| self.lookup(&key));
         if let Some(cached) = cached.flatten() {
+            self.profile_get(&key);
             self.counts.hits += 1;
             let reply = self.cached_reply(cached);
             if self.audit.tick() {
@@ -139,6 +171,7 @@ impl Connection {
 
     /// A `GET` whose key L1 does not hold: follow another client's fetch or fetch it.
     pub(super) async fn fetch_missing(&mut self, key: Bytes) {
+        self.profile_get(&key);
         let ck = self.cache_key(key.clone());
         self.counts.misses += 1;
         match self.join(ck, Read::Get) {
@@ -169,6 +202,9 @@ impl Connection {
         // Hits picked for an audit (position, reply served).
         let mut audits = Vec::new();
         for key in keys {
+            if self.replies.profile.sampler.tick() {
+                self.shared.profiler.hot.record(key);
+            }
             if let Some(cached) = self.lookup(key) {
                 self.counts.hits += 1;
                 let reply = self.cached_reply(cached);

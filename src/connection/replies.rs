@@ -9,10 +9,11 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
-use super::group::{Group, Segment};
+use super::group::{Group, Segments};
 use super::{reads, Connection};
 use crate::cache::Fetched;
 use crate::error::{write_upstream_error, UpstreamError};
+use crate::profiler::ClientProfile;
 use crate::protocol::{command, null};
 use crate::upstream::{Lane, OnReply, PendingReply, Pool};
 
@@ -23,7 +24,7 @@ pub(super) enum Pending {
     /// A run of forwards and fetches not sent upstream yet (nothing more joins it).
     Unsent(Group),
     /// A run of forwards and fetches sent as one upstream call (see `group`).
-    Group(Result<PendingReply, UpstreamError>, Vec<Segment>),
+    Group(Result<PendingReply, UpstreamError>, Segments),
     /// A GET answered by another client's fetch of the same key.
     Follow(oneshot::Receiver<Fetched>, Bytes),
     /// An MGET assembled from hits, its own fetch and other clients' fetches.
@@ -40,6 +41,9 @@ pub(super) struct Replies {
     open: Group,
     /// How many `Pending::Unsent` the queue holds (all after every sent group).
     unsent: usize,
+    /// The connection's profiler state (read sampling, N+1 tracking), kept with the rest
+    /// of what the connection owns per client.
+    pub(super) profile: ClientProfile,
 }
 
 impl Replies {
@@ -50,6 +54,7 @@ impl Replies {
             queue: VecDeque::new(),
             open: Group::default(),
             unsent: 0,
+            profile: ClientProfile::new(),
         }
     }
 
@@ -188,7 +193,7 @@ async fn send(
     pool: &Pool,
     lane: &Lane,
     group: Group,
-) -> (Result<PendingReply, UpstreamError>, Vec<Segment>) {
+) -> (Result<PendingReply, UpstreamError>, Segments) {
     let (bytes, replies, on_reply, segments) = group.into_call();
     (pool.send(lane, bytes, replies, on_reply).await, segments)
 }

@@ -141,6 +141,8 @@ struct Figures {
     clients_accepted: IntCounter,
     commands: IntCounterVec,
     rejected: IntCounterVec,
+    slow_commands: IntCounterVec,
+    n_plus_one: IntCounter,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -291,6 +293,17 @@ impl Exporter {
                 "Client connections refused (max_clients) or closed for a malformed request (protocol).",
                 &["reason"],
             ),
+            slow_commands: counter_vec(
+                &r,
+                "nearcache_slow_commands_total",
+                "Upstream calls above --slow-threshold, by their first command.",
+                &["command"],
+            ),
+            n_plus_one: counter(
+                &r,
+                "nearcache_n_plus_one_total",
+                "N+1 read patterns found (once per client, key shape and window).",
+            ),
         };
         Exporter {
             registry: r,
@@ -400,5 +413,16 @@ impl Exporter {
             &f.rejected.with_label_values(&["protocol"]),
             n(&stats.rejected_protocol),
         );
+        let profiler = &shared.profiler;
+        let mut slow = std::collections::BTreeMap::new();
+        for (name, calls) in profiler.slow_by_command() {
+            *slow
+                .entry(commands::label(commands::index(name.as_bytes())))
+                .or_insert(0) += calls;
+        }
+        for (label, calls) in slow {
+            set(&f.slow_commands.with_label_values(&[label]), calls);
+        }
+        set(&f.n_plus_one, profiler.n_plus_one());
     }
 }
