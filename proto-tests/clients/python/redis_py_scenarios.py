@@ -394,6 +394,26 @@ def step_read_your_writes(ctx):
     return "200 SET/GET/GET, 50 cross-connection writes, DEL, APPEND"
 
 
+# ---- 7. INFO parses -------------------------------------------------------------------
+
+
+def step_info(ctx):
+    for protocol in (2, 3):
+        r = ctx.client(protocol=protocol)
+        everything = r.info()
+        check("redis_version" in everything, f"INFO (RESP{protocol}) has redis_version")
+        check_eq(type(r.info("server")).__name__, "dict", "INFO server parses")
+        if "nearcache_version" not in everything:
+            continue  # a plain Redis: nothing more to read
+        ours = r.info("nearcache")
+        for field in ("l1_hits", "l1_misses", "upstream_connections", "slow_commands"):
+            check(isinstance(ours.get(field), int), f"INFO nearcache {field} is a number: {ours.get(field)!r}")
+        check(isinstance(ours.get("l1_hit_rate"), float), "l1_hit_rate is a float")
+        l1 = r.info("nearcache_l1")
+        check("l1_entries" in l1 and "upstream_connections" not in l1, "INFO nearcache_l1 is one section")
+    return "INFO, INFO server (and the sidecar's sections) parse in RESP2 and RESP3"
+
+
 STEPS = [
     ("pipeline", step_pipeline),
     ("read_your_writes", step_read_your_writes),
@@ -405,6 +425,7 @@ STEPS = [
     ("pubsub", step_pubsub),
     ("resp3", step_resp3),
     ("resp3_pubsub", step_resp3_pubsub),
+    ("info", step_info),
 ]
 
 
