@@ -43,6 +43,7 @@
 //! - [`info`]: the `# Nearcache` and `# Nearcache_Invalidation` INFO sections.
 //! - [`metrics`]: the counters every layer keeps, and their Prometheus view.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz` (`--metrics-listen`).
+//! - [`probe`]: `nearcache probe`, the exec probe for Kubernetes.
 //! - [`metrics`]: the counters every layer updates.
 //! - [`profiler`]: what the sidecar learns about the application: the slow log, N+1 reads
 //!   (many GETs of one key shape where one MGET would do), the most read keys.
@@ -67,6 +68,7 @@ pub mod http;
 pub mod info;
 pub mod logging;
 pub mod metrics;
+pub mod probe;
 pub mod profiler;
 pub mod protocol;
 pub mod server;

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use nearcache::config::{Config, Flags};
+use nearcache::config::{Command, Config, Flags};
 use nearcache::state::Shared;
 use nearcache::{http, server};
 
@@ -31,6 +31,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if let Some(Command::Probe { timeout }) = &flags.command {
+        return probe(config.listen, timeout);
+    }
     // From here on everything goes through `tracing` (stderr, --log-format, --log-level).
     if let Err(e) = nearcache::logging::init(&config) {
         eprintln!("nearcache: invalid configuration:\n{e}");
@@ -117,5 +120,32 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+/// `nearcache probe`: 0 when the sidecar on `listen` answers within `timeout`.
+fn probe(listen: std::net::SocketAddr, timeout: &str) -> ExitCode {
+    let timeout = match nearcache::config::parse_duration(timeout) {
+        Ok(t) if !t.is_zero() => t,
+        Ok(_) => {
+            eprintln!("nearcache probe: --timeout must be greater than 0");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        Err(e) => {
+            eprintln!("nearcache probe: --timeout: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    // A listener on every interface is probed on loopback.
+    let addr = match listen.ip().is_unspecified() {
+        true => std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port()),
+        false => listen,
+    };
+    match nearcache::probe::probe(addr, timeout) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) => {
+            eprintln!("nearcache probe: {why}");
+            ExitCode::FAILURE
+        }
     }
 }

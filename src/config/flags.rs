@@ -17,8 +17,11 @@ use super::parse;
     long_about = None
 )]
 pub struct Flags {
+    /// A subcommand instead of serving (`probe`).
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Client listen address [default: 127.0.0.1:6380]
-    #[arg(long, env = "NEARCACHE_LISTEN", value_name = "ADDR")]
+    #[arg(long, env = "NEARCACHE_LISTEN", value_name = "ADDR", global = true)]
     pub listen: Option<String>,
     /// Upstream Redis URL, redis://user:password@host:port/db, all but host optional [default: redis://127.0.0.1:6379]
     #[arg(
@@ -158,4 +161,17 @@ impl fmt::Debug for Flags {
             .field("n_plus_one_window", &self.n_plus_one_window)
             .finish()
     }
+}
+
+/// Subcommands of the binary.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum Command {
+    /// Checks that a sidecar answers on its listen address (--listen or NEARCACHE_LISTEN):
+    /// sends PING, exits 0 on PONG (or NOAUTH: it answers, clients authenticate
+    /// themselves), 1 otherwise. For Kubernetes exec probes, which cannot reach 127.0.0.1.
+    Probe {
+        /// How long to wait for the connection and the reply
+        #[arg(long, default_value = "1s", value_name = "DURATION")]
+        timeout: String,
+    },
 }

@@ -16,7 +16,12 @@ use serde::Deserialize;
 pub use tracing::level_filters::LevelFilter;
 
 pub use crate::protocol::Limits;
-pub use flags::Flags;
+pub use flags::{Command, Flags};
+
+/// A DURATION as the options take it (`500ms`, `60s`, a bare integer is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    parse::duration(s)
+}
 
 /// Default `--metrics-listen`: the HTTP address of `/metrics`, `/healthz`, `/readyz`.
 pub const DEFAULT_METRICS_LISTEN: SocketAddr =
