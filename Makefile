@@ -3,7 +3,7 @@
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench bench-lag bench-micro fmt lint clean
+.PHONY: help build run test bench bench-lag bench-micro image fmt lint clean
 
 help:
 	@echo "nearcache make targets:"
@@ -14,6 +14,7 @@ help:
 	@echo "  make bench   redis-benchmark direct vs through nearcache (scripts/bench.sh)"
 	@echo "  make bench-lag    invalidation lag across two sidecars, tracking cost (scripts/bench-lag.sh)"
 	@echo "  make bench-micro  criterion benches of parsing, L1 lookup, reply framing"
+	@echo "  make image   docker build the image of nearcache and nearcache-injector (Dockerfile)"
 	@echo "  make fmt     cargo fmt --all"
 	@echo "  make lint    rustfmt check + clippy with warnings as errors"
 	@echo "  make clean   cargo clean"
@@ -34,6 +35,13 @@ bench:
 
 bench-lag:
 	scripts/bench-lag.sh
+
+IMAGE ?= ghcr.io/nearcache/nearcache
+VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+
+# Needs a container builder with access to the rust and distroless base images.
+image:
+	docker build -t $(IMAGE):$(VERSION) .
 
 bench-micro:
 	$(CARGO) bench --bench hot_path
