@@ -92,7 +92,7 @@ pub enum Action {
 
 /// Commands that put the client's upstream connection in a state of its own (a
 /// transaction, watched keys, subscriptions, a blocked call, monitoring), so they run on a
-/// connection pinned to that client (see `connection::pinned`).
+/// connection pinned to that client (see `connection::pinned`); so do [`BLOCKING`] ones.
 const PINNED: &[&[u8]] = &[
     b"MULTI",
     b"WATCH",
@@ -105,16 +105,6 @@ const PINNED: &[&[u8]] = &[
     b"MONITOR",
     b"READONLY",
     b"READWRITE",
-    b"BLPOP",
-    b"BRPOP",
-    b"BLMOVE",
-    b"BRPOPLPUSH",
-    b"BLMPOP",
-    b"BZPOPMIN",
-    b"BZPOPMAX",
-    b"BZMPOP",
-    b"WAIT",
-    b"WAITAOF",
 ];
 /// CLIENT subcommands that change, or report on, the state of the client's own upstream
 /// connection: they run on its pinned connection.
@@ -233,6 +223,7 @@ fn refused(name: &[u8], args: &[Bytes]) -> Option<Bytes> {
 /// Whether a command needs the client's own upstream connection.
 fn pins(name: &[u8], args: &[Bytes]) -> bool {
     any(name, PINNED)
+        || any(name, BLOCKING)
         || (is(name, b"CLIENT") && args.get(1).is_some_and(|s| any(s, PINNED_CLIENT)))
         || blocking_read(name, args)
 }
