@@ -104,7 +104,15 @@ fn helm(args: &[&str]) -> String {
 fn render(set: &str) -> String {
     require_tools();
     let mut cmd = Command::new(helm_path());
-    cmd.args(["template", RELEASE, CHART, "--namespace", NAMESPACE]);
+    cmd.args([
+        "template",
+        RELEASE,
+        CHART,
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        KUBE_VERSION,
+    ]);
     if !set.is_empty() {
         cmd.args(["--set", set]);
     }
@@ -524,6 +532,23 @@ fn helm_lint_passes() {
 }
 
 #[test]
+fn chart_refuses_kubernetes_without_native_sidecars() {
+    require_tools();
+    let out = Command::new(helm_path())
+        .args(["template", RELEASE, CHART, "--kube-version", "1.28.0"])
+        .current_dir(root())
+        .output()
+        .expect("run helm");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("kubeVersion"),
+        "helm template for Kubernetes 1.28 (no native sidecars) must fail on kubeVersion: \
+         {} {stderr}",
+        out.status
+    );
+}
+
+#[test]
 fn default_render_is_valid_with_a_chart_made_certificate() {
     let docs = split_docs(&render(""));
     let mut kinds = validate_docs(&docs, "helm template (default)");
@@ -591,9 +616,13 @@ fn cert_manager_and_pod_monitor_render_is_valid() {
         cert.text
     );
     let monitor = docs.iter().find(|d| d.kind == "PodMonitor").unwrap();
+    let endpoints = flat(&monitor.text);
     assert!(
-        monitor.text.contains("- port: metrics") && monitor.text.contains("nearcache.io/inject"),
-        "PodMonitor scrapes port metrics of pods labelled nearcache.io/inject:\n{}",
+        endpoints.contains("- port: metrics\n")
+            && endpoints.contains(
+                "- sourceLabels:\n- __meta_kubernetes_pod_container_name\nregex: nearcache\naction: keep"
+            ),
+        "PodMonitor scrapes port metrics of the containers named nearcache:\n{}",
         monitor.text
     );
 }
