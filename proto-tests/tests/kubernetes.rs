@@ -522,29 +522,49 @@ fn check_deployment(docs: &[Doc]) {
 
 #[test]
 fn helm_lint_passes() {
-    helm(&["lint", CHART]);
+    helm(&["lint", "--strict", CHART]);
     helm(&[
         "lint",
+        "--strict",
         CHART,
         "--set",
         "certManager.enabled=true,podMonitor.enabled=true",
     ]);
 }
 
-#[test]
-fn chart_refuses_kubernetes_without_native_sidecars() {
+/// `helm template` with these arguments must fail with `want` in its stderr.
+fn render_refused(args: &[&str], want: &str, why: &str) {
     require_tools();
     let out = Command::new(helm_path())
-        .args(["template", RELEASE, CHART, "--kube-version", "1.28.0"])
+        .args(["template", RELEASE, CHART])
+        .args(args)
         .current_dir(root())
         .output()
         .expect("run helm");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && stderr.contains("kubeVersion"),
-        "helm template for Kubernetes 1.28 (no native sidecars) must fail on kubeVersion: \
-         {} {stderr}",
+        !out.status.success() && stderr.contains(want),
+        "helm template {args:?} must fail ({why}) naming {want:?}: {} {stderr}",
         out.status
+    );
+}
+
+#[test]
+fn chart_refuses_old_kubernetes_and_bad_values() {
+    render_refused(
+        &["--kube-version", "1.28.0"],
+        "kubeVersion",
+        "no native sidecars before 1.29",
+    );
+    render_refused(
+        &["--set", "webhook.failurePolicy=Bogus"],
+        "failurePolicy",
+        "values.schema.json",
+    );
+    render_refused(
+        &["--set", "replicaCount=0"],
+        "replicaCount",
+        "values.schema.json",
     );
 }
 
