@@ -7,6 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/ensure-redis.sh
 scripts/ensure-clients.sh
 scripts/ensure-prometheus.sh
+scripts/ensure-k8s-tools.sh
 # The black-box tests run target/debug/nearcache: build it before they start.
 cargo build --workspace
 log=$(mktemp)
