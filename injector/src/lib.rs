@@ -181,7 +181,7 @@ pub fn inject(
     let Some(upstream) = settings.upstream.as_ref() else {
         warnings.push(format!(
             "nearcache sidecar not injected: no upstream (set annotation {ANNOTATION_UPSTREAM} \
-             or {ANNOTATION_UPSTREAM_SECRET}, or give the app container {} )",
+             or {ANNOTATION_UPSTREAM_SECRET}, or give the app containers {})",
             settings.url_env
         ));
         return Ok(Decision::skip_warn("no upstream", warnings));
