@@ -85,7 +85,10 @@ mod tests {
         assert_eq!(c.url_env, "CACHE_URL");
         assert_eq!(c.l1_max_bytes_value(), 128 << 20);
         assert_eq!(c.system_namespaces, vec!["infra"]);
-        assert_eq!(InjectorConfig::from_yaml("").unwrap(), InjectorConfig::default());
+        assert_eq!(
+            InjectorConfig::from_yaml("").unwrap(),
+            InjectorConfig::default()
+        );
         assert!(InjectorConfig::from_yaml("l1MaxBytes: lots\n").is_err());
         assert!(InjectorConfig::from_yaml("imagePullPolicy: Sometimes\n").is_err());
         assert!(InjectorConfig::from_yaml("unknownKey: 1\n").is_err());

@@ -93,7 +93,7 @@ pub enum InjectError {
 /// Where the sidecar's NEARCACHE_UPSTREAM comes from.
 enum Upstream {
     Value(String),
-    From(EnvVarSource),
+    From(Box<EnvVarSource>),
 }
 
 /// Per-pod settings after annotations were applied to the config.
@@ -133,8 +133,7 @@ pub fn inject(
         )),
     }
     let pod_opt_in = labels.get(LABEL_INJECT).map(String::as_str) == Some("true");
-    let ns_opt_in =
-        namespace_labels.get(LABEL_NS_INJECTION).map(String::as_str) == Some("enabled");
+    let ns_opt_in = namespace_labels.get(LABEL_NS_INJECTION).map(String::as_str) == Some("enabled");
     if !pod_opt_in && !ns_opt_in {
         return Ok(Decision::skip_warn("not opted in", warnings));
     }
@@ -217,7 +216,10 @@ pub fn inject(
         ));
     } else {
         ops.push(add(
-            &format!("/metadata/annotations/{}", escape_pointer(ANNOTATION_STATUS)),
+            &format!(
+                "/metadata/annotations/{}",
+                escape_pointer(ANNOTATION_STATUS)
+            ),
             json!("injected"),
         ));
     }
@@ -303,14 +305,14 @@ fn settings(
         Some(Upstream::Value(url.trim().to_owned()))
     } else if let Some(r) = ann.get(ANNOTATION_UPSTREAM_SECRET) {
         let (name, key) = parse::secret_ref(r).expect("checked above");
-        Some(Upstream::From(EnvVarSource {
+        Some(Upstream::From(Box::new(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
                 name: name.to_owned(),
                 key: key.to_owned(),
                 optional: None,
             }),
             ..Default::default()
-        }))
+        })))
     } else {
         existing_upstream(pod, &url_env)?
     };
@@ -349,7 +351,7 @@ fn existing_upstream(pod: &Pod, url_env: &str) -> Result<Option<Upstream>, Vec<S
         )]);
     }
     if let Some(v) = &first.value_from {
-        return Ok(Some(Upstream::From(v.clone())));
+        return Ok(Some(Upstream::From(Box::new(v.clone()))));
     }
     let v = first.value.clone().unwrap_or_default();
     if let Err(e) = parse::upstream_url(&v) {
@@ -405,7 +407,7 @@ fn sidecar_container(
         Upstream::From(src) => EnvVar {
             name: "NEARCACHE_UPSTREAM".to_owned(),
             value: None,
-            value_from: Some(src.clone()),
+            value_from: Some((**src).clone()),
         },
     };
     let quantity = |v: &str| Quantity(v.to_owned());
@@ -420,7 +422,10 @@ fn sidecar_container(
             upstream_env,
             env("NEARCACHE_L1_MAX_BYTES", s.l1_max_bytes.to_string()),
             env("NEARCACHE_L1_TTL", s.l1_ttl.clone()),
-            env("NEARCACHE_METRICS_LISTEN", format!("0.0.0.0:{METRICS_PORT}")),
+            env(
+                "NEARCACHE_METRICS_LISTEN",
+                format!("0.0.0.0:{METRICS_PORT}"),
+            ),
             env("NEARCACHE_SHUTDOWN_GRACE", shutdown_grace(grace)),
         ]),
         ports: Some(vec![ContainerPort {
@@ -436,10 +441,7 @@ fn sidecar_container(
                 ("cpu".to_owned(), quantity(&s.cpu_request)),
                 ("memory".to_owned(), quantity(&s.memory)),
             ])),
-            limits: Some(BTreeMap::from([(
-                "memory".to_owned(),
-                quantity(&s.memory),
-            )])),
+            limits: Some(BTreeMap::from([("memory".to_owned(), quantity(&s.memory))])),
             ..Default::default()
         }),
         security_context: Some(SecurityContext {

@@ -12,7 +12,11 @@ use nearcache_injector::{server, tls::ReloadingConfig, InjectorConfig};
 #[command(name = "nearcache-injector", version)]
 struct Flags {
     /// Address to serve HTTPS on.
-    #[arg(long, env = "NEARCACHE_INJECTOR_LISTEN", default_value = "0.0.0.0:8443")]
+    #[arg(
+        long,
+        env = "NEARCACHE_INJECTOR_LISTEN",
+        default_value = "0.0.0.0:8443"
+    )]
     listen: SocketAddr,
     /// PEM certificate chain (reloaded when the file changes).
     #[arg(long, env = "NEARCACHE_INJECTOR_TLS_CERT", value_name = "PATH")]

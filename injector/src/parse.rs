@@ -26,7 +26,11 @@ pub fn positive_size(s: &str) -> Result<u64, String> {
     if digits.is_empty() {
         return Err(format!("invalid size {SIZE_HINT}"));
     }
-    match digits.parse::<u64>().ok().and_then(|n| n.checked_mul(unit_bytes)) {
+    match digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_bytes))
+    {
         Some(0) => Err("must be at least 1 byte".to_owned()),
         // Keeps the derived memory limit (1.5 × + 32 MiB) far from overflow.
         Some(n) if n <= 1 << 50 => Ok(n),

@@ -136,7 +136,10 @@ pub async fn handle(req: Request<Incoming>, config: &InjectorConfig) -> Resp {
             "content type must be application/json",
         );
     }
-    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
+    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return error(
@@ -177,6 +180,23 @@ pub fn review(
     let Some(request) = obj.get("request") else {
         return Err("AdmissionReview has no request".to_owned());
     };
+    let uid = request.get("uid").and_then(Value::as_str).unwrap_or("");
+    if uid.is_empty() {
+        return Err("AdmissionReview request has no uid".to_owned());
+    }
+    // Only pod creation is mutated; anything else a misconfigured webhook sends us is
+    // admitted unchanged rather than failing the API call.
+    let gvk = request.get("kind").cloned().unwrap_or(Value::Null);
+    let is_pod = gvk
+        .get("group")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty()
+        && gvk.get("kind").and_then(Value::as_str) == Some("Pod");
+    let is_create = request.get("operation").and_then(Value::as_str) == Some("CREATE");
+    if !is_pod || !is_create {
+        return Ok(allowed_review(json!({ "uid": uid, "allowed": true })));
+    }
     let request: AdmissionRequest<Pod> = serde_json::from_value(request.clone())
         .map_err(|e| format!("AdmissionReview request is not a Pod admission request: {e}"))?;
 
@@ -197,7 +217,10 @@ pub fn review(
             tracing::warn!(uid = %request.uid, error = %e, "admitted without injection");
             warnings.push(format!("nearcache sidecar not injected: {e}"));
         }
-        Some(Ok(Decision::Skip { reason, warnings: w })) => {
+        Some(Ok(Decision::Skip {
+            reason,
+            warnings: w,
+        })) => {
             tracing::debug!(uid = %request.uid, %reason, "skipped");
             warnings = w;
         }
@@ -211,9 +234,13 @@ pub fn review(
     if !warnings.is_empty() {
         response["warnings"] = json!(warnings);
     }
-    Ok(json!({
+    Ok(allowed_review(response))
+}
+
+fn allowed_review(response: Value) -> Value {
+    json!({
         "apiVersion": ADMISSION_API_VERSION,
         "kind": "AdmissionReview",
         "response": response,
-    }))
+    })
 }

@@ -131,8 +131,18 @@ fn injected_pods_are_consistent_and_reinvocation_safe() {
         assert_eq!(inits[0].name, "nearcache", "{case}");
         assert_eq!(inits[0].restart_policy.as_deref(), Some("Always"));
         assert_eq!(inits.iter().filter(|c| c.name == "nearcache").count(), 1);
-        let before = pod.spec.as_ref().unwrap().init_containers.clone().unwrap_or_default();
-        assert_eq!(&inits[1..], &before[..], "{case}: existing init containers shifted");
+        let before = pod
+            .spec
+            .as_ref()
+            .unwrap()
+            .init_containers
+            .clone()
+            .unwrap_or_default();
+        assert_eq!(
+            &inits[1..],
+            &before[..],
+            "{case}: existing init containers shifted"
+        );
         let url_env = pod
             .metadata
             .annotations
@@ -141,7 +151,12 @@ fn injected_pods_are_consistent_and_reinvocation_safe() {
             .cloned()
             .unwrap_or_else(|| "REDIS_URL".to_owned());
         for c in &spec.containers {
-            let hits: Vec<_> = c.env.iter().flatten().filter(|e| e.name == url_env).collect();
+            let hits: Vec<_> = c
+                .env
+                .iter()
+                .flatten()
+                .filter(|e| e.name == url_env)
+                .collect();
             assert_eq!(hits.len(), 1, "{case}/{}", c.name);
             assert_eq!(hits[0].value.as_deref(), Some("redis://127.0.0.1:6380"));
             assert!(hits[0].value_from.is_none());
