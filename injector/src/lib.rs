@@ -199,13 +199,25 @@ pub fn inject(
         let entry = json!({ "name": settings.url_env, "value": SIDECAR_URL });
         match &c.env {
             None => ops.push(add(&base, json!([entry]))),
-            Some(env) => match env.iter().position(|e| e.name == settings.url_env) {
-                Some(j) if env[j].value_from.is_none() && env[j].value.is_some() => {
-                    ops.push(replace(&format!("{base}/{j}/value"), json!(SIDECAR_URL)))
+            Some(env) => {
+                // Every entry of that name is rewritten (with duplicates, the last wins).
+                let mut found = false;
+                for (j, e) in env
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| e.name == settings.url_env)
+                {
+                    found = true;
+                    if e.value_from.is_none() && e.value.is_some() {
+                        ops.push(replace(&format!("{base}/{j}/value"), json!(SIDECAR_URL)));
+                    } else {
+                        ops.push(replace(&format!("{base}/{j}"), entry.clone()));
+                    }
                 }
-                Some(j) => ops.push(replace(&format!("{base}/{j}"), entry)),
-                None => ops.push(add(&format!("{base}/-"), entry)),
-            },
+                if !found {
+                    ops.push(add(&format!("{base}/-"), entry));
+                }
+            }
         }
     }
 

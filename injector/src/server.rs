@@ -226,6 +226,12 @@ pub fn review(
         }
         Some(Ok(Decision::Inject { patch, warnings: w })) => {
             let patch = serde_json::to_vec(&patch).map_err(|e| e.to_string())?;
+            tracing::info!(
+                uid = %request.uid,
+                namespace = request.namespace.as_deref().unwrap_or(""),
+                name = %request.name,
+                "injected the nearcache sidecar"
+            );
             response["patchType"] = json!("JSONPatch");
             response["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(patch));
             warnings = w;

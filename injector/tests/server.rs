@@ -61,6 +61,12 @@ impl Drop for Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(None)
+    }
+
+    /// Starts with flags given as `NEARCACHE_INJECTOR_*` environment variables and,
+    /// when given, this YAML as the injector config.
+    fn start_with(config_yaml: Option<&str>) -> Server {
         let dir = std::env::temp_dir().join(format!(
             "nearcache-injector-test-{}-{}",
             std::process::id(),
@@ -70,11 +76,23 @@ impl Server {
         let cert = new_cert();
         write_atomic(&dir.join("tls.crt"), &cert.cert_pem);
         write_atomic(&dir.join("tls.key"), &cert.key_pem);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nearcache-injector"))
-            .args(["--listen", "127.0.0.1:0", "--tls-cert"])
-            .arg(dir.join("tls.crt"))
-            .arg("--tls-key")
-            .arg(dir.join("tls.key"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nearcache-injector"));
+        match config_yaml {
+            None => {
+                cmd.args(["--listen", "127.0.0.1:0", "--tls-cert"])
+                    .arg(dir.join("tls.crt"))
+                    .arg("--tls-key")
+                    .arg(dir.join("tls.key"));
+            }
+            Some(yaml) => {
+                std::fs::write(dir.join("config.yaml"), yaml).unwrap();
+                cmd.env("NEARCACHE_INJECTOR_LISTEN", "127.0.0.1:0")
+                    .env("NEARCACHE_INJECTOR_TLS_CERT", dir.join("tls.crt"))
+                    .env("NEARCACHE_INJECTOR_TLS_KEY", dir.join("tls.key"))
+                    .env("NEARCACHE_INJECTOR_CONFIG", dir.join("config.yaml"));
+            }
+        }
+        let mut child = cmd
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -481,4 +499,56 @@ async fn certificate_is_reloaded_and_a_bad_pair_keeps_the_old_one() {
     server.rotate(&third);
     let r = request(&server, "GET", "/healthz", None, b"").await;
     assert_eq!(r.peer_cert, third.der);
+}
+
+#[tokio::test]
+async fn flags_from_the_environment_and_the_config_file_are_used() {
+    let server = Server::start_with(Some(
+        "image: mirror.example/nearcache:0.1.0\nurlEnv: CACHE_URL\nl1MaxBytes: 16MiB\n",
+    ));
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "labels": {"nearcache.io/inject": "true"}},
+        "spec": {"containers": [{"name": "app", "image": "app:1",
+            "env": [{"name": "CACHE_URL", "value": "redis://cache.shop.svc:6379"}]}]}
+    });
+    let resp = mutate(&server, "/mutate", &review("cfg", "shop", &pod)).await;
+    let patch = decoded_patch(&resp).to_string();
+    for needle in [
+        "mirror.example/nearcache:0.1.0",
+        "redis://cache.shop.svc:6379",
+        "\"value\":\"16777216\"",
+        "\"memory\":\"56Mi\"",
+        "/spec/containers/0/env/0/value",
+    ] {
+        assert!(patch.contains(needle), "{needle} not in {patch}");
+    }
+}
+
+#[test]
+fn a_bad_config_or_certificate_is_a_startup_error() {
+    let dir = std::env::temp_dir().join(format!("nearcache-injector-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = new_cert();
+    std::fs::write(dir.join("tls.crt"), &cert.cert_pem).unwrap();
+    std::fs::write(dir.join("tls.key"), &cert.key_pem).unwrap();
+    std::fs::write(dir.join("bad.yaml"), "l1MaxBytes: lots\n").unwrap();
+    let run = |cert: &str, config: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nearcache-injector"));
+        cmd.args(["--listen", "127.0.0.1:0", "--tls-cert"])
+            .arg(dir.join(cert))
+            .arg("--tls-key")
+            .arg(dir.join("tls.key"));
+        if let Some(c) = config {
+            cmd.arg("--config").arg(dir.join(c));
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run("tls.crt", Some("bad.yaml"));
+    assert!(err.contains("l1MaxBytes"), "{err}");
+    let err = run("missing.crt", None);
+    assert!(err.contains("missing.crt"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
