@@ -489,6 +489,12 @@ async fn certificate_is_reloaded_and_a_bad_pair_keeps_the_old_one() {
     // A certificate that does not match the key: the previous pair stays in service.
     let third = new_cert();
     write_atomic(&server.dir.join("tls.crt"), &third.cert_pem);
+    for _ in 0..3 {
+        let r = request(&server, "GET", "/healthz", None, b"").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.peer_cert, second.der);
+    }
+    // A key file that is not PEM at all: likewise.
     std::fs::write(server.dir.join("tls.key"), "not a key\n").unwrap();
     for _ in 0..3 {
         let r = request(&server, "GET", "/healthz", None, b"").await;
