@@ -168,13 +168,13 @@ pub fn inject(
 
     let settings = match settings(pod, &annotations, config) {
         Ok(s) => s,
-        Err(problems) => {
+        Err((reason, problems)) => {
             warnings.extend(
                 problems
                     .into_iter()
                     .map(|p| format!("nearcache sidecar not injected: {p}")),
             );
-            return Ok(Decision::skip_warn("invalid annotations", warnings));
+            return Ok(Decision::skip_warn(reason, warnings));
         }
     };
     let Some(upstream) = settings.upstream.as_ref() else {
@@ -264,11 +264,12 @@ fn replace(path: &str, value: Value) -> PatchOperation {
 }
 
 /// Applies the annotations to the config; every problem is reported, not just the first.
+/// The error is the skip reason and the problems.
 fn settings(
     pod: &Pod,
     ann: &BTreeMap<String, String>,
     config: &InjectorConfig,
-) -> Result<Settings, Vec<String>> {
+) -> Result<Settings, (&'static str, Vec<String>)> {
     let mut problems = Vec::new();
     let mut check = |key: &str, f: &dyn Fn(&str) -> Result<(), String>| {
         if let Some(v) = ann.get(key) {
@@ -295,7 +296,7 @@ fn settings(
         ));
     }
     if !problems.is_empty() {
-        return Err(problems);
+        return Err(("invalid annotations", problems));
     }
 
     let get = |key: &str, default: &str| {
@@ -326,7 +327,7 @@ fn settings(
             ..Default::default()
         })))
     } else {
-        existing_upstream(pod, &url_env)?
+        existing_upstream(pod, &url_env).map_err(|p| ("unusable existing upstream", p))?
     };
 
     Ok(Settings {

@@ -23,6 +23,8 @@ const CASES: &[(&str, bool)] = &[
     ("invalid-annotation", false),
     ("custom-url-env", false),
     ("no-upstream", false),
+    ("url-from-configmap", false),
+    ("conflicting-url-env", false),
 ];
 
 fn golden_dir() -> PathBuf {
@@ -101,12 +103,17 @@ fn expected_decisions() {
                 | "secret-upstream"
                 | "namespace-opt-in"
                 | "custom-url-env"
+                | "url-from-configmap"
         );
         assert_eq!(injected, expect_inject, "{case}: {decision:?}");
         let warns = !decision.warnings().is_empty();
         let expect_warn = matches!(
             case,
-            "host-network" | "system-namespace" | "invalid-annotation" | "no-upstream"
+            "host-network"
+                | "system-namespace"
+                | "invalid-annotation"
+                | "no-upstream"
+                | "conflicting-url-env"
         );
         assert_eq!(warns, expect_warn, "{case}: {decision:?}");
     }

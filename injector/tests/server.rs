@@ -558,3 +558,22 @@ fn a_bad_config_or_certificate_is_a_startup_error() {
     assert!(err.contains("missing.crt"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_stalled_connection_does_not_block_others() {
+    let server = Server::start();
+    // Connected but never starts the TLS handshake.
+    let _idle = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    // Handshake done, half a request sent, then nothing.
+    let mut partial = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    partial.write_all(b"\x16\x03\x01").await.unwrap();
+    let r = request(&server, "GET", "/healthz", None, b"").await;
+    assert_eq!(r.status, 200);
+    let resp = mutate(
+        &server,
+        "/mutate",
+        &review("after-stall", "shop", &golden_pod("no-init-containers")),
+    )
+    .await;
+    assert_eq!(resp["uid"], "after-stall");
+}
