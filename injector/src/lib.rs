@@ -278,7 +278,13 @@ fn settings(
             }
         }
     };
-    check(ANNOTATION_UPSTREAM, &|v| parse::upstream_url(v));
+    check(ANNOTATION_UPSTREAM, &|v| {
+        parse::upstream_url(v)?;
+        if parse::is_sidecar_address(v) {
+            return Err("that is the sidecar's own address".to_owned());
+        }
+        Ok(())
+    });
     check(ANNOTATION_UPSTREAM_SECRET, &|v| {
         parse::secret_ref(v).map(|_| ())
     });
@@ -369,6 +375,11 @@ fn existing_upstream(pod: &Pod, url_env: &str) -> Result<Option<Upstream>, Vec<S
     let v = first.value.clone().unwrap_or_default();
     if let Err(e) = parse::upstream_url(&v) {
         return Err(vec![format!("existing {url_env}={v:?}: {e}")]);
+    }
+    if parse::is_sidecar_address(&v) {
+        return Err(vec![format!(
+            "existing {url_env}={v:?} already points at the sidecar's address; annotate the pod with {ANNOTATION_UPSTREAM}"
+        )]);
     }
     Ok(Some(Upstream::Value(v)))
 }
@@ -468,5 +479,54 @@ fn sidecar_container(
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(annotations: &[(&str, &str)], url: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "p", "namespace": "shop",
+                "labels": {LABEL_INJECT: "true"},
+                "annotations": annotations.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            },
+            "spec": {"containers": [{"name": "app", "env": [{"name": "REDIS_URL", "value": url}]}]}
+        }))
+        .unwrap()
+    }
+
+    fn reason(p: &Pod) -> String {
+        match inject(p, &BTreeMap::new(), &InjectorConfig::default()).unwrap() {
+            Decision::Skip { reason, .. } => reason,
+            Decision::Inject { .. } => "inject".to_owned(),
+        }
+    }
+
+    #[test]
+    fn an_upstream_that_is_the_sidecar_itself_is_refused() {
+        assert_eq!(
+            reason(&pod(&[], "redis://127.0.0.1:6380")),
+            "unusable existing upstream"
+        );
+        assert_eq!(
+            reason(&pod(
+                &[(ANNOTATION_UPSTREAM, "redis://localhost:6380")],
+                "x"
+            )),
+            "invalid annotations"
+        );
+        assert_eq!(reason(&pod(&[], "redis://redis:6379")), "inject");
+    }
+
+    #[test]
+    fn memory_and_grace() {
+        assert_eq!(memory_for(64 << 20), "128Mi");
+        assert_eq!(memory_for(1), "33Mi");
+        assert_eq!(shutdown_grace(None), "25s");
+        assert_eq!(shutdown_grace(Some(3)), "1s");
+        assert_eq!(shutdown_grace(Some(0)), "1s");
     }
 }

@@ -81,6 +81,21 @@ pub fn upstream_url(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a (valid) upstream URL is the sidecar's own listen address, which would loop.
+pub fn is_sidecar_address(url: &str) -> bool {
+    let rest = url.trim().split_once("://").map_or("", |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    let host_port = authority
+        .rsplit('@')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    matches!(
+        host_port.as_str(),
+        "127.0.0.1:6380" | "localhost:6380" | "[::1]:6380"
+    )
+}
+
 /// `<secret-name>/<key>`.
 pub fn secret_ref(s: &str) -> Result<(&str, &str), String> {
     let s = s.trim();
@@ -189,6 +204,9 @@ mod tests {
         assert!(upstream_url("rediss://r:6379").is_err());
         assert!(upstream_url("http://r").is_err());
         assert!(upstream_url("redis://").is_err());
+        assert!(is_sidecar_address("redis://:pw@LOCALHOST:6380/0"));
+        assert!(is_sidecar_address("redis://127.0.0.1:6380"));
+        assert!(!is_sidecar_address("redis://127.0.0.1:6379"));
         assert_eq!(secret_ref("redis-auth/url"), Ok(("redis-auth", "url")));
         assert!(secret_ref("Redis/url").is_err());
         assert!(secret_ref("redis").is_err());
