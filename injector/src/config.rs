@@ -1,0 +1,96 @@
+//! The optional YAML injector configuration (`--config`).
+
+use serde::Deserialize;
+
+use crate::parse;
+
+/// Injector-wide defaults; pod annotations override them per pod.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct InjectorConfig {
+    pub image: String,
+    pub image_pull_policy: Option<String>,
+    pub url_env: String,
+    pub l1_max_bytes: String,
+    pub l1_ttl: String,
+    pub cpu_request: String,
+    pub system_namespaces: Vec<String>,
+}
+
+impl Default for InjectorConfig {
+    fn default() -> Self {
+        InjectorConfig {
+            image: "ghcr.io/nearcache/nearcache:0.1.0".to_owned(),
+            image_pull_policy: None,
+            url_env: "REDIS_URL".to_owned(),
+            l1_max_bytes: "64MiB".to_owned(),
+            l1_ttl: "60s".to_owned(),
+            cpu_request: "50m".to_owned(),
+            system_namespaces: ["kube-system", "kube-public", "kube-node-lease"]
+                .map(str::to_owned)
+                .to_vec(),
+        }
+    }
+}
+
+impl InjectorConfig {
+    /// Parses and validates YAML (an empty document is the defaults).
+    pub fn from_yaml(text: &str) -> Result<Self, String> {
+        let config: InjectorConfig = if text.trim().is_empty() {
+            InjectorConfig::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| e.to_string())?
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Every value must be one the annotations would also accept.
+    pub fn validate(&self) -> Result<(), String> {
+        let field = |name: &str, r: Result<(), String>| r.map_err(|e| format!("{name}: {e}"));
+        field("image", parse::image(&self.image))?;
+        if let Some(p) = &self.image_pull_policy {
+            if !matches!(p.as_str(), "Always" | "IfNotPresent" | "Never") {
+                return Err(format!(
+                    "imagePullPolicy: {p:?} is not Always, IfNotPresent or Never"
+                ));
+            }
+        }
+        field("urlEnv", parse::env_name(&self.url_env))?;
+        field(
+            "l1MaxBytes",
+            parse::positive_size(&self.l1_max_bytes).map(|_| ()),
+        )?;
+        field("l1Ttl", parse::duration_ms(&self.l1_ttl).map(|_| ()))?;
+        field("cpuRequest", parse::cpu_quantity(&self.cpu_request))?;
+        Ok(())
+    }
+
+    /// `l1MaxBytes` in bytes (validated at load).
+    pub fn l1_max_bytes_value(&self) -> u64 {
+        parse::positive_size(&self.l1_max_bytes).unwrap_or(64 << 20)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_keys_are_camel_case_and_checked() {
+        let c = InjectorConfig::from_yaml(
+            "image: reg/nc:1\nimagePullPolicy: IfNotPresent\nurlEnv: CACHE_URL\nl1MaxBytes: 128MiB\nl1Ttl: 5m\ncpuRequest: 100m\nsystemNamespaces: [infra]\n",
+        )
+        .unwrap();
+        assert_eq!(c.url_env, "CACHE_URL");
+        assert_eq!(c.l1_max_bytes_value(), 128 << 20);
+        assert_eq!(c.system_namespaces, vec!["infra"]);
+        assert_eq!(
+            InjectorConfig::from_yaml("").unwrap(),
+            InjectorConfig::default()
+        );
+        assert!(InjectorConfig::from_yaml("l1MaxBytes: lots\n").is_err());
+        assert!(InjectorConfig::from_yaml("imagePullPolicy: Sometimes\n").is_err());
+        assert!(InjectorConfig::from_yaml("unknownKey: 1\n").is_err());
+    }
+}

@@ -1,0 +1,532 @@
+//! The nearcache sidecar injector: a Kubernetes mutating admission webhook.
+//!
+//! [`inject`] is the pure decision: given a pod, the labels of its namespace and the
+//! injector configuration, it either skips (with a reason and warnings) or returns the
+//! JSON patch that adds the sidecar. [`server`] wraps it in an HTTPS endpoint.
+
+pub mod config;
+pub mod parse;
+pub mod server;
+pub mod tls;
+
+use std::collections::BTreeMap;
+
+use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, Pod, Probe,
+    ResourceRequirements, SecretKeySelector, SecurityContext,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use serde_json::{json, Value};
+
+pub use config::InjectorConfig;
+
+/// Pod label that opts a pod in (`"true"`) or out (`"false"`).
+pub const LABEL_INJECT: &str = "nearcache.io/inject";
+/// Namespace label that opts every pod of the namespace in (`enabled`).
+pub const LABEL_NS_INJECTION: &str = "nearcache.io/injection";
+/// Annotation written on injected pods (`injected`).
+pub const ANNOTATION_STATUS: &str = "nearcache.io/status";
+pub const ANNOTATION_UPSTREAM: &str = "nearcache.io/upstream";
+pub const ANNOTATION_UPSTREAM_SECRET: &str = "nearcache.io/upstream-secret";
+pub const ANNOTATION_URL_ENV: &str = "nearcache.io/url-env";
+pub const ANNOTATION_L1_MAX_BYTES: &str = "nearcache.io/l1-max-bytes";
+pub const ANNOTATION_L1_TTL: &str = "nearcache.io/l1-ttl";
+pub const ANNOTATION_IMAGE: &str = "nearcache.io/image";
+pub const ANNOTATION_CPU_REQUEST: &str = "nearcache.io/cpu-request";
+pub const ANNOTATION_MEMORY_LIMIT: &str = "nearcache.io/memory-limit";
+
+/// Name of the injected (native sidecar) init container.
+pub const SIDECAR_NAME: &str = "nearcache";
+/// Where the sidecar listens; the app's URL env var points here.
+pub const SIDECAR_LISTEN: &str = "127.0.0.1:6380";
+pub const SIDECAR_URL: &str = "redis://127.0.0.1:6380";
+pub const METRICS_PORT: i32 = 9380;
+pub const SIDECAR_BINARY: &str = "/usr/local/bin/nearcache";
+
+const DEFAULT_GRACE_SECONDS: i64 = 30;
+const MIB: u64 = 1 << 20;
+
+/// What to do with a pod.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Admit unchanged.
+    Skip {
+        reason: String,
+        warnings: Vec<String>,
+    },
+    /// Admit with this JSON patch.
+    Inject { patch: Patch, warnings: Vec<String> },
+}
+
+impl Decision {
+    pub fn warnings(&self) -> &[String] {
+        match self {
+            Decision::Skip { warnings, .. } | Decision::Inject { warnings, .. } => warnings,
+        }
+    }
+
+    fn skip(reason: impl Into<String>) -> Self {
+        Decision::Skip {
+            reason: reason.into(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn skip_warn(reason: impl Into<String>, warnings: Vec<String>) -> Self {
+        Decision::Skip {
+            reason: reason.into(),
+            warnings,
+        }
+    }
+}
+
+/// A pod the injector cannot reason about at all (the server still admits it).
+#[derive(Debug, thiserror::Error)]
+pub enum InjectError {
+    #[error("pod has no containers")]
+    NoContainers,
+    #[error("cannot serialise the sidecar: {0}")]
+    Serialise(#[from] serde_json::Error),
+}
+
+/// Where the sidecar's NEARCACHE_UPSTREAM comes from.
+enum Upstream {
+    Value(String),
+    From(Box<EnvVarSource>),
+}
+
+/// Per-pod settings after annotations were applied to the config.
+struct Settings {
+    image: String,
+    url_env: String,
+    l1_max_bytes: u64,
+    l1_ttl: String,
+    cpu_request: String,
+    memory: String,
+    upstream: Option<Upstream>,
+}
+
+/// Escapes one JSON pointer token (`~` → `~0`, `/` → `~1`).
+pub fn escape_pointer(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+/// Decides whether and how to inject the sidecar into `pod`.
+///
+/// `pod.metadata.namespace` must be set (the server fills it from the admission request).
+pub fn inject(
+    pod: &Pod,
+    namespace_labels: &BTreeMap<String, String>,
+    config: &InjectorConfig,
+) -> Result<Decision, InjectError> {
+    let meta = &pod.metadata;
+    let labels = meta.labels.clone().unwrap_or_default();
+    let annotations = meta.annotations.clone().unwrap_or_default();
+    let mut warnings = Vec::new();
+
+    match labels.get(LABEL_INJECT).map(String::as_str) {
+        Some("false") => return Ok(Decision::skip("opted out by pod label")),
+        Some("true") | None => {}
+        Some(other) => warnings.push(format!(
+            "label {LABEL_INJECT}={other:?} is neither \"true\" nor \"false\"; ignored"
+        )),
+    }
+    let pod_opt_in = labels.get(LABEL_INJECT).map(String::as_str) == Some("true");
+    let ns_opt_in = namespace_labels.get(LABEL_NS_INJECTION).map(String::as_str) == Some("enabled");
+    if !pod_opt_in && !ns_opt_in {
+        return Ok(Decision::skip_warn("not opted in", warnings));
+    }
+
+    if annotations.get(ANNOTATION_STATUS).map(String::as_str) == Some("injected")
+        || pod_spec_init_names(pod).any(|n| n == SIDECAR_NAME)
+    {
+        return Ok(Decision::skip_warn("already injected", warnings));
+    }
+
+    let namespace = meta.namespace.as_deref().unwrap_or("");
+    if config.system_namespaces.iter().any(|n| n == namespace) {
+        warnings.push(format!(
+            "nearcache sidecar not injected: {namespace:?} is a system namespace"
+        ));
+        return Ok(Decision::skip_warn("system namespace", warnings));
+    }
+
+    let Some(spec) = pod.spec.as_ref() else {
+        return Err(InjectError::NoContainers);
+    };
+    if spec.containers.is_empty() {
+        return Err(InjectError::NoContainers);
+    }
+    if spec.host_network == Some(true) {
+        warnings.push(
+            "nearcache sidecar not injected: hostNetwork pods would share 127.0.0.1:6380 with the node"
+                .to_owned(),
+        );
+        return Ok(Decision::skip_warn("hostNetwork pod", warnings));
+    }
+
+    let settings = match settings(pod, &annotations, config) {
+        Ok(s) => s,
+        Err((reason, problems)) => {
+            warnings.extend(
+                problems
+                    .into_iter()
+                    .map(|p| format!("nearcache sidecar not injected: {p}")),
+            );
+            return Ok(Decision::skip_warn(reason, warnings));
+        }
+    };
+    let Some(upstream) = settings.upstream.as_ref() else {
+        warnings.push(format!(
+            "nearcache sidecar not injected: no upstream (set annotation {ANNOTATION_UPSTREAM} \
+             or {ANNOTATION_UPSTREAM_SECRET}, or give the app containers {})",
+            settings.url_env
+        ));
+        return Ok(Decision::skip_warn("no upstream", warnings));
+    };
+
+    let mut ops = Vec::new();
+    let sidecar = serde_json::to_value(sidecar_container(pod, &settings, upstream, config))?;
+    if spec.init_containers.is_none() {
+        ops.push(add("/spec/initContainers", json!([sidecar])));
+    } else {
+        ops.push(add("/spec/initContainers/0", sidecar));
+    }
+
+    for (i, c) in spec.containers.iter().enumerate() {
+        let base = format!("/spec/containers/{i}/env");
+        let entry = json!({ "name": settings.url_env, "value": SIDECAR_URL });
+        match &c.env {
+            None => ops.push(add(&base, json!([entry]))),
+            Some(env) => {
+                // Every entry of that name is rewritten (with duplicates, the last wins).
+                let mut found = false;
+                for (j, e) in env
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| e.name == settings.url_env)
+                {
+                    found = true;
+                    if e.value_from.is_none() && e.value.is_some() {
+                        ops.push(replace(&format!("{base}/{j}/value"), json!(SIDECAR_URL)));
+                    } else {
+                        ops.push(replace(&format!("{base}/{j}"), entry.clone()));
+                    }
+                }
+                if !found {
+                    ops.push(add(&format!("{base}/-"), entry));
+                }
+            }
+        }
+    }
+
+    if meta.annotations.is_none() {
+        ops.push(add(
+            "/metadata/annotations",
+            json!({ ANNOTATION_STATUS: "injected" }),
+        ));
+    } else {
+        ops.push(add(
+            &format!(
+                "/metadata/annotations/{}",
+                escape_pointer(ANNOTATION_STATUS)
+            ),
+            json!("injected"),
+        ));
+    }
+
+    Ok(Decision::Inject {
+        patch: Patch(ops),
+        warnings,
+    })
+}
+
+fn pod_spec_init_names(pod: &Pod) -> impl Iterator<Item = &str> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten())
+        .map(|c| c.name.as_str())
+}
+
+fn add(path: &str, value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation {
+        path: path.parse().expect("patch paths are valid JSON pointers"),
+        value,
+    })
+}
+
+fn replace(path: &str, value: Value) -> PatchOperation {
+    PatchOperation::Replace(ReplaceOperation {
+        path: path.parse().expect("patch paths are valid JSON pointers"),
+        value,
+    })
+}
+
+/// Applies the annotations to the config; every problem is reported, not just the first.
+/// The error is the skip reason and the problems.
+fn settings(
+    pod: &Pod,
+    ann: &BTreeMap<String, String>,
+    config: &InjectorConfig,
+) -> Result<Settings, (&'static str, Vec<String>)> {
+    let mut problems = Vec::new();
+    let mut check = |key: &str, f: &dyn Fn(&str) -> Result<(), String>| {
+        if let Some(v) = ann.get(key) {
+            if let Err(e) = f(v) {
+                problems.push(format!("annotation {key}={v:?}: {e}"));
+            }
+        }
+    };
+    check(ANNOTATION_UPSTREAM, &|v| {
+        parse::upstream_url(v)?;
+        if parse::is_sidecar_address(v) {
+            return Err("that is the sidecar's own address".to_owned());
+        }
+        Ok(())
+    });
+    check(ANNOTATION_UPSTREAM_SECRET, &|v| {
+        parse::secret_ref(v).map(|_| ())
+    });
+    check(ANNOTATION_URL_ENV, &|v| parse::env_name(v));
+    check(ANNOTATION_L1_MAX_BYTES, &|v| {
+        parse::positive_size(v).map(|_| ())
+    });
+    check(ANNOTATION_L1_TTL, &|v| parse::duration_ms(v).map(|_| ()));
+    check(ANNOTATION_IMAGE, &|v| parse::image(v));
+    check(ANNOTATION_CPU_REQUEST, &|v| parse::cpu_quantity(v));
+    check(ANNOTATION_MEMORY_LIMIT, &|v| parse::memory_quantity(v));
+    if ann.contains_key(ANNOTATION_UPSTREAM) && ann.contains_key(ANNOTATION_UPSTREAM_SECRET) {
+        problems.push(format!(
+            "annotations {ANNOTATION_UPSTREAM} and {ANNOTATION_UPSTREAM_SECRET} are mutually exclusive"
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(("invalid annotations", problems));
+    }
+
+    let get = |key: &str, default: &str| {
+        ann.get(key)
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| default.to_owned())
+    };
+    let url_env = get(ANNOTATION_URL_ENV, &config.url_env);
+    let l1_max_bytes = match ann.get(ANNOTATION_L1_MAX_BYTES) {
+        Some(v) => parse::positive_size(v).expect("checked above"),
+        None => config.l1_max_bytes_value(),
+    };
+    let memory = match ann.get(ANNOTATION_MEMORY_LIMIT) {
+        Some(v) => v.trim().to_owned(),
+        None => memory_for(l1_max_bytes),
+    };
+
+    let upstream = if let Some(url) = ann.get(ANNOTATION_UPSTREAM) {
+        Some(Upstream::Value(url.trim().to_owned()))
+    } else if let Some(r) = ann.get(ANNOTATION_UPSTREAM_SECRET) {
+        let (name, key) = parse::secret_ref(r).expect("checked above");
+        Some(Upstream::From(Box::new(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: name.to_owned(),
+                key: key.to_owned(),
+                optional: None,
+            }),
+            ..Default::default()
+        })))
+    } else {
+        existing_upstream(pod, &url_env).map_err(|p| ("unusable existing upstream", p))?
+    };
+
+    Ok(Settings {
+        image: get(ANNOTATION_IMAGE, &config.image),
+        url_env,
+        l1_max_bytes,
+        l1_ttl: get(ANNOTATION_L1_TTL, &config.l1_ttl),
+        cpu_request: get(ANNOTATION_CPU_REQUEST, &config.cpu_request),
+        memory,
+        upstream,
+    })
+}
+
+/// The app containers' existing `<url_env>`: it becomes the upstream. Containers that
+/// disagree make the upstream ambiguous (a problem); none at all is `None`.
+fn existing_upstream(pod: &Pod, url_env: &str) -> Result<Option<Upstream>, Vec<String>> {
+    let mut found: Vec<&EnvVar> = Vec::new();
+    for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+        for e in c.env.iter().flatten().filter(|e| e.name == url_env) {
+            if e.value.as_deref().is_some_and(|v| !v.is_empty()) || e.value_from.is_some() {
+                found.push(e);
+            }
+        }
+    }
+    let Some(first) = found.first() else {
+        return Ok(None);
+    };
+    if found
+        .iter()
+        .any(|e| e.value != first.value || e.value_from != first.value_from)
+    {
+        return Err(vec![format!(
+            "the app containers set {url_env} to different values; annotate the pod with {ANNOTATION_UPSTREAM}"
+        )]);
+    }
+    if let Some(v) = &first.value_from {
+        return Ok(Some(Upstream::From(Box::new(v.clone()))));
+    }
+    let v = first.value.clone().unwrap_or_default();
+    if let Err(e) = parse::upstream_url(&v) {
+        return Err(vec![format!("existing {url_env}={v:?}: {e}")]);
+    }
+    if parse::is_sidecar_address(&v) {
+        return Err(vec![format!(
+            "existing {url_env}={v:?} already points at the sidecar's address; annotate the pod with {ANNOTATION_UPSTREAM}"
+        )]);
+    }
+    Ok(Some(Upstream::Value(v)))
+}
+
+/// Memory request and limit for an L1 bound: 1.5 × L1 + 32 MiB, rounded up to a MiB.
+pub fn memory_for(l1_max_bytes: u64) -> String {
+    let bytes = l1_max_bytes.saturating_add(l1_max_bytes / 2) + 32 * MIB;
+    format!("{}Mi", bytes.div_ceil(MIB))
+}
+
+/// NEARCACHE_SHUTDOWN_GRACE: 5 s shorter than the pod's grace period, at least 1 s.
+pub fn shutdown_grace(termination_grace_seconds: Option<i64>) -> String {
+    let grace = termination_grace_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
+    format!("{}s", (grace - 5).max(1))
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+fn probe(period: i32, failure_threshold: i32) -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(vec![SIDECAR_BINARY.to_owned(), "probe".to_owned()]),
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(1),
+        failure_threshold: Some(failure_threshold),
+        ..Default::default()
+    }
+}
+
+fn sidecar_container(
+    pod: &Pod,
+    s: &Settings,
+    upstream: &Upstream,
+    config: &InjectorConfig,
+) -> Container {
+    let grace = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds);
+    let upstream_env = match upstream {
+        Upstream::Value(v) => env("NEARCACHE_UPSTREAM", v.clone()),
+        Upstream::From(src) => EnvVar {
+            name: "NEARCACHE_UPSTREAM".to_owned(),
+            value: None,
+            value_from: Some((**src).clone()),
+        },
+    };
+    let quantity = |v: &str| Quantity(v.to_owned());
+    Container {
+        name: SIDECAR_NAME.to_owned(),
+        image: Some(s.image.clone()),
+        image_pull_policy: config.image_pull_policy.clone(),
+        restart_policy: Some("Always".to_owned()),
+        args: Some(Vec::new()),
+        env: Some(vec![
+            env("NEARCACHE_LISTEN", SIDECAR_LISTEN),
+            upstream_env,
+            env("NEARCACHE_L1_MAX_BYTES", s.l1_max_bytes.to_string()),
+            env("NEARCACHE_L1_TTL", s.l1_ttl.clone()),
+            env(
+                "NEARCACHE_METRICS_LISTEN",
+                format!("0.0.0.0:{METRICS_PORT}"),
+            ),
+            env("NEARCACHE_SHUTDOWN_GRACE", shutdown_grace(grace)),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("metrics".to_owned()),
+            container_port: METRICS_PORT,
+            protocol: Some("TCP".to_owned()),
+            ..Default::default()
+        }]),
+        startup_probe: Some(probe(1, 30)),
+        readiness_probe: Some(probe(5, 3)),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), quantity(&s.cpu_request)),
+                ("memory".to_owned(), quantity(&s.memory)),
+            ])),
+            limits: Some(BTreeMap::from([("memory".to_owned(), quantity(&s.memory))])),
+            ..Default::default()
+        }),
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(true),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                add: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(annotations: &[(&str, &str)], url: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "p", "namespace": "shop",
+                "labels": {LABEL_INJECT: "true"},
+                "annotations": annotations.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            },
+            "spec": {"containers": [{"name": "app", "env": [{"name": "REDIS_URL", "value": url}]}]}
+        }))
+        .unwrap()
+    }
+
+    fn reason(p: &Pod) -> String {
+        match inject(p, &BTreeMap::new(), &InjectorConfig::default()).unwrap() {
+            Decision::Skip { reason, .. } => reason,
+            Decision::Inject { .. } => "inject".to_owned(),
+        }
+    }
+
+    #[test]
+    fn an_upstream_that_is_the_sidecar_itself_is_refused() {
+        assert_eq!(
+            reason(&pod(&[], "redis://127.0.0.1:6380")),
+            "unusable existing upstream"
+        );
+        assert_eq!(
+            reason(&pod(
+                &[(ANNOTATION_UPSTREAM, "redis://localhost:6380")],
+                "x"
+            )),
+            "invalid annotations"
+        );
+        assert_eq!(reason(&pod(&[], "redis://redis:6379")), "inject");
+    }
+
+    #[test]
+    fn memory_and_grace() {
+        assert_eq!(memory_for(64 << 20), "128Mi");
+        assert_eq!(memory_for(1), "33Mi");
+        assert_eq!(shutdown_grace(None), "25s");
+        assert_eq!(shutdown_grace(Some(3)), "1s");
+        assert_eq!(shutdown_grace(Some(0)), "1s");
+    }
+}

@@ -1,0 +1,222 @@
+//! Validation of annotation and config values. Sizes and durations use the same
+//! grammar as the sidecar's own flags, so a value accepted here starts the sidecar.
+
+const SIZE_HINT: &str = "(use e.g. 4096, 64KiB, 256MiB, 1GiB)";
+const DURATION_HINT: &str = "(use e.g. 500ms, 60s, 5m)";
+
+fn split_number(s: &str) -> (&str, &str) {
+    let s = s.trim();
+    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    (&s[..end], s[end..].trim())
+}
+
+/// SIZE: bytes, optionally with B, KB, KiB, MB, MiB, GB, GiB; at least 1.
+pub fn positive_size(s: &str) -> Result<u64, String> {
+    let (digits, unit) = split_number(s);
+    let unit_bytes: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return Err(format!("invalid size {SIZE_HINT}")),
+    };
+    if digits.is_empty() {
+        return Err(format!("invalid size {SIZE_HINT}"));
+    }
+    match digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_bytes))
+    {
+        Some(0) => Err("must be at least 1 byte".to_owned()),
+        // Keeps the derived memory limit (1.5 × + 32 MiB) far from overflow.
+        Some(n) if n <= 1 << 50 => Ok(n),
+        _ => Err("size is too large".to_owned()),
+    }
+}
+
+/// DURATION: integer followed by ms, s, m or h; a bare integer is seconds.
+pub fn duration_ms(s: &str) -> Result<u64, String> {
+    let (digits, unit) = split_number(s);
+    let per_unit: u64 = match unit.to_ascii_lowercase().as_str() {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("invalid duration {DURATION_HINT}")),
+    };
+    if digits.is_empty() {
+        return Err(format!("invalid duration {DURATION_HINT}"));
+    }
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(per_unit))
+        .ok_or_else(|| "duration is too large".to_owned())
+}
+
+/// An upstream the sidecar accepts: `redis://[[user][:password]@]host[:port][/db]`.
+pub fn upstream_url(s: &str) -> Result<(), String> {
+    let s = s.trim();
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return Err("not a redis:// URL".to_owned());
+    };
+    if scheme.eq_ignore_ascii_case("rediss") {
+        return Err("TLS upstreams (rediss://) are not supported by the sidecar".to_owned());
+    }
+    if !scheme.eq_ignore_ascii_case("redis") {
+        return Err("not a redis:// URL".to_owned());
+    }
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') {
+        return Err("the URL has no host".to_owned());
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("the URL contains spaces".to_owned());
+    }
+    Ok(())
+}
+
+/// Whether a (valid) upstream URL is the sidecar's own listen address, which would loop.
+pub fn is_sidecar_address(url: &str) -> bool {
+    let rest = url.trim().split_once("://").map_or("", |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    let host_port = authority
+        .rsplit('@')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    matches!(
+        host_port.as_str(),
+        "127.0.0.1:6380" | "localhost:6380" | "[::1]:6380"
+    )
+}
+
+/// `<secret-name>/<key>`.
+pub fn secret_ref(s: &str) -> Result<(&str, &str), String> {
+    let s = s.trim();
+    let Some((name, key)) = s.split_once('/') else {
+        return Err("expected <secret-name>/<key>".to_owned());
+    };
+    let dns_ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !dns_ok {
+        return Err(format!("{name:?} is not a valid Secret name"));
+    }
+    let key_ok = !key.is_empty()
+        && key.len() <= 253
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !key_ok {
+        return Err(format!("{key:?} is not a valid Secret key"));
+    }
+    Ok((name, key))
+}
+
+/// A C identifier-like environment variable name.
+pub fn env_name(s: &str) -> Result<(), String> {
+    let s = s.trim();
+    let ok = s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err("not a valid environment variable name".to_owned())
+    }
+}
+
+/// A non-empty image reference without spaces.
+pub fn image(s: &str) -> Result<(), String> {
+    let s = s.trim();
+    if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Err("not a valid image reference".to_owned())
+    } else {
+        Ok(())
+    }
+}
+
+/// `<number>[suffix]` as Kubernetes quantities are written; returns the suffix.
+fn quantity(s: &str) -> Result<&str, String> {
+    let s = s.trim();
+    let end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, suffix) = (&s[..end], &s[end..]);
+    let num_ok = !num.is_empty()
+        && num.matches('.').count() <= 1
+        && num.chars().any(|c| c.is_ascii_digit())
+        && !num.ends_with('.');
+    if !num_ok {
+        return Err("not a Kubernetes quantity".to_owned());
+    }
+    if num.chars().all(|c| c == '0' || c == '.') {
+        return Err("must be greater than zero".to_owned());
+    }
+    Ok(suffix)
+}
+
+/// CPU: `250m`, `0.5`, `1`.
+pub fn cpu_quantity(s: &str) -> Result<(), String> {
+    match quantity(s)? {
+        "" | "m" => Ok(()),
+        _ => Err("not a CPU quantity (use e.g. 50m, 0.5, 1)".to_owned()),
+    }
+}
+
+/// Memory: `256Mi`, `1Gi`, `500M`, `134217728`.
+pub fn memory_quantity(s: &str) -> Result<(), String> {
+    match quantity(s)? {
+        "" | "k" | "M" | "G" | "T" | "Ki" | "Mi" | "Gi" | "Ti" => Ok(()),
+        _ => Err("not a memory quantity (use e.g. 256Mi, 1Gi)".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(positive_size("64MiB"), Ok(64 << 20));
+        assert_eq!(positive_size(" 4096 "), Ok(4096));
+        assert!(positive_size("0").is_err());
+        assert!(positive_size("64Mi").is_err());
+        assert!(positive_size("lots").is_err());
+        assert_eq!(duration_ms("60s"), Ok(60_000));
+        assert_eq!(duration_ms("500ms"), Ok(500));
+        assert!(duration_ms("1d").is_err());
+    }
+
+    #[test]
+    fn urls_secrets_quantities() {
+        assert!(upstream_url("redis://redis.default.svc:6379/0").is_ok());
+        assert!(upstream_url("redis://:pw@r:6379").is_ok());
+        assert!(upstream_url("rediss://r:6379").is_err());
+        assert!(upstream_url("http://r").is_err());
+        assert!(upstream_url("redis://").is_err());
+        assert!(is_sidecar_address("redis://:pw@LOCALHOST:6380/0"));
+        assert!(is_sidecar_address("redis://127.0.0.1:6380"));
+        assert!(!is_sidecar_address("redis://127.0.0.1:6379"));
+        assert_eq!(secret_ref("redis-auth/url"), Ok(("redis-auth", "url")));
+        assert!(secret_ref("Redis/url").is_err());
+        assert!(secret_ref("redis").is_err());
+        assert!(cpu_quantity("50m").is_ok());
+        assert!(cpu_quantity("0.5").is_ok());
+        assert!(cpu_quantity("50Mi").is_err());
+        assert!(memory_quantity("256Mi").is_ok());
+        assert!(memory_quantity("256mb").is_err());
+        assert!(memory_quantity("0").is_err());
+        assert!(env_name("CACHE_URL").is_ok());
+        assert!(env_name("1X").is_err());
+    }
+}
