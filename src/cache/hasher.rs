@@ -10,10 +10,17 @@ pub struct KeyHasher {
 }
 
 impl KeyHasher {
-    pub(super) fn new() -> KeyHasher {
+    /// A hasher with a fresh random seed.
+    pub fn new() -> KeyHasher {
         KeyHasher {
             seed: std::collections::hash_map::RandomState::new().hash_one(0u64) | 1,
         }
+    }
+}
+
+impl Default for KeyHasher {
+    fn default() -> KeyHasher {
+        KeyHasher::new()
     }
 }
 

@@ -42,7 +42,7 @@ pub use key::{CacheKey, KeyRef};
 pub use weigh::ENTRY_OVERHEAD;
 
 use generations::Generations;
-use hasher::KeyHasher;
+pub use hasher::KeyHasher;
 use store::{decompress, Encoder, Entry, Install, Lifetime, Prepared, Stored};
 use users::Users;
 

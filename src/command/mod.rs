@@ -4,12 +4,14 @@
 mod keyspec;
 pub mod load;
 mod table;
+mod written;
 
 use bytes::Bytes;
 
 pub use keyspec::Writes;
 pub use load::Tables;
 pub use table::{CommandTable, Spec};
+pub use written::WrittenKeys;
 
 use crate::protocol::Request;
 
@@ -19,7 +21,7 @@ pub enum Invalidation {
     /// Writes nothing cacheable.
     None,
     /// These keys.
-    Keys(Vec<WrittenKey>),
+    Keys(WrittenKeys),
     /// Everything in one database.
     Db(u32),
     /// Everything (the keys written cannot be known).
@@ -157,10 +159,49 @@ fn any(name: &[u8], list: &[&[u8]]) -> bool {
     list.iter().any(|c| is(name, c))
 }
 
+/// Names [`classify`] decides on by name (everything else is forwarded with what its
+/// spec says it writes): see [`Spec::plain`].
+const SPECIAL: &[&[u8]] = &[
+    b"GET",
+    b"MGET",
+    b"SELECT",
+    b"AUTH",
+    b"HELLO",
+    b"RESET",
+    b"QUIT",
+    b"INFO",
+    b"CLIENT",
+    b"SCRIPT",
+    b"FUNCTION",
+    b"NEARCACHE",
+    b"ACL",
+    b"XREAD",
+    b"XREADGROUP",
+    b"FLUSHDB",
+    b"MOVE",
+    b"COPY",
+];
+
+/// Whether a command name needs no decision beyond its spec (see [`Spec::plain`]).
+pub(crate) fn plain(name: &[u8]) -> bool {
+    ![SPECIAL, PINNED, REFUSED, BLOCKING, WRITES_ANYTHING]
+        .iter()
+        .any(|list| any(name, list))
+}
+
 /// Classifies a request issued in database `db` with `table` (the upstream's, or the
 /// built-in one until that is loaded).
 pub fn classify(req: &Request, db: u32, table: &CommandTable) -> Action {
+    classify_spec(req, db, table, table.lookup(&req.args))
+}
+
+/// [`classify`] with the request's spec already looked up in `table`: a plain command
+/// (most of them) is decided by that one lookup.
+pub fn classify_spec(req: &Request, db: u32, table: &CommandTable, spec: Option<&Spec>) -> Action {
     let args = &req.args;
+    if let Some(spec) = spec.filter(|s| s.plain) {
+        return Action::Forward(written(&spec.writes, args, db));
+    }
     let name = req.name();
     if is(name, b"GET") && args.len() == 2 {
         return Action::Get;
@@ -278,7 +319,7 @@ fn invalidation(name: &[u8], args: &[Bytes], db: u32, table: &CommandTable) -> I
         ];
         return match args.iter().position(|a| is(a, b"DB")) {
             Some(i) if i + 1 < args.len() => cross_db(db, &args[2], &args[i + 1], keys),
-            _ => Invalidation::Keys(keys),
+            _ => Invalidation::Keys(keys.into()),
         };
     }
     let writes = match table.lookup(args) {
@@ -293,7 +334,7 @@ fn invalidation(name: &[u8], args: &[Bytes], db: u32, table: &CommandTable) -> I
 
 /// The keys `writes` says a command with `args` may write.
 fn written(writes: &Writes, args: &[Bytes], db: u32) -> Invalidation {
-    let mut keys = Vec::new();
+    let mut keys = WrittenKeys::default();
     let mut push = |i: usize| keys.push(WrittenKey::new(db, args[i].clone()));
     match writes {
         Writes::Nothing => return Invalidation::None,
@@ -324,7 +365,7 @@ fn cross_db(db: u32, key: &Bytes, target: &[u8], mut keys: Vec<WrittenKey>) -> I
     };
     keys.push(WrittenKey::new(db, key.clone()));
     keys.push(WrittenKey::new(other, key.clone()));
-    Invalidation::Keys(keys)
+    Invalidation::Keys(keys.into())
 }
 
 #[cfg(test)]

@@ -10,6 +10,11 @@ use redis_protocol::resp2::decode::decode;
 use redis_protocol::resp2::types::OwnedFrame;
 
 use super::keyspec::Writes;
+use crate::cache::KeyHasher;
+
+/// Command names to specs, hashed with the cache's cheap hasher (SipHash cost more than the
+/// rest of classifying a command).
+type Specs = HashMap<Vec<u8>, Spec, KeyHasher>;
 
 /// The raw RESP2 `COMMAND` reply of redis-server 7.0 (`scripts/gen-command-table.sh`).
 pub(super) const REDIS7: &[u8] = include_bytes!("redis7.resp");
@@ -21,18 +26,40 @@ static BUILTIN: LazyLock<CommandTable> = LazyLock::new(|| {
 });
 
 /// What the sidecar needs to know of one command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Spec {
     /// What it may write.
     pub writes: Writes,
+    /// The command's index in the counted commands ([`crate::metrics::commands::index`]),
+    /// a subcommand's being its container's.
+    pub metric: u16,
+    /// True when the command's name needs no other decision than forwarding with its
+    /// [`Spec::writes`] evicted (not L1-served, local, pinned, refused or special-cased in
+    /// [`super::classify`]).
+    pub plain: bool,
     /// Subcommands by lower-case name (`CONFIG` -> `set`, `get`, ...).
-    subcommands: HashMap<Vec<u8>, Spec>,
+    subcommands: Specs,
 }
+
+impl PartialEq for Spec {
+    fn eq(&self, other: &Spec) -> bool {
+        self.writes == other.writes
+            && self.metric == other.metric
+            && self.plain == other.plain
+            && self.subcommands.len() == other.subcommands.len()
+            && self
+                .subcommands
+                .iter()
+                .all(|(k, v)| other.subcommands.get(k) == Some(v))
+    }
+}
+
+impl Eq for Spec {}
 
 /// Commands by lower-case name.
 #[derive(Debug, Default)]
 pub struct CommandTable {
-    commands: HashMap<Vec<u8>, Spec>,
+    commands: Specs,
     builtin: bool,
 }
 
@@ -83,7 +110,7 @@ impl CommandTable {
 }
 
 /// Looks a name up case-insensitively, lower-casing on the stack (command names are short).
-fn get_lowercase<'a>(map: &'a HashMap<Vec<u8>, Spec>, name: &[u8]) -> Option<&'a Spec> {
+fn get_lowercase<'a>(map: &'a Specs, name: &[u8]) -> Option<&'a Spec> {
     let mut buf = [0u8; 32];
     let Some(lower) = buf.get_mut(..name.len()) else {
         return map.get(&name.to_ascii_lowercase());
@@ -124,17 +151,32 @@ fn parse_entry(entry: &OwnedFrame) -> Option<(Vec<u8>, Spec)> {
                 (sub, spec)
             })
             .collect(),
-        _ => HashMap::new(),
+        _ => Specs::default(),
     };
     let write = has_flag(b"write");
     let writes = match fields.get(8) {
         Some(OwnedFrame::Array(specs)) if !specs.is_empty() => Writes::from_specs(&name, specs),
         _ => Writes::from_positions(write, has_flag(b"movablekeys"), int(3)?, int(4)?, int(5)?),
     };
+    let metric = crate::metrics::commands::index(&name) as u16;
+    let plain = super::plain(&name);
+    let subcommands = subcommands
+        .into_iter()
+        .map(|(sub, spec)| {
+            let spec = Spec {
+                metric,
+                plain,
+                ..spec
+            };
+            (sub, spec)
+        })
+        .collect();
     Some((
         name,
         Spec {
             writes,
+            metric,
+            plain,
             subcommands,
         },
     ))

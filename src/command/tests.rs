@@ -112,11 +112,11 @@ fn cross_database_writes_evict_both_sides() {
     let t = builtin();
     assert_eq!(
         classify(&req(&["MOVE", "k", "3"]), 1, t),
-        Action::Forward(Invalidation::Keys(vec![key(1, "k"), key(3, "k")]))
+        Action::Forward(Invalidation::Keys(vec![key(1, "k"), key(3, "k")].into()))
     );
     assert_eq!(
         inv(&["COPY", "a", "b", "DB", "2"]),
-        Invalidation::Keys(vec![key(0, "a"), key(0, "b"), key(0, "b"), key(2, "b")])
+        Invalidation::Keys(vec![key(0, "a"), key(0, "b"), key(0, "b"), key(2, "b")].into())
     );
     assert_eq!(
         classify(&req(&["FLUSHDB"]), 4, t),

@@ -50,6 +50,8 @@ pub(super) struct Group {
     replies: usize,
     /// Fill callbacks with the position and count of their reply frames.
     fills: Vec<(usize, usize, OnReply)>,
+    /// The first command's index in the counted commands (the call's latency label).
+    label: u16,
 }
 
 impl Group {
@@ -59,8 +61,9 @@ impl Group {
     }
 
     /// A group of one large command, sent as the bytes it arrived in.
-    fn alone(raw: Bytes, segment: Segment) -> Group {
+    fn alone(raw: Bytes, segment: Segment, label: u16) -> Group {
         Group {
+            label,
             replies: segment.replies(),
             alone: Some(raw),
             segments: vec![segment],
@@ -69,8 +72,11 @@ impl Group {
     }
 
     /// Adds a command; true once the group is big enough to send.
-    fn add(&mut self, bytes: &[u8], segment: Segment, fill: Option<OnReply>) -> bool {
+    fn add(&mut self, bytes: &[u8], segment: Segment, fill: Option<OnReply>, label: u16) -> bool {
         let replies = segment.replies();
+        if self.segments.is_empty() {
+            self.label = label;
+        }
         if let Some(fill) = fill {
             self.fills.push((self.replies, replies, fill));
         }
@@ -82,13 +88,14 @@ impl Group {
 
     /// The upstream call (bytes, reply count, fill callback) and the segments to write
     /// its replies by.
-    pub(super) fn into_call(self) -> (Bytes, usize, Option<OnReply>, Segments) {
+    pub(super) fn into_call(self) -> (Bytes, usize, Option<OnReply>, Segments, u16) {
         let Group {
             bytes,
             alone,
             segments,
             replies,
             fills,
+            label,
         } = self;
         let on_reply: Option<OnReply> = (!fills.is_empty()).then(|| {
             Box::new(move |frames: &[Bytes], may_fill: bool| {
@@ -102,33 +109,35 @@ impl Group {
             list: segments,
             request: bytes.clone(),
         };
-        (bytes, replies, on_reply, segments)
+        (bytes, replies, on_reply, segments, label)
     }
 }
 
 impl Connection {
     /// Evicts what the command may write, then adds it to the group.
-    pub(super) async fn forward(&mut self, raw: Bytes, mut inv: Invalidation) {
+    /// `metric`: the command's index in the counted commands.
+    pub(super) async fn forward(&mut self, raw: Bytes, mut inv: Invalidation, metric: u16) {
         self.invalidate(&mut inv);
         if inv != Invalidation::None {
             self.unacked_writes += 1;
         }
         if raw.len() >= MAX_GROUP_BYTES {
             // A large command goes alone, as the bytes it arrived in: no copy.
-            let group = Group::alone(raw, Segment::Forward(inv));
+            let group = Group::alone(raw, Segment::Forward(inv), metric);
             self.replies.wait_for(Pending::Unsent(group));
             return self.send_unsent().await;
         }
-        self.add(&raw, Segment::Forward(inv), None).await;
+        self.add(&raw, Segment::Forward(inv), None, metric).await;
     }
 
     /// Adds an L1 fetch (`GET` + `PTTL` in `bytes`) whose replies go to `fill` first.
     pub(super) async fn fetch(&mut self, bytes: &[u8], fill: OnReply) {
-        self.add(bytes, Segment::Fetch, Some(fill)).await;
+        let get = crate::metrics::commands::GET as u16;
+        self.add(bytes, Segment::Fetch, Some(fill), get).await;
     }
 
-    async fn add(&mut self, bytes: &[u8], segment: Segment, fill: Option<OnReply>) {
-        if self.replies.open_group().add(bytes, segment, fill) {
+    async fn add(&mut self, bytes: &[u8], segment: Segment, fill: Option<OnReply>, label: u16) {
+        if self.replies.open_group().add(bytes, segment, fill, label) {
             self.send_unsent().await;
         }
     }

@@ -20,8 +20,9 @@ use tokio::sync::watch;
 use crate::acl::{changes_rules, Marks, Read};
 use crate::audit::Countdown;
 use crate::cache::KeyRef;
-use crate::command::{classify, Action, Invalidation};
+use crate::command::{classify_spec, Action, Invalidation};
 use crate::error::{write_not_supported, write_request_error};
+use crate::metrics::commands;
 use crate::protocol::{null, peek_get, Limits, Request, RequestParser, Resp};
 use crate::state::Shared;
 use crate::upstream::{Lane, Pool, Route};
@@ -314,12 +315,15 @@ impl Connection {
     }
 
     async fn dispatch(&mut self, req: Request) -> Flow {
-        self.count(&req);
+        let table = self.shared.table.get();
+        let spec = table.lookup(&req.args);
+        let metric = spec.map_or_else(|| commands::index(req.name()), |s| s.metric.into());
+        self.shared.stats.commands.add(self.session.id, metric, 1);
         if changes_rules(&req.args) {
             self.change_rules(req).await;
             return Flow::Continue;
         }
-        let mut action = classify(&req, self.session.db, self.shared.table.get());
+        let mut action = classify_spec(&req, self.session.db, table, spec);
         if matches!(action, Action::Get | Action::Mget) && !self.shared.l1.enabled() {
             // No L1 (--l1-ttl 0): reads are plain forwards, grouped like any other.
             action = Action::Forward(Invalidation::None);
@@ -327,7 +331,7 @@ impl Connection {
         match action {
             Action::Get => self.get(req.args[1].clone()).await,
             Action::Mget => self.mget(&req.args[1..]).await,
-            Action::Forward(inv) => self.forward(req.raw, inv).await,
+            Action::Forward(inv) => self.forward(req.raw, inv, metric as u16).await,
             Action::Local(local) => {
                 self.drain().await;
                 return self.local(local, req).await;

@@ -194,8 +194,9 @@ async fn send(
     lane: &Lane,
     group: Group,
 ) -> (Result<PendingReply, UpstreamError>, Segments) {
-    let (bytes, replies, on_reply, segments) = group.into_call();
-    (pool.send(lane, bytes, replies, on_reply).await, segments)
+    let (bytes, replies, on_reply, segments, label) = group.into_call();
+    let sent = pool.send_labelled(lane, bytes, replies, on_reply, label);
+    (sent.await, segments)
 }
 
 impl Connection {

@@ -117,6 +117,28 @@ pub const KNOWN: &[&str] = &[
     "zscore",
 ];
 
+/// The index of `get` (the label of L1 fetches).
+pub const GET: usize = position(b"get");
+
+/// The index of a lower-case name in [`KNOWN`] (at compile time), `KNOWN.len()` if absent.
+const fn position(name: &[u8]) -> usize {
+    let mut i = 0;
+    while i < KNOWN.len() {
+        let k = KNOWN[i].as_bytes();
+        if k.len() == name.len() {
+            let mut j = 0;
+            while j < k.len() && k[j] == name[j] {
+                j += 1;
+            }
+            if j == k.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    KNOWN.len()
+}
+
 /// The label of index `i` (`other` past the known ones).
 pub fn label(i: usize) -> &'static str {
     KNOWN.get(i).copied().unwrap_or("other")

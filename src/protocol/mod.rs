@@ -1,6 +1,7 @@
 //! The wire: client requests in (multibulk and inline, with limits, accepted and refused
 //! exactly as Redis does), upstream reply framing, and the few replies the sidecar writes.
 
+mod args;
 mod inline;
 mod limits;
 mod parser;
@@ -10,6 +11,7 @@ mod scan;
 
 use bytes::{BufMut, BytesMut};
 
+pub use args::Args;
 pub use limits::{Limits, REDIS_DEFAULT_MAX_BULK};
 pub use parser::RequestParser;
 pub use reply::*;

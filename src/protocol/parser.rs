@@ -12,7 +12,7 @@
 
 use bytes::{Buf, BytesMut};
 
-use super::{inline, string2ll, Limits, ProtocolError, Request, RequestError};
+use super::{inline, string2ll, Args, Limits, ProtocolError, Request, RequestError};
 
 const BAD_COUNT: ProtocolError = ProtocolError("invalid multibulk length");
 const BAD_BULK: ProtocolError = ProtocolError("invalid bulk length");
@@ -178,7 +178,7 @@ impl RequestParser {
     /// Splits the validated multibulk off `buf` and slices its arguments out.
     fn take(&mut self, buf: &mut BytesMut) -> Request {
         let raw = buf.split_to(self.pos).freeze();
-        let mut args = Vec::with_capacity(self.count);
+        let mut args = Args::with_capacity(self.count);
         let mut at = self.first_bulk;
         for _ in 0..self.count {
             // The header was validated: `$`, canonical digits, `\r`, one more byte.

@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Limits, RequestError, RequestParser};
+use super::{Args, Limits, RequestError, RequestParser};
 
 /// One complete client command.
 #[derive(Debug, Clone)]
@@ -16,7 +16,7 @@ pub struct Request {
     /// The bytes as received, or a multibulk re-encoding of an inline command.
     pub raw: Bytes,
     /// Arguments, the command name first. Never empty.
-    pub args: Vec<Bytes>,
+    pub args: Args,
 }
 
 impl Request {

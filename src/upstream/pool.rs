@@ -272,12 +272,26 @@ impl Pool {
         replies: usize,
         on_reply: Option<OnReply>,
     ) -> Result<PendingReply, UpstreamError> {
+        let command = commands::index(commands::first_command(&bytes)) as u16;
+        self.send_labelled(lane, bytes, replies, on_reply, command)
+            .await
+    }
+
+    /// [`Pool::send`] with the index of the first command already known (its latency
+    /// histogram's label, see [`commands::index`]).
+    pub async fn send_labelled(
+        &self,
+        lane: &Lane,
+        bytes: Bytes,
+        replies: usize,
+        on_reply: Option<OnReply>,
+        command: u16,
+    ) -> Result<PendingReply, UpstreamError> {
         if let Some(e) = &self.refusal {
             return Err(e.clone());
         }
         let (reply_tx, rx) = oneshot::channel();
         let sent_at = Instant::now();
-        let command = commands::index(commands::first_command(&bytes)) as u16;
         let call = Call {
             command,
             bytes,

@@ -116,6 +116,6 @@ pub(super) fn merge(per_db: impl Iterator<Item = Invalidation>) -> Invalidation 
         Some(db) if keys.is_empty() => db,
         Some(_) => Invalidation::All,
         None if keys.is_empty() => Invalidation::None,
-        None => Invalidation::Keys(keys),
+        None => Invalidation::Keys(keys.into()),
     }
 }

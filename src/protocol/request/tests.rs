@@ -48,7 +48,7 @@ fn feed(input: &[u8], chunk: usize, limits: &Limits) -> (Vec<Request>, Option<Re
 
 fn args_of(reqs: &[Request]) -> Vec<(Bytes, Vec<Bytes>)> {
     reqs.iter()
-        .map(|r| (r.raw.clone(), r.args.clone()))
+        .map(|r| (r.raw.clone(), r.args.to_vec()))
         .collect()
 }
 
