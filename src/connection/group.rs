@@ -15,6 +15,8 @@ use crate::upstream::{OnReply, PendingReply};
 
 /// A group is sent once it holds this many bytes, or when the batch ends.
 const MAX_GROUP_BYTES: usize = 64 * 1024;
+/// Room a new group starts with (taken from the connection's arena, see `Replies`).
+pub(super) const GROUP_BUFFER: usize = 4 * 1024;
 
 /// What one command of a group is, for writing its reply.
 pub(super) enum Segment {
@@ -58,6 +60,17 @@ impl Group {
     /// True when nothing waits to be sent.
     pub(super) fn is_empty(&self) -> bool {
         self.segments.is_empty()
+    }
+
+    /// Whether the group has a buffer with room for a small command.
+    pub(super) fn has_room(&self) -> bool {
+        self.bytes.capacity() - self.bytes.len() >= 512
+    }
+
+    /// Gives an empty group its buffer and segment list.
+    pub(super) fn prepare(&mut self, bytes: BytesMut, segments: Vec<Segment>) {
+        self.bytes = bytes;
+        self.segments = segments;
     }
 
     /// A group of one large command, sent as the bytes it arrived in.
@@ -156,7 +169,8 @@ impl Connection {
             self.log_slow(waited, &segments.request, segments.list.len());
         }
         let mut at = 0;
-        for mut segment in segments.list {
+        let mut list = segments.list;
+        for mut segment in list.drain(..) {
             if let Segment::Forward(inv) = &mut segment {
                 self.invalidate_after(inv);
                 if *inv != Invalidation::None {
@@ -168,6 +182,10 @@ impl Connection {
                 Err(e) => write_upstream_error(self.replies.oldest_out(), e),
             }
             at += segment.replies();
+        }
+        self.replies.recycle_segments(list);
+        if let Ok(frames) = result {
+            self.replies.recycle_frames(frames);
         }
     }
 

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
-use super::group::{Group, Segments};
+use super::group::{Group, Segment, Segments, GROUP_BUFFER};
 use super::{reads, Connection};
 use crate::cache::Fetched;
 use crate::error::{write_upstream_error, UpstreamError};
@@ -41,6 +41,14 @@ pub(super) struct Replies {
     open: Group,
     /// How many `Pending::Unsent` the queue holds (all after every sent group).
     unsent: usize,
+    /// Where groups' request bytes are carved from: once every group made from its buffer
+    /// is gone (written upstream, replies read) the buffer is reused, so a steady stream
+    /// of groups allocates nothing.
+    arena: BytesMut,
+    /// A written group's segment list, emptied, for the next group.
+    spare_segments: Vec<Segment>,
+    /// A written group's reply frame list, emptied, for the next group's call.
+    spare_frames: Vec<Bytes>,
     /// The connection's profiler state (read sampling, N+1 tracking), kept with the rest
     /// of what the connection owns per client.
     pub(super) profile: ClientProfile,
@@ -54,6 +62,9 @@ impl Replies {
             queue: VecDeque::new(),
             open: Group::default(),
             unsent: 0,
+            arena: BytesMut::new(),
+            spare_segments: Vec::new(),
+            spare_frames: Vec::new(),
             profile: ClientProfile::new(),
         }
     }
@@ -110,7 +121,30 @@ impl Replies {
 
     /// The open group: an upstream-bound command added to it is the youngest owed reply.
     pub(super) fn open_group(&mut self) -> &mut Group {
+        if self.open.is_empty() && !self.open.has_room() {
+            // Reclaims the arena's buffer when nothing made from it is alive any more.
+            self.arena.reserve(GROUP_BUFFER);
+            let bytes = self.arena.split_off(0);
+            let segments = std::mem::take(&mut self.spare_segments);
+            self.open.prepare(bytes, segments);
+        }
         &mut self.open
+    }
+
+    /// Keeps a written group's reply frames list (emptied) for the next group's call.
+    pub(super) fn recycle_frames(&mut self, mut frames: Vec<Bytes>) {
+        frames.clear();
+        if frames.capacity() > self.spare_frames.capacity() {
+            self.spare_frames = frames;
+        }
+    }
+
+    /// Keeps a written group's segment list (emptied) for the next group.
+    pub(super) fn recycle_segments(&mut self, mut list: Vec<Segment>) {
+        list.clear();
+        if list.capacity() > self.spare_segments.capacity() {
+            self.spare_segments = list;
+        }
     }
 
     /// Closes the open group: whatever comes next is queued behind it.
@@ -140,7 +174,8 @@ impl Replies {
         for i in first..self.queue.len() {
             if let Pending::Unsent(group) = &mut self.queue[i] {
                 let group = std::mem::take(group);
-                let (sent, segments) = send(pool, lane, group).await;
+                let frames = std::mem::take(&mut self.spare_frames);
+                let (sent, segments) = send(pool, lane, group, frames).await;
                 self.queue[i] = Pending::Group(sent, segments);
             }
         }
@@ -193,9 +228,10 @@ async fn send(
     pool: &Pool,
     lane: &Lane,
     group: Group,
+    frames: Vec<Bytes>,
 ) -> (Result<PendingReply, UpstreamError>, Segments) {
     let (bytes, replies, on_reply, segments, label) = group.into_call();
-    let sent = pool.send_labelled(lane, bytes, replies, on_reply, label);
+    let sent = pool.send_labelled(lane, bytes, replies, on_reply, label, frames);
     (sent.await, segments)
 }
 
@@ -215,7 +251,8 @@ impl Connection {
                 Pending::Ready(bytes) => self.replies.oldest_out().extend_from_slice(&bytes),
                 Pending::Unsent(group) => {
                     let s = &self.session;
-                    let (sent, segments) = send(&s.pool, &s.lane, group).await;
+                    let frames = std::mem::take(&mut self.replies.spare_frames);
+                    let (sent, segments) = send(&s.pool, &s.lane, group, frames).await;
                     self.write_group(sent, segments).await;
                 }
                 Pending::Group(sent, segments) => self.write_group(sent, segments).await,

@@ -97,6 +97,7 @@ pub(super) fn tracking_call(
         health_check: true,
         command: crate::metrics::commands::index(b"client") as u16,
         _counted: None,
+        frames: Vec::new(),
     })
 }
 
@@ -209,6 +210,7 @@ async fn watchdog(
                         health_check: true,
                         command: crate::metrics::commands::index(b"ping") as u16,
                         _counted: None,
+                        frames: Vec::new(),
                     };
                     let _ = calls.try_send(ping);
                 }
@@ -283,7 +285,8 @@ impl Batch {
         } else {
             self.buf.extend_from_slice(&bytes);
         }
-        let frames = Vec::with_capacity(call.replies);
+        let mut frames = std::mem::take(&mut call.frames);
+        frames.reserve(call.replies);
         let mut queue = in_flight.lock().unwrap_or_else(|p| p.into_inner());
         if queue.is_empty() {
             health.set_oldest(Some(call.sent_at));

@@ -47,6 +47,8 @@ pub(crate) struct Call {
     pub command: u16,
     /// Counts the call's commands as in flight while it lives (client calls only).
     pub _counted: Option<crate::metrics::InFlight>,
+    /// Where the reply frames are collected (an emptied list the caller recycles, or new).
+    pub frames: Vec<Bytes>,
 }
 
 #[derive(Clone)]
@@ -273,12 +275,13 @@ impl Pool {
         on_reply: Option<OnReply>,
     ) -> Result<PendingReply, UpstreamError> {
         let command = commands::index(commands::first_command(&bytes)) as u16;
-        self.send_labelled(lane, bytes, replies, on_reply, command)
+        self.send_labelled(lane, bytes, replies, on_reply, command, Vec::new())
             .await
     }
 
     /// [`Pool::send`] with the index of the first command already known (its latency
-    /// histogram's label, see [`commands::index`]).
+    /// histogram's label, see [`commands::index`]) and an empty list to collect the reply
+    /// frames in (a caller that recycles the lists it gets back allocates none).
     pub async fn send_labelled(
         &self,
         lane: &Lane,
@@ -286,6 +289,7 @@ impl Pool {
         replies: usize,
         on_reply: Option<OnReply>,
         command: u16,
+        frames: Vec<Bytes>,
     ) -> Result<PendingReply, UpstreamError> {
         if let Some(e) = &self.refusal {
             return Err(e.clone());
@@ -304,6 +308,7 @@ impl Pool {
                 self.link.stats.clone(),
                 replies,
             )),
+            frames,
         };
         let pending = PendingReply {
             rx,
