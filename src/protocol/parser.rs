@@ -14,6 +14,9 @@ use bytes::{Buf, BytesMut};
 
 use super::{inline, string2ll, Args, Limits, ProtocolError, Request, RequestError};
 
+/// Arguments of the requests [`RequestParser`] reads in one pass when they are canonical.
+const SHORT_ARGS: usize = 9;
+
 const BAD_COUNT: ProtocolError = ProtocolError("invalid multibulk length");
 const BAD_BULK: ProtocolError = ProtocolError("invalid bulk length");
 const BIG_COUNT: ProtocolError = ProtocolError("too big mbulk count string");
@@ -64,6 +67,11 @@ impl RequestParser {
         buf: &mut BytesMut,
         limits: &Limits,
     ) -> Result<Option<Request>, RequestError> {
+        if self.remaining == 0 && self.scanned == 0 {
+            if let Some(req) = self.canonical_short(buf, limits) {
+                return Ok(Some(req));
+            }
+        }
         loop {
             if self.remaining == 0 {
                 match buf.first() {
@@ -93,6 +101,57 @@ impl RequestParser {
     /// Finds the `\r` ending the header line starting at `start`, with at least one byte
     /// after it (Redis's `strchr` then its "buffer should also contain \n" check). A NUL
     /// byte ends the search as it ends `strchr`'s.
+    /// The common case in one pass: a complete, canonical request of at most
+    /// [`SHORT_ARGS`] arguments within the limits (`*N\r\n`, then `$LEN\r\n` with no
+    /// leading zero, the payload and `\r\n` for each). Anything else, complete or not,
+    /// is left to the general parser, which reads it as Redis does.
+    #[inline]
+    fn canonical_short(&mut self, buf: &mut BytesMut, limits: &Limits) -> Option<Request> {
+        let b = &buf[..];
+        let count = match b {
+            [b'*', n @ b'1'..=b'9', b'\r', b'\n', ..] => usize::from(n - b'0'),
+            _ => return None,
+        };
+        if count > limits.max_array_len {
+            return None;
+        }
+        let mut spans = [(0usize, 0usize); SHORT_ARGS];
+        let mut at = 4;
+        for span in &mut spans[..count] {
+            if b.get(at) != Some(&b'$') {
+                return None;
+            }
+            let digits = at + 1;
+            let mut i = digits;
+            let mut len = 0usize;
+            while let Some(&c @ b'0'..=b'9') = b.get(i) {
+                len = len * 10 + usize::from(c - b'0');
+                i += 1;
+                if i - digits > 10 {
+                    return None;
+                }
+            }
+            let leading_zero = b.get(digits) == Some(&b'0') && i - digits > 1;
+            if i == digits || leading_zero || len > limits.max_bulk_bytes {
+                return None;
+            }
+            let start = i + 2;
+            let end = start + len;
+            if b.len() < end + 2 || &b[i..start] != b"\r\n" || &b[end..end + 2] != b"\r\n" {
+                return None;
+            }
+            *span = (start, end);
+            at = end + 2;
+        }
+        let raw = buf.split_to(at).freeze();
+        let args = spans[..count]
+            .iter()
+            .map(|&(start, end)| raw.slice(start..end))
+            .collect();
+        self.examined += at as u64;
+        Some(Request { raw, args })
+    }
+
     #[inline]
     fn header_end(
         &mut self,
