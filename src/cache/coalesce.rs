@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::{CacheKey, Generation};
+use super::{CacheKey, Generation, KeyHasher};
 
 const SHARDS: usize = 16;
 
@@ -28,12 +28,13 @@ pub enum Fetched {
 }
 
 type Waiters = Vec<oneshot::Sender<Fetched>>;
-type Shard = Mutex<HashMap<(CacheKey, Generation), Waiters>>;
+/// In-flight fetches of one shard (keys hashed with their own seed, not the shard's).
+type Shard = Mutex<HashMap<(CacheKey, Generation), Waiters, KeyHasher>>;
 
 /// In-flight fetches, sharded by key.
 pub struct Coalescer {
     shards: Box<[Shard]>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: KeyHasher,
 }
 
 /// The outcome of asking to fetch a key.
@@ -54,7 +55,9 @@ impl Coalescer {
     /// No fetches in flight.
     pub fn new() -> Arc<Coalescer> {
         Arc::new(Coalescer {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::with_hasher(KeyHasher::new())))
+                .collect(),
             hasher: Default::default(),
         })
     }

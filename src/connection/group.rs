@@ -11,6 +11,7 @@ use super::Connection;
 use crate::command::Invalidation;
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::profiler::slowlog::call_args;
+use crate::protocol::write_command;
 use crate::upstream::{OnReply, PendingReply};
 
 /// A group is sent once it holds this many bytes, or when the batch ends.
@@ -86,6 +87,18 @@ impl Group {
 
     /// Adds a command; true once the group is big enough to send.
     fn add(&mut self, bytes: &[u8], segment: Segment, fill: Option<OnReply>, label: u16) -> bool {
+        self.add_with(|out| out.extend_from_slice(bytes), segment, fill, label)
+    }
+
+    /// Adds a command that `write` encodes into the group's buffer; true once the group is
+    /// big enough to send.
+    fn add_with(
+        &mut self,
+        write: impl FnOnce(&mut BytesMut),
+        segment: Segment,
+        fill: Option<OnReply>,
+        label: u16,
+    ) -> bool {
         let replies = segment.replies();
         if self.segments.is_empty() {
             self.label = label;
@@ -93,7 +106,7 @@ impl Group {
         if let Some(fill) = fill {
             self.fills.push((self.replies, replies, fill));
         }
-        self.bytes.extend_from_slice(bytes);
+        write(&mut self.bytes);
         self.segments.push(segment);
         self.replies += replies;
         self.bytes.len() >= MAX_GROUP_BYTES
@@ -143,10 +156,18 @@ impl Connection {
         self.add(&raw, Segment::Forward(inv), None, metric).await;
     }
 
-    /// Adds an L1 fetch (`GET` + `PTTL` in `bytes`) whose replies go to `fill` first.
-    pub(super) async fn fetch(&mut self, bytes: &[u8], fill: OnReply) {
+    /// Adds an L1 fetch of `key` (`GET` + `PTTL`, one write and one round trip) whose
+    /// replies go to `fill` first.
+    pub(super) async fn fetch(&mut self, key: &[u8], fill: OnReply) {
         let get = crate::metrics::commands::GET as u16;
-        self.add(bytes, Segment::Fetch, Some(fill), get).await;
+        let write = |out: &mut BytesMut| {
+            write_command(out, &[b"GET", key]);
+            write_command(out, &[b"PTTL", key]);
+        };
+        let group = self.replies.open_group();
+        if group.add_with(write, Segment::Fetch, Some(fill), get) {
+            self.send_unsent().await;
+        }
     }
 
     async fn add(&mut self, bytes: &[u8], segment: Segment, fill: Option<OnReply>, label: u16) {

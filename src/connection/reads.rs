@@ -177,9 +177,6 @@ impl Connection {
         match self.join(ck, Read::Get) {
             Miss::Follow(rx) => self.replies.wait_for(Pending::Follow(rx, key)),
             Miss::Lead(lead) => {
-                let mut bytes = BytesMut::new();
-                write_command(&mut bytes, &[b"GET", &key]);
-                write_command(&mut bytes, &[b"PTTL", &key]);
                 let shared = self.shared.clone();
                 let learn = self.learning(Read::Get);
                 let sent_at = Instant::now();
@@ -191,7 +188,7 @@ impl Connection {
                         .fill(lead.key, lead.taken, sent_at, reply, pttl, true, may_fill);
                     lead.flight.complete(fetched);
                 });
-                self.fetch(&bytes, on_reply).await;
+                self.fetch(&key, on_reply).await;
             }
         }
     }
