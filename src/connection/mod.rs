@@ -11,6 +11,7 @@ mod session;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -101,6 +102,8 @@ pub struct Connection {
     stopping: Option<watch::Receiver<bool>>,
     /// Hit-path lookups, to time one in [`LOOKUP_SAMPLE`].
     lookups: u32,
+    /// The upstream timeout of the reply being waited for, moved from call to call.
+    reply_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     session: Session,
 }
 
@@ -146,6 +149,7 @@ impl Connection {
             audit,
             stopping: None,
             lookups: 0,
+            reply_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
         }
     }
 

@@ -281,11 +281,11 @@ impl Connection {
     }
 
     pub(super) async fn await_reply(
-        &self,
+        &mut self,
         sent: Result<PendingReply, UpstreamError>,
     ) -> Result<Vec<Bytes>, UpstreamError> {
         let result = match sent {
-            Ok(pending) => pending.wait().await,
+            Ok(pending) => pending.wait_on(self.reply_timer.as_mut()).await,
             Err(e) => Err(e),
         };
         if let Err(e) = &result {

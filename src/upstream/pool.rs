@@ -7,6 +7,7 @@
 //! starting one of [`EXTRA_SLOTS`] extra connections when every started slot is stalled.
 //! A client with calls in flight keeps its slot, so its commands reach Redis in order.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -158,6 +159,26 @@ impl PendingReply {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(UpstreamError::unavailable("connection lost")),
             Err(_) => Err(UpstreamError::Timeout),
+        }
+    }
+
+    /// [`PendingReply::wait`] on a timer the caller keeps from one call to the next:
+    /// moving a registered timer to a later deadline is one atomic update, where a new
+    /// timer is inserted into the timer wheel and removed again for every call.
+    pub async fn wait_on(
+        self,
+        mut timer: Pin<&mut tokio::time::Sleep>,
+    ) -> Result<Vec<Bytes>, UpstreamError> {
+        timer
+            .as_mut()
+            .reset(tokio::time::Instant::from_std(self.deadline));
+        tokio::select! {
+            biased;
+            reply = self.rx => match reply {
+                Ok(result) => result,
+                Err(_) => Err(UpstreamError::unavailable("connection lost")),
+            },
+            _ = timer => Err(UpstreamError::Timeout),
         }
     }
 }
