@@ -32,6 +32,7 @@ mod front;
 mod generations;
 mod hasher;
 mod key;
+mod live;
 mod store;
 mod users;
 mod weigh;
@@ -43,6 +44,7 @@ pub use weigh::ENTRY_OVERHEAD;
 
 use generations::Generations;
 pub use hasher::KeyHasher;
+use live::Live;
 use store::{decompress, Encoder, Entry, Install, Lifetime, Prepared, Stored};
 use users::Users;
 
@@ -82,6 +84,8 @@ pub struct L1 {
     cache: Cache<CacheKey, Entry, KeyHasher>,
     hasher: KeyHasher,
     generations: Generations,
+    /// Entries held per slice of the key space (see [`live`]).
+    live: Arc<Live>,
     /// The user ids entries may carry: invalidations cover each of them.
     users: Users,
     /// The databases fetches were taken for (the same kind of set as `users`): an
@@ -142,12 +146,15 @@ impl L1 {
         let listener_counters = counters.clone();
         let hasher = KeyHasher::new();
         let fronts = front::size(options.max_bytes, options.threads);
+        let live = Arc::new(Live::new());
+        let (listener_live, listener_hasher) = (live.clone(), hasher.clone());
         let cache = Cache::builder()
             .max_capacity(options.max_bytes.saturating_sub(fronts))
             .weigher(weigh::weigh)
             .expire_after(Lifetime)
             .support_invalidation_closures()
-            .eviction_listener(move |_k, e: Entry, cause| {
+            .eviction_listener(move |k: Arc<CacheKey>, e: Entry, cause| {
+                listener_live.left(listener_hasher.hash_one((k.db, &k.key[..])));
                 if matches!(e.stored, Stored::Compressed { .. }) {
                     listener_counters.compressed.fetch_sub(1, Relaxed);
                 }
@@ -166,6 +173,7 @@ impl L1 {
             cache,
             hasher,
             generations: Generations::new(),
+            live,
             users: Users::default(),
             dbs: Users::default(),
             encoder: Encoder::new(),
@@ -323,6 +331,7 @@ impl L1 {
             self.counters.compressed.fetch_add(1, Relaxed);
         }
         let expires_at = install.expires_at;
+        self.live.entered(hash);
         self.cache.insert(key, Entry { stored, expires_at });
         true
     }
@@ -370,7 +379,7 @@ impl L1 {
         let hash = self.key_hash(db, key);
         let _key = self.generations.lock(hash);
         let installs = self.generations.installs(hash);
-        if seen != Some(installs) {
+        if seen != Some(installs) && self.live.may_hold(hash) {
             let counter = match reason {
                 Reason::Written => &self.counters.written,
                 Reason::Invalidated => &self.counters.invalidated,
