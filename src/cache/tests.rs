@@ -420,3 +420,64 @@ fn a_fill_not_covered_by_tracking_answers_but_is_not_installed() {
     assert_eq!(fetched, Fetched::Value(value));
     assert_eq!(l1.get(&a.as_key_ref()), None);
 }
+
+/// The live counts let a write skip moka only when no entry of its key's slice exists:
+/// replaced, expired, evicted and flushed entries keep the counts exact or high, so a
+/// write after any of them still removes what is there.
+#[test]
+fn writes_remove_entries_after_replacements_expiries_and_flushes() {
+    let l1 = l1();
+    let install = |k: &str, v: &[u8], expiry: Option<Instant>| {
+        let g = l1.generation(&key(0, k));
+        assert!(l1.insert_if_current(key(0, k), g, Cached::Value(bulk(v)), expiry));
+    };
+    let has = |k: &str| l1.get(&key(0, k).as_key_ref()).is_some();
+    // Replaced twice, then written: the count is one, not zero or three.
+    install("a", b"1", None);
+    install("a", b"2", None);
+    install("a", b"3", None);
+    l1.cache.run_pending_tasks();
+    l1.invalidate(0, b"a");
+    assert!(!has("a"), "a replaced entry survived a write");
+    install("a", b"4", None);
+    assert!(has("a"));
+    l1.invalidate(0, b"a");
+    assert!(
+        !has("a"),
+        "an entry installed after a write survived the next write"
+    );
+    // Expired and removed by moka, then installed again and written.
+    install("b", b"1", Some(Instant::now() + Duration::from_millis(20)));
+    std::thread::sleep(Duration::from_millis(40));
+    l1.cache.run_pending_tasks();
+    install("b", b"2", None);
+    l1.invalidate(0, b"b");
+    assert!(
+        !has("b"),
+        "an entry installed after an expiry survived a write"
+    );
+    // Flushed, installed again, written.
+    install("c", b"1", None);
+    l1.flush_all();
+    l1.cache.run_pending_tasks();
+    install("c", b"2", None);
+    l1.invalidate(0, b"c");
+    assert!(
+        !has("c"),
+        "an entry installed after a flush survived a write"
+    );
+    // Many keys written and rewritten: none survives its write.
+    for round in 0..3 {
+        for i in 0..2000 {
+            install(&format!("k{i}"), format!("{round}").as_bytes(), None);
+        }
+        l1.cache.run_pending_tasks();
+        for i in (0..2000).step_by(3) {
+            l1.invalidate(0, format!("k{i}").as_bytes());
+            assert!(
+                !has(&format!("k{i}")),
+                "round {round}: k{i} survived its write"
+            );
+        }
+    }
+}
