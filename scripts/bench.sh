@@ -186,9 +186,10 @@ echo "workload,target,round,metric,value" >"$raw"
 # record WORKLOAD TARGET ROUND METRIC VALUE
 record() { printf '%s,%s,%s,%s,%s\n' "$1" "$2" "$3" "$4" "$5" >>"$raw"; }
 
-# not_measured WORKLOAD TARGET ROUND WHY: the table shows n/a and the reason.
+# not_measured WORKLOAD TARGET ROUND WHY...: the table shows n/a and the reason.
 not_measured() {
-    local why=${4//$'\n'/ }
+    local why="${*:4}"
+    why=${why//$'\n'/ }
     record "$1" "$2" "$3" error "$why"
     say "$1 on $2 not measured: $why"
     check_alive
@@ -286,9 +287,15 @@ redis_benchmark() {
     local w=$1 t=$2 r=$3 test=$4 pipeline=$5 keys=$6 est n out line rps p50 p99
     est=${rate[$w/$t]:-$((pipeline == 1 ? 60000 : 400000))}
     n=$(awk -v e="$est" -v s="$BENCH_SECONDS" 'BEGIN { n = int(e * s); print (n < 2000 ? 2000 : n) }')
-    if ! out=$(timeout "$BENCH_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "${port[$t]}" -t "$test" \
-        -c "$CLIENTS" -r "$keys" -d "$VALUE_BYTES" -n "$n" -P "$pipeline" --csv 2>"$tmp/rb.err"); then
-        not_measured "$w" "$t" "$r" "redis-benchmark failed or took over ${BENCH_TIMEOUT}s: $(grep -v WARNING "$tmp/rb.err" | tail -n 1)"
+    local status=0
+    out=$(timeout "$BENCH_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "${port[$t]}" -t "$test" \
+        -c "$CLIENTS" -r "$keys" -d "$VALUE_BYTES" -n "$n" -P "$pipeline" --csv 2>"$tmp/rb.err") || status=$?
+    if [ "$status" -eq 124 ]; then
+        not_measured "$w" "$t" "$r" "redis-benchmark took over ${BENCH_TIMEOUT}s (BENCH_TIMEOUT)"
+        return
+    elif [ "$status" -ne 0 ]; then
+        not_measured "$w" "$t" "$r" "redis-benchmark exited with status $status:" \
+            "$( (grep -v 'Could not fetch server CONFIG' "$tmp/rb.err"; printf '%s\n' "$out") | grep . | tail -n 2 | tr '\n' ' ')"
         return
     fi
     if grep -q 'Error from server' "$tmp/rb.err"; then
