@@ -11,7 +11,9 @@ help:
 	@echo "  make run     install redis if missing, start one on :6379 if none answers,"
 	@echo "               then run nearcache on 127.0.0.1:6380 (scripts/run-local.sh)"
 	@echo "  make test    install redis if missing, then build and run every test (cargo test --workspace)"
-	@echo "  make bench   redis-benchmark direct vs through nearcache (scripts/bench.sh)"
+	@echo "  make bench   nearcache vs Redis direct vs twemproxy: GET/SET/INCR/MGET, a Zipf mix, idle"
+	@echo "               clients, a remote upstream, L1 memory; table + PASS/FAIL in target/bench/"
+	@echo "               (scripts/bench.sh; BENCH_QUICK=1 for a short run, BENCH_ROUNDS=N)"
 	@echo "  make bench-lag    invalidation lag across two sidecars, tracking cost (scripts/bench-lag.sh)"
 	@echo "  make bench-micro  criterion benches of parsing, L1 lookup, reply framing"
 	@echo "  make image   docker build the image of nearcache and nearcache-injector (Dockerfile)"
@@ -30,6 +32,8 @@ run:
 test:
 	scripts/test.sh
 
+# Installs Redis and nutcracker if missing, builds nearcache and nearcache-bench (bench/),
+# prints the table and writes target/bench/report.md and raw.csv (scripts/bench.sh).
 bench:
 	scripts/bench.sh
 

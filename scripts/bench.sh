@@ -1,48 +1,109 @@
 #!/usr/bin/env bash
-# Compare redis-benchmark throughput against a Redis directly and through nearcache.
+# `make bench`: nearcache against Redis itself and against twemproxy, on one redis-server.
 #
-# Starts a throwaway redis-server and a nearcache in front of it (both on free ports,
-# both stopped on exit), fills the key space, then runs GET and SET with and without
-# pipelining against each, alternating direct and nearcache runs, and prints
-# requests/sec and the ratio nearcache/direct.
+# Starts a throwaway redis-server, four nearcaches in front of it and a nutcracker (all on
+# free ports, all stopped on exit):
+#   direct     redis-server itself
+#   hits       nearcache with default flags (L1 warmed before each run)
+#   misses     nearcache with --l1-max-bytes 1MiB, read over BENCH_KEYS keys: nearly every GET
+#              misses, fetches and fills
+#   forward    nearcache with --l1-ttl 0 (pure forwarding)
+#   twemproxy  nutcracker with one server (the reference forwarder)
+# plus, for the remote rows, a relay adding 0.5 ms each way between a fifth nearcache and
+# Redis (and between the benchmark and Redis for the direct figure).
+#
+# Workloads: GET/SET/INCR at -P 1 and -P 16 (redis-benchmark); MGET of 10 hot keys and of
+# 5 hot + 5 cold; a 95/5 GET/SET Zipf mix over 100k keys of 1 KiB; GET beside 2000 idle
+# clients; GET latency and the mix through the relay (nearcache-bench, the bench/ crate).
+# Each figure is the median of BENCH_ROUNDS rounds, the targets' order rotating every
+# round and workload so drift is shared. Then memory: the resident cost of one L1 entry
+# (BENCH_KEYS values read through a nearcache with --l1-max-bytes 1GiB) and the resident
+# growth of a bounded L1 (--l1-max-bytes 64MiB, ten times more keys read than fit).
+#
+# Prints one table (a row per workload, a column per target, the ratio to direct in
+# parentheses), the memory figures and the issue's targets with PASS/FAIL; writes the same
+# as markdown to $BENCH_OUT/report.md and every raw figure to $BENCH_OUT/raw.csv. Progress
+# goes to stderr.
 #
 # Environment:
-#   BENCH_N        requests per run for every test (default: 200000 for -P 1, 1000000 for -P 16)
-#   BENCH_ROUNDS   times each test is run against each target; the mean is reported (default 1)
-#   BENCH_TIMEOUT  upper bound in seconds for one redis-benchmark run (default 120)
-#   NEARCACHE_BIN  use this binary instead of building target/release/nearcache
-# Arguments are passed to nearcache, e.g. `scripts/bench.sh --l1-ttl 0` to measure pure forwarding.
+#   BENCH_QUICK=1   one round, short runs, a smaller key space (checks the script end to end)
+#   BENCH_ROUNDS    rounds (default 3; 1 with BENCH_QUICK)
+#   BENCH_SECONDS   seconds per measurement (default 2; 0.5 with BENCH_QUICK)
+#   BENCH_KEYS      the large key space, filled upstream (default 1000000; 200000 with BENCH_QUICK)
+#   BENCH_TIMEOUT   upper bound in seconds for one measurement (default 120)
+#   BENCH_OUT       where report.md and raw.csv go (default target/bench)
+#   NEARCACHE_BIN   use this binary instead of building target/release/nearcache
+# Arguments are passed to every nearcache, e.g. `scripts/bench.sh --tracking off`.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-BENCH_ROUNDS=${BENCH_ROUNDS:-1}
+if [ "${BENCH_QUICK:-}" = 1 ]; then
+    BENCH_ROUNDS=${BENCH_ROUNDS:-1}
+    BENCH_SECONDS=${BENCH_SECONDS:-0.5}
+    BENCH_KEYS=${BENCH_KEYS:-200000}
+    warmup=0.2
+    bounded_bytes=$((16 << 20))
+else
+    BENCH_ROUNDS=${BENCH_ROUNDS:-3}
+    BENCH_SECONDS=${BENCH_SECONDS:-2}
+    BENCH_KEYS=${BENCH_KEYS:-1000000}
+    warmup=0.3
+    bounded_bytes=$((64 << 20))
+fi
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-120}
-CLIENTS=50
-KEYSPACE=10000
-VALUE_BYTES=64
+BENCH_OUT=${BENCH_OUT:-target/bench}
 
-scripts/ensure-redis.sh
+CLIENTS=50
+VALUE_BYTES=100
+HOT_KEYS=10000      # GET/SET/INCR/MGET hot set: key:0 .. key:9999 (redis-benchmark -r)
+MIX_KEYS=100000     # the mix: mix:0 .. mix:99999, 1 KiB each
+MIX_VALUE_BYTES=1024
+REMOTE_KEYS=1000    # remote GET latency: key:0 .. key:999
+REMOTE_CLIENTS=4
+IDLE_CLIENTS=2000
+RELAY_DELAY_US=500
+MEMORY_BOUND=1GiB
+KEY_BYTES=16        # key:000000001234
+
+started=$(date +%s)
+say() { echo "bench: $*" >&2; }
+
+scripts/ensure-redis.sh >&2
+have_twemproxy=1
+if ! scripts/ensure-nutcracker.sh >&2; then
+    have_twemproxy=0
+    say "nutcracker is not available: the twemproxy column will say so"
+fi
 
 if [ -n "${NEARCACHE_BIN:-}" ]; then
+    cargo build --release -p nearcache-bench >&2
     bin=$NEARCACHE_BIN
 else
-    cargo build --release
+    cargo build --release -p nearcache -p nearcache-bench >&2
     bin=target/release/nearcache
 fi
+tool=target/release/nearcache-bench
 [ -x "$bin" ] || { echo "bench: $bin is not an executable" >&2; exit 1; }
 
+# The idle clients: 2000 connections in the load generator and as many in the server.
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 8192 ]; then
+    ulimit -n 8192 2>/dev/null || say "could not raise the open file limit to 8192 ($(ulimit -n)): the idle rows may fail"
+fi
+
+mkdir -p "$BENCH_OUT"
+raw=$BENCH_OUT/raw.csv
+report=$BENCH_OUT/report.md
 tmp=$(mktemp -d /tmp/nearcache-bench.XXXXXX)
-redis_pid=
-nc_pid=
+declare -A port=() pid=()
 
 # Stop a child: SIGTERM, up to $2 seconds, then SIGKILL.
 # shellcheck source=scripts/stop.sh
 . scripts/stop.sh
 
 cleanup() {
-    stop "$nc_pid" 6
-    stop "$redis_pid" 5
+    local name
+    for name in "${!pid[@]}"; do stop "${pid[$name]}" 6; done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -70,7 +131,7 @@ free_port() {
 
 fail() {
     echo "bench: $*" >&2
-    for f in "$tmp"/*.log "$tmp"/*.err; do
+    for f in "$tmp"/*.log "$tmp"/*.err "$tmp"/*.out; do
         [ -s "$f" ] || continue
         echo "--- last lines of $(basename "$f"):" >&2
         tail -n 20 "$f" >&2
@@ -78,92 +139,328 @@ fail() {
     exit 1
 }
 
-# --- upstream redis -------------------------------------------------------------------------
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-    --dir "$tmp" --logfile "$tmp/redis.log" &
-redis_pid=$!
-for _ in $(seq 50); do
-    [ "$(timeout 2 redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null)" = "PONG" ] && break
-    kill -0 "$redis_pid" 2>/dev/null || fail "redis-server exited at start-up"
-    sleep 0.1
-done
-[ "$(timeout 2 redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null)" = "PONG" ] ||
-    fail "redis-server on port $redis_port did not answer PING within 5 s"
-
-# --- nearcache ------------------------------------------------------------------------------
-"$bin" --listen 127.0.0.1:0 --upstream "redis://127.0.0.1:$redis_port" "$@" \
-    >"$tmp/nearcache.out" 2>"$tmp/nearcache.err" &
-nc_pid=$!
-nc_port=
-for _ in $(seq 100); do
-    nc_port=$(sed -n 's/^nearcache listening on .*:\([0-9][0-9]*\)[[:space:]]*$/\1/p' "$tmp/nearcache.out" | head -n 1)
-    [ -n "$nc_port" ] && break
-    kill -0 "$nc_pid" 2>/dev/null || fail "nearcache exited at start-up"
-    sleep 0.1
-done
-[ -n "$nc_port" ] || fail "nearcache did not print 'nearcache listening on ...' within 10 s"
-
-echo "bench: $(redis-server --version | awk '{print $1, $2, $3}') on 127.0.0.1:$redis_port," \
-    "nearcache on 127.0.0.1:$nc_port${*:+ (flags: $*)}"
-echo "bench: -c $CLIENTS -r $KEYSPACE -d $VALUE_BYTES, rounds $BENCH_ROUNDS"
-
-# --- runs -----------------------------------------------------------------------------------
-# run_benchmark PORT TEST PIPELINE N -> requests/sec on stdout
-run_benchmark() {
-    local port=$1 test=$2 pipeline=$3 n=$4 out rps
-    if ! out=$(timeout "$BENCH_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$port" \
-        -t "$test" -c "$CLIENTS" -r "$KEYSPACE" -d "$VALUE_BYTES" -n "$n" -P "$pipeline" \
-        --csv -q 2>"$tmp/benchmark.err"); then
-        echo "$out" >&2
-        fail "redis-benchmark -t $test -P $pipeline against port $port failed or took over ${BENCH_TIMEOUT}s"
-    fi
-    rps=$(printf '%s\n' "$out" | awk -F'"' -v t="${test^^}" '$2 == t { print $4; exit }')
-    [ -n "$rps" ] || fail "could not read requests/sec from redis-benchmark output: $out"
-    echo "$rps"
+# Every started process must still run; names the first one that does not.
+check_alive() {
+    local name
+    for name in "${!pid[@]}"; do
+        kill -0 "${pid[$name]}" 2>/dev/null || fail "$name (pid ${pid[$name]}) exited; it was on port ${port[$name]:-?}"
+    done
 }
 
-echo "bench: filling the key space (SET, $KEYSPACE keys)"
-run_benchmark "$redis_port" set 1 20000 >/dev/null
+# wait_listening NAME FILE PREFIX: the port a process printed as "PREFIX HOST:PORT".
+wait_listening() {
+    local name=$1 file=$2 prefix=$3 p=
+    for _ in $(seq 100); do
+        # The file may not exist yet: the background child opens it after the fork.
+        p=$(sed -n "s/^$prefix .*:\([0-9][0-9]*\)[[:space:]]*\$/\1/p" "$file" 2>/dev/null | head -n 1 || true)
+        [ -n "$p" ] && break
+        kill -0 "${pid[$name]}" 2>/dev/null || fail "$name exited at start-up"
+        sleep 0.1
+    done
+    [ -n "$p" ] || fail "$name did not print '$prefix ...' within 10 s"
+    port[$name]=$p
+}
 
-tests=("get 1" "get 16" "set 1" "set 16")
-declare -A direct_sum=() nc_sum=()
-for ((round = 0; round < BENCH_ROUNDS; round++)); do
-    for i in "${!tests[@]}"; do
-        read -r t p <<<"${tests[$i]}"
-        if [ -n "${BENCH_N:-}" ]; then
-            n=$BENCH_N
-        elif [ "$p" -eq 1 ]; then
-            n=200000
-        else
-            n=1000000
-        fi
-        # Alternate which target goes first, so drift (thermal, page cache, neighbours) is shared.
-        if (((round + i) % 2 == 0)); then order=(direct nearcache); else order=(nearcache direct); fi
-        for target in "${order[@]}"; do
-            if [ "$target" = direct ]; then
-                r=$(run_benchmark "$redis_port" "$t" "$p" "$n")
-                direct_sum[$i]=$(awk -v a="${direct_sum[$i]:-0}" -v b="$r" 'BEGIN { print a + b }')
-            else
-                r=$(run_benchmark "$nc_port" "$t" "$p" "$n")
-                nc_sum[$i]=$(awk -v a="${nc_sum[$i]:-0}" -v b="$r" 'BEGIN { print a + b }')
-            fi
-            echo "bench: ${t^^} -P $p -n $n $target: $r rps" >&2
+# start_nearcache NAME UPSTREAM_PORT [FLAGS...]: sets port[NAME] and pid[NAME].
+start_nearcache() {
+    local name=$1 upstream=$2
+    shift 2
+    "$bin" --listen 127.0.0.1:0 --upstream "redis://127.0.0.1:$upstream" --metrics-listen off "$@" \
+        >"$tmp/$name.out" 2>"$tmp/$name.err" &
+    pid[$name]=$!
+    wait_listening "$name" "$tmp/$name.out" "nearcache listening on"
+}
+
+# The first figure of nearcache-bench's `name=value` output line.
+field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2" | head -n 1; }
+
+# One line of INFO nearcache from the sidecar on port $1.
+info_field() {
+    timeout 5 redis-cli -h 127.0.0.1 -p "$1" INFO nearcache 2>/dev/null | tr -d '\r' |
+        sed -n "s/^$2:\(.*\)/\1/p" | head -n 1
+}
+
+rss_bytes() { awk -v f="$2:" '$1 == f { print $2 * 1024 }' "/proc/$1/status"; }
+
+echo "workload,target,round,metric,value" >"$raw"
+# record WORKLOAD TARGET ROUND METRIC VALUE
+record() { printf '%s,%s,%s,%s,%s\n' "$1" "$2" "$3" "$4" "$5" >>"$raw"; }
+
+# not_measured WORKLOAD TARGET ROUND WHY...: the table shows n/a and the reason.
+not_measured() {
+    local why="${*:4}"
+    why=${why//$'\n'/ }
+    record "$1" "$2" "$3" error "$why"
+    say "$1 on $2 not measured: $why"
+    check_alive
+}
+
+# --- upstream redis -------------------------------------------------------------------------
+port[redis]=$(free_port)
+# Redis tracks at most tracking-table-max-keys keys (1M by default) for all its clients
+# together and, past that, invalidates tracked keys at random. The sidecars of one run read
+# more keys than that (the misses target, the memory runs), which would turn the hits
+# target's L1 hits into misses: the limit is lifted.
+redis-server --port "${port[redis]}" --bind 127.0.0.1 --save '' --appendonly no \
+    --tracking-table-max-keys 0 --dir "$tmp" --logfile "$tmp/redis.log" &
+pid[redis]=$!
+for _ in $(seq 50); do
+    [ "$(timeout 2 redis-cli -h 127.0.0.1 -p "${port[redis]}" ping 2>/dev/null)" = "PONG" ] && break
+    kill -0 "${pid[redis]}" 2>/dev/null || fail "redis-server exited at start-up"
+    sleep 0.1
+done
+[ "$(timeout 2 redis-cli -h 127.0.0.1 -p "${port[redis]}" ping 2>/dev/null)" = "PONG" ] ||
+    fail "redis-server on port ${port[redis]} did not answer PING within 5 s"
+port[direct]=${port[redis]}
+
+say "filling $BENCH_KEYS keys of $VALUE_BYTES bytes and $MIX_KEYS of $MIX_VALUE_BYTES bytes upstream"
+"$tool" fill --addr "127.0.0.1:${port[redis]}" --count "$BENCH_KEYS" --value-size "$VALUE_BYTES" \
+    >/dev/null 2>"$tmp/fill.err" || fail "filling key:* failed"
+"$tool" fill --addr "127.0.0.1:${port[redis]}" --prefix mix: --count "$MIX_KEYS" \
+    --value-size "$MIX_VALUE_BYTES" >/dev/null 2>"$tmp/fill.err" || fail "filling mix:* failed"
+
+# --- the targets ----------------------------------------------------------------------------
+start_nearcache hits "${port[redis]}" "$@"
+start_nearcache misses "${port[redis]}" --l1-max-bytes 1MiB "$@"
+start_nearcache forward "${port[redis]}" --l1-ttl 0 "$@"
+
+if [ "$have_twemproxy" = 1 ]; then
+    port[twemproxy]=$(free_port)
+    cat >"$tmp/nutcracker.yml" <<EOF
+bench:
+  listen: 127.0.0.1:${port[twemproxy]}
+  redis: true
+  hash: fnv1a_64
+  distribution: ketama
+  auto_eject_hosts: false
+  timeout: 5000
+  servers:
+    - 127.0.0.1:${port[redis]}:1
+EOF
+    nutcracker -c "$tmp/nutcracker.yml" -o "$tmp/nutcracker.log" -p "$tmp/nutcracker.pid" \
+        -s "$(free_port)" -a 127.0.0.1 &
+    pid[twemproxy]=$!
+    for _ in $(seq 50); do
+        "$tool" ping --addr "127.0.0.1:${port[twemproxy]}" --count 1 >/dev/null 2>&1 && break
+        kill -0 "${pid[twemproxy]}" 2>/dev/null || fail "nutcracker exited at start-up"
+        sleep 0.1
+    done
+    "$tool" ping --addr "127.0.0.1:${port[twemproxy]}" --count 1 >/dev/null 2>"$tmp/twemproxy.err" ||
+        fail "nutcracker on port ${port[twemproxy]} did not answer PING within 5 s"
+fi
+
+"$tool" relay --upstream "127.0.0.1:${port[redis]}" --delay-us "$RELAY_DELAY_US" \
+    >"$tmp/relay.out" 2>"$tmp/relay.err" &
+pid[relay]=$!
+wait_listening relay "$tmp/relay.out" "relay listening on"
+start_nearcache remote "${port[relay]}" "$@"
+
+rtt_direct=$("$tool" ping --addr "127.0.0.1:${port[redis]}" --count 2000) || fail "PING timing failed"
+rtt_relay=$("$tool" ping --addr "127.0.0.1:${port[relay]}" --count 1000) || fail "PING through the relay failed"
+added=$(awk -v a="$(field p50_ms "$rtt_relay")" -v b="$(field p50_ms "$rtt_direct")" 'BEGIN { printf "%.3f", a - b }')
+record relay direct 1 added_rtt_ms "$added"
+say "relay: PING p50 $(field p50_ms "$rtt_relay") ms through it, $(field p50_ms "$rtt_direct") ms direct:" \
+    "adds $added ms per round trip (asked: $((RELAY_DELAY_US * 2)) us)"
+
+say "$(redis-server --version | awk '{print $1, $2, $3}') on ${port[redis]}; nearcache hits ${port[hits]}," \
+    "misses ${port[misses]}, forward ${port[forward]}, remote ${port[remote]} via relay ${port[relay]};" \
+    "twemproxy ${port[twemproxy]:-none}${*:+; nearcache flags: $*}"
+say "$BENCH_ROUNDS rounds of $BENCH_SECONDS s per measurement, $CLIENTS clients, $VALUE_BYTES-byte values"
+
+# --- measurements ---------------------------------------------------------------------------
+declare -A rate=()
+
+# Reads the hot keys once through a nearcache so its runs are L1 hits.
+warm() {
+    local addr=$1 prefix=$2 count=$3
+    "$tool" read --addr "$addr" --prefix "$prefix" --count "$count" >/dev/null 2>"$tmp/warm.err" ||
+        fail "warming L1 through $addr failed: $(tail -n 1 "$tmp/warm.err")"
+}
+
+progress() { # WORKLOAD TARGET ROUND OPS [P99]
+    say "round $3/$BENCH_ROUNDS $1 $2: $(printf '%.0f' "$4") ops/s${5:+, p99 $5 ms}"
+}
+
+# redis_benchmark WORKLOAD TARGET ROUND TEST PIPELINE KEYS: ops/s, p50 and p99 of one run,
+# its request count aimed at BENCH_SECONDS from this target's last rate.
+redis_benchmark() {
+    local w=$1 t=$2 r=$3 test=$4 pipeline=$5 keys=$6 est n out line rps p50 p99
+    est=${rate[$w/$t]:-$((pipeline == 1 ? 60000 : 400000))}
+    n=$(awk -v e="$est" -v s="$BENCH_SECONDS" 'BEGIN { n = int(e * s); print (n < 2000 ? 2000 : n) }')
+    local status=0
+    out=$(timeout "$BENCH_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "${port[$t]}" -t "$test" \
+        -c "$CLIENTS" -r "$keys" -d "$VALUE_BYTES" -n "$n" -P "$pipeline" --csv 2>"$tmp/rb.err") || status=$?
+    if [ "$status" -eq 124 ]; then
+        not_measured "$w" "$t" "$r" "redis-benchmark took over ${BENCH_TIMEOUT}s (BENCH_TIMEOUT)"
+        return
+    elif [ "$status" -ne 0 ]; then
+        not_measured "$w" "$t" "$r" "redis-benchmark exited with status $status:" \
+            "$( (grep -v 'Could not fetch server CONFIG' "$tmp/rb.err"; printf '%s\n' "$out") | grep . | tail -n 2 | tr '\n' ' ')"
+        return
+    fi
+    if grep -q 'Error from server' "$tmp/rb.err"; then
+        not_measured "$w" "$t" "$r" "$(grep -m 1 'Error from server' "$tmp/rb.err")"
+        return
+    fi
+    # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms",...
+    line=$(awk -F'"' -v t="${test^^}" '$2 == t { print $4, $10, $14; exit }' <<<"$out")
+    read -r rps p50 p99 <<<"$line"
+    [ -n "${p99:-}" ] || fail "could not read redis-benchmark's CSV: $out"
+    record "$w" "$t" "$r" ops_per_sec "$rps"
+    record "$w" "$t" "$r" p50_ms "$p50"
+    record "$w" "$t" "$r" p99_ms "$p99"
+    rate[$w/$t]=$rps
+    progress "$w" "$t" "$r" "$rps"
+}
+
+# load WORKLOAD TARGET ROUND SUBCOMMAND ARGS...: one nearcache-bench run.
+load() {
+    local w=$1 t=$2 r=$3 out
+    shift 3
+    if ! out=$(timeout "$BENCH_TIMEOUT" "$tool" "$@" --seconds "$BENCH_SECONDS" --warmup "$warmup" \
+        2>"$tmp/load.err"); then
+        not_measured "$w" "$t" "$r" "$(tail -n 1 "$tmp/load.err" | sed 's/^nearcache-bench: //')"
+        return
+    fi
+    local m
+    for m in ops_per_sec p50_ms p99_ms; do record "$w" "$t" "$r" "$m" "$(field "$m" "$out")"; done
+    progress "$w" "$t" "$r" "$(field ops_per_sec "$out")" "$(field p99_ms "$out")"
+}
+
+# measure WORKLOAD TARGET ROUND
+measure() {
+    local w=$1 t=$2 r=$3 addr
+    if [ "$t" = twemproxy ] && [ "$have_twemproxy" = 0 ]; then
+        not_measured "$w" "$t" "$r" "nutcracker is not installed"
+        return
+    fi
+    addr=127.0.0.1:${port[$t]}
+    case $w in
+        remote_*) if [ "$t" = direct ]; then addr=127.0.0.1:${port[relay]}; else addr=127.0.0.1:${port[remote]}; fi ;;
+    esac
+    if [ "$t" = hits ]; then
+        case $w in
+            get_* | mget_* | idle) warm "$addr" key: "$HOT_KEYS" ;;
+            mix | remote_mix) warm "$addr" mix: "$MIX_KEYS" ;;
+            remote_get) warm "$addr" key: "$REMOTE_KEYS" ;;
+        esac
+    fi
+    case $w in
+        get_p1) redis_benchmark "$w" "$t" "$r" get 1 "$HOT_KEYS" ;;
+        get_p16) redis_benchmark "$w" "$t" "$r" get 16 "$HOT_KEYS" ;;
+        getmiss_p1) redis_benchmark "$w" "$t" "$r" get 1 "$BENCH_KEYS" ;;
+        getmiss_p16) redis_benchmark "$w" "$t" "$r" get 16 "$BENCH_KEYS" ;;
+        set_p1) redis_benchmark "$w" "$t" "$r" set 1 "$HOT_KEYS" ;;
+        set_p16) redis_benchmark "$w" "$t" "$r" set 16 "$HOT_KEYS" ;;
+        incr_p1) redis_benchmark "$w" "$t" "$r" incr 1 "$HOT_KEYS" ;;
+        incr_p16) redis_benchmark "$w" "$t" "$r" incr 16 "$HOT_KEYS" ;;
+        mget_hits) load "$w" "$t" "$r" mget --addr "$addr" --clients "$CLIENTS" --hot 10 --hot-keys "$HOT_KEYS" ;;
+        mget_half) load "$w" "$t" "$r" mget --addr "$addr" --clients "$CLIENTS" --hot 5 --cold 5 --hot-keys "$HOT_KEYS" ;;
+        mix | remote_mix)
+            load "$w" "$t" "$r" mix --addr "$addr" --clients "$CLIENTS" --keys "$MIX_KEYS" \
+                --value-size "$MIX_VALUE_BYTES" --set-percent 5 --zipf 0.99
+            ;;
+        idle) load "$w" "$t" "$r" idle --addr "$addr" --clients "$CLIENTS" --idle "$IDLE_CLIENTS" --keys "$HOT_KEYS" ;;
+        remote_get) load "$w" "$t" "$r" get --addr "$addr" --clients "$REMOTE_CLIENTS" --keys "$REMOTE_KEYS" ;;
+        *) fail "unknown workload $w" ;;
+    esac
+}
+
+local_targets="direct hits forward twemproxy"
+workloads=(get_p1 get_p16 getmiss_p1 getmiss_p16 set_p1 set_p16 incr_p1 incr_p16
+    mget_hits mget_half mix idle remote_get remote_mix)
+declare -A targets_of=(
+    [getmiss_p1]="direct misses" [getmiss_p16]="direct misses"
+    [remote_get]="direct hits" [remote_mix]="direct hits"
+)
+
+for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+    for i in "${!workloads[@]}"; do
+        w=${workloads[$i]}
+        read -r -a targets <<<"${targets_of[$w]:-$local_targets}"
+        # Rotate which target goes first, so drift (neighbours, thermal) is shared.
+        k=$(((round + i) % ${#targets[@]}))
+        for t in "${targets[@]:k}" "${targets[@]:0:k}"; do
+            measure "$w" "$t" "$round"
         done
     done
 done
 
-echo
-printf '%-10s %15s %15s %7s\n' test "direct rps" "nearcache rps" ratio
-for i in "${!tests[@]}"; do
-    read -r t p <<<"${tests[$i]}"
-    awk -v name="${t^^} -P $p" -v d="${direct_sum[$i]}" -v c="${nc_sum[$i]}" -v k="$BENCH_ROUNDS" 'BEGIN {
-        d /= k; c /= k
-        printf "%-10s %15.0f %15.0f %7s\n", name, d, c, (d > 0 ? sprintf("%.2f", c / d) : "n/a")
-    }'
+# --- memory ---------------------------------------------------------------------------------
+# memory_run NAME BOUND KEYS [FLAGS...]: reads KEYS keys once through a fresh nearcache with
+# --l1-max-bytes BOUND and records its resident memory before and after and its L1 counts.
+memory_run() {
+    local name=$1 bound=$2 keys=$3 p before after hwm
+    shift 3
+    start_nearcache "$name" "${port[redis]}" "$@" --l1-max-bytes "$bound"
+    p=${port[$name]}
+    # Upstream connections opened and buffers in place before the first reading.
+    "$tool" ping --addr "127.0.0.1:$p" --count 100 >/dev/null
+    before=$(rss_bytes "${pid[$name]}" VmRSS)
+    "$tool" read --addr "127.0.0.1:$p" --count "$keys" >/dev/null 2>"$tmp/$name-read.err" ||
+        fail "reading $keys keys through the $name nearcache failed: $(tail -n 1 "$tmp/$name-read.err")"
+    sleep 0.5
+    after=$(rss_bytes "${pid[$name]}" VmRSS)
+    hwm=$(rss_bytes "${pid[$name]}" VmHWM)
+    record "$name" nearcache 1 keys "$keys"
+    record "$name" nearcache 1 rss_before "$before"
+    record "$name" nearcache 1 rss_after "$after"
+    record "$name" nearcache 1 hwm_after "$hwm"
+    local f v
+    for f in l1_entries l1_used_bytes l1_evictions; do
+        v=$(info_field "$p" "$f")
+        if [ -n "$v" ]; then record "$name" nearcache 1 "$f" "$v"; fi
+    done
+    say "memory ($name, --l1-max-bytes $bound): $keys keys read, RSS $before -> $after bytes (peak $hwm);" \
+        "INFO nearcache: l1_entries $(info_field "$p" l1_entries), l1_used_bytes $(info_field "$p" l1_used_bytes)," \
+        "l1_evictions $(info_field "$p" l1_evictions)"
+    stop "${pid[$name]}" 6
+    unset "pid[$name]"
+}
+
+# The nearcaches of the throughput rows are done: stop them so the memory runs have the cores.
+for name in hits misses forward remote twemproxy relay; do
+    [ -n "${pid[$name]:-}" ] || continue
+    stop "${pid[$name]}" 6
+    unset "pid[$name]"
 done
 
+memory_run memory "$MEMORY_BOUND" "$BENCH_KEYS" "$@"
+record memory nearcache 1 key_bytes "$KEY_BYTES"
+record memory nearcache 1 value_bytes "$VALUE_BYTES"
+
+# Ten times the entries that fit, at the size L1 counts one entry of the run above.
+entries=$(awk -F, '$1 == "memory" && $4 == "l1_entries" { print $5 }' "$raw")
+used=$(awk -F, '$1 == "memory" && $4 == "l1_used_bytes" { print $5 }' "$raw")
+if [ -n "$entries" ] && [ -n "$used" ] && [ "$entries" -gt 0 ]; then
+    bounded_keys=$(awk -v b="$bounded_bytes" -v u="$used" -v e="$entries" 'BEGIN { printf "%d", 10 * b / (u / e) }')
+    if [ "$bounded_keys" -gt "$BENCH_KEYS" ]; then
+        say "filling $((bounded_keys - BENCH_KEYS)) more keys for the bounded run"
+        "$tool" fill --addr "127.0.0.1:${port[redis]}" --start "$BENCH_KEYS" \
+            --count "$((bounded_keys - BENCH_KEYS))" --value-size "$VALUE_BYTES" >/dev/null 2>"$tmp/fill.err" ||
+            fail "filling more keys failed"
+    fi
+    memory_run bounded "$bounded_bytes" "$bounded_keys" "$@"
+    record bounded nearcache 1 bound "$bounded_bytes"
+else
+    not_measured bounded nearcache 1 "INFO nearcache gave no l1_entries/l1_used_bytes to size the key space"
+fi
+
+# --- report ---------------------------------------------------------------------------------
+versions="Redis $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
+if [ "$have_twemproxy" = 1 ]; then
+    versions="$versions, $(nutcracker -V 2>&1 | sed -n 's/.*\(nutcracker-[0-9.]*\).*/\1/p' | head -n 1)"
+fi
+versions="$versions, nearcache $("$bin" --version | awk '{print $2}')${*:+ (flags: $*)}"
+record meta versions 0 value "$versions"
+record meta rounds 0 value "$BENCH_ROUNDS"
+record meta seconds 0 value "$BENCH_SECONDS"
+record meta keys 0 value "$BENCH_KEYS"
+record meta relay_delay_ms 0 value "$(awk -v us="$RELAY_DELAY_US" 'BEGIN { print us / 1000 }')"
+record meta memory_bound 0 value "$MEMORY_BOUND"
+record meta machine 0 value "$(nproc) cores shared by every server and load generator (load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
+
 echo
-echo "nearcache INFO nearcache:"
-timeout 5 redis-cli -h 127.0.0.1 -p "$nc_port" INFO nearcache 2>/dev/null | tr -d '\r' |
-    grep -E '^l1_(hits|misses|hit_rate):' || echo "  (no l1_hits/l1_misses in INFO nearcache)"
+"$tool" report --raw "$raw" --out "$report" || fail "the report could not be made from $raw"
+echo
+say "report in $report, raw figures in $raw; $(($(date +%s) - started)) s in all"
