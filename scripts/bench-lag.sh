@@ -67,7 +67,7 @@ done
 # start_sidecar NAME -> port on stdout
 start_sidecar() {
     local name=$1 port=
-    "$bin" --listen 127.0.0.1:0 --upstream "redis://127.0.0.1:$redis_port" \
+    "$bin" --listen 127.0.0.1:0 --upstream "redis://127.0.0.1:$redis_port" --metrics-listen off \
         >"$tmp/$name.out" 2>"$tmp/$name.err" &
     pids+=($!)
     for _ in $(seq 100); do
