@@ -387,26 +387,21 @@ fn checks(f: &Figures) -> Vec<Check> {
             ));
         }
     }
-    out.push(at_least(
-        "GET -P 1 misses >= 0.8x direct".into(),
-        f.ratio("getmiss_p1", ops, "misses", "direct"),
-        0.8,
-    ));
-    out.push(at_least(
-        "GET -P 1 L1 hits >= 1.0x direct".into(),
-        f.ratio("get_p1", ops, "hits", "direct"),
-        1.0,
-    ));
-    out.push(at_least(
-        "GET -P 16 L1 hits >= 0.9x direct".into(),
-        f.ratio("get_p16", ops, "hits", "direct"),
-        0.9,
-    ));
-    out.push(at_least(
-        "MGET 10 all hits >= 1.0x direct".into(),
-        f.ratio("mget_hits", ops, "hits", "direct"),
-        1.0,
-    ));
+    let against_direct = [
+        (
+            "GET -P 1 misses >= 0.8x direct",
+            "getmiss_p1",
+            "misses",
+            0.8,
+        ),
+        ("GET -P 1 L1 hits >= 1.0x direct", "get_p1", "hits", 1.0),
+        ("GET -P 16 L1 hits >= 0.9x direct", "get_p16", "hits", 0.9),
+        ("MGET 10 all hits >= 1.0x direct", "mget_hits", "hits", 1.0),
+    ];
+    for (name, workload, target, min) in against_direct {
+        let ratio = f.ratio(workload, ops, target, "direct");
+        out.push(at_least(name.into(), ratio, min));
+    }
     let ms = |v: Option<f64>| v.map_or("not measured".into(), |v| format!("{v:.3} ms"));
     let near = f.median("remote_get", "hits", "p99_ms");
     out.push(Check {
