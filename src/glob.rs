@@ -137,6 +137,38 @@ impl Pattern {
     }
 }
 
+/// Why `source` is almost certainly a mistake as a configured pattern, though Redis would
+/// accept it: empty, a `[` class never closed, or a trailing lone backslash.
+pub fn problem(source: &[u8]) -> Option<&'static str> {
+    if source.is_empty() {
+        return Some("the pattern is empty");
+    }
+    let mut i = 0;
+    while i < source.len() {
+        match source[i] {
+            b'\\' if i + 1 == source.len() => return Some("it ends in a lone '\\'"),
+            b'\\' => i += 2,
+            b'[' => {
+                let mut j = i + 1;
+                if source.get(j) == Some(&b'^') {
+                    j += 1;
+                }
+                loop {
+                    match source.get(j) {
+                        None => return Some("a '[' class is never closed with ']'"),
+                        Some(b'\\') => j += 2,
+                        Some(b']') => break,
+                        Some(_) => j += 1,
+                    }
+                }
+                i = j + 1;
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 /// Splits a pattern into tokens exactly as `stringmatchlen` walks it (the walk does not
 /// depend on the key).
 fn tokenize(p: &[u8]) -> Vec<Token> {
@@ -238,6 +270,23 @@ fn match_tokens(tokens: &[Token], key: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configured_patterns_that_are_mistakes_are_named() {
+        for ok in ["user:*", "*", "a[bc]d", r"x\[y", "[]", "[^]]x", r"a\*"] {
+            assert_eq!(problem(ok.as_bytes()), None, "{ok}");
+        }
+        assert_eq!(problem(b""), Some("the pattern is empty"));
+        assert_eq!(
+            problem(b"user:[ab"),
+            Some("a '[' class is never closed with ']'")
+        );
+        assert_eq!(
+            problem(br"a[\]"),
+            Some("a '[' class is never closed with ']'")
+        );
+        assert_eq!(problem(br"user:\"), Some("it ends in a lone '\\'"));
+    }
 
     fn m(pattern: &str, key: &str) -> bool {
         Pattern::new(pattern.as_bytes()).matches(key.as_bytes())

@@ -6,7 +6,9 @@
 //! (`--l1-ttl: invalid duration "abc" ...`), whichever source the value came from.
 
 mod flags;
+mod namespaces;
 mod parse;
+mod warm;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -17,6 +19,8 @@ pub use tracing::level_filters::LevelFilter;
 
 pub use crate::protocol::Limits;
 pub use flags::{Command, Flags};
+pub use namespaces::{NamespaceConfig, DEFAULT_NAMESPACE, MAX_NAMESPACES};
+pub use warm::WarmConfig;
 
 /// A DURATION as the options take it (`500ms`, `60s`, a bare integer is seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -218,6 +222,10 @@ pub struct Config {
     pub n_plus_one_threshold: usize,
     /// The window those reads must fall in (`--n-plus-one-window`).
     pub n_plus_one_window: Duration,
+    /// Per-pattern cache policies, first match wins (`[[namespace]]`, config file only).
+    pub namespaces: Vec<NamespaceConfig>,
+    /// Warming at start, from peers and after a flush (`[warm]`, config file only).
+    pub warm: WarmConfig,
 }
 
 /// Every configuration problem found, one line each when displayed.
@@ -262,6 +270,8 @@ struct FileConfig {
     slowlog_max_len: Option<Scalar>,
     n_plus_one_threshold: Option<Scalar>,
     n_plus_one_window: Option<Scalar>,
+    namespace: Option<Vec<toml::Value>>,
+    warm: Option<toml::Value>,
 }
 
 /// A TOML string, integer, float or boolean kept as text, so file and flags share one parser.
@@ -369,7 +379,9 @@ impl Config {
                 r.pick(stringify!($field), &flags.$field, file.$field, $parse)
             };
         }
-        let config = Config {
+        let mut config = Config {
+            namespaces: Vec::new(),
+            warm: WarmConfig::defaults(DEFAULT_L1_MAX_BYTES),
             listen: pick!(listen, parse::socket_addr).unwrap_or(DEFAULT_LISTEN),
             upstream: pick!(upstream, parse::upstream)
                 .unwrap_or_else(|| parse::upstream(DEFAULT_UPSTREAM).expect("valid default")),
@@ -421,6 +433,12 @@ impl Config {
             n_plus_one_window: pick!(n_plus_one_window, parse::positive_duration)
                 .unwrap_or(DEFAULT_N_PLUS_ONE_WINDOW),
         };
+        config.namespaces = namespaces::parse_all(
+            file.namespace.as_deref().unwrap_or_default(),
+            config.l1_max_bytes,
+            &mut r.problems,
+        );
+        config.warm = warm::parse(file.warm.as_ref(), config.l1_max_bytes, &mut r.problems);
         if r.problems.is_empty() {
             Ok(config)
         } else {

@@ -557,3 +557,147 @@ fn profiler_options_come_from_flag_or_file_and_are_checked() {
         ]
     );
 }
+
+#[test]
+fn namespaces_keep_their_order_and_leave_absent_options_to_the_defaults() {
+    let file = r#"
+l1_max_bytes = "64MiB"
+[[namespace]]
+name = "session"
+pattern = "session:*"
+cache = false
+[[namespace]]
+name = "flags"
+pattern = "flag:*"
+l1_ttl = "5m"
+cache_nil = false
+compress_min_bytes = "8KiB"
+max_bytes = "32MiB"
+"#;
+    let c = Config::from_parts(&flags_with_file(), Some(file)).unwrap();
+    let names: Vec<_> = c.namespaces.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["session", "flags"]);
+    let session = &c.namespaces[0];
+    assert!(!session.cache);
+    assert_eq!(
+        (session.l1_ttl, session.cache_nil, session.max_bytes),
+        (None, None, None)
+    );
+    let flags = &c.namespaces[1];
+    assert_eq!(flags.pattern, "flag:*");
+    assert!(flags.cache);
+    assert_eq!(flags.l1_ttl, Some(Duration::from_secs(300)));
+    assert_eq!(flags.cache_nil, Some(false));
+    assert_eq!(flags.compress_min_bytes, Some(8192));
+    assert_eq!(flags.max_bytes, Some(32 << 20));
+    assert!(Config::from_parts(&Flags::default(), None)
+        .unwrap()
+        .namespaces
+        .is_empty());
+}
+
+#[test]
+fn bad_namespaces_are_refused_naming_each_namespace() {
+    let file = r#"
+[[namespace]]
+name = "a"
+pattern = "a:*"
+[[namespace]]
+name = "z"
+pattern = "z:[xy"
+[[namespace]]
+name = "b"
+pattern = "b:*"
+ttl = "5m"
+[[namespace]]
+name = "a"
+pattern = "c:*"
+[[namespace]]
+pattern = "d:*"
+[[namespace]]
+name = "e"
+pattern = "e:*"
+l1_ttl = "soon"
+max_bytes = "1TiB"
+[[namespace]]
+name = "default"
+pattern = ""
+"#;
+    let p = problems(&flags_with_file(), Some(file));
+    let has = |needle: &str| p.iter().any(|l| l.contains(needle));
+    assert!(has(r#"namespace "z": bad pattern "z:[xy""#), "{p:#?}");
+    assert!(has(r#"namespace "b": ttl: unknown key"#), "{p:#?}");
+    assert!(has(r#"namespace "a": duplicate name"#), "{p:#?}");
+    assert!(has("namespace #5: missing name"), "{p:#?}");
+    assert!(has(r#"namespace "e": l1_ttl: invalid duration"#), "{p:#?}");
+    assert!(has(r#"namespace "e": max_bytes: invalid size"#), "{p:#?}");
+    assert!(
+        has(r#"namespace "default": name "default" is the label"#),
+        "{p:#?}"
+    );
+    assert!(
+        has(r#"namespace "default": bad pattern "": the pattern is empty"#),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn namespace_shares_cannot_exceed_l1() {
+    let file = r#"
+l1_max_bytes = "10MiB"
+[[namespace]]
+name = "a"
+pattern = "a:*"
+max_bytes = "6MiB"
+[[namespace]]
+name = "b"
+pattern = "b:*"
+max_bytes = "6MiB"
+"#;
+    let p = problems(&flags_with_file(), Some(file));
+    assert!(
+        p.iter().any(|l| l.contains("max_bytes add up to")),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn warm_defaults_and_file_values() {
+    let c = Config::from_parts(&Flags::default(), None).unwrap();
+    assert_eq!(c.warm, WarmConfig::defaults(c.l1_max_bytes));
+    assert!(c.warm.patterns.is_empty() && c.warm.from_peers && c.warm.rewarm);
+    let file = r#"
+[warm]
+patterns = ["flag:*", "config:*"]
+max_keys = 500
+max_bytes = "1MiB"
+rate = 200
+batch = 50
+warm_before_ready = true
+from_peers = false
+peer_keys = 10
+peer_wait = "2s"
+rewarm = false
+"#;
+    let w = Config::from_parts(&flags_with_file(), Some(file))
+        .unwrap()
+        .warm;
+    assert_eq!(w.patterns, ["flag:*", "config:*"]);
+    assert_eq!(
+        (w.max_keys, w.max_bytes, w.rate, w.batch),
+        (500, 1 << 20, 200, 50)
+    );
+    assert!(w.warm_before_ready && !w.from_peers && !w.rewarm);
+    assert_eq!((w.peer_keys, w.peer_wait), (10, Duration::from_secs(2)));
+    let bad = r#"
+[warm]
+patterns = ["ok:*", "x\\"]
+rate = 0
+speed = 3
+"#;
+    let p = problems(&flags_with_file(), Some(bad));
+    let has = |needle: &str| p.iter().any(|l| l.contains(needle));
+    assert!(has(r#"[warm] patterns: bad pattern "x\\""#), "{p:#?}");
+    assert!(has("[warm] rate: must be at least 1"), "{p:#?}");
+    assert!(has("[warm] speed: unknown key"), "{p:#?}");
+}
