@@ -1,11 +1,19 @@
 //! The most read keys, approximately, in memory independent of the key space: a count-min
-//! sketch ([`ROWS`] × [`COLUMNS`] `u32` atomics) counts sampled reads, and a small table of
-//! [`TOP_K`] candidates keeps the keys whose estimate is highest. Every [`DECAY_EVERY`]
-//! samples all counts are halved, so the figures follow recent traffic.
+//! sketch ([`ROWS`] × [`COLUMNS`] `u32` atomics) counts sampled reads, and a table of
+//! candidates (at least [`TOP_K`], at most [`MAX_TOP`]: `[warm] peer_keys` sizes it, since
+//! peers and re-warming ask for that many) keeps the keys whose estimate is highest. Every
+//! [`DECAY_EVERY`] samples all counts are halved, so the figures follow recent traffic.
+//!
+//! The lock is taken by few samples: a key not listed only when its estimate beats the
+//! table's lowest count (the floor), and a listed key (a bit per hash bucket says so
+//! without the lock) only when its estimate reaches a power of two, so a hot key takes it
+//! about log2(count) times per decay period. The table finds a candidate by hash in O(1);
+//! only an eviction scans it.
 //!
 //! Reads are sampled per connection (see [`super::Sampler`], one read in
 //! [`super::SAMPLE_EVERY`] on average); counts are reported scaled back by that rate.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
@@ -13,10 +21,17 @@ use bytes::Bytes;
 
 /// Rows of the sketch (independent hash functions).
 pub const ROWS: usize = 4;
-/// Counters per row.
+/// Counters per row, at least (a larger table gets [`COLUMNS_PER_KEY`] per candidate, so
+/// the estimates still tell its keys apart: 256 KiB of counters for 1024 candidates).
 pub const COLUMNS: usize = 1024;
-/// Candidates kept for the top list.
+/// Counters per row for each listed candidate.
+pub const COLUMNS_PER_KEY: usize = 16;
+/// Candidates kept for the top list, at least.
 pub const TOP_K: usize = 64;
+/// Candidates kept, at most (with keys of at most [`MAX_LISTED_KEY`] bytes: 2 MiB).
+pub const MAX_TOP: usize = 4096;
+/// Bits of the lock-free "listed" filter (one per hash bucket).
+const LISTED_BITS: usize = 1 << 16;
 /// Longer keys are counted in the sketch but never listed (the table holds copies).
 pub const MAX_LISTED_KEY: usize = 512;
 /// Samples between two halvings of every count.
@@ -31,17 +46,33 @@ struct Candidate {
     count: u32,
 }
 
+/// The candidates, and where each is by hash.
+#[derive(Default)]
+struct Top {
+    entries: Vec<Candidate>,
+    index: HashMap<u64, usize>,
+}
+
 /// A count-min sketch with a top-K table of the keys it estimates highest.
 pub struct HotKeys {
-    /// `ROWS * COLUMNS` counters, row after row.
+    /// `ROWS * width` counters, row after row.
     counters: Box<[AtomicU32]>,
+    /// Counters per row: a power of two.
+    width: usize,
     /// Samples recorded, for the periodic decay.
     samples: AtomicU64,
     /// The lowest count in a full table: a key estimated below it is not a candidate, so
     /// most samples never take the lock.
     floor: AtomicU32,
-    /// The candidates, found by hash first.
-    top: Mutex<Vec<Candidate>>,
+    /// The candidates.
+    top: Mutex<Top>,
+    /// Most candidates.
+    capacity: usize,
+    /// One bit per hash bucket, set while a key of that bucket is listed (a collision only
+    /// makes a key take the lock more or less often).
+    listed: Box<[AtomicU64]>,
+    /// Samples that took the lock (for tests and tuning).
+    locked: AtomicU64,
 }
 
 impl Default for HotKeys {
@@ -51,22 +82,46 @@ impl Default for HotKeys {
 }
 
 impl HotKeys {
-    /// An empty sketch.
+    /// An empty sketch listing [`TOP_K`] candidates.
     pub fn new() -> HotKeys {
+        HotKeys::with_capacity(TOP_K)
+    }
+
+    /// An empty sketch listing `n` candidates (clamped to [`TOP_K`]..=[`MAX_TOP`]).
+    pub fn with_capacity(n: usize) -> HotKeys {
+        let capacity = n.clamp(TOP_K, MAX_TOP);
+        let width = (capacity * COLUMNS_PER_KEY)
+            .next_power_of_two()
+            .max(COLUMNS);
         HotKeys {
-            counters: (0..ROWS * COLUMNS).map(|_| AtomicU32::new(0)).collect(),
+            counters: (0..ROWS * width).map(|_| AtomicU32::new(0)).collect(),
+            width,
             samples: AtomicU64::new(0),
             floor: AtomicU32::new(0),
-            top: Mutex::new(Vec::with_capacity(TOP_K)),
+            top: Mutex::default(),
+            capacity,
+            listed: (0..LISTED_BITS / 64).map(|_| AtomicU64::new(0)).collect(),
+            locked: AtomicU64::new(0),
         }
+    }
+
+    /// Most candidates listed.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// Counts one sampled read of `key`.
     pub fn record(&self, key: &[u8]) {
         let h = hash(key);
         let estimate = self.increment(h);
-        if key.len() <= MAX_LISTED_KEY && estimate > self.floor.load(Relaxed) {
-            self.offer(h, key, estimate);
+        if key.len() <= MAX_LISTED_KEY {
+            let offer = match self.is_listed(h) {
+                true => estimate.is_power_of_two(),
+                false => estimate > self.floor.load(Relaxed),
+            };
+            if offer {
+                self.offer(h, key, estimate);
+            }
         }
         // Same trade as `increment`: a lost sample only delays the next decay.
         let samples = self.samples.load(Relaxed) + 1;
@@ -79,16 +134,16 @@ impl HotKeys {
     /// The sketch's estimate of `key`'s sampled reads (never below the true count since
     /// the last decay).
     pub fn estimate(&self, key: &[u8]) -> u32 {
-        columns(hash(key))
+        columns(hash(key), self.width)
             .enumerate()
-            .map(|(row, col)| self.counters[row * COLUMNS + col].load(Relaxed))
+            .map(|(row, col)| self.counters[row * self.width + col].load(Relaxed))
             .min()
             .unwrap_or(0)
     }
 
     /// Up to `n` keys, most read first, with their sampled read counts.
     pub fn top(&self, n: usize) -> Vec<(Bytes, u32)> {
-        let top = self.top.lock().expect("hot keys lock").clone();
+        let top = self.lock().entries.clone();
         // The table keeps the estimate of a key's last sample: ask the sketch again.
         let mut top: Vec<(Bytes, u32)> = top
             .into_iter()
@@ -104,10 +159,34 @@ impl HotKeys {
 
     /// Forgets every count.
     pub fn reset(&self) {
-        let mut top = self.top.lock().expect("hot keys lock");
+        let mut top = self.lock();
         self.counters.iter().for_each(|c| c.store(0, Relaxed));
-        top.clear();
+        *top = Top::default();
+        self.listed.iter().for_each(|w| w.store(0, Relaxed));
         self.floor.store(0, Relaxed);
+    }
+
+    /// Samples that took the table's lock since start.
+    pub fn locked_samples(&self) -> u64 {
+        self.locked.load(Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Top> {
+        self.top.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_listed(&self, hash: u64) -> bool {
+        let bit = hash as usize % LISTED_BITS;
+        self.listed[bit / 64].load(Relaxed) & (1 << (bit % 64)) != 0
+    }
+
+    fn set_listed(&self, hash: u64, on: bool) {
+        let bit = hash as usize % LISTED_BITS;
+        let word = &self.listed[bit / 64];
+        match on {
+            true => word.fetch_or(1 << (bit % 64), Relaxed),
+            false => word.fetch_and(!(1 << (bit % 64)), Relaxed),
+        };
     }
 
     /// Adds one to the counter of the key hashed to `hash` in every row (saturating); returns the new estimate.
@@ -115,10 +194,10 @@ impl HotKeys {
     /// counter at the same instant may lose one count, which an approximate figure can
     /// afford, and a sample costs a third as much.
     fn increment(&self, hash: u64) -> u32 {
-        columns(hash)
+        columns(hash, self.width)
             .enumerate()
             .map(|(row, col)| {
-                let c = &self.counters[row * COLUMNS + col];
+                let c = &self.counters[row * self.width + col];
                 let after = c.load(Relaxed).saturating_add(1);
                 c.store(after, Relaxed);
                 after
@@ -130,53 +209,85 @@ impl HotKeys {
     /// Puts `key` in the table (or updates it), evicting the lowest candidate when full.
     #[cold]
     fn offer(&self, hash: u64, key: &[u8], estimate: u32) {
-        let mut top = self.top.lock().expect("hot keys lock");
+        let mut guard = self.lock();
+        self.locked.fetch_add(1, Relaxed);
+        let top = &mut *guard;
         let new = || Candidate {
             hash,
             key: Bytes::copy_from_slice(key),
             count: estimate,
         };
-        if let Some(c) = top.iter_mut().find(|c| c.hash == hash && c.key == key) {
+        let floor = self.floor.load(Relaxed);
+        if let Some(&i) = top.index.get(&hash) {
+            let c = &mut top.entries[i];
+            if c.key != key {
+                return; // another key with the same hash: this one is not listed
+            }
+            let was = c.count;
             c.count = c.count.max(estimate);
-        } else if top.len() < TOP_K {
-            top.push(new());
+            self.set_listed(hash, true);
+            if was > floor {
+                return;
+            }
+        } else if top.entries.len() < self.capacity {
+            top.index.insert(hash, top.entries.len());
+            top.entries.push(new());
+            self.set_listed(hash, true);
         } else {
-            let (lowest, _) = top
+            let (lowest, low) = top
+                .entries
                 .iter()
                 .enumerate()
                 .min_by_key(|(_, c)| c.count)
+                .map(|(i, c)| (i, c.count))
                 .expect("a full table");
-            if top[lowest].count < estimate {
-                top[lowest] = new();
+            if low >= estimate {
+                return;
             }
+            let old = top.entries[lowest].hash;
+            top.index.remove(&old);
+            self.set_listed(old, false);
+            top.entries[lowest] = new();
+            top.index.insert(hash, lowest);
+            self.set_listed(hash, true);
         }
-        if top.len() == TOP_K {
-            let floor = top.iter().map(|c| c.count).min().unwrap_or(0);
+        if top.entries.len() == self.capacity {
+            let floor = top.entries.iter().map(|c| c.count).min().unwrap_or(0);
             self.floor.store(floor, Relaxed);
         }
     }
 
     /// Halves every count: what was read long ago fades.
     fn decay(&self) {
-        let mut top = self.top.lock().expect("hot keys lock");
+        let mut guard = self.lock();
+        let top = &mut *guard;
         for c in self.counters.iter() {
             // Concurrent increments may be lost here; the sketch is approximate anyway.
             c.store(c.load(Relaxed) / 2, Relaxed);
         }
-        top.iter_mut().for_each(|c| c.count /= 2);
-        top.retain(|c| c.count > 0);
-        let floor = match top.len() {
-            TOP_K => top.iter().map(|c| c.count).min().unwrap_or(0),
-            _ => 0,
+        top.entries.iter_mut().for_each(|c| c.count /= 2);
+        for c in top.entries.iter().filter(|c| c.count == 0) {
+            self.set_listed(c.hash, false);
+        }
+        top.entries.retain(|c| c.count > 0);
+        top.index = top
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.hash, i))
+            .collect();
+        let floor = match top.entries.len() == self.capacity {
+            true => top.entries.iter().map(|c| c.count).min().unwrap_or(0),
+            false => 0,
         };
         self.floor.store(floor, Relaxed);
     }
 }
 
 /// The column of a key hashed to `h` in each row: double hashing.
-fn columns(h: u64) -> impl Iterator<Item = usize> {
+fn columns(h: u64, width: usize) -> impl Iterator<Item = usize> {
     let (h1, h2) = (h as u32 as usize, ((h >> 32) as usize) | 1);
-    (0..ROWS).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % COLUMNS)
+    (0..ROWS).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % width)
 }
 
 /// A multiply-rotate hash over 8-byte words with a final avalanche (fixed seed: the
@@ -265,6 +376,47 @@ mod tests {
         assert_eq!(top.len(), TOP_K);
         assert!(top.iter().all(|(_, c)| *c >= 9), "{top:?}");
         assert!(top.windows(2).all(|w| w[0].1 >= w[1].1));
+    }
+
+    #[test]
+    fn a_larger_table_lists_the_hottest_keys_and_stays_bounded() {
+        let hot = HotKeys::with_capacity(1024);
+        assert_eq!(hot.capacity(), 1024);
+        assert_eq!(HotKeys::with_capacity(1 << 20).capacity(), MAX_TOP);
+        assert_eq!(HotKeys::with_capacity(1).capacity(), TOP_K);
+        // 900 keys read 10 times each among 10000 keys read once (no decay meanwhile).
+        for round in 0..10u32 {
+            for i in 0..900u32 {
+                hot.record(format!("hot:{i}").as_bytes());
+            }
+            for i in 0..1000u32 {
+                hot.record(format!("cold:{}", round * 1000 + i).as_bytes());
+            }
+        }
+        let top = hot.top(usize::MAX);
+        assert_eq!(top.len(), 1024);
+        let listed_hot = top.iter().filter(|(k, _)| k.starts_with(b"hot:")).count();
+        assert!(listed_hot >= 890, "{listed_hot} of 900 hot keys listed");
+        // The hot keys come first (a cold key colliding in every row may slip in).
+        let cold_first = top[..900].iter().filter(|(k, _)| k.starts_with(b"cold:"));
+        assert!(cold_first.count() <= 10);
+    }
+
+    #[test]
+    fn most_samples_of_a_skewed_stream_do_not_take_the_lock() {
+        let hot = HotKeys::with_capacity(1024);
+        let mut samples = 0u64;
+        for _ in 0..200 {
+            for i in 0..500u32 {
+                hot.record(format!("k{i}").as_bytes());
+                samples += 1;
+            }
+        }
+        let locked = hot.locked_samples();
+        assert!(
+            locked * 20 < samples,
+            "{locked} of {samples} samples took the lock"
+        );
     }
 
     #[test]

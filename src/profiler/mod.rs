@@ -38,8 +38,8 @@ pub const SAMPLE_EVERY: u32 = 8;
 pub struct Profiler {
     /// Slow upstream calls.
     pub slowlog: SlowLog,
-    /// Sampled reads by key.
-    pub hot: HotKeys,
+    /// Sampled reads by key (shared with warming: peers' asks and re-warming read it).
+    pub hot: std::sync::Arc<HotKeys>,
     /// Single-key reads of one shape that make an N+1 (`--n-plus-one-threshold`).
     pub n_plus_one_threshold: usize,
     /// The window they must fall in (`--n-plus-one-window`).
@@ -54,7 +54,7 @@ impl Profiler {
     pub fn new(config: &Config) -> Profiler {
         Profiler {
             slowlog: SlowLog::new(config.slow_threshold, config.slowlog_max_len),
-            hot: HotKeys::new(),
+            hot: std::sync::Arc::new(HotKeys::with_capacity(config.warm.peer_keys)),
             n_plus_one_threshold: config.n_plus_one_threshold,
             n_plus_one_window: config.n_plus_one_window,
             n_plus_one: AtomicU64::new(0),
