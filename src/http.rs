@@ -104,14 +104,18 @@ async fn respond(
     }
 }
 
-/// Why the sidecar is not ready, if it is not: the upstream is unreachable, or L1 needs
-/// the invalidation link (tracking or the bus) and it is down.
+/// Why the sidecar is not ready, if it is not: the upstream is unreachable, L1 needs the
+/// invalidation link (tracking or the bus) and it is down, or the start-up warming runs
+/// with `warm_before_ready` (at most [`crate::warm::READY_HOLD`]).
 pub fn not_ready(shared: &Shared) -> Option<&'static str> {
     if !shared.upstream.link_up() {
         return Some("upstream unreachable");
     }
     if !shared.tracking.serving() {
         return Some("invalidation link down");
+    }
+    if shared.warm.holds_readiness() {
+        return Some("warming");
     }
     None
 }

@@ -18,6 +18,7 @@ pub const SECTIONS: &[(&str, Render)] = &[
     ("nearcache_upstream", upstream_section),
     ("nearcache_invalidation", invalidation_section),
     ("nearcache_profiler", profiler_section),
+    ("nearcache_warm", warm_section),
 ];
 
 /// Every section (`INFO nearcache`, `NEARCACHE STATS`), CRLF line endings, a blank line
@@ -157,6 +158,27 @@ pub fn profiler_section(shared: &Shared) -> String {
     s.0
 }
 
+/// Renders `# Nearcache_Warm`: the warming's state and progress (totals since start, and
+/// the last warming's).
+pub fn warm_section(shared: &Shared) -> String {
+    let warm = &shared.warm;
+    let p = &warm.progress;
+    let n = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed);
+    let mut s = Lines::new("Nearcache_Warm");
+    s.line("warm_state", &warm.state().name());
+    s.line("warm_runs", &n(&p.runs));
+    s.line("warm_rewarms", &n(&p.rewarms));
+    s.line("warm_failures", &n(&p.failures));
+    s.line("warm_keys_loaded", &n(&p.keys_loaded));
+    s.line("warm_bytes_loaded", &n(&p.bytes_loaded));
+    s.line("warm_peer_keys", &n(&p.peer_keys));
+    s.line("warm_peer_answers", &n(&p.peer_answers));
+    s.line("warm_last_keys", &n(&p.last_keys));
+    s.line("warm_last_duration_ms", &n(&p.last_duration_ms));
+    s.line("warm_holds_ready", &u8::from(warm.holds_readiness()));
+    s.0
+}
+
 /// Renders `# Nearcache_Invalidation`: the control connection, tracking and the bus.
 pub fn invalidation_section(shared: &Shared) -> String {
     let tracking = &shared.tracking;
@@ -207,6 +229,10 @@ pub fn invalidation_section(shared: &Shared) -> String {
     );
     line("l1_flushes_bus", &n(&b.flushes));
     line("l1_flushes_link_lost", &counters.loss_flushes.load(Relaxed));
+    line("bus_hot_asks_sent", &n(&b.sent_hot_asks));
+    line("bus_hot_answers_sent", &n(&b.sent_hot_answers));
+    line("bus_hot_asks_received", &n(&b.received_hot_asks));
+    line("bus_hot_answers_received", &n(&b.received_hot_answers));
     line("bus_lag_last_ms", &n(&b.lag_last_ms));
     line("bus_lag_max_ms", &n(&b.lag_max_ms));
     s

@@ -19,6 +19,8 @@
 //!    TRACKING on REDIRECT <id> (not with --tracking off: then the bus alone, which still
 //!    gates L1); invalidations evict, loss or a bus sequence gap flushes + bypasses
 //!  audit task per sampled hit (--audit-rate): GET upstream, compare, count stale hits
+//!  warm task: start-up warming (peers' hot keys over the bus, [warm] patterns by SCAN), then
+//!    NEARCACHE WARM and re-warming after a link-loss flush: MGET + PTTL, bounded and paced
 //!  profiler: slow upstream waits logged, N+1 GETs reported, 1 read in 8 counted in a hot-key sketch
 //!  state: one Arc<Shared> every task holds (config, L1, ACL marks, fills, upstream pools,
 //!    stats, command table); the table and max bulk length are learned from the upstream at start
@@ -47,6 +49,8 @@
 //! - [`metrics`]: the counters every layer updates.
 //! - [`profiler`]: what the sidecar learns about the application: the slow log, N+1 reads
 //!   (many GETs of one key shape where one MGET would do), the most read keys.
+//! - [`warm`]: warming L1 from patterns, from peers' hottest keys, and after a link-loss
+//!   flush, through one bounded, rate-limited fetch.
 //! - [`error`]: error types and their `-ERR` replies.
 //! - [`logging`]: the `tracing` subscriber on stderr (`--log-format`, `--log-level`, `RUST_LOG`).
 //! - [`glob`]: Redis glob patterns (`KEYS`/`SCAN MATCH` semantics), for `NEARCACHE` pattern
@@ -74,3 +78,4 @@ pub mod protocol;
 pub mod server;
 pub mod state;
 pub mod upstream;
+pub mod warm;

@@ -35,6 +35,7 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch
         let wait = shared.config.connect_timeout;
         let _ = tokio::time::timeout(wait, redirect.wait_for(|r| r.id.is_some())).await;
     }
+    crate::warm::start(&shared);
     tokio::spawn(Acl::recheck_every(
         Arc::downgrade(&shared.acl),
         shared.config.acl_recheck,
@@ -89,6 +90,7 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch
         while connections.try_join_next().is_some() {}
     }
     drop(listener);
+    shared.warm.stop();
     let grace = shared.config.shutdown_grace;
     let drained = tokio::time::timeout(grace, async {
         while connections.join_next().await.is_some() {}

@@ -19,6 +19,7 @@ use crate::profiler::Profiler;
 use crate::protocol::{command, Resp, REDIS_DEFAULT_MAX_BULK};
 use crate::upstream::reply::{array_elements, text};
 use crate::upstream::{Credentials, Lane, LinkEvent, Pool, Route, Target, Upstream};
+use crate::warm::Warmer;
 
 /// State every connection shares.
 pub struct Shared {
@@ -38,6 +39,8 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     /// The slow log, the hot-key sketch and the N+1 counter.
     pub profiler: Profiler,
+    /// Warming: its state, its progress, the hot keys to re-warm after a link-loss flush.
+    pub warm: Arc<Warmer>,
     /// Re-reads sampled L1 hits from the upstream and compares them (`--audit-rate`).
     pub audit: Arc<Auditor>,
     /// The command table: the upstream's once loaded, the built-in one until then.
@@ -75,12 +78,19 @@ impl Shared {
         let acl = Acl::new();
         let hook_acl = acl.clone();
         let keep_on_loss = config.serve_stale_when_down;
+        let profiler = Profiler::new(&config);
+        let warm = Warmer::new(config.warm.clone(), profiler.hot.clone());
+        let hook_warm = warm.clone();
         let hook = Box::new(move |event| match event {
             LinkEvent::Lost if keep_on_loss => {}
-            LinkEvent::Lost => hook_l1.flush_all(),
+            LinkEvent::Lost => {
+                hook_l1.flush_all();
+                hook_warm.flushed_for_loss();
+            }
             LinkEvent::Up => {
                 hook_l1.flush_all();
                 hook_acl.forget();
+                hook_warm.flushed_for_loss();
             }
         });
         // A dropped identity's id is never given out again: forget what was learned of it
@@ -91,8 +101,11 @@ impl Shared {
             forget_l1.forget_user(user);
         });
         let tracking = Tracking::new(config.tracking, &config.invalidation_channel, l1.clone());
+        let db = config.upstream.db;
+        (tracking.peers).serve(profiler.hot.clone(), config.warm.peer_keys, db);
+        let loss_warm = warm.clone();
+        tracking.on_loss_flush(Box::new(move || loss_warm.flushed_for_loss()));
         let audit = Auditor::new(l1.clone(), stats.clone());
-        let profiler = Profiler::new(&config);
         Arc::new(Shared {
             upstream: Upstream::new(target, stats.clone(), hook, forget, tracking.clone()),
             tracking,
@@ -103,6 +116,7 @@ impl Shared {
             audit,
             stats,
             profiler,
+            warm,
             table: Tables::new(),
             upstream_max_bulk: AtomicU64::new(u64::MAX),
         })

@@ -3,7 +3,7 @@
 
 mod acl;
 mod group;
-mod nearcache;
+pub(crate) mod nearcache;
 mod pinned;
 mod reads;
 mod replies;

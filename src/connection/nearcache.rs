@@ -43,6 +43,10 @@ const HELP: &[&str] = &[
     "HOTKEYS [<count>]",
     "    The most read keys (GET/MGET, about 1 read in 8 sampled) with approximate read",
     "    counts, as a flat array: key, count, key, count... (default count: 10).",
+    "WARM <pattern> [LIMIT <n>]",
+    "    Load the keys matching the pattern (SCAN + MGET in the sidecar's own database, as",
+    "    its own user, within [warm] max_keys, max_bytes and rate) into L1. Replies with the",
+    "    number of keys loaded once done; an error while another warming runs.",
     "HELP",
     "    Print this help.",
 ];
@@ -75,6 +79,7 @@ enum Sub {
     Stats,
     Slowlog,
     Hotkeys,
+    Warm,
     Help,
 }
 
@@ -87,6 +92,7 @@ impl Sub {
             (b"STATS", Sub::Stats),
             (b"SLOWLOG", Sub::Slowlog),
             (b"HOTKEYS", Sub::Hotkeys),
+            (b"WARM", Sub::Warm),
             (b"HELP", Sub::Help),
         ]
         .into_iter()
@@ -102,6 +108,7 @@ impl Sub {
             Sub::Stats => "nearcache|stats",
             Sub::Slowlog => "nearcache|slowlog",
             Sub::Hotkeys => "nearcache|hotkeys",
+            Sub::Warm => "nearcache|warm",
             Sub::Help => "nearcache|help",
         }
     }
@@ -111,6 +118,7 @@ impl Sub {
         match self {
             Sub::Invalidate | Sub::Slowlog => n >= 1,
             Sub::Hotkeys => n <= 1,
+            Sub::Warm => n == 1 || n == 3,
             Sub::DelPattern => n == 1,
             Sub::Flush => n <= 1,
             Sub::Stats | Sub::Help => n == 0,
@@ -194,6 +202,10 @@ impl Connection {
                 }
                 self.replies.ready_bytes(out.freeze());
             }
+            Sub::Warm => match crate::warm::command(self.shared.clone(), params).await {
+                Ok(keys) => self.reply_integer(keys as i64),
+                Err(e) => self.reply_error(&e),
+            },
             Sub::Help => self.reply_help(HELP),
         }
     }
@@ -317,7 +329,7 @@ impl Connection {
 }
 
 /// The next cursor and the keys of a `SCAN` reply; `None` for an error or anything else.
-fn scan_page(reply: &Bytes) -> Option<(Bytes, Vec<Bytes>)> {
+pub(crate) fn scan_page(reply: &Bytes) -> Option<(Bytes, Vec<Bytes>)> {
     if is_error(reply) {
         return None;
     }

@@ -10,7 +10,14 @@
 //! v1 <sender> <seq> <ms> K <db|*> <len>:<key> [<len>:<key> ...]
 //! v1 <sender> <seq> <ms> P <len>:<pattern> [<len>:<pattern> ...]
 //! v1 <sender> <seq> <ms> F
+//! v1 <sender> <seq> <ms> H? <asker> <wanted>
+//! v1 <sender> <seq> <ms> H <asker> <db> <len>:<key> [<len>:<key> ...]
 //! ```
+//!
+//! `H?` is a starting sidecar (`asker`, its sender id) asking for the `wanted` hottest keys
+//! of every running one; `H` is an answer to it, the answering sidecar's hottest keys in
+//! database `db` (at most [`MAX_HOT_KEYS`] of them; see `crate::warm`). Older sidecars count
+//! these kinds as malformed and skip them.
 //!
 //! `sender` is random per process start, `seq` counts that sender's messages from 1, `ms`
 //! is the publish time (Unix milliseconds); a foreign publisher writes `-` for any of them.
@@ -31,6 +38,9 @@ pub const BATCH_WINDOW: Duration = Duration::from_millis(1);
 pub const BATCH_KEYS: usize = 64;
 /// Messages (or keys) the outbox holds; beyond, everything queued becomes one flush.
 const OUTBOX_MAX: usize = 4096;
+/// Most keys an `H` answer may carry, and an `H?` may ask for (the largest `[warm]
+/// peer_keys`); an answer with more is malformed.
+pub const MAX_HOT_KEYS: usize = 16_384;
 /// The format version.
 const VERSION: &[u8] = b"v1";
 
@@ -43,6 +53,22 @@ pub enum Body {
     Patterns(Vec<Bytes>),
     /// Everything.
     Flush,
+    /// A starting sidecar asks for the hottest keys (`H?`).
+    HotAsk {
+        /// The asker's sender id: answers name it.
+        asker: Bytes,
+        /// How many keys it wants.
+        wanted: usize,
+    },
+    /// An answer to a [`Body::HotAsk`] (`H`): the hottest keys in database `db`.
+    HotKeys {
+        /// The sender id of the sidecar that asked.
+        asker: Bytes,
+        /// The database the keys were read in.
+        db: u32,
+        /// Hottest first.
+        keys: Vec<Bytes>,
+    },
 }
 
 /// A decoded message.
@@ -91,6 +117,17 @@ pub fn encode(sender: &[u8], seq: u64, sent_ms: u64, body: &Body) -> Bytes {
             patterns.iter().for_each(|p| put_item(&mut out, p));
         }
         Body::Flush => out.put_u8(b'F'),
+        Body::HotAsk { asker, wanted } => {
+            out.extend_from_slice(b"H? ");
+            out.extend_from_slice(asker);
+            out.extend_from_slice(format!(" {wanted}").as_bytes());
+        }
+        Body::HotKeys { asker, db, keys } => {
+            out.extend_from_slice(b"H ");
+            out.extend_from_slice(asker);
+            out.extend_from_slice(format!(" {db}").as_bytes());
+            keys.iter().for_each(|k| put_item(&mut out, k));
+        }
     }
     out.freeze()
 }
@@ -161,6 +198,24 @@ pub fn decode(payload: &[u8]) -> Option<Message> {
         }
         b"P" => Body::Patterns(items(rest)?),
         b"F" if rest.is_empty() => Body::Flush,
+        b"H?" => {
+            let asker = field(&mut rest)?;
+            let wanted = number(&field(&mut rest)?)?;
+            if !rest.is_empty() || wanted == 0 {
+                return None;
+            }
+            let wanted = usize::try_from(wanted).ok()?.min(MAX_HOT_KEYS);
+            Body::HotAsk { asker, wanted }
+        }
+        b"H" => {
+            let asker = field(&mut rest)?;
+            let db = u32::try_from(number(&field(&mut rest)?)?).ok()?;
+            let keys = items(rest)?;
+            if keys.len() > MAX_HOT_KEYS {
+                return None;
+            }
+            Body::HotKeys { asker, db, keys }
+        }
         _ => return None,
     };
     Some(Message {
@@ -187,6 +242,14 @@ pub struct BusCounters {
     pub sent_patterns: AtomicU64,
     /// Flush messages published.
     pub sent_flushes: AtomicU64,
+    /// Hot-key asks (`H?`) published.
+    pub sent_hot_asks: AtomicU64,
+    /// Hot-key answers (`H`) published.
+    pub sent_hot_answers: AtomicU64,
+    /// Hot-key asks received from peers.
+    pub received_hot_asks: AtomicU64,
+    /// Hot-key answers received (for this sidecar or another).
+    pub received_hot_answers: AtomicU64,
     /// Keys named by sent key messages.
     pub keys_sent: AtomicU64,
     /// This sidecar's own messages, skipped.
@@ -334,6 +397,21 @@ impl Bus {
         self.queue(Body::Flush);
     }
 
+    /// Asks every running sidecar for its `wanted` hottest keys.
+    pub fn ask_hot(&self, wanted: usize) {
+        self.queue(Body::HotAsk {
+            asker: self.sender.clone(),
+            wanted,
+        });
+    }
+
+    /// Answers `asker` with this sidecar's hottest keys in database `db`.
+    pub fn answer_hot(&self, asker: Bytes, db: u32, keys: Vec<Bytes>) {
+        if !keys.is_empty() {
+            self.queue(Body::HotKeys { asker, db, keys });
+        }
+    }
+
     /// Whether the outbox holds enough keys to publish without waiting for the window.
     pub(super) fn batch_full(&self) -> bool {
         let outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
@@ -341,7 +419,7 @@ impl Bus {
     }
 
     /// Takes what is queued, encoded as messages with the next sequence numbers.
-    pub(super) fn take(&self) -> Vec<Bytes> {
+    pub(crate) fn take(&self) -> Vec<Bytes> {
         let messages = {
             let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
             outbox.keys = 0;
@@ -359,6 +437,8 @@ impl Bus {
                     }
                     Body::Patterns(_) => _ = c.sent_patterns.fetch_add(1, Relaxed),
                     Body::Flush => _ = c.sent_flushes.fetch_add(1, Relaxed),
+                    Body::HotAsk { .. } => _ = c.sent_hot_asks.fetch_add(1, Relaxed),
+                    Body::HotKeys { .. } => _ = c.sent_hot_answers.fetch_add(1, Relaxed),
                 }
                 let seq = self.seq.fetch_add(1, Relaxed) + 1;
                 encode(&self.sender, seq, now, &body)
@@ -407,6 +487,8 @@ impl Bus {
                 c.received_flushes.fetch_add(1, Relaxed);
                 c.flushes.fetch_add(1, Relaxed);
             }
+            Body::HotAsk { .. } => _ = c.received_hot_asks.fetch_add(1, Relaxed),
+            Body::HotKeys { .. } => _ = c.received_hot_answers.fetch_add(1, Relaxed),
         }
         Ok(Some(message.body))
     }

@@ -16,7 +16,7 @@ pub mod bus;
 mod link;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
@@ -100,6 +100,10 @@ pub struct Tracking {
     pub counters: TrackingCounters,
     /// The invalidation bus.
     pub bus: Bus,
+    /// Hot-key asks and answers on the bus (warming from peers).
+    pub peers: crate::warm::peers::PeerExchange,
+    /// Called after each flush for a lost link (re-warming takes the hot keys then).
+    loss_flush_hook: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Tracking {
@@ -119,6 +123,8 @@ impl Tracking {
             l1,
             counters: TrackingCounters::default(),
             bus: Bus::new(channel),
+            peers: Default::default(),
+            loss_flush_hook: OnceLock::new(),
         })
     }
 
@@ -145,6 +151,11 @@ impl Tracking {
     fn refuse_offer(&self, creds: &Credentials) {
         let mut offered = self.offered.lock().unwrap_or_else(|p| p.into_inner());
         offered.retain(|c| c != creds);
+    }
+
+    /// Sets what runs after each flush for a lost link (once; later calls are ignored).
+    pub fn on_loss_flush(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.loss_flush_hook.set(hook);
     }
 
     /// The configured mode.
@@ -192,6 +203,8 @@ impl Tracking {
                 self.l1.invalidate_matching(&crate::glob::Pattern::new(p));
             }),
             Body::Flush => self.l1.flush_all(),
+            Body::HotAsk { asker, wanted } => self.peers.asked(&self.bus, asker, wanted),
+            Body::HotKeys { asker, db, keys } => self.peers.answered(&self.bus, &asker, db, keys),
         }
     }
 
@@ -252,6 +265,9 @@ impl Tracking {
     fn flush_for_loss(&self) {
         self.l1.flush_all();
         self.counters.loss_flushes.fetch_add(1, Relaxed);
+        if let Some(hook) = self.loss_flush_hook.get() {
+            hook();
+        }
     }
 
     /// An upstream connection reports that its redirect target `id` is gone

@@ -75,3 +75,103 @@ fn written_keys_are_batched_per_database() {
     assert_eq!(sent[1].origin.as_ref().unwrap().1, 2);
     assert!(bus.take().is_empty());
 }
+
+#[test]
+fn hot_key_asks_and_answers_round_trip() {
+    let bodies = [
+        Body::HotAsk {
+            asker: b(b"0123abcd"),
+            wanted: 1024,
+        },
+        Body::HotKeys {
+            asker: b(b"0123abcd"),
+            db: 3,
+            keys: vec![b(b"a b"), b(b"\r\n:7"), b(b"")],
+        },
+    ];
+    for body in bodies {
+        let m = decode(&encode(b"peer", 9, 1234, &body)).unwrap();
+        assert_eq!(m.origin, Some((b(b"peer"), 9)));
+        assert_eq!(m.body, body);
+    }
+    let ask = decode(b"v1 - - - H? me 99999999").unwrap().body;
+    assert_eq!(
+        ask,
+        Body::HotAsk {
+            asker: b(b"me"),
+            wanted: MAX_HOT_KEYS
+        }
+    );
+}
+
+#[test]
+fn malformed_hot_key_messages_are_refused_without_panic() {
+    for bad in [
+        &b"v1 - - - H?"[..],
+        b"v1 - - - H? me",
+        b"v1 - - - H? me 0",
+        b"v1 - - - H? me -1",
+        b"v1 - - - H? me 12 x",
+        b"v1 - - - H? me 99999999999999999999",
+        b"v1 - - - H?  5",
+        b"v1 - - - H",
+        b"v1 - - - H me",
+        b"v1 - - - H me 0",
+        b"v1 - - - H me x 1:a",
+        b"v1 - - - H me 4294967296 1:a",
+        b"v1 - - - H me 0 2:a",
+        b"v1 - - - H me 0 1:ab",
+        b"v1 - - - H me 0 99999999999999999999:a",
+        b"v1 - - - H me 0 1:a  1:b",
+        b"v1 - - - H! me 0 1:a",
+    ] {
+        assert_eq!(decode(bad), None, "{}", String::from_utf8_lossy(bad));
+    }
+    let mut many = b"v1 - - - H me 0".to_vec();
+    for _ in 0..=MAX_HOT_KEYS {
+        many.extend_from_slice(b" 1:k");
+    }
+    assert_eq!(decode(&many), None);
+    // Fuzz-ish: every prefix and every one-byte change of good messages decodes or not,
+    // never panics.
+    let good = encode(
+        b"peer",
+        1,
+        2,
+        &Body::HotKeys {
+            asker: b(b"me"),
+            db: 0,
+            keys: vec![b(b"key:1"), b(b"k2")],
+        },
+    );
+    for cut in 0..good.len() {
+        let _ = decode(&good[..cut]);
+        for byte in [b' ', b':', b'9', b'H', b'?', 0xff] {
+            let mut changed = good.to_vec();
+            changed[cut] = byte;
+            let _ = decode(&changed);
+        }
+    }
+}
+
+#[test]
+fn asks_and_answers_are_queued_counted_and_published() {
+    let bus = Bus::new("c");
+    bus.ask_hot(10);
+    bus.answer_hot(b(b"other"), 2, vec![b(b"k")]);
+    bus.answer_hot(b(b"other"), 2, vec![]);
+    let sent: Vec<_> = bus.take().iter().map(|m| decode(m).unwrap()).collect();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        sent[0].body,
+        Body::HotAsk {
+            asker: bus.sender().clone(),
+            wanted: 10
+        }
+    );
+    assert_eq!(bus.counters.sent_hot_asks.load(Relaxed), 1);
+    assert_eq!(bus.counters.sent_hot_answers.load(Relaxed), 1);
+    let peer = encode(b"peer", 1, now_ms(), &sent[1].body);
+    assert!(matches!(bus.receive(&peer), Ok(Some(Body::HotKeys { .. }))));
+    assert_eq!(bus.counters.received_hot_answers.load(Relaxed), 1);
+}

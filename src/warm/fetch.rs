@@ -1,0 +1,284 @@
+//! The bounded warm fetch every warming goes through: `MGET k1..kn` with `PTTL k` for each,
+//! pipelined in one call on the sidecar's own route (its database, RESP2, user 0), filling
+//! L1 through the normal fill path (a generation taken before sending, the pool's
+//! `may_fill`, so an invalidation or a flush overtaking the fetch keeps its result out).
+//! Bounded by `[warm] max_keys` and `max_bytes` (key + encoded value, counted as entries
+//! are admitted, one call in flight at a time so the bound is exact) and by the rate limit;
+//! it waits (bounded) for the invalidation link, retries a failed call a few times, and
+//! stops on shutdown.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::watch;
+
+use super::rate::Rate;
+use crate::cache::CacheKey;
+use crate::protocol::{write_command, Resp};
+use crate::state::Shared;
+use crate::upstream::reply::{array_elements, integer, is_bulk};
+use crate::upstream::{Lane, OnReply, Pool, Route};
+
+/// How long a warming waits for L1 to serve again (the invalidation link) before it gives
+/// up.
+pub const LINK_WAIT: Duration = Duration::from_secs(30);
+/// Attempts of one call before the warming gives up.
+const ATTEMPTS: usize = 10;
+/// Pause between two attempts.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// Poll period while waiting for the link.
+const POLL: Duration = Duration::from_millis(50);
+
+/// How a warming stage ended early.
+#[derive(Debug)]
+pub enum End {
+    /// `max_keys` or `max_bytes` reached: the warming is done.
+    Full,
+    /// Shutdown.
+    Stopped,
+    /// Given up (the reason is logged and shown).
+    Failed(String),
+}
+
+/// What one warming may load, and what it loaded.
+struct Budget {
+    max_keys: u64,
+    max_bytes: u64,
+    keys: AtomicU64,
+    bytes: AtomicU64,
+    /// An entry was refused for the byte bound.
+    full: AtomicBool,
+}
+
+impl Budget {
+    /// Counts an entry of `size` bytes if it fits. Runs on the upstream reader, one call
+    /// in flight at a time.
+    fn admit(&self, size: u64) -> bool {
+        let (keys, bytes) = (self.keys.load(Relaxed), self.bytes.load(Relaxed));
+        if keys >= self.max_keys || bytes + size > self.max_bytes {
+            self.full.store(true, Relaxed);
+            return false;
+        }
+        self.keys.store(keys + 1, Relaxed);
+        self.bytes.store(bytes + size, Relaxed);
+        true
+    }
+
+    fn is_full(&self) -> bool {
+        self.full.load(Relaxed)
+            || self.keys.load(Relaxed) >= self.max_keys
+            || self.bytes.load(Relaxed) >= self.max_bytes
+    }
+}
+
+/// One warming's fetcher.
+pub struct Fetch {
+    shared: Arc<Shared>,
+    pool: Arc<Pool>,
+    lane: Lane,
+    rate: Rate,
+    batch: usize,
+    budget: Arc<Budget>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Fetch {
+    /// A fetcher loading at most `max_keys` keys (and `[warm] max_bytes`).
+    pub fn new(shared: Arc<Shared>, max_keys: u64) -> Fetch {
+        let config = &shared.config.warm;
+        let pool = shared.upstream.pool(Route {
+            db: shared.config.upstream.db,
+            resp: Resp::V2,
+            user: 0,
+        });
+        Fetch {
+            rate: Rate::new(config.rate, config.batch),
+            batch: config.batch.max(1),
+            budget: Arc::new(Budget {
+                max_keys: max_keys.min(config.max_keys),
+                max_bytes: config.max_bytes,
+                keys: AtomicU64::new(0),
+                bytes: AtomicU64::new(0),
+                full: AtomicBool::new(false),
+            }),
+            stop: shared.warm.stopper(),
+            lane: Lane::default(),
+            pool,
+            shared,
+        }
+    }
+
+    /// Keys per `SCAN COUNT` and per `MGET`.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Keys and bytes loaded so far.
+    pub fn loaded(&self) -> (u64, u64) {
+        let b = &self.budget;
+        (b.keys.load(Relaxed), b.bytes.load(Relaxed))
+    }
+
+    /// Loads `keys` in batches; `Err` ends the warming.
+    pub async fn keys(&mut self, keys: &[Bytes]) -> Result<(), End> {
+        let mut rest = keys;
+        while !rest.is_empty() {
+            if self.budget.is_full() {
+                return Err(End::Full);
+            }
+            let left = self.budget.max_keys - self.budget.keys.load(Relaxed);
+            let n = rest.len().min(self.batch).min(left as usize);
+            let (now, later) = rest.split_at(n);
+            self.rate.take(n).await;
+            self.mget(now).await?;
+            rest = later;
+        }
+        Ok(())
+    }
+
+    /// Waits for `tokens` of the rate limit (a `SCAN` call is charged a share of a batch).
+    pub async fn charge(&mut self, tokens: usize) -> Result<(), End> {
+        let wait = self.rate.wait_for(tokens);
+        self.pause(wait).await?;
+        self.rate.take(tokens).await;
+        Ok(())
+    }
+
+    /// One `MGET` + `PTTL`s call, retried.
+    async fn mget(&mut self, keys: &[Bytes]) -> Result<(), End> {
+        let build = |shared: &Arc<Shared>, budget: &Arc<Budget>| {
+            let l1 = shared.l1.clone();
+            let warm = shared.warm.clone();
+            let budget = budget.clone();
+            let db = shared.config.upstream.db;
+            let leads: Vec<_> = keys
+                .iter()
+                .map(|k| {
+                    let key = CacheKey {
+                        user: 0,
+                        db,
+                        key: k.clone(),
+                    };
+                    let taken = l1.generation(&key);
+                    (key, taken)
+                })
+                .collect();
+            let mut mget: Vec<&[u8]> = vec![b"MGET"];
+            mget.extend(keys.iter().map(|k| &k[..]));
+            let mut bytes = BytesMut::new();
+            write_command(&mut bytes, &mget);
+            for k in keys {
+                write_command(&mut bytes, &[b"PTTL", k]);
+            }
+            let sent_at = Instant::now();
+            let on_reply: OnReply = Box::new(move |frames: &[Bytes], may_fill: bool| {
+                let Some(elements) = array_elements(&frames[0]) else {
+                    return;
+                };
+                if elements.len() != leads.len() || frames.len() != 1 + leads.len() {
+                    return;
+                }
+                for (i, (key, taken)) in leads.into_iter().enumerate() {
+                    let (reply, pttl) = (&elements[i], &frames[1 + i]);
+                    if !may_fill || !is_bulk(reply) {
+                        // Not counted: a missing key (cached as such if enabled) or a key of
+                        // another type (not cached).
+                        l1.fill(key, taken, sent_at, reply, pttl, false, may_fill);
+                        continue;
+                    }
+                    if !matches!(integer(pttl), Some(-1) | Some(1..)) {
+                        continue; // gone or changed between MGET and PTTL
+                    }
+                    let size = (key.key.len() + reply.len()) as u64;
+                    if !budget.admit(size) {
+                        continue;
+                    }
+                    warm.loaded(size);
+                    l1.fill(key, taken, sent_at, reply, pttl, false, may_fill);
+                }
+            });
+            (bytes.freeze(), 1 + keys.len(), on_reply)
+        };
+        let mut last = String::new();
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                self.pause(RETRY_PAUSE).await?;
+            }
+            self.ready().await?;
+            let (bytes, replies, on_reply) = build(&self.shared, &self.budget);
+            match self.send(bytes, replies, Some(on_reply)).await {
+                Ok(_) => return Ok(()),
+                Err(e) => last = e,
+            }
+        }
+        Err(End::Failed(format!("MGET failed {ATTEMPTS} times: {last}")))
+    }
+
+    /// One call (a `SCAN`): its reply frames, retried on a failed link.
+    pub async fn call(&mut self, bytes: Bytes) -> Result<Bytes, End> {
+        let mut last = String::new();
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                self.pause(RETRY_PAUSE).await?;
+            }
+            self.ready().await?;
+            match self.send(bytes.clone(), 1, None).await {
+                Ok(mut frames) => return frames.pop().ok_or(End::Failed("no reply".into())),
+                Err(e) => last = e,
+            }
+        }
+        Err(End::Failed(format!("call failed {ATTEMPTS} times: {last}")))
+    }
+
+    async fn send(
+        &self,
+        bytes: Bytes,
+        replies: usize,
+        on_reply: Option<OnReply>,
+    ) -> Result<Vec<Bytes>, String> {
+        let pending = self
+            .pool
+            .send(&self.lane, bytes, replies, on_reply)
+            .await
+            .map_err(|e| e.to_string())?;
+        pending.wait().await.map_err(|e| e.to_string())
+    }
+
+    /// Waits (at most [`LINK_WAIT`]) until L1 serves: the invalidation link is up (or not
+    /// needed). Fails at once when L1 is disabled.
+    async fn ready(&mut self) -> Result<(), End> {
+        let deadline = tokio::time::Instant::now() + LINK_WAIT;
+        loop {
+            if *self.stop.borrow() {
+                return Err(End::Stopped);
+            }
+            if !self.shared.l1.enabled() {
+                return Err(End::Failed("L1 is disabled".into()));
+            }
+            if self.shared.tracking.serving() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let secs = LINK_WAIT.as_secs();
+                return Err(End::Failed(format!("invalidation link down for {secs}s")));
+            }
+            self.pause(POLL).await?;
+        }
+    }
+
+    /// Sleeps for `d` unless the sidecar shuts down meanwhile.
+    pub async fn pause(&mut self, d: Duration) -> Result<(), End> {
+        if d.is_zero() {
+            return match *self.stop.borrow() {
+                true => Err(End::Stopped),
+                false => Ok(()),
+            };
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(d) => Ok(()),
+            _ = self.stop.wait_for(|s| *s) => Err(End::Stopped),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Warming from peers, over the invalidation bus (`H?` and `H` messages, see
+//! `control::bus`): a starting sidecar asks every running one for its hottest keys and
+//! collects the answers for `[warm] peer_wait`; a running sidecar answers each asker once
+//! with its hot-key sketch's top. Only key names travel: the asker fetches the values from
+//! the upstream (the source of truth), through the bounded warm fetch.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+
+use crate::control::Bus;
+use crate::profiler::hotkeys::HotKeys;
+
+/// Key bytes an answer carries at most (hottest keys first; the rest are left out).
+pub const MAX_ANSWER_BYTES: usize = 256 << 10;
+/// Askers remembered as answered (a sidecar's sender id changes with every start).
+const ANSWERED_MEMORY: usize = 256;
+
+/// What this sidecar answers with: its sketch, how many keys at most, its database.
+struct Source {
+    hot: Arc<HotKeys>,
+    most: usize,
+    db: u32,
+}
+
+/// The answers collected for this sidecar's own ask.
+struct Collected {
+    db: u32,
+    want: usize,
+    keys: Vec<Bytes>,
+    seen: HashSet<Bytes>,
+    answers: usize,
+}
+
+/// The peer exchange the control connection feeds (held by `control::Tracking`).
+#[derive(Default)]
+pub struct PeerExchange {
+    source: OnceLock<Source>,
+    collecting: Mutex<Option<Collected>>,
+    answered: Mutex<VecDeque<Bytes>>,
+}
+
+impl PeerExchange {
+    /// Answers asks with up to `most` keys of `hot`'s top, as keys of database `db`.
+    pub fn serve(&self, hot: Arc<HotKeys>, most: usize, db: u32) {
+        let _ = self.source.set(Source { hot, most, db });
+    }
+
+    /// A peer asks for `wanted` hot keys: answered once per asker, within
+    /// [`MAX_ANSWER_BYTES`].
+    pub fn asked(&self, bus: &Bus, asker: Bytes, wanted: usize) {
+        let Some(source) = self.source.get() else {
+            return;
+        };
+        if asker == bus.sender() {
+            return;
+        }
+        {
+            let mut answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
+            if answered.contains(&asker) {
+                return;
+            }
+            if answered.len() == ANSWERED_MEMORY {
+                answered.pop_front();
+            }
+            answered.push_back(asker.clone());
+        }
+        let keys = answer(&source.hot, wanted.min(source.most));
+        bus.answer_hot(asker, source.db, keys);
+    }
+
+    /// An answer arrived: kept if it answers this sidecar's ask, for its database.
+    pub fn answered(&self, bus: &Bus, asker: &[u8], db: u32, keys: Vec<Bytes>) {
+        if asker != &bus.sender()[..] {
+            return;
+        }
+        let mut collecting = self.collecting.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(c) = collecting.as_mut().filter(|c| c.db == db) else {
+            return;
+        };
+        c.answers += 1;
+        for key in keys {
+            if c.keys.len() >= c.want {
+                break;
+            }
+            if c.seen.insert(key.clone()) {
+                c.keys.push(key);
+            }
+        }
+    }
+
+    /// Starts collecting answers: up to `want` distinct keys of database `db`.
+    pub fn begin(&self, want: usize, db: u32) {
+        *self.collecting.lock().unwrap_or_else(|p| p.into_inner()) = Some(Collected {
+            db,
+            want,
+            keys: Vec::new(),
+            seen: HashSet::new(),
+            answers: 0,
+        });
+    }
+
+    /// Stops collecting: the keys (first answers first) and how many answers came.
+    pub fn finish(&self) -> (Vec<Bytes>, usize) {
+        let taken = self
+            .collecting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        taken.map_or((Vec::new(), 0), |c| (c.keys, c.answers))
+    }
+}
+
+/// The `n` hottest keys, hottest first, within [`MAX_ANSWER_BYTES`].
+fn answer(hot: &HotKeys, n: usize) -> Vec<Bytes> {
+    let mut bytes = 0;
+    hot.top(n)
+        .into_iter()
+        .map(|(key, _)| key)
+        .take_while(|key| {
+            bytes += key.len() + 8;
+            bytes <= MAX_ANSWER_BYTES
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::bus::{decode, Body};
+
+    fn sketch(keys: &[&[u8]]) -> Arc<HotKeys> {
+        let hot = Arc::new(HotKeys::new());
+        for (i, k) in keys.iter().enumerate() {
+            for _ in 0..(keys.len() - i) * 3 {
+                hot.record(k);
+            }
+        }
+        hot
+    }
+
+    #[test]
+    fn an_asker_is_answered_once_with_the_hottest_keys() {
+        let bus = Bus::new("c");
+        let peers = PeerExchange::default();
+        peers.asked(&bus, Bytes::from_static(b"x"), 2);
+        assert!(bus.take().is_empty(), "no source yet: no answer");
+        peers.serve(sketch(&[b"a", b"b", b"c"]), 10, 4);
+        peers.asked(&bus, Bytes::from_static(b"x"), 2);
+        peers.asked(&bus, Bytes::from_static(b"x"), 2);
+        peers.asked(&bus, bus.sender().clone(), 2);
+        let sent = bus.take();
+        assert_eq!(sent.len(), 1);
+        let body = decode(&sent[0]).unwrap().body;
+        let keys = vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")];
+        let asker = Bytes::from_static(b"x");
+        assert_eq!(body, Body::HotKeys { asker, db: 4, keys });
+    }
+
+    #[test]
+    fn answers_are_bounded_in_bytes() {
+        let hot = HotKeys::with_capacity(4096);
+        for i in 0..4096u32 {
+            hot.record(format!("{i:0>500}").as_bytes());
+        }
+        let keys = answer(&hot, 4096);
+        assert!(!keys.is_empty());
+        assert!(keys.iter().map(|k| k.len() + 8).sum::<usize>() <= MAX_ANSWER_BYTES);
+    }
+
+    #[test]
+    fn only_answers_to_this_sidecar_in_its_database_are_collected() {
+        let bus = Bus::new("c");
+        let peers = PeerExchange::default();
+        let me = bus.sender().clone();
+        let k = |s: &'static [u8]| Bytes::from_static(s);
+        peers.answered(&bus, &me, 0, vec![k(b"early")]);
+        peers.begin(3, 0);
+        peers.answered(&bus, b"someone-else", 0, vec![k(b"other")]);
+        peers.answered(&bus, &me, 1, vec![k(b"db1")]);
+        peers.answered(&bus, &me, 0, vec![k(b"a"), k(b"b")]);
+        peers.answered(&bus, &me, 0, vec![k(b"b"), k(b"c"), k(b"d")]);
+        assert_eq!(peers.finish(), (vec![k(b"a"), k(b"b"), k(b"c")], 2));
+        assert_eq!(peers.finish(), (vec![], 0));
+    }
+}
