@@ -4,6 +4,9 @@
 //! `may_fill`, so an invalidation or a flush overtaking the fetch keeps its result out).
 //! Bounded by `[warm] max_keys` and `max_bytes` (key + encoded value, counted as entries
 //! are admitted, one call in flight at a time so the bound is exact) and by the rate limit;
+//! what the replies show of user 0's ACL rules is learned as a client's fetch learns it (a
+//! `GET` of the batch's first key rides along while GET is not known permitted, so a warmed
+//! key is a hit from the first `GET`);
 //! it waits (bounded) for the invalidation link, retries a failed call a few times, and
 //! stops on shutdown.
 
@@ -15,10 +18,11 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
 use super::rate::Rate;
+use crate::acl::Read;
 use crate::cache::CacheKey;
 use crate::protocol::{write_command, Resp};
 use crate::state::Shared;
-use crate::upstream::reply::{array_elements, integer, is_bulk};
+use crate::upstream::reply::{array_elements, integer, is_bulk, is_error};
 use crate::upstream::{Lane, OnReply, Pool, Route};
 
 /// How long a warming waits for L1 to serve again (the invalidation link) before it gives
@@ -165,6 +169,10 @@ impl Fetch {
                     (key, taken)
                 })
                 .collect();
+            let acl = shared.acl.clone();
+            let marks = acl.marks(0);
+            let taken_epoch = acl.epoch();
+            let teach_get = !acl.permits(&marks, Read::Get);
             let mut mget: Vec<&[u8]> = vec![b"MGET"];
             mget.extend(keys.iter().map(|k| &k[..]));
             let mut bytes = BytesMut::new();
@@ -172,12 +180,25 @@ impl Fetch {
             for k in keys {
                 write_command(&mut bytes, &[b"PTTL", k]);
             }
+            if teach_get {
+                write_command(&mut bytes, &[b"GET", &keys[0]]);
+            }
+            let replies = 1 + keys.len() + usize::from(teach_get);
             let sent_at = Instant::now();
             let on_reply: OnReply = Box::new(move |frames: &[Bytes], may_fill: bool| {
+                if frames.len() != 1 + leads.len() + usize::from(teach_get) {
+                    return;
+                }
+                if !is_error(&frames[0]) {
+                    acl.learn(&marks, Read::Mget, taken_epoch);
+                }
+                if teach_get && !is_error(&frames[1 + leads.len()]) {
+                    acl.learn(&marks, Read::Get, taken_epoch);
+                }
                 let Some(elements) = array_elements(&frames[0]) else {
                     return;
                 };
-                if elements.len() != leads.len() || frames.len() != 1 + leads.len() {
+                if elements.len() != leads.len() {
                     return;
                 }
                 for (i, (key, taken)) in leads.into_iter().enumerate() {
@@ -199,7 +220,7 @@ impl Fetch {
                     l1.fill(key, taken, sent_at, reply, pttl, false, may_fill);
                 }
             });
-            (bytes.freeze(), 1 + keys.len(), on_reply)
+            (bytes.freeze(), replies, on_reply)
         };
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
