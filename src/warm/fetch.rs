@@ -135,7 +135,7 @@ impl Fetch {
             let left = self.budget.max_keys - self.budget.keys.load(Relaxed);
             let n = rest.len().min(self.batch).min(left as usize);
             let (now, later) = rest.split_at(n);
-            self.rate.take(n).await;
+            self.charge(n).await?;
             self.mget(now).await?;
             rest = later;
         }

@@ -6,6 +6,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -16,6 +17,9 @@ use crate::profiler::hotkeys::HotKeys;
 pub const MAX_ANSWER_BYTES: usize = 256 << 10;
 /// Askers remembered as answered (a sidecar's sender id changes with every start).
 const ANSWERED_MEMORY: usize = 256;
+/// Answers sent per second at most (a flood of asks, e.g. from a foreign publisher, costs
+/// the upstream at most this many answers' worth of `PUBLISH`).
+pub const MAX_ANSWERS_PER_SECOND: usize = 32;
 
 /// What this sidecar answers with: its sketch, how many keys at most, its database.
 struct Source {
@@ -38,7 +42,37 @@ struct Collected {
 pub struct PeerExchange {
     source: OnceLock<Source>,
     collecting: Mutex<Option<Collected>>,
-    answered: Mutex<VecDeque<Bytes>>,
+    answered: Mutex<Answered>,
+}
+
+/// Who was answered, and when the last answers went.
+#[derive(Default)]
+struct Answered {
+    askers: VecDeque<Bytes>,
+    /// The start of the current one-second window and the answers sent in it.
+    window: Option<(Instant, usize)>,
+}
+
+impl Answered {
+    /// Whether `asker` may be answered now (recorded if so).
+    fn admit(&mut self, asker: &Bytes, now: Instant) -> bool {
+        if self.askers.contains(asker) {
+            return false;
+        }
+        let (start, sent) = self.window.get_or_insert((now, 0));
+        if now.duration_since(*start) >= Duration::from_secs(1) {
+            (*start, *sent) = (now, 0);
+        }
+        if *sent >= MAX_ANSWERS_PER_SECOND {
+            return false;
+        }
+        *sent += 1;
+        if self.askers.len() == ANSWERED_MEMORY {
+            self.askers.pop_front();
+        }
+        self.askers.push_back(asker.clone());
+        true
+    }
 }
 
 impl PeerExchange {
@@ -48,7 +82,7 @@ impl PeerExchange {
     }
 
     /// A peer asks for `wanted` hot keys: answered once per asker, within
-    /// [`MAX_ANSWER_BYTES`].
+    /// [`MAX_ANSWER_BYTES`] and [`MAX_ANSWERS_PER_SECOND`].
     pub fn asked(&self, bus: &Bus, asker: Bytes, wanted: usize) {
         let Some(source) = self.source.get() else {
             return;
@@ -56,16 +90,11 @@ impl PeerExchange {
         if asker == bus.sender() {
             return;
         }
-        {
-            let mut answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
-            if answered.contains(&asker) {
-                return;
-            }
-            if answered.len() == ANSWERED_MEMORY {
-                answered.pop_front();
-            }
-            answered.push_back(asker.clone());
+        let mut answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
+        if !answered.admit(&asker, Instant::now()) {
+            return;
         }
+        drop(answered);
         let keys = answer(&source.hot, wanted.min(source.most));
         bus.answer_hot(asker, source.db, keys);
     }
@@ -156,6 +185,24 @@ mod tests {
         let keys = vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")];
         let asker = Bytes::from_static(b"x");
         assert_eq!(body, Body::HotKeys { asker, db: 4, keys });
+    }
+
+    #[test]
+    fn answers_are_bounded_per_second_and_askers_remembered() {
+        let mut answered = Answered::default();
+        let t0 = Instant::now();
+        let asker = |i: usize| Bytes::from(format!("asker{i}"));
+        for i in 0..MAX_ANSWERS_PER_SECOND {
+            assert!(answered.admit(&asker(i), t0));
+        }
+        assert!(!answered.admit(&asker(1000), t0));
+        let later = t0 + Duration::from_secs(1);
+        assert!(answered.admit(&asker(1000), later));
+        assert!(!answered.admit(&asker(3), later), "answered once");
+        for i in 0..2 * ANSWERED_MEMORY {
+            answered.admit(&asker(2000 + i), later + Duration::from_secs(i as u64));
+        }
+        assert_eq!(answered.askers.len(), ANSWERED_MEMORY);
     }
 
     #[test]
