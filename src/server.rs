@@ -20,6 +20,8 @@ use crate::state::{control_target, load_table, Shared};
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 /// Longest wait between failed accepts.
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How long shutdown waits for a running warming to notice it and log how far it got.
+const WARM_STOP_WAIT: Duration = Duration::from_secs(1);
 
 /// Serves clients on `listener` until `shutdown` turns true, then gives connections the
 /// grace period to finish their batch.
@@ -98,4 +100,5 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch
     if drained.await.is_err() {
         connections.abort_all();
     }
+    shared.warm.stopped(WARM_STOP_WAIT).await;
 }

@@ -87,6 +87,9 @@ fn pattern_warming_loads_exactly_the_matching_keys() {
         20,
         "others were not loaded"
     );
+    let metrics = http_get(sidecar.metrics_addr().unwrap(), "/metrics").1;
+    let loaded = metric(&metrics, "nearcache_warm_keys_loaded_total", "");
+    assert_eq!(loaded, Some(50.0), "/metrics shows what INFO shows");
     let log = sidecar.stderr();
     assert!(
         log.contains("warming started (start-up, 1 pattern(s))"),
@@ -346,4 +349,95 @@ fn hot_keys_are_loaded_again_after_a_link_loss_flush() {
     assert!(sidecar
         .stderr()
         .contains("warming done (re-warm after a link-loss flush"));
+}
+
+/// Kills the sidecar's pooled upstream connections (not the control connection).
+fn kill_pool_connections(redis: &Redis) {
+    let reply = redis.conn().cmd_str(&["CLIENT", "KILL", "TYPE", "normal"]);
+    assert!(int_reply(&reply) >= 1, "{}", show(&reply));
+}
+
+#[test]
+fn hot_keys_are_loaded_again_after_the_upstream_link_is_lost() {
+    let redis = Redis::start();
+    fill(&redis, "hot", 10, "h");
+    fill(&redis, "cold", 100, "c");
+    let sidecar = Sidecar::start(redis.port(), &[]);
+    skewed_workload(&mut sidecar.conn(), 10, 100);
+    kill_pool_connections(&redis);
+    poll_until(Duration::from_secs(10), "the flush is re-warmed", || {
+        let info = warm_info(&sidecar);
+        info_u64(&info, "warm_rewarms") >= 1
+            && info_field(&info, "warm_state").as_deref() == Some("done")
+    });
+    assert_eq!(
+        misses(&redis, &sidecar, "hot", 10, "h"),
+        0,
+        "hot keys are hits"
+    );
+}
+
+#[test]
+fn a_warming_resumes_after_its_upstream_connection_is_killed() {
+    let redis = Redis::start();
+    fill(&redis, "res", 50, "r");
+    let dir = TempDir::new("warming");
+    let toml = "[warm]\nfrom_peers = false\nrate = 20\nbatch = 5\nrewarm = false\n";
+    let sidecar = start_with(&redis, &dir, toml, &[]);
+    let port = sidecar.port();
+    let warming = thread::spawn(move || {
+        let mut c = Conn::connect(([127, 0, 0, 1], port).into());
+        c.set_read_timeout(Duration::from_secs(30));
+        c.cmd_str(&["NEARCACHE", "WARM", "res:*"])
+    });
+    poll_until(Duration::from_secs(5), "some keys loaded", || {
+        info_u64(&warm_info(&sidecar), "warm_keys_loaded") >= 10
+    });
+    kill_pool_connections(&redis);
+    assert_eq!(warming.join().unwrap(), b":50\r\n");
+    let info = warm_info(&sidecar);
+    assert_eq!(
+        info_field(&info, "warm_state").as_deref(),
+        Some("done"),
+        "{info}"
+    );
+    assert_eq!(info_u64(&info, "warm_failures"), 0, "{info}");
+}
+
+#[test]
+fn shutdown_stops_a_running_warming_promptly() {
+    let redis = Redis::start();
+    fill(&redis, "stop", 200, "s");
+    let dir = TempDir::new("warming");
+    let toml = "[warm]\npatterns = [\"stop:*\"]\nfrom_peers = false\nrate = 10\nbatch = 5\n";
+    let mut sidecar = start_with(&redis, &dir, toml, &[]);
+    let port = sidecar.port();
+    poll_until(Duration::from_secs(5), "the start-up warming runs", || {
+        info_field(&warm_info(&sidecar), "warm_state").as_deref() == Some("running")
+    });
+    let command = thread::spawn(move || {
+        let mut c = Conn::connect(([127, 0, 0, 1], port).into());
+        c.cmd_str(&["NEARCACHE", "WARM", "stop:*"])
+    });
+    thread::sleep(Duration::from_millis(200));
+    let stopping = Instant::now();
+    sidecar.send_sigterm();
+    let status = sidecar.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        stopping.elapsed()
+    );
+    let reply = command.join().unwrap();
+    assert!(
+        reply.starts_with(b"-ERR a warming is already running"),
+        "{}",
+        show(&reply)
+    );
+    let log = sidecar.stderr();
+    assert!(
+        log.contains("warming stopped by shutdown (start-up"),
+        "{log}"
+    );
 }

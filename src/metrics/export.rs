@@ -143,6 +143,11 @@ struct Figures {
     rejected: IntCounterVec,
     slow_commands: IntCounterVec,
     n_plus_one: IntCounter,
+    warm_keys: IntCounter,
+    warm_bytes: IntCounter,
+    warm_runs: IntCounter,
+    warm_failures: IntCounter,
+    warm_running: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -304,6 +309,19 @@ impl Exporter {
                 "nearcache_n_plus_one_total",
                 "N+1 read patterns found (once per client, key shape and window).",
             ),
+            warm_keys: counter(&r, "nearcache_warm_keys_loaded_total", "Keys warming loaded."),
+            warm_bytes: counter(
+                &r,
+                "nearcache_warm_bytes_loaded_total",
+                "Key + value bytes warming loaded.",
+            ),
+            warm_runs: counter(&r, "nearcache_warm_runs_total", "Warmings run."),
+            warm_failures: counter(
+                &r,
+                "nearcache_warm_failures_total",
+                "Warmings that gave up.",
+            ),
+            warm_running: gauge(&r, "nearcache_warm_running", "1 while a warming runs."),
         };
         Exporter {
             registry: r,
@@ -424,5 +442,13 @@ impl Exporter {
             set(&f.slow_commands.with_label_values(&[label]), calls);
         }
         set(&f.n_plus_one, profiler.n_plus_one());
+        let warm = &shared.warm;
+        let p = &warm.progress;
+        set(&f.warm_keys, n(&p.keys_loaded));
+        set(&f.warm_bytes, n(&p.bytes_loaded));
+        set(&f.warm_runs, n(&p.runs));
+        set(&f.warm_failures, n(&p.failures));
+        let running = warm.state() == crate::warm::State::Running;
+        f.warm_running.set(i64::from(running));
     }
 }

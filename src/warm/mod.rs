@@ -174,6 +174,15 @@ impl Warmer {
         self.stop.send_replace(true);
     }
 
+    /// Waits (at most `bound`) until no warming runs: after [`Warmer::stop`], for a running
+    /// one to end before its next call and log how far it got.
+    pub async fn stopped(&self, bound: Duration) {
+        let deadline = Instant::now() + bound;
+        while self.running.load(Relaxed) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Starts a warming unless one runs.
     pub fn try_begin(self: &Arc<Self>) -> Option<Running> {
         let free = !self.running.swap(true, Relaxed);
