@@ -18,7 +18,6 @@ pub const SECTIONS: &[(&str, Render)] = &[
     ("nearcache_upstream", upstream_section),
     ("nearcache_invalidation", invalidation_section),
     ("nearcache_profiler", profiler_section),
-    ("nearcache_warm", warm_section),
 ];
 
 /// Every section (`INFO nearcache`, `NEARCACHE STATS`), CRLF line endings, a blank line
@@ -84,7 +83,7 @@ pub fn section(shared: &Shared) -> String {
     s.0
 }
 
-/// Renders `# Nearcache_L1`: hits, misses, size, evictions, the staleness audit.
+/// Renders `# Nearcache_L1`: hits, misses, size, evictions, the staleness audit, warming.
 pub fn l1_section(shared: &Shared) -> String {
     let stats = &shared.stats;
     let l1 = &shared.l1;
@@ -113,6 +112,7 @@ pub fn l1_section(shared: &Shared) -> String {
         "stale_hits_detected",
         &stats.stale_hits_detected.load(Relaxed),
     );
+    warm_lines(shared, &mut s);
     s.0
 }
 
@@ -158,13 +158,12 @@ pub fn profiler_section(shared: &Shared) -> String {
     s.0
 }
 
-/// Renders `# Nearcache_Warm`: the warming's state and progress (totals since start, and
-/// the last warming's).
-pub fn warm_section(shared: &Shared) -> String {
+/// The warming's lines of `# Nearcache_L1`: its state and progress (totals since start,
+/// and the last warming's).
+fn warm_lines(shared: &Shared, s: &mut Lines) {
     let warm = &shared.warm;
     let p = &warm.progress;
     let n = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed);
-    let mut s = Lines::new("Nearcache_Warm");
     s.line("warm_state", &warm.state().name());
     s.line("warm_runs", &n(&p.runs));
     s.line("warm_rewarms", &n(&p.rewarms));
@@ -176,7 +175,6 @@ pub fn warm_section(shared: &Shared) -> String {
     s.line("warm_last_keys", &n(&p.last_keys));
     s.line("warm_last_duration_ms", &n(&p.last_duration_ms));
     s.line("warm_holds_ready", &u8::from(warm.holds_readiness()));
-    s.0
 }
 
 /// Renders `# Nearcache_Invalidation`: the control connection, tracking and the bus.

@@ -21,7 +21,7 @@ fn start_with(redis: &Redis, dir: &TempDir, toml: &str, extra: &[&str]) -> Sidec
 }
 
 fn warm_info(sidecar: &Sidecar) -> String {
-    sidecar.conn().info(Some("nearcache_warm"))
+    sidecar.conn().info(Some("nearcache_l1"))
 }
 
 /// Waits until the warmings started so far are over, and returns the section.

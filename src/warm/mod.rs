@@ -11,7 +11,7 @@
 //! Every warming goes through the bounded warm fetch (`fetch`: `MGET` + `PTTL` through the
 //! normal fill path on the sidecar's own route, user 0; `max_keys`, `max_bytes`, the rate
 //! limit of `rate`). One warming runs at a time ([`Warmer::try_begin`]); its progress is in
-//! `INFO nearcache_warm` and the log. The start-up warming runs in the background while the
+//! `INFO nearcache_l1` (the `warm_*` lines), `/metrics` and the log. The start-up warming runs in the background while the
 //! sidecar serves; with `warm_before_ready`, `/readyz` answers "warming" until it is over,
 //! for at most [`READY_HOLD`].
 
@@ -258,7 +258,9 @@ pub async fn command(shared: Arc<Shared>, params: &[Bytes]) -> Result<u64, Strin
     }
     let pattern = pattern.clone();
     let Some(running) = shared.warm.try_begin() else {
-        return Err("ERR a warming is already running (see INFO nearcache_warm)".into());
+        return Err(
+            "ERR a warming is already running (see warm_state in INFO nearcache_l1)".into(),
+        );
     };
     let task = tokio::spawn(async move {
         let outcome = run(&shared, Plan::Pattern(pattern), limit).await;
