@@ -123,6 +123,19 @@ impl Pattern {
         &self.source
     }
 
+    /// The byte every non-empty key it matches starts with, when the pattern starts with a
+    /// literal byte (for indexing patterns by a key's first byte).
+    pub fn first_byte(&self) -> Option<u8> {
+        match &self.kind {
+            Kind::Exact(bytes) | Kind::Prefix(bytes) => bytes.first().copied(),
+            Kind::Tokens(tokens) => match tokens.first() {
+                Some(Token::Byte(b)) => Some(*b),
+                _ => None,
+            },
+            Kind::Never => None,
+        }
+    }
+
     /// Whether `key` matches, as `KEYS` would answer.
     pub fn matches(&self, key: &[u8]) -> bool {
         if key.is_empty() {

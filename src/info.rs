@@ -83,7 +83,8 @@ pub fn section(shared: &Shared) -> String {
     s.0
 }
 
-/// Renders `# Nearcache_L1`: hits, misses, size, evictions, the staleness audit, warming.
+/// Renders `# Nearcache_L1`: hits, misses, size, evictions, the staleness audit, warming,
+/// namespaces.
 pub fn l1_section(shared: &Shared) -> String {
     let stats = &shared.stats;
     let l1 = &shared.l1;
@@ -113,7 +114,31 @@ pub fn l1_section(shared: &Shared) -> String {
         &stats.stale_hits_detected.load(Relaxed),
     );
     warm_lines(shared, &mut s);
+    namespace_lines(shared, &mut s);
     s.0
+}
+
+/// One line per namespace when any is configured, as Redis's keyspace lines read:
+/// `namespace_flags:entries=12,bytes=7104,hits=900,misses=12,cache=1` (the default
+/// namespace last).
+fn namespace_lines(shared: &Shared, s: &mut Lines) {
+    let namespaces = shared.l1.namespaces();
+    if namespaces.is_empty() {
+        return;
+    }
+    for row in namespaces.rows() {
+        s.line(
+            &format!("namespace_{}", row.name),
+            &format_args!(
+                "entries={},bytes={},hits={},misses={},cache={}",
+                row.entries,
+                row.bytes,
+                row.hits,
+                row.misses,
+                u8::from(row.policy.cache)
+            ),
+        );
+    }
 }
 
 /// Renders `# Nearcache_Upstream`: connections, calls, latency, errors.

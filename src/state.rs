@@ -57,13 +57,16 @@ impl Shared {
     /// changed meanwhile (its ACL rules too: what was learned about them is forgotten).
     pub fn new(config: Config) -> Arc<Shared> {
         let stats = Arc::new(Stats::new());
-        let l1 = Arc::new(L1::new(L1Options {
-            max_bytes: config.l1_max_bytes,
-            ttl: config.l1_ttl,
-            compress_min_bytes: config.l1_compress_min_bytes,
-            cache_nil: config.l1_cache_nil,
-            threads: config.threads,
-        }));
+        let l1 = Arc::new(L1::with_namespaces(
+            L1Options {
+                max_bytes: config.l1_max_bytes,
+                ttl: config.l1_ttl,
+                compress_min_bytes: config.l1_compress_min_bytes,
+                cache_nil: config.l1_cache_nil,
+                threads: config.threads,
+            },
+            &config.namespaces,
+        ));
         let u = &config.upstream;
         let target = Target {
             address: u.host_port(),

@@ -215,7 +215,7 @@ fn help_and_stats() {
     let help = c.cmd_str(&["NEARCACHE", "HELP"]);
     assert!(
         help.starts_with(
-            b"*24\r\n+NEARCACHE <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n"
+            b"*28\r\n+NEARCACHE <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n"
         ) && help.ends_with(b"+HELP\r\n+    Print this help.\r\n"),
         "HELP: {}",
         show(&help)
@@ -329,7 +329,7 @@ fn resp3_clients_get_the_same_replies() {
     assert_reply(&c.cmd_str(&["GET", "user:1"]), b"_\r\n", "deleted");
     ok(&c.cmd_str(&["NEARCACHE", "FLUSH"]), "FLUSH");
     let help = c.cmd_str(&["NEARCACHE", "HELP"]);
-    assert!(help.starts_with(b"*24\r\n+NEARCACHE "), "{}", show(&help));
+    assert!(help.starts_with(b"*28\r\n+NEARCACHE "), "{}", show(&help));
     let stats = c.cmd_str(&["NEARCACHE", "STATS"]);
     assert!(stats.starts_with(b"="), "verbatim: {}", show(&stats));
     let stats = String::from_utf8(bulk_reply(&stats).unwrap()).unwrap();

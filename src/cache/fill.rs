@@ -46,7 +46,8 @@ impl L1 {
             return Fetched::Unknown;
         }
         self.count_l2(false);
-        if may_fill && self.options.cache_nil && pttl == Some(-2) {
+        let ns = self.namespaces();
+        if may_fill && pttl == Some(-2) && ns.policy(ns.of(&key.key)).cache_nil {
             self.insert_later(key, taken, Cached::Missing, None);
         }
         Fetched::Missing

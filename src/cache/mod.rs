@@ -10,6 +10,9 @@
 //! - `users`: the user ids an invalidation covers.
 //! - [`coalesce`]: concurrent misses of one key share one fetch.
 //! - `fill`: a fetched GET/MGET reply and its PTTL into an L1 insert ([`L1::fill`]).
+//! - [`namespaces`]: which namespace a key is in, its policy and its figures. A namespace
+//!   with its own `max_bytes` has its own moka store, so its entries and the others' cannot
+//!   evict each other; every other key is in the shared store.
 //!
 //! Keys are evicted one at a time by writes ([`L1::invalidate`]), by pattern
 //! ([`L1::invalidate_matching`], `NEARCACHE INVALIDATE`), by database or all at once.
@@ -23,6 +26,7 @@ use bytes::{Bytes, BytesMut};
 use moka::notification::RemovalCause;
 use moka::sync::Cache;
 
+use crate::config::NamespaceConfig;
 use crate::glob::Pattern;
 use crate::protocol::write_bulk;
 
@@ -33,6 +37,7 @@ mod generations;
 mod hasher;
 mod key;
 mod live;
+pub mod namespaces;
 mod store;
 mod users;
 mod weigh;
@@ -45,6 +50,7 @@ pub use weigh::ENTRY_OVERHEAD;
 use generations::Generations;
 pub use hasher::KeyHasher;
 use live::Live;
+pub use namespaces::{Namespaces, Policy};
 use store::{decompress, Encoder, Entry, Install, Lifetime, Prepared, Stored};
 use users::Users;
 
@@ -81,7 +87,9 @@ pub struct L1Options {
 pub struct L1 {
     /// Distinguishes this L1's slots in the per-thread front.
     id: u32,
-    cache: Cache<CacheKey, Entry, KeyHasher>,
+    /// The shared store, then one per namespace with its own `max_bytes`.
+    stores: Vec<Cache<CacheKey, Entry, KeyHasher>>,
+    namespaces: Arc<Namespaces>,
     hasher: KeyHasher,
     generations: Generations,
     /// Entries held per slice of the key space (see [`live`]).
@@ -140,37 +148,63 @@ pub enum Reason {
 }
 
 impl L1 {
-    /// Builds an empty L1; the fronts' share of `max_bytes` is left out of moka's capacity.
+    /// Builds an empty L1 with no namespaces.
     pub fn new(options: L1Options) -> L1 {
+        L1::with_namespaces(options, &[])
+    }
+
+    /// Builds an empty L1 for `namespaces`: the fronts' share and the namespaces' own
+    /// shares are left out of the shared store's capacity.
+    pub fn with_namespaces(options: L1Options, namespaces: &[NamespaceConfig]) -> L1 {
         let counters = Arc::new(L1Counters::default());
-        let listener_counters = counters.clone();
         let hasher = KeyHasher::new();
         let fronts = front::size(options.max_bytes, options.threads);
         let live = Arc::new(Live::new());
-        let (listener_live, listener_hasher) = (live.clone(), hasher.clone());
-        let cache = Cache::builder()
-            .max_capacity(options.max_bytes.saturating_sub(fronts))
-            .weigher(weigh::weigh)
-            .expire_after(Lifetime)
-            .support_invalidation_closures()
-            .eviction_listener(move |k: Arc<CacheKey>, e: Entry, cause| {
-                listener_live.left(listener_hasher.hash_one((k.db, &k.key[..])));
-                if matches!(e.stored, Stored::Compressed { .. }) {
-                    listener_counters.compressed.fetch_sub(1, Relaxed);
-                }
-                let counter = match cause {
-                    RemovalCause::Size => &listener_counters.evictions,
-                    RemovalCause::Expired => &listener_counters.expired,
-                    RemovalCause::Explicit => &listener_counters.explicit,
-                    RemovalCause::Replaced => return,
-                };
-                counter.fetch_add(1, Relaxed);
-            })
-            .build_with_hasher(hasher.clone());
+        let namespaces = Arc::new(Namespaces::new(
+            namespaces,
+            Policy {
+                cache: true,
+                ttl: options.ttl,
+                cache_nil: options.cache_nil,
+                compress_min_bytes: options.compress_min_bytes,
+                max_bytes: None,
+            },
+        ));
+        let shares = namespaces.shares();
+        let shared = options
+            .max_bytes
+            .saturating_sub(shares.iter().sum())
+            .saturating_sub(fronts);
+        let store = |capacity: u64| {
+            let (counters, live, keys) = (counters.clone(), live.clone(), hasher.clone());
+            let namespaces = namespaces.clone();
+            Cache::builder()
+                .max_capacity(capacity)
+                .weigher(weigh::weigh)
+                .expire_after(Lifetime)
+                .support_invalidation_closures()
+                .eviction_listener(move |k: Arc<CacheKey>, e: Entry, cause| {
+                    live.left(keys.hash_one((k.db, &k.key[..])));
+                    namespaces.held(namespaces.of(&k.key), -1, weigh::weigh(&k, &e));
+                    if matches!(e.stored, Stored::Compressed { .. }) {
+                        counters.compressed.fetch_sub(1, Relaxed);
+                    }
+                    let counter = match cause {
+                        RemovalCause::Size => &counters.evictions,
+                        RemovalCause::Expired => &counters.expired,
+                        RemovalCause::Explicit => &counters.explicit,
+                        RemovalCause::Replaced => return,
+                    };
+                    counter.fetch_add(1, Relaxed);
+                })
+                .build_with_hasher(hasher.clone())
+        };
+        let stores = std::iter::once(shared).chain(shares).map(store).collect();
         static IDS: AtomicU32 = AtomicU32::new(1);
         L1 {
             id: IDS.fetch_add(1, Relaxed),
-            cache,
+            stores,
+            namespaces,
             hasher,
             generations: Generations::new(),
             live,
@@ -180,6 +214,28 @@ impl L1 {
             options,
             counters,
         }
+    }
+
+    /// The namespaces: which one a key is in, their policies and figures.
+    #[inline]
+    pub fn namespaces(&self) -> &Namespaces {
+        &self.namespaces
+    }
+
+    /// The store that holds `key`'s entries.
+    #[inline]
+    fn store_of(&self, key: &[u8]) -> &Cache<CacheKey, Entry, KeyHasher> {
+        match self.stores.len() {
+            1 => &self.stores[0],
+            _ => &self.stores[self.namespaces.store(self.namespaces.of(key))],
+        }
+    }
+
+    /// Whether reads of `key` may be answered and filled by L1 (its namespace caches).
+    #[inline]
+    pub fn caches(&self, key: &[u8]) -> bool {
+        let ns = &self.namespaces;
+        ns.is_empty() || ns.policy(ns.of(key)).cache
     }
 
     /// True when the L1 caches anything at all.
@@ -208,7 +264,7 @@ impl L1 {
             return Some(r);
         }
         let read = read.expect("front did not call it");
-        let entry = self.cache.get(key)?;
+        let entry = self.store_of(key.key).get(key)?;
         match entry.stored {
             Stored::Plain(b) => {
                 front::put(self.id, hash, key, Some(&b), entry.expires_at, taken);
@@ -290,8 +346,12 @@ impl L1 {
         if !self.enabled() {
             return None;
         }
+        let policy = self.namespaces.policy(self.namespaces.of(&key.key));
+        if !policy.cache {
+            return None;
+        }
         let now = Instant::now();
-        let l1_expiry = now + self.options.ttl;
+        let l1_expiry = now + policy.ttl;
         let expires_at = upstream_expiry.map_or(l1_expiry, |u| u.min(l1_expiry));
         if expires_at <= now || matches!(&value, Cached::Value(b) if b.len() > MAX_ENTRY_BYTES) {
             return None;
@@ -303,7 +363,7 @@ impl L1 {
         Some(Install {
             key,
             taken,
-            value: Prepared::new(&value, self.options.compress_min_bytes),
+            value: Prepared::new(&value, policy.compress_min_bytes),
             expires_at,
         })
     }
@@ -330,9 +390,14 @@ impl L1 {
         if compressed {
             self.counters.compressed.fetch_add(1, Relaxed);
         }
-        let expires_at = install.expires_at;
+        let entry = Entry {
+            stored,
+            expires_at: install.expires_at,
+        };
         self.live.entered(hash);
-        self.cache.insert(key, Entry { stored, expires_at });
+        let ns = self.namespaces.of(&key.key);
+        self.namespaces.held(ns, 1, weigh::weigh(&key, &entry));
+        self.stores[self.namespaces.store(ns)].insert(key, entry);
         true
     }
 
@@ -384,8 +449,9 @@ impl L1 {
                 Reason::Written => &self.counters.written,
                 Reason::Invalidated => &self.counters.invalidated,
             };
+            let store = self.store_of(key);
             self.users.each(|user| {
-                if self.cache.remove(&KeyRef { user, db, key }).is_some() {
+                if store.remove(&KeyRef { user, db, key }).is_some() {
                     counter.fetch_add(1, Relaxed);
                 }
             });
@@ -400,13 +466,17 @@ impl L1 {
     pub fn forget_user(&self, user: u32) {
         let _all = self.generations.lock_all();
         self.users.remove(user);
-        let _ = self.cache.invalidate_entries_if(move |k, _| k.user == user);
+        for store in &self.stores {
+            let _ = store.invalidate_entries_if(move |k, _| k.user == user);
+        }
     }
 
     /// Evicts every entry of one database (all users).
     pub fn flush_db(&self, db: u32) {
         let _all = self.generations.lock_all();
-        let _ = self.cache.invalidate_entries_if(move |k, _| k.db == db);
+        for store in &self.stores {
+            let _ = store.invalidate_entries_if(move |k, _| k.db == db);
+        }
         self.generations.bump_db(db);
     }
 
@@ -426,13 +496,17 @@ impl L1 {
             self.generations.bump_all();
         }
         let mut evicted = 0;
-        for (key, _) in self.cache.iter() {
+        let entries = self
+            .stores
+            .iter()
+            .flat_map(|store| store.iter().map(move |e| (store, e)));
+        for (store, (key, _)) in entries {
             if !pattern.matches(&key.key) {
                 continue;
             }
             let hash = self.key_hash(key.db, &key.key);
             let _key = self.generations.lock(hash);
-            if self.cache.remove(&*key).is_some() {
+            if store.remove(&*key).is_some() {
                 evicted += 1;
                 self.counters.invalidated.fetch_add(1, Relaxed);
             }
@@ -444,20 +518,26 @@ impl L1 {
     /// Evicts everything.
     pub fn flush_all(&self) {
         let _all = self.generations.lock_all();
-        self.cache.invalidate_all();
+        self.stores.iter().for_each(Cache::invalidate_all);
         self.generations.bump_all();
     }
 
     /// Entries held (approximate, as moka counts).
     pub fn entry_count(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        self.run_pending_tasks();
+        self.stores.iter().map(Cache::entry_count).sum()
     }
 
     /// Weighted bytes held by moka (the fronts' reserve not included).
     pub fn used_bytes(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.weighted_size()
+        self.run_pending_tasks();
+        self.stores.iter().map(Cache::weighted_size).sum()
+    }
+
+    /// Has moka apply what is pending (evictions, expiries, removals) in every store, so
+    /// that the figures are current.
+    pub fn run_pending_tasks(&self) {
+        self.stores.iter().for_each(Cache::run_pending_tasks);
     }
 
     /// Configured bound.
@@ -473,7 +553,7 @@ impl L1 {
     /// Entries removed, by why. Flushes are what moka removed on request beyond the keys
     /// evicted one by one (an entry flushed is reported by moka only).
     pub fn evictions_by_reason(&self) -> Evictions {
-        self.cache.run_pending_tasks();
+        self.run_pending_tasks();
         let c = &self.counters;
         let (written, invalidated) = (c.written.load(Relaxed), c.invalidated.load(Relaxed));
         Evictions {

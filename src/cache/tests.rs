@@ -238,8 +238,8 @@ fn stored_values_and_keys_are_copies_not_slices_of_the_read_buffer() {
     };
     let range = buffer.as_ptr_range();
     assert!(!range.contains(&stored.as_ptr()), "value copied");
-    l1.cache.run_pending_tasks();
-    for (k, _) in l1.cache.iter() {
+    l1.run_pending_tasks();
+    for (k, _) in l1.stores[0].iter() {
         assert!(!range.contains(&k.key.as_ptr()), "key copied");
     }
 }
@@ -257,7 +257,7 @@ fn the_fronts_share_is_left_out_of_moka() {
     );
     let l1 = l1();
     assert_eq!(
-        l1.cache.policy().max_capacity(),
+        l1.stores[0].policy().max_capacity(),
         Some(l1.max_bytes() - front::size(l1.max_bytes(), 1))
     );
 }
@@ -436,7 +436,7 @@ fn writes_remove_entries_after_replacements_expiries_and_flushes() {
     install("a", b"1", None);
     install("a", b"2", None);
     install("a", b"3", None);
-    l1.cache.run_pending_tasks();
+    l1.run_pending_tasks();
     l1.invalidate(0, b"a");
     assert!(!has("a"), "a replaced entry survived a write");
     install("a", b"4", None);
@@ -449,7 +449,7 @@ fn writes_remove_entries_after_replacements_expiries_and_flushes() {
     // Expired and removed by moka, then installed again and written.
     install("b", b"1", Some(Instant::now() + Duration::from_millis(20)));
     std::thread::sleep(Duration::from_millis(40));
-    l1.cache.run_pending_tasks();
+    l1.run_pending_tasks();
     install("b", b"2", None);
     l1.invalidate(0, b"b");
     assert!(
@@ -459,7 +459,7 @@ fn writes_remove_entries_after_replacements_expiries_and_flushes() {
     // Flushed, installed again, written.
     install("c", b"1", None);
     l1.flush_all();
-    l1.cache.run_pending_tasks();
+    l1.run_pending_tasks();
     install("c", b"2", None);
     l1.invalidate(0, b"c");
     assert!(
@@ -471,7 +471,7 @@ fn writes_remove_entries_after_replacements_expiries_and_flushes() {
         for i in 0..2000 {
             install(&format!("k{i}"), format!("{round}").as_bytes(), None);
         }
-        l1.cache.run_pending_tasks();
+        l1.run_pending_tasks();
         for i in (0..2000).step_by(3) {
             l1.invalidate(0, format!("k{i}").as_bytes());
             assert!(

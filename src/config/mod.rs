@@ -6,7 +6,7 @@
 //! (`--l1-ttl: invalid duration "abc" ...`), whichever source the value came from.
 
 mod flags;
-mod namespaces;
+pub mod namespaces;
 mod parse;
 mod warm;
 

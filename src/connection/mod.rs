@@ -2,6 +2,7 @@
 //! upstream or local), then write every reply in request order with one flush.
 
 mod acl;
+mod counts;
 mod group;
 pub(crate) mod nearcache;
 mod pinned;
@@ -27,6 +28,7 @@ use crate::metrics::commands;
 use crate::protocol::{null, peek_get, Limits, Request, RequestParser, Resp};
 use crate::state::Shared;
 use crate::upstream::{Lane, Pool, Route};
+use counts::Counts;
 use replies::Replies;
 
 /// Requests dispatched before their replies are written and flushed.
@@ -105,14 +107,6 @@ pub struct Connection {
     /// The upstream timeout of the reply being waited for, moved from call to call.
     reply_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     session: Session,
-}
-
-#[derive(Default)]
-struct Counts {
-    hits: u64,
-    misses: u64,
-    /// GETs answered by the hit path (not dispatched, so not counted by command there).
-    hot_gets: u64,
 }
 
 impl Connection {
@@ -305,7 +299,9 @@ impl Connection {
         if hit.is_none() {
             return Head::Missed;
         }
-        self.counts.hits += 1;
+        let key_bytes = &self.input[key.clone()];
+        self.counts
+            .read(self.shared.l1.namespaces(), key_bytes, true);
         self.counts.hot_gets += 1;
         self.sample_hit(&key);
         if self.audit.tick() {
@@ -328,8 +324,17 @@ impl Connection {
             return Flow::Continue;
         }
         let mut action = classify_spec(&req, self.session.db, table, spec);
-        if matches!(action, Action::Get | Action::Mget) && !self.shared.l1.enabled() {
+        let l1 = &self.shared.l1;
+        if matches!(action, Action::Get | Action::Mget) && !l1.enabled() {
             // No L1 (--l1-ttl 0): reads are plain forwards, grouped like any other.
+            action = Action::Forward(Invalidation::None);
+        } else if matches!(action, Action::Get | Action::Mget)
+            && !req.args[1..].iter().any(|k| l1.caches(k))
+        {
+            // Every key in a namespace with `cache = false`: a plain forward, a miss each.
+            for key in &req.args[1..] {
+                self.counts.read(l1.namespaces(), key, false);
+            }
             action = Action::Forward(Invalidation::None);
         }
         match action {
@@ -402,21 +407,8 @@ impl Connection {
     }
 
     fn publish_counts(&mut self) {
-        let Counts {
-            hits,
-            misses,
-            hot_gets,
-        } = std::mem::take(&mut self.counts);
-        let stats = &self.shared.stats;
-        if hot_gets > 0 {
-            stats.hot_path_gets.fetch_add(hot_gets, Relaxed);
-        }
-        if hits > 0 {
-            stats.l1_hits.fetch_add(hits, Relaxed);
-        }
-        if misses > 0 {
-            stats.l1_misses.fetch_add(misses, Relaxed);
-        }
+        let shared = &self.shared;
+        self.counts.publish(&shared.stats, shared.l1.namespaces());
     }
 
     /// Writes an upstream reply frame as the oldest owed reply; a large one is written

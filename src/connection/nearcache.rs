@@ -2,7 +2,8 @@
 //! (`INVALIDATE`), delete keys upstream by pattern (`DELPATTERN`: `SCAN` + `UNLINK` in
 //! batches on the client's own route, so its ACL user applies; never `KEYS`), flush L1
 //! (`FLUSH`), the `# Nearcache` figures (`STATS`), the profiler's slow log (`SLOWLOG`, as
-//! Redis's `SLOWLOG`) and most read keys (`HOTKEYS`), and `HELP`. Errors are worded as
+//! Redis's `SLOWLOG`) and most read keys (`HOTKEYS`), warming (`WARM`), the namespaces
+//! with their policies and figures (`NAMESPACES`), and `HELP`. Errors are worded as
 //! Redis words them for its own container commands.
 //!
 //! `INVALIDATE` and `DELPATTERN` evict here at once and put the pattern on the invalidation
@@ -11,6 +12,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::Connection;
+use crate::cache::namespaces::Row;
 use crate::glob::Pattern;
 use crate::info;
 use crate::profiler::slowlog::write_entries;
@@ -47,6 +49,10 @@ const HELP: &[&str] = &[
     "    Load the keys matching the pattern (SCAN + MGET in the sidecar's own database, as",
     "    its own user, within [warm] max_keys, max_bytes and rate) into L1. Replies with the",
     "    number of keys loaded once done; an error while another warming runs.",
+    "NAMESPACES",
+    "    Each namespace ([[namespace]] in the config, first match wins; 'default' last) as",
+    "    a flat array: name, pattern, cache, l1_ttl_ms, cache_nil, compress_min_bytes,",
+    "    max_bytes (0: shares the rest of L1), entries, bytes, hits, misses.",
     "HELP",
     "    Print this help.",
 ];
@@ -80,6 +86,7 @@ enum Sub {
     Slowlog,
     Hotkeys,
     Warm,
+    Namespaces,
     Help,
 }
 
@@ -93,6 +100,7 @@ impl Sub {
             (b"SLOWLOG", Sub::Slowlog),
             (b"HOTKEYS", Sub::Hotkeys),
             (b"WARM", Sub::Warm),
+            (b"NAMESPACES", Sub::Namespaces),
             (b"HELP", Sub::Help),
         ]
         .into_iter()
@@ -109,6 +117,7 @@ impl Sub {
             Sub::Slowlog => "nearcache|slowlog",
             Sub::Hotkeys => "nearcache|hotkeys",
             Sub::Warm => "nearcache|warm",
+            Sub::Namespaces => "nearcache|namespaces",
             Sub::Help => "nearcache|help",
         }
     }
@@ -121,7 +130,7 @@ impl Sub {
             Sub::Warm => n == 1 || n == 3,
             Sub::DelPattern => n == 1,
             Sub::Flush => n <= 1,
-            Sub::Stats | Sub::Help => n == 0,
+            Sub::Stats | Sub::Namespaces | Sub::Help => n == 0,
         }
     }
 }
@@ -206,6 +215,15 @@ impl Connection {
                 Ok(keys) => self.reply_integer(keys as i64),
                 Err(e) => self.reply_error(&e),
             },
+            Sub::Namespaces => {
+                let l1 = &self.shared.l1;
+                l1.run_pending_tasks();
+                let rows = l1.namespaces().rows();
+                let mut out = BytesMut::new();
+                write_array_header(&mut out, rows.len());
+                rows.iter().for_each(|row| write_namespace(&mut out, row));
+                self.replies.ready_bytes(out.freeze());
+            }
             Sub::Help => self.reply_help(HELP),
         }
     }
@@ -325,6 +343,33 @@ impl Connection {
 
     fn reply_error(&mut self, message: &str) {
         self.replies.ready_with(|out| write_error(out, message));
+    }
+}
+
+/// One `NEARCACHE NAMESPACES` element: field names and values, flat.
+fn write_namespace(out: &mut BytesMut, row: &Row) {
+    let p = &row.policy;
+    let int = |n: u64| n.min(i64::MAX as u64) as i64;
+    let numbers = [
+        ("cache", i64::from(p.cache)),
+        ("l1_ttl_ms", int(p.ttl.as_millis() as u64)),
+        ("cache_nil", i64::from(p.cache_nil)),
+        ("compress_min_bytes", int(p.compress_min_bytes as u64)),
+        ("max_bytes", int(p.max_bytes.unwrap_or(0))),
+        ("entries", int(row.entries)),
+        ("bytes", int(row.bytes)),
+        ("hits", int(row.hits)),
+        ("misses", int(row.misses)),
+    ];
+    write_array_header(out, 4 + 2 * numbers.len());
+    for (field, text) in [("name", &row.name), ("pattern", &row.pattern)] {
+        write_bulk(out, field.as_bytes());
+        write_bulk(out, text.as_bytes());
+    }
+    for (field, n) in numbers {
+        write_bulk(out, field.as_bytes());
+        out.extend_from_slice(b":");
+        write_decimal(out, n);
     }
 }
 

@@ -159,7 +159,7 @@ impl Connection {
         let cached = self.permitted(Read::Get).then(|| self.lookup(&key));
         if let Some(cached) = cached.flatten() {
             self.profile_get(&key);
-            self.counts.hits += 1;
+            self.counts.read(self.shared.l1.namespaces(), &key, true);
             let reply = self.cached_reply(cached);
             if self.audit.tick() {
                 self.audit_hit(key, reply.clone());
@@ -173,7 +173,7 @@ impl Connection {
     pub(super) async fn fetch_missing(&mut self, key: Bytes) {
         self.profile_get(&key);
         let ck = self.cache_key(key.clone());
-        self.counts.misses += 1;
+        self.counts.read(self.shared.l1.namespaces(), &key, false);
         match self.join(ck, Read::Get) {
             Miss::Follow(rx) => self.replies.wait_for(Pending::Follow(rx, key)),
             Miss::Lead(lead) => {
@@ -202,8 +202,19 @@ impl Connection {
             if self.replies.profile.sampler.tick() {
                 self.shared.profiler.hot.record(key);
             }
+            let l1 = &self.shared.l1;
+            if !l1.caches(key) {
+                // A key of a namespace with `cache = false`: fetched alone, filling nothing.
+                self.counts.read(l1.namespaces(), key, false);
+                let key = self.cache_key(key.clone());
+                let taken = l1.generation(&key);
+                let flight = Flight::detached();
+                parts.push(Part::Own(leads.len()));
+                leads.push(Lead { key, taken, flight });
+                continue;
+            }
             if let Some(cached) = self.lookup(key) {
-                self.counts.hits += 1;
+                self.counts.read(self.shared.l1.namespaces(), key, true);
                 let reply = self.cached_reply(cached);
                 if self.audit.tick() {
                     audits.push((parts.len(), reply.clone()));
@@ -211,7 +222,7 @@ impl Connection {
                 parts.push(Part::Known(reply));
                 continue;
             }
-            self.counts.misses += 1;
+            self.counts.read(self.shared.l1.namespaces(), key, false);
             match self.join(self.cache_key(key.clone()), Read::Mget) {
                 Miss::Follow(rx) => parts.push(Part::Follow(rx, key.clone())),
                 Miss::Lead(lead) => {
@@ -226,8 +237,8 @@ impl Connection {
                 let key = self.cache_key(keys[i].clone());
                 let taken = self.shared.l1.generation(&key);
                 parts[i] = Part::Own(0);
-                self.counts.hits -= 1;
-                self.counts.misses += 1;
+                self.counts
+                    .hit_was_miss(self.shared.l1.namespaces(), &keys[i]);
                 let flight = Flight::detached();
                 leads.push(Lead { key, taken, flight });
             }

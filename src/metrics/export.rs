@@ -16,6 +16,7 @@ use prometheus::{
 };
 
 use super::commands::{self, KNOWN};
+use super::namespaces::NamespaceFigures;
 use crate::state::Shared;
 
 /// Round-trip buckets, seconds: 50 µs to 10 s.
@@ -148,6 +149,7 @@ struct Figures {
     warm_runs: IntCounter,
     warm_failures: IntCounter,
     warm_running: IntGauge,
+    namespaces: NamespaceFigures,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -322,6 +324,7 @@ impl Exporter {
                 "Warmings that gave up.",
             ),
             warm_running: gauge(&r, "nearcache_warm_running", "1 while a warming runs."),
+            namespaces: NamespaceFigures::new(&r),
         };
         Exporter {
             registry: r,
@@ -450,5 +453,6 @@ impl Exporter {
         set(&f.warm_failures, n(&p.failures));
         let running = warm.state() == crate::warm::State::Running;
         f.warm_running.set(i64::from(running));
+        f.namespaces.refresh(l1.namespaces());
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod commands;
 pub mod export;
+pub mod namespaces;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
