@@ -316,3 +316,29 @@ fn invalid_namespaces_are_refused_at_start_naming_the_namespace() {
         assert!(out.stderr.contains(wanted), "{toml}: {}", out.stderr);
     }
 }
+
+#[test]
+fn warming_leaves_out_bypassed_keys_and_fills_the_others_by_their_policy() {
+    let redis = Redis::start();
+    let mut direct = redis.conn();
+    for i in 0..10 {
+        direct.cmd_str(&["SET", &format!("session:{i}"), "s"]);
+        direct.cmd_str(&["SET", &format!("user:{i}"), "u"]);
+    }
+    let dir = TempDir::new("ns-warm");
+    let toml = "[warm]\npatterns = [\"*\"]\nfrom_peers = false\n\
+                [[namespace]]\nname = \"session\"\npattern = \"session:*\"\ncache = false\n\
+                [[namespace]]\nname = \"users\"\npattern = \"user:*\"\n";
+    let sidecar = start_with(&redis, &dir, toml, &[]);
+    let mut c = sidecar.conn();
+    poll_until(Duration::from_secs(20), "the warming ends", || {
+        info_field(&c.info(Some("nearcache_l1")), "warm_state").as_deref() == Some("done")
+    });
+    let info = c.info(Some("nearcache_l1"));
+    assert_eq!(info_u64(&info, "warm_keys_loaded"), 10, "{info}");
+    let rows = namespaces(&mut c);
+    assert_eq!(field(&rows, "users", "entries"), 10);
+    assert_eq!(field(&rows, "session", "entries"), 0);
+    assert_eq!(read(&redis, &mut c, "user:3", &bulk(b"u")), 0, "warmed");
+    assert_eq!(read(&redis, &mut c, "session:3", &bulk(b"s")), 1, "bypassed");
+}

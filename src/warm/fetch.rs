@@ -125,9 +125,18 @@ impl Fetch {
         (b.keys.load(Relaxed), b.bytes.load(Relaxed))
     }
 
-    /// Loads `keys` in batches; `Err` ends the warming.
+    /// Loads `keys` in batches (those of a namespace with `cache = false` are left out);
+    /// `Err` ends the warming.
     pub async fn keys(&mut self, keys: &[Bytes]) -> Result<(), End> {
-        let mut rest = keys;
+        let l1 = &self.shared.l1;
+        let cached: Vec<Bytes>;
+        let mut rest = match l1.namespaces().is_empty() {
+            true => keys,
+            false => {
+                cached = keys.iter().filter(|k| l1.caches(k)).cloned().collect();
+                &cached[..]
+            }
+        };
         while !rest.is_empty() {
             if self.budget.is_full() {
                 return Err(End::Full);
