@@ -340,5 +340,9 @@ fn warming_leaves_out_bypassed_keys_and_fills_the_others_by_their_policy() {
     assert_eq!(field(&rows, "users", "entries"), 10);
     assert_eq!(field(&rows, "session", "entries"), 0);
     assert_eq!(read(&redis, &mut c, "user:3", &bulk(b"u")), 0, "warmed");
-    assert_eq!(read(&redis, &mut c, "session:3", &bulk(b"s")), 1, "bypassed");
+    assert_eq!(
+        read(&redis, &mut c, "session:3", &bulk(b"s")),
+        1,
+        "bypassed"
+    );
 }
