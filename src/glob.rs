@@ -136,6 +136,15 @@ impl Pattern {
         }
     }
 
+    /// The literal bytes a key must start with when the pattern is just those and one
+    /// trailing `*` (`user:*`), the pattern a prefix comparison decides.
+    pub fn prefix(&self) -> Option<&[u8]> {
+        match &self.kind {
+            Kind::Prefix(bytes) => Some(bytes),
+            _ => None,
+        }
+    }
+
     /// Whether `key` matches, as `KEYS` would answer.
     pub fn matches(&self, key: &[u8]) -> bool {
         if key.is_empty() {

@@ -58,10 +58,50 @@ pub struct Row {
     pub misses: u64,
 }
 
+/// How a non-empty key is tested against one pattern.
+enum Matcher {
+    /// A prefix of at most 8 bytes: the key's first 8 bytes (zero-padded), masked, equal
+    /// `word`, and the key is at least `len` long. No call, no loop.
+    Short { word: u64, mask: u64, len: usize },
+    /// A longer prefix.
+    Prefix(Box<[u8]>),
+    /// Any other glob.
+    Glob,
+}
+
+impl Matcher {
+    fn new(pattern: &Pattern) -> Matcher {
+        match pattern.prefix() {
+            Some(p) if p.len() <= 8 => Matcher::Short {
+                word: first_word(p),
+                mask: u64::MAX.checked_shr(64 - 8 * p.len() as u32).unwrap_or(0),
+                len: p.len(),
+            },
+            Some(p) => Matcher::Prefix(p.into()),
+            None => Matcher::Glob,
+        }
+    }
+}
+
+/// The first 8 bytes of `key` as a little-endian word, zero-padded.
+#[inline]
+fn first_word(key: &[u8]) -> u64 {
+    match key.first_chunk::<8>() {
+        Some(word) => u64::from_le_bytes(*word),
+        None => {
+            let mut word = [0u8; 8];
+            word[..key.len()].copy_from_slice(key);
+            u64::from_le_bytes(word)
+        }
+    }
+}
+
 /// The configured namespaces, then the default one (the last index).
 pub struct Namespaces {
     names: Vec<String>,
     patterns: Vec<Pattern>,
+    /// By index, how a non-empty key is tested against its pattern.
+    matchers: Vec<Matcher>,
     /// By index; the default namespace's is the global policy.
     policies: Vec<Policy>,
     /// By index: which of L1's moka stores holds its entries (0: the shared one).
@@ -121,9 +161,11 @@ impl Namespaces {
         let mut names: Vec<String> = configured.iter().map(|n| n.name.clone()).collect();
         names.push(DEFAULT_NAMESPACE.to_owned());
         let figures = (0..names.len()).map(|_| Figures::default()).collect();
+        let matchers = patterns.iter().map(Matcher::new).collect();
         Namespaces {
             names,
             patterns,
+            matchers,
             policies,
             stores,
             by_first,
@@ -150,14 +192,30 @@ impl Namespaces {
         if self.patterns.is_empty() {
             return 0;
         }
-        let candidates = match key.first() {
-            Some(&b) => &self.by_first[b as usize],
-            None => &self.for_empty,
+        let Some(&first) = key.first() else {
+            return self.of_empty();
         };
-        candidates
+        let word = first_word(key);
+        for &i in self.by_first[first as usize].iter() {
+            let i = i as usize;
+            let hit = match &self.matchers[i] {
+                Matcher::Short { word: w, mask, len } => key.len() >= *len && word & mask == *w,
+                Matcher::Prefix(p) => key.starts_with(p),
+                Matcher::Glob => self.patterns[i].matches(key),
+            };
+            if hit {
+                return i;
+            }
+        }
+        self.patterns.len()
+    }
+
+    #[cold]
+    fn of_empty(&self) -> usize {
+        self.for_empty
             .iter()
             .map(|&i| i as usize)
-            .find(|&i| self.patterns[i].matches(key))
+            .find(|&i| self.patterns[i].matches(b""))
             .unwrap_or(self.patterns.len())
     }
 
@@ -277,6 +335,58 @@ mod tests {
         );
         assert_eq!(n.rows()[4].name, "default");
         assert_eq!(n.rows()[4].pattern, "*");
+    }
+
+    #[test]
+    fn prefixes_short_and_long_match_as_the_glob_does() {
+        let patterns = [
+            "a*",
+            "key:*",
+            "12345678*",
+            "123456789*",
+            "*",
+            "k?y:*",
+            "ke\\y*",
+        ];
+        let configured: Vec<_> = patterns
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ns(&format!("n{i}"), p))
+            .collect();
+        let keys: &[&[u8]] = &[
+            b"a",
+            b"ab",
+            b"key:",
+            b"key:1",
+            b"key",
+            b"kez:1",
+            b"1234567",
+            b"12345678",
+            b"123456789",
+            b"1234567890",
+            b"k\xffy:",
+            b"ke\\y",
+            b"b",
+            b"\x00",
+        ];
+        for skip in 0..patterns.len() {
+            // Each pattern first in turn, so every one is decided by its own matcher.
+            let mut order = configured.clone();
+            let first = order.remove(skip);
+            order.insert(0, first);
+            let n = Namespaces::new(&order, default_policy());
+            for key in keys {
+                let want = order
+                    .iter()
+                    .position(|c| Pattern::new(c.pattern.as_bytes()).matches(key))
+                    .unwrap_or(order.len());
+                assert_eq!(n.of(key), want, "{:?} in {:?}", show(key), order[0].pattern);
+            }
+        }
+    }
+
+    fn show(key: &[u8]) -> String {
+        String::from_utf8_lossy(key).into_owned()
     }
 
     #[test]

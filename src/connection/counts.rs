@@ -41,11 +41,13 @@ impl Counts {
         }
     }
 
+    #[inline]
     fn namespace(&mut self, namespaces: &Namespaces, key: &[u8]) -> &mut [u64; 2] {
-        if self.by_namespace.is_empty() {
+        if self.by_namespace.len() != namespaces.len() {
             self.by_namespace = vec![[0; 2]; namespaces.len()];
         }
-        &mut self.by_namespace[namespaces.of(key)]
+        let i = namespaces.of(key);
+        &mut self.by_namespace[i]
     }
 
     /// Adds the counts to the shared figures and starts again from zero.

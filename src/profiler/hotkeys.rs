@@ -42,15 +42,44 @@ pub const DECAY_EVERY: u64 = 1 << 15;
 struct Candidate {
     hash: u64,
     key: Bytes,
-    /// The sketch's estimate when the key was last sampled.
-    count: u32,
 }
 
-/// The candidates, and where each is by hash.
+/// The candidates, their counts, and where each is by hash.
 #[derive(Default)]
 struct Top {
     entries: Vec<Candidate>,
+    /// The sketch's estimate of each candidate when it was last sampled, apart from the
+    /// candidates so that finding the lowest is a scan of packed `u32`s.
+    counts: Vec<u32>,
     index: HashMap<u64, usize>,
+}
+
+impl Top {
+    /// The lowest count (0 for an empty table).
+    fn lowest(&self) -> u32 {
+        self.counts.iter().copied().min().unwrap_or(0)
+    }
+
+    /// Removes up to `most` candidates whose count is `low` (the lowest), calling `gone`
+    /// with each one's hash. Evicting the ties together leaves room for as many keys, so
+    /// a full table is scanned once per batch of newcomers instead of once per newcomer.
+    fn evict_lowest(&mut self, low: u32, most: usize, mut gone: impl FnMut(u64)) {
+        let ties: Vec<usize> = (0..self.counts.len())
+            .rev()
+            .filter(|&i| self.counts[i] == low)
+            .take(most.max(1))
+            .collect();
+        // From the highest position down, so that what `swap_remove` moves in was kept.
+        for i in ties {
+            let old = self.entries.swap_remove(i);
+            self.counts.swap_remove(i);
+            self.index.remove(&old.hash);
+            gone(old.hash);
+            if let Some(moved) = self.entries.get(i) {
+                self.index.insert(moved.hash, i);
+            }
+        }
+    }
 }
 
 /// A count-min sketch with a top-K table of the keys it estimates highest.
@@ -143,12 +172,16 @@ impl HotKeys {
 
     /// Up to `n` keys, most read first, with their sampled read counts.
     pub fn top(&self, n: usize) -> Vec<(Bytes, u32)> {
-        let top = self.lock().entries.clone();
+        let (entries, counts) = {
+            let top = self.lock();
+            (top.entries.clone(), top.counts.clone())
+        };
         // The table keeps the estimate of a key's last sample: ask the sketch again.
-        let mut top: Vec<(Bytes, u32)> = top
+        let mut top: Vec<(Bytes, u32)> = entries
             .into_iter()
-            .map(|c| {
-                let count = c.count.max(self.estimate(&c.key));
+            .zip(counts)
+            .map(|(c, count)| {
+                let count = count.max(self.estimate(&c.key));
                 (c.key, count)
             })
             .collect();
@@ -215,45 +248,33 @@ impl HotKeys {
         let new = || Candidate {
             hash,
             key: Bytes::copy_from_slice(key),
-            count: estimate,
         };
         let floor = self.floor.load(Relaxed);
         if let Some(&i) = top.index.get(&hash) {
-            let c = &mut top.entries[i];
-            if c.key != key {
+            if top.entries[i].key != key {
                 return; // another key with the same hash: this one is not listed
             }
-            let was = c.count;
-            c.count = c.count.max(estimate);
+            let was = top.counts[i];
+            top.counts[i] = was.max(estimate);
             self.set_listed(hash, true);
             if was > floor {
                 return;
             }
-        } else if top.entries.len() < self.capacity {
+        } else {
+            if top.entries.len() >= self.capacity {
+                let low = top.lowest();
+                if low >= estimate {
+                    return;
+                }
+                top.evict_lowest(low, self.capacity / 8, |old| self.set_listed(old, false));
+            }
             top.index.insert(hash, top.entries.len());
             top.entries.push(new());
-            self.set_listed(hash, true);
-        } else {
-            let (lowest, low) = top
-                .entries
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, c)| c.count)
-                .map(|(i, c)| (i, c.count))
-                .expect("a full table");
-            if low >= estimate {
-                return;
-            }
-            let old = top.entries[lowest].hash;
-            top.index.remove(&old);
-            self.set_listed(old, false);
-            top.entries[lowest] = new();
-            top.index.insert(hash, lowest);
+            top.counts.push(estimate);
             self.set_listed(hash, true);
         }
         if top.entries.len() == self.capacity {
-            let floor = top.entries.iter().map(|c| c.count).min().unwrap_or(0);
-            self.floor.store(floor, Relaxed);
+            self.floor.store(top.lowest(), Relaxed);
         }
     }
 
@@ -265,11 +286,20 @@ impl HotKeys {
             // Concurrent increments may be lost here; the sketch is approximate anyway.
             c.store(c.load(Relaxed) / 2, Relaxed);
         }
-        top.entries.iter_mut().for_each(|c| c.count /= 2);
-        for c in top.entries.iter().filter(|c| c.count == 0) {
-            self.set_listed(c.hash, false);
+        top.counts.iter_mut().for_each(|c| *c /= 2);
+        let (entries, counts) = (
+            std::mem::take(&mut top.entries),
+            std::mem::take(&mut top.counts),
+        );
+        for (c, count) in entries.into_iter().zip(counts) {
+            match count {
+                0 => self.set_listed(c.hash, false),
+                _ => {
+                    top.entries.push(c);
+                    top.counts.push(count);
+                }
+            }
         }
-        top.entries.retain(|c| c.count > 0);
         top.index = top
             .entries
             .iter()
@@ -277,7 +307,7 @@ impl HotKeys {
             .map(|(i, c)| (c.hash, i))
             .collect();
         let floor = match top.entries.len() == self.capacity {
-            true => top.entries.iter().map(|c| c.count).min().unwrap_or(0),
+            true => top.lowest(),
             false => 0,
         };
         self.floor.store(floor, Relaxed);
@@ -373,7 +403,12 @@ mod tests {
             }
         }
         let top = hot.top(usize::MAX);
-        assert_eq!(top.len(), TOP_K);
+        // Ties for the lowest count leave together (an eighth of the table at most).
+        assert!(
+            (TOP_K - TOP_K / 8..=TOP_K).contains(&top.len()),
+            "{}",
+            top.len()
+        );
         assert!(top.iter().all(|(_, c)| *c >= 9), "{top:?}");
         assert!(top.windows(2).all(|w| w[0].1 >= w[1].1));
     }
