@@ -64,7 +64,7 @@ fn lookups(c: &mut Criterion) {
                 db: 0,
                 key: &keys[i].key,
             };
-            l1.read(&key, |v| {
+            l1.read(&key, |v, _| {
                 out.extend_from_slice(v.map_or(&b"$-1\r\n"[..], |b| &b[..]))
             });
             if out.len() > 1 << 19 {

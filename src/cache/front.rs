@@ -43,6 +43,8 @@ struct Slot {
     user: u32,
     db: u32,
     key_len: u8,
+    /// The key's namespace (an index into L1's namespaces), so a hit counts it unmatched.
+    namespace: u16,
     key: [u8; MAX_KEY],
     /// The encoded bulk reply, or `None` for a cached missing key.
     value: Option<Bytes>,
@@ -116,14 +118,15 @@ impl Slot {
 }
 
 /// Calls `read` with the front's answer for a key of L1 `owner` — `Some(bulk)` a value,
-/// `None` a missing key — if it has one that is valid at generation stamp `stamp`.
+/// `None` a missing key — and the key's namespace, if it has one that is valid at
+/// generation stamp `stamp`.
 #[inline]
 pub fn read<R>(
     owner: u32,
     hash: u64,
     key: &KeyRef<'_>,
     stamp: u64,
-    read: impl FnOnce(Option<&Bytes>) -> R,
+    read: impl FnOnce(Option<&Bytes>, usize) -> R,
 ) -> Option<R> {
     FRONT.with(|front| {
         let front = front.borrow();
@@ -135,19 +138,22 @@ pub fn read<R>(
             .flatten()
             .find(|s| s.is(owner, hash, key))?;
         let valid = slot.stamp == stamp && nanos(Instant::now()) < slot.expires;
-        valid.then(|| read(slot.value.as_ref()))
+        valid.then(|| read(slot.value.as_ref(), usize::from(slot.namespace)))
     })
 }
 
-/// Remembers an L1 hit found at generation stamp `stamp`.
-pub fn put(
-    owner: u32,
-    hash: u64,
-    key: &KeyRef<'_>,
-    value: Option<&Bytes>,
-    expires_at: Instant,
-    stamp: u64,
-) {
+/// Where an L1 hit was found: its generation stamp, expiry and namespace.
+pub struct Found {
+    pub stamp: u64,
+    pub expires_at: Instant,
+    pub namespace: usize,
+}
+
+/// Remembers an L1 hit.
+pub fn put(owner: u32, hash: u64, key: &KeyRef<'_>, value: Option<&Bytes>, found: Found) {
+    let Ok(namespace) = u16::try_from(found.namespace) else {
+        return;
+    };
     if key.key.len() > MAX_KEY || value.is_some_and(|v| v.len() > MAX_VALUE) {
         return;
     }
@@ -173,8 +179,9 @@ pub fn put(
         inline[..key.key.len()].copy_from_slice(key.key);
         front.slots[base + way] = Some(Slot {
             hash,
-            stamp,
-            expires: nanos(expires_at),
+            stamp: found.stamp,
+            expires: nanos(found.expires_at),
+            namespace,
             owner,
             user: key.user,
             db: key.db,

@@ -47,6 +47,7 @@ pub use generations::Generation;
 pub use key::{CacheKey, KeyRef};
 pub use weigh::ENTRY_OVERHEAD;
 
+use front::Found;
 use generations::Generations;
 pub use hasher::KeyHasher;
 use live::Live;
@@ -246,35 +247,47 @@ impl L1 {
     /// Looks a key up. Expired entries are never returned (the front checks each slot's
     /// expiry; moka checks each entry's expiry against the exact clock on every read).
     pub fn get(&self, key: &KeyRef<'_>) -> Option<Cached> {
-        self.read(key, |value| {
+        self.read(key, |value, _| {
             value.map_or(Cached::Missing, |b| Cached::Value(b.clone()))
         })
     }
 
     /// Like [`L1::get`], but lends the value to `read` instead of returning it: a hit in the
     /// thread's front then copies the reply without touching any shared reference count.
-    /// `read` gets the encoded bulk reply, or `None` for a key cached as missing.
+    /// `read` gets the encoded bulk reply, or `None` for a key cached as missing, and the
+    /// key's namespace (see [`Namespaces::of`]; remembered in the front, so a front hit
+    /// does not match it again).
     #[inline]
-    pub fn read<R>(&self, key: &KeyRef<'_>, read: impl FnOnce(Option<&Bytes>) -> R) -> Option<R> {
+    pub fn read<R>(
+        &self,
+        key: &KeyRef<'_>,
+        read: impl FnOnce(Option<&Bytes>, usize) -> R,
+    ) -> Option<R> {
         let hash = self.key_hash(key.db, key.key);
         let taken = self.generations.at(hash, key.db).stamp();
         let mut read = Some(read);
-        let lend = |v: Option<&Bytes>| (read.take().expect("called once"))(v);
+        let lend = |v: Option<&Bytes>, ns| (read.take().expect("called once"))(v, ns);
         if let Some(r) = front::read(self.id, hash, key, taken, lend) {
             return Some(r);
         }
         let read = read.expect("front did not call it");
-        let entry = self.store_of(key.key).get(key)?;
+        let ns = self.namespaces.of(key.key);
+        let entry = self.stores[self.namespaces.store(ns)].get(key)?;
+        let found = Found {
+            stamp: taken,
+            expires_at: entry.expires_at,
+            namespace: ns,
+        };
         match entry.stored {
             Stored::Plain(b) => {
-                front::put(self.id, hash, key, Some(&b), entry.expires_at, taken);
-                Some(read(Some(&b)))
+                front::put(self.id, hash, key, Some(&b), found);
+                Some(read(Some(&b), ns))
             }
             Stored::Missing => {
-                front::put(self.id, hash, key, None, entry.expires_at, taken);
-                Some(read(None))
+                front::put(self.id, hash, key, None, found);
+                Some(read(None, ns))
             }
-            Stored::Compressed { data, len } => Some(read(Some(&decompress(&data, len)?))),
+            Stored::Compressed { data, len } => Some(read(Some(&decompress(&data, len)?), ns)),
         }
     }
 

@@ -30,6 +30,20 @@ impl Counts {
         }
     }
 
+    /// Counts a hit of a key in namespace `i` (as [`crate::cache::L1::read`] found it).
+    #[inline]
+    pub(super) fn hit_in(&mut self, namespaces: &Namespaces, i: usize) {
+        self.hits += 1;
+        if !namespaces.is_empty() {
+            if self.by_namespace.len() != namespaces.len() {
+                self.by_namespace = vec![[0; 2]; namespaces.len()];
+            }
+            if let Some(counts) = self.by_namespace.get_mut(i) {
+                counts[0] += 1;
+            }
+        }
+    }
+
     /// A read counted as a hit turns out to be fetched after all.
     pub(super) fn hit_was_miss(&mut self, namespaces: &Namespaces, key: &[u8]) {
         self.hits -= 1;

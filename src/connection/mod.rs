@@ -290,18 +290,17 @@ impl Connection {
             .lookups
             .is_multiple_of(LOOKUP_SAMPLE)
             .then(std::time::Instant::now);
-        let hit = self.shared.l1.read(&key_ref, |value| {
-            out.extend_from_slice(value.map_or(nil, |b| &b[..]))
+        let hit = self.shared.l1.read(&key_ref, |value, namespace| {
+            out.extend_from_slice(value.map_or(nil, |b| &b[..]));
+            namespace
         });
         if let Some(started) = timed {
             self.shared.stats.lookup_latency.observe(started.elapsed());
         }
-        if hit.is_none() {
+        let Some(namespace) = hit else {
             return Head::Missed;
-        }
-        let key_bytes = &self.input[key.clone()];
-        self.counts
-            .read(self.shared.l1.namespaces(), key_bytes, true);
+        };
+        self.counts.hit_in(self.shared.l1.namespaces(), namespace);
         self.counts.hot_gets += 1;
         self.sample_hit(&key);
         if self.audit.tick() {
