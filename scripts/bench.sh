@@ -9,6 +9,8 @@
 #              misses, fetches and fills
 #   forward    nearcache with --l1-ttl 0 (pure forwarding)
 #   twemproxy  nutcracker with one server (the reference forwarder)
+#   ns20       hits with 20 namespaces configured, the hot keys' the last to match (hit-path
+#              GET and MGET only: what matching a key to its namespace costs)
 # plus, for the remote rows, a relay adding 0.5 ms each way between a fifth nearcache and
 # Redis (and between the benchmark and Redis for the direct figure).
 #
@@ -19,6 +21,9 @@
 # round and workload so drift is shared. Then memory: the resident cost of one L1 entry
 # (BENCH_KEYS values read through a nearcache with --l1-max-bytes 1GiB) and the resident
 # growth of a bounded L1 (--l1-max-bytes 64MiB, ten times more keys read than fit).
+# Between the two: the hit ratio of the first 10 000 requests (Zipf GETs over the mix keys)
+# of a newly started sidecar, cold, warmed from a pattern and warmed from a peer that has
+# served the same skewed workload.
 #
 # Prints one table (a row per workload, a column per target, the ratio to direct in
 # parentheses), the memory figures and the issue's targets with PASS/FAIL; writes the same
@@ -224,6 +229,18 @@ start_nearcache hits "${port[redis]}" "$@"
 start_nearcache misses "${port[redis]}" --l1-max-bytes 1MiB "$@"
 start_nearcache forward "${port[redis]}" --l1-ttl 0 "$@"
 
+# 20 namespaces, every one a pattern a key:... name is tried against (the patterns are indexed
+# by a key's first byte), the hot keys' own the last: the worst case of a realistic config.
+{
+    for i in $(seq -w 1 17); do
+        printf '[[namespace]]\nname = "kv%s"\npattern = "kv%s:*"\nl1_ttl = "30s"\n\n' "$i" "$i"
+    done
+    printf '[[namespace]]\nname = "locks"\npattern = "k*:lock"\ncache = false\n\n'
+    printf '[[namespace]]\nname = "tmp"\npattern = "key:*:tmp"\ncache_nil = false\n\n'
+    printf '[[namespace]]\nname = "hot"\npattern = "key:*"\n'
+} >"$tmp/ns20.toml"
+start_nearcache ns20 "${port[redis]}" --config "$tmp/ns20.toml" "$@"
+
 if [ "$have_twemproxy" = 1 ]; then
     port[twemproxy]=$(free_port)
     cat >"$tmp/nutcracker.yml" <<EOF
@@ -263,7 +280,7 @@ say "relay: PING p50 $(field p50_ms "$rtt_relay") ms through it, $(field p50_ms 
     "adds $added ms per round trip (asked: $((RELAY_DELAY_US * 2)) us)"
 
 say "$(redis-server --version | awk '{print $1, $2, $3}') on ${port[redis]}; nearcache hits ${port[hits]}," \
-    "misses ${port[misses]}, forward ${port[forward]}, remote ${port[remote]} via relay ${port[relay]};" \
+    "misses ${port[misses]}, forward ${port[forward]}, ns20 ${port[ns20]}, remote ${port[remote]} via relay ${port[relay]};" \
     "twemproxy ${port[twemproxy]:-none}${*:+; nearcache flags: $*}"
 say "$BENCH_ROUNDS rounds of $BENCH_SECONDS s per measurement, $CLIENTS clients, $VALUE_BYTES-byte values"
 
@@ -338,7 +355,7 @@ measure() {
     case $w in
         remote_*) if [ "$t" = direct ]; then addr=127.0.0.1:${port[relay]}; else addr=127.0.0.1:${port[remote]}; fi ;;
     esac
-    if [ "$t" = hits ]; then
+    if [ "$t" = hits ] || [ "$t" = ns20 ]; then
         case $w in
             get_* | mget_* | idle) warm "$addr" key: "$HOT_KEYS" ;;
             mix | remote_mix) warm "$addr" mix: "$MIX_KEYS" ;;
@@ -372,6 +389,7 @@ workloads=(get_p1 get_p16 getmiss_p1 getmiss_p16 set_p1 set_p16 incr_p1 incr_p16
 declare -A targets_of=(
     [getmiss_p1]="direct misses" [getmiss_p16]="direct misses"
     [remote_get]="direct hits" [remote_mix]="direct hits"
+    [get_p1]="$local_targets ns20" [get_p16]="$local_targets ns20" [mget_hits]="$local_targets ns20"
 )
 
 for ((round = 1; round <= BENCH_ROUNDS; round++)); do
@@ -419,11 +437,86 @@ memory_run() {
 }
 
 # The nearcaches of the throughput rows are done: stop them so the memory runs have the cores.
-for name in hits misses forward remote twemproxy relay; do
+for name in hits misses forward ns20 remote twemproxy relay; do
     [ -n "${pid[$name]:-}" ] || continue
     stop "${pid[$name]}" 6
     unset "pid[$name]"
 done
+
+# --- the first requests of a new sidecar -----------------------------------------------------
+FIRST_REQUESTS=10000
+PEER_SECONDS=3
+
+# wait_warmed NAME: until the sidecar's start-up warming has run (warm_runs >= 1, not running).
+wait_warmed() {
+    local p=${port[$1]} state runs
+    for _ in $(seq 600); do
+        state=$(info_field "$p" warm_state)
+        runs=$(info_field "$p" warm_runs)
+        if [ "${runs:-0}" -ge 1 ] && [ "$state" != running ]; then
+            [ "$state" = done ] || fail "$1: warming ended in state '$state'"
+            return
+        fi
+        sleep 0.1
+    done
+    fail "$1: warming did not end within 60 s (warm_state $(info_field "$p" warm_state))"
+}
+
+# first_requests SCENARIO NAME: the first FIRST_REQUESTS Zipf GETs through the started
+# sidecar NAME; records its hit ratio over them and what its warming loaded, then stops it.
+first_requests() {
+    local scenario=$1 name=$2 p=${port[$2]} hits0 misses0 hits1 misses1 ratio
+    hits0=$(info_field "$p" l1_hits)
+    misses0=$(info_field "$p" l1_misses)
+    "$tool" zipf-gets --addr "127.0.0.1:$p" --prefix mix: --keys "$MIX_KEYS" --zipf 0.99 \
+        --count "$FIRST_REQUESTS" --seed 1 >/dev/null 2>"$tmp/first.err" ||
+        fail "the first requests through $name failed: $(tail -n 1 "$tmp/first.err")"
+    hits1=$(info_field "$p" l1_hits)
+    misses1=$(info_field "$p" l1_misses)
+    ratio=$(awk -v h=$((hits1 - hits0)) -v m=$((misses1 - misses0)) 'BEGIN { printf "%.4f", h / (h + m) }')
+    record first "$scenario" 1 hit_ratio "$ratio"
+    record first "$scenario" 1 requests $((hits1 - hits0 + misses1 - misses0))
+    record first "$scenario" 1 keys_warmed "$(info_field "$p" warm_keys_loaded)"
+    say "first $FIRST_REQUESTS requests, $scenario: hit ratio $ratio, $(info_field "$p" warm_keys_loaded) keys warmed"
+    stop "${pid[$name]}" 6
+    unset "pid[$name]"
+}
+
+# warm_config FILE LINES...: a config file of a [warm] table.
+warm_config() {
+    local file=$1
+    shift
+    printf '[warm]\n' >"$file"
+    printf '%s\n' "$@" >>"$file"
+}
+
+warm_config "$tmp/cold.toml" "from_peers = false"
+start_nearcache cold "${port[redis]}" --config "$tmp/cold.toml" "$@"
+first_requests cold cold
+
+warm_config "$tmp/pattern.toml" 'patterns = ["mix:*"]' "max_keys = $MIX_KEYS" "rate = 1000000" \
+    "batch = 1000" "from_peers = false"
+start_nearcache pattern "${port[redis]}" --config "$tmp/pattern.toml" "$@"
+wait_warmed pattern
+first_requests patterns pattern
+
+# The peer has served the same skewed workload (GETs only, other draws) for a few seconds
+# before the new sidecar starts.
+warm_config "$tmp/peer.toml" "from_peers = false" "peer_keys = 4096"
+start_nearcache peer "${port[redis]}" --config "$tmp/peer.toml" "$@"
+out=$("$tool" mix --addr "127.0.0.1:${port[peer]}" --clients "$CLIENTS" --keys "$MIX_KEYS" \
+    --set-percent 0 --zipf 0.99 --seconds "$PEER_SECONDS" --warmup 0 2>"$tmp/first.err") ||
+    fail "the peer's workload failed: $(tail -n 1 "$tmp/first.err")"
+record first peer 1 requests "$(field requests "$out")"
+say "the peer served $(field requests "$out") GETs in $PEER_SECONDS s"
+for keys in 1024 4096; do
+    warm_config "$tmp/asker.toml" "from_peers = true" "peer_keys = $keys"
+    start_nearcache asker "${port[redis]}" --config "$tmp/asker.toml" "$@"
+    wait_warmed asker
+    first_requests "peers_$keys" asker
+done
+stop "${pid[peer]}" 6
+unset "pid[peer]"
 
 memory_run memory "$MEMORY_BOUND" "$BENCH_KEYS" "$@"
 record memory nearcache 1 key_bytes "$KEY_BYTES"

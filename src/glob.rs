@@ -17,6 +17,7 @@
 //!   matches no key but the empty one, as in Redis. Matching itself is `O(pattern × key)`:
 //!   on a mismatch it resumes after the last `*` with one more byte consumed.
 //! - A literal prefix followed by one trailing `*` (`user:*`), the common case, is a prefix
+//!   comparison; literal bytes around one `*` (`user:*:session`) a prefix and a suffix
 //!   comparison; a pattern without wildcards is an equality test.
 
 /// Redis stops matching (no match) past this depth of `*` recursion.
@@ -36,6 +37,9 @@ enum Kind {
     Exact(Vec<u8>),
     /// Literal bytes and one trailing `*`: the key starts with these bytes.
     Prefix(Vec<u8>),
+    /// Literal bytes, one `*`, literal bytes (at least one): the key starts with the first,
+    /// ends with the second, and is at least as long as both.
+    Affix(Vec<u8>, Vec<u8>),
     /// Anything else.
     Tokens(Vec<Token>),
     /// Past Redis's nesting limit: no non-empty key matches.
@@ -107,6 +111,8 @@ impl Pattern {
             .and_then(|(_, head)| literal(head))
         {
             Kind::Prefix(prefix)
+        } else if let Some((prefix, suffix)) = affix(&tokens, literal) {
+            Kind::Affix(prefix, suffix)
         } else if nested_stars(&tokens) > MAX_NESTING {
             Kind::Never
         } else {
@@ -127,7 +133,9 @@ impl Pattern {
     /// literal byte (for indexing patterns by a key's first byte).
     pub fn first_byte(&self) -> Option<u8> {
         match &self.kind {
-            Kind::Exact(bytes) | Kind::Prefix(bytes) => bytes.first().copied(),
+            Kind::Exact(bytes) | Kind::Prefix(bytes) | Kind::Affix(bytes, _) => {
+                bytes.first().copied()
+            }
             Kind::Tokens(tokens) => match tokens.first() {
                 Some(Token::Byte(b)) => Some(*b),
                 _ => None,
@@ -145,6 +153,29 @@ impl Pattern {
         }
     }
 
+    /// The literal bytes every non-empty key it matches starts with (empty when the pattern
+    /// starts with a wildcard): a cheap test that rules most keys out before matching.
+    pub fn literal_head(&self) -> &[u8] {
+        match &self.kind {
+            Kind::Exact(bytes) | Kind::Prefix(bytes) | Kind::Affix(bytes, _) => bytes,
+            Kind::Tokens(tokens) => {
+                let n = tokens
+                    .iter()
+                    .take_while(|t| matches!(t, Token::Byte(_)))
+                    .count();
+                // A literal byte token is one byte of the source only when nothing before
+                // it was escaped: take the head from the source while it has no specials.
+                let plain = self
+                    .source
+                    .iter()
+                    .take_while(|b| !matches!(b, b'*' | b'?' | b'[' | b'\\'))
+                    .count();
+                &self.source[..n.min(plain)]
+            }
+            Kind::Never => &[],
+        }
+    }
+
     /// Whether `key` matches, as `KEYS` would answer.
     pub fn matches(&self, key: &[u8]) -> bool {
         if key.is_empty() {
@@ -153,10 +184,29 @@ impl Pattern {
         match &self.kind {
             Kind::Exact(bytes) => key == &bytes[..],
             Kind::Prefix(prefix) => key.starts_with(prefix),
+            Kind::Affix(prefix, suffix) => {
+                key.len() >= prefix.len() + suffix.len()
+                    && key.starts_with(prefix)
+                    && key.ends_with(suffix)
+            }
             Kind::Tokens(tokens) => match_tokens(tokens, key),
             Kind::Never => false,
         }
     }
+}
+
+/// The literal bytes before and after the only `*` run of `tokens`, when every other token
+/// is a literal byte and some follow the run.
+fn affix(
+    tokens: &[Token],
+    literal: impl Fn(&[Token]) -> Option<Vec<u8>>,
+) -> Option<(Vec<u8>, Vec<u8>)> {
+    let star = tokens.iter().position(|t| *t == Token::Star)?;
+    let (head, tail) = (&tokens[..star], &tokens[star + 1..]);
+    if tail.is_empty() {
+        return None;
+    }
+    Some((literal(head)?, literal(tail)?))
 }
 
 /// Why `source` is almost certainly a mistake as a configured pattern, though Redis would
@@ -340,6 +390,77 @@ mod tests {
     }
 
     #[test]
+    fn one_star_between_literals_is_a_prefix_and_suffix_test() {
+        assert!(matches!(Pattern::new(b"user:*:tmp").kind, Kind::Affix(..)));
+        assert!(matches!(Pattern::new(br"a\*b*c").kind, Kind::Affix(..)));
+        assert!(matches!(Pattern::new(b"a*b*c").kind, Kind::Tokens(..)));
+        // The same answers as the general matcher, overlaps and escapes included.
+        let patterns = [
+            "user:*:tmp",
+            "*tmp",
+            "a*a",
+            "ab*ba",
+            r"a\*b*c",
+            "k*:lock",
+            "x**y",
+        ];
+        let keys = [
+            "",
+            "a",
+            "aa",
+            "aba",
+            "abba",
+            "ababa",
+            "user::tmp",
+            "user:tmp",
+            "user:1:tmp",
+            "user:1:tmpx",
+            "tmp",
+            "a*bc",
+            "a*bxc",
+            "abc",
+            "k:lock",
+            "key:0001",
+            "kx:lock",
+            "xy",
+            "xzy",
+            "yx",
+        ];
+        for p in patterns {
+            let tokens = tokenize(p.as_bytes());
+            for k in keys {
+                let general = !k.is_empty() && match_tokens(&tokens, k.as_bytes());
+                let general = if k.is_empty() { m(p, k) } else { general };
+                assert_eq!(m(p, k), general, "pattern {p:?} key {k:?}");
+            }
+        }
+        assert!(m("user:*:tmp", "user::tmp"));
+        assert!(!m("user:*:tmp", "user:tmp"));
+        assert!(!m("a*a", "a"));
+        assert!(m("a*a", "aa"));
+    }
+
+    #[test]
+    fn literal_heads_are_what_every_match_starts_with() {
+        let cases = [
+            ("user:*", "user:"),
+            ("user:*:tmp", "user:"),
+            ("exact", "exact"),
+            ("ab?c*", "ab"),
+            (r"a\*b?", "a"),
+            ("*x", ""),
+            ("[ab]c*", ""),
+        ];
+        for (p, head) in cases {
+            assert_eq!(
+                Pattern::new(p.as_bytes()).literal_head(),
+                head.as_bytes(),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
     fn classes() {
         let cases: &[(&str, &str, bool)] = &[
             ("h[ae]llo", "hello", true),
@@ -420,7 +541,11 @@ mod tests {
             Kind::Exact(b"user:*".to_vec())
         );
         assert_eq!(Pattern::new(b"*").kind, Kind::Prefix(Vec::new()));
-        assert!(matches!(Pattern::new(b"user:**x").kind, Kind::Tokens(_)));
+        assert_eq!(
+            Pattern::new(b"user:**x").kind,
+            Kind::Affix(b"user:".to_vec(), b"x".to_vec())
+        );
+        assert!(matches!(Pattern::new(b"user:*x*").kind, Kind::Tokens(_)));
         assert!(m("user:*", "user:1"));
         assert!(!m("user:*", "users:1"));
     }

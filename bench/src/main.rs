@@ -13,6 +13,7 @@
 //! - [`load`]: the closed loop of clients and the workloads (`get`, `mix`, `mget`).
 //! - [`bulk`]: pipelined fills and reads of a key range.
 //! - [`idle`]: idle connections and PING round trips.
+//! - [`sequence`]: sequential Zipf GETs, the first requests of a new sidecar.
 //! - [`relay`]: the delaying TCP relay.
 //! - [`report`]: medians, ratios, the table and the targets.
 
@@ -26,6 +27,7 @@ mod load;
 mod relay;
 mod report;
 mod resp;
+mod sequence;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -70,6 +72,9 @@ enum Command {
     /// Holds --idle connections, each having sent one PING and got PONG, while the GET load
     /// of `get` runs beside them
     Idle(IdleArgs),
+    /// --count GETs of Zipf-chosen keys, one at a time on one connection (the first requests
+    /// a new sidecar sees; every key must exist); prints `requests=N seconds=S`
+    ZipfGets(ZipfGetsArgs),
     /// Round-trip time of sequential PINGs on one connection: prints p50_ms and p99_ms
     Ping(PingArgs),
     /// TCP relay adding --delay-us to every byte in each direction, order kept per
@@ -229,6 +234,28 @@ struct IdleArgs {
 }
 
 #[derive(Args, Debug)]
+struct ZipfGetsArgs {
+    /// Server address, host:port
+    #[arg(long)]
+    addr: String,
+    /// Key name prefix
+    #[arg(long, default_value = "mix:")]
+    prefix: String,
+    /// Key space: keys 0 .. keys-1, which must exist
+    #[arg(long, default_value_t = 100_000)]
+    keys: u64,
+    /// Zipf exponent s
+    #[arg(long, default_value_t = 0.99)]
+    zipf: f64,
+    /// GETs sent
+    #[arg(long, default_value_t = 10_000)]
+    count: u64,
+    /// Seed of the key choice: the same seed, the same sequence
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Args, Debug)]
 struct PingArgs {
     /// Server address, host:port
     #[arg(long)]
@@ -313,6 +340,17 @@ fn run(command: Command) -> Result<()> {
                 Ok::<_, anyhow::Error>(outcome.summary(plan.measure))
             })?;
             println!("{summary}");
+        }
+        Command::ZipfGets(a) => {
+            let zipf = Zipf::new(a.keys.max(1), a.zipf);
+            let secs = block_on(sequence::zipf_gets(
+                &a.addr,
+                a.prefix.as_bytes(),
+                &zipf,
+                a.count,
+                a.seed,
+            ))?;
+            println!("requests={} seconds={secs:.3}", a.count);
         }
         Command::Ping(a) => {
             let rtt = block_on(idle::round_trips(&a.addr, a.count.max(1)))?;

@@ -236,7 +236,7 @@ impl L1 {
     #[inline]
     pub fn caches(&self, key: &[u8]) -> bool {
         let ns = &self.namespaces;
-        ns.is_empty() || ns.policy(ns.of(key)).cache
+        !ns.bypasses() || ns.policy(ns.of(key)).cache
     }
 
     /// True when the L1 caches anything at all.

@@ -58,27 +58,31 @@ pub struct Row {
     pub misses: u64,
 }
 
-/// How a non-empty key is tested against one pattern.
-enum Matcher {
-    /// A prefix of at most 8 bytes: the key's first 8 bytes (zero-padded), masked, equal
-    /// `word`, and the key is at least `len` long. No call, no loop.
-    Short { word: u64, mask: u64, len: usize },
-    /// A longer prefix.
-    Prefix(Box<[u8]>),
-    /// Any other glob.
-    Glob,
+/// One pattern a key with a given first byte may match, as [`Namespaces::of`] tries it:
+/// the key's first 8 bytes (zero-padded), masked, must equal `word` (the pattern's literal
+/// head, up to 8 bytes) and the key be at least `len` long; then, unless `whole` says that
+/// settles it (a prefix pattern of at most 8 bytes), the pattern itself is matched.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    word: u64,
+    mask: u64,
+    len: u32,
+    whole: bool,
+    index: u16,
 }
 
-impl Matcher {
-    fn new(pattern: &Pattern) -> Matcher {
-        match pattern.prefix() {
-            Some(p) if p.len() <= 8 => Matcher::Short {
-                word: first_word(p),
-                mask: u64::MAX.checked_shr(64 - 8 * p.len() as u32).unwrap_or(0),
-                len: p.len(),
-            },
-            Some(p) => Matcher::Prefix(p.into()),
-            None => Matcher::Glob,
+impl Candidate {
+    fn new(index: u16, pattern: &Pattern) -> Candidate {
+        let head = pattern.literal_head();
+        let head = &head[..head.len().min(8)];
+        Candidate {
+            word: first_word(head),
+            mask: u64::MAX
+                .checked_shr(64 - 8 * head.len() as u32)
+                .unwrap_or(0),
+            len: head.len() as u32,
+            whole: pattern.prefix().is_some_and(|p| p.len() <= 8),
+            index,
         }
     }
 }
@@ -100,18 +104,18 @@ fn first_word(key: &[u8]) -> u64 {
 pub struct Namespaces {
     names: Vec<String>,
     patterns: Vec<Pattern>,
-    /// By index, how a non-empty key is tested against its pattern.
-    matchers: Vec<Matcher>,
     /// By index; the default namespace's is the global policy.
     policies: Vec<Policy>,
     /// By index: which of L1's moka stores holds its entries (0: the shared one).
     stores: Vec<usize>,
-    /// For each first byte of a key, the indexes of the patterns that may match it, in
-    /// configured order. Empty when no namespace is configured.
-    by_first: Vec<Box<[u16]>>,
+    /// For each first byte of a key, the patterns that may match it, in configured order.
+    /// Empty when no namespace is configured.
+    by_first: Vec<Box<[Candidate]>>,
     /// Patterns that may match the empty key (those not starting with a literal byte).
     for_empty: Box<[u16]>,
     figures: Box<[Figures]>,
+    /// Some namespace has `cache = false`.
+    bypasses: bool,
 }
 
 impl Namespaces {
@@ -147,7 +151,7 @@ impl Namespaces {
                 None => 0,
             })
             .collect();
-        let candidates = |first: Option<u8>| -> Box<[u16]> {
+        let candidates = |first: Option<u8>| -> Vec<u16> {
             let may = |p: &Pattern| p.first_byte().is_none_or(|b| Some(b) == first);
             (0..patterns.len() as u16)
                 .filter(|&i| may(&patterns[i as usize]))
@@ -155,22 +159,28 @@ impl Namespaces {
         };
         let by_first = match patterns.is_empty() {
             true => Vec::new(),
-            false => (0..=255u8).map(|b| candidates(Some(b))).collect(),
+            false => (0..=255u8)
+                .map(|b| {
+                    let of = candidates(Some(b)).into_iter();
+                    of.map(|i| Candidate::new(i, &patterns[i as usize]))
+                        .collect()
+                })
+                .collect(),
         };
-        let for_empty = candidates(None);
+        let for_empty = candidates(None).into();
         let mut names: Vec<String> = configured.iter().map(|n| n.name.clone()).collect();
         names.push(DEFAULT_NAMESPACE.to_owned());
         let figures = (0..names.len()).map(|_| Figures::default()).collect();
-        let matchers = patterns.iter().map(Matcher::new).collect();
+        let bypasses = policies.iter().any(|p| !p.cache);
         Namespaces {
             names,
             patterns,
-            matchers,
             policies,
             stores,
             by_first,
             for_empty,
             figures,
+            bypasses,
         }
     }
 
@@ -178,6 +188,13 @@ impl Namespaces {
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()
+    }
+
+    /// Whether some namespace (the default one included) has `cache = false`: without one,
+    /// every key's reads may be answered by L1 and no key needs matching to know it.
+    #[inline]
+    pub fn bypasses(&self) -> bool {
+        self.bypasses
     }
 
     /// Namespaces, the default one included.
@@ -196,15 +213,12 @@ impl Namespaces {
             return self.of_empty();
         };
         let word = first_word(key);
-        for &i in self.by_first[first as usize].iter() {
-            let i = i as usize;
-            let hit = match &self.matchers[i] {
-                Matcher::Short { word: w, mask, len } => key.len() >= *len && word & mask == *w,
-                Matcher::Prefix(p) => key.starts_with(p),
-                Matcher::Glob => self.patterns[i].matches(key),
-            };
-            if hit {
-                return i;
+        for c in self.by_first[first as usize].iter() {
+            if key.len() >= c.len as usize
+                && word & c.mask == c.word
+                && (c.whole || self.patterns[c.index as usize].matches(key))
+            {
+                return c.index as usize;
             }
         }
         self.patterns.len()

@@ -21,47 +21,42 @@ impl Counts {
     /// Counts a read of `key` that L1 answered (`hit`) or did not.
     #[inline]
     pub(super) fn read(&mut self, namespaces: &Namespaces, key: &[u8], hit: bool) {
+        self.read_in(namespaces, namespaces.of(key), hit);
+    }
+
+    /// Counts a read of a key of namespace `i` (as [`Namespaces::of`] or
+    /// [`crate::cache::L1::read`] found it) that L1 answered (`hit`) or did not.
+    #[inline]
+    pub(super) fn read_in(&mut self, namespaces: &Namespaces, i: usize, hit: bool) {
         match hit {
             true => self.hits += 1,
             false => self.misses += 1,
         }
-        if !namespaces.is_empty() {
-            self.namespace(namespaces, key)[usize::from(!hit)] += 1;
+        if let Some(counts) = self.namespace(namespaces, i) {
+            counts[usize::from(!hit)] += 1;
         }
     }
 
-    /// Counts a hit of a key in namespace `i` (as [`crate::cache::L1::read`] found it).
-    #[inline]
-    pub(super) fn hit_in(&mut self, namespaces: &Namespaces, i: usize) {
-        self.hits += 1;
-        if !namespaces.is_empty() {
-            if self.by_namespace.len() != namespaces.len() {
-                self.by_namespace = vec![[0; 2]; namespaces.len()];
-            }
-            if let Some(counts) = self.by_namespace.get_mut(i) {
-                counts[0] += 1;
-            }
-        }
-    }
-
-    /// A read counted as a hit turns out to be fetched after all.
-    pub(super) fn hit_was_miss(&mut self, namespaces: &Namespaces, key: &[u8]) {
+    /// A read of namespace `i` counted as a hit turns out to be fetched after all.
+    pub(super) fn hit_was_miss(&mut self, namespaces: &Namespaces, i: usize) {
         self.hits -= 1;
         self.misses += 1;
-        if !namespaces.is_empty() {
-            let counts = self.namespace(namespaces, key);
+        if let Some(counts) = self.namespace(namespaces, i) {
             counts[0] -= 1;
             counts[1] += 1;
         }
     }
 
+    /// The counts of namespace `i`; `None` when no namespace is configured.
     #[inline]
-    fn namespace(&mut self, namespaces: &Namespaces, key: &[u8]) -> &mut [u64; 2] {
+    fn namespace(&mut self, namespaces: &Namespaces, i: usize) -> Option<&mut [u64; 2]> {
+        if namespaces.is_empty() {
+            return None;
+        }
         if self.by_namespace.len() != namespaces.len() {
             self.by_namespace = vec![[0; 2]; namespaces.len()];
         }
-        let i = namespaces.of(key);
-        &mut self.by_namespace[i]
+        self.by_namespace.get_mut(i)
     }
 
     /// Adds the counts to the shared figures and starts again from zero.

@@ -300,7 +300,8 @@ impl Connection {
         let Some(namespace) = hit else {
             return Head::Missed;
         };
-        self.counts.hit_in(self.shared.l1.namespaces(), namespace);
+        self.counts
+            .read_in(self.shared.l1.namespaces(), namespace, true);
         self.counts.hot_gets += 1;
         self.sample_hit(&key);
         if self.audit.tick() {

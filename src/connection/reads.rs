@@ -57,15 +57,19 @@ impl Connection {
 
     /// L1 lookup, unless this client has writes in flight or the upstream is down (and
     /// serving stale hits is not enabled).
-    fn lookup(&self, key: &[u8]) -> Option<Cached> {
+    fn lookup(&self, key: &[u8]) -> Option<(Cached, usize)> {
         if !self.may_read_l1() {
             return None;
         }
         let s = &self.session;
-        self.shared.l1.get(&KeyRef {
+        let key = KeyRef {
             user: s.user,
             db: s.db,
             key,
+        };
+        self.shared.l1.read(&key, |value, namespace| {
+            let cached = value.map_or(Cached::Missing, |b| Cached::Value(b.clone()));
+            (cached, namespace)
         })
     }
 
@@ -157,9 +161,10 @@ impl Connection {
     /// it is sent; this connection's own fetch joins the group.
     pub(super) async fn get(&mut self, key: Bytes) {
         let cached = self.permitted(Read::Get).then(|| self.lookup(&key));
-        if let Some(cached) = cached.flatten() {
+        if let Some((cached, namespace)) = cached.flatten() {
             self.profile_get(&key);
-            self.counts.read(self.shared.l1.namespaces(), &key, true);
+            let namespaces = self.shared.l1.namespaces();
+            self.counts.read_in(namespaces, namespace, true);
             let reply = self.cached_reply(cached);
             if self.audit.tick() {
                 self.audit_hit(key, reply.clone());
@@ -202,19 +207,10 @@ impl Connection {
             if self.replies.profile.sampler.tick() {
                 self.shared.profiler.hot.record(key);
             }
-            let l1 = &self.shared.l1;
-            if !l1.caches(key) {
-                // A key of a namespace with `cache = false`: fetched alone, filling nothing.
-                self.counts.read(l1.namespaces(), key, false);
-                let key = self.cache_key(key.clone());
-                let taken = l1.generation(&key);
-                let flight = Flight::detached();
-                parts.push(Part::Own(leads.len()));
-                leads.push(Lead { key, taken, flight });
-                continue;
-            }
-            if let Some(cached) = self.lookup(key) {
-                self.counts.read(self.shared.l1.namespaces(), key, true);
+            // A hit first: L1 names the key's namespace, matched at most once.
+            if let Some((cached, namespace)) = self.lookup(key) {
+                self.counts
+                    .read_in(self.shared.l1.namespaces(), namespace, true);
                 let reply = self.cached_reply(cached);
                 if self.audit.tick() {
                     audits.push((parts.len(), reply.clone()));
@@ -222,7 +218,20 @@ impl Connection {
                 parts.push(Part::Known(reply));
                 continue;
             }
-            self.counts.read(self.shared.l1.namespaces(), key, false);
+            let l1 = &self.shared.l1;
+            let namespaces = l1.namespaces();
+            let namespace = namespaces.of(key);
+            self.counts.read_in(namespaces, namespace, false);
+            if !namespaces.is_empty() && !namespaces.policy(namespace).cache {
+                // A key of a namespace with `cache = false` (never in L1): fetched alone,
+                // filling nothing.
+                let key = self.cache_key(key.clone());
+                let taken = l1.generation(&key);
+                let flight = Flight::detached();
+                parts.push(Part::Own(leads.len()));
+                leads.push(Lead { key, taken, flight });
+                continue;
+            }
             match self.join(self.cache_key(key.clone()), Read::Mget) {
                 Miss::Follow(rx) => parts.push(Part::Follow(rx, key.clone())),
                 Miss::Lead(lead) => {
@@ -237,8 +246,9 @@ impl Connection {
                 let key = self.cache_key(keys[i].clone());
                 let taken = self.shared.l1.generation(&key);
                 parts[i] = Part::Own(0);
-                self.counts
-                    .hit_was_miss(self.shared.l1.namespaces(), &keys[i]);
+                let namespaces = self.shared.l1.namespaces();
+                let namespace = namespaces.of(&keys[i]);
+                self.counts.hit_was_miss(namespaces, namespace);
                 let flight = Flight::detached();
                 leads.push(Lead { key, taken, flight });
             }

@@ -8,8 +8,15 @@ use std::fmt::Write;
 
 use anyhow::{bail, Context, Result};
 
+mod checks;
+mod first;
+mod memory;
+
+use checks::checks;
+use memory::memory_lines;
+
 /// Column order.
-const TARGETS: [&str; 5] = ["direct", "hits", "misses", "forward", "twemproxy"];
+const TARGETS: [&str; 6] = ["direct", "hits", "ns20", "misses", "forward", "twemproxy"];
 
 /// What a row shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +186,13 @@ pub fn render(f: &Figures) -> Rendered {
         let _ = writeln!(text, "{}", wrap(&line, "  - ", "    ", 100));
     }
 
+    let _ = writeln!(md, "\n## Namespaces and warming\n");
+    let _ = writeln!(text, "\nnamespaces and warming:");
+    for line in &first::lines(f) {
+        let _ = writeln!(md, "- {line}");
+        let _ = writeln!(text, "{}", wrap(line, "  - ", "    ", 100));
+    }
+
     let _ = writeln!(md, "\n## Memory\n");
     let _ = writeln!(text, "\nmemory:");
     for line in &memory {
@@ -252,7 +266,7 @@ fn legend(f: &Figures) -> Vec<String> {
         "Targets: direct = redis-server itself; hits = nearcache with default flags (L1 warmed \
          before each run); misses = nearcache with --l1-max-bytes 1MiB over the large key \
          space, so nearly every GET misses, fetches and fills; forward = nearcache with \
-         --l1-ttl 0; twemproxy = nutcracker, one server, the reference forwarder. Figures are \
+         --l1-ttl 0; ns20 = hits with 20 namespaces configured (hit-path rows only); twemproxy = nutcracker, one server, the reference forwarder. Figures are \
          ops/s unless the row says ms."
             .into(),
         format!(
@@ -273,162 +287,6 @@ fn legend(f: &Figures) -> Vec<String> {
                 .map_or("?".into(), |v| format!("{v:.3}"))
         ),
     ]
-}
-
-/// The memory section's lines.
-fn memory_lines(f: &Figures) -> Vec<String> {
-    let m = |metric| f.median("memory", "nearcache", metric);
-    let b = |metric| f.median("bounded", "nearcache", metric);
-    let mut lines = Vec::new();
-    if let Some(why) = f.errors.get(&("memory".into(), "nearcache".into())) {
-        lines.push(format!("L1 overhead: not measured: {why}"));
-    } else if let (Some(keys), Some(kb), Some(vb), Some(before), Some(after)) = (
-        m("keys"),
-        m("key_bytes"),
-        m("value_bytes"),
-        m("rss_before"),
-        m("rss_after"),
-    ) {
-        lines.push(format!(
-            "{} keys of {kb:.0}+{vb:.0} bytes read once through nearcache (--l1-max-bytes \
-             {}): l1_entries {}, l1_used_bytes {} ({:.0} per entry as L1 counts them); RSS \
-             {:.1} -> {:.1} MiB, {:.0} bytes per entry, {:.0} beyond key and value",
-            short_count(&format!("{keys}")),
-            f.meta("memory_bound"),
-            m("l1_entries").map_or("?".into(), |v| format!("{v:.0}")),
-            m("l1_used_bytes").map_or("?".into(), |v| format!("{v:.0}")),
-            m("l1_used_bytes").unwrap_or(0.0) / m("l1_entries").unwrap_or(1.0).max(1.0),
-            before / MIB,
-            after / MIB,
-            (after - before) / m("l1_entries").filter(|&e| e > 0.0).unwrap_or(keys),
-            overhead(f).unwrap_or(f64::NAN),
-        ));
-    } else {
-        lines.push("L1 overhead: not measured".into());
-    }
-    if let Some(why) = f.errors.get(&("bounded".into(), "nearcache".into())) {
-        lines.push(format!("bounded L1: not measured: {why}"));
-    } else if let (Some(bound), Some(keys), Some(before), Some(after)) =
-        (b("bound"), b("keys"), b("rss_before"), b("rss_after"))
-    {
-        lines.push(format!(
-            "--l1-max-bytes {:.0} MiB, {} keys read once (about {:.0}x what fits): \
-             l1_entries {}, l1_used_bytes {:.1} MiB, l1_evictions {}; RSS growth {:.1} MiB \
-             = {:.1}% of the bound (peak {:.1}%)",
-            bound / MIB,
-            short_count(&format!("{keys}")),
-            keys / b("l1_entries").unwrap_or(keys).max(1.0),
-            b("l1_entries").map_or("?".into(), |v| format!("{v:.0}")),
-            b("l1_used_bytes").unwrap_or(f64::NAN) / MIB,
-            b("l1_evictions").map_or("?".into(), |v| format!("{v:.0}")),
-            (after - before) / MIB,
-            (after - before) / bound * 100.0,
-            b("hwm_after").map_or(f64::NAN, |h| (h - before) / bound * 100.0),
-        ));
-    } else {
-        lines.push("bounded L1: not measured".into());
-    }
-    lines
-}
-
-const MIB: f64 = 1024.0 * 1024.0;
-
-/// Resident bytes per L1 entry beyond its key and value (per entry L1 holds, should it
-/// hold fewer than the keys read).
-fn overhead(f: &Figures) -> Option<f64> {
-    let m = |metric| f.median("memory", "nearcache", metric);
-    let entries = m("l1_entries").filter(|&e| e > 0.0).or(m("keys"))?;
-    Some((m("rss_after")? - m("rss_before")?) / entries - m("key_bytes")? - m("value_bytes")?)
-}
-
-/// One of the issue's targets, judged on this run.
-struct Check {
-    name: String,
-    /// `None`: not measured.
-    pass: Option<bool>,
-    shown: String,
-}
-
-impl Check {
-    fn verdict(&self) -> &'static str {
-        match self.pass {
-            Some(true) => "PASS",
-            Some(false) => "FAIL",
-            None => "n/a",
-        }
-    }
-}
-
-/// Every target of the issue.
-fn checks(f: &Figures) -> Vec<Check> {
-    let ops = "ops_per_sec";
-    let at_least = |name: String, value: Option<f64>, min: f64| Check {
-        name,
-        pass: value.map(|v| v >= min),
-        shown: value.map_or("not measured".into(), |v| format!("{v:.2}x")),
-    };
-    let mut out = Vec::new();
-    for (cmd, w1, w16) in [
-        ("SET", "set_p1", "set_p16"),
-        ("INCR", "incr_p1", "incr_p16"),
-    ] {
-        for target in ["forward", "hits"] {
-            out.push(at_least(
-                format!("{cmd} -P 1 through {target} >= 0.9x direct"),
-                f.ratio(w1, ops, target, "direct"),
-                0.9,
-            ));
-        }
-        for target in ["forward", "hits"] {
-            out.push(at_least(
-                format!("{cmd} -P 16 through {target} >= 2x twemproxy"),
-                f.ratio(w16, ops, target, "twemproxy"),
-                2.0,
-            ));
-        }
-    }
-    let against_direct = [
-        (
-            "GET -P 1 misses >= 0.8x direct",
-            "getmiss_p1",
-            "misses",
-            0.8,
-        ),
-        ("GET -P 1 L1 hits >= 1.0x direct", "get_p1", "hits", 1.0),
-        ("GET -P 16 L1 hits >= 0.9x direct", "get_p16", "hits", 0.9),
-        ("MGET 10 all hits >= 1.0x direct", "mget_hits", "hits", 1.0),
-    ];
-    for (name, workload, target, min) in against_direct {
-        let ratio = f.ratio(workload, ops, target, "direct");
-        out.push(at_least(name.into(), ratio, min));
-    }
-    let ms = |v: Option<f64>| v.map_or("not measured".into(), |v| format!("{v:.3} ms"));
-    let near = f.median("remote_get", "hits", "p99_ms");
-    out.push(Check {
-        name: "remote: hot GET p99 through nearcache < 0.3 ms".into(),
-        pass: near.map(|v| v < 0.3),
-        shown: ms(near),
-    });
-    let far = f.median("remote_get", "direct", "p99_ms");
-    out.push(Check {
-        name: "remote: GET p99 direct through the relay > 1 ms".into(),
-        pass: far.map(|v| v > 1.0),
-        shown: ms(far),
-    });
-    let over = overhead(f);
-    out.push(Check {
-        name: "L1 overhead <= 150 bytes per entry beyond key and value".into(),
-        pass: over.map(|v| v <= 150.0),
-        shown: over.map_or("not measured".into(), |v| format!("{v:.0} bytes")),
-    });
-    let b = |metric| f.median("bounded", "nearcache", metric);
-    let growth = (|| Some((b("rss_after")? - b("rss_before")?) / b("bound")?))();
-    out.push(Check {
-        name: "bounded L1: RSS growth within 10% of --l1-max-bytes".into(),
-        pass: growth.map(|g| g <= 1.10),
-        shown: growth.map_or("not measured".into(), |g| format!("{:.1}%", g * 100.0)),
-    });
-    out
 }
 
 /// `1000000` -> `1M`, `10000` -> `10k`; other text unchanged.
