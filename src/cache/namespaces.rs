@@ -352,7 +352,7 @@ mod tests {
     }
 
     #[test]
-    fn prefixes_short_and_long_match_as_the_glob_does() {
+    fn every_pattern_kind_matches_as_the_glob_does() {
         let patterns = [
             "a*",
             "key:*",
@@ -361,6 +361,12 @@ mod tests {
             "*",
             "k?y:*",
             "ke\\y*",
+            "key:*:tmp",
+            "k*:lock",
+            "ab?c*",
+            "12345678*9",
+            "user:[ab]*",
+            "a\\*b*c",
         ];
         let configured: Vec<_> = patterns
             .iter()
@@ -382,6 +388,19 @@ mod tests {
             b"ke\\y",
             b"b",
             b"\x00",
+            b"key::tmp",
+            b"key:1:tmp",
+            b"key:tmp",
+            b"k:lock",
+            b"kx:lock",
+            b"abxc",
+            b"abc",
+            b"user:a1",
+            b"user:c1",
+            b"a*bc",
+            b"a*b",
+            b"12345678x9",
+            b"123456789",
         ];
         for skip in 0..patterns.len() {
             // Each pattern first in turn, so every one is decided by its own matcher.
