@@ -127,6 +127,57 @@ fn warming_stops_at_max_keys_and_max_bytes() {
     assert_eq!(misses(&redis, &sidecar, "b", 30, &value), 30 - keys);
 }
 
+/// Bytes the upstream has sent to its clients so far.
+fn upstream_output(redis: &Redis) -> u64 {
+    info_u64(&redis.conn().info(Some("stats")), "total_net_output_bytes")
+}
+
+#[test]
+fn warming_never_fetches_values_l1_would_not_hold() {
+    let redis = Redis::start();
+    let huge = "h".repeat(5 << 20); // over the 4 MiB an L1 entry may hold
+    let mut direct = redis.conn();
+    for i in 0..4 {
+        let key = format!("big:huge:{i}");
+        assert_eq!(direct.cmd_str(&["SET", &key, &huge]), b"+OK\r\n");
+    }
+    fill(&redis, "big:s", 10, "v");
+    assert_eq!(direct.cmd_str(&["HSET", "big:hash", "f", "v"]), b":1\r\n");
+    let dir = TempDir::new("warming");
+    let toml = "[warm]\nfrom_peers = false\nbatch = 5\nmax_bytes = \"2MiB\"\n";
+    let sidecar = start_with(&redis, &dir, toml, &[]);
+    let mut c = sidecar.conn();
+
+    let before = upstream_output(&redis);
+    assert_eq!(c.cmd_str(&["NEARCACHE", "WARM", "big:*"]), b":10\r\n");
+    let sent = upstream_output(&redis) - before;
+    assert!(
+        sent < 256 << 10,
+        "the 5 MiB values were fetched: {sent} bytes sent"
+    );
+    assert_eq!(misses(&redis, &sidecar, "big:s", 10, "v"), 0);
+
+    // A value L1 could hold but the byte budget cannot: not fetched either, and the
+    // warming ends full.
+    let mid = "m".repeat(3 << 20);
+    assert_eq!(direct.cmd_str(&["SET", "mid:0", &mid]), b"+OK\r\n");
+    let before = upstream_output(&redis);
+    assert_eq!(c.cmd_str(&["NEARCACHE", "WARM", "mid:*"]), b":0\r\n");
+    let sent = upstream_output(&redis) - before;
+    assert!(
+        sent < 256 << 10,
+        "the 3 MiB value was fetched: {sent} bytes sent"
+    );
+    // Both still read correctly through the sidecar.
+    let got = c.cmd_str(&["GET", "big:huge:0"]);
+    assert_eq!(got.len(), bulk(huge.as_bytes()).len());
+    assert_reply(
+        &c.cmd_str(&["GET", "mid:0"]),
+        &bulk(mid.as_bytes()),
+        "mid:0",
+    );
+}
+
 #[test]
 fn the_rate_bounds_how_fast_keys_are_fetched() {
     let redis = Redis::start();

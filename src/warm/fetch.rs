@@ -8,7 +8,10 @@
 //! `GET` of the batch's first key rides along while GET is not known permitted, so a warmed
 //! key is a hit from the first `GET`);
 //! it waits (bounded) for the invalidation link, retries a failed call a few times, and
-//! stops on shutdown.
+//! stops on shutdown. Each batch's sizes are asked first (`STRLEN` of every key, one
+//! pipelined call): a value L1 would not hold (over [`MAX_ENTRY_BYTES`]) or that does not fit
+//! what is left of `max_bytes` is never fetched, and one `MGET` carries at most
+//! [`CALL_BYTES`] of values, so keys holding 100 MiB values cost the sidecar nothing.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -19,7 +22,7 @@ use tokio::sync::watch;
 
 use super::rate::Rate;
 use crate::acl::Read;
-use crate::cache::CacheKey;
+use crate::cache::{CacheKey, MAX_ENTRY_BYTES};
 use crate::protocol::{write_command, Resp};
 use crate::state::Shared;
 use crate::upstream::reply::{array_elements, integer, is_bulk, is_error};
@@ -34,6 +37,10 @@ const ATTEMPTS: usize = 10;
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Poll period while waiting for the link.
 const POLL: Duration = Duration::from_millis(50);
+/// Most value bytes (as `STRLEN` announced them) one `MGET` of a warming fetches.
+pub const CALL_BYTES: u64 = 16 << 20;
+/// What L1 counts beyond a value's bytes for its encoded reply (`$<len>\r\n` and `\r\n`).
+const REPLY_FRAMING: u64 = 16;
 
 /// How a warming stage ended early.
 #[derive(Debug)]
@@ -145,10 +152,53 @@ impl Fetch {
             let n = rest.len().min(self.batch).min(left as usize);
             let (now, later) = rest.split_at(n);
             self.charge(n).await?;
-            self.mget(now).await?;
+            for group in self.sized(now).await? {
+                self.mget(&group).await?;
+            }
             rest = later;
         }
         Ok(())
+    }
+
+    /// `keys` in groups of at most [`CALL_BYTES`] of values, leaving out those whose value
+    /// L1 would not hold or that do not fit the byte budget (which is then full, as when an
+    /// entry is refused). A key `STRLEN` cannot size (an ACL refusal) is kept, counted as
+    /// empty; one holding another type is left out (`MGET` reads it as nil anyway).
+    async fn sized(&mut self, keys: &[Bytes]) -> Result<Vec<Vec<Bytes>>, End> {
+        let mut bytes = BytesMut::new();
+        for k in keys {
+            write_command(&mut bytes, &[b"STRLEN", k]);
+        }
+        let sizes = self.call_frames(bytes.freeze(), keys.len()).await?;
+        let budget = &self.budget;
+        let mut room = budget.max_bytes.saturating_sub(budget.bytes.load(Relaxed));
+        let (mut groups, mut group, mut in_group) = (Vec::new(), Vec::new(), 0u64);
+        for (key, size) in keys.iter().zip(&sizes) {
+            let len = match integer(size) {
+                Some(n) => n.max(0) as u64,
+                None if size.starts_with(b"-WRONGTYPE") => continue,
+                None => 0,
+            };
+            if len > MAX_ENTRY_BYTES as u64 {
+                continue;
+            }
+            let cost = key.len() as u64 + len + REPLY_FRAMING;
+            if cost > room {
+                budget.full.store(true, Relaxed);
+                continue;
+            }
+            room -= cost;
+            if in_group + len > CALL_BYTES && !group.is_empty() {
+                groups.push(std::mem::take(&mut group));
+                in_group = 0;
+            }
+            in_group += len;
+            group.push(key.clone());
+        }
+        if !group.is_empty() {
+            groups.push(group);
+        }
+        Ok(groups)
     }
 
     /// Waits for `tokens` of the rate limit (a `SCAN` call is charged a share of a batch).
@@ -246,16 +296,23 @@ impl Fetch {
         Err(End::Failed(format!("MGET failed {ATTEMPTS} times: {last}")))
     }
 
-    /// One call (a `SCAN`): its reply frames, retried on a failed link.
+    /// One call of one command (a `SCAN`): its reply, retried on a failed link.
     pub async fn call(&mut self, bytes: Bytes) -> Result<Bytes, End> {
+        let mut frames = self.call_frames(bytes, 1).await?;
+        frames.pop().ok_or(End::Failed("no reply".into()))
+    }
+
+    /// One call of `replies` pipelined commands: their replies, retried on a failed link.
+    async fn call_frames(&mut self, bytes: Bytes, replies: usize) -> Result<Vec<Bytes>, End> {
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 self.pause(RETRY_PAUSE).await?;
             }
             self.ready().await?;
-            match self.send(bytes.clone(), 1, None).await {
-                Ok(mut frames) => return frames.pop().ok_or(End::Failed("no reply".into())),
+            match self.send(bytes.clone(), replies, None).await {
+                Ok(frames) if frames.len() == replies => return Ok(frames),
+                Ok(frames) => last = format!("{} replies to {replies} commands", frames.len()),
                 Err(e) => last = e,
             }
         }
