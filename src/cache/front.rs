@@ -13,7 +13,6 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -37,8 +36,8 @@ struct Slot {
     /// Generation stamp at fill time (generations only grow, so equal stamps mean no
     /// invalidation since).
     stamp: u64,
-    /// Expiry in nanoseconds since [`epoch`].
-    expires: u64,
+    /// Expiry (compared as it is: no conversion on the hit path).
+    expires: Instant,
     owner: u32,
     user: u32,
     db: u32,
@@ -89,17 +88,6 @@ thread_local! {
     static FRONT: RefCell<Front> = RefCell::new(Front::default());
 }
 
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn nanos(at: Instant) -> u64 {
-    at.saturating_duration_since(epoch())
-        .as_nanos()
-        .min(u64::MAX as u128) as u64
-}
-
 /// The first slot of `hash`'s set in a front of `slots` slots (a power of two, or zero).
 #[inline]
 fn set(hash: u64, slots: usize) -> usize {
@@ -137,7 +125,7 @@ pub fn read<R>(
             .iter()
             .flatten()
             .find(|s| s.is(owner, hash, key))?;
-        let valid = slot.stamp == stamp && nanos(Instant::now()) < slot.expires;
+        let valid = slot.stamp == stamp && Instant::now() < slot.expires;
         valid.then(|| read(slot.value.as_ref(), usize::from(slot.namespace)))
     })
 }
@@ -163,7 +151,6 @@ pub fn put(owner: u32, hash: u64, key: &KeyRef<'_>, value: Option<&Bytes>, found
         if front.slots.len() != slots {
             front.slots = Vec::new();
             front.slots.resize_with(slots, || None);
-            epoch();
         }
         if slots == 0 {
             return;
@@ -180,7 +167,7 @@ pub fn put(owner: u32, hash: u64, key: &KeyRef<'_>, value: Option<&Bytes>, found
         front.slots[base + way] = Some(Slot {
             hash,
             stamp: found.stamp,
-            expires: nanos(found.expires_at),
+            expires: found.expires_at,
             namespace,
             owner,
             user: key.user,
