@@ -1,5 +1,6 @@
 //! L1 unit tests: generations, flushes, expiry, compression and the per-thread front.
 use super::*;
+use crate::glob::Pattern;
 
 fn l1() -> L1 {
     L1::new(L1Options {
