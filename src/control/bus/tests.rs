@@ -40,6 +40,10 @@ fn foreign_messages_need_no_sender_and_bad_ones_are_refused() {
         b"v1 - - - K x 1:a",
         b"v1 - - - Q",
         b"",
+        // Lengths past the end of the message, or of the address space.
+        b"v1 - - - P 18446744073709551615:a",
+        b"v1 - - - K 0 9999999999999999999:a",
+        b"v1 - - - H x 0 18446744073709551614:ab",
     ] {
         assert_eq!(decode(bad), None, "{}", String::from_utf8_lossy(bad));
     }
