@@ -257,7 +257,7 @@ fn info_and_metrics_carry_the_namespace_label() {
     assert!(line.contains(",hits=0,misses=1,cache=1"), "{line}");
     let (status, text) = http_get(sidecar.metrics_addr().unwrap(), "/metrics");
     assert_eq!(status, 200);
-    let m = |name: &str, ns: &str| metric(&text, name, &format!("namespace=\"{ns}\""));
+    let m = |name: &str, ns: &str| metric(&text, name, &format!("cache_namespace=\"{ns}\""));
     assert_eq!(m("nearcache_namespace_hits_total", "flags"), Some(2.0));
     assert_eq!(m("nearcache_namespace_misses_total", "flags"), Some(1.0));
     assert_eq!(m("nearcache_namespace_misses_total", "session"), Some(1.0));

@@ -47,6 +47,11 @@ const MAY_BE_MISSING: &[(&str, &str)] = &[];
 const WORKLOAD_SHOWS: &[(&str, &str)] = &[
     ("nearcache_cache_hits_total", "L1 and L2 hits"),
     (
+        "nearcache_namespace_hits_total{cache_namespace=\"k\"}",
+        "L1 hits of the k namespace",
+    ),
+    ("nearcache_warm_keys_loaded_total", "NEARCACHE WARM"),
+    (
         "nearcache_cache_misses_total{layer=\"l2\"}",
         "keys Redis did not hold",
     ),
@@ -138,7 +143,18 @@ fn dashboard_and_rules_evaluate_on_a_real_prometheus() {
     let root = workspace_root();
     let metrics_port = free_port();
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    // A cache namespace for the workload's keys (the namespace panels).
+    let dir = TempDir::new("prometheus");
+    let config = dir.path().join("nearcache.toml");
+    fs::write(
+        &config,
+        "[[namespace]]\nname = \"k\"\npattern = \"k:*\"\n[warm]\nfrom_peers = false\n",
+    )
+    .unwrap();
+    let config = config.display().to_string();
     let (redis, sidecar) = start_pair(&[
+        "--config",
+        &config,
         "--metrics-listen",
         &metrics_addr,
         // The workload's DEBUG SLEEP 0.6 times out: an upstream error and a reconnect.
@@ -378,6 +394,9 @@ fn workload(redis: &Redis, sidecar: &Sidecar, pass: usize) {
             "GET missing",
         );
     }
+    // A warming of the keys (the warming panel), through the configured namespace `k`.
+    let loaded = c.cmd_str(&["NEARCACHE", "WARM", "k:*", "LIMIT", "100"]);
+    assert_reply(&loaded, b":100\r\n", "NEARCACHE WARM");
     // MGETs, 10 keys each.
     for start in (0..KEYS).step_by(10) {
         let keys: Vec<String> = (start..start + 10).map(key).collect();

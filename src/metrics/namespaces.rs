@@ -1,9 +1,14 @@
-//! The per-namespace metrics: reads, entries and bytes by `namespace` label. The label is
+//! The per-namespace metrics: reads, entries and bytes by `cache_namespace` label (not
+//! `namespace`: Prometheus attaches that one to every series scraped from a Kubernetes pod,
+//! and the two would collide). The label is
 //! bounded: at most `MAX_NAMESPACES` configured names plus `default`.
 
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use crate::cache::Namespaces;
+
+/// The label naming a key namespace.
+const LABEL: &str = "cache_namespace";
 
 /// The families, refreshed from the namespaces' figures at scrape time.
 pub struct NamespaceFigures {
@@ -17,12 +22,12 @@ impl NamespaceFigures {
     /// Registers the families in `r`.
     pub fn new(r: &Registry) -> NamespaceFigures {
         let counter = |name: &str, help: &str| {
-            let c = IntCounterVec::new(Opts::new(name, help), &["namespace"]).expect("valid");
+            let c = IntCounterVec::new(Opts::new(name, help), &[LABEL]).expect("valid");
             r.register(Box::new(c.clone())).expect("registered once");
             c
         };
         let gauge = |name: &str, help: &str| {
-            let g = IntGaugeVec::new(Opts::new(name, help), &["namespace"]).expect("valid");
+            let g = IntGaugeVec::new(Opts::new(name, help), &[LABEL]).expect("valid");
             r.register(Box::new(g.clone())).expect("registered once");
             g
         };
