@@ -127,9 +127,13 @@ fn warming_stops_at_max_keys_and_max_bytes() {
     assert_eq!(misses(&redis, &sidecar, "b", 30, &value), 30 - keys);
 }
 
-/// Bytes the upstream has sent to its clients so far.
-fn upstream_output(redis: &Redis) -> u64 {
-    info_u64(&redis.conn().info(Some("stats")), "total_net_output_bytes")
+/// `NEARCACHE WARM pattern` through `c`: its reply, and the bytes the upstream sent to its
+/// clients meanwhile.
+fn warm_and_count_output(redis: &Redis, c: &mut Conn, pattern: &str) -> (Vec<u8>, u64) {
+    let output = || info_u64(&redis.conn().info(Some("stats")), "total_net_output_bytes");
+    let before = output();
+    let reply = c.cmd_str(&["NEARCACHE", "WARM", pattern]);
+    (reply, output() - before)
 }
 
 #[test]
@@ -148,9 +152,8 @@ fn warming_never_fetches_values_l1_would_not_hold() {
     let sidecar = start_with(&redis, &dir, toml, &[]);
     let mut c = sidecar.conn();
 
-    let before = upstream_output(&redis);
-    assert_eq!(c.cmd_str(&["NEARCACHE", "WARM", "big:*"]), b":10\r\n");
-    let sent = upstream_output(&redis) - before;
+    let (loaded, sent) = warm_and_count_output(&redis, &mut c, "big:*");
+    assert_eq!(loaded, b":10\r\n");
     assert!(
         sent < 256 << 10,
         "the 5 MiB values were fetched: {sent} bytes sent"
@@ -161,9 +164,8 @@ fn warming_never_fetches_values_l1_would_not_hold() {
     // warming ends full.
     let mid = "m".repeat(3 << 20);
     assert_eq!(direct.cmd_str(&["SET", "mid:0", &mid]), b"+OK\r\n");
-    let before = upstream_output(&redis);
-    assert_eq!(c.cmd_str(&["NEARCACHE", "WARM", "mid:*"]), b":0\r\n");
-    let sent = upstream_output(&redis) - before;
+    let (loaded, sent) = warm_and_count_output(&redis, &mut c, "mid:*");
+    assert_eq!(loaded, b":0\r\n");
     assert!(
         sent < 256 << 10,
         "the 3 MiB value was fetched: {sent} bytes sent"

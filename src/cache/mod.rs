@@ -247,8 +247,14 @@ impl L1 {
     /// Looks a key up. Expired entries are never returned (the front checks each slot's
     /// expiry; moka checks each entry's expiry against the exact clock on every read).
     pub fn get(&self, key: &KeyRef<'_>) -> Option<Cached> {
-        self.read(key, |value, _| {
-            value.map_or(Cached::Missing, |b| Cached::Value(b.clone()))
+        self.get_in(key).map(|(cached, _)| cached)
+    }
+
+    /// Like [`L1::get`], with the key's namespace (see [`L1::read`]).
+    pub fn get_in(&self, key: &KeyRef<'_>) -> Option<(Cached, usize)> {
+        self.read(key, |value, namespace| {
+            let cached = value.map_or(Cached::Missing, |b| Cached::Value(b.clone()));
+            (cached, namespace)
         })
     }
 

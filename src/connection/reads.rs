@@ -62,14 +62,10 @@ impl Connection {
             return None;
         }
         let s = &self.session;
-        let key = KeyRef {
+        self.shared.l1.get_in(&KeyRef {
             user: s.user,
             db: s.db,
             key,
-        };
-        self.shared.l1.read(&key, |value, namespace| {
-            let cached = value.map_or(Cached::Missing, |b| Cached::Value(b.clone()));
-            (cached, namespace)
         })
     }
 
@@ -222,7 +218,7 @@ impl Connection {
             let namespaces = l1.namespaces();
             let namespace = namespaces.of(key);
             self.counts.read_in(namespaces, namespace, false);
-            if !namespaces.is_empty() && !namespaces.policy(namespace).cache {
+            if !namespaces.policy(namespace).cache {
                 // A key of a namespace with `cache = false` (never in L1): fetched alone,
                 // filling nothing.
                 let key = self.cache_key(key.clone());

@@ -81,6 +81,14 @@ impl Class {
 }
 
 impl Token {
+    /// The byte of a literal byte token.
+    fn byte(&self) -> Option<u8> {
+        match self {
+            Token::Byte(b) => Some(*b),
+            _ => None,
+        }
+    }
+
     fn matches(&self, b: u8) -> bool {
         match self {
             Token::Byte(x) => *x == b,
@@ -95,14 +103,6 @@ impl Pattern {
     /// Compiles `source`; every byte string is a valid pattern.
     pub fn new(source: &[u8]) -> Pattern {
         let tokens = tokenize(source);
-        let literal = |ts: &[Token]| -> Option<Vec<u8>> {
-            ts.iter()
-                .map(|t| match t {
-                    Token::Byte(b) => Some(*b),
-                    _ => None,
-                })
-                .collect()
-        };
         let kind = if let Some(bytes) = literal(&tokens) {
             Kind::Exact(bytes)
         } else if let Some(prefix) = tokens
@@ -111,7 +111,7 @@ impl Pattern {
             .and_then(|(_, head)| literal(head))
         {
             Kind::Prefix(prefix)
-        } else if let Some((prefix, suffix)) = affix(&tokens, literal) {
+        } else if let Some((prefix, suffix)) = affix(&tokens) {
             Kind::Affix(prefix, suffix)
         } else if nested_stars(&tokens) > MAX_NESTING {
             Kind::Never
@@ -136,10 +136,7 @@ impl Pattern {
             Kind::Exact(bytes) | Kind::Prefix(bytes) | Kind::Affix(bytes, _) => {
                 bytes.first().copied()
             }
-            Kind::Tokens(tokens) => match tokens.first() {
-                Some(Token::Byte(b)) => Some(*b),
-                _ => None,
-            },
+            Kind::Tokens(tokens) => tokens.first().and_then(Token::byte),
             Kind::Never => None,
         }
     }
@@ -155,24 +152,11 @@ impl Pattern {
 
     /// The literal bytes every non-empty key it matches starts with (empty when the pattern
     /// starts with a wildcard): a cheap test that rules most keys out before matching.
-    pub fn literal_head(&self) -> &[u8] {
+    pub fn literal_head(&self) -> Vec<u8> {
         match &self.kind {
-            Kind::Exact(bytes) | Kind::Prefix(bytes) | Kind::Affix(bytes, _) => bytes,
-            Kind::Tokens(tokens) => {
-                let n = tokens
-                    .iter()
-                    .take_while(|t| matches!(t, Token::Byte(_)))
-                    .count();
-                // A literal byte token is one byte of the source only when nothing before
-                // it was escaped: take the head from the source while it has no specials.
-                let plain = self
-                    .source
-                    .iter()
-                    .take_while(|b| !matches!(b, b'*' | b'?' | b'[' | b'\\'))
-                    .count();
-                &self.source[..n.min(plain)]
-            }
-            Kind::Never => &[],
+            Kind::Exact(bytes) | Kind::Prefix(bytes) | Kind::Affix(bytes, _) => bytes.clone(),
+            Kind::Tokens(tokens) => tokens.iter().map_while(Token::byte).collect(),
+            Kind::Never => Vec::new(),
         }
     }
 
@@ -195,12 +179,14 @@ impl Pattern {
     }
 }
 
+/// The bytes of `tokens` when every one is a literal byte.
+fn literal(tokens: &[Token]) -> Option<Vec<u8>> {
+    tokens.iter().map(Token::byte).collect()
+}
+
 /// The literal bytes before and after the only `*` run of `tokens`, when every other token
 /// is a literal byte and some follow the run.
-fn affix(
-    tokens: &[Token],
-    literal: impl Fn(&[Token]) -> Option<Vec<u8>>,
-) -> Option<(Vec<u8>, Vec<u8>)> {
+fn affix(tokens: &[Token]) -> Option<(Vec<u8>, Vec<u8>)> {
     let star = tokens.iter().position(|t| *t == Token::Star)?;
     let (head, tail) = (&tokens[..star], &tokens[star + 1..]);
     if tail.is_empty() {

@@ -39,7 +39,8 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(50);
 /// Most value bytes (as `STRLEN` announced them) one `MGET` of a warming fetches.
 pub const CALL_BYTES: u64 = 16 << 20;
-/// What L1 counts beyond a value's bytes for its encoded reply (`$<len>\r\n` and `\r\n`).
+/// At least what an encoded reply (`$<len>\r\n` and `\r\n`) adds to a value of up to
+/// [`MAX_ENTRY_BYTES`], as the budget counts it.
 const REPLY_FRAMING: u64 = 16;
 
 /// How a warming stage ended early.
