@@ -23,6 +23,13 @@
 /// Redis stops matching (no match) past this depth of `*` recursion.
 const MAX_NESTING: usize = 1000;
 
+/// Most patterns one invalidation may carry (`NEARCACHE INVALIDATE`, one bus `P` message):
+/// every pattern costs a pass over L1's keys, so more is refused, never queued.
+pub const MAX_PATTERNS: usize = 64;
+/// Longest pattern an invalidation may carry, in bytes: matching costs up to pattern times
+/// key bytes, so a longer one is refused.
+pub const MAX_PATTERN_BYTES: usize = 1024;
+
 /// A compiled Redis glob pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern {
