@@ -231,6 +231,8 @@ pub fn invalidation_section(shared: &Shared) -> String {
     line("bus", &bus_state);
     line("bus_channel", &String::from_utf8_lossy(bus.channel()));
     line("bus_sender_id", &String::from_utf8_lossy(bus.sender()));
+    line("bus_keyed", &u8::from(bus.keyed()));
+    line("bus_key_id", &bus.key_id().unwrap_or_default());
     line("bus_publishes_keys", &u8::from(tracking.publishes_keys()));
     line("invalidation_messages", &counters.messages.load(Relaxed));
     line("invalidation_keys_evicted", &counters.keys.load(Relaxed));
@@ -246,6 +248,11 @@ pub fn invalidation_section(shared: &Shared) -> String {
     line("bus_own_messages_skipped", &n(&b.own_skipped));
     line("bus_malformed_messages", &n(&b.malformed));
     line("bus_sequence_gaps", &n(&b.sequence_gaps));
+    line("bus_unauthenticated_messages", &n(&b.unauthenticated));
+    line("bus_replayed_messages", &n(&b.replayed));
+    line("bus_oversized_messages", &n(&b.oversized));
+    line("bus_oversized_pattern_messages", &n(&b.oversized_patterns));
+    line("bus_key_reloads", &n(&b.key_reloads));
     line(
         "invalidation_upstream_flushes",
         &counters.upstream_flushes.load(Relaxed),

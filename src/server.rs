@@ -27,6 +27,7 @@ const WARM_STOP_WAIT: Duration = Duration::from_secs(1);
 /// grace period to finish their batch.
 pub async fn run(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
     tokio::spawn(load_table(shared.clone()));
+    crate::control::key_bus(&shared.tracking, shared.config.bus_key_file.as_deref());
     if shared.tracking.link_needed() {
         let target = control_target(&shared.config);
         let tracking = shared.tracking.clone();

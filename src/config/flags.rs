@@ -98,6 +98,9 @@ pub struct Flags {
     /// Pub/sub channel of the invalidation bus (patterns, flushes, and the keys written when tracking is off) [default: nearcache:invalidate]
     #[arg(long, env = "NEARCACHE_INVALIDATION_CHANNEL", value_name = "CHANNEL")]
     pub invalidation_channel: Option<String>,
+    /// File holding the invalidation bus's shared key (one line; a second line is the previous key, accepted during a rotation); re-read when it changes. Without it the bus is open to anyone who may PUBLISH on its channel [default: none]
+    #[arg(long, env = "NEARCACHE_BUS_KEY_FILE", value_name = "FILE")]
+    pub bus_key_file: Option<String>,
     /// Fraction of L1 hits re-read from the upstream in the background and compared with what was served, 0 to 1; 0 disables [default: 0.001]
     #[arg(long, env = "NEARCACHE_AUDIT_RATE", value_name = "FRACTION")]
     pub audit_rate: Option<String>,
@@ -151,6 +154,7 @@ impl fmt::Debug for Flags {
             .field("tracking", &self.tracking)
             .field("invalidation_heartbeat", &self.invalidation_heartbeat)
             .field("invalidation_channel", &self.invalidation_channel)
+            .field("bus_key_file", &self.bus_key_file)
             .field("audit_rate", &self.audit_rate)
             .field("metrics_listen", &self.metrics_listen)
             .field("log_format", &self.log_format)

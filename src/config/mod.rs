@@ -5,6 +5,7 @@
 //! (the private `parse` module), and every problem names the option as the flag is spelled
 //! (`--l1-ttl: invalid duration "abc" ...`), whichever source the value came from.
 
+pub mod bus_key;
 mod flags;
 pub mod namespaces;
 mod parse;
@@ -202,6 +203,8 @@ pub struct Config {
     pub invalidation_heartbeat: Duration,
     /// Pub/sub channel of the invalidation bus (`--invalidation-channel`).
     pub invalidation_channel: String,
+    /// File with the bus's shared key(s) (`--bus-key-file`); `None`: the bus is open.
+    pub bus_key_file: Option<std::path::PathBuf>,
     /// Fraction of L1 hits re-read from the upstream and compared with what was served, in
     /// `0..=1`; zero disables the staleness audit (`--audit-rate`).
     pub audit_rate: f64,
@@ -262,6 +265,7 @@ struct FileConfig {
     tracking: Option<Scalar>,
     invalidation_heartbeat: Option<Scalar>,
     invalidation_channel: Option<Scalar>,
+    bus_key_file: Option<Scalar>,
     audit_rate: Option<Scalar>,
     metrics_listen: Option<Scalar>,
     log_format: Option<Scalar>,
@@ -419,6 +423,7 @@ impl Config {
                 .unwrap_or(DEFAULT_INVALIDATION_HEARTBEAT),
             invalidation_channel: pick!(invalidation_channel, parse::channel)
                 .unwrap_or_else(|| DEFAULT_INVALIDATION_CHANNEL.to_owned()),
+            bus_key_file: pick!(bus_key_file, parse::path),
             audit_rate: pick!(audit_rate, parse::fraction).unwrap_or(DEFAULT_AUDIT_RATE),
             metrics_listen: pick!(metrics_listen, parse::optional_socket_addr)
                 .unwrap_or(Some(DEFAULT_METRICS_LISTEN)),
@@ -451,6 +456,18 @@ impl Config {
     /// Reads the `--config` file (if any) then calls [`Config::from_parts`]; an unreadable
     /// file is a problem too, reported with any others.
     pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
+        let config = Self::load_text(flags)?;
+        // The key file is read here too, so that a missing or bad one stops the start.
+        if let Some(path) = &config.bus_key_file {
+            if let Err(e) = bus_key::read_bus_keys(path) {
+                let problems = vec![format!("--bus-key-file: {e}")];
+                return Err(ConfigError { problems });
+            }
+        }
+        Ok(config)
+    }
+
+    fn load_text(flags: &Flags) -> Result<Config, ConfigError> {
         let Some(path) = &flags.config else {
             return Self::from_parts(flags, None);
         };

@@ -87,6 +87,14 @@ pub(super) fn channel(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// A file path (`--bus-key-file`): not empty.
+pub(super) fn path(s: &str) -> Result<std::path::PathBuf, String> {
+    if s.trim().is_empty() {
+        return Err("the file name is empty".into());
+    }
+    Ok(s.into())
+}
+
 /// `--tracking`: `default` or `off` (case-insensitive).
 pub(super) fn tracking(s: &str) -> Result<TrackingMode, String> {
     match s.trim().to_ascii_lowercase().as_str() {

@@ -365,6 +365,24 @@ fn load_reports_an_unreadable_file_with_the_other_problems() {
 }
 
 #[test]
+fn load_refuses_a_missing_or_bad_bus_key_file() {
+    let path = std::env::temp_dir().join(format!("nearcache-bus-key-{}", std::process::id()));
+    let flags = Flags {
+        bus_key_file: Some(path.display().to_string()),
+        ..Default::default()
+    };
+    let got = Config::load(&flags).unwrap_err().problems;
+    assert!(got[0].starts_with("--bus-key-file: cannot read "), "{got:?}");
+    std::fs::write(&path, "short\n").unwrap();
+    let got = Config::load(&flags).unwrap_err().problems;
+    assert!(got[0].contains("shorter than 16 bytes"), "{got:?}");
+    std::fs::write(&path, "0123456789abcdef0123\n").unwrap();
+    let loaded = Config::load(&flags).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(loaded.bus_key_file, Some(path));
+}
+
+#[test]
 fn every_flag_has_its_env_var_and_a_file_key() {
     use clap::CommandFactory;
     let cmd = Flags::command();
@@ -383,16 +401,18 @@ fn every_flag_has_its_env_var_and_a_file_key() {
         );
         longs.push(long.to_owned());
     }
-    assert_eq!(longs.len(), 31);
-    // Every flag except --config is a file key: a file setting each to garbage names each flag.
+    assert_eq!(longs.len(), 32);
+    // Every flag except --config is a file key: a file setting each to garbage names each
+    // flag (a path is any text: --bus-key-file's file is checked by `Config::load`).
+    let garbled = |l: &&String| *l != "config" && *l != "bus-key-file";
     let text: String = longs
         .iter()
-        .filter(|l| *l != "config")
+        .filter(garbled)
         .map(|l| format!("{} = \"bad value\"\n", l.replace('-', "_")))
         .collect();
     let got = problems(&flags_with_file(), Some(&text));
     assert_eq!(got.len(), 30, "{got:?}");
-    for (problem, long) in got.iter().zip(longs.iter().filter(|l| *l != "config")) {
+    for (problem, long) in got.iter().zip(longs.iter().filter(garbled)) {
         assert!(problem.starts_with(&format!("--{long}: ")), "{problem}");
         assert!(problem.ends_with(" (in nearcache.toml)"), "{problem}");
     }

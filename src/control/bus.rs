@@ -23,18 +23,44 @@
 //! is the publish time (Unix milliseconds); a foreign publisher writes `-` for any of them.
 //! Keys and patterns are length-prefixed, so binary-safe. A receiver skips its own
 //! messages; a gap in a peer's sequence counts as losing the control connection.
+//!
+//! With `--bus-key-file` every message is signed (see `auth`: an `s1 <key id> <mac> `
+//! envelope before the message) and a receiver acts only on messages that verify and name
+//! their sender, sequence and time: the rest are counted and dropped. Gaps are judged on
+//! authenticated senders only, and a message whose sequence number is not above the last
+//! one seen from its sender is a replay, dropped. Without a key the bus is open: anyone who
+//! may `PUBLISH` on the channel can make every sidecar evict, flush, or (with a forged
+//! gap) bypass its L1; hot-key asks are not answered then.
+//!
+//! Bounds: a message over [`MAX_MESSAGE_BYTES`] is dropped unread (the control connection
+//! skips it as it arrives); a `P` message with more than [`MAX_PATTERNS`] patterns or a
+//! pattern over [`MAX_PATTERN_BYTES`] becomes a flush (this sidecar's own never do: they
+//! are split); keys and patterns are decoded as views of the message, not copies.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+pub mod auth;
+mod senders;
 mod wire;
 
+use crate::glob::{MAX_PATTERNS, MAX_PATTERN_BYTES};
+use auth::{BusKeys, ENVELOPE_LEN};
+use senders::{Admit, Senders};
 pub use wire::{decode, encode, now_ms, Body, Message};
+
+/// Largest bus message acted on, envelope included; a larger one is dropped unread.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+/// Room kept in a message for its header (version, sender, sequence, time, kind, db).
+const HEADER_ROOM: usize = 128;
+/// How often `--bus-key-file` is looked at for a new key.
+pub const KEY_FILE_POLL: Duration = Duration::from_secs(2);
 
 /// How long written keys wait for company before they are published.
 pub const BATCH_WINDOW: Duration = Duration::from_millis(1);
@@ -77,6 +103,18 @@ pub struct BusCounters {
     pub own_skipped: AtomicU64,
     /// Messages that could not be decoded.
     pub malformed: AtomicU64,
+    /// Messages dropped because they did not verify under the bus key (unsigned, an
+    /// unknown key, a bad MAC, or no sender, sequence and time).
+    pub unauthenticated: AtomicU64,
+    /// Authenticated messages dropped as replays (a sequence number already seen from their
+    /// sender, or a flush or hot-key message from an unknown sender published too long ago).
+    pub replayed: AtomicU64,
+    /// Messages over [`MAX_MESSAGE_BYTES`], dropped unread.
+    pub oversized: AtomicU64,
+    /// Pattern messages over the pattern bounds, applied as a flush.
+    pub oversized_patterns: AtomicU64,
+    /// Times the key file was re-read with a new key.
+    pub key_reloads: AtomicU64,
     /// Gaps in a peer's sequence (each a loss of the control connection).
     pub sequence_gaps: AtomicU64,
     /// L1 flushes asked for on the bus.
@@ -110,10 +148,14 @@ pub struct Bus {
     outbox: Mutex<Outbox>,
     /// Wakes the control connection to publish.
     pub(super) queued: Notify,
-    /// The last sequence number of each peer since the subscription began.
-    peers: Mutex<HashMap<Bytes, u64>>,
+    /// The last sequence number of each peer (see `senders`).
+    peers: Mutex<Senders>,
     /// Sequence number of the last message published.
     seq: AtomicU64,
+    /// `--bus-key-file`, once set.
+    key_file: OnceLock<PathBuf>,
+    /// The keys read from it last (to tell a change), and the keys in use.
+    keys: RwLock<Option<(Vec<Vec<u8>>, Arc<BusKeys>)>>,
     /// What INFO shows.
     pub counters: BusCounters,
 }
@@ -143,8 +185,70 @@ impl Bus {
             queued: Notify::new(),
             peers: Mutex::default(),
             seq: AtomicU64::new(0),
+            key_file: OnceLock::new(),
+            keys: RwLock::new(None),
             counters: BusCounters::default(),
         }
+    }
+
+    /// Signs and verifies with the keys in `path` (already checked by the config, read
+    /// again here); it is re-read by [`Bus::reload_keys`].
+    pub fn use_key_file(&self, path: PathBuf) -> Result<(), String> {
+        let raw = crate::config::bus_key::read_bus_keys(&path)?;
+        self.set_keys(raw);
+        let _ = self.key_file.set(path);
+        Ok(())
+    }
+
+    /// Uses `raw` keys (signing key first).
+    pub fn set_keys(&self, raw: Vec<Vec<u8>>) {
+        let keys = Arc::new(BusKeys::new(&raw));
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some((raw, keys));
+    }
+
+    /// Reads the key file again: `Ok(true)` when it holds new keys (now in use), `Ok(false)`
+    /// when unchanged or without a key file, `Err` when it cannot be read or holds no valid
+    /// key (the keys in use stay).
+    pub fn reload_keys(&self) -> Result<bool, String> {
+        let Some(path) = self.key_file.get() else {
+            return Ok(false);
+        };
+        let raw = crate::config::bus_key::read_bus_keys(path)?;
+        let same = self
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|(old, _)| *old == raw);
+        if same {
+            return Ok(false);
+        }
+        self.set_keys(raw);
+        self.counters.key_reloads.fetch_add(1, Relaxed);
+        Ok(true)
+    }
+
+    /// The keys in use, if the bus is keyed.
+    fn keys(&self) -> Option<Arc<BusKeys>> {
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        keys.as_ref().map(|(_, k)| k.clone())
+    }
+
+    /// Whether messages are signed and only authenticated ones acted on.
+    pub fn keyed(&self) -> bool {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    /// The id of the key messages are signed with (INFO), if keyed.
+    pub fn key_id(&self) -> Option<String> {
+        self.keys()
+            .map(|k| String::from_utf8_lossy(k.signing_id()).into_owned())
+    }
+
+    /// Authenticated peers heard from within the last minute.
+    pub fn live_peers(&self) -> usize {
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers.live(now_ms())
     }
 
     /// The channel name.
@@ -171,10 +275,14 @@ impl Bus {
         self.refused.store(true, Relaxed);
     }
 
-    /// The subscription began (`true`: peers' sequences start afresh) or ended.
+    /// The subscription began (`true`: gaps are judged afresh, since messages published
+    /// meanwhile were missed) or ended.
     pub(super) fn set_subscribed(&self, on: bool) {
         self.subscribed.store(on, Relaxed);
-        self.peers.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .resubscribed();
     }
 
     fn queue(&self, body: Body) {
@@ -186,7 +294,10 @@ impl Bus {
             outbox.keys += keys.len();
             // Keys of the same database join the last message while it is small.
             if let Some(Body::Keys(last_db, last)) = outbox.messages.back_mut() {
-                if last_db == db && last.len() < BATCH_KEYS {
+                let bytes = |keys: &[Bytes]| keys.iter().map(|k| k.len() + 24).sum::<usize>();
+                let room = MAX_MESSAGE_BYTES - ENVELOPE_LEN - HEADER_ROOM;
+                if last_db == db && last.len() < BATCH_KEYS && bytes(last) + bytes(keys) <= room
+                {
                     last.extend(keys.iter().cloned());
                     drop(outbox);
                     return self.queued.notify_one();
@@ -203,14 +314,24 @@ impl Bus {
         self.queued.notify_one();
     }
 
-    /// A key this sidecar wrote in database `db`.
+    /// A key this sidecar wrote in database `db` (a key too long for one message becomes
+    /// a flush: invalidating more, never less).
     pub fn key_written(&self, db: u32, key: &Bytes) {
+        if key.len() + 24 > MAX_MESSAGE_BYTES - ENVELOPE_LEN - HEADER_ROOM {
+            return self.queue(Body::Flush);
+        }
         self.queue(Body::Keys(Some(db), vec![key.clone()]));
     }
 
-    /// Patterns every sidecar evicts.
+    /// Patterns every sidecar evicts, at most [`MAX_PATTERNS`] a message (a pattern over
+    /// [`MAX_PATTERN_BYTES`] makes it a flush).
     pub fn patterns(&self, patterns: &[Bytes]) {
-        self.queue(Body::Patterns(patterns.to_vec()));
+        if patterns.iter().any(|p| p.len() > MAX_PATTERN_BYTES) {
+            return self.queue(Body::Flush);
+        }
+        for chunk in patterns.chunks(MAX_PATTERNS) {
+            self.queue(Body::Patterns(chunk.to_vec()));
+        }
     }
 
     /// Every sidecar flushes its L1.
@@ -248,6 +369,7 @@ impl Bus {
         };
         let now = now_ms();
         let c = &self.counters;
+        let keys = self.keys();
         messages
             .into_iter()
             .map(|body| {
@@ -262,34 +384,67 @@ impl Bus {
                     Body::HotKeys { .. } => _ = c.sent_hot_answers.fetch_add(1, Relaxed),
                 }
                 let seq = self.seq.fetch_add(1, Relaxed) + 1;
-                encode(&self.sender, seq, now, &body)
+                let message = encode(&self.sender, seq, now, &body);
+                match &keys {
+                    Some(keys) => keys.sign(&message),
+                    None => message,
+                }
             })
             .collect()
     }
 
-    /// A message arrived: `Ok(Some(body))` to apply, `Ok(None)` to skip (own or
-    /// malformed), `Err` on a gap in the sender's sequence.
-    pub(super) fn receive(&self, payload: &[u8]) -> Result<Option<Body>, String> {
+    /// A message arrived: `Ok(Some(body))` to apply, `Ok(None)` to skip (own, malformed,
+    /// unauthenticated, replayed or oversized), `Err` on a gap in the sender's sequence.
+    pub(super) fn receive(&self, payload: &Bytes) -> Result<Option<Body>, String> {
         let c = &self.counters;
-        let Some(message) = decode(payload) else {
+        if payload.len() > MAX_MESSAGE_BYTES {
+            c.oversized.fetch_add(1, Relaxed);
+            return Ok(None);
+        }
+        let keys = self.keys();
+        let start = match &keys {
+            Some(keys) => match keys.open(payload) {
+                Ok(start) => start,
+                Err(_) => {
+                    c.unauthenticated.fetch_add(1, Relaxed);
+                    return Ok(None);
+                }
+            },
+            None => auth::skip_envelope(payload),
+        };
+        let Some(message) = decode(&payload.slice(start..)) else {
             c.malformed.fetch_add(1, Relaxed);
             return Ok(None);
         };
+        let keyed = keys.is_some();
+        if keyed && (message.origin.is_none() || message.sent_ms.is_none()) {
+            c.unauthenticated.fetch_add(1, Relaxed);
+            return Ok(None);
+        }
         if let Some((sender, seq)) = &message.origin {
             if *sender == self.sender {
                 c.own_skipped.fetch_add(1, Relaxed);
                 return Ok(None);
             }
+            let now = now_ms();
             let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-            match peers.insert(sender.clone(), *seq) {
-                Some(last) if last.checked_add(1) != Some(*seq) => {
+            match peers.admit(sender, *seq, message.sent_ms, now, keyed) {
+                Admit::Fresh => {}
+                // An old authentic message from a sender not heard from: evictions are
+                // harmless to repeat, a flush or a hot-key exchange is not.
+                Admit::Unknown if matches!(message.body, Body::Keys(..) | Body::Patterns(_)) => {
+                }
+                Admit::Unknown | Admit::Replayed => {
+                    c.replayed.fetch_add(1, Relaxed);
+                    return Ok(None);
+                }
+                Admit::Gap(last) => {
                     c.sequence_gaps.fetch_add(1, Relaxed);
                     let sender = String::from_utf8_lossy(sender);
                     return Err(format!(
                         "gap in the bus sequence of sidecar {sender} ({last} then {seq})"
                     ));
                 }
-                _ => {}
             }
         }
         if let Some(sent) = message.sent_ms {
@@ -298,7 +453,16 @@ impl Bus {
             c.lag_max_ms.fetch_max(lag, Relaxed);
             c.lag.observe(Duration::from_millis(lag));
         }
-        match &message.body {
+        let body = match message.body {
+            Body::Patterns(p)
+                if p.len() > MAX_PATTERNS || p.iter().any(|p| p.len() > MAX_PATTERN_BYTES) =>
+            {
+                c.oversized_patterns.fetch_add(1, Relaxed);
+                Body::Flush
+            }
+            body => body,
+        };
+        match &body {
             Body::Keys(_, keys) => {
                 c.received_keys.fetch_add(1, Relaxed);
                 c.keys_received.fetch_add(keys.len() as u64, Relaxed);
@@ -311,7 +475,7 @@ impl Bus {
             Body::HotAsk { .. } => _ = c.received_hot_asks.fetch_add(1, Relaxed),
             Body::HotKeys { .. } => _ = c.received_hot_answers.fetch_add(1, Relaxed),
         }
-        Ok(Some(message.body))
+        Ok(Some(body))
     }
 }
 

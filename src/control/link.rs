@@ -13,11 +13,13 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::bus::BATCH_WINDOW;
+use super::bus::{BATCH_WINDOW, MAX_MESSAGE_BYTES};
 use super::{ControlTarget, Tracking};
 use crate::protocol::{write_command, FrameScanner};
 use crate::upstream::backoff::Backoff;
@@ -219,7 +221,7 @@ async fn read_frame(
 
 /// Handles messages and heartbeats until the connection is lost; returns why.
 async fn serve(
-    tracking: &Tracking,
+    tracking: &Arc<Tracking>,
     target: &ControlTarget,
     stream: TcpStream,
     mut buf: BytesMut,
@@ -236,7 +238,21 @@ async fn serve(
     // What each reply still owed answers (replies come in request order).
     let mut awaited = VecDeque::new();
     let bus = &tracking.bus;
+    // Bytes of an oversized bus message still to be dropped as they arrive.
+    let mut skipping = 0usize;
     let reason = 'serve: loop {
+        if skipping > 0 {
+            let n = skipping.min(buf.len());
+            buf.advance(n);
+            skipping -= n;
+        }
+        if skipping == 0 {
+            if let Some(len) = oversized_message(&buf, bus.channel()) {
+                bus.counters.oversized.fetch_add(1, Relaxed);
+                skipping = len;
+                continue;
+            }
+        }
         // Frames already read (the first may have come with the CLIENT ID reply).
         'frames: loop {
             match scanner.next_frame(&buf) {
@@ -270,6 +286,12 @@ async fn serve(
                 Ok(None) => break 'frames,
                 Err(e) => break 'serve e.to_string(),
             }
+        }
+        // A large message grew the buffer: give the memory back once it is consumed.
+        if buf.capacity() > SHRINK_ABOVE && buf.len() < SHRINK_ABOVE / 4 {
+            let mut smaller = BytesMut::with_capacity(buf.len().max(4096));
+            smaller.extend_from_slice(&buf);
+            buf = smaller;
         }
         tokio::select! {
             read = reader.read_buf(&mut buf) => match read {
@@ -324,8 +346,37 @@ fn published_refused(frame: &[u8]) {
     }
 }
 
+/// A read buffer larger than this is replaced by a smaller one once drained.
+const SHRINK_ABOVE: usize = 4 << 20;
+
+/// When `buf` starts with a bus message (`>3 message <channel> <payload>`) whose payload is
+/// over [`MAX_MESSAGE_BYTES`], the length of the whole frame: it is dropped as it arrives,
+/// never buffered whole. `None` for anything else (or a header not read yet).
+fn oversized_message(buf: &[u8], channel: &[u8]) -> Option<usize> {
+    let mut rest = buf.strip_prefix(b">3\r\n$7\r\nmessage\r\n$")?;
+    let mut header = buf.len() - rest.len();
+    let line = |rest: &[u8]| -> Option<(usize, usize)> {
+        let end = rest.iter().take(21).position(|&b| b == b'\r')?;
+        let n: usize = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
+        (rest.get(end + 1) == Some(&b'\n')).then_some((n, end + 2))
+    };
+    let (n, used) = line(rest)?;
+    rest = &rest[used..];
+    let name = rest.get(..n)?;
+    if name != channel || rest.get(n..n + 3)? != b"\r\n$" {
+        return None;
+    }
+    rest = &rest[n + 3..];
+    header += used + n + 3;
+    let (payload, used) = line(rest)?;
+    if payload <= MAX_MESSAGE_BYTES {
+        return None;
+    }
+    Some(header + used + payload + 2)
+}
+
 /// A push message: a bus message (see [`handle_bus`]) or a tracking invalidation.
-fn handle(tracking: &Tracking, frame: &Bytes) -> Result<(), String> {
+fn handle(tracking: &Arc<Tracking>, frame: &Bytes) -> Result<(), String> {
     let Some(parts) = push_elements(frame) else {
         return Ok(());
     };
@@ -346,11 +397,11 @@ fn handle(tracking: &Tracking, frame: &Bytes) -> Result<(), String> {
 
 /// `>3 message <channel> <payload>`: applies a peer's message; a gap in its sequence is
 /// returned as the reason the link is lost.
-fn handle_bus(tracking: &Tracking, payload: &Bytes) -> Result<(), String> {
-    let Some((payload, _)) = text(payload) else {
+fn handle_bus(tracking: &Arc<Tracking>, payload: &Bytes) -> Result<(), String> {
+    let Some((text, _)) = text(payload) else {
         return Ok(());
     };
-    if let Some(body) = tracking.bus.receive(payload)? {
+    if let Some(body) = tracking.bus.receive(&payload.slice_ref(text))? {
         tracking.apply(body);
     }
     Ok(())
@@ -396,5 +447,18 @@ mod tests {
         assert_eq!(array_elements(&keys[1]).unwrap().len(), 2);
         let flush = push(b">2\r\n$10\r\ninvalidate\r\n_\r\n").unwrap();
         assert!(is_null(&flush[1]));
+    }
+
+    #[test]
+    fn oversized_bus_messages_are_known_from_their_header() {
+        let big = MAX_MESSAGE_BYTES + 1;
+        let head = format!(">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n${big}\r\n");
+        let frame = head.len() + big + 2;
+        assert_eq!(oversized_message(head.as_bytes(), b"ch"), Some(frame));
+        assert_eq!(oversized_message(head.as_bytes(), b"other"), None);
+        assert_eq!(oversized_message(&head.as_bytes()[..head.len() - 3], b"ch"), None);
+        let small = ">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\nhello\r\n";
+        assert_eq!(oversized_message(small.as_bytes(), b"ch"), None);
+        assert_eq!(oversized_message(b">2\r\n$10\r\ninvalidate\r\n", b"ch"), None);
     }
 }

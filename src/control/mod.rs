@@ -30,6 +30,54 @@ use crate::upstream::Credentials;
 
 pub use link::run;
 
+/// Keys the bus with `--bus-key-file` and re-reads the file every [`bus::KEY_FILE_POLL`]
+/// (a mounted Secret that rotates: the new keys are used from the next message on, both of
+/// a rotation's keys are accepted); without a key file, says once that the bus is open.
+pub fn key_bus(tracking: &Arc<Tracking>, key_file: Option<&std::path::Path>) {
+    let bus = &tracking.bus;
+    let Some(path) = key_file else {
+        if bus.active() {
+            let channel = String::from_utf8_lossy(bus.channel());
+            tracing::warn!(
+                "invalidation bus {channel} is open (no --bus-key-file): any client that may \
+                 PUBLISH on it can make every sidecar evict or flush its L1; hot-key asks are \
+                 not answered"
+            );
+        }
+        return;
+    };
+    if let Err(e) = bus.use_key_file(path.to_owned()) {
+        tracing::error!("--bus-key-file: {e}: bus messages are not acted on until it is valid");
+        // A random key nobody holds: nothing verifies until the file is valid.
+        let mut unknown = vec![0u8; 32];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut unknown);
+        bus.set_keys(vec![unknown]);
+    }
+    let tracking = Arc::downgrade(tracking);
+    tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            tokio::time::sleep(bus::KEY_FILE_POLL).await;
+            let Some(tracking) = tracking.upgrade() else {
+                return;
+            };
+            match tracking.bus.reload_keys() {
+                Ok(true) => {
+                    let id = tracking.bus.key_id().unwrap_or_default();
+                    tracing::info!("bus key file re-read: signing with key {id}");
+                    failing = false;
+                }
+                Ok(false) => failing = false,
+                Err(e) if !failing => {
+                    tracing::warn!("--bus-key-file: {e}: the keys in use stay");
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+        }
+    });
+}
+
 /// The epoch an upstream connection has before tracking took effect on it: never current.
 pub const NO_EPOCH: u64 = u64::MAX;
 
@@ -193,7 +241,7 @@ impl Tracking {
     }
 
     /// A bus message from another sidecar (or a foreign publisher): evict what it names.
-    fn apply(&self, body: Body) {
+    fn apply(self: &Arc<Self>, body: Body) {
         match body {
             Body::Keys(Some(db), keys) => keys.iter().for_each(|k| {
                 self.l1.invalidate_key(db, k);
@@ -203,7 +251,15 @@ impl Tracking {
                 self.l1.invalidate_matching(&crate::glob::Pattern::new(p));
             }),
             Body::Flush => self.l1.flush_all(),
-            Body::HotAsk { asker, wanted } => self.peers.asked(&self.bus, asker, wanted),
+            Body::HotAsk { asker, wanted } => {
+                if let Some(delay) = self.peers.asked(&self.bus, &asker) {
+                    let tracking = self.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        tracking.peers.answer(&tracking.bus, asker, wanted);
+                    });
+                }
+            }
             Body::HotKeys { asker, db, keys } => self.peers.answered(&self.bus, &asker, db, keys),
         }
     }

@@ -135,6 +135,8 @@ struct Figures {
     upstream_link_up: IntGauge,
     invalidation_messages: IntCounterVec,
     invalidation_gaps: IntCounter,
+    bus_dropped: IntCounterVec,
+    bus_keyed: IntGauge,
     invalidation_link_up: IntGauge,
     l1_flushes: IntCounterVec,
     stale_hits: IntCounter,
@@ -265,6 +267,18 @@ impl Exporter {
                 &r,
                 "nearcache_invalidation_sequence_gaps_total",
                 "Bus messages lost: a peer's sequence skipped.",
+            ),
+            bus_dropped: counter_vec(
+                &r,
+                "nearcache_bus_dropped_messages_total",
+                "Bus messages not acted on, by reason: unauthenticated (no valid MAC under \
+                 --bus-key-file), replayed, oversized, malformed.",
+                &["reason"],
+            ),
+            bus_keyed: gauge(
+                &r,
+                "nearcache_bus_keyed",
+                "1 when bus messages are signed and verified (--bus-key-file), 0 when the bus is open.",
             ),
             invalidation_link_up: gauge(
                 &r,
@@ -406,6 +420,15 @@ impl Exporter {
             set(&f.invalidation_messages.with_label_values(&labels), value);
         }
         set(&f.invalidation_gaps, n(&bc.sequence_gaps));
+        for (reason, value) in [
+            ("unauthenticated", n(&bc.unauthenticated)),
+            ("replayed", n(&bc.replayed)),
+            ("oversized", n(&bc.oversized)),
+            ("malformed", n(&bc.malformed)),
+        ] {
+            set(&f.bus_dropped.with_label_values(&[reason]), value);
+        }
+        f.bus_keyed.set(i64::from(tracking.bus.keyed()));
         f.invalidation_link_up.set(i64::from(tracking.serving()));
         for (cause, value) in [
             ("link_lost", n(&tc.loss_flushes)),

@@ -1,8 +1,15 @@
 //! Warming from peers, over the invalidation bus (`H?` and `H` messages, see
-//! `control::bus`): a starting sidecar asks every running one for its hottest keys and
+//! `control::bus`): a starting sidecar asks the running ones for their hottest keys and
 //! collects the answers for `[warm] peer_wait`; a running sidecar answers each asker once
 //! with its hot-key sketch's top. Only key names travel: the asker fetches the values from
 //! the upstream (the source of truth), through the bounded warm fetch.
+//!
+//! Bounded, so that asks cannot be turned into a flood: asks are answered only on a keyed
+//! bus (`--bus-key-file`: only authenticated asks reach here), each peer after a random
+//! delay within [`ANSWER_SPREAD`] and only while fewer than [`ANSWERERS`] answers to that
+//! asker have gone by on the bus (answers travel on the shared channel, so every peer sees
+//! them): the fleet's answers to one ask do not grow with the fleet. Each peer answers at
+//! most [`MAX_ANSWERS_PER_SECOND`] a second and each asker once.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,9 +24,13 @@ use crate::profiler::hotkeys::HotKeys;
 pub const MAX_ANSWER_BYTES: usize = 256 << 10;
 /// Askers remembered as answered (a sidecar's sender id changes with every start).
 const ANSWERED_MEMORY: usize = 256;
-/// Answers sent per second at most (a flood of asks, e.g. from a foreign publisher, costs
-/// the upstream at most this many answers' worth of `PUBLISH`).
-pub const MAX_ANSWERS_PER_SECOND: usize = 32;
+/// Answers one sidecar sends per second at most.
+pub const MAX_ANSWERS_PER_SECOND: usize = 4;
+/// Answers to one ask after which the other peers stay silent (a few more may cross on
+/// the wire).
+pub const ANSWERERS: usize = 2;
+/// Answers are spread over this long after the ask (well within `[warm] peer_wait`).
+pub const ANSWER_SPREAD: Duration = Duration::from_millis(250);
 
 /// What this sidecar answers with: its sketch, how many keys at most, its database.
 struct Source {
@@ -43,6 +54,8 @@ pub struct PeerExchange {
     source: OnceLock<Source>,
     collecting: Mutex<Option<Collected>>,
     answered: Mutex<Answered>,
+    /// Answers seen on the bus per asker (other sidecars' asks), oldest asker first.
+    seen: Mutex<VecDeque<(Bytes, usize)>>,
 }
 
 /// Who was answered, and when the last answers went.
@@ -81,27 +94,53 @@ impl PeerExchange {
         let _ = self.source.set(Source { hot, most, db });
     }
 
-    /// A peer asks for `wanted` hot keys: answered once per asker, within
-    /// [`MAX_ANSWER_BYTES`] and [`MAX_ANSWERS_PER_SECOND`].
-    pub fn asked(&self, bus: &Bus, asker: Bytes, wanted: usize) {
+    /// A peer asks for hot keys: `Some(delay)` when this sidecar may answer (keyed bus, a
+    /// source to answer from, not its own ask, within [`MAX_ANSWERS_PER_SECOND`], first
+    /// time for this asker); then [`PeerExchange::answer`] is called after `delay`.
+    pub fn asked(&self, bus: &Bus, asker: &Bytes) -> Option<Duration> {
+        self.source.get()?;
+        if asker == bus.sender() || !bus.keyed() {
+            return None;
+        }
+        let mut answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if !answered.admit(asker, now) {
+            return None;
+        }
+        Some(spread(asker, bus.sender()))
+    }
+
+    /// Answers `asker` with up to `wanted` hot keys, within [`MAX_ANSWER_BYTES`], unless
+    /// [`ANSWERERS`] answers to it went by meanwhile.
+    pub fn answer(&self, bus: &Bus, asker: Bytes, wanted: usize) {
         let Some(source) = self.source.get() else {
             return;
         };
-        if asker == bus.sender() {
+        if self.answers_seen(&asker) >= ANSWERERS {
             return;
         }
-        let mut answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
-        if !answered.admit(&asker, Instant::now()) {
-            return;
-        }
-        drop(answered);
         let keys = answer(&source.hot, wanted.min(source.most));
         bus.answer_hot(asker, source.db, keys);
+    }
+
+    fn answers_seen(&self, asker: &[u8]) -> usize {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.iter().find(|(a, _)| a == asker).map_or(0, |(_, n)| *n)
     }
 
     /// An answer arrived: kept if it answers this sidecar's ask, for its database.
     pub fn answered(&self, bus: &Bus, asker: &[u8], db: u32, keys: Vec<Bytes>) {
         if asker != &bus.sender()[..] {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            match seen.iter_mut().find(|(a, _)| a == asker) {
+                Some((_, n)) => *n += 1,
+                None => {
+                    if seen.len() == ANSWERED_MEMORY {
+                        seen.pop_front();
+                    }
+                    seen.push_back((Bytes::copy_from_slice(asker), 1));
+                }
+            }
             return;
         }
         let mut collecting = self.collecting.lock().unwrap_or_else(|p| p.into_inner());
@@ -141,6 +180,15 @@ impl PeerExchange {
     }
 }
 
+/// A delay in `0..ANSWER_SPREAD`, different for each pair of asker and answerer.
+fn spread(asker: &[u8], me: &[u8]) -> Duration {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    (asker, me).hash(&mut h);
+    let ms = ANSWER_SPREAD.as_millis() as u64;
+    Duration::from_millis(h.finish() % ms.max(1))
+}
+
 /// The `n` hottest keys, hottest first, within [`MAX_ANSWER_BYTES`].
 fn answer(hot: &HotKeys, n: usize) -> Vec<Bytes> {
     let mut bytes = 0;
@@ -157,7 +205,31 @@ fn answer(hot: &HotKeys, n: usize) -> Vec<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::bus::auth::ENVELOPE_LEN;
     use crate::control::bus::{decode, Body};
+
+    #[test]
+    fn an_open_bus_answers_no_ask() {
+        let bus = Bus::new("c");
+        let peers = PeerExchange::default();
+        peers.serve(sketch(&[b"a", b"b"]), 10, 0);
+        assert_eq!(peers.asked(&bus, &Bytes::from_static(b"x")), None);
+    }
+
+    #[test]
+    fn a_peer_stays_silent_once_enough_answers_went_by() {
+        let bus = Bus::new("c");
+        bus.set_keys(vec![b"0123456789abcdef0123".to_vec()]);
+        let peers = PeerExchange::default();
+        peers.serve(sketch(&[b"a", b"b"]), 10, 0);
+        let x = Bytes::from_static(b"x");
+        assert!(peers.asked(&bus, &x).is_some());
+        for _ in 0..ANSWERERS {
+            peers.answered(&bus, b"x", 0, vec![Bytes::from_static(b"k")]);
+        }
+        peers.answer(&bus, x, 2);
+        assert!(bus.take().is_empty(), "{ANSWERERS} answers already went by");
+    }
 
     fn sketch(keys: &[&[u8]]) -> Arc<HotKeys> {
         let hot = Arc::new(HotKeys::new());
@@ -172,16 +244,18 @@ mod tests {
     #[test]
     fn an_asker_is_answered_once_with_the_hottest_keys() {
         let bus = Bus::new("c");
+        bus.set_keys(vec![b"0123456789abcdef0123".to_vec()]);
         let peers = PeerExchange::default();
-        peers.asked(&bus, Bytes::from_static(b"x"), 2);
-        assert!(bus.take().is_empty(), "no source yet: no answer");
+        let x = Bytes::from_static(b"x");
+        assert_eq!(peers.asked(&bus, &x), None, "no source yet: no answer");
         peers.serve(sketch(&[b"a", b"b", b"c"]), 10, 4);
-        peers.asked(&bus, Bytes::from_static(b"x"), 2);
-        peers.asked(&bus, Bytes::from_static(b"x"), 2);
-        peers.asked(&bus, bus.sender().clone(), 2);
+        assert!(peers.asked(&bus, &x).unwrap() < ANSWER_SPREAD);
+        assert_eq!(peers.asked(&bus, &x), None, "answered once");
+        assert_eq!(peers.asked(&bus, bus.sender()), None, "not its own ask");
+        peers.answer(&bus, x.clone(), 2);
         let sent = bus.take();
         assert_eq!(sent.len(), 1);
-        let body = decode(&sent[0]).unwrap().body;
+        let body = decode(&sent[0].slice(ENVELOPE_LEN..)).unwrap().body;
         let keys = vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")];
         let asker = Bytes::from_static(b"x");
         assert_eq!(body, Body::HotKeys { asker, db: 4, keys });

@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// Decodes a copy of `payload`.
+fn dec(payload: &[u8]) -> Option<Message> {
+    decode(&Bytes::copy_from_slice(payload))
+}
+
 fn b(s: &'static [u8]) -> Bytes {
     Bytes::from_static(s)
 }
@@ -15,7 +20,7 @@ fn messages_round_trip_with_binary_keys() {
         Body::Flush,
     ];
     for body in bodies {
-        let m = decode(&encode(b"abc", 7, 1234, &body)).unwrap();
+        let m = dec(&encode(b"abc", 7, 1234, &body)).unwrap();
         assert_eq!(m.origin, Some((b(b"abc"), 7)));
         assert_eq!(m.sent_ms, Some(1234));
         assert_eq!(m.body, body);
@@ -24,11 +29,11 @@ fn messages_round_trip_with_binary_keys() {
 
 #[test]
 fn foreign_messages_need_no_sender_and_bad_ones_are_refused() {
-    let m = decode(b"v1 - - - P 6:user:*").unwrap();
+    let m = dec(b"v1 - - - P 6:user:*").unwrap();
     assert_eq!(m.origin, None);
     assert_eq!(m.body, Body::Patterns(vec![b(b"user:*")]));
-    assert_eq!(decode(b"v1 - - - F").unwrap().body, Body::Flush);
-    let k = decode(b"v1 - - - K 0 1:a 2:bc").unwrap();
+    assert_eq!(dec(b"v1 - - - F").unwrap().body, Body::Flush);
+    let k = dec(b"v1 - - - K 0 1:a 2:bc").unwrap();
     assert_eq!(k.body, Body::Keys(Some(0), vec![b(b"a"), b(b"bc")]));
     for bad in [
         &b"v2 - - - F"[..],
@@ -45,7 +50,7 @@ fn foreign_messages_need_no_sender_and_bad_ones_are_refused() {
         b"v1 - - - K 0 9999999999999999999:a",
         b"v1 - - - H x 0 18446744073709551614:ab",
     ] {
-        assert_eq!(decode(bad), None, "{}", String::from_utf8_lossy(bad));
+        assert_eq!(dec(bad), None, "{}", String::from_utf8_lossy(bad));
     }
 }
 
@@ -73,7 +78,7 @@ fn written_keys_are_batched_per_database() {
     assert!(!bus.batch_full());
     bus.key_written(1, &b(b"c"));
     assert!(bus.batch_full());
-    let sent: Vec<_> = bus.take().iter().map(|m| decode(m).unwrap()).collect();
+    let sent: Vec<_> = bus.take().iter().map(|m| dec(m).unwrap()).collect();
     assert_eq!(sent.len(), 2);
     assert_eq!(sent[0].body, Body::Keys(Some(0), vec![b(b"a"), b(b"b")]));
     assert_eq!(sent[1].origin.as_ref().unwrap().1, 2);
@@ -94,11 +99,11 @@ fn hot_key_asks_and_answers_round_trip() {
         },
     ];
     for body in bodies {
-        let m = decode(&encode(b"peer", 9, 1234, &body)).unwrap();
+        let m = dec(&encode(b"peer", 9, 1234, &body)).unwrap();
         assert_eq!(m.origin, Some((b(b"peer"), 9)));
         assert_eq!(m.body, body);
     }
-    let ask = decode(b"v1 - - - H? me 99999999").unwrap().body;
+    let ask = dec(b"v1 - - - H? me 99999999").unwrap().body;
     assert_eq!(
         ask,
         Body::HotAsk {
@@ -129,13 +134,13 @@ fn malformed_hot_key_messages_are_refused_without_panic() {
         b"v1 - - - H me 0 1:a  1:b",
         b"v1 - - - H! me 0 1:a",
     ] {
-        assert_eq!(decode(bad), None, "{}", String::from_utf8_lossy(bad));
+        assert_eq!(dec(bad), None, "{}", String::from_utf8_lossy(bad));
     }
     let mut many = b"v1 - - - H me 0".to_vec();
     for _ in 0..=MAX_HOT_KEYS {
         many.extend_from_slice(b" 1:k");
     }
-    assert_eq!(decode(&many), None);
+    assert_eq!(dec(&many), None);
     // Fuzz-ish: every prefix and every one-byte change of good messages decodes or not,
     // never panics.
     let good = encode(
@@ -149,11 +154,11 @@ fn malformed_hot_key_messages_are_refused_without_panic() {
         },
     );
     for cut in 0..good.len() {
-        let _ = decode(&good[..cut]);
+        let _ = dec(&good[..cut]);
         for byte in [b' ', b':', b'9', b'H', b'?', 0xff] {
             let mut changed = good.to_vec();
             changed[cut] = byte;
-            let _ = decode(&changed);
+            let _ = dec(&changed);
         }
     }
 }
@@ -164,7 +169,7 @@ fn asks_and_answers_are_queued_counted_and_published() {
     bus.ask_hot(10);
     bus.answer_hot(b(b"other"), 2, vec![b(b"k")]);
     bus.answer_hot(b(b"other"), 2, vec![]);
-    let sent: Vec<_> = bus.take().iter().map(|m| decode(m).unwrap()).collect();
+    let sent: Vec<_> = bus.take().iter().map(|m| dec(m).unwrap()).collect();
     assert_eq!(sent.len(), 2);
     assert_eq!(
         sent[0].body,

@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::MAX_HOT_KEYS;
 
@@ -98,12 +98,14 @@ pub fn encode(sender: &[u8], seq: u64, sent_ms: u64, body: &Body) -> Bytes {
     out.freeze()
 }
 
-/// Splits off the next space-separated field.
-fn field(rest: &mut &[u8]) -> Option<Bytes> {
+/// Splits off the next space-separated field (a view of the payload: no copy).
+fn field(rest: &mut Bytes) -> Option<Bytes> {
     let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
-    let f = &rest[..end];
-    *rest = rest.get(end + 1..).unwrap_or_default();
-    (!f.is_empty()).then(|| Bytes::copy_from_slice(f))
+    let f = rest.split_to(end);
+    if !rest.is_empty() {
+        rest.advance(1);
+    }
+    (!f.is_empty()).then_some(f)
 }
 
 fn number(f: &[u8]) -> Option<u64> {
@@ -121,28 +123,32 @@ fn optional_number(f: &[u8]) -> Option<Option<u64>> {
     number(f).map(Some)
 }
 
-/// ` <len>:<bytes>` items until the end (the first one has no leading space).
-fn items(mut rest: &[u8]) -> Option<Vec<Bytes>> {
+/// ` <len>:<bytes>` items until the end (the first one has no leading space), each a view
+/// of the payload: decoding allocates one vector, never one buffer per item.
+fn items(mut rest: Bytes) -> Option<Vec<Bytes>> {
     let mut out = Vec::new();
     while !rest.is_empty() {
-        let colon = rest.iter().position(|&b| b == b':')?;
+        let colon = rest.iter().take(21).position(|&b| b == b':')?;
         let len = usize::try_from(number(&rest[..colon])?).ok()?;
         let end = (colon + 1).checked_add(len)?;
-        let body = rest.get(colon + 1..end)?;
-        out.push(Bytes::copy_from_slice(body));
-        rest = &rest[end..];
+        if end > rest.len() {
+            return None;
+        }
+        out.push(rest.slice(colon + 1..end));
+        rest.advance(end);
         match rest.first() {
             None => break,
-            Some(b' ') => rest = &rest[1..],
+            Some(b' ') => rest.advance(1),
             Some(_) => return None,
         }
     }
     (!out.is_empty()).then_some(out)
 }
 
-/// Decodes a message; `None` for anything malformed or of another version.
-pub fn decode(payload: &[u8]) -> Option<Message> {
-    let mut rest = payload;
+/// Decodes a message; `None` for anything malformed or of another version. Keys and
+/// patterns are views of `payload`.
+pub fn decode(payload: &Bytes) -> Option<Message> {
+    let mut rest = payload.clone();
     if field(&mut rest)?.as_ref() != VERSION {
         return None;
     }
