@@ -45,6 +45,19 @@ pub fn start_pair(extra: &[&str]) -> (Redis, Sidecar) {
     (redis, sidecar)
 }
 
+/// A bus key file (`--bus-key-file`) in a fresh scratch directory holding `lines`: keep
+/// the directory alive as long as the sidecars that read it.
+pub fn bus_key_file(lines: &[&str]) -> (tempdir::TempDir, String) {
+    let dir = tempdir::TempDir::new("bus-key");
+    let path = dir.path().join("bus.key");
+    std::fs::write(&path, lines.join("\n") + "\n").expect("write the key file");
+    let path = path.display().to_string();
+    (dir, path)
+}
+
+/// The test fleet's bus key (any 16 bytes or more).
+pub const BUS_KEY: &str = "test-fleet-bus-key-0123456789abcdef";
+
 /// `GET key` in database `db` on `conn` (SELECT there and back to 0 when `db` is not 0).
 pub fn get_in_db(conn: &mut Conn, db: u32, key: &str) -> Vec<u8> {
     if db != 0 {

@@ -334,7 +334,9 @@ fn a_starting_sidecar_loads_its_peers_hottest_keys_from_the_upstream() {
     let redis = Redis::start();
     fill(&redis, "hot", 10, "h");
     fill(&redis, "cold", 200, "c");
-    let a = Sidecar::start(redis.port(), &[]);
+    // Asks are answered only on a keyed bus.
+    let (_dir, key) = bus_key_file(&[BUS_KEY]);
+    let a = Sidecar::start(redis.port(), &["--bus-key-file", &key]);
     skewed_workload(&mut a.conn(), 10, 200);
     let hot = a.conn().cmd_str(&["NEARCACHE", "HOTKEYS", "10"]);
     assert!(
@@ -343,7 +345,7 @@ fn a_starting_sidecar_loads_its_peers_hottest_keys_from_the_upstream() {
         show(&hot)
     );
 
-    let b = Sidecar::start(redis.port(), &[]);
+    let b = Sidecar::start(redis.port(), &["--bus-key-file", &key]);
     let info = wait_done(&b, 1);
     assert_eq!(info_u64(&info, "warm_peer_answers"), 1, "{info}");
     assert!(info_u64(&info, "warm_peer_keys") >= 10, "{info}");

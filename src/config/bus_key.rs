@@ -65,9 +65,15 @@ mod tests {
             parse_bus_keys(rotation.as_bytes()),
             Ok(vec![k(current), k("previous-key-0123456")])
         );
-        assert!(parse_bus_keys(b"\n# nothing\n").unwrap_err().contains("no key"));
-        assert!(parse_bus_keys(b"short").unwrap_err().contains("shorter than 16"));
+        assert!(parse_bus_keys(b"\n# nothing\n")
+            .unwrap_err()
+            .contains("no key"));
+        assert!(parse_bus_keys(b"short")
+            .unwrap_err()
+            .contains("shorter than 16"));
         let three = format!("{current}\n{current}1\n{current}2\n");
-        assert!(parse_bus_keys(three.as_bytes()).unwrap_err().contains("at most 2"));
+        assert!(parse_bus_keys(three.as_bytes())
+            .unwrap_err()
+            .contains("at most 2"));
     }
 }

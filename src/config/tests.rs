@@ -372,7 +372,10 @@ fn load_refuses_a_missing_or_bad_bus_key_file() {
         ..Default::default()
     };
     let got = Config::load(&flags).unwrap_err().problems;
-    assert!(got[0].starts_with("--bus-key-file: cannot read "), "{got:?}");
+    assert!(
+        got[0].starts_with("--bus-key-file: cannot read "),
+        "{got:?}"
+    );
     std::fs::write(&path, "short\n").unwrap();
     let got = Config::load(&flags).unwrap_err().problems;
     assert!(got[0].contains("shorter than 16 bytes"), "{got:?}");

@@ -55,6 +55,9 @@ use auth::{BusKeys, ENVELOPE_LEN};
 use senders::{Admit, Senders};
 pub use wire::{decode, encode, now_ms, Body, Message};
 
+/// Keys as read from the key file, signing key first.
+type RawKeys = Vec<Vec<u8>>;
+
 /// Largest bus message acted on, envelope included; a larger one is dropped unread.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
 /// Room kept in a message for its header (version, sender, sequence, time, kind, db).
@@ -155,7 +158,7 @@ pub struct Bus {
     /// `--bus-key-file`, once set.
     key_file: OnceLock<PathBuf>,
     /// The keys read from it last (to tell a change), and the keys in use.
-    keys: RwLock<Option<(Vec<Vec<u8>>, Arc<BusKeys>)>>,
+    keys: RwLock<Option<(RawKeys, Arc<BusKeys>)>>,
     /// What INFO shows.
     pub counters: BusCounters,
 }
@@ -236,7 +239,10 @@ impl Bus {
 
     /// Whether messages are signed and only authenticated ones acted on.
     pub fn keyed(&self) -> bool {
-        self.keys.read().unwrap_or_else(|p| p.into_inner()).is_some()
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     /// The id of the key messages are signed with (INFO), if keyed.
@@ -296,8 +302,7 @@ impl Bus {
             if let Some(Body::Keys(last_db, last)) = outbox.messages.back_mut() {
                 let bytes = |keys: &[Bytes]| keys.iter().map(|k| k.len() + 24).sum::<usize>();
                 let room = MAX_MESSAGE_BYTES - ENVELOPE_LEN - HEADER_ROOM;
-                if last_db == db && last.len() < BATCH_KEYS && bytes(last) + bytes(keys) <= room
-                {
+                if last_db == db && last.len() < BATCH_KEYS && bytes(last) + bytes(keys) <= room {
                     last.extend(keys.iter().cloned());
                     drop(outbox);
                     return self.queued.notify_one();
@@ -432,8 +437,7 @@ impl Bus {
                 Admit::Fresh => {}
                 // An old authentic message from a sender not heard from: evictions are
                 // harmless to repeat, a flush or a hot-key exchange is not.
-                Admit::Unknown if matches!(message.body, Body::Keys(..) | Body::Patterns(_)) => {
-                }
+                Admit::Unknown if matches!(message.body, Body::Keys(..) | Body::Patterns(_)) => {}
                 Admit::Unknown | Admit::Replayed => {
                     c.replayed.fetch_add(1, Relaxed);
                     return Ok(None);

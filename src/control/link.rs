@@ -456,9 +456,15 @@ mod tests {
         let frame = head.len() + big + 2;
         assert_eq!(oversized_message(head.as_bytes(), b"ch"), Some(frame));
         assert_eq!(oversized_message(head.as_bytes(), b"other"), None);
-        assert_eq!(oversized_message(&head.as_bytes()[..head.len() - 3], b"ch"), None);
+        assert_eq!(
+            oversized_message(&head.as_bytes()[..head.len() - 3], b"ch"),
+            None
+        );
         let small = ">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\nhello\r\n";
         assert_eq!(oversized_message(small.as_bytes(), b"ch"), None);
-        assert_eq!(oversized_message(b">2\r\n$10\r\ninvalidate\r\n", b"ch"), None);
+        assert_eq!(
+            oversized_message(b">2\r\n$10\r\ninvalidate\r\n", b"ch"),
+            None
+        );
     }
 }

@@ -6,8 +6,8 @@
 //!
 //! Bounded, so that asks cannot be turned into a flood: asks are answered only on a keyed
 //! bus (`--bus-key-file`: only authenticated asks reach here), each peer after a random
-//! delay within [`ANSWER_SPREAD`] and only while fewer than [`ANSWERERS`] answers to that
-//! asker have gone by on the bus (answers travel on the shared channel, so every peer sees
+//! delay within [`ANSWER_SPREAD`] and only while no answer to that asker has gone by on
+//! the bus (answers travel on the shared channel, so every peer sees
 //! them): the fleet's answers to one ask do not grow with the fleet. Each peer answers at
 //! most [`MAX_ANSWERS_PER_SECOND`] a second and each asker once.
 
@@ -27,10 +27,10 @@ const ANSWERED_MEMORY: usize = 256;
 /// Answers one sidecar sends per second at most.
 pub const MAX_ANSWERS_PER_SECOND: usize = 4;
 /// Answers to one ask after which the other peers stay silent (a few more may cross on
-/// the wire).
-pub const ANSWERERS: usize = 2;
+/// the wire). One is enough: a fleet's sidecars serve the same application.
+pub const ANSWERERS: usize = 1;
 /// Answers are spread over this long after the ask (well within `[warm] peer_wait`).
-pub const ANSWER_SPREAD: Duration = Duration::from_millis(250);
+pub const ANSWER_SPREAD: Duration = Duration::from_millis(300);
 
 /// What this sidecar answers with: its sketch, how many keys at most, its database.
 struct Source {
@@ -182,11 +182,10 @@ impl PeerExchange {
 
 /// A delay in `0..ANSWER_SPREAD`, different for each pair of asker and answerer.
 fn spread(asker: &[u8], me: &[u8]) -> Duration {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    (asker, me).hash(&mut h);
+    use std::hash::BuildHasher;
+    let h = std::collections::hash_map::RandomState::new().hash_one((asker, me));
     let ms = ANSWER_SPREAD.as_millis() as u64;
-    Duration::from_millis(h.finish() % ms.max(1))
+    Duration::from_millis(h % ms.max(1))
 }
 
 /// The `n` hottest keys, hottest first, within [`MAX_ANSWER_BYTES`].

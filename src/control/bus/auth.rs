@@ -77,7 +77,10 @@ impl BusKeys {
             .iter()
             .map(|k| {
                 let mut id = BytesMut::with_capacity(KEY_ID_LEN);
-                hex(&digest::digest(&digest::SHA256, k).as_ref()[..KEY_ID_LEN / 2], &mut id);
+                hex(
+                    &digest::digest(&digest::SHA256, k).as_ref()[..KEY_ID_LEN / 2],
+                    &mut id,
+                );
                 let mut fixed = [0; KEY_ID_LEN];
                 fixed.copy_from_slice(&id);
                 Key {
@@ -151,7 +154,11 @@ mod tests {
     use super::*;
 
     fn keys(raw: &[&str]) -> BusKeys {
-        BusKeys::new(&raw.iter().map(|k| k.as_bytes().to_vec()).collect::<Vec<_>>())
+        BusKeys::new(
+            &raw.iter()
+                .map(|k| k.as_bytes().to_vec())
+                .collect::<Vec<_>>(),
+        )
     }
 
     #[test]

@@ -121,7 +121,11 @@ mod tests {
         assert_eq!(s.admit(&a, 8, Some(NOW), NOW, true), Admit::Gap(6));
         s.resubscribed();
         assert_eq!(s.admit(&a, 8, Some(NOW), NOW, true), Admit::Replayed);
-        assert_eq!(s.admit(&a, 20, Some(NOW), NOW, true), Admit::Fresh, "after a resubscribe");
+        assert_eq!(
+            s.admit(&a, 20, Some(NOW), NOW, true),
+            Admit::Fresh,
+            "after a resubscribe"
+        );
         assert_eq!(s.live(NOW), 1);
         assert_eq!(s.live(NOW + LIVE_MS + 1), 0);
     }
