@@ -303,8 +303,28 @@ fn hot_key_asks_get_a_few_answers_not_one_per_peer() {
         |peers: &[Sidecar]| -> u64 { peers.iter().map(|p| bus(p, "bus_hot_answers_sent")).sum() };
     // The peers answered each other's start-up asks already.
     let before = answers_sent(&peers);
+    // Any subscriber of the channel (a weak ACL user) sees the answers go by, sealed.
+    let mut sub = redis.conn();
+    sub.cmd_str(&["SUBSCRIBE", CHANNEL]);
     let asker = keyed(&redis, &key);
     let text = wait_warmed(&asker);
+    sub.set_read_timeout(Duration::from_millis(300));
+    let mut seen = Vec::new();
+    while let Ok(message) = sub.try_read_reply() {
+        seen.push(message);
+    }
+    let answers: Vec<_> = seen
+        .iter()
+        .filter(|m| m.windows(3).any(|w| w == b" H "))
+        .collect();
+    assert!(!answers.is_empty(), "answers went by on the channel");
+    for m in answers {
+        assert!(
+            !m.windows(4).any(|w| w == b"hot:"),
+            "key names in {}",
+            show(m)
+        );
+    }
     let answers = info_u64(&text, "warm_peer_answers");
     assert!(
         (1..=3).contains(&answers),

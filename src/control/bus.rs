@@ -389,6 +389,24 @@ impl Bus {
                     Body::HotKeys { .. } => _ = c.sent_hot_answers.fetch_add(1, Relaxed),
                 }
                 let seq = self.seq.fetch_add(1, Relaxed) + 1;
+                let body = match (&keys, body) {
+                    (
+                        Some(keys),
+                        Body::HotKeys {
+                            asker,
+                            db,
+                            keys: hot,
+                        },
+                    ) => {
+                        let sealed = seal_hot_keys(keys, &asker, db, &hot);
+                        Body::HotKeys {
+                            asker,
+                            db,
+                            keys: vec![sealed],
+                        }
+                    }
+                    (_, body) => body,
+                };
                 let message = encode(&self.sender, seq, now, &body);
                 match &keys {
                     Some(keys) => keys.sign(&message),
@@ -400,24 +418,38 @@ impl Bus {
 
     /// A message arrived: `Ok(Some(body))` to apply, `Ok(None)` to skip (own, malformed,
     /// unauthenticated, replayed or oversized), `Err` on a gap in the sender's sequence.
-    pub(super) fn receive(&self, payload: &Bytes) -> Result<Option<Body>, String> {
+    pub(crate) fn receive(&self, payload: &Bytes) -> Result<Option<Body>, String> {
         let c = &self.counters;
         if payload.len() > MAX_MESSAGE_BYTES {
             c.oversized.fetch_add(1, Relaxed);
             return Ok(None);
         }
         let keys = self.keys();
-        let start = match &keys {
+        let (start, key_index) = match &keys {
             Some(keys) => match keys.open(payload) {
-                Ok(start) => start,
+                Ok(opened) => opened,
                 Err(_) => {
                     c.unauthenticated.fetch_add(1, Relaxed);
                     return Ok(None);
                 }
             },
-            None => auth::skip_envelope(payload),
+            None => (auth::skip_envelope(payload), 0),
         };
-        let Some(message) = decode(&payload.slice(start..)) else {
+        let message = decode(&payload.slice(start..)).and_then(|mut m| {
+            if let (
+                Some(keys),
+                Body::HotKeys {
+                    asker,
+                    db,
+                    keys: sealed,
+                },
+            ) = (&keys, &mut m.body)
+            {
+                *sealed = unseal_hot_keys(keys, key_index, asker, *db, sealed)?;
+            }
+            Some(m)
+        });
+        let Some(message) = message else {
             c.malformed.fetch_add(1, Relaxed);
             return Ok(None);
         };
@@ -481,6 +513,38 @@ impl Bus {
         }
         Ok(Some(body))
     }
+}
+
+/// What a hot-key answer's sealed keys are bound to: kind, asker and database.
+fn hot_keys_header(asker: &[u8], db: u32) -> Vec<u8> {
+    let mut header = b"H ".to_vec();
+    header.extend_from_slice(asker);
+    header.extend_from_slice(format!(" {db}").as_bytes());
+    header
+}
+
+/// A hot-key answer's keys as one sealed item (see `auth`).
+fn seal_hot_keys(keys: &BusKeys, asker: &[u8], db: u32, hot: &[Bytes]) -> Bytes {
+    let mut plain = bytes::BytesMut::new();
+    hot.iter().for_each(|k| wire::put_item(&mut plain, k));
+    let plain = plain.get(1..).unwrap_or_default();
+    Bytes::from(keys.seal(&hot_keys_header(asker, db), plain))
+}
+
+/// The keys of a sealed hot-key answer; `None` unless it is one item that opens.
+fn unseal_hot_keys(
+    keys: &BusKeys,
+    index: usize,
+    asker: &[u8],
+    db: u32,
+    sealed: &[Bytes],
+) -> Option<Vec<Bytes>> {
+    let [sealed] = sealed else {
+        return None;
+    };
+    let plain = keys.unseal(index, &hot_keys_header(asker, db), sealed)?;
+    let hot = wire::items(Bytes::from(plain))?;
+    (hot.len() <= MAX_HOT_KEYS).then_some(hot)
 }
 
 #[cfg(test)]

@@ -254,10 +254,21 @@ mod tests {
         peers.answer(&bus, x.clone(), 2);
         let sent = bus.take();
         assert_eq!(sent.len(), 1);
-        let body = decode(&sent[0].slice(ENVELOPE_LEN..)).unwrap().body;
+        // The keys travel sealed: readable by a peer holding the key only.
+        let raw = decode(&sent[0].slice(ENVELOPE_LEN..)).unwrap().body;
+        let Body::HotKeys { keys: sealed, .. } = raw else {
+            panic!("{raw:?}")
+        };
+        assert_eq!(sealed.len(), 1);
+        let peer = Bus::new("c");
+        peer.set_keys(vec![b"0123456789abcdef0123".to_vec()]);
+        let body = peer.receive(&sent[0]).unwrap().unwrap();
         let keys = vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")];
         let asker = Bytes::from_static(b"x");
         assert_eq!(body, Body::HotKeys { asker, db: 4, keys });
+        let outsider = Bus::new("c");
+        outsider.set_keys(vec![b"another-key-0123456789".to_vec()]);
+        assert_eq!(outsider.receive(&sent[0]), Ok(None));
     }
 
     #[test]

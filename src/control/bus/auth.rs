@@ -12,9 +12,16 @@
 //! lowercase hex (64 digits). A keyed receiver drops every message whose envelope is
 //! missing, names a key it does not hold, or carries a MAC that does not verify (compared in
 //! constant time); an unkeyed receiver skips the envelope unchecked.
+//!
+//! Hot-key answers name keys, which no subscriber outside the fleet (a weak ACL user that
+//! may `SUBSCRIBE`) should read: on a keyed bus their keys travel sealed, as one item of
+//! 12 nonce bytes then ChaCha20-Poly1305 ciphertext and tag, under a key derived from the
+//! bus key (SHA-256 of `nearcache-bus-seal` and the key) with the message's header as
+//! associated data.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use ring::{digest, hmac};
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::{aead, digest, hmac};
 
 /// The envelope's first field.
 const TAG: &[u8] = b"s1";
@@ -29,7 +36,11 @@ pub const ENVELOPE_LEN: usize = TAG.len() + 1 + KEY_ID_LEN + 1 + MAC_LEN + 1;
 struct Key {
     id: [u8; KEY_ID_LEN],
     mac: hmac::Key,
+    seal: aead::LessSafeKey,
 }
+
+/// Bytes of a sealed item's nonce.
+const NONCE_LEN: usize = 12;
 
 /// The keys a sidecar holds: the first signs, every one verifies.
 pub struct BusKeys {
@@ -83,9 +94,16 @@ impl BusKeys {
                 );
                 let mut fixed = [0; KEY_ID_LEN];
                 fixed.copy_from_slice(&id);
+                let mut ctx = digest::Context::new(&digest::SHA256);
+                ctx.update(b"nearcache-bus-seal");
+                ctx.update(k);
+                let sealing =
+                    aead::UnboundKey::new(&aead::CHACHA20_POLY1305, ctx.finish().as_ref())
+                        .expect("a 32-byte key");
                 Key {
                     id: fixed,
                     mac: hmac::Key::new(hmac::HMAC_SHA256, k),
+                    seal: aead::LessSafeKey::new(sealing),
                 }
             })
             .collect();
@@ -114,18 +132,57 @@ impl BusKeys {
         out.freeze()
     }
 
-    /// Checks `payload`'s envelope: the offset of the authentic message in it.
-    pub fn open(&self, payload: &[u8]) -> Result<usize, Rejected> {
+    /// Checks `payload`'s envelope: the offset of the authentic message in it, and which
+    /// key signed it (for [`BusKeys::unseal`]).
+    pub fn open(&self, payload: &[u8]) -> Result<(usize, usize), Rejected> {
         let (id, mac) = envelope(payload).ok_or(Rejected::Unsigned)?;
-        let key = self
+        let index = self
             .keys
             .iter()
-            .find(|k| k.id[..] == *id)
+            .position(|k| k.id[..] == *id)
             .ok_or(Rejected::UnknownKey)?;
         let mut tag = [0u8; MAC_LEN / 2];
         unhex(mac, &mut tag).ok_or(Rejected::Unsigned)?;
-        hmac::verify(&key.mac, &payload[ENVELOPE_LEN..], &tag).map_err(|_| Rejected::BadMac)?;
-        Ok(ENVELOPE_LEN)
+        hmac::verify(&self.keys[index].mac, &payload[ENVELOPE_LEN..], &tag)
+            .map_err(|_| Rejected::BadMac)?;
+        Ok((ENVELOPE_LEN, index))
+    }
+
+    /// `plain` sealed with the signing key, bound to `header`: nonce, ciphertext, tag.
+    pub fn seal(&self, header: &[u8], plain: &[u8]) -> Vec<u8> {
+        let Some(key) = self.keys.first() else {
+            return plain.to_vec();
+        };
+        let mut nonce = [0u8; NONCE_LEN];
+        // The system's random source does not fail on Linux; a zero nonce would still seal.
+        let _ = SystemRandom::new().fill(&mut nonce);
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(plain);
+        let mut body = out.split_off(NONCE_LEN);
+        let sealed = key.seal.seal_in_place_append_tag(
+            aead::Nonce::assume_unique_for_key(nonce),
+            aead::Aad::from(header),
+            &mut body,
+        );
+        if sealed.is_err() {
+            return Vec::new();
+        }
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// What [`BusKeys::seal`] sealed with key `index` (as [`BusKeys::open`] named it), if
+    /// it is authentic.
+    pub fn unseal(&self, index: usize, header: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        let key = self.keys.get(index)?;
+        let (nonce, body) = sealed.split_at_checked(NONCE_LEN)?;
+        let nonce = aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut body = body.to_vec();
+        let plain = key
+            .seal
+            .open_in_place(nonce, aead::Aad::from(header), &mut body)
+            .ok()?;
+        Some(plain.to_vec())
     }
 }
 
@@ -170,10 +227,40 @@ mod tests {
         let signed = old.sign(message);
         assert_eq!(signed.len(), ENVELOPE_LEN + message.len());
         assert_eq!(&signed[ENVELOPE_LEN..], message);
-        assert_eq!(rotating.open(&signed), Ok(ENVELOPE_LEN));
+        assert_eq!(rotating.open(&signed), Ok((ENVELOPE_LEN, 1)));
         assert_eq!(new.open(&signed), Err(Rejected::UnknownKey));
-        assert_eq!(rotating.open(&rotating.sign(message)), Ok(ENVELOPE_LEN));
+        assert_eq!(
+            rotating.open(&rotating.sign(message)),
+            Ok((ENVELOPE_LEN, 0))
+        );
         assert_eq!(old.open(&rotating.sign(message)), Err(Rejected::UnknownKey));
+    }
+
+    #[test]
+    fn sealed_items_open_only_with_their_key_and_header() {
+        let rotating = keys(&["current-key-01234567", "previous-key-0123456"]);
+        let old = keys(&["previous-key-0123456"]);
+        let sealed = old.seal(b"H asker 0", b"5:key:1 5:key:2");
+        assert!(
+            !sealed.windows(5).any(|w| w == b"key:1"),
+            "not in the clear"
+        );
+        let plain = rotating.unseal(1, b"H asker 0", &sealed);
+        assert_eq!(plain.as_deref(), Some(&b"5:key:1 5:key:2"[..]));
+        assert_eq!(
+            rotating.unseal(0, b"H asker 0", &sealed),
+            None,
+            "another key"
+        );
+        assert_eq!(
+            rotating.unseal(1, b"H other 0", &sealed),
+            None,
+            "another header"
+        );
+        let mut altered = sealed.clone();
+        altered[NONCE_LEN] ^= 1;
+        assert_eq!(rotating.unseal(1, b"H asker 0", &altered), None);
+        assert_eq!(rotating.unseal(1, b"H asker 0", &sealed[..5]), None);
     }
 
     #[test]

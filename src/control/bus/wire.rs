@@ -55,7 +55,8 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn put_item(out: &mut BytesMut, item: &[u8]) {
+/// ` <len>:<bytes>` (a key, a pattern, a sealed blob).
+pub(super) fn put_item(out: &mut BytesMut, item: &[u8]) {
     out.put_u8(b' ');
     out.extend_from_slice(item.len().to_string().as_bytes());
     out.put_u8(b':');
@@ -125,7 +126,7 @@ fn optional_number(f: &[u8]) -> Option<Option<u64>> {
 
 /// ` <len>:<bytes>` items until the end (the first one has no leading space), each a view
 /// of the payload: decoding allocates one vector, never one buffer per item.
-fn items(mut rest: Bytes) -> Option<Vec<Bytes>> {
+pub(super) fn items(mut rest: Bytes) -> Option<Vec<Bytes>> {
     let mut out = Vec::new();
     while !rest.is_empty() {
         let colon = rest.iter().take(21).position(|&b| b == b':')?;
