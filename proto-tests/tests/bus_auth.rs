@@ -358,3 +358,39 @@ fn an_open_bus_is_logged_once_and_answers_no_hot_key_ask() {
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(bus(&a, "bus_hot_answers_sent"), 0);
 }
+
+/// The README's recipe for a service that signs its own message, run as written (with the
+/// test's key file and Redis port).
+#[test]
+fn the_readmes_signing_recipe_is_accepted() {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("```sh\nKEY=$(head -n 1 /etc/nearcache/bus.key)")
+        .expect("the recipe in README.md")
+        + "```sh\n".len();
+    let recipe = &readme[start..start + readme[start..].find("```").unwrap()];
+    let redis = Redis::start();
+    let (_dir, key) = bus_key_file(&[BUS_KEY]);
+    let b = keyed(&redis, &key);
+    stale(&redis, &b, "user:7");
+    let script = recipe
+        .replace("/etc/nearcache/bus.key", &key)
+        .replace("redis-cli ", &format!("redis-cli -p {} ", redis.port()));
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    expect_within(
+        &mut b.conn(),
+        "user:7",
+        &bulk(b"new"),
+        BOUND,
+        "the signed pattern evicts",
+    );
+    assert_eq!(bus(&b, "bus_unauthenticated_messages"), 0);
+}
