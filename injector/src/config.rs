@@ -15,6 +15,9 @@ pub struct InjectorConfig {
     pub l1_ttl: String,
     pub cpu_request: String,
     pub system_namespaces: Vec<String>,
+    /// `<secret>/<key>`: the invalidation bus key every injected sidecar mounts (see the
+    /// sidecar's `--bus-key-file`); `None`: the bus is open unless a pod names one.
+    pub bus_key_secret: Option<String>,
 }
 
 impl Default for InjectorConfig {
@@ -29,6 +32,7 @@ impl Default for InjectorConfig {
             system_namespaces: ["kube-system", "kube-public", "kube-node-lease"]
                 .map(str::to_owned)
                 .to_vec(),
+            bus_key_secret: None,
         }
     }
 }
@@ -63,6 +67,9 @@ impl InjectorConfig {
         )?;
         field("l1Ttl", parse::duration_ms(&self.l1_ttl).map(|_| ()))?;
         field("cpuRequest", parse::cpu_quantity(&self.cpu_request))?;
+        if let Some(r) = &self.bus_key_secret {
+            field("busKeySecret", parse::secret_ref(r).map(|_| ()))?;
+        }
         Ok(())
     }
 
@@ -92,5 +99,8 @@ mod tests {
         assert!(InjectorConfig::from_yaml("l1MaxBytes: lots\n").is_err());
         assert!(InjectorConfig::from_yaml("imagePullPolicy: Sometimes\n").is_err());
         assert!(InjectorConfig::from_yaml("unknownKey: 1\n").is_err());
+        let keyed = InjectorConfig::from_yaml("busKeySecret: nearcache-bus/key\n").unwrap();
+        assert_eq!(keyed.bus_key_secret.as_deref(), Some("nearcache-bus/key"));
+        assert!(InjectorConfig::from_yaml("busKeySecret: no-key-named\n").is_err());
     }
 }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, Pod, Probe,
-    ResourceRequirements, SecretKeySelector, SecurityContext,
+    ResourceRequirements, SecretKeySelector, SecurityContext, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::{json, Value};
@@ -35,6 +35,15 @@ pub const ANNOTATION_L1_TTL: &str = "nearcache.io/l1-ttl";
 pub const ANNOTATION_IMAGE: &str = "nearcache.io/image";
 pub const ANNOTATION_CPU_REQUEST: &str = "nearcache.io/cpu-request";
 pub const ANNOTATION_MEMORY_LIMIT: &str = "nearcache.io/memory-limit";
+/// `<secret>/<key>`: the invalidation bus key (overrides the injector's `busKeySecret`).
+pub const ANNOTATION_BUS_KEY_SECRET: &str = "nearcache.io/bus-key-secret";
+
+/// The pod volume holding the bus key, and where the sidecar mounts it.
+pub const BUS_KEY_VOLUME: &str = "nearcache-bus-key";
+pub const BUS_KEY_DIR: &str = "/etc/nearcache/bus-key";
+/// The file in [`BUS_KEY_DIR`]; a Secret volume without `subPath` is updated in place when
+/// the Secret rotates, and the sidecar re-reads it.
+pub const BUS_KEY_FILE: &str = "/etc/nearcache/bus-key/bus.key";
 
 /// Name of the injected (native sidecar) init container.
 pub const SIDECAR_NAME: &str = "nearcache";
@@ -105,6 +114,8 @@ struct Settings {
     cpu_request: String,
     memory: String,
     upstream: Option<Upstream>,
+    /// The bus key Secret (name, key).
+    bus_key: Option<(String, String)>,
 }
 
 /// Escapes one JSON pointer token (`~` → `~0`, `/` → `~1`).
@@ -187,6 +198,16 @@ pub fn inject(
     };
 
     let mut ops = Vec::new();
+    if let Some((name, key)) = &settings.bus_key {
+        let volume = json!({
+            "name": BUS_KEY_VOLUME,
+            "secret": {"secretName": name, "items": [{"key": key, "path": "bus.key"}]},
+        });
+        match spec.volumes {
+            None => ops.push(add("/spec/volumes", json!([volume]))),
+            Some(_) => ops.push(add("/spec/volumes/-", volume)),
+        }
+    }
     let sidecar = serde_json::to_value(sidecar_container(pod, &settings, upstream, config))?;
     if spec.init_containers.is_none() {
         ops.push(add("/spec/initContainers", json!([sidecar])));
@@ -296,6 +317,9 @@ fn settings(
     check(ANNOTATION_IMAGE, &|v| parse::image(v));
     check(ANNOTATION_CPU_REQUEST, &|v| parse::cpu_quantity(v));
     check(ANNOTATION_MEMORY_LIMIT, &|v| parse::memory_quantity(v));
+    check(ANNOTATION_BUS_KEY_SECRET, &|v| {
+        parse::secret_ref(v).map(|_| ())
+    });
     if ann.contains_key(ANNOTATION_UPSTREAM) && ann.contains_key(ANNOTATION_UPSTREAM_SECRET) {
         problems.push(format!(
             "annotations {ANNOTATION_UPSTREAM} and {ANNOTATION_UPSTREAM_SECRET} are mutually exclusive"
@@ -336,7 +360,28 @@ fn settings(
         existing_upstream(pod, &url_env).map_err(|p| ("unusable existing upstream", p))?
     };
 
+    let bus_key = ann
+        .get(ANNOTATION_BUS_KEY_SECRET)
+        .or(config.bus_key_secret.as_ref())
+        .and_then(|r| parse::secret_ref(r).ok())
+        .map(|(name, key)| (name.to_owned(), key.to_owned()));
+    if bus_key.is_some()
+        && pod
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .any(|v| v.name == BUS_KEY_VOLUME)
+    {
+        return Err((
+            "volume name taken",
+            vec![format!(
+                "the pod already has a volume named {BUS_KEY_VOLUME}"
+            )],
+        ));
+    }
+
     Ok(Settings {
+        bus_key,
         image: get(ANNOTATION_IMAGE, &config.image),
         url_env,
         l1_max_bytes,
@@ -435,23 +480,34 @@ fn sidecar_container(
         },
     };
     let quantity = |v: &str| Quantity(v.to_owned());
+    let mut env_vars = vec![
+        env("NEARCACHE_LISTEN", SIDECAR_LISTEN),
+        upstream_env,
+        env("NEARCACHE_L1_MAX_BYTES", s.l1_max_bytes.to_string()),
+        env("NEARCACHE_L1_TTL", s.l1_ttl.clone()),
+        env(
+            "NEARCACHE_METRICS_LISTEN",
+            format!("0.0.0.0:{METRICS_PORT}"),
+        ),
+        env("NEARCACHE_SHUTDOWN_GRACE", shutdown_grace(grace)),
+    ];
+    let mounts = s.bus_key.as_ref().map(|_| {
+        env_vars.push(env("NEARCACHE_BUS_KEY_FILE", BUS_KEY_FILE));
+        vec![VolumeMount {
+            name: BUS_KEY_VOLUME.to_owned(),
+            mount_path: BUS_KEY_DIR.to_owned(),
+            read_only: Some(true),
+            ..Default::default()
+        }]
+    });
     Container {
         name: SIDECAR_NAME.to_owned(),
         image: Some(s.image.clone()),
         image_pull_policy: config.image_pull_policy.clone(),
         restart_policy: Some("Always".to_owned()),
         args: Some(Vec::new()),
-        env: Some(vec![
-            env("NEARCACHE_LISTEN", SIDECAR_LISTEN),
-            upstream_env,
-            env("NEARCACHE_L1_MAX_BYTES", s.l1_max_bytes.to_string()),
-            env("NEARCACHE_L1_TTL", s.l1_ttl.clone()),
-            env(
-                "NEARCACHE_METRICS_LISTEN",
-                format!("0.0.0.0:{METRICS_PORT}"),
-            ),
-            env("NEARCACHE_SHUTDOWN_GRACE", shutdown_grace(grace)),
-        ]),
+        env: Some(env_vars),
+        volume_mounts: mounts,
         ports: Some(vec![ContainerPort {
             name: Some("metrics".to_owned()),
             container_port: METRICS_PORT,

@@ -25,6 +25,7 @@ const CASES: &[(&str, bool)] = &[
     ("no-upstream", false),
     ("url-from-configmap", false),
     ("conflicting-url-env", false),
+    ("bus-key-secret", false),
 ];
 
 fn golden_dir() -> PathBuf {
@@ -104,6 +105,7 @@ fn expected_decisions() {
                 | "namespace-opt-in"
                 | "custom-url-env"
                 | "url-from-configmap"
+                | "bus-key-secret"
         );
         assert_eq!(injected, expect_inject, "{case}: {decision:?}");
         let warns = !decision.warnings().is_empty();

@@ -566,6 +566,29 @@ fn chart_refuses_old_kubernetes_and_bad_values() {
         "replicaCount",
         "values.schema.json",
     );
+    render_refused(
+        &["--set", "sidecar.busKeySecret=no-key-named"],
+        "busKeySecret",
+        "values.schema.json: <secret>/<key>",
+    );
+}
+
+#[test]
+fn a_bus_key_secret_reaches_the_injector_config() {
+    let docs = split_docs(&render("sidecar.busKeySecret=nearcache-bus/key"));
+    validate_docs(&docs, "helm template (bus key)");
+    let config = docs
+        .iter()
+        .find(|d| d.kind == "ConfigMap")
+        .expect("the injector's ConfigMap");
+    assert!(
+        config.text.contains("busKeySecret: \"nearcache-bus/key\""),
+        "{}",
+        config.text
+    );
+    let default = split_docs(&render(""));
+    let config = default.iter().find(|d| d.kind == "ConfigMap").unwrap();
+    assert!(!config.text.contains("busKeySecret"), "{}", config.text);
 }
 
 #[test]
