@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+pub use dedicated::Queued;
 pub use pool::{Lane, OnReply, PendingReply, Pool};
 
 use crate::control::Tracking;
