@@ -36,7 +36,7 @@ pub fn redact(args: &mut [Bytes]) {
         hello(args)
     } else if is(0, b"ACL") && is(1, b"SETUSER") && args.len() >= 3 {
         (2..args.len()).collect()
-    } else if is(0, b"CONFIG") && is(1, b"SET") && args.len() % 2 == 0 {
+    } else if is(0, b"CONFIG") && is(1, b"SET") && args.len().is_multiple_of(2) {
         (2..args.len())
             .step_by(2)
             .filter(|&i| {
