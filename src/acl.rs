@@ -24,7 +24,7 @@
 //! through an `Arc` the session holds: no lock, no map.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Acquire, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::SeqCst};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -85,15 +85,7 @@ pub struct Acl {
     marks: RwLock<HashMap<u32, Arc<Marks>>>,
     /// In-flight fetches made while GET, MGET (in that order) was not known permitted.
     unchecked: [Arc<Coalescer>; 2],
-    /// What the upstream last answered a client that did not authenticate, on a route
-    /// without the sidecar's credentials: 0 unknown, [`OPEN`] served, [`CLOSED`] `-NOAUTH`.
-    anonymous: AtomicU8,
 }
-
-/// [`Acl::anonymous`]: the upstream serves clients that did not authenticate.
-const OPEN: u8 = 1;
-/// [`Acl::anonymous`]: the upstream requires authentication.
-const CLOSED: u8 = 2;
 
 impl Default for Acl {
     fn default() -> Acl {
@@ -101,7 +93,6 @@ impl Default for Acl {
             epoch: AtomicU64::new(1),
             marks: RwLock::new(HashMap::new()),
             unchecked: [Coalescer::new(), Coalescer::new()],
-            anonymous: AtomicU8::new(0),
         }
     }
 }
@@ -159,19 +150,6 @@ impl Acl {
     /// Whether the identity of `marks` is known to have `right` in this epoch.
     pub fn has(&self, marks: &Marks, right: Right) -> bool {
         marks.rights[right as usize].load(Acquire) == self.epoch()
-    }
-
-    /// Records whether the upstream served (`true`) or refused with `-NOAUTH` a client that
-    /// did not authenticate.
-    pub fn learn_anonymous(&self, served: bool) {
-        let v = if served { OPEN } else { CLOSED };
-        self.anonymous.store(v, SeqCst);
-    }
-
-    /// Whether the upstream last served a client that did not authenticate (false when it
-    /// refused one, or was never asked): what is assumed while it cannot be asked.
-    pub fn anonymous_served(&self) -> bool {
-        self.anonymous.load(Acquire) == OPEN
     }
 
     /// Records that the upstream granted `right` to a request sent in epoch `taken`.

@@ -118,6 +118,10 @@ fn an_unauthenticated_client_gets_noauth_for_every_subcommand() {
     ] {
         assert_reply(&c.cmd_str(args), NOAUTH, &format!("{args:?}"));
     }
+    // INFO of the sidecar's own sections holds what STATS does.
+    for section in ["nearcache", "nearcache_l1"] {
+        assert_reply(&c.cmd_str(&["INFO", section]), NOAUTH, section);
+    }
     // As Redis: an unknown subcommand or a wrong arity is refused before authentication.
     let reply = c.cmd_str(&["NEARCACHE", "NOPE"]);
     assert!(

@@ -5,9 +5,12 @@
 //! 1. A client Redis would not serve yet gets Redis's `-NOAUTH Authentication required.`
 //!    for every subcommand, `HELP` included (Redis serves only `AUTH` and `HELLO` before
 //!    authentication). A client that authenticated, or that runs as the sidecar's own
-//!    credentials, is served; one that did not, on a sidecar without credentials, is asked
-//!    about with a `PING` on its route (Redis answers `-NOAUTH` when it requires a
-//!    password); while the upstream cannot be asked, its last answer stands.
+//!    credentials, is served; so is one that did not, on a sidecar without credentials,
+//!    while the upstream serves the route's connections (their handshake's PING was not
+//!    answered `-NOAUTH`, see `Upstream::serves_anonymous`: what its forwarded commands
+//!    get, known without a round trip, so `STATS` answers while the upstream hangs);
+//!    otherwise a `PING` on its route asks (a `-NOAUTH` reply, or the handshake's, is the
+//!    client's reply).
 //! 2. `STATS`, `HELP`, `NAMESPACES`, `FLUSH` (this L1 only: a cost, never a wrong answer)
 //!    and `SLOWLOG HELP` need nothing more.
 //! 3. `HOTKEYS` and `SLOWLOG GET`/`LEN` show what the client's user may see (see
@@ -35,7 +38,6 @@ use bytes::Bytes;
 use super::Sub;
 use crate::acl::Right;
 use crate::connection::Connection;
-use crate::error::UpstreamError;
 use crate::protocol::{command, Resp};
 use crate::upstream::reply::is_error;
 use crate::upstream::{Queued, Route};
@@ -62,28 +64,21 @@ impl Connection {
     }
 
     /// Rule 1: whether Redis would serve this client now; when not, its `-NOAUTH` is the
-    /// queued reply.
-    async fn may_talk(&mut self) -> bool {
+    /// queued reply. (Also for `INFO` of the sidecar's own sections only, which holds what
+    /// `STATS` does.)
+    pub(in crate::connection) async fn may_talk(&mut self) -> bool {
         if self.session.user != 0 || self.shared.config.upstream.password.is_some() {
             return true; // authenticated, by the client or with the sidecar's credentials
         }
-        let acl = self.shared.acl.clone();
+        if self.shared.upstream.serves_anonymous() == Some(true) {
+            return true; // as the route's own connections are served
+        }
         match self.ask(command(&[b"PING"]), 1).await {
             Ok(frames) if frames[0].starts_with(b"-NOAUTH") => {
-                acl.learn_anonymous(false);
                 self.replies.ready(&frames[0]);
                 false
             }
-            Ok(_) => {
-                acl.learn_anonymous(true);
-                true
-            }
-            Err(UpstreamError::Refused(text)) if text.starts_with("NOAUTH") => {
-                acl.learn_anonymous(false);
-                self.replies.error(&UpstreamError::Refused(text));
-                false
-            }
-            Err(_) if acl.anonymous_served() => true,
+            Ok(_) => true,
             Err(e) => {
                 self.replies.error(&e);
                 false
