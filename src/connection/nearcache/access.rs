@@ -14,7 +14,7 @@
 //! 2. `STATS`, `HELP`, `NAMESPACES`, `FLUSH` (this L1 only: a cost, never a wrong answer)
 //!    and `SLOWLOG HELP` need nothing more.
 //! 3. `HOTKEYS` and `SLOWLOG GET`/`LEN` show what the client's user may see (see
-//!    `hotkeys` and `slowlog`); `SLOWLOG RESET` needs Redis's `SLOWLOG RESET`.
+//!    `profile`); `SLOWLOG RESET` needs Redis's `SLOWLOG RESET`.
 //! 4. What acts on every sidecar needs the Redis right for what it causes: `INVALIDATE`,
 //!    `DELPATTERN` and `FLUSH ALL` publish on the invalidation channel, so they need
 //!    `PUBLISH` on it; `INVALIDATE`'s patterns reach keys as `SCAN MATCH` does, so it also
