@@ -41,12 +41,30 @@ pub enum Read {
     Mget,
 }
 
-/// What one identity is known to be allowed: per [`Read`], the epoch in which the upstream
-/// last ran it for this identity without error (0: never).
+/// A right `NEARCACHE` needs of the client's own Redis user (see
+/// `connection::nearcache::access`), learned and forgotten like a [`Read`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Right {
+    /// `PUBLISH` on the invalidation channel (`INVALIDATE`, `DELPATTERN`, `FLUSH ALL`).
+    Publish,
+    /// `SCAN` (`INVALIDATE`, whose patterns reach keys as `SCAN MATCH` would).
+    Scan,
+    /// `SLOWLOG GET` (every user's slow log entries).
+    SlowlogGet,
+    /// `SLOWLOG RESET`.
+    SlowlogReset,
+}
+
+/// Rights in [`Right`].
+const RIGHTS: usize = 4;
+
+/// What one identity is known to be allowed: per [`Read`] and [`Right`], the epoch in which
+/// the upstream last let this identity run it (0: never).
 #[derive(Debug, Default)]
 pub struct Marks {
     get: AtomicU64,
     mget: AtomicU64,
+    rights: [AtomicU64; RIGHTS],
 }
 
 impl Marks {
@@ -127,6 +145,16 @@ impl Acl {
     /// upstream is unreachable, when nothing can be re-learned).
     pub fn ever_permitted(&self, marks: &Marks, read: Read) -> bool {
         marks.slot(read).load(Acquire) != 0
+    }
+
+    /// Whether the identity of `marks` is known to have `right` in this epoch.
+    pub fn has(&self, marks: &Marks, right: Right) -> bool {
+        marks.rights[right as usize].load(Acquire) == self.epoch()
+    }
+
+    /// Records that the upstream granted `right` to a request sent in epoch `taken`.
+    pub fn grant(&self, marks: &Marks, right: Right, taken: u64) {
+        marks.rights[right as usize].fetch_max(taken, SeqCst);
     }
 
     /// Records that the upstream answered `read` without error to a request sent in epoch
@@ -230,6 +258,28 @@ mod tests {
         assert!(acl.permits(&m, Read::Get));
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!acl.permits(&m, Read::Get), "expired after the interval");
+    }
+
+    #[test]
+    fn rights_are_per_identity_and_forgotten_with_the_epoch() {
+        let acl = Acl::new();
+        let m = acl.marks(5);
+        assert!(!acl.has(&m, Right::Publish));
+        let taken = acl.epoch();
+        acl.grant(&m, Right::Publish, taken);
+        assert!(acl.has(&m, Right::Publish));
+        assert!(
+            !acl.has(&m, Right::SlowlogGet),
+            "one right says nothing of another"
+        );
+        assert!(
+            !acl.has(&acl.marks(6), Right::Publish),
+            "nor of another identity"
+        );
+        acl.forget();
+        assert!(!acl.has(&m, Right::Publish));
+        acl.grant(&m, Right::Publish, taken);
+        assert!(!acl.has(&m, Right::Publish), "granted before the change");
     }
 
     #[test]

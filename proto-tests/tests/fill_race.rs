@@ -166,9 +166,15 @@ fn a_fetch_in_flight_during_nearcache_invalidate_never_lands_in_l1() {
     let redis = Redis::start();
     let proxy = HoldingProxy::start(redis.addr());
     let a = Sidecar::start_url(&proxy.url(), &["--audit-rate", "0"]);
+    // The client's rights for INVALIDATE (SCAN, PUBLISH on the bus) are learned once.
+    assert_eq!(
+        a.conn().cmd_str(&["NEARCACHE", "INVALIDATE", "nothing"]),
+        b":0\r\n"
+    );
 
     let mut reader = fetch_held(&redis, &proxy, &a);
-    // NEARCACHE INVALIDATE is answered by the sidecar itself, so it passes the held proxy.
+    // NEARCACHE INVALIDATE is answered by the sidecar itself (its rights known), so it
+    // passes the held proxy.
     assert_eq!(
         a.conn().cmd_str(&["NEARCACHE", "INVALIDATE", "k"]),
         b":0\r\n"

@@ -10,7 +10,7 @@ use super::replies::Pending;
 use super::Connection;
 use crate::command::Invalidation;
 use crate::error::{write_upstream_error, UpstreamError};
-use crate::profiler::slowlog::call_args;
+use crate::profiler::slowlog::{call_args, UNKNOWN_USER};
 use crate::protocol::write_command;
 use crate::upstream::{OnReply, PendingReply};
 
@@ -211,12 +211,16 @@ impl Connection {
     }
 
     /// Logs a slow call as its first command (see [`call_args`]) with this client's
-    /// address and name.
+    /// address, name and ACL user.
     #[cold]
     fn log_slow(&self, waited: Duration, request: &[u8], commands: usize) {
         let args = call_args(request, commands);
         let name = self.session.name.clone().unwrap_or_default();
+        let user = self
+            .user_name()
+            .unwrap_or_else(|| Bytes::from_static(UNKNOWN_USER));
         let log = &self.shared.profiler.slowlog;
-        log.log(waited, args, self.client_addr(), name, commands as u64);
+        let client = self.client_addr();
+        log.log(waited, args, client, name, user, commands as u64);
     }
 }

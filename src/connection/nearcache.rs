@@ -8,6 +8,13 @@
 //!
 //! `INVALIDATE` and `DELPATTERN` evict here at once and put the pattern on the invalidation
 //! bus for every other sidecar (see `control::bus`), as does `FLUSH ALL` with a flush.
+//!
+//! Who may run which subcommand is the client's own Redis rights, asked of the upstream as
+//! that client (see `access`); `HOTKEYS` and `SLOWLOG` show it what its user may see (see
+//! `profile`).
+
+mod access;
+mod profile;
 
 use bytes::{Bytes, BytesMut};
 
@@ -15,10 +22,8 @@ use super::Connection;
 use crate::cache::namespaces::Row;
 use crate::glob::Pattern;
 use crate::info;
-use crate::profiler::slowlog::write_entries;
 use crate::protocol::{
-    command, parse_decimal, write_array_header, write_bulk, write_decimal, write_error, Request,
-    Resp, OK,
+    command, write_array_header, write_bulk, write_decimal, write_error, Request, Resp, OK,
 };
 use crate::upstream::reply::{array_elements, integer, is_error, text};
 
@@ -31,23 +36,27 @@ const HELP: &[&str] = &[
     "INVALIDATE <pattern> [<pattern> ...]",
     "    Evict the keys matching any pattern (Redis glob rules) from every sidecar's L1, in",
     "    every database and for every user. Replies with the number of entries evicted here.",
+    "    Needs your Redis user's SCAN and PUBLISH on the invalidation channel.",
     "DELPATTERN <pattern>",
     "    Delete the keys matching the pattern upstream (SCAN + UNLINK in batches, in the",
     "    current database), then evict them from every sidecar's L1. Replies with the",
-    "    number of keys deleted.",
+    "    number of keys deleted. Needs PUBLISH on the invalidation channel.",
     "FLUSH [ALL]",
-    "    Evict everything from this sidecar's L1 (with ALL: from every sidecar's L1).",
+    "    Evict everything from this sidecar's L1 (with ALL: from every sidecar's L1; needs",
+    "    PUBLISH on the invalidation channel).",
     "STATS",
     "    The sidecar's own figures, as INFO nearcache reports them.",
     "SLOWLOG GET [<count>] | LEN | RESET | HELP",
     "    Upstream calls that kept a client waiting at least --slow-threshold, as SLOWLOG",
     "    shows them: id, unix time, microseconds, arguments, client address, client name.",
+    "    Your Redis user's calls only, unless it may run SLOWLOG GET; RESET needs SLOWLOG RESET.",
     "HOTKEYS [<count>]",
     "    The most read keys (GET/MGET, about 1 read in 8 sampled) with approximate read",
-    "    counts, as a flat array: key, count, key, count... (default count: 10).",
+    "    counts, as a flat array: key, count, key, count... (default count: 10). Only keys",
+    "    your Redis user may read.",
     "WARM <pattern> [LIMIT <n>]",
-    "    Load the keys matching the pattern (SCAN + MGET in the sidecar's own database, as",
-    "    its own user, within [warm] max_keys, max_bytes and rate) into L1. Replies with the",
+    "    Load the keys matching the pattern (SCAN + MGET in your database, as your Redis",
+    "    user, within [warm] max_keys, max_bytes and rate) into L1. Replies with the",
     "    number of keys loaded once done; an error while another warming runs.",
     "NAMESPACES",
     "    Each namespace ([[namespace]] in the config, first match wins; 'default' last) as",
@@ -57,28 +66,12 @@ const HELP: &[&str] = &[
     "    Print this help.",
 ];
 
-/// The `NEARCACHE SLOWLOG HELP` lines (Redis's `SLOWLOG HELP`).
-const SLOWLOG_HELP: &[&str] = &[
-    "NEARCACHE SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-    "GET [<count>]",
-    "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
-    "    Entries are made of:",
-    "    id, timestamp, time in microseconds, arguments array, client IP and port,",
-    "    client name",
-    "LEN",
-    "    Return the length of the slowlog.",
-    "RESET",
-    "    Reset the slowlog.",
-    "HELP",
-    "    Print this help.",
-];
-
 /// Entries `SLOWLOG GET` and keys `HOTKEYS` list when not told how many.
 const DEFAULT_COUNT: i64 = 10;
 
 /// A subcommand and how many arguments it takes after its name.
 #[derive(Clone, Copy)]
-enum Sub {
+pub(super) enum Sub {
     Invalidate,
     DelPattern,
     Flush,
@@ -155,6 +148,9 @@ impl Connection {
                 sub.full_name()
             ));
         }
+        if !self.admit(sub, params).await {
+            return;
+        }
         match sub {
             Sub::Invalidate => {
                 let l1 = &self.shared.l1;
@@ -190,31 +186,14 @@ impl Connection {
                 }
                 self.replies.ready_bytes(out.freeze());
             }
-            Sub::Slowlog => self.slowlog(params),
-            Sub::Hotkeys => {
-                let n = match params.first() {
-                    None => DEFAULT_COUNT,
-                    Some(n) => match parse_decimal(n) {
-                        Some(n) if n > 0 => n,
-                        _ => {
-                            return self.reply_error("ERR value is out of range, must be positive")
-                        }
-                    },
-                };
-                let top = self.shared.profiler.hot_keys(n as usize);
-                let mut out = BytesMut::new();
-                write_array_header(&mut out, top.len() * 2);
-                for (key, count) in top {
-                    write_bulk(&mut out, &key);
-                    out.extend_from_slice(b":");
-                    write_decimal(&mut out, count.min(i64::MAX as u64) as i64);
+            Sub::Slowlog => self.slowlog(params).await,
+            Sub::Hotkeys => self.hot_keys(params.first()).await,
+            Sub::Warm => {
+                match crate::warm::command(self.shared.clone(), self.warm_route(), params).await {
+                    Ok(keys) => self.reply_integer(keys as i64),
+                    Err(e) => self.reply_error(&e),
                 }
-                self.replies.ready_bytes(out.freeze());
             }
-            Sub::Warm => match crate::warm::command(self.shared.clone(), params).await {
-                Ok(keys) => self.reply_integer(keys as i64),
-                Err(e) => self.reply_error(&e),
-            },
             Sub::Namespaces => {
                 let l1 = &self.shared.l1;
                 l1.run_pending_tasks();
@@ -225,44 +204,6 @@ impl Connection {
                 self.replies.ready_bytes(out.freeze());
             }
             Sub::Help => self.reply_help(HELP),
-        }
-    }
-
-    /// `NEARCACHE SLOWLOG GET [count] | LEN | RESET | HELP`, answered as Redis's `SLOWLOG`.
-    fn slowlog(&mut self, params: &[Bytes]) {
-        let log = &self.shared.profiler.slowlog;
-        let sub = &params[0];
-        let is = |name: &[u8]| sub.eq_ignore_ascii_case(name);
-        match params.len() {
-            1 | 2 if is(b"GET") => {
-                let count = match params.get(1) {
-                    None => DEFAULT_COUNT,
-                    Some(n) => match parse_decimal(n) {
-                        Some(n) if n >= -1 => n,
-                        _ => {
-                            return self
-                                .reply_error("ERR count should be greater than or equal to -1")
-                        }
-                    },
-                };
-                let entries = log.newest((count >= 0).then_some(count as usize));
-                let mut out = BytesMut::new();
-                write_entries(&mut out, &entries);
-                self.replies.ready_bytes(out.freeze());
-            }
-            1 if is(b"LEN") => self.reply_integer(log.len() as i64),
-            1 if is(b"RESET") => {
-                log.reset();
-                self.replies.ready(OK);
-            }
-            1 if is(b"HELP") => self.reply_help(SLOWLOG_HELP),
-            _ => {
-                let shown = String::from_utf8_lossy(&sub[..sub.len().min(128)]);
-                self.reply_error(&format!(
-                    "ERR unknown subcommand or wrong number of arguments for '{shown}'. \
-                     Try NEARCACHE SLOWLOG HELP."
-                ))
-            }
         }
     }
 
@@ -331,6 +272,16 @@ impl Connection {
                 self.replies.error(&e);
                 None
             }
+        }
+    }
+
+    /// The route `WARM` runs on: the client's database and user (RESP2, in which the warm
+    /// fetch reads its replies), so Redis applies the client's rules to its reads.
+    fn warm_route(&self) -> crate::upstream::Route {
+        crate::upstream::Route {
+            db: self.session.db,
+            resp: Resp::V2,
+            user: self.session.user,
         }
     }
 

@@ -303,7 +303,12 @@ impl Connection {
             .collect();
         let mut body = Vec::new();
         let mut verbatim = self.session.resp == Resp::V3;
-        if theirs.len() > 1 || sections.is_empty() {
+        let asks_upstream = theirs.len() > 1 || sections.is_empty();
+        // Only the sidecar's sections: no upstream reply says whether the client may ask.
+        if !asks_upstream && !self.may_talk().await {
+            return;
+        }
+        if asks_upstream {
             let Some(frames) = self.call(command(&theirs), 1).await else {
                 return;
             };

@@ -18,6 +18,7 @@
 
 pub mod hotkeys;
 pub mod nplusone;
+pub mod redact;
 pub mod slowlog;
 
 use std::fmt::Write;

@@ -1,7 +1,9 @@
 //! The slow log: upstream calls that kept a client waiting at least `--slow-threshold`,
 //! newest first, at most `--slowlog-max-len` entries, written in the shape of Redis's
 //! `SLOWLOG GET` (id, unix time, microseconds, arguments, client address, client name) with
-//! Redis's truncation of long argument lists and long arguments.
+//! Redis's truncation of long argument lists and long arguments, and Redis's redaction of
+//! secrets (see [`super::redact`]). Each entry names the ACL user whose call it was, so
+//! that a client is shown its own user's entries (see `NEARCACHE SLOWLOG`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -10,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 
+use super::redact::redact;
 use crate::protocol::{parse_request, write_array_header, write_bulk, write_decimal, Limits};
 
 /// At most this many arguments are kept; the last kept one then says how many were left
@@ -17,6 +20,9 @@ use crate::protocol::{parse_request, write_array_header, write_bulk, write_decim
 pub const MAX_ARGS: usize = 32;
 /// At most this many bytes of an argument are kept (Redis's `SLOWLOG_ENTRY_MAX_STRING`).
 pub const MAX_ARG_BYTES: usize = 128;
+/// The user of an entry whose identity was dropped before it was logged: it has a space,
+/// so no ACL user name equals it.
+pub const UNKNOWN_USER: &[u8] = b"(unknown user)";
 /// Distinct command names counted in [`SlowLog::by_command`]; later names count as `other`.
 const MAX_COMMAND_NAMES: usize = 256;
 
@@ -35,6 +41,8 @@ pub struct Entry {
     pub client: String,
     /// The client's `CLIENT SETNAME` name, empty when it has none.
     pub name: Bytes,
+    /// The ACL user the call ran as (not shown in the entry).
+    pub user: Bytes,
 }
 
 /// The bounded log and its counters.
@@ -72,14 +80,16 @@ impl SlowLog {
         took >= self.threshold
     }
 
-    /// Logs a slow call of `args` (already truncated) by `client` named `name`, counted
-    /// as `commands` slow commands (a pipelined call holds several).
+    /// Logs a slow call of `args` (already redacted and truncated) by `client` named
+    /// `name`, authenticated as ACL user `user`, counted as `commands` slow commands (a
+    /// pipelined call holds several).
     pub fn log(
         &self,
         took: Duration,
         args: Vec<Bytes>,
         client: String,
         name: Bytes,
+        user: Bytes,
         commands: u64,
     ) {
         self.slow.fetch_add(commands, Relaxed);
@@ -102,6 +112,7 @@ impl SlowLog {
             args,
             client,
             name,
+            user,
         };
         entries.push_front(entry);
         entries.truncate(self.max_len);
@@ -125,6 +136,12 @@ impl SlowLog {
         self.entries.lock().expect("slow log lock").len()
     }
 
+    /// Entries kept now of calls made as ACL user `user`.
+    pub fn len_of(&self, user: &[u8]) -> usize {
+        let entries = self.entries.lock().expect("slow log lock");
+        entries.iter().filter(|e| e.user == user).count()
+    }
+
     /// True when no entry is kept.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -137,9 +154,20 @@ impl SlowLog {
 
     /// The newest `n` entries (all of them for `None`).
     pub fn newest(&self, n: Option<usize>) -> Vec<Entry> {
+        self.newest_of(n, None)
+    }
+
+    /// The newest `n` entries (all of them for `None`) of calls made as ACL user `user`
+    /// (of every user for `None`).
+    pub fn newest_of(&self, n: Option<usize>, user: Option<&[u8]>) -> Vec<Entry> {
         let entries = self.entries.lock().expect("slow log lock");
         let n = n.unwrap_or(entries.len());
-        entries.iter().take(n).cloned().collect()
+        entries
+            .iter()
+            .filter(|e| user.is_none_or(|u| e.user == u))
+            .take(n)
+            .cloned()
+            .collect()
     }
 }
 
@@ -162,7 +190,7 @@ pub fn write_entries(out: &mut BytesMut, entries: &[Entry]) {
 }
 
 /// The slow log arguments of an upstream call holding `commands` client commands: its first
-/// command's, truncated, with one more argument `... (+N more commands in the pipeline)`
+/// command's, redacted as Redis redacts them ([`redact`]) and then truncated, with one more argument `... (+N more commands in the pipeline)`
 /// when it held more (one round trip answers them all: which one was slow is not known).
 pub fn call_args(request: &[u8], commands: usize) -> Vec<Bytes> {
     let limits = Limits {
@@ -172,7 +200,10 @@ pub fn call_args(request: &[u8], commands: usize) -> Vec<Bytes> {
     };
     let mut buf = BytesMut::from(request);
     let mut args = match parse_request(&mut buf, &limits) {
-        Ok(Some(req)) => truncate_args(req.args.iter().map(|a| &a[..])),
+        Ok(Some(mut req)) => {
+            redact(&mut req.args);
+            truncate_args(req.args.iter().map(|a| &a[..]))
+        }
         _ => Vec::new(),
     };
     if commands > 1 {
@@ -256,6 +287,12 @@ mod tests {
             ]
         );
         assert!(call_args(b"garbage", 1).is_empty());
+        let auth = crate::protocol::command(&[b"CONFIG", b"SET", b"masterauth", b"pw"]);
+        assert_eq!(
+            call_args(&auth, 1),
+            ["CONFIG", "SET", "masterauth", "(redacted)"],
+            "redacted before it is kept"
+        );
     }
 
     #[test]
@@ -270,6 +307,7 @@ mod tests {
                 args,
                 "1.2.3.4:5".into(),
                 Bytes::new(),
+                Bytes::from(if i == 1 { "bob" } else { "default" }),
                 1,
             );
         }
@@ -278,11 +316,22 @@ mod tests {
         assert_eq!((newest[0].id, newest[1].id), (2, 1));
         assert_eq!(newest[0].micros, 20_000);
         assert_eq!(log.newest(Some(1)).len(), 1);
+        let bobs = log.newest_of(None, Some(b"bob"));
+        assert_eq!(bobs.iter().map(|e| e.id).collect::<Vec<_>>(), [1]);
+        assert_eq!((log.len_of(b"bob"), log.len_of(b"default")), (1, 1));
+        assert_eq!(log.newest_of(Some(5), Some(b"eve")), []);
         assert_eq!(log.slow_commands(), 3);
         assert_eq!(log.by_command(), [("GET".to_owned(), 3)]);
         log.reset();
         assert!(log.is_empty());
-        log.log(Duration::ZERO, vec![], String::new(), Bytes::new(), 2);
+        log.log(
+            Duration::ZERO,
+            vec![],
+            String::new(),
+            Bytes::new(),
+            Bytes::new(),
+            2,
+        );
         assert_eq!(log.newest(None)[0].id, 3);
         assert_eq!(log.slow_commands(), 5);
         assert_eq!(log.by_command(), [("GET".to_owned(), 3)]);
@@ -297,6 +346,7 @@ mod tests {
             args: vec![Bytes::from_static(b"DEBUG"), Bytes::from_static(b"SLEEP")],
             client: "127.0.0.1:5000".into(),
             name: Bytes::from_static(b"app"),
+            user: Bytes::from_static(b"default"),
         };
         let mut out = BytesMut::new();
         write_entries(&mut out, &[e]);

@@ -1,17 +1,84 @@
 //! Connections of a single client's own (pinned): opened like a pool's, in the client's
 //! route (database, protocol, user), then handed over whole. The client's session reads
-//! and writes it directly; nothing else ever uses it, and it is closed when dropped.
+//! and writes it directly; nothing else ever uses it, and it is closed when dropped. Also
+//! [`Upstream::queued`], a permission check run on such a connection.
 
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::reply::is_error;
 use super::{handshake, Credentials, Route, Upstream};
 use crate::error::UpstreamError;
+use crate::protocol::write_command;
+
+/// What [`Upstream::queued`] learned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Queued {
+    /// Redis refused `MULTI` itself (this reply): nothing was queued.
+    MultiRefused(Bytes),
+    /// The reply to each command queued: `+QUEUED` (the user may run it) or an error
+    /// (`-NOPERM ...`: Redis's own refusal, worded for that command).
+    Replies(Vec<Bytes>),
+}
 
 impl Upstream {
     /// Opens a connection in `route`'s state for one client.
     pub async fn dedicated(&self, route: Route) -> Result<TcpStream, UpstreamError> {
         let creds = self.credentials(route.user)?;
         handshake::connect(&self.target, route, creds.as_ref()).await
+    }
+
+    /// Asks Redis whether `route`'s user may run each of `commands` without running any:
+    /// on a fresh connection of the route, `MULTI`, then (only once Redis accepted it, so
+    /// that no command can run outside the transaction) the commands and `DISCARD` in one
+    /// write. Redis checks ACL rules when it queues a command (`+QUEUED`, or `-NOPERM` worded
+    /// as for running it) and `DISCARD` drops them all: a check as exact as running the
+    /// command, with no side effect (a `PUBLISH` reaches no subscriber).
+    pub async fn queued(&self, route: Route, commands: &[Bytes]) -> Result<Queued, UpstreamError> {
+        let check = async {
+            let mut stream = self.dedicated(route).await?;
+            let mut buf = BytesMut::with_capacity(256);
+            let mut multi = BytesMut::new();
+            write_command(&mut multi, &[b"MULTI"]);
+            stream
+                .write_all(&multi)
+                .await
+                .map_err(UpstreamError::unavailable)?;
+            let reply = handshake::read_frame(&mut stream, &mut buf).await?;
+            if is_error(&reply) {
+                return Ok(Queued::MultiRefused(reply));
+            }
+            let mut out = BytesMut::new();
+            for c in commands {
+                out.extend_from_slice(c);
+            }
+            write_command(&mut out, &[b"DISCARD"]);
+            stream
+                .write_all(&out)
+                .await
+                .map_err(UpstreamError::unavailable)?;
+            let mut replies = Vec::with_capacity(commands.len());
+            for _ in commands {
+                replies.push(handshake::read_frame(&mut stream, &mut buf).await?);
+            }
+            handshake::read_frame(&mut stream, &mut buf).await?;
+            Ok(Queued::Replies(replies))
+        };
+        let bound = self.target.connect_timeout + self.target.timeout;
+        tokio::time::timeout(bound, check)
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout))
+    }
+
+    /// The ACL user name identity `user` authenticates as (`default` when it sends no
+    /// user name, or no credentials at all); `None` for an identity dropped meanwhile.
+    pub fn user_name(&self, user: u32) -> Option<Bytes> {
+        match self.credentials(user) {
+            Ok(Some(c)) => Some(super::user_name(&c)),
+            Ok(None) => Some(Bytes::from_static(b"default")),
+            Err(_) => None,
+        }
     }
 
     /// The credentials identity `user` connects with (`None`: no AUTH).

@@ -160,7 +160,10 @@ fn handshake(route: Route, creds: Option<&Credentials>) -> (BytesMut, Vec<Step>)
 }
 
 /// Reads exactly one reply frame (handshake and one-off requests only).
-async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Bytes, UpstreamError> {
+pub(super) async fn read_frame(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<Bytes, UpstreamError> {
     let mut scanner = FrameScanner::default();
     loop {
         if let Some(len) = scanner

@@ -20,12 +20,13 @@ mod pool;
 pub mod reply;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+pub use dedicated::Queued;
 pub use pool::{Lane, OnReply, PendingReply, Pool};
 
 use crate::control::Tracking;
@@ -118,6 +119,11 @@ pub enum LinkEvent {
 }
 
 type LinkHook = Box<dyn Fn(LinkEvent) + Send + Sync>;
+
+/// [`Link::anonymous`]: a connection without credentials was served.
+const SERVED: u8 = 1;
+/// [`Link::anonymous`]: a connection without credentials was answered `-NOAUTH`.
+const NOAUTH: u8 = 2;
 /// Called with an identity id once it is dropped (no pool uses it any more).
 pub type ForgetHook = Box<dyn Fn(u32) + Send + Sync>;
 
@@ -135,6 +141,9 @@ pub(crate) struct Link {
     /// No connection is up and the last attempt or connection failed (until then, zero
     /// connections because idle pools were closed is not "down").
     down: AtomicBool,
+    /// What the last handshake without credentials was answered: [`SERVED`], [`NOAUTH`],
+    /// or 0 (none answered yet).
+    anonymous: AtomicU8,
     hook: LinkHook,
     stats: Arc<Stats>,
     /// Server-assisted tracking: what each connection turns on, and whether its replies
@@ -143,6 +152,17 @@ pub(crate) struct Link {
 }
 
 impl Link {
+    /// Records what a handshake without credentials was answered (its result).
+    fn anonymous_handshake<T>(&self, result: &Result<T, UpstreamError>) {
+        match result {
+            Ok(_) => self.anonymous.store(SERVED, SeqCst),
+            Err(UpstreamError::Refused(text)) if text.starts_with("NOAUTH") => {
+                self.anonymous.store(NOAUTH, SeqCst)
+            }
+            Err(_) => {}
+        }
+    }
+
     fn connected(&self) {
         self.up_slots.fetch_add(1, SeqCst);
         let pending = self
@@ -253,6 +273,7 @@ impl Upstream {
                 address,
                 down_logged: AtomicBool::new(false),
                 down: AtomicBool::new(true),
+                anonymous: AtomicU8::new(0),
                 up_slots: AtomicUsize::new(0),
                 lost_pending: AtomicUsize::new(0),
                 reconnects: AtomicUsize::new(0),
@@ -278,6 +299,18 @@ impl Upstream {
     /// since the last one was (pools closed while idle leave the link up).
     pub fn link_up(&self) -> bool {
         self.link.up_slots.load(SeqCst) > 0 || !self.link.down.load(SeqCst)
+    }
+
+    /// Whether the upstream serves a client that sends no credentials, as the last pooled
+    /// connection without credentials found in its handshake (`-NOAUTH` to its PING:
+    /// false); `None` before any was answered. Redis keeps serving a connection that was
+    /// let in before a password was required, so this is what such a route's commands get.
+    pub fn serves_anonymous(&self) -> Option<bool> {
+        match self.link.anonymous.load(SeqCst) {
+            SERVED => Some(true),
+            NOAUTH => Some(false),
+            _ => None,
+        }
     }
 
     /// Pooled connections re-established after a loss, since start.

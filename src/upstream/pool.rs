@@ -389,6 +389,9 @@ async fn supervise(
             c = handshake::connect(&target, route, creds.as_ref()) => c,
             _ = slot.closed() => return,
         };
+        if creds.is_none() {
+            link.anonymous_handshake(&connected);
+        }
         match connected {
             Ok(stream) => {
                 backoff.reset();

@@ -1,10 +1,11 @@
 //! The bounded warm fetch every warming goes through: `MGET k1..kn` with `PTTL k` for each,
-//! pipelined in one call on the sidecar's own route (its database, RESP2, user 0), filling
+//! pipelined in one call on the warming's route (the sidecar's own: its database, RESP2,
+//! user 0; for `NEARCACHE WARM`, the client's database and user, RESP2), filling
 //! L1 through the normal fill path (a generation taken before sending, the pool's
 //! `may_fill`, so an invalidation or a flush overtaking the fetch keeps its result out).
 //! Bounded by `[warm] max_keys` and `max_bytes` (key + encoded value, counted as entries
 //! are admitted, one call in flight at a time so the bound is exact) and by the rate limit;
-//! what the replies show of user 0's ACL rules is learned as a client's fetch learns it (a
+//! what the replies show of the route user's ACL rules is learned as a client's fetch learns it (a
 //! `GET` of the batch's first key rides along while GET is not known permitted, so a warmed
 //! key is a hit from the first `GET`);
 //! it waits (bounded) for the invalidation link, retries a failed call a few times, and
@@ -27,6 +28,15 @@ use crate::protocol::{write_command, Resp};
 use crate::state::Shared;
 use crate::upstream::reply::{array_elements, integer, is_bulk, is_error};
 use crate::upstream::{Lane, OnReply, Pool, Route};
+
+/// The sidecar's own route: its database, RESP2, user 0.
+pub fn own_route(shared: &Shared) -> Route {
+    Route {
+        db: shared.config.upstream.db,
+        resp: Resp::V2,
+        user: 0,
+    }
+}
 
 /// How long a warming waits for L1 to serve again (the invalidation link) before it gives
 /// up.
@@ -52,6 +62,9 @@ pub enum End {
     Stopped,
     /// Given up (the reason is logged and shown).
     Failed(String),
+    /// The upstream refused a command of the warming as the route's user (its error reply,
+    /// e.g. `-NOPERM`, which the client that asked gets as it is).
+    Refused(Bytes),
 }
 
 /// What one warming may load, and what it loaded.
@@ -88,6 +101,8 @@ impl Budget {
 /// One warming's fetcher.
 pub struct Fetch {
     shared: Arc<Shared>,
+    /// The route's database and user key what is loaded.
+    route: Route,
     pool: Arc<Pool>,
     lane: Lane,
     rate: Rate,
@@ -97,14 +112,12 @@ pub struct Fetch {
 }
 
 impl Fetch {
-    /// A fetcher loading at most `max_keys` keys (and `[warm] max_bytes`).
-    pub fn new(shared: Arc<Shared>, max_keys: u64) -> Fetch {
+    /// A fetcher loading at most `max_keys` keys (and `[warm] max_bytes`) on `route`: its
+    /// user's ACL rules decide what it reads, and what it loads is that user's, in the
+    /// route's database.
+    pub fn new(shared: Arc<Shared>, route: Route, max_keys: u64) -> Fetch {
         let config = &shared.config.warm;
-        let pool = shared.upstream.pool(Route {
-            db: shared.config.upstream.db,
-            resp: Resp::V2,
-            user: 0,
-        });
+        let pool = shared.upstream.pool(route);
         Fetch {
             rate: Rate::new(config.rate, config.batch),
             batch: config.batch.max(1),
@@ -117,6 +130,7 @@ impl Fetch {
             }),
             stop: shared.warm.stopper(),
             lane: Lane::default(),
+            route,
             pool,
             shared,
         }
@@ -212,17 +226,17 @@ impl Fetch {
 
     /// One `MGET` + `PTTL`s call, retried.
     async fn mget(&mut self, keys: &[Bytes]) -> Result<(), End> {
+        let route = self.route;
         let build = |shared: &Arc<Shared>, budget: &Arc<Budget>| {
             let l1 = shared.l1.clone();
             let warm = shared.warm.clone();
             let budget = budget.clone();
-            let db = shared.config.upstream.db;
             let leads: Vec<_> = keys
                 .iter()
                 .map(|k| {
                     let key = CacheKey {
-                        user: 0,
-                        db,
+                        user: route.user,
+                        db: route.db,
                         key: k.clone(),
                     };
                     let taken = l1.generation(&key);
@@ -230,7 +244,7 @@ impl Fetch {
                 })
                 .collect();
             let acl = shared.acl.clone();
-            let marks = acl.marks(0);
+            let marks = acl.marks(route.user);
             let taken_epoch = acl.epoch();
             let teach_get = !acl.permits(&marks, Read::Get);
             let mut mget: Vec<&[u8]> = vec![b"MGET"];

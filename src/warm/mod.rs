@@ -9,7 +9,9 @@
 //!   (`rewarm`).
 //!
 //! Every warming goes through the bounded warm fetch (`fetch`: `MGET` + `PTTL` through the
-//! normal fill path on the sidecar's own route, user 0; `max_keys`, `max_bytes`, the rate
+//! normal fill path on the sidecar's own route, user 0, or for `NEARCACHE WARM` on the
+//! client's own database and user, so Redis applies that client's ACL rules to its `SCAN`
+//! and reads; `max_keys`, `max_bytes`, the rate
 //! limit of `rate`). One warming runs at a time ([`Warmer::try_begin`]); its progress is in
 //! `INFO nearcache_l1` (the `warm_*` lines), `/metrics` and the log. The start-up warming runs in the background while the
 //! sidecar serves; with `warm_before_ready`, `/readyz` answers "warming" until it is over,
@@ -31,6 +33,7 @@ use tokio::sync::{watch, Notify};
 use crate::config::WarmConfig;
 use crate::profiler::hotkeys::HotKeys;
 use crate::state::Shared;
+use crate::upstream::Route;
 use fetch::{End, Fetch};
 
 /// Longest time the start-up warming keeps `/readyz` at 503 (`warm_before_ready`): past it
@@ -129,8 +132,8 @@ impl Drop for Running {
 enum Plan {
     /// The start-up warming: the peers' hot keys (if asked), then the patterns.
     Startup { peers: bool },
-    /// `NEARCACHE WARM <pattern>`.
-    Pattern(Bytes),
+    /// `NEARCACHE WARM <pattern>`, on the client's route.
+    Pattern(Bytes, Route),
     /// The hot keys taken at a link-loss flush.
     Rewarm(Vec<Bytes>),
 }
@@ -237,11 +240,12 @@ async fn startup(shared: Arc<Shared>) {
     warm.holding_ready.store(false, Relaxed);
 }
 
-/// `NEARCACHE WARM <pattern> [LIMIT n]` (`params`: what follows `WARM`): runs to the end
-/// (in its own task, so a client that goes away does not cut it short) and answers the
-/// keys loaded, or an error when the arguments are wrong, a warming already runs or this
-/// one gave up.
-pub async fn command(shared: Arc<Shared>, params: &[Bytes]) -> Result<u64, String> {
+/// `NEARCACHE WARM <pattern> [LIMIT n]` (`params`: what follows `WARM`) as the client of
+/// `route` (its database and user; RESP2): runs to the end (in its own task, so a client
+/// that goes away does not cut it short) and answers the keys loaded, or an error when the
+/// arguments are wrong, a warming already runs, the upstream refused it (its reply, e.g.
+/// `NOPERM ...` for a user without `SCAN`) or this one gave up.
+pub async fn command(shared: Arc<Shared>, route: Route, params: &[Bytes]) -> Result<u64, String> {
     let (pattern, limit) = match params {
         [pattern] => (pattern, u64::MAX),
         [pattern, word, n] if word.eq_ignore_ascii_case(b"LIMIT") => {
@@ -263,7 +267,7 @@ pub async fn command(shared: Arc<Shared>, params: &[Bytes]) -> Result<u64, Strin
         );
     };
     let task = tokio::spawn(async move {
-        let outcome = run(&shared, Plan::Pattern(pattern), limit).await;
+        let outcome = run(&shared, Plan::Pattern(pattern, route), limit).await;
         drop(running);
         outcome
     });
@@ -274,6 +278,10 @@ pub async fn command(shared: Arc<Shared>, params: &[Bytes]) -> Result<u64, Strin
         }
         Ok((keys, Err(End::Failed(why)))) => {
             Err(format!("ERR warming failed after {keys} keys: {why}"))
+        }
+        Ok((_, Err(End::Refused(reply)))) => {
+            let text = String::from_utf8_lossy(&reply);
+            Err(text.trim_start_matches('-').trim_end().to_owned())
         }
         Err(_) => Err("ERR warming failed".into()),
     }
@@ -291,17 +299,21 @@ async fn run(shared: &Arc<Shared>, plan: Plan, max_keys: u64) -> (u64, Result<()
         Plan::Startup { peers: false } => {
             format!("start-up, {} pattern(s)", shared.config.warm.patterns.len())
         }
-        Plan::Pattern(p) => format!("NEARCACHE WARM {}", String::from_utf8_lossy(p)),
+        Plan::Pattern(p, _) => format!("NEARCACHE WARM {}", String::from_utf8_lossy(p)),
         Plan::Rewarm(keys) => format!("re-warm after a link-loss flush, {} hot keys", keys.len()),
     };
     warm.state.store(State::Running as u8, Relaxed);
     warm.progress.runs.fetch_add(1, Relaxed);
     tracing::info!("warming started ({what})");
     let started = Instant::now();
-    let mut fetch = Fetch::new(shared.clone(), max_keys);
+    let route = match &plan {
+        Plan::Pattern(_, route) => *route,
+        _ => fetch::own_route(shared),
+    };
+    let mut fetch = Fetch::new(shared.clone(), route, max_keys);
     let end = match plan {
         Plan::Startup { peers } => startup_stages(shared, &mut fetch, peers).await,
-        Plan::Pattern(pattern) => scan::pattern(&mut fetch, &pattern).await,
+        Plan::Pattern(pattern, _) => scan::pattern(&mut fetch, &pattern).await,
         Plan::Rewarm(keys) => fetch.keys(&keys).await,
     };
     let (keys, bytes) = fetch.loaded();
@@ -317,6 +329,12 @@ async fn run(shared: &Arc<Shared>, plan: Plan, max_keys: u64) -> (u64, Result<()
         Err(End::Stopped) => {
             tracing::info!("warming stopped by shutdown ({what}) after {keys} keys in {ms} ms");
             State::Done
+        }
+        Err(End::Refused(reply)) => {
+            p.failures.fetch_add(1, Relaxed);
+            let text = String::from_utf8_lossy(reply);
+            tracing::info!("warming refused by the upstream ({what}): {}", text.trim());
+            State::Failed
         }
         Err(End::Failed(why)) => {
             p.failures.fetch_add(1, Relaxed);

@@ -1,5 +1,6 @@
 //! Pattern warming: `SCAN <cursor> MATCH <pattern> COUNT <batch>` pages over the
-//! sidecar's own route, each page's keys loaded through the bounded warm fetch. A `SCAN`
+//! warming's route, each page's keys loaded through the bounded warm fetch; an error reply
+//! to `SCAN` (e.g. `-NOPERM` for a user without `SCAN`) ends it as it is. A `SCAN`
 //! call is charged a tenth of a batch of the rate limit (it reads `COUNT` slots but returns
 //! only names), so a sparse pattern over a large keyspace is paced too.
 
@@ -28,6 +29,9 @@ pub async fn pattern(fetch: &mut Fetch, pattern: &[u8]) -> Result<(), End> {
         ]);
         let reply = fetch.call(scan).await?;
         let Some((next, keys)) = scan_page(&reply) else {
+            if crate::upstream::reply::is_error(&reply) {
+                return Err(End::Refused(reply));
+            }
             let text = String::from_utf8_lossy(&reply[..reply.len().min(200)]);
             return Err(End::Failed(format!("SCAN answered {}", text.trim())));
         };

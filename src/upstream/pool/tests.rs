@@ -24,6 +24,7 @@ fn pool(connections: usize) -> Pool {
         lost_since_up: AtomicBool::new(false),
         down_logged: AtomicBool::new(false),
         down: AtomicBool::new(true),
+        anonymous: std::sync::atomic::AtomicU8::new(0),
         hook: Box::new(|_| {}),
         stats: Arc::new(Stats::new()),
         tracking: crate::upstream::tests::tracking_off(),
