@@ -370,6 +370,8 @@ impl Connection {
 
     /// Without tracking, the first eviction also puts the write on the invalidation bus
     /// for the other sidecars (a flush for a whole database: the bus carries no db flush).
+    /// A `SWAPDB` is put on the bus as a flush at both evictions whatever the mode: Redis
+    /// tracking sends nothing for it, and the second eviction follows the swap itself.
     fn evict(&self, inv: &mut Invalidation, again: bool) {
         let l1 = &self.shared.l1;
         let bus = &self.shared.tracking.bus;
@@ -396,6 +398,10 @@ impl Connection {
                 if publish {
                     bus.flush();
                 }
+            }
+            Invalidation::Swapped => {
+                l1.flush_all();
+                bus.flush();
             }
         }
     }
