@@ -28,7 +28,7 @@ const WARM_STOP_WAIT: Duration = Duration::from_secs(1);
 pub async fn run(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
     tokio::spawn(load_table(shared.clone()));
     if shared.tracking.link_needed() {
-        let target = control_target(&shared.config);
+        let target = control_target(&shared);
         let tracking = shared.tracking.clone();
         let mut redirect = tracking.subscribe();
         tokio::spawn(crate::control::run(tracking, target));

@@ -17,6 +17,7 @@ use crate::control::{ControlTarget, Tracking};
 use crate::metrics::Stats;
 use crate::profiler::Profiler;
 use crate::protocol::{command, Resp, REDIS_DEFAULT_MAX_BULK};
+use crate::upstream::outbound::Outbound;
 use crate::upstream::reply::{array_elements, text};
 use crate::upstream::{Credentials, Lane, LinkEvent, Pool, Route, Target, Upstream};
 use crate::warm::Warmer;
@@ -76,6 +77,7 @@ impl Shared {
             connect_timeout: config.connect_timeout,
             idle_timeout: config.upstream_idle_timeout,
             max_routes: config.max_upstream_routes,
+            outbound: Outbound::new(),
         };
         let hook_l1 = l1.clone();
         let acl = Acl::new();
@@ -127,10 +129,12 @@ impl Shared {
 }
 
 /// Where the control connection goes: the upstream with the `--upstream` credentials.
-pub(crate) fn control_target(config: &Config) -> ControlTarget {
+pub(crate) fn control_target(shared: &Shared) -> ControlTarget {
+    let config = &shared.config;
     let u = &config.upstream;
     ControlTarget {
         address: u.host_port(),
+        outbound: shared.upstream.outbound().clone(),
         credentials: upstream_credentials(config),
         connect_timeout: config.connect_timeout,
         heartbeat: config.invalidation_heartbeat,

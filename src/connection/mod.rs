@@ -164,6 +164,9 @@ impl Connection {
             }
         };
         tokio::pin!(stop);
+        // Checked at the first bytes: by then an upstream socket of this very sidecar has
+        // been registered (it registers before it writes its handshake).
+        let mut peer = self.stream.peer_addr().ok();
         loop {
             // A client that keeps its pipeline full always has input ready: look at the
             // flag between batches, not only while idle.
@@ -185,6 +188,16 @@ impl Connection {
             match read {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
+            }
+            if peer
+                .take()
+                .is_some_and(|p| self.shared.upstream.outbound().is_own(p))
+            {
+                let e = crate::error::UpstreamError::Itself;
+                self.replies
+                    .ready_with(|out| crate::error::write_upstream_error(out, &e));
+                let _ = self.flush().await;
+                return;
             }
             let upstream_max_bulk = self.shared.upstream_max_bulk.load(Relaxed);
             let limits = configured.with_upstream_max_bulk(upstream_max_bulk);

@@ -16,6 +16,7 @@ pub(crate) mod backoff;
 mod conn;
 mod dedicated;
 mod handshake;
+pub mod outbound;
 mod pool;
 pub mod reply;
 
@@ -95,6 +96,8 @@ pub struct Target {
     pub idle_timeout: Duration,
     /// Most pools at once (`--max-upstream-routes`).
     pub max_routes: usize,
+    /// The sidecar's own outbound sockets (is the upstream the sidecar itself?).
+    pub outbound: Arc<outbound::Outbound>,
 }
 
 /// The upstream state a client command needs its connection to be in.
@@ -272,6 +275,11 @@ impl Upstream {
     /// `host:port` of the upstream.
     pub fn address(&self) -> &str {
         &self.target.address
+    }
+
+    /// The sidecar's own outbound sockets: a client from one of them is the sidecar itself.
+    pub fn outbound(&self) -> &Arc<outbound::Outbound> {
+        &self.target.outbound
     }
 
     /// Whether the upstream is reachable: a connection is established, or none failed
