@@ -75,11 +75,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    if let Some(m) = &metrics {
-        println!("nearcache metrics on {}", m.local_addr()?);
-    }
-    println!("nearcache listening on {local}");
-    std::io::stdout().flush()?;
+    // The first line is the listening one (wrappers read it for the port); the second says
+    // where the HTTP endpoint is, or that it is off.
+    let metrics_line = match &metrics {
+        Some(m) => format!("nearcache metrics on {}", m.local_addr()?),
+        None => "nearcache metrics off".to_string(),
+    };
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "nearcache listening on {local}\n{metrics_line}")?;
+    stdout.flush()?;
+    drop(stdout);
     // `UpstreamAddr`'s Display has no user info: the password never shows.
     tracing::info!(
         version = %env!("CARGO_PKG_VERSION"),
