@@ -187,7 +187,7 @@ impl Connection {
             };
             match read {
                 Ok(0) | Err(_) => return,
-                Ok(_) => {}
+                Ok(_) => self.replies.profile.new_batch(),
             }
             if peer
                 .take()
