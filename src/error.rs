@@ -28,6 +28,9 @@ pub enum UpstreamError {
     /// The upstream address leads back to this sidecar's own listener (`--upstream`).
     #[error("upstream is this sidecar itself (--upstream leads back to its own listener)")]
     Itself,
+    /// `--max-pinned` upstream connections are pinned to clients already.
+    #[error("max number of clients reached")]
+    MaxPinned,
     /// Every upstream route (db, protocol, user) has a pool in use and none may be added.
     #[error("too many upstream routes ({0} pools in use; see --max-upstream-routes)")]
     TooManyRoutes(usize),
@@ -45,7 +48,7 @@ pub fn write_upstream_error(out: &mut BytesMut, e: &UpstreamError) {
     match e {
         UpstreamError::Refused(reply) => write_error(out, reply),
         UpstreamError::Replied(frame) => out.extend_from_slice(frame),
-        UpstreamError::Itself => write_error(out, &format!("ERR {e}")),
+        UpstreamError::Itself | UpstreamError::MaxPinned => write_error(out, &format!("ERR {e}")),
         _ => write_error(out, &format!("ERR nearcache: {e}")),
     }
 }

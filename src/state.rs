@@ -50,6 +50,9 @@ pub struct Shared {
     /// is refused at the client instead of forwarded, since the upstream would answer it by
     /// closing a connection other clients share. Read once per client read.
     pub upstream_max_bulk: AtomicU64,
+    /// Upstream connections that may be pinned to a client at once (`--max-pinned`): each
+    /// pinned connection, kept ones included, holds a permit.
+    pub pinned_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -111,6 +114,7 @@ impl Shared {
         let loss_warm = warm.clone();
         tracking.on_loss_flush(Box::new(move || loss_warm.flushed_for_loss()));
         let audit = Auditor::new(l1.clone(), stats.clone());
+        let pinned_slots = Arc::new(tokio::sync::Semaphore::new(config.max_pinned));
         Arc::new(Shared {
             upstream: Upstream::new(target, stats.clone(), hook, forget, tracking.clone()),
             tracking,
@@ -124,6 +128,7 @@ impl Shared {
             warm,
             table: Tables::new(),
             upstream_max_bulk: AtomicU64::new(u64::MAX),
+            pinned_slots,
         })
     }
 }
