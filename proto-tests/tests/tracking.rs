@@ -311,4 +311,12 @@ fn swapdb_through_one_sidecar_reaches_another() {
     assert_reply(&a1.cmd_str(&["GET", "k"]), &bulk(b"zero"), "A, db 1");
     expect_within_bound(&mut b0, "k", &bulk(b"one"), "B, db 0 after SWAPDB");
     expect_within_bound(&mut b1, "k", &bulk(b"zero"), "B, db 1 after SWAPDB");
+    // In a transaction (A's own connection), swapped back.
+    warm(&mut b0, "k", &bulk(b"one"));
+    warm(&mut b1, "k", &bulk(b"zero"));
+    ok(&a0.cmd_str(&["MULTI"]), "MULTI");
+    assert_reply(&a0.cmd_str(&["SWAPDB", "0", "1"]), b"+QUEUED\r\n", "queued");
+    assert_reply(&a0.cmd_str(&["EXEC"]), b"*1\r\n+OK\r\n", "EXEC");
+    expect_within_bound(&mut b0, "k", &bulk(b"zero"), "B, db 0 after MULTI SWAPDB");
+    expect_within_bound(&mut b1, "k", &bulk(b"one"), "B, db 1 after MULTI SWAPDB");
 }
