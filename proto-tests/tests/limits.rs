@@ -335,6 +335,9 @@ fn max_pinned_refuses_the_command_that_would_pin() {
         4,
         "{upstream}"
     );
+    let (_, m) = http_get(sidecar.metrics_addr().expect("metrics on"), "/metrics");
+    let refused = metric(&m, "nearcache_upstream_pinned_refused_total", "");
+    assert_eq!(refused, Some(4.0), "{m}");
     // A pinned client that leaves frees its place.
     drop(a);
     poll_until(
