@@ -18,6 +18,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::cache::{CacheKey, Generation, L1};
+use crate::logging::{more, Admit, Limiter};
 use crate::metrics::Stats;
 use crate::protocol::command;
 use crate::upstream::reply::is_error;
@@ -30,8 +31,6 @@ pub const MAX_AUDITS_IN_FLIGHT: usize = 64;
 /// After a difference, how long an invalidation of the key may still arrive and explain it
 /// (a write whose reply, or whose invalidation, is still on its way).
 pub const SETTLE: Duration = Duration::from_millis(100);
-/// At most one stale-hit line per this period; the others are counted in the next line.
-const LOG_EVERY: Duration = Duration::from_secs(1);
 /// Longest key shown in a log line (escaped); longer keys are cut with `...`.
 const LOG_KEY_BYTES: usize = 128;
 
@@ -256,55 +255,6 @@ impl Auditor {
     }
 }
 
-/// Whether a log line may be written now.
-#[derive(Debug, PartialEq, Eq)]
-enum Admit {
-    /// Write it, mentioning the lines suppressed since the last one.
-    Log { suppressed: u64 },
-    /// Suppressed; the first suppressed of a period says when to report the count.
-    Suppress { flush_at: Option<Instant> },
-}
-
-/// At most one line per [`LOG_EVERY`], with a count of the suppressed ones.
-#[derive(Debug, Default)]
-struct Limiter {
-    /// When the last line was written.
-    last: Option<Instant>,
-    /// Lines suppressed since.
-    suppressed: u64,
-}
-
-impl Limiter {
-    fn admit(&mut self, now: Instant) -> Admit {
-        match self.last {
-            Some(last) if now.saturating_duration_since(last) < LOG_EVERY => {
-                self.suppressed += 1;
-                let flush_at = (self.suppressed == 1).then_some(last + LOG_EVERY);
-                Admit::Suppress { flush_at }
-            }
-            _ => {
-                self.last = Some(now);
-                Admit::Log {
-                    suppressed: std::mem::take(&mut self.suppressed),
-                }
-            }
-        }
-    }
-
-    /// At the end of a period: the count of suppressed lines to report now as one line, if
-    /// any are left unreported and a line may be written.
-    fn flush(&mut self, now: Instant) -> Option<u64> {
-        let due = self
-            .last
-            .is_none_or(|last| now.saturating_duration_since(last) >= LOG_EVERY);
-        if self.suppressed == 0 || !due {
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.suppressed))
-    }
-}
-
 /// The key as a log shows it: printable ASCII as is, other bytes escaped, cut when long.
 fn shown(key: &[u8]) -> String {
     let cut = key.len() > LOG_KEY_BYTES;
@@ -314,13 +264,6 @@ fn shown(key: &[u8]) -> String {
         s.push_str("...");
     }
     s
-}
-
-fn more(suppressed: u64) -> String {
-    match suppressed {
-        0 => String::new(),
-        n => format!(" ({n} more since the last line)"),
-    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,12 @@ pub enum UpstreamError {
     /// connection is tried again.
     #[error("{}", String::from_utf8_lossy(.0).trim_end())]
     Replied(Bytes),
+    /// The upstream address leads back to this sidecar's own listener (`--upstream`).
+    #[error("upstream is this sidecar itself (--upstream leads back to its own listener)")]
+    Itself,
+    /// `--max-pinned` upstream connections are pinned to clients already.
+    #[error("max number of clients reached")]
+    MaxPinned,
     /// Every upstream route (db, protocol, user) has a pool in use and none may be added.
     #[error("too many upstream routes ({0} pools in use; see --max-upstream-routes)")]
     TooManyRoutes(usize),
@@ -42,6 +48,7 @@ pub fn write_upstream_error(out: &mut BytesMut, e: &UpstreamError) {
     match e {
         UpstreamError::Refused(reply) => write_error(out, reply),
         UpstreamError::Replied(frame) => out.extend_from_slice(frame),
+        UpstreamError::Itself | UpstreamError::MaxPinned => write_error(out, &format!("ERR {e}")),
         _ => write_error(out, &format!("ERR nearcache: {e}")),
     }
 }

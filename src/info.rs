@@ -151,6 +151,10 @@ pub fn upstream_section(shared: &Shared) -> String {
         "upstream_pinned_connections",
         &stats.upstream_pinned.load(Relaxed),
     );
+    s.line(
+        "upstream_pinned_refused",
+        &stats.pinned_refused.load(Relaxed),
+    );
     s.line("upstream_routes", &up.routes());
     s.line(
         "upstream_in_flight",

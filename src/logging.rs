@@ -15,10 +15,17 @@
 //! refusals the sidecar works around (upstream down, invalidation link down, a refused
 //! `CLIENT TRACKING`); `info` for start-up, recoveries and shutdown.
 //!
+//! Lines that a client's traffic can repeat (stale hits found by the audit, N+1 reads) go
+//! through a [`Limiter`]: at most one of a kind per [`LOG_EVERY`] for the whole process,
+//! the others counted and reported as `(N more since the last line)`.
+//!
 //! No event carries a password: the upstream URL is shown without its user info, and error
 //! replies quoted from the upstream have the password of the request that caused them
 //! replaced (see [`crate::upstream::Credentials::redact`]).
 
+use std::time::Duration;
+
+use tokio::time::Instant;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, LevelFilter, LogFormat, DEFAULT_LOG_LEVEL};
@@ -49,6 +56,73 @@ pub fn init(config: &Config) -> Result<(), String> {
         LogFormat::Json => builder.json().try_init(),
     };
     installed.map_err(|e| format!("cannot install the logger: {e}"))
+}
+
+/// At most one line of a kind per this period; the others are counted in the next line.
+pub const LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Whether a log line may be written now.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// Write it, mentioning the lines suppressed since the last one.
+    Log {
+        /// Lines suppressed since the last one written.
+        suppressed: u64,
+    },
+    /// Suppressed; the first suppressed of a period says when to report the count.
+    Suppress {
+        /// When to report the count of suppressed lines (the first suppressed of a period).
+        flush_at: Option<Instant>,
+    },
+}
+
+/// At most one line per [`LOG_EVERY`], with a count of the suppressed ones.
+#[derive(Debug, Default)]
+pub struct Limiter {
+    /// When the last line was written.
+    last: Option<Instant>,
+    /// Lines suppressed since.
+    suppressed: u64,
+}
+
+impl Limiter {
+    /// Whether a line may be written at `now`.
+    pub fn admit(&mut self, now: Instant) -> Admit {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < LOG_EVERY => {
+                self.suppressed += 1;
+                let flush_at = (self.suppressed == 1).then_some(last + LOG_EVERY);
+                Admit::Suppress { flush_at }
+            }
+            _ => {
+                self.last = Some(now);
+                Admit::Log {
+                    suppressed: std::mem::take(&mut self.suppressed),
+                }
+            }
+        }
+    }
+
+    /// At the end of a period: the count of suppressed lines to report now as one line, if
+    /// any are left unreported and a line may be written.
+    pub fn flush(&mut self, now: Instant) -> Option<u64> {
+        let due = self
+            .last
+            .is_none_or(|last| now.saturating_duration_since(last) >= LOG_EVERY);
+        if self.suppressed == 0 || !due {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// ` (N more since the last line)` for a line written after `suppressed` were held back.
+pub fn more(suppressed: u64) -> String {
+    match suppressed {
+        0 => String::new(),
+        n => format!(" ({n} more since the last line)"),
+    }
 }
 
 #[cfg(test)]

@@ -52,6 +52,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Itself>() => {
+            eprintln!("nearcache: invalid configuration:\n{e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
@@ -63,6 +67,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = listen(config.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let local = listener.local_addr()?;
+    refuse_itself(&config, local).await?;
     let metrics = match config.metrics_listen {
         Some(addr) => Some(
             listen(addr)
@@ -70,11 +75,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    if let Some(m) = &metrics {
-        println!("nearcache metrics on {}", m.local_addr()?);
-    }
-    println!("nearcache listening on {local}");
-    std::io::stdout().flush()?;
+    // The first line is the listening one (wrappers read it for the port); the second says
+    // where the HTTP endpoint is, or that it is off.
+    let metrics_line = match &metrics {
+        Some(m) => format!("nearcache metrics on {}", m.local_addr()?),
+        None => "nearcache metrics off".to_string(),
+    };
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "nearcache listening on {local}\n{metrics_line}")?;
+    stdout.flush()?;
+    drop(stdout);
     // `UpstreamAddr`'s Display has no user info: the password never shows.
     tracing::info!(
         version = %env!("CARGO_PKG_VERSION"),
@@ -93,6 +103,36 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(http::serve(m, shared.clone(), stopped.clone()));
     }
     server::run(shared, listener, stopped).await;
+    Ok(())
+}
+
+/// `--upstream` resolves to the sidecar's own listener: it would connect to itself.
+#[derive(Debug, thiserror::Error)]
+#[error("--upstream: {upstream} ({resolved}) is this sidecar's own listener ({listener}): it would connect to itself; point --upstream at Redis")]
+struct Itself {
+    upstream: String,
+    resolved: std::net::SocketAddr,
+    listener: std::net::SocketAddr,
+}
+
+/// Fails when the upstream address resolves to the listener's own socket. A name that does
+/// not resolve within the connect timeout is left to the run-time check (a client arriving
+/// from one of the sidecar's own upstream sockets).
+async fn refuse_itself(config: &Config, listener: std::net::SocketAddr) -> Result<(), Itself> {
+    let address = config.upstream.host_port();
+    let resolved = tokio::time::timeout(config.connect_timeout, tokio::net::lookup_host(&address));
+    let Ok(Ok(addrs)) = resolved.await else {
+        return Ok(());
+    };
+    for resolved in addrs {
+        if nearcache::upstream::outbound::reaches_listener(resolved, listener) {
+            return Err(Itself {
+                upstream: config.upstream.to_string(),
+                resolved,
+                listener,
+            });
+        }
+    }
     Ok(())
 }
 

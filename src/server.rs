@@ -29,7 +29,7 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch
     tokio::spawn(load_table(shared.clone()));
     crate::control::key_bus(&shared.tracking, shared.config.bus_key_file.as_deref());
     if shared.tracking.link_needed() {
-        let target = control_target(&shared.config);
+        let target = control_target(&shared);
         let tracking = shared.tracking.clone();
         let mut redirect = tracking.subscribe();
         tokio::spawn(crate::control::run(tracking, target));

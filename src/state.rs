@@ -17,6 +17,7 @@ use crate::control::{ControlTarget, Tracking};
 use crate::metrics::Stats;
 use crate::profiler::Profiler;
 use crate::protocol::{command, Resp, REDIS_DEFAULT_MAX_BULK};
+use crate::upstream::outbound::Outbound;
 use crate::upstream::reply::{array_elements, text};
 use crate::upstream::{Credentials, Lane, LinkEvent, Pool, Route, Target, Upstream};
 use crate::warm::Warmer;
@@ -49,6 +50,9 @@ pub struct Shared {
     /// is refused at the client instead of forwarded, since the upstream would answer it by
     /// closing a connection other clients share. Read once per client read.
     pub upstream_max_bulk: AtomicU64,
+    /// Upstream connections that may be pinned to a client at once (`--max-pinned`): each
+    /// pinned connection, kept ones included, holds a permit.
+    pub pinned_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -76,6 +80,7 @@ impl Shared {
             connect_timeout: config.connect_timeout,
             idle_timeout: config.upstream_idle_timeout,
             max_routes: config.max_upstream_routes,
+            outbound: Outbound::new(),
         };
         let hook_l1 = l1.clone();
         let acl = Acl::new();
@@ -109,6 +114,7 @@ impl Shared {
         let loss_warm = warm.clone();
         tracking.on_loss_flush(Box::new(move || loss_warm.flushed_for_loss()));
         let audit = Auditor::new(l1.clone(), stats.clone());
+        let pinned_slots = Arc::new(tokio::sync::Semaphore::new(config.max_pinned));
         Arc::new(Shared {
             upstream: Upstream::new(target, stats.clone(), hook, forget, tracking.clone()),
             tracking,
@@ -122,15 +128,18 @@ impl Shared {
             warm,
             table: Tables::new(),
             upstream_max_bulk: AtomicU64::new(u64::MAX),
+            pinned_slots,
         })
     }
 }
 
 /// Where the control connection goes: the upstream with the `--upstream` credentials.
-pub(crate) fn control_target(config: &Config) -> ControlTarget {
+pub(crate) fn control_target(shared: &Shared) -> ControlTarget {
+    let config = &shared.config;
     let u = &config.upstream;
     ControlTarget {
         address: u.host_port(),
+        outbound: shared.upstream.outbound().clone(),
         credentials: upstream_credentials(config),
         connect_timeout: config.connect_timeout,
         heartbeat: config.invalidation_heartbeat,

@@ -94,6 +94,11 @@ impl Conn {
         self.peer
     }
 
+    /// This connection's own address (what the sidecar names the client by).
+    pub fn local(&self) -> SocketAddr {
+        self.stream.local_addr().expect("local address")
+    }
+
     /// The protocol replies are currently decoded with.
     pub fn protocol(&self) -> Protocol {
         self.protocol

@@ -17,8 +17,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
 /// The start-up line's prefix (see README: "nearcache listening on <ip>:<port>").
 const LISTENING: &str = "nearcache listening on ";
-/// The line naming the HTTP endpoint's address, printed before [`LISTENING`].
+/// The second line's prefix when the HTTP endpoint is on: its address follows.
 const METRICS: &str = "nearcache metrics on ";
+/// The second line when the HTTP endpoint is off.
+const METRICS_OFF: &str = "nearcache metrics off";
 
 /// Path of the nearcache binary: `$NEARCACHE_BIN`, else the `nearcache` beside the test's
 /// target directory, else `<workspace>/target/debug/nearcache`.
@@ -133,38 +135,35 @@ impl Sidecar {
             }
         });
 
+        // The first line is the listening one (README: wrappers read it for the port); the
+        // second names the HTTP endpoint or says it is off.
         let deadline = Instant::now() + START_TIMEOUT;
-        let mut seen = Vec::new();
-        let mut metrics = None;
-        let addr = loop {
+        let mut next_line = |what: &str| {
             let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.strip_prefix(METRICS) {
-                        metrics = rest.trim().parse::<SocketAddr>().ok();
-                    }
-                    if let Some(rest) = line.strip_prefix(LISTENING) {
-                        match rest.trim().parse::<SocketAddr>() {
-                            Ok(addr) => break addr,
-                            Err(e) => {
-                                let _ = child.kill();
-                                let _ = child.wait();
-                                panic!("bad listening line {line:?}: {e}");
-                            }
-                        }
-                    }
-                    seen.push(line);
-                }
-                Err(e) => {
-                    let _ = child.kill();
-                    let status = child.wait();
-                    panic!(
-                        "nearcache did not print `{LISTENING}<addr>` ({e:?}, exit: {status:?});\n\
-                         stdout: {seen:?}\nstderr:\n{}",
-                        fs::read_to_string(&stderr_path).unwrap_or_default()
-                    );
-                }
-            }
+            rx.recv_timeout(left).unwrap_or_else(|e| {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!(
+                    "nearcache did not print {what} ({e:?}, exit: {status:?});\nstderr:\n{}",
+                    fs::read_to_string(&stderr_path).unwrap_or_default()
+                );
+            })
+        };
+        let first = next_line(&format!("`{LISTENING}<addr>`"));
+        let second = next_line(&format!("`{METRICS}<addr>` or `{METRICS_OFF}`"));
+        let addr = first
+            .strip_prefix(LISTENING)
+            .and_then(|rest| rest.trim().parse::<SocketAddr>().ok());
+        let metrics = second
+            .strip_prefix(METRICS)
+            .and_then(|rest| rest.trim().parse::<SocketAddr>().ok());
+        let (Some(addr), true) = (addr, metrics.is_some() || second == METRICS_OFF) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "stdout began {first:?}, {second:?}; want `{LISTENING}<addr>` first, then \
+                 `{METRICS}<addr>` or `{METRICS_OFF}`"
+            );
         };
         assert!(
             addr.ip().is_loopback() && addr.port() != 0,

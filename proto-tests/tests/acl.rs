@@ -312,3 +312,55 @@ fn a_user_without_ping_or_tracking_is_served_uncached() {
     assert_noperm(&mut direct, &mut c, &["MGET", "bare:k"]);
     assert_noperm(&mut direct, &mut c, &["PING"]);
 }
+
+/// `AUTH other pw`, `ACL WHOAMI`, `RESET`, `ACL WHOAMI` on `c`: the four replies.
+fn auth_then_reset(c: &mut Conn) -> Vec<Vec<u8>> {
+    ["AUTH other pw", "ACL WHOAMI", "RESET", "ACL WHOAMI"]
+        .iter()
+        .map(|line| c.cmd_str(&line.split(' ').collect::<Vec<_>>()))
+        .collect()
+}
+
+/// `RESET` makes the client Redis's `default` user, as Redis does, not the `--upstream`
+/// user: authenticated when `default` is `nopass`, otherwise unauthenticated (`-NOAUTH`).
+#[test]
+fn reset_makes_the_client_the_default_user() {
+    let redis = Redis::start();
+    set_user(&redis, "app", &["on", ">pw", "~*", "&*", "+@all"]);
+    set_user(&redis, "other", &["on", ">pw", "~*", "&*", "+@all"]);
+    let url = format!("redis://app:pw@127.0.0.1:{}", redis.port());
+    let sidecar = Sidecar::start_url(&url, &[]);
+    let who = |name: &str| bulk(name.as_bytes());
+    let want: [&[u8]; 4] = [b"+OK\r\n", &who("other"), b"+RESET\r\n", &who("default")];
+    let (mut direct, mut proxied) = (Conn::connect(redis.addr()), sidecar.conn());
+    for (got, want) in auth_then_reset(&mut proxied).iter().zip(want) {
+        assert_reply(got, want, "default is nopass: through the sidecar");
+    }
+    assert_eq!(
+        auth_then_reset(&mut direct)[3],
+        who("default"),
+        "Redis itself"
+    );
+    // `default` now needs a password: after RESET the client is not authenticated.
+    let mut admin = auth(Conn::connect(redis.addr()), "app");
+    ok(
+        &admin.cmd_str(&["ACL", "SETUSER", "default", "resetpass", ">secret"]),
+        "default needs a password",
+    );
+    let (mut direct, mut proxied) = (Conn::connect(redis.addr()), sidecar.conn());
+    let want = auth_then_reset(&mut direct);
+    assert!(want[3].starts_with(b"-NOAUTH"), "Redis: {}", show(&want[3]));
+    for (got, want) in auth_then_reset(&mut proxied).iter().zip(&want) {
+        assert_reply(got, want, "default needs a password: through the sidecar");
+    }
+    assert_reply(
+        &proxied.cmd_str(&["AUTH", "other", "pw"]),
+        b"+OK\r\n",
+        "AUTH again after RESET",
+    );
+    assert_reply(
+        &proxied.cmd_str(&["ACL", "WHOAMI"]),
+        &who("other"),
+        "WHOAMI",
+    );
+}

@@ -294,3 +294,57 @@ fn a_client_that_does_not_read_holds_a_bounded_output() {
         );
     }
 }
+
+/// Connections pinned to one client (MULTI, WATCH, SUBSCRIBE, blocking calls) are bounded
+/// by `--max-pinned`: past it the command that would pin gets Redis's own `maxclients`
+/// error and is not run, the session stays usable, and pooled traffic goes on.
+#[test]
+fn max_pinned_refuses_the_command_that_would_pin() {
+    const FULL: &[u8] = b"-ERR max number of clients reached\r\n";
+    let (_redis, sidecar) = start_pair(&["--max-pinned", "2"]);
+    let (mut a, mut b, mut c) = (sidecar.conn(), sidecar.conn(), sidecar.conn());
+    assert_reply(&a.cmd_str(&["MULTI"]), b"+OK\r\n", "client 1 pins");
+    assert_reply(
+        &b.cmd_str(&["SUBSCRIBE", "ch"]),
+        b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n",
+        "client 2 pins",
+    );
+    for pinning in [
+        &["MULTI"][..],
+        &["WATCH", "k"],
+        &["SUBSCRIBE", "ch"],
+        &["BLPOP", "q", "1"],
+    ] {
+        assert_reply(
+            &c.cmd_str(pinning),
+            FULL,
+            &format!("{pinning:?} past --max-pinned"),
+        );
+    }
+    // The refused MULTI left no transaction: the session goes on over the pool.
+    assert_reply(&c.cmd_str(&["SET", "k", "v"]), b"+OK\r\n", "SET");
+    assert_reply(&c.cmd_str(&["GET", "k"]), &bulk(b"v"), "GET");
+    let upstream = c.info(Some("nearcache_upstream"));
+    assert_eq!(
+        info_u64(&upstream, "upstream_pinned_connections"),
+        2,
+        "{upstream}"
+    );
+    assert_eq!(
+        info_u64(&upstream, "upstream_pinned_refused"),
+        4,
+        "{upstream}"
+    );
+    let (_, m) = http_get(sidecar.metrics_addr().expect("metrics on"), "/metrics");
+    let refused = metric(&m, "nearcache_upstream_pinned_refused_total", "");
+    assert_eq!(refused, Some(4.0), "{m}");
+    // A pinned client that leaves frees its place.
+    drop(a);
+    poll_until(
+        Duration::from_secs(5),
+        "a place freed by a client that left",
+        || c.cmd_str(&["MULTI"]) == b"+OK\r\n",
+    );
+    assert_reply(&c.cmd_str(&["SET", "k", "w"]), b"+QUEUED\r\n", "queued");
+    assert_reply(&c.cmd_str(&["EXEC"]), b"*1\r\n+OK\r\n", "EXEC");
+}

@@ -281,3 +281,49 @@ fn the_profiler_shows_in_metrics_and_info() {
     assert_eq!(info_u64(&info, "slowlog_len"), 1, "{info}");
     assert_eq!(info_u64(&info, "n_plus_one_detected"), 1, "{info}");
 }
+
+/// 200 connections stalled in their request line and 64 idle keep-alive connections do not
+/// stop a scrape: the oldest connections not answering a request make room for it.
+#[test]
+fn a_scrape_answers_while_slow_and_idle_connections_are_open() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let (_redis, sidecar) = start_pair(&[]);
+    let addr = sidecar.metrics_addr().expect("metrics on");
+    let idle: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 512];
+            while !got.ends_with(b"ok\n") {
+                let n = s.read(&mut buf).expect("a keep-alive answer");
+                assert!(n > 0, "closed before answering");
+                got.extend_from_slice(&buf[..n]);
+            }
+            s
+        })
+        .collect();
+    let slow: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            s.write_all(b"GET /metr").unwrap();
+            s
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let m = scrape(&sidecar);
+    println!(
+        "scrape with {} idle and {} slow connections open: {:?}",
+        idle.len(),
+        slow.len(),
+        started.elapsed()
+    );
+    assert!(
+        m.contains("nearcache_up") || m.contains("nearcache_"),
+        "{m}"
+    );
+    assert_eq!(http_get(addr, "/healthz").0, 200);
+}

@@ -1,11 +1,11 @@
 //! The profiler: `NEARCACHE SLOWLOG` lists upstream calls slower than `--slow-threshold`
-//! in Redis's `SLOWLOG GET` shape, N+1 GETs (many keys of one shape, one at a time) are
-//! reported once on stderr, and `NEARCACHE HOTKEYS` lists the most read keys. Each with a
-//! workload that must trigger it and workloads that must not.
+//! in Redis's `SLOWLOG GET` shape, and `NEARCACHE HOTKEYS` lists the most read keys. Each
+//! with a workload that must trigger it and workloads that must not. (N+1 reads: the
+//! `n_plus_one` suite.)
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use proto_tests::*;
 use redis_protocol::resp2::decode::decode;
@@ -281,78 +281,8 @@ fn slowlog_subcommand_errors_and_help() {
     }
 }
 
-/// The N+1 lines the sidecar has written so far.
-fn n_plus_one_lines(sidecar: &Sidecar) -> Vec<String> {
-    sidecar
-        .stderr()
-        .lines()
-        .filter(|l| l.contains("N+1"))
-        .map(str::to_owned)
-        .collect()
-}
-
 fn gets(keys: impl IntoIterator<Item = String>) -> Vec<Vec<String>> {
     keys.into_iter().map(|k| strings(&["GET", &k])).collect()
-}
-
-#[test]
-fn twenty_gets_of_one_shape_within_the_window_are_one_n_plus_one() {
-    let (_redis, sidecar) = start_pair(&[]);
-    let mut c = Client::connect(sidecar.addr());
-    ok(c.cmd(&["CLIENT", "SETNAME", "web"]), "SETNAME");
-    ok(c.cmd(&["SET", "user:3:profile", "x"]), "SET one of them");
-    // Within one window: sent together.
-    c.pipeline(&gets((0..20).map(|i| format!("user:{i}:profile"))));
-    poll_until(Duration::from_secs(5), "an N+1 line", || {
-        !n_plus_one_lines(&sidecar).is_empty()
-    });
-    // The later reads of the same window add no line.
-    std::thread::sleep(Duration::from_millis(200));
-    let lines = n_plus_one_lines(&sidecar);
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    let want = format!(
-        "N+1: client {} name web read 10 keys like user:#:profile within 100ms; \
-         one MGET would do: MGET user:0:profile user:1:profile user:2:profile ...",
-        c.local()
-    );
-    assert!(
-        lines[0].ends_with(&want),
-        "{} does not end with {want}",
-        lines[0]
-    );
-}
-
-#[test]
-fn spread_batched_or_few_reads_are_no_n_plus_one() {
-    let (_redis, sidecar) = start_pair(&[]);
-    let mut c = Client::connect(sidecar.addr());
-    // 20 GETs spread over more than the window: at most 4 per 100ms.
-    for i in 0..20 {
-        c.cmd(&["GET", &format!("spread:{i}:x")]);
-        std::thread::sleep(Duration::from_millis(30));
-    }
-    // One MGET of 20 keys.
-    let keys: Vec<String> = (0..20).map(|i| format!("batch:{i}")).collect();
-    let mut mget = vec!["MGET".to_string()];
-    mget.extend(keys);
-    assert_eq!(array(c.pipeline(&[mget]).pop().unwrap()).len(), 20);
-    // 9 GETs: below the threshold.
-    c.pipeline(&gets((0..9).map(|i| format!("few:{i}"))));
-    // 20 GETs of 20 different shapes.
-    c.pipeline(&gets((0..20).map(|i| format!("{}:1", "k".repeat(i + 1)))));
-    // Reads of one shape from different clients do not add up.
-    for _ in 0..4 {
-        let mut other = Client::connect(sidecar.addr());
-        other.pipeline(&gets((0..5).map(|i| format!("shared:{i}"))));
-    }
-    // A client that does trigger proves the sidecar was looking.
-    c.pipeline(&gets((0..10).map(|i| format!("last:{i}"))));
-    poll_until(Duration::from_secs(5), "the control N+1 line", || {
-        !n_plus_one_lines(&sidecar).is_empty()
-    });
-    let lines = n_plus_one_lines(&sidecar);
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains(" keys like last:# "), "{}", lines[0]);
 }
 
 /// `NEARCACHE HOTKEYS n` as (key, count) pairs.

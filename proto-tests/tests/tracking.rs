@@ -281,3 +281,42 @@ fn answered_heartbeats_keep_the_link_up() {
     );
     assert_eq!(info_u64(&info, "l1_flushes_link_lost"), 0, "{info}");
 }
+
+/// Redis tracking reports nothing for `SWAPDB`: the sidecar that forwards one tells every
+/// other sidecar to flush over the bus, so none serves a swapped database's old values.
+#[test]
+fn swapdb_through_one_sidecar_reaches_another() {
+    let redis = Redis::start();
+    let a = Sidecar::start(redis.port(), &[]);
+    let b = Sidecar::start(redis.port(), &[]);
+    let mut direct = redis.conn();
+    ok(&direct.cmd_str(&["SET", "k", "zero"]), "SET in db 0");
+    ok(&direct.cmd_str(&["SELECT", "1"]), "SELECT");
+    ok(&direct.cmd_str(&["SET", "k", "one"]), "SET in db 1");
+    let conns = |s: &Sidecar| {
+        let (db0, mut db1) = (s.conn(), s.conn());
+        ok(&db1.cmd_str(&["SELECT", "1"]), "SELECT");
+        (db0, db1)
+    };
+    let (mut a0, mut a1) = conns(&a);
+    let (mut b0, mut b1) = conns(&b);
+    for (c0, c1) in [(&mut a0, &mut a1), (&mut b0, &mut b1)] {
+        warm(c0, "k", &bulk(b"zero"));
+        warm(c1, "k", &bulk(b"one"));
+    }
+    let hits = info_u64(&nearcache_info(&b), "l1_hits");
+    assert!(hits >= 2, "B serves both databases from L1 ({hits} hits)");
+    ok(&a0.cmd_str(&["SWAPDB", "0", "1"]), "SWAPDB through A");
+    assert_reply(&a0.cmd_str(&["GET", "k"]), &bulk(b"one"), "A, db 0");
+    assert_reply(&a1.cmd_str(&["GET", "k"]), &bulk(b"zero"), "A, db 1");
+    expect_within_bound(&mut b0, "k", &bulk(b"one"), "B, db 0 after SWAPDB");
+    expect_within_bound(&mut b1, "k", &bulk(b"zero"), "B, db 1 after SWAPDB");
+    // In a transaction (A's own connection), swapped back.
+    warm(&mut b0, "k", &bulk(b"one"));
+    warm(&mut b1, "k", &bulk(b"zero"));
+    ok(&a0.cmd_str(&["MULTI"]), "MULTI");
+    assert_reply(&a0.cmd_str(&["SWAPDB", "0", "1"]), b"+QUEUED\r\n", "queued");
+    assert_reply(&a0.cmd_str(&["EXEC"]), b"*1\r\n+OK\r\n", "EXEC");
+    expect_within_bound(&mut b0, "k", &bulk(b"zero"), "B, db 0 after MULTI SWAPDB");
+    expect_within_bound(&mut b1, "k", &bulk(b"one"), "B, db 1 after MULTI SWAPDB");
+}

@@ -26,6 +26,9 @@ pub enum Invalidation {
     Db(u32),
     /// Everything (the keys written cannot be known).
     All,
+    /// Everything, and Redis tracking says nothing of it (`SWAPDB`): every other sidecar
+    /// is told to flush over the bus, whatever the tracking mode.
+    Swapped,
 }
 
 /// A key a command may write.
@@ -303,6 +306,9 @@ pub fn writes(req: &Request, db: u32, table: &CommandTable) -> Invalidation {
 }
 
 fn invalidation(name: &[u8], args: &[Bytes], db: u32, table: &CommandTable) -> Invalidation {
+    if is(name, b"SWAPDB") {
+        return Invalidation::Swapped;
+    }
     if any(name, WRITES_ANYTHING) {
         return Invalidation::All;
     }

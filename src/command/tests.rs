@@ -125,7 +125,7 @@ fn cross_database_writes_evict_both_sides() {
     assert_eq!(inv(&["eval", "x", "0"]), Invalidation::All);
     assert_eq!(inv(&["FCALL", "f", "1", "k"]), Invalidation::All);
     assert_eq!(inv(&["FLUSHALL"]), Invalidation::All);
-    assert_eq!(inv(&["SWAPDB", "0", "1"]), Invalidation::All);
+    assert_eq!(inv(&["SWAPDB", "0", "1"]), Invalidation::Swapped);
 }
 
 #[test]
@@ -344,7 +344,7 @@ fn tables_without_key_specs_use_key_positions() {
     );
     let z = ["ZUNIONSTORE", "d", "2", "a", "b"];
     assert_eq!(inv_with(&t, &z), every_argument(&z));
-    assert_eq!(inv_with(&t, &["SWAPDB", "0", "1"]), Invalidation::All);
+    assert_eq!(inv_with(&t, &["SWAPDB", "0", "1"]), Invalidation::Swapped);
     assert_eq!(inv_with(&t, &["PFCOUNT", "h"]), Invalidation::None);
 }
 

@@ -70,6 +70,9 @@ pub struct Flags {
     /// Client connections; beyond that new clients get an error and are closed [default: 10000]
     #[arg(long, env = "NEARCACHE_MAX_CLIENTS", value_name = "N")]
     pub max_clients: Option<String>,
+    /// Upstream connections pinned to one client each (MULTI, WATCH, SUBSCRIBE, blocking calls), kept ones included; beyond that the command that would pin gets an error [default: 1024]
+    #[arg(long, env = "NEARCACHE_MAX_PINNED", value_name = "N")]
+    pub max_pinned: Option<String>,
     /// Largest bulk string accepted from a client [default: 512MiB]
     #[arg(long, env = "NEARCACHE_MAX_BULK_BYTES", value_name = "SIZE")]
     pub max_bulk_bytes: Option<String>,
@@ -146,6 +149,7 @@ impl fmt::Debug for Flags {
             .field("upstream_idle_timeout", &self.upstream_idle_timeout)
             .field("max_upstream_routes", &self.max_upstream_routes)
             .field("max_clients", &self.max_clients)
+            .field("max_pinned", &self.max_pinned)
             .field("max_bulk_bytes", &self.max_bulk_bytes)
             .field("max_array_len", &self.max_array_len)
             .field("max_inline_bytes", &self.max_inline_bytes)

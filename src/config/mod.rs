@@ -60,6 +60,8 @@ pub const DEFAULT_MAX_UPSTREAM_ROUTES: usize = 64;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default `--max-clients`: 10000.
 pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+/// Default `--max-pinned`: 1024.
+pub const DEFAULT_MAX_PINNED: usize = 1024;
 /// Default `--max-bulk-bytes`: 512MiB.
 pub const DEFAULT_MAX_BULK_BYTES: usize = 512 << 20;
 /// Default `--max-array-len`: 1048576.
@@ -191,6 +193,9 @@ pub struct Config {
     pub max_upstream_routes: usize,
     /// Most client connections at once (`--max-clients`).
     pub max_clients: usize,
+    /// Most upstream connections pinned to one client each, kept ones included
+    /// (`--max-pinned`).
+    pub max_pinned: usize,
     /// Bounds on client requests (`--max-bulk-bytes`, `--max-array-len`, `--max-inline-bytes`).
     pub limits: Limits,
     /// Drain time on SIGTERM / SIGINT (`--shutdown-grace`).
@@ -257,6 +262,7 @@ struct FileConfig {
     upstream_idle_timeout: Option<Scalar>,
     max_upstream_routes: Option<Scalar>,
     max_clients: Option<Scalar>,
+    max_pinned: Option<Scalar>,
     max_bulk_bytes: Option<Scalar>,
     max_array_len: Option<Scalar>,
     max_inline_bytes: Option<Scalar>,
@@ -408,6 +414,7 @@ impl Config {
             max_upstream_routes: pick!(max_upstream_routes, parse::count)
                 .unwrap_or(DEFAULT_MAX_UPSTREAM_ROUTES),
             max_clients: pick!(max_clients, parse::count).unwrap_or(DEFAULT_MAX_CLIENTS),
+            max_pinned: pick!(max_pinned, parse::count).unwrap_or(DEFAULT_MAX_PINNED),
             limits: Limits {
                 max_bulk_bytes: pick!(max_bulk_bytes, parse::positive_size)
                     .unwrap_or(DEFAULT_MAX_BULK_BYTES),

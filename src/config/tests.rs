@@ -36,6 +36,7 @@ fn defaults_when_nothing_given() {
         assert_eq!(c.upstream_idle_timeout, Duration::from_secs(30));
         assert_eq!(c.max_upstream_routes, 64);
         assert_eq!(c.max_clients, 10_000);
+        assert_eq!(c.max_pinned, DEFAULT_MAX_PINNED);
         let want = Limits {
             max_bulk_bytes: 512 << 20,
             max_array_len: 1 << 20,
@@ -66,6 +67,7 @@ fn file_beats_default() {
         upstream_timeout = "2s"
         connect_timeout = "250ms"
         max_clients = "100"
+        max_pinned = "3"
         max_bulk_bytes = "1MiB"
         max_array_len = "1000"
         max_inline_bytes = "4KiB"
@@ -86,6 +88,7 @@ fn file_beats_default() {
     assert_eq!(c.upstream_timeout, Duration::from_secs(2));
     assert_eq!(c.connect_timeout, Duration::from_millis(250));
     assert_eq!(c.max_clients, 100);
+    assert_eq!(c.max_pinned, 3);
     let want = Limits {
         max_bulk_bytes: 1 << 20,
         max_array_len: 1000,
@@ -233,6 +236,7 @@ fn zero_is_refused_where_it_makes_no_sense() {
         upstream_timeout: zero(),
         connect_timeout: Some("0ms".into()),
         max_clients: zero(),
+        max_pinned: zero(),
         max_bulk_bytes: zero(),
         max_array_len: zero(),
         max_inline_bytes: zero(),
@@ -248,6 +252,7 @@ fn zero_is_refused_where_it_makes_no_sense() {
             "--upstream-timeout",
             "--connect-timeout",
             "--max-clients",
+            "--max-pinned",
             "--max-bulk-bytes",
             "--max-array-len",
             "--max-inline-bytes",
@@ -404,7 +409,7 @@ fn every_flag_has_its_env_var_and_a_file_key() {
         );
         longs.push(long.to_owned());
     }
-    assert_eq!(longs.len(), 32);
+    assert_eq!(longs.len(), 33);
     // Every flag except --config is a file key: a file setting each to garbage names each
     // flag (a path is any text: --bus-key-file's file is checked by `Config::load`).
     let garbled = |l: &&String| *l != "config" && *l != "bus-key-file";
@@ -414,7 +419,7 @@ fn every_flag_has_its_env_var_and_a_file_key() {
         .map(|l| format!("{} = \"bad value\"\n", l.replace('-', "_")))
         .collect();
     let got = problems(&flags_with_file(), Some(&text));
-    assert_eq!(got.len(), 30, "{got:?}");
+    assert_eq!(got.len(), 31, "{got:?}");
     for (problem, long) in got.iter().zip(longs.iter().filter(garbled)) {
         assert!(problem.starts_with(&format!("--{long}: ")), "{problem}");
         assert!(problem.ends_with(" (in nearcache.toml)"), "{problem}");

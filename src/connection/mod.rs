@@ -164,6 +164,9 @@ impl Connection {
             }
         };
         tokio::pin!(stop);
+        // Checked at the first bytes: by then an upstream socket of this very sidecar has
+        // been registered (it registers before it writes its handshake).
+        let mut peer = self.stream.peer_addr().ok();
         loop {
             // A client that keeps its pipeline full always has input ready: look at the
             // flag between batches, not only while idle.
@@ -184,7 +187,17 @@ impl Connection {
             };
             match read {
                 Ok(0) | Err(_) => return,
-                Ok(_) => {}
+                Ok(_) => self.replies.profile.new_batch(),
+            }
+            if peer
+                .take()
+                .is_some_and(|p| self.shared.upstream.outbound().is_own(p))
+            {
+                let e = crate::error::UpstreamError::Itself;
+                self.replies
+                    .ready_with(|out| crate::error::write_upstream_error(out, &e));
+                let _ = self.flush().await;
+                return;
             }
             let upstream_max_bulk = self.shared.upstream_max_bulk.load(Relaxed);
             let limits = configured.with_upstream_max_bulk(upstream_max_bulk);
@@ -370,6 +383,8 @@ impl Connection {
 
     /// Without tracking, the first eviction also puts the write on the invalidation bus
     /// for the other sidecars (a flush for a whole database: the bus carries no db flush).
+    /// A `SWAPDB` is put on the bus as a flush at both evictions whatever the mode: Redis
+    /// tracking sends nothing for it, and the second eviction follows the swap itself.
     fn evict(&self, inv: &mut Invalidation, again: bool) {
         let l1 = &self.shared.l1;
         let bus = &self.shared.tracking.bus;
@@ -396,6 +411,10 @@ impl Connection {
                 if publish {
                     bus.flush();
                 }
+            }
+            Invalidation::Swapped => {
+                l1.flush_all();
+                bus.flush();
             }
         }
     }

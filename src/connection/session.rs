@@ -23,7 +23,9 @@ impl Connection {
             Local::Hello => self.hello(req).await,
             Local::Info => self.info(req).await,
             Local::Reset => {
-                if let Err(e) = self.set_route(self.shared.config.upstream.db, Resp::V2, 0) {
+                // As Redis: the client becomes `default` (unauthenticated unless `nopass`).
+                let user = self.shared.upstream.default_identity();
+                if let Err(e) = self.set_route(self.shared.config.upstream.db, Resp::V2, user) {
                     self.replies.error(&e);
                     return Flow::Continue;
                 }

@@ -123,7 +123,9 @@ async fn connect(
     credentials: Option<&Credentials>,
 ) -> Result<(TcpStream, BytesMut, i64), String> {
     let setup = async {
-        let mut stream = TcpStream::connect(&target.address)
+        let (mut stream, _registered) = target
+            .outbound
+            .connect(&target.address)
             .await
             .map_err(|e| e.to_string())?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;

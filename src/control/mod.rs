@@ -95,6 +95,8 @@ pub struct Redirect {
 pub struct ControlTarget {
     /// `host:port`.
     pub address: String,
+    /// The sidecar's own outbound sockets (is the upstream the sidecar itself?).
+    pub outbound: Arc<crate::upstream::outbound::Outbound>,
     /// The `--upstream` credentials.
     pub credentials: Option<Credentials>,
     /// Bound on connect + handshake.

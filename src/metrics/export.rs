@@ -132,6 +132,7 @@ struct Figures {
     upstream_connections: IntGaugeVec,
     upstream_in_flight: IntGauge,
     upstream_reconnects: IntCounter,
+    upstream_pinned_refused: IntCounter,
     upstream_link_up: IntGauge,
     invalidation_messages: IntCounterVec,
     invalidation_gaps: IntCounter,
@@ -251,6 +252,11 @@ impl Exporter {
                 &r,
                 "nearcache_upstream_reconnects_total",
                 "Pooled upstream connections re-established after a loss.",
+            ),
+            upstream_pinned_refused: counter(
+                &r,
+                "nearcache_upstream_pinned_refused_total",
+                "Commands that would have pinned an upstream connection, refused at --max-pinned.",
             ),
             upstream_link_up: gauge(
                 &r,
@@ -404,6 +410,7 @@ impl Exporter {
         f.upstream_in_flight
             .set(stats.upstream_in_flight.load(Relaxed).max(0));
         set(&f.upstream_reconnects, shared.upstream.reconnects());
+        set(&f.upstream_pinned_refused, n(&stats.pinned_refused));
         f.upstream_link_up.set(i64::from(shared.upstream.link_up()));
         let tracking = &shared.tracking;
         let tc = &tracking.counters;

@@ -31,6 +31,8 @@ pub struct Stats {
     /// Upstream connections pinned to one client (transactions, subscriptions, blocking
     /// calls) open now, in use or kept for their client.
     pub upstream_pinned: AtomicU64,
+    /// Commands that would have pinned a connection, refused at `--max-pinned`.
+    pub pinned_refused: AtomicU64,
     /// Client connections accepted since start.
     pub total_connections: AtomicU64,
     /// Client connections refused at the `--max-clients` bound.
@@ -74,6 +76,7 @@ impl Stats {
             upstream_latency_us: AtomicU64::new(0),
             connected_clients: AtomicU64::new(0),
             upstream_pinned: AtomicU64::new(0),
+            pinned_refused: AtomicU64::new(0),
             total_connections: AtomicU64::new(0),
             rejected_max_clients: AtomicU64::new(0),
             rejected_protocol: AtomicU64::new(0),

@@ -23,11 +23,14 @@ pub mod slowlog;
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::logging::{more, Admit, Limiter};
 use hotkeys::HotKeys;
 use nplusone::{Finding, Tracker};
 use slowlog::SlowLog;
@@ -47,6 +50,9 @@ pub struct Profiler {
     pub n_plus_one_window: Duration,
     /// N+1 patterns found.
     n_plus_one: AtomicU64,
+    /// At most one N+1 line a second for the whole process (shared with the task that
+    /// reports a period's suppressed count).
+    log: Arc<Mutex<Limiter>>,
 }
 
 impl Profiler {
@@ -59,6 +65,7 @@ impl Profiler {
             n_plus_one_threshold: config.n_plus_one_threshold,
             n_plus_one_window: config.n_plus_one_window,
             n_plus_one: AtomicU64::new(0),
+            log: Arc::default(),
         }
     }
 
@@ -86,15 +93,40 @@ impl Profiler {
             .collect()
     }
 
-    /// Counts and logs an N+1 found on the connection of `client` named `name`.
+    /// Counts an N+1 found on the connection of `client` named `name`, and logs it unless
+    /// a line was written less than [`crate::logging::LOG_EVERY`] ago (any client's): then it is counted
+    /// in the next line, or in a line of its own at the end of the period.
     #[cold]
     pub fn report_n_plus_one(&self, finding: &Finding, client: &str, name: Option<&[u8]>) {
         self.n_plus_one.fetch_add(1, Relaxed);
-        tracing::warn!(
-            "{}",
-            n_plus_one_line(finding, client, name, self.n_plus_one_window)
-        );
+        let admit = lock(&self.log).admit(Instant::now());
+        match admit {
+            Admit::Log { suppressed } => tracing::warn!(
+                "{}{}",
+                n_plus_one_line(finding, client, name, self.n_plus_one_window),
+                more(suppressed)
+            ),
+            Admit::Suppress {
+                flush_at: Some(deadline),
+            } => {
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    return;
+                };
+                let log = self.log.clone();
+                runtime.spawn(async move {
+                    tokio::time::sleep_until(deadline).await;
+                    if let Some(n) = lock(&log).flush(Instant::now()) {
+                        tracing::warn!("N+1: {n} more in the last second (lines suppressed)");
+                    }
+                });
+            }
+            Admit::Suppress { flush_at: None } => {}
+        }
     }
+}
+
+fn lock(log: &Mutex<Limiter>) -> std::sync::MutexGuard<'_, Limiter> {
+    log.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The one log line for an N+1 (a client without a name shows as `-`).
@@ -175,6 +207,9 @@ pub struct ClientProfile {
     /// Picks the reads counted in the hot-key sketch.
     pub sampler: Sampler,
     tracker: Option<Box<Tracker>>,
+    /// A GET of the current read batch was counted: the batch's other GETs were pipelined
+    /// with it, not each awaited a round trip apart, and are no N+1.
+    counted_in_batch: bool,
 }
 
 impl ClientProfile {
@@ -184,16 +219,27 @@ impl ClientProfile {
         ClientProfile {
             sampler: Sampler::new(SEEDS.fetch_add(1, Relaxed)),
             tracker: None,
+            counted_in_batch: false,
         }
     }
 
-    /// Counts a single-key read of `key` for N+1 detection; a finding is returned the
-    /// first time a shape reaches the threshold within the window.
+    /// A new batch of requests was read from the client's socket.
+    #[inline]
+    pub fn new_batch(&mut self) {
+        self.counted_in_batch = false;
+    }
+
+    /// Counts a single-key read of `key` for N+1 detection (only the first of a read
+    /// batch: GETs pipelined together are no N+1); a finding is returned the first time a
+    /// shape reaches the threshold within the window.
     pub fn single_read(&mut self, profiler: &Profiler, key: &[u8]) -> Option<Finding> {
+        if std::mem::replace(&mut self.counted_in_batch, true) {
+            return None;
+        }
         let tracker = self.tracker.get_or_insert_with(Box::default);
         tracker.read(
             key,
-            Instant::now(),
+            std::time::Instant::now(),
             profiler.n_plus_one_threshold,
             profiler.n_plus_one_window,
         )

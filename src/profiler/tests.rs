@@ -1,4 +1,4 @@
-//! The sampler's rate and the N+1 log line.
+//! The sampler's rate, the N+1 log line, its limit, and pipelined GETs.
 
 use super::*;
 
@@ -39,4 +39,44 @@ fn the_n_plus_one_line_names_client_shape_and_an_mget() {
          within 100ms; one MGET would do: MGET user:1:profile user:2:profile ..."
     );
     assert!(n_plus_one_line(&finding, "a:1", None, window).contains(" name - read "));
+}
+
+fn profiler() -> Profiler {
+    let config = Config::load(&crate::config::Flags::default()).expect("default config");
+    Profiler::new(&config)
+}
+
+#[test]
+fn gets_pipelined_in_one_read_batch_are_no_n_plus_one() {
+    let p = profiler();
+    let mut client = ClientProfile::new();
+    client.new_batch();
+    let found = (0..50).filter_map(|i| client.single_read(&p, format!("user:{i}").as_bytes()));
+    assert_eq!(found.count(), 0, "one batch counts once");
+    let found = (0..10).filter_map(|i| {
+        client.new_batch();
+        client.single_read(&p, format!("user:{i}").as_bytes())
+    });
+    assert_eq!(found.count(), 1, "ten batches, one GET each, are an N+1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn n_plus_one_lines_share_one_limit_and_every_finding_is_counted() {
+    let p = profiler();
+    let finding = Finding {
+        shape: Bytes::from_static(b"user:#"),
+        reads: 10,
+        examples: vec![],
+    };
+    for i in 0..50 {
+        p.report_n_plus_one(&finding, &format!("127.0.0.1:{i}"), None);
+    }
+    assert_eq!(p.n_plus_one(), 50);
+    let now = tokio::time::Instant::now();
+    assert!(
+        matches!(lock(&p.log).admit(now), Admit::Suppress { .. }),
+        "no other line within the second"
+    );
+    let later = now + crate::logging::LOG_EVERY;
+    assert_eq!(lock(&p.log).admit(later), Admit::Log { suppressed: 50 });
 }

@@ -85,6 +85,7 @@ impl Upstream {
     pub(super) fn credentials(&self, user: u32) -> Result<Option<Credentials>, UpstreamError> {
         match user {
             0 => Ok(self.target.credentials.clone()),
+            super::DEFAULT_USER => Ok(None),
             id => {
                 let routes = self.lock();
                 let held = routes.identities.get(&id);

@@ -43,8 +43,13 @@ pub(super) async fn connect(
 ) -> Result<TcpStream, UpstreamError> {
     let (handshake, steps) = handshake(route, creds);
     let started = Instant::now();
+    if target.outbound.looped() {
+        return Err(UpstreamError::Itself);
+    }
     let setup = async {
-        let mut stream = TcpStream::connect(&target.address)
+        let (mut stream, _registered) = target
+            .outbound
+            .connect(&target.address)
             .await
             .map_err(UpstreamError::unavailable)?;
         stream
@@ -190,8 +195,13 @@ pub(super) async fn one_off(
     requests: Bytes,
     replies: usize,
 ) -> Result<Bytes, UpstreamError> {
+    if target.outbound.looped() {
+        return Err(UpstreamError::Itself);
+    }
     let exchange = async {
-        let mut stream = TcpStream::connect(&target.address)
+        let (mut stream, _registered) = target
+            .outbound
+            .connect(&target.address)
             .await
             .map_err(UpstreamError::unavailable)?;
         stream

@@ -16,6 +16,7 @@ pub(crate) mod backoff;
 mod conn;
 mod dedicated;
 mod handshake;
+pub mod outbound;
 mod pool;
 pub mod reply;
 
@@ -96,6 +97,8 @@ pub struct Target {
     pub idle_timeout: Duration,
     /// Most pools at once (`--max-upstream-routes`).
     pub max_routes: usize,
+    /// The sidecar's own outbound sockets (is the upstream the sidecar itself?).
+    pub outbound: Arc<outbound::Outbound>,
 }
 
 /// The upstream state a client command needs its connection to be in.
@@ -247,6 +250,12 @@ impl<T> Held<T> {
     }
 }
 
+/// The identity of connections that send no AUTH (Redis's `default` user, authenticated
+/// only when it is `nopass`), where the `--upstream` URL has credentials; where it has none,
+/// that is identity 0. A session is moved to it by `RESET`, as Redis moves a client to
+/// `default`.
+pub const DEFAULT_USER: u32 = u32::MAX;
+
 /// The upstream Redis as the sidecar sees it.
 pub struct Upstream {
     target: Arc<Target>,
@@ -293,6 +302,20 @@ impl Upstream {
     /// `host:port` of the upstream.
     pub fn address(&self) -> &str {
         &self.target.address
+    }
+
+    /// The identity `RESET` moves a session to: Redis's `default` user, reached by sending no
+    /// AUTH (see [`DEFAULT_USER`]).
+    pub fn default_identity(&self) -> u32 {
+        match self.target.credentials {
+            Some(_) => DEFAULT_USER,
+            None => 0,
+        }
+    }
+
+    /// The sidecar's own outbound sockets: a client from one of them is the sidecar itself.
+    pub fn outbound(&self) -> &Arc<outbound::Outbound> {
+        &self.target.outbound
     }
 
     /// Whether the upstream is reachable: a connection is established, or none failed
@@ -367,6 +390,7 @@ impl Upstream {
         }
         let creds = match route.user {
             0 => self.target.credentials.clone(),
+            DEFAULT_USER => None,
             id => match routes.identities.get_mut(&id) {
                 Some(held) => {
                     held.unused_since = None;
@@ -424,6 +448,7 @@ impl Upstream {
         let id = routes
             .last_identity
             .checked_add(1)
+            .filter(|&id| id != DEFAULT_USER)
             .ok_or_else(|| UpstreamError::unavailable("identity ids exhausted"))?;
         routes.last_identity = id;
         routes.by_user.insert(user, id);

@@ -14,6 +14,7 @@ fn upstream(idle: Duration, max_routes: usize, forgotten: Arc<Mutex<Vec<u32>>>) 
         connect_timeout: Duration::from_secs(1),
         idle_timeout: idle,
         max_routes,
+        outbound: outbound::Outbound::new(),
     };
     let forget = Box::new(move |id| forgotten.lock().unwrap().push(id));
     let stats = Arc::new(Stats::new());

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::session::with_client_id;
@@ -63,12 +64,21 @@ pub(super) struct Pin {
     /// How long the connection is kept for its client once clean and unused.
     keep: std::time::Duration,
     stats: Arc<Stats>,
+    /// This connection's place among `--max-pinned`.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl Pin {
-    fn new(stream: TcpStream, route: Route, keep: std::time::Duration, stats: Arc<Stats>) -> Pin {
+    fn new(
+        stream: TcpStream,
+        route: Route,
+        keep: std::time::Duration,
+        stats: Arc<Stats>,
+        slot: OwnedSemaphorePermit,
+    ) -> Pin {
         stats.upstream_pinned.fetch_add(1, Relaxed);
         Pin {
+            _slot: slot,
             stream,
             route,
             name: None,
@@ -182,9 +192,17 @@ impl Connection {
                 return Ok(pin);
             }
         }
+        // At `--max-pinned`, the command that would pin is refused as Redis refuses a client
+        // at its `maxclients`; the session and the pooled connections go on.
+        let slot = (self.shared.pinned_slots.clone())
+            .try_acquire_owned()
+            .map_err(|_| {
+                self.shared.stats.pinned_refused.fetch_add(1, Relaxed);
+                crate::error::UpstreamError::MaxPinned
+            })?;
         let stream = self.shared.upstream.dedicated(route).await?;
         let keep = self.shared.config.upstream_idle_timeout;
-        let mut pin = Pin::new(stream, route, keep, self.shared.stats.clone());
+        let mut pin = Pin::new(stream, route, keep, self.shared.stats.clone(), slot);
         if name.is_some() {
             pin.name_as(name);
         }

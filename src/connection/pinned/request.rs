@@ -107,6 +107,7 @@ pub(super) fn merge(per_db: impl Iterator<Item = Invalidation>) -> Invalidation 
     for inv in per_db {
         match inv {
             Invalidation::None => {}
+            Invalidation::Swapped => return Invalidation::Swapped,
             Invalidation::Keys(k) => keys.extend(k),
             Invalidation::Db(db) if flushed.is_none() => flushed = Some(Invalidation::Db(db)),
             Invalidation::Db(_) | Invalidation::All => return Invalidation::All,

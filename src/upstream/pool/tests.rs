@@ -15,6 +15,7 @@ fn pool(connections: usize) -> Pool {
         connect_timeout: Duration::from_secs(1),
         idle_timeout: Duration::from_secs(30),
         max_routes: 8,
+        outbound: crate::upstream::outbound::Outbound::new(),
     };
     let link = Link {
         address: target.address.clone(),
