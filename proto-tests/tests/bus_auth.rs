@@ -114,9 +114,18 @@ fn forged_messages_are_counted_and_change_nothing() {
     for message in forgeries() {
         direct.cmd(&[b"PUBLISH", CHANNEL.as_bytes(), &message]);
     }
+    // A's real sender id (INFO shows it) with a sequence number far ahead: A's next
+    // genuine message must not look like a gap to B.
+    let a_id = info_field(&bus_info(&a), "bus_sender_id").unwrap();
+    let forged = format!("v1 {a_id} 999999 {} K 0 3:k:1", 1_700_000_000_000u64);
+    direct.cmd(&[b"PUBLISH", CHANNEL.as_bytes(), forged.as_bytes()]);
     barrier(&a, &b);
     let info = bus_info(&b);
-    assert_eq!(info_u64(&info, "bus_unauthenticated_messages"), 9, "{info}");
+    assert_eq!(
+        info_u64(&info, "bus_unauthenticated_messages"),
+        10,
+        "{info}"
+    );
     assert_eq!(info_u64(&info, "l1_flushes_bus"), 0, "{info}");
     assert_eq!(info_u64(&info, "l1_flushes_link_lost"), 0, "{info}");
     assert_eq!(info_u64(&info, "bus_sequence_gaps"), 0, "{info}");

@@ -166,7 +166,11 @@ impl Connection {
         tokio::pin!(stop);
         // Checked at the first bytes: by then an upstream socket of this very sidecar has
         // been registered (it registers before it writes its handshake).
-        let mut peer = self.stream.peer_addr().ok();
+        let mut peer = self
+            .stream
+            .peer_addr()
+            .ok()
+            .zip(self.stream.local_addr().ok());
         loop {
             // A client that keeps its pipeline full always has input ready: look at the
             // flag between batches, not only while idle.
@@ -191,7 +195,7 @@ impl Connection {
             }
             if peer
                 .take()
-                .is_some_and(|p| self.shared.upstream.outbound().is_own(p))
+                .is_some_and(|(p, l)| self.shared.upstream.outbound().is_own(p, l))
             {
                 let e = crate::error::UpstreamError::Itself;
                 self.replies

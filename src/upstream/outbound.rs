@@ -1,6 +1,10 @@
-//! The sidecar's own outbound upstream sockets, by local address, while they set up: a
-//! client whose peer address is one of them is the sidecar itself (an `--upstream` that
-//! leads back to its own listener), and from then on no upstream connection is opened.
+//! The sidecar's own outbound upstream sockets, by their two ends, while they set up: a
+//! client connection whose two ends are one of them seen from the other side (its peer is
+//! the socket's local address, its local end the socket's remote one) is the sidecar
+//! itself (an `--upstream` that leads back to its own listener), and from then on no
+//! upstream connection is opened. Both ends are compared: one local port may serve
+//! several connections to different remote ends, so a client may share its port with an
+//! upstream socket of the sidecar.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -9,11 +13,11 @@ use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpStream;
 
-/// Local addresses of outbound sockets whose handshake is under way, and whether one of
-/// them was seen arriving at the sidecar's own listener.
+/// (local, remote) addresses of outbound sockets whose handshake is under way, and whether
+/// one of them was seen arriving at the sidecar's own listener.
 #[derive(Debug, Default)]
 pub struct Outbound {
-    open: Mutex<HashSet<SocketAddr>>,
+    open: Mutex<HashSet<(SocketAddr, SocketAddr)>>,
     looped: AtomicBool,
 }
 
@@ -35,7 +39,10 @@ impl Outbound {
             return Err(std::io::Error::other(ITSELF));
         }
         let stream = TcpStream::connect(address).await?;
-        let local = normalise(stream.local_addr()?);
+        let local = (
+            normalise(stream.local_addr()?),
+            normalise(stream.peer_addr()?),
+        );
         self.lock().insert(local);
         let guard = Registered {
             outbound: self.clone(),
@@ -44,11 +51,11 @@ impl Outbound {
         Ok((stream, guard))
     }
 
-    /// Whether a client connected from `peer` is one of the sidecar's own upstream
-    /// sockets; the first time it is, the loop is logged and every later upstream connect
-    /// fails at once.
-    pub fn is_own(&self, peer: SocketAddr) -> bool {
-        if !self.lock().contains(&normalise(peer)) {
+    /// Whether a client connected from `peer` to the listener's `local` address is one of
+    /// the sidecar's own upstream sockets; the first time it is, the loop is logged and
+    /// every later upstream connect fails at once.
+    pub fn is_own(&self, peer: SocketAddr, local: SocketAddr) -> bool {
+        if !self.lock().contains(&(normalise(peer), normalise(local))) {
             return false;
         }
         if !self.looped.swap(true, Relaxed) {
@@ -66,7 +73,7 @@ impl Outbound {
         self.looped.load(Relaxed)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<SocketAddr>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(SocketAddr, SocketAddr)>> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -78,7 +85,7 @@ pub const ITSELF: &str = "upstream is this sidecar itself";
 #[derive(Debug)]
 pub struct Registered {
     outbound: Arc<Outbound>,
-    local: SocketAddr,
+    local: (SocketAddr, SocketAddr),
 }
 
 impl Drop for Registered {
@@ -165,15 +172,19 @@ mod tests {
         let address = listener.local_addr().unwrap().to_string();
         let outbound = Outbound::new();
         let (_stream, guard) = outbound.connect(&address).await.unwrap();
-        let (_, peer) = listener.accept().await.unwrap();
+        let (accepted, peer) = listener.accept().await.unwrap();
+        let local = accepted.local_addr().unwrap();
+        // The same port towards another remote end is someone else.
+        let elsewhere = SocketAddr::new(local.ip(), local.port().wrapping_add(1));
+        assert!(!outbound.is_own(peer, elsewhere));
         assert!(!outbound.looped());
-        assert!(outbound.is_own(peer));
+        assert!(outbound.is_own(peer, local));
         assert!(outbound.looped());
         assert!(
             outbound.connect(&address).await.is_err(),
             "no more connects"
         );
         drop(guard);
-        assert!(!outbound.is_own(peer));
+        assert!(!outbound.is_own(peer, local));
     }
 }

@@ -229,7 +229,11 @@ async fn startup(shared: Arc<Shared>) {
     let warm = shared.warm.clone();
     let config = &shared.config.warm;
     let tracking = &shared.tracking;
-    let peers = config.from_peers && tracking.link_needed() && tracking.bus.active();
+    // Peers answer asks on a keyed bus only: on an open one nobody would answer.
+    let peers = config.from_peers
+        && tracking.link_needed()
+        && tracking.bus.active()
+        && tracking.bus.keyed();
     if peers || !config.patterns.is_empty() {
         if let Some(running) = warm.try_begin() {
             // How it ended is logged and shown in INFO.
