@@ -49,7 +49,10 @@ fn fill(redis: &Redis, sidecar: &Sidecar) {
         }
     }
     let entries = info_u64(&c.info(Some("nearcache")), "l1_entries");
-    assert!(entries >= KEYS as u64 * 9 / 10, "L1 holds {entries} entries");
+    assert!(
+        entries >= KEYS as u64 * 9 / 10,
+        "L1 holds {entries} entries"
+    );
 }
 
 /// Patterns that no key matches but that every key must be tried against: no literal

@@ -112,7 +112,9 @@ impl<'a> Index<'a> {
     /// Pushes onto `jobs` (cleared first) each job with a pattern that matches `key`.
     fn matching(&self, key: &[u8], jobs: &mut Vec<usize>) {
         jobs.clear();
-        let headed = key.first().map_or(&[][..], |b| &self.by_first[usize::from(*b)]);
+        let headed = key
+            .first()
+            .map_or(&[][..], |b| &self.by_first[usize::from(*b)]);
         for &(j, p) in headed.iter().chain(&self.headless) {
             if !jobs.contains(&j) && p.matches(key) {
                 jobs.push(j);
@@ -194,7 +196,11 @@ impl L1 {
     /// Starts a background scan unless one is running (it will take the new jobs).
     fn start_scan(self: &Arc<Self>) {
         {
-            let mut scanning = self.pending.scanning.lock().unwrap_or_else(|p| p.into_inner());
+            let mut scanning = self
+                .pending
+                .scanning
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if *scanning {
                 return;
             }
@@ -211,7 +217,11 @@ impl L1 {
     pub(super) fn scan_pending(&self) {
         loop {
             let batch: Vec<Arc<Job>> = {
-                let mut scanning = self.pending.scanning.lock().unwrap_or_else(|p| p.into_inner());
+                let mut scanning = self
+                    .pending
+                    .scanning
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
                 let jobs = self.pending.jobs.read().unwrap_or_else(|p| p.into_inner());
                 let batch: Vec<_> = jobs
                     .iter()

@@ -174,11 +174,9 @@ impl Connection {
                 let evicted = scan.evicted().await;
                 self.reply_integer(evicted as i64);
             }
-            Sub::DelPattern if params[0].len() > MAX_PATTERN_BYTES => {
-                return self.reply_error(&format!(
-                    "ERR pattern too long (at most {MAX_PATTERN_BYTES} bytes)"
-                ));
-            }
+            Sub::DelPattern if params[0].len() > MAX_PATTERN_BYTES => self.reply_error(&format!(
+                "ERR pattern too long (at most {MAX_PATTERN_BYTES} bytes)"
+            )),
             Sub::DelPattern => self.delete_pattern(&params[0]).await,
             Sub::Flush => {
                 let all = match params.first() {
@@ -329,7 +327,10 @@ impl Connection {
             }
             cursor = next;
         }
-        let scan = self.shared.l1.invalidate_patterns(vec![Pattern::new(pattern)]);
+        let scan = self
+            .shared
+            .l1
+            .invalidate_patterns(vec![Pattern::new(pattern)]);
         self.shared
             .tracking
             .bus

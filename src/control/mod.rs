@@ -200,9 +200,10 @@ impl Tracking {
             }),
             Body::Keys(None, keys) => self.l1.invalidate_everywhere(&keys),
             // Registered at once; the scan runs on a blocking thread.
-            Body::Patterns(patterns) => drop(self.l1.invalidate_patterns(
-                patterns.iter().map(|p| crate::glob::Pattern::new(p)).collect(),
-            )),
+            Body::Patterns(patterns) => {
+                let patterns = patterns.iter().map(|p| crate::glob::Pattern::new(p));
+                drop(self.l1.invalidate_patterns(patterns.collect()));
+            }
             Body::Flush => self.l1.flush_all(),
             Body::HotAsk { asker, wanted } => self.peers.asked(&self.bus, asker, wanted),
             Body::HotKeys { asker, db, keys } => self.peers.answered(&self.bus, &asker, db, keys),

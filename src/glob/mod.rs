@@ -102,7 +102,10 @@ impl Glob {
         };
         fits && key.starts_with(&self.head)
             && key.ends_with(&self.tail)
-            && match_tokens(&self.middle, &key[self.head.len()..key.len() - self.tail.len()])
+            && match_tokens(
+                &self.middle,
+                &key[self.head.len()..key.len() - self.tail.len()],
+            )
     }
 }
 

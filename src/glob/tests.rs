@@ -250,12 +250,41 @@ fn general_patterns_check_length_head_and_tail_before_matching() {
         "*x*x*x*",
     ];
     let keys = [
-        "a", "ab", "abc", "abxcd", "abcd", "abxxcd", "xx", "x", "zx", "1ax", "12axy", "user:x",
-        "user:ax", "user:xa", "user:a:tmp", "user:c:tmp", "user:a:tmpx", "acde", "acxde",
-        "bcdxe", "a?*", "a?x*", "a*", "aa", "aaa", "aba", "key:lock", "kay:x:lock", "xxx",
+        "a",
+        "ab",
+        "abc",
+        "abxcd",
+        "abcd",
+        "abxxcd",
+        "xx",
+        "x",
+        "zx",
+        "1ax",
+        "12axy",
+        "user:x",
+        "user:ax",
+        "user:xa",
+        "user:a:tmp",
+        "user:c:tmp",
+        "user:a:tmpx",
+        "acde",
+        "acxde",
+        "bcdxe",
+        "a?*",
+        "a?x*",
+        "a*",
+        "aa",
+        "aaa",
+        "aba",
+        "key:lock",
+        "kay:x:lock",
+        "xxx",
     ];
     for p in patterns {
-        assert!(matches!(Pattern::new(p.as_bytes()).kind, Kind::Tokens(_)), "{p}");
+        assert!(
+            matches!(Pattern::new(p.as_bytes()).kind, Kind::Tokens(_)),
+            "{p}"
+        );
         let tokens = tokenize(p.as_bytes());
         for k in keys {
             let general = match_tokens(&tokens, k.as_bytes());

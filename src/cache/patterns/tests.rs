@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::*;
-use crate::cache::{bulk, Cached, CacheKey, L1Options};
+use crate::cache::{bulk, CacheKey, Cached, L1Options};
 
 fn l1() -> Arc<L1> {
     Arc::new(L1::new(L1Options {
