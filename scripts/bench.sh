@@ -23,7 +23,9 @@
 # growth of a bounded L1 (--l1-max-bytes 64MiB, ten times more keys read than fit).
 # Between the two: the hit ratio of the first 10 000 requests (Zipf GETs over the mix keys)
 # of a newly started sidecar, cold, warmed from a pattern and warmed from a peer that has
-# served the same skewed workload.
+# served the same skewed workload; then GET latency over a sidecar whose L1 holds BENCH_KEYS
+# entries, quiet and while another client sends NEARCACHE INVALIDATE 'user:*' back to back
+# (each a full pass over L1).
 #
 # Prints one table (a row per workload, a column per target, the ratio to direct in
 # parentheses), the memory figures and the issue's targets with PASS/FAIL; writes the same
@@ -517,6 +519,34 @@ for keys in 1024 4096; do
 done
 stop "${pid[peer]}" 6
 unset "pid[peer]"
+
+# --- pattern invalidation beside hits ---------------------------------------------------------
+# GET latency over the hot keys of a sidecar whose L1 holds the BENCH_KEYS keys, quiet and while
+# one more client sends NEARCACHE INVALIDATE 'user:*' back to back: no key matches, so each one
+# is a pass over all of L1 (off the worker thread) that other clients must not wait for.
+start_nearcache large "${port[redis]}" --l1-max-bytes "$MEMORY_BOUND" "$@"
+"$tool" read --addr "127.0.0.1:${port[large]}" --count "$BENCH_KEYS" >/dev/null 2>"$tmp/large-read.err" ||
+    fail "reading $BENCH_KEYS keys through the large nearcache failed: $(tail -n 1 "$tmp/large-read.err")"
+say "large L1: $(info_field "${port[large]}" l1_entries) entries"
+for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+    load invalidate_quiet hits "$round" get --addr "127.0.0.1:${port[large]}" --clients "$CLIENTS" --keys "$HOT_KEYS"
+    : >"$tmp/invalidations"
+    (
+        while redis-cli -h 127.0.0.1 -p "${port[large]}" NEARCACHE INVALIDATE 'user:*' >/dev/null; do
+            echo >>"$tmp/invalidations"
+        done
+    ) &
+    pid[invalidating]=$!
+    loop_started=$(date +%s.%N)
+    load invalidate_busy hits "$round" get --addr "127.0.0.1:${port[large]}" --clients "$CLIENTS" --keys "$HOT_KEYS"
+    stop "${pid[invalidating]}" 6
+    unset "pid[invalidating]"
+    record invalidate_busy hits "$round" invalidations "$(wc -l <"$tmp/invalidations")"
+    record invalidate_busy hits "$round" seconds "$(awk -v s="$loop_started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')"
+    say "round $round/$BENCH_ROUNDS: $(wc -l <"$tmp/invalidations") INVALIDATE 'user:*' completed during the GET run"
+done
+stop "${pid[large]}" 6
+unset "pid[large]"
 
 memory_run memory "$MEMORY_BOUND" "$BENCH_KEYS" "$@"
 record memory nearcache 1 key_bytes "$KEY_BYTES"

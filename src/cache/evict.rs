@@ -1,5 +1,5 @@
 //! Removing entries: a key before a write and after its reply, a key changed elsewhere, a
-//! user's or a database's entries, the keys a pattern matches, everything. Every removal
+//! user's or a database's entries, everything (the keys a pattern matches: see `patterns`). Every removal
 //! bumps the generations it concerns under their stripe locks, so a fetch that started
 //! before it cannot install its result afterwards and front slots filled before it are left
 //! invalid.
@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use moka::sync::Cache;
 
 use super::{KeyRef, Reason, L1};
-use crate::glob::Pattern;
 
 impl L1 {
     /// Evicts one key for every user, before a write is sent. Removal and generation bump
@@ -89,41 +88,6 @@ impl L1 {
             let _ = store.invalidate_entries_if(move |k, _| k.db == db);
         }
         self.generations.bump_db(db);
-    }
-
-    /// Evicts every entry whose key matches `pattern`, in every database and for every
-    /// user; returns how many entries were evicted.
-    ///
-    /// Exact for entries, conservative for fetches in flight: the epoch of everything is
-    /// bumped first (under the flush lock), so no fetch that started before this call can
-    /// install its result afterwards, whatever its key, matching or not. Then each
-    /// matching entry is removed and its bucket bumped under its stripe lock, as a write's
-    /// eviction does: a front slot filled from it meanwhile is left invalid. Entries
-    /// installed after the epoch bump come from fetches that started after it; they may be
-    /// removed too. Hits go on while the cache is scanned.
-    pub fn invalidate_matching(&self, pattern: &Pattern) -> u64 {
-        {
-            let _all = self.generations.lock_all();
-            self.generations.bump_all();
-        }
-        let mut evicted = 0;
-        let entries = self
-            .stores
-            .iter()
-            .flat_map(|store| store.iter().map(move |e| (store, e)));
-        for (store, (key, _)) in entries {
-            if !pattern.matches(&key.key) {
-                continue;
-            }
-            let hash = self.key_hash(key.db, &key.key);
-            let _key = self.generations.lock(hash);
-            if store.remove(&*key).is_some() {
-                evicted += 1;
-                self.counters.invalidated.fetch_add(1, Relaxed);
-            }
-            self.generations.bump_key(hash);
-        }
-        evicted
     }
 
     /// Evicts everything.

@@ -10,12 +10,14 @@
 //! - `users`: the user ids an invalidation covers.
 //! - [`coalesce`]: concurrent misses of one key share one fetch.
 //! - `fill`: a fetched GET/MGET reply and its PTTL into an L1 insert ([`L1::fill`]).
+//! - `patterns`: pattern invalidations, registered at once and scanned off the serving
+//!   thread; hits on the keys they match are refused meanwhile.
 //! - [`namespaces`]: which namespace a key is in, its policy and its figures. A namespace
 //!   with its own `max_bytes` has its own moka store, so its entries and the others' cannot
 //!   evict each other; every other key is in the shared store.
 //!
 //! Keys are evicted one at a time by writes ([`L1::invalidate`]), by pattern
-//! ([`L1::invalidate_matching`], `NEARCACHE INVALIDATE`), by database or all at once.
+//! ([`L1::invalidate_patterns`], `NEARCACHE INVALIDATE`), by database or all at once.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -38,6 +40,7 @@ mod hasher;
 mod key;
 mod live;
 pub mod namespaces;
+mod patterns;
 mod store;
 mod users;
 mod weigh;
@@ -52,6 +55,8 @@ use generations::Generations;
 pub use hasher::KeyHasher;
 use live::Live;
 pub use namespaces::{Namespaces, Policy};
+use patterns::Pending;
+pub use patterns::{Invalidation, MAX_PENDING};
 use store::{decompress, Encoder, Entry, Install, Lifetime, Prepared, Stored};
 use users::Users;
 
@@ -93,6 +98,8 @@ pub struct L1 {
     namespaces: Arc<Namespaces>,
     hasher: KeyHasher,
     generations: Generations,
+    /// Pattern invalidations registered whose scan is not done.
+    pending: Pending,
     /// Entries held per slice of the key space (see [`live`]).
     live: Arc<Live>,
     /// The user ids entries may carry: invalidations cover each of them.
@@ -208,6 +215,7 @@ impl L1 {
             namespaces,
             hasher,
             generations: Generations::new(),
+            pending: Pending::default(),
             live,
             users: Users::default(),
             dbs: Users::default(),
@@ -262,13 +270,17 @@ impl L1 {
     /// thread's front then copies the reply without touching any shared reference count.
     /// `read` gets the encoded bulk reply, or `None` for a key cached as missing, and the
     /// key's namespace (see [`Namespaces::of`]; remembered in the front, so a front hit
-    /// does not match it again).
+    /// does not match it again). A key that a pending pattern invalidation matches is not
+    /// answered (one atomic load when none is pending).
     #[inline]
     pub fn read<R>(
         &self,
         key: &KeyRef<'_>,
         read: impl FnOnce(Option<&Bytes>, usize) -> R,
     ) -> Option<R> {
+        if self.pending.any() && self.pending.covers(key.key) {
+            return None;
+        }
         let hash = self.key_hash(key.db, key.key);
         let taken = self.generations.at(hash, key.db).stamp();
         let mut read = Some(read);

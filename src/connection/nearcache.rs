@@ -20,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::Connection;
 use crate::cache::namespaces::Row;
-use crate::glob::Pattern;
+use crate::glob::{Pattern, MAX_PATTERNS, MAX_PATTERN_BYTES};
 use crate::info;
 use crate::protocol::{
     command, write_array_header, write_bulk, write_decimal, write_error, Request, Resp, OK,
@@ -153,14 +153,26 @@ impl Connection {
         }
         match sub {
             Sub::Invalidate => {
-                let l1 = &self.shared.l1;
-                let evicted: u64 = params
-                    .iter()
-                    .map(|p| l1.invalidate_matching(&Pattern::new(p)))
-                    .sum();
+                if params.len() > MAX_PATTERNS {
+                    return self.reply_error(&format!(
+                        "ERR too many patterns for 'nearcache|invalidate' command (at most {MAX_PATTERNS})"
+                    ));
+                }
+                if params.iter().any(|p| p.len() > MAX_PATTERN_BYTES) {
+                    return self.reply_error(&format!(
+                        "ERR pattern too long (at most {MAX_PATTERN_BYTES} bytes)"
+                    ));
+                }
+                let patterns = params.iter().map(|p| Pattern::new(p)).collect();
+                // Registered at once; this client waits for the scan, the others are served.
+                let scan = self.shared.l1.invalidate_patterns(patterns);
                 self.shared.tracking.bus.patterns(params);
+                let evicted = scan.evicted().await;
                 self.reply_integer(evicted as i64);
             }
+            Sub::DelPattern if params[0].len() > MAX_PATTERN_BYTES => self.reply_error(&format!(
+                "ERR pattern too long (at most {MAX_PATTERN_BYTES} bytes)"
+            )),
             Sub::DelPattern => self.delete_pattern(&params[0]).await,
             Sub::Flush => {
                 let all = match params.first() {
@@ -256,11 +268,15 @@ impl Connection {
             }
             cursor = next;
         }
-        self.shared.l1.invalidate_matching(&Pattern::new(pattern));
+        let scan = self
+            .shared
+            .l1
+            .invalidate_patterns(vec![Pattern::new(pattern)]);
         self.shared
             .tracking
             .bus
             .patterns(std::slice::from_ref(pattern));
+        scan.evicted().await;
         self.reply_integer(deleted);
     }
 

@@ -249,9 +249,11 @@ impl Tracking {
                 self.l1.invalidate_key(db, k);
             }),
             Body::Keys(None, keys) => self.l1.invalidate_everywhere(&keys),
-            Body::Patterns(patterns) => patterns.iter().for_each(|p| {
-                self.l1.invalidate_matching(&crate::glob::Pattern::new(p));
-            }),
+            // Registered at once; the scan runs on a blocking thread.
+            Body::Patterns(patterns) => {
+                let patterns = patterns.iter().map(|p| crate::glob::Pattern::new(p));
+                drop(self.l1.invalidate_patterns(patterns.collect()));
+            }
             Body::Flush => self.l1.flush_all(),
             Body::HotAsk { asker, wanted } => {
                 if let Some(delay) = self.peers.asked(&self.bus, &asker) {

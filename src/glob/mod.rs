@@ -19,6 +19,12 @@
 //! - A literal prefix followed by one trailing `*` (`user:*`), the common case, is a prefix
 //!   comparison; literal bytes around one `*` (`user:*:session`) a prefix and a suffix
 //!   comparison; a pattern without wildcards is an equality test.
+//! - Any other pattern is checked first against what every match must have: a length of at
+//!   least its count of non-`*` elements (exactly that without `*`), its leading literal
+//!   bytes as a prefix and its trailing literal bytes as a suffix; only the elements between
+//!   them go through the general matcher, over the key's bytes between them. So `?*`
+//!   followed by 10 KB of literal bytes costs one suffix comparison and a linear pass, not
+//!   pattern times key.
 
 /// Redis stops matching (no match) past this depth of `*` recursion.
 const MAX_NESTING: usize = 1000;
@@ -48,9 +54,59 @@ enum Kind {
     /// ends with the second, and is at least as long as both.
     Affix(Vec<u8>, Vec<u8>),
     /// Anything else.
-    Tokens(Vec<Token>),
+    Tokens(Glob),
     /// Past Redis's nesting limit: no non-empty key matches.
     Never,
+}
+
+/// A general pattern split into what can be compared directly and what needs the matcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Glob {
+    /// The literal bytes the pattern starts with.
+    head: Vec<u8>,
+    /// The tokens between `head` and `tail` (the first and last are not literal bytes).
+    middle: Vec<Token>,
+    /// The literal bytes the pattern ends with (none of them in `head`).
+    tail: Vec<u8>,
+    /// The fewest bytes a matching key has: every token but `*` takes one.
+    min_len: usize,
+    /// Without `*`, a matching key has exactly `min_len` bytes.
+    star: bool,
+}
+
+impl Glob {
+    fn new(tokens: Vec<Token>) -> Glob {
+        let min_len = tokens.iter().filter(|t| **t != Token::Star).count();
+        let star = tokens.len() != min_len;
+        let head: Vec<u8> = tokens.iter().map_while(Token::byte).collect();
+        let rest = &tokens[head.len()..];
+        let mut tail: Vec<u8> = rest.iter().rev().map_while(Token::byte).collect();
+        tail.reverse();
+        let middle = rest[..rest.len() - tail.len()].to_vec();
+        Glob {
+            head,
+            middle,
+            tail,
+            min_len,
+            star,
+        }
+    }
+
+    /// Whether a non-empty key matches: a match maps `head` onto the key's first bytes and
+    /// `tail` onto its last ones, so only the bytes between them are left to the matcher.
+    fn matches(&self, key: &[u8]) -> bool {
+        let fits = if self.star {
+            key.len() >= self.min_len
+        } else {
+            key.len() == self.min_len
+        };
+        fits && key.starts_with(&self.head)
+            && key.ends_with(&self.tail)
+            && match_tokens(
+                &self.middle,
+                &key[self.head.len()..key.len() - self.tail.len()],
+            )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +179,7 @@ impl Pattern {
         } else if nested_stars(&tokens) > MAX_NESTING {
             Kind::Never
         } else {
-            Kind::Tokens(tokens)
+            Kind::Tokens(Glob::new(tokens))
         };
         Pattern {
             source: source.to_vec(),
@@ -143,7 +199,7 @@ impl Pattern {
             Kind::Exact(bytes) | Kind::Prefix(bytes) | Kind::Affix(bytes, _) => {
                 bytes.first().copied()
             }
-            Kind::Tokens(tokens) => tokens.first().and_then(Token::byte),
+            Kind::Tokens(glob) => glob.head.first().copied(),
             Kind::Never => None,
         }
     }
@@ -162,7 +218,7 @@ impl Pattern {
     pub fn literal_head(&self) -> Vec<u8> {
         match &self.kind {
             Kind::Exact(bytes) | Kind::Prefix(bytes) | Kind::Affix(bytes, _) => bytes.clone(),
-            Kind::Tokens(tokens) => tokens.iter().map_while(Token::byte).collect(),
+            Kind::Tokens(glob) => glob.head.clone(),
             Kind::Never => Vec::new(),
         }
     }
@@ -180,7 +236,7 @@ impl Pattern {
                     && key.starts_with(prefix)
                     && key.ends_with(suffix)
             }
-            Kind::Tokens(tokens) => match_tokens(tokens, key),
+            Kind::Tokens(glob) => glob.matches(key),
             Kind::Never => false,
         }
     }
@@ -302,8 +358,9 @@ fn nested_stars(tokens: &[Token]) -> usize {
     })
 }
 
-/// Matches a non-empty key: each token but `*` takes one byte; on a mismatch, the last `*`
-/// takes one more byte and matching resumes after it.
+/// Matches a key (the whole key when it is not empty, or the bytes of a non-empty key
+/// between a pattern's literal head and tail): each token but `*` takes one byte; on a
+/// mismatch, the last `*` takes one more byte and matching resumes after it.
 fn match_tokens(tokens: &[Token], key: &[u8]) -> bool {
     let (mut t, mut k) = (0, 0);
     // The token after the last `*` seen, and the key position it resumes from.

@@ -229,3 +229,90 @@ fn more_than_a_thousand_nested_stars_match_nothing_as_in_redis() {
     assert!(m(&format!("{at_limit}*"), &key));
     assert!(m("", "") && !m(&over, ""));
 }
+
+#[test]
+fn general_patterns_check_length_head_and_tail_before_matching() {
+    // The same answers as the general matcher on the whole key, for every split.
+    let patterns = [
+        "a?c",
+        "ab?*cd",
+        "?*x",
+        "*[0-9]?x*",
+        "user:*x*",
+        "user:[ab]*:tmp",
+        "[ab]c*d?e",
+        r"a\?*?\*",
+        "*a*a",
+        "a*a*",
+        "??",
+        "[^x]?",
+        "k?y*:lock",
+        "*x*x*x*",
+    ];
+    let keys = [
+        "a",
+        "ab",
+        "abc",
+        "abxcd",
+        "abcd",
+        "abxxcd",
+        "xx",
+        "x",
+        "zx",
+        "1ax",
+        "12axy",
+        "user:x",
+        "user:ax",
+        "user:xa",
+        "user:a:tmp",
+        "user:c:tmp",
+        "user:a:tmpx",
+        "acde",
+        "acxde",
+        "bcdxe",
+        "a?*",
+        "a?x*",
+        "a*",
+        "aa",
+        "aaa",
+        "aba",
+        "key:lock",
+        "kay:x:lock",
+        "xxx",
+    ];
+    for p in patterns {
+        assert!(
+            matches!(Pattern::new(p.as_bytes()).kind, Kind::Tokens(_)),
+            "{p}"
+        );
+        let tokens = tokenize(p.as_bytes());
+        for k in keys {
+            let general = match_tokens(&tokens, k.as_bytes());
+            assert_eq!(m(p, k), general, "pattern {p:?} key {k:?}");
+        }
+    }
+    assert!(m("ab?*cd", "abxcd") && !m("ab?*cd", "abcd"));
+    assert!(m("a?c", "abc") && !m("a?c", "abcc"));
+    assert!(m("*[0-9]?x*", "12axy") && !m("*[0-9]?x*", "1x") && !m("*[0-9]?x*", "ax1"));
+}
+
+#[test]
+fn a_literal_tail_after_the_last_star_is_one_comparison_not_a_scan() {
+    let literal = "x".repeat(10 * 1024);
+    let pattern = format!("?*{literal}");
+    let p = Pattern::new(pattern.as_bytes());
+    let Kind::Tokens(glob) = &p.kind else {
+        panic!("not the general matcher")
+    };
+    // Only `?*` is left for the matcher; the 10 KB are compared once.
+    assert_eq!(glob.middle, [Token::Any, Token::Star]);
+    assert_eq!(glob.tail.len(), literal.len());
+    let long = "x".repeat(20 * 1024);
+    assert!(p.matches(long.as_bytes()));
+    assert!(!p.matches(format!("{long}y").as_bytes()));
+    assert!(!p.matches(literal.as_bytes()), "`?` needs one more byte");
+    assert!(p.matches(format!("a{literal}").as_bytes()));
+    // Shorter than the count of non-star elements: no match without matching.
+    assert!(!m("a?b?c*", "a1b2"));
+    assert!(m("a?b?c*", "a1b2c"));
+}

@@ -70,6 +70,12 @@ const ROWS: &[Row] = &[
     row("remote_get", "p99_ms", "remote: GET p99 ms, 4 clients"),
     row("remote_mix", "ops_per_sec", "remote: mix"),
     row("remote_mix", "p99_ms", "remote: mix p99 ms"),
+    row("invalidate_quiet", "p99_ms", "GET p99 ms, {keys}-entry L1"),
+    row(
+        "invalidate_busy",
+        "p99_ms",
+        "GET p99 ms, {keys}-entry L1, INVALIDATE loop",
+    ),
 ];
 
 /// Every figure of a run.
@@ -285,6 +291,18 @@ fn legend(f: &Figures) -> Vec<String> {
             f.meta("relay_delay_ms"),
             f.median("relay", "direct", "added_rtt_ms")
                 .map_or("?".into(), |v| format!("{v:.3}"))
+        ),
+        format!(
+            "{keys}-entry L1 rows: GET latency of 50 clients over the 10k hot keys of a \
+             nearcache whose L1 holds the {keys} keys, quiet, then while one more client sends \
+             NEARCACHE INVALIDATE 'user:*' back to back (no key matches; each one registers \
+             the pattern and waits for a pass over L1 off the worker thread): {} of them \
+             completed in a run of {} s.",
+            f.median("invalidate_busy", "hits", "invalidations")
+                .map_or("?".into(), |v| format!("{v:.0}")),
+            f.median("invalidate_busy", "hits", "seconds")
+                .map_or("?".into(), |v| format!("{v:.1}")),
+            keys = short_count(f.meta("keys")),
         ),
     ]
 }
