@@ -199,6 +199,20 @@ fn missing_keys_are_cached_as_nil_by_default() {
 }
 
 #[test]
+fn a_missing_key_with_a_huge_name_is_not_cached() {
+    let (redis, sidecar) = start_pair(&["--l1-max-bytes", "64MiB"]);
+    reset_stats(&redis);
+    let mut c = sidecar.conn();
+    let name = vec![b'n'; 5 << 20];
+    for round in ["first", "second"] {
+        assert_reply(&c.cmd(&[b"GET", &name]), b"$-1\r\n", round);
+    }
+    assert_eq!(commandstat_calls(&redis, "get"), 2, "fetched both times");
+    let info = c.info(Some("nearcache"));
+    assert_eq!(info_u64(&info, "l1_entries"), 0, "{info}");
+}
+
+#[test]
 fn l1_cache_nil_false_refetches_missing_keys() {
     let (redis, sidecar) = start_pair(&["--l1-cache-nil", "false"]);
     ok(&redis.conn().cmd_str(&["SET", "present", "v"]), "SET");

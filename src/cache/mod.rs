@@ -60,8 +60,10 @@ pub use patterns::{Invalidation, MAX_PENDING};
 use store::{decompress, Encoder, Entry, Install, Lifetime, Prepared, Stored};
 use users::Users;
 
-/// Values larger than this are served but not cached: compressing, decompressing and copying
-/// them would stall the worker thread for milliseconds per hit or fill.
+/// Entries (key and value together) larger than this are served but not cached:
+/// compressing, decompressing and copying them would stall the worker thread for
+/// milliseconds per hit or fill, and a huge key name (a missing 30 MiB key is a nil entry
+/// of 30 MiB) would take a large share of L1 for one entry.
 pub const MAX_ENTRY_BYTES: usize = 4 << 20;
 
 /// A value as L1 answers it.
@@ -364,8 +366,8 @@ impl L1 {
         });
     }
 
-    /// Checks what can be checked before encoding: L1 enabled, lifetime left, size within
-    /// [`MAX_ENTRY_BYTES`]. Key and value are copied so that L1 never pins a client's input
+    /// Checks what can be checked before encoding: L1 enabled, lifetime left, key and value
+    /// within [`MAX_ENTRY_BYTES`]. Key and value are copied so that L1 never pins a client's input
     /// buffer or an upstream read buffer.
     pub(crate) fn accept(
         &self,
@@ -384,7 +386,11 @@ impl L1 {
         let now = Instant::now();
         let l1_expiry = now + policy.ttl;
         let expires_at = upstream_expiry.map_or(l1_expiry, |u| u.min(l1_expiry));
-        if expires_at <= now || matches!(&value, Cached::Value(b) if b.len() > MAX_ENTRY_BYTES) {
+        let value_len = match &value {
+            Cached::Value(b) => b.len(),
+            _ => 0,
+        };
+        if expires_at <= now || key.key.len().saturating_add(value_len) > MAX_ENTRY_BYTES {
             return None;
         }
         let key = CacheKey {

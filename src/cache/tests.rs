@@ -180,6 +180,15 @@ fn values_over_the_entry_limit_are_not_cached() {
     let value = bulk(&vec![b'x'; super::MAX_ENTRY_BYTES + 1]);
     assert!(!l1.insert_if_current(big.clone(), l1.generation(&big), Cached::Value(value), None));
     assert_eq!(l1.get(&big.as_key_ref()), None);
+    // A huge key name: neither its nil nor a small value is kept.
+    let long = CacheKey {
+        key: Bytes::from(vec![b'k'; super::MAX_ENTRY_BYTES + 1]),
+        ..key(0, "")
+    };
+    for value in [Cached::Missing, Cached::Value(bulk(b"v"))] {
+        assert!(!l1.insert_if_current(long.clone(), l1.generation(&long), value, None));
+    }
+    assert_eq!(l1.entry_count(), 0);
 }
 
 fn user_key(user: u32, k: &str) -> CacheKey {
