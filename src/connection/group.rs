@@ -34,6 +34,11 @@ impl Segment {
             Segment::Fetch => 2,
         }
     }
+
+    /// Whether the command writes keys (Redis holds it under `CLIENT PAUSE WRITE`).
+    fn writes(&self) -> bool {
+        matches!(self, Segment::Forward(inv) if *inv != Invalidation::None)
+    }
 }
 
 /// A group's segments once sent, with the request bytes (a refcount, for the slow log).
@@ -55,6 +60,8 @@ pub(super) struct Group {
     fills: Vec<(usize, usize, OnReply)>,
     /// The first command's index in the counted commands (the call's latency label).
     label: u16,
+    /// Some command writes keys (see [`crate::upstream::Pool::send_labelled`]).
+    writes: bool,
 }
 
 impl Group {
@@ -79,6 +86,7 @@ impl Group {
         Group {
             label,
             replies: segment.replies(),
+            writes: segment.writes(),
             alone: Some(raw),
             segments: vec![segment],
             ..Group::default()
@@ -107,14 +115,15 @@ impl Group {
             self.fills.push((self.replies, replies, fill));
         }
         write(&mut self.bytes);
+        self.writes |= segment.writes();
         self.segments.push(segment);
         self.replies += replies;
         self.bytes.len() >= MAX_GROUP_BYTES
     }
 
-    /// The upstream call (bytes, reply count, fill callback) and the segments to write
-    /// its replies by.
-    pub(super) fn into_call(self) -> (Bytes, usize, Option<OnReply>, Segments, u16) {
+    /// The upstream call (bytes, reply count, fill callback, label, whether it writes)
+    /// and the segments to write its replies by.
+    pub(super) fn into_call(self) -> (Bytes, usize, Option<OnReply>, Segments, u16, bool) {
         let Group {
             bytes,
             alone,
@@ -122,6 +131,7 @@ impl Group {
             replies,
             fills,
             label,
+            writes,
         } = self;
         let on_reply: Option<OnReply> = (!fills.is_empty()).then(|| {
             Box::new(move |frames: &[Bytes], may_fill: bool| {
@@ -135,7 +145,7 @@ impl Group {
             list: segments,
             request: bytes.clone(),
         };
-        (bytes, replies, on_reply, segments, label)
+        (bytes, replies, on_reply, segments, label, writes)
     }
 }
 

@@ -230,8 +230,8 @@ async fn send(
     group: Group,
     frames: Vec<Bytes>,
 ) -> (Result<PendingReply, UpstreamError>, Segments) {
-    let (bytes, replies, on_reply, segments, label) = group.into_call();
-    let sent = pool.send_labelled(lane, bytes, replies, on_reply, label, frames);
+    let (bytes, replies, on_reply, segments, label, writes) = group.into_call();
+    let sent = pool.send_labelled(lane, bytes, replies, on_reply, label, frames, writes);
     (sent.await, segments)
 }
 

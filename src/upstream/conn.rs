@@ -98,6 +98,7 @@ pub(super) fn tracking_call(
         command: crate::metrics::commands::index(b"client") as u16,
         _counted: None,
         frames: Vec::new(),
+        writes: false,
     })
 }
 
@@ -154,6 +155,9 @@ pub(super) async fn run(
     let failed: Vec<InFlight> = {
         let mut queue = in_flight.lock().unwrap_or_else(|p| p.into_inner());
         health.set_oldest(None);
+        for _ in queue.iter().filter(|f| f.call.writes) {
+            health.write_done();
+        }
         queue.drain(..).collect()
     };
     for f in failed {
@@ -211,6 +215,7 @@ async fn watchdog(
                         command: crate::metrics::commands::index(b"ping") as u16,
                         _counted: None,
                         frames: Vec::new(),
+                        writes: false,
                     };
                     let _ = calls.try_send(ping);
                 }
@@ -291,6 +296,9 @@ impl Batch {
         if queue.is_empty() {
             health.set_oldest(Some(call.sent_at));
         }
+        if call.writes {
+            health.write_sent();
+        }
         queue.push_back(InFlight { call, frames });
     }
 
@@ -368,6 +376,9 @@ async fn read_replies(
                 if front.frames.len() == front.call.replies {
                     let done = queue.pop_front();
                     health.set_oldest(queue.front().map(|f| f.call.sent_at));
+                    if done.as_ref().is_some_and(|d| d.call.writes) {
+                        health.write_done();
+                    }
                     done
                 } else {
                     None

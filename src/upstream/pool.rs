@@ -2,15 +2,18 @@
 //! reconnects with jittered backoff. A client reaches its slot through a [`Lane`] and gets
 //! its reply through a [`PendingReply`].
 //!
-//! Stalls: a client with nothing in flight moves off a slot whose oldest call has waited
-//! longer than [`STALL_AFTER`] (a paused write, a slow script) to one that is not stalled,
-//! starting one of [`EXTRA_SLOTS`] extra connections when every started slot is stalled.
-//! A client with calls in flight keeps its slot, so its commands reach Redis in order.
+//! Head-of-line blocking: every call pipelined behind one that Redis holds waits with it.
+//! A client with nothing in flight therefore moves off a slot whose oldest call has waited
+//! longer than [`STALL_AFTER`](health::STALL_AFTER) (a paused write, a slow script) to one
+//! that is not stalled, starting one of [`EXTRA_SLOTS`] extra connections when every
+//! started slot is stalled. Before that threshold it already avoids a slot with a write in
+//! flight (the call `CLIENT PAUSE WRITE` holds) when a started one has none. A client with
+//! calls in flight keeps its slot, so its commands reach Redis in order: it moves only
+//! once every reply it waited for has arrived (its writes are then applied).
 
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -22,11 +25,13 @@ use crate::control::NO_EPOCH;
 use crate::error::UpstreamError;
 use crate::metrics::commands;
 
+pub(crate) use health::Health;
+#[cfg(test)]
+use health::{epoch, STALL_AFTER};
+pub use lane::{Lane, PendingReply};
+
 /// Requests queued per connection before senders wait.
 const CALL_QUEUE: usize = 4096;
-/// A slot whose oldest in-flight call is older than this is stalled: idle clients pick
-/// another one.
-pub(crate) const STALL_AFTER: Duration = Duration::from_millis(10);
 /// Connections a pool may open beyond `--upstream-connections` while every one is stalled.
 pub(crate) const EXTRA_SLOTS: usize = 4;
 
@@ -50,6 +55,8 @@ pub(crate) struct Call {
     pub _counted: Option<crate::metrics::InFlight>,
     /// Where the reply frames are collected (an emptied list the caller recycles, or new).
     pub frames: Vec<Bytes>,
+    /// The call holds a command that writes keys (counted in the slot's [`Health`]).
+    pub writes: bool,
 }
 
 #[derive(Clone)]
@@ -57,39 +64,6 @@ pub(crate) enum SlotState {
     Connecting,
     Up(mpsc::Sender<Call>),
     Down(UpstreamError),
-}
-
-/// When the oldest call in flight on a connection was sent, readable without a lock.
-#[derive(Default)]
-pub(crate) struct Health {
-    /// Microseconds since [`epoch`] plus one; 0 when nothing is in flight.
-    oldest: AtomicU64,
-}
-
-/// The process-wide origin of [`Health`] times.
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-impl Health {
-    pub(crate) fn set_oldest(&self, sent_at: Option<Instant>) {
-        let micros = sent_at.map_or(0, |t| {
-            t.saturating_duration_since(epoch()).as_micros() as u64 + 1
-        });
-        self.oldest.store(micros, Relaxed);
-    }
-
-    /// Whether the oldest call in flight has waited longer than [`STALL_AFTER`].
-    fn stalled(&self, now: Instant) -> bool {
-        match self.oldest.load(Relaxed) {
-            0 => false,
-            micros => {
-                let sent = Duration::from_micros(micros - 1);
-                now.saturating_duration_since(epoch()) > sent + STALL_AFTER
-            }
-        }
-    }
 }
 
 /// One connection of a pool, started on first use.
@@ -109,78 +83,6 @@ pub struct Pool {
     creds: Option<Credentials>,
     target: Arc<Target>,
     link: Arc<Link>,
-}
-
-/// A client's place in its route's pool: the slot its calls go to, kept while any of its
-/// replies is pending.
-#[derive(Debug)]
-pub struct Lane {
-    /// The slot last picked (`usize::MAX` until the first call).
-    slot: AtomicUsize,
-    /// Where the first call goes: this modulo the pool's base slots.
-    spread: usize,
-    /// Cloned into each pending reply: more than one strong count means calls in flight.
-    in_flight: Arc<()>,
-}
-
-impl Lane {
-    /// A lane starting on slot `n` modulo the pool's size (clients spread by their id).
-    pub fn new(n: usize) -> Lane {
-        Lane {
-            slot: AtomicUsize::new(usize::MAX),
-            spread: n,
-            in_flight: Arc::new(()),
-        }
-    }
-
-    fn idle(&self) -> bool {
-        Arc::strong_count(&self.in_flight) == 1
-    }
-}
-
-impl Default for Lane {
-    fn default() -> Lane {
-        Lane::new(0)
-    }
-}
-
-/// A reply on its way.
-pub struct PendingReply {
-    rx: oneshot::Receiver<Result<Vec<Bytes>, UpstreamError>>,
-    deadline: Instant,
-    _lane: Arc<()>,
-}
-
-impl PendingReply {
-    /// Waits for the reply frames, at most the upstream timeout.
-    pub async fn wait(self) -> Result<Vec<Bytes>, UpstreamError> {
-        let deadline = tokio::time::Instant::from_std(self.deadline);
-        match tokio::time::timeout_at(deadline, self.rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(UpstreamError::unavailable("connection lost")),
-            Err(_) => Err(UpstreamError::Timeout),
-        }
-    }
-
-    /// [`PendingReply::wait`] on a timer the caller keeps from one call to the next:
-    /// moving a registered timer to a later deadline is one atomic update, where a new
-    /// timer is inserted into the timer wheel and removed again for every call.
-    pub async fn wait_on(
-        self,
-        mut timer: Pin<&mut tokio::time::Sleep>,
-    ) -> Result<Vec<Bytes>, UpstreamError> {
-        timer
-            .as_mut()
-            .reset(tokio::time::Instant::from_std(self.deadline));
-        tokio::select! {
-            biased;
-            reply = self.rx => match reply {
-                Ok(result) => result,
-                Err(_) => Err(UpstreamError::unavailable("connection lost")),
-            },
-            _ = timer => Err(UpstreamError::Timeout),
-        }
-    }
 }
 
 impl Pool {
@@ -234,10 +136,12 @@ impl Pool {
             .count()
     }
 
-    /// The slot for a lane's next call: its own while it has calls in flight or its own is
-    /// usable; else a started slot that is usable, else one not started yet; else its own.
-    /// Usable: not stalled, and not down (a slot still waiting to reconnect after an outage
-    /// would fail the call at once while another slot is up again).
+    /// The slot for a lane's next call: its own while it has calls in flight. An idle lane
+    /// keeps its own if it is clear; else takes a started slot that is clear, else its own
+    /// if usable, else a started slot that is usable, else one not started yet; else its
+    /// own. Usable: not stalled, and not down (a slot still waiting to reconnect after an
+    /// outage would fail the call at once while another slot is up again). Clear: usable,
+    /// with no write in flight (one Redis may be holding, before it looks stalled).
     fn pick(&self, lane: &Lane) -> usize {
         let own = lane.slot.load(Relaxed);
         if !lane.idle() && own < self.slots.len() {
@@ -249,6 +153,7 @@ impl Pool {
             lane.spread % self.base
         };
         let now = Instant::now();
+        let started = |i: usize| self.slots[i].state.get().is_some();
         let usable = |i: usize| {
             let slot = &self.slots[i];
             !slot.health.stalled(now)
@@ -257,13 +162,19 @@ impl Pool {
                     .get()
                     .is_none_or(|s| !matches!(*s.borrow(), SlotState::Down(_)))
         };
-        if usable(own) {
+        let clear = |i: usize| !self.slots[i].health.writing() && usable(i);
+        if clear(own) {
             lane.slot.store(own, Relaxed);
             return own;
         }
-        let pick = (0..self.slots.len())
-            .find(|&i| self.slots[i].state.get().is_some() && usable(i))
-            .or_else(|| (0..self.slots.len()).find(|&i| self.slots[i].state.get().is_none()))
+        // The others from the one after its own: lanes that move spread over them.
+        let n = self.slots.len();
+        let others = || (1..n).map(move |d| (own + d) % n);
+        let pick = others()
+            .find(|&i| started(i) && clear(i))
+            .or_else(|| usable(own).then_some(own))
+            .or_else(|| others().find(|&i| started(i) && usable(i)))
+            .or_else(|| (0..n).find(|&i| !started(i)))
             .unwrap_or(own);
         lane.slot.store(pick, Relaxed);
         pick
@@ -296,13 +207,15 @@ impl Pool {
         on_reply: Option<OnReply>,
     ) -> Result<PendingReply, UpstreamError> {
         let command = commands::index(commands::first_command(&bytes)) as u16;
-        self.send_labelled(lane, bytes, replies, on_reply, command, Vec::new())
+        self.send_labelled(lane, bytes, replies, on_reply, command, Vec::new(), false)
             .await
     }
 
     /// [`Pool::send`] with the index of the first command already known (its latency
-    /// histogram's label, see [`commands::index`]) and an empty list to collect the reply
-    /// frames in (a caller that recycles the lists it gets back allocates none).
+    /// histogram's label, see [`commands::index`]), an empty list to collect the reply
+    /// frames in (a caller that recycles the lists it gets back allocates none), and
+    /// whether the request writes keys (other clients then avoid queuing behind it).
+    #[allow(clippy::too_many_arguments)]
     pub async fn send_labelled(
         &self,
         lane: &Lane,
@@ -311,10 +224,14 @@ impl Pool {
         on_reply: Option<OnReply>,
         command: u16,
         frames: Vec<Bytes>,
+        writes: bool,
     ) -> Result<PendingReply, UpstreamError> {
         if let Some(e) = &self.refusal {
             return Err(e.clone());
         }
+        // Picked before this call's pending reply exists: that counts as in flight on the
+        // lane, and would keep an idle client on its slot however stalled.
+        let slot = self.state(self.pick(lane));
         let (reply_tx, rx) = oneshot::channel();
         let sent_at = Instant::now();
         let call = Call {
@@ -330,13 +247,13 @@ impl Pool {
                 replies,
             )),
             frames,
+            writes,
         };
         let pending = PendingReply {
             rx,
             deadline: sent_at + self.target.timeout,
             _lane: lane.in_flight.clone(),
         };
-        let slot = self.state(self.pick(lane));
         // Fast path: the connection is up and its queue has room; no clones, no await.
         let call = match &*slot.borrow() {
             SlotState::Up(tx) => match tx.try_send(call) {
@@ -455,5 +372,7 @@ async fn supervise(
     }
 }
 
+mod health;
+mod lane;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! Unit tests of `pool`.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::time::Duration;
 
 use super::*;
 use crate::metrics::Stats;
@@ -83,4 +84,30 @@ fn idle_clients_move_off_stalled_slots_and_busy_ones_stay() {
     start(&pool, 3, false);
     assert_eq!(pool.pick(&Lane::new(1)), 3);
     assert_eq!(pool.started(), 2 + EXTRA_SLOTS);
+}
+
+#[test]
+fn idle_clients_avoid_slots_with_writes_in_flight_when_one_has_none() {
+    let pool = pool(3);
+    for i in 0..3 {
+        start(&pool, i, false);
+    }
+    pool.slots[0].health.write_sent();
+    assert_eq!(pool.pick(&Lane::new(0)), 1, "off the slot with a write");
+    assert_eq!(pool.pick(&Lane::new(1)), 1, "a clear slot is kept");
+    let busy = Lane::new(0);
+    assert_eq!(pool.pick(&busy), 1);
+    pool.slots[1].health.write_sent();
+    let _pending = busy.in_flight.clone();
+    assert_eq!(pool.pick(&busy), 1, "calls in flight: the slot is kept");
+    assert_eq!(pool.pick(&Lane::new(0)), 2, "to the next clear one");
+    pool.slots[2].health.write_sent();
+    assert_eq!(
+        pool.pick(&Lane::new(1)),
+        1,
+        "writes everywhere: its own, no extra connection"
+    );
+    assert_eq!(pool.started(), 3);
+    pool.slots[0].health.write_done();
+    assert_eq!(pool.pick(&Lane::new(1)), 0, "clear again");
 }
