@@ -3,7 +3,6 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use super::parse;
 
 /// Command-line flags; every flag also reads `NEARCACHE_<NAME>` from the environment (clap `env`).
 ///
@@ -132,7 +131,7 @@ pub struct Flags {
 
 impl fmt::Debug for Flags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let upstream = self.upstream.as_deref().map(parse::redact_url);
+        let upstream = self.upstream.as_deref().map(super::url::redact);
         f.debug_struct("Flags")
             .field("listen", &self.listen)
             .field("upstream", &upstream)

@@ -9,6 +9,7 @@ pub mod bus_key;
 mod flags;
 pub mod namespaces;
 mod parse;
+pub mod url;
 mod warm;
 
 use std::fmt;
@@ -393,8 +394,8 @@ impl Config {
             namespaces: Vec::new(),
             warm: WarmConfig::defaults(DEFAULT_L1_MAX_BYTES),
             listen: pick!(listen, parse::socket_addr).unwrap_or(DEFAULT_LISTEN),
-            upstream: pick!(upstream, parse::upstream)
-                .unwrap_or_else(|| parse::upstream(DEFAULT_UPSTREAM).expect("valid default")),
+            upstream: pick!(upstream, url::upstream)
+                .unwrap_or_else(|| url::upstream(DEFAULT_UPSTREAM).expect("valid default")),
             l1_max_bytes: pick!(l1_max_bytes, parse::size).unwrap_or(DEFAULT_L1_MAX_BYTES),
             l1_ttl: pick!(l1_ttl, parse::duration).unwrap_or(DEFAULT_L1_TTL),
             l1_compress_min_bytes: pick!(l1_compress_min_bytes, parse::positive_size)

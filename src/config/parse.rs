@@ -1,15 +1,14 @@
-//! Pure parsers for option text: SIZE, DURATION, BOOL, counts, listen address, upstream URL.
+//! Pure parsers for option text: SIZE, DURATION, BOOL, counts, listen address (the upstream URL is
+//! in [`super::url`], shared with the injector).
 //! Each returns the problem without the option name; the caller prefixes `--flag: `.
 
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{LevelFilter, LogFormat, TrackingMode, UpstreamAddr};
+use super::{LevelFilter, LogFormat, TrackingMode};
 
 const SIZE_HINT: &str = "(use e.g. 4096, 64KiB, 256MiB, 1GiB)";
 const DURATION_HINT: &str = "(use e.g. 500ms, 60s, 5m)";
-const URL_HINT: &str = "(use redis://[[username][:password]@]host[:port][/db])";
-const DEFAULT_REDIS_PORT: u16 = 6379;
 
 /// Splits `" 64 KiB "` into `("64", "KiB")`: leading ASCII digits, then the trimmed rest.
 fn split_number(s: &str) -> (&str, &str) {
@@ -176,131 +175,6 @@ pub(super) fn optional_socket_addr(s: &str) -> Result<Option<SocketAddr>, String
         return Ok(None);
     }
     socket_addr(s).map(Some).map_err(|e| format!("{e}, or off"))
-}
-
-/// Upstream URL `redis://[[username][:password]@]host[:port][/db]`. Messages never quote
-/// the whole URL, so a password cannot leak into them.
-pub(super) fn upstream(s: &str) -> Result<UpstreamAddr, String> {
-    let Some((scheme, rest)) = s.trim().split_once("://") else {
-        return Err(format!("not a redis:// URL {URL_HINT}"));
-    };
-    if scheme.eq_ignore_ascii_case("rediss") {
-        return Err("TLS upstreams (rediss://) are not supported yet".to_owned());
-    }
-    if !scheme.eq_ignore_ascii_case("redis") {
-        return Err(format!("unsupported scheme {scheme:?} {URL_HINT}"));
-    }
-    // The last '@' ends the user info, so an unencoded '@' or '/' in a password still works.
-    let (userinfo, hostpart) = match rest.rfind('@') {
-        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
-        None => (None, rest),
-    };
-    let (authority, db) = hostpart.split_once('/').unwrap_or((hostpart, ""));
-    let (host, port) = host_port(authority)?;
-    let db = match db {
-        "" => 0,
-        db => db
-            .parse()
-            .map_err(|_| format!("invalid db {db:?} (must be a number)"))?,
-    };
-    let (username, password) = match userinfo.map(|u| u.split_once(':').unwrap_or((u, ""))) {
-        None => (None, None),
-        Some((user, pass)) => (decode(user, "username")?, decode(pass, "password")?),
-    };
-    Ok(UpstreamAddr {
-        host,
-        port,
-        username,
-        password,
-        db,
-    })
-}
-
-/// `host[:port]` or `[ipv6][:port]` into (host without brackets, port).
-fn host_port(authority: &str) -> Result<(String, u16), String> {
-    let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
-        let (host, after) = inner
-            .split_once(']')
-            .ok_or_else(|| "unclosed '[' in IPv6 host".to_owned())?;
-        if host.parse::<Ipv6Addr>().is_err() {
-            return Err(format!("invalid IPv6 address {host:?}"));
-        }
-        match after {
-            "" => (host, None),
-            _ => match after.strip_prefix(':') {
-                Some(port) => (host, Some(port)),
-                None => return Err(format!("unexpected {after:?} after IPv6 host")),
-            },
-        }
-    } else if authority.matches(':').count() > 1 {
-        return Err("IPv6 hosts must be in brackets, e.g. redis://[::1]:6379".to_owned());
-    } else {
-        match authority.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(format!("empty host {URL_HINT}"));
-    }
-    let port = match port {
-        None => DEFAULT_REDIS_PORT,
-        Some(p) => match p.parse::<u16>() {
-            Ok(port) if port != 0 => port,
-            // Only digits are quoted: in `redis://user:password` (the `@host` forgotten)
-            // the password stands where the port goes.
-            _ if p.bytes().all(|b| b.is_ascii_digit()) => {
-                return Err(format!("invalid port {p:?} (must be 1-65535)"))
-            }
-            _ => return Err("invalid port (must be a number from 1 to 65535)".to_owned()),
-        },
-    };
-    Ok((host.to_owned(), port))
-}
-
-/// Percent-decodes (`%40` -> `@`) user info; an empty result is `None`. A `%` not followed by
-/// two hex digits is kept as is.
-fn decode(s: &str, what: &str) -> Result<Option<String>, String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .filter(|h| h.iter().all(u8::is_ascii_hexdigit));
-        match (bytes[i], hex) {
-            (b'%', Some(h)) => {
-                let h = std::str::from_utf8(h).unwrap_or_default();
-                out.push(u8::from_str_radix(h, 16).unwrap_or_default());
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    match String::from_utf8(out) {
-        Ok(text) if text.is_empty() => Ok(None),
-        Ok(text) => Ok(Some(text)),
-        Err(_) => Err(format!(
-            "the {what} is not valid UTF-8 after percent-decoding"
-        )),
-    }
-}
-
-/// The URL text with any password replaced by `***`, for `Debug` of raw flags.
-pub(super) fn redact_url(s: &str) -> String {
-    let Some((scheme, rest)) = s.split_once("://") else {
-        return s.to_owned();
-    };
-    match rest
-        .rfind('@')
-        .map(|at| rest[..at].split_once(':').map(|(u, _)| (u, at)))
-    {
-        Some(Some((user, at))) => format!("{scheme}://{user}:***{}", &rest[at..]),
-        _ => s.to_owned(),
-    }
 }
 
 #[cfg(test)]
