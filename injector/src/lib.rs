@@ -5,7 +5,9 @@
 //! JSON patch that adds the sidecar. [`server`] wraps it in an HTTPS endpoint.
 
 pub mod config;
+pub mod conflicts;
 pub mod parse;
+pub mod refs;
 pub mod server;
 pub mod tls;
 
@@ -114,6 +116,8 @@ struct Settings {
     cpu_request: String,
     memory: String,
     upstream: Option<Upstream>,
+    /// Env entries the upstream URL references as `$(VAR)`, copied from the app container.
+    upstream_env: Vec<EnvVar>,
     /// The bus key Secret (name, key).
     bus_key: Option<(String, String)>,
 }
@@ -175,6 +179,15 @@ pub fn inject(
                 .to_owned(),
         );
         return Ok(Decision::skip_warn("hostNetwork pod", warnings));
+    }
+    let conflicts = conflicts::check(spec);
+    if !conflicts.is_empty() {
+        warnings.extend(
+            conflicts
+                .into_iter()
+                .map(|p| format!("nearcache sidecar not injected: {p}")),
+        );
+        return Ok(Decision::skip_warn("conflicts with the sidecar", warnings));
     }
 
     let settings = match settings(pod, &annotations, config) {
@@ -299,13 +312,6 @@ fn settings(
             }
         }
     };
-    check(ANNOTATION_UPSTREAM, &|v| {
-        parse::upstream_url(v)?;
-        if parse::is_sidecar_address(v) {
-            return Err("that is the sidecar's own address".to_owned());
-        }
-        Ok(())
-    });
     check(ANNOTATION_UPSTREAM_SECRET, &|v| {
         parse::secret_ref(v).map(|_| ())
     });
@@ -320,6 +326,19 @@ fn settings(
     check(ANNOTATION_BUS_KEY_SECRET, &|v| {
         parse::secret_ref(v).map(|_| ())
     });
+    let first = pod.spec.iter().flat_map(|s| s.containers.first()).next();
+    let annotated_env = match (ann.get(ANNOTATION_UPSTREAM), first) {
+        (Some(v), Some(c)) => match checked_url(v, c.env.as_deref().unwrap_or_default(), &c.name)
+        {
+            Ok(entries) => entries,
+            Err(e) => {
+                let v = parse::redact_url(v);
+                problems.push(format!("annotation {ANNOTATION_UPSTREAM}={v:?}: {e}"));
+                Vec::new()
+            }
+        },
+        _ => Vec::new(),
+    };
     if ann.contains_key(ANNOTATION_UPSTREAM) && ann.contains_key(ANNOTATION_UPSTREAM_SECRET) {
         problems.push(format!(
             "annotations {ANNOTATION_UPSTREAM} and {ANNOTATION_UPSTREAM_SECRET} are mutually exclusive"
@@ -340,11 +359,26 @@ fn settings(
         None => config.l1_max_bytes_value(),
     };
     let memory = match ann.get(ANNOTATION_MEMORY_LIMIT) {
-        Some(v) => v.trim().to_owned(),
+        Some(v) => {
+            let floor = l1_max_bytes.saturating_add(32 * MIB);
+            if parse::memory_bytes(v).expect("checked above") < floor {
+                return Err((
+                    "memory limit too small",
+                    vec![format!(
+                        "annotation {ANNOTATION_MEMORY_LIMIT}={v:?} is below the L1 bound + 32 MiB \
+                         ({}), too little for the sidecar to run",
+                        memory_mib(floor)
+                    )],
+                ));
+            }
+            v.trim().to_owned()
+        }
         None => memory_for(l1_max_bytes),
     };
 
+    let mut upstream_env = Vec::new();
     let upstream = if let Some(url) = ann.get(ANNOTATION_UPSTREAM) {
+        upstream_env = annotated_env;
         Some(Upstream::Value(url.trim().to_owned()))
     } else if let Some(r) = ann.get(ANNOTATION_UPSTREAM_SECRET) {
         let (name, key) = parse::secret_ref(r).expect("checked above");
@@ -357,7 +391,12 @@ fn settings(
             ..Default::default()
         })))
     } else {
-        existing_upstream(pod, &url_env).map_err(|p| ("unusable existing upstream", p))?
+        let found =
+            existing_upstream(pod, &url_env).map_err(|p| ("unusable existing upstream", p))?;
+        found.map(|(upstream, entries)| {
+            upstream_env = entries;
+            upstream
+        })
     };
 
     let bus_key = ann
@@ -389,49 +428,73 @@ fn settings(
         cpu_request: get(ANNOTATION_CPU_REQUEST, &config.cpu_request),
         memory,
         upstream,
+        upstream_env,
     })
 }
 
-/// The app containers' existing `<url_env>`: it becomes the upstream. Containers that
-/// disagree make the upstream ambiguous (a problem); none at all is `None`.
-fn existing_upstream(pod: &Pod, url_env: &str) -> Result<Option<Upstream>, Vec<String>> {
-    let mut found: Vec<&EnvVar> = Vec::new();
+/// The URL as the sidecar will see it is one it starts with, and not its own address; the
+/// env entries its `$(VAR)` references need (from `earlier`, entries of `container`).
+fn checked_url(v: &str, earlier: &[EnvVar], container: &str) -> Result<Vec<EnvVar>, String> {
+    let resolved = refs::resolve(v, earlier, container)?;
+    parse::upstream_url(&resolved.expanded)?;
+    if parse::is_sidecar_address(&resolved.expanded) {
+        return Err("that is the sidecar's own address".to_owned());
+    }
+    Ok(resolved.entries)
+}
+
+/// The app containers' existing `<url_env>`: it becomes the upstream, with the env entries
+/// its `$(VAR)` references need. Containers that disagree make the upstream ambiguous (a
+/// problem); none at all is `None`.
+fn existing_upstream(
+    pod: &Pod,
+    url_env: &str,
+) -> Result<Option<(Upstream, Vec<EnvVar>)>, Vec<String>> {
+    // (container name, the entries before the URL's, the URL's entry)
+    let mut found: Vec<(&str, &[EnvVar], &EnvVar)> = Vec::new();
     for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
-        for e in c.env.iter().flatten().filter(|e| e.name == url_env) {
+        let env = c.env.as_deref().unwrap_or_default();
+        for (j, e) in env.iter().enumerate().filter(|(_, e)| e.name == url_env) {
             if e.value.as_deref().is_some_and(|v| !v.is_empty()) || e.value_from.is_some() {
-                found.push(e);
+                found.push((&c.name, &env[..j], e));
             }
         }
     }
-    let Some(first) = found.first() else {
+    let Some(&(container, earlier, first)) = found.first() else {
         return Ok(None);
     };
     if found
         .iter()
-        .any(|e| e.value != first.value || e.value_from != first.value_from)
+        .any(|(_, _, e)| e.value != first.value || e.value_from != first.value_from)
     {
         return Err(vec![format!(
             "the app containers set {url_env} to different values; annotate the pod with {ANNOTATION_UPSTREAM}"
         )]);
     }
     if let Some(v) = &first.value_from {
-        return Ok(Some(Upstream::From(Box::new(v.clone()))));
+        return Ok(Some((Upstream::From(Box::new(v.clone())), Vec::new())));
     }
     let v = first.value.clone().unwrap_or_default();
-    if let Err(e) = parse::upstream_url(&v) {
-        return Err(vec![format!("existing {url_env}={v:?}: {e}")]);
+    match checked_url(&v, earlier, container) {
+        Ok(entries) => Ok(Some((Upstream::Value(v), entries))),
+        Err(e) if e.contains("own address") => Err(vec![format!(
+            "existing {url_env}={:?} already points at the sidecar's address; annotate the pod with {ANNOTATION_UPSTREAM}",
+            parse::redact_url(&v)
+        )]),
+        Err(e) => Err(vec![format!(
+            "existing {url_env}={:?}: {e}",
+            parse::redact_url(&v)
+        )]),
     }
-    if parse::is_sidecar_address(&v) {
-        return Err(vec![format!(
-            "existing {url_env}={v:?} already points at the sidecar's address; annotate the pod with {ANNOTATION_UPSTREAM}"
-        )]);
-    }
-    Ok(Some(Upstream::Value(v)))
 }
 
 /// Memory request and limit for an L1 bound: 1.5 × L1 + 32 MiB, rounded up to a MiB.
 pub fn memory_for(l1_max_bytes: u64) -> String {
-    let bytes = l1_max_bytes.saturating_add(l1_max_bytes / 2) + 32 * MIB;
+    memory_mib(l1_max_bytes.saturating_add(l1_max_bytes / 2) + 32 * MIB)
+}
+
+/// Bytes as a quantity in MiB, rounded up.
+fn memory_mib(bytes: u64) -> String {
     format!("{}Mi", bytes.div_ceil(MIB))
 }
 
@@ -480,7 +543,9 @@ fn sidecar_container(
         },
     };
     let quantity = |v: &str| Quantity(v.to_owned());
-    let mut env_vars = vec![
+    // Kubernetes expands `$(VAR)` in NEARCACHE_UPSTREAM from the entries before it.
+    let mut env_vars = s.upstream_env.clone();
+    env_vars.extend([
         env("NEARCACHE_LISTEN", SIDECAR_LISTEN),
         upstream_env,
         env("NEARCACHE_L1_MAX_BYTES", s.l1_max_bytes.to_string()),
@@ -490,7 +555,7 @@ fn sidecar_container(
             format!("0.0.0.0:{METRICS_PORT}"),
         ),
         env("NEARCACHE_SHUTDOWN_GRACE", shutdown_grace(grace)),
-    ];
+    ]);
     let mounts = s.bus_key.as_ref().map(|_| {
         env_vars.push(env("NEARCACHE_BUS_KEY_FILE", BUS_KEY_FILE));
         vec![VolumeMount {

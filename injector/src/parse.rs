@@ -58,42 +58,25 @@ pub fn duration_ms(s: &str) -> Result<u64, String> {
         .ok_or_else(|| "duration is too large".to_owned())
 }
 
-/// An upstream the sidecar accepts: `redis://[[user][:password]@]host[:port][/db]`.
+/// An upstream the sidecar accepts: the sidecar's own parser
+/// ([`nearcache::config::url::upstream`]), so both refuse exactly the same URLs.
 pub fn upstream_url(s: &str) -> Result<(), String> {
-    let s = s.trim();
-    let Some((scheme, rest)) = s.split_once("://") else {
-        return Err("not a redis:// URL".to_owned());
-    };
-    if scheme.eq_ignore_ascii_case("rediss") {
-        return Err("TLS upstreams (rediss://) are not supported by the sidecar".to_owned());
-    }
-    if !scheme.eq_ignore_ascii_case("redis") {
-        return Err("not a redis:// URL".to_owned());
-    }
-    let authority = rest.split('/').next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or("");
-    if host.is_empty() || host.starts_with(':') {
-        return Err("the URL has no host".to_owned());
-    }
-    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("the URL contains spaces".to_owned());
-    }
-    Ok(())
+    nearcache::config::url::upstream(s).map(|_| ())
 }
 
 /// Whether a (valid) upstream URL is the sidecar's own listen address, which would loop.
 pub fn is_sidecar_address(url: &str) -> bool {
-    let rest = url.trim().split_once("://").map_or("", |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or("");
-    let host_port = authority
-        .rsplit('@')
-        .next()
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    matches!(
-        host_port.as_str(),
-        "127.0.0.1:6380" | "localhost:6380" | "[::1]:6380"
-    )
+    nearcache::config::url::upstream(url).is_ok_and(|a| {
+        a.port == 6380 && {
+            let host = a.host.to_ascii_lowercase();
+            host == "localhost" || host == "::1" || host == "127.0.0.1"
+        }
+    })
+}
+
+/// The URL with its password hidden, for warnings (they are shown to whoever creates pods).
+pub fn redact_url(url: &str) -> String {
+    nearcache::config::url::redact(url)
 }
 
 /// `<secret-name>/<key>`.
@@ -175,10 +158,28 @@ pub fn cpu_quantity(s: &str) -> Result<(), String> {
 
 /// Memory: `256Mi`, `1Gi`, `500M`, `134217728`.
 pub fn memory_quantity(s: &str) -> Result<(), String> {
-    match quantity(s)? {
-        "" | "k" | "M" | "G" | "T" | "Ki" | "Mi" | "Gi" | "Ti" => Ok(()),
-        _ => Err("not a memory quantity (use e.g. 256Mi, 1Gi)".to_owned()),
-    }
+    memory_bytes(s).map(|_| ())
+}
+
+/// A memory quantity in bytes (rounded down).
+pub fn memory_bytes(s: &str) -> Result<u64, String> {
+    let unit: u64 = match quantity(s)? {
+        "" => 1,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        _ => return Err("not a memory quantity (use e.g. 256Mi, 1Gi)".to_owned()),
+    };
+    let s = s.trim();
+    let number: f64 = s[..s.len() - s.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.').len()]
+        .parse()
+        .map_err(|_| "not a Kubernetes quantity".to_owned())?;
+    Ok((number * unit as f64) as u64)
 }
 
 #[cfg(test)]
@@ -216,6 +217,9 @@ mod tests {
         assert!(memory_quantity("256Mi").is_ok());
         assert!(memory_quantity("256mb").is_err());
         assert!(memory_quantity("0").is_err());
+        assert_eq!(memory_bytes("1Ki"), Ok(1024));
+        assert_eq!(memory_bytes("1.5Gi"), Ok(3 << 29));
+        assert_eq!(memory_bytes("500M"), Ok(500_000_000));
         assert!(env_name("CACHE_URL").is_ok());
         assert!(env_name("1X").is_err());
     }
