@@ -26,6 +26,12 @@ const CASES: &[(&str, bool)] = &[
     ("url-from-configmap", false),
     ("conflicting-url-env", false),
     ("bus-key-secret", false),
+    ("env-reference", false),
+    ("env-reference-envfrom", false),
+    ("container-named-nearcache", false),
+    ("port-conflict", false),
+    ("memory-limit-too-small", false),
+    ("refused-url", false),
 ];
 
 fn golden_dir() -> PathBuf {
@@ -106,6 +112,7 @@ fn expected_decisions() {
                 | "custom-url-env"
                 | "url-from-configmap"
                 | "bus-key-secret"
+                | "env-reference"
         );
         assert_eq!(injected, expect_inject, "{case}: {decision:?}");
         let warns = !decision.warnings().is_empty();
@@ -116,6 +123,11 @@ fn expected_decisions() {
                 | "invalid-annotation"
                 | "no-upstream"
                 | "conflicting-url-env"
+                | "env-reference-envfrom"
+                | "container-named-nearcache"
+                | "port-conflict"
+                | "memory-limit-too-small"
+                | "refused-url"
         );
         assert_eq!(warns, expect_warn, "{case}: {decision:?}");
     }
