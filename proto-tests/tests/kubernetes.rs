@@ -573,6 +573,54 @@ fn chart_refuses_old_kubernetes_and_bad_values() {
     );
 }
 
+/// The schema has the injector's grammar (injector/src/parse.rs): a value the injector would
+/// refuse at start (it would CrashLoop, and pods would go uninjected) is refused by `helm
+/// template`, naming the value; a value it accepts renders, as the injector reads it.
+#[test]
+fn sidecar_values_follow_the_injectors_grammar() {
+    for (set, key) in [
+        ("sidecar.l1Ttl=abc", "l1Ttl"),
+        ("sidecar.l1Ttl=1d", "l1Ttl"),
+        ("sidecar.l1Ttl=-5s", "l1Ttl"),
+        ("sidecar.l1MaxBytes=0", "l1MaxBytes"),
+        ("sidecar.l1MaxBytes=64Mi", "l1MaxBytes"),
+        ("sidecar.l1MaxBytes=lots", "l1MaxBytes"),
+        ("sidecar.cpuRequest=0", "cpuRequest"),
+        ("sidecar.cpuRequest=50Mi", "cpuRequest"),
+        ("sidecar.cpuRequest=fast", "cpuRequest"),
+        ("sidecar.cpuRequest=1.", "cpuRequest"),
+        ("sidecar.image=a b", "image"),
+        ("image.repository=a b", "repository"),
+        ("sidecar.urlEnv=1X", "urlEnv"),
+        ("sidecar.systemNamespaces[0]=Kube_System", "systemNamespaces"),
+    ] {
+        render_refused(&["--set", set], key, "values.schema.json");
+    }
+    for (set, rendered) in [
+        ("sidecar.l1Ttl=500ms", "l1Ttl: \"500ms\""),
+        ("sidecar.l1Ttl=5m", "l1Ttl: \"5m\""),
+        ("sidecar.l1Ttl=90", "l1Ttl: \"90\""),
+        ("sidecar.l1Ttl=0", "l1Ttl: \"0\""),
+        ("sidecar.l1MaxBytes=256MiB", "l1MaxBytes: \"256MiB\""),
+        ("sidecar.l1MaxBytes=1GiB", "l1MaxBytes: \"1GiB\""),
+        ("sidecar.l1MaxBytes=134217728", "l1MaxBytes: \"134217728\""),
+        ("sidecar.cpuRequest=100m", "cpuRequest: \"100m\""),
+        ("sidecar.cpuRequest=0.5", "cpuRequest: \"0.5\""),
+        ("sidecar.cpuRequest=2", "cpuRequest: \"2\""),
+        (
+            "sidecar.image=registry.example:5000/nearcache@sha256:abc",
+            "image: \"registry.example:5000/nearcache@sha256:abc\"",
+        ),
+    ] {
+        let docs = split_docs(&render(set));
+        let config = docs
+            .iter()
+            .find(|d| d.kind == "ConfigMap")
+            .expect("the injector's ConfigMap");
+        assert!(config.text.contains(rendered), "{set}: {}", config.text);
+    }
+}
+
 #[test]
 fn a_bus_key_secret_reaches_the_injector_config() {
     let docs = split_docs(&render("sidecar.busKeySecret=nearcache-bus/key"));

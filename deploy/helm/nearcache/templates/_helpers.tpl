@@ -66,3 +66,11 @@ app.kubernetes.io/part-of: nearcache
 {{- end }}
 {{- toYaml $names }}
 {{- end }}
+
+{{/*
+A size or duration as the injector reads it: strings as given, numbers as whole numbers
+(a YAML integer is a float to templates, and 134217728 would print as 1.34217728e+08).
+*/}}
+{{- define "nearcache.scalar" -}}
+{{- if kindIs "string" . }}{{ quote . }}{{ else }}{{ int64 . | toString | quote }}{{ end }}
+{{- end }}
