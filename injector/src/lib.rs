@@ -9,19 +9,21 @@ pub mod conflicts;
 pub mod parse;
 pub mod refs;
 pub mod server;
+mod settings;
 pub mod tls;
 
 use std::collections::BTreeMap;
 
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, Pod, Probe,
-    ResourceRequirements, SecretKeySelector, SecurityContext, VolumeMount,
+    Capabilities, Container, ContainerPort, EnvVar, ExecAction, Pod, Probe, ResourceRequirements,
+    SecurityContext, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::{json, Value};
 
 pub use config::InjectorConfig;
+use settings::{settings, Settings, Upstream};
 
 /// Pod label that opts a pod in (`"true"`) or out (`"false"`).
 pub const LABEL_INJECT: &str = "nearcache.io/inject";
@@ -99,27 +101,6 @@ pub enum InjectError {
     NoContainers,
     #[error("cannot serialise the sidecar: {0}")]
     Serialise(#[from] serde_json::Error),
-}
-
-/// Where the sidecar's NEARCACHE_UPSTREAM comes from.
-enum Upstream {
-    Value(String),
-    From(Box<EnvVarSource>),
-}
-
-/// Per-pod settings after annotations were applied to the config.
-struct Settings {
-    image: String,
-    url_env: String,
-    l1_max_bytes: u64,
-    l1_ttl: String,
-    cpu_request: String,
-    memory: String,
-    upstream: Option<Upstream>,
-    /// Env entries the upstream URL references as `$(VAR)`, copied from the app container.
-    upstream_env: Vec<EnvVar>,
-    /// The bus key Secret (name, key).
-    bus_key: Option<(String, String)>,
 }
 
 /// Escapes one JSON pointer token (`~` → `~0`, `/` → `~1`).
@@ -295,197 +276,6 @@ fn replace(path: &str, value: Value) -> PatchOperation {
         path: path.parse().expect("patch paths are valid JSON pointers"),
         value,
     })
-}
-
-/// Applies the annotations to the config; every problem is reported, not just the first.
-/// The error is the skip reason and the problems.
-fn settings(
-    pod: &Pod,
-    ann: &BTreeMap<String, String>,
-    config: &InjectorConfig,
-) -> Result<Settings, (&'static str, Vec<String>)> {
-    let mut problems = Vec::new();
-    let mut check = |key: &str, f: &dyn Fn(&str) -> Result<(), String>| {
-        if let Some(v) = ann.get(key) {
-            if let Err(e) = f(v) {
-                problems.push(format!("annotation {key}={v:?}: {e}"));
-            }
-        }
-    };
-    check(ANNOTATION_UPSTREAM_SECRET, &|v| {
-        parse::secret_ref(v).map(|_| ())
-    });
-    check(ANNOTATION_URL_ENV, &|v| parse::env_name(v));
-    check(ANNOTATION_L1_MAX_BYTES, &|v| {
-        parse::positive_size(v).map(|_| ())
-    });
-    check(ANNOTATION_L1_TTL, &|v| parse::duration_ms(v).map(|_| ()));
-    check(ANNOTATION_IMAGE, &|v| parse::image(v));
-    check(ANNOTATION_CPU_REQUEST, &|v| parse::cpu_quantity(v));
-    check(ANNOTATION_MEMORY_LIMIT, &|v| parse::memory_quantity(v));
-    check(ANNOTATION_BUS_KEY_SECRET, &|v| {
-        parse::secret_ref(v).map(|_| ())
-    });
-    let first = pod.spec.iter().flat_map(|s| s.containers.first()).next();
-    let annotated_env = match (ann.get(ANNOTATION_UPSTREAM), first) {
-        (Some(v), Some(c)) => match checked_url(v, c.env.as_deref().unwrap_or_default(), &c.name)
-        {
-            Ok(entries) => entries,
-            Err(e) => {
-                let v = parse::redact_url(v);
-                problems.push(format!("annotation {ANNOTATION_UPSTREAM}={v:?}: {e}"));
-                Vec::new()
-            }
-        },
-        _ => Vec::new(),
-    };
-    if ann.contains_key(ANNOTATION_UPSTREAM) && ann.contains_key(ANNOTATION_UPSTREAM_SECRET) {
-        problems.push(format!(
-            "annotations {ANNOTATION_UPSTREAM} and {ANNOTATION_UPSTREAM_SECRET} are mutually exclusive"
-        ));
-    }
-    if !problems.is_empty() {
-        return Err(("invalid annotations", problems));
-    }
-
-    let get = |key: &str, default: &str| {
-        ann.get(key)
-            .map(|v| v.trim().to_owned())
-            .unwrap_or_else(|| default.to_owned())
-    };
-    let url_env = get(ANNOTATION_URL_ENV, &config.url_env);
-    let l1_max_bytes = match ann.get(ANNOTATION_L1_MAX_BYTES) {
-        Some(v) => parse::positive_size(v).expect("checked above"),
-        None => config.l1_max_bytes_value(),
-    };
-    let memory = match ann.get(ANNOTATION_MEMORY_LIMIT) {
-        Some(v) => {
-            let floor = l1_max_bytes.saturating_add(32 * MIB);
-            if parse::memory_bytes(v).expect("checked above") < floor {
-                return Err((
-                    "memory limit too small",
-                    vec![format!(
-                        "annotation {ANNOTATION_MEMORY_LIMIT}={v:?} is below the L1 bound + 32 MiB \
-                         ({}), too little for the sidecar to run",
-                        memory_mib(floor)
-                    )],
-                ));
-            }
-            v.trim().to_owned()
-        }
-        None => memory_for(l1_max_bytes),
-    };
-
-    let mut upstream_env = Vec::new();
-    let upstream = if let Some(url) = ann.get(ANNOTATION_UPSTREAM) {
-        upstream_env = annotated_env;
-        Some(Upstream::Value(url.trim().to_owned()))
-    } else if let Some(r) = ann.get(ANNOTATION_UPSTREAM_SECRET) {
-        let (name, key) = parse::secret_ref(r).expect("checked above");
-        Some(Upstream::From(Box::new(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: name.to_owned(),
-                key: key.to_owned(),
-                optional: None,
-            }),
-            ..Default::default()
-        })))
-    } else {
-        let found =
-            existing_upstream(pod, &url_env).map_err(|p| ("unusable existing upstream", p))?;
-        found.map(|(upstream, entries)| {
-            upstream_env = entries;
-            upstream
-        })
-    };
-
-    let bus_key = ann
-        .get(ANNOTATION_BUS_KEY_SECRET)
-        .or(config.bus_key_secret.as_ref())
-        .and_then(|r| parse::secret_ref(r).ok())
-        .map(|(name, key)| (name.to_owned(), key.to_owned()));
-    if bus_key.is_some()
-        && pod
-            .spec
-            .iter()
-            .flat_map(|s| s.volumes.iter().flatten())
-            .any(|v| v.name == BUS_KEY_VOLUME)
-    {
-        return Err((
-            "volume name taken",
-            vec![format!(
-                "the pod already has a volume named {BUS_KEY_VOLUME}"
-            )],
-        ));
-    }
-
-    Ok(Settings {
-        bus_key,
-        image: get(ANNOTATION_IMAGE, &config.image),
-        url_env,
-        l1_max_bytes,
-        l1_ttl: get(ANNOTATION_L1_TTL, &config.l1_ttl),
-        cpu_request: get(ANNOTATION_CPU_REQUEST, &config.cpu_request),
-        memory,
-        upstream,
-        upstream_env,
-    })
-}
-
-/// The URL as the sidecar will see it is one it starts with, and not its own address; the
-/// env entries its `$(VAR)` references need (from `earlier`, entries of `container`).
-fn checked_url(v: &str, earlier: &[EnvVar], container: &str) -> Result<Vec<EnvVar>, String> {
-    let resolved = refs::resolve(v, earlier, container)?;
-    parse::upstream_url(&resolved.expanded)?;
-    if parse::is_sidecar_address(&resolved.expanded) {
-        return Err("that is the sidecar's own address".to_owned());
-    }
-    Ok(resolved.entries)
-}
-
-/// The app containers' existing `<url_env>`: it becomes the upstream, with the env entries
-/// its `$(VAR)` references need. Containers that disagree make the upstream ambiguous (a
-/// problem); none at all is `None`.
-fn existing_upstream(
-    pod: &Pod,
-    url_env: &str,
-) -> Result<Option<(Upstream, Vec<EnvVar>)>, Vec<String>> {
-    // (container name, the entries before the URL's, the URL's entry)
-    let mut found: Vec<(&str, &[EnvVar], &EnvVar)> = Vec::new();
-    for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
-        let env = c.env.as_deref().unwrap_or_default();
-        for (j, e) in env.iter().enumerate().filter(|(_, e)| e.name == url_env) {
-            if e.value.as_deref().is_some_and(|v| !v.is_empty()) || e.value_from.is_some() {
-                found.push((&c.name, &env[..j], e));
-            }
-        }
-    }
-    let Some(&(container, earlier, first)) = found.first() else {
-        return Ok(None);
-    };
-    if found
-        .iter()
-        .any(|(_, _, e)| e.value != first.value || e.value_from != first.value_from)
-    {
-        return Err(vec![format!(
-            "the app containers set {url_env} to different values; annotate the pod with {ANNOTATION_UPSTREAM}"
-        )]);
-    }
-    if let Some(v) = &first.value_from {
-        return Ok(Some((Upstream::From(Box::new(v.clone())), Vec::new())));
-    }
-    let v = first.value.clone().unwrap_or_default();
-    match checked_url(&v, earlier, container) {
-        Ok(entries) => Ok(Some((Upstream::Value(v), entries))),
-        Err(e) if e.contains("own address") => Err(vec![format!(
-            "existing {url_env}={:?} already points at the sidecar's address; annotate the pod with {ANNOTATION_UPSTREAM}",
-            parse::redact_url(&v)
-        )]),
-        Err(e) => Err(vec![format!(
-            "existing {url_env}={:?}: {e}",
-            parse::redact_url(&v)
-        )]),
-    }
 }
 
 /// Memory request and limit for an L1 bound: 1.5 × L1 + 32 MiB, rounded up to a MiB.

@@ -176,7 +176,9 @@ pub fn memory_bytes(s: &str) -> Result<u64, String> {
         _ => return Err("not a memory quantity (use e.g. 256Mi, 1Gi)".to_owned()),
     };
     let s = s.trim();
-    let number: f64 = s[..s.len() - s.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.').len()]
+    let number: f64 = s[..s.len()
+        - s.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
+            .len()]
         .parse()
         .map_err(|_| "not a Kubernetes quantity".to_owned())?;
     Ok((number * unit as f64) as u64)

@@ -98,7 +98,11 @@ pub fn resolve(text: &str, earlier: &[EnvVar], container: &str) -> Result<Resolv
                 "$({name}) is a resourceFieldRef, which means another value in the sidecar"
             ));
         }
-        if let Some(v) = entry.value.as_deref().filter(|_| entry.value_from.is_none()) {
+        if let Some(v) = entry
+            .value
+            .as_deref()
+            .filter(|_| entry.value_from.is_none())
+        {
             wanted.extend(references(v).into_iter().map(|n| (n, j)));
         }
     }
@@ -164,7 +168,11 @@ mod tests {
         ];
         let err = resolve("redis://:$(PW)@$(HOST)", &env[..3], "app").unwrap_err();
         assert!(err.contains("$(NS)"), "{err}");
-        let env = [lit("NS", "shop"), secret("PW"), lit("HOST", "redis.$(NS).svc")];
+        let env = [
+            lit("NS", "shop"),
+            secret("PW"),
+            lit("HOST", "redis.$(NS).svc"),
+        ];
         let r = resolve("redis://:$(PW)@$(HOST):6379", &env, "app").unwrap();
         let names: Vec<_> = r.entries.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["NS", "PW", "HOST"]);

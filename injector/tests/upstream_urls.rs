@@ -24,8 +24,16 @@ const URLS: &[(&str, bool, &str)] = &[
     ("redis://redis:6379?protocol=3", true, ""),
     ("redis://redis:6379/0?protocol=2&timeout=5s", true, ""),
     ("redis://redis:6379?timeout=5s", true, ""),
-    ("redis://redis?dial_timeout=3s&pool_size=20&max_retries=2", true, ""),
-    ("redis://redis?socket_timeout=0.5&max_connections=10", true, ""),
+    (
+        "redis://redis?dial_timeout=3s&pool_size=20&max_retries=2",
+        true,
+        "",
+    ),
+    (
+        "redis://redis?socket_timeout=0.5&max_connections=10",
+        true,
+        "",
+    ),
     ("redis://redis?db=3", true, ""),
     ("redis://redis/3?db=3", true, ""),
     ("redis://redis?password=s3cret", true, ""),

@@ -592,7 +592,10 @@ fn sidecar_values_follow_the_injectors_grammar() {
         ("sidecar.image=a b", "image"),
         ("image.repository=a b", "repository"),
         ("sidecar.urlEnv=1X", "urlEnv"),
-        ("sidecar.systemNamespaces[0]=Kube_System", "systemNamespaces"),
+        (
+            "sidecar.systemNamespaces[0]=Kube_System",
+            "systemNamespaces",
+        ),
     ] {
         render_refused(&["--set", set], key, "values.schema.json");
     }

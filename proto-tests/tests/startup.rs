@@ -110,3 +110,39 @@ fn the_first_stdout_line_is_the_listening_one() {
         );
     }
 }
+
+/// Query parameters clients write in their Redis URL (issue: the injector copies the app's
+/// URL into the sidecar): `db` and `password` are applied, client options such as `protocol`
+/// and `timeout` are accepted and ignored, a `#fragment` too.
+#[test]
+fn an_upstream_url_with_client_query_parameters_is_applied() {
+    let redis = Redis::start_with(&["--requirepass", "s3cret"]);
+    let url = format!(
+        "redis://127.0.0.1:{}?db=3&password=s3cret&protocol=3&timeout=5s#frag",
+        redis.port()
+    );
+    let sidecar = Sidecar::start_url(&url, &[]);
+    let mut conn = sidecar.conn();
+    assert_reply(&conn.cmd_str(&["SET", "q", "v"]), b"+OK\r\n", "SET");
+    let mut direct = redis.conn();
+    assert_reply(
+        &direct.cmd_str(&["AUTH", "s3cret"]),
+        b"+OK\r\n",
+        "AUTH direct",
+    );
+    assert_eq!(get_in_db(&mut direct, 3, "q"), b"$1\r\nv\r\n");
+}
+
+/// A parameter the sidecar does not know is refused at start (exit 64), named.
+#[test]
+fn an_unknown_query_parameter_exits_64_naming_it() {
+    let url = format!("redis://127.0.0.1:{}?poolsize=10", free_port());
+    let out = run_nearcache(&["--upstream", &url], &[], RUN_TIMEOUT);
+    assert_eq!(out.status.code(), Some(64), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--upstream")
+            && out.stderr.contains("unknown query parameter \"poolsize\""),
+        "{}",
+        out.stderr
+    );
+}

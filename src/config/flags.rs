@@ -3,7 +3,6 @@
 use std::fmt;
 use std::path::PathBuf;
 
-
 /// Command-line flags; every flag also reads `NEARCACHE_<NAME>` from the environment (clap `env`).
 ///
 /// Values are kept as given (`None` = not given) and parsed in [`super::Config::from_parts`].
@@ -22,7 +21,7 @@ pub struct Flags {
     /// Client listen address [default: 127.0.0.1:6380]
     #[arg(long, env = "NEARCACHE_LISTEN", value_name = "ADDR", global = true)]
     pub listen: Option<String>,
-    /// Upstream Redis URL, redis://user:password@host:port/db, all but host optional [default: redis://127.0.0.1:6379]
+    /// Upstream Redis URL, redis://user:password@host:port/db?param=value, all but host optional (README: "The upstream URL") [default: redis://127.0.0.1:6379]
     #[arg(
         long,
         env = "NEARCACHE_UPSTREAM",

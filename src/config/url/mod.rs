@@ -94,14 +94,14 @@ pub fn upstream(s: &str) -> Result<UpstreamAddr, String> {
                 .map_err(|_| format!("invalid db {db:?} (must be a number)"))?,
         ),
     };
-    let (mut username, mut password) =
-        match userinfo.map(|u| u.split_once(':').unwrap_or((u, ""))) {
-            None => (None, None),
-            Some((user, pass)) => (
-                decode(user, "username", false)?,
-                decode(pass, "password", false)?,
-            ),
-        };
+    let (mut username, mut password) = match userinfo.map(|u| u.split_once(':').unwrap_or((u, "")))
+    {
+        None => (None, None),
+        Some((user, pass)) => (
+            decode(user, "username", false)?,
+            decode(pass, "password", false)?,
+        ),
+    };
     let params = Params::parse(query)?;
     let db = match (path_db, params.db) {
         (Some(a), Some(b)) if a != b => {

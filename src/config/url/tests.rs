@@ -98,7 +98,6 @@ fn redact_url_hides_only_the_password() {
     assert_eq!(redact("redis://h:1"), "redis://h:1");
 }
 
-
 #[test]
 fn query_parameters_clients_write_are_applied_or_ignored() {
     for (url, want) in [
@@ -120,8 +119,14 @@ fn query_parameters_clients_write_are_applied_or_ignored() {
         ("redis://h/2#frag?db=3", addr("h", 6379, None, None, 2)),
         ("redis://h?db=3#frag", addr("h", 6379, None, None, 3)),
         ("redis://:a#b@h", addr("h", 6379, None, Some("a#b"), 0)),
-        ("redis://:p%3Fw@h?db=1", addr("h", 6379, None, Some("p?w"), 1)),
-        ("redis://redis_host-1.ns.svc", addr("redis_host-1.ns.svc", 6379, None, None, 0)),
+        (
+            "redis://:p%3Fw@h?db=1",
+            addr("h", 6379, None, Some("p?w"), 1),
+        ),
+        (
+            "redis://redis_host-1.ns.svc",
+            addr("redis_host-1.ns.svc", 6379, None, None, 0),
+        ),
     ] {
         assert_eq!(upstream(url), Ok(want), "{url}");
     }
