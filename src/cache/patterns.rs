@@ -11,6 +11,12 @@
 //! invalidation leaves the pending set, and learns how many entries it evicted, when the
 //! pass that took it is done. A pending set beyond [`MAX_PENDING`] patterns is not grown:
 //! L1 is flushed instead (conservative and cheap).
+//!
+//! The pass runs in slices of [`SLICE`] entries and rests after each for [`REST_FACTOR`]
+//! times as long as the slice took: on a small machine (the sidecar shares its pod's cores
+//! with the application) it takes at most about a third of one core, so a pass over a
+//! large L1 takes longer but leaves the serving thread its core. Only the keys the pending
+//! patterns match wait for it (they are refused as hits until it is done).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, RwLock};
@@ -24,6 +30,10 @@ use crate::glob::Pattern;
 /// Most patterns pending at once (registered, their scan not done); an invalidation that
 /// would take more flushes L1 instead.
 pub const MAX_PENDING: usize = 256;
+/// Entries a scan looks at between two rests.
+const SLICE: usize = 16_384;
+/// A scan rests this many times as long as its last slice took.
+const REST_FACTOR: u32 = 2;
 
 /// The pattern invalidations registered and not yet scanned.
 #[derive(Default)]
@@ -249,7 +259,12 @@ impl L1 {
             .stores
             .iter()
             .flat_map(|store| store.iter().map(move |e| (store, e)));
-        for (store, (key, _)) in entries {
+        let mut slice_started = std::time::Instant::now();
+        for (n, (store, (key, _))) in entries.enumerate() {
+            if n % SLICE == SLICE - 1 {
+                std::thread::sleep(slice_started.elapsed() * REST_FACTOR);
+                slice_started = std::time::Instant::now();
+            }
             index.matching(&key.key, &mut matched);
             if matched.is_empty() {
                 continue;
