@@ -230,7 +230,9 @@ pub fn not_ready(shared: &Shared) -> Option<&'static str> {
     match shared.upstream.state() {
         UpstreamState::Unreachable => return Some("upstream unreachable"),
         UpstreamState::AuthFailed => {
-            return Some("upstream authentication failed (it refuses the credentials in --upstream)")
+            return Some(
+                "upstream authentication failed (it refuses the credentials in --upstream)",
+            )
         }
         UpstreamState::Up | UpstreamState::AuthRequired => {}
     }

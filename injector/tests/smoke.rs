@@ -205,12 +205,18 @@ fn while_redis_is_down_the_app_starts_unless_the_config_says_otherwise() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // Readiness still needs Redis.
-    assert!(!run_probe(sidecar, "readinessProbe", &env), "ready without Redis");
+    assert!(
+        !run_probe(sidecar, "readinessProbe", &env),
+        "ready without Redis"
+    );
     // The app's commands get the sidecar's error, not a hang.
     let addr = format!("127.0.0.1:{listen_port}").parse().unwrap();
     let reply = Conn::connect(addr).cmd_str(&["GET", "k"]);
     let text = String::from_utf8_lossy(&reply);
-    assert!(text.starts_with("-ERR nearcache: upstream unavailable"), "{text}");
+    assert!(
+        text.starts_with("-ERR nearcache: upstream unavailable"),
+        "{text}"
+    );
     // startupRequiresUpstream: the startup probe is the readiness one: the app waits.
     let config = InjectorConfig {
         startup_requires_upstream: true,
@@ -222,5 +228,8 @@ fn while_redis_is_down_the_app_starts_unless_the_config_says_otherwise() {
         strict_sidecar["startupProbe"]["exec"],
         strict_sidecar["readinessProbe"]["exec"]
     );
-    assert!(!run_probe(strict_sidecar, "startupProbe", &env), "started without Redis");
+    assert!(
+        !run_probe(strict_sidecar, "startupProbe", &env),
+        "started without Redis"
+    );
 }

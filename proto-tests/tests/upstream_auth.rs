@@ -59,7 +59,9 @@ fn without_credentials_the_sidecar_is_ready_and_says_authentication_is_required(
     let http = sidecar.metrics_addr().expect("metrics on");
     // Before any client authenticated: ready, since the clients authenticate themselves.
     poll_until(WAIT, "the upstream's refusal is logged", || {
-        sidecar.stderr().contains("upstream requires authentication")
+        sidecar
+            .stderr()
+            .contains("upstream requires authentication")
     });
     poll_until(WAIT, "/readyz 200 with no client yet", || {
         http_get(http, "/readyz") == (200, "ready\n".to_owned())
@@ -98,7 +100,9 @@ fn a_wrong_password_is_not_ready_with_authentication_failed_as_the_reason() {
         status == 503 && body.starts_with(reason)
     });
     poll_until(WAIT, "the refusal is logged", || {
-        sidecar.stderr().contains("upstream authentication failed (WRONGPASS")
+        sidecar
+            .stderr()
+            .contains("upstream authentication failed (WRONGPASS")
     });
     let stderr = sidecar.stderr();
     assert!(!stderr.contains("unreachable"), "{stderr}");

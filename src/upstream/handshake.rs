@@ -140,9 +140,14 @@ pub(super) fn handshake_error(reply: &[u8], creds: Option<&Credentials>) -> Upst
 /// (`ERR AUTH <password> called without any password configured ...`, and Redis 5's
 /// `ERR Client sent AUTH, but no password is set`) or Redis 5's `ERR invalid password`.
 fn refuses_credentials(text: &str) -> bool {
-    ["WRONGPASS", "ERR invalid password", "ERR Client sent AUTH", "ERR AUTH "]
-        .iter()
-        .any(|code| text.starts_with(code))
+    [
+        "WRONGPASS",
+        "ERR invalid password",
+        "ERR Client sent AUTH",
+        "ERR AUTH ",
+    ]
+    .iter()
+    .any(|code| text.starts_with(code))
 }
 
 /// The requests that bring a new connection into the route's state, and what each is for.
