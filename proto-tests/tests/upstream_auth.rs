@@ -71,8 +71,14 @@ fn without_credentials_the_sidecar_is_ready_and_says_authentication_is_required(
         ("auth_required".to_owned(), Some(1.0)),
         "reachable (no outage), authentication required"
     );
+    poll_until(WAIT, "the invalidation link's wait is logged", || {
+        sidecar
+            .stderr()
+            .contains("invalidation link waits for a client to authenticate")
+    });
     let stderr = sidecar.stderr();
     assert!(!stderr.contains("unreachable"), "{stderr}");
+    assert!(!stderr.contains("not established"), "{stderr}");
     // A client that does not authenticate gets Redis's own reply, as from Redis.
     let mut anonymous = sidecar.conn();
     let reply = anonymous.cmd_str(&["GET", "k"]);

@@ -44,6 +44,8 @@ const OFFER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 pub async fn run(tracking: Arc<Tracking>, target: ControlTarget) {
     let mut backoff = Backoff::new(Arc::as_ptr(&tracking) as u64);
     let mut down_logged = false;
+    // Whether the link was ever up: a first connection after waiting is not "up again".
+    let mut ever_up = false;
     // Entries kept through an outage of the upstream (`--serve-stale-when-down`): no
     // tracking covers them any more, so they go before L1 serves again.
     let mut kept = false;
@@ -67,9 +69,13 @@ pub async fn run(tracking: Arc<Tracking>, target: ControlTarget) {
                 tracking.connected(id);
                 tracking.awaiting_credentials.store(false, Relaxed);
                 if down_logged {
-                    tracing::info!("invalidation link up again");
+                    match ever_up {
+                        true => tracing::info!("invalidation link up again"),
+                        false => tracing::info!("invalidation link up"),
+                    }
                     down_logged = false;
                 }
+                ever_up = true;
                 let reason = serve(&tracking, &target, stream, buf).await;
                 tracking.bus.set_subscribed(false);
                 reason
