@@ -25,6 +25,12 @@ pub enum UpstreamError {
     /// connection is tried again.
     #[error("{}", String::from_utf8_lossy(.0).trim_end())]
     Replied(Bytes),
+    /// The upstream answered, and refused the credentials of `--upstream` (or of a client's
+    /// identity) while a connection was set up: `WRONGPASS`, or a password the server has
+    /// no use for. A configuration error, not an outage: the text is the server's, the
+    /// password taken out.
+    #[error("upstream authentication failed ({0})")]
+    AuthFailed(Arc<str>),
     /// The upstream address leads back to this sidecar's own listener (`--upstream`).
     #[error("upstream is this sidecar itself (--upstream leads back to its own listener)")]
     Itself,

@@ -30,6 +30,7 @@ use tokio::time::Instant;
 
 use crate::metrics::export::Exporter;
 use crate::state::Shared;
+use crate::upstream::UpstreamState;
 
 /// HTTP connections open at once.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -219,14 +220,23 @@ async fn respond(
     }
 }
 
-/// Why the sidecar is not ready, if it is not: the upstream is unreachable, L1 needs the
-/// invalidation link (tracking or the bus) and it is down, or the start-up warming runs
-/// with `warm_before_ready` (at most [`crate::warm::READY_HOLD`]).
+/// Why the sidecar is not ready, if it is not: the upstream is unreachable, it refuses the
+/// credentials of `--upstream`, L1 needs the invalidation link (tracking or the bus) and it
+/// is down, or the start-up warming runs with `warm_before_ready` (at most
+/// [`crate::warm::READY_HOLD`]). An upstream that requires authentication while
+/// `--upstream` has no credentials is no reason: the clients authenticate themselves, and
+/// the invalidation link waits for the first that does.
 pub fn not_ready(shared: &Shared) -> Option<&'static str> {
-    if !shared.upstream.link_up() {
-        return Some("upstream unreachable");
+    match shared.upstream.state() {
+        UpstreamState::Unreachable => return Some("upstream unreachable"),
+        UpstreamState::AuthFailed => {
+            return Some(
+                "upstream authentication failed (it refuses the credentials in --upstream)",
+            )
+        }
+        UpstreamState::Up | UpstreamState::AuthRequired => {}
     }
-    if !shared.tracking.serving() {
+    if !shared.tracking.serving() && !shared.tracking.awaiting_credentials() {
         return Some("invalidation link down");
     }
     if shared.warm.holds_readiness() {

@@ -61,6 +61,7 @@ pub fn section(shared: &Shared) -> String {
     s.line("uptime_in_seconds", &stats.started.elapsed().as_secs());
     s.line("upstream_address", &shared.upstream.address());
     s.line("upstream_link_status", &link);
+    s.line("upstream_state", &shared.upstream.state().name());
     s.line("ready", &u8::from(crate::http::not_ready(shared).is_none()));
     s.line("connected_clients", &stats.connected_clients.load(Relaxed));
     s.line(
@@ -219,6 +220,7 @@ pub fn invalidation_section(shared: &Shared) -> String {
     let link = match (tracking.link_needed(), tracking.link_up()) {
         (false, _) => "off",
         (true, true) => "up",
+        (true, false) if tracking.awaiting_credentials() => "awaiting_credentials",
         (true, false) => "down",
     };
     line("invalidation_link", &link);

@@ -31,8 +31,12 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if let Some(Command::Probe { timeout }) = &flags.command {
-        return probe(config.listen, timeout);
+    if let Some(Command::Probe { timeout, listening }) = &flags.command {
+        let check = match listening {
+            true => nearcache::probe::Check::Listening,
+            false => nearcache::probe::Check::Serving,
+        };
+        return probe(config.listen, timeout, check);
     }
     // From here on everything goes through `tracing` (stderr, --log-format, --log-level).
     if let Err(e) = nearcache::logging::init(&config) {
@@ -163,8 +167,8 @@ async fn wait_for_signal() {
     }
 }
 
-/// `nearcache probe`: 0 when the sidecar on `listen` answers within `timeout`.
-fn probe(listen: std::net::SocketAddr, timeout: &str) -> ExitCode {
+/// `nearcache probe`: 0 when the sidecar on `listen` answers `check` within `timeout`.
+fn probe(listen: std::net::SocketAddr, timeout: &str, check: nearcache::probe::Check) -> ExitCode {
     let timeout = match nearcache::config::parse_duration(timeout) {
         Ok(t) if !t.is_zero() => t,
         Ok(_) => {
@@ -181,7 +185,7 @@ fn probe(listen: std::net::SocketAddr, timeout: &str) -> ExitCode {
         true => std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port()),
         false => listen,
     };
-    match nearcache::probe::probe(addr, timeout) {
+    match nearcache::probe::probe(addr, timeout, check) {
         Ok(()) => ExitCode::SUCCESS,
         Err(why) => {
             eprintln!("nearcache probe: {why}");

@@ -18,6 +18,12 @@ pub struct InjectorConfig {
     /// `<secret>/<key>`: the invalidation bus key every injected sidecar mounts (see the
     /// sidecar's `--bus-key-file`); `None`: the bus is open unless a pod names one.
     pub bus_key_secret: Option<String>,
+    /// Whether the sidecar's startup probe (which holds the app containers back) waits for
+    /// the upstream: `false` (the default), the app starts once the sidecar listens, Redis
+    /// down or not, and its commands get `-ERR ... upstream unavailable` until Redis is
+    /// back; `true`, the app starts only once the sidecar serves, and a sidecar whose Redis
+    /// stays unreachable for 30 s is restarted. Readiness always needs the upstream.
+    pub startup_requires_upstream: bool,
 }
 
 impl Default for InjectorConfig {
@@ -33,6 +39,7 @@ impl Default for InjectorConfig {
                 .map(str::to_owned)
                 .to_vec(),
             bus_key_secret: None,
+            startup_requires_upstream: false,
         }
     }
 }
@@ -102,5 +109,9 @@ mod tests {
         let keyed = InjectorConfig::from_yaml("busKeySecret: nearcache-bus/key\n").unwrap();
         assert_eq!(keyed.bus_key_secret.as_deref(), Some("nearcache-bus/key"));
         assert!(InjectorConfig::from_yaml("busKeySecret: no-key-named\n").is_err());
+        assert!(!InjectorConfig::default().startup_requires_upstream);
+        let strict = InjectorConfig::from_yaml("startupRequiresUpstream: true\n").unwrap();
+        assert!(strict.startup_requires_upstream);
+        assert!(InjectorConfig::from_yaml("startupRequiresUpstream: maybe\n").is_err());
     }
 }

@@ -302,10 +302,17 @@ fn env(name: &str, value: impl Into<String>) -> EnvVar {
     }
 }
 
-fn probe(period: i32, failure_threshold: i32) -> Probe {
+/// An exec probe running `nearcache probe`: with `listening` it passes once the sidecar
+/// answers at all (`--listening`, whatever Redis does), else once it serves (a `PING`
+/// that needs the upstream).
+fn probe(period: i32, failure_threshold: i32, listening: bool) -> Probe {
+    let mut command = vec![SIDECAR_BINARY.to_owned(), "probe".to_owned()];
+    if listening {
+        command.push("--listening".to_owned());
+    }
     Probe {
         exec: Some(ExecAction {
-            command: Some(vec![SIDECAR_BINARY.to_owned(), "probe".to_owned()]),
+            command: Some(command),
         }),
         period_seconds: Some(period),
         timeout_seconds: Some(1),
@@ -369,8 +376,10 @@ fn sidecar_container(
             protocol: Some("TCP".to_owned()),
             ..Default::default()
         }]),
-        startup_probe: Some(probe(1, 30)),
-        readiness_probe: Some(probe(5, 3)),
+        // The app starts once the startup probe passes: by default once the sidecar
+        // listens, so that it starts (and retries) while Redis is down.
+        startup_probe: Some(probe(1, 30, !config.startup_requires_upstream)),
+        readiness_probe: Some(probe(5, 3, false)),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
                 ("cpu".to_owned(), quantity(&s.cpu_request)),

@@ -643,6 +643,27 @@ fn a_bus_key_secret_reaches_the_injector_config() {
 }
 
 #[test]
+fn the_startup_probe_choice_reaches_the_injector_config() {
+    let config_of = |set: &str| {
+        let docs = split_docs(&render(set));
+        let config = docs.iter().find(|d| d.kind == "ConfigMap").unwrap();
+        config.text.clone()
+    };
+    let default = config_of("");
+    assert!(
+        default.contains("startupRequiresUpstream: false"),
+        "{default}"
+    );
+    let strict = config_of("sidecar.startupRequiresUpstream=true");
+    assert!(strict.contains("startupRequiresUpstream: true"), "{strict}");
+    render_refused(
+        &["--set", "sidecar.startupRequiresUpstream=sometimes"],
+        "startupRequiresUpstream",
+        "values.schema.json: a boolean",
+    );
+}
+
+#[test]
 fn default_render_is_valid_with_a_chart_made_certificate() {
     let docs = split_docs(&render(""));
     let mut kinds = validate_docs(&docs, "helm template (default)");

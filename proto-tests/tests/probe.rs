@@ -1,6 +1,8 @@
 //! `nearcache probe`, the Kubernetes exec probe: exit 0 when the sidecar on the listen
 //! address (`--listen` or `NEARCACHE_LISTEN`, as the sidecar itself reads it) answers PING,
-//! 1 when nothing answers, or the sidecar answers with an error, within `--timeout`.
+//! 1 when nothing answers, or the sidecar answers with an error, within `--timeout`; with
+//! `--listening` (the startup probe), 0 once the sidecar answers at all, whatever its
+//! upstream does.
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -76,4 +78,26 @@ fn an_unreachable_upstream_fails_and_a_password_protected_one_passes() {
     let addr = sidecar.addr().to_string();
     let (code, stderr) = probe(&["--listen", &addr, "--timeout", "5s"], &[]);
     assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn listening_passes_while_the_upstream_is_down_and_fails_with_nothing_listening() {
+    // Nothing behind the sidecar: it listens (and accepts clients once one connect
+    // timeout has passed without the upstream), so the startup probe passes...
+    let sidecar = Sidecar::start(free_port(), &[]);
+    let addr = sidecar.addr().to_string();
+    let (code, stderr) = probe(&["--listening", "--listen", &addr, "--timeout", "5s"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    // ... and the readiness probe, which needs the upstream, fails.
+    let (code, stderr) = probe(&["--listen", &addr], &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    // The sidecar goes on serving after the probe's QUIT.
+    let mut c = sidecar.conn();
+    assert_reply(&c.cmd_str(&["QUIT"]), b"+OK\r\n", "QUIT");
+    // Nothing listening: the startup probe fails too.
+    let port = free_port().to_string();
+    let nothing = format!("127.0.0.1:{port}");
+    let (code, stderr) = probe(&["--listening", "--listen", &nothing], &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("nearcache probe: connect"), "{stderr}");
 }

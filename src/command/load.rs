@@ -157,10 +157,12 @@ impl Tables {
     }
 }
 
-/// NOAUTH while connecting is a refusal; anything else is the link's state.
+/// NOAUTH or refused credentials while connecting is a refusal; anything else is the
+/// link's state.
 fn refused_or_unavailable(e: UpstreamError) -> LoadError {
     match e {
         UpstreamError::Refused(text) => LoadError::Refused(text.to_string()),
+        e @ UpstreamError::AuthFailed(_) => LoadError::Refused(e.to_string()),
         e => LoadError::Unavailable(e),
     }
 }

@@ -179,5 +179,9 @@ pub enum Command {
         /// How long to wait for the connection and the reply
         #[arg(long, default_value = "1s", value_name = "DURATION")]
         timeout: String,
+        /// Only check that the sidecar listens and answers (QUIT), whatever the upstream
+        /// does: for a startup probe that lets the application start while Redis is down
+        #[arg(long)]
+        listening: bool,
     },
 }

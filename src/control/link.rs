@@ -44,6 +44,8 @@ const OFFER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 pub async fn run(tracking: Arc<Tracking>, target: ControlTarget) {
     let mut backoff = Backoff::new(Arc::as_ptr(&tracking) as u64);
     let mut down_logged = false;
+    // Whether the link was ever up: a first connection after waiting is not "up again".
+    let mut ever_up = false;
     // Entries kept through an outage of the upstream (`--serve-stale-when-down`): no
     // tracking covers them any more, so they go before L1 serves again.
     let mut kept = false;
@@ -65,10 +67,15 @@ pub async fn run(tracking: Arc<Tracking>, target: ControlTarget) {
                 let bus = &tracking.bus;
                 bus.set_subscribed(bus.active());
                 tracking.connected(id);
+                tracking.awaiting_credentials.store(false, Relaxed);
                 if down_logged {
-                    tracing::info!("invalidation link up again");
+                    match ever_up {
+                        true => tracing::info!("invalidation link up again"),
+                        false => tracing::info!("invalidation link up"),
+                    }
                     down_logged = false;
                 }
+                ever_up = true;
                 let reason = serve(&tracking, &target, stream, buf).await;
                 tracking.bus.set_subscribed(false);
                 reason
@@ -85,14 +92,24 @@ pub async fn run(tracking: Arc<Tracking>, target: ControlTarget) {
                 tracking.flush_for_loss();
             }
         } else if !down_logged {
-            tracing::warn!("invalidation link not established: {reason}");
+            if awaits_client(&target, creds.as_ref(), &reason) {
+                tracing::info!(
+                    "invalidation link waits for a client to authenticate: the upstream \
+                     requires authentication and --upstream has no credentials (L1 is \
+                     bypassed until then)"
+                );
+            } else {
+                tracing::warn!("invalidation link not established: {reason}");
+            }
         }
         down_logged = true;
         if target.credentials.is_none() && refused_for_credentials(&reason) {
             if let Some(c) = &creds {
                 tracking.refuse_offer(c);
             }
-            if tracking.offered().is_none() {
+            let awaiting = tracking.offered().is_none();
+            tracking.awaiting_credentials.store(awaiting, Relaxed);
+            if awaiting {
                 let offer = tracking.offer_arrived.notified();
                 let _ = tokio::time::timeout(OFFER_WAIT, offer).await;
                 continue;
@@ -100,6 +117,14 @@ pub async fn run(tracking: Arc<Tracking>, target: ControlTarget) {
         }
         tokio::time::sleep(backoff.next_delay()).await;
     }
+}
+
+/// Whether the control connection, without credentials of its own or offered, was refused
+/// for want of them: it waits for a client to authenticate (no error of the sidecar's).
+fn awaits_client(target: &ControlTarget, creds: Option<&Credentials>, reason: &str) -> bool {
+    target.credentials.is_none()
+        && creds.is_none()
+        && reason.trim_start_matches('-').starts_with("NOAUTH")
 }
 
 /// Whether the upstream refused the control connection for its credentials (none, wrong,

@@ -145,6 +145,9 @@ pub struct Tracking {
     offered: Mutex<Vec<Credentials>>,
     /// Wakes a control connection waiting for credentials.
     offer_arrived: Notify,
+    /// The control connection waits for a client's credentials: the upstream refused it
+    /// without any, `--upstream` has none, and no client offered working ones yet.
+    awaiting_credentials: AtomicBool,
     l1: Arc<L1>,
     /// What INFO shows.
     pub counters: TrackingCounters,
@@ -170,6 +173,7 @@ impl Tracking {
             refusal_logged: AtomicBool::new(false),
             offered: Mutex::new(Vec::new()),
             offer_arrived: Notify::new(),
+            awaiting_credentials: AtomicBool::new(false),
             l1,
             counters: TrackingCounters::default(),
             bus: Bus::new(channel),
@@ -201,6 +205,14 @@ impl Tracking {
     fn refuse_offer(&self, creds: &Credentials) {
         let mut offered = self.offered.lock().unwrap_or_else(|p| p.into_inner());
         offered.retain(|c| c != creds);
+    }
+
+    /// Whether the control connection waits for a client's credentials (the upstream
+    /// requires authentication, `--upstream` has none, no client offered working ones):
+    /// L1 is bypassed meanwhile, yet the sidecar serves, its clients authenticating
+    /// themselves.
+    pub fn awaiting_credentials(&self) -> bool {
+        self.awaiting_credentials.load(Relaxed) && !self.up.load(Relaxed)
     }
 
     /// Sets what runs after each flush for a lost link (once; later calls are ignored).

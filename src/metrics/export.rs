@@ -134,6 +134,7 @@ struct Figures {
     upstream_reconnects: IntCounter,
     upstream_pinned_refused: IntCounter,
     upstream_link_up: IntGauge,
+    upstream_state: IntGaugeVec,
     invalidation_messages: IntCounterVec,
     invalidation_gaps: IntCounter,
     bus_dropped: IntCounterVec,
@@ -261,8 +262,23 @@ impl Exporter {
             upstream_link_up: gauge(
                 &r,
                 "nearcache_upstream_link_up",
-                "1 while the upstream is reachable.",
+                "1 while the upstream is reachable (0 only for an outage: an upstream that \
+                 answers yet refuses the credentials is reachable).",
             ),
+            upstream_state: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "nearcache_upstream_state",
+                        "1 for the upstream's state, 0 for the others: up, unreachable, \
+                         auth_required (no credentials in --upstream; clients authenticate \
+                         themselves), auth_failed (the --upstream credentials are refused).",
+                    ),
+                    &["state"],
+                )
+                .expect("valid gauge");
+                r.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
             invalidation_messages: counter_vec(
                 &r,
                 "nearcache_invalidation_messages_total",
@@ -412,6 +428,11 @@ impl Exporter {
         set(&f.upstream_reconnects, shared.upstream.reconnects());
         set(&f.upstream_pinned_refused, n(&stats.pinned_refused));
         f.upstream_link_up.set(i64::from(shared.upstream.link_up()));
+        let state = shared.upstream.state();
+        for each in crate::upstream::UpstreamState::ALL {
+            let g = f.upstream_state.with_label_values(&[each.name()]);
+            g.set(i64::from(each == state));
+        }
         let tracking = &shared.tracking;
         let tc = &tracking.counters;
         let bc = &tracking.bus.counters;

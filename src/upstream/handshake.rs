@@ -124,12 +124,30 @@ pub(super) fn handshake_error(reply: &[u8], creds: Option<&Credentials>) -> Upst
     let text = super::redact(&String::from_utf8_lossy(reply), creds);
     let text = text.trim_start_matches('-').trim_end();
     // NOAUTH: the client must authenticate itself, and its library expects Redis's own
-    // reply for that. Anything else is the sidecar's problem.
+    // reply for that. Credentials refused: the server answers, the configuration is wrong.
+    // Anything else is the sidecar's problem.
     if text.starts_with("NOAUTH") {
         UpstreamError::Refused(text.into())
+    } else if creds.is_some() && refuses_credentials(text) {
+        UpstreamError::AuthFailed(text.into())
     } else {
         UpstreamError::unavailable(text)
     }
+}
+
+/// Whether an error reply to `AUTH` / `HELLO ... AUTH` (without its `-`) refuses the
+/// credentials: `WRONGPASS` (Redis 6+, Valkey), a password the server has no use for
+/// (`ERR AUTH <password> called without any password configured ...`, and Redis 5's
+/// `ERR Client sent AUTH, but no password is set`) or Redis 5's `ERR invalid password`.
+fn refuses_credentials(text: &str) -> bool {
+    [
+        "WRONGPASS",
+        "ERR invalid password",
+        "ERR Client sent AUTH",
+        "ERR AUTH ",
+    ]
+    .iter()
+    .any(|code| text.starts_with(code))
 }
 
 /// The requests that bring a new connection into the route's state, and what each is for.

@@ -19,6 +19,7 @@ mod handshake;
 pub mod outbound;
 mod pool;
 pub mod reply;
+mod state;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::SeqCst};
@@ -29,6 +30,8 @@ use bytes::{Bytes, BytesMut};
 
 pub use dedicated::Queued;
 pub use pool::{Lane, OnReply, PendingReply, Pool};
+pub use state::UpstreamState;
+use state::{AUTH_FAILED, AUTH_OK, AUTH_REQUIRED};
 
 use crate::control::Tracking;
 use crate::error::UpstreamError;
@@ -147,6 +150,9 @@ pub(crate) struct Link {
     /// What the last handshake without credentials was answered: [`SERVED`], [`NOAUTH`],
     /// or 0 (none answered yet).
     anonymous: AtomicU8,
+    /// What the sidecar's own route (identity 0) was last answered about its credentials:
+    /// `AUTH_OK`, `AUTH_REQUIRED` or `AUTH_FAILED` (see [`UpstreamState`]).
+    auth: AtomicU8,
     hook: LinkHook,
     stats: Arc<Stats>,
     /// Server-assisted tracking: what each connection turns on, and whether its replies
@@ -163,6 +169,47 @@ impl Link {
                 self.anonymous.store(NOAUTH, SeqCst)
             }
             Err(_) => {}
+        }
+    }
+
+    /// Records what a handshake of the sidecar's own route (identity 0) showed about its
+    /// credentials, and logs each change: `Ok(())` when it was let in, else the refusal.
+    fn own_handshake(&self, result: Result<(), &UpstreamError>) {
+        let (state, reason) = match result {
+            Ok(()) => (AUTH_OK, None),
+            Err(UpstreamError::Refused(text)) if text.starts_with("NOAUTH") => {
+                (AUTH_REQUIRED, Some(text.to_string()))
+            }
+            Err(e @ UpstreamError::AuthFailed(_)) => (AUTH_FAILED, Some(e.to_string())),
+            Err(_) => return,
+        };
+        if self.auth.swap(state, SeqCst) == state {
+            return;
+        }
+        let address = &self.address;
+        match (state, reason) {
+            (AUTH_REQUIRED, Some(reason)) => tracing::info!(
+                upstream = %address,
+                "upstream requires authentication ({reason}) and --upstream has no \
+                 credentials: each client authenticates itself"
+            ),
+            (AUTH_FAILED, Some(reason)) => tracing::error!(
+                upstream = %address,
+                "{reason}: the upstream refuses the credentials in --upstream; not ready \
+                 until they are right"
+            ),
+            _ => tracing::info!(upstream = %address, "upstream accepts the sidecar's credentials"),
+        }
+    }
+
+    /// A handshake was refused for its credentials: the server answers, so this is no
+    /// outage (an outage logged before is over).
+    fn answered(&self) {
+        if self.up_slots.load(SeqCst) == 0 {
+            self.down.store(false, SeqCst);
+        }
+        if self.down_logged.swap(false, SeqCst) {
+            tracing::info!(upstream = %self.address, "upstream reachable again");
         }
     }
 
@@ -283,6 +330,7 @@ impl Upstream {
                 down_logged: AtomicBool::new(false),
                 down: AtomicBool::new(true),
                 anonymous: AtomicU8::new(0),
+                auth: AtomicU8::new(AUTH_OK),
                 up_slots: AtomicUsize::new(0),
                 lost_pending: AtomicUsize::new(0),
                 reconnects: AtomicUsize::new(0),
@@ -322,6 +370,19 @@ impl Upstream {
     /// since the last one was (pools closed while idle leave the link up).
     pub fn link_up(&self) -> bool {
         self.link.up_slots.load(SeqCst) > 0 || !self.link.down.load(SeqCst)
+    }
+
+    /// The upstream's state: unreachable (an outage), or reachable and what it makes of the
+    /// sidecar's own credentials.
+    pub fn state(&self) -> UpstreamState {
+        if !self.link_up() {
+            return UpstreamState::Unreachable;
+        }
+        match self.link.auth.load(SeqCst) {
+            AUTH_REQUIRED => UpstreamState::AuthRequired,
+            AUTH_FAILED => UpstreamState::AuthFailed,
+            _ => UpstreamState::Up,
+        }
     }
 
     /// Whether the upstream serves a client that sends no credentials, as the last pooled

@@ -309,6 +309,9 @@ async fn supervise(
         if creds.is_none() {
             link.anonymous_handshake(&connected);
         }
+        if route.user == 0 {
+            link.own_handshake(connected.as_ref().map(|_| ()));
+        }
         match connected {
             Ok(stream) => {
                 backoff.reset();
@@ -361,7 +364,11 @@ async fn supervise(
                 slot.send_replace(SlotState::Down(UpstreamError::Unavailable(reason)));
             }
             Err(e) => {
-                link.failed(&e.to_string());
+                match &e {
+                    UpstreamError::AuthFailed(_) => link.answered(),
+                    UpstreamError::Refused(text) if text.starts_with("NOAUTH") => link.answered(),
+                    _ => link.failed(&e.to_string()),
+                }
                 slot.send_replace(SlotState::Down(e));
             }
         }

@@ -133,8 +133,20 @@ fn handshake_errors_never_quote_the_password() {
         handshake::handshake_error(b"-WRONGPASS invalid username-password pair\r\n", Some(&c));
     assert_eq!(
         shown.to_string(),
-        "upstream unavailable (WRONGPASS invalid username-password pair)"
+        "upstream authentication failed (WRONGPASS invalid username-password pair)"
     );
+    // Other refusals of the credentials, from Redis 5 and from a server without a password.
+    for reply in [
+        &b"-ERR invalid password\r\n"[..],
+        b"-ERR Client sent AUTH, but no password is set\r\n",
+        b"-ERR AUTH <password> called without any password configured for the default user.\r\n",
+    ] {
+        let e = handshake::handshake_error(reply, Some(&c));
+        assert!(matches!(e, UpstreamError::AuthFailed(_)), "{e}");
+    }
+    // Without credentials, NOAUTH is the client's to answer, as Redis words it.
+    let e = handshake::handshake_error(b"-NOAUTH Authentication required.\r\n", None);
+    assert!(matches!(e, UpstreamError::Refused(_)), "{e}");
     assert_eq!(redact("ERR x", None), "ERR x");
     assert_eq!(
         c.redact("a s3cret-upstream-pass b"),

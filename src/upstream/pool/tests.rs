@@ -27,6 +27,7 @@ fn pool(connections: usize) -> Pool {
         down_logged: AtomicBool::new(false),
         down: AtomicBool::new(true),
         anonymous: std::sync::atomic::AtomicU8::new(0),
+        auth: std::sync::atomic::AtomicU8::new(0),
         hook: Box::new(|_| {}),
         stats: Arc::new(Stats::new()),
         tracking: crate::upstream::tests::tracking_off(),
