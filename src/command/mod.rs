@@ -70,6 +70,9 @@ pub enum Local {
     ClientGetName,
     /// `CLIENT ID`: this client connection's own id, not the shared upstream connection's.
     ClientId,
+    /// `CLIENT REPLY ON|OFF|SKIP`: the sidecar drops the replies the client asked not to
+    /// get (the upstream connections are shared, and every reply is matched to a request).
+    ClientReply,
     /// `SCRIPT KILL`, `FUNCTION KILL`, `CLIENT UNPAUSE`: sent on a fresh connection, not
     /// queued behind the script or the paused write they end.
     Kill,
@@ -125,10 +128,9 @@ const PINNED_CLIENT: &[&[u8]] = &[
 /// Commands the sidecar does not proxy: the replication protocol (a replica must talk to
 /// the primary itself).
 const REFUSED: &[&[u8]] = &[b"SYNC", b"PSYNC", b"REPLCONF"];
-/// CLIENT subcommands the sidecar does not proxy: `REPLY OFF|SKIP` leaves requests without
-/// replies, which the sidecar matches to requests; `KILL` and `UNBLOCK` name upstream
+/// CLIENT subcommands the sidecar does not proxy: `KILL` and `UNBLOCK` name upstream
 /// clients by ids the application cannot know (its `CLIENT ID` is the sidecar's).
-const REFUSED_CLIENT: &[&[u8]] = &[b"REPLY", b"KILL", b"UNBLOCK"];
+const REFUSED_CLIENT: &[&[u8]] = &[b"KILL", b"UNBLOCK"];
 /// Commands that may block on the server until their own timeout.
 const BLOCKING: &[&[u8]] = &[
     b"BLPOP",
@@ -236,6 +238,7 @@ fn local(name: &[u8], args: &[Bytes]) -> Option<Local> {
         _ if is(name, b"CLIENT") && is(sub, b"SETNAME") && args.len() == 3 => Local::ClientSetName,
         _ if is(name, b"CLIENT") && is(sub, b"GETNAME") && args.len() == 2 => Local::ClientGetName,
         _ if is(name, b"CLIENT") && is(sub, b"ID") && args.len() == 2 => Local::ClientId,
+        _ if is(name, b"CLIENT") && is(sub, b"REPLY") && args.len() == 3 => Local::ClientReply,
         _ if (is(name, b"SCRIPT") || is(name, b"FUNCTION")) && is(sub, b"KILL") => Local::Kill,
         _ if is(name, b"CLIENT") && is(sub, b"UNPAUSE") => Local::Kill,
         _ if is(name, b"NEARCACHE") => Local::Nearcache,

@@ -8,6 +8,7 @@ pub(crate) mod nearcache;
 mod pinned;
 mod reads;
 mod replies;
+mod reply_mode;
 mod session;
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -80,6 +81,8 @@ struct Session {
     pool: Arc<Pool>,
     /// The client's own upstream connection, clean, kept from its last pinned state.
     parked: Option<pinned::Pin>,
+    /// Which replies the client gets (`CLIENT REPLY`).
+    reply: reply_mode::ReplyMode,
 }
 
 /// A client connection being served.
@@ -131,6 +134,7 @@ impl Connection {
                 lane: Lane::new(id as usize),
                 pool,
                 parked: None,
+                reply: reply_mode::ReplyMode::On,
             },
             shared,
             stream,
@@ -218,6 +222,7 @@ impl Connection {
                 batch += 1;
                 let head = self.serve_hit(&limits);
                 if head == Head::Served {
+                    self.served_one();
                     continue;
                 }
                 match self.parser.next(&mut self.input, &limits) {
@@ -225,6 +230,7 @@ impl Connection {
                         // The GET L1 just missed: straight to the fetch, no second lookup.
                         self.counts.hot_gets += 1;
                         self.fetch_missing(req.args[1].clone()).await;
+                        self.served_one();
                     }
                     Ok(Some(req)) => {
                         flow = self.dispatch(req).await;
@@ -331,14 +337,25 @@ impl Connection {
         Head::Served
     }
 
+    /// Serves one request (a pinned one counts itself in the relay, see `served_one`).
     async fn dispatch(&mut self, req: Request) -> Flow {
+        let pins = self.dispatch_one(req).await;
+        if pins.1 {
+            return pins.0;
+        }
+        self.served_one();
+        pins.0
+    }
+
+    /// Serves one request; true with the flow when it was relayed on a pinned connection.
+    async fn dispatch_one(&mut self, req: Request) -> (Flow, bool) {
         let table = self.shared.table.get();
         let spec = table.lookup(&req.args);
         let metric = spec.map_or_else(|| commands::index(req.name()), |s| s.metric.into());
         self.shared.stats.commands.add(self.session.id, metric, 1);
         if changes_rules(&req.args) {
             self.change_rules(req).await;
-            return Flow::Continue;
+            return (Flow::Continue, false);
         }
         let mut action = classify_spec(&req, self.session.db, table, spec);
         let l1 = &self.shared.l1;
@@ -360,17 +377,17 @@ impl Connection {
             Action::Forward(inv) => self.forward(req.raw, inv, metric as u16).await,
             Action::Local(local) => {
                 self.drain().await;
-                return self.local(local, req).await;
+                return (self.local(local, req).await, false);
             }
             Action::Pin => {
                 self.drain().await;
-                return self.pinned(req).await;
+                return (self.pinned(req).await, true);
             }
             Action::Refuse(name) => self
                 .replies
                 .ready_with(|out| write_not_supported(out, &name)),
         }
-        Flow::Continue
+        (Flow::Continue, false)
     }
 
     /// Evicts what a write may have changed, for every user, before it is sent; records
@@ -437,7 +454,7 @@ impl Connection {
     /// Writes an upstream reply frame as the oldest owed reply; a large one is written
     /// from its own bytes after what is buffered (same order, no copy).
     async fn write_frame(&mut self, frame: &Bytes) {
-        if frame.len() < LARGE_REPLY || self.write_failed.is_some() {
+        if frame.len() < LARGE_REPLY || self.write_failed.is_some() || self.replies.muted_now() {
             return self.replies.oldest_out().extend_from_slice(frame);
         }
         let written = match self.flush().await {
@@ -453,12 +470,12 @@ impl Connection {
         if let Some(e) = self.write_failed.take() {
             return Err(e);
         }
-        let out = self.replies.written();
+        let out = self.replies.sendable();
         if out.is_empty() {
             return Ok(());
         }
         self.stream.write_all(out).await?;
-        out.clear();
+        self.replies.sent();
         Ok(())
     }
 }

@@ -100,11 +100,16 @@ impl Pin {
 
     /// Queues a request for the upstream.
     fn send(&mut self, raw: &[u8], effect: Effect, blocking: bool) {
+        self.send_muted(raw, effect, blocking, false);
+    }
+
+    /// Queues a request for the upstream; its reply is dropped when `muted`.
+    fn send_muted(&mut self, raw: &[u8], effect: Effect, blocking: bool, muted: bool) {
         if self.state.idle() {
             self.progress = Instant::now();
         }
         self.out.extend_from_slice(raw);
-        self.state.sent(effect, blocking);
+        self.state.sent_muted(effect, blocking, muted);
     }
 
     /// Gives the connection the client's name (its replies are the sidecar's own).
@@ -158,6 +163,7 @@ impl Connection {
             Ok(pin) => pin,
             Err(e) => {
                 self.replies.error(&e);
+                self.served_one();
                 return Flow::Continue;
             }
         };
@@ -234,10 +240,15 @@ impl Connection {
                     },
                 };
                 waiting = self.pin_request(pin, req).map(Waiting::Request);
+                if waiting.is_none() {
+                    self.served_one();
+                }
             }
             if pin.state.idle() {
                 if let Some(w) = waiting.take() {
-                    match self.run_waiting(pin, w).await {
+                    let relay = self.run_waiting(pin, w).await;
+                    self.served_one();
+                    match relay {
                         Some(relay) => {
                             let _ = self.flush().await;
                             return relay;
@@ -311,6 +322,7 @@ impl Connection {
                 | Local::ClientGetName
                 | Local::Info
                 | Local::Nearcache
+                | Local::ClientReply
                 | Local::Kill,
             ) => return Some(req),
             _ => {}
@@ -331,7 +343,7 @@ impl Connection {
                 false,
             );
         }
-        pin.send(&req.raw, effect, blocking);
+        pin.send_muted(&req.raw, effect, blocking, self.replies.muting());
         None
     }
 
@@ -359,6 +371,10 @@ impl Connection {
                 self.local(Local::Reset, req).await;
                 return Some(Relay::Reset);
             }
+            Action::Local(Local::ClientReply) if pin.state.in_multi() => {
+                let text = "ERR nearcache: CLIENT REPLY inside MULTI is not supported";
+                self.replies.ready_with(|out| write_error(out, text));
+            }
             _ if subscribes(&req.args) && pin.state.in_multi() => {
                 let name = String::from_utf8_lossy(&req.args[0]).to_ascii_uppercase();
                 let text = format!("ERR nearcache: {name} inside MULTI is not supported");
@@ -370,7 +386,8 @@ impl Connection {
             // The upstream queues these in a transaction, or refuses them in RESP2
             // subscribe mode: it answers them.
             _ if pin.state.in_multi() || pin.state.resp2_subscribed() => {
-                pin.send(&req.raw, Effect::Plain(Invalidation::None), false);
+                let muted = self.replies.muting();
+                pin.send_muted(&req.raw, Effect::Plain(Invalidation::None), false, muted);
             }
             Action::Local(local) => {
                 if self.local(local, req).await == Flow::Close {
@@ -414,7 +431,7 @@ impl Connection {
                     }
                 }
             }
-            self.replies.written().extend_from_slice(&frame);
+            self.replies.write_through(&frame);
             if self.replies.written().len() >= MAX_OUT && self.flush().await.is_err() {
                 return true; // the client is gone: noticed on its next read
             }
