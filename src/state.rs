@@ -53,6 +53,8 @@ pub struct Shared {
     /// Upstream connections that may be pinned to a client at once (`--max-pinned`): each
     /// pinned connection, kept ones included, holds a permit.
     pub pinned_slots: Arc<tokio::sync::Semaphore>,
+    /// The upstream id of each client's pinned connection (see [`crate::upstream::PinnedIds`]).
+    pub pinned_ids: Arc<crate::upstream::PinnedIds>,
 }
 
 impl Shared {
@@ -129,6 +131,7 @@ impl Shared {
             table: Tables::new(),
             upstream_max_bulk: AtomicU64::new(u64::MAX),
             pinned_slots,
+            pinned_ids: Arc::default(),
         })
     }
 }

@@ -65,11 +65,6 @@ fn select_isolates_databases() {
 const REFUSED: &[(&[&str], &str)] = &[
     (&["CLIENT", "KILL", "ID", "1"], "CLIENT KILL"),
     (&["CLIENT", "KILL", "127.0.0.1:1"], "CLIENT KILL"),
-    (&["CLIENT", "UNBLOCK", "7"], "CLIENT UNBLOCK"),
-    (
-        &["CLIENT", "TRACKING", "on", "REDIRECT", "7"],
-        "CLIENT TRACKING REDIRECT",
-    ),
     (&["SYNC"], "SYNC"),
     (&["PSYNC", "?", "-1"], "PSYNC"),
     (&["REPLCONF", "listening-port", "1"], "REPLCONF"),

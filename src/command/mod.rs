@@ -73,6 +73,9 @@ pub enum Local {
     /// `CLIENT REPLY ON|OFF|SKIP`: the sidecar drops the replies the client asked not to
     /// get (the upstream connections are shared, and every reply is matched to a request).
     ClientReply,
+    /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: `id` is a sidecar client id, translated to
+    /// the upstream id of that client's pinned connection.
+    ClientUnblock,
     /// `SCRIPT KILL`, `FUNCTION KILL`, `CLIENT UNPAUSE`: sent on a fresh connection, not
     /// queued behind the script or the paused write they end.
     Kill,
@@ -128,9 +131,9 @@ const PINNED_CLIENT: &[&[u8]] = &[
 /// Commands the sidecar does not proxy: the replication protocol (a replica must talk to
 /// the primary itself).
 const REFUSED: &[&[u8]] = &[b"SYNC", b"PSYNC", b"REPLCONF"];
-/// CLIENT subcommands the sidecar does not proxy: `KILL` and `UNBLOCK` name upstream
-/// clients by ids the application cannot know (its `CLIENT ID` is the sidecar's).
-const REFUSED_CLIENT: &[&[u8]] = &[b"KILL", b"UNBLOCK"];
+/// CLIENT subcommands the sidecar does not proxy: `KILL` names upstream clients by ids and
+/// addresses the application cannot know (its `CLIENT ID` is the sidecar's).
+const REFUSED_CLIENT: &[&[u8]] = &[b"KILL"];
 /// Commands that may block on the server until their own timeout.
 const BLOCKING: &[&[u8]] = &[
     b"BLPOP",
@@ -239,6 +242,9 @@ fn local(name: &[u8], args: &[Bytes]) -> Option<Local> {
         _ if is(name, b"CLIENT") && is(sub, b"GETNAME") && args.len() == 2 => Local::ClientGetName,
         _ if is(name, b"CLIENT") && is(sub, b"ID") && args.len() == 2 => Local::ClientId,
         _ if is(name, b"CLIENT") && is(sub, b"REPLY") && args.len() == 3 => Local::ClientReply,
+        _ if is(name, b"CLIENT") && is(sub, b"UNBLOCK") && (3..=4).contains(&args.len()) => {
+            Local::ClientUnblock
+        }
         _ if (is(name, b"SCRIPT") || is(name, b"FUNCTION")) && is(sub, b"KILL") => Local::Kill,
         _ if is(name, b"CLIENT") && is(sub, b"UNPAUSE") => Local::Kill,
         _ if is(name, b"NEARCACHE") => Local::Nearcache,
@@ -249,14 +255,6 @@ fn local(name: &[u8], args: &[Bytes]) -> Option<Local> {
 fn refused(name: &[u8], args: &[Bytes]) -> Option<Bytes> {
     if any(name, REFUSED) {
         return Some(args[0].clone());
-    }
-    // Tracking messages redirected to a client id: the ids the application knows are the
-    // sidecar's, and the same number upstream may be anyone's connection.
-    let redirect = is(name, b"CLIENT")
-        && args.get(1).is_some_and(|s| is(s, b"TRACKING"))
-        && args.iter().any(|a| is(a, b"REDIRECT"));
-    if redirect {
-        return Some(Bytes::from_static(b"CLIENT TRACKING REDIRECT"));
     }
     if is(name, b"CLIENT") && args.get(1).is_some_and(|s| any(s, REFUSED_CLIENT)) {
         let mut both = args[0].to_vec();

@@ -2,6 +2,7 @@
 //! upstream or local), then write every reply in request order with one flush.
 
 mod acl;
+mod client_ids;
 mod counts;
 mod group;
 pub(crate) mod nearcache;

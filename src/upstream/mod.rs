@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-pub use dedicated::Queued;
+pub use dedicated::{PinnedIds, Queued, NO_UPSTREAM_ID};
 pub use pool::{Lane, OnReply, PendingReply, Pool};
 
 use crate::control::Tracking;

@@ -31,7 +31,7 @@ use crate::command::{blocks, classify, subscribes, writes, Action, Invalidation,
 use crate::error::{write_not_supported, write_request_error, write_upstream_error};
 use crate::metrics::Stats;
 use crate::protocol::{command, write_error, FrameScanner, Request, RequestError, OK};
-use crate::upstream::{Credentials, Route};
+use crate::upstream::{Credentials, PinnedIds, Route};
 pub(super) use request::credentials;
 use request::{effect, merge};
 use state::{Applied, Effect, Frame, PinState};
@@ -66,6 +66,8 @@ pub(super) struct Pin {
     stats: Arc<Stats>,
     /// This connection's place among `--max-pinned`.
     _slot: OwnedSemaphorePermit,
+    /// Where this connection's upstream id is known by its client's id, while it lives.
+    registered: Option<(Arc<PinnedIds>, u64)>,
 }
 
 impl Pin {
@@ -89,6 +91,15 @@ impl Pin {
             progress: Instant::now(),
             keep,
             stats,
+            registered: None,
+        }
+    }
+
+    /// Makes this connection's upstream id (`upstream`) known by its client's id.
+    fn register(&mut self, ids: &Arc<PinnedIds>, client: u64, upstream: Option<u64>) {
+        if let Some(upstream) = upstream {
+            ids.insert(client, upstream);
+            self.registered = Some((ids.clone(), client));
         }
     }
 
@@ -134,6 +145,9 @@ impl Pin {
 impl Drop for Pin {
     fn drop(&mut self) {
         self.stats.upstream_pinned.fetch_sub(1, Relaxed);
+        if let Some((ids, client)) = &self.registered {
+            ids.remove(*client);
+        }
     }
 }
 
@@ -206,9 +220,13 @@ impl Connection {
                 self.shared.stats.pinned_refused.fetch_add(1, Relaxed);
                 crate::error::UpstreamError::MaxPinned
             })?;
-        let stream = self.shared.upstream.dedicated(route).await?;
+        let timeout = self.shared.config.upstream_timeout;
+        let (stream, upstream_id) = (self.shared.upstream)
+            .dedicated_with_id(route, timeout)
+            .await?;
         let keep = self.shared.config.upstream_idle_timeout;
         let mut pin = Pin::new(stream, route, keep, self.shared.stats.clone(), slot);
+        pin.register(&self.shared.pinned_ids, self.session.id, upstream_id);
         if name.is_some() {
             pin.name_as(name);
         }
@@ -323,6 +341,7 @@ impl Connection {
                 | Local::Info
                 | Local::Nearcache
                 | Local::ClientReply
+                | Local::ClientUnblock
                 | Local::Kill,
             ) => return Some(req),
             _ => {}
@@ -343,7 +362,8 @@ impl Connection {
                 false,
             );
         }
-        pin.send_muted(&req.raw, effect, blocking, self.replies.muting());
+        let raw = self.with_upstream_ids(&req).unwrap_or(req.raw);
+        pin.send_muted(&raw, effect, blocking, self.replies.muting());
         None
     }
 
