@@ -191,10 +191,14 @@ fn block_then_unblock(conn: &mut Conn, by: &mut Conn, id: i64, how: &str) -> (Ve
     conn.send(&encode_command_str(&["BLPOP", "nothing-here", "0"]));
     let id = id.to_string();
     let mut unblocked = Vec::new();
-    poll_until(Duration::from_secs(5), "CLIENT UNBLOCK finds the blocked client", || {
-        unblocked = by.cmd_str(&["CLIENT", "UNBLOCK", &id, how]);
-        unblocked != b":0\r\n"
-    });
+    poll_until(
+        Duration::from_secs(5),
+        "CLIENT UNBLOCK finds the blocked client",
+        || {
+            unblocked = by.cmd_str(&["CLIENT", "UNBLOCK", &id, how]);
+            unblocked != b":0\r\n"
+        },
+    );
     (unblocked, conn.read_reply())
 }
 
@@ -279,7 +283,11 @@ fn tracking_redirect_takes_the_id_the_application_knows() {
     );
     assert_reply(&c.cmd_str(&["SET", "tk", "1"]), b"+OK\r\n", "SET");
     assert_reply(&c.cmd_str(&["GET", "tk"]), &bulk(b"1"), "GET (tracked)");
-    assert_reply(&redis.conn().cmd_str(&["SET", "tk", "2"]), b"+OK\r\n", "SET");
+    assert_reply(
+        &redis.conn().cmd_str(&["SET", "tk", "2"]),
+        b"+OK\r\n",
+        "SET",
+    );
     listener.set_read_timeout(Duration::from_secs(5));
     assert_reply(
         &listener.read_reply(),
@@ -291,7 +299,11 @@ fn tracking_redirect_takes_the_id_the_application_knows() {
     let mut fresh = sidecar.conn();
     for target in ["987654", "abc", "-3"] {
         let args = ["CLIENT", "TRACKING", "on", "REDIRECT", target];
-        assert_same_reply(&mut direct, &mut fresh, &encode_command_str(args.as_slice()));
+        assert_same_reply(
+            &mut direct,
+            &mut fresh,
+            &encode_command_str(args.as_slice()),
+        );
     }
     // A client of the sidecar without a connection of its own upstream: the same number
     // upstream is some other connection, never redirected to.

@@ -60,7 +60,10 @@ fn same_as_redis(steps: &[&[&str]], resp3: bool, one_by_one: bool, what: &str) -
     let warm: &[&[&str]] = &[&["GET", "k"], &["GET", "missing"]];
     run(&mut proxied, warm);
     let got = go(&mut proxied, steps);
-    assert_eq!(got, want, "{what} (resp3: {resp3}, one by one: {one_by_one})");
+    assert_eq!(
+        got, want,
+        "{what} (resp3: {resp3}, one by one: {one_by_one})"
+    );
     got
 }
 

@@ -32,7 +32,11 @@ impl Connection {
             _ if mode.eq_ignore_ascii_case(b"OFF") => ReplyMode::Off,
             _ if mode.eq_ignore_ascii_case(b"SKIP") && current == ReplyMode::Off => current,
             _ if mode.eq_ignore_ascii_case(b"SKIP") => ReplyMode::SkipNext,
-            _ => return self.replies.ready_with(|out| write_error(out, "ERR syntax error")),
+            _ => {
+                return self
+                    .replies
+                    .ready_with(|out| write_error(out, "ERR syntax error"))
+            }
         };
         self.session.reply = next;
         self.replies.mute(next != ReplyMode::On);
