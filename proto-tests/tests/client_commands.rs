@@ -1,8 +1,8 @@
 //! CLIENT subcommands and MONITOR through the sidecar, each as the README's command table
 //! says: the application's own CLIENT TRACKING and MONITOR on its pinned connection, CLIENT
 //! NO-EVICT/INFO on it too, CLIENT PAUSE/UNPAUSE and LIST forwarded (server-wide), CLIENT
-//! UNBLOCK and TRACKING REDIRECT by the ids the application knows (the sidecar's), CLIENT
-//! KILL refused (see `session.rs`); CLIENT REPLY has its own suite (`client_reply.rs`).
+//! UNBLOCK, TRACKING REDIRECT and KILL ID by the ids the application knows (the sidecar's),
+//! CLIENT KILL by other filters refused (see `session.rs`); CLIENT REPLY has its own suite (`client_reply.rs`).
 
 use std::thread;
 use std::time::Duration;
@@ -313,4 +313,77 @@ fn tracking_redirect_takes_the_id_the_application_knows() {
         b"-ERR The client ID you want redirect to does not exist\r\n",
         "REDIRECT to a client with no connection of its own",
     );
+}
+
+#[test]
+fn client_kill_id_closes_the_sidecar_client_with_that_id() {
+    let (redis, sidecar) = start_pair(&[]);
+    let mut direct = redis.conn();
+    let mut killer = sidecar.conn();
+    let own = int_reply(&killer.cmd_str(&["CLIENT", "ID"])).to_string();
+    // An idle client, and one blocked on its pinned connection.
+    for blocked in [false, true] {
+        let mut victim = sidecar.conn();
+        let id = int_reply(&victim.cmd_str(&["CLIENT", "ID"])).to_string();
+        if blocked {
+            victim.send(&encode_command_str(&["BLPOP", "nothing-here", "0"]));
+            poll_until(Duration::from_secs(5), "the victim blocks", || {
+                let list = redis.conn().cmd_str(&["CLIENT", "LIST"]);
+                String::from_utf8_lossy(&list).contains("cmd=blpop")
+            });
+        }
+        assert_reply(
+            &killer.cmd_str(&["CLIENT", "KILL", "ID", &id]),
+            b":1\r\n",
+            "KILL ID <victim>",
+        );
+        assert!(
+            victim.read_to_close().is_empty(),
+            "closed without a reply (blocked: {blocked})"
+        );
+        assert_reply(
+            &killer.cmd_str(&["CLIENT", "KILL", "ID", &id]),
+            b":0\r\n",
+            "KILL ID <gone>",
+        );
+    }
+    // Unknown ids, bad arguments, and this client itself (skipped unless SKIPME no): as
+    // Redis answers them.
+    let direct_own = int_reply(&direct.cmd_str(&["CLIENT", "ID"])).to_string();
+    for (direct_id, id) in [("987654", "987654"), (&direct_own[..], &own[..])] {
+        for args in [
+            &["CLIENT", "KILL", "ID", direct_id][..],
+            &["CLIENT", "KILL", "ID", direct_id, "SKIPME", "yes"],
+            &["CLIENT", "KILL", "ID", direct_id, "SKIPME", "maybe"],
+        ] {
+            let want = direct.cmd_str(args);
+            let mut args = args.to_vec();
+            args[3] = id;
+            assert_reply(&killer.cmd_str(&args), &want, &format!("{args:?}"));
+        }
+    }
+    for args in [
+        &["CLIENT", "KILL", "ID", "0"][..],
+        &["CLIENT", "KILL", "ID", "abc"],
+        &["CLIENT", "KILL", "ID", "-1"],
+    ] {
+        assert_same_reply(&mut direct, &mut killer, &encode_command_str(args));
+    }
+    // An upstream connection with the same number as a client id is never killed.
+    let mut other = redis.conn();
+    let other_id = int_reply(&other.cmd_str(&["CLIENT", "ID"]));
+    if other_id.to_string() != own {
+        killer.cmd_str(&["CLIENT", "KILL", "ID", &other_id.to_string()]);
+        assert_reply(
+            &other.cmd_str(&["PING"]),
+            b"+PONG\r\n",
+            "upstream client alive",
+        );
+    }
+    assert_reply(
+        &killer.cmd_str(&["CLIENT", "KILL", "ID", &own, "SKIPME", "no"]),
+        b":1\r\n",
+        "KILL ID <itself> SKIPME no",
+    );
+    assert!(killer.read_to_close().is_empty(), "then closed");
 }

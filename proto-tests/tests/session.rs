@@ -63,7 +63,11 @@ fn select_isolates_databases() {
 /// (request, the command in the error) for what the sidecar does not proxy (the README's
 /// command table says why).
 const REFUSED: &[(&[&str], &str)] = &[
-    (&["CLIENT", "KILL", "ID", "1"], "CLIENT KILL"),
+    (&["CLIENT", "KILL", "USER", "default"], "CLIENT KILL"),
+    (
+        &["CLIENT", "KILL", "ID", "1", "TYPE", "normal"],
+        "CLIENT KILL",
+    ),
     (&["CLIENT", "KILL", "127.0.0.1:1"], "CLIENT KILL"),
     (&["SYNC"], "SYNC"),
     (&["PSYNC", "?", "-1"], "PSYNC"),

@@ -76,6 +76,8 @@ pub enum Local {
     /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: `id` is a sidecar client id, translated to
     /// the upstream id of that client's pinned connection.
     ClientUnblock,
+    /// `CLIENT KILL ID id [SKIPME yes|no] ...`: closes the sidecar's client with that id.
+    ClientKill,
     /// `SCRIPT KILL`, `FUNCTION KILL`, `CLIENT UNPAUSE`: sent on a fresh connection, not
     /// queued behind the script or the paused write they end.
     Kill,
@@ -131,8 +133,9 @@ const PINNED_CLIENT: &[&[u8]] = &[
 /// Commands the sidecar does not proxy: the replication protocol (a replica must talk to
 /// the primary itself).
 const REFUSED: &[&[u8]] = &[b"SYNC", b"PSYNC", b"REPLCONF"];
-/// CLIENT subcommands the sidecar does not proxy: `KILL` names upstream clients by ids and
-/// addresses the application cannot know (its `CLIENT ID` is the sidecar's).
+/// CLIENT subcommands the sidecar does not proxy: `KILL` by address, user, type or age
+/// names upstream clients the application cannot know (its clients are the sidecar's);
+/// `KILL ID` is answered locally (see [`Local::ClientKill`]).
 const REFUSED_CLIENT: &[&[u8]] = &[b"KILL"];
 /// Commands that may block on the server until their own timeout.
 const BLOCKING: &[&[u8]] = &[
@@ -245,11 +248,23 @@ fn local(name: &[u8], args: &[Bytes]) -> Option<Local> {
         _ if is(name, b"CLIENT") && is(sub, b"UNBLOCK") && (3..=4).contains(&args.len()) => {
             Local::ClientUnblock
         }
+        _ if is(name, b"CLIENT") && is(sub, b"KILL") && kills_by_id(args) => Local::ClientKill,
         _ if (is(name, b"SCRIPT") || is(name, b"FUNCTION")) && is(sub, b"KILL") => Local::Kill,
         _ if is(name, b"CLIENT") && is(sub, b"UNPAUSE") => Local::Kill,
         _ if is(name, b"NEARCACHE") => Local::Nearcache,
         _ => return None,
     })
+}
+
+/// `CLIENT KILL` with `ID` and `SKIPME` filters only (at least one `ID`).
+fn kills_by_id(args: &[Bytes]) -> bool {
+    let filters = &args[2..];
+    filters.len() >= 2
+        && filters.len() % 2 == 0
+        && filters.chunks(2).any(|f| is(&f[0], b"ID"))
+        && filters
+            .chunks(2)
+            .all(|f| is(&f[0], b"ID") || is(&f[0], b"SKIPME"))
 }
 
 fn refused(name: &[u8], args: &[Bytes]) -> Option<Bytes> {

@@ -99,9 +99,21 @@ fn classifies_reads_locals_and_refusals() {
         Action::Pin
     );
     assert_eq!(
-        classify(&req(&["client", "kill", "id", "7"]), 0, t),
-        Action::Refuse(Bytes::from("client kill"))
+        classify(&req(&["client", "kill", "id", "7", "skipme", "no"]), 0, t),
+        Action::Local(Local::ClientKill)
     );
+    for other in [
+        &["client", "kill", "addr", "127.0.0.1:1"][..],
+        &["client", "kill", "id", "7", "type", "normal"],
+        &["client", "kill", "127.0.0.1:1"],
+        &["client", "kill", "skipme", "no"],
+    ] {
+        assert_eq!(
+            classify(&req(other), 0, t),
+            Action::Refuse(Bytes::from("client kill")),
+            "{other:?}"
+        );
+    }
     assert_eq!(
         classify(&req(&["PSYNC", "?", "-1"]), 0, t),
         Action::Refuse(Bytes::from("PSYNC"))

@@ -88,6 +88,9 @@ struct Session {
 
 /// A client connection being served.
 pub struct Connection {
+    /// This client's close signal (`CLIENT KILL ID`), registered while it is served (first
+    /// field: dropped, so forgotten, before the socket closes).
+    killed: crate::state::KillGuard,
     shared: Arc<Shared>,
     stream: TcpStream,
     input: BytesMut,
@@ -108,6 +111,7 @@ pub struct Connection {
     stopping: Option<watch::Receiver<bool>>,
     /// Hit-path lookups, to time one in [`LOOKUP_SAMPLE`].
     lookups: u32,
+
     /// The upstream timeout of the reply being waited for, moved from call to call.
     reply_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     session: Session,
@@ -124,7 +128,9 @@ impl Connection {
         };
         let pool = shared.upstream.pool(route);
         let audit = Countdown::new(shared.config.audit_rate, id);
+        let killed = shared.kills.register(id + 1);
         Connection {
+            killed,
             session: Session {
                 id: id + 1,
                 db,
@@ -171,6 +177,7 @@ impl Connection {
         tokio::pin!(stop);
         // Checked at the first bytes: by then an upstream socket of this very sidecar has
         // been registered (it registers before it writes its handshake).
+        let killed = self.killed.signal.clone();
         let mut peer = self
             .stream
             .peer_addr()
@@ -188,6 +195,7 @@ impl Connection {
                 biased;
                 r = self.stream.read_buf(&mut self.input) => r,
                 _ = &mut stop => return self.close_gracefully().await,
+                _ = killed.notified() => return,
                 _ = pinned::sleep_until(parked), if parked.is_some() => {
                     // The kept connection was not needed again: close it.
                     self.session.parked = None;

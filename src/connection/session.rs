@@ -42,6 +42,7 @@ impl Connection {
             Local::ClientSetName => self.set_name(&req.args[2]),
             Local::ClientReply => self.client_reply(&req.args[2]),
             Local::ClientUnblock => self.client_unblock(&req.args).await,
+            Local::ClientKill => self.client_kill(&req.args).await,
             Local::ClientId => {
                 let mut out = BytesMut::new();
                 out.extend_from_slice(b":");

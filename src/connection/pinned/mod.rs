@@ -238,6 +238,7 @@ impl Connection {
         let limits = configured.with_upstream_max_bulk(self.shared.upstream_max_bulk.load(Relaxed));
         let timeout = self.shared.config.upstream_timeout;
         let mut shutdown = self.stopping.clone();
+        let killed = self.killed.signal.clone();
         let mut next = Some(first);
         let mut waiting = None;
         loop {
@@ -294,6 +295,7 @@ impl Connection {
             tokio::select! {
                 biased;
                 _ = wait_for_shutdown(&mut shutdown) => return Relay::Close,
+                _ = killed.notified() => return Relay::Close,
                 read = pin.stream.read_buf(&mut pin.input) => match read {
                     Ok(1..) => {
                         if !self.relay_frames(pin).await {
@@ -342,6 +344,7 @@ impl Connection {
                 | Local::Nearcache
                 | Local::ClientReply
                 | Local::ClientUnblock
+                | Local::ClientKill
                 | Local::Kill,
             ) => return Some(req),
             _ => {}
