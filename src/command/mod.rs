@@ -260,7 +260,7 @@ fn local(name: &[u8], args: &[Bytes]) -> Option<Local> {
 fn kills_by_id(args: &[Bytes]) -> bool {
     let filters = &args[2..];
     filters.len() >= 2
-        && filters.len() % 2 == 0
+        && filters.len().is_multiple_of(2)
         && filters.chunks(2).any(|f| is(&f[0], b"ID"))
         && filters
             .chunks(2)
