@@ -13,28 +13,26 @@
 //! client's next pinned request; it is closed, never shared, when the client goes, RESETs,
 //! or leaves it in a state the sidecar cannot follow.
 
+mod pin;
 mod request;
 mod state;
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::session::with_client_id;
 use super::{Connection, Flow};
 use crate::command::{blocks, classify, subscribes, writes, Action, Invalidation, Local};
 use crate::error::{write_not_supported, write_request_error, write_upstream_error};
-use crate::metrics::Stats;
-use crate::protocol::{command, write_error, FrameScanner, Request, RequestError, OK};
-use crate::upstream::{Credentials, PinnedIds, Route};
+use crate::protocol::{command, write_error, Request, RequestError, OK};
+use crate::upstream::{Credentials, Route};
+pub(in crate::connection) use pin::Pin;
 pub(super) use request::credentials;
 use request::{effect, merge};
-use state::{Applied, Effect, Frame, PinState};
+use state::{Applied, Effect, Frame};
 
 /// Client input read ahead while the pinned connection owes replies (more waits in the
 /// client's socket).
@@ -46,110 +44,6 @@ const MAX_OUT: usize = 1024 * 1024;
 /// connection, so WAIT waits for those writes (on a fresh connection it would wait for
 /// nothing).
 const WAIT_CHANNEL: &[u8] = b"__nearcache__:wait";
-
-/// A connection pinned to one client.
-pub(super) struct Pin {
-    stream: TcpStream,
-    /// The route the connection is in (the session's, kept in step with it).
-    route: Route,
-    /// The name the connection carries (`CLIENT SETNAME`).
-    name: Option<Bytes>,
-    input: BytesMut,
-    scanner: FrameScanner,
-    /// Requests not written yet.
-    out: BytesMut,
-    state: PinState,
-    /// When a frame last arrived or a request was sent with nothing owed.
-    progress: Instant,
-    /// How long the connection is kept for its client once clean and unused.
-    keep: std::time::Duration,
-    stats: Arc<Stats>,
-    /// This connection's place among `--max-pinned`.
-    _slot: OwnedSemaphorePermit,
-    /// Where this connection's upstream id is known by its client's id, while it lives.
-    registered: Option<(Arc<PinnedIds>, u64)>,
-}
-
-impl Pin {
-    fn new(
-        stream: TcpStream,
-        route: Route,
-        keep: std::time::Duration,
-        stats: Arc<Stats>,
-        slot: OwnedSemaphorePermit,
-    ) -> Pin {
-        stats.upstream_pinned.fetch_add(1, Relaxed);
-        Pin {
-            _slot: slot,
-            stream,
-            route,
-            name: None,
-            input: BytesMut::with_capacity(4096),
-            scanner: FrameScanner::default(),
-            out: BytesMut::new(),
-            state: PinState::new(route.db, route.resp),
-            progress: Instant::now(),
-            keep,
-            stats,
-            registered: None,
-        }
-    }
-
-    /// Makes this connection's upstream id (`upstream`) known by its client's id.
-    fn register(&mut self, ids: &Arc<PinnedIds>, client: u64, upstream: Option<u64>) {
-        if let Some(upstream) = upstream {
-            ids.insert(client, upstream);
-            self.registered = Some((ids.clone(), client));
-        }
-    }
-
-    /// When a kept (clean, unused) connection is closed: `--upstream-idle-timeout` after
-    /// its last reply.
-    pub(super) fn idle_until(&self) -> Instant {
-        self.progress + self.keep
-    }
-
-    /// Queues a request for the upstream.
-    fn send(&mut self, raw: &[u8], effect: Effect, blocking: bool) {
-        self.send_muted(raw, effect, blocking, false);
-    }
-
-    /// Queues a request for the upstream; its reply is dropped when `muted`.
-    fn send_muted(&mut self, raw: &[u8], effect: Effect, blocking: bool, muted: bool) {
-        if self.state.idle() {
-            self.progress = Instant::now();
-        }
-        self.out.extend_from_slice(raw);
-        self.state.sent_muted(effect, blocking, muted);
-    }
-
-    /// Gives the connection the client's name (its replies are the sidecar's own).
-    fn name_as(&mut self, name: Option<Bytes>) {
-        let arg = name.clone().unwrap_or_default();
-        self.send(
-            &command(&[b"CLIENT", b"SETNAME", &arg]),
-            Effect::Swallow,
-            false,
-        );
-        self.name = name;
-    }
-
-    /// A kept connection the server has not closed meanwhile (nothing may arrive on a
-    /// clean, idle connection).
-    fn alive(&self) -> bool {
-        let mut byte = [0u8; 1];
-        matches!(self.stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-    }
-}
-
-impl Drop for Pin {
-    fn drop(&mut self) {
-        self.stats.upstream_pinned.fetch_sub(1, Relaxed);
-        if let Some((ids, client)) = &self.registered {
-            ids.remove(*client);
-        }
-    }
-}
 
 /// How a relay ended.
 enum Relay {
