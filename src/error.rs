@@ -75,12 +75,8 @@ pub fn write_request_error(out: &mut BytesMut, e: &RequestError) {
 pub fn write_not_supported(out: &mut BytesMut, name: &[u8]) {
     let name = String::from_utf8_lossy(name).to_ascii_uppercase();
     let why = match name.as_str() {
-        "CLIENT REPLY" => "replies are matched to requests; use CLIENT REPLY on the upstream",
-        "CLIENT KILL" | "CLIENT UNBLOCK" => {
+        "CLIENT KILL" => {
             "client ids here are the sidecar's, not the upstream's; run it on the upstream"
-        }
-        "CLIENT TRACKING REDIRECT" => {
-            "client ids here are the sidecar's; use RESP3 tracking without REDIRECT"
         }
         _ => "the replication protocol goes to the upstream directly",
     };

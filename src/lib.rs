@@ -10,7 +10,7 @@
 //!                              │         RESET, QUIT, NEARCACHE)
 //!                              ├─ Pin (MULTI/WATCH, blocking calls, SUBSCRIBE, MONITOR, own TRACKING) ─► relay on the
 //!                              │         client's own upstream connection until clean, then back to L1
-//!                              └─ Refuse (CLIENT REPLY/KILL/UNBLOCK, TRACKING REDIRECT, replication protocol)
+//!                              └─ Refuse (CLIENT KILL, replication protocol)
 //!  upstream task per pooled connection: writer + reader + watchdog; fills run when replies arrive
 //!  encoder thread: compresses large values off the reader; workers install them in L1
 //!  link lost / back ─► L1 flushed (hooks wired in state)

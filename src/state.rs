@@ -53,6 +53,10 @@ pub struct Shared {
     /// Upstream connections that may be pinned to a client at once (`--max-pinned`): each
     /// pinned connection, kept ones included, holds a permit.
     pub pinned_slots: Arc<tokio::sync::Semaphore>,
+    /// The upstream id of each client's pinned connection (see [`crate::upstream::PinnedIds`]).
+    pub pinned_ids: Arc<crate::upstream::PinnedIds>,
+    /// How each client connection is told to close (`CLIENT KILL ID`).
+    pub kills: Arc<Kills>,
 }
 
 impl Shared {
@@ -129,7 +133,53 @@ impl Shared {
             table: Tables::new(),
             upstream_max_bulk: AtomicU64::new(u64::MAX),
             pinned_slots,
+            pinned_ids: Arc::default(),
+            kills: Arc::default(),
         })
+    }
+}
+
+/// Each client connection's close signal, by its id (`CLIENT ID` through the sidecar).
+#[derive(Debug, Default)]
+pub struct Kills(std::sync::Mutex<std::collections::HashMap<u64, Arc<tokio::sync::Notify>>>);
+
+impl Kills {
+    /// Registers client `id`; it is closed when its signal fires, and forgotten when the
+    /// returned guard is dropped.
+    pub fn register(self: &Arc<Self>, id: u64) -> KillGuard {
+        let signal = Arc::new(tokio::sync::Notify::new());
+        self.lock().insert(id, signal.clone());
+        KillGuard {
+            kills: self.clone(),
+            id,
+            signal,
+        }
+    }
+
+    /// Tells client `id` to close; false when there is no such client.
+    pub fn kill(&self, id: u64) -> bool {
+        self.lock().get(&id).map(|s| s.notify_one()).is_some()
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Arc<tokio::sync::Notify>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A registered client's close signal (see [`Kills::register`]).
+#[derive(Debug)]
+pub struct KillGuard {
+    kills: Arc<Kills>,
+    id: u64,
+    /// Fires when the client is to be closed.
+    pub signal: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for KillGuard {
+    fn drop(&mut self) {
+        self.kills.lock().remove(&self.id);
     }
 }
 

@@ -63,15 +63,12 @@ fn select_isolates_databases() {
 /// (request, the command in the error) for what the sidecar does not proxy (the README's
 /// command table says why).
 const REFUSED: &[(&[&str], &str)] = &[
-    (&["CLIENT", "REPLY", "OFF"], "CLIENT REPLY"),
-    (&["client", "reply", "skip"], "CLIENT REPLY"),
-    (&["CLIENT", "KILL", "ID", "1"], "CLIENT KILL"),
-    (&["CLIENT", "KILL", "127.0.0.1:1"], "CLIENT KILL"),
-    (&["CLIENT", "UNBLOCK", "7"], "CLIENT UNBLOCK"),
+    (&["CLIENT", "KILL", "USER", "default"], "CLIENT KILL"),
     (
-        &["CLIENT", "TRACKING", "on", "REDIRECT", "7"],
-        "CLIENT TRACKING REDIRECT",
+        &["CLIENT", "KILL", "ID", "1", "TYPE", "normal"],
+        "CLIENT KILL",
     ),
+    (&["CLIENT", "KILL", "127.0.0.1:1"], "CLIENT KILL"),
     (&["SYNC"], "SYNC"),
     (&["PSYNC", "?", "-1"], "PSYNC"),
     (&["REPLCONF", "listening-port", "1"], "REPLCONF"),

@@ -70,6 +70,14 @@ pub enum Local {
     ClientGetName,
     /// `CLIENT ID`: this client connection's own id, not the shared upstream connection's.
     ClientId,
+    /// `CLIENT REPLY ON|OFF|SKIP`: the sidecar drops the replies the client asked not to
+    /// get (the upstream connections are shared, and every reply is matched to a request).
+    ClientReply,
+    /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: `id` is a sidecar client id, translated to
+    /// the upstream id of that client's pinned connection.
+    ClientUnblock,
+    /// `CLIENT KILL ID id [SKIPME yes|no] ...`: closes the sidecar's client with that id.
+    ClientKill,
     /// `SCRIPT KILL`, `FUNCTION KILL`, `CLIENT UNPAUSE`: sent on a fresh connection, not
     /// queued behind the script or the paused write they end.
     Kill,
@@ -125,10 +133,10 @@ const PINNED_CLIENT: &[&[u8]] = &[
 /// Commands the sidecar does not proxy: the replication protocol (a replica must talk to
 /// the primary itself).
 const REFUSED: &[&[u8]] = &[b"SYNC", b"PSYNC", b"REPLCONF"];
-/// CLIENT subcommands the sidecar does not proxy: `REPLY OFF|SKIP` leaves requests without
-/// replies, which the sidecar matches to requests; `KILL` and `UNBLOCK` name upstream
-/// clients by ids the application cannot know (its `CLIENT ID` is the sidecar's).
-const REFUSED_CLIENT: &[&[u8]] = &[b"REPLY", b"KILL", b"UNBLOCK"];
+/// CLIENT subcommands the sidecar does not proxy: `KILL` by address, user, type or age
+/// names upstream clients the application cannot know (its clients are the sidecar's);
+/// `KILL ID` is answered locally (see [`Local::ClientKill`]).
+const REFUSED_CLIENT: &[&[u8]] = &[b"KILL"];
 /// Commands that may block on the server until their own timeout.
 const BLOCKING: &[&[u8]] = &[
     b"BLPOP",
@@ -236,6 +244,11 @@ fn local(name: &[u8], args: &[Bytes]) -> Option<Local> {
         _ if is(name, b"CLIENT") && is(sub, b"SETNAME") && args.len() == 3 => Local::ClientSetName,
         _ if is(name, b"CLIENT") && is(sub, b"GETNAME") && args.len() == 2 => Local::ClientGetName,
         _ if is(name, b"CLIENT") && is(sub, b"ID") && args.len() == 2 => Local::ClientId,
+        _ if is(name, b"CLIENT") && is(sub, b"REPLY") && args.len() == 3 => Local::ClientReply,
+        _ if is(name, b"CLIENT") && is(sub, b"UNBLOCK") && (3..=4).contains(&args.len()) => {
+            Local::ClientUnblock
+        }
+        _ if is(name, b"CLIENT") && is(sub, b"KILL") && kills_by_id(args) => Local::ClientKill,
         _ if (is(name, b"SCRIPT") || is(name, b"FUNCTION")) && is(sub, b"KILL") => Local::Kill,
         _ if is(name, b"CLIENT") && is(sub, b"UNPAUSE") => Local::Kill,
         _ if is(name, b"NEARCACHE") => Local::Nearcache,
@@ -243,17 +256,20 @@ fn local(name: &[u8], args: &[Bytes]) -> Option<Local> {
     })
 }
 
+/// `CLIENT KILL` with `ID` and `SKIPME` filters only (at least one `ID`).
+fn kills_by_id(args: &[Bytes]) -> bool {
+    let filters = &args[2..];
+    filters.len() >= 2
+        && filters.len().is_multiple_of(2)
+        && filters.chunks(2).any(|f| is(&f[0], b"ID"))
+        && filters
+            .chunks(2)
+            .all(|f| is(&f[0], b"ID") || is(&f[0], b"SKIPME"))
+}
+
 fn refused(name: &[u8], args: &[Bytes]) -> Option<Bytes> {
     if any(name, REFUSED) {
         return Some(args[0].clone());
-    }
-    // Tracking messages redirected to a client id: the ids the application knows are the
-    // sidecar's, and the same number upstream may be anyone's connection.
-    let redirect = is(name, b"CLIENT")
-        && args.get(1).is_some_and(|s| is(s, b"TRACKING"))
-        && args.iter().any(|a| is(a, b"REDIRECT"));
-    if redirect {
-        return Some(Bytes::from_static(b"CLIENT TRACKING REDIRECT"));
     }
     if is(name, b"CLIENT") && args.get(1).is_some_and(|s| any(s, REFUSED_CLIENT)) {
         let mut both = args[0].to_vec();

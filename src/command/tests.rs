@@ -83,8 +83,37 @@ fn classifies_reads_locals_and_refusals() {
     ));
     assert_eq!(
         classify(&req(&["client", "reply", "off"]), 0, t),
-        Action::Refuse(Bytes::from("client reply"))
+        Action::Local(Local::ClientReply)
     );
+    // A wrong number of arguments: Redis words the error.
+    assert!(matches!(
+        classify(&req(&["client", "reply"]), 0, t),
+        Action::Forward(_)
+    ));
+    assert_eq!(
+        classify(&req(&["CLIENT", "UNBLOCK", "7", "ERROR"]), 0, t),
+        Action::Local(Local::ClientUnblock)
+    );
+    assert_eq!(
+        classify(&req(&["client", "tracking", "on", "redirect", "7"]), 0, t),
+        Action::Pin
+    );
+    assert_eq!(
+        classify(&req(&["client", "kill", "id", "7", "skipme", "no"]), 0, t),
+        Action::Local(Local::ClientKill)
+    );
+    for other in [
+        &["client", "kill", "addr", "127.0.0.1:1"][..],
+        &["client", "kill", "id", "7", "type", "normal"],
+        &["client", "kill", "127.0.0.1:1"],
+        &["client", "kill", "skipme", "no"],
+    ] {
+        assert_eq!(
+            classify(&req(other), 0, t),
+            Action::Refuse(Bytes::from("client kill")),
+            "{other:?}"
+        );
+    }
     assert_eq!(
         classify(&req(&["PSYNC", "?", "-1"]), 0, t),
         Action::Refuse(Bytes::from("PSYNC"))

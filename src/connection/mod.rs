@@ -2,12 +2,14 @@
 //! upstream or local), then write every reply in request order with one flush.
 
 mod acl;
+mod client_ids;
 mod counts;
 mod group;
 pub(crate) mod nearcache;
 mod pinned;
 mod reads;
 mod replies;
+mod reply_mode;
 mod session;
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -80,10 +82,15 @@ struct Session {
     pool: Arc<Pool>,
     /// The client's own upstream connection, clean, kept from its last pinned state.
     parked: Option<pinned::Pin>,
+    /// Which replies the client gets (`CLIENT REPLY`).
+    reply: reply_mode::ReplyMode,
 }
 
 /// A client connection being served.
 pub struct Connection {
+    /// This client's close signal (`CLIENT KILL ID`), registered while it is served (first
+    /// field: dropped, so forgotten, before the socket closes).
+    killed: crate::state::KillGuard,
     shared: Arc<Shared>,
     stream: TcpStream,
     input: BytesMut,
@@ -104,6 +111,7 @@ pub struct Connection {
     stopping: Option<watch::Receiver<bool>>,
     /// Hit-path lookups, to time one in [`LOOKUP_SAMPLE`].
     lookups: u32,
+
     /// The upstream timeout of the reply being waited for, moved from call to call.
     reply_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     session: Session,
@@ -120,7 +128,9 @@ impl Connection {
         };
         let pool = shared.upstream.pool(route);
         let audit = Countdown::new(shared.config.audit_rate, id);
+        let killed = shared.kills.register(id + 1);
         Connection {
+            killed,
             session: Session {
                 id: id + 1,
                 db,
@@ -131,6 +141,7 @@ impl Connection {
                 lane: Lane::new(id as usize),
                 pool,
                 parked: None,
+                reply: reply_mode::ReplyMode::On,
             },
             shared,
             stream,
@@ -166,6 +177,7 @@ impl Connection {
         tokio::pin!(stop);
         // Checked at the first bytes: by then an upstream socket of this very sidecar has
         // been registered (it registers before it writes its handshake).
+        let killed = self.killed.signal.clone();
         let mut peer = self
             .stream
             .peer_addr()
@@ -183,6 +195,7 @@ impl Connection {
                 biased;
                 r = self.stream.read_buf(&mut self.input) => r,
                 _ = &mut stop => return self.close_gracefully().await,
+                _ = killed.notified() => return,
                 _ = pinned::sleep_until(parked), if parked.is_some() => {
                     // The kept connection was not needed again: close it.
                     self.session.parked = None;
@@ -218,6 +231,7 @@ impl Connection {
                 batch += 1;
                 let head = self.serve_hit(&limits);
                 if head == Head::Served {
+                    self.served_one();
                     continue;
                 }
                 match self.parser.next(&mut self.input, &limits) {
@@ -225,6 +239,7 @@ impl Connection {
                         // The GET L1 just missed: straight to the fetch, no second lookup.
                         self.counts.hot_gets += 1;
                         self.fetch_missing(req.args[1].clone()).await;
+                        self.served_one();
                     }
                     Ok(Some(req)) => {
                         flow = self.dispatch(req).await;
@@ -331,14 +346,25 @@ impl Connection {
         Head::Served
     }
 
+    /// Serves one request (a pinned one counts itself in the relay, see `served_one`).
     async fn dispatch(&mut self, req: Request) -> Flow {
+        let pins = self.dispatch_one(req).await;
+        if pins.1 {
+            return pins.0;
+        }
+        self.served_one();
+        pins.0
+    }
+
+    /// Serves one request; true with the flow when it was relayed on a pinned connection.
+    async fn dispatch_one(&mut self, req: Request) -> (Flow, bool) {
         let table = self.shared.table.get();
         let spec = table.lookup(&req.args);
         let metric = spec.map_or_else(|| commands::index(req.name()), |s| s.metric.into());
         self.shared.stats.commands.add(self.session.id, metric, 1);
         if changes_rules(&req.args) {
             self.change_rules(req).await;
-            return Flow::Continue;
+            return (Flow::Continue, false);
         }
         let mut action = classify_spec(&req, self.session.db, table, spec);
         let l1 = &self.shared.l1;
@@ -360,17 +386,17 @@ impl Connection {
             Action::Forward(inv) => self.forward(req.raw, inv, metric as u16).await,
             Action::Local(local) => {
                 self.drain().await;
-                return self.local(local, req).await;
+                return (self.local(local, req).await, false);
             }
             Action::Pin => {
                 self.drain().await;
-                return self.pinned(req).await;
+                return (self.pinned(req).await, true);
             }
             Action::Refuse(name) => self
                 .replies
                 .ready_with(|out| write_not_supported(out, &name)),
         }
-        Flow::Continue
+        (Flow::Continue, false)
     }
 
     /// Evicts what a write may have changed, for every user, before it is sent; records
@@ -437,7 +463,7 @@ impl Connection {
     /// Writes an upstream reply frame as the oldest owed reply; a large one is written
     /// from its own bytes after what is buffered (same order, no copy).
     async fn write_frame(&mut self, frame: &Bytes) {
-        if frame.len() < LARGE_REPLY || self.write_failed.is_some() {
+        if frame.len() < LARGE_REPLY || self.write_failed.is_some() || self.replies.muted_now() {
             return self.replies.oldest_out().extend_from_slice(frame);
         }
         let written = match self.flush().await {
@@ -453,12 +479,12 @@ impl Connection {
         if let Some(e) = self.write_failed.take() {
             return Err(e);
         }
-        let out = self.replies.written();
+        let out = self.replies.sendable();
         if out.is_empty() {
             return Ok(());
         }
         self.stream.write_all(out).await?;
-        out.clear();
+        self.replies.sent();
         Ok(())
     }
 }

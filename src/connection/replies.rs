@@ -29,6 +29,8 @@ pub(super) enum Pending {
     Follow(oneshot::Receiver<Fetched>, Bytes),
     /// An MGET assembled from hits, its own fetch and other clients' fetches.
     Mget(reads::MgetReply),
+    /// `CLIENT REPLY`: the replies after this one are dropped (`true`) or written again.
+    Mute(bool),
 }
 
 /// The client's owed replies, oldest first, and the bytes ready for its socket.
@@ -52,6 +54,10 @@ pub(super) struct Replies {
     /// The connection's profiler state (read sampling, N+1 tracking), kept with the rest
     /// of what the connection owns per client.
     pub(super) profile: ClientProfile,
+    /// Replies owed from now on are dropped (`CLIENT REPLY OFF|SKIP`).
+    muting: bool,
+    /// Where in `out` the dropped replies start: what follows is never sent.
+    muted_from: Option<usize>,
 }
 
 impl Replies {
@@ -66,6 +72,72 @@ impl Replies {
             spare_segments: Vec::new(),
             spare_frames: Vec::new(),
             profile: ClientProfile::new(),
+            muting: false,
+            muted_from: None,
+        }
+    }
+
+    /// Drops the replies owed from now on (`on`), or writes them again: at once when
+    /// nothing is owed, else once every reply owed before is written.
+    pub(super) fn mute(&mut self, on: bool) {
+        if self.muting == on {
+            return;
+        }
+        self.muting = on;
+        if self.is_idle() {
+            self.apply_mute(on);
+        } else {
+            self.wait_for(Pending::Mute(on));
+        }
+    }
+
+    /// Whether replies owed from now on are dropped.
+    pub(super) fn muting(&self) -> bool {
+        self.muting
+    }
+
+    /// Whether the reply being written now is dropped.
+    pub(super) fn muted_now(&self) -> bool {
+        self.muted_from.is_some()
+    }
+
+    fn apply_mute(&mut self, on: bool) {
+        match (on, self.muted_from) {
+            (true, None) => self.muted_from = Some(self.out.len()),
+            (false, Some(from)) => {
+                self.out.truncate(from);
+                self.muted_from = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// Writes a frame that is not dropped whatever the mute state (a pinned connection's
+    /// reply known to be wanted, a pushed message): after what is written, before what
+    /// is dropped.
+    pub(super) fn write_through(&mut self, frame: &[u8]) {
+        if let Some(from) = self.muted_from {
+            self.out.truncate(from);
+            self.out.extend_from_slice(frame);
+            self.muted_from = Some(self.out.len());
+        } else {
+            self.out.extend_from_slice(frame);
+        }
+    }
+
+    /// The bytes to send to the socket: the dropped replies at the end are discarded.
+    pub(super) fn sendable(&mut self) -> &mut BytesMut {
+        if let Some(from) = self.muted_from {
+            self.out.truncate(from);
+        }
+        &mut self.out
+    }
+
+    /// Empties the output buffer once it is sent.
+    pub(super) fn sent(&mut self) {
+        self.out.clear();
+        if self.muted_from.is_some() {
+            self.muted_from = Some(0);
         }
     }
 
@@ -261,6 +333,7 @@ impl Connection {
                     self.write_fetched(fetched, key).await;
                 }
                 Pending::Mget(m) => self.write_mget(m).await,
+                Pending::Mute(on) => self.replies.apply_mute(on),
             }
         }
     }

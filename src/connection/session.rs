@@ -30,6 +30,7 @@ impl Connection {
                     return Flow::Continue;
                 }
                 self.session.name = None;
+                self.reset_reply();
                 self.replies.ready(RESET);
             }
             Local::Kill => self.kill(req).await,
@@ -39,6 +40,9 @@ impl Connection {
                 return Flow::Close;
             }
             Local::ClientSetName => self.set_name(&req.args[2]),
+            Local::ClientReply => self.client_reply(&req.args[2]),
+            Local::ClientUnblock => self.client_unblock(&req.args).await,
+            Local::ClientKill => self.client_kill(&req.args).await,
             Local::ClientId => {
                 let mut out = BytesMut::new();
                 out.extend_from_slice(b":");

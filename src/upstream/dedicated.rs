@@ -3,6 +3,9 @@
 //! and writes it directly; nothing else ever uses it, and it is closed when dropped. Also
 //! [`Upstream::queued`], a permission check run on such a connection.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -22,7 +25,69 @@ pub enum Queued {
     Replies(Vec<Bytes>),
 }
 
+/// An upstream client id no connection has: what a sidecar client id without a pinned
+/// connection is translated to (Redis answers as for any unknown id).
+pub const NO_UPSTREAM_ID: u64 = i64::MAX as u64;
+
+/// The upstream client id of each client's pinned connection, by the client's own id
+/// (`CLIENT ID` through the sidecar): how `CLIENT UNBLOCK` and `CLIENT TRACKING ...
+/// REDIRECT`, which name clients by the ids the application knows, reach the upstream.
+#[derive(Debug, Default)]
+pub struct PinnedIds(Mutex<HashMap<u64, u64>>);
+
+impl PinnedIds {
+    /// `client`'s pinned connection is `upstream` there.
+    pub fn insert(&self, client: u64, upstream: u64) {
+        self.lock().insert(client, upstream);
+    }
+
+    /// `client`'s pinned connection is closed.
+    pub fn remove(&self, client: u64) {
+        self.lock().remove(&client);
+    }
+
+    /// The upstream id of `client`'s pinned connection, or [`NO_UPSTREAM_ID`].
+    pub fn upstream(&self, client: u64) -> u64 {
+        self.lock().get(&client).copied().unwrap_or(NO_UPSTREAM_ID)
+    }
+
+    /// The map (a panic elsewhere while holding it leaves it usable: each change is one
+    /// insert or remove).
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 impl Upstream {
+    /// [`Upstream::dedicated`], and the connection's upstream client id (`CLIENT ID`, one
+    /// more round trip, bounded by `timeout`; `None` when the user may not run it).
+    pub async fn dedicated_with_id(
+        &self,
+        route: Route,
+        timeout: std::time::Duration,
+    ) -> Result<(TcpStream, Option<u64>), UpstreamError> {
+        let mut stream = self.dedicated(route).await?;
+        let ask = async {
+            let mut out = BytesMut::new();
+            write_command(&mut out, &[b"CLIENT", b"ID"]);
+            stream
+                .write_all(&out)
+                .await
+                .map_err(UpstreamError::unavailable)?;
+            let mut buf = BytesMut::with_capacity(64);
+            handshake::read_frame(&mut stream, &mut buf).await
+        };
+        let reply = tokio::time::timeout(timeout, ask)
+            .await
+            .map_err(|_| UpstreamError::Timeout)??;
+        let id = reply
+            .strip_prefix(b":")
+            .and_then(|r| r.strip_suffix(b"\r\n"))
+            .and_then(|n| std::str::from_utf8(n).ok())
+            .and_then(|n| n.parse().ok());
+        Ok((stream, id))
+    }
+
     /// Opens a connection in `route`'s state for one client.
     pub async fn dedicated(&self, route: Route) -> Result<TcpStream, UpstreamError> {
         let creds = self.credentials(route.user)?;

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-pub use dedicated::Queued;
+pub use dedicated::{PinnedIds, Queued, NO_UPSTREAM_ID};
 pub use pool::{Lane, OnReply, PendingReply, Pool};
 pub use state::UpstreamState;
 use state::{AUTH_FAILED, AUTH_OK, AUTH_REQUIRED};

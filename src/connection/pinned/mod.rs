@@ -13,28 +13,26 @@
 //! client's next pinned request; it is closed, never shared, when the client goes, RESETs,
 //! or leaves it in a state the sidecar cannot follow.
 
+mod pin;
 mod request;
 mod state;
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::session::with_client_id;
 use super::{Connection, Flow};
 use crate::command::{blocks, classify, subscribes, writes, Action, Invalidation, Local};
 use crate::error::{write_not_supported, write_request_error, write_upstream_error};
-use crate::metrics::Stats;
-use crate::protocol::{command, write_error, FrameScanner, Request, RequestError, OK};
+use crate::protocol::{command, write_error, Request, RequestError, OK};
 use crate::upstream::{Credentials, Route};
+pub(in crate::connection) use pin::Pin;
 pub(super) use request::credentials;
 use request::{effect, merge};
-use state::{Applied, Effect, Frame, PinState};
+use state::{Applied, Effect, Frame};
 
 /// Client input read ahead while the pinned connection owes replies (more waits in the
 /// client's socket).
@@ -46,91 +44,6 @@ const MAX_OUT: usize = 1024 * 1024;
 /// connection, so WAIT waits for those writes (on a fresh connection it would wait for
 /// nothing).
 const WAIT_CHANNEL: &[u8] = b"__nearcache__:wait";
-
-/// A connection pinned to one client.
-pub(super) struct Pin {
-    stream: TcpStream,
-    /// The route the connection is in (the session's, kept in step with it).
-    route: Route,
-    /// The name the connection carries (`CLIENT SETNAME`).
-    name: Option<Bytes>,
-    input: BytesMut,
-    scanner: FrameScanner,
-    /// Requests not written yet.
-    out: BytesMut,
-    state: PinState,
-    /// When a frame last arrived or a request was sent with nothing owed.
-    progress: Instant,
-    /// How long the connection is kept for its client once clean and unused.
-    keep: std::time::Duration,
-    stats: Arc<Stats>,
-    /// This connection's place among `--max-pinned`.
-    _slot: OwnedSemaphorePermit,
-}
-
-impl Pin {
-    fn new(
-        stream: TcpStream,
-        route: Route,
-        keep: std::time::Duration,
-        stats: Arc<Stats>,
-        slot: OwnedSemaphorePermit,
-    ) -> Pin {
-        stats.upstream_pinned.fetch_add(1, Relaxed);
-        Pin {
-            _slot: slot,
-            stream,
-            route,
-            name: None,
-            input: BytesMut::with_capacity(4096),
-            scanner: FrameScanner::default(),
-            out: BytesMut::new(),
-            state: PinState::new(route.db, route.resp),
-            progress: Instant::now(),
-            keep,
-            stats,
-        }
-    }
-
-    /// When a kept (clean, unused) connection is closed: `--upstream-idle-timeout` after
-    /// its last reply.
-    pub(super) fn idle_until(&self) -> Instant {
-        self.progress + self.keep
-    }
-
-    /// Queues a request for the upstream.
-    fn send(&mut self, raw: &[u8], effect: Effect, blocking: bool) {
-        if self.state.idle() {
-            self.progress = Instant::now();
-        }
-        self.out.extend_from_slice(raw);
-        self.state.sent(effect, blocking);
-    }
-
-    /// Gives the connection the client's name (its replies are the sidecar's own).
-    fn name_as(&mut self, name: Option<Bytes>) {
-        let arg = name.clone().unwrap_or_default();
-        self.send(
-            &command(&[b"CLIENT", b"SETNAME", &arg]),
-            Effect::Swallow,
-            false,
-        );
-        self.name = name;
-    }
-
-    /// A kept connection the server has not closed meanwhile (nothing may arrive on a
-    /// clean, idle connection).
-    fn alive(&self) -> bool {
-        let mut byte = [0u8; 1];
-        matches!(self.stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-    }
-}
-
-impl Drop for Pin {
-    fn drop(&mut self) {
-        self.stats.upstream_pinned.fetch_sub(1, Relaxed);
-    }
-}
 
 /// How a relay ended.
 enum Relay {
@@ -158,6 +71,7 @@ impl Connection {
             Ok(pin) => pin,
             Err(e) => {
                 self.replies.error(&e);
+                self.served_one();
                 return Flow::Continue;
             }
         };
@@ -200,9 +114,13 @@ impl Connection {
                 self.shared.stats.pinned_refused.fetch_add(1, Relaxed);
                 crate::error::UpstreamError::MaxPinned
             })?;
-        let stream = self.shared.upstream.dedicated(route).await?;
+        let timeout = self.shared.config.upstream_timeout;
+        let (stream, upstream_id) = (self.shared.upstream)
+            .dedicated_with_id(route, timeout)
+            .await?;
         let keep = self.shared.config.upstream_idle_timeout;
         let mut pin = Pin::new(stream, route, keep, self.shared.stats.clone(), slot);
+        pin.register(&self.shared.pinned_ids, self.session.id, upstream_id);
         if name.is_some() {
             pin.name_as(name);
         }
@@ -214,6 +132,7 @@ impl Connection {
         let limits = configured.with_upstream_max_bulk(self.shared.upstream_max_bulk.load(Relaxed));
         let timeout = self.shared.config.upstream_timeout;
         let mut shutdown = self.stopping.clone();
+        let killed = self.killed.signal.clone();
         let mut next = Some(first);
         let mut waiting = None;
         loop {
@@ -234,10 +153,15 @@ impl Connection {
                     },
                 };
                 waiting = self.pin_request(pin, req).map(Waiting::Request);
+                if waiting.is_none() {
+                    self.served_one();
+                }
             }
             if pin.state.idle() {
                 if let Some(w) = waiting.take() {
-                    match self.run_waiting(pin, w).await {
+                    let relay = self.run_waiting(pin, w).await;
+                    self.served_one();
+                    match relay {
                         Some(relay) => {
                             let _ = self.flush().await;
                             return relay;
@@ -265,6 +189,7 @@ impl Connection {
             tokio::select! {
                 biased;
                 _ = wait_for_shutdown(&mut shutdown) => return Relay::Close,
+                _ = killed.notified() => return Relay::Close,
                 read = pin.stream.read_buf(&mut pin.input) => match read {
                     Ok(1..) => {
                         if !self.relay_frames(pin).await {
@@ -311,6 +236,9 @@ impl Connection {
                 | Local::ClientGetName
                 | Local::Info
                 | Local::Nearcache
+                | Local::ClientReply
+                | Local::ClientUnblock
+                | Local::ClientKill
                 | Local::Kill,
             ) => return Some(req),
             _ => {}
@@ -331,7 +259,8 @@ impl Connection {
                 false,
             );
         }
-        pin.send(&req.raw, effect, blocking);
+        let raw = self.with_upstream_ids(&req).unwrap_or(req.raw);
+        pin.send_muted(&raw, effect, blocking, self.replies.muting());
         None
     }
 
@@ -359,6 +288,10 @@ impl Connection {
                 self.local(Local::Reset, req).await;
                 return Some(Relay::Reset);
             }
+            Action::Local(Local::ClientReply) if pin.state.in_multi() => {
+                let text = "ERR nearcache: CLIENT REPLY inside MULTI is not supported";
+                self.replies.ready_with(|out| write_error(out, text));
+            }
             _ if subscribes(&req.args) && pin.state.in_multi() => {
                 let name = String::from_utf8_lossy(&req.args[0]).to_ascii_uppercase();
                 let text = format!("ERR nearcache: {name} inside MULTI is not supported");
@@ -370,7 +303,8 @@ impl Connection {
             // The upstream queues these in a transaction, or refuses them in RESP2
             // subscribe mode: it answers them.
             _ if pin.state.in_multi() || pin.state.resp2_subscribed() => {
-                pin.send(&req.raw, Effect::Plain(Invalidation::None), false);
+                let muted = self.replies.muting();
+                pin.send_muted(&req.raw, Effect::Plain(Invalidation::None), false, muted);
             }
             Action::Local(local) => {
                 if self.local(local, req).await == Flow::Close {
@@ -414,7 +348,7 @@ impl Connection {
                     }
                 }
             }
-            self.replies.written().extend_from_slice(&frame);
+            self.replies.write_through(&frame);
             if self.replies.written().len() >= MAX_OUT && self.flush().await.is_err() {
                 return true; // the client is gone: noticed on its next read
             }

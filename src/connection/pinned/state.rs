@@ -82,6 +82,8 @@ pub(super) struct Expect {
     left: Option<usize>,
     /// May wait on the server for its own timeout (no upstream timeout applies).
     pub(super) blocking: bool,
+    /// The client asked not to get this reply (`CLIENT REPLY OFF|SKIP`).
+    muted: bool,
 }
 
 /// What a reply changed for the session, applied before the reply reaches the client.
@@ -217,7 +219,14 @@ impl PinState {
     }
 
     /// Records a request sent now.
+    #[cfg(test)]
     pub(super) fn sent(&mut self, effect: Effect, blocking: bool) {
+        self.sent_muted(effect, blocking, false);
+    }
+
+    /// Records a request sent now, whose reply is not written to the client when `muted`
+    /// (what it changed is applied all the same).
+    pub(super) fn sent_muted(&mut self, effect: Effect, blocking: bool, muted: bool) {
         match &effect {
             Effect::Multi => self.sent_multi = true,
             Effect::Exec | Effect::Discard => self.sent_multi = false,
@@ -232,6 +241,7 @@ impl PinState {
             effect,
             left: None,
             blocking,
+            muted,
         });
     }
 
@@ -272,7 +282,7 @@ impl PinState {
             // Nothing owed: a frame the sidecar cannot place is relayed as it came.
             return Frame::Message;
         };
-        let swallow = expect.effect == Effect::Swallow;
+        let swallow = expect.effect == Effect::Swallow || expect.muted;
         let mut applied = Vec::new();
         self.reply(expect.effect, frame, true, &mut applied);
         Frame::Reply { applied, swallow }

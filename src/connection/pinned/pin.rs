@@ -1,0 +1,119 @@
+//! The connection pinned to one client: its socket, its state, and its registration
+//! under the client's id while it lives.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+
+use super::state::{Effect, PinState};
+use crate::metrics::Stats;
+use crate::protocol::{command, FrameScanner};
+use crate::upstream::{PinnedIds, Route};
+
+/// A connection pinned to one client.
+pub(in crate::connection) struct Pin {
+    pub(super) stream: TcpStream,
+    /// The route the connection is in (the session's, kept in step with it).
+    pub(super) route: Route,
+    /// The name the connection carries (`CLIENT SETNAME`).
+    pub(super) name: Option<Bytes>,
+    pub(super) input: BytesMut,
+    pub(super) scanner: FrameScanner,
+    /// Requests not written yet.
+    pub(super) out: BytesMut,
+    pub(super) state: PinState,
+    /// When a frame last arrived or a request was sent with nothing owed.
+    pub(super) progress: Instant,
+    /// How long the connection is kept for its client once clean and unused.
+    pub(super) keep: std::time::Duration,
+    pub(super) stats: Arc<Stats>,
+    /// This connection's place among `--max-pinned`.
+    _slot: OwnedSemaphorePermit,
+    /// Where this connection's upstream id is known by its client's id, while it lives.
+    pub(super) registered: Option<(Arc<PinnedIds>, u64)>,
+}
+
+impl Pin {
+    pub(super) fn new(
+        stream: TcpStream,
+        route: Route,
+        keep: std::time::Duration,
+        stats: Arc<Stats>,
+        slot: OwnedSemaphorePermit,
+    ) -> Pin {
+        stats.upstream_pinned.fetch_add(1, Relaxed);
+        Pin {
+            _slot: slot,
+            stream,
+            route,
+            name: None,
+            input: BytesMut::with_capacity(4096),
+            scanner: FrameScanner::default(),
+            out: BytesMut::new(),
+            state: PinState::new(route.db, route.resp),
+            progress: Instant::now(),
+            keep,
+            stats,
+            registered: None,
+        }
+    }
+
+    /// Makes this connection's upstream id (`upstream`) known by its client's id.
+    pub(super) fn register(&mut self, ids: &Arc<PinnedIds>, client: u64, upstream: Option<u64>) {
+        if let Some(upstream) = upstream {
+            ids.insert(client, upstream);
+            self.registered = Some((ids.clone(), client));
+        }
+    }
+
+    /// When a kept (clean, unused) connection is closed: `--upstream-idle-timeout` after
+    /// its last reply.
+    pub(in crate::connection) fn idle_until(&self) -> Instant {
+        self.progress + self.keep
+    }
+
+    /// Queues a request for the upstream.
+    pub(super) fn send(&mut self, raw: &[u8], effect: Effect, blocking: bool) {
+        self.send_muted(raw, effect, blocking, false);
+    }
+
+    /// Queues a request for the upstream; its reply is dropped when `muted`.
+    pub(super) fn send_muted(&mut self, raw: &[u8], effect: Effect, blocking: bool, muted: bool) {
+        if self.state.idle() {
+            self.progress = Instant::now();
+        }
+        self.out.extend_from_slice(raw);
+        self.state.sent_muted(effect, blocking, muted);
+    }
+
+    /// Gives the connection the client's name (its replies are the sidecar's own).
+    pub(super) fn name_as(&mut self, name: Option<Bytes>) {
+        let arg = name.clone().unwrap_or_default();
+        self.send(
+            &command(&[b"CLIENT", b"SETNAME", &arg]),
+            Effect::Swallow,
+            false,
+        );
+        self.name = name;
+    }
+
+    /// A kept connection the server has not closed meanwhile (nothing may arrive on a
+    /// clean, idle connection).
+    pub(super) fn alive(&self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        self.stats.upstream_pinned.fetch_sub(1, Relaxed);
+        if let Some((ids, client)) = &self.registered {
+            ids.remove(*client);
+        }
+    }
+}
