@@ -2,6 +2,7 @@
 //! upstream or local), then write every reply in request order with one flush.
 
 mod acl;
+mod budget;
 mod counts;
 mod group;
 pub(crate) mod nearcache;
@@ -204,7 +205,10 @@ impl Connection {
             let mut flow = Flow::Continue;
             let mut batch = 0;
             loop {
-                if batch == MAX_BATCH || self.replies.written().len() >= MAX_BUFFERED_OUT {
+                if batch == MAX_BATCH
+                    || self.replies.written().len() >= MAX_BUFFERED_OUT
+                    || self.replies.budget.is_spent()
+                {
                     self.drain().await;
                     if self.flush().await.is_err() {
                         return;
@@ -433,7 +437,11 @@ impl Connection {
     /// Writes an upstream reply frame as the oldest owed reply; a large one is written
     /// from its own bytes after what is buffered (same order, no copy).
     async fn write_frame(&mut self, frame: &Bytes) {
-        if frame.len() < LARGE_REPLY || self.write_failed.is_some() {
+        if self.write_failed.is_some() {
+            // The client is gone (the next flush says so): nothing more is kept for it.
+            return;
+        }
+        if frame.len() < LARGE_REPLY {
             return self.replies.oldest_out().extend_from_slice(frame);
         }
         let written = match self.flush().await {
@@ -441,6 +449,13 @@ impl Connection {
             Err(e) => Err(e),
         };
         if let Err(e) = written {
+            self.write_failed = Some(e);
+        }
+    }
+
+    /// Flushes the output mid-drain; a failure is reported by the next [`Connection::flush`].
+    async fn flush_or_fail(&mut self) {
+        if let Err(e) = self.flush().await {
             self.write_failed = Some(e);
         }
     }

@@ -9,8 +9,9 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
+use super::budget::Budget;
 use super::group::{Group, Segment, Segments, GROUP_BUFFER};
-use super::{reads, Connection};
+use super::{reads, Connection, MAX_BUFFERED_OUT};
 use crate::cache::Fetched;
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::profiler::ClientProfile;
@@ -52,6 +53,8 @@ pub(super) struct Replies {
     /// The connection's profiler state (read sampling, N+1 tracking), kept with the rest
     /// of what the connection owns per client.
     pub(super) profile: ClientProfile,
+    /// What the owed replies are estimated to hold, against the per-client bound.
+    pub(super) budget: Budget,
 }
 
 impl Replies {
@@ -66,6 +69,7 @@ impl Replies {
             spare_segments: Vec::new(),
             spare_frames: Vec::new(),
             profile: ClientProfile::new(),
+            budget: Budget::default(),
         }
     }
 
@@ -89,6 +93,7 @@ impl Replies {
         }
         let mut bytes = BytesMut::new();
         write(&mut bytes);
+        self.budget.hold(bytes.len());
         self.wait_for(Pending::Ready(bytes.freeze()));
     }
 
@@ -101,7 +106,10 @@ impl Replies {
     pub(super) fn ready_bytes(&mut self, bytes: Bytes) {
         match self.idle_out() {
             Some(out) => out.extend_from_slice(&bytes),
-            None => self.wait_for(Pending::Ready(bytes)),
+            None => {
+                self.budget.hold(bytes.len());
+                self.wait_for(Pending::Ready(bytes));
+            }
         }
     }
 
@@ -248,7 +256,7 @@ impl Connection {
         self.send_unsent().await;
         while let Some(pending) = self.replies.take_oldest() {
             match pending {
-                Pending::Ready(bytes) => self.replies.oldest_out().extend_from_slice(&bytes),
+                Pending::Ready(bytes) => self.write_frame(&bytes).await,
                 Pending::Unsent(group) => {
                     let s = &self.session;
                     let frames = std::mem::take(&mut self.replies.spare_frames);
@@ -262,7 +270,13 @@ impl Connection {
                 }
                 Pending::Mget(m) => self.write_mget(m).await,
             }
+            if self.replies.written().len() >= MAX_BUFFERED_OUT {
+                // What is written is no longer held: the output stays small however much
+                // the drained window holds.
+                self.flush_or_fail().await;
+            }
         }
+        self.replies.budget.settle();
     }
 
     /// Sends `bytes` (holding `replies` commands) on this client's upstream slot, outside
@@ -315,10 +329,16 @@ impl Connection {
     async fn write_fetched(&mut self, fetched: Fetched, key: Bytes) {
         let resp = self.session.resp;
         match fetched {
-            Fetched::Value(bulk) => self.replies.oldest_out().extend_from_slice(&bulk),
+            Fetched::Value(bulk) => {
+                self.replies.budget.learn(bulk.len());
+                self.write_frame(&bulk).await;
+            }
             Fetched::Missing => self.replies.oldest_out().extend_from_slice(null(resp)),
             Fetched::Unknown => match self.ask(command(&[b"GET", &key]), 1).await {
-                Ok(frames) => self.replies.oldest_out().extend_from_slice(&frames[0]),
+                Ok(frames) => {
+                    self.replies.budget.learn(frames[0].len());
+                    self.write_frame(&frames[0]).await;
+                }
                 Err(e) => write_upstream_error(self.replies.oldest_out(), &e),
             },
         }
