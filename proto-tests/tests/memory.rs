@@ -7,6 +7,10 @@
 //! the process really pays for them (moka's structures, allocator rounding) and the
 //! per-thread front. Each run fills L1 with about twice as many keys as fit, GET through the
 //! sidecar in pipelined batches of keys set directly in Redis.
+//!
+//! Replies in flight: what clients that pipeline GETs of large values (too large for L1,
+//! so every GET is forwarded) make the sidecar hold is bounded per client, and given back
+//! once they are idle.
 
 use proto_tests::*;
 
@@ -208,7 +212,9 @@ fn read_large_replies(
 /// Clients that pipeline GETs of values too large for L1 without reading their replies
 /// make the sidecar hold a bounded amount for each (it stops dispatching a client's
 /// requests while it holds its bound of replies), not a pipeline of values; once they are
-/// gone the memory is given back. Every reply still arrives, whole and in order.
+/// idle, and again once they are gone, the memory is given back (no buffer keeps a large
+/// request's or reply's allocation, the pinned connection's included). Every reply still
+/// arrives, whole and in order.
 #[test]
 fn pipelined_large_replies_are_held_within_a_bound_per_client() {
     const CLIENTS: usize = 4;

@@ -12,17 +12,15 @@
 //! a few requests: a client whose very first replies are large values is bounded too, and
 //! one whose replies are small has its whole pipeline dispatched again after one round trip.
 
-use super::MAX_BATCH;
-
 /// Reply bytes the sidecar holds for one client (owed, not written to its socket) before
 /// it stops dispatching the client's requests until they are written.
 pub(super) const MAX_HELD_REPLIES: usize = 32 * 1024 * 1024;
 /// Estimate of one upstream reply before the connection has seen any: a quarter of the
 /// bound, so the first window is four upstream-bound requests.
 const FIRST_ESTIMATE: usize = MAX_HELD_REPLIES / 4;
-/// Smallest estimate: at it a whole batch ([`MAX_BATCH`]) fits in the bound, so clients
-/// with small replies are never stopped before the batch ends.
-const MIN_ESTIMATE: usize = MAX_HELD_REPLIES / MAX_BATCH;
+/// Smallest estimate (a small reply such as `:1` or a nil): an MGET of many keys is still
+/// counted at something per key.
+const MIN_ESTIMATE: usize = 16;
 
 /// What one client's owed replies are estimated to hold (see the module docs).
 pub(super) struct Budget {
@@ -84,6 +82,7 @@ impl Budget {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connection::MAX_BATCH;
 
     #[test]
     fn the_first_window_is_a_few_requests() {
@@ -125,6 +124,18 @@ mod tests {
         b.learn(2048);
         b.settle();
         b.expect(MAX_BATCH - 1);
+        assert!(!b.is_spent());
+    }
+
+    #[test]
+    fn mgets_of_many_small_values_are_not_stopped() {
+        let mut b = Budget::default();
+        b.learn(1);
+        b.settle();
+        // A batch of MGETs of 1000 keys each, every key counted at the smallest estimate.
+        for _ in 0..MAX_BATCH {
+            b.expect(1000);
+        }
         assert!(!b.is_spent());
     }
 
