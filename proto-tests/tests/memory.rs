@@ -181,7 +181,8 @@ fn set_large_values(conn: &mut Conn) -> Vec<Vec<u8>> {
 fn pipeline_large_gets(sidecar: &Sidecar, first: usize, gets: usize) -> std::net::TcpStream {
     use std::io::Write;
     let mut stream = std::net::TcpStream::connect(sidecar.addr()).expect("connect");
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    // Generous: a loaded machine moves these 640 MiB slowly through a debug build.
+    stream.set_read_timeout(Some(IO_TIMEOUT * 6)).unwrap();
     let mut requests = Vec::new();
     for n in 0..gets {
         let key = format!("large:{}", (first + n) % LARGE_KEYS);
