@@ -261,6 +261,12 @@ fn pipelined_large_replies_are_held_within_a_bound_per_client() {
     let exec = [&b"*2\r\n"[..], &replies[0], &replies[1]].concat();
     assert!(pinned.cmd_str(&["EXEC"]) == exec, "EXEC of two large GETs");
     let peak = proc_status_bytes(sidecar.pid(), "VmHWM");
+    // The pauses are counted, in INFO and /metrics alike.
+    let waits = info_u64(&sidecar.conn().info(None), "client_output_bound_waits");
+    assert!(waits >= CLIENTS as u64, "client_output_bound_waits {waits}");
+    let (_, m) = http_get(sidecar.metrics_addr().expect("metrics on"), "/metrics");
+    let exported = metric(&m, "nearcache_clients_output_bound_waits_total", "");
+    assert_eq!(exported, Some(waits as f64), "{m}");
     // What the bound allows: L1 (unused here: nothing this large is cached), each client's
     // bound and one more reply each being written, and the base.
     let allowed = base + L1 + CLIENTS as u64 * (PER_CLIENT + LARGE as u64 * 2);

@@ -209,6 +209,9 @@ impl Connection {
                     || self.replies.written().len() >= MAX_BUFFERED_OUT
                     || self.replies.budget.is_spent()
                 {
+                    if self.replies.budget.is_spent() {
+                        self.shared.stats.output_bound_waits.fetch_add(1, Relaxed);
+                    }
                     self.drain().await;
                     if self.flush().await.is_err() {
                         return;
