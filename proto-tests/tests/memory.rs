@@ -368,3 +368,58 @@ fn a_client_that_never_reads_large_replies_does_not_stop_others() {
     );
     drop(stuck);
 }
+
+/// A pipeline paused at the bound again and again (large GETs and MGETs between writes,
+/// reads of those writes and L1 hits) gets every reply exactly once, in order, with its
+/// own writes read back. (A new client: its first window is a few requests, and the large
+/// replies keep the next ones small.)
+#[test]
+fn a_paused_pipeline_keeps_every_reply_in_order() {
+    const ROUNDS: usize = 24;
+    let redis = Redis::start();
+    let sidecar = Sidecar::start_env(&redis.url(), &["--l1-max-bytes", "64MiB"], MALLOC);
+    let mut writer = sidecar.conn();
+    let replies = set_large_values(&mut writer);
+    assert_reply(
+        &writer.cmd_str(&["SET", "hit", "cached"]),
+        b"+OK\r\n",
+        "SET hit",
+    );
+    assert_reply(
+        &writer.cmd_str(&["GET", "hit"]),
+        &bulk(b"cached"),
+        "GET hit",
+    );
+    let mut c = sidecar.conn();
+    let mut requests = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..ROUNDS {
+        let (large, k, v) = (
+            format!("large:{}", i % LARGE_KEYS),
+            format!("k:{i}"),
+            format!("v:{i}"),
+        );
+        let value = &replies[i % LARGE_KEYS];
+        for (request, reply) in [
+            (vec!["GET", &large], value.clone()),
+            (vec!["SET", &k, &v], b"+OK\r\n".to_vec()),
+            (vec!["GET", &k], bulk(v.as_bytes())),
+            (vec!["GET", "hit"], bulk(b"cached")),
+            (vec!["INCR", "n"], format!(":{}\r\n", i + 1).into_bytes()),
+            (
+                vec!["MGET", &large, &k],
+                [&b"*2\r\n"[..], value, &bulk(v.as_bytes())].concat(),
+            ),
+        ] {
+            requests.extend(encode_command_str(&request));
+            want.push((request.join(" "), reply));
+        }
+    }
+    c.send(&requests);
+    for (n, (request, reply)) in want.iter().enumerate() {
+        let got = c.read_reply();
+        assert!(got == *reply, "reply {n} ({request}) is not its own");
+    }
+    let waits = info_u64(&c.info(Some("nearcache")), "client_output_bound_waits");
+    assert!(waits > 0, "the pipeline was never paused");
+}

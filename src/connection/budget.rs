@@ -8,9 +8,13 @@
 //!
 //! The size of an upstream reply is not known before it arrives: each is estimated at the
 //! largest upstream reply the client got in its last window (from one wait for every owed
-//! reply to the next). A connection starts with [`FIRST_ESTIMATE`], so its first window is
-//! a few requests: a client whose very first replies are large values is bounded too, and
-//! one whose replies are small has its whole pipeline dispatched again after one round trip.
+//! reply to the next), or half the previous estimate if that is more. A connection starts
+//! with [`FIRST_ESTIMATE`], so its first window is a few requests and the windows of a
+//! client whose replies are small double until a whole batch fits (eight windows): a client
+//! whose first replies are large values is bounded too, and one that gets a large reply
+//! now and then keeps a cautious estimate between them. A client whose replies were small
+//! for that long and then pipelines large values can still make the sidecar hold up to one
+//! batch of them: their size shows only once they arrive.
 
 /// Reply bytes the sidecar holds for one client (owed, not written to its socket) before
 /// it stops dispatching the client's requests until they are written.
@@ -69,10 +73,11 @@ impl Budget {
     }
 
     /// Everything owed is written: a new window starts, its upstream replies estimated at
-    /// the largest of the window that ended (unchanged if it had none).
+    /// the largest of the window that ended or half the last estimate, whichever is more
+    /// (unchanged if the window had no upstream reply).
     pub(super) fn settle(&mut self) {
         if self.largest > 0 {
-            self.estimate = self.largest.max(MIN_ESTIMATE);
+            self.estimate = self.largest.max(self.estimate / 2).max(MIN_ESTIMATE);
             self.largest = 0;
         }
         self.held = 0;
@@ -95,11 +100,31 @@ mod tests {
         assert_eq!(dispatched, MAX_HELD_REPLIES / FIRST_ESTIMATE);
     }
 
+    /// Windows of small replies until the estimate stops falling.
+    fn small_windows(b: &mut Budget, len: usize) -> usize {
+        let mut windows = 0;
+        loop {
+            let before = b.estimate;
+            b.learn(len);
+            b.settle();
+            if b.estimate == before {
+                return windows;
+            }
+            windows += 1;
+        }
+    }
+
     #[test]
-    fn small_replies_never_stop_a_batch() {
+    fn windows_of_small_replies_double_until_a_batch_fits() {
         let mut b = Budget::default();
-        b.learn(100);
-        b.settle();
+        let mut windows = 0;
+        while MAX_HELD_REPLIES / b.estimate < MAX_BATCH {
+            b.learn(100);
+            b.settle();
+            windows += 1;
+        }
+        assert_eq!(windows, 8);
+        small_windows(&mut b, 100);
         for _ in 0..MAX_BATCH - 1 {
             b.expect(1);
         }
@@ -121,8 +146,12 @@ mod tests {
         b.expect(3);
         assert!(!b.is_spent());
         b.settle();
+        // Small replies again: half the estimate each window.
         b.learn(2048);
         b.settle();
+        assert_eq!(b.estimate, 5 << 20);
+        small_windows(&mut b, 2048);
+        assert_eq!(b.estimate, 2048);
         b.expect(MAX_BATCH - 1);
         assert!(!b.is_spent());
     }
@@ -130,8 +159,7 @@ mod tests {
     #[test]
     fn mgets_of_many_small_values_are_not_stopped() {
         let mut b = Budget::default();
-        b.learn(1);
-        b.settle();
+        small_windows(&mut b, 1);
         // A batch of MGETs of 1000 keys each, every key counted at the smallest estimate.
         for _ in 0..MAX_BATCH {
             b.expect(1000);
