@@ -7,11 +7,12 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
 use super::budget::Budget;
 use super::group::{Group, Segment, Segments, GROUP_BUFFER};
-use super::{reads, Connection, MAX_BUFFERED_OUT};
+use super::{reads, Connection, LARGE_REPLY, MAX_BUFFERED_OUT};
 use crate::cache::Fetched;
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::profiler::ClientProfile;
@@ -342,5 +343,45 @@ impl Connection {
                 Err(e) => write_upstream_error(self.replies.oldest_out(), &e),
             },
         }
+    }
+
+    /// Writes an upstream reply frame as the oldest owed reply; a large one is written
+    /// from its own bytes after what is buffered (same order, no copy).
+    pub(super) async fn write_frame(&mut self, frame: &Bytes) {
+        if self.write_failed.is_some() {
+            // The client is gone (the next flush says so): nothing more is kept for it.
+            return;
+        }
+        if frame.len() < LARGE_REPLY {
+            return self.replies.oldest_out().extend_from_slice(frame);
+        }
+        let written = match self.flush().await {
+            Ok(()) => self.stream.write_all(frame).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            self.write_failed = Some(e);
+        }
+    }
+
+    /// Flushes the output mid-drain; a failure is reported by the next [`Connection::flush`].
+    pub(super) async fn flush_or_fail(&mut self) {
+        if let Err(e) = self.flush().await {
+            self.write_failed = Some(e);
+        }
+    }
+
+    /// Writes the bytes ready for the socket (or reports a failed direct write).
+    pub(super) async fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(e) = self.write_failed.take() {
+            return Err(e);
+        }
+        let out = self.replies.written();
+        if out.is_empty() {
+            return Ok(());
+        }
+        self.stream.write_all(out).await?;
+        out.clear();
+        Ok(())
     }
 }
