@@ -13,6 +13,10 @@ RUN cargo build --release --locked -p nearcache -p nearcache-injector \
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/ /usr/local/bin/
 USER 65532:65532
+# glibc raises its mmap threshold (up to 32 MiB) each time a large block is freed, after
+# which large replies are carved from the heap and their memory is kept once they are gone;
+# fixed at 1 MiB, a buffer of a large value is given back to the system when it is freed.
+ENV MALLOC_MMAP_THRESHOLD_=1048576
 # 6380: clients (the sidecar listens on 127.0.0.1 by default, inside the pod);
 # 9380: /metrics, /healthz, /readyz; 8443: the injector's admission webhook.
 EXPOSE 6380 9380 8443

@@ -76,6 +76,10 @@ pub fn section(shared: &Shared) -> String {
         "rejected_connections_protocol",
         &stats.rejected_protocol.load(Relaxed),
     );
+    s.line(
+        "client_output_bound_waits",
+        &stats.output_bound_waits.load(Relaxed),
+    );
     let commands: u64 = (0..=crate::metrics::commands::KNOWN.len())
         .map(|i| stats.commands.total(i))
         .sum::<u64>()

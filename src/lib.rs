@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  client ──RESP2/3──► server (accept, --max-clients, SIGTERM drain)
-//!                        └─► connection task (per client: read → parse batch → dispatch → one flush)
+//!                        └─► connection task (per client: read → parse batch → dispatch → one flush;
+//!                              past 32 MiB of owed replies: write them before dispatching more)
 //!                              ├─ GET hit ─► cache: per-thread front ─► moka L1 ─► reply (no request built)
 //!                              ├─ command::classify ─► Get/Mget miss ─► fill (coalesce) ─► upstream
 //!                              ├─ Forward(invalidation) ─► evict before sending and when the reply arrives

@@ -7,6 +7,10 @@
 //! the process really pays for them (moka's structures, allocator rounding) and the
 //! per-thread front. Each run fills L1 with about twice as many keys as fit, GET through the
 //! sidecar in pipelined batches of keys set directly in Redis.
+//!
+//! Replies in flight: what clients that pipeline GETs of large values (too large for L1,
+//! so every GET is forwarded) make the sidecar hold is bounded per client, and given back
+//! once they are idle.
 
 use proto_tests::*;
 
@@ -133,4 +137,289 @@ fn rss_of_a_million_100_byte_values() {
         info_u64(&info, "l1_used_bytes"),
         (used - base) / entries.max(1),
     );
+}
+
+/// Values over 4 MiB are never cached: every GET of one is forwarded.
+const LARGE: usize = 10 << 20;
+/// Keys holding a [`LARGE`] value.
+const LARGE_KEYS: usize = 8;
+/// What the sidecar may hold for one client's replies (`MAX_HELD_REPLIES` in the
+/// connection), with one estimated reply of overshoot.
+const PER_CLIENT: u64 = 32 << 20;
+
+/// A [`LARGE`] value for key `i`: a random block repeated, each copy stamped with its index
+/// (a reply made of the wrong pieces, or pieces out of order, does not compare equal).
+fn large_value(i: usize) -> Vec<u8> {
+    const BLOCK: usize = 64 << 10;
+    let block = random_bytes(BLOCK, i as u64 + 1);
+    let mut v = Vec::with_capacity(LARGE);
+    for n in 0..LARGE / BLOCK {
+        v.extend_from_slice(&(n as u32).to_le_bytes());
+        v.extend_from_slice(&block[4..]);
+    }
+    v
+}
+
+/// Sets the [`LARGE_KEYS`] keys `large:i` on `conn`; returns each key's GET reply.
+fn set_large_values(conn: &mut Conn) -> Vec<Vec<u8>> {
+    (0..LARGE_KEYS)
+        .map(|i| {
+            let value = large_value(i);
+            let key = format!("large:{i}");
+            assert_reply(
+                &conn.cmd(&[b"SET", key.as_bytes(), &value]),
+                b"+OK\r\n",
+                "SET",
+            );
+            bulk(&value)
+        })
+        .collect()
+}
+
+/// A client connection that sends `gets` pipelined GETs of the large keys (starting at key
+/// `first`) and reads nothing yet.
+fn pipeline_large_gets(sidecar: &Sidecar, first: usize, gets: usize) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(sidecar.addr()).expect("connect");
+    // Generous: a loaded machine moves these 640 MiB slowly through a debug build.
+    stream.set_read_timeout(Some(IO_TIMEOUT * 6)).unwrap();
+    let mut requests = Vec::new();
+    for n in 0..gets {
+        let key = format!("large:{}", (first + n) % LARGE_KEYS);
+        requests.extend(encode_command_str(&["GET", &key]));
+    }
+    stream.write_all(&requests).expect("send the GETs");
+    stream
+}
+
+/// Reads the replies of [`pipeline_large_gets`] and checks every byte.
+fn read_large_replies(
+    stream: &mut std::net::TcpStream,
+    replies: &[Vec<u8>],
+    first: usize,
+    gets: usize,
+) {
+    use std::io::Read;
+    let mut got = vec![0u8; bulk(&[0; LARGE]).len()];
+    for n in 0..gets {
+        let want = &replies[(first + n) % LARGE_KEYS];
+        stream
+            .read_exact(&mut got)
+            .unwrap_or_else(|e| panic!("reply {n}: {e}"));
+        assert!(got == *want, "reply {n} is not the value of its key");
+    }
+}
+
+/// Clients that pipeline GETs of values too large for L1 without reading their replies
+/// make the sidecar hold a bounded amount for each (it stops dispatching a client's
+/// requests while it holds its bound of replies), not a pipeline of values; once they are
+/// idle, and again once they are gone, the memory is given back (no buffer keeps a large
+/// request's or reply's allocation, the pinned connection's included). Every reply still
+/// arrives, whole and in order.
+#[test]
+fn pipelined_large_replies_are_held_within_a_bound_per_client() {
+    const CLIENTS: usize = 4;
+    const GETS: usize = 64;
+    const L1: u64 = 64 << 20;
+    let redis = Redis::start();
+    let sidecar = Sidecar::start_env(&redis.url(), &["--l1-max-bytes", "64MiB"], MALLOC);
+    assert_reply(&sidecar.conn().cmd_str(&["PING"]), b"+PONG\r\n", "PING");
+    let base = rss(sidecar.pid());
+    // Large requests through the sidecar, on a client that stays.
+    let mut writer = sidecar.conn();
+    let replies = set_large_values(&mut writer);
+    let streams = std::thread::scope(|s| {
+        let replies = &replies;
+        let sidecar = &sidecar;
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                s.spawn(move || {
+                    let mut stream = pipeline_large_gets(sidecar, c, GETS);
+                    // Long enough for the sidecar to fetch whatever it dispatches.
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    read_large_replies(&mut stream, replies, c, GETS);
+                    stream
+                })
+            })
+            .collect();
+        let streams: Vec<_> = clients
+            .into_iter()
+            .map(|c| c.join().expect("client"))
+            .collect();
+        streams
+    });
+    // Large replies on a client's own (pinned) upstream connection too.
+    let mut pinned = sidecar.conn();
+    assert_reply(&pinned.cmd_str(&["MULTI"]), b"+OK\r\n", "MULTI");
+    for key in ["large:0", "large:1"] {
+        assert_reply(
+            &pinned.cmd_str(&["GET", key]),
+            b"+QUEUED\r\n",
+            "GET in MULTI",
+        );
+    }
+    let exec = [&b"*2\r\n"[..], &replies[0], &replies[1]].concat();
+    assert!(pinned.cmd_str(&["EXEC"]) == exec, "EXEC of two large GETs");
+    let peak = proc_status_bytes(sidecar.pid(), "VmHWM");
+    // The pauses are counted, in INFO and /metrics alike.
+    let waits = info_u64(&sidecar.conn().info(None), "client_output_bound_waits");
+    assert!(waits >= CLIENTS as u64, "client_output_bound_waits {waits}");
+    let (_, m) = http_get(sidecar.metrics_addr().expect("metrics on"), "/metrics");
+    let exported = metric(&m, "nearcache_clients_output_bound_waits_total", "");
+    assert_eq!(exported, Some(waits as f64), "{m}");
+    // What the bound allows: L1 (unused here: nothing this large is cached), each client's
+    // bound and one more reply each being written, and the base.
+    let allowed = base + L1 + CLIENTS as u64 * (PER_CLIENT + LARGE as u64 * 2);
+    // Given back while the clients stay connected, idle, and again once they are gone.
+    let given_back = base + IDLE;
+    let idle = rss_within(sidecar.pid(), given_back);
+    drop((streams, pinned, writer));
+    let closed = rss_within(sidecar.pid(), given_back);
+    eprintln!(
+        "base {} MiB, peak {} MiB (allowed {} MiB), idle {} MiB, closed {} MiB",
+        base >> 20,
+        peak >> 20,
+        allowed >> 20,
+        idle >> 20,
+        closed >> 20,
+    );
+    assert!(
+        peak <= allowed,
+        "peak VmHWM {} MiB over {} MiB",
+        peak >> 20,
+        allowed >> 20
+    );
+    assert!(
+        idle <= given_back,
+        "VmRSS {} MiB with the clients idle (base {} MiB)",
+        idle >> 20,
+        base >> 20
+    );
+    assert!(
+        closed <= given_back,
+        "VmRSS {} MiB with the clients gone (base {} MiB)",
+        closed >> 20,
+        base >> 20
+    );
+}
+
+/// Resident memory over the idle sidecar's that it goes back under once its clients are
+/// idle or gone: less than one large value (a buffer kept by a large request or reply
+/// shows).
+const IDLE: u64 = 8 << 20;
+
+/// The allocator setting the image runs the sidecar with (see the Dockerfile): without it
+/// glibc keeps freed large blocks in its heap.
+const MALLOC: &[(&str, &str)] = &[("MALLOC_MMAP_THRESHOLD_", "1048576")];
+
+/// The VmRSS of `pid` once it is at most `bound`, or after 5 s (memory is given back as
+/// each connection task sees its client idle or gone).
+fn rss_within(pid: u32, bound: u64) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut now = rss(pid);
+    while now > bound && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        now = rss(pid);
+    }
+    now
+}
+
+/// A client that pipelines GETs of large values and never reads its replies is stuck on
+/// its own: it holds about its bound of the sidecar's memory, and other clients reading
+/// the same keys (and writing others) are served meanwhile.
+#[test]
+fn a_client_that_never_reads_large_replies_does_not_stop_others() {
+    const GETS: usize = 256;
+    let redis = Redis::start();
+    let sidecar = Sidecar::start_env(&redis.url(), &["--l1-max-bytes", "64MiB"], MALLOC);
+    assert_reply(&sidecar.conn().cmd_str(&["PING"]), b"+PONG\r\n", "PING");
+    let base = rss(sidecar.pid());
+    let mut other = sidecar.conn();
+    let replies = set_large_values(&mut other);
+    let stuck = pipeline_large_gets(&sidecar, 0, GETS);
+    for round in 0..2 {
+        for (i, want) in replies.iter().enumerate() {
+            let got = other.cmd_str(&["GET", &format!("large:{i}")]);
+            assert!(
+                got == *want,
+                "round {round}: GET large:{i} by another client"
+            );
+        }
+        assert_reply(&other.cmd_str(&["SET", "k", "v"]), b"+OK\r\n", "SET");
+        assert_reply(&other.cmd_str(&["GET", "k"]), &bulk(b"v"), "GET k");
+    }
+    // Time for whatever the stuck client's pipeline makes the sidecar fetch to arrive.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let peak = proc_status_bytes(sidecar.pid(), "VmHWM");
+    // The stuck client's bound and a reply being written, the other client's value in
+    // flight (one at a time), and the base.
+    let allowed = base + PER_CLIENT + 4 * LARGE as u64;
+    eprintln!(
+        "base {} MiB, peak {} MiB (allowed {} MiB) with a client that never reads",
+        base >> 20,
+        peak >> 20,
+        allowed >> 20
+    );
+    assert!(
+        peak <= allowed,
+        "peak VmHWM {} MiB over {} MiB with a client that never reads",
+        peak >> 20,
+        allowed >> 20
+    );
+    drop(stuck);
+}
+
+/// A pipeline paused at the bound again and again (large GETs and MGETs between writes,
+/// reads of those writes and L1 hits) gets every reply exactly once, in order, with its
+/// own writes read back. (A new client: its first window is a few requests, and the large
+/// replies keep the next ones small.)
+#[test]
+fn a_paused_pipeline_keeps_every_reply_in_order() {
+    const ROUNDS: usize = 24;
+    let redis = Redis::start();
+    let sidecar = Sidecar::start_env(&redis.url(), &["--l1-max-bytes", "64MiB"], MALLOC);
+    let mut writer = sidecar.conn();
+    let replies = set_large_values(&mut writer);
+    assert_reply(
+        &writer.cmd_str(&["SET", "hit", "cached"]),
+        b"+OK\r\n",
+        "SET hit",
+    );
+    assert_reply(
+        &writer.cmd_str(&["GET", "hit"]),
+        &bulk(b"cached"),
+        "GET hit",
+    );
+    let mut c = sidecar.conn();
+    let mut requests = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..ROUNDS {
+        let (large, k, v) = (
+            format!("large:{}", i % LARGE_KEYS),
+            format!("k:{i}"),
+            format!("v:{i}"),
+        );
+        let value = &replies[i % LARGE_KEYS];
+        for (request, reply) in [
+            (vec!["GET", &large], value.clone()),
+            (vec!["SET", &k, &v], b"+OK\r\n".to_vec()),
+            (vec!["GET", &k], bulk(v.as_bytes())),
+            (vec!["GET", "hit"], bulk(b"cached")),
+            (vec!["INCR", "n"], format!(":{}\r\n", i + 1).into_bytes()),
+            (
+                vec!["MGET", &large, &k],
+                [&b"*2\r\n"[..], value, &bulk(v.as_bytes())].concat(),
+            ),
+        ] {
+            requests.extend(encode_command_str(&request));
+            want.push((request.join(" "), reply));
+        }
+    }
+    c.send(&requests);
+    for (n, (request, reply)) in want.iter().enumerate() {
+        let got = c.read_reply();
+        assert!(got == *reply, "reply {n} ({request}) is not its own");
+    }
+    let waits = info_u64(&c.info(Some("nearcache")), "client_output_bound_waits");
+    assert!(waits > 0, "the pipeline was never paused");
 }

@@ -157,6 +157,7 @@ impl Connection {
         if inv != Invalidation::None {
             self.unacked_writes += 1;
         }
+        self.replies.budget.expect(1);
         if raw.len() >= MAX_GROUP_BYTES {
             // A large command goes alone, as the bytes it arrived in: no copy.
             let group = Group::alone(raw, Segment::Forward(inv), metric);
@@ -209,7 +210,10 @@ impl Connection {
                 }
             }
             match &result {
-                Ok(frames) => self.write_frame(&frames[at]).await,
+                Ok(frames) => {
+                    self.replies.budget.learn(frames[at].len());
+                    self.write_frame(&frames[at]).await;
+                }
                 Err(e) => write_upstream_error(self.replies.oldest_out(), e),
             }
             at += segment.replies();

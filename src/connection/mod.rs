@@ -2,6 +2,7 @@
 //! upstream or local), then write every reply in request order with one flush.
 
 mod acl;
+mod budget;
 mod client_ids;
 mod counts;
 mod group;
@@ -221,7 +222,13 @@ impl Connection {
             let mut flow = Flow::Continue;
             let mut batch = 0;
             loop {
-                if batch == MAX_BATCH || self.replies.written().len() >= MAX_BUFFERED_OUT {
+                if batch == MAX_BATCH
+                    || self.replies.written().len() >= MAX_BUFFERED_OUT
+                    || self.replies.budget.is_spent()
+                {
+                    if self.replies.budget.is_spent() {
+                        self.shared.stats.output_bound_waits.fetch_add(1, Relaxed);
+                    }
                     self.drain().await;
                     if self.flush().await.is_err() {
                         return;
@@ -458,33 +465,5 @@ impl Connection {
     fn publish_counts(&mut self) {
         let shared = &self.shared;
         self.counts.publish(&shared.stats, shared.l1.namespaces());
-    }
-
-    /// Writes an upstream reply frame as the oldest owed reply; a large one is written
-    /// from its own bytes after what is buffered (same order, no copy).
-    async fn write_frame(&mut self, frame: &Bytes) {
-        if frame.len() < LARGE_REPLY || self.write_failed.is_some() || self.replies.muted_now() {
-            return self.replies.oldest_out().extend_from_slice(frame);
-        }
-        let written = match self.flush().await {
-            Ok(()) => self.stream.write_all(frame).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = written {
-            self.write_failed = Some(e);
-        }
-    }
-
-    async fn flush(&mut self) -> std::io::Result<()> {
-        if let Some(e) = self.write_failed.take() {
-            return Err(e);
-        }
-        let out = self.replies.sendable();
-        if out.is_empty() {
-            return Ok(());
-        }
-        self.stream.write_all(out).await?;
-        self.replies.sent();
-        Ok(())
     }
 }

@@ -175,6 +175,7 @@ impl Connection {
         self.profile_get(&key);
         let ck = self.cache_key(key.clone());
         self.counts.read(self.shared.l1.namespaces(), &key, false);
+        self.replies.budget.expect(1);
         match self.join(ck, Read::Get) {
             Miss::Follow(rx) => self.replies.wait_for(Pending::Follow(rx, key)),
             Miss::Lead(lead) => {
@@ -265,6 +266,13 @@ impl Connection {
                 }
             });
         }
+        let budget = &mut self.replies.budget;
+        for part in &parts {
+            match part {
+                Part::Known(b) => budget.hold(b.len()),
+                _ => budget.expect(1),
+            }
+        }
         let own = if leads.is_empty() {
             None
         } else {
@@ -319,8 +327,9 @@ impl Connection {
                 Err(e) => return write_upstream_error(self.replies.oldest_out(), &e),
             },
         };
+        let m_parts = m.parts.len();
         let mut body = BytesMut::new();
-        write_array_header(&mut body, m.parts.len());
+        write_array_header(&mut body, m_parts);
         for part in m.parts {
             match part {
                 Part::Known(b) => body.extend_from_slice(&b),
@@ -341,7 +350,10 @@ impl Connection {
                 },
             }
         }
-        self.replies.oldest_out().extend_from_slice(&body);
+        // Taught as the reply of each key (what the next MGETs' keys are estimated at).
+        let budget = &mut self.replies.budget;
+        budget.learn(body.len() / m_parts.max(1));
+        self.write_frame(&body.freeze()).await;
     }
 
     /// `MGET key` on this connection's own upstream slot: the element for one key, or the

@@ -7,10 +7,12 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
+use super::budget::Budget;
 use super::group::{Group, Segment, Segments, GROUP_BUFFER};
-use super::{reads, Connection};
+use super::{reads, Connection, LARGE_REPLY, MAX_BUFFERED_OUT};
 use crate::cache::Fetched;
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::profiler::ClientProfile;
@@ -58,6 +60,8 @@ pub(super) struct Replies {
     muting: bool,
     /// Where in `out` the dropped replies start: what follows is never sent.
     muted_from: Option<usize>,
+    /// What the owed replies are estimated to hold, against the per-client bound.
+    pub(super) budget: Budget,
 }
 
 impl Replies {
@@ -74,6 +78,7 @@ impl Replies {
             profile: ClientProfile::new(),
             muting: false,
             muted_from: None,
+            budget: Budget::default(),
         }
     }
 
@@ -161,6 +166,7 @@ impl Replies {
         }
         let mut bytes = BytesMut::new();
         write(&mut bytes);
+        self.budget.hold(bytes.len());
         self.wait_for(Pending::Ready(bytes.freeze()));
     }
 
@@ -173,7 +179,10 @@ impl Replies {
     pub(super) fn ready_bytes(&mut self, bytes: Bytes) {
         match self.idle_out() {
             Some(out) => out.extend_from_slice(&bytes),
-            None => self.wait_for(Pending::Ready(bytes)),
+            None => {
+                self.budget.hold(bytes.len());
+                self.wait_for(Pending::Ready(bytes));
+            }
         }
     }
 
@@ -320,7 +329,7 @@ impl Connection {
         self.send_unsent().await;
         while let Some(pending) = self.replies.take_oldest() {
             match pending {
-                Pending::Ready(bytes) => self.replies.oldest_out().extend_from_slice(&bytes),
+                Pending::Ready(bytes) => self.write_frame(&bytes).await,
                 Pending::Unsent(group) => {
                     let s = &self.session;
                     let frames = std::mem::take(&mut self.replies.spare_frames);
@@ -335,7 +344,13 @@ impl Connection {
                 Pending::Mget(m) => self.write_mget(m).await,
                 Pending::Mute(on) => self.replies.apply_mute(on),
             }
+            if self.replies.written().len() >= MAX_BUFFERED_OUT {
+                // What is written is no longer held: the output stays small however much
+                // the drained window holds.
+                self.flush_or_fail().await;
+            }
         }
+        self.replies.budget.settle();
     }
 
     /// Sends `bytes` (holding `replies` commands) on this client's upstream slot, outside
@@ -388,12 +403,59 @@ impl Connection {
     async fn write_fetched(&mut self, fetched: Fetched, key: Bytes) {
         let resp = self.session.resp;
         match fetched {
-            Fetched::Value(bulk) => self.replies.oldest_out().extend_from_slice(&bulk),
+            Fetched::Value(bulk) => {
+                self.replies.budget.learn(bulk.len());
+                self.write_frame(&bulk).await;
+            }
             Fetched::Missing => self.replies.oldest_out().extend_from_slice(null(resp)),
             Fetched::Unknown => match self.ask(command(&[b"GET", &key]), 1).await {
-                Ok(frames) => self.replies.oldest_out().extend_from_slice(&frames[0]),
+                Ok(frames) => {
+                    self.replies.budget.learn(frames[0].len());
+                    self.write_frame(&frames[0]).await;
+                }
                 Err(e) => write_upstream_error(self.replies.oldest_out(), &e),
             },
         }
+    }
+
+    /// Writes an upstream reply frame as the oldest owed reply; a large one is written
+    /// from its own bytes after what is buffered (same order, no copy).
+    pub(super) async fn write_frame(&mut self, frame: &Bytes) {
+        if self.write_failed.is_some() {
+            // The client is gone (the next flush says so): nothing more is kept for it.
+            return;
+        }
+        if frame.len() < LARGE_REPLY || self.replies.muted_now() {
+            // (A muted reply goes where the dropped ones are: never sent.)
+            return self.replies.oldest_out().extend_from_slice(frame);
+        }
+        let written = match self.flush().await {
+            Ok(()) => self.stream.write_all(frame).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            self.write_failed = Some(e);
+        }
+    }
+
+    /// Flushes the output mid-drain; a failure is reported by the next [`Connection::flush`].
+    pub(super) async fn flush_or_fail(&mut self) {
+        if let Err(e) = self.flush().await {
+            self.write_failed = Some(e);
+        }
+    }
+
+    /// Writes the bytes ready for the socket (or reports a failed direct write).
+    pub(super) async fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(e) = self.write_failed.take() {
+            return Err(e);
+        }
+        let out = self.replies.sendable();
+        if out.is_empty() {
+            return Ok(());
+        }
+        self.stream.write_all(out).await?;
+        self.replies.sent();
+        Ok(())
     }
 }

@@ -144,6 +144,7 @@ struct Figures {
     stale_hits: IntCounter,
     clients_connected: IntGauge,
     clients_accepted: IntCounter,
+    clients_output_bound_waits: IntCounter,
     commands: IntCounterVec,
     rejected: IntCounterVec,
     slow_commands: IntCounterVec,
@@ -324,6 +325,11 @@ impl Exporter {
                 "nearcache_clients_accepted_total",
                 "Client connections accepted.",
             ),
+            clients_output_bound_waits: counter(
+                &r,
+                "nearcache_clients_output_bound_waits_total",
+                "Times a client's pipeline was paused because the replies owed to it reached the per-client bound.",
+            ),
             commands: counter_vec(
                 &r,
                 "nearcache_commands_total",
@@ -468,6 +474,7 @@ impl Exporter {
         set(&f.stale_hits, n(&stats.stale_hits_detected));
         f.clients_connected.set(n(&stats.connected_clients) as i64);
         set(&f.clients_accepted, n(&stats.total_connections));
+        set(&f.clients_output_bound_waits, n(&stats.output_bound_waits));
         for i in 0..=KNOWN.len() {
             let mut total = stats.commands.total(i);
             if commands::label(i) == "get" {

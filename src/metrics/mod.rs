@@ -39,6 +39,9 @@ pub struct Stats {
     pub rejected_max_clients: AtomicU64,
     /// Client connections closed for a malformed request or a request over a limit.
     pub rejected_protocol: AtomicU64,
+    /// Times a client's pipeline was paused because the replies owed to it reached the
+    /// per-client bound (its further requests wait until those are written).
+    pub output_bound_waits: AtomicU64,
     /// Commands received, by known command (see [`commands`]).
     pub commands: CommandCounts,
     /// Calls that got no reply because the upstream was unavailable (or refused the route).
@@ -80,6 +83,7 @@ impl Stats {
             total_connections: AtomicU64::new(0),
             rejected_max_clients: AtomicU64::new(0),
             rejected_protocol: AtomicU64::new(0),
+            output_bound_waits: AtomicU64::new(0),
             commands: CommandCounts::default(),
             upstream_unavailable: AtomicU64::new(0),
             upstream_timeouts: AtomicU64::new(0),

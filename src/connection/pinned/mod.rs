@@ -19,12 +19,12 @@ mod state;
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::session::with_client_id;
-use super::{Connection, Flow};
+use super::{Connection, Flow, MAX_IDLE_BUFFER};
 use crate::command::{blocks, classify, subscribes, writes, Action, Invalidation, Local};
 use crate::error::{write_not_supported, write_request_error, write_upstream_error};
 use crate::protocol::{command, write_error, Request, RequestError, OK};
@@ -334,6 +334,13 @@ impl Connection {
                 Err(_) => return false,
             };
             let mut frame = pin.input.split_to(len).freeze();
+            if len > MAX_IDLE_BUFFER && pin.input.len() < MAX_IDLE_BUFFER {
+                // What is left shares the large reply's allocation: copied out, so that the
+                // allocation goes with the reply (not kept while the connection idles).
+                let mut rest = BytesMut::with_capacity(pin.input.len().max(4096));
+                rest.extend_from_slice(&pin.input);
+                pin.input = rest;
+            }
             pin.progress = Instant::now();
             match pin.state.receive(&frame) {
                 Frame::Message | Frame::Confirmation => {}
@@ -348,7 +355,12 @@ impl Connection {
                     }
                 }
             }
-            self.replies.write_through(&frame);
+            if self.replies.muted_now() {
+                // Wanted whatever the mute state: written before what is dropped.
+                self.replies.write_through(&frame);
+            } else {
+                self.write_frame(&frame).await;
+            }
             if self.replies.written().len() >= MAX_OUT && self.flush().await.is_err() {
                 return true; // the client is gone: noticed on its next read
             }
