@@ -9,8 +9,10 @@ help:
 	@echo "nearcache make targets:"
 	@echo "  make build   cargo build --release (target/release/nearcache)"
 	@echo "  make run     install redis if missing, start one on :6379 if none answers,"
-	@echo "               then run nearcache on 127.0.0.1:6380 (scripts/run-local.sh)"
-	@echo "  make test    install redis if missing, then build and run every test (cargo test --workspace)"
+	@echo "               then run nearcache on 127.0.0.1:6380, metrics on 9380 (scripts/run-local.sh;"
+	@echo "               LISTEN_PORT=6393 for a second one: metrics on LISTEN_PORT + 3000)"
+	@echo "  make test    install what the tests need if missing (redis, prometheus, client libraries,"
+	@echo "               helm, kubernetes-validate: scripts/ensure-*.sh), then build and run every test"
 	@echo "  make bench   nearcache vs Redis direct vs twemproxy: GET/SET/INCR/MGET, a Zipf mix, idle"
 	@echo "               clients, a remote upstream, 20 namespaces, a new sidecar's first requests"
 	@echo "               (cold, warmed), L1 memory; table + PASS/FAIL in target/bench/"
@@ -28,8 +30,8 @@ build:
 run:
 	scripts/run-local.sh
 
-# Installs Redis if missing, builds the binary the black-box tests run, runs every test and
-# prints one summary line (scripts/test.sh).
+# Installs the test tools if missing (scripts/ensure-*.sh), builds the binary the black-box
+# tests run, runs every test and prints one summary line (scripts/test.sh).
 test:
 	scripts/test.sh
 
