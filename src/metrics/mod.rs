@@ -39,6 +39,10 @@ pub struct Stats {
     pub rejected_max_clients: AtomicU64,
     /// Client connections closed for a malformed request or a request over a limit.
     pub rejected_protocol: AtomicU64,
+    /// Configuration reloads (SIGHUP) that were applied.
+    pub config_reloads: AtomicU64,
+    /// Configuration reloads refused because the new configuration was invalid.
+    pub config_reload_failures: AtomicU64,
     /// Commands received, by known command (see [`commands`]).
     pub commands: CommandCounts,
     /// Calls that got no reply because the upstream was unavailable (or refused the route).
@@ -80,6 +84,8 @@ impl Stats {
             total_connections: AtomicU64::new(0),
             rejected_max_clients: AtomicU64::new(0),
             rejected_protocol: AtomicU64::new(0),
+            config_reloads: AtomicU64::new(0),
+            config_reload_failures: AtomicU64::new(0),
             commands: CommandCounts::default(),
             upstream_unavailable: AtomicU64::new(0),
             upstream_timeouts: AtomicU64::new(0),
