@@ -52,7 +52,6 @@ impl Reloader {
         let new = match Config::load(&self.flags) {
             Ok(new) => new,
             Err(e) => {
-                stats.config_reload_failures.fetch_add(1, Relaxed);
                 tracing::error!(
                     "reload: invalid configuration ({} problem(s)); the running configuration stays",
                     e.problems.len()
@@ -60,11 +59,12 @@ impl Reloader {
                 for problem in &e.problems {
                     tracing::error!("reload: {problem}");
                 }
+                // Counted once logged: whoever sees the count can read the lines.
+                stats.config_reload_failures.fetch_add(1, Relaxed);
                 return;
             }
         };
         let outcome = self.apply(new);
-        stats.config_reloads.fetch_add(1, Relaxed);
         for line in &outcome.applied {
             tracing::info!("reload: {line}");
         }
@@ -72,6 +72,7 @@ impl Reloader {
             tracing::warn!("reload: {name} changed; takes effect after a restart");
         }
         tracing::info!("reload: {}", summary(&outcome));
+        stats.config_reloads.fetch_add(1, Relaxed);
     }
 
     /// Applies what can change at run time from `new` and lists what changed.
