@@ -272,6 +272,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_reloaded_recheck_interval_is_followed_by_the_running_task() {
+        let acl = Acl::new();
+        let m = acl.marks(1);
+        tokio::spawn(Acl::recheck_every(Arc::downgrade(&acl), Duration::ZERO));
+        tokio::task::yield_now().await;
+        acl.learn(&m, Read::Get, acl.epoch());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(acl.permits(&m, Read::Get), "zero: never re-checked");
+        acl.set_recheck(Duration::from_millis(300));
+        tokio::time::sleep(RECHECK_POLL + Duration::from_millis(50)).await;
+        assert!(!acl.permits(&m, Read::Get), "re-checked after the reload");
+        acl.learn(&m, Read::Get, acl.epoch());
+        acl.set_recheck(Duration::ZERO);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(acl.permits(&m, Read::Get), "zero again: never");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn marks_expire_every_recheck_interval() {
         let acl = Acl::new();
         let m = acl.marks(0);

@@ -322,6 +322,22 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_changes_threshold_and_length() {
+        let log = SlowLog::new(Duration::from_millis(10), 4);
+        for _ in 0..3 {
+            let args = vec![Bytes::from_static(b"get")];
+            let (c, n, u) = ("1.2.3.4:5".into(), Bytes::new(), Bytes::from_static(b"u"));
+            log.log(Duration::from_millis(20), args, c, n, u, 1);
+        }
+        log.set_threshold(Duration::from_millis(30));
+        assert!(!log.is_slow(Duration::from_millis(20)));
+        assert_eq!(log.threshold(), Duration::from_millis(30));
+        log.set_max_len(1);
+        assert_eq!((log.len(), log.max_len()), (1, 1), "the oldest dropped at once");
+        assert_eq!(log.newest(None)[0].id, 2);
+    }
+
+    #[test]
     fn the_log_is_bounded_newest_first_and_reset_keeps_ids_going() {
         let log = SlowLog::new(Duration::from_millis(10), 2);
         assert!(!log.is_slow(Duration::from_millis(9)));
