@@ -84,8 +84,7 @@ pub fn set_level(level: Option<LevelFilter>) -> Result<(), String> {
 }
 
 /// Swaps the installed subscriber's filter.
-type Reload =
-    Box<dyn Fn(EnvFilter) -> Result<(), tracing_subscriber::reload::Error> + Send + Sync>;
+type Reload = Box<dyn Fn(EnvFilter) -> Result<(), tracing_subscriber::reload::Error> + Send + Sync>;
 
 /// The installed subscriber's filter handle, and the `RUST_LOG` it was built with.
 struct Installed {

@@ -96,10 +96,20 @@ impl Reloader {
             }
         }
         let profiler = &shared.profiler;
-        if changed(&mut out, "slow_threshold", &mut old.slow_threshold, new.slow_threshold) {
+        if changed(
+            &mut out,
+            "slow_threshold",
+            &mut old.slow_threshold,
+            new.slow_threshold,
+        ) {
             profiler.slowlog.set_threshold(new.slow_threshold);
         }
-        if changed(&mut out, "slowlog_max_len", &mut old.slowlog_max_len, new.slowlog_max_len) {
+        if changed(
+            &mut out,
+            "slowlog_max_len",
+            &mut old.slowlog_max_len,
+            new.slowlog_max_len,
+        ) {
             profiler.slowlog.set_max_len(new.slowlog_max_len);
         }
         let threshold = changed(
@@ -117,7 +127,12 @@ impl Reloader {
         if threshold || window {
             profiler.set_n_plus_one(old.n_plus_one_threshold, old.n_plus_one_window);
         }
-        if changed(&mut out, "acl_recheck", &mut old.acl_recheck, new.acl_recheck) {
+        if changed(
+            &mut out,
+            "acl_recheck",
+            &mut old.acl_recheck,
+            new.acl_recheck,
+        ) {
             shared.acl.set_recheck(new.acl_recheck);
         }
         if changed(&mut out, "audit_rate", &mut old.audit_rate, new.audit_rate) {
@@ -181,8 +196,14 @@ pub fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
         "upstream_connections",
         old.upstream_connections != new.upstream_connections,
     );
-    check("upstream_timeout", old.upstream_timeout != new.upstream_timeout);
-    check("connect_timeout", old.connect_timeout != new.connect_timeout);
+    check(
+        "upstream_timeout",
+        old.upstream_timeout != new.upstream_timeout,
+    );
+    check(
+        "connect_timeout",
+        old.connect_timeout != new.connect_timeout,
+    );
     check(
         "upstream_idle_timeout",
         old.upstream_idle_timeout != new.upstream_idle_timeout,
@@ -196,7 +217,10 @@ pub fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
     let (ol, nl) = (&old.limits, &new.limits);
     check("max_bulk_bytes", ol.max_bulk_bytes != nl.max_bulk_bytes);
     check("max_array_len", ol.max_array_len != nl.max_array_len);
-    check("max_inline_bytes", ol.max_inline_bytes != nl.max_inline_bytes);
+    check(
+        "max_inline_bytes",
+        ol.max_inline_bytes != nl.max_inline_bytes,
+    );
     check("shutdown_grace", old.shutdown_grace != new.shutdown_grace);
     check("tracking", old.tracking != new.tracking);
     check(
@@ -225,7 +249,8 @@ mod tests {
     #[test]
     fn restart_only_options_are_named_as_in_the_file() {
         let old = config("listen = \"127.0.0.1:7000\"\nl1_ttl = \"60s\"\n");
-        let new = config("listen = \"127.0.0.1:7001\"\nl1_ttl = \"5s\"\nslow_threshold = \"1ms\"\n");
+        let new =
+            config("listen = \"127.0.0.1:7001\"\nl1_ttl = \"5s\"\nslow_threshold = \"1ms\"\n");
         assert_eq!(restart_only(&old, &new), ["listen", "l1_ttl"]);
         assert!(restart_only(&old, &old.clone()).is_empty());
     }

@@ -168,7 +168,11 @@ fn invalid_file_on_sighup_keeps_the_running_values_and_logs_every_problem() {
     }
     let metrics = sidecar.metrics_addr().expect("metrics on");
     let (_, body) = http_get(metrics, "/metrics");
-    let invalid = metric(&body, "nearcache_config_reloads_total", "result=\"invalid\"");
+    let invalid = metric(
+        &body,
+        "nearcache_config_reloads_total",
+        "result=\"invalid\"",
+    );
     assert_eq!(invalid, Some(1.0), "/metrics:\n{body}");
 
     // Fixed, it applies on the next SIGHUP.

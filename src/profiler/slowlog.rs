@@ -98,7 +98,10 @@ impl SlowLog {
     /// Keeps `max_len` entries from now on, dropping the oldest beyond it (a reload).
     pub fn set_max_len(&self, max_len: usize) {
         self.max_len.store(max_len, Relaxed);
-        self.entries.lock().expect("slow log lock").truncate(max_len);
+        self.entries
+            .lock()
+            .expect("slow log lock")
+            .truncate(max_len);
     }
 
     /// Logs a slow call of `args` (already redacted and truncated) by `client` named
@@ -333,7 +336,11 @@ mod tests {
         assert!(!log.is_slow(Duration::from_millis(20)));
         assert_eq!(log.threshold(), Duration::from_millis(30));
         log.set_max_len(1);
-        assert_eq!((log.len(), log.max_len()), (1, 1), "the oldest dropped at once");
+        assert_eq!(
+            (log.len(), log.max_len()),
+            (1, 1),
+            "the oldest dropped at once"
+        );
         assert_eq!(log.newest(None)[0].id, 2);
     }
 
