@@ -85,6 +85,8 @@ pub struct Acl {
     marks: RwLock<HashMap<u32, Arc<Marks>>>,
     /// In-flight fetches made while GET, MGET (in that order) was not known permitted.
     unchecked: [Arc<Coalescer>; 2],
+    /// `--acl-recheck` in nanoseconds (changed by a reload); zero: never.
+    recheck: AtomicU64,
 }
 
 impl Default for Acl {
@@ -93,6 +95,7 @@ impl Default for Acl {
             epoch: AtomicU64::new(1),
             marks: RwLock::new(HashMap::new()),
             unchecked: [Coalescer::new(), Coalescer::new()],
+            recheck: AtomicU64::new(0),
         }
     }
 }
@@ -171,24 +174,48 @@ impl Acl {
         self.epoch.fetch_add(1, SeqCst);
     }
 
-    /// Forgets everything every `interval`, for as long as `acl` has other owners (zero:
-    /// never, only rule changes through the sidecar and reconnects are seen).
+    /// How long a learned permission is trusted (`--acl-recheck`; zero: until a rule
+    /// change through the sidecar or a reconnect).
+    pub fn recheck(&self) -> Duration {
+        Duration::from_nanos(self.recheck.load(Acquire))
+    }
+
+    /// Changes the re-check interval (a reload): the running [`Acl::recheck_every`] task
+    /// follows within [`RECHECK_POLL`].
+    pub fn set_recheck(&self, interval: Duration) {
+        let nanos = interval.as_nanos().try_into().unwrap_or(u64::MAX);
+        self.recheck.store(nanos, SeqCst);
+    }
+
+    /// Forgets everything every `interval` (zero: never, only rule changes through the
+    /// sidecar and reconnects are seen), for as long as `acl` has other owners; follows
+    /// [`Acl::set_recheck`], looking at the interval at least every [`RECHECK_POLL`].
     pub async fn recheck_every(acl: std::sync::Weak<Acl>, interval: Duration) {
-        if interval.is_zero() {
-            return;
+        match acl.upgrade() {
+            Some(acl) => acl.set_recheck(interval),
+            None => return,
         }
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks.tick().await; // the first tick is immediate
+        let mut since = tokio::time::Instant::now();
         loop {
-            ticks.tick().await;
-            match acl.upgrade() {
-                Some(acl) => acl.forget(),
-                None => return,
+            let Some(acl) = acl.upgrade() else { return };
+            let interval = acl.recheck();
+            let now = tokio::time::Instant::now();
+            // `None` (never) for zero, and for an interval past the clock's range.
+            let due = since.checked_add(interval).filter(|_| !interval.is_zero());
+            if due.is_some_and(|due| now >= due) {
+                acl.forget();
+                since = now;
+                continue;
             }
+            drop(acl);
+            let wait = due.map_or(RECHECK_POLL, |due| due.saturating_duration_since(now));
+            tokio::time::sleep(wait.min(RECHECK_POLL)).await;
         }
     }
 }
+
+/// How often [`Acl::recheck_every`] looks at a re-check interval changed by a reload.
+pub const RECHECK_POLL: Duration = Duration::from_secs(1);
 
 /// Whether a request changes ACL rules: `ACL SETUSER`, `ACL DELUSER` or `ACL LOAD`.
 pub fn changes_rules(args: &[Bytes]) -> bool {
@@ -242,6 +269,24 @@ mod tests {
             acl.permits(&m, Read::Mget),
             "a late old reply does not undo a newer one"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reloaded_recheck_interval_is_followed_by_the_running_task() {
+        let acl = Acl::new();
+        let m = acl.marks(1);
+        tokio::spawn(Acl::recheck_every(Arc::downgrade(&acl), Duration::ZERO));
+        tokio::task::yield_now().await;
+        acl.learn(&m, Read::Get, acl.epoch());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(acl.permits(&m, Read::Get), "zero: never re-checked");
+        acl.set_recheck(Duration::from_millis(300));
+        tokio::time::sleep(RECHECK_POLL + Duration::from_millis(50)).await;
+        assert!(!acl.permits(&m, Read::Get), "re-checked after the reload");
+        acl.learn(&m, Read::Get, acl.epoch());
+        acl.set_recheck(Duration::ZERO);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(acl.permits(&m, Read::Get), "zero again: never");
     }
 
     #[tokio::test(start_paused = true)]

@@ -10,7 +10,7 @@
 //! the hit and the end of a short settle period after the audit's reply: every write through
 //! this sidecar, and every invalidation that reaches it, bumps the generation.
 
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -122,6 +122,8 @@ pub struct Auditor {
     /// Spreads the audits' lanes over a pool's slots.
     lanes: AtomicUsize,
     log: Mutex<Limiter>,
+    /// `--audit-rate` as `f64` bits: read when a client connects (changed by a reload).
+    rate: AtomicU64,
 }
 
 /// What an audit found.
@@ -139,14 +141,26 @@ enum Verdict {
 
 impl Auditor {
     /// An auditor reading `l1`'s generations and counting in `stats`.
-    pub fn new(l1: Arc<L1>, stats: Arc<Stats>) -> Arc<Auditor> {
+    pub fn new(l1: Arc<L1>, stats: Arc<Stats>, rate: f64) -> Arc<Auditor> {
         Arc::new(Auditor {
+            rate: AtomicU64::new(rate.to_bits()),
             l1,
             stats,
             in_flight: AtomicUsize::new(0),
             lanes: AtomicUsize::new(0),
             log: Mutex::new(Limiter::default()),
         })
+    }
+
+    /// The fraction of L1 hits audited (`--audit-rate`): each client connection takes it
+    /// when it connects.
+    pub fn rate(&self) -> f64 {
+        f64::from_bits(self.rate.load(Relaxed))
+    }
+
+    /// Sets the rate for connections made from now on (a reload).
+    pub fn set_rate(&self, rate: f64) {
+        self.rate.store(rate.to_bits(), Relaxed);
     }
 
     /// Audits a hit just served: `served` is the reply L1 gave for `key`, `pool` the

@@ -85,6 +85,11 @@ pub fn section(shared: &Shared) -> String {
         .sum::<u64>()
         + stats.hot_path_gets.load(Relaxed);
     s.line("total_commands_processed", &commands);
+    s.line("config_reloads", &stats.config_reloads.load(Relaxed));
+    s.line(
+        "config_reload_failures",
+        &stats.config_reload_failures.load(Relaxed),
+    );
     s.0
 }
 
@@ -110,7 +115,7 @@ pub fn l1_section(shared: &Shared) -> String {
     s.line("l1_evicted_written", &ev.written);
     s.line("l1_evicted_invalidated", &ev.invalidated);
     s.line("l1_evicted_flushed", &ev.flushed);
-    s.line("audit_rate", &shared.config.audit_rate);
+    s.line("audit_rate", &shared.audit.rate());
     s.line("audits_done", &stats.audits_done.load(Relaxed));
     s.line("audits_failed", &stats.audits_failed.load(Relaxed));
     s.line("audits_skipped", &stats.audits_skipped.load(Relaxed));
@@ -176,16 +181,13 @@ pub fn upstream_section(shared: &Shared) -> String {
 /// Renders `# Nearcache_Profiler`: slow commands, N+1 reads, hot keys.
 pub fn profiler_section(shared: &Shared) -> String {
     let p = &shared.profiler;
-    let config = &shared.config;
     let mut s = Lines::new("Nearcache_Profiler");
-    s.line("slow_threshold_us", &config.slow_threshold.as_micros());
+    s.line("slow_threshold_us", &p.slowlog.threshold().as_micros());
     s.line("slow_commands", &p.slow_commands());
     s.line("slowlog_len", &p.slowlog.len());
-    s.line("n_plus_one_threshold", &config.n_plus_one_threshold);
-    s.line(
-        "n_plus_one_window_ms",
-        &config.n_plus_one_window.as_millis(),
-    );
+    s.line("slowlog_max_len", &p.slowlog.max_len());
+    s.line("n_plus_one_threshold", &p.n_plus_one_threshold());
+    s.line("n_plus_one_window_ms", &p.n_plus_one_window().as_millis());
     s.line("n_plus_one_detected", &p.n_plus_one());
     let hottest = p.hot_keys(1).into_iter().next();
     s.line("hottest_key_reads", &hottest.map_or(0, |(_, n)| n));

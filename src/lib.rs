@@ -76,6 +76,7 @@ pub mod metrics;
 pub mod probe;
 pub mod profiler;
 pub mod protocol;
+pub mod reload;
 pub mod server;
 pub mod state;
 pub mod upstream;

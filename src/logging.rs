@@ -44,19 +44,56 @@ pub fn filter(level: Option<LevelFilter>, rust_log: Option<&str>) -> Result<EnvF
 }
 
 /// Installs the stderr subscriber for `config` and `RUST_LOG` (read here). The error is a
-/// configuration problem (an invalid `RUST_LOG`), or a subscriber already installed.
+/// configuration problem (an invalid `RUST_LOG`), or a subscriber already installed. The
+/// filter can be replaced later by [`set_level`] (a reload).
 pub fn init(config: &Config) -> Result<(), String> {
     let rust_log = std::env::var("RUST_LOG").ok();
     let filter = filter(config.log_level, rust_log.as_deref())?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let installed = match config.log_format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let installed: Result<Reload, _> = match config.log_format {
+        LogFormat::Human => {
+            let builder = builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder
+                .try_init()
+                .map(|()| Box::new(move |f| handle.reload(f)) as Reload)
+        }
+        LogFormat::Json => {
+            let builder = builder.json().with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder
+                .try_init()
+                .map(|()| Box::new(move |f| handle.reload(f)) as Reload)
+        }
     };
-    installed.map_err(|e| format!("cannot install the logger: {e}"))
+    let reload = installed.map_err(|e| format!("cannot install the logger: {e}"))?;
+    let _ = INSTALLED.set(Installed { reload, rust_log });
+    Ok(())
 }
+
+/// Replaces the installed subscriber's filter with the filter of `level` and the
+/// `RUST_LOG` read at start (the precedence in the module docs). The error says why.
+pub fn set_level(level: Option<LevelFilter>) -> Result<(), String> {
+    let Some(installed) = INSTALLED.get() else {
+        return Err("no logger installed".to_owned());
+    };
+    let filter = filter(level, installed.rust_log.as_deref())?;
+    (installed.reload)(filter).map_err(|e| format!("cannot change the log filter: {e}"))
+}
+
+/// Swaps the installed subscriber's filter.
+type Reload = Box<dyn Fn(EnvFilter) -> Result<(), tracing_subscriber::reload::Error> + Send + Sync>;
+
+/// The installed subscriber's filter handle, and the `RUST_LOG` it was built with.
+struct Installed {
+    reload: Reload,
+    rust_log: Option<String>,
+}
+
+/// Set once by [`init`].
+static INSTALLED: std::sync::OnceLock<Installed> = std::sync::OnceLock::new();
 
 /// At most one line of a kind per this period; the others are counted in the next line.
 pub const LOG_EVERY: Duration = Duration::from_secs(1);

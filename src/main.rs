@@ -54,7 +54,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    match runtime.block_on(serve(config, flags)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<Itself>() => {
             eprintln!("nearcache: invalid configuration:\n{e}");
@@ -67,7 +67,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, flags: Flags) -> anyhow::Result<()> {
     let listener = listen(config.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let local = listener.local_addr()?;
@@ -85,6 +85,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Some(m) => format!("nearcache metrics on {}", m.local_addr()?),
         None => "nearcache metrics off".to_string(),
     };
+    // Handled from before the listening line: a SIGHUP never kills a started sidecar.
+    let signals = Signals::install();
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "nearcache listening on {local}\n{metrics_line}")?;
     stdout.flush()?;
@@ -97,12 +99,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "started"
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shared = Shared::new(config);
+    let mut reloader = nearcache::reload::Reloader::new(flags, shared.clone());
     tokio::spawn(async move {
-        wait_for_signal().await;
+        wait_for_signal(signals, &mut reloader).await;
         tracing::info!("shutting down");
         let _ = stop.send(true);
     });
-    let shared = Shared::new(config);
     if let Some(m) = metrics {
         tokio::spawn(http::serve(m, shared.clone(), stopped.clone()));
     }
@@ -153,17 +156,47 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener
     socket.listen(LISTEN_BACKLOG)
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+/// SIGTERM, SIGINT and SIGHUP, listened to from start-up on.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+            hup: signal(SignalKind::hangup()).ok(),
+        }
+    }
+}
+
+/// Returns on SIGTERM or SIGINT; reloads the configuration on each SIGHUP.
+async fn wait_for_signal(signals: Signals, reloader: &mut nearcache::reload::Reloader) {
+    let Signals {
+        term: Some(mut term),
+        int: Some(mut int),
+        hup,
+    } = signals
+    else {
         return std::future::pending().await;
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut hup = hup;
+    loop {
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hangup => reloader.reload(),
+        }
     }
 }
 

@@ -117,7 +117,7 @@ impl Shared {
         (tracking.peers).serve(profiler.hot.clone(), config.warm.peer_keys, db);
         let loss_warm = warm.clone();
         tracking.on_loss_flush(Box::new(move || loss_warm.flushed_for_loss()));
-        let audit = Auditor::new(l1.clone(), stats.clone());
+        let audit = Auditor::new(l1.clone(), stats.clone(), config.audit_rate);
         let pinned_slots = Arc::new(tokio::sync::Semaphore::new(config.max_pinned));
         Arc::new(Shared {
             upstream: Upstream::new(target, stats.clone(), hook, forget, tracking.clone()),

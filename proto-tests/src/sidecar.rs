@@ -74,18 +74,26 @@ impl Sidecar {
     /// environment variables (every other `NEARCACHE_*` variable is removed), then waits for
     /// the listening line.
     pub fn start_env(upstream_url: &str, extra: &[&str], env: &[(&str, &str)]) -> Sidecar {
-        Sidecar::spawn(&[], upstream_url, extra, env)
+        Sidecar::spawn(&[], Some(upstream_url), extra, env)
+    }
+
+    /// Starts nearcache with `--config <path>` and extra flags but no `--listen` nor
+    /// `--upstream`: the file gives both (a reload can then see them change).
+    pub fn start_config_file(path: &str, extra: &[&str]) -> Sidecar {
+        let mut args = vec!["--config", path];
+        args.extend_from_slice(extra);
+        Sidecar::spawn(&[], None, &args, &[])
     }
 
     /// Like [`Sidecar::start_url`], run through a wrapper command such as
     /// `prlimit --nofile=64:64 --` (the wrapper must exec the binary, keeping its pid).
     pub fn start_wrapped(wrapper: &[&str], upstream_url: &str, extra: &[&str]) -> Sidecar {
-        Sidecar::spawn(wrapper, upstream_url, extra, &[])
+        Sidecar::spawn(wrapper, Some(upstream_url), extra, &[])
     }
 
     fn spawn(
         wrapper: &[&str],
-        upstream_url: &str,
+        upstream_url: Option<&str>,
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Sidecar {
@@ -99,7 +107,9 @@ impl Sidecar {
             }
             None => Command::new(nearcache_bin()),
         };
-        cmd.args(["--listen", "127.0.0.1:0", "--upstream", upstream_url]);
+        if let Some(upstream_url) = upstream_url {
+            cmd.args(["--listen", "127.0.0.1:0", "--upstream", upstream_url]);
+        }
         // The periodic ACL re-check sends one GET/MGET per identity upstream every second,
         // which tests that count upstream reads would see at random: off unless a test
         // sets it (tests/acl.rs does).

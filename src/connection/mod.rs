@@ -128,7 +128,7 @@ impl Connection {
             user: 0,
         };
         let pool = shared.upstream.pool(route);
-        let audit = Countdown::new(shared.config.audit_rate, id);
+        let audit = Countdown::new(shared.audit.rate(), id);
         let killed = shared.kills.register(id + 1);
         Connection {
             killed,

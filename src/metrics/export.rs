@@ -149,6 +149,7 @@ struct Figures {
     rejected: IntCounterVec,
     slow_commands: IntCounterVec,
     n_plus_one: IntCounter,
+    config_reloads: IntCounterVec,
     warm_keys: IntCounter,
     warm_bytes: IntCounter,
     warm_runs: IntCounter,
@@ -353,6 +354,12 @@ impl Exporter {
                 "nearcache_n_plus_one_total",
                 "N+1 read patterns found (once per client, key shape and window).",
             ),
+            config_reloads: counter_vec(
+                &r,
+                "nearcache_config_reloads_total",
+                "Configuration reloads on SIGHUP: applied (ok) or refused as invalid (invalid).",
+                &["result"],
+            ),
             warm_keys: counter(&r, "nearcache_warm_keys_loaded_total", "Keys warming loaded."),
             warm_bytes: counter(
                 &r,
@@ -503,6 +510,12 @@ impl Exporter {
             set(&f.slow_commands.with_label_values(&[label]), calls);
         }
         set(&f.n_plus_one, profiler.n_plus_one());
+        for (result, value) in [
+            ("ok", n(&stats.config_reloads)),
+            ("invalid", n(&stats.config_reload_failures)),
+        ] {
+            set(&f.config_reloads.with_label_values(&[result]), value);
+        }
         let warm = &shared.warm;
         let p = &warm.progress;
         set(&f.warm_keys, n(&p.keys_loaded));

@@ -42,6 +42,10 @@ pub struct Stats {
     /// Times a client's pipeline was paused because the replies owed to it reached the
     /// per-client bound (its further requests wait until those are written).
     pub output_bound_waits: AtomicU64,
+    /// Configuration reloads (SIGHUP) that were applied.
+    pub config_reloads: AtomicU64,
+    /// Configuration reloads refused because the new configuration was invalid.
+    pub config_reload_failures: AtomicU64,
     /// Commands received, by known command (see [`commands`]).
     pub commands: CommandCounts,
     /// Calls that got no reply because the upstream was unavailable (or refused the route).
@@ -84,6 +88,8 @@ impl Stats {
             rejected_max_clients: AtomicU64::new(0),
             rejected_protocol: AtomicU64::new(0),
             output_bound_waits: AtomicU64::new(0),
+            config_reloads: AtomicU64::new(0),
+            config_reload_failures: AtomicU64::new(0),
             commands: CommandCounts::default(),
             upstream_unavailable: AtomicU64::new(0),
             upstream_timeouts: AtomicU64::new(0),

@@ -22,7 +22,7 @@ pub mod redact;
 pub mod slowlog;
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,10 +44,12 @@ pub struct Profiler {
     pub slowlog: SlowLog,
     /// Sampled reads by key (shared with warming: peers' asks and re-warming read it).
     pub hot: std::sync::Arc<HotKeys>,
-    /// Single-key reads of one shape that make an N+1 (`--n-plus-one-threshold`).
-    pub n_plus_one_threshold: usize,
-    /// The window they must fall in (`--n-plus-one-window`).
-    pub n_plus_one_window: Duration,
+    /// Single-key reads of one shape that make an N+1 (`--n-plus-one-threshold`; changed
+    /// by a reload).
+    n_plus_one_threshold: AtomicUsize,
+    /// The window they must fall in, nanoseconds (`--n-plus-one-window`; changed by a
+    /// reload).
+    n_plus_one_window: AtomicU64,
     /// N+1 patterns found.
     n_plus_one: AtomicU64,
     /// At most one N+1 line a second for the whole process (shared with the task that
@@ -62,11 +64,28 @@ impl Profiler {
         Profiler {
             slowlog: SlowLog::new(config.slow_threshold, config.slowlog_max_len),
             hot: std::sync::Arc::new(HotKeys::with_capacity(config.warm.peer_keys)),
-            n_plus_one_threshold: config.n_plus_one_threshold,
-            n_plus_one_window: config.n_plus_one_window,
+            n_plus_one_threshold: AtomicUsize::new(config.n_plus_one_threshold),
+            n_plus_one_window: AtomicU64::new(nanos(config.n_plus_one_window)),
             n_plus_one: AtomicU64::new(0),
             log: Arc::default(),
         }
+    }
+
+    /// Single-key reads of one shape that make an N+1 (`--n-plus-one-threshold`).
+    pub fn n_plus_one_threshold(&self) -> usize {
+        self.n_plus_one_threshold.load(Relaxed)
+    }
+
+    /// The window those reads must fall in (`--n-plus-one-window`).
+    pub fn n_plus_one_window(&self) -> Duration {
+        Duration::from_nanos(self.n_plus_one_window.load(Relaxed))
+    }
+
+    /// Sets the N+1 threshold and window from now on (a reload); a connection's reads
+    /// already counted are judged by the new values.
+    pub fn set_n_plus_one(&self, threshold: usize, window: Duration) {
+        self.n_plus_one_threshold.store(threshold, Relaxed);
+        self.n_plus_one_window.store(nanos(window), Relaxed);
     }
 
     /// Slow commands seen since start (a slow pipelined call counts each of its commands).
@@ -103,7 +122,7 @@ impl Profiler {
         match admit {
             Admit::Log { suppressed } => tracing::warn!(
                 "{}{}",
-                n_plus_one_line(finding, client, name, self.n_plus_one_window),
+                n_plus_one_line(finding, client, name, self.n_plus_one_window()),
                 more(suppressed)
             ),
             Admit::Suppress {
@@ -123,6 +142,11 @@ impl Profiler {
             Admit::Suppress { flush_at: None } => {}
         }
     }
+}
+
+/// `d` in nanoseconds, saturated (585 years).
+fn nanos(d: Duration) -> u64 {
+    d.as_nanos().try_into().unwrap_or(u64::MAX)
 }
 
 fn lock(log: &Mutex<Limiter>) -> std::sync::MutexGuard<'_, Limiter> {
@@ -240,8 +264,8 @@ impl ClientProfile {
         tracker.read(
             key,
             std::time::Instant::now(),
-            profiler.n_plus_one_threshold,
-            profiler.n_plus_one_window,
+            profiler.n_plus_one_threshold(),
+            profiler.n_plus_one_window(),
         )
     }
 }

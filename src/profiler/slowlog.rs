@@ -6,7 +6,7 @@
 //! that a client is shown its own user's entries (see `NEARCACHE SLOWLOG`).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -47,10 +47,10 @@ pub struct Entry {
 
 /// The bounded log and its counters.
 pub struct SlowLog {
-    /// Calls at least this long are logged.
-    threshold: Duration,
-    /// Entries kept.
-    max_len: usize,
+    /// Calls at least this long are logged, nanoseconds (changed by a reload).
+    threshold: AtomicU64,
+    /// Entries kept (changed by a reload).
+    max_len: AtomicUsize,
     /// Newest first.
     entries: Mutex<VecDeque<Entry>>,
     /// The next entry's id.
@@ -65,8 +65,8 @@ impl SlowLog {
     /// An empty log of calls at least `threshold` long, keeping `max_len` entries.
     pub fn new(threshold: Duration, max_len: usize) -> SlowLog {
         SlowLog {
-            threshold,
-            max_len,
+            threshold: AtomicU64::new(nanos(threshold)),
+            max_len: AtomicUsize::new(max_len),
             entries: Mutex::new(VecDeque::new()),
             next_id: AtomicU64::new(0),
             slow: AtomicU64::new(0),
@@ -77,7 +77,31 @@ impl SlowLog {
     /// Whether a call that took `took` is logged.
     #[inline]
     pub fn is_slow(&self, took: Duration) -> bool {
-        took >= self.threshold
+        nanos(took) >= self.threshold.load(Relaxed)
+    }
+
+    /// Calls at least this long are logged (`--slow-threshold`).
+    pub fn threshold(&self) -> Duration {
+        Duration::from_nanos(self.threshold.load(Relaxed))
+    }
+
+    /// Entries kept (`--slowlog-max-len`).
+    pub fn max_len(&self) -> usize {
+        self.max_len.load(Relaxed)
+    }
+
+    /// Logs calls at least `threshold` long from now on (a reload).
+    pub fn set_threshold(&self, threshold: Duration) {
+        self.threshold.store(nanos(threshold), Relaxed);
+    }
+
+    /// Keeps `max_len` entries from now on, dropping the oldest beyond it (a reload).
+    pub fn set_max_len(&self, max_len: usize) {
+        self.max_len.store(max_len, Relaxed);
+        self.entries
+            .lock()
+            .expect("slow log lock")
+            .truncate(max_len);
     }
 
     /// Logs a slow call of `args` (already redacted and truncated) by `client` named
@@ -115,7 +139,7 @@ impl SlowLog {
             user,
         };
         entries.push_front(entry);
-        entries.truncate(self.max_len);
+        entries.truncate(self.max_len.load(Relaxed));
     }
 
     /// Slow commands seen since start.
@@ -169,6 +193,11 @@ impl SlowLog {
             .cloned()
             .collect()
     }
+}
+
+/// `d` in nanoseconds, saturated (585 years).
+fn nanos(d: Duration) -> u64 {
+    d.as_nanos().try_into().unwrap_or(u64::MAX)
 }
 
 /// Writes entries as `SLOWLOG GET` does: an array of 6-element arrays.
@@ -293,6 +322,26 @@ mod tests {
             ["CONFIG", "SET", "masterauth", "(redacted)"],
             "redacted before it is kept"
         );
+    }
+
+    #[test]
+    fn a_reload_changes_threshold_and_length() {
+        let log = SlowLog::new(Duration::from_millis(10), 4);
+        for _ in 0..3 {
+            let args = vec![Bytes::from_static(b"get")];
+            let (c, n, u) = ("1.2.3.4:5".into(), Bytes::new(), Bytes::from_static(b"u"));
+            log.log(Duration::from_millis(20), args, c, n, u, 1);
+        }
+        log.set_threshold(Duration::from_millis(30));
+        assert!(!log.is_slow(Duration::from_millis(20)));
+        assert_eq!(log.threshold(), Duration::from_millis(30));
+        log.set_max_len(1);
+        assert_eq!(
+            (log.len(), log.max_len()),
+            (1, 1),
+            "the oldest dropped at once"
+        );
+        assert_eq!(log.newest(None)[0].id, 2);
     }
 
     #[test]
