@@ -38,10 +38,19 @@ fn dockerfile() -> Vec<String> {
 fn metadata() -> serde_json::Value {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = run(
-        Command::new(cargo).args(["metadata", "--no-deps", "--format-version", "1", "--offline"]),
+        Command::new(cargo).args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ]),
         "cargo metadata",
     );
-    let json = out.lines().find(|l| l.starts_with('{')).expect("metadata JSON");
+    let json = out
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .expect("metadata JSON");
     serde_json::from_str(json).expect("cargo metadata prints JSON")
 }
 
@@ -109,7 +118,10 @@ fn dockerfile_copies_what_exists_and_installs_the_workspace_binaries() {
                 paths.push(target["src_path"].as_str().unwrap().to_string());
             }
             if kinds.iter().any(|k| k == "bin") {
-                bins.insert((name.to_string(), target["name"].as_str().unwrap().to_string()));
+                bins.insert((
+                    name.to_string(),
+                    target["name"].as_str().unwrap().to_string(),
+                ));
             }
         }
         for path in paths {
@@ -132,7 +144,10 @@ fn dockerfile_copies_what_exists_and_installs_the_workspace_binaries() {
         .iter()
         .find(|i| i.contains("cargo build"))
         .expect("a cargo build step");
-    assert!(build.contains("--locked") && build.contains("--release"), "{build}");
+    assert!(
+        build.contains("--locked") && build.contains("--release"),
+        "{build}"
+    );
     let built: Vec<&str> = build
         .split_whitespace()
         .collect::<Vec<_>>()
@@ -142,16 +157,25 @@ fn dockerfile_copies_what_exists_and_installs_the_workspace_binaries() {
         .collect();
     assert!(!built.is_empty(), "cargo build -p ...: {build}");
     for p in &built {
-        assert!(packages.contains(*p), "cargo build -p {p}: not a workspace member");
+        assert!(
+            packages.contains(*p),
+            "cargo build -p {p}: not a workspace member"
+        );
     }
     let installed: BTreeSet<String> = build
         .split("/out/")
         .skip(1)
-        .map(|rest| rest.split(|c: char| c == ';' || c.is_whitespace()).next().unwrap().to_string())
+        .map(|rest| {
+            rest.split(|c: char| c == ';' || c.is_whitespace())
+                .next()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     for bin in &installed {
         assert!(
-            bins.iter().any(|(p, b)| b == bin && built.contains(&p.as_str())),
+            bins.iter()
+                .any(|(p, b)| b == bin && built.contains(&p.as_str())),
             "/out/{bin}: no bin target of that name in the packages built ({bins:?})"
         );
         assert!(
@@ -184,24 +208,43 @@ fn dockerfile_copies_what_exists_and_installs_the_workspace_binaries() {
         ("injector SIDECAR_BINARY", sidecar),
         ("chart Deployment", "/usr/local/bin/nearcache-injector"),
     ] {
-        let bin = path.strip_prefix("/usr/local/bin/").expect("in /usr/local/bin");
-        assert!(installed.contains(bin), "{who} runs {path}, not installed: {installed:?}");
+        let bin = path
+            .strip_prefix("/usr/local/bin/")
+            .expect("in /usr/local/bin");
+        assert!(
+            installed.contains(bin),
+            "{who} runs {path}, not installed: {installed:?}"
+        );
     }
     assert!(deployment.contains("- /usr/local/bin/nearcache-injector\n"));
 
     // Cross builds: the build stage runs on the builder's platform and targets TARGETARCH;
     // the runtime stage is the target platform's.
-    let froms: Vec<&String> = instructions.iter().filter(|i| i.starts_with("FROM ")).collect();
+    let froms: Vec<&String> = instructions
+        .iter()
+        .filter(|i| i.starts_with("FROM "))
+        .collect();
     assert_eq!(froms.len(), 2, "{froms:?}");
-    assert!(froms[0].starts_with("FROM --platform=$BUILDPLATFORM ") && froms[0].ends_with(" AS build"));
+    assert!(
+        froms[0].starts_with("FROM --platform=$BUILDPLATFORM ") && froms[0].ends_with(" AS build")
+    );
     assert!(!froms[1].contains("--platform"), "{}", froms[1]);
     assert!(build.contains("--target \"$TRIPLE\""), "{build}");
     let setup = instructions
         .iter()
         .find(|i| i.contains("TARGETARCH") && i.starts_with("RUN "))
         .expect("the cross set-up step");
-    for needle in ["amd64)", "arm64)", "aarch64-unknown-linux-gnu", "rustup target add", "_LINKER="] {
-        assert!(setup.contains(needle), "cross set-up lacks {needle}: {setup}");
+    for needle in [
+        "amd64)",
+        "arm64)",
+        "aarch64-unknown-linux-gnu",
+        "rustup target add",
+        "_LINKER=",
+    ] {
+        assert!(
+            setup.contains(needle),
+            "cross set-up lacks {needle}: {setup}"
+        );
     }
 }
 
@@ -234,7 +277,11 @@ fn image_values_reach_the_injector_and_the_injected_sidecar() {
             "mirror.example/nearcache:0.1.0".to_string()
         )
     );
-    render_refused(&["--set", "image.tag=a:b"], "tag", "values.schema.json: a tag");
+    render_refused(
+        &["--set", "image.tag=a:b"],
+        "tag",
+        "values.schema.json: a tag",
+    );
 }
 
 #[test]
@@ -253,7 +300,10 @@ fn chart_packages_and_renders_from_the_package() {
         "nearcache/values.schema.json",
         "nearcache/templates/prometheusrule.yaml",
     ] {
-        assert!(listing.lines().any(|l| l == file), "{file} packaged:\n{listing}");
+        assert!(
+            listing.lines().any(|l| l == file),
+            "{file} packaged:\n{listing}"
+        );
     }
     assert!(
         !listing.contains(".test.yaml"),
@@ -271,10 +321,20 @@ fn chart_packages_and_renders_from_the_package() {
         "prometheusRule.enabled=true,grafanaDashboard.enabled=true,monitoring.runbookBaseUrl=https://wiki.example/nearcache/alerts",
     ]);
     assert!(rendered.contains("kind: PrometheusRule") && rendered.contains("\"title\": "));
-    assert!(rendered.contains("runbook_url: \"https://wiki.example/nearcache/alerts#nearcacheupstreamdown\""));
+    assert!(rendered
+        .contains("runbook_url: \"https://wiki.example/nearcache/alerts#nearcacheupstreamdown\""));
 
     // A release of one's own: chart and app version set at packaging.
-    helm(&["package", CHART, "-d", &out_dir, "--version", "0.1.1", "--app-version", "0.1.1-acme"]);
+    helm(&[
+        "package",
+        CHART,
+        "-d",
+        &out_dir,
+        "--version",
+        "0.1.1",
+        "--app-version",
+        "0.1.1-acme",
+    ]);
     let tgz = dir.path().join("nearcache-0.1.1.tgz");
     let rendered = helm(&[
         "template",
@@ -298,21 +358,79 @@ fn chart_packages_and_renders_from_the_package() {
 #[test]
 fn make_recipes_build_push_and_package() {
     let make = |args: &[&str]| run(Command::new("make").arg("-n").args(args), "make -n");
-    let out = make(&["image-multiarch", "IMAGE=registry.example/team/nearcache", "VERSION=0.1.0"]);
+    let out = make(&[
+        "image-multiarch",
+        "IMAGE=registry.example/team/nearcache",
+        "VERSION=0.1.0",
+    ]);
     assert!(
         out.contains("docker buildx build --platform linux/amd64,linux/arm64 -t registry.example/team/nearcache:0.1.0 --push ."),
         "{out}"
     );
-    let out = make(&["image", "CONTAINER_TOOL=podman", "IMAGE=registry.example/team/nearcache", "VERSION=0.1.0"]);
-    assert!(out.contains("podman build -t registry.example/team/nearcache:0.1.0 ."), "{out}");
-    let out = make(&["image-push", "IMAGE=registry.example/team/nearcache", "VERSION=0.1.0"]);
-    assert!(out.contains("docker push registry.example/team/nearcache:0.1.0"), "{out}");
+    let out = make(&[
+        "image",
+        "CONTAINER_TOOL=podman",
+        "IMAGE=registry.example/team/nearcache",
+        "VERSION=0.1.0",
+    ]);
+    assert!(
+        out.contains("podman build -t registry.example/team/nearcache:0.1.0 ."),
+        "{out}"
+    );
+    let out = make(&[
+        "image-push",
+        "IMAGE=registry.example/team/nearcache",
+        "VERSION=0.1.0",
+    ]);
+    assert!(
+        out.contains("docker push registry.example/team/nearcache:0.1.0"),
+        "{out}"
+    );
     let chart = fs::read_to_string(root().join(CHART).join("Chart.yaml")).unwrap();
     let version = top_level(&chart, "version").unwrap();
     let out = make(&["chart-push", "CHART_REGISTRY=registry.example/charts"]);
     assert!(
         out.contains(&format!("package {CHART} -d target/charts"))
-            && out.contains(&format!("push target/charts/nearcache-{version}.tgz oci://registry.example/charts")),
+            && out.contains(&format!(
+                "push target/charts/nearcache-{version}.tgz oci://registry.example/charts"
+            )),
         "{out}"
+    );
+}
+
+/// NOTES.txt says which image runs, warns while it is the unpublished default, and says
+/// which monitoring objects are installed.
+#[test]
+fn install_notes_name_the_image_and_the_monitoring() {
+    let notes = |set: &str| {
+        let out = helm(&[
+            "install",
+            RELEASE,
+            CHART,
+            "--dry-run=client",
+            "--namespace",
+            NAMESPACE,
+            "--set",
+            set,
+        ]);
+        out.split_once("NOTES:")
+            .map(|(_, n)| n.to_string())
+            .unwrap_or_else(|| panic!("no NOTES in:\n{out}"))
+    };
+    let default = notes("replicaCount=2");
+    assert!(
+        default.contains("Nothing publishes ghcr.io/nearcache/nearcache")
+            && default.contains("PrometheusRule:             off"),
+        "{default}"
+    );
+    let own = notes(
+        "image.repository=registry.example/team/nearcache,image.tag=1.0.0,prometheusRule.enabled=true,monitoring.runbookBaseUrl=https://wiki.example/alerts,grafanaDashboard.enabled=true",
+    );
+    assert!(
+        own.contains("Image: registry.example/team/nearcache:1.0.0 (the injector) and every injected sidecar")
+            && !own.contains("Nothing publishes")
+            && own.contains("runbooks at https://wiki.example/alerts")
+            && own.contains("Grafana dashboard:          ConfigMap in namespace"),
+        "{own}"
     );
 }

@@ -136,7 +136,11 @@ fn prometheus_rule_needs_an_absolute_runbook_base() {
         "monitoring.runbookBaseUrl",
         "no default base: the repository's address is not known",
     );
-    for base in ["docs/alerts.md", "git.example.com/alerts.md", "https://x/a.md#top"] {
+    for base in [
+        "docs/alerts.md",
+        "git.example.com/alerts.md",
+        "https://x/a.md#top",
+    ] {
         render_refused(
             &[
                 "--set",
@@ -212,7 +216,11 @@ fn pod_monitor_selects_as_the_readme_says() {
     let monitor = docs.iter().find(|d| d.kind == "PodMonitor").unwrap();
     let monitor = yaml(&monitor.text, "PodMonitor");
     let spec = &monitor["spec"];
-    assert_eq!(spec["selector"], yaml("{}", "empty"), "every pod by default");
+    assert_eq!(
+        spec["selector"],
+        yaml("{}", "empty"),
+        "every pod by default"
+    );
     assert_eq!(spec["namespaceSelector"]["any"].as_bool(), Some(true));
     let endpoint = &spec["podMetricsEndpoints"][0];
     assert_eq!(endpoint["port"].as_str(), Some("metrics"));
