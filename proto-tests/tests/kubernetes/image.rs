@@ -218,6 +218,19 @@ fn dockerfile_copies_what_exists_and_installs_the_workspace_binaries() {
     }
     assert!(deployment.contains("- /usr/local/bin/nearcache-injector\n"));
 
+    // Every RUN is a shell script sh parses (`sh -n`: syntax only, nothing runs).
+    for step in instructions.iter().filter(|i| i.starts_with("RUN ")) {
+        let script: Vec<&str> = step
+            .split_whitespace()
+            .skip(1)
+            .skip_while(|w| w.starts_with("--mount="))
+            .collect();
+        run(
+            Command::new("sh").args(["-n", "-c", &script.join(" ")]),
+            &format!("sh -n of the Dockerfile's {step}"),
+        );
+    }
+
     // Cross builds: the build stage runs on the builder's platform and targets TARGETARCH;
     // the runtime stage is the target platform's.
     let froms: Vec<&String> = instructions
