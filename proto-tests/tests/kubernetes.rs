@@ -7,8 +7,9 @@
 //!
 //! The submodules check the chart's monitoring objects (kubernetes/monitoring.rs: the
 //! PrometheusRule through promtool, the Grafana dashboard ConfigMap, the PodMonitor's
-//! selector) and the image and packaging (kubernetes/image.rs: the Dockerfile against the
-//! workspace, the image values, `helm package`, the Makefile's recipes).
+//! selector), the image (kubernetes/image.rs: the Dockerfile against the workspace, the image
+//! values) and the packaging (kubernetes/package.rs: `helm package`, the Makefile's recipes,
+//! the install notes).
 //!
 //! Needs target/k8s-tools/ (scripts/ensure-k8s-tools.sh installs helm and
 //! kubernetes-validate there) and promtool (scripts/ensure-prometheus.sh): without them the
@@ -24,6 +25,8 @@ use proto_tests::tempdir::TempDir;
 mod image;
 #[path = "kubernetes/monitoring.rs"]
 mod monitoring;
+#[path = "kubernetes/package.rs"]
+mod package;
 
 const CHART: &str = "deploy/helm/nearcache";
 const RELEASE: &str = "nc";
