@@ -3,7 +3,7 @@
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench bench-lag bench-micro image fmt lint clean
+.PHONY: help build run test bench bench-lag bench-micro image image-push image-multiarch chart-package chart-push fmt lint clean
 
 help:
 	@echo "nearcache make targets:"
@@ -19,7 +19,12 @@ help:
 	@echo "               (scripts/bench.sh; BENCH_QUICK=1 for a short run, BENCH_ROUNDS=N)"
 	@echo "  make bench-lag    invalidation lag across two sidecars, tracking cost (scripts/bench-lag.sh)"
 	@echo "  make bench-micro  criterion benches of parsing, L1 lookup, reply framing"
-	@echo "  make image   docker build the image of nearcache and nearcache-injector (Dockerfile)"
+	@echo "  make image   build the image of nearcache and nearcache-injector (Dockerfile) for this"
+	@echo "               machine's platform: IMAGE=<registry>/<path> VERSION=<tag>, CONTAINER_TOOL=podman"
+	@echo "  make image-push       push IMAGE:VERSION (after make image)"
+	@echo "  make image-multiarch  docker buildx build for PLATFORMS (linux/amd64,linux/arm64), pushed"
+	@echo "  make chart-package    helm package the chart into target/charts/nearcache-<chart version>.tgz"
+	@echo "  make chart-push       helm push it to oci://CHART_REGISTRY (e.g. CHART_REGISTRY=ghcr.io/me/charts)"
 	@echo "  make fmt     cargo fmt --all"
 	@echo "  make lint    rustfmt check + clippy with warnings as errors"
 	@echo "  make clean   cargo clean"
@@ -43,12 +48,42 @@ bench:
 bench-lag:
 	scripts/bench-lag.sh
 
+# The image: nothing publishes ghcr.io/nearcache/nearcache, so set IMAGE to a repository of
+# your registry (and log in to it with `docker login` / `podman login` first).
 IMAGE ?= ghcr.io/nearcache/nearcache
 VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+# docker, podman or buildah (anything with `build -t` and `push`).
+CONTAINER_TOOL ?= docker
+# The platforms of image-multiarch (the Dockerfile cross-compiles to amd64 and arm64).
+PLATFORMS ?= linux/amd64,linux/arm64
+HELM ?= $(shell test -x target/k8s-tools/bin/helm && echo target/k8s-tools/bin/helm || echo helm)
+CHART_DIR := deploy/helm/nearcache
+CHART_VERSION := $(shell sed -n 's/^version: *//p' $(CHART_DIR)/Chart.yaml)
+# Where chart-push pushes the chart: an OCI registry path, without oci:// (helm adds the
+# chart's name): e.g. ghcr.io/<owner>/charts.
+CHART_REGISTRY ?=
 
 # Needs a container builder with access to the rust and distroless base images.
 image:
-	docker build -t $(IMAGE):$(VERSION) .
+	$(CONTAINER_TOOL) build -t $(IMAGE):$(VERSION) .
+
+image-push:
+	$(CONTAINER_TOOL) push $(IMAGE):$(VERSION)
+
+# One manifest list for PLATFORMS, built by one builder (the build stage runs on the
+# builder's platform and cross-compiles) and pushed: a multi-platform image cannot be loaded
+# into the local image store. Needs docker buildx (a docker-container builder:
+# `docker buildx create --use` once). In CI, log in to the registry first, then run this.
+image-multiarch:
+	docker buildx build --platform $(PLATFORMS) -t $(IMAGE):$(VERSION) --push .
+
+chart-package:
+	mkdir -p target/charts
+	$(HELM) package $(CHART_DIR) -d target/charts
+
+chart-push: chart-package
+	@test -n "$(CHART_REGISTRY)" || { echo "chart-push: set CHART_REGISTRY=<registry>/<path>, e.g. ghcr.io/<owner>/charts (then: helm registry login <registry>)"; exit 2; }
+	$(HELM) push target/charts/nearcache-$(CHART_VERSION).tgz oci://$(CHART_REGISTRY)
 
 bench-micro:
 	$(CARGO) bench --bench hot_path

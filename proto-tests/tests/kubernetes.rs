@@ -5,14 +5,28 @@
 //! Kubernetes 1.29 API schemas by `kubernetes-validate --strict`. The webhook configuration is
 //! read back and checked: both webhooks, their paths and selectors, `failurePolicy: Ignore`.
 //!
+//! The submodules check the chart's monitoring objects (kubernetes/monitoring.rs: the
+//! PrometheusRule through promtool, the Grafana dashboard ConfigMap, the PodMonitor's
+//! selector), the image (kubernetes/image.rs: the Dockerfile against the workspace, the image
+//! values) and the packaging (kubernetes/package.rs: `helm package`, the Makefile's recipes,
+//! the install notes).
+//!
 //! Needs target/k8s-tools/ (scripts/ensure-k8s-tools.sh installs helm and
-//! kubernetes-validate there): without it the tests fail, they do not skip.
+//! kubernetes-validate there) and promtool (scripts/ensure-prometheus.sh): without them the
+//! tests fail, they do not skip.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use proto_tests::tempdir::TempDir;
+
+#[path = "kubernetes/image.rs"]
+mod image;
+#[path = "kubernetes/monitoring.rs"]
+mod monitoring;
+#[path = "kubernetes/package.rs"]
+mod package;
 
 const CHART: &str = "deploy/helm/nearcache";
 const RELEASE: &str = "nc";
@@ -29,6 +43,11 @@ const SKIPPED_KINDS: &[(&str, &str, &str)] = &[
         "PodMonitor",
         "monitoring.coreos.com/",
         "prometheus-operator CRD: no schema offline",
+    ),
+    (
+        "PrometheusRule",
+        "monitoring.coreos.com/",
+        "prometheus-operator CRD: no schema offline (its rules are checked by promtool)",
     ),
     (
         "Certificate",

@@ -1,7 +1,9 @@
 //! The monitoring kit against real tools: `promtool` checks and unit-tests the alert rules
-//! (deploy/prometheus/), and a real Prometheus scrapes a sidecar's `/metrics` under a
-//! workload, loads the rules and evaluates every PromQL expression of the Grafana dashboard
-//! (grafana/nearcache.json) and of the rules through its HTTP API.
+//! (deploy/helm/nearcache/files/nearcache-rules.yaml, which the chart's PrometheusRule
+//! renders), and a real Prometheus scrapes a sidecar's `/metrics` under a workload, loads the
+//! rules and evaluates every PromQL expression of the Grafana dashboard
+//! (deploy/helm/nearcache/files/nearcache-dashboard.json) and of the rules through its HTTP
+//! API.
 //!
 //! Needs `prometheus` and `promtool` on PATH (scripts/ensure-prometheus.sh installs them).
 
@@ -16,9 +18,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use proto_tests::tempdir::TempDir;
 use proto_tests::*;
 
-const RULES: &str = "deploy/prometheus/nearcache-rules.yaml";
-const RULES_TEST: &str = "deploy/prometheus/nearcache-rules.test.yaml";
-const DASHBOARD: &str = "grafana/nearcache.json";
+const RULES: &str = "deploy/helm/nearcache/files/nearcache-rules.yaml";
+const RULES_TEST: &str = "deploy/helm/nearcache/files/nearcache-rules.test.yaml";
+const DASHBOARD: &str = "deploy/helm/nearcache/files/nearcache-dashboard.json";
 
 /// Grafana variables and what they become in the test (every target selected, the rate
 /// window 15 scrapes of 1 s).

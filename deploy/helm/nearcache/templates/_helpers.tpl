@@ -43,8 +43,9 @@ app.kubernetes.io/part-of: nearcache
 {{- end }}
 {{- end }}
 
+{{/* image.repository:image.tag, the tag defaulting to the chart's appVersion. */}}
 {{- define "nearcache.image" -}}
-{{- printf "%s:%s" .Values.image.repository (toString .Values.image.tag) }}
+{{- printf "%s:%s" .Values.image.repository (toString (.Values.image.tag | default .Chart.AppVersion)) }}
 {{- end }}
 
 {{/* Secret holding tls.crt, tls.key and ca.crt of the webhook. */}}
