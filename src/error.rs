@@ -70,7 +70,7 @@ pub fn write_request_error(out: &mut BytesMut, e: &RequestError) {
     e.write_reply(out);
 }
 
-/// Appends the reply for a command the sidecar does not proxy (the README's command table
+/// Appends the reply for a command the sidecar does not proxy (the command table of docs/behaviour.md
 /// says why for each).
 pub fn write_not_supported(out: &mut BytesMut, name: &[u8]) {
     let name = String::from_utf8_lossy(name).to_ascii_uppercase();

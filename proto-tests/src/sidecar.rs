@@ -15,7 +15,7 @@ use crate::tempdir::TempDir;
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on waiting for the process to exit after SIGTERM (grace period 5 s by default).
 const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
-/// The start-up line's prefix (see README: "nearcache listening on <ip>:<port>").
+/// The start-up line's prefix (see docs/configuration.md: "nearcache listening on <ip>:<port>").
 const LISTENING: &str = "nearcache listening on ";
 /// The second line's prefix when the HTTP endpoint is on: its address follows.
 const METRICS: &str = "nearcache metrics on ";

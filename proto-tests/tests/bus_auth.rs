@@ -368,14 +368,14 @@ fn an_open_bus_is_logged_once_and_answers_no_hot_key_ask() {
     assert_eq!(bus(&a, "bus_hot_answers_sent"), 0);
 }
 
-/// The README's recipe for a service that signs its own message, run as written (with the
+/// docs/bus.md's recipe for a service that signs its own message, run as written (with the
 /// test's key file and Redis port).
 #[test]
-fn the_readmes_signing_recipe_is_accepted() {
-    let readme = include_str!("../../README.md");
+fn the_docs_signing_recipe_is_accepted() {
+    let readme = include_str!("../../docs/bus.md");
     let start = readme
         .find("```sh\nKEY=$(head -n 1 /etc/nearcache/bus.key)")
-        .expect("the recipe in README.md")
+        .expect("the recipe in docs/bus.md")
         + "```sh\n".len();
     let recipe = &readme[start..start + readme[start..].find("```").unwrap()];
     let redis = Redis::start();

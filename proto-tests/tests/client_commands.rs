@@ -1,4 +1,4 @@
-//! CLIENT subcommands and MONITOR through the sidecar, each as the README's command table
+//! CLIENT subcommands and MONITOR through the sidecar, each as the command table of docs/behaviour.md
 //! says: the application's own CLIENT TRACKING and MONITOR on its pinned connection, CLIENT
 //! NO-EVICT/INFO on it too, CLIENT PAUSE/UNPAUSE and LIST forwarded (server-wide), CLIENT
 //! UNBLOCK, TRACKING REDIRECT and KILL ID by the ids the application knows (the sidecar's),

@@ -60,7 +60,7 @@ fn select_isolates_databases() {
     );
 }
 
-/// (request, the command in the error) for what the sidecar does not proxy (the README's
+/// (request, the command in the error) for what the sidecar does not proxy (docs/behaviour.md's
 /// command table says why).
 const REFUSED: &[(&[&str], &str)] = &[
     (&["CLIENT", "KILL", "USER", "default"], "CLIENT KILL"),

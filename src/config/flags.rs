@@ -21,7 +21,7 @@ pub struct Flags {
     /// Client listen address [default: 127.0.0.1:6380]
     #[arg(long, env = "NEARCACHE_LISTEN", value_name = "ADDR", global = true)]
     pub listen: Option<String>,
-    /// Upstream Redis URL, redis://user:password@host:port/db?param=value, all but host optional (README: "The upstream URL") [default: redis://127.0.0.1:6379]
+    /// Upstream Redis URL, redis://user:password@host:port/db?param=value, all but host optional (docs/configuration.md, "The upstream URL") [default: redis://127.0.0.1:6379]
     #[arg(
         long,
         env = "NEARCACHE_UPSTREAM",

@@ -426,12 +426,12 @@ fn every_flag_has_its_env_var_and_a_file_key() {
     }
 }
 
-/// The example file in the README is a valid configuration with the values it shows.
+/// The example file in docs/configuration.md is a valid configuration with the values it shows.
 #[test]
-fn readme_example_file_is_valid() {
-    let readme = include_str!("../../README.md");
-    let start = readme.find("```toml\n").expect("a toml block in README.md") + "```toml\n".len();
-    let text = &readme[start..start + readme[start..].find("```").expect("closing fence")];
+fn docs_example_file_is_valid() {
+    let doc = include_str!("../../docs/configuration.md");
+    let start = doc.find("```toml\n").expect("a toml block in docs/configuration.md") + "```toml\n".len();
+    let text = &doc[start..start + doc[start..].find("```").expect("closing fence")];
     let c = Config::from_parts(&flags_with_file(), Some(text)).unwrap();
     assert_eq!(c.l1_max_bytes, 512 << 20);
     assert_eq!(c.l1_ttl, std::time::Duration::from_secs(30));

@@ -4,7 +4,7 @@
 //! sidecar without tracking), and, when tracking is off or refused, the keys each sidecar
 //! wrote, batched over [`BATCH_WINDOW`] or [`BATCH_KEYS`].
 //!
-//! A message is text, fields separated by one space (README, "The invalidation bus"):
+//! A message is text, fields separated by one space (docs/bus.md):
 //!
 //! ```text
 //! v1 <sender> <seq> <ms> K <db|*> <len>:<key> [<len>:<key> ...]

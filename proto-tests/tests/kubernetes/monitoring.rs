@@ -1,6 +1,6 @@
 //! The chart's monitoring objects: the PrometheusRule (the shipped rules, promtool-checked,
 //! runbook URLs absolute), the Grafana dashboard ConfigMap (the shipped dashboard, with the
-//! Grafana chart's sidecar label) and the PodMonitor's selector as the README states it.
+//! Grafana chart's sidecar label) and the PodMonitor's selector as docs/kubernetes.md states it.
 
 use super::*;
 
@@ -203,14 +203,14 @@ fn grafana_dashboard_config_map_holds_the_shipped_dashboard() {
     );
 }
 
-/// README, "Kubernetes": the chart's PodMonitor looks at every pod of every namespace by
+/// docs/kubernetes.md: the chart's PodMonitor looks at every pod of every namespace by
 /// default and keeps the containers named nearcache; podMonitor.selector narrows it.
 #[test]
 fn pod_monitor_selects_as_the_readme_says() {
-    let readme = fs::read_to_string(root().join("README.md")).expect("read README.md");
+    let readme = fs::read_to_string(root().join("docs/kubernetes.md")).expect("read docs/kubernetes.md");
     assert!(
         readme.contains("`podMonitor.selector`") && readme.contains("every pod of every namespace"),
-        "README documents the PodMonitor's selector"
+        "docs/kubernetes.md documents the PodMonitor's selector"
     );
     let docs = split_docs(&render("podMonitor.enabled=true"));
     let monitor = docs.iter().find(|d| d.kind == "PodMonitor").unwrap();

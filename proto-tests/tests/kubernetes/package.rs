@@ -74,7 +74,7 @@ fn chart_packages_and_renders_from_the_package() {
     );
 }
 
-/// The Makefile recipes the README gives expand to the documented commands.
+/// The Makefile recipes the README and docs/kubernetes.md give expand to the documented commands.
 #[test]
 fn make_recipes_build_push_and_package() {
     let make = |args: &[&str]| run(Command::new("make").arg("-n").args(args), "make -n");
