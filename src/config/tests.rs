@@ -390,6 +390,51 @@ fn load_refuses_a_missing_or_bad_bus_key_file() {
     assert_eq!(loaded.bus_key_file, Some(path));
 }
 
+/// Every flag has a row in docs/configuration.md's option table (flag, environment variable,
+/// TOML key), is a key of its example file ("every key"), and the README's short table names
+/// only real flags.
+#[test]
+fn every_flag_is_documented() {
+    use clap::CommandFactory;
+    let doc = include_str!("../../docs/configuration.md");
+    let start = doc.find("```toml\n").expect("the example file");
+    let example = &doc[start..start + 8 + doc[start + 8..].find("```").expect("closing fence")];
+    let mut longs = Vec::new();
+    for arg in Flags::command().get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if matches!(long, "help" | "version") {
+            continue;
+        }
+        let key = long.replace('-', "_");
+        let env = format!("NEARCACHE_{}", key.to_uppercase());
+        let row = doc
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!("| `--{long} ")) || l.starts_with(&format!("| `--{long}`"))
+            })
+            .unwrap_or_else(|| panic!("--{long}: no row in docs/configuration.md's table"));
+        assert!(row.contains(&format!("| `{env}` |")), "--{long}: {row}");
+        if long != "config" {
+            assert!(row.contains(&format!("| `{key}` |")), "--{long}: {row}");
+            assert!(
+                example
+                    .lines()
+                    .any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} = "))),
+                "--{long}: {key} missing from the example file"
+            );
+        }
+        longs.push(long.to_owned());
+    }
+    let readme = include_str!("../../README.md");
+    for row in readme.lines().filter(|l| l.starts_with("| `--")) {
+        let long = row[5..].split([' ', '`']).next().unwrap();
+        assert!(
+            longs.iter().any(|l| l == long),
+            "README names --{long}, not a flag"
+        );
+    }
+}
+
 #[test]
 fn every_flag_has_its_env_var_and_a_file_key() {
     use clap::CommandFactory;
@@ -430,7 +475,10 @@ fn every_flag_has_its_env_var_and_a_file_key() {
 #[test]
 fn docs_example_file_is_valid() {
     let doc = include_str!("../../docs/configuration.md");
-    let start = doc.find("```toml\n").expect("a toml block in docs/configuration.md") + "```toml\n".len();
+    let start = doc
+        .find("```toml\n")
+        .expect("a toml block in docs/configuration.md")
+        + "```toml\n".len();
     let text = &doc[start..start + doc[start..].find("```").expect("closing fence")];
     let c = Config::from_parts(&flags_with_file(), Some(text)).unwrap();
     assert_eq!(c.l1_max_bytes, 512 << 20);

@@ -207,7 +207,8 @@ fn grafana_dashboard_config_map_holds_the_shipped_dashboard() {
 /// default and keeps the containers named nearcache; podMonitor.selector narrows it.
 #[test]
 fn pod_monitor_selects_as_the_readme_says() {
-    let readme = fs::read_to_string(root().join("docs/kubernetes.md")).expect("read docs/kubernetes.md");
+    let readme =
+        fs::read_to_string(root().join("docs/kubernetes.md")).expect("read docs/kubernetes.md");
     assert!(
         readme.contains("`podMonitor.selector`") && readme.contains("every pod of every namespace"),
         "docs/kubernetes.md documents the PodMonitor's selector"
