@@ -2,7 +2,8 @@
 //! lists in `NEARCACHE HELP` is in docs/nearcache-command.md, every field a sidecar reports in
 //! its `# Nearcache*` INFO sections is in docs/info.md, the README's quick-start `redis-cli`
 //! lines succeed against a real sidecar, and `make help` and the README name the same make
-//! targets. (Every flag in docs/configuration.md's table: src/config/tests.rs.)
+//! targets, and the links between README.md and docs/ reach a file and a heading. (Every
+//! flag in docs/configuration.md's table: src/config/tests.rs.)
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -229,5 +230,57 @@ fn make_help_and_the_readme_name_the_same_targets() {
             help.contains(target),
             "the README names make {target}, make help does not"
         );
+    }
+}
+
+/// GitHub's anchor for a heading: lower case, punctuation but `-` and `_` dropped, spaces
+/// as `-`.
+fn anchor(heading: &str) -> String {
+    heading
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+#[test]
+fn links_between_the_docs_resolve() {
+    let mut files = vec![root().join("README.md")];
+    for entry in fs::read_dir(root().join("docs")).expect("docs/") {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            files.push(path);
+        }
+    }
+    for file in &files {
+        let text = fs::read_to_string(file).unwrap();
+        for link in text.split("](").skip(1) {
+            let target = link.split(')').next().unwrap();
+            if target.starts_with("http") || target.starts_with('<') {
+                continue;
+            }
+            let (path, fragment) = target.split_once('#').unwrap_or((target, ""));
+            let linked = if path.is_empty() {
+                file.clone()
+            } else {
+                file.parent().unwrap().join(path)
+            };
+            assert!(
+                linked.exists(),
+                "{}: link to {target}: no such file",
+                file.display()
+            );
+            if !fragment.is_empty() {
+                let body = fs::read_to_string(&linked).unwrap();
+                assert!(
+                    body.lines()
+                        .filter_map(|l| l.strip_prefix('#'))
+                        .any(|h| anchor(h.trim_start_matches('#').trim()) == fragment),
+                    "{}: link to {target}: no such heading",
+                    file.display()
+                );
+            }
+        }
     }
 }
