@@ -2,7 +2,8 @@
 use super::*;
 use crate::glob::Pattern;
 
-fn l1() -> L1 {
+/// A 1 MiB L1 (also for the sibling modules' tests).
+pub(super) fn l1() -> L1 {
     L1::new(L1Options {
         max_bytes: 1 << 20,
         ttl: Duration::from_secs(60),
@@ -12,7 +13,8 @@ fn l1() -> L1 {
     })
 }
 
-fn key(db: u32, k: &str) -> CacheKey {
+/// The key `k` of user 0 in database `db`.
+pub(super) fn key(db: u32, k: &str) -> CacheKey {
     CacheKey {
         user: 0,
         db,

@@ -30,7 +30,7 @@ pub const MAX_ANSWERS_PER_SECOND: usize = 4;
 /// the wire). One is enough: a fleet's sidecars serve the same application.
 pub const ANSWERERS: usize = 1;
 /// Answers are spread over this long after the ask (well within `[warm] peer_wait`).
-pub const ANSWER_SPREAD: Duration = Duration::from_millis(300);
+pub const ANSWER_SPREAD: Duration = Duration::from_millis(400);
 
 /// What this sidecar answers with: its sketch, how many keys at most, its database.
 struct Source {

@@ -7,22 +7,10 @@ use bytes::Bytes;
 use super::*;
 use crate::cache::{bulk, CacheKey, Cached, L1Options};
 
-fn l1() -> Arc<L1> {
-    Arc::new(L1::new(L1Options {
-        max_bytes: 1 << 20,
-        ttl: Duration::from_secs(60),
-        compress_min_bytes: 256,
-        cache_nil: true,
-        threads: 1,
-    }))
-}
+use crate::cache::tests::key;
 
-fn key(db: u32, k: &str) -> CacheKey {
-    CacheKey {
-        user: 0,
-        db,
-        key: Bytes::copy_from_slice(k.as_bytes()),
-    }
+fn l1() -> Arc<L1> {
+    Arc::new(crate::cache::tests::l1())
 }
 
 fn put(l1: &L1, k: &CacheKey, value: &[u8]) {
