@@ -1,13 +1,8 @@
 //! Pattern invalidations: refused hits while pending, fills in flight, the background scan.
 
-use std::time::Duration;
-
-use bytes::Bytes;
-
 use super::*;
-use crate::cache::{bulk, CacheKey, Cached, L1Options};
-
 use crate::cache::tests::key;
+use crate::cache::{bulk, CacheKey, Cached};
 
 fn l1() -> Arc<L1> {
     Arc::new(crate::cache::tests::l1())
