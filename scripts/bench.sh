@@ -504,8 +504,10 @@ first_requests patterns pattern
 
 # The peer has served the same skewed workload (GETs only, other draws) for a few seconds
 # before the new sidecar starts.
+# Peers answer hot-key asks on a keyed bus only: the two share a bus key.
+printf 'bench-fleet-bus-key-0123456789abcdef\n' >"$tmp/bus.key"
 warm_config "$tmp/peer.toml" "from_peers = false" "peer_keys = 4096"
-start_nearcache peer "${port[redis]}" --config "$tmp/peer.toml" "$@"
+start_nearcache peer "${port[redis]}" --config "$tmp/peer.toml" --bus-key-file "$tmp/bus.key" "$@"
 out=$("$tool" mix --addr "127.0.0.1:${port[peer]}" --clients "$CLIENTS" --keys "$MIX_KEYS" \
     --set-percent 0 --zipf 0.99 --seconds "$PEER_SECONDS" --warmup 0 2>"$tmp/first.err") ||
     fail "the peer's workload failed: $(tail -n 1 "$tmp/first.err")"
@@ -513,7 +515,7 @@ record first peer 1 requests "$(field requests "$out")"
 say "the peer served $(field requests "$out") GETs in $PEER_SECONDS s"
 for keys in 1024 4096; do
     warm_config "$tmp/asker.toml" "from_peers = true" "peer_keys = $keys"
-    start_nearcache asker "${port[redis]}" --config "$tmp/asker.toml" "$@"
+    start_nearcache asker "${port[redis]}" --config "$tmp/asker.toml" --bus-key-file "$tmp/bus.key" "$@"
     wait_warmed asker
     first_requests "peers_$keys" asker
 done
