@@ -14,7 +14,7 @@
 //!
 //! The pass runs in slices of [`SLICE`] entries and rests after each for [`REST_FACTOR`]
 //! times as long as the slice took: on a small machine (the sidecar shares its pod's cores
-//! with the application) it takes at most about a third of one core, so a pass over a
+//! with the application) it takes at most about a ninth of one core, so a pass over a
 //! large L1 takes longer but leaves the serving thread its core. Only the keys the pending
 //! patterns match wait for it (they are refused as hits until it is done).
 
@@ -33,7 +33,7 @@ pub const MAX_PENDING: usize = 256;
 /// Entries a scan looks at between two rests.
 const SLICE: usize = 16_384;
 /// A scan rests this many times as long as its last slice took.
-const REST_FACTOR: u32 = 2;
+const REST_FACTOR: u32 = 8;
 
 /// The pattern invalidations registered and not yet scanned.
 #[derive(Default)]
