@@ -357,7 +357,11 @@ fn an_open_bus_is_logged_once_and_answers_no_hot_key_ask() {
     poll_until(BOUND, "subscribed", || {
         info_field(&bus_info(&a), "bus").as_deref() == Some("subscribed")
     });
-    assert_eq!(a.stderr().matches("is open (no --bus-key-file)").count(), 1);
+    let warning = "is open (no --bus-key-file)";
+    poll_until(BOUND, "the open bus logged", || {
+        a.stderr().contains(warning)
+    });
+    assert_eq!(a.stderr().matches(warning).count(), 1);
     assert_eq!(info_field(&bus_info(&a), "bus_keyed").as_deref(), Some("0"));
     let mut c = a.conn();
     for _ in 0..20 {

@@ -160,5 +160,8 @@ fn an_unreachable_upstream_is_still_an_outage() {
         metric_state(&sidecar),
         ("unreachable".to_owned(), Some(0.0))
     );
-    assert!(sidecar.stderr().contains("upstream unreachable"));
+    // The state turns before its log line is written (and read back from the pipe).
+    poll_until(WAIT, "the outage logged as such", || {
+        sidecar.stderr().contains("upstream unreachable")
+    });
 }
