@@ -30,7 +30,6 @@ use tokio::time::Instant;
 
 use crate::metrics::export::Exporter;
 use crate::state::Shared;
-use crate::upstream::UpstreamState;
 
 /// HTTP connections open at once.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -227,14 +226,8 @@ async fn respond(
 /// `--upstream` has no credentials is no reason: the clients authenticate themselves, and
 /// the invalidation link waits for the first that does.
 pub fn not_ready(shared: &Shared) -> Option<&'static str> {
-    match shared.upstream.state() {
-        UpstreamState::Unreachable => return Some("upstream unreachable"),
-        UpstreamState::AuthFailed => {
-            return Some(
-                "upstream authentication failed (it refuses the credentials in --upstream)",
-            )
-        }
-        UpstreamState::Up | UpstreamState::AuthRequired => {}
+    if let Some(why) = shared.upstream.state().not_ready() {
+        return Some(why);
     }
     if !shared.tracking.serving() && !shared.tracking.awaiting_credentials() {
         return Some("invalidation link down");

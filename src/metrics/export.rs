@@ -441,10 +441,10 @@ impl Exporter {
         set(&f.upstream_reconnects, shared.upstream.reconnects());
         set(&f.upstream_pinned_refused, n(&stats.pinned_refused));
         f.upstream_link_up.set(i64::from(shared.upstream.link_up()));
-        let state = shared.upstream.state();
-        for each in crate::upstream::UpstreamState::ALL {
-            let g = f.upstream_state.with_label_values(&[each.name()]);
-            g.set(i64::from(each == state));
+        for (name, current) in shared.upstream.state().names_marked() {
+            f.upstream_state
+                .with_label_values(&[name])
+                .set(i64::from(current));
         }
         let tracking = &shared.tracking;
         let tc = &tracking.counters;

@@ -26,6 +26,24 @@ impl UpstreamState {
         UpstreamState::AuthFailed,
     ];
 
+    /// Why a sidecar whose upstream is in this state is not ready (`/readyz`), if it is
+    /// not: an upstream that requires authentication while `--upstream` has none is no
+    /// reason (the clients authenticate themselves).
+    pub fn not_ready(self) -> Option<&'static str> {
+        match self {
+            UpstreamState::Unreachable => Some("upstream unreachable"),
+            UpstreamState::AuthFailed => {
+                Some("upstream authentication failed (it refuses the credentials in --upstream)")
+            }
+            UpstreamState::Up | UpstreamState::AuthRequired => None,
+        }
+    }
+
+    /// Every state's name, each with whether it is this one (the metric's gauges).
+    pub fn names_marked(self) -> impl Iterator<Item = (&'static str, bool)> {
+        Self::ALL.into_iter().map(move |s| (s.name(), s == self))
+    }
+
     /// The name INFO and the metric's `state` label use.
     pub fn name(self) -> &'static str {
         match self {
