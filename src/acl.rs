@@ -23,9 +23,10 @@
 //! The hit path reads two atomics (the epoch and the session's mark, both rarely written)
 //! through an `Arc` the session holds: no lock, no map.
 
+use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::SeqCst};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -108,22 +109,17 @@ impl Acl {
 
     /// The marks of `identity`, for its sessions to hold.
     pub fn marks(&self, identity: u32) -> Arc<Marks> {
-        if let Some(m) = self
-            .marks
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&identity)
-        {
+        if let Some(m) = self.marks.read().get(&identity) {
             return m.clone();
         }
-        let mut all = self.marks.write().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.marks.write();
         all.entry(identity).or_default().clone()
     }
 
     /// Forgets a dropped identity (ids are never reused): what is kept stays bounded by the
     /// identities in use, not by every identity ever seen.
     pub fn drop_identity(&self, identity: u32) {
-        let mut all = self.marks.write().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.marks.write();
         all.remove(&identity);
     }
 

@@ -10,8 +10,9 @@
 //! the hit and the end of a short settle period after the audit's reply: every write through
 //! this sidecar, and every invalidation that reaches it, bumps the generation.
 
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -264,8 +265,8 @@ impl Auditor {
         }
     }
 
-    fn limiter(&self) -> std::sync::MutexGuard<'_, Limiter> {
-        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    fn limiter(&self) -> parking_lot::MutexGuard<'_, Limiter> {
+        self.log.lock()
     }
 }
 

@@ -11,10 +11,11 @@
 //! closed after [`IDLE_TIMEOUT`] without a request, and any connection after
 //! [`CONNECTION_LIFETIME`].
 
+use parking_lot::Mutex;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -145,7 +146,7 @@ impl OpenConnections {
     /// Registers a connection from `peer`, closing the oldest one not answering a request
     /// (from `peer` first) when a bound is reached; `None` when no room can be made.
     fn admit(&self, peer: IpAddr) -> Option<(u64, Arc<ConnectionState>)> {
-        let mut list = self.list.lock().unwrap_or_else(|p| p.into_inner());
+        let mut list = self.list.lock();
         let from_peer = list.iter().filter(|(_, ip, _)| *ip == peer).count();
         if from_peer >= MAX_PER_PEER && !close_oldest_idle(&mut list, |ip| ip == peer) {
             return None;
@@ -160,7 +161,7 @@ impl OpenConnections {
     }
 
     fn remove(&self, id: u64) {
-        let mut list = self.list.lock().unwrap_or_else(|p| p.into_inner());
+        let mut list = self.list.lock();
         list.retain(|(open, _, _)| *open != id);
     }
 }
@@ -261,16 +262,16 @@ mod tests {
         first[0].1.serving.store(true, Relaxed);
         // One peer past its bound: its oldest idle connection (the second) is closed.
         assert!(open.admit(ip("10.0.0.1")).is_some());
-        let listed = |id| open.list.lock().unwrap().iter().any(|(i, _, _)| *i == id);
+        let listed = |id| open.list.lock().iter().any(|(i, _, _)| *i == id);
         assert!(listed(first[0].0), "answering: kept");
         assert!(!listed(first[1].0), "oldest idle: closed");
         // Past the total bound, any peer's oldest idle connection goes.
         for n in 0..MAX_CONNECTIONS {
             assert!(open.admit(ip(&format!("10.1.0.{}", n % 200))).is_some());
         }
-        assert_eq!(open.list.lock().unwrap().len(), MAX_CONNECTIONS);
+        assert_eq!(open.list.lock().len(), MAX_CONNECTIONS);
         // When every connection is answering a request, a new one is refused.
-        for (_, _, state) in open.list.lock().unwrap().iter() {
+        for (_, _, state) in open.list.lock().iter() {
             state.serving.store(true, Relaxed);
         }
         assert!(open.admit(ip("10.2.0.1")).is_none());

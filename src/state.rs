@@ -141,7 +141,7 @@ impl Shared {
 
 /// Each client connection's close signal, by its id (`CLIENT ID` through the sidecar).
 #[derive(Debug, Default)]
-pub struct Kills(std::sync::Mutex<std::collections::HashMap<u64, Arc<tokio::sync::Notify>>>);
+pub struct Kills(parking_lot::Mutex<std::collections::HashMap<u64, Arc<tokio::sync::Notify>>>);
 
 impl Kills {
     /// Registers client `id`; it is closed when its signal fires, and forgotten when the
@@ -163,8 +163,8 @@ impl Kills {
 
     fn lock(
         &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Arc<tokio::sync::Notify>>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    ) -> parking_lot::MutexGuard<'_, std::collections::HashMap<u64, Arc<tokio::sync::Notify>>> {
+        self.0.lock()
     }
 }
 

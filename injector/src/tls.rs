@@ -4,10 +4,11 @@
 //! the pair is loaded again. A pair that does not load keeps the previous one and is
 //! logged once; it is retried when the files change again.
 
+use parking_lot::Mutex;
 use std::fs;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio_rustls::rustls::crypto::ring;
@@ -72,7 +73,7 @@ impl ReloadingConfig {
     /// The config for the next handshake, reloading first if the files changed.
     pub fn current(&self) -> Arc<ServerConfig> {
         let stamps = (stamp(&self.cert), stamp(&self.key));
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock();
         if stamps != state.stamps {
             state.stamps = stamps;
             match load(&self.cert, &self.key) {

@@ -10,9 +10,10 @@
 //! [`BOUND`] before the read was sent. Concurrent writes (overlapping in time) are never
 //! counted against each other.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -331,7 +332,7 @@ fn run_history(flags: &[&str], budget: Budget) -> (Verdict, Redis, Vec<Sidecar>)
         let writers_done = writers_done.clone();
         handles.push(thread::spawn(move || {
             let log = writer(conns, 0x9e37_79b9 + w, budget, counter, origin);
-            all_writes.lock().unwrap().extend(log);
+            all_writes.lock().extend(log);
             writers_done.fetch_add(1, Ordering::SeqCst);
         }));
     }
@@ -346,14 +347,14 @@ fn run_history(flags: &[&str], budget: Budget) -> (Verdict, Redis, Vec<Sidecar>)
         let writers_done = writers_done.clone();
         handles.push(thread::spawn(move || {
             let log = reader(conns, 0x5851_f42d + r, budget, writers_done, origin);
-            all_reads.lock().unwrap().extend(log);
+            all_reads.lock().extend(log);
         }));
     }
     for h in handles {
         h.join().expect("history thread");
     }
-    let writes = all_writes.lock().unwrap().clone();
-    let reads = std::mem::take(&mut *all_reads.lock().unwrap());
+    let writes = all_writes.lock().clone();
+    let reads = std::mem::take(&mut *all_reads.lock());
     let verdict = check(&writes, &reads);
     println!(
         "history ({flags:?}): {} writes, {} reads ({} key reads checked) in {:?}; \

@@ -5,9 +5,10 @@
 //! own write (read-your-writes). The leader's [`Flight`] delivers the result to followers;
 //! dropped without a result (connection lost, timeout), it tells them to fetch themselves.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -64,7 +65,7 @@ impl Coalescer {
 
     /// Joins the fetch of `key` at generation `taken`, or becomes its leader.
     pub fn join(self: &Arc<Coalescer>, key: CacheKey, taken: Generation) -> Join {
-        let mut shard = self.shard(&key).lock().unwrap_or_else(|p| p.into_inner());
+        let mut shard = self.shard(&key).lock();
         let id = (key, taken);
         if let Some(waiters) = shard.get_mut(&id) {
             let (tx, rx) = oneshot::channel();
@@ -84,7 +85,7 @@ impl Coalescer {
 
     fn finish(&self, id: &(CacheKey, Generation), result: Fetched) {
         let waiters = {
-            let mut shard = self.shard(&id.0).lock().unwrap_or_else(|p| p.into_inner());
+            let mut shard = self.shard(&id.0).lock();
             shard.remove(id).unwrap_or_default()
         };
         for w in waiters {

@@ -6,8 +6,8 @@
 //! installs only if the generation is unchanged, checked under the key's stripe lock, which
 //! invalidations hold while they remove the entry and bump the counter.
 
+use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Number of generation buckets (a power of two).
 const BUCKETS: usize = 4096;
@@ -79,17 +79,17 @@ impl Generations {
 
     /// Locks the key with hash `hash` against invalidations (and flushes).
     pub(super) fn lock(&self, hash: u64) -> KeyLock<'_> {
-        let flushes = self.flush_lock.read().unwrap_or_else(|p| p.into_inner());
+        let flushes = self.flush_lock.read();
         let stripe = &self.stripes[(hash as usize >> 12) % STRIPES];
         KeyLock {
             _flushes: flushes,
-            _stripe: stripe.lock().unwrap_or_else(|p| p.into_inner()),
+            _stripe: stripe.lock(),
         }
     }
 
     /// Locks out every key operation, for a flush.
     pub(super) fn lock_all(&self) -> RwLockWriteGuard<'_, ()> {
-        self.flush_lock.write().unwrap_or_else(|p| p.into_inner())
+        self.flush_lock.write()
     }
 
     /// Counts an install in the key's bucket (under its [`KeyLock`]).

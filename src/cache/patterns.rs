@@ -18,8 +18,9 @@
 //! large L1 takes longer but leaves the serving thread its core. Only the keys the pending
 //! patterns match wait for it (they are refused as hits until it is done).
 
+use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use moka::sync::Cache;
 use tokio::sync::oneshot;
@@ -85,7 +86,7 @@ impl Pending {
     #[cold]
     #[inline(never)]
     pub(super) fn covers(&self, key: &[u8]) -> bool {
-        let jobs = self.jobs.read().unwrap_or_else(|p| p.into_inner());
+        let jobs = self.jobs.read();
         jobs.iter()
             .any(|job| job.patterns.iter().any(|p| p.matches(key)))
     }
@@ -184,7 +185,7 @@ impl L1 {
             done: Mutex::new(Some(tx)),
         });
         {
-            let mut jobs = self.pending.jobs.write().unwrap_or_else(|p| p.into_inner());
+            let mut jobs = self.pending.jobs.write();
             if self.pending.patterns.load(SeqCst) + n > MAX_PENDING {
                 drop(jobs);
                 let held = self.stores.iter().map(Cache::entry_count).sum();
@@ -206,11 +207,7 @@ impl L1 {
     /// Starts a background scan unless one is running (it will take the new jobs).
     fn start_scan(self: &Arc<Self>) {
         {
-            let mut scanning = self
-                .pending
-                .scanning
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut scanning = self.pending.scanning.lock();
             if *scanning {
                 return;
             }
@@ -227,12 +224,8 @@ impl L1 {
     pub(super) fn scan_pending(&self) {
         loop {
             let batch: Vec<Arc<Job>> = {
-                let mut scanning = self
-                    .pending
-                    .scanning
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                let jobs = self.pending.jobs.read().unwrap_or_else(|p| p.into_inner());
+                let mut scanning = self.pending.scanning.lock();
+                let jobs = self.pending.jobs.read();
                 let batch: Vec<_> = jobs
                     .iter()
                     .filter(|job| !job.claimed.swap(true, SeqCst))
@@ -284,13 +277,13 @@ impl L1 {
     /// Takes scanned jobs out of the pending set and gives each its count.
     fn finish(&self, batch: &[Arc<Job>]) {
         {
-            let mut jobs = self.pending.jobs.write().unwrap_or_else(|p| p.into_inner());
+            let mut jobs = self.pending.jobs.write();
             jobs.retain(|job| !batch.iter().any(|done| Arc::ptr_eq(done, job)));
             let n: usize = batch.iter().map(|job| job.patterns.len()).sum();
             self.pending.patterns.fetch_sub(n, SeqCst);
         }
         for job in batch {
-            let done = job.done.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let done = job.done.lock().take();
             if let Some(done) = done {
                 let _ = done.send(job.evicted.load(SeqCst));
             }

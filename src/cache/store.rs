@@ -132,7 +132,7 @@ pub(super) fn decompress(data: &[u8], len: usize) -> Option<Bytes> {
 /// with the blocking pool compressing and storing, 8 KiB values after a flush of small ones
 /// took twice the bound in RSS. One thread keeps one zstd context for every compression.
 pub(super) struct Encoder {
-    queue: std::sync::Mutex<Option<SyncSender<Job>>>,
+    queue: parking_lot::Mutex<Option<SyncSender<Job>>>,
     /// Jobs queued or running.
     pending: Arc<AtomicUsize>,
 }
@@ -146,14 +146,14 @@ const ENCODER_QUEUE: usize = 16;
 impl Encoder {
     pub(super) fn new() -> Encoder {
         Encoder {
-            queue: std::sync::Mutex::new(None),
+            queue: parking_lot::Mutex::new(None),
             pending: Arc::new(AtomicUsize::new(0)),
         }
     }
 
     /// Queues `job`; false (and `job` dropped) when the queue is full or no thread runs.
     pub(super) fn submit(&self, job: impl FnOnce() + Send + 'static) -> bool {
-        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let mut queue = self.queue.lock();
         if queue.is_none() {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(ENCODER_QUEUE);
             let spawned = std::thread::Builder::new()

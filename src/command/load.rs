@@ -3,8 +3,9 @@
 //! URL does not carry), over the route of the first client that authenticates. Until one
 //! of them succeeds, the built-in Redis 7 table is used.
 
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::CommandTable;
@@ -71,7 +72,7 @@ impl Tables {
         if self.loaded() {
             return false;
         }
-        let mut tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tried = self.tried.lock();
         if tried.contains(&user) {
             return false;
         }
@@ -81,7 +82,7 @@ impl Tables {
 
     /// Gives a claim back (the attempt could not reach the upstream).
     fn release(&self, user: u32) {
-        let mut tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tried = self.tried.lock();
         tried.retain(|&u| u != user);
     }
 

@@ -37,10 +37,11 @@
 //! pattern over [`MAX_PATTERN_BYTES`] becomes a flush (this sidecar's own never do: they
 //! are split); keys and patterns are decoded as views of the message, not copies.
 
+use parking_lot::{Mutex, RwLock};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -206,7 +207,7 @@ impl Bus {
     /// Uses `raw` keys (signing key first).
     pub fn set_keys(&self, raw: Vec<Vec<u8>>) {
         let keys = Arc::new(BusKeys::new(&raw));
-        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some((raw, keys));
+        *self.keys.write() = Some((raw, keys));
     }
 
     /// Reads the key file again: `Ok(true)` when it holds new keys (now in use), `Ok(false)`
@@ -220,7 +221,6 @@ impl Bus {
         let same = self
             .keys
             .read()
-            .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .is_some_and(|(old, _)| *old == raw);
         if same {
@@ -233,16 +233,13 @@ impl Bus {
 
     /// The keys in use, if the bus is keyed.
     fn keys(&self) -> Option<Arc<BusKeys>> {
-        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let keys = self.keys.read();
         keys.as_ref().map(|(_, k)| k.clone())
     }
 
     /// Whether messages are signed and only authenticated ones acted on.
     pub fn keyed(&self) -> bool {
-        self.keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
+        self.keys.read().is_some()
     }
 
     /// The id of the key messages are signed with (INFO), if keyed.
@@ -253,7 +250,7 @@ impl Bus {
 
     /// Authenticated peers heard from within the last minute.
     pub fn live_peers(&self) -> usize {
-        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let peers = self.peers.lock();
         peers.live(now_ms())
     }
 
@@ -285,17 +282,14 @@ impl Bus {
     /// meanwhile were missed) or ended.
     pub(super) fn set_subscribed(&self, on: bool) {
         self.subscribed.store(on, Relaxed);
-        self.peers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .resubscribed();
+        self.peers.lock().resubscribed();
     }
 
     fn queue(&self, body: Body) {
         if !self.active() {
             return;
         }
-        let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        let mut outbox = self.outbox.lock();
         if let Body::Keys(db, keys) = &body {
             outbox.keys += keys.len();
             // Keys of the same database join the last message while it is small.
@@ -361,14 +355,14 @@ impl Bus {
 
     /// Whether the outbox holds enough keys to publish without waiting for the window.
     pub(super) fn batch_full(&self) -> bool {
-        let outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        let outbox = self.outbox.lock();
         outbox.keys >= BATCH_KEYS || outbox.messages.len() > 1
     }
 
     /// Takes what is queued, encoded as messages with the next sequence numbers.
     pub(crate) fn take(&self) -> Vec<Bytes> {
         let messages = {
-            let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+            let mut outbox = self.outbox.lock();
             outbox.keys = 0;
             std::mem::take(&mut outbox.messages)
         };
@@ -464,7 +458,7 @@ impl Bus {
                 return Ok(None);
             }
             let now = now_ms();
-            let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            let mut peers = self.peers.lock();
             match peers.admit(sender, *seq, message.sent_ms, now, keyed) {
                 Admit::Fresh => {}
                 // An old authentic message from a sender not heard from: evictions are

@@ -15,8 +15,9 @@
 pub mod bus;
 mod link;
 
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
@@ -188,7 +189,7 @@ impl Tracking {
         if !self.enabled() {
             return;
         }
-        let mut offered = self.offered.lock().unwrap_or_else(|p| p.into_inner());
+        let mut offered = self.offered.lock();
         if offered.len() < MAX_OFFERED && !offered.contains(creds) {
             offered.push(creds.clone());
             self.offer_arrived.notify_one();
@@ -197,13 +198,13 @@ impl Tracking {
 
     /// The oldest offered credentials not known to fail.
     fn offered(&self) -> Option<Credentials> {
-        let offered = self.offered.lock().unwrap_or_else(|p| p.into_inner());
+        let offered = self.offered.lock();
         offered.first().cloned()
     }
 
     /// Offered credentials the upstream refused (or that may not subscribe): dropped.
     fn refuse_offer(&self, creds: &Credentials) {
-        let mut offered = self.offered.lock().unwrap_or_else(|p| p.into_inner());
+        let mut offered = self.offered.lock();
         offered.retain(|c| c != creds);
     }
 

@@ -5,8 +5,9 @@
 //! Latency histograms are the crate's own (atomic buckets), one child per label value,
 //! resolved once when built and indexed by command number on the request path.
 
+use parking_lot::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus::core::Collector;
@@ -384,7 +385,7 @@ impl Exporter {
 
     /// The Prometheus text format of every metric, refreshed now.
     pub fn render(&self, shared: &Shared) -> String {
-        let _one = self.render.lock().unwrap_or_else(|p| p.into_inner());
+        let _one = self.render.lock();
         self.refresh(shared);
         let mut out = Vec::new();
         let encoded = TextEncoder::new().encode(&self.registry.gather(), &mut out);

@@ -13,9 +13,9 @@
 //! Reads are sampled per connection (see [`super::Sampler`], one read in
 //! [`super::SAMPLE_EVERY`] on average); counts are reported scaled back by that rate.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
 
 use bytes::Bytes;
 
@@ -204,8 +204,8 @@ impl HotKeys {
         self.locked.load(Relaxed)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Top> {
-        self.top.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Top> {
+        self.top.lock()
     }
 
     fn is_listed(&self, hash: u64) -> bool {

@@ -21,9 +21,10 @@ pub mod nplusone;
 pub mod redact;
 pub mod slowlog;
 
+use parking_lot::Mutex;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -149,8 +150,8 @@ fn nanos(d: Duration) -> u64 {
     d.as_nanos().try_into().unwrap_or(u64::MAX)
 }
 
-fn lock(log: &Mutex<Limiter>) -> std::sync::MutexGuard<'_, Limiter> {
-    log.lock().unwrap_or_else(|p| p.into_inner())
+fn lock(log: &Mutex<Limiter>) -> parking_lot::MutexGuard<'_, Limiter> {
+    log.lock()
 }
 
 /// The one log line for an N+1 (a client without a name shows as `-`).

@@ -5,9 +5,9 @@
 //! secrets (see [`super::redact`]). Each entry names the ACL user whose call it was, so
 //! that a client is shown its own user's entries (see `NEARCACHE SLOWLOG`).
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
@@ -98,10 +98,7 @@ impl SlowLog {
     /// Keeps `max_len` entries from now on, dropping the oldest beyond it (a reload).
     pub fn set_max_len(&self, max_len: usize) {
         self.max_len.store(max_len, Relaxed);
-        self.entries
-            .lock()
-            .expect("slow log lock")
-            .truncate(max_len);
+        self.entries.lock().truncate(max_len);
     }
 
     /// Logs a slow call of `args` (already redacted and truncated) by `client` named
@@ -118,7 +115,7 @@ impl SlowLog {
     ) {
         self.slow.fetch_add(commands, Relaxed);
         if let Some(cmd) = args.first() {
-            let mut by = self.by_command.lock().expect("slow log lock");
+            let mut by = self.by_command.lock();
             let mut cmd = String::from_utf8_lossy(cmd).to_ascii_uppercase();
             if by.len() >= MAX_COMMAND_NAMES && !by.contains_key(&cmd) {
                 cmd = "other".to_owned();
@@ -128,7 +125,7 @@ impl SlowLog {
         let time = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let mut entries = self.entries.lock().expect("slow log lock");
+        let mut entries = self.entries.lock();
         let entry = Entry {
             id: self.next_id.fetch_add(1, Relaxed),
             time,
@@ -149,7 +146,7 @@ impl SlowLog {
 
     /// Slow calls by the name (upper case) of their first command, most first.
     pub fn by_command(&self) -> Vec<(String, u64)> {
-        let by = self.by_command.lock().expect("slow log lock");
+        let by = self.by_command.lock();
         let mut counts: Vec<_> = by.iter().map(|(k, v)| (k.clone(), *v)).collect();
         counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         counts
@@ -157,12 +154,12 @@ impl SlowLog {
 
     /// Entries kept now.
     pub fn len(&self) -> usize {
-        self.entries.lock().expect("slow log lock").len()
+        self.entries.lock().len()
     }
 
     /// Entries kept now of calls made as ACL user `user`.
     pub fn len_of(&self, user: &[u8]) -> usize {
-        let entries = self.entries.lock().expect("slow log lock");
+        let entries = self.entries.lock();
         entries.iter().filter(|e| e.user == user).count()
     }
 
@@ -173,7 +170,7 @@ impl SlowLog {
 
     /// Drops every entry (the counters go on).
     pub fn reset(&self) {
-        self.entries.lock().expect("slow log lock").clear();
+        self.entries.lock().clear();
     }
 
     /// The newest `n` entries (all of them for `None`).
@@ -184,7 +181,7 @@ impl SlowLog {
     /// The newest `n` entries (all of them for `None`) of calls made as ACL user `user`
     /// (of every user for `None`).
     pub fn newest_of(&self, n: Option<usize>, user: Option<&[u8]>) -> Vec<Entry> {
-        let entries = self.entries.lock().expect("slow log lock");
+        let entries = self.entries.lock();
         let n = n.unwrap_or(entries.len());
         entries
             .iter()

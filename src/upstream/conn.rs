@@ -2,9 +2,10 @@
 //! batches queued calls into one write, a reader that matches reply frames to calls in
 //! order, a watchdog, and the connection's server-assisted tracking.
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -153,7 +154,7 @@ pub(super) async fn run(
         Ended::Lost(r) | Ended::Closed(r) => r.clone(),
     };
     let failed: Vec<InFlight> = {
-        let mut queue = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let mut queue = in_flight.lock();
         health.set_oldest(None);
         for _ in queue.iter().filter(|f| f.call.writes) {
             health.write_done();
@@ -186,7 +187,7 @@ async fn watchdog(
     loop {
         tick.tick().await;
         let oldest = {
-            let queue = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            let queue = in_flight.lock();
             queue.front().map(|f| f.call.sent_at.elapsed())
         };
         match oldest {
@@ -292,7 +293,7 @@ impl Batch {
         }
         let mut frames = std::mem::take(&mut call.frames);
         frames.reserve(call.replies);
-        let mut queue = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let mut queue = in_flight.lock();
         if queue.is_empty() {
             health.set_oldest(Some(call.sent_at));
         }
@@ -368,7 +369,7 @@ async fn read_replies(
                 continue;
             }
             let done = {
-                let mut queue = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                let mut queue = in_flight.lock();
                 let Some(front) = queue.front_mut() else {
                     return "reply without a request".into();
                 };

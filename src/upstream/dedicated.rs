@@ -3,8 +3,8 @@
 //! and writes it directly; nothing else ever uses it, and it is closed when dropped. Also
 //! [`Upstream::queued`], a permission check run on such a connection.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
@@ -53,8 +53,8 @@ impl PinnedIds {
 
     /// The map (a panic elsewhere while holding it leaves it usable: each change is one
     /// insert or remove).
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u64>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<u64, u64>> {
+        self.0.lock()
     }
 }
 

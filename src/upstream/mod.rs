@@ -21,9 +21,10 @@ mod pool;
 pub mod reply;
 mod state;
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -420,11 +421,8 @@ impl Upstream {
             .collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Routes> {
-        self.registry
-            .routes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Routes> {
+        self.registry.routes.lock()
     }
 
     /// The pool for a route, created on first use; when the route cannot get one, a pool
@@ -570,7 +568,7 @@ async fn reap(registry: Weak<Registry>, idle: Duration, every: Duration) {
         };
         let now = Instant::now();
         let (closed, forgotten) = {
-            let mut routes = registry.routes.lock().unwrap_or_else(|p| p.into_inner());
+            let mut routes = registry.routes.lock();
             let mut closed = Vec::new();
             let mut used = std::collections::HashSet::new();
             routes.pools.retain(|route, held| {

@@ -6,10 +6,11 @@
 //! several connections to different remote ends, so a client may share its port with an
 //! upstream socket of the sidecar.
 
+use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::net::TcpStream;
 
@@ -73,8 +74,8 @@ impl Outbound {
         self.looped.load(Relaxed)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(SocketAddr, SocketAddr)>> {
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashSet<(SocketAddr, SocketAddr)>> {
+        self.open.lock()
     }
 }
 

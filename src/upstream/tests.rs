@@ -1,4 +1,5 @@
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,7 +17,7 @@ fn upstream(idle: Duration, max_routes: usize, forgotten: Arc<Mutex<Vec<u32>>>) 
         max_routes,
         outbound: outbound::Outbound::new(),
     };
-    let forget = Box::new(move |id| forgotten.lock().unwrap().push(id));
+    let forget = Box::new(move |id| forgotten.lock().push(id));
     let stats = Arc::new(Stats::new());
     Upstream::new(target, stats, Box::new(|_| {}), forget, tracking_off())
 }
@@ -78,7 +79,7 @@ async fn unused_identities_are_forgotten_and_their_ids_never_reused() {
     assert_ne!(other, id, "another user, another id");
     let pool = up.try_pool(route(0, id)).unwrap();
     wait_for("the identity without a pool to be forgotten", || {
-        *forgotten.lock().unwrap() == [other]
+        *forgotten.lock() == [other]
     })
     .await;
     // A held pool keeps its route and identity however long it is held.
@@ -90,7 +91,7 @@ async fn unused_identities_are_forgotten_and_their_ids_never_reused() {
         up.routes() == 0 && !up.live_identities().contains(&id)
     })
     .await;
-    assert_eq!(*forgotten.lock().unwrap(), [other, id]);
+    assert_eq!(*forgotten.lock(), [other, id]);
     assert_eq!(up.live_identities(), [0]);
     let again = up.identity(creds("alice", "a")).unwrap();
     assert!(again > other, "ids only grow: {again} after {other}");

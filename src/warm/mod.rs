@@ -23,8 +23,9 @@ pub mod rate;
 mod rewarm;
 mod scan;
 
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -200,7 +201,7 @@ impl Warmer {
             return;
         }
         self.flushes.fetch_add(1, Relaxed);
-        let mut keys = self.rewarm_keys.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys = self.rewarm_keys.lock();
         if keys.is_none() {
             let top = self.hot.top(self.config.peer_keys);
             *keys = Some(top.into_iter().map(|(k, _)| k).collect());

@@ -11,8 +11,9 @@
 //! them): the fleet's answers to one ask do not grow with the fleet. Each peer answers at
 //! most [`MAX_ANSWERS_PER_SECOND`] a second and each asker once.
 
+use parking_lot::Mutex;
 use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -102,7 +103,7 @@ impl PeerExchange {
         if asker == bus.sender() || !bus.keyed() {
             return None;
         }
-        let mut answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
+        let mut answered = self.answered.lock();
         let now = Instant::now();
         if !answered.admit(asker, now) {
             return None;
@@ -124,14 +125,14 @@ impl PeerExchange {
     }
 
     fn answers_seen(&self, asker: &[u8]) -> usize {
-        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = self.seen.lock();
         seen.iter().find(|(a, _)| a == asker).map_or(0, |(_, n)| *n)
     }
 
     /// An answer arrived: kept if it answers this sidecar's ask, for its database.
     pub fn answered(&self, bus: &Bus, asker: &[u8], db: u32, keys: Vec<Bytes>) {
         if asker != &bus.sender()[..] {
-            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let mut seen = self.seen.lock();
             match seen.iter_mut().find(|(a, _)| a == asker) {
                 Some((_, n)) => *n += 1,
                 None => {
@@ -143,7 +144,7 @@ impl PeerExchange {
             }
             return;
         }
-        let mut collecting = self.collecting.lock().unwrap_or_else(|p| p.into_inner());
+        let mut collecting = self.collecting.lock();
         let Some(c) = collecting.as_mut().filter(|c| c.db == db) else {
             return;
         };
@@ -160,7 +161,7 @@ impl PeerExchange {
 
     /// Starts collecting answers: up to `want` distinct keys of database `db`.
     pub fn begin(&self, want: usize, db: u32) {
-        *self.collecting.lock().unwrap_or_else(|p| p.into_inner()) = Some(Collected {
+        *self.collecting.lock() = Some(Collected {
             db,
             want,
             keys: Vec::new(),
@@ -171,11 +172,7 @@ impl PeerExchange {
 
     /// Stops collecting: the keys (first answers first) and how many answers came.
     pub fn finish(&self) -> (Vec<Bytes>, usize) {
-        let taken = self
-            .collecting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let taken = self.collecting.lock().take();
         taken.map_or((Vec::new(), 0), |c| (c.keys, c.answers))
     }
 }

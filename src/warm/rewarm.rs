@@ -40,11 +40,7 @@ pub(super) async fn watch(shared: Arc<Shared>) {
             }
             seen = now;
         };
-        let keys = warm
-            .rewarm_keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let keys = warm.rewarm_keys.lock().take();
         if let Some(keys) = keys.filter(|k| !k.is_empty()) {
             warm.progress.rewarms.fetch_add(1, Relaxed);
             // How it ended is logged and shown in INFO.
