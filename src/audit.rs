@@ -22,7 +22,7 @@ use crate::cache::{CacheKey, Generation, L1};
 use crate::logging::{more, Admit, Limiter};
 use crate::metrics::Stats;
 use crate::protocol::command;
-use crate::upstream::reply::is_error;
+use crate::protocol::decode::is_error;
 use crate::upstream::{Lane, Pool};
 
 /// Most audits waiting for the upstream at once; a hit selected while this many are in

@@ -16,9 +16,9 @@ use crate::config::Config;
 use crate::control::{ControlTarget, Tracking};
 use crate::metrics::Stats;
 use crate::profiler::Profiler;
+use crate::protocol::decode::{array_elements, text};
 use crate::protocol::{command, Resp, REDIS_DEFAULT_MAX_BULK};
 use crate::upstream::outbound::Outbound;
-use crate::upstream::reply::{array_elements, text};
 use crate::upstream::{Credentials, Lane, LinkEvent, Pool, Route, Target, Upstream};
 use crate::warm::Warmer;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{CacheKey, Cached, Fetched, Generation, L1};
-use crate::upstream::reply::{integer, is_bulk, is_null};
+use crate::protocol::decode::{integer, is_bulk, is_null};
 
 impl L1 {
     /// Interprets one key's `reply` and `pttl` (sent at `sent_at`), installs it when it is

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::CommandTable;
 use crate::error::UpstreamError;
 use crate::protocol::command;
-use crate::upstream::reply::is_error;
+use crate::protocol::decode::is_error;
 use crate::upstream::{Lane, Pool};
 
 /// How often the sidecar's own load is retried while the upstream is unreachable.

@@ -8,8 +8,8 @@ use bytes::Bytes;
 
 use super::Connection;
 use crate::acl::{Acl, Marks, Read};
+use crate::protocol::decode::is_error;
 use crate::protocol::Request;
-use crate::upstream::reply::is_error;
 
 /// What a fetch learns from its reply about the identity that sent it.
 pub(super) struct Learn {

@@ -22,10 +22,10 @@ use super::Connection;
 use crate::cache::namespaces::Row;
 use crate::glob::{Pattern, MAX_PATTERNS, MAX_PATTERN_BYTES};
 use crate::info;
+use crate::protocol::decode::{integer, scan_page};
 use crate::protocol::{
     command, write_array_header, write_bulk, write_decimal, write_error, Request, Resp, OK,
 };
-use crate::upstream::reply::{array_elements, integer, is_error, text};
 
 /// Keys asked for per `SCAN` call (and so at most about that many per `UNLINK`).
 const SCAN_COUNT: &[u8] = b"1000";
@@ -340,35 +340,9 @@ fn write_namespace(out: &mut BytesMut, row: &Row) {
     }
 }
 
-/// The next cursor and the keys of a `SCAN` reply; `None` for an error or anything else.
-pub(crate) fn scan_page(reply: &Bytes) -> Option<(Bytes, Vec<Bytes>)> {
-    if is_error(reply) {
-        return None;
-    }
-    let [cursor, keys] = <[Bytes; 2]>::try_from(array_elements(reply)?).ok()?;
-    let (cursor, _) = text(&cursor)?;
-    let keys = array_elements(&keys)?
-        .iter()
-        .map(|k| text(k).map(|(key, _)| Bytes::copy_from_slice(key)))
-        .collect::<Option<Vec<_>>>()?;
-    Some((Bytes::copy_from_slice(cursor), keys))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scan_pages_are_read_in_both_protocols() {
-        let reply = Bytes::from_static(b"*2\r\n$3\r\n176\r\n*2\r\n$1\r\na\r\n$0\r\n\r\n");
-        let (cursor, keys) = scan_page(&reply).unwrap();
-        assert_eq!(&cursor[..], b"176");
-        assert_eq!(keys, [&b"a"[..], b""]);
-        let last = Bytes::from_static(b"*2\r\n$1\r\n0\r\n*0\r\n");
-        assert_eq!(scan_page(&last), Some((Bytes::from_static(b"0"), vec![])));
-        assert_eq!(scan_page(&Bytes::from_static(b"-NOPERM no\r\n")), None);
-        assert_eq!(scan_page(&Bytes::from_static(b":1\r\n")), None);
-    }
 
     #[test]
     fn subcommands_are_case_insensitive_with_redis_arity() {

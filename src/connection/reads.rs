@@ -11,8 +11,8 @@ use super::Connection;
 use crate::acl::Read;
 use crate::cache::{CacheKey, Cached, Fetched, Flight, Generation, Join, KeyRef};
 use crate::error::{write_upstream_error, UpstreamError};
+use crate::protocol::decode::{array_elements, is_error};
 use crate::protocol::{command, null, write_array_header, write_command};
-use crate::upstream::reply::{array_elements, is_error};
 use crate::upstream::PendingReply;
 
 /// One element of an MGET reply.

@@ -9,10 +9,10 @@ use super::{Connection, Flow};
 use crate::command::Local;
 use crate::error::UpstreamError;
 use crate::info;
+use crate::protocol::decode::{is_error, text};
 use crate::protocol::{
     command, null, write_bulk, write_command, write_decimal, write_error, Request, Resp, OK, RESET,
 };
-use crate::upstream::reply::{is_error, text};
 use crate::upstream::{Credentials, Route};
 
 impl Connection {

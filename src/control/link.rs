@@ -21,9 +21,9 @@ use tokio::net::TcpStream;
 
 use super::bus::{BATCH_WINDOW, MAX_MESSAGE_BYTES};
 use super::{ControlTarget, Tracking};
+use crate::protocol::decode::{array_elements, integer, is_error, is_null, push_elements, text};
 use crate::protocol::{write_command, FrameScanner};
 use crate::upstream::backoff::Backoff;
-use crate::upstream::reply::{array_elements, integer, is_error, is_null, push_elements, text};
 use crate::upstream::{redact, Credentials};
 
 /// The control connection's name in the upstream's `CLIENT LIST`.

@@ -2,21 +2,22 @@
 //! exactly as Redis does), upstream reply framing, and the few replies the sidecar writes.
 
 mod args;
+pub mod decode;
+mod encode;
+mod frames;
 mod inline;
 mod limits;
 mod parser;
-mod reply;
 mod request;
-mod scan;
 
 use bytes::{BufMut, BytesMut};
 
 pub use args::Args;
+pub use encode::*;
+pub use frames::FrameScanner;
 pub use limits::{Limits, REDIS_DEFAULT_MAX_BULK};
 pub use parser::RequestParser;
-pub use reply::*;
 pub use request::{command, parse_request, peek_get, write_command, Request};
-pub use scan::FrameScanner;
 
 /// A frame that can never become valid: the connection answers `-ERR Protocol error: ...`
 /// and closes.

@@ -16,11 +16,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::handshake::one_off;
 use super::pool::{Call, Health};
-use super::reply::{array_elements, integer, text};
 use super::Target;
 use crate::control::{Redirect, Tracking};
 use crate::error::UpstreamError;
 use crate::metrics::Stats;
+use crate::protocol::decode::{array_elements, integer, text};
 use crate::protocol::{command, FrameScanner, Resp};
 
 /// Bytes gathered from queued calls before one write.

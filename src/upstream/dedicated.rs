@@ -10,9 +10,9 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::reply::is_error;
 use super::{handshake, Credentials, Route, Upstream};
 use crate::error::UpstreamError;
+use crate::protocol::decode::is_error;
 use crate::protocol::write_command;
 
 /// What [`Upstream::queued`] learned.

@@ -8,9 +8,9 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::reply::is_error;
 use super::{Credentials, Route, Target};
 use crate::error::UpstreamError;
+use crate::protocol::decode::is_error;
 use crate::protocol::{write_command, FrameScanner, Resp};
 
 /// Pause before a handshake's SELECT is sent again to a busy server.

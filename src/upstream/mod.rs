@@ -18,7 +18,6 @@ mod dedicated;
 mod handshake;
 pub mod outbound;
 mod pool;
-pub mod reply;
 mod state;
 
 use parking_lot::Mutex;

@@ -24,9 +24,9 @@ use tokio::sync::watch;
 use super::rate::Rate;
 use crate::acl::Read;
 use crate::cache::{CacheKey, MAX_ENTRY_BYTES};
+use crate::protocol::decode::{array_elements, integer, is_bulk, is_error};
 use crate::protocol::{write_command, Resp};
 use crate::state::Shared;
-use crate::upstream::reply::{array_elements, integer, is_bulk, is_error};
 use crate::upstream::{Lane, OnReply, Pool, Route};
 
 /// The sidecar's own route: its database, RESP2, user 0.

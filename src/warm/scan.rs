@@ -7,8 +7,8 @@
 use bytes::Bytes;
 
 use super::fetch::{End, Fetch};
-use crate::connection::nearcache::scan_page;
 use crate::protocol::command;
+use crate::protocol::decode::scan_page;
 
 /// The share of a batch a `SCAN` call is charged: `batch / SCAN_SHARE` keys.
 const SCAN_SHARE: usize = 10;
@@ -29,7 +29,7 @@ pub async fn pattern(fetch: &mut Fetch, pattern: &[u8]) -> Result<(), End> {
         ]);
         let reply = fetch.call(scan).await?;
         let Some((next, keys)) = scan_page(&reply) else {
-            if crate::upstream::reply::is_error(&reply) {
+            if crate::protocol::decode::is_error(&reply) {
                 return Err(End::Refused(reply));
             }
             let text = String::from_utf8_lossy(&reply[..reply.len().min(200)]);

@@ -38,8 +38,8 @@ use bytes::Bytes;
 use super::Sub;
 use crate::acl::Right;
 use crate::connection::Connection;
+use crate::protocol::decode::is_error;
 use crate::protocol::{command, Resp};
-use crate::upstream::reply::is_error;
 use crate::upstream::{Queued, Route};
 
 /// What the `PUBLISH` of a permission check carries (it is discarded, never published).

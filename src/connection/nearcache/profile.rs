@@ -19,10 +19,10 @@ use bytes::{Bytes, BytesMut};
 use super::DEFAULT_COUNT;
 use crate::connection::Connection;
 use crate::profiler::slowlog::write_entries;
+use crate::protocol::decode::is_error;
 use crate::protocol::{
     parse_decimal, write_array_header, write_bulk, write_command, write_decimal, OK,
 };
-use crate::upstream::reply::is_error;
 
 /// Hot-key candidates checked per pipelined call.
 const CHECK_BATCH: usize = 256;

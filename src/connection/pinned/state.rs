@@ -12,8 +12,8 @@ use std::collections::{HashSet, VecDeque};
 use bytes::Bytes;
 
 use crate::command::Invalidation;
+use crate::protocol::decode::{array_elements, is_error, push_elements};
 use crate::protocol::Resp;
-use crate::upstream::reply::{array_elements, is_error, push_elements};
 use crate::upstream::Credentials;
 
 /// A per-connection switch of the upstream's that must be off before the connection is

@@ -1,9 +1,10 @@
-//! Reading the few upstream replies the sidecar interprets (GET, MGET, PTTL, INFO, COMMAND).
+//! Decoding the few upstream replies the sidecar interprets (GET, MGET, PTTL, INFO, COMMAND,
+//! SCAN pages).
 //! Everything else is forwarded as raw bytes.
 
 use bytes::Bytes;
 
-use crate::protocol::{parse_decimal, FrameScanner};
+use super::{parse_decimal, FrameScanner};
 
 /// True for `$-1`, `*-1` and RESP3 `_`.
 pub fn is_null(frame: &[u8]) -> bool {
@@ -66,6 +67,20 @@ pub fn text(frame: &[u8]) -> Option<(&[u8], bool)> {
     }
 }
 
+/// The next cursor and the keys of a `SCAN` reply; `None` for an error or anything else.
+pub fn scan_page(reply: &Bytes) -> Option<(Bytes, Vec<Bytes>)> {
+    if is_error(reply) {
+        return None;
+    }
+    let [cursor, keys] = <[Bytes; 2]>::try_from(array_elements(reply)?).ok()?;
+    let (cursor, _) = text(&cursor)?;
+    let keys = array_elements(&keys)?
+        .iter()
+        .map(|k| text(k).map(|(key, _)| Bytes::copy_from_slice(key)))
+        .collect::<Option<Vec<_>>>()?;
+    Some((Bytes::copy_from_slice(cursor), keys))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +104,17 @@ mod tests {
         );
         assert_eq!(text(b"$5\r\nhello\r\n"), Some((&b"hello"[..], false)));
         assert_eq!(text(b"=9\r\ntxt:hello\r\n"), Some((&b"hello"[..], true)));
+    }
+
+    #[test]
+    fn scan_pages_are_read_in_both_protocols() {
+        let reply = Bytes::from_static(b"*2\r\n$3\r\n176\r\n*2\r\n$1\r\na\r\n$0\r\n\r\n");
+        let (cursor, keys) = scan_page(&reply).unwrap();
+        assert_eq!(&cursor[..], b"176");
+        assert_eq!(keys, [&b"a"[..], b""]);
+        let last = Bytes::from_static(b"*2\r\n$1\r\n0\r\n*0\r\n");
+        assert_eq!(scan_page(&last), Some((Bytes::from_static(b"0"), vec![])));
+        assert_eq!(scan_page(&Bytes::from_static(b"-NOPERM no\r\n")), None);
+        assert_eq!(scan_page(&Bytes::from_static(b":1\r\n")), None);
     }
 }
