@@ -30,7 +30,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::metrics::export::Exporter;
-use crate::state::Shared;
+use crate::services::Services;
 
 /// HTTP connections open at once.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -46,7 +46,7 @@ const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// Serves the endpoint on `listener` until shutdown is signalled.
 pub async fn serve(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    shared: Arc<Services>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let exporter = Arc::new(Exporter::new(&shared));
@@ -186,7 +186,7 @@ fn close_oldest_idle(
 /// The router.
 async fn respond(
     req: Request<Incoming>,
-    shared: Arc<Shared>,
+    shared: Arc<Services>,
     exporter: Arc<Exporter>,
 ) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -226,7 +226,7 @@ async fn respond(
 /// [`crate::warm::READY_HOLD`]). An upstream that requires authentication while
 /// `--upstream` has no credentials is no reason: the clients authenticate themselves, and
 /// the invalidation link waits for the first that does.
-pub fn not_ready(shared: &Shared) -> Option<&'static str> {
+pub fn not_ready(shared: &Services) -> Option<&'static str> {
     if let Some(why) = shared.upstream.state().not_ready() {
         return Some(why);
     }

@@ -6,10 +6,10 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::config::TrackingMode;
-use crate::state::Shared;
+use crate::services::Services;
 
 /// A section renderer.
-type Render = fn(&Shared) -> String;
+type Render = fn(&Services) -> String;
 
 /// The sidecar's sections, by the name `INFO` selects each with (lower case).
 pub const SECTIONS: &[(&str, Render)] = &[
@@ -22,13 +22,13 @@ pub const SECTIONS: &[(&str, Render)] = &[
 
 /// Every section (`INFO nearcache`, `NEARCACHE STATS`), CRLF line endings, a blank line
 /// between them as Redis separates its own, ending with CRLF.
-pub fn sections(shared: &Shared) -> String {
+pub fn sections(shared: &Services) -> String {
     let parts: Vec<String> = SECTIONS.iter().map(|(_, render)| render(shared)).collect();
     parts.join("\r\n")
 }
 
 /// The section named `name` (any case), e.g. `nearcache_l1`.
-pub fn named(shared: &Shared, name: &[u8]) -> Option<String> {
+pub fn named(shared: &Services, name: &[u8]) -> Option<String> {
     SECTIONS
         .iter()
         .find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()))
@@ -49,7 +49,7 @@ impl Lines {
 }
 
 /// Renders `# Nearcache`: the process, its clients and its link, CRLF line endings.
-pub fn section(shared: &Shared) -> String {
+pub fn section(shared: &Services) -> String {
     let stats = &shared.stats;
     let link = if shared.upstream.link_up() {
         "up"
@@ -95,7 +95,7 @@ pub fn section(shared: &Shared) -> String {
 
 /// Renders `# Nearcache_L1`: hits, misses, size, evictions, the staleness audit, warming,
 /// namespaces.
-pub fn l1_section(shared: &Shared) -> String {
+pub fn l1_section(shared: &Services) -> String {
     let stats = &shared.stats;
     let l1 = &shared.l1;
     let mut s = Lines::new("Nearcache_L1");
@@ -131,7 +131,7 @@ pub fn l1_section(shared: &Shared) -> String {
 /// One line per namespace when any is configured, as Redis's keyspace lines read:
 /// `namespace_flags:entries=12,bytes=7104,hits=900,misses=12,cache=1` (the default
 /// namespace last).
-fn namespace_lines(shared: &Shared, s: &mut Lines) {
+fn namespace_lines(shared: &Services, s: &mut Lines) {
     let namespaces = shared.l1.namespaces();
     if namespaces.is_empty() {
         return;
@@ -152,7 +152,7 @@ fn namespace_lines(shared: &Shared, s: &mut Lines) {
 }
 
 /// Renders `# Nearcache_Upstream`: connections, calls, latency, errors.
-pub fn upstream_section(shared: &Shared) -> String {
+pub fn upstream_section(shared: &Services) -> String {
     let stats = &shared.stats;
     let up = &shared.upstream;
     let mut s = Lines::new("Nearcache_Upstream");
@@ -179,7 +179,7 @@ pub fn upstream_section(shared: &Shared) -> String {
 }
 
 /// Renders `# Nearcache_Profiler`: slow commands, N+1 reads, hot keys.
-pub fn profiler_section(shared: &Shared) -> String {
+pub fn profiler_section(shared: &Services) -> String {
     let p = &shared.profiler;
     let mut s = Lines::new("Nearcache_Profiler");
     s.line("slow_threshold_us", &p.slowlog.threshold().as_micros());
@@ -196,7 +196,7 @@ pub fn profiler_section(shared: &Shared) -> String {
 
 /// The warming's lines of `# Nearcache_L1`: its state and progress (totals since start,
 /// and the last warming's).
-fn warm_lines(shared: &Shared, s: &mut Lines) {
+fn warm_lines(shared: &Services, s: &mut Lines) {
     let warm = &shared.warm;
     let p = &warm.progress;
     let n = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed);
@@ -214,7 +214,7 @@ fn warm_lines(shared: &Shared, s: &mut Lines) {
 }
 
 /// Renders `# Nearcache_Invalidation`: the control connection, tracking and the bus.
-pub fn invalidation_section(shared: &Shared) -> String {
+pub fn invalidation_section(shared: &Services) -> String {
     let tracking = &shared.tracking;
     let counters = &tracking.counters;
     let bus = &tracking.bus;

@@ -14,7 +14,7 @@
 //!                              └─ Refuse (CLIENT KILL, replication protocol)
 //!  upstream task per pooled connection: writer + reader + watchdog; fills run when replies arrive
 //!  encoder thread: compresses large values off the reader; workers install them in L1
-//!  link lost / back ─► L1 flushed (hooks wired in state)
+//!  link lost / back ─► L1 flushed (hooks wired in services)
 //!  control task: HELLO 3 + CLIENT ID + SUBSCRIBE <bus>, invalidation and bus pushes, PUBLISH
 //!    of this sidecar's bus messages, PING heartbeat; every pooled connection runs CLIENT
 //!    TRACKING on REDIRECT <id> (not with --tracking off: then the bus alone, which still
@@ -23,13 +23,13 @@
 //!  warm task: start-up warming (peers' hot keys over the bus, [warm] patterns by SCAN), then
 //!    NEARCACHE WARM and re-warming after a link-loss flush: MGET + PTTL, bounded and paced
 //!  profiler: slow upstream waits logged, N+1 GETs reported, 1 read in 8 counted in a hot-key sketch
-//!  state: one Arc<Shared> every task holds (config, L1, ACL marks, fills, upstream pools,
+//!  services: one Arc<Services> every task holds (config, L1, ACL marks, fills, upstream pools,
 //!    stats, command table); the table and max bulk length are learned from the upstream at start
 //! ```
 //!
 //! - [`config`]: flags, environment and TOML file into one validated [`config::Config`].
 //! - [`server`]: the accept loop, the connection limit, accept backoff, the shutdown drain.
-//! - [`state`]: the state every connection shares, and what is learned from the upstream at
+//! - [`services`]: what every connection and task may touch, and what is learned from the upstream at
 //!   start (its command table, its `proto-max-bulk-len`).
 //! - [`connection`]: one client connection, its per-client state and reply ordering.
 //! - [`protocol`]: request parsing (multibulk and inline, with limits), reply framing.
@@ -47,7 +47,6 @@
 //! - [`metrics`]: the counters every layer keeps, and their Prometheus view.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz` (`--metrics-listen`).
 //! - [`probe`]: `nearcache probe`, the exec probe for Kubernetes.
-//! - [`metrics`]: the counters every layer updates.
 //! - [`profiler`]: what the sidecar learns about the application: the slow log, N+1 reads
 //!   (many GETs of one key shape where one MGET would do), the most read keys.
 //! - [`warm`]: warming L1 from patterns, from peers' hottest keys, and after a link-loss
@@ -78,6 +77,6 @@ pub mod profiler;
 pub mod protocol;
 pub mod reload;
 pub mod server;
-pub mod state;
+pub mod services;
 pub mod upstream;
 pub mod warm;

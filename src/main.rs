@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use nearcache::config::{Command, Config, Flags};
-use nearcache::state::Shared;
+use nearcache::services::Services;
 use nearcache::{http, server};
 
 /// Exit code for an invalid configuration (EX_USAGE).
@@ -99,7 +99,7 @@ async fn serve(config: Config, flags: Flags) -> anyhow::Result<()> {
         "started"
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let shared = Shared::new(config);
+    let shared = Services::new(config);
     let mut reloader = nearcache::reload::Reloader::new(flags, shared.clone());
     tokio::spawn(async move {
         wait_for_signal(signals, &mut reloader).await;

@@ -13,13 +13,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::config::{Config, Flags, LevelFilter};
-use crate::state::Shared;
+use crate::services::Services;
 
 /// Re-reads and applies the configuration of a running sidecar.
 pub struct Reloader {
     /// The flags (and environment) the process started with; they do not change.
     flags: Flags,
-    shared: Arc<Shared>,
+    shared: Arc<Services>,
     /// The configuration in force: the start one with every applied change.
     running: Config,
 }
@@ -35,7 +35,7 @@ pub struct Outcome {
 
 impl Reloader {
     /// A reloader for the sidecar built from `shared.config`, read with `flags`.
-    pub fn new(flags: Flags, shared: Arc<Shared>) -> Reloader {
+    pub fn new(flags: Flags, shared: Arc<Services>) -> Reloader {
         let running = shared.config.clone();
         Reloader {
             flags,

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::acl::Acl;
 use crate::connection::Connection;
-use crate::state::{control_target, load_table, Shared};
+use crate::services::{control_target, load_table, Services};
 
 /// First wait after a failed accept (e.g. out of file descriptors); doubles up to
 /// [`ACCEPT_BACKOFF_MAX`] while accepting keeps failing.
@@ -25,7 +25,11 @@ const WARM_STOP_WAIT: Duration = Duration::from_secs(1);
 
 /// Serves clients on `listener` until `shutdown` turns true, then gives connections the
 /// grace period to finish their batch.
-pub async fn run(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    shared: Arc<Services>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
     tokio::spawn(load_table(shared.clone()));
     crate::control::key_bus(&shared.tracking, shared.config.bus_key_file.as_deref());
     if shared.tracking.link_needed() {

@@ -29,7 +29,7 @@ use crate::command::{classify_spec, Action, Invalidation};
 use crate::error::{write_not_supported, write_request_error};
 use crate::metrics::commands;
 use crate::protocol::{null, peek_get, Limits, Request, RequestParser, Resp};
-use crate::state::Shared;
+use crate::services::Services;
 use crate::upstream::{Lane, Pool, Route};
 use counts::Counts;
 use replies::Replies;
@@ -91,8 +91,8 @@ struct Session {
 pub struct Connection {
     /// This client's close signal (`CLIENT KILL ID`), registered while it is served (first
     /// field: dropped, so forgotten, before the socket closes).
-    killed: crate::state::KillGuard,
-    shared: Arc<Shared>,
+    killed: crate::services::KillGuard,
+    shared: Arc<Services>,
     stream: TcpStream,
     input: BytesMut,
     /// Parses the requests in `input`, resuming a partly received one where it stopped.
@@ -120,7 +120,7 @@ pub struct Connection {
 
 impl Connection {
     /// Wraps an accepted socket; `id` spreads clients over the upstream pool slots.
-    pub fn new(shared: Arc<Shared>, stream: TcpStream, id: u64) -> Connection {
+    pub fn new(shared: Arc<Services>, stream: TcpStream, id: u64) -> Connection {
         let db = shared.config.upstream.db;
         let route = Route {
             db,

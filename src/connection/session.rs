@@ -264,7 +264,7 @@ impl Connection {
         let shared = self.shared.clone();
         tokio::spawn(async move {
             if shared.table.load_for_client(&pool, user).await {
-                crate::state::learn_max_bulk(&shared, &pool).await;
+                crate::services::learn_max_bulk(&shared, &pool).await;
             }
         });
     }

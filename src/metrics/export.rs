@@ -18,7 +18,7 @@ use prometheus::{
 
 use super::commands::{self, KNOWN};
 use super::namespaces::NamespaceFigures;
-use crate::state::Shared;
+use crate::services::Services;
 
 /// Round-trip buckets, seconds: 50 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -185,7 +185,7 @@ fn set(c: &IntCounter, value: u64) {
 
 impl Exporter {
     /// Registers every metric (and the process collector) over `shared`'s figures.
-    pub fn new(shared: &Shared) -> Exporter {
+    pub fn new(shared: &Services) -> Exporter {
         let r = Registry::new();
         r.register(shared.stats.upstream_latency.collector())
             .expect("registered once");
@@ -384,7 +384,7 @@ impl Exporter {
     }
 
     /// The Prometheus text format of every metric, refreshed now.
-    pub fn render(&self, shared: &Shared) -> String {
+    pub fn render(&self, shared: &Services) -> String {
         let _one = self.render.lock();
         self.refresh(shared);
         let mut out = Vec::new();
@@ -395,7 +395,7 @@ impl Exporter {
         String::from_utf8(out).unwrap_or_default()
     }
 
-    fn refresh(&self, shared: &Shared) {
+    fn refresh(&self, shared: &Services) {
         let f = &self.figures;
         let stats = &shared.stats;
         let l1 = &shared.l1;

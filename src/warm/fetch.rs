@@ -26,11 +26,11 @@ use crate::acl::Read;
 use crate::cache::{CacheKey, MAX_ENTRY_BYTES};
 use crate::protocol::decode::{array_elements, integer, is_bulk, is_error};
 use crate::protocol::{write_command, Resp};
-use crate::state::Shared;
+use crate::services::Services;
 use crate::upstream::{Lane, OnReply, Pool, Route};
 
 /// The sidecar's own route: its database, RESP2, user 0.
-pub fn own_route(shared: &Shared) -> Route {
+pub fn own_route(shared: &Services) -> Route {
     Route {
         db: shared.config.upstream.db,
         resp: Resp::V2,
@@ -100,7 +100,7 @@ impl Budget {
 
 /// One warming's fetcher.
 pub struct Fetch {
-    shared: Arc<Shared>,
+    shared: Arc<Services>,
     /// The route's database and user key what is loaded.
     route: Route,
     pool: Arc<Pool>,
@@ -115,7 +115,7 @@ impl Fetch {
     /// A fetcher loading at most `max_keys` keys (and `[warm] max_bytes`) on `route`: its
     /// user's ACL rules decide what it reads, and what it loads is that user's, in the
     /// route's database.
-    pub fn new(shared: Arc<Shared>, route: Route, max_keys: u64) -> Fetch {
+    pub fn new(shared: Arc<Services>, route: Route, max_keys: u64) -> Fetch {
         let config = &shared.config.warm;
         let pool = shared.upstream.pool(route);
         Fetch {
@@ -227,7 +227,7 @@ impl Fetch {
     /// One `MGET` + `PTTL`s call, retried.
     async fn mget(&mut self, keys: &[Bytes]) -> Result<(), End> {
         let route = self.route;
-        let build = |shared: &Arc<Shared>, budget: &Arc<Budget>| {
+        let build = |shared: &Arc<Services>, budget: &Arc<Budget>| {
             let l1 = shared.l1.clone();
             let warm = shared.warm.clone();
             let budget = budget.clone();

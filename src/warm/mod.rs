@@ -33,7 +33,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::config::WarmConfig;
 use crate::profiler::hotkeys::HotKeys;
-use crate::state::Shared;
+use crate::services::Services;
 use crate::upstream::Route;
 use fetch::{End, Fetch};
 
@@ -100,7 +100,7 @@ pub struct Progress {
     pub last_duration_ms: AtomicU64,
 }
 
-/// The warming state every task shares (in [`Shared`]).
+/// The warming state every task shares (in [`Services`]).
 pub struct Warmer {
     config: WarmConfig,
     hot: Arc<HotKeys>,
@@ -218,7 +218,7 @@ impl Warmer {
 }
 
 /// Starts the background tasks: the start-up warming and the re-warm watcher.
-pub fn start(shared: &Arc<Shared>) {
+pub fn start(shared: &Arc<Services>) {
     tokio::spawn(startup(shared.clone()));
     if shared.config.warm.rewarm {
         tokio::spawn(rewarm::watch(shared.clone()));
@@ -226,7 +226,7 @@ pub fn start(shared: &Arc<Shared>) {
 }
 
 /// The start-up warming, in the background; `/readyz` is released when it ends.
-async fn startup(shared: Arc<Shared>) {
+async fn startup(shared: Arc<Services>) {
     let warm = shared.warm.clone();
     let config = &shared.config.warm;
     let tracking = &shared.tracking;
@@ -250,7 +250,7 @@ async fn startup(shared: Arc<Shared>) {
 /// that goes away does not cut it short) and answers the keys loaded, or an error when the
 /// arguments are wrong, a warming already runs, the upstream refused it (its reply, e.g.
 /// `NOPERM ...` for a user without `SCAN`) or this one gave up.
-pub async fn command(shared: Arc<Shared>, route: Route, params: &[Bytes]) -> Result<u64, String> {
+pub async fn command(shared: Arc<Services>, route: Route, params: &[Bytes]) -> Result<u64, String> {
     let (pattern, limit) = match params {
         [pattern] => (pattern, u64::MAX),
         [pattern, word, n] if word.eq_ignore_ascii_case(b"LIMIT") => {
@@ -294,7 +294,7 @@ pub async fn command(shared: Arc<Shared>, route: Route, params: &[Bytes]) -> Res
 
 /// Runs one warming: state, totals and log lines; returns the keys it loaded and how it
 /// ended.
-async fn run(shared: &Arc<Shared>, plan: Plan, max_keys: u64) -> (u64, Result<(), End>) {
+async fn run(shared: &Arc<Services>, plan: Plan, max_keys: u64) -> (u64, Result<(), End>) {
     let warm = &shared.warm;
     let what = match &plan {
         Plan::Startup { peers: true } => format!(
@@ -354,7 +354,7 @@ async fn run(shared: &Arc<Shared>, plan: Plan, max_keys: u64) -> (u64, Result<()
 }
 
 /// The start-up stages: the peers' hot keys, then each pattern.
-async fn startup_stages(shared: &Arc<Shared>, fetch: &mut Fetch, peers: bool) -> Result<(), End> {
+async fn startup_stages(shared: &Arc<Services>, fetch: &mut Fetch, peers: bool) -> Result<(), End> {
     if peers {
         from_peers(shared, fetch).await?;
     }
@@ -367,7 +367,7 @@ async fn startup_stages(shared: &Arc<Shared>, fetch: &mut Fetch, peers: bool) ->
 /// Asks the running sidecars for their hottest keys once the bus subscription is up (at
 /// most the connect timeout, and [`SUBSCRIBE_WAIT`]), collects the answers for
 /// `peer_wait`, then loads those keys from the upstream.
-async fn from_peers(shared: &Arc<Shared>, fetch: &mut Fetch) -> Result<(), End> {
+async fn from_peers(shared: &Arc<Services>, fetch: &mut Fetch) -> Result<(), End> {
     let tracking = &shared.tracking;
     let config = &shared.config.warm;
     let mut redirect = tracking.subscribe();

@@ -7,18 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{run, Plan};
-use crate::state::Shared;
+use crate::services::Services;
 
 /// Quiet time after the last flush before re-warming.
 const SETTLE: Duration = Duration::from_millis(200);
 
 /// Whether L1 serves: enabled, the upstream reachable, the invalidation link up.
-fn serving(shared: &Shared) -> bool {
+fn serving(shared: &Services) -> bool {
     shared.l1.enabled() && shared.upstream.link_up() && shared.tracking.serving()
 }
 
 /// Runs for the life of the process (until shutdown).
-pub(super) async fn watch(shared: Arc<Shared>) {
+pub(super) async fn watch(shared: Arc<Services>) {
     let warm = shared.warm.clone();
     let mut stop = warm.stopper();
     loop {

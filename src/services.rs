@@ -1,4 +1,4 @@
-//! The state every connection shares: configuration, L1, ACL marks, fill coalescing, the
+//! What every connection and task may touch (the services): configuration, L1, ACL marks, fill coalescing, the
 //! upstream pools (with the hooks that flush L1 when the link is lost or comes back and forget
 //! a dropped identity), counters, the command table and the upstream's bulk-length limit; and
 //! the start-up loads that fill in what is learned from the upstream.
@@ -23,7 +23,7 @@ use crate::upstream::{Credentials, Lane, LinkEvent, Pool, Route, Target, Upstrea
 use crate::warm::Warmer;
 
 /// State every connection shares.
-pub struct Shared {
+pub struct Services {
     /// The validated configuration.
     pub config: Config,
     /// The L1 cache.
@@ -59,11 +59,11 @@ pub struct Shared {
     pub kills: Arc<Kills>,
 }
 
-impl Shared {
+impl Services {
     /// Builds the shared state; the L1 is flushed whenever the upstream link is lost (unless
     /// stale hits are allowed) and whenever it comes back, since the upstream's data may have
     /// changed meanwhile (its ACL rules too: what was learned about them is forgotten).
-    pub fn new(config: Config) -> Arc<Shared> {
+    pub fn new(config: Config) -> Arc<Services> {
         let stats = Arc::new(Stats::new());
         let l1 = Arc::new(L1::with_namespaces(
             L1Options {
@@ -119,7 +119,7 @@ impl Shared {
         tracking.on_loss_flush(Box::new(move || loss_warm.flushed_for_loss()));
         let audit = Auditor::new(l1.clone(), stats.clone(), config.audit_rate);
         let pinned_slots = Arc::new(tokio::sync::Semaphore::new(config.max_pinned));
-        Arc::new(Shared {
+        Arc::new(Services {
             upstream: Upstream::new(target, stats.clone(), hook, forget, tracking.clone()),
             tracking,
             config,
@@ -184,7 +184,7 @@ impl Drop for KillGuard {
 }
 
 /// Where the control connection goes: the upstream with the `--upstream` credentials.
-pub(crate) fn control_target(shared: &Shared) -> ControlTarget {
+pub(crate) fn control_target(shared: &Services) -> ControlTarget {
     let config = &shared.config;
     let u = &config.upstream;
     ControlTarget {
@@ -200,7 +200,7 @@ pub(crate) fn control_target(shared: &Shared) -> ControlTarget {
 /// Loads the upstream's command table over the sidecar's own route (the built-in table is
 /// used meanwhile, and instead when the upstream refuses the sidecar: see
 /// [`crate::command::load`]).
-pub(crate) async fn load_table(shared: Arc<Shared>) {
+pub(crate) async fn load_table(shared: Arc<Services>) {
     let pool = shared.upstream.pool(Route {
         db: shared.config.upstream.db,
         resp: Resp::V2,
@@ -214,7 +214,7 @@ pub(crate) async fn load_table(shared: Arc<Shared>) {
 /// Learns the upstream's `proto-max-bulk-len` with `CONFIG GET` (over the sidecar's own
 /// route, or over the first authenticated client's when the upstream refuses the sidecar);
 /// when CONFIG is refused (an ACL, a managed Redis) or unreadable, Redis's default applies.
-pub(crate) async fn learn_max_bulk(shared: &Shared, pool: &Pool) {
+pub(crate) async fn learn_max_bulk(shared: &Services, pool: &Pool) {
     let raw = command(&[b"CONFIG", b"GET", b"proto-max-bulk-len"]);
     let frames = match pool.send(&Lane::default(), raw, 1, None).await {
         Ok(pending) => pending.wait().await.ok(),
