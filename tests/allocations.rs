@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use nearcache::config::{Config, Flags};
-use nearcache::state::Shared;
+use nearcache::services::Services;
 
 struct Counting;
 
@@ -144,7 +144,7 @@ fn start_sidecar(upstream: u16) -> u16 {
             listener.set_nonblocking(true).unwrap();
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             let (_stop, stopped) = tokio::sync::watch::channel(false);
-            let shared = Shared::new(config);
+            let shared = Services::new(config);
             nearcache::server::run(shared, listener, stopped).await;
         });
     });

@@ -8,8 +8,12 @@ use std::path::{Path, PathBuf};
 /// The layers, bottom first, as ARCHITECTURE.md lists them between its markers.
 fn layers() -> Vec<Vec<String>> {
     let text = std::fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
-    let start = text.find("<!-- layers -->").expect("<!-- layers --> marker");
-    let end = text.find("<!-- /layers -->").expect("<!-- /layers --> marker");
+    let start = text
+        .find("<!-- layers -->")
+        .expect("<!-- layers --> marker");
+    let end = text
+        .find("<!-- /layers -->")
+        .expect("<!-- /layers --> marker");
     text[start..end]
         .lines()
         .filter_map(|line| line.trim().strip_prefix("- "))
@@ -134,16 +138,27 @@ fn every_module_imports_only_from_layers_below_its_own() {
     }
     let known = modules(&src);
     let unlisted: Vec<_> = known.iter().filter(|m| !rank.contains_key(*m)).collect();
-    assert!(unlisted.is_empty(), "modules in no layer of ARCHITECTURE.md: {unlisted:?}");
+    assert!(
+        unlisted.is_empty(),
+        "modules in no layer of ARCHITECTURE.md: {unlisted:?}"
+    );
     let mut all = Vec::new();
     files(&src, &mut all);
     let mut upward = Vec::new();
     for path in all {
         let rel = path.strip_prefix(&src).unwrap();
-        let first = rel.components().next().unwrap().as_os_str().to_string_lossy();
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
         let top = first.strip_suffix(".rs").unwrap_or(&first).to_owned();
         let Some(&own) = rank.get(&top) else { continue };
-        if rel.file_name().is_some_and(|f| f.to_string_lossy().ends_with("tests.rs")) {
+        if rel
+            .file_name()
+            .is_some_and(|f| f.to_string_lossy().ends_with("tests.rs"))
+        {
             continue;
         }
         for m in imports(&code(&path), &known) {
