@@ -230,7 +230,7 @@ pub fn not_ready(shared: &Services) -> Option<&'static str> {
     if let Some(why) = shared.upstream.state().not_ready() {
         return Some(why);
     }
-    if !shared.tracking.serving() && !shared.tracking.awaiting_credentials() {
+    if !shared.control.serving() && !shared.control.awaiting_credentials() {
         return Some("invalidation link down");
     }
     if shared.warm.holds_readiness() {

@@ -215,7 +215,7 @@ fn warm_lines(shared: &Services, s: &mut Lines) {
 
 /// Renders `# Nearcache_Invalidation`: the control connection, tracking and the bus.
 pub fn invalidation_section(shared: &Services) -> String {
-    let tracking = &shared.tracking;
+    let tracking = &shared.control;
     let counters = &tracking.counters;
     let bus = &tracking.bus;
     let b = &bus.counters;

@@ -31,10 +31,10 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     tokio::spawn(load_table(shared.clone()));
-    crate::control::key_bus(&shared.tracking, shared.config.bus_key_file.as_deref());
-    if shared.tracking.link_needed() {
+    crate::control::key_bus(&shared.control, shared.config.bus_key_file.as_deref());
+    if shared.control.link_needed() {
         let target = control_target(&shared);
-        let tracking = shared.tracking.clone();
+        let tracking = shared.control.clone();
         let mut redirect = tracking.subscribe();
         tokio::spawn(crate::control::run(tracking, target));
         // Clients are accepted once the invalidation link is up (L1 is bypassed until then),

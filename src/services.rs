@@ -13,7 +13,7 @@ use crate::audit::Auditor;
 use crate::cache::{Coalescer, L1Options, L1};
 use crate::command::Tables;
 use crate::config::Config;
-use crate::control::{ControlTarget, Tracking};
+use crate::control::{Control, ControlTarget};
 use crate::metrics::Stats;
 use crate::profiler::Profiler;
 use crate::protocol::decode::{array_elements, text};
@@ -31,11 +31,11 @@ pub struct Services {
     /// What each identity may be answered from L1 by.
     pub acl: Arc<Acl>,
     /// In-flight fetches, for coalescing.
-    pub fills: Arc<Coalescer>,
+    pub coalescer: Arc<Coalescer>,
     /// Upstream pools.
     pub upstream: Upstream,
     /// Server-assisted tracking: the redirect, whether L1 may serve, its counters.
-    pub tracking: Arc<Tracking>,
+    pub control: Arc<Control>,
     /// Counters.
     pub stats: Arc<Stats>,
     /// The slow log, the hot-key sketch and the N+1 counter.
@@ -112,7 +112,7 @@ impl Services {
             forget_acl.drop_identity(user);
             forget_l1.forget_user(user);
         });
-        let tracking = Tracking::new(config.tracking, &config.invalidation_channel, l1.clone());
+        let tracking = Control::new(config.tracking, &config.invalidation_channel, l1.clone());
         let db = config.upstream.db;
         (tracking.peers).serve(profiler.hot.clone(), config.warm.peer_keys, db);
         let loss_warm = warm.clone();
@@ -121,11 +121,11 @@ impl Services {
         let pinned_slots = Arc::new(tokio::sync::Semaphore::new(config.max_pinned));
         Arc::new(Services {
             upstream: Upstream::new(target, stats.clone(), hook, forget, tracking.clone()),
-            tracking,
+            control: tracking,
             config,
             l1,
             acl,
-            fills: Coalescer::new(),
+            coalescer: Coalescer::new(),
             audit,
             stats,
             profiler,

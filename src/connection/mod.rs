@@ -424,8 +424,8 @@ impl Connection {
     /// tracking sends nothing for it, and the second eviction follows the swap itself.
     fn evict(&self, inv: &mut Invalidation, again: bool) {
         let l1 = &self.shared.l1;
-        let bus = &self.shared.tracking.bus;
-        let publish = !again && self.shared.tracking.publishes_keys();
+        let bus = &self.shared.control.bus;
+        let publish = !again && self.shared.control.publishes_keys();
         match inv {
             Invalidation::None => {}
             Invalidation::Keys(keys) if again => keys

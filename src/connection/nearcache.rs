@@ -166,7 +166,7 @@ impl Connection {
                 let patterns = params.iter().map(|p| Pattern::new(p)).collect();
                 // Registered at once; this client waits for the scan, the others are served.
                 let scan = self.shared.l1.invalidate_patterns(patterns);
-                self.shared.tracking.bus.patterns(params);
+                self.shared.control.bus.patterns(params);
                 let evicted = scan.evicted().await;
                 self.reply_integer(evicted as i64);
             }
@@ -182,7 +182,7 @@ impl Connection {
                 };
                 self.shared.l1.flush_all();
                 if all {
-                    self.shared.tracking.bus.flush();
+                    self.shared.control.bus.flush();
                 }
                 self.replies.ready(OK);
             }
@@ -273,7 +273,7 @@ impl Connection {
             .l1
             .invalidate_patterns(vec![Pattern::new(pattern)]);
         self.shared
-            .tracking
+            .control
             .bus
             .patterns(std::slice::from_ref(pattern));
         scan.evicted().await;

@@ -78,7 +78,7 @@ impl Connection {
         self.unacked_writes == 0
             && shared.l1.enabled()
             && if shared.upstream.link_up() {
-                shared.tracking.serving()
+                shared.control.serving()
             } else {
                 shared.config.serve_stale_when_down
             }
@@ -144,7 +144,7 @@ impl Connection {
             });
         }
         let fills = match self.permitted(read) {
-            true => &self.shared.fills,
+            true => &self.shared.coalescer,
             false => self.shared.acl.unchecked_fills(read),
         };
         match fills.join(key.clone(), taken) {

@@ -243,7 +243,7 @@ impl Connection {
     /// then comes up with the first client that authenticates, as the command table loads.
     pub(super) fn offer_to_control(&self, creds: &Credentials) {
         if self.shared.config.upstream.password.is_none() {
-            self.shared.tracking.offer(creds);
+            self.shared.control.offer(creds);
         }
     }
 

@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::bus::{BATCH_WINDOW, MAX_MESSAGE_BYTES};
-use super::{ControlTarget, Tracking};
+use super::{Control, ControlTarget};
 use crate::protocol::decode::{array_elements, integer, is_error, is_null, push_elements, text};
 use crate::protocol::{write_command, FrameScanner};
 use crate::upstream::backoff::Backoff;
@@ -40,8 +40,8 @@ const OFFER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 ///
 /// Credentials: those of `--upstream`; without any, and when the upstream refuses the
 /// connection for that, those of the first client that authenticated (see
-/// [`Tracking::offer`]), as the command table is loaded.
-pub async fn run(tracking: Arc<Tracking>, target: ControlTarget) {
+/// [`Control::offer`]), as the command table is loaded.
+pub async fn run(tracking: Arc<Control>, target: ControlTarget) {
     let mut backoff = Backoff::new(Arc::as_ptr(&tracking) as u64);
     let mut down_logged = false;
     // Whether the link was ever up: a first connection after waiting is not "up again".
@@ -143,7 +143,7 @@ fn refused_for_credentials(reason: &str) -> bool {
 /// `-MASTERDOWN` (and PING too): the link stays down then, so L1 is bypassed, and is tried
 /// again with backoff.
 async fn connect(
-    tracking: &Tracking,
+    tracking: &Control,
     target: &ControlTarget,
     credentials: Option<&Credentials>,
 ) -> Result<(TcpStream, BytesMut, i64), String> {
@@ -248,7 +248,7 @@ async fn read_frame(
 
 /// Handles messages and heartbeats until the connection is lost; returns why.
 async fn serve(
-    tracking: &Arc<Tracking>,
+    tracking: &Arc<Control>,
     target: &ControlTarget,
     stream: TcpStream,
     mut buf: BytesMut,
@@ -403,7 +403,7 @@ fn oversized_message(buf: &[u8], channel: &[u8]) -> Option<usize> {
 }
 
 /// A push message: a bus message (see [`handle_bus`]) or a tracking invalidation.
-fn handle(tracking: &Arc<Tracking>, frame: &Bytes) -> Result<(), String> {
+fn handle(tracking: &Arc<Control>, frame: &Bytes) -> Result<(), String> {
     let Some(parts) = push_elements(frame) else {
         return Ok(());
     };
@@ -424,7 +424,7 @@ fn handle(tracking: &Arc<Tracking>, frame: &Bytes) -> Result<(), String> {
 
 /// `>3 message <channel> <payload>`: applies a peer's message; a gap in its sequence is
 /// returned as the reason the link is lost.
-fn handle_bus(tracking: &Arc<Tracking>, payload: &Bytes) -> Result<(), String> {
+fn handle_bus(tracking: &Arc<Control>, payload: &Bytes) -> Result<(), String> {
     let Some((text, _)) = text(payload) else {
         return Ok(());
     };
@@ -436,7 +436,7 @@ fn handle_bus(tracking: &Arc<Tracking>, payload: &Bytes) -> Result<(), String> {
 
 /// `>2 invalidate <keys array | null>`: evicts the keys, or flushes L1 (the upstream was
 /// flushed).
-fn handle_invalidate(tracking: &Tracking, payload: &Bytes) {
+fn handle_invalidate(tracking: &Control, payload: &Bytes) {
     if is_null(payload) {
         return tracking.flushed();
     }

@@ -1,6 +1,6 @@
 //! The control plane: Redis server-assisted tracking. One control connection per sidecar
 //! (see `link`, RESP3) receives Redis's invalidations as `invalidate` push messages; every
-//! upstream connection that fills L1 runs `CLIENT TRACKING on REDIRECT <its id>`. [`Tracking`] is the state they share:
+//! upstream connection that fills L1 runs `CLIENT TRACKING on REDIRECT <its id>`. [`Control`] is the state they share:
 //! the redirect (control connection id and epoch), whether L1 may serve and be filled, and
 //! the counters INFO shows. The same connection subscribes to the invalidation bus (see
 //! `bus`), which works with tracking off too.
@@ -34,7 +34,7 @@ pub use link::run;
 /// Keys the bus with `--bus-key-file` and re-reads the file every [`bus::KEY_FILE_POLL`]
 /// (a mounted Secret that rotates: the new keys are used from the next message on, both of
 /// a rotation's keys are accepted); without a key file, says once that the bus is open.
-pub fn key_bus(tracking: &Arc<Tracking>, key_file: Option<&std::path::Path>) {
+pub fn key_bus(tracking: &Arc<Control>, key_file: Option<&std::path::Path>) {
     let bus = &tracking.bus;
     let Some(path) = key_file else {
         if bus.active() {
@@ -129,7 +129,7 @@ pub struct TrackingCounters {
 const MAX_OFFERED: usize = 8;
 
 /// Shared tracking state.
-pub struct Tracking {
+pub struct Control {
     mode: TrackingMode,
     /// Mirror of the redirect's epoch, for the check on every fill.
     epoch: AtomicU64,
@@ -142,7 +142,7 @@ pub struct Tracking {
     /// Logged once: an upstream connection refused `CLIENT TRACKING`.
     refusal_logged: AtomicBool,
     /// Credentials clients authenticated with, oldest first, for a control connection the
-    /// upstream refuses without them (see [`Tracking::offer`]).
+    /// upstream refuses without them (see [`Control::offer`]).
     offered: Mutex<Vec<Credentials>>,
     /// Wakes a control connection waiting for credentials.
     offer_arrived: Notify,
@@ -160,12 +160,12 @@ pub struct Tracking {
     loss_flush_hook: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
-impl Tracking {
+impl Control {
     /// Tracking state for `mode`; with tracking on, L1 neither serves nor fills until the
     /// control connection is up.
-    pub fn new(mode: TrackingMode, channel: &str, l1: Arc<L1>) -> Arc<Tracking> {
+    pub fn new(mode: TrackingMode, channel: &str, l1: Arc<L1>) -> Arc<Control> {
         let (redirect, _) = watch::channel(Redirect { epoch: 0, id: None });
-        Arc::new(Tracking {
+        Arc::new(Control {
             mode,
             epoch: AtomicU64::new(0),
             up: AtomicBool::new(false),
@@ -334,7 +334,7 @@ impl Tracking {
         true
     }
 
-    /// Flushes L1 after a loss (see [`Tracking::lost`]).
+    /// Flushes L1 after a loss (see [`Control::lost`]).
     fn flush_for_loss(&self) {
         self.l1.flush_all();
         self.counters.loss_flushes.fetch_add(1, Relaxed);

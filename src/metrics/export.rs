@@ -189,7 +189,7 @@ impl Exporter {
         let r = Registry::new();
         r.register(shared.stats.upstream_latency.collector())
             .expect("registered once");
-        r.register(shared.tracking.bus.counters.lag.collector())
+        r.register(shared.control.bus.counters.lag.collector())
             .expect("registered once");
         r.register(Box::new(shared.stats.lookup_latency.0.clone()))
             .expect("registered once");
@@ -447,7 +447,7 @@ impl Exporter {
                 .with_label_values(&[name])
                 .set(i64::from(current));
         }
-        let tracking = &shared.tracking;
+        let tracking = &shared.control;
         let tc = &tracking.counters;
         let bc = &tracking.bus.counters;
         for (labels, value) in [

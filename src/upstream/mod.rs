@@ -33,7 +33,7 @@ pub use pool::{Lane, OnReply, PendingReply, Pool};
 pub use state::UpstreamState;
 use state::{AUTH_FAILED, AUTH_OK, AUTH_REQUIRED};
 
-use crate::control::Tracking;
+use crate::control::Control;
 use crate::error::UpstreamError;
 use crate::metrics::Stats;
 use crate::protocol::{write_command, Resp};
@@ -157,7 +157,7 @@ pub(crate) struct Link {
     stats: Arc<Stats>,
     /// Server-assisted tracking: what each connection turns on, and whether its replies
     /// may fill L1.
-    tracking: Arc<Tracking>,
+    tracking: Arc<Control>,
 }
 
 impl Link {
@@ -320,7 +320,7 @@ impl Upstream {
         stats: Arc<Stats>,
         hook: LinkHook,
         forget: ForgetHook,
-        tracking: Arc<Tracking>,
+        tracking: Arc<Control>,
     ) -> Upstream {
         let address = target.address.clone();
         Upstream {

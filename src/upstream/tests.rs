@@ -23,7 +23,7 @@ fn upstream(idle: Duration, max_routes: usize, forgotten: Arc<Mutex<Vec<u32>>>) 
 }
 
 /// Tracking state for pools that never connect.
-pub(super) fn tracking_off() -> Arc<Tracking> {
+pub(super) fn tracking_off() -> Arc<Control> {
     let l1 = crate::cache::L1::new(crate::cache::L1Options {
         max_bytes: 1 << 20,
         ttl: Duration::ZERO,
@@ -31,7 +31,7 @@ pub(super) fn tracking_off() -> Arc<Tracking> {
         cache_nil: true,
         threads: 1,
     });
-    Tracking::new(crate::config::TrackingMode::Off, "bus", Arc::new(l1))
+    Control::new(crate::config::TrackingMode::Off, "bus", Arc::new(l1))
 }
 
 fn creds(user: &'static str, pass: &'static str) -> Credentials {

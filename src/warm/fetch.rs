@@ -359,7 +359,7 @@ impl Fetch {
             if !self.shared.l1.enabled() {
                 return Err(End::Failed("L1 is disabled".into()));
             }
-            if self.shared.tracking.serving() {
+            if self.shared.control.serving() {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {

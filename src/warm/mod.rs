@@ -229,7 +229,7 @@ pub fn start(shared: &Arc<Services>) {
 async fn startup(shared: Arc<Services>) {
     let warm = shared.warm.clone();
     let config = &shared.config.warm;
-    let tracking = &shared.tracking;
+    let tracking = &shared.control;
     // Peers answer asks on a keyed bus only: on an open one nobody would answer.
     let peers = config.from_peers
         && tracking.link_needed()
@@ -368,7 +368,7 @@ async fn startup_stages(shared: &Arc<Services>, fetch: &mut Fetch, peers: bool) 
 /// most the connect timeout, and [`SUBSCRIBE_WAIT`]), collects the answers for
 /// `peer_wait`, then loads those keys from the upstream.
 async fn from_peers(shared: &Arc<Services>, fetch: &mut Fetch) -> Result<(), End> {
-    let tracking = &shared.tracking;
+    let tracking = &shared.control;
     let config = &shared.config.warm;
     let mut redirect = tracking.subscribe();
     let wait = shared.config.connect_timeout.max(SUBSCRIBE_WAIT);

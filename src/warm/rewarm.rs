@@ -14,7 +14,7 @@ const SETTLE: Duration = Duration::from_millis(200);
 
 /// Whether L1 serves: enabled, the upstream reachable, the invalidation link up.
 fn serving(shared: &Services) -> bool {
-    shared.l1.enabled() && shared.upstream.link_up() && shared.tracking.serving()
+    shared.l1.enabled() && shared.upstream.link_up() && shared.control.serving()
 }
 
 /// Runs for the life of the process (until shutdown).
