@@ -42,7 +42,7 @@ pub async fn run(
         let wait = shared.config.connect_timeout;
         let _ = tokio::time::timeout(wait, redirect.wait_for(|r| r.id.is_some())).await;
     }
-    crate::warm::start(&shared);
+    crate::warm::start(&shared.warming);
     tokio::spawn(Acl::recheck_every(
         Arc::downgrade(&shared.acl),
         shared.config.acl_recheck,

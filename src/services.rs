@@ -33,7 +33,7 @@ pub struct Services {
     /// In-flight fetches, for coalescing.
     pub coalescer: Arc<Coalescer>,
     /// Upstream pools.
-    pub upstream: Upstream,
+    pub upstream: Arc<Upstream>,
     /// Server-assisted tracking: the redirect, whether L1 may serve, its counters.
     pub control: Arc<Control>,
     /// Counters.
@@ -42,6 +42,8 @@ pub struct Services {
     pub profiler: Profiler,
     /// Warming: its state, its progress, the hot keys to re-warm after a link-loss flush.
     pub warm: Arc<Warmer>,
+    /// What warming reads and fills (for `NEARCACHE WARM` and the start-up warming).
+    pub warming: Arc<crate::warm::Context>,
     /// Re-reads sampled L1 hits from the upstream and compares them (`--audit-rate`).
     pub audit: Arc<Auditor>,
     /// The command table: the upstream's once loaded, the built-in one until then.
@@ -114,13 +116,31 @@ impl Services {
         });
         let tracking = Control::new(config.tracking, &config.invalidation_channel, l1.clone());
         let db = config.upstream.db;
-        (tracking.peers).serve(profiler.hot.clone(), config.warm.peer_keys, db);
+        (warm.peers).serve(profiler.hot.clone(), config.warm.peer_keys, db);
+        tracking.on_hot_keys(warm.peers.clone());
         let loss_warm = warm.clone();
         tracking.on_loss_flush(Box::new(move || loss_warm.flushed_for_loss()));
         let audit = Auditor::new(l1.clone(), stats.clone(), config.audit_rate);
         let pinned_slots = Arc::new(tokio::sync::Semaphore::new(config.max_pinned));
+        let upstream = Arc::new(Upstream::new(
+            target,
+            stats.clone(),
+            hook,
+            forget,
+            tracking.clone(),
+        ));
+        let warming = Arc::new(crate::warm::Context {
+            warm: warm.clone(),
+            l1: l1.clone(),
+            acl: acl.clone(),
+            upstream: upstream.clone(),
+            control: tracking.clone(),
+            db,
+            connect_timeout: config.connect_timeout,
+        });
         Arc::new(Services {
-            upstream: Upstream::new(target, stats.clone(), hook, forget, tracking.clone()),
+            warming,
+            upstream,
             control: tracking,
             config,
             l1,

@@ -4,15 +4,30 @@
 //! of them succeeds, the built-in Redis 7 table is used.
 
 use parking_lot::Mutex;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use super::CommandTable;
 use crate::error::UpstreamError;
 use crate::protocol::command;
 use crate::protocol::decode::is_error;
-use crate::upstream::{Lane, Pool};
+
+/// Where the table is read from: one command's reply over some route (an upstream pool is
+/// one; the command layer needs nothing else of the upstream).
+pub trait Source {
+    /// Sends the one command `raw` and gives its reply frame.
+    fn call(&self, raw: Bytes) -> impl Future<Output = Result<Bytes, UpstreamError>> + Send;
+}
+
+impl<S: Source + Send + Sync> Source for std::sync::Arc<S> {
+    fn call(&self, raw: Bytes) -> impl Future<Output = Result<Bytes, UpstreamError>> + Send {
+        S::call(self, raw)
+    }
+}
 
 /// How often the sidecar's own load is retried while the upstream is unreachable.
 const RETRY: Duration = Duration::from_millis(500);
@@ -86,14 +101,13 @@ impl Tables {
         tried.retain(|&u| u != user);
     }
 
-    /// One attempt: `COMMAND` over `pool`, parsed and installed.
-    pub async fn load(&self, pool: &Pool) -> Result<(), LoadError> {
-        let pending = pool
-            .send(&Lane::default(), command(&[b"COMMAND"]), 1, None)
+    /// One attempt: `COMMAND` asked of `source`, parsed and installed.
+    pub async fn load(&self, source: &impl Source) -> Result<(), LoadError> {
+        let reply = source
+            .call(command(&[b"COMMAND"]))
             .await
             .map_err(refused_or_unavailable)?;
-        let frames = pending.wait().await.map_err(refused_or_unavailable)?;
-        let reply = &frames[0];
+        let reply = &reply;
         if is_error(reply) {
             let text = String::from_utf8_lossy(reply);
             return Err(LoadError::Refused(
@@ -114,9 +128,9 @@ impl Tables {
     /// The sidecar's own load at start: retries while the upstream is unreachable; when it
     /// refuses, logs the degraded state once and leaves the load to the first client that
     /// authenticates. True when the upstream's table was loaded.
-    pub async fn load_own(&self, pool: &Pool) -> bool {
+    pub async fn load_own(&self, source: &impl Source) -> bool {
         loop {
-            match self.load(pool).await {
+            match self.load(source).await {
                 Ok(()) => return true,
                 Err(LoadError::Unavailable(_)) => tokio::time::sleep(RETRY).await,
                 Err(LoadError::Refused(reason)) => {
@@ -129,8 +143,8 @@ impl Tables {
 
     /// The load over an authenticated client's route (claimed with [`Tables::claim`]).
     /// True when the upstream's table was loaded.
-    pub async fn load_for_client(&self, pool: &Pool, user: u32) -> bool {
-        match self.load(pool).await {
+    pub async fn load_for_client(&self, source: &impl Source, user: u32) -> bool {
+        match self.load(source).await {
             Ok(()) => {
                 if self.degraded.load(Relaxed) {
                     tracing::info!("command table loaded from the upstream");

@@ -9,7 +9,7 @@ mod written;
 use bytes::Bytes;
 
 pub use keyspec::Writes;
-pub use load::Tables;
+pub use load::{Source, Tables};
 pub use table::{CommandTable, Spec};
 pub use written::WrittenKeys;
 

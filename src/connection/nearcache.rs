@@ -201,7 +201,9 @@ impl Connection {
             Sub::Slowlog => self.slowlog(params).await,
             Sub::Hotkeys => self.hot_keys(params.first()).await,
             Sub::Warm => {
-                match crate::warm::command(self.shared.clone(), self.warm_route(), params).await {
+                match crate::warm::command(self.shared.warming.clone(), self.warm_route(), params)
+                    .await
+                {
                     Ok(keys) => self.reply_integer(keys as i64),
                     Err(e) => self.reply_error(&e),
                 }

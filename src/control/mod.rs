@@ -24,9 +24,12 @@ use tokio::sync::{watch, Notify};
 
 use bus::Body;
 pub use bus::Bus;
+use bytes::Bytes;
 
 use crate::cache::L1;
 use crate::config::TrackingMode;
+use crate::upstream::gate::FillGate;
+pub use crate::upstream::gate::{Redirect, NO_EPOCH};
 use crate::upstream::Credentials;
 
 pub use link::run;
@@ -79,18 +82,6 @@ pub fn key_bus(tracking: &Arc<Control>, key_file: Option<&std::path::Path>) {
     });
 }
 
-/// The epoch an upstream connection has before tracking took effect on it: never current.
-pub const NO_EPOCH: u64 = u64::MAX;
-
-/// Where invalidations go now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Redirect {
-    /// Bumped on every change.
-    pub epoch: u64,
-    /// The control connection's `CLIENT ID`, while it is up and subscribed.
-    pub id: Option<i64>,
-}
-
 /// How the control connection reaches the upstream.
 #[derive(Clone)]
 pub struct ControlTarget {
@@ -121,6 +112,18 @@ pub struct TrackingCounters {
     pub upstream_flushes: AtomicU64,
     /// L1 flushes because the control connection was lost, silent or its redirect broken.
     pub loss_flushes: AtomicU64,
+}
+
+/// What the bus hands hot-key messages to: the layer that warms L1 from peers registers
+/// itself with [`Control::on_hot_keys`], so the control plane needs nothing of warming.
+pub trait HotKeyPeers: Send + Sync {
+    /// A peer asks for this sidecar's hottest keys: how long to wait before answering it,
+    /// or `None` to leave it unanswered.
+    fn asked(&self, bus: &Bus, asker: &Bytes) -> Option<Duration>;
+    /// Answers `asker` with at most `wanted` of this sidecar's hottest keys.
+    fn answer(&self, bus: &Bus, asker: Bytes, wanted: usize);
+    /// A peer's answer to an ask: its hottest keys of `db`.
+    fn answered(&self, bus: &Bus, asker: &[u8], db: u32, keys: Vec<Bytes>);
 }
 
 /// Credentials offered by clients that authenticated, kept for a control connection that
@@ -154,8 +157,8 @@ pub struct Control {
     pub counters: TrackingCounters,
     /// The invalidation bus.
     pub bus: Bus,
-    /// Hot-key asks and answers on the bus (warming from peers).
-    pub peers: crate::warm::peers::PeerExchange,
+    /// What hot-key asks and answers on the bus are handed to (see [`Control::on_hot_keys`]).
+    peers: OnceLock<Arc<dyn HotKeyPeers>>,
     /// Called after each flush for a lost link (re-warming takes the hot keys then).
     loss_flush_hook: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
@@ -178,7 +181,7 @@ impl Control {
             l1,
             counters: TrackingCounters::default(),
             bus: Bus::new(channel),
-            peers: Default::default(),
+            peers: OnceLock::new(),
             loss_flush_hook: OnceLock::new(),
         })
     }
@@ -214,6 +217,12 @@ impl Control {
     /// themselves.
     pub fn awaiting_credentials(&self) -> bool {
         self.awaiting_credentials.load(Relaxed) && !self.up.load(Relaxed)
+    }
+
+    /// Hands the bus's hot-key asks and answers to `peers` (warming from peers; set once at
+    /// start-up: until then, and without one, asks go unanswered and answers are dropped).
+    pub fn on_hot_keys(&self, peers: Arc<dyn HotKeyPeers>) {
+        let _ = self.peers.set(peers);
     }
 
     /// Sets what runs after each flush for a lost link (once; later calls are ignored).
@@ -269,15 +278,22 @@ impl Control {
             }
             Body::Flush => self.l1.flush_all(),
             Body::HotAsk { asker, wanted } => {
-                if let Some(delay) = self.peers.asked(&self.bus, &asker) {
-                    let tracking = self.clone();
+                let Some(peers) = self.peers.get() else {
+                    return;
+                };
+                if let Some(delay) = peers.asked(&self.bus, &asker) {
+                    let (control, peers) = (self.clone(), peers.clone());
                     tokio::spawn(async move {
                         tokio::time::sleep(delay).await;
-                        tracking.peers.answer(&tracking.bus, asker, wanted);
+                        peers.answer(&control.bus, asker, wanted);
                     });
                 }
             }
-            Body::HotKeys { asker, db, keys } => self.peers.answered(&self.bus, &asker, db, keys),
+            Body::HotKeys { asker, db, keys } => {
+                if let Some(peers) = self.peers.get() {
+                    peers.answered(&self.bus, &asker, db, keys);
+                }
+            }
         }
     }
 
@@ -383,5 +399,27 @@ impl Control {
         if self.enabled() {
             self.l1.flush_db(db);
         }
+    }
+}
+
+/// The upstream's fill gate is this control plane (see [`crate::upstream::gate`]).
+impl FillGate for Control {
+    fn enabled(&self) -> bool {
+        Control::enabled(self)
+    }
+    fn may_fill(&self, conn_epoch: u64) -> bool {
+        Control::may_fill(self, conn_epoch)
+    }
+    fn subscribe(&self) -> watch::Receiver<Redirect> {
+        Control::subscribe(self)
+    }
+    fn redirect_broken(&self, id: i64) {
+        Control::redirect_broken(self, id)
+    }
+    fn refused(&self, reply: &[u8]) {
+        Control::refused(self, reply)
+    }
+    fn untracked(&self, db: u32) {
+        Control::untracked(self, db)
     }
 }

@@ -14,10 +14,10 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::gate::{FillGate, Redirect};
 use super::handshake::one_off;
 use super::pool::{Call, Health};
 use super::Target;
-use crate::control::{Control, Redirect};
 use crate::error::UpstreamError;
 use crate::metrics::Stats;
 use crate::protocol::decode::{array_elements, integer, text};
@@ -54,9 +54,9 @@ pub(super) enum Ended {
 }
 
 /// A connection's server-assisted tracking: the epoch its `CLIENT TRACKING` took effect in
-/// ([`crate::control::NO_EPOCH`] until then) and the redirect it follows.
+/// ([`super::gate::NO_EPOCH`] until then) and the redirect it follows.
 pub(super) struct Tracked {
-    pub tracking: Arc<Control>,
+    pub tracking: Arc<dyn FillGate>,
     pub epoch: Arc<AtomicU64>,
     pub redirect: watch::Receiver<Redirect>,
 }
@@ -75,7 +75,7 @@ impl Tracked {
 pub(super) fn tracking_call(
     redirect: Redirect,
     epoch: &Arc<AtomicU64>,
-    tracking: &Arc<Control>,
+    tracking: &Arc<dyn FillGate>,
 ) -> Option<Call> {
     let id = redirect.id.filter(|_| tracking.enabled())?;
     let id = id.to_string();
@@ -109,7 +109,7 @@ async fn retrack(
     mut redirect: watch::Receiver<Redirect>,
     calls: mpsc::WeakSender<Call>,
     epoch: Arc<AtomicU64>,
-    tracking: Arc<Control>,
+    tracking: Arc<dyn FillGate>,
 ) {
     while redirect.changed().await.is_ok() {
         let now = *redirect.borrow_and_update();

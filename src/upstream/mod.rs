@@ -15,6 +15,7 @@
 pub(crate) mod backoff;
 mod conn;
 mod dedicated;
+pub mod gate;
 mod handshake;
 pub mod outbound;
 mod pool;
@@ -29,11 +30,11 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 pub use dedicated::{PinnedIds, Queued, NO_UPSTREAM_ID};
+use gate::FillGate;
 pub use pool::{Lane, OnReply, PendingReply, Pool};
 pub use state::UpstreamState;
 use state::{AUTH_FAILED, AUTH_OK, AUTH_REQUIRED};
 
-use crate::control::Control;
 use crate::error::UpstreamError;
 use crate::metrics::Stats;
 use crate::protocol::{write_command, Resp};
@@ -157,7 +158,7 @@ pub(crate) struct Link {
     stats: Arc<Stats>,
     /// Server-assisted tracking: what each connection turns on, and whether its replies
     /// may fill L1.
-    tracking: Arc<Control>,
+    tracking: Arc<dyn FillGate>,
 }
 
 impl Link {
@@ -320,7 +321,7 @@ impl Upstream {
         stats: Arc<Stats>,
         hook: LinkHook,
         forget: ForgetHook,
-        tracking: Arc<Control>,
+        tracking: Arc<dyn FillGate>,
     ) -> Upstream {
         let address = target.address.clone();
         Upstream {

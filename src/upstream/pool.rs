@@ -20,12 +20,21 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::backoff::Backoff;
 use super::conn::{self, Ended, Tracked};
+use super::gate::NO_EPOCH;
 use super::{handshake, Credentials, Link, Route, Target};
-use crate::control::NO_EPOCH;
 use crate::error::UpstreamError;
 use crate::metrics::commands;
 
 pub(crate) use health::Health;
+/// A pool answers the command table's `COMMAND` (one call on the default lane).
+impl crate::command::Source for Pool {
+    async fn call(&self, raw: Bytes) -> Result<Bytes, UpstreamError> {
+        let pending = self.send(&Lane::default(), raw, 1, None).await?;
+        let mut frames = pending.wait().await?;
+        Ok(frames.swap_remove(0))
+    }
+}
+
 #[cfg(test)]
 use health::{epoch, STALL_AFTER};
 pub use lane::{Lane, PendingReply};

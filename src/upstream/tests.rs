@@ -22,16 +22,9 @@ fn upstream(idle: Duration, max_routes: usize, forgotten: Arc<Mutex<Vec<u32>>>) 
     Upstream::new(target, stats, Box::new(|_| {}), forget, tracking_off())
 }
 
-/// Tracking state for pools that never connect.
-pub(super) fn tracking_off() -> Arc<Control> {
-    let l1 = crate::cache::L1::new(crate::cache::L1Options {
-        max_bytes: 1 << 20,
-        ttl: Duration::ZERO,
-        compress_min_bytes: 4096,
-        cache_nil: true,
-        threads: 1,
-    });
-    Control::new(crate::config::TrackingMode::Off, "bus", Arc::new(l1))
+/// The fill gate for pools that never connect: no tracking.
+pub(super) fn tracking_off() -> Arc<dyn gate::FillGate> {
+    Arc::new(gate::Open::default())
 }
 
 fn creds(user: &'static str, pass: &'static str) -> Credentials {

@@ -22,17 +22,17 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
 use super::rate::Rate;
+use super::Context;
 use crate::acl::Read;
 use crate::cache::{CacheKey, MAX_ENTRY_BYTES};
 use crate::protocol::decode::{array_elements, integer, is_bulk, is_error};
 use crate::protocol::{write_command, Resp};
-use crate::services::Services;
 use crate::upstream::{Lane, OnReply, Pool, Route};
 
 /// The sidecar's own route: its database, RESP2, user 0.
-pub fn own_route(shared: &Services) -> Route {
+pub fn own_route(cx: &Context) -> Route {
     Route {
-        db: shared.config.upstream.db,
+        db: cx.db,
         resp: Resp::V2,
         user: 0,
     }
@@ -100,7 +100,7 @@ impl Budget {
 
 /// One warming's fetcher.
 pub struct Fetch {
-    shared: Arc<Services>,
+    cx: Arc<Context>,
     /// The route's database and user key what is loaded.
     route: Route,
     pool: Arc<Pool>,
@@ -115,9 +115,9 @@ impl Fetch {
     /// A fetcher loading at most `max_keys` keys (and `[warm] max_bytes`) on `route`: its
     /// user's ACL rules decide what it reads, and what it loads is that user's, in the
     /// route's database.
-    pub fn new(shared: Arc<Services>, route: Route, max_keys: u64) -> Fetch {
-        let config = &shared.config.warm;
-        let pool = shared.upstream.pool(route);
+    pub fn new(cx: Arc<Context>, route: Route, max_keys: u64) -> Fetch {
+        let config = &cx.warm.config;
+        let pool = cx.upstream.pool(route);
         Fetch {
             rate: Rate::new(config.rate, config.batch),
             batch: config.batch.max(1),
@@ -128,11 +128,11 @@ impl Fetch {
                 bytes: AtomicU64::new(0),
                 full: AtomicBool::new(false),
             }),
-            stop: shared.warm.stopper(),
+            stop: cx.warm.stopper(),
             lane: Lane::default(),
             route,
             pool,
-            shared,
+            cx,
         }
     }
 
@@ -150,7 +150,7 @@ impl Fetch {
     /// Loads `keys` in batches (those of a namespace with `cache = false` are left out);
     /// `Err` ends the warming.
     pub async fn keys(&mut self, keys: &[Bytes]) -> Result<(), End> {
-        let l1 = &self.shared.l1;
+        let l1 = &self.cx.l1;
         let cached: Vec<Bytes>;
         let mut rest = match l1.namespaces().is_empty() {
             true => keys,
@@ -227,9 +227,9 @@ impl Fetch {
     /// One `MGET` + `PTTL`s call, retried.
     async fn mget(&mut self, keys: &[Bytes]) -> Result<(), End> {
         let route = self.route;
-        let build = |shared: &Arc<Services>, budget: &Arc<Budget>| {
-            let l1 = shared.l1.clone();
-            let warm = shared.warm.clone();
+        let build = |cx: &Arc<Context>, budget: &Arc<Budget>| {
+            let l1 = cx.l1.clone();
+            let warm = cx.warm.clone();
             let budget = budget.clone();
             let leads: Vec<_> = keys
                 .iter()
@@ -243,7 +243,7 @@ impl Fetch {
                     (key, taken)
                 })
                 .collect();
-            let acl = shared.acl.clone();
+            let acl = cx.acl.clone();
             let marks = acl.marks(route.user);
             let taken_epoch = acl.epoch();
             let teach_get = !acl.permits(&marks, Read::Get);
@@ -302,7 +302,7 @@ impl Fetch {
                 self.pause(RETRY_PAUSE).await?;
             }
             self.ready().await?;
-            let (bytes, replies, on_reply) = build(&self.shared, &self.budget);
+            let (bytes, replies, on_reply) = build(&self.cx, &self.budget);
             match self.send(bytes, replies, Some(on_reply)).await {
                 Ok(_) => return Ok(()),
                 Err(e) => last = e,
@@ -356,10 +356,10 @@ impl Fetch {
             if *self.stop.borrow() {
                 return Err(End::Stopped);
             }
-            if !self.shared.l1.enabled() {
+            if !self.cx.l1.enabled() {
                 return Err(End::Failed("L1 is disabled".into()));
             }
-            if self.shared.control.serving() {
+            if self.cx.control.serving() {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {

@@ -31,10 +31,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
+use crate::acl::Acl;
+use crate::cache::L1;
 use crate::config::WarmConfig;
+use crate::control::Control;
 use crate::profiler::hotkeys::HotKeys;
-use crate::services::Services;
-use crate::upstream::Route;
+use crate::upstream::{Route, Upstream};
 use fetch::{End, Fetch};
 
 /// Longest time the start-up warming keeps `/readyz` at 503 (`warm_before_ready`): past it
@@ -100,9 +102,29 @@ pub struct Progress {
     pub last_duration_ms: AtomicU64,
 }
 
-/// The warming state every task shares (in [`Services`]).
+/// What warming reads and fills: the parts of the services it touches, gathered once at
+/// start-up (warming sits below the services bundle and never sees the rest of it).
+pub struct Context {
+    /// The warming state.
+    pub warm: Arc<Warmer>,
+    /// The L1 warmed.
+    pub l1: Arc<L1>,
+    /// Whose reads may be answered from what was warmed.
+    pub acl: Arc<Acl>,
+    /// Where values are read from.
+    pub upstream: Arc<Upstream>,
+    /// Whether L1 serves, and the bus peers are asked on.
+    pub control: Arc<Control>,
+    /// The database of the sidecar's own route (the `--upstream` URL's).
+    pub db: u32,
+    /// `--connect-timeout`: how long the bus subscription is waited for.
+    pub connect_timeout: Duration,
+}
+
+/// The warming state every task shares (in [`Context`] and the services).
 pub struct Warmer {
-    config: WarmConfig,
+    /// The `[warm]` configuration.
+    pub config: WarmConfig,
     hot: Arc<HotKeys>,
     state: AtomicU8,
     /// A warming runs (see [`Warmer::try_begin`]).
@@ -118,6 +140,8 @@ pub struct Warmer {
     flushes: AtomicU64,
     /// What INFO shows.
     pub progress: Progress,
+    /// Hot-key asks and answers on the bus (the control plane hands them here).
+    pub peers: Arc<peers::PeerExchange>,
 }
 
 /// Held while a warming runs.
@@ -154,6 +178,7 @@ impl Warmer {
             rewarm_due: Notify::new(),
             flushes: AtomicU64::new(0),
             progress: Progress::default(),
+            peers: Arc::default(),
         })
     }
 
@@ -218,18 +243,18 @@ impl Warmer {
 }
 
 /// Starts the background tasks: the start-up warming and the re-warm watcher.
-pub fn start(shared: &Arc<Services>) {
-    tokio::spawn(startup(shared.clone()));
-    if shared.config.warm.rewarm {
-        tokio::spawn(rewarm::watch(shared.clone()));
+pub fn start(cx: &Arc<Context>) {
+    tokio::spawn(startup(cx.clone()));
+    if cx.warm.config.rewarm {
+        tokio::spawn(rewarm::watch(cx.clone()));
     }
 }
 
 /// The start-up warming, in the background; `/readyz` is released when it ends.
-async fn startup(shared: Arc<Services>) {
-    let warm = shared.warm.clone();
-    let config = &shared.config.warm;
-    let tracking = &shared.control;
+async fn startup(cx: Arc<Context>) {
+    let warm = cx.warm.clone();
+    let config = &cx.warm.config;
+    let tracking = &cx.control;
     // Peers answer asks on a keyed bus only: on an open one nobody would answer.
     let peers = config.from_peers
         && tracking.link_needed()
@@ -238,7 +263,7 @@ async fn startup(shared: Arc<Services>) {
     if peers || !config.patterns.is_empty() {
         if let Some(running) = warm.try_begin() {
             // How it ended is logged and shown in INFO.
-            let _ = run(&shared, Plan::Startup { peers }, u64::MAX).await;
+            let _ = run(&cx, Plan::Startup { peers }, u64::MAX).await;
             drop(running);
         }
     }
@@ -250,7 +275,7 @@ async fn startup(shared: Arc<Services>) {
 /// that goes away does not cut it short) and answers the keys loaded, or an error when the
 /// arguments are wrong, a warming already runs, the upstream refused it (its reply, e.g.
 /// `NOPERM ...` for a user without `SCAN`) or this one gave up.
-pub async fn command(shared: Arc<Services>, route: Route, params: &[Bytes]) -> Result<u64, String> {
+pub async fn command(cx: Arc<Context>, route: Route, params: &[Bytes]) -> Result<u64, String> {
     let (pattern, limit) = match params {
         [pattern] => (pattern, u64::MAX),
         [pattern, word, n] if word.eq_ignore_ascii_case(b"LIMIT") => {
@@ -266,13 +291,13 @@ pub async fn command(shared: Arc<Services>, route: Route, params: &[Bytes]) -> R
         return Err(format!("ERR bad pattern: {why}"));
     }
     let pattern = pattern.clone();
-    let Some(running) = shared.warm.try_begin() else {
+    let Some(running) = cx.warm.try_begin() else {
         return Err(
             "ERR a warming is already running (see warm_state in INFO nearcache_l1)".into(),
         );
     };
     let task = tokio::spawn(async move {
-        let outcome = run(&shared, Plan::Pattern(pattern, route), limit).await;
+        let outcome = run(&cx, Plan::Pattern(pattern, route), limit).await;
         drop(running);
         outcome
     });
@@ -294,15 +319,15 @@ pub async fn command(shared: Arc<Services>, route: Route, params: &[Bytes]) -> R
 
 /// Runs one warming: state, totals and log lines; returns the keys it loaded and how it
 /// ended.
-async fn run(shared: &Arc<Services>, plan: Plan, max_keys: u64) -> (u64, Result<(), End>) {
-    let warm = &shared.warm;
+async fn run(cx: &Arc<Context>, plan: Plan, max_keys: u64) -> (u64, Result<(), End>) {
+    let warm = &cx.warm;
     let what = match &plan {
         Plan::Startup { peers: true } => format!(
             "start-up, peers' hot keys then {} pattern(s)",
-            shared.config.warm.patterns.len()
+            cx.warm.config.patterns.len()
         ),
         Plan::Startup { peers: false } => {
-            format!("start-up, {} pattern(s)", shared.config.warm.patterns.len())
+            format!("start-up, {} pattern(s)", cx.warm.config.patterns.len())
         }
         Plan::Pattern(p, _) => format!("NEARCACHE WARM {}", String::from_utf8_lossy(p)),
         Plan::Rewarm(keys) => format!("re-warm after a link-loss flush, {} hot keys", keys.len()),
@@ -313,11 +338,11 @@ async fn run(shared: &Arc<Services>, plan: Plan, max_keys: u64) -> (u64, Result<
     let started = Instant::now();
     let route = match &plan {
         Plan::Pattern(_, route) => *route,
-        _ => fetch::own_route(shared),
+        _ => fetch::own_route(cx),
     };
-    let mut fetch = Fetch::new(shared.clone(), route, max_keys);
+    let mut fetch = Fetch::new(cx.clone(), route, max_keys);
     let end = match plan {
-        Plan::Startup { peers } => startup_stages(shared, &mut fetch, peers).await,
+        Plan::Startup { peers } => startup_stages(cx, &mut fetch, peers).await,
         Plan::Pattern(pattern, _) => scan::pattern(&mut fetch, &pattern).await,
         Plan::Rewarm(keys) => fetch.keys(&keys).await,
     };
@@ -354,11 +379,11 @@ async fn run(shared: &Arc<Services>, plan: Plan, max_keys: u64) -> (u64, Result<
 }
 
 /// The start-up stages: the peers' hot keys, then each pattern.
-async fn startup_stages(shared: &Arc<Services>, fetch: &mut Fetch, peers: bool) -> Result<(), End> {
+async fn startup_stages(cx: &Arc<Context>, fetch: &mut Fetch, peers: bool) -> Result<(), End> {
     if peers {
-        from_peers(shared, fetch).await?;
+        from_peers(cx, fetch).await?;
     }
-    for pattern in &shared.config.warm.patterns {
+    for pattern in &cx.warm.config.patterns {
         scan::pattern(fetch, pattern.as_bytes()).await?;
     }
     Ok(())
@@ -367,11 +392,11 @@ async fn startup_stages(shared: &Arc<Services>, fetch: &mut Fetch, peers: bool) 
 /// Asks the running sidecars for their hottest keys once the bus subscription is up (at
 /// most the connect timeout, and [`SUBSCRIBE_WAIT`]), collects the answers for
 /// `peer_wait`, then loads those keys from the upstream.
-async fn from_peers(shared: &Arc<Services>, fetch: &mut Fetch) -> Result<(), End> {
-    let tracking = &shared.control;
-    let config = &shared.config.warm;
+async fn from_peers(cx: &Arc<Context>, fetch: &mut Fetch) -> Result<(), End> {
+    let tracking = &cx.control;
+    let config = &cx.warm.config;
     let mut redirect = tracking.subscribe();
-    let wait = shared.config.connect_timeout.max(SUBSCRIBE_WAIT);
+    let wait = cx.connect_timeout.max(SUBSCRIBE_WAIT);
     let subscribed = tokio::time::timeout(wait, redirect.wait_for(|r| r.id.is_some()))
         .await
         .is_ok();
@@ -379,14 +404,13 @@ async fn from_peers(shared: &Arc<Services>, fetch: &mut Fetch) -> Result<(), End
         tracing::info!("warming: peers not asked (the invalidation bus is not subscribed)");
         return Ok(());
     }
-    tracking
-        .peers
-        .begin(config.peer_keys, shared.config.upstream.db);
+    let peers = &cx.warm.peers;
+    peers.begin(config.peer_keys, cx.db);
     tracking.bus.ask_hot(config.peer_keys);
     let waited = fetch.pause(config.peer_wait).await;
-    let (keys, answers) = tracking.peers.finish();
+    let (keys, answers) = peers.finish();
     waited?;
-    let p = &shared.warm.progress;
+    let p = &cx.warm.progress;
     p.peer_keys.fetch_add(keys.len() as u64, Relaxed);
     p.peer_answers.fetch_add(answers as u64, Relaxed);
     tracing::info!(

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::control::Bus;
+use crate::control::{Bus, HotKeyPeers};
 use crate::profiler::hotkeys::HotKeys;
 
 /// Key bytes an answer carries at most (hottest keys first; the rest are left out).
@@ -49,7 +49,8 @@ struct Collected {
     answers: usize,
 }
 
-/// The peer exchange the control connection feeds (held by `control::Tracking`).
+/// The peer exchange the control connection feeds (held by the [`super::Warmer`], handed to
+/// the control plane as its [`HotKeyPeers`]).
 #[derive(Default)]
 pub struct PeerExchange {
     source: OnceLock<Source>,
@@ -196,6 +197,18 @@ fn answer(hot: &HotKeys, n: usize) -> Vec<Bytes> {
             bytes <= MAX_ANSWER_BYTES
         })
         .collect()
+}
+
+impl HotKeyPeers for PeerExchange {
+    fn asked(&self, bus: &Bus, asker: &Bytes) -> Option<Duration> {
+        PeerExchange::asked(self, bus, asker)
+    }
+    fn answer(&self, bus: &Bus, asker: Bytes, wanted: usize) {
+        PeerExchange::answer(self, bus, asker, wanted)
+    }
+    fn answered(&self, bus: &Bus, asker: &[u8], db: u32, keys: Vec<Bytes>) {
+        PeerExchange::answered(self, bus, asker, db, keys)
+    }
 }
 
 #[cfg(test)]

@@ -6,20 +6,19 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{run, Plan};
-use crate::services::Services;
+use super::{run, Context, Plan};
 
 /// Quiet time after the last flush before re-warming.
 const SETTLE: Duration = Duration::from_millis(200);
 
 /// Whether L1 serves: enabled, the upstream reachable, the invalidation link up.
-fn serving(shared: &Services) -> bool {
-    shared.l1.enabled() && shared.upstream.link_up() && shared.control.serving()
+fn serving(cx: &Context) -> bool {
+    cx.l1.enabled() && cx.upstream.link_up() && cx.control.serving()
 }
 
 /// Runs for the life of the process (until shutdown).
-pub(super) async fn watch(shared: Arc<Services>) {
-    let warm = shared.warm.clone();
+pub(super) async fn watch(cx: Arc<Context>) {
+    let warm = cx.warm.clone();
     let mut stop = warm.stopper();
     loop {
         tokio::select! {
@@ -33,7 +32,7 @@ pub(super) async fn watch(shared: Arc<Services>) {
                 _ = stop.wait_for(|s| *s) => return,
             }
             let now = warm.flushes.load(Relaxed);
-            if now == seen && serving(&shared) {
+            if now == seen && serving(&cx) {
                 if let Some(running) = warm.try_begin() {
                     break running;
                 }
@@ -44,7 +43,7 @@ pub(super) async fn watch(shared: Arc<Services>) {
         if let Some(keys) = keys.filter(|k| !k.is_empty()) {
             warm.progress.rewarms.fetch_add(1, Relaxed);
             // How it ended is logged and shown in INFO.
-            let _ = run(&shared, Plan::Rewarm(keys), u64::MAX).await;
+            let _ = run(&cx, Plan::Rewarm(keys), u64::MAX).await;
         }
         drop(running);
     }
