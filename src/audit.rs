@@ -181,7 +181,7 @@ impl Auditor {
             return;
         }
         let auditor = self.clone();
-        tokio::spawn(async move {
+        crate::lifecycle::spawn(async move {
             let verdict = auditor.check(&key, &served, taken, &pool).await;
             auditor.in_flight.fetch_sub(1, Relaxed);
             auditor.record(verdict, &key, &served);
@@ -254,7 +254,7 @@ impl Auditor {
                 // The suppressed lines are reported when the period ends, even if no other
                 // stale hit comes to carry their count.
                 let auditor = self.clone();
-                tokio::spawn(async move {
+                crate::lifecycle::spawn(async move {
                     tokio::time::sleep_until(deadline).await;
                     if let Some(n) = auditor.limiter().flush(Instant::now()) {
                         tracing::error!("{n} more stale L1 hits in the last second");

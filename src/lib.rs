@@ -60,6 +60,7 @@
 #![warn(missing_docs)]
 
 pub mod acl;
+pub mod app;
 pub mod audit;
 pub mod cache;
 pub mod command;
@@ -70,13 +71,11 @@ pub mod error;
 pub mod glob;
 pub mod http;
 pub mod info;
+pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
-pub mod probe;
 pub mod profiler;
 pub mod protocol;
-pub mod reload;
-pub mod server;
 pub mod services;
 pub mod upstream;
 pub mod warm;

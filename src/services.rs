@@ -6,20 +6,17 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use crate::acl::Acl;
 use crate::audit::Auditor;
-use crate::cache::{Coalescer, L1Options, L1};
+use crate::cache::{Coalescer, L1};
 use crate::command::Tables;
 use crate::config::Config;
-use crate::control::{Control, ControlTarget};
+use crate::control::Control;
 use crate::metrics::Stats;
 use crate::profiler::Profiler;
 use crate::protocol::decode::{array_elements, text};
-use crate::protocol::{command, Resp, REDIS_DEFAULT_MAX_BULK};
-use crate::upstream::outbound::Outbound;
-use crate::upstream::{Credentials, Lane, LinkEvent, Pool, Route, Target, Upstream};
+use crate::protocol::{command, REDIS_DEFAULT_MAX_BULK};
+use crate::upstream::{Lane, Pool, Upstream};
 use crate::warm::Warmer;
 
 /// State every connection shares.
@@ -59,104 +56,6 @@ pub struct Services {
     pub pinned_ids: Arc<crate::upstream::PinnedIds>,
     /// How each client connection is told to close (`CLIENT KILL ID`).
     pub kills: Arc<Kills>,
-}
-
-impl Services {
-    /// Builds the shared state; the L1 is flushed whenever the upstream link is lost (unless
-    /// stale hits are allowed) and whenever it comes back, since the upstream's data may have
-    /// changed meanwhile (its ACL rules too: what was learned about them is forgotten).
-    pub fn new(config: Config) -> Arc<Services> {
-        let stats = Arc::new(Stats::new());
-        let l1 = Arc::new(L1::with_namespaces(
-            L1Options {
-                max_bytes: config.l1_max_bytes,
-                ttl: config.l1_ttl,
-                compress_min_bytes: config.l1_compress_min_bytes,
-                cache_nil: config.l1_cache_nil,
-                threads: config.threads,
-            },
-            &config.namespaces,
-        ));
-        let u = &config.upstream;
-        let target = Target {
-            address: u.host_port(),
-            credentials: upstream_credentials(&config),
-            connections: config.upstream_connections,
-            timeout: config.upstream_timeout,
-            connect_timeout: config.connect_timeout,
-            idle_timeout: config.upstream_idle_timeout,
-            max_routes: config.max_upstream_routes,
-            outbound: Outbound::new(),
-        };
-        let hook_l1 = l1.clone();
-        let acl = Acl::new();
-        let hook_acl = acl.clone();
-        let keep_on_loss = config.serve_stale_when_down;
-        let profiler = Profiler::new(&config);
-        let warm = Warmer::new(config.warm.clone(), profiler.hot.clone());
-        let hook_warm = warm.clone();
-        let hook = Box::new(move |event| match event {
-            LinkEvent::Lost if keep_on_loss => {}
-            LinkEvent::Lost => {
-                hook_l1.flush_all();
-                hook_warm.flushed_for_loss();
-            }
-            LinkEvent::Up => {
-                hook_l1.flush_all();
-                hook_acl.forget();
-                hook_warm.flushed_for_loss();
-            }
-        });
-        // A dropped identity's id is never given out again: forget what was learned of it
-        // and drop its entries (invalidations then no longer cover it).
-        let (forget_acl, forget_l1) = (acl.clone(), l1.clone());
-        let forget = Box::new(move |user| {
-            forget_acl.drop_identity(user);
-            forget_l1.forget_user(user);
-        });
-        let tracking = Control::new(config.tracking, &config.invalidation_channel, l1.clone());
-        let db = config.upstream.db;
-        (warm.peers).serve(profiler.hot.clone(), config.warm.peer_keys, db);
-        tracking.on_hot_keys(warm.peers.clone());
-        let loss_warm = warm.clone();
-        tracking.on_loss_flush(Box::new(move || loss_warm.flushed_for_loss()));
-        let audit = Auditor::new(l1.clone(), stats.clone(), config.audit_rate);
-        let pinned_slots = Arc::new(tokio::sync::Semaphore::new(config.max_pinned));
-        let upstream = Arc::new(Upstream::new(
-            target,
-            stats.clone(),
-            hook,
-            forget,
-            tracking.clone(),
-        ));
-        let warming = Arc::new(crate::warm::Context {
-            warm: warm.clone(),
-            l1: l1.clone(),
-            acl: acl.clone(),
-            upstream: upstream.clone(),
-            control: tracking.clone(),
-            db,
-            connect_timeout: config.connect_timeout,
-        });
-        Arc::new(Services {
-            warming,
-            upstream,
-            control: tracking,
-            config,
-            l1,
-            acl,
-            coalescer: Coalescer::new(),
-            audit,
-            stats,
-            profiler,
-            warm,
-            table: Tables::new(),
-            upstream_max_bulk: AtomicU64::new(u64::MAX),
-            pinned_slots,
-            pinned_ids: Arc::default(),
-            kills: Arc::default(),
-        })
-    }
 }
 
 /// Each client connection's close signal, by its id (`CLIENT ID` through the sidecar).
@@ -203,34 +102,6 @@ impl Drop for KillGuard {
     }
 }
 
-/// Where the control connection goes: the upstream with the `--upstream` credentials.
-pub(crate) fn control_target(shared: &Services) -> ControlTarget {
-    let config = &shared.config;
-    let u = &config.upstream;
-    ControlTarget {
-        address: u.host_port(),
-        outbound: shared.upstream.outbound().clone(),
-        credentials: upstream_credentials(config),
-        connect_timeout: config.connect_timeout,
-        heartbeat: config.invalidation_heartbeat,
-        keep_when_down: config.serve_stale_when_down,
-    }
-}
-
-/// Loads the upstream's command table over the sidecar's own route (the built-in table is
-/// used meanwhile, and instead when the upstream refuses the sidecar: see
-/// [`crate::command::load`]).
-pub(crate) async fn load_table(shared: Arc<Services>) {
-    let pool = shared.upstream.pool(Route {
-        db: shared.config.upstream.db,
-        resp: Resp::V2,
-        user: 0,
-    });
-    if shared.table.load_own(&pool).await {
-        learn_max_bulk(&shared, &pool).await;
-    }
-}
-
 /// Learns the upstream's `proto-max-bulk-len` with `CONFIG GET` (over the sidecar's own
 /// route, or over the first authenticated client's when the upstream refuses the sidecar);
 /// when CONFIG is refused (an ACL, a managed Redis) or unreadable, Redis's default applies.
@@ -249,13 +120,4 @@ pub(crate) async fn learn_max_bulk(shared: &Services, pool: &Pool) {
         })
         .unwrap_or(REDIS_DEFAULT_MAX_BULK);
     shared.upstream_max_bulk.store(value, Relaxed);
-}
-
-/// The credentials in the `--upstream` URL, if it has a password.
-fn upstream_credentials(config: &Config) -> Option<Credentials> {
-    let u = &config.upstream;
-    u.password.as_ref().map(|p| Credentials {
-        user: u.username.as_ref().map(|n| Bytes::from(n.clone())),
-        pass: Bytes::from(p.clone()),
-    })
 }

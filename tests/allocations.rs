@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use nearcache::config::{Config, Flags};
-use nearcache::services::Services;
 
 struct Counting;
 
@@ -143,9 +142,8 @@ fn start_sidecar(upstream: u16) -> u16 {
         runtime.block_on(async move {
             listener.set_nonblocking(true).unwrap();
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let (_stop, stopped) = tokio::sync::watch::channel(false);
-            let shared = Services::new(config);
-            nearcache::server::run(shared, listener, stopped).await;
+            let shared = nearcache::app::services(config);
+            nearcache::app::serve(shared, listener).await;
         });
     });
     port

@@ -58,7 +58,7 @@ pub fn key_bus(tracking: &Arc<Control>, key_file: Option<&std::path::Path>) {
         bus.set_keys(vec![unknown]);
     }
     let tracking = Arc::downgrade(tracking);
-    tokio::spawn(async move {
+    crate::lifecycle::spawn(async move {
         let mut failing = false;
         loop {
             tokio::time::sleep(bus::KEY_FILE_POLL).await;
@@ -283,7 +283,7 @@ impl Control {
                 };
                 if let Some(delay) = peers.asked(&self.bus, &asker) {
                     let (control, peers) = (self.clone(), peers.clone());
-                    tokio::spawn(async move {
+                    crate::lifecycle::spawn(async move {
                         tokio::time::sleep(delay).await;
                         peers.answer(&control.bus, asker, wanted);
                     });

@@ -520,7 +520,7 @@ impl Upstream {
         self.reaper.get_or_init(|| {
             let idle = self.target.idle_timeout;
             let every = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
-            tokio::spawn(reap(Arc::downgrade(&self.registry), idle, every));
+            crate::lifecycle::spawn(reap(Arc::downgrade(&self.registry), idle, every));
         });
     }
 

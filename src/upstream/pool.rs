@@ -194,7 +194,7 @@ impl Pool {
         let slot = &self.slots[i];
         slot.state.get_or_init(|| {
             let (tx, rx) = watch::channel(SlotState::Connecting);
-            tokio::spawn(supervise(
+            crate::lifecycle::spawn(supervise(
                 tx,
                 self.target.clone(),
                 self.route,

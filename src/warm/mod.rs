@@ -244,9 +244,9 @@ impl Warmer {
 
 /// Starts the background tasks: the start-up warming and the re-warm watcher.
 pub fn start(cx: &Arc<Context>) {
-    tokio::spawn(startup(cx.clone()));
+    crate::lifecycle::spawn(startup(cx.clone()));
     if cx.warm.config.rewarm {
-        tokio::spawn(rewarm::watch(cx.clone()));
+        crate::lifecycle::spawn(rewarm::watch(cx.clone()));
     }
 }
 
@@ -296,23 +296,24 @@ pub async fn command(cx: Arc<Context>, route: Route, params: &[Bytes]) -> Result
             "ERR a warming is already running (see warm_state in INFO nearcache_l1)".into(),
         );
     };
-    let task = tokio::spawn(async move {
+    let task = crate::lifecycle::spawn(async move {
         let outcome = run(&cx, Plan::Pattern(pattern, route), limit).await;
         drop(running);
         outcome
     });
     match task.await {
-        Ok((keys, Ok(()) | Err(End::Full))) => Ok(keys),
-        Ok((keys, Err(End::Stopped))) => {
+        Ok(Some((keys, Ok(()) | Err(End::Full)))) => Ok(keys),
+        Ok(Some((keys, Err(End::Stopped)))) => {
             Err(format!("ERR warming stopped by shutdown after {keys} keys"))
         }
-        Ok((keys, Err(End::Failed(why)))) => {
+        Ok(Some((keys, Err(End::Failed(why))))) => {
             Err(format!("ERR warming failed after {keys} keys: {why}"))
         }
-        Ok((_, Err(End::Refused(reply)))) => {
+        Ok(Some((_, Err(End::Refused(reply))))) => {
             let text = String::from_utf8_lossy(&reply);
             Err(text.trim_start_matches('-').trim_end().to_owned())
         }
+        Ok(None) => Err("ERR warming stopped by shutdown".into()),
         Err(_) => Err("ERR warming failed".into()),
     }
 }

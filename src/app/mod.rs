@@ -1,0 +1,115 @@
+//! The app: builds the services from a configuration (`build`), then runs them until a
+//! shutdown signal: the client listener (`server`), the admin endpoint, SIGHUP reloads
+//! (`reload`), every task under one lifecycle ([`crate::lifecycle`]). `probe` is the exec
+//! probe the same binary answers.
+
+mod build;
+pub mod probe;
+pub mod reload;
+mod server;
+mod signals;
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::config::{Config, Flags};
+use crate::{http, lifecycle};
+pub use build::services;
+pub use server::run as serve;
+use signals::Signals;
+
+/// How long the tasks left after the clients drained (upstream and control connections,
+/// timers) get to drop.
+const END_WAIT: Duration = Duration::from_secs(1);
+
+/// Runs the sidecar for `config` (`flags` are read again on SIGHUP) until SIGTERM or SIGINT:
+/// listens, builds the services, serves clients and the admin endpoint, then stops in order
+/// (see [`crate::lifecycle`]).
+pub async fn run(config: Config, flags: Flags) -> anyhow::Result<()> {
+    let listener = listen(config.listen)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let local = listener.local_addr()?;
+    refuse_itself(&config, local).await?;
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(
+            listen(addr)
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (--metrics-listen): {e}"))?,
+        ),
+        None => None,
+    };
+    // The first line is the listening one (wrappers read it for the port); the second says
+    // where the HTTP endpoint is, or that it is off.
+    let metrics_line = match &metrics {
+        Some(m) => format!("nearcache metrics on {}", m.local_addr()?),
+        None => "nearcache metrics off".to_string(),
+    };
+    // Handled from before the listening line: a SIGHUP never kills a started sidecar.
+    let signals = Signals::install();
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "nearcache listening on {local}\n{metrics_line}")?;
+    stdout.flush()?;
+    drop(stdout);
+    // `UpstreamAddr`'s Display has no user info: the password never shows.
+    tracing::info!(
+        version = %env!("CARGO_PKG_VERSION"),
+        listen = %local,
+        upstream = %config.upstream,
+        "started"
+    );
+    let shared = build::services(config);
+    let mut reloader = reload::Reloader::new(flags, shared.clone());
+    lifecycle::spawn(async move {
+        signals::wait(signals, &mut reloader).await;
+        tracing::info!("shutting down");
+        lifecycle::stop();
+    });
+    if let Some(m) = metrics {
+        lifecycle::spawn(http::serve(m, shared.clone(), server::stop_signal()));
+    }
+    server::run(shared, listener).await;
+    lifecycle::end(END_WAIT).await;
+    Ok(())
+}
+
+/// `--upstream` resolves to the sidecar's own listener: it would connect to itself.
+#[derive(Debug, thiserror::Error)]
+#[error("--upstream: {upstream} ({resolved}) is this sidecar's own listener ({listener}): it would connect to itself; point --upstream at Redis")]
+pub struct Itself {
+    upstream: String,
+    resolved: std::net::SocketAddr,
+    listener: std::net::SocketAddr,
+}
+
+/// Fails when the upstream address resolves to the listener's own socket. A name that does
+/// not resolve within the connect timeout is left to the run-time check (a client arriving
+/// from one of the sidecar's own upstream sockets).
+async fn refuse_itself(config: &Config, listener: std::net::SocketAddr) -> Result<(), Itself> {
+    let address = config.upstream.host_port();
+    let resolved = tokio::time::timeout(config.connect_timeout, tokio::net::lookup_host(&address));
+    let Ok(Ok(addrs)) = resolved.await else {
+        return Ok(());
+    };
+    for resolved in addrs {
+        if crate::upstream::outbound::reaches_listener(resolved, listener) {
+            return Err(Itself {
+                upstream: config.upstream.to_string(),
+                resolved,
+                listener,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Accept backlog: connection bursts of thousands of clients must not overflow it.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
