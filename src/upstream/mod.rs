@@ -19,7 +19,7 @@ pub mod gate;
 mod handshake;
 pub mod outbound;
 mod pool;
-mod state;
+mod status;
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -32,8 +32,8 @@ use bytes::{Bytes, BytesMut};
 pub use dedicated::{PinnedIds, Queued, NO_UPSTREAM_ID};
 use gate::FillGate;
 pub use pool::{Lane, OnReply, PendingReply, Pool};
-pub use state::UpstreamState;
-use state::{AUTH_FAILED, AUTH_OK, AUTH_REQUIRED};
+pub use status::UpstreamState;
+use status::{AUTH_FAILED, AUTH_OK, AUTH_REQUIRED};
 
 use crate::error::UpstreamError;
 use crate::metrics::Stats;
