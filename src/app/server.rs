@@ -112,8 +112,8 @@ pub async fn run(shared: Arc<Services>, listener: TcpListener) {
             drop(permit);
         }));
     }
+    // Warming saw the stopping token too: it stops before its next call.
     drop(listener);
-    shared.warm.stop();
     let grace = shared.config.shutdown_grace;
     connections.close();
     // Connections still open after the grace are dropped at the lifecycle's end.

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::rate::Rate;
 use super::Context;
@@ -108,7 +108,7 @@ pub struct Fetch {
     rate: Rate,
     batch: usize,
     budget: Arc<Budget>,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 }
 
 impl Fetch {
@@ -353,7 +353,7 @@ impl Fetch {
     async fn ready(&mut self) -> Result<(), End> {
         let deadline = tokio::time::Instant::now() + LINK_WAIT;
         loop {
-            if *self.stop.borrow() {
+            if self.stop.is_cancelled() {
                 return Err(End::Stopped);
             }
             if !self.cx.l1.enabled() {
@@ -373,14 +373,14 @@ impl Fetch {
     /// Sleeps for `d` unless the sidecar shuts down meanwhile.
     pub async fn pause(&mut self, d: Duration) -> Result<(), End> {
         if d.is_zero() {
-            return match *self.stop.borrow() {
+            return match self.stop.is_cancelled() {
                 true => Err(End::Stopped),
                 false => Ok(()),
             };
         }
         tokio::select! {
             _ = tokio::time::sleep(d) => Ok(()),
-            _ = self.stop.wait_for(|s| *s) => Err(End::Stopped),
+            _ = self.stop.cancelled() => Err(End::Stopped),
         }
     }
 }

@@ -29,7 +29,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::acl::Acl;
 use crate::cache::L1;
@@ -132,7 +133,8 @@ pub struct Warmer {
     /// The start-up warming has not ended yet and `warm_before_ready` is set.
     holding_ready: AtomicBool,
     created: Instant,
-    stop: watch::Sender<bool>,
+    /// Cancelled at shutdown (a child of the process's stopping token).
+    stop: CancellationToken,
     /// The hot keys taken at the first link-loss flush not re-warmed yet.
     rewarm_keys: Mutex<Option<Vec<Bytes>>>,
     rewarm_due: Notify,
@@ -173,7 +175,7 @@ impl Warmer {
             state: AtomicU8::new(State::Idle as u8),
             running: AtomicBool::new(false),
             created: Instant::now(),
-            stop: watch::channel(false).0,
+            stop: crate::lifecycle::stopping().child_token(),
             rewarm_keys: Mutex::new(None),
             rewarm_due: Notify::new(),
             flushes: AtomicU64::new(0),
@@ -193,14 +195,14 @@ impl Warmer {
         self.holding_ready.load(Relaxed) && self.created.elapsed() < READY_HOLD
     }
 
-    /// Turns true on shutdown.
-    pub fn stopper(&self) -> watch::Receiver<bool> {
-        self.stop.subscribe()
+    /// Cancelled on shutdown.
+    pub fn stopper(&self) -> CancellationToken {
+        self.stop.clone()
     }
 
-    /// Shutdown: a running warming stops before its next call.
+    /// Stops warming: a running warming stops before its next call (shutdown does this too).
     pub fn stop(&self) {
-        self.stop.send_replace(true);
+        self.stop.cancel();
     }
 
     /// Waits (at most `bound`) until no warming runs: after [`Warmer::stop`], for a running

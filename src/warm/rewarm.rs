@@ -19,17 +19,17 @@ fn serving(cx: &Context) -> bool {
 /// Runs for the life of the process (until shutdown).
 pub(super) async fn watch(cx: Arc<Context>) {
     let warm = cx.warm.clone();
-    let mut stop = warm.stopper();
+    let stop = warm.stopper();
     loop {
         tokio::select! {
             _ = warm.rewarm_due.notified() => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.cancelled() => return,
         }
         let mut seen = warm.flushes.load(Relaxed);
         let running = loop {
             tokio::select! {
                 _ = tokio::time::sleep(SETTLE) => {}
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stop.cancelled() => return,
             }
             let now = warm.flushes.load(Relaxed);
             if now == seen && serving(&cx) {
