@@ -21,6 +21,8 @@ use signals::Signals;
 /// How long the tasks left after the clients drained (upstream and control connections,
 /// timers) get to drop.
 const END_WAIT: Duration = Duration::from_secs(1);
+/// The log target of the process's start and stop lines.
+const PROCESS: &str = "nearcache";
 
 /// Runs the sidecar for `config` (`flags` are read again on SIGHUP) until SIGTERM or SIGINT:
 /// listens, builds the services, serves clients and the admin endpoint, then stops in order
@@ -49,8 +51,10 @@ pub async fn run(config: Config, flags: Flags) -> anyhow::Result<()> {
     writeln!(stdout, "nearcache listening on {local}\n{metrics_line}")?;
     stdout.flush()?;
     drop(stdout);
-    // `UpstreamAddr`'s Display has no user info: the password never shows.
+    // `UpstreamAddr`'s Display has no user info: the password never shows. The process's
+    // own lines keep the binary's target (`nearcache`), which log filters and queries name.
     tracing::info!(
+        target: PROCESS,
         version = %env!("CARGO_PKG_VERSION"),
         listen = %local,
         upstream = %config.upstream,
@@ -60,7 +64,7 @@ pub async fn run(config: Config, flags: Flags) -> anyhow::Result<()> {
     let mut reloader = reload::Reloader::new(flags, shared.clone());
     lifecycle::spawn(async move {
         signals::wait(signals, &mut reloader).await;
-        tracing::info!("shutting down");
+        tracing::info!(target: PROCESS, "shutting down");
         lifecycle::stop();
     });
     if let Some(m) = metrics {

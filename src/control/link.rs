@@ -52,7 +52,7 @@ pub async fn run(tracking: Arc<Control>, target: ControlTarget) {
     loop {
         let creds = target.credentials.clone().or_else(|| tracking.offered());
 
-        let reason = match connect(&tracking, &target, creds.as_ref()).await {
+        let why = match connect(&tracking, &target, creds.as_ref()).await {
             Ok((stream, buf, id)) => {
                 backoff.reset();
                 if !tracking.link_needed() {
@@ -78,10 +78,11 @@ pub async fn run(tracking: Arc<Control>, target: ControlTarget) {
                 ever_up = true;
                 let reason = serve(&tracking, &target, stream, buf).await;
                 tracking.bus.set_subscribed(false);
-                reason
+                Unlinked::Lost(reason)
             }
             Err(e) => e,
         };
+        let reason = why.to_string();
         // `down` logs a link that was up; a link that never came up is logged once.
         if tracking.down(&reason) {
             // With `--serve-stale-when-down` the flush waits for the reconnect: L1 serves
@@ -92,7 +93,7 @@ pub async fn run(tracking: Arc<Control>, target: ControlTarget) {
                 tracking.flush_for_loss();
             }
         } else if !down_logged {
-            if awaits_client(&target, creds.as_ref(), &reason) {
+            if awaits_client(&target, creds.as_ref(), &why) {
                 tracing::info!(
                     "invalidation link waits for a client to authenticate: the upstream \
                      requires authentication and --upstream has no credentials (L1 is \
@@ -103,7 +104,7 @@ pub async fn run(tracking: Arc<Control>, target: ControlTarget) {
             }
         }
         down_logged = true;
-        if target.credentials.is_none() && refused_for_credentials(&reason) {
+        if target.credentials.is_none() && refused_for_credentials(&why) {
             if let Some(c) = &creds {
                 tracking.refuse_offer(c);
             }
@@ -121,19 +122,66 @@ pub async fn run(tracking: Arc<Control>, target: ControlTarget) {
 
 /// Whether the control connection, without credentials of its own or offered, was refused
 /// for want of them: it waits for a client to authenticate (no error of the sidecar's).
-fn awaits_client(target: &ControlTarget, creds: Option<&Credentials>, reason: &str) -> bool {
-    target.credentials.is_none()
-        && creds.is_none()
-        && reason.trim_start_matches('-').starts_with("NOAUTH")
+fn awaits_client(target: &ControlTarget, creds: Option<&Credentials>, why: &Unlinked) -> bool {
+    target.credentials.is_none() && creds.is_none() && why.code() == Some("NOAUTH")
 }
 
 /// Whether the upstream refused the control connection for its credentials (none, wrong,
 /// or a user that may not subscribe or read its id).
-fn refused_for_credentials(reason: &str) -> bool {
-    let code = reason.trim_start_matches('-');
-    ["NOAUTH", "WRONGPASS", "NOPERM"]
-        .iter()
-        .any(|c| code.starts_with(c))
+fn refused_for_credentials(why: &Unlinked) -> bool {
+    matches!(why.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+}
+
+/// Why a control connection could not be set up (its text is the log line's reason).
+#[derive(Debug)]
+enum Unlinked {
+    /// Connecting, reading or writing failed, or the server closed the connection.
+    Io(String),
+    /// Setting up took longer than the connect timeout.
+    Timeout,
+    /// A handshake step was answered with an error (quoted, credentials redacted): the
+    /// upstream refused it, or serves no reads now (`-LOADING`, ...).
+    Refused(String),
+    /// `CLIENT ID` was answered with something that is not an integer.
+    NoId,
+    /// The link was up and is lost (a read error, a silent heartbeat, a broken redirect,
+    /// a gap on the bus).
+    Lost(String),
+}
+
+impl Unlinked {
+    /// The error code of a refusal (`NOAUTH`, `WRONGPASS`, ...).
+    fn code(&self) -> Option<&str> {
+        let Unlinked::Refused(reply) = self else {
+            return None;
+        };
+        reply.trim_start_matches('-').split(' ').next()
+    }
+}
+
+impl std::fmt::Display for Unlinked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unlinked::Io(e) => f.write_str(e),
+            Unlinked::Timeout => f.write_str("connect timed out"),
+            Unlinked::Refused(reply) => f.write_str(reply),
+            Unlinked::NoId => f.write_str("CLIENT ID gave no integer"),
+            Unlinked::Lost(why) => f.write_str(why),
+        }
+    }
+}
+
+/// The requests of the handshake, in the order they are written (and answered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// `HELLO 3 [AUTH ..] SETNAME nearcache-control`.
+    Hello,
+    /// `CLIENT ID`: the redirect target.
+    ClientId,
+    /// `SUBSCRIBE <bus>` (when the bus is on).
+    Subscribe,
+    /// `PING`: whether the server serves reads now.
+    Ping,
 }
 
 /// Connects, authenticates, learns the connection's id and subscribes to the bus (a
@@ -146,18 +194,15 @@ async fn connect(
     tracking: &Control,
     target: &ControlTarget,
     credentials: Option<&Credentials>,
-) -> Result<(TcpStream, BytesMut, i64), String> {
+) -> Result<(TcpStream, BytesMut, i64), Unlinked> {
+    let io = |e: std::io::Error| Unlinked::Io(e.to_string());
     let setup = async {
-        let (mut stream, _registered) = target
-            .outbound
-            .connect(&target.address)
-            .await
-            .map_err(|e| e.to_string())?;
-        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (mut stream, _registered) =
+            target.outbound.connect(&target.address).await.map_err(io)?;
+        stream.set_nodelay(true).map_err(io)?;
         let mut out = BytesMut::new();
         let bus = &tracking.bus;
-        let subscribe = bus.active();
-        let replies = if subscribe { 4 } else { 3 };
+        let mut steps = vec![Step::Hello, Step::ClientId];
         match credentials {
             Some(c) => {
                 let user: &[u8] = c.user.as_deref().unwrap_or(b"default");
@@ -167,52 +212,51 @@ async fn connect(
             None => write_command(&mut out, &[b"HELLO", b"3", SETNAME, NAME]),
         }
         write_command(&mut out, &[b"CLIENT", b"ID"]);
-        if subscribe {
+        if bus.active() {
             write_command(&mut out, &[b"SUBSCRIBE", bus.channel()]);
+            steps.push(Step::Subscribe);
         }
         out.extend_from_slice(PING);
-        stream.write_all(&out).await.map_err(|e| e.to_string())?;
+        steps.push(Step::Ping);
+        stream.write_all(&out).await.map_err(io)?;
         let mut buf = BytesMut::with_capacity(4096);
         let mut scanner = FrameScanner::default();
         let mut id = None;
-        for i in 0..replies {
-            let frame = read_frame(&mut stream, &mut buf, &mut scanner).await?;
-            // Logged: a server without HELLO quotes its arguments, the password among them.
-            let error = || redact(String::from_utf8_lossy(&frame).trim(), credentials);
-            if i + 1 == replies {
-                // The PING: any other reply (a user without PING) shows the server answers.
-                if is_state_error(&frame) {
-                    return Err(error());
-                }
-                continue;
-            }
-            if i == 2 {
-                if is_error(&frame) {
-                    if !error().starts_with("-NOPERM") {
-                        return Err(error());
+        for step in steps {
+            let frame = read_frame(&mut stream, &mut buf, &mut scanner)
+                .await
+                .map_err(Unlinked::Io)?;
+            // Quoted: a server without HELLO quotes its arguments, the password among them.
+            let refused = || {
+                let quoted = redact(String::from_utf8_lossy(&frame).trim(), credentials);
+                Unlinked::Refused(quoted)
+            };
+            match step {
+                // Any other reply to the PING (a user without PING) shows the server answers.
+                Step::Ping if is_state_error(&frame) => return Err(refused()),
+                Step::Ping => {}
+                Step::Subscribe if is_error(&frame) => {
+                    let why = refused();
+                    if why.code() != Some("NOPERM") {
+                        return Err(why);
                     }
                     bus.set_refused();
                     let channel = String::from_utf8_lossy(bus.channel());
                     tracing::warn!(
-                        "upstream refused SUBSCRIBE {channel} ({}): running without the invalidation bus",
-                        error()
+                        "upstream refused SUBSCRIBE {channel} ({why}): running without the invalidation bus"
                     );
                 }
-                continue;
-            }
-            if is_error(&frame) {
-                return Err(error());
-            }
-            if i == 1 {
-                id = integer(&frame);
+                Step::Subscribe => {}
+                _ if is_error(&frame) => return Err(refused()),
+                Step::ClientId => id = integer(&frame),
+                Step::Hello => {}
             }
         }
-        let id = id.ok_or("CLIENT ID gave no integer")?;
-        Ok((stream, buf, id))
+        Ok((stream, buf, id.ok_or(Unlinked::NoId)?))
     };
     tokio::time::timeout(target.connect_timeout, setup)
         .await
-        .unwrap_or_else(|_| Err("connect timed out".into()))
+        .unwrap_or(Err(Unlinked::Timeout))
 }
 
 /// An error reply for the state the server is in (a script runs, the dataset loads, a
