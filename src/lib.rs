@@ -43,9 +43,9 @@
 //!   its heartbeat, and the epochs that keep L1 bypassed while it is lost.
 //! - [`audit`]: the staleness audit: a fraction of L1 hits re-read from the upstream and
 //!   compared with what was served.
-//! - [`info`]: the `# Nearcache` and `# Nearcache_Invalidation` INFO sections.
-//! - [`metrics`]: the counters every layer keeps, and their Prometheus view.
-//! - [`http`]: `/metrics`, `/healthz`, `/readyz` (`--metrics-listen`).
+//! - [`metrics`]: the counters and histograms every layer keeps.
+//! - [`admin`]: the admin plane: the `# Nearcache` INFO sections, the Prometheus exposition,
+//!   `/metrics`, `/healthz`, `/readyz` (`--metrics-listen`).
 //! - [`probe`]: `nearcache probe`, the exec probe for Kubernetes.
 //! - [`profiler`]: what the sidecar learns about the application: the slow log, N+1 reads
 //!   (many GETs of one key shape where one MGET would do), the most read keys.
@@ -60,6 +60,7 @@
 #![warn(missing_docs)]
 
 pub mod acl;
+pub mod admin;
 pub mod audit;
 pub mod cache;
 pub mod command;
@@ -68,8 +69,6 @@ pub mod connection;
 pub mod control;
 pub mod error;
 pub mod glob;
-pub mod http;
-pub mod info;
 pub mod logging;
 pub mod metrics;
 pub mod probe;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use nearcache::config::{Command, Config, Flags};
 use nearcache::services::Services;
-use nearcache::{http, server};
+use nearcache::{admin::http, server};
 
 /// Exit code for an invalid configuration (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;

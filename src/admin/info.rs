@@ -62,7 +62,7 @@ pub fn section(shared: &Services) -> String {
     s.line("upstream_address", &shared.upstream.address());
     s.line("upstream_link_status", &link);
     s.line("upstream_state", &shared.upstream.state().name());
-    s.line("ready", &u8::from(crate::http::not_ready(shared).is_none()));
+    s.line("ready", &u8::from(super::readiness::not_ready(shared).is_none()));
     s.line("connected_clients", &stats.connected_clients.load(Relaxed));
     s.line(
         "total_connections_received",
