@@ -50,7 +50,7 @@ pub async fn serve(
     shared: Arc<Services>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let exporter = Arc::new(Exporter::new(&shared));
+    let exporter = Arc::new(Exporter::new(shared.clone()));
     let open = Arc::new(OpenConnections::default());
     loop {
         let accepted = tokio::select! {
@@ -196,7 +196,7 @@ async fn respond(
     match req.uri().path() {
         "/metrics" => {
             // Reading L1's figures runs moka's pending maintenance: off the async threads.
-            let body = tokio::task::spawn_blocking(move || exporter.render(&shared))
+            let body = tokio::task::spawn_blocking(move || exporter.render())
                 .await
                 .unwrap_or_default();
             let mut response = text(StatusCode::OK, body);

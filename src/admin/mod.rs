@@ -5,7 +5,10 @@
 //! and below [`crate::connection`] (whose INFO and `NEARCACHE STATS` call it).
 
 pub mod exposition;
+pub mod figures;
 pub mod http;
 pub mod info;
-pub mod namespaces;
 pub mod readiness;
+
+#[cfg(test)]
+mod tests;

@@ -4,8 +4,10 @@
 //! admin plane reads them at scrape time, so no request looks up a label.
 
 pub mod commands;
+mod figures;
 pub mod histograms;
 
+pub use figures::StatsFigures;
 pub use histograms::{Histograms, LagHistogram, LookupHistogram};
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -113,26 +115,6 @@ impl Stats {
         self.upstream_requests.fetch_add(1, Relaxed);
         self.upstream_latency_us
             .fetch_add(latency.as_micros() as u64, Relaxed);
-    }
-
-    /// Average upstream call latency in microseconds.
-    pub fn upstream_latency_avg_us(&self) -> u64 {
-        let n = self.upstream_requests.load(Relaxed);
-        self.upstream_latency_us
-            .load(Relaxed)
-            .checked_div(n)
-            .unwrap_or(0)
-    }
-
-    /// Hits over lookups, 0 when there were none.
-    pub fn hit_rate(&self) -> f64 {
-        let hits = self.l1_hits.load(Relaxed) as f64;
-        let total = hits + self.l1_misses.load(Relaxed) as f64;
-        if total == 0.0 {
-            0.0
-        } else {
-            hits / total
-        }
     }
 }
 

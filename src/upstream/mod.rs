@@ -15,6 +15,7 @@
 pub(crate) mod backoff;
 mod conn;
 mod dedicated;
+mod figures;
 mod handshake;
 pub mod outbound;
 mod pool;
@@ -29,6 +30,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 pub use dedicated::{PinnedIds, Queued, NO_UPSTREAM_ID};
+pub use figures::UpstreamFigures;
 pub use pool::{Lane, OnReply, PendingReply, Pool};
 pub use state::UpstreamState;
 use state::{AUTH_FAILED, AUTH_OK, AUTH_REQUIRED};
