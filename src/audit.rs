@@ -10,6 +10,10 @@
 //! the hit and the end of a short settle period after the audit's reply: every write through
 //! this sidecar, and every invalidation that reaches it, bumps the generation.
 
+mod figures;
+
+pub use figures::AuditFigures;
+
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;

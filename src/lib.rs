@@ -1,7 +1,7 @@
 //! nearcache: a caching sidecar proxy for Redis.
 //!
 //! ```text
-//!  client ──RESP2/3──► server (accept, --max-clients, SIGTERM drain)
+//!  client ──RESP2/3──► app::server (accept, --max-clients, SIGTERM drain)
 //!                        └─► connection task (per client: read → parse batch → dispatch → one flush;
 //!                              past 32 MiB of owed replies: write them before dispatching more)
 //!                              ├─ GET hit ─► cache: per-thread front ─► moka L1 ─► reply (no request built)
@@ -14,7 +14,7 @@
 //!                              └─ Refuse (CLIENT KILL, replication protocol)
 //!  upstream task per pooled connection: writer + reader + watchdog; fills run when replies arrive
 //!  encoder thread: compresses large values off the reader; workers install them in L1
-//!  link lost / back ─► L1 flushed (hooks wired in services)
+//!  link lost / back ─► L1 flushed (hooks wired in app::build)
 //!  control task: HELLO 3 + CLIENT ID + SUBSCRIBE <bus>, invalidation and bus pushes, PUBLISH
 //!    of this sidecar's bus messages, PING heartbeat; every pooled connection runs CLIENT
 //!    TRACKING on REDIRECT <id> (not with --tracking off: then the bus alone, which still
@@ -27,39 +27,36 @@
 //!    stats, command table); the table and max bulk length are learned from the upstream at start
 //! ```
 //!
-//! - [`config`]: flags, environment and TOML file into one validated [`config::Config`].
-//! - [`server`]: the accept loop, the connection limit, accept backoff, the shutdown drain.
-//! - [`services`]: what every connection and task may touch, and what is learned from the upstream at
-//!   start (its command table, its `proto-max-bulk-len`).
-//! - [`connection`]: one client connection, its per-client state and reply ordering.
-//! - [`protocol`]: request parsing (multibulk and inline, with limits), reply framing.
-//! - [`command`]: the command table (from the upstream's `COMMAND`) and classification.
-//! - [`acl`]: which identity may be answered from L1 by which command (learned from replies).
+//! The modules, in layers bottom first (ARCHITECTURE.md; a module imports only from layers
+//! below its own, which `tests/layers.rs` checks):
+//!
+//! - [`protocol`], [`glob`], [`lifecycle`]: request parsing, reply framing and decoding;
+//!   Redis glob patterns; the task tracker and shutdown tokens every task runs under.
+//! - [`config`], [`error`]: flags, environment and TOML into one [`config::Config`]; errors
+//!   and their `-ERR` replies.
+//! - [`logging`], [`metrics`]: the `tracing` subscriber; the counters and histograms every
+//!   layer keeps.
 //! - [`cache`]: L1 (moka, weighed by real memory cost), generations for the fetch/invalidate
 //!   race, the per-thread front, coalescing of concurrent misses, filling L1 from fetches.
-//! - [`upstream`]: pooled pipelined connections to Redis, health checks, reconnects.
-//! - [`control`]: server-assisted tracking and the invalidation bus: the control connection
-//!   that receives Redis's invalidations and the bus's messages and publishes this sidecar's,
-//!   its heartbeat, and the epochs that keep L1 bypassed while it is lost.
-//! - [`audit`]: the staleness audit: a fraction of L1 hits re-read from the upstream and
-//!   compared with what was served.
-//! - [`info`]: the `# Nearcache` and `# Nearcache_Invalidation` INFO sections.
-//! - [`metrics`]: the counters every layer keeps, and their Prometheus view.
-//! - [`http`]: `/metrics`, `/healthz`, `/readyz` (`--metrics-listen`).
-//! - [`probe`]: `nearcache probe`, the exec probe for Kubernetes.
-//! - [`profiler`]: what the sidecar learns about the application: the slow log, N+1 reads
-//!   (many GETs of one key shape where one MGET would do), the most read keys.
-//! - [`warm`]: warming L1 from patterns, from peers' hottest keys, and after a link-loss
-//!   flush, through one bounded, rate-limited fetch.
-//! - [`error`]: error types and their `-ERR` replies.
-//! - [`logging`]: the `tracing` subscriber on stderr (`--log-format`, `--log-level`, `RUST_LOG`).
-//! - [`glob`]: Redis glob patterns (`KEYS`/`SCAN MATCH` semantics), for `NEARCACHE` pattern
-//!   invalidation.
+//! - [`command`], [`acl`]: the command table and classification; which identity may be
+//!   answered from L1 by which command.
+//! - [`upstream`]: pooled pipelined connections to Redis, health, reconnects, the router
+//!   seam, the fill gate.
+//! - [`control`]: server-assisted tracking and the invalidation bus (the control connection,
+//!   its heartbeat, the epochs that keep L1 bypassed while it is lost).
+//! - [`profiler`], then [`warm`], [`audit`]: the slow log, N+1 reads, hot keys; warming L1;
+//!   the staleness audit.
+//! - [`services`]: what every connection and task may touch.
+//! - [`admin`]: INFO sections, the Prometheus exposition, `/metrics`, `/healthz`, `/readyz`.
+//! - [`connection`]: one client connection: client I/O, session, reply order, handlers.
+//! - [`app`]: building the services from a config, the accept loop, the shutdown order,
+//!   SIGHUP reload, the exec probe.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod acl;
+pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod cache;
@@ -69,8 +66,6 @@ pub mod connection;
 pub mod control;
 pub mod error;
 pub mod glob;
-pub mod http;
-pub mod info;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;

@@ -110,14 +110,6 @@ fn imports(code: &str, known: &[String]) -> Vec<String> {
     out
 }
 
-/// Upward edges still being taken apart; this list only shrinks.
-const NOT_YET: &[&str] = &[
-    "info.rs imports crate::http",
-    "metrics/export.rs imports crate::services",
-    "metrics/export.rs imports crate::warm",
-    "metrics/namespaces.rs imports crate::cache",
-];
-
 #[test]
 fn every_module_imports_only_from_layers_below_its_own() {
     let src = root().join("src");
@@ -161,7 +153,6 @@ fn every_module_imports_only_from_layers_below_its_own() {
     }
     upward.sort();
     upward.dedup();
-    upward.retain(|edge| !NOT_YET.contains(&edge.as_str()));
     assert!(
         upward.is_empty(),
         "imports from the same or a higher layer (see ARCHITECTURE.md):\n{}",

@@ -12,8 +12,9 @@ mod signals;
 use std::io::Write;
 use std::time::Duration;
 
+use crate::admin::http;
 use crate::config::{Config, Flags};
-use crate::{http, lifecycle};
+use crate::lifecycle;
 pub use build::services;
 pub use server::run as serve;
 use signals::Signals;

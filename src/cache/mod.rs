@@ -33,6 +33,7 @@ use crate::protocol::write_bulk;
 
 pub mod coalesce;
 mod evict;
+mod figures;
 mod fill;
 mod front;
 mod generations;
@@ -46,6 +47,7 @@ mod users;
 mod weigh;
 
 pub use coalesce::{Coalescer, Fetched, Flight, Join};
+pub use figures::L1Figures;
 pub use generations::Generation;
 pub use key::{CacheKey, KeyRef};
 pub use weigh::ENTRY_OVERHEAD;

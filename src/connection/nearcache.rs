@@ -19,9 +19,9 @@ mod profile;
 use bytes::{Bytes, BytesMut};
 
 use super::Connection;
+use crate::admin::info;
 use crate::cache::namespaces::Row;
 use crate::glob::{Pattern, MAX_PATTERNS, MAX_PATTERN_BYTES};
-use crate::info;
 use crate::protocol::decode::{integer, scan_page};
 use crate::protocol::{
     command, write_array_header, write_bulk, write_decimal, write_error, Request, Resp, OK,

@@ -6,9 +6,9 @@ use bytes::{Bytes, BytesMut};
 
 use super::pinned::credentials;
 use super::{Connection, Flow};
+use crate::admin::info;
 use crate::command::Local;
 use crate::error::UpstreamError;
-use crate::info;
 use crate::protocol::decode::{is_error, text};
 use crate::protocol::{
     command, null, write_bulk, write_command, write_decimal, write_error, Request, Resp, OK, RESET,

@@ -129,7 +129,7 @@ pub struct BusCounters {
     /// The largest such lag, in ms.
     pub lag_max_ms: AtomicU64,
     /// Every such lag (`nearcache_invalidation_lag_seconds`).
-    pub lag: crate::metrics::export::LagHistogram,
+    pub lag: crate::metrics::LagHistogram,
 }
 
 /// Messages waiting for the control connection.

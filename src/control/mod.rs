@@ -13,6 +13,7 @@
 //! connection is up and the connection has turned tracking on again with the new id.
 
 pub mod bus;
+mod figures;
 mod link;
 
 use parking_lot::Mutex;
@@ -25,6 +26,7 @@ use tokio::sync::{watch, Notify};
 use bus::Body;
 pub use bus::Bus;
 use bytes::Bytes;
+pub use figures::{BusFigures, ControlFigures};
 
 use crate::cache::L1;
 use crate::config::TrackingMode;

@@ -1,10 +1,14 @@
-//! The sidecar's counters, built once and shared by every layer; INFO and `/metrics` read
-//! the same figures. Counting costs a relaxed atomic add (per batch on the hit path); the
-//! Prometheus view (`export`) folds them in at scrape time, so no request looks up a label.
+//! The sidecar's metric primitives, built once and updated by every layer: the counters
+//! ([`Stats`]), the per-command index ([`commands`]) and the latency histograms
+//! ([`histograms`]). Counting costs a relaxed atomic add (per batch on the hit path); the
+//! admin plane reads them at scrape time, so no request looks up a label.
 
 pub mod commands;
-pub mod export;
-pub mod namespaces;
+mod figures;
+pub mod histograms;
+
+pub use figures::StatsFigures;
+pub use histograms::{Histograms, LagHistogram, LookupHistogram};
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -53,13 +57,13 @@ pub struct Stats {
     /// Calls whose reply took longer than `--upstream-timeout`.
     pub upstream_timeouts: AtomicU64,
     /// Upstream round trips, by the call's first command.
-    pub upstream_latency: export::Histograms,
+    pub upstream_latency: histograms::Histograms,
     /// Upstream commands sent over pooled connections and not answered yet.
     pub upstream_in_flight: AtomicI64,
     /// GETs answered by the hit path (counted apart from the commands dispatched).
     pub hot_path_gets: AtomicU64,
     /// L1 lookup time, sampled.
-    pub lookup_latency: export::LookupHistogram,
+    pub lookup_latency: histograms::LookupHistogram,
     /// Audited L1 hits compared with an upstream reply (see [`crate::audit`]).
     pub audits_done: AtomicU64,
     /// Audits that got no usable upstream reply (an error, unavailable, a timeout).
@@ -93,10 +97,10 @@ impl Stats {
             commands: CommandCounts::default(),
             upstream_unavailable: AtomicU64::new(0),
             upstream_timeouts: AtomicU64::new(0),
-            upstream_latency: export::Histograms::new(KNOWN.len() + 1),
+            upstream_latency: histograms::Histograms::new(KNOWN.len() + 1),
             upstream_in_flight: AtomicI64::new(0),
             hot_path_gets: AtomicU64::new(0),
-            lookup_latency: export::LookupHistogram::default(),
+            lookup_latency: histograms::LookupHistogram::default(),
             audits_done: AtomicU64::new(0),
             audits_failed: AtomicU64::new(0),
             audits_skipped: AtomicU64::new(0),
@@ -111,26 +115,6 @@ impl Stats {
         self.upstream_requests.fetch_add(1, Relaxed);
         self.upstream_latency_us
             .fetch_add(latency.as_micros() as u64, Relaxed);
-    }
-
-    /// Average upstream call latency in microseconds.
-    pub fn upstream_latency_avg_us(&self) -> u64 {
-        let n = self.upstream_requests.load(Relaxed);
-        self.upstream_latency_us
-            .load(Relaxed)
-            .checked_div(n)
-            .unwrap_or(0)
-    }
-
-    /// Hits over lookups, 0 when there were none.
-    pub fn hit_rate(&self) -> f64 {
-        let hits = self.l1_hits.load(Relaxed) as f64;
-        let total = hits + self.l1_misses.load(Relaxed) as f64;
-        if total == 0.0 {
-            0.0
-        } else {
-            hits / total
-        }
     }
 }
 

@@ -16,10 +16,13 @@
 //! more were in the pipeline. Calls on a pinned connection (transactions, blocking
 //! commands, subscriptions) and the upstream `MGET` of an MGET's misses are not measured.
 
+mod figures;
 pub mod hotkeys;
 pub mod nplusone;
 pub mod redact;
 pub mod slowlog;
+
+pub use figures::ProfilerFigures;
 
 use parking_lot::Mutex;
 use std::fmt::Write;

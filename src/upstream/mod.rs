@@ -15,6 +15,7 @@
 pub(crate) mod backoff;
 mod conn;
 mod dedicated;
+mod figures;
 pub mod gate;
 mod handshake;
 pub mod outbound;
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 pub use dedicated::{PinnedIds, Queued, NO_UPSTREAM_ID};
+pub use figures::UpstreamFigures;
 use gate::FillGate;
 pub use pool::{Lane, OnReply, PendingReply, Pool};
 pub use status::UpstreamState;

@@ -18,10 +18,13 @@
 //! for at most [`READY_HOLD`].
 
 pub mod fetch;
+mod figures;
 pub mod peers;
 pub mod rate;
 mod rewarm;
 mod scan;
+
+pub use figures::WarmFigures;
 
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};

@@ -29,7 +29,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use crate::metrics::export::Exporter;
+use super::exposition::Exporter;
+use super::readiness::not_ready;
 use crate::services::Services;
 
 /// HTTP connections open at once.
@@ -49,7 +50,7 @@ pub async fn serve(
     shared: Arc<Services>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let exporter = Arc::new(Exporter::new(&shared));
+    let exporter = Arc::new(Exporter::new(shared.clone()));
     let open = Arc::new(OpenConnections::default());
     loop {
         let accepted = tokio::select! {
@@ -65,7 +66,7 @@ pub async fn serve(
             continue; // every open connection is answering a request: dropped (closed)
         };
         let (shared, exporter, open) = (shared.clone(), exporter.clone(), open.clone());
-        tokio::spawn(async move {
+        crate::lifecycle::spawn(async move {
             let serving = state.clone();
             let service = service_fn(move |req| {
                 let (shared, exporter, serving) =
@@ -195,7 +196,7 @@ async fn respond(
     match req.uri().path() {
         "/metrics" => {
             // Reading L1's figures runs moka's pending maintenance: off the async threads.
-            let body = tokio::task::spawn_blocking(move || exporter.render(&shared))
+            let body = tokio::task::spawn_blocking(move || exporter.render())
                 .await
                 .unwrap_or_default();
             let mut response = text(StatusCode::OK, body);
@@ -218,25 +219,6 @@ async fn respond(
             "not found: try /metrics, /healthz, /readyz\n".into(),
         ),
     }
-}
-
-/// Why the sidecar is not ready, if it is not: the upstream is unreachable, it refuses the
-/// credentials of `--upstream`, L1 needs the invalidation link (tracking or the bus) and it
-/// is down, or the start-up warming runs with `warm_before_ready` (at most
-/// [`crate::warm::READY_HOLD`]). An upstream that requires authentication while
-/// `--upstream` has no credentials is no reason: the clients authenticate themselves, and
-/// the invalidation link waits for the first that does.
-pub fn not_ready(shared: &Services) -> Option<&'static str> {
-    if let Some(why) = shared.upstream.state().not_ready() {
-        return Some(why);
-    }
-    if !shared.control.serving() && !shared.control.awaiting_credentials() {
-        return Some("invalidation link down");
-    }
-    if shared.warm.holds_readiness() {
-        return Some("warming");
-    }
-    None
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

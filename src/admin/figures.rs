@@ -1,0 +1,58 @@
+//! [`Figures`]: one snapshot of every subsystem's figures, taken when INFO is asked for or
+//! `/metrics` is scraped. Each subsystem exposes its own (`figures()`); the views
+//! ([`super::info`], [`super::exposition`]) render from this one value, never from the
+//! subsystems directly, so a figure added to a subsystem's snapshot is one line per view.
+
+use crate::audit::AuditFigures;
+use crate::cache::L1Figures;
+use crate::control::ControlFigures;
+use crate::metrics::StatsFigures;
+use crate::profiler::ProfilerFigures;
+use crate::services::Services;
+use crate::upstream::UpstreamFigures;
+use crate::warm::WarmFigures;
+
+/// Every subsystem's figures at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Figures {
+    /// The process-wide counters (clients, commands, upstream calls, reloads).
+    pub stats: StatsFigures,
+    /// L1: size, evictions, namespaces.
+    pub l1: L1Figures,
+    /// The upstream's state and connections.
+    pub upstream: UpstreamFigures,
+    /// The control connection, tracking and the bus.
+    pub control: ControlFigures,
+    /// Warming.
+    pub warm: WarmFigures,
+    /// The staleness audit.
+    pub audit: AuditFigures,
+    /// The slow log, N+1 reads, hot keys.
+    pub profiler: ProfilerFigures,
+}
+
+impl Figures {
+    /// The figures of `services` now. Reading L1's runs moka's pending maintenance: call it
+    /// off the async threads where it may be slow (`/metrics` does).
+    pub fn take(services: &Services) -> Figures {
+        Figures {
+            stats: services.stats.figures(),
+            l1: services.l1.figures(),
+            upstream: services.upstream.figures(),
+            control: services.control.figures(),
+            warm: services.warm.figures(),
+            audit: services.audit.figures(),
+            profiler: services.profiler.figures(),
+        }
+    }
+
+    /// Why the sidecar is not ready, if it is not (see [`super::readiness`]).
+    pub fn not_ready(&self) -> Option<&'static str> {
+        super::readiness::verdict(
+            self.upstream.state,
+            self.control.serving,
+            self.control.awaiting_credentials,
+            self.warm.holds_ready,
+        )
+    }
+}

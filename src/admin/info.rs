@@ -1,0 +1,223 @@
+//! The sidecar's INFO sections — `# Nearcache`, `# Nearcache_L1`, `# Nearcache_Upstream`,
+//! `# Nearcache_Invalidation`, `# Nearcache_Profiler` — rendered from one [`Figures`]
+//! snapshot, the one `/metrics` renders too. `INFO nearcache` returns them all;
+//! `INFO nearcache_l1` (etc.) one.
+
+use std::fmt::Write;
+
+use super::figures::Figures;
+use crate::config::TrackingMode;
+use crate::services::Services;
+
+/// A section renderer.
+type Render = fn(&Figures) -> String;
+
+/// The sidecar's sections, by the name `INFO` selects each with (lower case).
+pub const SECTIONS: &[(&str, Render)] = &[
+    ("nearcache_server", section),
+    ("nearcache_l1", l1_section),
+    ("nearcache_upstream", upstream_section),
+    ("nearcache_invalidation", invalidation_section),
+    ("nearcache_profiler", profiler_section),
+];
+
+/// Every section (`INFO nearcache`, `NEARCACHE STATS`) of `shared`'s figures now.
+pub fn sections(shared: &Services) -> String {
+    render(&Figures::take(shared))
+}
+
+/// The section named `name` (any case), e.g. `nearcache_l1`, of `shared`'s figures now.
+pub fn named(shared: &Services, name: &[u8]) -> Option<String> {
+    let (_, render) = SECTIONS
+        .iter()
+        .find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()))?;
+    Some(render(&Figures::take(shared)))
+}
+
+/// Every section of `f`, CRLF line endings, a blank line between them as Redis separates
+/// its own, ending with CRLF.
+pub fn render(f: &Figures) -> String {
+    let parts: Vec<String> = SECTIONS.iter().map(|(_, render)| render(f)).collect();
+    parts.join("\r\n")
+}
+
+/// Writes `name:value` lines into a section.
+struct Lines(String);
+
+impl Lines {
+    fn new(title: &str) -> Lines {
+        Lines(format!("# {title}\r\n"))
+    }
+
+    fn line(&mut self, name: &str, value: &dyn std::fmt::Display) {
+        let _ = write!(self.0, "{name}:{value}\r\n");
+    }
+}
+
+/// Renders `# Nearcache`: the process, its clients and its link, CRLF line endings.
+pub fn section(f: &Figures) -> String {
+    let (s, up) = (&f.stats, &f.upstream);
+    let mut l = Lines::new("Nearcache");
+    l.line("nearcache_version", &env!("CARGO_PKG_VERSION"));
+    l.line("uptime_in_seconds", &s.uptime_secs);
+    l.line("upstream_address", &up.address);
+    l.line(
+        "upstream_link_status",
+        &if up.link_up { "up" } else { "down" },
+    );
+    l.line("upstream_state", &up.state.name());
+    l.line("ready", &u8::from(f.not_ready().is_none()));
+    l.line("connected_clients", &s.connected_clients);
+    l.line("total_connections_received", &s.total_connections);
+    l.line("rejected_connections_max_clients", &s.rejected_max_clients);
+    l.line("rejected_connections_protocol", &s.rejected_protocol);
+    l.line("client_output_bound_waits", &s.output_bound_waits);
+    l.line("total_commands_processed", &s.commands_total());
+    l.line("config_reloads", &s.config_reloads);
+    l.line("config_reload_failures", &s.config_reload_failures);
+    l.0
+}
+
+/// Renders `# Nearcache_L1`: hits, misses, size, evictions, the staleness audit, warming,
+/// namespaces.
+pub fn l1_section(f: &Figures) -> String {
+    let (s, l1, a) = (&f.stats, &f.l1, &f.audit);
+    let mut l = Lines::new("Nearcache_L1");
+    l.line("l1_hits", &s.l1_hits);
+    l.line("l1_misses", &s.l1_misses);
+    l.line("l1_hit_rate", &format_args!("{:.4}", s.hit_rate()));
+    l.line("l2_hits", &l1.l2_hits);
+    l.line("l2_misses", &l1.l2_misses);
+    l.line("l1_entries", &l1.entries);
+    l.line("l1_used_bytes", &l1.used_bytes);
+    l.line("l1_max_bytes", &l1.max_bytes);
+    l.line("l1_compressed_entries", &l1.compressed_entries);
+    let ev = &l1.evictions;
+    l.line("l1_evictions", &ev.size);
+    l.line("l1_evicted_expired", &ev.expired);
+    l.line("l1_evicted_written", &ev.written);
+    l.line("l1_evicted_invalidated", &ev.invalidated);
+    l.line("l1_evicted_flushed", &ev.flushed);
+    l.line("audit_rate", &a.rate);
+    l.line("audits_done", &a.done);
+    l.line("audits_failed", &a.failed);
+    l.line("audits_skipped", &a.skipped);
+    l.line("stale_hits_detected", &a.stale_hits);
+    let w = &f.warm;
+    l.line("warm_state", &w.state.name());
+    l.line("warm_runs", &w.runs);
+    l.line("warm_rewarms", &w.rewarms);
+    l.line("warm_failures", &w.failures);
+    l.line("warm_keys_loaded", &w.keys_loaded);
+    l.line("warm_bytes_loaded", &w.bytes_loaded);
+    l.line("warm_peer_keys", &w.peer_keys);
+    l.line("warm_peer_answers", &w.peer_answers);
+    l.line("warm_last_keys", &w.last_keys);
+    l.line("warm_last_duration_ms", &w.last_duration_ms);
+    l.line("warm_holds_ready", &u8::from(w.holds_ready));
+    // One line per namespace when any is configured, as Redis's keyspace lines read:
+    // `namespace_flags:entries=12,bytes=7104,hits=900,misses=12,cache=1` (default last).
+    for row in &l1.namespaces {
+        l.line(
+            &format!("namespace_{}", row.name),
+            &format_args!(
+                "entries={},bytes={},hits={},misses={},cache={}",
+                row.entries,
+                row.bytes,
+                row.hits,
+                row.misses,
+                u8::from(row.policy.cache)
+            ),
+        );
+    }
+    l.0
+}
+
+/// Renders `# Nearcache_Upstream`: connections, calls, latency, errors.
+pub fn upstream_section(f: &Figures) -> String {
+    let (s, up) = (&f.stats, &f.upstream);
+    let mut l = Lines::new("Nearcache_Upstream");
+    l.line("upstream_connections", &up.connections);
+    l.line("upstream_pinned_connections", &s.upstream_pinned);
+    l.line("upstream_pinned_refused", &s.pinned_refused);
+    l.line("upstream_routes", &up.routes);
+    l.line("upstream_in_flight", &s.upstream_in_flight);
+    l.line("upstream_reconnects", &up.reconnects);
+    l.line("upstream_requests", &s.upstream_requests);
+    l.line("upstream_errors", &s.upstream_errors);
+    l.line("upstream_timeouts", &s.upstream_timeouts);
+    l.line("upstream_latency_avg_us", &s.upstream_latency_avg_us());
+    l.0
+}
+
+/// Renders `# Nearcache_Profiler`: slow commands, N+1 reads, hot keys.
+pub fn profiler_section(f: &Figures) -> String {
+    let p = &f.profiler;
+    let mut l = Lines::new("Nearcache_Profiler");
+    l.line("slow_threshold_us", &p.slow_threshold_us);
+    l.line("slow_commands", &p.slow_commands);
+    l.line("slowlog_len", &p.slowlog_len);
+    l.line("slowlog_max_len", &p.slowlog_max_len);
+    l.line("n_plus_one_threshold", &p.n_plus_one_threshold);
+    l.line("n_plus_one_window_ms", &p.n_plus_one_window_ms);
+    l.line("n_plus_one_detected", &p.n_plus_one_detected);
+    l.line("hottest_key_reads", &p.hottest_key_reads);
+    l.0
+}
+
+/// Renders `# Nearcache_Invalidation`: the control connection, tracking and the bus.
+pub fn invalidation_section(f: &Figures) -> String {
+    let (c, b) = (&f.control, &f.control.bus);
+    let mut l = Lines::new("Nearcache_Invalidation");
+    let link = match (c.link_needed, c.link_up) {
+        (false, _) => "off",
+        (true, true) => "up",
+        (true, false) if c.awaiting_credentials => "awaiting_credentials",
+        (true, false) => "down",
+    };
+    l.line("invalidation_link", &link);
+    let mode = match c.mode {
+        TrackingMode::Default => "default",
+        TrackingMode::Off => "off",
+    };
+    l.line("tracking", &mode);
+    let bus_state = match (b.active, b.subscribed) {
+        (false, _) => "refused",
+        (true, true) => "subscribed",
+        (true, false) => "down",
+    };
+    l.line("bus", &bus_state);
+    l.line("bus_channel", &b.channel);
+    l.line("bus_sender_id", &b.sender);
+    l.line("bus_keyed", &u8::from(b.keyed));
+    l.line("bus_key_id", &b.key_id);
+    l.line("bus_publishes_keys", &u8::from(c.publishes_keys));
+    l.line("invalidation_messages", &c.messages);
+    l.line("invalidation_keys_evicted", &c.keys);
+    l.line("bus_received_key_messages", &b.received_keys);
+    l.line("bus_received_keys", &b.keys_received);
+    l.line("bus_received_patterns", &b.received_patterns);
+    l.line("bus_received_flushes", &b.received_flushes);
+    l.line("bus_sent_key_messages", &b.sent_keys);
+    l.line("bus_sent_keys", &b.keys_sent);
+    l.line("bus_sent_patterns", &b.sent_patterns);
+    l.line("bus_sent_flushes", &b.sent_flushes);
+    l.line("bus_own_messages_skipped", &b.own_skipped);
+    l.line("bus_malformed_messages", &b.malformed);
+    l.line("bus_sequence_gaps", &b.sequence_gaps);
+    l.line("bus_unauthenticated_messages", &b.unauthenticated);
+    l.line("bus_replayed_messages", &b.replayed);
+    l.line("bus_oversized_messages", &b.oversized);
+    l.line("bus_oversized_pattern_messages", &b.oversized_patterns);
+    l.line("bus_key_reloads", &b.key_reloads);
+    l.line("invalidation_upstream_flushes", &c.upstream_flushes);
+    l.line("l1_flushes_bus", &b.flushes);
+    l.line("l1_flushes_link_lost", &c.loss_flushes);
+    l.line("bus_hot_asks_sent", &b.sent_hot_asks);
+    l.line("bus_hot_answers_sent", &b.sent_hot_answers);
+    l.line("bus_hot_asks_received", &b.received_hot_asks);
+    l.line("bus_hot_answers_received", &b.received_hot_answers);
+    l.line("bus_lag_last_ms", &b.lag_last_ms);
+    l.line("bus_lag_max_ms", &b.lag_max_ms);
+    l.0
+}

@@ -1,0 +1,48 @@
+//! [`L1Figures`]: one snapshot of L1's figures, what INFO and `/metrics` render.
+
+use super::namespaces::Row;
+use super::{Evictions, L1};
+
+/// L1's figures at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct L1Figures {
+    /// Entries held (as moka counts).
+    pub entries: u64,
+    /// Weighted bytes held.
+    pub used_bytes: u64,
+    /// The bound (`--l1-max-bytes`).
+    pub max_bytes: u64,
+    /// Entries stored zstd-compressed.
+    pub compressed_entries: u64,
+    /// Entries removed, by why.
+    pub evictions: Evictions,
+    /// GET/MGET keys fetched from the upstream that it held.
+    pub l2_hits: u64,
+    /// ... and that it did not.
+    pub l2_misses: u64,
+    /// Every namespace, the default one last; empty when none is configured.
+    pub namespaces: Vec<Row>,
+}
+
+impl L1 {
+    /// The figures now (after moka applied what is pending, so that they are current).
+    pub fn figures(&self) -> L1Figures {
+        self.run_pending_tasks();
+        let (l2_hits, l2_misses) = self.l2_counts();
+        let namespaces = self.namespaces();
+        L1Figures {
+            entries: self.stores.iter().map(|s| s.entry_count()).sum(),
+            used_bytes: self.stores.iter().map(|s| s.weighted_size()).sum(),
+            max_bytes: self.max_bytes(),
+            compressed_entries: self.compressed_entries(),
+            evictions: self.evictions_by_reason(),
+            l2_hits,
+            l2_misses,
+            namespaces: if namespaces.is_empty() {
+                Vec::new()
+            } else {
+                namespaces.rows()
+            },
+        }
+    }
+}

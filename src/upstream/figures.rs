@@ -1,0 +1,48 @@
+//! [`UpstreamFigures`]: one snapshot of the upstream's figures (its state and connections),
+//! what INFO and `/metrics` render; the calls' counters are in [`crate::metrics::Stats`].
+
+use super::{Upstream, UpstreamState};
+
+/// The upstream's figures at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamFigures {
+    /// `host:port`.
+    pub address: String,
+    /// Its state as operators see it.
+    pub state: UpstreamState,
+    /// Whether it is reachable.
+    pub link_up: bool,
+    /// Pooled connections established now.
+    pub connections: u64,
+    /// Pools that exist now (one per route).
+    pub routes: u64,
+    /// Pooled connections re-established after a loss, since start.
+    pub reconnects: u64,
+}
+
+impl Default for UpstreamFigures {
+    fn default() -> Self {
+        UpstreamFigures {
+            address: String::new(),
+            state: UpstreamState::Up,
+            link_up: true,
+            connections: 0,
+            routes: 0,
+            reconnects: 0,
+        }
+    }
+}
+
+impl Upstream {
+    /// The figures now.
+    pub fn figures(&self) -> UpstreamFigures {
+        UpstreamFigures {
+            address: self.address().to_owned(),
+            state: self.state(),
+            link_up: self.link_up(),
+            connections: self.connections() as u64,
+            routes: self.routes() as u64,
+            reconnects: self.reconnects(),
+        }
+    }
+}
