@@ -3,6 +3,8 @@
 //! (`--l1-ttl`), the TOML key the name itself (`l1_ttl`); see [`super::table`] for what is
 //! derived from a row.
 //!
+//! `reload live` marks the options a SIGHUP applies without a restart (`crate::reload`).
+//!
 //! Row order is the order of `--help`, of problems, of the TOML file's expected keys and of
 //! `--print-config`.
 
@@ -43,7 +45,8 @@ options! {
         "Keep answering L1 hits while the upstream is unreachable";
     acl_recheck: Duration = parse::duration,
         "NEARCACHE_ACL_RECHECK", "DURATION", default "1s",
-        "Longest time a learned ACL permission to answer GET/MGET from L1 is trusted; 0: until an ACL change through the sidecar";
+        "Longest time a learned ACL permission to answer GET/MGET from L1 is trusted; 0: until an ACL change through the sidecar",
+        reload live;
     upstream_connections: usize = parse::count,
         "NEARCACHE_UPSTREAM_CONNECTIONS", "N", default "4",
         "Multiplexed upstream connections per (db, protocol, user)";
@@ -97,7 +100,8 @@ options! {
         "File holding the invalidation bus's shared key (one line; a second line is the previous key, accepted during a rotation); re-read when it changes. Without it the bus is open to anyone who may PUBLISH on its channel";
     audit_rate: f64 = parse::fraction,
         "NEARCACHE_AUDIT_RATE", "FRACTION", default "0.001",
-        "Fraction of L1 hits re-read from the upstream in the background and compared with what was served, 0 to 1; 0 disables";
+        "Fraction of L1 hits re-read from the upstream in the background and compared with what was served, 0 to 1; 0 disables",
+        reload live;
     metrics_listen: Option<SocketAddr> = parse::optional_socket_addr,
         "NEARCACHE_METRICS_LISTEN", "ADDR", default "127.0.0.1:9380",
         "HTTP address of /metrics, /healthz and /readyz, or `off`";
@@ -107,17 +111,22 @@ options! {
     // Unset: then RUST_LOG applies if set, else `DEFAULT_LOG_LEVEL` (see `crate::logging`).
     log_level: LevelFilter = parse::log_level,
         "NEARCACHE_LOG_LEVEL", "LEVEL", unset "info",
-        "Log level: error, warn, info, debug, trace or off; when given nowhere, RUST_LOG applies if set";
+        "Log level: error, warn, info, debug, trace or off; when given nowhere, RUST_LOG applies if set",
+        reload live;
     slow_threshold: Duration = parse::duration,
         "NEARCACHE_SLOW_THRESHOLD", "DURATION", default "10ms",
-        "Upstream calls that keep a client waiting this long go to the slow log (NEARCACHE SLOWLOG); 0 logs every call";
+        "Upstream calls that keep a client waiting this long go to the slow log (NEARCACHE SLOWLOG); 0 logs every call",
+        reload live;
     slowlog_max_len: usize = parse::count,
         "NEARCACHE_SLOWLOG_MAX_LEN", "N", default "128",
-        "Entries kept in the slow log, newest first";
+        "Entries kept in the slow log, newest first",
+        reload live;
     n_plus_one_threshold: usize = parse::count,
         "NEARCACHE_N_PLUS_ONE_THRESHOLD", "N", default "10",
-        "Single-key GETs of one key shape (user:#:profile) by one client within --n-plus-one-window reported as an N+1";
+        "Single-key GETs of one key shape (user:#:profile) by one client within --n-plus-one-window reported as an N+1",
+        reload live;
     n_plus_one_window: Duration = parse::positive_duration,
         "NEARCACHE_N_PLUS_ONE_WINDOW", "DURATION", default "100ms",
-        "The window of --n-plus-one-threshold";
+        "The window of --n-plus-one-threshold",
+        reload live;
 }

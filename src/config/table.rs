@@ -41,6 +41,8 @@ pub struct OptionSpec {
     pub help: &'static str,
     /// For a secret: the text shown instead of the value (`--print-config`, `Debug`).
     pub redact: Option<fn(&str) -> String>,
+    /// Applied by a reload (SIGHUP) without a restart (see `crate::reload`).
+    pub live: bool,
 }
 
 impl OptionSpec {
@@ -60,12 +62,13 @@ impl OptionSpec {
 
 /// Declares the options; see the module docs and [`super::options`] for the row syntax:
 /// `name: Type = parser, "ENV", "VALUE", default "text" | unset "text", "help"
-/// [, secret redactor] [, clap(extra clap arg settings)];`
+/// [, secret redactor] [, reload live] [, clap(extra clap arg settings)];`
 macro_rules! options {
     ($(
         $name:ident : $ty:ty = $parse:expr,
         $env:tt, $value:tt, $kind:ident $shown:tt, $help:tt
         $(, secret $redact:expr)?
+        $(, reload $live:ident)?
         $(, clap($($extra:tt)*))?;
     )*) => {
         /// Every option, one row each, in declaration order.
@@ -84,6 +87,7 @@ macro_rules! options {
                     default: options!(@default $kind $shown),
                     help: $help,
                     redact: options!(@redact $($redact)?),
+                    live: options!(@live $($live)?),
                 };
             )*
         }
@@ -163,6 +167,20 @@ macro_rules! options {
             pub warm: WarmConfig,
         }
 
+        impl Config {
+            /// The keys of the options whose values differ between `self` and `other`, in
+            /// declaration order.
+            pub fn differing(&self, other: &Config) -> Vec<&'static str> {
+                let mut keys = Vec::new();
+                $(
+                    if self.$name != other.$name {
+                        keys.push(stringify!($name));
+                    }
+                )*
+                keys
+            }
+        }
+
         /// Picks every option in declaration order (flag, else file, else default),
         /// recording problems and the texts picked in `r`.
         pub(super) fn pick_all(flags: &Flags, file: &mut FileConfig, r: &mut Resolver) -> Config {
@@ -183,6 +201,8 @@ macro_rules! options {
     (@redact) => { None };
     (@redact $redact:expr) => { Some($redact) };
     (@true $($ignored:tt)*) => { true };
+    (@live) => { false };
+    (@live live) => { true };
     (@type default $ty:ty) => { $ty };
     (@type unset $ty:ty) => { Option<$ty> };
     (@pick default $r:ident, $spec:expr, $given:expr, $in_file:expr, $parse:expr) => {

@@ -294,3 +294,31 @@ fn printable_url_hides_every_password_and_stays_a_url() {
     );
     assert!(!debug.contains("pw"), "{debug}");
 }
+
+/// The options a SIGHUP applies (`crate::reload`); every other one differing is reported
+/// as needing a restart.
+#[test]
+fn live_options_are_the_ones_reload_applies() {
+    let live: Vec<&str> = OPTIONS.iter().filter(|s| s.live).map(|s| s.key).collect();
+    assert_eq!(
+        live,
+        [
+            "acl_recheck",
+            "audit_rate",
+            "log_level",
+            "slow_threshold",
+            "slowlog_max_len",
+            "n_plus_one_threshold",
+            "n_plus_one_window"
+        ]
+    );
+    let a = Config::from_parts(&Flags::default(), None).unwrap();
+    let flags = Flags {
+        threads: Some("2".into()),
+        audit_rate: Some("0.5".into()),
+        ..Default::default()
+    };
+    let b = Config::from_parts(&flags, None).unwrap();
+    assert_eq!(a.differing(&b), ["threads", "audit_rate"]);
+    assert!(a.differing(&a.clone()).is_empty());
+}
