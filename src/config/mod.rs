@@ -186,11 +186,7 @@ impl Resolver {
 
     /// The declared default of `spec`, parsed: what stands in for an invalid value while
     /// the other options are checked.
-    fn default<T>(
-        &mut self,
-        spec: &OptionSpec,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> T {
+    fn default<T>(&self, spec: &OptionSpec, parse: impl FnOnce(&str) -> Result<T, String>) -> T {
         parse(spec.default.shown()).expect("every declared default parses (config tests)")
     }
 }
