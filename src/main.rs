@@ -1,5 +1,5 @@
 //! `nearcache`: flags -> config -> runtime -> server; exit codes 0 (clean stop), 1 (cannot
-//! start), 64 (invalid configuration).
+//! start), 64 (invalid configuration). `--print-config` prints the configuration and exits.
 
 use std::process::ExitCode;
 
@@ -22,6 +22,18 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if flags.print_config {
+        return match Config::print(&flags) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("nearcache: invalid configuration:\n{e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
+    }
     let config = match Config::load(&flags) {
         Ok(c) => c,
         Err(e) => {

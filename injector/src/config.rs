@@ -33,7 +33,8 @@ impl Default for InjectorConfig {
             image_pull_policy: None,
             url_env: "REDIS_URL".to_owned(),
             l1_max_bytes: "64MiB".to_owned(),
-            l1_ttl: "60s".to_owned(),
+            // The sidecar's own default.
+            l1_ttl: nearcache::config::spec::l1_ttl.default.shown().to_owned(),
             cpu_request: "50m".to_owned(),
             system_namespaces: ["kube-system", "kube-public", "kube-node-lease"]
                 .map(str::to_owned)

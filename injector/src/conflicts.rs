@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::PodSpec;
 use crate::{METRICS_PORT, SIDECAR_NAME};
 
 /// The sidecar's client port (see [`crate::SIDECAR_LISTEN`]).
-pub const LISTEN_PORT: i32 = 6380;
+pub const LISTEN_PORT: i32 = nearcache::config::DEFAULT_LISTEN.port() as i32;
 
 /// Every conflict between `spec` and the sidecar, as a sentence each.
 pub fn check(spec: &PodSpec) -> Vec<String> {

@@ -20,6 +20,7 @@ use k8s_openapi::api::core::v1::{
     SecurityContext, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use nearcache::config::spec;
 use serde_json::{json, Value};
 
 pub use config::InjectorConfig;
@@ -51,10 +52,15 @@ pub const BUS_KEY_FILE: &str = "/etc/nearcache/bus-key/bus.key";
 
 /// Name of the injected (native sidecar) init container.
 pub const SIDECAR_NAME: &str = "nearcache";
-/// Where the sidecar listens; the app's URL env var points here.
-pub const SIDECAR_LISTEN: &str = "127.0.0.1:6380";
-pub const SIDECAR_URL: &str = "redis://127.0.0.1:6380";
-pub const METRICS_PORT: i32 = 9380;
+/// Where the sidecar listens: its default `--listen`; the app's URL env var points here.
+pub const SIDECAR_LISTEN: &str = spec::listen.default.shown();
+/// The sidecar's metrics port: its default `--metrics-listen`'s (listening on every address).
+pub const METRICS_PORT: i32 = nearcache::config::DEFAULT_METRICS_LISTEN.port() as i32;
+
+/// The URL the app's URL env var is set to: the sidecar's listen address.
+pub fn sidecar_url() -> String {
+    format!("redis://{SIDECAR_LISTEN}")
+}
 pub const SIDECAR_BINARY: &str = "/usr/local/bin/nearcache";
 
 const DEFAULT_GRACE_SECONDS: i64 = 30;
@@ -155,10 +161,9 @@ pub fn inject(
         return Err(InjectError::NoContainers);
     }
     if spec.host_network == Some(true) {
-        warnings.push(
-            "nearcache sidecar not injected: hostNetwork pods would share 127.0.0.1:6380 with the node"
-                .to_owned(),
-        );
+        warnings.push(format!(
+            "nearcache sidecar not injected: hostNetwork pods would share {SIDECAR_LISTEN} with the node"
+        ));
         return Ok(Decision::skip_warn("hostNetwork pod", warnings));
     }
     let conflicts = conflicts::check(spec);
@@ -211,7 +216,7 @@ pub fn inject(
 
     for (i, c) in spec.containers.iter().enumerate() {
         let base = format!("/spec/containers/{i}/env");
-        let entry = json!({ "name": settings.url_env, "value": SIDECAR_URL });
+        let entry = json!({ "name": settings.url_env, "value": sidecar_url() });
         match &c.env {
             None => ops.push(add(&base, json!([entry]))),
             Some(env) => {
@@ -224,7 +229,7 @@ pub fn inject(
                 {
                     found = true;
                     if e.value_from.is_none() && e.value.is_some() {
-                        ops.push(replace(&format!("{base}/{j}/value"), json!(SIDECAR_URL)));
+                        ops.push(replace(&format!("{base}/{j}/value"), json!(sidecar_url())));
                     } else {
                         ops.push(replace(&format!("{base}/{j}"), entry.clone()));
                     }
@@ -332,9 +337,9 @@ fn sidecar_container(
         .as_ref()
         .and_then(|s| s.termination_grace_period_seconds);
     let upstream_env = match upstream {
-        Upstream::Value(v) => env("NEARCACHE_UPSTREAM", v.clone()),
+        Upstream::Value(v) => env(spec::upstream.env, v.clone()),
         Upstream::From(src) => EnvVar {
-            name: "NEARCACHE_UPSTREAM".to_owned(),
+            name: spec::upstream.env.to_owned(),
             value: None,
             value_from: Some((**src).clone()),
         },
@@ -343,18 +348,15 @@ fn sidecar_container(
     // Kubernetes expands `$(VAR)` in NEARCACHE_UPSTREAM from the entries before it.
     let mut env_vars = s.upstream_env.clone();
     env_vars.extend([
-        env("NEARCACHE_LISTEN", SIDECAR_LISTEN),
+        env(spec::listen.env, SIDECAR_LISTEN),
         upstream_env,
-        env("NEARCACHE_L1_MAX_BYTES", s.l1_max_bytes.to_string()),
-        env("NEARCACHE_L1_TTL", s.l1_ttl.clone()),
-        env(
-            "NEARCACHE_METRICS_LISTEN",
-            format!("0.0.0.0:{METRICS_PORT}"),
-        ),
-        env("NEARCACHE_SHUTDOWN_GRACE", shutdown_grace(grace)),
+        env(spec::l1_max_bytes.env, s.l1_max_bytes.to_string()),
+        env(spec::l1_ttl.env, s.l1_ttl.clone()),
+        env(spec::metrics_listen.env, format!("0.0.0.0:{METRICS_PORT}")),
+        env(spec::shutdown_grace.env, shutdown_grace(grace)),
     ]);
     let mounts = s.bus_key.as_ref().map(|_| {
-        env_vars.push(env("NEARCACHE_BUS_KEY_FILE", BUS_KEY_FILE));
+        env_vars.push(env(spec::bus_key_file.env, BUS_KEY_FILE));
         vec![VolumeMount {
             name: BUS_KEY_VOLUME.to_owned(),
             mount_path: BUS_KEY_DIR.to_owned(),

@@ -1,61 +1,30 @@
-//! Validation of annotation and config values. Sizes and durations use the same
-//! grammar as the sidecar's own flags, so a value accepted here starts the sidecar.
+//! Validation of annotation and config values. Sizes and durations are read by the
+//! sidecar's own grammar ([`nearcache::config::grammar`]), so a value accepted here starts
+//! the sidecar.
 
-const SIZE_HINT: &str = "(use e.g. 4096, 64KiB, 256MiB, 1GiB)";
-const DURATION_HINT: &str = "(use e.g. 500ms, 60s, 5m)";
+use nearcache::config::grammar::{self, Malformed, DURATION_HINT, SIZE_HINT};
 
-fn split_number(s: &str) -> (&str, &str) {
-    let s = s.trim();
-    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    (&s[..end], s[end..].trim())
-}
+/// Largest L1 bound taken: keeps the derived memory limit (1.5 × + 32 MiB) far from
+/// overflow.
+const MAX_SIZE: u64 = 1 << 50;
 
 /// SIZE: bytes, optionally with B, KB, KiB, MB, MiB, GB, GiB; at least 1.
 pub fn positive_size(s: &str) -> Result<u64, String> {
-    let (digits, unit) = split_number(s);
-    let unit_bytes: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1_000,
-        "kib" => 1 << 10,
-        "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        _ => return Err(format!("invalid size {SIZE_HINT}")),
-    };
-    if digits.is_empty() {
-        return Err(format!("invalid size {SIZE_HINT}"));
-    }
-    match digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit_bytes))
-    {
-        Some(0) => Err("must be at least 1 byte".to_owned()),
-        // Keeps the derived memory limit (1.5 × + 32 MiB) far from overflow.
-        Some(n) if n <= 1 << 50 => Ok(n),
-        _ => Err("size is too large".to_owned()),
+    match grammar::size(s) {
+        Ok(0) => Err("must be at least 1 byte".to_owned()),
+        Ok(n) if n <= MAX_SIZE => Ok(n),
+        Ok(_) | Err(Malformed::TooLarge) => Err("size is too large".to_owned()),
+        Err(Malformed::Invalid) => Err(format!("invalid size {SIZE_HINT}")),
     }
 }
 
 /// DURATION: integer followed by ms, s, m or h; a bare integer is seconds.
 pub fn duration_ms(s: &str) -> Result<u64, String> {
-    let (digits, unit) = split_number(s);
-    let per_unit: u64 = match unit.to_ascii_lowercase().as_str() {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(format!("invalid duration {DURATION_HINT}")),
-    };
-    if digits.is_empty() {
-        return Err(format!("invalid duration {DURATION_HINT}"));
+    match grammar::duration(s) {
+        Ok(d) => u64::try_from(d.as_millis()).map_err(|_| "duration is too large".to_owned()),
+        Err(Malformed::TooLarge) => Err("duration is too large".to_owned()),
+        Err(Malformed::Invalid) => Err(format!("invalid duration {DURATION_HINT}")),
     }
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(per_unit))
-        .ok_or_else(|| "duration is too large".to_owned())
 }
 
 /// An upstream the sidecar accepts: the sidecar's own parser
@@ -67,7 +36,7 @@ pub fn upstream_url(s: &str) -> Result<(), String> {
 /// Whether a (valid) upstream URL is the sidecar's own listen address, which would loop.
 pub fn is_sidecar_address(url: &str) -> bool {
     nearcache::config::url::upstream(url).is_ok_and(|a| {
-        a.port == 6380 && {
+        a.port == nearcache::config::DEFAULT_LISTEN.port() && {
             let host = a.host.to_ascii_lowercase();
             host == "localhost" || host == "::1" || host == "127.0.0.1"
         }

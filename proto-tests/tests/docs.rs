@@ -2,8 +2,10 @@
 //! lists in `NEARCACHE HELP` is in docs/nearcache-command.md, every field a sidecar reports in
 //! its `# Nearcache*` INFO sections is in docs/info.md, the README's quick-start `redis-cli`
 //! lines succeed against a real sidecar, and `make help` and the README name the same make
-//! targets, and the links between README.md and docs/ reach a file and a heading. (Every
-//! flag in docs/configuration.md's table: src/config/tests.rs.)
+//! targets, the links between README.md and docs/ reach a file and a heading, and the
+//! README's "Dependencies" section names every crate of the sidecar's and the injector's
+//! `[dependencies]`. (Every option in docs/configuration.md's and the README's tables:
+//! src/config/table_tests.rs.)
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -283,4 +285,44 @@ fn links_between_the_docs_resolve() {
             }
         }
     }
+}
+
+/// The crate names of a Cargo.toml's `[dependencies]` table.
+fn dependencies(manifest: &str) -> BTreeSet<String> {
+    let text = read(manifest);
+    let start = text.find("\n[dependencies]\n").expect("[dependencies]");
+    text[start + 16..]
+        .lines()
+        .take_while(|l| !l.starts_with('['))
+        .filter(|l| !l.starts_with('#') && l.contains('='))
+        .map(|l| l.split('=').next().unwrap().trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn readme_dependencies_name_every_crate_and_only_those() {
+    let readme = read("README.md");
+    let deps = section(&readme, "## Dependencies");
+    let mut named = BTreeSet::new();
+    for row in deps.lines().filter(|l| l.starts_with("| `")) {
+        let first = row.split('|').nth(1).unwrap();
+        for (i, part) in first.split('`').enumerate() {
+            if i % 2 == 1 {
+                named.insert(part.to_owned());
+            }
+        }
+    }
+    let mut all = dependencies("Cargo.toml");
+    all.extend(dependencies("injector/Cargo.toml"));
+    let missing: Vec<&String> = all.difference(&named).collect();
+    assert!(
+        missing.is_empty(),
+        "README's Dependencies lacks {missing:?}"
+    );
+    let extra: Vec<&String> = named.difference(&all).collect();
+    assert!(
+        extra.is_empty(),
+        "README's Dependencies names {extra:?}, not a dependency"
+    );
+    assert!(deps.contains("`fred`"), "why not fred");
 }

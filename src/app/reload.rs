@@ -6,13 +6,14 @@
 //! Applied at once: `log_level`, `slow_threshold`, `slowlog_max_len`,
 //! `n_plus_one_threshold`, `n_plus_one_window`, `acl_recheck` (the re-check task follows
 //! within [`crate::acl::RECHECK_POLL`]) and `audit_rate` (taken by each client connection
-//! when it connects). Every other option needs a restart: see [`restart_only`].
+//! when it connects): the rows marked `reload live` in the options table
+//! (`config/options.rs`). Every other option needs a restart: see [`restart_only`].
 
 use std::fmt::Debug;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use crate::config::{Config, Flags, LevelFilter};
+use crate::config::{Config, Flags, LevelFilter, OPTIONS};
 use crate::services::Services;
 
 /// Re-reads and applies the configuration of a running sidecar.
@@ -171,70 +172,18 @@ pub fn summary(outcome: &Outcome) -> String {
 /// The options that differ between `old` and `new` and take effect only after a restart
 /// (named as in the TOML file).
 pub fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut names = Vec::new();
-    let mut check = |name: &'static str, differs: bool| {
-        if differs {
-            names.push(name);
-        }
-    };
-    check("listen", old.listen != new.listen);
-    check("upstream", old.upstream != new.upstream);
-    check("metrics_listen", old.metrics_listen != new.metrics_listen);
-    check("threads", old.threads != new.threads);
-    check("l1_max_bytes", old.l1_max_bytes != new.l1_max_bytes);
-    check("l1_ttl", old.l1_ttl != new.l1_ttl);
-    check(
-        "l1_compress_min_bytes",
-        old.l1_compress_min_bytes != new.l1_compress_min_bytes,
-    );
-    check("l1_cache_nil", old.l1_cache_nil != new.l1_cache_nil);
-    check(
-        "serve_stale_when_down",
-        old.serve_stale_when_down != new.serve_stale_when_down,
-    );
-    check(
-        "upstream_connections",
-        old.upstream_connections != new.upstream_connections,
-    );
-    check(
-        "upstream_timeout",
-        old.upstream_timeout != new.upstream_timeout,
-    );
-    check(
-        "connect_timeout",
-        old.connect_timeout != new.connect_timeout,
-    );
-    check(
-        "upstream_idle_timeout",
-        old.upstream_idle_timeout != new.upstream_idle_timeout,
-    );
-    check(
-        "max_upstream_routes",
-        old.max_upstream_routes != new.max_upstream_routes,
-    );
-    check("max_clients", old.max_clients != new.max_clients);
-    check("max_pinned", old.max_pinned != new.max_pinned);
-    let (ol, nl) = (&old.limits, &new.limits);
-    check("max_bulk_bytes", ol.max_bulk_bytes != nl.max_bulk_bytes);
-    check("max_array_len", ol.max_array_len != nl.max_array_len);
-    check(
-        "max_inline_bytes",
-        ol.max_inline_bytes != nl.max_inline_bytes,
-    );
-    check("shutdown_grace", old.shutdown_grace != new.shutdown_grace);
-    check("tracking", old.tracking != new.tracking);
-    check(
-        "invalidation_heartbeat",
-        old.invalidation_heartbeat != new.invalidation_heartbeat,
-    );
-    check(
-        "invalidation_channel",
-        old.invalidation_channel != new.invalidation_channel,
-    );
-    check("bus_key_file", old.bus_key_file != new.bus_key_file);
-    check("log_format", old.log_format != new.log_format);
-    check("namespace", old.namespaces != new.namespaces);
-    check("warm", old.warm != new.warm);
+    let live = |key: &&str| OPTIONS.iter().any(|s| s.key == *key && s.live);
+    let mut names: Vec<&'static str> = old
+        .differing(new)
+        .into_iter()
+        .filter(|k| !live(k))
+        .collect();
+    if old.namespaces != new.namespaces {
+        names.push("namespace");
+    }
+    if old.warm != new.warm {
+        names.push("warm");
+    }
     names
 }
 

@@ -7,8 +7,13 @@
 
 pub mod bus_key;
 mod flags;
+pub mod grammar;
 pub mod namespaces;
+#[macro_use]
+mod table;
+mod options;
 mod parse;
+mod print;
 pub mod url;
 mod warm;
 
@@ -20,8 +25,10 @@ use serde::Deserialize;
 pub use tracing::level_filters::LevelFilter;
 
 pub use crate::protocol::Limits;
-pub use flags::{Command, Flags};
+pub use flags::Command;
 pub use namespaces::{NamespaceConfig, DEFAULT_NAMESPACE, MAX_NAMESPACES};
+pub use options::{spec, Config, Flags, OPTIONS};
+pub use table::{DefaultText, OptionSpec};
 pub use warm::WarmConfig;
 
 /// A DURATION as the options take it (`500ms`, `60s`, a bare integer is seconds).
@@ -29,58 +36,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     parse::duration(s)
 }
 
-/// Default `--metrics-listen`: the HTTP address of `/metrics`, `/healthz`, `/readyz`.
+/// Default `--metrics-listen` as a value (the injector's metrics port); the options table
+/// ([`spec::metrics_listen`]) declares it, a test checks they agree.
 pub const DEFAULT_METRICS_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9380);
-
-/// Default `--listen`: the client listen address.
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9380);
+/// Default `--listen` as a value (the injector's client port); declared in
+/// [`spec::listen`], a test checks they agree.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 6380);
-/// Default `--upstream`: the upstream Redis URL.
-pub const DEFAULT_UPSTREAM: &str = "redis://127.0.0.1:6379";
-/// Default `--l1-max-bytes`: 256MiB.
-pub const DEFAULT_L1_MAX_BYTES: u64 = 256 << 20;
-/// Default `--l1-ttl`: 60s.
-pub const DEFAULT_L1_TTL: Duration = Duration::from_secs(60);
-/// Default `--l1-compress-min-bytes`: 4096.
-pub const DEFAULT_L1_COMPRESS_MIN_BYTES: usize = 4096;
-/// Default `--l1-cache-nil`: true.
-pub const DEFAULT_L1_CACHE_NIL: bool = true;
-/// Default `--serve-stale-when-down`: false.
-pub const DEFAULT_SERVE_STALE_WHEN_DOWN: bool = false;
-/// Default `--acl-recheck`: 1s.
-pub const DEFAULT_ACL_RECHECK: Duration = Duration::from_secs(1);
-/// Default `--upstream-connections`: 4.
-pub const DEFAULT_UPSTREAM_CONNECTIONS: usize = 4;
-/// Default `--upstream-timeout`: 5s.
-pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default `--upstream-idle-timeout`: 30s.
-pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default `--max-upstream-routes`: 64.
-pub const DEFAULT_MAX_UPSTREAM_ROUTES: usize = 64;
-/// Default `--connect-timeout`: 1s.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Default `--max-clients`: 10000.
-pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
-/// Default `--max-pinned`: 1024.
-pub const DEFAULT_MAX_PINNED: usize = 1024;
-/// Default `--max-bulk-bytes`: 512MiB.
-pub const DEFAULT_MAX_BULK_BYTES: usize = 512 << 20;
-/// Default `--max-array-len`: 1048576.
-pub const DEFAULT_MAX_ARRAY_LEN: usize = 1_048_576;
-/// Default `--max-inline-bytes`: 64KiB.
-pub const DEFAULT_MAX_INLINE_BYTES: usize = 64 << 10;
-/// Default `--shutdown-grace`: 5s.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// Default `--threads`: 1. A sidecar shares its host with the application; one worker
-/// thread avoids cross-core traffic on the hit path and serves over a million pipelined
-/// hits per second on its own.
-pub const DEFAULT_THREADS: usize = 1;
-/// Default `--tracking`: Redis server-assisted tracking covers every key L1 holds.
-pub const DEFAULT_TRACKING: TrackingMode = TrackingMode::Default;
-/// Default `--invalidation-heartbeat`: 1s.
-pub const DEFAULT_INVALIDATION_HEARTBEAT: Duration = Duration::from_secs(1);
-/// Default `--invalidation-channel`: the invalidation bus every sidecar subscribes to.
-pub const DEFAULT_INVALIDATION_CHANNEL: &str = "nearcache:invalidate";
 
 /// How L1 learns of writes made elsewhere (`--tracking`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,12 +53,8 @@ pub enum TrackingMode {
     /// No tracking: only writes through this sidecar and `--l1-ttl` bound staleness.
     Off,
 }
-/// Default `--audit-rate`: one L1 hit in a thousand is re-read from the upstream and compared.
-pub const DEFAULT_AUDIT_RATE: f64 = 0.001;
-/// Default `--log-format`: plain text lines.
-pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Human;
-/// Default `--log-level` when neither it nor `RUST_LOG` is set: start-up, outages and
-/// recoveries, and everything worse.
+/// The log level when neither `--log-level` nor `RUST_LOG` is set: start-up, outages and
+/// recoveries, and everything worse (shown as the default of [`spec::log_level`]).
 pub const DEFAULT_LOG_LEVEL: LevelFilter = LevelFilter::INFO;
 
 /// How log lines are written to stderr (`--log-format`).
@@ -108,15 +66,6 @@ pub enum LogFormat {
     /// pipelines.
     Json,
 }
-/// Default `--slow-threshold`: 10ms.
-pub const DEFAULT_SLOW_THRESHOLD: Duration = Duration::from_millis(10);
-/// Default `--slowlog-max-len`: 128 entries.
-pub const DEFAULT_SLOWLOG_MAX_LEN: usize = 128;
-/// Default `--n-plus-one-threshold`: 10 reads.
-pub const DEFAULT_N_PLUS_ONE_THRESHOLD: usize = 10;
-/// Default `--n-plus-one-window`: 100ms.
-pub const DEFAULT_N_PLUS_ONE_WINDOW: Duration = Duration::from_millis(100);
-
 /// Where the upstream Redis is and how to log in; `Debug` and `Display` never show the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct UpstreamAddr {
@@ -161,128 +110,12 @@ impl fmt::Debug for UpstreamAddr {
     }
 }
 
-/// The validated configuration the rest of the binary runs on.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Client listen address (`--listen`).
-    pub listen: SocketAddr,
-    /// Upstream Redis (`--upstream`).
-    pub upstream: UpstreamAddr,
-    /// L1 bound in bytes: key + value + overhead (`--l1-max-bytes`).
-    pub l1_max_bytes: u64,
-    /// Max L1 lifetime, also capped by the key's upstream PTTL; zero disables L1 (`--l1-ttl`).
-    pub l1_ttl: Duration,
-    /// Values at least this big are stored zstd-compressed (`--l1-compress-min-bytes`).
-    pub l1_compress_min_bytes: usize,
-    /// Cache missing keys as nil (`--l1-cache-nil`).
-    pub l1_cache_nil: bool,
-    /// Keep answering L1 hits while the upstream is unreachable (`--serve-stale-when-down`).
-    pub serve_stale_when_down: bool,
-    /// Longest time a learned ACL permission to answer GET/MGET from L1 is trusted before
-    /// the upstream is asked again; zero: until an ACL change through the sidecar
-    /// (`--acl-recheck`).
-    pub acl_recheck: Duration,
-    /// Multiplexed upstream connections per (db, protocol, user) (`--upstream-connections`).
-    pub upstream_connections: usize,
-    /// Bound on one upstream reply (`--upstream-timeout`).
-    pub upstream_timeout: Duration,
-    /// Bound on one upstream connect + handshake (`--connect-timeout`).
-    pub connect_timeout: Duration,
-    /// Upstream pools no client has used this long are closed (`--upstream-idle-timeout`).
-    pub upstream_idle_timeout: Duration,
-    /// Most upstream pools, one per (db, protocol, user) (`--max-upstream-routes`).
-    pub max_upstream_routes: usize,
-    /// Most client connections at once (`--max-clients`).
-    pub max_clients: usize,
-    /// Most upstream connections pinned to one client each, kept ones included
-    /// (`--max-pinned`).
-    pub max_pinned: usize,
-    /// Bounds on client requests (`--max-bulk-bytes`, `--max-array-len`, `--max-inline-bytes`).
-    pub limits: Limits,
-    /// Drain time on SIGTERM / SIGINT (`--shutdown-grace`).
-    pub shutdown_grace: Duration,
-    /// Worker threads (`--threads`).
-    pub threads: usize,
-    /// How writes made elsewhere reach L1 (`--tracking`).
-    pub tracking: TrackingMode,
-    /// Heartbeat of the control connection (`--invalidation-heartbeat`).
-    pub invalidation_heartbeat: Duration,
-    /// Pub/sub channel of the invalidation bus (`--invalidation-channel`).
-    pub invalidation_channel: String,
-    /// File with the bus's shared key(s) (`--bus-key-file`); `None`: the bus is open.
-    pub bus_key_file: Option<std::path::PathBuf>,
-    /// Fraction of L1 hits re-read from the upstream and compared with what was served, in
-    /// `0..=1`; zero disables the staleness audit (`--audit-rate`).
-    pub audit_rate: f64,
-    /// HTTP address of `/metrics`, `/healthz`, `/readyz` (`--metrics-listen`); `None`: off.
-    pub metrics_listen: Option<SocketAddr>,
-    /// Format of the log lines on stderr (`--log-format`).
-    pub log_format: LogFormat,
-    /// Log level (`--log-level`); `None` when given nowhere: then `RUST_LOG` applies if
-    /// set, else [`DEFAULT_LOG_LEVEL`] (see [`crate::logging`]).
-    pub log_level: Option<LevelFilter>,
-    /// Upstream calls that keep a client waiting at least this long are logged as slow;
-    /// zero logs every call (`--slow-threshold`).
-    pub slow_threshold: Duration,
-    /// Entries kept in the slow log (`--slowlog-max-len`).
-    pub slowlog_max_len: usize,
-    /// Single-key reads of one key shape by one client that make an N+1
-    /// (`--n-plus-one-threshold`).
-    pub n_plus_one_threshold: usize,
-    /// The window those reads must fall in (`--n-plus-one-window`).
-    pub n_plus_one_window: Duration,
-    /// Per-pattern cache policies, first match wins (`[[namespace]]`, config file only).
-    pub namespaces: Vec<NamespaceConfig>,
-    /// Warming at start, from peers and after a flush (`[warm]`, config file only).
-    pub warm: WarmConfig,
-}
-
 /// Every configuration problem found, one line each when displayed.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .problems.join("\n"))]
 pub struct ConfigError {
     /// One message per problem, each naming the option (`--l1-ttl: invalid duration "abc" ...`).
     pub problems: Vec<String>,
-}
-
-/// The TOML file: keys are the flag names with `_`; unknown keys are refused.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<Scalar>,
-    upstream: Option<Scalar>,
-    l1_max_bytes: Option<Scalar>,
-    l1_ttl: Option<Scalar>,
-    l1_compress_min_bytes: Option<Scalar>,
-    l1_cache_nil: Option<Scalar>,
-    serve_stale_when_down: Option<Scalar>,
-    acl_recheck: Option<Scalar>,
-    upstream_connections: Option<Scalar>,
-    upstream_timeout: Option<Scalar>,
-    connect_timeout: Option<Scalar>,
-    upstream_idle_timeout: Option<Scalar>,
-    max_upstream_routes: Option<Scalar>,
-    max_clients: Option<Scalar>,
-    max_pinned: Option<Scalar>,
-    max_bulk_bytes: Option<Scalar>,
-    max_array_len: Option<Scalar>,
-    max_inline_bytes: Option<Scalar>,
-    shutdown_grace: Option<Scalar>,
-    threads: Option<Scalar>,
-    tracking: Option<Scalar>,
-    invalidation_heartbeat: Option<Scalar>,
-    invalidation_channel: Option<Scalar>,
-    bus_key_file: Option<Scalar>,
-    audit_rate: Option<Scalar>,
-    metrics_listen: Option<Scalar>,
-    log_format: Option<Scalar>,
-    log_level: Option<Scalar>,
-    slow_threshold: Option<Scalar>,
-    slowlog_max_len: Option<Scalar>,
-    n_plus_one_threshold: Option<Scalar>,
-    n_plus_one_window: Option<Scalar>,
-    namespace: Option<Vec<toml::Value>>,
-    warm: Option<toml::Value>,
 }
 
 /// A TOML string, integer, float or boolean kept as text, so file and flags share one parser.
@@ -316,40 +149,63 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
-/// Collects problems while picking each option's text (flag, else file) and parsing it.
+/// Collects problems, and the text each option was picked from, while picking each option
+/// (flag, else file, else default) and parsing it.
 struct Resolver {
     file_name: String,
     problems: Vec<String>,
+    /// The text each option took, in declaration order (unset ones left out).
+    picked: Vec<(OptionSpec, String)>,
 }
 
 impl Resolver {
-    /// The parsed value of the option stored in field `name` (flag `--name-with-dashes`),
-    /// or `None` when given nowhere or invalid (then the problem is recorded).
+    /// The parsed value of option `spec`: its flag (or env) text, else its file text, else
+    /// its declared default; `None` when unset or invalid (then the problem is recorded).
     fn pick<T>(
         &mut self,
-        name: &str,
+        spec: &OptionSpec,
         given: &Option<String>,
         in_file: Option<Scalar>,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Option<T> {
-        let (text, origin) = match (given, in_file) {
-            (Some(text), _) => (text.clone(), String::new()),
-            (None, Some(Scalar(text))) => (text, format!(" (in {})", self.file_name)),
-            (None, None) => return None,
+        let (text, origin) = match (given, in_file, spec.default) {
+            (Some(text), _, _) => (text.clone(), String::new()),
+            (None, Some(Scalar(text)), _) => (text, format!(" (in {})", self.file_name)),
+            (None, None, DefaultText::Value(text)) => (text.to_owned(), " (the default)".into()),
+            (None, None, DefaultText::Unset(_)) => return None,
         };
-        parse(&text)
+        let parsed = parse(&text)
             .map_err(|e| {
-                let flag = name.replace('_', "-");
-                self.problems.push(format!("--{flag}: {e}{origin}"));
+                let flag = spec.flag();
+                self.problems.push(format!("{flag}: {e}{origin}"));
             })
-            .ok()
+            .ok();
+        self.picked.push((*spec, text));
+        parsed
     }
+
+    /// The declared default of `spec`, parsed: what stands in for an invalid value while
+    /// the other options are checked.
+    fn default<T>(&self, spec: &OptionSpec, parse: impl FnOnce(&str) -> Result<T, String>) -> T {
+        parse(spec.default.shown()).expect("every declared default parses (config tests)")
+    }
+}
+
+/// What `--print-config` shows: the text each option took and the file's tables.
+struct Printable {
+    picked: Vec<(OptionSpec, String)>,
+    namespace: Option<Vec<toml::Value>>,
+    warm: Option<toml::Value>,
 }
 
 impl Config {
     /// Pure: flags (already merged with env by clap) over file text over defaults.
     /// Reports every problem at once.
     pub fn from_parts(flags: &Flags, file_text: Option<&str>) -> Result<Config, ConfigError> {
+        Self::resolve(flags, file_text).map(|(config, _)| config)
+    }
+
+    fn resolve(flags: &Flags, file_text: Option<&str>) -> Result<(Config, Printable), ConfigError> {
         let file_name = match &flags.config {
             Some(path) => path.display().to_string(),
             None => "the config file".to_owned(),
@@ -357,9 +213,10 @@ impl Config {
         let mut r = Resolver {
             file_name,
             problems: Vec::new(),
+            picked: Vec::new(),
         };
-        let file = match file_text.map(toml::from_str::<FileConfig>) {
-            None => FileConfig::default(),
+        let mut file = match file_text.map(toml::from_str::<options::FileConfig>) {
+            None => options::FileConfig::default(),
             Some(Ok(file)) => file,
             Some(Err(e)) => {
                 // Message and position only: the source line may hold the upstream password.
@@ -381,70 +238,14 @@ impl Config {
                 r.problems.push(format!(
                     "--config: {file} line {line}, column {column}: {msg}"
                 ));
-                FileConfig::default()
+                options::FileConfig::default()
             }
         };
-        // `pick!(field, parser)`: that option's flag text, else its file text, parsed.
-        macro_rules! pick {
-            ($field:ident, $parse:expr) => {
-                r.pick(stringify!($field), &flags.$field, file.$field, $parse)
-            };
-        }
-        let mut config = Config {
-            namespaces: Vec::new(),
-            warm: WarmConfig::defaults(DEFAULT_L1_MAX_BYTES),
-            listen: pick!(listen, parse::socket_addr).unwrap_or(DEFAULT_LISTEN),
-            upstream: pick!(upstream, url::upstream)
-                .unwrap_or_else(|| url::upstream(DEFAULT_UPSTREAM).expect("valid default")),
-            l1_max_bytes: pick!(l1_max_bytes, parse::size).unwrap_or(DEFAULT_L1_MAX_BYTES),
-            l1_ttl: pick!(l1_ttl, parse::duration).unwrap_or(DEFAULT_L1_TTL),
-            l1_compress_min_bytes: pick!(l1_compress_min_bytes, parse::positive_size)
-                .unwrap_or(DEFAULT_L1_COMPRESS_MIN_BYTES),
-            l1_cache_nil: pick!(l1_cache_nil, parse::boolean).unwrap_or(DEFAULT_L1_CACHE_NIL),
-            serve_stale_when_down: pick!(serve_stale_when_down, parse::boolean)
-                .unwrap_or(DEFAULT_SERVE_STALE_WHEN_DOWN),
-            acl_recheck: pick!(acl_recheck, parse::duration).unwrap_or(DEFAULT_ACL_RECHECK),
-            upstream_connections: pick!(upstream_connections, parse::count)
-                .unwrap_or(DEFAULT_UPSTREAM_CONNECTIONS),
-            upstream_timeout: pick!(upstream_timeout, parse::positive_duration)
-                .unwrap_or(DEFAULT_UPSTREAM_TIMEOUT),
-            connect_timeout: pick!(connect_timeout, parse::positive_duration)
-                .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-            upstream_idle_timeout: pick!(upstream_idle_timeout, parse::positive_duration)
-                .unwrap_or(DEFAULT_UPSTREAM_IDLE_TIMEOUT),
-            max_upstream_routes: pick!(max_upstream_routes, parse::count)
-                .unwrap_or(DEFAULT_MAX_UPSTREAM_ROUTES),
-            max_clients: pick!(max_clients, parse::count).unwrap_or(DEFAULT_MAX_CLIENTS),
-            max_pinned: pick!(max_pinned, parse::count).unwrap_or(DEFAULT_MAX_PINNED),
-            limits: Limits {
-                max_bulk_bytes: pick!(max_bulk_bytes, parse::positive_size)
-                    .unwrap_or(DEFAULT_MAX_BULK_BYTES),
-                max_array_len: pick!(max_array_len, parse::count).unwrap_or(DEFAULT_MAX_ARRAY_LEN),
-                max_inline_bytes: pick!(max_inline_bytes, parse::positive_size)
-                    .unwrap_or(DEFAULT_MAX_INLINE_BYTES),
-            },
-            shutdown_grace: pick!(shutdown_grace, parse::duration)
-                .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
-            threads: pick!(threads, parse::count).unwrap_or(DEFAULT_THREADS),
-            tracking: pick!(tracking, parse::tracking).unwrap_or(DEFAULT_TRACKING),
-            invalidation_heartbeat: pick!(invalidation_heartbeat, parse::positive_duration)
-                .unwrap_or(DEFAULT_INVALIDATION_HEARTBEAT),
-            invalidation_channel: pick!(invalidation_channel, parse::channel)
-                .unwrap_or_else(|| DEFAULT_INVALIDATION_CHANNEL.to_owned()),
-            bus_key_file: pick!(bus_key_file, parse::path),
-            audit_rate: pick!(audit_rate, parse::fraction).unwrap_or(DEFAULT_AUDIT_RATE),
-            metrics_listen: pick!(metrics_listen, parse::optional_socket_addr)
-                .unwrap_or(Some(DEFAULT_METRICS_LISTEN)),
-            log_format: pick!(log_format, parse::log_format).unwrap_or(DEFAULT_LOG_FORMAT),
-            log_level: pick!(log_level, parse::log_level),
-            slow_threshold: pick!(slow_threshold, parse::duration)
-                .unwrap_or(DEFAULT_SLOW_THRESHOLD),
-            slowlog_max_len: pick!(slowlog_max_len, parse::count)
-                .unwrap_or(DEFAULT_SLOWLOG_MAX_LEN),
-            n_plus_one_threshold: pick!(n_plus_one_threshold, parse::count)
-                .unwrap_or(DEFAULT_N_PLUS_ONE_THRESHOLD),
-            n_plus_one_window: pick!(n_plus_one_window, parse::positive_duration)
-                .unwrap_or(DEFAULT_N_PLUS_ONE_WINDOW),
+        let mut config = options::pick_all(flags, &mut file, &mut r);
+        config.limits = Limits {
+            max_bulk_bytes: config.max_bulk_bytes,
+            max_array_len: config.max_array_len,
+            max_inline_bytes: config.max_inline_bytes,
         };
         config.namespaces = namespaces::parse_all(
             file.namespace.as_deref().unwrap_or_default(),
@@ -452,35 +253,52 @@ impl Config {
             &mut r.problems,
         );
         config.warm = warm::parse(file.warm.as_ref(), config.l1_max_bytes, &mut r.problems);
-        if r.problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError {
+        if !r.problems.is_empty() {
+            return Err(ConfigError {
                 problems: r.problems,
-            })
+            });
         }
+        let printable = Printable {
+            picked: r.picked,
+            namespace: file.namespace,
+            warm: file.warm,
+        };
+        Ok((config, printable))
+    }
+
+    /// `--print-config`: [`Config::load`], then the effective configuration as a TOML file
+    /// that `--config` accepts back; secrets are redacted (see [`OptionSpec::redact`]).
+    pub fn print(flags: &Flags) -> Result<String, ConfigError> {
+        let (config, printable) = Self::load_resolved(flags)?;
+        Self::check_files(&config)?;
+        Ok(print::render(&printable))
     }
 
     /// Reads the `--config` file (if any) then calls [`Config::from_parts`]; an unreadable
     /// file is a problem too, reported with any others.
     pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
-        let config = Self::load_text(flags)?;
-        // The key file is read here too, so that a missing or bad one stops the start.
+        let (config, _) = Self::load_resolved(flags)?;
+        Self::check_files(&config)?;
+        Ok(config)
+    }
+
+    /// The key file is read at start too, so that a missing or bad one stops the start.
+    fn check_files(config: &Config) -> Result<(), ConfigError> {
         if let Some(path) = &config.bus_key_file {
             if let Err(e) = bus_key::read_bus_keys(path) {
                 let problems = vec![format!("--bus-key-file: {e}")];
                 return Err(ConfigError { problems });
             }
         }
-        Ok(config)
+        Ok(())
     }
 
-    fn load_text(flags: &Flags) -> Result<Config, ConfigError> {
+    fn load_resolved(flags: &Flags) -> Result<(Config, Printable), ConfigError> {
         let Some(path) = &flags.config else {
-            return Self::from_parts(flags, None);
+            return Self::resolve(flags, None);
         };
         match std::fs::read_to_string(path) {
-            Ok(text) => Self::from_parts(flags, Some(&text)),
+            Ok(text) => Self::resolve(flags, Some(&text)),
             Err(e) => {
                 let mut problems = vec![format!("--config: cannot read {}: {e}", path.display())];
                 if let Err(more) = Self::from_parts(flags, None) {
@@ -492,5 +310,7 @@ impl Config {
     }
 }
 
+#[cfg(test)]
+mod table_tests;
 #[cfg(test)]
 mod tests;

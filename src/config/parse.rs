@@ -7,37 +7,14 @@ use std::time::Duration;
 
 use super::{LevelFilter, LogFormat, TrackingMode};
 
-const SIZE_HINT: &str = "(use e.g. 4096, 64KiB, 256MiB, 1GiB)";
-const DURATION_HINT: &str = "(use e.g. 500ms, 60s, 5m)";
-
-/// Splits `" 64 KiB "` into `("64", "KiB")`: leading ASCII digits, then the trimmed rest.
-fn split_number(s: &str) -> (&str, &str) {
-    let s = s.trim();
-    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    (&s[..end], s[end..].trim())
-}
+use super::grammar::{self, Malformed, DURATION_HINT, SIZE_HINT};
 
 /// SIZE: bytes, optionally with B, KB, KiB, MB, MiB, GB, GiB (case-insensitive, optional space).
 pub(super) fn size(s: &str) -> Result<u64, String> {
-    let (digits, unit) = split_number(s);
-    let unit_bytes: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1_000,
-        "kib" => 1 << 10,
-        "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        _ => return Err(format!("invalid size {s:?} {SIZE_HINT}")),
-    };
-    if digits.is_empty() {
-        return Err(format!("invalid size {s:?} {SIZE_HINT}"));
-    }
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit_bytes))
-        .ok_or_else(|| format!("size {s:?} is too large"))
+    grammar::size(s).map_err(|e| match e {
+        Malformed::Invalid => format!("invalid size {s:?} {SIZE_HINT}"),
+        Malformed::TooLarge => format!("size {s:?} is too large"),
+    })
 }
 
 /// SIZE that must be at least 1 and fit in memory (`usize`).
@@ -51,26 +28,10 @@ pub(super) fn positive_size(s: &str) -> Result<usize, String> {
 
 /// DURATION: integer followed by ms, s, m or h; a bare integer is seconds; `0` is allowed.
 pub(super) fn duration(s: &str) -> Result<Duration, String> {
-    let (digits, unit) = split_number(s);
-    let bad = || format!("invalid duration {s:?} {DURATION_HINT}");
-    let (millis, secs_per_unit) = match unit.to_ascii_lowercase().as_str() {
-        "ms" => (true, 0),
-        "" | "s" => (false, 1),
-        "m" => (false, 60),
-        "h" => (false, 3600),
-        _ => return Err(bad()),
-    };
-    if digits.is_empty() {
-        return Err(bad());
-    }
-    let too_large = || format!("duration {s:?} is too large");
-    let n: u64 = digits.parse().map_err(|_| too_large())?;
-    if millis {
-        return Ok(Duration::from_millis(n));
-    }
-    n.checked_mul(secs_per_unit)
-        .map(Duration::from_secs)
-        .ok_or_else(too_large)
+    grammar::duration(s).map_err(|e| match e {
+        Malformed::Invalid => format!("invalid duration {s:?} {DURATION_HINT}"),
+        Malformed::TooLarge => format!("duration {s:?} is too large"),
+    })
 }
 
 /// `--invalidation-channel`: a non-empty channel name without spaces or control characters.

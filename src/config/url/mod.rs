@@ -308,5 +308,33 @@ pub fn redact(s: &str) -> String {
     }
 }
 
+/// The URL as `--print-config` shows it: rebuilt from what was parsed
+/// (`redis://[user[:***]@]host:port/db`), so the password never shows and the text is still a
+/// URL this module accepts; client-only query parameters are left out. A URL that does not
+/// parse is shown as [`redact`] shows it.
+pub fn printable(s: &str) -> String {
+    let Ok(a) = upstream(s) else {
+        return redact(s);
+    };
+    let user: String = a
+        .username
+        .as_deref()
+        .unwrap_or_default()
+        .bytes()
+        .map(
+            |b| match b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                true => char::from(b).to_string(),
+                false => format!("%{b:02X}"),
+            },
+        )
+        .collect();
+    let userinfo = match (&a.username, &a.password) {
+        (None, None) => String::new(),
+        (_, None) => format!("{user}@"),
+        (_, Some(_)) => format!("{user}:***@"),
+    };
+    format!("redis://{userinfo}{}/{}", a.host_port(), a.db)
+}
+
 #[cfg(test)]
 mod tests;
