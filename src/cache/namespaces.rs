@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::config::namespaces::{NamespaceConfig, DEFAULT_NAMESPACE};
+use crate::config::{NamespaceConfig, DEFAULT_NAMESPACE};
 use crate::glob::Pattern;
 
 /// How L1 treats one namespace's keys.

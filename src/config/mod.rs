@@ -8,7 +8,7 @@
 pub mod bus_key;
 mod flags;
 pub mod grammar;
-pub mod namespaces;
+pub mod namespace_tables;
 #[macro_use]
 mod table;
 mod options;
@@ -26,7 +26,7 @@ pub use tracing::level_filters::LevelFilter;
 
 pub use crate::protocol::Limits;
 pub use flags::Command;
-pub use namespaces::{NamespaceConfig, DEFAULT_NAMESPACE, MAX_NAMESPACES};
+pub use namespace_tables::{NamespaceConfig, DEFAULT_NAMESPACE, MAX_NAMESPACES};
 pub use options::{spec, Config, Flags, OPTIONS};
 pub use table::{DefaultText, OptionSpec};
 pub use warm::WarmConfig;
@@ -247,7 +247,7 @@ impl Config {
             max_array_len: config.max_array_len,
             max_inline_bytes: config.max_inline_bytes,
         };
-        config.namespaces = namespaces::parse_all(
+        config.namespaces = namespace_tables::parse_all(
             file.namespace.as_deref().unwrap_or_default(),
             config.l1_max_bytes,
             &mut r.problems,

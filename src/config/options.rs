@@ -15,8 +15,8 @@ use std::time::Duration;
 use super::flags::Command;
 use super::table::OptionSpec;
 use super::{
-    namespaces::NamespaceConfig, parse, url, LevelFilter, Limits, LogFormat, Resolver, Scalar,
-    TrackingMode, UpstreamAddr, WarmConfig,
+    namespace_tables::NamespaceConfig, parse, url, LevelFilter, Limits, LogFormat, Resolver,
+    Scalar, TrackingMode, UpstreamAddr, WarmConfig,
 };
 
 options! {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::namespaces::scalar_text;
+use super::namespace_tables::scalar_text;
 use super::parse;
 use crate::glob;
 
