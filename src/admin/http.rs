@@ -26,7 +26,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::exposition::Exporter;
@@ -44,18 +44,15 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection (keep-alive included) is closed after this.
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
-/// Serves the endpoint on `listener` until shutdown is signalled.
-pub async fn serve(
-    listener: TcpListener,
-    shared: Arc<Services>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Serves the endpoint on `listener` until the process stops (see [`crate::lifecycle`]).
+pub async fn serve(listener: TcpListener, shared: Arc<Services>) {
+    let stopping = crate::lifecycle::stopping();
     let exporter = Arc::new(Exporter::new(shared.clone()));
     let open = Arc::new(OpenConnections::default());
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = shutdown.wait_for(|s| *s) => return,
+            _ = stopping.cancelled() => return,
         };
         let Ok((stream, peer)) = accepted else {
             // E.g. EMFILE: back off a little instead of spinning.

@@ -69,7 +69,7 @@ pub async fn run(config: Config, flags: Flags) -> anyhow::Result<()> {
         lifecycle::stop();
     });
     if let Some(m) = metrics {
-        lifecycle::spawn(http::serve(m, shared.clone(), server::stop_signal()));
+        lifecycle::spawn(http::serve(m, shared.clone()));
     }
     server::run(shared, listener).await;
     lifecycle::end(END_WAIT).await;
