@@ -3,7 +3,7 @@
 //! (`--l1-ttl`), the TOML key the name itself (`l1_ttl`); see [`super::table`] for what is
 //! derived from a row.
 //!
-//! `reload live` marks the options a SIGHUP applies without a restart (`crate::reload`).
+//! `reload live` marks the options a SIGHUP applies without a restart (`crate::app::reload`).
 //!
 //! Row order is the order of `--help`, of problems, of the TOML file's expected keys and of
 //! `--print-config`.
