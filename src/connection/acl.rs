@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::Connection;
+use super::{ClientStream, Connection};
+use crate::upstream::Router;
 use crate::acl::{Acl, Marks, Read};
 use crate::protocol::decode::is_error;
 use crate::protocol::Request;
@@ -29,7 +30,7 @@ impl Learn {
     }
 }
 
-impl Connection {
+impl<R: Router, S: ClientStream> Connection<R, S> {
     /// Whether L1 may answer `read` for this session's identity: the upstream ran it for
     /// this identity in the current ACL epoch (or it ever did, while stale hits are served
     /// because the upstream is unreachable and nothing can be learned).
@@ -39,7 +40,7 @@ impl Connection {
         let marks = &self.session.marks;
         shared.acl.permits(marks, read)
             || (shared.config.serve_stale_when_down
-                && !shared.upstream.link_up()
+                && !self.router.link_up()
                 && shared.acl.ever_permitted(marks, read))
     }
 

@@ -6,7 +6,8 @@
 
 use bytes::Bytes;
 
-use super::Connection;
+use super::{ClientStream, Connection};
+use crate::upstream::Router;
 use crate::protocol::{command, Request};
 use crate::upstream::NO_UPSTREAM_ID;
 
@@ -18,7 +19,7 @@ fn canonical_id(arg: &[u8]) -> Option<i64> {
         .filter(|n| n.to_string().as_bytes() == arg)
 }
 
-impl Connection {
+impl<R: Router, S: ClientStream> Connection<R, S> {
     /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`, sent upstream (on the shared connections) with
     /// `id` translated: Redis checks the reason and the number and unblocks the client's
     /// pinned connection, whose blocked command then gets its nil or `-UNBLOCKED` reply.

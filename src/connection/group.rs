@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::replies::Pending;
-use super::Connection;
+use super::{ClientStream, Connection};
+use crate::upstream::Router;
 use crate::command::Invalidation;
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::profiler::slowlog::{call_args, UNKNOWN_USER};
@@ -149,7 +150,7 @@ impl Group {
     }
 }
 
-impl Connection {
+impl<R: Router, S: ClientStream> Connection<R, S> {
     /// Evicts what the command may write, then adds it to the group.
     /// `metric`: the command's index in the counted commands.
     pub(super) async fn forward(&mut self, raw: Bytes, mut inv: Invalidation, metric: u16) {

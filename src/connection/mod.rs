@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -30,7 +30,7 @@ use crate::error::{write_not_supported, write_request_error};
 use crate::metrics::commands;
 use crate::protocol::{null, peek_get, Limits, Request, RequestParser, Resp};
 use crate::services::Services;
-use crate::upstream::{Lane, Pool, Route};
+use crate::upstream::{Lane, Route, Router};
 use counts::Counts;
 use replies::Replies;
 
@@ -68,8 +68,16 @@ enum Flow {
     Close,
 }
 
+/// A client's byte stream: a TCP socket, or an in-memory pipe in the handler tests.
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientStream for T {}
+
+/// The client's address and the sidecar's, as the socket gave them.
+type Addrs = Option<(std::net::SocketAddr, std::net::SocketAddr)>;
+
 /// Per-client state kept by the sidecar (the upstream connections are shared).
-struct Session {
+struct Session<R: Router> {
     /// This client connection's id (`CLIENT ID`), unique in the process, from 1.
     id: u64,
     db: u32,
@@ -80,20 +88,25 @@ struct Session {
     name: Option<Bytes>,
     /// This client's slot in `pool`, kept while its calls are in flight.
     lane: Lane,
-    pool: Arc<Pool>,
+    pool: Arc<R::Pool>,
     /// The client's own upstream connection, clean, kept from its last pinned state.
-    parked: Option<pinned::Pin>,
+    parked: Option<pinned::Pin<R::Dedicated>>,
     /// Which replies the client gets (`CLIENT REPLY`).
     reply: reply_mode::ReplyMode,
 }
 
-/// A client connection being served.
-pub struct Connection {
+/// A client connection being served: by default a TCP client routed by the services'
+/// upstream; the handler tests put an in-memory stream and a fake router in their place.
+pub struct Connection<R: Router = Services, S = TcpStream> {
     /// This client's close signal (`CLIENT KILL ID`), registered while it is served (first
     /// field: dropped, so forgotten, before the socket closes).
     killed: crate::services::KillGuard,
     shared: Arc<Services>,
-    stream: TcpStream,
+    /// Where requests go upstream (the services' upstream, or a test's fake).
+    router: Arc<R>,
+    stream: S,
+    /// The client's and the sidecar's addresses (`None` off a socket).
+    addrs: Addrs,
     input: BytesMut,
     /// Parses the requests in `input`, resuming a partly received one where it stopped.
     parser: RequestParser,
@@ -115,19 +128,58 @@ pub struct Connection {
 
     /// The upstream timeout of the reply being waited for, moved from call to call.
     reply_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
-    session: Session,
+    session: Session<R>,
 }
 
 impl Connection {
     /// Wraps an accepted socket; `id` spreads clients over the upstream pool slots.
     pub fn new(shared: Arc<Services>, stream: TcpStream, id: u64) -> Connection {
+        let addrs = stream.peer_addr().ok().zip(stream.local_addr().ok());
+        let router = shared.clone();
+        Connection::over(shared, router, stream, addrs, id)
+    }
+}
+
+/// The services route through their one upstream.
+impl Router for Services {
+    type Pool = <crate::upstream::Upstream as Router>::Pool;
+    type Dedicated = <crate::upstream::Upstream as Router>::Dedicated;
+
+    fn try_pool(&self, route: Route) -> Result<Arc<Self::Pool>, crate::error::UpstreamError> {
+        self.upstream.try_pool(route)
+    }
+
+    fn pool(&self, route: Route) -> Arc<Self::Pool> {
+        self.upstream.pool(route)
+    }
+
+    #[inline]
+    fn link_up(&self) -> bool {
+        self.upstream.link_up()
+    }
+
+    fn dedicated(
+        &self,
+        route: Route,
+        timeout: Duration,
+    ) -> impl std::future::Future<
+        Output = Result<(Self::Dedicated, Option<u64>), crate::error::UpstreamError>,
+    > + Send {
+        self.upstream.dedicated_with_id(route, timeout)
+    }
+}
+
+impl<R: Router, S: ClientStream> Connection<R, S> {
+    /// Serves a client over `stream`, its requests routed by `router`; `id` spreads
+    /// clients over the upstream pool slots.
+    pub fn over(shared: Arc<Services>, router: Arc<R>, stream: S, addrs: Addrs, id: u64) -> Self {
         let db = shared.config.upstream.db;
         let route = Route {
             db,
             resp: Resp::V2,
             user: 0,
         };
-        let pool = shared.upstream.pool(route);
+        let pool = router.pool(route);
         let audit = Countdown::new(shared.audit.rate(), id);
         let killed = shared.kills.register(id + 1);
         Connection {
@@ -145,7 +197,9 @@ impl Connection {
                 reply: reply_mode::ReplyMode::On,
             },
             shared,
+            router,
             stream,
+            addrs,
             input: BytesMut::with_capacity(BUFFER),
             parser: RequestParser::default(),
             replies: Replies::new(BUFFER),
@@ -179,11 +233,7 @@ impl Connection {
         // Checked at the first bytes: by then an upstream socket of this very sidecar has
         // been registered (it registers before it writes its handshake).
         let killed = self.killed.signal.clone();
-        let mut peer = self
-            .stream
-            .peer_addr()
-            .ok()
-            .zip(self.stream.local_addr().ok());
+        let mut peer = self.addrs;
         loop {
             // A client that keeps its pipeline full always has input ready: look at the
             // flag between batches, not only while idle.

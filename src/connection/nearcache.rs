@@ -18,7 +18,8 @@ mod profile;
 
 use bytes::{Bytes, BytesMut};
 
-use super::Connection;
+use super::{ClientStream, Connection};
+use crate::upstream::Router;
 use crate::cache::namespaces::Row;
 use crate::glob::{Pattern, MAX_PATTERNS, MAX_PATTERN_BYTES};
 use crate::info;
@@ -128,7 +129,7 @@ impl Sub {
     }
 }
 
-impl Connection {
+impl<R: Router, S: ClientStream> Connection<R, S> {
     /// `NEARCACHE <subcommand> [args]`.
     pub(super) async fn nearcache(&mut self, req: Request) {
         let args = &req.args;

@@ -7,7 +7,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
 use super::replies::Pending;
-use super::Connection;
+use super::{ClientStream, Connection};
+use crate::upstream::Router;
 use crate::acl::Read;
 use crate::cache::{CacheKey, Cached, Fetched, Flight, Generation, Join, KeyRef};
 use crate::error::{write_upstream_error, UpstreamError};
@@ -46,7 +47,7 @@ struct Lead {
     flight: Flight,
 }
 
-impl Connection {
+impl<R: Router, S: ClientStream> Connection<R, S> {
     fn cache_key(&self, key: Bytes) -> CacheKey {
         CacheKey {
             user: self.session.user,
@@ -77,7 +78,7 @@ impl Connection {
         let shared = &self.shared;
         self.unacked_writes == 0
             && shared.l1.enabled()
-            && if shared.upstream.link_up() {
+            && if self.router.link_up() {
                 shared.control.serving()
             } else {
                 shared.config.serve_stale_when_down
@@ -109,9 +110,9 @@ impl Connection {
 
     /// The client's `ip:port`, as the slow log and the N+1 report show it.
     pub(super) fn client_addr(&self) -> String {
-        match self.stream.peer_addr() {
-            Ok(addr) => addr.to_string(),
-            Err(_) => "?:0".to_owned(),
+        match self.addrs {
+            Some((addr, _)) => addr.to_string(),
+            None => "?:0".to_owned(),
         }
     }
 
@@ -120,9 +121,9 @@ impl Connection {
     #[cold]
     pub(super) fn audit_hit(&self, key: Bytes, served: Bytes) {
         let key = self.cache_key(key);
-        self.shared
-            .audit
-            .start(key, served, self.session.pool.clone());
+        // (The audit asks the services' own upstream, whatever routes this client.)
+        let pool = self.shared.upstream.pool(self.route());
+        self.shared.audit.start(key, served, pool);
     }
 
     fn cached_reply(&self, cached: Cached) -> Bytes {
@@ -312,7 +313,7 @@ impl Connection {
         });
         let s = &self.session;
         self.replies
-            .call(&s.pool, &s.lane, bytes.freeze(), replies, Some(on_reply))
+            .call(&*s.pool, &s.lane, bytes.freeze(), replies, Some(on_reply))
             .await
     }
 

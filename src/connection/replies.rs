@@ -12,12 +12,13 @@ use tokio::sync::oneshot;
 
 use super::budget::Budget;
 use super::group::{Group, Segment, Segments, GROUP_BUFFER};
-use super::{reads, Connection, LARGE_REPLY, MAX_BUFFERED_OUT};
+use super::{reads, ClientStream, Connection, LARGE_REPLY, MAX_BUFFERED_OUT};
+use crate::upstream::Router;
 use crate::cache::Fetched;
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::profiler::ClientProfile;
 use crate::protocol::{command, null};
-use crate::upstream::{Lane, OnReply, PendingReply, Pool};
+use crate::upstream::{Lane, Lanes, OnReply, Outgoing, PendingReply};
 
 /// A reply that is not written yet because it, or one before it, waits on something.
 pub(super) enum Pending {
@@ -238,7 +239,7 @@ impl Replies {
     }
 
     /// Sends every group not sent yet, oldest first, on the client's lane.
-    pub(super) async fn send_unsent(&mut self, pool: &Pool, lane: &Lane) {
+    pub(super) async fn send_unsent<P: Lanes>(&mut self, pool: &P, lane: &Lane) {
         self.seal();
         if self.unsent == 0 {
             return;
@@ -264,16 +265,25 @@ impl Replies {
     }
 
     /// Sends a request of this client's outside any group, after every group before it.
-    pub(super) async fn call(
+    pub(super) async fn call<P: Lanes>(
         &mut self,
-        pool: &Pool,
+        pool: &P,
         lane: &Lane,
         bytes: Bytes,
         replies: usize,
         on_reply: Option<OnReply>,
     ) -> Result<PendingReply, UpstreamError> {
         self.send_unsent(pool, lane).await;
-        pool.send(lane, bytes, replies, on_reply).await
+        let label = crate::metrics::commands::index(crate::metrics::commands::first_command(&bytes));
+        let call = Outgoing {
+            bytes,
+            replies,
+            on_reply,
+            label: label as u16,
+            frames: Vec::new(),
+            writes: false,
+        };
+        pool.send_on(lane, call).await
     }
 
     /// The oldest owed reply, to be written next (with [`Replies::oldest_out`]).
@@ -305,22 +315,29 @@ impl Replies {
 }
 
 /// Sends a group as one upstream call.
-async fn send(
-    pool: &Pool,
+async fn send<P: Lanes>(
+    pool: &P,
     lane: &Lane,
     group: Group,
     frames: Vec<Bytes>,
 ) -> (Result<PendingReply, UpstreamError>, Segments) {
     let (bytes, replies, on_reply, segments, label, writes) = group.into_call();
-    let sent = pool.send_labelled(lane, bytes, replies, on_reply, label, frames, writes);
-    (sent.await, segments)
+    let call = Outgoing {
+        bytes,
+        replies,
+        on_reply,
+        label,
+        frames,
+        writes,
+    };
+    (pool.send_on(lane, call).await, segments)
 }
 
-impl Connection {
+impl<R: Router, S: ClientStream> Connection<R, S> {
     /// Sends every group not sent yet (a group full enough goes before the batch ends).
     pub(super) async fn send_unsent(&mut self) {
         let s = &self.session;
-        self.replies.send_unsent(&s.pool, &s.lane).await;
+        self.replies.send_unsent(&*s.pool, &s.lane).await;
     }
 
     /// Sends what is grouped, then writes every owed reply, in order, waiting for each as
@@ -333,7 +350,7 @@ impl Connection {
                 Pending::Unsent(group) => {
                     let s = &self.session;
                     let frames = std::mem::take(&mut self.replies.spare_frames);
-                    let (sent, segments) = send(&s.pool, &s.lane, group, frames).await;
+                    let (sent, segments) = send(&*s.pool, &s.lane, group, frames).await;
                     self.write_group(sent, segments).await;
                 }
                 Pending::Group(sent, segments) => self.write_group(sent, segments).await,
@@ -363,7 +380,7 @@ impl Connection {
         let s = &self.session;
         let sent = self
             .replies
-            .call(&s.pool, &s.lane, bytes, replies, None)
+            .call(&*s.pool, &s.lane, bytes, replies, None)
             .await;
         self.await_reply(sent).await
     }

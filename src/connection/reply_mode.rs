@@ -4,7 +4,8 @@
 
 use bytes::Bytes;
 
-use super::Connection;
+use super::{ClientStream, Connection};
+use crate::upstream::Router;
 use crate::protocol::{write_error, OK};
 
 /// Whether the client gets its replies (Redis's `CLIENT_REPLY_*` flags).
@@ -21,7 +22,7 @@ pub(super) enum ReplyMode {
     Skipping,
 }
 
-impl Connection {
+impl<R: Router, S: ClientStream> Connection<R, S> {
     /// `CLIENT REPLY <mode>`: ON answers `+OK` (even for the command a SKIP applies to, as
     /// Redis), OFF and SKIP answer nothing (SKIP is ignored while OFF), anything else is a
     /// syntax error (dropped too while replies are off).

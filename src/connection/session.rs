@@ -5,7 +5,8 @@
 use bytes::{Bytes, BytesMut};
 
 use super::pinned::credentials;
-use super::{Connection, Flow};
+use super::{ClientStream, Connection, Flow};
+use crate::upstream::Router;
 use crate::command::Local;
 use crate::error::UpstreamError;
 use crate::info;
@@ -15,7 +16,7 @@ use crate::protocol::{
 };
 use crate::upstream::{Credentials, Route};
 
-impl Connection {
+impl<R: Router, S: ClientStream> Connection<R, S> {
     pub(super) async fn local(&mut self, local: Local, req: Request) -> Flow {
         match local {
             Local::Select => self.select(req).await,
@@ -68,7 +69,7 @@ impl Connection {
         resp: Resp,
         user: u32,
     ) -> Result<(), UpstreamError> {
-        let pool = self.shared.upstream.try_pool(Route { db, resp, user })?;
+        let pool = self.router.try_pool(Route { db, resp, user })?;
         let s = &mut self.session;
         if user != s.user {
             s.marks = self.shared.acl.marks(user);

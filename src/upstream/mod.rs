@@ -17,6 +17,7 @@ mod conn;
 mod dedicated;
 mod handshake;
 pub mod outbound;
+mod router;
 mod pool;
 mod state;
 
@@ -30,6 +31,7 @@ use bytes::{Bytes, BytesMut};
 
 pub use dedicated::{PinnedIds, Queued, NO_UPSTREAM_ID};
 pub use pool::{Lane, OnReply, PendingReply, Pool};
+pub use router::{Dedicated, Lanes, Outgoing, Router};
 pub use state::UpstreamState;
 use state::{AUTH_FAILED, AUTH_OK, AUTH_REQUIRED};
 

@@ -37,7 +37,8 @@ use bytes::Bytes;
 
 use super::Sub;
 use crate::acl::Right;
-use crate::connection::Connection;
+use crate::connection::{ClientStream, Connection};
+use crate::upstream::Router;
 use crate::protocol::decode::is_error;
 use crate::protocol::{command, Resp};
 use crate::upstream::{Queued, Route};
@@ -45,7 +46,7 @@ use crate::upstream::{Queued, Route};
 /// What the `PUBLISH` of a permission check carries (it is discarded, never published).
 const PROBE_MESSAGE: &[u8] = b"nearcache permission check (discarded)";
 
-impl Connection {
+impl<R: Router, S: ClientStream> Connection<R, S> {
     /// Whether the client may run `sub` with `params` (after its arity was checked); when
     /// not, its refusal is the queued reply.
     pub(super) async fn admit(&mut self, sub: Sub, params: &[Bytes]) -> bool {

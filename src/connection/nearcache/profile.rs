@@ -17,7 +17,8 @@
 use bytes::{Bytes, BytesMut};
 
 use super::DEFAULT_COUNT;
-use crate::connection::Connection;
+use crate::connection::{ClientStream, Connection};
+use crate::upstream::Router;
 use crate::profiler::slowlog::write_entries;
 use crate::protocol::decode::is_error;
 use crate::protocol::{
@@ -53,7 +54,7 @@ enum Scope {
     Nobody,
 }
 
-impl Connection {
+impl<R: Router, S: ClientStream> Connection<R, S> {
     /// `NEARCACHE HOTKEYS [count]`: the most read keys the client's user may read.
     pub(super) async fn hot_keys(&mut self, count: Option<&Bytes>) {
         let n = match count {

@@ -24,7 +24,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::session::with_client_id;
-use super::{Connection, Flow, MAX_IDLE_BUFFER};
+use super::{ClientStream, Connection, Flow, MAX_IDLE_BUFFER};
+use crate::upstream::Router;
 use crate::command::{blocks, classify, subscribes, writes, Action, Invalidation, Local};
 use crate::error::{write_not_supported, write_request_error, write_upstream_error};
 use crate::protocol::{command, write_error, Request, RequestError, OK};
@@ -62,7 +63,7 @@ enum Waiting {
     Malformed(RequestError),
 }
 
-impl Connection {
+impl<R: Router, S: ClientStream> Connection<R, S> {
     /// Serves `first` and the requests after it on the client's own upstream connection,
     /// until that connection is clean again (it is then kept for the next time), or the
     /// client goes.
@@ -85,7 +86,7 @@ impl Connection {
         }
     }
 
-    fn route(&self) -> Route {
+    pub(super) fn route(&self) -> Route {
         let s = &self.session;
         Route {
             db: s.db,
@@ -95,7 +96,7 @@ impl Connection {
     }
 
     /// The connection kept from the last time when it is still usable, else a new one.
-    async fn take_pin(&mut self) -> Result<Pin, crate::error::UpstreamError> {
+    async fn take_pin(&mut self) -> Result<Pin<R::Dedicated>, crate::error::UpstreamError> {
         let route = self.route();
         let name = self.session.name.clone();
         if let Some(mut pin) = self.session.parked.take() {
@@ -115,9 +116,7 @@ impl Connection {
                 crate::error::UpstreamError::MaxPinned
             })?;
         let timeout = self.shared.config.upstream_timeout;
-        let (stream, upstream_id) = (self.shared.upstream)
-            .dedicated_with_id(route, timeout)
-            .await?;
+        let (stream, upstream_id) = self.router.dedicated(route, timeout).await?;
         let keep = self.shared.config.upstream_idle_timeout;
         let mut pin = Pin::new(stream, route, keep, self.shared.stats.clone(), slot);
         pin.register(&self.shared.pinned_ids, self.session.id, upstream_id);
@@ -127,7 +126,7 @@ impl Connection {
         Ok(pin)
     }
 
-    async fn relay(&mut self, pin: &mut Pin, first: Request) -> Relay {
+    async fn relay(&mut self, pin: &mut Pin<R::Dedicated>, first: Request) -> Relay {
         let configured = self.shared.config.limits;
         let limits = configured.with_upstream_max_bulk(self.shared.upstream_max_bulk.load(Relaxed));
         let timeout = self.shared.config.upstream_timeout;
@@ -217,7 +216,7 @@ impl Connection {
 
     /// The pinned connection closed or broke: the client's connection is closed too (after
     /// what was relayed), as a direct client's would be; its library reconnects.
-    async fn upstream_lost(&mut self, pin: &mut Pin) -> Relay {
+    async fn upstream_lost(&mut self, pin: &mut Pin<R::Dedicated>) -> Relay {
         let _ = self.relay_frames(pin).await;
         let _ = self.flush().await;
         Relay::Close
@@ -225,7 +224,7 @@ impl Connection {
 
     /// Decides how one request goes: sent on the pinned connection (`None`), or held until
     /// nothing is owed (a reply of the sidecar's own, QUIT, RESET).
-    fn pin_request(&mut self, pin: &mut Pin, req: Request) -> Option<Request> {
+    fn pin_request(&mut self, pin: &mut Pin<R::Dedicated>, req: Request) -> Option<Request> {
         self.count(&req);
         let table = self.shared.table.get();
         let action = classify(&req, self.session.db, table);
@@ -265,7 +264,7 @@ impl Connection {
     }
 
     /// Runs a held request now that nothing is owed; `Some` ends the relay.
-    async fn run_waiting(&mut self, pin: &mut Pin, waiting: Waiting) -> Option<Relay> {
+    async fn run_waiting(&mut self, pin: &mut Pin<R::Dedicated>, waiting: Waiting) -> Option<Relay> {
         let req = match waiting {
             Waiting::Request(req) => req,
             Waiting::Malformed(e) => {
@@ -320,7 +319,7 @@ impl Connection {
 
     /// Relays every complete frame the pinned connection sent, applying what each reply
     /// changed before it reaches the client; false when the upstream broke the protocol.
-    async fn relay_frames(&mut self, pin: &mut Pin) -> bool {
+    async fn relay_frames(&mut self, pin: &mut Pin<R::Dedicated>) -> bool {
         loop {
             let len = match pin.scanner.next_frame(&pin.input) {
                 Ok(Some(len)) => len,
@@ -369,7 +368,7 @@ impl Connection {
 
     /// Applies what a reply changed; returns the reply rewritten when it must be (HELLO's
     /// `id` is the client's own, as `CLIENT ID` answers).
-    fn apply(&mut self, pin: &mut Pin, change: Applied, frame: &Bytes) -> Option<Bytes> {
+    fn apply(&mut self, pin: &mut Pin<R::Dedicated>, change: Applied, frame: &Bytes) -> Option<Bytes> {
         let mut rewritten = None;
         let (mut db, mut resp, mut user) = (self.session.db, self.session.resp, self.session.user);
         match change {

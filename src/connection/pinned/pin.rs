@@ -5,18 +5,17 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::state::{Effect, PinState};
 use crate::metrics::Stats;
 use crate::protocol::{command, FrameScanner};
-use crate::upstream::{PinnedIds, Route};
+use crate::upstream::{Dedicated, PinnedIds, Route};
 
 /// A connection pinned to one client.
-pub(in crate::connection) struct Pin {
-    pub(super) stream: TcpStream,
+pub(in crate::connection) struct Pin<D: Dedicated> {
+    pub(super) stream: D,
     /// The route the connection is in (the session's, kept in step with it).
     pub(super) route: Route,
     /// The name the connection carries (`CLIENT SETNAME`).
@@ -37,14 +36,14 @@ pub(in crate::connection) struct Pin {
     pub(super) registered: Option<(Arc<PinnedIds>, u64)>,
 }
 
-impl Pin {
+impl<D: Dedicated> Pin<D> {
     pub(super) fn new(
-        stream: TcpStream,
+        stream: D,
         route: Route,
         keep: std::time::Duration,
         stats: Arc<Stats>,
         slot: OwnedSemaphorePermit,
-    ) -> Pin {
+    ) -> Pin<D> {
         stats.upstream_pinned.fetch_add(1, Relaxed);
         Pin {
             _slot: slot,
@@ -104,12 +103,11 @@ impl Pin {
     /// A kept connection the server has not closed meanwhile (nothing may arrive on a
     /// clean, idle connection).
     pub(super) fn alive(&self) -> bool {
-        let mut byte = [0u8; 1];
-        matches!(self.stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        self.stream.alive()
     }
 }
 
-impl Drop for Pin {
+impl<D: Dedicated> Drop for Pin<D> {
     fn drop(&mut self) {
         self.stats.upstream_pinned.fetch_sub(1, Relaxed);
         if let Some((ids, client)) = &self.registered {
