@@ -158,6 +158,11 @@ impl Router for Services {
         self.upstream.link_up()
     }
 
+    #[inline]
+    fn coherent(&self) -> bool {
+        self.control.serving()
+    }
+
     fn dedicated(
         &self,
         route: Route,
@@ -517,3 +522,6 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         self.counts.publish(&shared.stats, shared.l1.namespaces());
     }
 }
+
+#[cfg(test)]
+mod tests;

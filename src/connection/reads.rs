@@ -79,7 +79,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         self.unacked_writes == 0
             && shared.l1.enabled()
             && if self.router.link_up() {
-                shared.control.serving()
+                self.router.coherent()
             } else {
                 shared.config.serve_stale_when_down
             }

@@ -62,6 +62,10 @@ pub trait Router: Send + Sync + 'static {
     fn pool(&self, route: Route) -> Arc<Self::Pool>;
     /// Whether the upstream is reachable (L1 may answer; see the connection's reads).
     fn link_up(&self) -> bool;
+    /// Whether L1 is coherent with the upstream now: the invalidations of its node reach
+    /// this sidecar (the control plane's link is up, or not needed). The control plane
+    /// closes this gate when it loses them.
+    fn coherent(&self) -> bool;
     /// A connection of the client's own in `route`'s state, and its upstream client id.
     fn dedicated(
         &self,
@@ -103,6 +107,11 @@ impl Router for Upstream {
     #[inline]
     fn link_up(&self) -> bool {
         Upstream::link_up(self)
+    }
+
+    /// The upstream alone cannot tell (the control plane keeps the gate): always open.
+    fn coherent(&self) -> bool {
+        true
     }
 
     fn dedicated(
