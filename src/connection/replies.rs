@@ -12,12 +12,13 @@ use tokio::sync::oneshot;
 
 use super::budget::Budget;
 use super::group::{Group, Segment, Segments, GROUP_BUFFER};
-use super::{reads, ClientStream, Connection, LARGE_REPLY, MAX_BUFFERED_OUT};
-use crate::upstream::Router;
+use super::handlers::{read as reads, Ctx};
+use super::{ClientStream, Connection, LARGE_REPLY, MAX_BUFFERED_OUT};
 use crate::cache::Fetched;
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::profiler::ClientProfile;
 use crate::protocol::{command, null};
+use crate::upstream::Router;
 use crate::upstream::{Lane, Lanes, OnReply, Outgoing, PendingReply};
 
 /// A reply that is not written yet because it, or one before it, waits on something.
@@ -274,7 +275,8 @@ impl Replies {
         on_reply: Option<OnReply>,
     ) -> Result<PendingReply, UpstreamError> {
         self.send_unsent(pool, lane).await;
-        let label = crate::metrics::commands::index(crate::metrics::commands::first_command(&bytes));
+        let label =
+            crate::metrics::commands::index(crate::metrics::commands::first_command(&bytes));
         let call = Outgoing {
             bytes,
             replies,
@@ -333,41 +335,11 @@ async fn send<P: Lanes>(
     (pool.send_on(lane, call).await, segments)
 }
 
-impl<R: Router, S: ClientStream> Connection<R, S> {
+impl<R: Router> Ctx<R> {
     /// Sends every group not sent yet (a group full enough goes before the batch ends).
     pub(super) async fn send_unsent(&mut self) {
         let s = &self.session;
         self.replies.send_unsent(&*s.pool, &s.lane).await;
-    }
-
-    /// Sends what is grouped, then writes every owed reply, in order, waiting for each as
-    /// needed.
-    pub(super) async fn drain(&mut self) {
-        self.send_unsent().await;
-        while let Some(pending) = self.replies.take_oldest() {
-            match pending {
-                Pending::Ready(bytes) => self.write_frame(&bytes).await,
-                Pending::Unsent(group) => {
-                    let s = &self.session;
-                    let frames = std::mem::take(&mut self.replies.spare_frames);
-                    let (sent, segments) = send(&*s.pool, &s.lane, group, frames).await;
-                    self.write_group(sent, segments).await;
-                }
-                Pending::Group(sent, segments) => self.write_group(sent, segments).await,
-                Pending::Follow(rx, key) => {
-                    let fetched = self.await_follow(rx).await;
-                    self.write_fetched(fetched, key).await;
-                }
-                Pending::Mget(m) => self.write_mget(m).await,
-                Pending::Mute(on) => self.replies.apply_mute(on),
-            }
-            if self.replies.written().len() >= MAX_BUFFERED_OUT {
-                // What is written is no longer held: the output stays small however much
-                // the drained window holds.
-                self.flush_or_fail().await;
-            }
-        }
-        self.replies.budget.settle();
     }
 
     /// Sends `bytes` (holding `replies` commands) on this client's upstream slot, outside
@@ -394,7 +366,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             Err(e) => Err(e),
         };
         if let Err(e) = &result {
-            let stats = &self.shared.stats;
+            let stats = &self.services.stats;
             stats
                 .upstream_errors
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -408,29 +380,61 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
     }
 
     pub(super) async fn await_follow(&self, rx: oneshot::Receiver<Fetched>) -> Fetched {
-        let timeout = self.shared.config.upstream_timeout;
+        let timeout = self.services.config.upstream_timeout;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(fetched)) => fetched,
             _ => Fetched::Unknown,
         }
     }
+}
+
+impl<R: Router, S: ClientStream> Connection<R, S> {
+    /// Sends what is grouped, then writes every owed reply, in order, waiting for each as
+    /// needed.
+    pub(super) async fn drain(&mut self) {
+        self.cx.send_unsent().await;
+        while let Some(pending) = self.cx.replies.take_oldest() {
+            match pending {
+                Pending::Ready(bytes) => self.write_frame(&bytes).await,
+                Pending::Unsent(group) => {
+                    let s = &self.cx.session;
+                    let frames = std::mem::take(&mut self.cx.replies.spare_frames);
+                    let (sent, segments) = send(&*s.pool, &s.lane, group, frames).await;
+                    self.write_group(sent, segments).await;
+                }
+                Pending::Group(sent, segments) => self.write_group(sent, segments).await,
+                Pending::Follow(rx, key) => {
+                    let fetched = self.cx.await_follow(rx).await;
+                    self.write_fetched(fetched, key).await;
+                }
+                Pending::Mget(m) => self.write_mget(m).await,
+                Pending::Mute(on) => self.cx.replies.apply_mute(on),
+            }
+            if self.cx.replies.written().len() >= MAX_BUFFERED_OUT {
+                // What is written is no longer held: the output stays small however much
+                // the drained window holds.
+                self.flush_or_fail().await;
+            }
+        }
+        self.cx.replies.budget.settle();
+    }
 
     /// Writes what another client's fetch learned (the oldest owed reply), or fetches the
     /// key itself when that fetch could not tell.
     async fn write_fetched(&mut self, fetched: Fetched, key: Bytes) {
-        let resp = self.session.resp;
+        let resp = self.cx.session.resp;
         match fetched {
             Fetched::Value(bulk) => {
-                self.replies.budget.learn(bulk.len());
+                self.cx.replies.budget.learn(bulk.len());
                 self.write_frame(&bulk).await;
             }
-            Fetched::Missing => self.replies.oldest_out().extend_from_slice(null(resp)),
-            Fetched::Unknown => match self.ask(command(&[b"GET", &key]), 1).await {
+            Fetched::Missing => self.cx.replies.oldest_out().extend_from_slice(null(resp)),
+            Fetched::Unknown => match self.cx.ask(command(&[b"GET", &key]), 1).await {
                 Ok(frames) => {
-                    self.replies.budget.learn(frames[0].len());
+                    self.cx.replies.budget.learn(frames[0].len());
                     self.write_frame(&frames[0]).await;
                 }
-                Err(e) => write_upstream_error(self.replies.oldest_out(), &e),
+                Err(e) => write_upstream_error(self.cx.replies.oldest_out(), &e),
             },
         }
     }
@@ -442,9 +446,9 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             // The client is gone (the next flush says so): nothing more is kept for it.
             return;
         }
-        if frame.len() < LARGE_REPLY || self.replies.muted_now() {
+        if frame.len() < LARGE_REPLY || self.cx.replies.muted_now() {
             // (A muted reply goes where the dropped ones are: never sent.)
-            return self.replies.oldest_out().extend_from_slice(frame);
+            return self.cx.replies.oldest_out().extend_from_slice(frame);
         }
         let written = match self.flush().await {
             Ok(()) => self.stream.write_all(frame).await,
@@ -467,12 +471,12 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         if let Some(e) = self.write_failed.take() {
             return Err(e);
         }
-        let out = self.replies.sendable();
+        let out = self.cx.replies.sendable();
         if out.is_empty() {
             return Ok(());
         }
         self.stream.write_all(out).await?;
-        self.replies.sent();
+        self.cx.replies.sent();
         Ok(())
     }
 }

@@ -17,8 +17,8 @@ mod conn;
 mod dedicated;
 mod handshake;
 pub mod outbound;
-mod router;
 mod pool;
+mod router;
 mod state;
 
 use parking_lot::Mutex;

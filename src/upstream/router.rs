@@ -81,7 +81,9 @@ impl Lanes for Pool {
         lane: &Lane,
         c: Outgoing,
     ) -> impl Future<Output = Result<PendingReply, UpstreamError>> + Send {
-        self.send_labelled(lane, c.bytes, c.replies, c.on_reply, c.label, c.frames, c.writes)
+        self.send_labelled(
+            lane, c.bytes, c.replies, c.on_reply, c.label, c.frames, c.writes,
+        )
     }
 }
 

@@ -114,7 +114,11 @@ async fn mget_fetches_only_its_misses_in_one_call_and_answers_in_order() {
     c.call(&["GET", "b"], "$1\r\n2\r\n").await;
     let want = "*4\r\n$1\r\n1\r\n$1\r\n3\r\n$1\r\n2\r\n$-1\r\n";
     c.call(&["MGET", "a", "x", "b", "y"], want).await;
-    assert_eq!(c.sent("MGET"), ["MGET x y"], "one upstream MGET, misses only");
+    assert_eq!(
+        c.sent("MGET"),
+        ["MGET x y"],
+        "one upstream MGET, misses only"
+    );
     assert!(c.cached("x"), "the MGET's misses fill L1");
     // Every element is now in L1: no upstream call at all.
     c.call(&["MGET", "a", "x", "b", "y"], want).await;
@@ -143,13 +147,21 @@ async fn a_write_evicts_before_it_is_sent_and_again_when_its_reply_arrives() {
             key: Bytes::from_static(b"k"),
         };
         let taken = services.l1.generation(&key);
-        let (stale, pttl) = (Bytes::from_static(b"$3\r\nold\r\n"), Bytes::from_static(b":-1\r\n"));
-        services.l1.fill(key, taken, Instant::now(), &stale, &pttl, true, true);
+        let (stale, pttl) = (
+            Bytes::from_static(b"$3\r\nold\r\n"),
+            Bytes::from_static(b":-1\r\n"),
+        );
+        services
+            .l1
+            .fill(key, taken, Instant::now(), &stale, &pttl, true, true);
         assert!(cached(&services, "k"), "the racing fill landed");
     }));
     c.call(&["SET", "k", "new"], "+OK\r\n").await;
     assert!(evicted_before_sent.load(std::sync::atomic::Ordering::SeqCst));
-    assert!(!c.cached("k"), "the racing fill is evicted when the reply arrives");
+    assert!(
+        !c.cached("k"),
+        "the racing fill is evicted when the reply arrives"
+    );
     c.call(&["GET", "k"], "$3\r\nnew\r\n").await;
 }
 
@@ -162,6 +174,9 @@ async fn keys_written_inside_multi_are_evicted_at_exec() {
     c.call(&["SET", "k", "new"], "+QUEUED\r\n").await;
     assert!(c.cached("k"), "a queued write has not run");
     c.call(&["EXEC"], "*1\r\n+OK\r\n").await;
-    assert!(!c.cached("k"), "evicted at EXEC, before its reply reaches the client");
+    assert!(
+        !c.cached("k"),
+        "evicted at EXEC, before its reply reaches the client"
+    );
     c.call(&["GET", "k"], "$3\r\nnew\r\n").await;
 }

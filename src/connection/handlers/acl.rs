@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{ClientStream, Connection};
-use crate::upstream::Router;
 use crate::acl::{Acl, Marks, Read};
+use crate::connection::handlers::Ctx;
 use crate::protocol::decode::is_error;
 use crate::protocol::Request;
+use crate::upstream::Router;
 
 /// What a fetch learns from its reply about the identity that sent it.
-pub(super) struct Learn {
+pub(in crate::connection) struct Learn {
     acl: Arc<Acl>,
     marks: Arc<Marks>,
     read: Read,
@@ -23,20 +23,20 @@ pub(super) struct Learn {
 impl Learn {
     /// A reply to the command itself that is not an error permits it (from the epoch the
     /// request was sent in).
-    pub(super) fn reply(&self, frame: &Bytes) {
+    pub(in crate::connection) fn reply(&self, frame: &Bytes) {
         if !is_error(frame) {
             self.acl.learn(&self.marks, self.read, self.taken);
         }
     }
 }
 
-impl<R: Router, S: ClientStream> Connection<R, S> {
+impl<R: Router> Ctx<R> {
     /// Whether L1 may answer `read` for this session's identity: the upstream ran it for
     /// this identity in the current ACL epoch (or it ever did, while stale hits are served
     /// because the upstream is unreachable and nothing can be learned).
     #[inline]
-    pub(super) fn permitted(&self, read: Read) -> bool {
-        let shared = &self.shared;
+    pub(in crate::connection) fn permitted(&self, read: Read) -> bool {
+        let shared = &self.services;
         let marks = &self.session.marks;
         shared.acl.permits(marks, read)
             || (shared.config.serve_stale_when_down
@@ -45,20 +45,19 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
     }
 
     /// Taken before sending `read` upstream; its reply tells.
-    pub(super) fn learning(&self, read: Read) -> Learn {
+    pub(in crate::connection) fn learning(&self, read: Read) -> Learn {
         Learn {
-            acl: self.shared.acl.clone(),
+            acl: self.services.acl.clone(),
             marks: self.session.marks.clone(),
             read,
-            taken: self.shared.acl.epoch(),
+            taken: self.services.acl.epoch(),
         }
     }
 
     /// `ACL SETUSER`/`DELUSER`/`LOAD`: what was learned, and L1 (key patterns may have
     /// narrowed), is dropped before it is sent and again when its reply arrives, so no
     /// fetch that crossed it teaches anything.
-    pub(super) async fn change_rules(&mut self, req: Request) {
-        self.drain().await;
+    pub(in crate::connection) async fn change_rules(&mut self, req: Request) {
         self.forget_rules();
         let result = self.ask(req.raw, 1).await;
         self.forget_rules();
@@ -69,7 +68,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
     }
 
     fn forget_rules(&self) {
-        self.shared.acl.forget();
-        self.shared.l1.flush_all();
+        self.services.acl.forget();
+        self.services.l1.flush_all();
     }
 }

@@ -6,15 +6,16 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
-use super::replies::Pending;
-use super::{ClientStream, Connection};
-use crate::upstream::Router;
 use crate::acl::Read;
 use crate::cache::{CacheKey, Cached, Fetched, Flight, Generation, Join, KeyRef};
+use crate::connection::handlers::Ctx;
+use crate::connection::replies::Pending;
+use crate::connection::{ClientStream, Connection};
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::protocol::decode::{array_elements, is_error};
 use crate::protocol::{command, null, write_array_header, write_command};
 use crate::upstream::PendingReply;
+use crate::upstream::Router;
 
 /// One element of an MGET reply.
 enum Part {
@@ -27,7 +28,7 @@ enum Part {
 }
 
 /// An MGET waiting for some of its elements.
-pub(super) struct MgetReply {
+pub(in crate::connection) struct MgetReply {
     parts: Vec<Part>,
     own: Option<Result<PendingReply, UpstreamError>>,
 }
@@ -47,7 +48,7 @@ struct Lead {
     flight: Flight,
 }
 
-impl<R: Router, S: ClientStream> Connection<R, S> {
+impl<R: Router> Ctx<R> {
     fn cache_key(&self, key: Bytes) -> CacheKey {
         CacheKey {
             user: self.session.user,
@@ -58,12 +59,12 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
 
     /// L1 lookup, unless this client has writes in flight or the upstream is down (and
     /// serving stale hits is not enabled).
-    fn lookup(&self, key: &[u8]) -> Option<(Cached, usize)> {
+    pub(in crate::connection) fn lookup(&self, key: &[u8]) -> Option<(Cached, usize)> {
         if !self.may_read_l1() {
             return None;
         }
         let s = &self.session;
-        self.shared.l1.get_in(&KeyRef {
+        self.services.l1.get_in(&KeyRef {
             user: s.user,
             db: s.db,
             key,
@@ -74,8 +75,8 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
     /// upstream is reachable and the invalidation link is up (or tracking is off), or the
     /// upstream is down and serving stale hits is enabled.
     #[inline]
-    pub(super) fn may_read_l1(&self) -> bool {
-        let shared = &self.shared;
+    pub(in crate::connection) fn may_read_l1(&self) -> bool {
+        let shared = &self.services;
         self.unacked_writes == 0
             && shared.l1.enabled()
             && if self.router.link_up() {
@@ -86,18 +87,18 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
     }
 
     /// The hot path's read sampling: one read in [`crate::profiler::SAMPLE_EVERY`] (on
-    /// average) of `input[key]` is counted in the hot-key sketch.
+    /// average) of `key` is counted in the hot-key sketch.
     #[inline]
-    pub(super) fn sample_hit(&mut self, key: &std::ops::Range<usize>) {
+    pub(in crate::connection) fn sample_hit(&mut self, key: &[u8]) {
         if self.replies.profile.sampler.tick() {
-            self.shared.profiler.hot.record(&self.input[key.clone()]);
+            self.services.profiler.hot.record(key);
         }
     }
 
     /// A GET off the hit path: sampled for the hot-key sketch, and followed for N+1
     /// detection (reported once per shape and window).
     fn profile_get(&mut self, key: &[u8]) {
-        let profiler = &self.shared.profiler;
+        let profiler = &self.services.profiler;
         let profile = &mut self.replies.profile;
         if profile.sampler.tick() {
             profiler.hot.record(key);
@@ -109,7 +110,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
     }
 
     /// The client's `ip:port`, as the slow log and the N+1 report show it.
-    pub(super) fn client_addr(&self) -> String {
+    pub(in crate::connection) fn client_addr(&self) -> String {
         match self.addrs {
             Some((addr, _)) => addr.to_string(),
             None => "?:0".to_owned(),
@@ -119,11 +120,11 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
     /// Has the upstream asked for `key` in the background and compared with the reply L1
     /// just served (see [`crate::audit`]).
     #[cold]
-    pub(super) fn audit_hit(&self, key: Bytes, served: Bytes) {
+    pub(in crate::connection) fn audit_hit(&self, key: Bytes, served: Bytes) {
         let key = self.cache_key(key);
         // (The audit asks the services' own upstream, whatever routes this client.)
-        let pool = self.shared.upstream.pool(self.route());
-        self.shared.audit.start(key, served, pool);
+        let pool = self.services.upstream.pool(self.session.route());
+        self.services.audit.start(key, served, pool);
     }
 
     fn cached_reply(&self, cached: Cached) -> Bytes {
@@ -136,7 +137,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
     /// Joins another client's fetch of `key` or registers this connection's own (when
     /// `read` is not known to be permitted, only a fetch by that same command will do).
     fn join(&self, key: CacheKey, read: Read) -> Miss {
-        let taken = self.shared.l1.generation(&key);
+        let taken = self.services.l1.generation(&key);
         if self.unacked_writes > 0 {
             return Miss::Lead(Lead {
                 flight: Flight::detached(),
@@ -145,8 +146,8 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             });
         }
         let fills = match self.permitted(read) {
-            true => &self.shared.coalescer,
-            false => self.shared.acl.unchecked_fills(read),
+            true => &self.services.coalescer,
+            false => self.services.acl.unchecked_fills(read),
         };
         match fills.join(key.clone(), taken) {
             Join::Follow(rx) => Miss::Follow(rx),
@@ -156,11 +157,11 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
 
     /// `GET key`: a hit or another client's fetch answers after everything grouped before
     /// it is sent; this connection's own fetch joins the group.
-    pub(super) async fn get(&mut self, key: Bytes) {
+    pub(in crate::connection) async fn get(&mut self, key: Bytes) {
         let cached = self.permitted(Read::Get).then(|| self.lookup(&key));
         if let Some((cached, namespace)) = cached.flatten() {
             self.profile_get(&key);
-            let namespaces = self.shared.l1.namespaces();
+            let namespaces = self.services.l1.namespaces();
             self.counts.read_in(namespaces, namespace, true);
             let reply = self.cached_reply(cached);
             if self.audit.tick() {
@@ -172,15 +173,15 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
     }
 
     /// A `GET` whose key L1 does not hold: follow another client's fetch or fetch it.
-    pub(super) async fn fetch_missing(&mut self, key: Bytes) {
+    pub(in crate::connection) async fn fetch_missing(&mut self, key: Bytes) {
         self.profile_get(&key);
         let ck = self.cache_key(key.clone());
-        self.counts.read(self.shared.l1.namespaces(), &key, false);
+        self.counts.read(self.services.l1.namespaces(), &key, false);
         self.replies.budget.expect(1);
         match self.join(ck, Read::Get) {
             Miss::Follow(rx) => self.replies.wait_for(Pending::Follow(rx, key)),
             Miss::Lead(lead) => {
-                let shared = self.shared.clone();
+                let shared = self.services.clone();
                 let learn = self.learning(Read::Get);
                 let sent_at = Instant::now();
                 let on_reply = Box::new(move |frames: &[Bytes], may_fill: bool| {
@@ -196,19 +197,19 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         }
     }
 
-    pub(super) async fn mget(&mut self, keys: &[Bytes]) {
+    pub(in crate::connection) async fn mget(&mut self, keys: &[Bytes]) {
         let mut parts = Vec::with_capacity(keys.len());
         let mut leads = Vec::new();
         // Hits picked for an audit (position, reply served).
         let mut audits = Vec::new();
         for key in keys {
             if self.replies.profile.sampler.tick() {
-                self.shared.profiler.hot.record(key);
+                self.services.profiler.hot.record(key);
             }
             // A hit first: L1 names the key's namespace, matched at most once.
             if let Some((cached, namespace)) = self.lookup(key) {
                 self.counts
-                    .read_in(self.shared.l1.namespaces(), namespace, true);
+                    .read_in(self.services.l1.namespaces(), namespace, true);
                 let reply = self.cached_reply(cached);
                 if self.audit.tick() {
                     audits.push((parts.len(), reply.clone()));
@@ -216,7 +217,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                 parts.push(Part::Known(reply));
                 continue;
             }
-            let l1 = &self.shared.l1;
+            let l1 = &self.services.l1;
             let namespaces = l1.namespaces();
             let namespace = namespaces.of(key);
             self.counts.read_in(namespaces, namespace, false);
@@ -242,9 +243,9 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             // Hits are answered only if the upstream runs this MGET for this identity.
             if let Some(i) = parts.iter().position(|p| matches!(p, Part::Known(_))) {
                 let key = self.cache_key(keys[i].clone());
-                let taken = self.shared.l1.generation(&key);
+                let taken = self.services.l1.generation(&key);
                 parts[i] = Part::Own(0);
-                let namespaces = self.shared.l1.namespaces();
+                let namespaces = self.services.l1.namespaces();
                 let namespace = namespaces.of(&keys[i]);
                 self.counts.hit_was_miss(namespaces, namespace);
                 let flight = Flight::detached();
@@ -293,7 +294,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             write_command(&mut bytes, &[b"PTTL", &l.key.key]);
         }
         let replies = 1 + leads.len();
-        let shared = self.shared.clone();
+        let shared = self.services.clone();
         let learn = self.learning(Read::Mget);
         let sent_at = Instant::now();
         let on_reply = Box::new(move |frames: &[Bytes], may_fill: bool| {
@@ -317,46 +318,6 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             .await
     }
 
-    pub(super) async fn write_mget(&mut self, m: MgetReply) {
-        let own = match m.own {
-            None => None,
-            Some(sent) => match self.await_reply(sent).await {
-                Ok(frames) if is_error(&frames[0]) => {
-                    return self.replies.oldest_out().extend_from_slice(&frames[0]);
-                }
-                Ok(frames) => array_elements(&frames[0]),
-                Err(e) => return write_upstream_error(self.replies.oldest_out(), &e),
-            },
-        };
-        let m_parts = m.parts.len();
-        let mut body = BytesMut::new();
-        write_array_header(&mut body, m_parts);
-        for part in m.parts {
-            match part {
-                Part::Known(b) => body.extend_from_slice(&b),
-                Part::Own(i) => match own.as_ref().and_then(|e| e.get(i)) {
-                    Some(element) => body.extend_from_slice(element),
-                    None => body.extend_from_slice(null(self.session.resp)),
-                },
-                Part::Follow(rx, key) => match self.await_follow(rx).await {
-                    Fetched::Value(b) => body.extend_from_slice(&b),
-                    Fetched::Missing => body.extend_from_slice(null(self.session.resp)),
-                    Fetched::Unknown => match self.mget_one(&key).await {
-                        Ok(error) if is_error(&error) => {
-                            return self.replies.oldest_out().extend_from_slice(&error)
-                        }
-                        Ok(element) => body.extend_from_slice(&element),
-                        Err(e) => return write_upstream_error(self.replies.oldest_out(), &e),
-                    },
-                },
-            }
-        }
-        // Taught as the reply of each key (what the next MGETs' keys are estimated at).
-        let budget = &mut self.replies.budget;
-        budget.learn(body.len() / m_parts.max(1));
-        self.write_frame(&body.freeze()).await;
-    }
-
     /// `MGET key` on this connection's own upstream slot: the element for one key, or the
     /// error the whole MGET gets (e.g. `-NOPERM`).
     async fn mget_one(&mut self, key: &Bytes) -> Result<Bytes, UpstreamError> {
@@ -367,5 +328,47 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         Ok(array_elements(&frames[0])
             .and_then(|mut e| e.pop())
             .unwrap_or_else(|| Bytes::from_static(null(self.session.resp))))
+    }
+}
+
+impl<R: Router, S: ClientStream> Connection<R, S> {
+    pub(in crate::connection) async fn write_mget(&mut self, m: MgetReply) {
+        let own = match m.own {
+            None => None,
+            Some(sent) => match self.cx.await_reply(sent).await {
+                Ok(frames) if is_error(&frames[0]) => {
+                    return self.cx.replies.oldest_out().extend_from_slice(&frames[0]);
+                }
+                Ok(frames) => array_elements(&frames[0]),
+                Err(e) => return write_upstream_error(self.cx.replies.oldest_out(), &e),
+            },
+        };
+        let m_parts = m.parts.len();
+        let mut body = BytesMut::new();
+        write_array_header(&mut body, m_parts);
+        for part in m.parts {
+            match part {
+                Part::Known(b) => body.extend_from_slice(&b),
+                Part::Own(i) => match own.as_ref().and_then(|e| e.get(i)) {
+                    Some(element) => body.extend_from_slice(element),
+                    None => body.extend_from_slice(null(self.cx.session.resp)),
+                },
+                Part::Follow(rx, key) => match self.cx.await_follow(rx).await {
+                    Fetched::Value(b) => body.extend_from_slice(&b),
+                    Fetched::Missing => body.extend_from_slice(null(self.cx.session.resp)),
+                    Fetched::Unknown => match self.cx.mget_one(&key).await {
+                        Ok(error) if is_error(&error) => {
+                            return self.cx.replies.oldest_out().extend_from_slice(&error)
+                        }
+                        Ok(element) => body.extend_from_slice(&element),
+                        Err(e) => return write_upstream_error(self.cx.replies.oldest_out(), &e),
+                    },
+                },
+            }
+        }
+        // Taught as the reply of each key (what the next MGETs' keys are estimated at).
+        let budget = &mut self.cx.replies.budget;
+        budget.learn(body.len() / m_parts.max(1));
+        self.write_frame(&body.freeze()).await;
     }
 }

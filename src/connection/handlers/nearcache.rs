@@ -18,15 +18,15 @@ mod profile;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{ClientStream, Connection};
-use crate::upstream::Router;
 use crate::cache::namespaces::Row;
+use crate::connection::handlers::Ctx;
 use crate::glob::{Pattern, MAX_PATTERNS, MAX_PATTERN_BYTES};
 use crate::info;
 use crate::protocol::decode::{integer, scan_page};
 use crate::protocol::{
     command, write_array_header, write_bulk, write_decimal, write_error, Request, Resp, OK,
 };
+use crate::upstream::Router;
 
 /// Keys asked for per `SCAN` call (and so at most about that many per `UNLINK`).
 const SCAN_COUNT: &[u8] = b"1000";
@@ -72,7 +72,7 @@ const DEFAULT_COUNT: i64 = 10;
 
 /// A subcommand and how many arguments it takes after its name.
 #[derive(Clone, Copy)]
-pub(super) enum Sub {
+pub(in crate::connection) enum Sub {
     Invalidate,
     DelPattern,
     Flush,
@@ -129,9 +129,9 @@ impl Sub {
     }
 }
 
-impl<R: Router, S: ClientStream> Connection<R, S> {
+impl<R: Router> Ctx<R> {
     /// `NEARCACHE <subcommand> [args]`.
-    pub(super) async fn nearcache(&mut self, req: Request) {
+    pub(in crate::connection) async fn nearcache(&mut self, req: Request) {
         let args = &req.args;
         let Some(name) = args.get(1) else {
             return self.reply_error("ERR wrong number of arguments for 'nearcache' command");
@@ -166,8 +166,8 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                 }
                 let patterns = params.iter().map(|p| Pattern::new(p)).collect();
                 // Registered at once; this client waits for the scan, the others are served.
-                let scan = self.shared.l1.invalidate_patterns(patterns);
-                self.shared.control.bus.patterns(params);
+                let scan = self.services.l1.invalidate_patterns(patterns);
+                self.services.control.bus.patterns(params);
                 let evicted = scan.evicted().await;
                 self.reply_integer(evicted as i64);
             }
@@ -181,14 +181,14 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                     Some(p) if p.eq_ignore_ascii_case(b"ALL") => true,
                     Some(_) => return self.reply_error("ERR syntax error"),
                 };
-                self.shared.l1.flush_all();
+                self.services.l1.flush_all();
                 if all {
-                    self.shared.control.bus.flush();
+                    self.services.control.bus.flush();
                 }
                 self.replies.ready(OK);
             }
             Sub::Stats => {
-                let text = info::sections(&self.shared);
+                let text = info::sections(&self.services);
                 let mut out = BytesMut::new();
                 if self.session.resp == Resp::V3 {
                     out.extend_from_slice(format!("={}\r\ntxt:", text.len() + 4).as_bytes());
@@ -202,13 +202,13 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             Sub::Slowlog => self.slowlog(params).await,
             Sub::Hotkeys => self.hot_keys(params.first()).await,
             Sub::Warm => {
-                match crate::warm::command(self.shared.clone(), self.warm_route(), params).await {
+                match crate::warm::command(self.services.clone(), self.warm_route(), params).await {
                     Ok(keys) => self.reply_integer(keys as i64),
                     Err(e) => self.reply_error(&e),
                 }
             }
             Sub::Namespaces => {
-                let l1 = &self.shared.l1;
+                let l1 = &self.services.l1;
                 l1.run_pending_tasks();
                 let rows = l1.namespaces().rows();
                 let mut out = BytesMut::new();
@@ -221,7 +221,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
     }
 
     /// Help `lines` as simple strings, Redis's `<CMD> HELP` layout.
-    fn reply_help(&mut self, lines: &[&str]) {
+    pub(in crate::connection) fn reply_help(&mut self, lines: &[&str]) {
         let mut out = BytesMut::new();
         write_array_header(&mut out, lines.len());
         for line in lines {
@@ -261,7 +261,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                 };
                 deleted += n;
                 for key in &keys {
-                    self.shared.l1.invalidate_key(db, key);
+                    self.services.l1.invalidate_key(db, key);
                 }
             }
             if &next[..] == b"0" {
@@ -270,10 +270,10 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             cursor = next;
         }
         let scan = self
-            .shared
+            .services
             .l1
             .invalidate_patterns(vec![Pattern::new(pattern)]);
-        self.shared
+        self.services
             .control
             .bus
             .patterns(std::slice::from_ref(pattern));
@@ -302,14 +302,14 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         }
     }
 
-    fn reply_integer(&mut self, n: i64) {
+    pub(in crate::connection) fn reply_integer(&mut self, n: i64) {
         self.replies.ready_with(|out| {
             out.extend_from_slice(b":");
             write_decimal(out, n);
         });
     }
 
-    fn reply_error(&mut self, message: &str) {
+    pub(in crate::connection) fn reply_error(&mut self, message: &str) {
         self.replies.ready_with(|out| write_error(out, message));
     }
 }

@@ -13,7 +13,7 @@ fn is(arg: &[u8], name: &[u8]) -> bool {
 
 /// The effect of a command that changes the pinned connection's state, or `None` for a
 /// command that at most writes keys.
-pub(super) fn effect(args: &[Bytes]) -> Option<Effect> {
+pub(in crate::connection) fn effect(args: &[Bytes]) -> Option<Effect> {
     let name = &args[0][..];
     let sub = args.get(1).map(|s| &s[..]).unwrap_or(b"");
     let subscribe = |family, subscribe| {
@@ -101,7 +101,7 @@ pub(in crate::connection) fn credentials(args: &[Bytes]) -> Option<Credentials> 
 }
 
 /// Merges what a command writes in each database it may run in.
-pub(super) fn merge(per_db: impl Iterator<Item = Invalidation>) -> Invalidation {
+pub(in crate::connection) fn merge(per_db: impl Iterator<Item = Invalidation>) -> Invalidation {
     let mut keys = Vec::new();
     let mut flushed = None;
     for inv in per_db {
