@@ -5,6 +5,7 @@ mod budget;
 mod counts;
 mod group;
 mod handlers;
+mod observers;
 mod replies;
 mod session;
 
@@ -26,9 +27,9 @@ use crate::metrics::commands;
 use crate::protocol::{null, peek_get, Limits, Request, RequestParser, Resp};
 use crate::services::Services;
 use crate::upstream::{Lane, Route, Router};
-use counts::Counts;
 use handlers::reply_mode::ReplyMode;
 use handlers::{pinned, Ctx};
+use observers::Observers;
 use replies::Replies;
 use session::Session;
 
@@ -44,9 +45,6 @@ const BUFFER: usize = 4 * 1024;
 const MAX_IDLE_BUFFER: usize = 1024 * 1024;
 /// A reply frame at least this big is written from its own bytes, not copied into `out`.
 const LARGE_REPLY: usize = 64 * 1024;
-
-/// One hit-path lookup in this many is timed (`nearcache_cache_lookup_duration_seconds`).
-const LOOKUP_SAMPLE: u32 = 64;
 
 /// What the hot path did with the head of the input.
 #[derive(PartialEq, Eq)]
@@ -174,9 +172,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                 addrs,
                 replies: Replies::new(BUFFER),
                 unacked_writes: 0,
-                counts: Counts::default(),
-                audit,
-                lookups: 0,
+                observers: Observers::new(audit),
                 reply_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             },
         }
@@ -224,7 +220,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             };
             match read {
                 Ok(0) | Err(_) => return,
-                Ok(_) => self.cx.replies.profile.new_batch(),
+                Ok(_) => self.cx.observers.new_batch(),
             }
             if peer
                 .take()
@@ -268,7 +264,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                 match self.parser.next(&mut self.input, &limits) {
                     Ok(Some(req)) if head == Head::Missed => {
                         // The GET L1 just missed: straight to the fetch, no second lookup.
-                        self.cx.counts.hot_gets += 1;
+                        self.cx.observers.fast_get();
                         self.cx.fetch_missing(req.args[1].clone()).await;
                         self.cx.served_one();
                     }
@@ -343,46 +339,33 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         if !self.cx.permitted(Read::Get) {
             return Head::Missed;
         }
-        let s = &self.cx.session;
+        let cx = &mut self.cx;
+        let s = &cx.session;
+        let key_bytes = &self.input[key.clone()];
         let key_ref = KeyRef {
             user: s.user,
             db: s.db,
-            key: &self.input[key.clone()],
+            key: key_bytes,
         };
-        let Some(out) = self.cx.replies.idle_out() else {
+        let Some(out) = cx.replies.idle_out() else {
             return Head::Other;
         };
         let served_from = out.len();
         let nil = null(s.resp);
-        self.cx.lookups = self.cx.lookups.wrapping_add(1);
-        let timed = self
-            .cx
-            .lookups
-            .is_multiple_of(LOOKUP_SAMPLE)
-            .then(std::time::Instant::now);
-        let hit = self.cx.services.l1.read(&key_ref, |value, namespace| {
+        let timed = cx.observers.lookup_started();
+        let hit = cx.services.l1.read(&key_ref, |value, namespace| {
             out.extend_from_slice(value.map_or(nil, |b| &b[..]));
             namespace
         });
-        if let Some(started) = timed {
-            self.cx
-                .services
-                .stats
-                .lookup_latency
-                .observe(started.elapsed());
-        }
+        Observers::lookup_done(&cx.services, timed);
         let Some(namespace) = hit else {
             return Head::Missed;
         };
-        self.cx
-            .counts
-            .read_in(self.cx.services.l1.namespaces(), namespace, true);
-        self.cx.counts.hot_gets += 1;
-        self.cx.sample_hit(&self.input[key.clone()]);
-        if self.cx.audit.tick() {
-            let key = Bytes::copy_from_slice(&self.input[key]);
-            let served = Bytes::copy_from_slice(&self.cx.replies.written()[served_from..]);
-            self.cx.audit_hit(key, served);
+        cx.observers.fast_get();
+        if cx.observers.on_hit(&cx.services, namespace, key_bytes) {
+            let key = Bytes::copy_from_slice(key_bytes);
+            let served = Bytes::copy_from_slice(&cx.replies.written()[served_from..]);
+            cx.audit_hit(key, served);
         }
         self.input.advance(len);
         self.parser.reset();
@@ -423,7 +406,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         {
             // Every key in a namespace with `cache = false`: a plain forward, a miss each.
             for key in &req.args[1..] {
-                self.cx.counts.read(l1.namespaces(), key, false);
+                self.cx.observers.on_bypass(&self.cx.services, key);
             }
             action = Action::Forward(Invalidation::None);
         }

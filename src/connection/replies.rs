@@ -16,7 +16,6 @@ use super::handlers::{read as reads, Ctx};
 use super::{ClientStream, Connection, LARGE_REPLY, MAX_BUFFERED_OUT};
 use crate::cache::Fetched;
 use crate::error::{write_upstream_error, UpstreamError};
-use crate::profiler::ClientProfile;
 use crate::protocol::{command, null};
 use crate::upstream::Router;
 use crate::upstream::{Lane, Lanes, OnReply, Outgoing, PendingReply};
@@ -55,9 +54,6 @@ pub(super) struct Replies {
     spare_segments: Vec<Segment>,
     /// A written group's reply frame list, emptied, for the next group's call.
     spare_frames: Vec<Bytes>,
-    /// The connection's profiler state (read sampling, N+1 tracking), kept with the rest
-    /// of what the connection owns per client.
-    pub(super) profile: ClientProfile,
     /// Replies owed from now on are dropped (`CLIENT REPLY OFF|SKIP`).
     muting: bool,
     /// Where in `out` the dropped replies start: what follows is never sent.
@@ -77,7 +73,6 @@ impl Replies {
             arena: BytesMut::new(),
             spare_segments: Vec::new(),
             spare_frames: Vec::new(),
-            profile: ClientProfile::new(),
             muting: false,
             muted_from: None,
             budget: Budget::default(),

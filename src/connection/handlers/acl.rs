@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use crate::acl::{Acl, Marks, Read};
 use crate::connection::handlers::Ctx;
+use crate::connection::observers::Observers;
 use crate::protocol::decode::is_error;
 use crate::protocol::Request;
 use crate::upstream::Router;
@@ -36,12 +37,8 @@ impl<R: Router> Ctx<R> {
     /// because the upstream is unreachable and nothing can be learned).
     #[inline]
     pub(in crate::connection) fn permitted(&self, read: Read) -> bool {
-        let shared = &self.services;
-        let marks = &self.session.marks;
-        shared.acl.permits(marks, read)
-            || (shared.config.serve_stale_when_down
-                && !self.router.link_up()
-                && shared.acl.ever_permitted(marks, read))
+        let link_up = self.router.link_up();
+        Observers::admits(&self.services, &self.session.marks, read, link_up)
     }
 
     /// Taken before sending `read` upstream; its reply tells.

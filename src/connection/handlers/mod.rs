@@ -17,11 +17,10 @@ pub(in crate::connection) mod reply_mode;
 
 use std::sync::Arc;
 
-use super::counts::Counts;
+use super::observers::Observers;
 use super::replies::Replies;
 use super::session::Session;
 use super::Addrs;
-use crate::audit::Countdown;
 use crate::protocol::Request;
 use crate::services::Services;
 use crate::upstream::Router;
@@ -39,12 +38,8 @@ pub(in crate::connection) struct Ctx<R: Router> {
     /// Forwarded writes whose replies have not arrived: reads behind them bypass L1 and
     /// other clients' fetches, so this client reads its own writes.
     pub(in crate::connection) unacked_writes: usize,
-    /// L1 hits and misses not yet added to the shared counters (added once per batch).
-    pub(in crate::connection) counts: Counts,
-    /// Picks the L1 hits this connection has audited (`--audit-rate`).
-    pub(in crate::connection) audit: Countdown,
-    /// Hit-path lookups, to time one in [`super::LOOKUP_SAMPLE`].
-    pub(in crate::connection) lookups: u32,
+    /// What watches the reads: ACL check, counts, timing, hot keys, N+1, audit.
+    pub(in crate::connection) observers: Observers,
     /// The upstream timeout of the reply being waited for, moved from call to call.
     pub(in crate::connection) reply_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     /// The client's and the sidecar's addresses (`None` off a socket).
@@ -58,8 +53,8 @@ impl<R: Router> Ctx<R> {
         self.services.stats.commands.add(self.session.id, i, 1);
     }
 
+    /// Adds the batch's read counts to the shared figures.
     pub(in crate::connection) fn publish_counts(&mut self) {
-        let shared = &self.services;
-        self.counts.publish(&shared.stats, shared.l1.namespaces());
+        self.observers.publish(&self.services);
     }
 }

@@ -86,25 +86,12 @@ impl<R: Router> Ctx<R> {
             }
     }
 
-    /// The hot path's read sampling: one read in [`crate::profiler::SAMPLE_EVERY`] (on
-    /// average) of `key` is counted in the hot-key sketch.
-    #[inline]
-    pub(in crate::connection) fn sample_hit(&mut self, key: &[u8]) {
-        if self.replies.profile.sampler.tick() {
-            self.services.profiler.hot.record(key);
-        }
-    }
-
-    /// A GET off the hit path: sampled for the hot-key sketch, and followed for N+1
-    /// detection (reported once per shape and window).
-    fn profile_get(&mut self, key: &[u8]) {
-        let profiler = &self.services.profiler;
-        let profile = &mut self.replies.profile;
-        if profile.sampler.tick() {
-            profiler.hot.record(key);
-        }
-        if let Some(found) = profile.single_read(profiler, key) {
+    /// A GET off the hit path, followed for N+1 detection (reported once per shape and
+    /// window).
+    fn follow_get(&mut self, key: &[u8]) {
+        if let Some(found) = self.observers.single_get(&self.services, key) {
             let name = self.session.name.as_deref();
+            let profiler = &self.services.profiler;
             profiler.report_n_plus_one(&found, &self.client_addr(), name);
         }
     }
@@ -160,11 +147,10 @@ impl<R: Router> Ctx<R> {
     pub(in crate::connection) async fn get(&mut self, key: Bytes) {
         let cached = self.permitted(Read::Get).then(|| self.lookup(&key));
         if let Some((cached, namespace)) = cached.flatten() {
-            self.profile_get(&key);
-            let namespaces = self.services.l1.namespaces();
-            self.counts.read_in(namespaces, namespace, true);
+            let audit = self.observers.on_hit(&self.services, namespace, &key);
+            self.follow_get(&key);
             let reply = self.cached_reply(cached);
-            if self.audit.tick() {
+            if audit {
                 self.audit_hit(key, reply.clone());
             }
             return self.replies.ready_bytes(reply);
@@ -174,9 +160,10 @@ impl<R: Router> Ctx<R> {
 
     /// A `GET` whose key L1 does not hold: follow another client's fetch or fetch it.
     pub(in crate::connection) async fn fetch_missing(&mut self, key: Bytes) {
-        self.profile_get(&key);
+        let namespace = self.services.l1.namespaces().of(&key);
+        self.observers.on_miss(&self.services, namespace, &key);
+        self.follow_get(&key);
         let ck = self.cache_key(key.clone());
-        self.counts.read(self.services.l1.namespaces(), &key, false);
         self.replies.budget.expect(1);
         match self.join(ck, Read::Get) {
             Miss::Follow(rx) => self.replies.wait_for(Pending::Follow(rx, key)),
@@ -203,15 +190,11 @@ impl<R: Router> Ctx<R> {
         // Hits picked for an audit (position, reply served).
         let mut audits = Vec::new();
         for key in keys {
-            if self.replies.profile.sampler.tick() {
-                self.services.profiler.hot.record(key);
-            }
             // A hit first: L1 names the key's namespace, matched at most once.
             if let Some((cached, namespace)) = self.lookup(key) {
-                self.counts
-                    .read_in(self.services.l1.namespaces(), namespace, true);
+                let audit = self.observers.on_hit(&self.services, namespace, key);
                 let reply = self.cached_reply(cached);
-                if self.audit.tick() {
+                if audit {
                     audits.push((parts.len(), reply.clone()));
                 }
                 parts.push(Part::Known(reply));
@@ -220,7 +203,7 @@ impl<R: Router> Ctx<R> {
             let l1 = &self.services.l1;
             let namespaces = l1.namespaces();
             let namespace = namespaces.of(key);
-            self.counts.read_in(namespaces, namespace, false);
+            self.observers.on_miss(&self.services, namespace, key);
             if !namespaces.policy(namespace).cache {
                 // A key of a namespace with `cache = false` (never in L1): fetched alone,
                 // filling nothing.
@@ -245,9 +228,8 @@ impl<R: Router> Ctx<R> {
                 let key = self.cache_key(keys[i].clone());
                 let taken = self.services.l1.generation(&key);
                 parts[i] = Part::Own(0);
-                let namespaces = self.services.l1.namespaces();
-                let namespace = namespaces.of(&keys[i]);
-                self.counts.hit_was_miss(namespaces, namespace);
+                let namespace = self.services.l1.namespaces().of(&keys[i]);
+                self.observers.hit_was_miss(&self.services, namespace);
                 let flight = Flight::detached();
                 leads.push(Lead { key, taken, flight });
             }
