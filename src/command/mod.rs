@@ -13,7 +13,7 @@ pub use load::Tables;
 pub use table::{CommandTable, Spec};
 pub use written::WrittenKeys;
 
-use crate::protocol::Request;
+use crate::protocol::{is, Request};
 
 /// What a command may have written, to evict from L1 before and after it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,10 +161,6 @@ const WRITES_ANYTHING: &[&[u8]] = &[
     b"REPLICAOF",
     b"SLAVEOF",
 ];
-
-fn is(name: &[u8], candidate: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(candidate)
-}
 
 fn any(name: &[u8], list: &[&[u8]]) -> bool {
     list.iter().any(|c| is(name, c))

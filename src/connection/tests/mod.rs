@@ -180,3 +180,21 @@ async fn keys_written_inside_multi_are_evicted_at_exec() {
     );
     c.call(&["GET", "k"], "$3\r\nnew\r\n").await;
 }
+
+#[tokio::test]
+async fn hello_refuses_an_unknown_option_as_redis_7_without_asking_the_upstream() {
+    let mut c = Client::start();
+    c.call(
+        &["HELLO", "3", "BOGUS"],
+        "-ERR Syntax error in HELLO option 'BOGUS'\r\n",
+    )
+    .await;
+    c.call(
+        &["HELLO", "2", "AUTH", "onlyuser"],
+        "-ERR Syntax error in HELLO option 'AUTH'\r\n",
+    )
+    .await;
+    assert!(c.fake.redis.log().is_empty(), "{:?}", c.fake.redis.log());
+    // The session is unchanged: still RESP2.
+    c.call(&["GET", "nope"], "$-1\r\n").await;
+}

@@ -27,11 +27,10 @@ use super::local::with_client_id;
 use crate::command::{blocks, classify, subscribes, writes, Action, Invalidation, Local};
 use crate::connection::{ClientStream, Connection, Flow, MAX_IDLE_BUFFER};
 use crate::error::{write_not_supported, write_request_error, write_upstream_error};
-use crate::protocol::{command, write_error, Request, RequestError, OK};
+use crate::protocol::{command, is, write_error, Request, RequestError, OK};
 use crate::upstream::Router;
 use crate::upstream::{Credentials, Route};
 pub(in crate::connection) use pin::Pin;
-pub(in crate::connection) use request::credentials;
 use request::{effect, merge};
 use state::{Applied, Effect, Frame};
 
@@ -450,10 +449,6 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         self.cx.offer_to_control(creds);
         self.cx.services.upstream.identity(creds.clone()).ok()
     }
-}
-
-fn is(arg: &[u8], name: &[u8]) -> bool {
-    arg.eq_ignore_ascii_case(name)
 }
 
 /// Sleeps until `deadline`; forever without one.
