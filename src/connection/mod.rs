@@ -28,7 +28,7 @@ use crate::protocol::{null, peek_get, Limits, Request, RequestParser, Resp};
 use crate::services::Services;
 use crate::upstream::{Lane, Route, Router};
 use handlers::reply_mode::ReplyMode;
-use handlers::{pinned, Ctx};
+use handlers::{acl, forward, local, pinned, read, Ctx};
 use observers::Observers;
 use replies::Replies;
 use session::Session;
@@ -265,7 +265,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                     Ok(Some(req)) if head == Head::Missed => {
                         // The GET L1 just missed: straight to the fetch, no second lookup.
                         self.cx.observers.fast_get();
-                        self.cx.fetch_missing(req.args[1].clone()).await;
+                        read::fetch_missing(&mut self.cx, req.args[1].clone()).await;
                         self.cx.served_one();
                     }
                     Ok(Some(req)) => {
@@ -393,7 +393,8 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             .commands
             .add(self.cx.session.id, metric, 1);
         if changes_rules(&req.args) {
-            self.cx.change_rules(req).await;
+            self.drain().await;
+            acl::change_rules(&mut self.cx, req).await;
             return (Flow::Continue, false);
         }
         let mut action = classify_spec(&req, self.cx.session.db, table, spec);
@@ -411,12 +412,14 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             action = Action::Forward(Invalidation::None);
         }
         match action {
-            Action::Get => self.cx.get(req.args[1].clone()).await,
-            Action::Mget => self.cx.mget(&req.args[1..]).await,
-            Action::Forward(inv) => self.cx.forward(req.raw, inv, metric as u16).await,
+            Action::Get => read::get(&mut self.cx, req.args[1].clone()).await,
+            Action::Mget => read::mget(&mut self.cx, &req.args[1..]).await,
+            Action::Forward(inv) => {
+                forward::forward(&mut self.cx, req.raw, inv, metric as u16).await
+            }
             Action::Local(local) => {
                 self.drain().await;
-                return (self.cx.local(local, req).await, false);
+                return (local::run(&mut self.cx, local, req).await, false);
             }
             Action::Pin => {
                 self.drain().await;

@@ -51,21 +51,21 @@ impl<R: Router> Ctx<R> {
         }
     }
 
-    /// `ACL SETUSER`/`DELUSER`/`LOAD`: what was learned, and L1 (key patterns may have
-    /// narrowed), is dropped before it is sent and again when its reply arrives, so no
-    /// fetch that crossed it teaches anything.
-    pub(in crate::connection) async fn change_rules(&mut self, req: Request) {
-        self.forget_rules();
-        let result = self.ask(req.raw, 1).await;
-        self.forget_rules();
-        match result {
-            Ok(frames) => self.replies.ready(&frames[0]),
-            Err(e) => self.replies.error(&e),
-        }
-    }
-
     fn forget_rules(&self) {
         self.services.acl.forget();
         self.services.l1.flush_all();
+    }
+}
+
+/// `ACL SETUSER`/`DELUSER`/`LOAD`: what was learned, and L1 (key patterns may have
+/// narrowed), is dropped before it is sent and again when its reply arrives, so no
+/// fetch that crossed it teaches anything.
+pub(in crate::connection) async fn change_rules<R: Router>(cx: &mut Ctx<R>, req: Request) {
+    cx.forget_rules();
+    let result = cx.ask(req.raw, 1).await;
+    cx.forget_rules();
+    match result {
+        Ok(frames) => cx.replies.ready(&frames[0]),
+        Err(e) => cx.replies.error(&e),
     }
 }

@@ -67,27 +67,6 @@ impl<R: Router> Ctx<R> {
             }
         }
     }
-    /// Evicts what the command may write, then adds it to the group.
-    /// `metric`: the command's index in the counted commands.
-    pub(in crate::connection) async fn forward(
-        &mut self,
-        raw: Bytes,
-        mut inv: Invalidation,
-        metric: u16,
-    ) {
-        self.invalidate(&mut inv);
-        if inv != Invalidation::None {
-            self.unacked_writes += 1;
-        }
-        self.replies.budget.expect(1);
-        if raw.len() >= MAX_GROUP_BYTES {
-            // A large command goes alone, as the bytes it arrived in: no copy.
-            let group = Group::alone(raw, Segment::Forward(inv), metric);
-            self.replies.wait_for(Pending::Unsent(group));
-            return self.send_unsent().await;
-        }
-        self.add(&raw, Segment::Forward(inv), None, metric).await;
-    }
 
     /// Adds an L1 fetch of `key` (`GET` + `PTTL`, one write and one round trip) whose
     /// replies go to `fill` first.
@@ -168,4 +147,26 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             self.cx.replies.recycle_frames(frames);
         }
     }
+}
+
+/// Evicts what the command may write, then adds it to the group.
+/// `metric`: the command's index in the counted commands.
+pub(in crate::connection) async fn forward<R: Router>(
+    cx: &mut Ctx<R>,
+    raw: Bytes,
+    mut inv: Invalidation,
+    metric: u16,
+) {
+    cx.invalidate(&mut inv);
+    if inv != Invalidation::None {
+        cx.unacked_writes += 1;
+    }
+    cx.replies.budget.expect(1);
+    if raw.len() >= MAX_GROUP_BYTES {
+        // A large command goes alone, as the bytes it arrived in: no copy.
+        let group = Group::alone(raw, Segment::Forward(inv), metric);
+        cx.replies.wait_for(Pending::Unsent(group));
+        return cx.send_unsent().await;
+    }
+    cx.add(&raw, Segment::Forward(inv), None, metric).await;
 }

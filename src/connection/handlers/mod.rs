@@ -9,7 +9,7 @@
 pub(in crate::connection) mod acl;
 mod client_ids;
 pub(in crate::connection) mod forward;
-mod local;
+pub(super) mod local;
 pub(in crate::connection) mod nearcache;
 pub(in crate::connection) mod pinned;
 pub(in crate::connection) mod read;

@@ -130,96 +130,6 @@ impl Sub {
 }
 
 impl<R: Router> Ctx<R> {
-    /// `NEARCACHE <subcommand> [args]`.
-    pub(in crate::connection) async fn nearcache(&mut self, req: Request) {
-        let args = &req.args;
-        let Some(name) = args.get(1) else {
-            return self.reply_error("ERR wrong number of arguments for 'nearcache' command");
-        };
-        let Some(sub) = Sub::parse(name) else {
-            let shown = String::from_utf8_lossy(&name[..name.len().min(128)]);
-            return self.reply_error(&format!(
-                "ERR unknown subcommand '{shown}'. Try NEARCACHE HELP."
-            ));
-        };
-        let params = &args[2..];
-        if !sub.arity_ok(params.len()) {
-            return self.reply_error(&format!(
-                "ERR wrong number of arguments for '{}' command",
-                sub.full_name()
-            ));
-        }
-        if !self.admit(sub, params).await {
-            return;
-        }
-        match sub {
-            Sub::Invalidate => {
-                if params.len() > MAX_PATTERNS {
-                    return self.reply_error(&format!(
-                        "ERR too many patterns for 'nearcache|invalidate' command (at most {MAX_PATTERNS})"
-                    ));
-                }
-                if params.iter().any(|p| p.len() > MAX_PATTERN_BYTES) {
-                    return self.reply_error(&format!(
-                        "ERR pattern too long (at most {MAX_PATTERN_BYTES} bytes)"
-                    ));
-                }
-                let patterns = params.iter().map(|p| Pattern::new(p)).collect();
-                // Registered at once; this client waits for the scan, the others are served.
-                let scan = self.services.l1.invalidate_patterns(patterns);
-                self.services.control.bus.patterns(params);
-                let evicted = scan.evicted().await;
-                self.reply_integer(evicted as i64);
-            }
-            Sub::DelPattern if params[0].len() > MAX_PATTERN_BYTES => self.reply_error(&format!(
-                "ERR pattern too long (at most {MAX_PATTERN_BYTES} bytes)"
-            )),
-            Sub::DelPattern => self.delete_pattern(&params[0]).await,
-            Sub::Flush => {
-                let all = match params.first() {
-                    None => false,
-                    Some(p) if p.eq_ignore_ascii_case(b"ALL") => true,
-                    Some(_) => return self.reply_error("ERR syntax error"),
-                };
-                self.services.l1.flush_all();
-                if all {
-                    self.services.control.bus.flush();
-                }
-                self.replies.ready(OK);
-            }
-            Sub::Stats => {
-                let text = info::sections(&self.services);
-                let mut out = BytesMut::new();
-                if self.session.resp == Resp::V3 {
-                    out.extend_from_slice(format!("={}\r\ntxt:", text.len() + 4).as_bytes());
-                    out.extend_from_slice(text.as_bytes());
-                    out.extend_from_slice(b"\r\n");
-                } else {
-                    write_bulk(&mut out, text.as_bytes());
-                }
-                self.replies.ready_bytes(out.freeze());
-            }
-            Sub::Slowlog => self.slowlog(params).await,
-            Sub::Hotkeys => self.hot_keys(params.first()).await,
-            Sub::Warm => {
-                match crate::warm::command(self.services.clone(), self.warm_route(), params).await {
-                    Ok(keys) => self.reply_integer(keys as i64),
-                    Err(e) => self.reply_error(&e),
-                }
-            }
-            Sub::Namespaces => {
-                let l1 = &self.services.l1;
-                l1.run_pending_tasks();
-                let rows = l1.namespaces().rows();
-                let mut out = BytesMut::new();
-                write_array_header(&mut out, rows.len());
-                rows.iter().for_each(|row| write_namespace(&mut out, row));
-                self.replies.ready_bytes(out.freeze());
-            }
-            Sub::Help => self.reply_help(HELP),
-        }
-    }
-
     /// Help `lines` as simple strings, Redis's `<CMD> HELP` layout.
     pub(in crate::connection) fn reply_help(&mut self, lines: &[&str]) {
         let mut out = BytesMut::new();
@@ -338,6 +248,96 @@ fn write_namespace(out: &mut BytesMut, row: &Row) {
         write_bulk(out, field.as_bytes());
         out.extend_from_slice(b":");
         write_decimal(out, n);
+    }
+}
+
+/// `NEARCACHE <subcommand> [args]`.
+pub(in crate::connection) async fn run<R: Router>(cx: &mut Ctx<R>, req: Request) {
+    let args = &req.args;
+    let Some(name) = args.get(1) else {
+        return cx.reply_error("ERR wrong number of arguments for 'nearcache' command");
+    };
+    let Some(sub) = Sub::parse(name) else {
+        let shown = String::from_utf8_lossy(&name[..name.len().min(128)]);
+        return cx.reply_error(&format!(
+            "ERR unknown subcommand '{shown}'. Try NEARCACHE HELP."
+        ));
+    };
+    let params = &args[2..];
+    if !sub.arity_ok(params.len()) {
+        return cx.reply_error(&format!(
+            "ERR wrong number of arguments for '{}' command",
+            sub.full_name()
+        ));
+    }
+    if !cx.admit(sub, params).await {
+        return;
+    }
+    match sub {
+        Sub::Invalidate => {
+            if params.len() > MAX_PATTERNS {
+                return cx.reply_error(&format!(
+                    "ERR too many patterns for 'nearcache|invalidate' command (at most {MAX_PATTERNS})"
+                ));
+            }
+            if params.iter().any(|p| p.len() > MAX_PATTERN_BYTES) {
+                return cx.reply_error(&format!(
+                    "ERR pattern too long (at most {MAX_PATTERN_BYTES} bytes)"
+                ));
+            }
+            let patterns = params.iter().map(|p| Pattern::new(p)).collect();
+            // Registered at once; this client waits for the scan, the others are served.
+            let scan = cx.services.l1.invalidate_patterns(patterns);
+            cx.services.control.bus.patterns(params);
+            let evicted = scan.evicted().await;
+            cx.reply_integer(evicted as i64);
+        }
+        Sub::DelPattern if params[0].len() > MAX_PATTERN_BYTES => cx.reply_error(&format!(
+            "ERR pattern too long (at most {MAX_PATTERN_BYTES} bytes)"
+        )),
+        Sub::DelPattern => cx.delete_pattern(&params[0]).await,
+        Sub::Flush => {
+            let all = match params.first() {
+                None => false,
+                Some(p) if p.eq_ignore_ascii_case(b"ALL") => true,
+                Some(_) => return cx.reply_error("ERR syntax error"),
+            };
+            cx.services.l1.flush_all();
+            if all {
+                cx.services.control.bus.flush();
+            }
+            cx.replies.ready(OK);
+        }
+        Sub::Stats => {
+            let text = info::sections(&cx.services);
+            let mut out = BytesMut::new();
+            if cx.session.resp == Resp::V3 {
+                out.extend_from_slice(format!("={}\r\ntxt:", text.len() + 4).as_bytes());
+                out.extend_from_slice(text.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            } else {
+                write_bulk(&mut out, text.as_bytes());
+            }
+            cx.replies.ready_bytes(out.freeze());
+        }
+        Sub::Slowlog => cx.slowlog(params).await,
+        Sub::Hotkeys => cx.hot_keys(params.first()).await,
+        Sub::Warm => {
+            match crate::warm::command(cx.services.clone(), cx.warm_route(), params).await {
+                Ok(keys) => cx.reply_integer(keys as i64),
+                Err(e) => cx.reply_error(&e),
+            }
+        }
+        Sub::Namespaces => {
+            let l1 = &cx.services.l1;
+            l1.run_pending_tasks();
+            let rows = l1.namespaces().rows();
+            let mut out = BytesMut::new();
+            write_array_header(&mut out, rows.len());
+            rows.iter().for_each(|row| write_namespace(&mut out, row));
+            cx.replies.ready_bytes(out.freeze());
+        }
+        Sub::Help => cx.reply_help(HELP),
     }
 }
 

@@ -142,130 +142,6 @@ impl<R: Router> Ctx<R> {
         }
     }
 
-    /// `GET key`: a hit or another client's fetch answers after everything grouped before
-    /// it is sent; this connection's own fetch joins the group.
-    pub(in crate::connection) async fn get(&mut self, key: Bytes) {
-        let cached = self.permitted(Read::Get).then(|| self.lookup(&key));
-        if let Some((cached, namespace)) = cached.flatten() {
-            let audit = self.observers.on_hit(&self.services, namespace, &key);
-            self.follow_get(&key);
-            let reply = self.cached_reply(cached);
-            if audit {
-                self.audit_hit(key, reply.clone());
-            }
-            return self.replies.ready_bytes(reply);
-        }
-        self.fetch_missing(key).await;
-    }
-
-    /// A `GET` whose key L1 does not hold: follow another client's fetch or fetch it.
-    pub(in crate::connection) async fn fetch_missing(&mut self, key: Bytes) {
-        let namespace = self.services.l1.namespaces().of(&key);
-        self.observers.on_miss(&self.services, namespace, &key);
-        self.follow_get(&key);
-        let ck = self.cache_key(key.clone());
-        self.replies.budget.expect(1);
-        match self.join(ck, Read::Get) {
-            Miss::Follow(rx) => self.replies.wait_for(Pending::Follow(rx, key)),
-            Miss::Lead(lead) => {
-                let shared = self.services.clone();
-                let learn = self.learning(Read::Get);
-                let sent_at = Instant::now();
-                let on_reply = Box::new(move |frames: &[Bytes], may_fill: bool| {
-                    learn.reply(&frames[0]);
-                    let (reply, pttl) = (&frames[0], &frames[1]);
-                    let fetched = shared
-                        .l1
-                        .fill(lead.key, lead.taken, sent_at, reply, pttl, true, may_fill);
-                    lead.flight.complete(fetched);
-                });
-                self.fetch(&key, on_reply).await;
-            }
-        }
-    }
-
-    pub(in crate::connection) async fn mget(&mut self, keys: &[Bytes]) {
-        let mut parts = Vec::with_capacity(keys.len());
-        let mut leads = Vec::new();
-        // Hits picked for an audit (position, reply served).
-        let mut audits = Vec::new();
-        for key in keys {
-            // A hit first: L1 names the key's namespace, matched at most once.
-            if let Some((cached, namespace)) = self.lookup(key) {
-                let audit = self.observers.on_hit(&self.services, namespace, key);
-                let reply = self.cached_reply(cached);
-                if audit {
-                    audits.push((parts.len(), reply.clone()));
-                }
-                parts.push(Part::Known(reply));
-                continue;
-            }
-            let l1 = &self.services.l1;
-            let namespaces = l1.namespaces();
-            let namespace = namespaces.of(key);
-            self.observers.on_miss(&self.services, namespace, key);
-            if !namespaces.policy(namespace).cache {
-                // A key of a namespace with `cache = false` (never in L1): fetched alone,
-                // filling nothing.
-                let key = self.cache_key(key.clone());
-                let taken = l1.generation(&key);
-                let flight = Flight::detached();
-                parts.push(Part::Own(leads.len()));
-                leads.push(Lead { key, taken, flight });
-                continue;
-            }
-            match self.join(self.cache_key(key.clone()), Read::Mget) {
-                Miss::Follow(rx) => parts.push(Part::Follow(rx, key.clone())),
-                Miss::Lead(lead) => {
-                    parts.push(Part::Own(leads.len()));
-                    leads.push(lead);
-                }
-            }
-        }
-        if leads.is_empty() && !self.permitted(Read::Mget) {
-            // Hits are answered only if the upstream runs this MGET for this identity.
-            if let Some(i) = parts.iter().position(|p| matches!(p, Part::Known(_))) {
-                let key = self.cache_key(keys[i].clone());
-                let taken = self.services.l1.generation(&key);
-                parts[i] = Part::Own(0);
-                let namespace = self.services.l1.namespaces().of(&keys[i]);
-                self.observers.hit_was_miss(&self.services, namespace);
-                let flight = Flight::detached();
-                leads.push(Lead { key, taken, flight });
-            }
-        }
-        for (i, served) in audits {
-            // Not a hit that was turned into a fetch just above.
-            if matches!(parts[i], Part::Known(_)) {
-                self.audit_hit(keys[i].clone(), served);
-            }
-        }
-        if leads.is_empty() && parts.iter().all(|p| matches!(p, Part::Known(_))) {
-            return self.replies.ready_with(|out| {
-                write_array_header(out, parts.len());
-                for p in parts {
-                    if let Part::Known(b) = p {
-                        out.extend_from_slice(&b);
-                    }
-                }
-            });
-        }
-        let budget = &mut self.replies.budget;
-        for part in &parts {
-            match part {
-                Part::Known(b) => budget.hold(b.len()),
-                _ => budget.expect(1),
-            }
-        }
-        let own = if leads.is_empty() {
-            None
-        } else {
-            Some(self.send_mget(leads).await)
-        };
-        self.replies
-            .wait_for(Pending::Mget(MgetReply { parts, own }));
-    }
-
     /// Sends `MGET k1..kn` and `PTTL k` for each, filling L1 when the replies arrive.
     async fn send_mget(&mut self, leads: Vec<Lead>) -> Result<PendingReply, UpstreamError> {
         let mut mget: Vec<&[u8]> = vec![b"MGET"];
@@ -353,4 +229,129 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         budget.learn(body.len() / m_parts.max(1));
         self.write_frame(&body.freeze()).await;
     }
+}
+
+/// `GET key`: a hit or another client's fetch answers after everything grouped before
+/// it is sent; this connection's own fetch joins the group.
+pub(in crate::connection) async fn get<R: Router>(cx: &mut Ctx<R>, key: Bytes) {
+    let cached = cx.permitted(Read::Get).then(|| cx.lookup(&key));
+    if let Some((cached, namespace)) = cached.flatten() {
+        let audit = cx.observers.on_hit(&cx.services, namespace, &key);
+        cx.follow_get(&key);
+        let reply = cx.cached_reply(cached);
+        if audit {
+            cx.audit_hit(key, reply.clone());
+        }
+        return cx.replies.ready_bytes(reply);
+    }
+    fetch_missing(cx, key).await;
+}
+
+/// A `GET` whose key L1 does not hold: follow another client's fetch or fetch it.
+pub(in crate::connection) async fn fetch_missing<R: Router>(cx: &mut Ctx<R>, key: Bytes) {
+    let namespace = cx.services.l1.namespaces().of(&key);
+    cx.observers.on_miss(&cx.services, namespace, &key);
+    cx.follow_get(&key);
+    let ck = cx.cache_key(key.clone());
+    cx.replies.budget.expect(1);
+    match cx.join(ck, Read::Get) {
+        Miss::Follow(rx) => cx.replies.wait_for(Pending::Follow(rx, key)),
+        Miss::Lead(lead) => {
+            let shared = cx.services.clone();
+            let learn = cx.learning(Read::Get);
+            let sent_at = Instant::now();
+            let on_reply = Box::new(move |frames: &[Bytes], may_fill: bool| {
+                learn.reply(&frames[0]);
+                let (reply, pttl) = (&frames[0], &frames[1]);
+                let fetched = shared
+                    .l1
+                    .fill(lead.key, lead.taken, sent_at, reply, pttl, true, may_fill);
+                lead.flight.complete(fetched);
+            });
+            cx.fetch(&key, on_reply).await;
+        }
+    }
+}
+
+/// `MGET key...`: hits from L1, misses joined to other clients' fetches or fetched in one
+/// upstream `MGET` (with a `PTTL` each), the reply assembled in order once all are known.
+pub(in crate::connection) async fn mget<R: Router>(cx: &mut Ctx<R>, keys: &[Bytes]) {
+    let mut parts = Vec::with_capacity(keys.len());
+    let mut leads = Vec::new();
+    // Hits picked for an audit (position, reply served).
+    let mut audits = Vec::new();
+    for key in keys {
+        // A hit first: L1 names the key's namespace, matched at most once.
+        if let Some((cached, namespace)) = cx.lookup(key) {
+            let audit = cx.observers.on_hit(&cx.services, namespace, key);
+            let reply = cx.cached_reply(cached);
+            if audit {
+                audits.push((parts.len(), reply.clone()));
+            }
+            parts.push(Part::Known(reply));
+            continue;
+        }
+        let l1 = &cx.services.l1;
+        let namespaces = l1.namespaces();
+        let namespace = namespaces.of(key);
+        cx.observers.on_miss(&cx.services, namespace, key);
+        if !namespaces.policy(namespace).cache {
+            // A key of a namespace with `cache = false` (never in L1): fetched alone,
+            // filling nothing.
+            let key = cx.cache_key(key.clone());
+            let taken = l1.generation(&key);
+            let flight = Flight::detached();
+            parts.push(Part::Own(leads.len()));
+            leads.push(Lead { key, taken, flight });
+            continue;
+        }
+        match cx.join(cx.cache_key(key.clone()), Read::Mget) {
+            Miss::Follow(rx) => parts.push(Part::Follow(rx, key.clone())),
+            Miss::Lead(lead) => {
+                parts.push(Part::Own(leads.len()));
+                leads.push(lead);
+            }
+        }
+    }
+    if leads.is_empty() && !cx.permitted(Read::Mget) {
+        // Hits are answered only if the upstream runs this MGET for this identity.
+        if let Some(i) = parts.iter().position(|p| matches!(p, Part::Known(_))) {
+            let key = cx.cache_key(keys[i].clone());
+            let taken = cx.services.l1.generation(&key);
+            parts[i] = Part::Own(0);
+            let namespace = cx.services.l1.namespaces().of(&keys[i]);
+            cx.observers.hit_was_miss(&cx.services, namespace);
+            let flight = Flight::detached();
+            leads.push(Lead { key, taken, flight });
+        }
+    }
+    for (i, served) in audits {
+        // Not a hit that was turned into a fetch just above.
+        if matches!(parts[i], Part::Known(_)) {
+            cx.audit_hit(keys[i].clone(), served);
+        }
+    }
+    if leads.is_empty() && parts.iter().all(|p| matches!(p, Part::Known(_))) {
+        return cx.replies.ready_with(|out| {
+            write_array_header(out, parts.len());
+            for p in parts {
+                if let Part::Known(b) = p {
+                    out.extend_from_slice(&b);
+                }
+            }
+        });
+    }
+    let budget = &mut cx.replies.budget;
+    for part in &parts {
+        match part {
+            Part::Known(b) => budget.hold(b.len()),
+            _ => budget.expect(1),
+        }
+    }
+    let own = if leads.is_empty() {
+        None
+    } else {
+        Some(cx.send_mget(leads).await)
+    };
+    cx.replies.wait_for(Pending::Mget(MgetReply { parts, own }));
 }

@@ -22,52 +22,6 @@ pub(in crate::connection) use command::Command;
 pub(in crate::connection) use hello::with_client_id;
 
 impl<R: Router> Ctx<R> {
-    /// Runs a local command (after every reply owed before it is written).
-    pub(in crate::connection) async fn local(&mut self, local: Local, req: Request) -> Flow {
-        match Command::parse(local, &req) {
-            Command::Select(db) => self.select(db, req).await,
-            Command::Auth(creds) => self.auth(creds, req).await,
-            Command::Hello(hello) => self.hello(hello, req).await,
-            Command::Info => self.info(req).await,
-            Command::Reset => {
-                // As Redis: the client becomes `default` (unauthenticated unless `nopass`).
-                let user = self.services.upstream.default_identity();
-                if let Err(e) = self.set_route(self.services.config.upstream.db, Resp::V2, user) {
-                    self.replies.error(&e);
-                    return Flow::Continue;
-                }
-                self.session.name = None;
-                self.reset_reply();
-                self.replies.ready(RESET);
-            }
-            Command::Kill => self.kill(req).await,
-            Command::Nearcache => self.nearcache(req).await,
-            Command::Quit => {
-                self.replies.ready(OK);
-                return Flow::Close;
-            }
-            Command::ClientSetName(name) => self.set_name(&name),
-            Command::ClientReply(mode) => self.client_reply(&mode),
-            Command::ClientUnblock => self.client_unblock(&req.args).await,
-            Command::ClientKill => self.client_kill(&req.args).await,
-            Command::ClientId => {
-                let mut out = BytesMut::new();
-                out.extend_from_slice(b":");
-                write_decimal(&mut out, self.session.id as i64);
-                self.replies.ready_bytes(out.freeze());
-            }
-            Command::ClientGetName => {
-                let mut out = BytesMut::new();
-                match &self.session.name {
-                    Some(name) => write_bulk(&mut out, name),
-                    None => out.extend_from_slice(null(self.session.resp)),
-                }
-                self.replies.ready_bytes(out.freeze());
-            }
-        }
-        Flow::Continue
-    }
-
     /// Moves the session to the route's pool; unchanged when the route cannot get one.
     pub(in crate::connection) fn set_route(
         &mut self,
@@ -197,4 +151,54 @@ impl<R: Router> Ctx<R> {
         self.session.name = Some(name.clone()).filter(|n| !n.is_empty());
         self.replies.ready(OK);
     }
+}
+
+/// Runs a local command (after every reply owed before it is written).
+pub(in crate::connection) async fn run<R: Router>(
+    cx: &mut Ctx<R>,
+    local: Local,
+    req: Request,
+) -> Flow {
+    match Command::parse(local, &req) {
+        Command::Select(db) => cx.select(db, req).await,
+        Command::Auth(creds) => cx.auth(creds, req).await,
+        Command::Hello(hello) => cx.hello(hello, req).await,
+        Command::Info => cx.info(req).await,
+        Command::Reset => {
+            // As Redis: the client becomes `default` (unauthenticated unless `nopass`).
+            let user = cx.services.upstream.default_identity();
+            if let Err(e) = cx.set_route(cx.services.config.upstream.db, Resp::V2, user) {
+                cx.replies.error(&e);
+                return Flow::Continue;
+            }
+            cx.session.name = None;
+            cx.reset_reply();
+            cx.replies.ready(RESET);
+        }
+        Command::Kill => cx.kill(req).await,
+        Command::Nearcache => super::nearcache::run(cx, req).await,
+        Command::Quit => {
+            cx.replies.ready(OK);
+            return Flow::Close;
+        }
+        Command::ClientSetName(name) => cx.set_name(&name),
+        Command::ClientReply(mode) => cx.client_reply(&mode),
+        Command::ClientUnblock => cx.client_unblock(&req.args).await,
+        Command::ClientKill => cx.client_kill(&req.args).await,
+        Command::ClientId => {
+            let mut out = BytesMut::new();
+            out.extend_from_slice(b":");
+            write_decimal(&mut out, cx.session.id as i64);
+            cx.replies.ready_bytes(out.freeze());
+        }
+        Command::ClientGetName => {
+            let mut out = BytesMut::new();
+            match &cx.session.name {
+                Some(name) => write_bulk(&mut out, name),
+                None => out.extend_from_slice(null(cx.session.resp)),
+            }
+            cx.replies.ready_bytes(out.freeze());
+        }
+    }
+    Flow::Continue
 }

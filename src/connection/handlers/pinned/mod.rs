@@ -23,7 +23,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::local::with_client_id;
+use super::local::{self, with_client_id};
 use crate::command::{blocks, classify, subscribes, writes, Action, Invalidation, Local};
 use crate::connection::{ClientStream, Connection, Flow, MAX_IDLE_BUFFER};
 use crate::error::{write_not_supported, write_request_error, write_upstream_error};
@@ -299,7 +299,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                 return Some(Relay::Close);
             }
             Action::Local(Local::Reset) => {
-                self.cx.local(Local::Reset, req).await;
+                local::run(&mut self.cx, Local::Reset, req).await;
                 return Some(Relay::Reset);
             }
             Action::Local(Local::ClientReply) if pin.state.in_multi() => {
@@ -321,7 +321,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                 pin.send_muted(&req.raw, Effect::Plain(Invalidation::None), false, muted);
             }
             Action::Local(local) => {
-                if self.cx.local(local, req).await == Flow::Close {
+                if local::run(&mut self.cx, local, req).await == Flow::Close {
                     return Some(Relay::Close);
                 }
             }
