@@ -5,6 +5,7 @@ mod budget;
 mod counts;
 mod group;
 mod handlers;
+mod io;
 mod observers;
 mod replies;
 mod session;
@@ -13,8 +14,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -24,11 +25,12 @@ use crate::cache::KeyRef;
 use crate::command::{classify_spec, Action, Invalidation};
 use crate::error::{write_not_supported, write_request_error};
 use crate::metrics::commands;
-use crate::protocol::{null, peek_get, Limits, Request, RequestParser, Resp};
+use crate::protocol::{null, peek_get, Limits, Request, Resp};
 use crate::services::Services;
 use crate::upstream::{Lane, Route, Router};
 use handlers::reply_mode::ReplyMode;
 use handlers::{acl, forward, local, pinned, read, Ctx};
+use io::ClientIo;
 use observers::Observers;
 use replies::Replies;
 use session::Session;
@@ -78,12 +80,8 @@ pub struct Connection<R: Router = Services, S = TcpStream> {
     /// This client's close signal (`CLIENT KILL ID`), registered while it is served (first
     /// field: dropped, so forgotten, before the socket closes).
     killed: crate::services::KillGuard,
-    stream: S,
-    input: BytesMut,
-    /// Parses the requests in `input`, resuming a partly received one where it stopped.
-    parser: RequestParser,
-    /// A direct write of a large reply failed: the next flush reports it.
-    write_failed: Option<std::io::Error>,
+    /// The client's stream, input and parser, and writing to it.
+    io: ClientIo<S>,
     /// The shutdown signal, for waits outside the main loop (a pinned relay).
     stopping: Option<watch::Receiver<bool>>,
     /// What the command handlers work on: the session, the replies owed, the hit-path
@@ -149,10 +147,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         let killed = shared.kills.register(id + 1);
         Connection {
             killed,
-            stream,
-            input: BytesMut::with_capacity(BUFFER),
-            parser: RequestParser::default(),
-            write_failed: None,
+            io: ClientIo::new(stream),
             stopping: None,
             cx: Ctx {
                 session: Session {
@@ -209,7 +204,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             let parked = self.cx.session.parked.as_ref().map(|p| p.idle_until());
             let read = tokio::select! {
                 biased;
-                r = self.stream.read_buf(&mut self.input) => r,
+                r = self.io.read() => r,
                 _ = &mut stop => return self.close_gracefully().await,
                 _ = killed.notified() => return,
                 _ = pinned::sleep_until(parked), if parked.is_some() => {
@@ -261,7 +256,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                     self.cx.served_one();
                     continue;
                 }
-                match self.parser.next(&mut self.input, &limits) {
+                match self.io.next_request(&limits) {
                     Ok(Some(req)) if head == Head::Missed => {
                         // The GET L1 just missed: straight to the fetch, no second lookup.
                         self.cx.observers.fast_get();
@@ -295,7 +290,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             if self.flush().await.is_err() || flow == Flow::Close {
                 return;
             }
-            self.size_buffers();
+            self.io.size_buffers(&mut self.cx.replies);
         }
     }
 
@@ -307,22 +302,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
     async fn close_gracefully(mut self) {
         let grace = self.cx.services.config.shutdown_grace;
         let deadline = tokio::time::Instant::now() + grace.mul_f32(0.9);
-        let _ = self.stream.shutdown().await;
-        let mut sink = [0u8; 16 * 1024];
-        let drain = async { while let Ok(1..) = self.stream.read(&mut sink).await {} };
-        let _ = tokio::time::timeout_at(deadline, drain).await;
-    }
-
-    /// Gives back memory after a large request or reply, and keeps room to read into.
-    fn size_buffers(&mut self) {
-        if self.input.is_empty() && self.input.capacity() > MAX_IDLE_BUFFER {
-            self.input = BytesMut::with_capacity(BUFFER);
-        }
-        self.cx.replies.shrink(MAX_IDLE_BUFFER, BUFFER);
-        if self.input.capacity() - self.input.len() < 1024 {
-            // Grows with a large request in flight, so it arrives in few reads.
-            self.input.reserve(BUFFER.max(self.input.len()));
-        }
+        self.io.close_gracefully(deadline).await;
     }
 
     /// The hot path: a complete `GET key` at the head of the input that L1 answers is served
@@ -333,7 +313,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         if !self.cx.replies.is_idle() || !self.cx.may_read_l1() {
             return Head::Other;
         }
-        let Some((len, key)) = peek_get(&self.input, limits) else {
+        let Some((len, key)) = peek_get(&self.io.input, limits) else {
             return Head::Other;
         };
         if !self.cx.permitted(Read::Get) {
@@ -341,7 +321,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         }
         let cx = &mut self.cx;
         let s = &cx.session;
-        let key_bytes = &self.input[key.clone()];
+        let key_bytes = &self.io.input[key.clone()];
         let key_ref = KeyRef {
             user: s.user,
             db: s.db,
@@ -367,8 +347,8 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             let served = Bytes::copy_from_slice(&cx.replies.written()[served_from..]);
             cx.audit_hit(key, served);
         }
-        self.input.advance(len);
-        self.parser.reset();
+        self.io.input.advance(len);
+        self.io.parser.reset();
         Head::Served
     }
 

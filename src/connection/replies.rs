@@ -7,13 +7,12 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
 use super::budget::Budget;
 use super::group::{Group, Segment, Segments, GROUP_BUFFER};
 use super::handlers::{read as reads, Ctx};
-use super::{ClientStream, Connection, LARGE_REPLY, MAX_BUFFERED_OUT};
+use super::{ClientStream, Connection, MAX_BUFFERED_OUT};
 use crate::cache::Fetched;
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::protocol::{command, null};
@@ -434,44 +433,18 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         }
     }
 
-    /// Writes an upstream reply frame as the oldest owed reply; a large one is written
-    /// from its own bytes after what is buffered (same order, no copy).
+    /// Writes an upstream reply frame as the oldest owed reply (see [`super::io::ClientIo`]).
     pub(super) async fn write_frame(&mut self, frame: &Bytes) {
-        if self.write_failed.is_some() {
-            // The client is gone (the next flush says so): nothing more is kept for it.
-            return;
-        }
-        if frame.len() < LARGE_REPLY || self.cx.replies.muted_now() {
-            // (A muted reply goes where the dropped ones are: never sent.)
-            return self.cx.replies.oldest_out().extend_from_slice(frame);
-        }
-        let written = match self.flush().await {
-            Ok(()) => self.stream.write_all(frame).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = written {
-            self.write_failed = Some(e);
-        }
+        self.io.write_frame(&mut self.cx.replies, frame).await;
     }
 
-    /// Flushes the output mid-drain; a failure is reported by the next [`Connection::flush`].
+    /// Flushes the output mid-drain; a failure is reported by the next flush.
     pub(super) async fn flush_or_fail(&mut self) {
-        if let Err(e) = self.flush().await {
-            self.write_failed = Some(e);
-        }
+        self.io.flush_or_fail(&mut self.cx.replies).await;
     }
 
-    /// Writes the bytes ready for the socket (or reports a failed direct write).
+    /// Writes the bytes ready for the client.
     pub(super) async fn flush(&mut self) -> std::io::Result<()> {
-        if let Some(e) = self.write_failed.take() {
-            return Err(e);
-        }
-        let out = self.cx.replies.sendable();
-        if out.is_empty() {
-            return Ok(());
-        }
-        self.stream.write_all(out).await?;
-        self.cx.replies.sent();
-        Ok(())
+        self.io.flush(&mut self.cx.replies).await
     }
 }

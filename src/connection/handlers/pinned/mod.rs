@@ -146,7 +146,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             while waiting.is_none() {
                 let req = match next.take() {
                     Some(req) => req,
-                    None => match self.parser.next(&mut self.input, &limits) {
+                    None => match self.io.next_request(&limits) {
                         Ok(Some(req)) => req,
                         Ok(None) => break,
                         Err(e) => {
@@ -188,7 +188,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             }
             let deadline =
                 (!pin.state.idle() && !pin.state.oldest_blocks()).then(|| pin.progress + timeout);
-            let read_ahead = waiting.is_none() || self.input.len() < MAX_INPUT_AHEAD;
+            let read_ahead = waiting.is_none() || self.io.input.len() < MAX_INPUT_AHEAD;
             tokio::select! {
                 biased;
                 _ = wait_for_shutdown(&mut shutdown) => return Relay::Close,
@@ -201,7 +201,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                     }
                     _ => return self.upstream_lost(pin).await,
                 },
-                read = self.stream.read_buf(&mut self.input), if read_ahead => {
+                read = self.io.read(), if read_ahead => {
                     if !matches!(read, Ok(1..)) {
                         return Relay::Close;
                     }
