@@ -3,11 +3,13 @@
 
 mod budget;
 mod counts;
+mod drain;
 mod group;
 mod handlers;
 mod io;
 mod observers;
 mod replies;
+mod router;
 mod session;
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -95,40 +97,6 @@ impl Connection {
         let addrs = stream.peer_addr().ok().zip(stream.local_addr().ok());
         let router = shared.clone();
         Connection::over(shared, router, stream, addrs, id)
-    }
-}
-
-/// The services route through their one upstream.
-impl Router for Services {
-    type Pool = <crate::upstream::Upstream as Router>::Pool;
-    type Dedicated = <crate::upstream::Upstream as Router>::Dedicated;
-
-    fn try_pool(&self, route: Route) -> Result<Arc<Self::Pool>, crate::error::UpstreamError> {
-        self.upstream.try_pool(route)
-    }
-
-    fn pool(&self, route: Route) -> Arc<Self::Pool> {
-        self.upstream.pool(route)
-    }
-
-    #[inline]
-    fn link_up(&self) -> bool {
-        self.upstream.link_up()
-    }
-
-    #[inline]
-    fn coherent(&self) -> bool {
-        self.control.serving()
-    }
-
-    fn dedicated(
-        &self,
-        route: Route,
-        timeout: Duration,
-    ) -> impl std::future::Future<
-        Output = Result<(Self::Dedicated, Option<u64>), crate::error::UpstreamError>,
-    > + Send {
-        self.upstream.dedicated_with_id(route, timeout)
     }
 }
 

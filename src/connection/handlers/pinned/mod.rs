@@ -13,26 +13,27 @@
 //! client's next pinned request; it is closed, never shared, when the client goes, RESETs,
 //! or leaves it in a state the sidecar cannot follow.
 
+mod apply;
 mod pin;
 mod request;
 mod state;
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::local::{self, with_client_id};
+use super::local;
 use crate::command::{blocks, classify, subscribes, writes, Action, Invalidation, Local};
 use crate::connection::{ClientStream, Connection, Flow, MAX_IDLE_BUFFER};
 use crate::error::{write_not_supported, write_request_error, write_upstream_error};
 use crate::protocol::{command, is, write_error, Request, RequestError, OK};
+use crate::upstream::Route;
 use crate::upstream::Router;
-use crate::upstream::{Credentials, Route};
 pub(in crate::connection) use pin::Pin;
 use request::{effect, merge};
-use state::{Applied, Effect, Frame};
+use state::{Effect, Frame};
 
 /// Client input read ahead while the pinned connection owes replies (more waits in the
 /// client's socket).
@@ -379,75 +380,6 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                 return true; // the client is gone: noticed on its next read
             }
         }
-    }
-
-    /// Applies what a reply changed; returns the reply rewritten when it must be (HELLO's
-    /// `id` is the client's own, as `CLIENT ID` answers).
-    fn apply(
-        &mut self,
-        pin: &mut Pin<R::Dedicated>,
-        change: Applied,
-        frame: &Bytes,
-    ) -> Option<Bytes> {
-        let mut rewritten = None;
-        let (mut db, mut resp, mut user) = (
-            self.cx.session.db,
-            self.cx.session.resp,
-            self.cx.session.user,
-        );
-        match change {
-            Applied::Evict(mut inv) => {
-                self.cx.invalidate(&mut inv);
-                return None;
-            }
-            Applied::Select(to) => db = to,
-            Applied::Auth(creds) => match self.identity(&creds) {
-                Some(id) => user = id,
-                None => pin.state.sticky = true,
-            },
-            Applied::Hello {
-                resp: to,
-                creds,
-                name,
-                direct,
-            } => {
-                resp = to;
-                if let Some(creds) = creds {
-                    match self.identity(&creds) {
-                        Some(id) => user = id,
-                        None => pin.state.sticky = true,
-                    }
-                }
-                if let Some(name) = name {
-                    self.cx.session.name = name.clone();
-                    pin.name = name;
-                }
-                if direct {
-                    rewritten = Some(with_client_id(frame, self.cx.session.id));
-                }
-            }
-            Applied::SetName(name) => {
-                self.cx.session.name = name.clone();
-                pin.name = name;
-                return None;
-            }
-        }
-        let changed_user = user != self.cx.session.user;
-        if self.cx.set_route(db, resp, user).is_err() {
-            // The session cannot follow to a pool: it stays on this connection, which is.
-            pin.state.sticky = true;
-            (self.cx.session.db, self.cx.session.resp) = (db, resp);
-        } else if changed_user {
-            self.cx.load_table_as_client();
-        }
-        pin.route = Route { db, resp, user };
-        rewritten
-    }
-
-    /// The identity of credentials the upstream just accepted.
-    fn identity(&self, creds: &Credentials) -> Option<u32> {
-        self.cx.offer_to_control(creds);
-        self.cx.services.upstream.identity(creds.clone()).ok()
     }
 }
 
