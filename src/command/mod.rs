@@ -105,7 +105,7 @@ pub enum Action {
 
 /// Commands that put the client's upstream connection in a state of its own (a
 /// transaction, watched keys, subscriptions, a blocked call, monitoring), so they run on a
-/// connection pinned to that client (see `connection::pinned`); so do [`BLOCKING`] ones.
+/// connection pinned to that client (see `connection::handlers::pinned`); so do [`BLOCKING`] ones.
 const PINNED: &[&[u8]] = &[
     b"MULTI",
     b"WATCH",

@@ -1,6 +1,6 @@
 //! Writing what the client is owed: every owed reply in request order, waiting for each
-//! as needed (the connection's side of [`super::replies::Replies`]), and the context's way of asking the
-//! upstream outside any group.
+//! as needed (the connection's side of [`super::replies::Replies`]), and the context's
+//! way of asking the upstream outside any group.
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
