@@ -43,7 +43,7 @@ pub enum Read {
 }
 
 /// A right `NEARCACHE` needs of the client's own Redis user (see
-/// `connection::nearcache::access`), learned and forgotten like a [`Read`].
+/// `connection::handlers::nearcache::access`), learned and forgotten like a [`Read`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Right {
     /// `PUBLISH` on the invalidation channel (`INVALIDATE`, `DELPATTERN`, `FLUSH ALL`).

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 use super::build::{control_target, load_table};
@@ -28,23 +28,10 @@ const WARM_STOP_WAIT: Duration = Duration::from_secs(1);
 /// How long a client refused at `--max-clients` is given to take its error.
 const REFUSAL_WRITE: Duration = Duration::from_secs(1);
 
-/// The shutdown signal as a watch (what connections and the admin endpoint wait on): turns
-/// true once [`lifecycle::stop`] is called.
-pub(super) fn stop_signal() -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
-    let stopping = lifecycle::stopping();
-    lifecycle::spawn(async move {
-        stopping.cancelled().await;
-        let _ = tx.send(true);
-    });
-    rx
-}
-
 /// Serves clients on `listener` until the process is asked to stop, then gives connections
 /// the grace period to finish their batch.
 pub async fn run(shared: Arc<Services>, listener: TcpListener) {
     let stopping = lifecycle::stopping();
-    let shutdown = stop_signal();
     lifecycle::spawn(load_table(shared.clone()));
     crate::control::key_bus(&shared.control, shared.config.bus_key_file.as_deref());
     if shared.control.link_needed() {
@@ -103,11 +90,11 @@ pub async fn run(shared: Arc<Services>, listener: TcpListener) {
         let id = ids.fetch_add(1, Relaxed);
         let conn = Connection::new(shared.clone(), stream, id);
         let stats = shared.stats.clone();
-        let rx = shutdown.clone();
+        let stop = stopping.clone();
         lifecycle::spawn(connections.track_future(async move {
             stats.connected_clients.fetch_add(1, Relaxed);
             stats.total_connections.fetch_add(1, Relaxed);
-            conn.run(rx).await;
+            conn.run(stop).await;
             stats.connected_clients.fetch_sub(1, Relaxed);
             drop(permit);
         }));

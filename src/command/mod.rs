@@ -13,7 +13,7 @@ pub use load::{Source, Tables};
 pub use table::{CommandTable, Spec};
 pub use written::WrittenKeys;
 
-use crate::protocol::Request;
+use crate::protocol::{is, Request};
 
 /// What a command may have written, to evict from L1 before and after it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +105,7 @@ pub enum Action {
 
 /// Commands that put the client's upstream connection in a state of its own (a
 /// transaction, watched keys, subscriptions, a blocked call, monitoring), so they run on a
-/// connection pinned to that client (see `connection::pinned`); so do [`BLOCKING`] ones.
+/// connection pinned to that client (see `connection::handlers::pinned`); so do [`BLOCKING`] ones.
 const PINNED: &[&[u8]] = &[
     b"MULTI",
     b"WATCH",
@@ -161,10 +161,6 @@ const WRITES_ANYTHING: &[&[u8]] = &[
     b"REPLICAOF",
     b"SLAVEOF",
 ];
-
-fn is(name: &[u8], candidate: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(candidate)
-}
 
 fn any(name: &[u8], list: &[&[u8]]) -> bool {
     list.iter().any(|c| is(name, c))

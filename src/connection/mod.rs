@@ -1,38 +1,41 @@
 //! One client connection: read, decode a batch of pipelined requests, dispatch each (L1,
 //! upstream or local), then write every reply in request order with one flush.
 
-mod acl;
 mod budget;
-mod client_ids;
 mod counts;
+mod drain;
 mod group;
-pub(crate) mod nearcache;
-mod pinned;
-mod reads;
+mod handlers;
+mod io;
+mod observers;
 mod replies;
-mod reply_mode;
+mod router;
 mod session;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
-use crate::acl::{changes_rules, Marks, Read};
+use crate::acl::{changes_rules, Read};
 use crate::audit::Countdown;
 use crate::cache::KeyRef;
 use crate::command::{classify_spec, Action, Invalidation};
 use crate::error::{write_not_supported, write_request_error};
 use crate::metrics::commands;
-use crate::protocol::{null, peek_get, Limits, Request, RequestParser, Resp};
+use crate::protocol::{null, peek_get, Limits, Request, Resp};
 use crate::services::Services;
-use crate::upstream::{Lane, Pool, Route};
-use counts::Counts;
+use crate::upstream::{Lane, Route, Router};
+use handlers::reply_mode::ReplyMode;
+use handlers::{acl, forward, local, pinned, read, Ctx};
+use io::ClientIo;
+use observers::Observers;
 use replies::Replies;
+use session::Session;
 
 /// Requests dispatched before their replies are written and flushed.
 const MAX_BATCH: usize = 1024;
@@ -46,9 +49,6 @@ const BUFFER: usize = 4 * 1024;
 const MAX_IDLE_BUFFER: usize = 1024 * 1024;
 /// A reply frame at least this big is written from its own bytes, not copied into `out`.
 const LARGE_REPLY: usize = 64 * 1024;
-
-/// One hit-path lookup in this many is timed (`nearcache_cache_lookup_duration_seconds`).
-const LOOKUP_SAMPLE: u32 = 64;
 
 /// What the hot path did with the head of the input.
 #[derive(PartialEq, Eq)]
@@ -68,166 +68,140 @@ enum Flow {
     Close,
 }
 
-/// Per-client state kept by the sidecar (the upstream connections are shared).
-struct Session {
-    /// This client connection's id (`CLIENT ID`), unique in the process, from 1.
-    id: u64,
-    db: u32,
-    resp: Resp,
-    user: u32,
-    /// What the identity `user` is known to be allowed (shared by its sessions).
-    marks: Arc<Marks>,
-    name: Option<Bytes>,
-    /// This client's slot in `pool`, kept while its calls are in flight.
-    lane: Lane,
-    pool: Arc<Pool>,
-    /// The client's own upstream connection, clean, kept from its last pinned state.
-    parked: Option<pinned::Pin>,
-    /// Which replies the client gets (`CLIENT REPLY`).
-    reply: reply_mode::ReplyMode,
-}
+/// A client's byte stream: a TCP socket, or an in-memory pipe in the handler tests.
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 
-/// A client connection being served.
-pub struct Connection {
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientStream for T {}
+
+/// The client's address and the sidecar's, as the socket gave them.
+type Addrs = Option<(std::net::SocketAddr, std::net::SocketAddr)>;
+
+/// A client connection being served: by default a TCP client routed by the services'
+/// upstream; the handler tests put an in-memory stream and a fake router in their place.
+pub struct Connection<R: Router = Services, S = TcpStream> {
     /// This client's close signal (`CLIENT KILL ID`), registered while it is served (first
     /// field: dropped, so forgotten, before the socket closes).
     killed: crate::services::KillGuard,
-    shared: Arc<Services>,
-    stream: TcpStream,
-    input: BytesMut,
-    /// Parses the requests in `input`, resuming a partly received one where it stopped.
-    parser: RequestParser,
-    /// What the client is owed, in request order, and the bytes ready for its socket.
-    replies: Replies,
-    /// Forwarded writes whose replies have not arrived: reads behind them bypass L1 and
-    /// other clients' fetches, so this client reads its own writes.
-    unacked_writes: usize,
-    /// L1 hits and misses not yet added to the shared counters (added once per batch).
-    counts: Counts,
-    /// A direct write of a large reply failed: the next flush reports it.
-    write_failed: Option<std::io::Error>,
-    /// Picks the L1 hits this connection has audited (`--audit-rate`).
-    audit: Countdown,
+    /// The client's stream, input and parser, and writing to it.
+    io: ClientIo<S>,
     /// The shutdown signal, for waits outside the main loop (a pinned relay).
-    stopping: Option<watch::Receiver<bool>>,
-    /// Hit-path lookups, to time one in [`LOOKUP_SAMPLE`].
-    lookups: u32,
-
-    /// The upstream timeout of the reply being waited for, moved from call to call.
-    reply_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
-    session: Session,
+    stopping: CancellationToken,
+    /// What the command handlers work on: the session, the replies owed, the hit-path
+    /// observers and the services.
+    cx: Ctx<R>,
 }
 
 impl Connection {
     /// Wraps an accepted socket; `id` spreads clients over the upstream pool slots.
     pub fn new(shared: Arc<Services>, stream: TcpStream, id: u64) -> Connection {
+        let addrs = stream.peer_addr().ok().zip(stream.local_addr().ok());
+        let router = shared.clone();
+        Connection::over(shared, router, stream, addrs, id)
+    }
+}
+
+impl<R: Router, S: ClientStream> Connection<R, S> {
+    /// Serves a client over `stream`, its requests routed by `router`; `id` spreads
+    /// clients over the upstream pool slots.
+    pub fn over(shared: Arc<Services>, router: Arc<R>, stream: S, addrs: Addrs, id: u64) -> Self {
         let db = shared.config.upstream.db;
         let route = Route {
             db,
             resp: Resp::V2,
             user: 0,
         };
-        let pool = shared.upstream.pool(route);
+        let pool = router.pool(route);
         let audit = Countdown::new(shared.audit.rate(), id);
         let killed = shared.kills.register(id + 1);
         Connection {
             killed,
-            session: Session {
-                id: id + 1,
-                db,
-                resp: Resp::V2,
-                user: 0,
-                marks: shared.acl.marks(0),
-                name: None,
-                lane: Lane::new(id as usize),
-                pool,
-                parked: None,
-                reply: reply_mode::ReplyMode::On,
+            io: ClientIo::new(stream),
+            stopping: CancellationToken::new(),
+            cx: Ctx {
+                session: Session {
+                    id: id + 1,
+                    db,
+                    resp: Resp::V2,
+                    user: 0,
+                    marks: shared.acl.marks(0),
+                    name: None,
+                    lane: Lane::new(id as usize),
+                    pool,
+                    parked: None,
+                    reply: ReplyMode::On,
+                },
+                services: shared,
+                router,
+                addrs,
+                replies: Replies::new(BUFFER),
+                unacked_writes: 0,
+                observers: Observers::new(audit),
+                reply_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             },
-            shared,
-            stream,
-            input: BytesMut::with_capacity(BUFFER),
-            parser: RequestParser::default(),
-            replies: Replies::new(BUFFER),
-            unacked_writes: 0,
-            counts: Counts::default(),
-            write_failed: None,
-            audit,
-            stopping: None,
-            lookups: 0,
-            reply_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
         }
     }
 
     /// Serves the client until it closes, sends QUIT, breaks the protocol, or shutdown is
     /// signalled: then every request already read is answered and flushed, the write side
     /// is shut down and the input drained (see `Connection::close_gracefully`).
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let configured = self.shared.config.limits;
-        // One shutdown future for the connection's life: registered with the channel once,
-        // not once per request.
-        let stopping = shutdown.clone();
-        self.stopping = Some(shutdown.clone());
-        let stop = async move {
-            while !*shutdown.borrow_and_update() {
-                if shutdown.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
-        };
+    pub async fn run(mut self, stopping: CancellationToken) {
+        let configured = self.cx.services.config.limits;
+        // One shutdown future for the connection's life, not one per request.
+        self.stopping = stopping.clone();
+        let stop = stopping.clone().cancelled_owned();
         tokio::pin!(stop);
         // Checked at the first bytes: by then an upstream socket of this very sidecar has
         // been registered (it registers before it writes its handshake).
         let killed = self.killed.signal.clone();
-        let mut peer = self
-            .stream
-            .peer_addr()
-            .ok()
-            .zip(self.stream.local_addr().ok());
+        let mut peer = self.cx.addrs;
         loop {
             // A client that keeps its pipeline full always has input ready: look at the
             // flag between batches, not only while idle.
-            // (The sender is dropped once it has sent: read the value, not `has_changed`.)
-            if *stopping.borrow() {
+            if stopping.is_cancelled() {
                 return self.close_gracefully().await;
             }
-            let parked = self.session.parked.as_ref().map(|p| p.idle_until());
+            let parked = self.cx.session.parked.as_ref().map(|p| p.idle_until());
             let read = tokio::select! {
                 biased;
-                r = self.stream.read_buf(&mut self.input) => r,
+                r = self.io.read() => r,
                 _ = &mut stop => return self.close_gracefully().await,
                 _ = killed.notified() => return,
                 _ = pinned::sleep_until(parked), if parked.is_some() => {
                     // The kept connection was not needed again: close it.
-                    self.session.parked = None;
+                    self.cx.session.parked = None;
                     continue;
                 }
             };
             match read {
                 Ok(0) | Err(_) => return,
-                Ok(_) => self.replies.profile.new_batch(),
+                Ok(_) => self.cx.observers.new_batch(),
             }
             if peer
                 .take()
-                .is_some_and(|(p, l)| self.shared.upstream.outbound().is_own(p, l))
+                .is_some_and(|(p, l)| self.cx.services.upstream.outbound().is_own(p, l))
             {
                 let e = crate::error::UpstreamError::Itself;
-                self.replies
+                self.cx
+                    .replies
                     .ready_with(|out| crate::error::write_upstream_error(out, &e));
                 let _ = self.flush().await;
                 return;
             }
-            let upstream_max_bulk = self.shared.upstream_max_bulk.load(Relaxed);
+            let upstream_max_bulk = self.cx.services.upstream_max_bulk.load(Relaxed);
             let limits = configured.with_upstream_max_bulk(upstream_max_bulk);
             let mut flow = Flow::Continue;
             let mut batch = 0;
             loop {
                 if batch == MAX_BATCH
-                    || self.replies.written().len() >= MAX_BUFFERED_OUT
-                    || self.replies.budget.is_spent()
+                    || self.cx.replies.written().len() >= MAX_BUFFERED_OUT
+                    || self.cx.replies.budget.is_spent()
                 {
-                    if self.replies.budget.is_spent() {
-                        self.shared.stats.output_bound_waits.fetch_add(1, Relaxed);
+                    if self.cx.replies.budget.is_spent() {
+                        self.cx
+                            .services
+                            .stats
+                            .output_bound_waits
+                            .fetch_add(1, Relaxed);
                     }
                     self.drain().await;
                     if self.flush().await.is_err() {
@@ -238,15 +212,15 @@ impl Connection {
                 batch += 1;
                 let head = self.serve_hit(&limits);
                 if head == Head::Served {
-                    self.served_one();
+                    self.cx.served_one();
                     continue;
                 }
-                match self.parser.next(&mut self.input, &limits) {
+                match self.io.next_request(&limits) {
                     Ok(Some(req)) if head == Head::Missed => {
                         // The GET L1 just missed: straight to the fetch, no second lookup.
-                        self.counts.hot_gets += 1;
-                        self.fetch_missing(req.args[1].clone()).await;
-                        self.served_one();
+                        self.cx.observers.fast_get();
+                        read::fetch_missing(&mut self.cx, req.args[1].clone()).await;
+                        self.cx.served_one();
                     }
                     Ok(Some(req)) => {
                         flow = self.dispatch(req).await;
@@ -256,20 +230,26 @@ impl Connection {
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        self.shared.stats.rejected_protocol.fetch_add(1, Relaxed);
+                        self.cx
+                            .services
+                            .stats
+                            .rejected_protocol
+                            .fetch_add(1, Relaxed);
                         self.drain().await;
-                        self.replies.ready_with(|out| write_request_error(out, &e));
+                        self.cx
+                            .replies
+                            .ready_with(|out| write_request_error(out, &e));
                         flow = Flow::Close;
                         break;
                     }
                 }
             }
             self.drain().await;
-            self.publish_counts();
+            self.cx.publish_counts();
             if self.flush().await.is_err() || flow == Flow::Close {
                 return;
             }
-            self.size_buffers();
+            self.io.size_buffers(&mut self.cx.replies);
         }
     }
 
@@ -279,24 +259,9 @@ impl Connection {
     /// the grace period ends: closing a socket with unread input makes the kernel send a
     /// reset, which can destroy replies the client has not read yet.
     async fn close_gracefully(mut self) {
-        let grace = self.shared.config.shutdown_grace;
+        let grace = self.cx.services.config.shutdown_grace;
         let deadline = tokio::time::Instant::now() + grace.mul_f32(0.9);
-        let _ = self.stream.shutdown().await;
-        let mut sink = [0u8; 16 * 1024];
-        let drain = async { while let Ok(1..) = self.stream.read(&mut sink).await {} };
-        let _ = tokio::time::timeout_at(deadline, drain).await;
-    }
-
-    /// Gives back memory after a large request or reply, and keeps room to read into.
-    fn size_buffers(&mut self) {
-        if self.input.is_empty() && self.input.capacity() > MAX_IDLE_BUFFER {
-            self.input = BytesMut::with_capacity(BUFFER);
-        }
-        self.replies.shrink(MAX_IDLE_BUFFER, BUFFER);
-        if self.input.capacity() - self.input.len() < 1024 {
-            // Grows with a large request in flight, so it arrives in few reads.
-            self.input.reserve(BUFFER.max(self.input.len()));
-        }
+        self.io.close_gracefully(deadline).await;
     }
 
     /// The hot path: a complete `GET key` at the head of the input that L1 answers is served
@@ -304,52 +269,45 @@ impl Connection {
     /// cloning nothing.
     #[inline]
     fn serve_hit(&mut self, limits: &Limits) -> Head {
-        if !self.replies.is_idle() || !self.may_read_l1() {
+        if !self.cx.replies.is_idle() || !self.cx.may_read_l1() {
             return Head::Other;
         }
-        let Some((len, key)) = peek_get(&self.input, limits) else {
+        let Some((len, key)) = peek_get(&self.io.input, limits) else {
             return Head::Other;
         };
-        if !self.permitted(Read::Get) {
+        if !self.cx.permitted(Read::Get) {
             return Head::Missed;
         }
-        let s = &self.session;
+        let cx = &mut self.cx;
+        let s = &cx.session;
+        let key_bytes = &self.io.input[key.clone()];
         let key_ref = KeyRef {
             user: s.user,
             db: s.db,
-            key: &self.input[key.clone()],
+            key: key_bytes,
         };
-        let Some(out) = self.replies.idle_out() else {
+        let Some(out) = cx.replies.idle_out() else {
             return Head::Other;
         };
         let served_from = out.len();
         let nil = null(s.resp);
-        self.lookups = self.lookups.wrapping_add(1);
-        let timed = self
-            .lookups
-            .is_multiple_of(LOOKUP_SAMPLE)
-            .then(std::time::Instant::now);
-        let hit = self.shared.l1.read(&key_ref, |value, namespace| {
+        let timed = cx.observers.lookup_started();
+        let hit = cx.services.l1.read(&key_ref, |value, namespace| {
             out.extend_from_slice(value.map_or(nil, |b| &b[..]));
             namespace
         });
-        if let Some(started) = timed {
-            self.shared.stats.lookup_latency.observe(started.elapsed());
-        }
+        Observers::lookup_done(&cx.services, timed);
         let Some(namespace) = hit else {
             return Head::Missed;
         };
-        self.counts
-            .read_in(self.shared.l1.namespaces(), namespace, true);
-        self.counts.hot_gets += 1;
-        self.sample_hit(&key);
-        if self.audit.tick() {
-            let key = Bytes::copy_from_slice(&self.input[key]);
-            let served = Bytes::copy_from_slice(&self.replies.written()[served_from..]);
-            self.audit_hit(key, served);
+        cx.observers.fast_get();
+        if cx.observers.on_hit(&cx.services, namespace, key_bytes) {
+            let key = Bytes::copy_from_slice(key_bytes);
+            let served = Bytes::copy_from_slice(&cx.replies.written()[served_from..]);
+            cx.audit_hit(key, served);
         }
-        self.input.advance(len);
-        self.parser.reset();
+        self.io.input.advance(len);
+        self.io.parser.reset();
         Head::Served
     }
 
@@ -359,22 +317,27 @@ impl Connection {
         if pins.1 {
             return pins.0;
         }
-        self.served_one();
+        self.cx.served_one();
         pins.0
     }
 
     /// Serves one request; true with the flow when it was relayed on a pinned connection.
     async fn dispatch_one(&mut self, req: Request) -> (Flow, bool) {
-        let table = self.shared.table.get();
+        let table = self.cx.services.table.get();
         let spec = table.lookup(&req.args);
         let metric = spec.map_or_else(|| commands::index(req.name()), |s| s.metric.into());
-        self.shared.stats.commands.add(self.session.id, metric, 1);
+        self.cx
+            .services
+            .stats
+            .commands
+            .add(self.cx.session.id, metric, 1);
         if changes_rules(&req.args) {
-            self.change_rules(req).await;
+            self.drain().await;
+            acl::change_rules(&mut self.cx, req).await;
             return (Flow::Continue, false);
         }
-        let mut action = classify_spec(&req, self.session.db, table, spec);
-        let l1 = &self.shared.l1;
+        let mut action = classify_spec(&req, self.cx.session.db, table, spec);
+        let l1 = &self.cx.services.l1;
         if matches!(action, Action::Get | Action::Mget) && !l1.enabled() {
             // No L1 (--l1-ttl 0): reads are plain forwards, grouped like any other.
             action = Action::Forward(Invalidation::None);
@@ -383,87 +346,32 @@ impl Connection {
         {
             // Every key in a namespace with `cache = false`: a plain forward, a miss each.
             for key in &req.args[1..] {
-                self.counts.read(l1.namespaces(), key, false);
+                self.cx.observers.on_bypass(&self.cx.services, key);
             }
             action = Action::Forward(Invalidation::None);
         }
         match action {
-            Action::Get => self.get(req.args[1].clone()).await,
-            Action::Mget => self.mget(&req.args[1..]).await,
-            Action::Forward(inv) => self.forward(req.raw, inv, metric as u16).await,
+            Action::Get => read::get(&mut self.cx, req.args[1].clone()).await,
+            Action::Mget => read::mget(&mut self.cx, &req.args[1..]).await,
+            Action::Forward(inv) => {
+                forward::forward(&mut self.cx, req.raw, inv, metric as u16).await
+            }
             Action::Local(local) => {
                 self.drain().await;
-                return (self.local(local, req).await, false);
+                return (local::run(&mut self.cx, local, req).await, false);
             }
             Action::Pin => {
                 self.drain().await;
                 return (self.pinned(req).await, true);
             }
             Action::Refuse(name) => self
+                .cx
                 .replies
                 .ready_with(|out| write_not_supported(out, &name)),
         }
         (Flow::Continue, false)
     }
-
-    /// Evicts what a write may have changed, for every user, before it is sent; records
-    /// what the second eviction needs.
-    fn invalidate(&self, inv: &mut Invalidation) {
-        self.evict(inv, false);
-    }
-
-    /// Evicts again when the write's reply arrives (a fetch sent meanwhile may have read
-    /// the old value).
-    fn invalidate_after(&self, inv: &mut Invalidation) {
-        self.evict(inv, true);
-    }
-
-    /// Without tracking, the first eviction also puts the write on the invalidation bus
-    /// for the other sidecars (a flush for a whole database: the bus carries no db flush).
-    /// A `SWAPDB` is put on the bus as a flush at both evictions whatever the mode: Redis
-    /// tracking sends nothing for it, and the second eviction follows the swap itself.
-    fn evict(&self, inv: &mut Invalidation, again: bool) {
-        let l1 = &self.shared.l1;
-        let bus = &self.shared.control.bus;
-        let publish = !again && self.shared.control.publishes_keys();
-        match inv {
-            Invalidation::None => {}
-            Invalidation::Keys(keys) if again => keys
-                .iter()
-                .for_each(|k| l1.invalidate_after(k.db, &k.key, k.seen)),
-            Invalidation::Keys(keys) => keys.iter_mut().for_each(|k| {
-                k.seen = l1.invalidate(k.db, &k.key);
-                if publish {
-                    bus.key_written(k.db, &k.key);
-                }
-            }),
-            Invalidation::Db(db) => {
-                l1.flush_db(*db);
-                if publish {
-                    bus.flush();
-                }
-            }
-            Invalidation::All => {
-                l1.flush_all();
-                if publish {
-                    bus.flush();
-                }
-            }
-            Invalidation::Swapped => {
-                l1.flush_all();
-                bus.flush();
-            }
-        }
-    }
-
-    /// Counts a request by command (the hit path counts its GETs apart).
-    fn count(&self, req: &Request) {
-        let i = crate::metrics::commands::index(req.name());
-        self.shared.stats.commands.add(self.session.id, i, 1);
-    }
-
-    fn publish_counts(&mut self) {
-        let shared = &self.shared;
-        self.counts.publish(&shared.stats, shared.l1.namespaces());
-    }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,17 +7,14 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
 use super::budget::Budget;
 use super::group::{Group, Segment, Segments, GROUP_BUFFER};
-use super::{reads, Connection, LARGE_REPLY, MAX_BUFFERED_OUT};
+use super::handlers::read as reads;
 use crate::cache::Fetched;
 use crate::error::{write_upstream_error, UpstreamError};
-use crate::profiler::ClientProfile;
-use crate::protocol::{command, null};
-use crate::upstream::{Lane, OnReply, PendingReply, Pool};
+use crate::upstream::{Lane, Lanes, OnReply, Outgoing, PendingReply};
 
 /// A reply that is not written yet because it, or one before it, waits on something.
 pub(super) enum Pending {
@@ -52,10 +49,7 @@ pub(super) struct Replies {
     /// A written group's segment list, emptied, for the next group.
     spare_segments: Vec<Segment>,
     /// A written group's reply frame list, emptied, for the next group's call.
-    spare_frames: Vec<Bytes>,
-    /// The connection's profiler state (read sampling, N+1 tracking), kept with the rest
-    /// of what the connection owns per client.
-    pub(super) profile: ClientProfile,
+    pub(super) spare_frames: Vec<Bytes>,
     /// Replies owed from now on are dropped (`CLIENT REPLY OFF|SKIP`).
     muting: bool,
     /// Where in `out` the dropped replies start: what follows is never sent.
@@ -75,7 +69,6 @@ impl Replies {
             arena: BytesMut::new(),
             spare_segments: Vec::new(),
             spare_frames: Vec::new(),
-            profile: ClientProfile::new(),
             muting: false,
             muted_from: None,
             budget: Budget::default(),
@@ -106,7 +99,7 @@ impl Replies {
         self.muted_from.is_some()
     }
 
-    fn apply_mute(&mut self, on: bool) {
+    pub(super) fn apply_mute(&mut self, on: bool) {
         match (on, self.muted_from) {
             (true, None) => self.muted_from = Some(self.out.len()),
             (false, Some(from)) => {
@@ -238,7 +231,7 @@ impl Replies {
     }
 
     /// Sends every group not sent yet, oldest first, on the client's lane.
-    pub(super) async fn send_unsent(&mut self, pool: &Pool, lane: &Lane) {
+    pub(super) async fn send_unsent<P: Lanes>(&mut self, pool: &P, lane: &Lane) {
         self.seal();
         if self.unsent == 0 {
             return;
@@ -264,20 +257,30 @@ impl Replies {
     }
 
     /// Sends a request of this client's outside any group, after every group before it.
-    pub(super) async fn call(
+    pub(super) async fn call<P: Lanes>(
         &mut self,
-        pool: &Pool,
+        pool: &P,
         lane: &Lane,
         bytes: Bytes,
         replies: usize,
         on_reply: Option<OnReply>,
     ) -> Result<PendingReply, UpstreamError> {
         self.send_unsent(pool, lane).await;
-        pool.send(lane, bytes, replies, on_reply).await
+        let label =
+            crate::metrics::commands::index(crate::metrics::commands::first_command(&bytes));
+        let call = Outgoing {
+            bytes,
+            replies,
+            on_reply,
+            label: label as u16,
+            frames: Vec::new(),
+            writes: false,
+        };
+        pool.send_on(lane, call).await
     }
 
     /// The oldest owed reply, to be written next (with [`Replies::oldest_out`]).
-    fn take_oldest(&mut self) -> Option<Pending> {
+    pub(super) fn take_oldest(&mut self) -> Option<Pending> {
         self.seal();
         let oldest = self.queue.pop_front()?;
         if matches!(oldest, Pending::Unsent(_)) {
@@ -305,157 +308,20 @@ impl Replies {
 }
 
 /// Sends a group as one upstream call.
-async fn send(
-    pool: &Pool,
+pub(super) async fn send<P: Lanes>(
+    pool: &P,
     lane: &Lane,
     group: Group,
     frames: Vec<Bytes>,
 ) -> (Result<PendingReply, UpstreamError>, Segments) {
     let (bytes, replies, on_reply, segments, label, writes) = group.into_call();
-    let sent = pool.send_labelled(lane, bytes, replies, on_reply, label, frames, writes);
-    (sent.await, segments)
-}
-
-impl Connection {
-    /// Sends every group not sent yet (a group full enough goes before the batch ends).
-    pub(super) async fn send_unsent(&mut self) {
-        let s = &self.session;
-        self.replies.send_unsent(&s.pool, &s.lane).await;
-    }
-
-    /// Sends what is grouped, then writes every owed reply, in order, waiting for each as
-    /// needed.
-    pub(super) async fn drain(&mut self) {
-        self.send_unsent().await;
-        while let Some(pending) = self.replies.take_oldest() {
-            match pending {
-                Pending::Ready(bytes) => self.write_frame(&bytes).await,
-                Pending::Unsent(group) => {
-                    let s = &self.session;
-                    let frames = std::mem::take(&mut self.replies.spare_frames);
-                    let (sent, segments) = send(&s.pool, &s.lane, group, frames).await;
-                    self.write_group(sent, segments).await;
-                }
-                Pending::Group(sent, segments) => self.write_group(sent, segments).await,
-                Pending::Follow(rx, key) => {
-                    let fetched = self.await_follow(rx).await;
-                    self.write_fetched(fetched, key).await;
-                }
-                Pending::Mget(m) => self.write_mget(m).await,
-                Pending::Mute(on) => self.replies.apply_mute(on),
-            }
-            if self.replies.written().len() >= MAX_BUFFERED_OUT {
-                // What is written is no longer held: the output stays small however much
-                // the drained window holds.
-                self.flush_or_fail().await;
-            }
-        }
-        self.replies.budget.settle();
-    }
-
-    /// Sends `bytes` (holding `replies` commands) on this client's upstream slot, outside
-    /// any group (after every group before it), and waits for the replies.
-    pub(super) async fn ask(
-        &mut self,
-        bytes: Bytes,
-        replies: usize,
-    ) -> Result<Vec<Bytes>, UpstreamError> {
-        let s = &self.session;
-        let sent = self
-            .replies
-            .call(&s.pool, &s.lane, bytes, replies, None)
-            .await;
-        self.await_reply(sent).await
-    }
-
-    pub(super) async fn await_reply(
-        &mut self,
-        sent: Result<PendingReply, UpstreamError>,
-    ) -> Result<Vec<Bytes>, UpstreamError> {
-        let result = match sent {
-            Ok(pending) => pending.wait_on(self.reply_timer.as_mut()).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = &result {
-            let stats = &self.shared.stats;
-            stats
-                .upstream_errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if *e == UpstreamError::Timeout {
-                stats
-                    .upstream_timeouts
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-        result
-    }
-
-    pub(super) async fn await_follow(&self, rx: oneshot::Receiver<Fetched>) -> Fetched {
-        let timeout = self.shared.config.upstream_timeout;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(fetched)) => fetched,
-            _ => Fetched::Unknown,
-        }
-    }
-
-    /// Writes what another client's fetch learned (the oldest owed reply), or fetches the
-    /// key itself when that fetch could not tell.
-    async fn write_fetched(&mut self, fetched: Fetched, key: Bytes) {
-        let resp = self.session.resp;
-        match fetched {
-            Fetched::Value(bulk) => {
-                self.replies.budget.learn(bulk.len());
-                self.write_frame(&bulk).await;
-            }
-            Fetched::Missing => self.replies.oldest_out().extend_from_slice(null(resp)),
-            Fetched::Unknown => match self.ask(command(&[b"GET", &key]), 1).await {
-                Ok(frames) => {
-                    self.replies.budget.learn(frames[0].len());
-                    self.write_frame(&frames[0]).await;
-                }
-                Err(e) => write_upstream_error(self.replies.oldest_out(), &e),
-            },
-        }
-    }
-
-    /// Writes an upstream reply frame as the oldest owed reply; a large one is written
-    /// from its own bytes after what is buffered (same order, no copy).
-    pub(super) async fn write_frame(&mut self, frame: &Bytes) {
-        if self.write_failed.is_some() {
-            // The client is gone (the next flush says so): nothing more is kept for it.
-            return;
-        }
-        if frame.len() < LARGE_REPLY || self.replies.muted_now() {
-            // (A muted reply goes where the dropped ones are: never sent.)
-            return self.replies.oldest_out().extend_from_slice(frame);
-        }
-        let written = match self.flush().await {
-            Ok(()) => self.stream.write_all(frame).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = written {
-            self.write_failed = Some(e);
-        }
-    }
-
-    /// Flushes the output mid-drain; a failure is reported by the next [`Connection::flush`].
-    pub(super) async fn flush_or_fail(&mut self) {
-        if let Err(e) = self.flush().await {
-            self.write_failed = Some(e);
-        }
-    }
-
-    /// Writes the bytes ready for the socket (or reports a failed direct write).
-    pub(super) async fn flush(&mut self) -> std::io::Result<()> {
-        if let Some(e) = self.write_failed.take() {
-            return Err(e);
-        }
-        let out = self.replies.sendable();
-        if out.is_empty() {
-            return Ok(());
-        }
-        self.stream.write_all(out).await?;
-        self.replies.sent();
-        Ok(())
-    }
+    let call = Outgoing {
+        bytes,
+        replies,
+        on_reply,
+        label,
+        frames,
+        writes,
+    };
+    (pool.send_on(lane, call).await, segments)
 }

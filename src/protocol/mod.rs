@@ -12,6 +12,13 @@ mod request;
 
 use bytes::{BufMut, BytesMut};
 
+/// Whether `arg` is the command or option name `name` (ASCII, in any case), as Redis
+/// matches names: no allocation, no `to_lowercase`.
+#[inline]
+pub fn is(arg: &[u8], name: &[u8]) -> bool {
+    arg.eq_ignore_ascii_case(name)
+}
+
 pub use args::Args;
 pub use encode::*;
 pub use frames::FrameScanner;

@@ -20,6 +20,7 @@ pub mod gate;
 mod handshake;
 pub mod outbound;
 mod pool;
+mod router;
 mod status;
 
 use parking_lot::Mutex;
@@ -34,6 +35,7 @@ pub use dedicated::{PinnedIds, Queued, NO_UPSTREAM_ID};
 pub use figures::UpstreamFigures;
 use gate::FillGate;
 pub use pool::{Lane, OnReply, PendingReply, Pool};
+pub use router::{Dedicated, Lanes, Outgoing, Router};
 pub use status::UpstreamState;
 use status::{AUTH_FAILED, AUTH_OK, AUTH_REQUIRED};
 

@@ -20,7 +20,7 @@ pub struct Lane {
     /// Where the first call goes: this modulo the pool's base slots.
     pub(super) spread: usize,
     /// Cloned into each pending reply: more than one strong count means calls in flight.
-    pub(super) in_flight: Arc<()>,
+    pub(in crate::upstream) in_flight: Arc<()>,
 }
 
 impl Lane {
@@ -46,9 +46,9 @@ impl Default for Lane {
 
 /// A reply on its way.
 pub struct PendingReply {
-    pub(super) rx: oneshot::Receiver<Result<Vec<Bytes>, UpstreamError>>,
-    pub(super) deadline: Instant,
-    pub(super) _lane: Arc<()>,
+    pub(in crate::upstream) rx: oneshot::Receiver<Result<Vec<Bytes>, UpstreamError>>,
+    pub(in crate::upstream) deadline: Instant,
+    pub(in crate::upstream) _lane: Arc<()>,
 }
 
 impl PendingReply {

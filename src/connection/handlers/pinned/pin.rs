@@ -5,46 +5,45 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::state::{Effect, PinState};
 use crate::metrics::Stats;
 use crate::protocol::{command, FrameScanner};
-use crate::upstream::{PinnedIds, Route};
+use crate::upstream::{Dedicated, PinnedIds, Route};
 
 /// A connection pinned to one client.
-pub(in crate::connection) struct Pin {
-    pub(super) stream: TcpStream,
+pub(in crate::connection) struct Pin<D: Dedicated> {
+    pub(in crate::connection) stream: D,
     /// The route the connection is in (the session's, kept in step with it).
-    pub(super) route: Route,
+    pub(in crate::connection) route: Route,
     /// The name the connection carries (`CLIENT SETNAME`).
-    pub(super) name: Option<Bytes>,
-    pub(super) input: BytesMut,
-    pub(super) scanner: FrameScanner,
+    pub(in crate::connection) name: Option<Bytes>,
+    pub(in crate::connection) input: BytesMut,
+    pub(in crate::connection) scanner: FrameScanner,
     /// Requests not written yet.
-    pub(super) out: BytesMut,
-    pub(super) state: PinState,
+    pub(in crate::connection) out: BytesMut,
+    pub(in crate::connection) state: PinState,
     /// When a frame last arrived or a request was sent with nothing owed.
-    pub(super) progress: Instant,
+    pub(in crate::connection) progress: Instant,
     /// How long the connection is kept for its client once clean and unused.
-    pub(super) keep: std::time::Duration,
-    pub(super) stats: Arc<Stats>,
+    pub(in crate::connection) keep: std::time::Duration,
+    pub(in crate::connection) stats: Arc<Stats>,
     /// This connection's place among `--max-pinned`.
     _slot: OwnedSemaphorePermit,
     /// Where this connection's upstream id is known by its client's id, while it lives.
-    pub(super) registered: Option<(Arc<PinnedIds>, u64)>,
+    pub(in crate::connection) registered: Option<(Arc<PinnedIds>, u64)>,
 }
 
-impl Pin {
-    pub(super) fn new(
-        stream: TcpStream,
+impl<D: Dedicated> Pin<D> {
+    pub(in crate::connection) fn new(
+        stream: D,
         route: Route,
         keep: std::time::Duration,
         stats: Arc<Stats>,
         slot: OwnedSemaphorePermit,
-    ) -> Pin {
+    ) -> Pin<D> {
         stats.upstream_pinned.fetch_add(1, Relaxed);
         Pin {
             _slot: slot,
@@ -63,7 +62,12 @@ impl Pin {
     }
 
     /// Makes this connection's upstream id (`upstream`) known by its client's id.
-    pub(super) fn register(&mut self, ids: &Arc<PinnedIds>, client: u64, upstream: Option<u64>) {
+    pub(in crate::connection) fn register(
+        &mut self,
+        ids: &Arc<PinnedIds>,
+        client: u64,
+        upstream: Option<u64>,
+    ) {
         if let Some(upstream) = upstream {
             ids.insert(client, upstream);
             self.registered = Some((ids.clone(), client));
@@ -77,12 +81,18 @@ impl Pin {
     }
 
     /// Queues a request for the upstream.
-    pub(super) fn send(&mut self, raw: &[u8], effect: Effect, blocking: bool) {
+    pub(in crate::connection) fn send(&mut self, raw: &[u8], effect: Effect, blocking: bool) {
         self.send_muted(raw, effect, blocking, false);
     }
 
     /// Queues a request for the upstream; its reply is dropped when `muted`.
-    pub(super) fn send_muted(&mut self, raw: &[u8], effect: Effect, blocking: bool, muted: bool) {
+    pub(in crate::connection) fn send_muted(
+        &mut self,
+        raw: &[u8],
+        effect: Effect,
+        blocking: bool,
+        muted: bool,
+    ) {
         if self.state.idle() {
             self.progress = Instant::now();
         }
@@ -91,7 +101,7 @@ impl Pin {
     }
 
     /// Gives the connection the client's name (its replies are the sidecar's own).
-    pub(super) fn name_as(&mut self, name: Option<Bytes>) {
+    pub(in crate::connection) fn name_as(&mut self, name: Option<Bytes>) {
         let arg = name.clone().unwrap_or_default();
         self.send(
             &command(&[b"CLIENT", b"SETNAME", &arg]),
@@ -103,13 +113,12 @@ impl Pin {
 
     /// A kept connection the server has not closed meanwhile (nothing may arrive on a
     /// clean, idle connection).
-    pub(super) fn alive(&self) -> bool {
-        let mut byte = [0u8; 1];
-        matches!(self.stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    pub(in crate::connection) fn alive(&self) -> bool {
+        self.stream.alive()
     }
 }
 
-impl Drop for Pin {
+impl<D: Dedicated> Drop for Pin<D> {
     fn drop(&mut self) {
         self.stats.upstream_pinned.fetch_sub(1, Relaxed);
         if let Some((ids, client)) = &self.registered {

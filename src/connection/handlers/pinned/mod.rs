@@ -13,26 +13,27 @@
 //! client's next pinned request; it is closed, never shared, when the client goes, RESETs,
 //! or leaves it in a state the sidecar cannot follow.
 
+mod apply;
 mod pin;
 mod request;
 mod state;
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::session::with_client_id;
-use super::{Connection, Flow, MAX_IDLE_BUFFER};
+use super::local;
 use crate::command::{blocks, classify, subscribes, writes, Action, Invalidation, Local};
+use crate::connection::{ClientStream, Connection, Flow, MAX_IDLE_BUFFER};
 use crate::error::{write_not_supported, write_request_error, write_upstream_error};
-use crate::protocol::{command, write_error, Request, RequestError, OK};
-use crate::upstream::{Credentials, Route};
+use crate::protocol::{command, is, write_error, Request, RequestError, OK};
+use crate::upstream::Route;
+use crate::upstream::Router;
 pub(in crate::connection) use pin::Pin;
-pub(super) use request::credentials;
 use request::{effect, merge};
-use state::{Applied, Effect, Frame};
+use state::{Effect, Frame};
 
 /// Client input read ahead while the pinned connection owes replies (more waits in the
 /// client's socket).
@@ -62,22 +63,22 @@ enum Waiting {
     Malformed(RequestError),
 }
 
-impl Connection {
+impl<R: Router, S: ClientStream> Connection<R, S> {
     /// Serves `first` and the requests after it on the client's own upstream connection,
     /// until that connection is clean again (it is then kept for the next time), or the
     /// client goes.
-    pub(super) async fn pinned(&mut self, first: Request) -> Flow {
+    pub(in crate::connection) async fn pinned(&mut self, first: Request) -> Flow {
         let mut pin = match self.take_pin().await {
             Ok(pin) => pin,
             Err(e) => {
-                self.replies.error(&e);
-                self.served_one();
+                self.cx.replies.error(&e);
+                self.cx.served_one();
                 return Flow::Continue;
             }
         };
         match self.relay(&mut pin, first).await {
             Relay::Released => {
-                self.session.parked = Some(pin);
+                self.cx.session.parked = Some(pin);
                 Flow::Continue
             }
             Relay::Reset => Flow::Continue,
@@ -85,8 +86,8 @@ impl Connection {
         }
     }
 
-    fn route(&self) -> Route {
-        let s = &self.session;
+    pub(in crate::connection) fn route(&self) -> Route {
+        let s = &self.cx.session;
         Route {
             db: s.db,
             resp: s.resp,
@@ -95,10 +96,10 @@ impl Connection {
     }
 
     /// The connection kept from the last time when it is still usable, else a new one.
-    async fn take_pin(&mut self) -> Result<Pin, crate::error::UpstreamError> {
+    async fn take_pin(&mut self) -> Result<Pin<R::Dedicated>, crate::error::UpstreamError> {
         let route = self.route();
-        let name = self.session.name.clone();
-        if let Some(mut pin) = self.session.parked.take() {
+        let name = self.cx.session.name.clone();
+        if let Some(mut pin) = self.cx.session.parked.take() {
             if pin.route == route && pin.alive() {
                 if pin.name != name {
                     pin.name_as(name);
@@ -108,42 +109,45 @@ impl Connection {
         }
         // At `--max-pinned`, the command that would pin is refused as Redis refuses a client
         // at its `maxclients`; the session and the pooled connections go on.
-        let slot = (self.shared.pinned_slots.clone())
+        let slot = (self.cx.services.pinned_slots.clone())
             .try_acquire_owned()
             .map_err(|_| {
-                self.shared.stats.pinned_refused.fetch_add(1, Relaxed);
+                self.cx.services.stats.pinned_refused.fetch_add(1, Relaxed);
                 crate::error::UpstreamError::MaxPinned
             })?;
-        let timeout = self.shared.config.upstream_timeout;
-        let (stream, upstream_id) = (self.shared.upstream)
-            .dedicated_with_id(route, timeout)
-            .await?;
-        let keep = self.shared.config.upstream_idle_timeout;
-        let mut pin = Pin::new(stream, route, keep, self.shared.stats.clone(), slot);
-        pin.register(&self.shared.pinned_ids, self.session.id, upstream_id);
+        let timeout = self.cx.services.config.upstream_timeout;
+        let (stream, upstream_id) = self.cx.router.dedicated(route, timeout).await?;
+        let keep = self.cx.services.config.upstream_idle_timeout;
+        let mut pin = Pin::new(stream, route, keep, self.cx.services.stats.clone(), slot);
+        pin.register(
+            &self.cx.services.pinned_ids,
+            self.cx.session.id,
+            upstream_id,
+        );
         if name.is_some() {
             pin.name_as(name);
         }
         Ok(pin)
     }
 
-    async fn relay(&mut self, pin: &mut Pin, first: Request) -> Relay {
-        let configured = self.shared.config.limits;
-        let limits = configured.with_upstream_max_bulk(self.shared.upstream_max_bulk.load(Relaxed));
-        let timeout = self.shared.config.upstream_timeout;
-        let mut shutdown = self.stopping.clone();
+    async fn relay(&mut self, pin: &mut Pin<R::Dedicated>, first: Request) -> Relay {
+        let configured = self.cx.services.config.limits;
+        let limits =
+            configured.with_upstream_max_bulk(self.cx.services.upstream_max_bulk.load(Relaxed));
+        let timeout = self.cx.services.config.upstream_timeout;
+        let shutdown = self.stopping.clone();
         let killed = self.killed.signal.clone();
         let mut next = Some(first);
         let mut waiting = None;
         loop {
-            pin.state.settle(self.session.db);
+            pin.state.settle(self.cx.session.db);
             if next.is_none() && waiting.is_none() && pin.out.is_empty() && pin.state.clean() {
                 return Relay::Released;
             }
             while waiting.is_none() {
                 let req = match next.take() {
                     Some(req) => req,
-                    None => match self.parser.next(&mut self.input, &limits) {
+                    None => match self.io.next_request(&limits) {
                         Ok(Some(req)) => req,
                         Ok(None) => break,
                         Err(e) => {
@@ -154,13 +158,13 @@ impl Connection {
                 };
                 waiting = self.pin_request(pin, req).map(Waiting::Request);
                 if waiting.is_none() {
-                    self.served_one();
+                    self.cx.served_one();
                 }
             }
             if pin.state.idle() {
                 if let Some(w) = waiting.take() {
                     let relay = self.run_waiting(pin, w).await;
-                    self.served_one();
+                    self.cx.served_one();
                     match relay {
                         Some(relay) => {
                             let _ = self.flush().await;
@@ -185,10 +189,10 @@ impl Connection {
             }
             let deadline =
                 (!pin.state.idle() && !pin.state.oldest_blocks()).then(|| pin.progress + timeout);
-            let read_ahead = waiting.is_none() || self.input.len() < MAX_INPUT_AHEAD;
+            let read_ahead = waiting.is_none() || self.io.input.len() < MAX_INPUT_AHEAD;
             tokio::select! {
                 biased;
-                _ = wait_for_shutdown(&mut shutdown) => return Relay::Close,
+                _ = shutdown.cancelled() => return Relay::Close,
                 _ = killed.notified() => return Relay::Close,
                 read = pin.stream.read_buf(&mut pin.input) => match read {
                     Ok(1..) => {
@@ -198,7 +202,7 @@ impl Connection {
                     }
                     _ => return self.upstream_lost(pin).await,
                 },
-                read = self.stream.read_buf(&mut self.input), if read_ahead => {
+                read = self.io.read(), if read_ahead => {
                     if !matches!(read, Ok(1..)) {
                         return Relay::Close;
                     }
@@ -206,7 +210,7 @@ impl Connection {
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     let e = crate::error::UpstreamError::Timeout;
                     for _ in 0..pin.state.owed() {
-                        write_upstream_error(self.replies.written(), &e);
+                        write_upstream_error(self.cx.replies.written(), &e);
                     }
                     let _ = self.flush().await;
                     return Relay::Close;
@@ -217,7 +221,7 @@ impl Connection {
 
     /// The pinned connection closed or broke: the client's connection is closed too (after
     /// what was relayed), as a direct client's would be; its library reconnects.
-    async fn upstream_lost(&mut self, pin: &mut Pin) -> Relay {
+    async fn upstream_lost(&mut self, pin: &mut Pin<R::Dedicated>) -> Relay {
         let _ = self.relay_frames(pin).await;
         let _ = self.flush().await;
         Relay::Close
@@ -225,10 +229,10 @@ impl Connection {
 
     /// Decides how one request goes: sent on the pinned connection (`None`), or held until
     /// nothing is owed (a reply of the sidecar's own, QUIT, RESET).
-    fn pin_request(&mut self, pin: &mut Pin, req: Request) -> Option<Request> {
-        self.count(&req);
-        let table = self.shared.table.get();
-        let action = classify(&req, self.session.db, table);
+    fn pin_request(&mut self, pin: &mut Pin<R::Dedicated>, req: Request) -> Option<Request> {
+        self.cx.count(&req);
+        let table = self.cx.services.table.get();
+        let action = classify(&req, self.cx.session.db, table);
         match action {
             Action::Refuse(_) | Action::Local(Local::Quit | Local::Reset) => return Some(req),
             Action::Local(
@@ -259,43 +263,54 @@ impl Connection {
                 false,
             );
         }
-        let raw = self.with_upstream_ids(&req).unwrap_or(req.raw);
-        pin.send_muted(&raw, effect, blocking, self.replies.muting());
+        let raw = self.cx.with_upstream_ids(&req).unwrap_or(req.raw);
+        pin.send_muted(&raw, effect, blocking, self.cx.replies.muting());
         None
     }
 
     /// Runs a held request now that nothing is owed; `Some` ends the relay.
-    async fn run_waiting(&mut self, pin: &mut Pin, waiting: Waiting) -> Option<Relay> {
+    async fn run_waiting(
+        &mut self,
+        pin: &mut Pin<R::Dedicated>,
+        waiting: Waiting,
+    ) -> Option<Relay> {
         let req = match waiting {
             Waiting::Request(req) => req,
             Waiting::Malformed(e) => {
-                self.shared.stats.rejected_protocol.fetch_add(1, Relaxed);
-                self.replies.ready_with(|out| write_request_error(out, &e));
+                self.cx
+                    .services
+                    .stats
+                    .rejected_protocol
+                    .fetch_add(1, Relaxed);
+                self.cx
+                    .replies
+                    .ready_with(|out| write_request_error(out, &e));
                 return Some(Relay::Close);
             }
         };
-        let action = classify(&req, self.session.db, self.shared.table.get());
+        let action = classify(&req, self.cx.session.db, self.cx.services.table.get());
         match action {
             Action::Refuse(name) => {
-                self.replies
+                self.cx
+                    .replies
                     .ready_with(|out| write_not_supported(out, &name));
             }
             Action::Local(Local::Quit) => {
-                self.replies.ready(OK);
+                self.cx.replies.ready(OK);
                 return Some(Relay::Close);
             }
             Action::Local(Local::Reset) => {
-                self.local(Local::Reset, req).await;
+                local::run(&mut self.cx, Local::Reset, req).await;
                 return Some(Relay::Reset);
             }
             Action::Local(Local::ClientReply) if pin.state.in_multi() => {
                 let text = "ERR nearcache: CLIENT REPLY inside MULTI is not supported";
-                self.replies.ready_with(|out| write_error(out, text));
+                self.cx.replies.ready_with(|out| write_error(out, text));
             }
             _ if subscribes(&req.args) && pin.state.in_multi() => {
                 let name = String::from_utf8_lossy(&req.args[0]).to_ascii_uppercase();
                 let text = format!("ERR nearcache: {name} inside MULTI is not supported");
-                self.replies.ready_with(|out| write_error(out, &text));
+                self.cx.replies.ready_with(|out| write_error(out, &text));
             }
             _ if subscribes(&req.args) => {
                 self.pin_request(pin, req);
@@ -303,11 +318,11 @@ impl Connection {
             // The upstream queues these in a transaction, or refuses them in RESP2
             // subscribe mode: it answers them.
             _ if pin.state.in_multi() || pin.state.resp2_subscribed() => {
-                let muted = self.replies.muting();
+                let muted = self.cx.replies.muting();
                 pin.send_muted(&req.raw, Effect::Plain(Invalidation::None), false, muted);
             }
             Action::Local(local) => {
-                if self.local(local, req).await == Flow::Close {
+                if local::run(&mut self.cx, local, req).await == Flow::Close {
                     return Some(Relay::Close);
                 }
             }
@@ -320,7 +335,7 @@ impl Connection {
 
     /// Relays every complete frame the pinned connection sent, applying what each reply
     /// changed before it reaches the client; false when the upstream broke the protocol.
-    async fn relay_frames(&mut self, pin: &mut Pin) -> bool {
+    async fn relay_frames(&mut self, pin: &mut Pin<R::Dedicated>) -> bool {
         loop {
             let len = match pin.scanner.next_frame(&pin.input) {
                 Ok(Some(len)) => len,
@@ -355,99 +370,23 @@ impl Connection {
                     }
                 }
             }
-            if self.replies.muted_now() {
+            if self.cx.replies.muted_now() {
                 // Wanted whatever the mute state: written before what is dropped.
-                self.replies.write_through(&frame);
+                self.cx.replies.write_through(&frame);
             } else {
                 self.write_frame(&frame).await;
             }
-            if self.replies.written().len() >= MAX_OUT && self.flush().await.is_err() {
+            if self.cx.replies.written().len() >= MAX_OUT && self.flush().await.is_err() {
                 return true; // the client is gone: noticed on its next read
             }
         }
     }
-
-    /// Applies what a reply changed; returns the reply rewritten when it must be (HELLO's
-    /// `id` is the client's own, as `CLIENT ID` answers).
-    fn apply(&mut self, pin: &mut Pin, change: Applied, frame: &Bytes) -> Option<Bytes> {
-        let mut rewritten = None;
-        let (mut db, mut resp, mut user) = (self.session.db, self.session.resp, self.session.user);
-        match change {
-            Applied::Evict(mut inv) => {
-                self.invalidate(&mut inv);
-                return None;
-            }
-            Applied::Select(to) => db = to,
-            Applied::Auth(creds) => match self.identity(&creds) {
-                Some(id) => user = id,
-                None => pin.state.sticky = true,
-            },
-            Applied::Hello {
-                resp: to,
-                creds,
-                name,
-                direct,
-            } => {
-                resp = to;
-                if let Some(creds) = creds {
-                    match self.identity(&creds) {
-                        Some(id) => user = id,
-                        None => pin.state.sticky = true,
-                    }
-                }
-                if let Some(name) = name {
-                    self.session.name = name.clone();
-                    pin.name = name;
-                }
-                if direct {
-                    rewritten = Some(with_client_id(frame, self.session.id));
-                }
-            }
-            Applied::SetName(name) => {
-                self.session.name = name.clone();
-                pin.name = name;
-                return None;
-            }
-        }
-        let changed_user = user != self.session.user;
-        if self.set_route(db, resp, user).is_err() {
-            // The session cannot follow to a pool: it stays on this connection, which is.
-            pin.state.sticky = true;
-            (self.session.db, self.session.resp) = (db, resp);
-        } else if changed_user {
-            self.load_table_as_client();
-        }
-        pin.route = Route { db, resp, user };
-        rewritten
-    }
-
-    /// The identity of credentials the upstream just accepted.
-    fn identity(&self, creds: &Credentials) -> Option<u32> {
-        self.offer_to_control(creds);
-        self.shared.upstream.identity(creds.clone()).ok()
-    }
-}
-
-fn is(arg: &[u8], name: &[u8]) -> bool {
-    arg.eq_ignore_ascii_case(name)
 }
 
 /// Sleeps until `deadline`; forever without one.
-pub(super) async fn sleep_until(deadline: Option<Instant>) {
+pub(in crate::connection) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Resolves once shutdown is signalled (never when the sender is gone unsignalled).
-async fn wait_for_shutdown(shutdown: &mut Option<tokio::sync::watch::Receiver<bool>>) {
-    match shutdown {
-        Some(rx) => {
-            if rx.wait_for(|stop| *stop).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
         None => std::future::pending().await,
     }
 }

@@ -18,14 +18,15 @@ mod profile;
 
 use bytes::{Bytes, BytesMut};
 
-use super::Connection;
 use crate::admin::info;
 use crate::cache::namespaces::Row;
+use crate::connection::handlers::Ctx;
 use crate::glob::{Pattern, MAX_PATTERNS, MAX_PATTERN_BYTES};
 use crate::protocol::decode::{integer, scan_page};
 use crate::protocol::{
     command, write_array_header, write_bulk, write_decimal, write_error, Request, Resp, OK,
 };
+use crate::upstream::Router;
 
 /// Keys asked for per `SCAN` call (and so at most about that many per `UNLINK`).
 const SCAN_COUNT: &[u8] = b"1000";
@@ -71,7 +72,7 @@ const DEFAULT_COUNT: i64 = 10;
 
 /// A subcommand and how many arguments it takes after its name.
 #[derive(Clone, Copy)]
-pub(super) enum Sub {
+pub(in crate::connection) enum Sub {
     Invalidate,
     DelPattern,
     Flush,
@@ -128,101 +129,9 @@ impl Sub {
     }
 }
 
-impl Connection {
-    /// `NEARCACHE <subcommand> [args]`.
-    pub(super) async fn nearcache(&mut self, req: Request) {
-        let args = &req.args;
-        let Some(name) = args.get(1) else {
-            return self.reply_error("ERR wrong number of arguments for 'nearcache' command");
-        };
-        let Some(sub) = Sub::parse(name) else {
-            let shown = String::from_utf8_lossy(&name[..name.len().min(128)]);
-            return self.reply_error(&format!(
-                "ERR unknown subcommand '{shown}'. Try NEARCACHE HELP."
-            ));
-        };
-        let params = &args[2..];
-        if !sub.arity_ok(params.len()) {
-            return self.reply_error(&format!(
-                "ERR wrong number of arguments for '{}' command",
-                sub.full_name()
-            ));
-        }
-        if !self.admit(sub, params).await {
-            return;
-        }
-        match sub {
-            Sub::Invalidate => {
-                if params.len() > MAX_PATTERNS {
-                    return self.reply_error(&format!(
-                        "ERR too many patterns for 'nearcache|invalidate' command (at most {MAX_PATTERNS})"
-                    ));
-                }
-                if params.iter().any(|p| p.len() > MAX_PATTERN_BYTES) {
-                    return self.reply_error(&format!(
-                        "ERR pattern too long (at most {MAX_PATTERN_BYTES} bytes)"
-                    ));
-                }
-                let patterns = params.iter().map(|p| Pattern::new(p)).collect();
-                // Registered at once; this client waits for the scan, the others are served.
-                let scan = self.shared.l1.invalidate_patterns(patterns);
-                self.shared.control.bus.patterns(params);
-                let evicted = scan.evicted().await;
-                self.reply_integer(evicted as i64);
-            }
-            Sub::DelPattern if params[0].len() > MAX_PATTERN_BYTES => self.reply_error(&format!(
-                "ERR pattern too long (at most {MAX_PATTERN_BYTES} bytes)"
-            )),
-            Sub::DelPattern => self.delete_pattern(&params[0]).await,
-            Sub::Flush => {
-                let all = match params.first() {
-                    None => false,
-                    Some(p) if p.eq_ignore_ascii_case(b"ALL") => true,
-                    Some(_) => return self.reply_error("ERR syntax error"),
-                };
-                self.shared.l1.flush_all();
-                if all {
-                    self.shared.control.bus.flush();
-                }
-                self.replies.ready(OK);
-            }
-            Sub::Stats => {
-                let text = info::sections(&self.shared);
-                let mut out = BytesMut::new();
-                if self.session.resp == Resp::V3 {
-                    out.extend_from_slice(format!("={}\r\ntxt:", text.len() + 4).as_bytes());
-                    out.extend_from_slice(text.as_bytes());
-                    out.extend_from_slice(b"\r\n");
-                } else {
-                    write_bulk(&mut out, text.as_bytes());
-                }
-                self.replies.ready_bytes(out.freeze());
-            }
-            Sub::Slowlog => self.slowlog(params).await,
-            Sub::Hotkeys => self.hot_keys(params.first()).await,
-            Sub::Warm => {
-                match crate::warm::command(self.shared.warming.clone(), self.warm_route(), params)
-                    .await
-                {
-                    Ok(keys) => self.reply_integer(keys as i64),
-                    Err(e) => self.reply_error(&e),
-                }
-            }
-            Sub::Namespaces => {
-                let l1 = &self.shared.l1;
-                l1.run_pending_tasks();
-                let rows = l1.namespaces().rows();
-                let mut out = BytesMut::new();
-                write_array_header(&mut out, rows.len());
-                rows.iter().for_each(|row| write_namespace(&mut out, row));
-                self.replies.ready_bytes(out.freeze());
-            }
-            Sub::Help => self.reply_help(HELP),
-        }
-    }
-
+impl<R: Router> Ctx<R> {
     /// Help `lines` as simple strings, Redis's `<CMD> HELP` layout.
-    fn reply_help(&mut self, lines: &[&str]) {
+    pub(in crate::connection) fn reply_help(&mut self, lines: &[&str]) {
         let mut out = BytesMut::new();
         write_array_header(&mut out, lines.len());
         for line in lines {
@@ -262,7 +171,7 @@ impl Connection {
                 };
                 deleted += n;
                 for key in &keys {
-                    self.shared.l1.invalidate_key(db, key);
+                    self.services.l1.invalidate_key(db, key);
                 }
             }
             if &next[..] == b"0" {
@@ -271,10 +180,10 @@ impl Connection {
             cursor = next;
         }
         let scan = self
-            .shared
+            .services
             .l1
             .invalidate_patterns(vec![Pattern::new(pattern)]);
-        self.shared
+        self.services
             .control
             .bus
             .patterns(std::slice::from_ref(pattern));
@@ -303,14 +212,14 @@ impl Connection {
         }
     }
 
-    fn reply_integer(&mut self, n: i64) {
+    pub(in crate::connection) fn reply_integer(&mut self, n: i64) {
         self.replies.ready_with(|out| {
             out.extend_from_slice(b":");
             write_decimal(out, n);
         });
     }
 
-    fn reply_error(&mut self, message: &str) {
+    pub(in crate::connection) fn reply_error(&mut self, message: &str) {
         self.replies.ready_with(|out| write_error(out, message));
     }
 }
@@ -339,6 +248,96 @@ fn write_namespace(out: &mut BytesMut, row: &Row) {
         write_bulk(out, field.as_bytes());
         out.extend_from_slice(b":");
         write_decimal(out, n);
+    }
+}
+
+/// `NEARCACHE <subcommand> [args]`.
+pub(in crate::connection) async fn run<R: Router>(cx: &mut Ctx<R>, req: Request) {
+    let args = &req.args;
+    let Some(name) = args.get(1) else {
+        return cx.reply_error("ERR wrong number of arguments for 'nearcache' command");
+    };
+    let Some(sub) = Sub::parse(name) else {
+        let shown = String::from_utf8_lossy(&name[..name.len().min(128)]);
+        return cx.reply_error(&format!(
+            "ERR unknown subcommand '{shown}'. Try NEARCACHE HELP."
+        ));
+    };
+    let params = &args[2..];
+    if !sub.arity_ok(params.len()) {
+        return cx.reply_error(&format!(
+            "ERR wrong number of arguments for '{}' command",
+            sub.full_name()
+        ));
+    }
+    if !cx.admit(sub, params).await {
+        return;
+    }
+    match sub {
+        Sub::Invalidate => {
+            if params.len() > MAX_PATTERNS {
+                return cx.reply_error(&format!(
+                    "ERR too many patterns for 'nearcache|invalidate' command (at most {MAX_PATTERNS})"
+                ));
+            }
+            if params.iter().any(|p| p.len() > MAX_PATTERN_BYTES) {
+                return cx.reply_error(&format!(
+                    "ERR pattern too long (at most {MAX_PATTERN_BYTES} bytes)"
+                ));
+            }
+            let patterns = params.iter().map(|p| Pattern::new(p)).collect();
+            // Registered at once; this client waits for the scan, the others are served.
+            let scan = cx.services.l1.invalidate_patterns(patterns);
+            cx.services.control.bus.patterns(params);
+            let evicted = scan.evicted().await;
+            cx.reply_integer(evicted as i64);
+        }
+        Sub::DelPattern if params[0].len() > MAX_PATTERN_BYTES => cx.reply_error(&format!(
+            "ERR pattern too long (at most {MAX_PATTERN_BYTES} bytes)"
+        )),
+        Sub::DelPattern => cx.delete_pattern(&params[0]).await,
+        Sub::Flush => {
+            let all = match params.first() {
+                None => false,
+                Some(p) if p.eq_ignore_ascii_case(b"ALL") => true,
+                Some(_) => return cx.reply_error("ERR syntax error"),
+            };
+            cx.services.l1.flush_all();
+            if all {
+                cx.services.control.bus.flush();
+            }
+            cx.replies.ready(OK);
+        }
+        Sub::Stats => {
+            let text = info::sections(&cx.services);
+            let mut out = BytesMut::new();
+            if cx.session.resp == Resp::V3 {
+                out.extend_from_slice(format!("={}\r\ntxt:", text.len() + 4).as_bytes());
+                out.extend_from_slice(text.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            } else {
+                write_bulk(&mut out, text.as_bytes());
+            }
+            cx.replies.ready_bytes(out.freeze());
+        }
+        Sub::Slowlog => cx.slowlog(params).await,
+        Sub::Hotkeys => cx.hot_keys(params.first()).await,
+        Sub::Warm => {
+            match crate::warm::command(cx.services.warming.clone(), cx.warm_route(), params).await {
+                Ok(keys) => cx.reply_integer(keys as i64),
+                Err(e) => cx.reply_error(&e),
+            }
+        }
+        Sub::Namespaces => {
+            let l1 = &cx.services.l1;
+            l1.run_pending_tasks();
+            let rows = l1.namespaces().rows();
+            let mut out = BytesMut::new();
+            write_array_header(&mut out, rows.len());
+            rows.iter().for_each(|row| write_namespace(&mut out, row));
+            cx.replies.ready_bytes(out.freeze());
+        }
+        Sub::Help => cx.reply_help(HELP),
     }
 }
 

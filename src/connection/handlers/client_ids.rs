@@ -6,8 +6,9 @@
 
 use bytes::Bytes;
 
-use super::Connection;
+use crate::connection::handlers::Ctx;
 use crate::protocol::{command, Request};
+use crate::upstream::Router;
 use crate::upstream::NO_UPSTREAM_ID;
 
 /// A client id as Redis reads one: an integer written the way Redis writes it.
@@ -18,11 +19,11 @@ fn canonical_id(arg: &[u8]) -> Option<i64> {
         .filter(|n| n.to_string().as_bytes() == arg)
 }
 
-impl Connection {
+impl<R: Router> Ctx<R> {
     /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`, sent upstream (on the shared connections) with
     /// `id` translated: Redis checks the reason and the number and unblocks the client's
     /// pinned connection, whose blocked command then gets its nil or `-UNBLOCKED` reply.
-    pub(super) async fn client_unblock(&mut self, args: &[Bytes]) {
+    pub(in crate::connection) async fn client_unblock(&mut self, args: &[Bytes]) {
         let mut args = args.to_vec();
         args[2] = self.upstream_id(&args[2]);
         let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
@@ -36,7 +37,7 @@ impl Connection {
     /// user's permission (the same filters, with ids none of its connections has), then
     /// the sidecar's client with that id is closed (not this one unless `SKIPME no`, as
     /// Redis); `:1` if one was, `:0` if not.
-    pub(super) async fn client_kill(&mut self, args: &[Bytes]) {
+    pub(in crate::connection) async fn client_kill(&mut self, args: &[Bytes]) {
         let mut checked = args.to_vec();
         let (mut target, mut skip_me) = (None, true);
         for i in (2..args.len()).step_by(2) {
@@ -52,7 +53,7 @@ impl Connection {
             Ok(frames) if frames[0][..] == b":0\r\n"[..] => {
                 let killed = target
                     .filter(|&id| !(skip_me && id == self.session.id))
-                    .is_some_and(|id| self.shared.kills.kill(id));
+                    .is_some_and(|id| self.services.kills.kill(id));
                 self.replies
                     .ready(if killed { b":1\r\n" } else { b":0\r\n" });
             }
@@ -63,7 +64,7 @@ impl Connection {
 
     /// `CLIENT TRACKING ... REDIRECT id ...` with `id` translated (see
     /// [`Connection::upstream_id`]); `None` for any other request.
-    pub(super) fn with_upstream_ids(&self, req: &Request) -> Option<Bytes> {
+    pub(in crate::connection) fn with_upstream_ids(&self, req: &Request) -> Option<Bytes> {
         let args = &req.args;
         let tracking = args.len() > 2
             && args[0].eq_ignore_ascii_case(b"CLIENT")
@@ -87,7 +88,7 @@ impl Connection {
             return arg.clone();
         };
         let upstream = match u64::try_from(id) {
-            Ok(id) if id > 0 => self.shared.pinned_ids.upstream(id),
+            Ok(id) if id > 0 => self.services.pinned_ids.upstream(id),
             _ => return arg.clone(),
         };
         Bytes::from(upstream.to_string())

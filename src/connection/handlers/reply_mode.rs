@@ -4,12 +4,13 @@
 
 use bytes::Bytes;
 
-use super::Connection;
+use crate::connection::handlers::Ctx;
 use crate::protocol::{write_error, OK};
+use crate::upstream::Router;
 
 /// Whether the client gets its replies (Redis's `CLIENT_REPLY_*` flags).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(super) enum ReplyMode {
+pub(in crate::connection) enum ReplyMode {
     /// Every reply is sent.
     #[default]
     On,
@@ -21,11 +22,11 @@ pub(super) enum ReplyMode {
     Skipping,
 }
 
-impl Connection {
+impl<R: Router> Ctx<R> {
     /// `CLIENT REPLY <mode>`: ON answers `+OK` (even for the command a SKIP applies to, as
     /// Redis), OFF and SKIP answer nothing (SKIP is ignored while OFF), anything else is a
     /// syntax error (dropped too while replies are off).
-    pub(super) fn client_reply(&mut self, mode: &Bytes) {
+    pub(in crate::connection) fn client_reply(&mut self, mode: &Bytes) {
         let current = self.session.reply;
         let next = match () {
             _ if mode.eq_ignore_ascii_case(b"ON") => ReplyMode::On,
@@ -46,7 +47,7 @@ impl Connection {
     }
 
     /// `RESET` turns replies back on, except for its own reply when a SKIP applies to it.
-    pub(super) fn reset_reply(&mut self) {
+    pub(in crate::connection) fn reset_reply(&mut self) {
         if self.session.reply != ReplyMode::Skipping {
             self.session.reply = ReplyMode::On;
             self.replies.mute(false);
@@ -55,7 +56,7 @@ impl Connection {
 
     /// One request has been served: a SKIP applies to the next one only.
     #[inline]
-    pub(super) fn served_one(&mut self) {
+    pub(in crate::connection) fn served_one(&mut self) {
         match self.session.reply {
             ReplyMode::On | ReplyMode::Off => {}
             ReplyMode::SkipNext => self.session.reply = ReplyMode::Skipping,

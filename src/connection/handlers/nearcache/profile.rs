@@ -17,12 +17,13 @@
 use bytes::{Bytes, BytesMut};
 
 use super::DEFAULT_COUNT;
-use crate::connection::Connection;
+use crate::connection::handlers::Ctx;
 use crate::profiler::slowlog::write_entries;
 use crate::protocol::decode::is_error;
 use crate::protocol::{
     parse_decimal, write_array_header, write_bulk, write_command, write_decimal, OK,
 };
+use crate::upstream::Router;
 
 /// Hot-key candidates checked per pipelined call.
 const CHECK_BATCH: usize = 256;
@@ -53,9 +54,9 @@ enum Scope {
     Nobody,
 }
 
-impl Connection {
+impl<R: Router> Ctx<R> {
     /// `NEARCACHE HOTKEYS [count]`: the most read keys the client's user may read.
-    pub(super) async fn hot_keys(&mut self, count: Option<&Bytes>) {
+    pub(in crate::connection) async fn hot_keys(&mut self, count: Option<&Bytes>) {
         let n = match count {
             None => DEFAULT_COUNT,
             Some(n) => match parse_decimal(n) {
@@ -64,7 +65,7 @@ impl Connection {
             },
         };
         let n = usize::try_from(n).unwrap_or(usize::MAX);
-        let candidates = self.shared.profiler.hot_keys(usize::MAX);
+        let candidates = self.services.profiler.hot_keys(usize::MAX);
         let mut shown = Vec::new();
         for batch in candidates.chunks(CHECK_BATCH) {
             let mut checks = BytesMut::new();
@@ -93,7 +94,7 @@ impl Connection {
 
     /// `NEARCACHE SLOWLOG GET [count] | LEN | RESET | HELP`, answered as Redis's `SLOWLOG`
     /// with the entries the client's user may see.
-    pub(super) async fn slowlog(&mut self, params: &[Bytes]) {
+    pub(in crate::connection) async fn slowlog(&mut self, params: &[Bytes]) {
         let sub = &params[0];
         let is = |name: &[u8]| sub.eq_ignore_ascii_case(name);
         match params.len() {
@@ -110,7 +111,7 @@ impl Connection {
                 };
                 let count = (count >= 0).then_some(count as usize);
                 let scope = self.slowlog_scope().await;
-                let log = &self.shared.profiler.slowlog;
+                let log = &self.services.profiler.slowlog;
                 let entries = match scope {
                     Scope::Every => log.newest(count),
                     Scope::User(user) => log.newest_of(count, Some(&user)),
@@ -122,7 +123,7 @@ impl Connection {
             }
             1 if is(b"LEN") => {
                 let scope = self.slowlog_scope().await;
-                let log = &self.shared.profiler.slowlog;
+                let log = &self.services.profiler.slowlog;
                 let len = match scope {
                     Scope::Every => log.len(),
                     Scope::User(user) => log.len_of(&user),
@@ -131,7 +132,7 @@ impl Connection {
                 self.reply_integer(len as i64);
             }
             1 if is(b"RESET") => {
-                self.shared.profiler.slowlog.reset();
+                self.services.profiler.slowlog.reset();
                 self.replies.ready(OK);
             }
             1 if is(b"HELP") => self.reply_help(SLOWLOG_HELP),

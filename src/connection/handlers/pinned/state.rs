@@ -19,7 +19,7 @@ use crate::upstream::Credentials;
 /// A per-connection switch of the upstream's that must be off before the connection is
 /// given back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Flag {
+pub(in crate::connection) enum Flag {
     /// `CLIENT TRACKING on`: the application's own client-side cache.
     Tracking = 1,
     /// `CLIENT NO-EVICT on`.
@@ -32,7 +32,7 @@ pub(super) enum Flag {
 
 /// The subscription families (each has its own set and its own confirmations).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Family {
+pub(in crate::connection) enum Family {
     Channel,
     Pattern,
     Shard,
@@ -40,7 +40,7 @@ pub(super) enum Family {
 
 /// What a request sent on the pinned connection does once its reply arrives.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Effect {
+pub(in crate::connection) enum Effect {
     /// May write these keys: evicted when the reply arrives (or at EXEC when queued).
     Plain(Invalidation),
     /// A reply the sidecar asked for itself: not written to the client.
@@ -76,19 +76,19 @@ pub(super) enum Effect {
 
 /// A request sent on the pinned connection and not answered yet.
 #[derive(Debug)]
-pub(super) struct Expect {
-    pub(super) effect: Effect,
+pub(in crate::connection) struct Expect {
+    pub(in crate::connection) effect: Effect,
     /// Confirmations still owed by a subscribe-family command (known once it is the oldest).
     left: Option<usize>,
     /// May wait on the server for its own timeout (no upstream timeout applies).
-    pub(super) blocking: bool,
+    pub(in crate::connection) blocking: bool,
     /// The client asked not to get this reply (`CLIENT REPLY OFF|SKIP`).
     muted: bool,
 }
 
 /// What a reply changed for the session, applied before the reply reaches the client.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Applied {
+pub(in crate::connection) enum Applied {
     Evict(Invalidation),
     Select(u32),
     Auth(Credentials),
@@ -104,7 +104,7 @@ pub(super) enum Applied {
 
 /// How one frame from the pinned connection is handled.
 #[derive(Debug)]
-pub(super) enum Frame {
+pub(in crate::connection) enum Frame {
     /// A pushed message (pub/sub, tracking invalidation, MONITOR line): relayed as is.
     Message,
     /// A subscribe-family confirmation of the oldest request.
@@ -118,7 +118,7 @@ pub(super) enum Frame {
 
 /// The state of one pinned connection.
 #[derive(Debug)]
-pub(super) struct PinState {
+pub(in crate::connection) struct PinState {
     expect: VecDeque<Expect>,
     /// Effects of the commands queued by MULTI (present while a transaction is open).
     queued: Option<Vec<Effect>>,
@@ -136,12 +136,12 @@ pub(super) struct PinState {
     /// The connection's protocol (RESP2 pub/sub messages are arrays, RESP3's are pushes).
     resp: Resp,
     /// Something changed that the session could not follow: never give the connection back.
-    pub(super) sticky: bool,
+    pub(in crate::connection) sticky: bool,
 }
 
 impl PinState {
     /// A clean connection in database `db`, speaking `resp`.
-    pub(super) fn new(db: u32, resp: Resp) -> PinState {
+    pub(in crate::connection) fn new(db: u32, resp: Resp) -> PinState {
         PinState {
             expect: VecDeque::new(),
             queued: None,
@@ -159,7 +159,7 @@ impl PinState {
     }
 
     /// Nothing owed and nothing set: the connection may go back to being idle.
-    pub(super) fn clean(&self) -> bool {
+    pub(in crate::connection) fn clean(&self) -> bool {
         self.expect.is_empty()
             && self.queued.is_none()
             && !self.sent_multi
@@ -171,33 +171,33 @@ impl PinState {
     }
 
     /// No reply is owed.
-    pub(super) fn idle(&self) -> bool {
+    pub(in crate::connection) fn idle(&self) -> bool {
         self.expect.is_empty()
     }
 
     /// The oldest request owed a reply waits only as long as its own timeout says.
-    pub(super) fn oldest_blocks(&self) -> bool {
+    pub(in crate::connection) fn oldest_blocks(&self) -> bool {
         self.expect.front().is_some_and(|e| e.blocking)
     }
 
     /// Replies owed.
-    pub(super) fn owed(&self) -> usize {
+    pub(in crate::connection) fn owed(&self) -> usize {
         self.expect.len()
     }
 
     /// A transaction is open (as far as replies tell; only meaningful when [`idle`]).
-    pub(super) fn in_multi(&self) -> bool {
+    pub(in crate::connection) fn in_multi(&self) -> bool {
         self.queued.is_some() || self.sent_multi
     }
 
     /// MULTI was sent and not closed by EXEC/DISCARD yet.
-    pub(super) fn multi_sent(&self) -> bool {
+    pub(in crate::connection) fn multi_sent(&self) -> bool {
         self.sent_multi
     }
 
     /// In RESP2 subscribe mode only the subscribe family, PING, QUIT and RESET are
     /// accepted: the upstream answers everything else.
-    pub(super) fn resp2_subscribed(&self) -> bool {
+    pub(in crate::connection) fn resp2_subscribed(&self) -> bool {
         self.resp == Resp::V2 && self.subscribed()
     }
 
@@ -206,12 +206,12 @@ impl PinState {
     }
 
     /// Databases the keys of a request sent now may be in.
-    pub(super) fn dbs(&self) -> &[u32] {
+    pub(in crate::connection) fn dbs(&self) -> &[u32] {
         &self.dbs
     }
 
     /// Back to one database once nothing is owed (called with the session's).
-    pub(super) fn settle(&mut self, db: u32) {
+    pub(in crate::connection) fn settle(&mut self, db: u32) {
         if self.expect.is_empty() && self.queued.is_none() && !self.sent_multi {
             self.dbs.clear();
             self.dbs.push(db);
@@ -220,13 +220,18 @@ impl PinState {
 
     /// Records a request sent now.
     #[cfg(test)]
-    pub(super) fn sent(&mut self, effect: Effect, blocking: bool) {
+    pub(in crate::connection) fn sent(&mut self, effect: Effect, blocking: bool) {
         self.sent_muted(effect, blocking, false);
     }
 
     /// Records a request sent now, whose reply is not written to the client when `muted`
     /// (what it changed is applied all the same).
-    pub(super) fn sent_muted(&mut self, effect: Effect, blocking: bool, muted: bool) {
+    pub(in crate::connection) fn sent_muted(
+        &mut self,
+        effect: Effect,
+        blocking: bool,
+        muted: bool,
+    ) {
         match &effect {
             Effect::Multi => self.sent_multi = true,
             Effect::Exec | Effect::Discard => self.sent_multi = false,
@@ -246,7 +251,7 @@ impl PinState {
     }
 
     /// Decides what `frame` is and, for a reply, what it changed.
-    pub(super) fn receive(&mut self, frame: &Bytes) -> Frame {
+    pub(in crate::connection) fn receive(&mut self, frame: &Bytes) -> Frame {
         if self.monitor {
             return Frame::Message;
         }

@@ -37,18 +37,19 @@ use bytes::Bytes;
 
 use super::Sub;
 use crate::acl::Right;
-use crate::connection::Connection;
+use crate::connection::handlers::Ctx;
 use crate::protocol::decode::is_error;
 use crate::protocol::{command, Resp};
+use crate::upstream::Router;
 use crate::upstream::{Queued, Route};
 
 /// What the `PUBLISH` of a permission check carries (it is discarded, never published).
 const PROBE_MESSAGE: &[u8] = b"nearcache permission check (discarded)";
 
-impl Connection {
+impl<R: Router> Ctx<R> {
     /// Whether the client may run `sub` with `params` (after its arity was checked); when
     /// not, its refusal is the queued reply.
-    pub(super) async fn admit(&mut self, sub: Sub, params: &[Bytes]) -> bool {
+    pub(in crate::connection) async fn admit(&mut self, sub: Sub, params: &[Bytes]) -> bool {
         if !self.may_talk().await {
             return false;
         }
@@ -67,10 +68,10 @@ impl Connection {
     /// queued reply. (Also for `INFO` of the sidecar's own sections only, which holds what
     /// `STATS` does.)
     pub(in crate::connection) async fn may_talk(&mut self) -> bool {
-        if self.session.user != 0 || self.shared.config.upstream.password.is_some() {
+        if self.session.user != 0 || self.services.config.upstream.password.is_some() {
             return true; // authenticated, by the client or with the sidecar's credentials
         }
-        if self.shared.upstream.serves_anonymous() == Some(true) {
+        if self.services.upstream.serves_anonymous() == Some(true) {
             return true; // as the route's own connections are served
         }
         match self.ask(command(&[b"PING"]), 1).await {
@@ -89,7 +90,7 @@ impl Connection {
     /// Whether the client's user has every one of `rights`: those not known in this ACL
     /// epoch are asked in one queued check; the first refusal is the queued reply.
     async fn require(&mut self, rights: &[Right]) -> bool {
-        let acl = self.shared.acl.clone();
+        let acl = self.services.acl.clone();
         let marks = self.session.marks.clone();
         let unknown: Vec<Right> = rights
             .iter()
@@ -106,7 +107,7 @@ impl Connection {
             resp: Resp::V2,
             user: self.session.user,
         };
-        match self.shared.upstream.queued(route, &checks).await {
+        match self.services.upstream.queued(route, &checks).await {
             Ok(Queued::Replies(replies)) => {
                 for (&right, reply) in unknown.iter().zip(&replies) {
                     if is_error(reply) {
@@ -132,7 +133,7 @@ impl Connection {
     fn check_of(&self, right: Right) -> Bytes {
         match right {
             Right::Publish => {
-                let channel = self.shared.config.invalidation_channel.as_bytes();
+                let channel = self.services.config.invalidation_channel.as_bytes();
                 command(&[b"PUBLISH", channel, PROBE_MESSAGE])
             }
             Right::Scan => command(&[b"SCAN", b"0"]),
@@ -145,8 +146,8 @@ impl Connection {
     /// every user's entries): asked with `SLOWLOG GET 0` on its route (no side effect, an
     /// empty reply), kept like the other rights. An upstream that cannot be asked counts
     /// as a refusal.
-    pub(super) async fn sees_every_slow_call(&mut self) -> bool {
-        let acl = self.shared.acl.clone();
+    pub(in crate::connection) async fn sees_every_slow_call(&mut self) -> bool {
+        let acl = self.services.acl.clone();
         let marks = self.session.marks.clone();
         if acl.has(&marks, Right::SlowlogGet) {
             return true;
@@ -163,6 +164,6 @@ impl Connection {
 
     /// The ACL user this client's calls run as; `None` for an identity dropped meanwhile.
     pub(in crate::connection) fn user_name(&self) -> Option<Bytes> {
-        self.shared.upstream.user_name(self.session.user)
+        self.services.upstream.user_name(self.session.user)
     }
 }

@@ -4,16 +4,12 @@ use bytes::Bytes;
 
 use super::state::{Effect, Family, Flag};
 use crate::command::Invalidation;
-use crate::protocol::Resp;
-use crate::upstream::Credentials;
-
-fn is(arg: &[u8], name: &[u8]) -> bool {
-    arg.eq_ignore_ascii_case(name)
-}
+use crate::connection::handlers::local::command::{credentials, database, Hello};
+use crate::protocol::is;
 
 /// The effect of a command that changes the pinned connection's state, or `None` for a
 /// command that at most writes keys.
-pub(super) fn effect(args: &[Bytes]) -> Option<Effect> {
+pub(in crate::connection) fn effect(args: &[Bytes]) -> Option<Effect> {
     let name = &args[0][..];
     let sub = args.get(1).map(|s| &s[..]).unwrap_or(b"");
     let subscribe = |family, subscribe| {
@@ -39,10 +35,7 @@ pub(super) fn effect(args: &[Bytes]) -> Option<Effect> {
         _ if is(name, b"PUNSUBSCRIBE") => subscribe(Family::Pattern, false),
         _ if is(name, b"SSUBSCRIBE") => subscribe(Family::Shard, true),
         _ if is(name, b"SUNSUBSCRIBE") => subscribe(Family::Shard, false),
-        _ if is(name, b"SELECT") && args.len() == 2 => {
-            let db = std::str::from_utf8(&args[1]).ok()?.parse::<u32>().ok()?;
-            Effect::Select(db)
-        }
+        _ if is(name, b"SELECT") => Effect::Select(database(args)?),
         _ if is(name, b"AUTH") => Effect::Auth(credentials(&args[1..])?),
         _ if is(name, b"HELLO") => hello(args)?,
         _ if is(name, b"CLIENT") && is(sub, b"SETNAME") && args.len() == 3 => {
@@ -61,47 +54,20 @@ pub(super) fn effect(args: &[Bytes]) -> Option<Effect> {
     })
 }
 
-/// The effect of `HELLO ver [AUTH user pass] [SETNAME name]`; `None` when it changes
-/// nothing the session keeps (no version) or cannot succeed.
+/// The effect of `HELLO ver [AUTH user pass] [SETNAME name]` (read by the one HELLO
+/// parser, [`Hello::parse`]); `None` when it changes nothing the session keeps (no
+/// version) or cannot succeed.
 fn hello(args: &[Bytes]) -> Option<Effect> {
-    let resp = match &args.get(1)?[..] {
-        b"2" => Resp::V2,
-        b"3" => Resp::V3,
-        _ => return None,
-    };
-    let (mut creds, mut name) = (None, None);
-    let mut i = 2;
-    while i < args.len() {
-        if is(&args[i], b"AUTH") && i + 2 < args.len() {
-            creds = credentials(&args[i + 1..i + 3]);
-            i += 3;
-        } else if is(&args[i], b"SETNAME") && i + 1 < args.len() {
-            name = Some(Some(args[i + 1].clone()).filter(|n| !n.is_empty()));
-            i += 2;
-        } else {
-            return None;
-        }
-    }
-    Some(Effect::Hello { resp, creds, name })
-}
-
-/// `[user] pass` as given to AUTH.
-pub(in crate::connection) fn credentials(args: &[Bytes]) -> Option<Credentials> {
-    match args {
-        [pass] => Some(Credentials {
-            user: None,
-            pass: pass.clone(),
-        }),
-        [user, pass] => Some(Credentials {
-            user: Some(user.clone()),
-            pass: pass.clone(),
-        }),
-        _ => None,
-    }
+    let hello = Hello::parse(args).ok()?;
+    Some(Effect::Hello {
+        resp: hello.protover?,
+        creds: hello.auth,
+        name: hello.setname,
+    })
 }
 
 /// Merges what a command writes in each database it may run in.
-pub(super) fn merge(per_db: impl Iterator<Item = Invalidation>) -> Invalidation {
+pub(in crate::connection) fn merge(per_db: impl Iterator<Item = Invalidation>) -> Invalidation {
     let mut keys = Vec::new();
     let mut flushed = None;
     for inv in per_db {

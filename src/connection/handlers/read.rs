@@ -1,0 +1,357 @@
+//! GET and MGET: answered from L1 where possible; misses join another client's fetch of the
+//! same key or lead their own (GET + PTTL pipelined, so the entry never outlives the key).
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
+
+use crate::acl::Read;
+use crate::cache::{CacheKey, Cached, Fetched, Flight, Generation, Join, KeyRef};
+use crate::connection::handlers::Ctx;
+use crate::connection::replies::Pending;
+use crate::connection::{ClientStream, Connection};
+use crate::error::{write_upstream_error, UpstreamError};
+use crate::protocol::decode::{array_elements, is_error};
+use crate::protocol::{command, null, write_array_header, write_command};
+use crate::upstream::PendingReply;
+use crate::upstream::Router;
+
+/// One element of an MGET reply.
+enum Part {
+    /// From L1, or already known.
+    Known(Bytes),
+    /// Element `i` of this connection's own upstream MGET.
+    Own(usize),
+    /// Another client's fetch of this key.
+    Follow(oneshot::Receiver<Fetched>, Bytes),
+}
+
+/// An MGET waiting for some of its elements.
+pub(in crate::connection) struct MgetReply {
+    parts: Vec<Part>,
+    own: Option<Result<PendingReply, UpstreamError>>,
+}
+
+/// How a miss is answered.
+enum Miss {
+    /// By another client's fetch.
+    Follow(oneshot::Receiver<Fetched>),
+    /// By this connection's own fetch.
+    Lead(Lead),
+}
+
+/// A key this connection fetches itself.
+struct Lead {
+    key: CacheKey,
+    taken: Generation,
+    flight: Flight,
+}
+
+impl<R: Router> Ctx<R> {
+    fn cache_key(&self, key: Bytes) -> CacheKey {
+        CacheKey {
+            user: self.session.user,
+            db: self.session.db,
+            key,
+        }
+    }
+
+    /// L1 lookup, unless this client has writes in flight or the upstream is down (and
+    /// serving stale hits is not enabled).
+    pub(in crate::connection) fn lookup(&self, key: &[u8]) -> Option<(Cached, usize)> {
+        if !self.may_read_l1() {
+            return None;
+        }
+        let s = &self.session;
+        self.services.l1.get_in(&KeyRef {
+            user: s.user,
+            db: s.db,
+            key,
+        })
+    }
+
+    /// Whether L1 may answer this client now: it has no writes in flight, and either the
+    /// upstream is reachable and the invalidation link is up (or tracking is off), or the
+    /// upstream is down and serving stale hits is enabled.
+    #[inline]
+    pub(in crate::connection) fn may_read_l1(&self) -> bool {
+        let shared = &self.services;
+        self.unacked_writes == 0
+            && shared.l1.enabled()
+            && if self.router.link_up() {
+                self.router.coherent()
+            } else {
+                shared.config.serve_stale_when_down
+            }
+    }
+
+    /// A GET off the hit path, followed for N+1 detection (reported once per shape and
+    /// window).
+    fn follow_get(&mut self, key: &[u8]) {
+        if let Some(found) = self.observers.single_get(&self.services, key) {
+            let name = self.session.name.as_deref();
+            let profiler = &self.services.profiler;
+            profiler.report_n_plus_one(&found, &self.client_addr(), name);
+        }
+    }
+
+    /// The client's `ip:port`, as the slow log and the N+1 report show it.
+    pub(in crate::connection) fn client_addr(&self) -> String {
+        match self.addrs {
+            Some((addr, _)) => addr.to_string(),
+            None => "?:0".to_owned(),
+        }
+    }
+
+    /// Has the upstream asked for `key` in the background and compared with the reply L1
+    /// just served (see [`crate::audit`]).
+    #[cold]
+    pub(in crate::connection) fn audit_hit(&self, key: Bytes, served: Bytes) {
+        let key = self.cache_key(key);
+        // (The audit asks the services' own upstream, whatever routes this client.)
+        let pool = self.services.upstream.pool(self.session.route());
+        self.services.audit.start(key, served, pool);
+    }
+
+    fn cached_reply(&self, cached: Cached) -> Bytes {
+        match cached {
+            Cached::Value(bulk) => bulk,
+            Cached::Missing => Bytes::from_static(null(self.session.resp)),
+        }
+    }
+
+    /// Joins another client's fetch of `key` or registers this connection's own (when
+    /// `read` is not known to be permitted, only a fetch by that same command will do).
+    fn join(&self, key: CacheKey, read: Read) -> Miss {
+        let taken = self.services.l1.generation(&key);
+        if self.unacked_writes > 0 {
+            return Miss::Lead(Lead {
+                flight: Flight::detached(),
+                key,
+                taken,
+            });
+        }
+        let fills = match self.permitted(read) {
+            true => &self.services.coalescer,
+            false => self.services.acl.unchecked_fills(read),
+        };
+        match fills.join(key.clone(), taken) {
+            Join::Follow(rx) => Miss::Follow(rx),
+            Join::Lead(flight) => Miss::Lead(Lead { key, taken, flight }),
+        }
+    }
+
+    /// Sends `MGET k1..kn` and `PTTL k` for each, filling L1 when the replies arrive.
+    async fn send_mget(&mut self, leads: Vec<Lead>) -> Result<PendingReply, UpstreamError> {
+        let mut mget: Vec<&[u8]> = vec![b"MGET"];
+        mget.extend(leads.iter().map(|l| &l.key.key[..]));
+        let mut bytes = BytesMut::new();
+        write_command(&mut bytes, &mget);
+        for l in &leads {
+            write_command(&mut bytes, &[b"PTTL", &l.key.key]);
+        }
+        let replies = 1 + leads.len();
+        let shared = self.services.clone();
+        let learn = self.learning(Read::Mget);
+        let sent_at = Instant::now();
+        let on_reply = Box::new(move |frames: &[Bytes], may_fill: bool| {
+            learn.reply(&frames[0]);
+            let elements = array_elements(&frames[0]).filter(|e| e.len() == leads.len());
+            for (i, lead) in leads.into_iter().enumerate() {
+                let fetched = match &elements {
+                    Some(e) => {
+                        let (reply, pttl) = (&e[i], &frames[1 + i]);
+                        let l1 = &shared.l1;
+                        l1.fill(lead.key, lead.taken, sent_at, reply, pttl, false, may_fill)
+                    }
+                    None => Fetched::Unknown,
+                };
+                lead.flight.complete(fetched);
+            }
+        });
+        let s = &self.session;
+        self.replies
+            .call(&*s.pool, &s.lane, bytes.freeze(), replies, Some(on_reply))
+            .await
+    }
+
+    /// `MGET key` on this connection's own upstream slot: the element for one key, or the
+    /// error the whole MGET gets (e.g. `-NOPERM`).
+    async fn mget_one(&mut self, key: &Bytes) -> Result<Bytes, UpstreamError> {
+        let frames = self.ask(command(&[b"MGET", key]), 1).await?;
+        if is_error(&frames[0]) {
+            return Ok(frames[0].clone());
+        }
+        Ok(array_elements(&frames[0])
+            .and_then(|mut e| e.pop())
+            .unwrap_or_else(|| Bytes::from_static(null(self.session.resp))))
+    }
+}
+
+impl<R: Router, S: ClientStream> Connection<R, S> {
+    pub(in crate::connection) async fn write_mget(&mut self, m: MgetReply) {
+        let own = match m.own {
+            None => None,
+            Some(sent) => match self.cx.await_reply(sent).await {
+                Ok(frames) if is_error(&frames[0]) => {
+                    return self.cx.replies.oldest_out().extend_from_slice(&frames[0]);
+                }
+                Ok(frames) => array_elements(&frames[0]),
+                Err(e) => return write_upstream_error(self.cx.replies.oldest_out(), &e),
+            },
+        };
+        let m_parts = m.parts.len();
+        let mut body = BytesMut::new();
+        write_array_header(&mut body, m_parts);
+        for part in m.parts {
+            match part {
+                Part::Known(b) => body.extend_from_slice(&b),
+                Part::Own(i) => match own.as_ref().and_then(|e| e.get(i)) {
+                    Some(element) => body.extend_from_slice(element),
+                    None => body.extend_from_slice(null(self.cx.session.resp)),
+                },
+                Part::Follow(rx, key) => match self.cx.await_follow(rx).await {
+                    Fetched::Value(b) => body.extend_from_slice(&b),
+                    Fetched::Missing => body.extend_from_slice(null(self.cx.session.resp)),
+                    Fetched::Unknown => match self.cx.mget_one(&key).await {
+                        Ok(error) if is_error(&error) => {
+                            return self.cx.replies.oldest_out().extend_from_slice(&error)
+                        }
+                        Ok(element) => body.extend_from_slice(&element),
+                        Err(e) => return write_upstream_error(self.cx.replies.oldest_out(), &e),
+                    },
+                },
+            }
+        }
+        // Taught as the reply of each key (what the next MGETs' keys are estimated at).
+        let budget = &mut self.cx.replies.budget;
+        budget.learn(body.len() / m_parts.max(1));
+        self.write_frame(&body.freeze()).await;
+    }
+}
+
+/// `GET key`: a hit or another client's fetch answers after everything grouped before
+/// it is sent; this connection's own fetch joins the group.
+pub(in crate::connection) async fn get<R: Router>(cx: &mut Ctx<R>, key: Bytes) {
+    let cached = cx.permitted(Read::Get).then(|| cx.lookup(&key));
+    if let Some((cached, namespace)) = cached.flatten() {
+        let audit = cx.observers.on_hit(&cx.services, namespace, &key);
+        cx.follow_get(&key);
+        let reply = cx.cached_reply(cached);
+        if audit {
+            cx.audit_hit(key, reply.clone());
+        }
+        return cx.replies.ready_bytes(reply);
+    }
+    fetch_missing(cx, key).await;
+}
+
+/// A `GET` whose key L1 does not hold: follow another client's fetch or fetch it.
+pub(in crate::connection) async fn fetch_missing<R: Router>(cx: &mut Ctx<R>, key: Bytes) {
+    let namespace = cx.services.l1.namespaces().of(&key);
+    cx.observers.on_miss(&cx.services, namespace, &key);
+    cx.follow_get(&key);
+    let ck = cx.cache_key(key.clone());
+    cx.replies.budget.expect(1);
+    match cx.join(ck, Read::Get) {
+        Miss::Follow(rx) => cx.replies.wait_for(Pending::Follow(rx, key)),
+        Miss::Lead(lead) => {
+            let shared = cx.services.clone();
+            let learn = cx.learning(Read::Get);
+            let sent_at = Instant::now();
+            let on_reply = Box::new(move |frames: &[Bytes], may_fill: bool| {
+                learn.reply(&frames[0]);
+                let (reply, pttl) = (&frames[0], &frames[1]);
+                let fetched = shared
+                    .l1
+                    .fill(lead.key, lead.taken, sent_at, reply, pttl, true, may_fill);
+                lead.flight.complete(fetched);
+            });
+            cx.fetch(&key, on_reply).await;
+        }
+    }
+}
+
+/// `MGET key...`: hits from L1, misses joined to other clients' fetches or fetched in one
+/// upstream `MGET` (with a `PTTL` each), the reply assembled in order once all are known.
+pub(in crate::connection) async fn mget<R: Router>(cx: &mut Ctx<R>, keys: &[Bytes]) {
+    let mut parts = Vec::with_capacity(keys.len());
+    let mut leads = Vec::new();
+    // Hits picked for an audit (position, reply served).
+    let mut audits = Vec::new();
+    for key in keys {
+        // A hit first: L1 names the key's namespace, matched at most once.
+        if let Some((cached, namespace)) = cx.lookup(key) {
+            let audit = cx.observers.on_hit(&cx.services, namespace, key);
+            let reply = cx.cached_reply(cached);
+            if audit {
+                audits.push((parts.len(), reply.clone()));
+            }
+            parts.push(Part::Known(reply));
+            continue;
+        }
+        let l1 = &cx.services.l1;
+        let namespaces = l1.namespaces();
+        let namespace = namespaces.of(key);
+        cx.observers.on_miss(&cx.services, namespace, key);
+        if !namespaces.policy(namespace).cache {
+            // A key of a namespace with `cache = false` (never in L1): fetched alone,
+            // filling nothing.
+            let key = cx.cache_key(key.clone());
+            let taken = l1.generation(&key);
+            let flight = Flight::detached();
+            parts.push(Part::Own(leads.len()));
+            leads.push(Lead { key, taken, flight });
+            continue;
+        }
+        match cx.join(cx.cache_key(key.clone()), Read::Mget) {
+            Miss::Follow(rx) => parts.push(Part::Follow(rx, key.clone())),
+            Miss::Lead(lead) => {
+                parts.push(Part::Own(leads.len()));
+                leads.push(lead);
+            }
+        }
+    }
+    if leads.is_empty() && !cx.permitted(Read::Mget) {
+        // Hits are answered only if the upstream runs this MGET for this identity.
+        if let Some(i) = parts.iter().position(|p| matches!(p, Part::Known(_))) {
+            let key = cx.cache_key(keys[i].clone());
+            let taken = cx.services.l1.generation(&key);
+            parts[i] = Part::Own(0);
+            let namespace = cx.services.l1.namespaces().of(&keys[i]);
+            cx.observers.hit_was_miss(&cx.services, namespace);
+            let flight = Flight::detached();
+            leads.push(Lead { key, taken, flight });
+        }
+    }
+    for (i, served) in audits {
+        // Not a hit that was turned into a fetch just above.
+        if matches!(parts[i], Part::Known(_)) {
+            cx.audit_hit(keys[i].clone(), served);
+        }
+    }
+    if leads.is_empty() && parts.iter().all(|p| matches!(p, Part::Known(_))) {
+        return cx.replies.ready_with(|out| {
+            write_array_header(out, parts.len());
+            for p in parts {
+                if let Part::Known(b) = p {
+                    out.extend_from_slice(&b);
+                }
+            }
+        });
+    }
+    let budget = &mut cx.replies.budget;
+    for part in &parts {
+        match part {
+            Part::Known(b) => budget.hold(b.len()),
+            _ => budget.expect(1),
+        }
+    }
+    let own = if leads.is_empty() {
+        None
+    } else {
+        Some(cx.send_mget(leads).await)
+    };
+    cx.replies.wait_for(Pending::Mget(MgetReply { parts, own }));
+}

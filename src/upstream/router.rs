@@ -1,0 +1,145 @@
+//! The seam between a client connection and the upstream: a [`Router`] maps a request's
+//! route (and, once Redis Cluster is fronted, its key's slot) to the pool that carries it,
+//! and a pool ([`Lanes`]) takes a request's raw bytes on a client's lane and hands back its
+//! reply frames. One node today ([`Upstream`] and [`Pool`]); a cluster router, and the fakes
+//! the connection's handler tests run against, sit behind the same two traits.
+//!
+//! Only the miss path goes through them (a send, a route change, a pinned connection): an
+//! L1 hit never does. Both are generic (no dynamic dispatch), so they cost nothing.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Lane, OnReply, PendingReply, Pool, Route, Upstream};
+use crate::error::UpstreamError;
+
+/// What a request sent upstream is: its raw bytes and how to account for them.
+pub struct Outgoing {
+    /// One or more commands, as RESP.
+    pub bytes: Bytes,
+    /// How many reply frames `bytes` asks for.
+    pub replies: usize,
+    /// Called with the reply frames (and whether they may fill L1) before they are handed
+    /// back.
+    pub on_reply: Option<OnReply>,
+    /// The first command's index in the counted commands (the call's latency label).
+    pub label: u16,
+    /// An empty list to collect the frames in (recycled by the caller).
+    pub frames: Vec<Bytes>,
+    /// Whether the request writes keys.
+    pub writes: bool,
+}
+
+/// A route's pool: sends a request on a client's lane and returns its pending reply.
+pub trait Lanes: Send + Sync + 'static {
+    /// Queues `call` on `lane`; fails at once when the route cannot take it.
+    fn send_on(
+        &self,
+        lane: &Lane,
+        call: Outgoing,
+    ) -> impl Future<Output = Result<PendingReply, UpstreamError>> + Send;
+}
+
+/// A connection of a client's own (see the connection's pinned relay).
+pub trait Dedicated: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Whether the connection is still open (nothing unread, not closed by the server).
+    fn alive(&self) -> bool;
+}
+
+/// Maps a route (and later a key's slot) to the pool or the connection that serves it.
+pub trait Router: Send + Sync + 'static {
+    /// A route's pool.
+    type Pool: Lanes;
+    /// A client's own connection.
+    type Dedicated: Dedicated;
+    /// The route's pool, created on first use; when it cannot get one, why.
+    fn try_pool(&self, route: Route) -> Result<Arc<Self::Pool>, UpstreamError>;
+    /// The route's pool, or one that answers every call with why the route has none.
+    fn pool(&self, route: Route) -> Arc<Self::Pool>;
+    /// Whether the upstream is reachable (L1 may answer; see the connection's reads).
+    fn link_up(&self) -> bool;
+    /// Whether L1 is coherent with the upstream now: the invalidations of its node reach
+    /// this sidecar (the control plane's link is up, or not needed). The control plane
+    /// closes this gate when it loses them.
+    fn coherent(&self) -> bool;
+    /// A connection of the client's own in `route`'s state, and its upstream client id.
+    fn dedicated(
+        &self,
+        route: Route,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(Self::Dedicated, Option<u64>), UpstreamError>> + Send;
+}
+
+impl Lanes for Pool {
+    #[inline]
+    fn send_on(
+        &self,
+        lane: &Lane,
+        c: Outgoing,
+    ) -> impl Future<Output = Result<PendingReply, UpstreamError>> + Send {
+        self.send_labelled(
+            lane, c.bytes, c.replies, c.on_reply, c.label, c.frames, c.writes,
+        )
+    }
+}
+
+impl Dedicated for tokio::net::TcpStream {
+    fn alive(&self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+}
+
+impl Router for Upstream {
+    type Pool = Pool;
+    type Dedicated = tokio::net::TcpStream;
+
+    fn try_pool(&self, route: Route) -> Result<Arc<Pool>, UpstreamError> {
+        Upstream::try_pool(self, route)
+    }
+
+    fn pool(&self, route: Route) -> Arc<Pool> {
+        Upstream::pool(self, route)
+    }
+
+    #[inline]
+    fn link_up(&self) -> bool {
+        Upstream::link_up(self)
+    }
+
+    /// The upstream alone cannot tell (the control plane keeps the gate): always open.
+    fn coherent(&self) -> bool {
+        true
+    }
+
+    fn dedicated(
+        &self,
+        route: Route,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(Self::Dedicated, Option<u64>), UpstreamError>> + Send {
+        self.dedicated_with_id(route, timeout)
+    }
+}
+
+impl PendingReply {
+    /// A reply that `tx` will deliver (a fake pool's): waited for at most `timeout`.
+    pub fn channel(
+        lane: &Lane,
+        timeout: Duration,
+    ) -> (
+        tokio::sync::oneshot::Sender<Result<Vec<Bytes>, UpstreamError>>,
+        PendingReply,
+    ) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let pending = PendingReply {
+            rx,
+            deadline: std::time::Instant::now() + timeout,
+            _lane: lane.in_flight.clone(),
+        };
+        (tx, pending)
+    }
+}
