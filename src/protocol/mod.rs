@@ -2,6 +2,8 @@
 //! exactly as Redis does), upstream reply framing, and the few replies the sidecar writes.
 
 mod args;
+#[cfg(test)]
+mod fuzz_tests;
 mod inline;
 mod limits;
 mod parser;
