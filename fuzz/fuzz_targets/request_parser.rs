@@ -4,7 +4,7 @@
 //! whole, then in those two pieces. Neither may panic, consume more than it was given or
 //! return a request without a name, and both must read the same requests (and, for input
 //! without a NUL byte and within the line limit, the same error: see
-//! src/protocol/fuzz_tests.rs for why those may differ).
+//! src/protocol/fuzz_tests/ for why those may differ).
 
 #![no_main]
 
