@@ -35,7 +35,6 @@ WORKDIR /src
 # The workspace: every member's directory (cargo reads each member's manifest and targets).
 COPY Cargo.toml Cargo.lock ./
 COPY src/ src/
-COPY benches/ benches/
 COPY injector/ injector/
 COPY proto-tests/ proto-tests/
 COPY bench/ bench/

@@ -3,7 +3,7 @@
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench bench-lag bench-micro image image-push image-multiarch chart-package chart-push fmt lint clean
+.PHONY: help build run test bench bench-compare bench-lag bench-micro image image-push image-multiarch chart-package chart-push fmt lint clean
 
 help:
 	@echo "nearcache make targets:"
@@ -16,9 +16,13 @@ help:
 	@echo "  make bench   nearcache vs Redis direct vs twemproxy: GET/SET/INCR/MGET, a Zipf mix, idle"
 	@echo "               clients, a remote upstream, 20 namespaces, a new sidecar's first requests"
 	@echo "               (cold, warmed), L1 memory; table + PASS/FAIL in target/bench/"
-	@echo "               (scripts/bench.sh; BENCH_QUICK=1 for a short run, BENCH_ROUNDS=N)"
-	@echo "  make bench-lag    invalidation lag across two sidecars, tracking cost (scripts/bench-lag.sh)"
+	@echo "               (bench/scripts/bench.sh; BENCH_QUICK=1 for a short run, BENCH_ROUNDS=N)"
+	@echo "  make bench-compare BASE=<rev>  the bench for the binary at BASE and this one, alternated"
+	@echo "                    run by run; rows worse beyond the spread marked (bench/scripts/compare.sh)"
+	@echo "  make bench-lag    invalidation lag across two sidecars, tracking cost"
+	@echo "                    (bench/scripts/bench-lag.sh)"
 	@echo "  make bench-micro  criterion benches of parsing, L1 lookup, reply framing"
+	@echo "                    (bench/benches/hot_path.rs)"
 	@echo "  make image   build the image of nearcache and nearcache-injector (Dockerfile) for this"
 	@echo "               machine's platform: IMAGE=<registry>/<path> VERSION=<tag>, CONTAINER_TOOL=podman"
 	@echo "  make image-push       push IMAGE:VERSION (after make image)"
@@ -40,13 +44,19 @@ run:
 test:
 	scripts/test.sh
 
+# Every measurement is in bench/ (the nearcache-bench crate): its scripts, its criterion
+# benches, its examples.
 # Installs Redis and nutcracker if missing, builds nearcache and nearcache-bench (bench/),
-# prints the table and writes target/bench/report.md and raw.csv (scripts/bench.sh).
+# prints the table and writes target/bench/report.md and raw.csv (bench/scripts/bench.sh).
 bench:
-	scripts/bench.sh
+	bench/scripts/bench.sh
+
+# The previous binary (BASE, a git revision) and this one in the same run, alternated.
+bench-compare:
+	BASE=$(BASE) bench/scripts/compare.sh
 
 bench-lag:
-	scripts/bench-lag.sh
+	bench/scripts/bench-lag.sh
 
 # The image: nothing publishes ghcr.io/nearcache/nearcache, so set IMAGE to a repository of
 # your registry (and log in to it with `docker login` / `podman login` first).
@@ -86,7 +96,7 @@ chart-push: chart-package
 	$(HELM) push target/charts/nearcache-$(CHART_VERSION).tgz oci://$(CHART_REGISTRY)
 
 bench-micro:
-	$(CARGO) bench --bench hot_path
+	$(CARGO) bench -p nearcache-bench --bench hot_path
 
 fmt:
 	$(CARGO) fmt --all

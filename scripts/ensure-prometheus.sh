@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure prometheus and promtool are on PATH (proto-tests/tests/prometheus.rs runs both).
+# Make sure prometheus and promtool are on PATH (proto-tests/tests/integrations/prometheus.rs runs both).
 # If either is missing, install Debian's prometheus package with apt-get (as root or with
 # sudo; apt-get update first; no recommends: the exporters are not needed). The package's
 # own prometheus service is not started during installation (a temporary policy-rc.d denies

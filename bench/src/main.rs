@@ -1,4 +1,4 @@
-//! nearcache-bench: the load generator and latency relay of `make bench` (scripts/bench.sh).
+//! nearcache-bench: the load generator and latency relay of `make bench` (bench/scripts/bench.sh).
 //!
 //! redis-benchmark measures GET, SET and INCR; this tool makes what it cannot: a Zipf
 //! GET/SET mix with latency percentiles, MGETs mixing hot and never-repeating keys, a busy

@@ -112,7 +112,7 @@ impl Sidecar {
         }
         // The periodic ACL re-check sends one GET/MGET per identity upstream every second,
         // which tests that count upstream reads would see at random: off unless a test
-        // sets it (tests/acl.rs does).
+        // sets it (tests/suite/acl.rs does).
         let sets_recheck = extra.iter().any(|a| a.starts_with("--acl-recheck"))
             || env.iter().any(|(k, _)| *k == "NEARCACHE_ACL_RECHECK");
         if !sets_recheck {

@@ -20,7 +20,7 @@ use super::CacheKey;
 /// Measured, not summed: a release binary with `--l1-max-bytes 4GiB` filled with one million
 /// 100-byte values (13-byte keys, one GET each through the sidecar, so no `Bytes` header yet)
 /// grew by 671 B per entry of VmRSS over its idle RSS; minus heap(key) = 32 and
-/// heap(value) = 128 that leaves 511 B. See `proto-tests/tests/memory.rs`
+/// heap(value) = 128 that leaves 511 B. See `proto-tests/tests/suite/memory.rs`
 /// (`rss_of_a_million_100_byte_values`, ignored, run by hand on a release build).
 pub const ENTRY_OVERHEAD: u64 = 512;
 

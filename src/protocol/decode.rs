@@ -86,6 +86,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn integers_read_the_whole_i64_range() {
+        assert_eq!(integer(b":-9223372036854775808\r\n"), Some(i64::MIN));
+        assert_eq!(integer(b":9223372036854775807\r\n"), Some(i64::MAX));
+        assert_eq!(integer(b":9223372036854775808\r\n"), None);
+        assert_eq!(integer(b":-9223372036854775809\r\n"), None);
+        assert_eq!(integer(b":-12\r\n"), Some(-12));
+        assert_eq!(integer(b":-\r\n"), None);
+    }
+
+    #[test]
     fn reads_the_replies_it_needs() {
         assert!(is_null(b"$-1\r\n") && is_null(b"_\r\n"));
         assert!(is_bulk(b"$1\r\na\r\n") && !is_bulk(b"$-1\r\n"));

@@ -5,6 +5,8 @@ mod args;
 pub mod decode;
 mod encode;
 mod frames;
+#[cfg(test)]
+mod fuzz_tests;
 mod inline;
 mod limits;
 mod parser;
@@ -87,14 +89,21 @@ pub fn parse_decimal(digits: &[u8]) -> Option<i64> {
     if digits.is_empty() {
         return None;
     }
+    // Accumulated towards the sign, so `i64::MIN` (an INCRBY can reach it) reads too.
     let mut n: i64 = 0;
     for &d in digits {
         if !d.is_ascii_digit() {
             return None;
         }
-        n = n.checked_mul(10)?.checked_add((d - b'0') as i64)?;
+        let d = (d - b'0') as i64;
+        n = n.checked_mul(10)?;
+        n = if negative {
+            n.checked_sub(d)?
+        } else {
+            n.checked_add(d)?
+        };
     }
-    Some(if negative { -n } else { n })
+    Some(n)
 }
 
 /// A decimal exactly as Redis's `string2ll` accepts it in a request header: `0`, or an

@@ -2,7 +2,7 @@
 //! to an identical one through the sidecar, in RESP2 and RESP3, one command at a time and
 //! pipelined; replies must be byte-identical (see `corpus/runner.rs` for the rules).
 //!
-//! `CORPUS_SELF_CHECK=1 cargo test -p proto-tests --test corpus` replaces the sidecar with
+//! `CORPUS_SELF_CHECK=1 cargo test -p proto-tests --test suite corpus::` replaces the sidecar with
 //! a direct connection to the second server: every test, including the transaction,
 //! pub/sub and blocking ones, then passes with 0 divergences, which shows the corpus only
 //! compares what is deterministic. `CORPUS_PERTURB=1` starts the second server with other
@@ -11,13 +11,9 @@
 //! `corpus_transactions`, `corpus_pubsub` and `corpus_blocking` need commands the sidecar
 //! refuses until it pins a connection per client: they fail until then.
 
-#[path = "corpus/data.rs"]
 mod data;
-#[path = "corpus/pinned.rs"]
 mod pinned;
-#[path = "corpus/runner.rs"]
 mod runner;
-#[path = "corpus/server.rs"]
 mod server;
 
 use runner::run_corpus;

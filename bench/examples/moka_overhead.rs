@@ -1,9 +1,9 @@
 //! Resident memory per entry of a moka cache alone, in the configurations L1 could use:
 //! what the cache structure itself costs beyond a key and a value, without the sidecar.
 //!
-//! `cargo run --release --example moka_overhead [ENTRIES]` (default one million entries of a
-//! 16-byte key and a 100-byte value, each stored as its own exact-size allocation, as L1
-//! stores them). Run by `make bench` beside the sidecar's own figure.
+//! `cargo run --release -p nearcache-bench --example moka_overhead [ENTRIES]` (default one
+//! million entries of a 16-byte key and a 100-byte value, each stored as its own exact-size
+//! allocation, as L1 stores them). Compare with the sidecar's own figure from `make bench`.
 
 use std::time::{Duration, Instant};
 

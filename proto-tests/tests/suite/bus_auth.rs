@@ -382,7 +382,7 @@ fn an_open_bus_is_logged_once_and_answers_no_hot_key_ask() {
 /// test's key file and Redis port).
 #[test]
 fn the_docs_signing_recipe_is_accepted() {
-    let readme = include_str!("../../docs/bus.md");
+    let readme = include_str!("../../../docs/bus.md");
     let start = readme
         .find("```sh\nKEY=$(head -n 1 /etc/nearcache/bus.key)")
         .expect("the recipe in docs/bus.md")

@@ -2,33 +2,33 @@
 # Invalidation lag and the cost of server-assisted tracking.
 #
 # 1. Starts a throwaway redis-server and two nearcache sidecars A and B (release build, free
-#    ports, all stopped on exit) and runs proto-tests/examples/lag.rs: B caches a key, then
+#    ports, all stopped on exit) and runs bench/examples/lag.rs: B caches a key, then
 #    LAG_N times a new value is written (through A, then separately straight to Redis), the
 #    acknowledgment timestamped, and GET through B polled until it serves the new value;
 #    p50/p99/max of that lag are printed. Then LAG_KEYS keys are cached through B and the
 #    upstream's tracking_total_keys is printed (the Redis memory tracking costs).
-# 2. Runs scripts/bench.sh with tracking on (the default) and with `--tracking off`, and
+# 2. Runs bench/scripts/bench.sh with tracking on (the default) and with `--tracking off`, and
 #    prints the GET and SET throughput ratios to direct Redis of both.
 #
 # Environment: LAG_N (default 1000), LAG_KEYS (default 100000), BENCH_N and the rest of
-# scripts/bench.sh's variables (passed on), LAG_SKIP_BENCH=1 to skip step 2.
+# bench/scripts/bench.sh's variables (passed on), LAG_SKIP_BENCH=1 to skip step 2.
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 LAG_N=${LAG_N:-1000}
 LAG_KEYS=${LAG_KEYS:-100000}
 
 scripts/ensure-redis.sh
 cargo build --release
-cargo build --release -p proto-tests --example lag
+cargo build --release -p nearcache-bench --example lag
 bin=target/release/nearcache
 
 tmp=$(mktemp -d /tmp/nearcache-bench-lag.XXXXXX)
 pids=()
 
-# shellcheck source=scripts/stop.sh
-. scripts/stop.sh
+# shellcheck source=bench/scripts/stop.sh
+. bench/scripts/stop.sh
 
 cleanup() {
     local pid
@@ -90,7 +90,7 @@ target/release/examples/lag "$redis_port" "$a_port" "$b_port" "$LAG_N" "$LAG_KEY
 [ "${LAG_SKIP_BENCH:-}" = 1 ] && exit 0
 for flags in "" "--tracking off"; do
     echo
-    echo "bench-lag: scripts/bench.sh ${flags:-(tracking on)}"
+    echo "bench-lag: bench/scripts/bench.sh ${flags:-(tracking on)}"
     # shellcheck disable=SC2086 # flags are words
-    NEARCACHE_BIN=$bin scripts/bench.sh $flags 2>/dev/null | grep -E '^(test|GET|SET) '
+    NEARCACHE_BIN=$bin bench/scripts/bench.sh $flags 2>/dev/null | grep -E '^(test|GET|SET) '
 done

@@ -40,10 +40,10 @@
 #   BENCH_TIMEOUT   upper bound in seconds for one measurement (default 120)
 #   BENCH_OUT       where report.md and raw.csv go (default target/bench)
 #   NEARCACHE_BIN   use this binary instead of building target/release/nearcache
-# Arguments are passed to every nearcache, e.g. `scripts/bench.sh --tracking off`.
+# Arguments are passed to every nearcache, e.g. `bench/scripts/bench.sh --tracking off`.
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 if [ "${BENCH_QUICK:-}" = 1 ]; then
     BENCH_ROUNDS=${BENCH_ROUNDS:-1}
@@ -105,8 +105,8 @@ tmp=$(mktemp -d /tmp/nearcache-bench.XXXXXX)
 declare -A port=() pid=()
 
 # Stop a child: SIGTERM, up to $2 seconds, then SIGKILL.
-# shellcheck source=scripts/stop.sh
-. scripts/stop.sh
+# shellcheck source=bench/scripts/stop.sh
+. bench/scripts/stop.sh
 
 cleanup() {
     local name

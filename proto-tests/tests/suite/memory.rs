@@ -117,7 +117,7 @@ fn resident_memory_stays_within_the_l1_bound() {
 }
 
 /// For the record, on a release build (`NEARCACHE_BIN=target/release/nearcache cargo test
-/// -p proto-tests --test memory -- --ignored --nocapture`): VmRSS with one million cached
+/// -p proto-tests --test suite memory:: -- --ignored --nocapture`): VmRSS with one million cached
 /// 100-byte values next to the `l1_used_bytes` the weigher counts.
 #[test]
 #[ignore = "a measurement: one million keys, run by hand on a release build"]

@@ -21,11 +21,8 @@ use std::process::Command;
 
 use proto_tests::tempdir::TempDir;
 
-#[path = "kubernetes/image.rs"]
 mod image;
-#[path = "kubernetes/monitoring.rs"]
 mod monitoring;
-#[path = "kubernetes/package.rs"]
 mod package;
 
 const CHART: &str = "deploy/helm/nearcache";

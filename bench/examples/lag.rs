@@ -2,7 +2,7 @@
 //! sidecar, and the upstream's tracking table after caching many keys through one sidecar.
 //!
 //! `lag <redis-port> <sidecar-a-port> <sidecar-b-port> [iterations] [tracked-keys]`
-//! (run by scripts/bench-lag.sh). The lag includes one GET round trip through B.
+//! (run by bench/scripts/bench-lag.sh). The lag includes one GET round trip through B.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
