@@ -26,12 +26,29 @@ pub fn sections(shared: &Services) -> String {
     render(&Figures::take(shared))
 }
 
-/// The section named `name` (any case), e.g. `nearcache_l1`, of `shared`'s figures now.
-pub fn named(shared: &Services, name: &[u8]) -> Option<String> {
-    let (_, render) = SECTIONS
+/// Whether `name` (any case) names one of the sidecar's sections, e.g. `nearcache_l1`.
+pub fn is_section(name: &[u8]) -> bool {
+    SECTIONS
         .iter()
-        .find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()))?;
-    Some(render(&Figures::take(shared)))
+        .any(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()))
+}
+
+/// The sidecar's sections among `names` (any case), in their order, rendered from one
+/// snapshot of `shared`'s figures (none is taken when no name is one of them).
+pub fn named<N: AsRef<[u8]>>(shared: &Services, names: &[N]) -> Vec<String> {
+    let mut figures = None;
+    let mut out = Vec::new();
+    for name in names {
+        let name = name.as_ref();
+        let Some((_, render)) = SECTIONS
+            .iter()
+            .find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()))
+        else {
+            continue;
+        };
+        out.push(render(figures.get_or_insert_with(|| Figures::take(shared))));
+    }
+    out
 }
 
 /// Every section of `f`, CRLF line endings, a blank line between them as Redis separates

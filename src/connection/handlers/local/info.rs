@@ -20,16 +20,11 @@ impl<R: Router> Ctx<R> {
         };
         let all: &[&[u8]] = &[b"nearcache", b"all", b"everything", b"default"];
         let every_one = sections.is_empty() || named(all);
-        let ours = |s: &&Bytes| {
-            s.eq_ignore_ascii_case(b"nearcache") || info::named(&self.services, s).is_some()
-        };
+        let ours = |s: &&Bytes| s.eq_ignore_ascii_case(b"nearcache") || info::is_section(s);
         let picked: Vec<String> = if every_one {
             vec![info::sections(&self.services)]
         } else {
-            sections
-                .iter()
-                .filter_map(|s| info::named(&self.services, s))
-                .collect()
+            info::named(&self.services, sections)
         };
         let theirs: Vec<&[u8]> = std::iter::once(&b"INFO"[..])
             .chain(sections.iter().filter(|s| !ours(s)).map(|s| &s[..]))

@@ -14,8 +14,8 @@
 //! or leaves it in a state the sidecar cannot follow.
 
 mod apply;
+mod effect;
 mod pin;
-mod request;
 mod state;
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -31,8 +31,8 @@ use crate::error::{write_not_supported, write_request_error, write_upstream_erro
 use crate::protocol::{command, is, write_error, Request, RequestError, OK};
 use crate::upstream::Route;
 use crate::upstream::Router;
+use effect::{effect, merge};
 pub(in crate::connection) use pin::Pin;
-use request::{effect, merge};
 use state::{Effect, Frame};
 
 /// Client input read ahead while the pinned connection owes replies (more waits in the
