@@ -48,12 +48,15 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 pub mod auth;
+mod keys;
+mod receive;
 mod senders;
 mod wire;
 
 use crate::glob::{MAX_PATTERNS, MAX_PATTERN_BYTES};
 use auth::{BusKeys, ENVELOPE_LEN};
-use senders::{Admit, Senders};
+use keys::seal_hot_keys;
+use senders::Senders;
 pub use wire::{decode, encode, now_ms, Body, Message};
 
 /// Keys as read from the key file, signing key first.
@@ -193,59 +196,6 @@ impl Bus {
             keys: RwLock::new(None),
             counters: BusCounters::default(),
         }
-    }
-
-    /// Signs and verifies with the keys in `path` (already checked by the config, read
-    /// again here); it is re-read by [`Bus::reload_keys`].
-    pub fn use_key_file(&self, path: PathBuf) -> Result<(), String> {
-        let raw = crate::config::bus_key::read_bus_keys(&path)?;
-        self.set_keys(raw);
-        let _ = self.key_file.set(path);
-        Ok(())
-    }
-
-    /// Uses `raw` keys (signing key first).
-    pub fn set_keys(&self, raw: Vec<Vec<u8>>) {
-        let keys = Arc::new(BusKeys::new(&raw));
-        *self.keys.write() = Some((raw, keys));
-    }
-
-    /// Reads the key file again: `Ok(true)` when it holds new keys (now in use), `Ok(false)`
-    /// when unchanged or without a key file, `Err` when it cannot be read or holds no valid
-    /// key (the keys in use stay).
-    pub fn reload_keys(&self) -> Result<bool, String> {
-        let Some(path) = self.key_file.get() else {
-            return Ok(false);
-        };
-        let raw = crate::config::bus_key::read_bus_keys(path)?;
-        let same = self
-            .keys
-            .read()
-            .as_ref()
-            .is_some_and(|(old, _)| *old == raw);
-        if same {
-            return Ok(false);
-        }
-        self.set_keys(raw);
-        self.counters.key_reloads.fetch_add(1, Relaxed);
-        Ok(true)
-    }
-
-    /// The keys in use, if the bus is keyed.
-    fn keys(&self) -> Option<Arc<BusKeys>> {
-        let keys = self.keys.read();
-        keys.as_ref().map(|(_, k)| k.clone())
-    }
-
-    /// Whether messages are signed and only authenticated ones acted on.
-    pub fn keyed(&self) -> bool {
-        self.keys.read().is_some()
-    }
-
-    /// The id of the key messages are signed with (INFO), if keyed.
-    pub fn key_id(&self) -> Option<String> {
-        self.keys()
-            .map(|k| String::from_utf8_lossy(k.signing_id()).into_owned())
     }
 
     /// Authenticated peers heard from within the last minute.
@@ -409,136 +359,6 @@ impl Bus {
             })
             .collect()
     }
-
-    /// A message arrived: `Ok(Some(body))` to apply, `Ok(None)` to skip (own, malformed,
-    /// unauthenticated, replayed or oversized), `Err` on a gap in the sender's sequence.
-    pub(crate) fn receive(&self, payload: &Bytes) -> Result<Option<Body>, String> {
-        let c = &self.counters;
-        if payload.len() > MAX_MESSAGE_BYTES {
-            c.oversized.fetch_add(1, Relaxed);
-            return Ok(None);
-        }
-        let keys = self.keys();
-        let (start, key_index) = match &keys {
-            Some(keys) => match keys.open(payload) {
-                Ok(opened) => opened,
-                Err(_) => {
-                    c.unauthenticated.fetch_add(1, Relaxed);
-                    return Ok(None);
-                }
-            },
-            None => (auth::skip_envelope(payload), 0),
-        };
-        let message = decode(&payload.slice(start..)).and_then(|mut m| {
-            if let (
-                Some(keys),
-                Body::HotKeys {
-                    asker,
-                    db,
-                    keys: sealed,
-                },
-            ) = (&keys, &mut m.body)
-            {
-                *sealed = unseal_hot_keys(keys, key_index, asker, *db, sealed)?;
-            }
-            Some(m)
-        });
-        let Some(message) = message else {
-            c.malformed.fetch_add(1, Relaxed);
-            return Ok(None);
-        };
-        let keyed = keys.is_some();
-        if keyed && (message.origin.is_none() || message.sent_ms.is_none()) {
-            c.unauthenticated.fetch_add(1, Relaxed);
-            return Ok(None);
-        }
-        if let Some((sender, seq)) = &message.origin {
-            if *sender == self.sender {
-                c.own_skipped.fetch_add(1, Relaxed);
-                return Ok(None);
-            }
-            let now = now_ms();
-            let mut peers = self.peers.lock();
-            match peers.admit(sender, *seq, message.sent_ms, now, keyed) {
-                Admit::Fresh => {}
-                // An old authentic message from a sender not heard from: evictions are
-                // harmless to repeat, a flush or a hot-key exchange is not.
-                Admit::Unknown if matches!(message.body, Body::Keys(..) | Body::Patterns(_)) => {}
-                Admit::Unknown | Admit::Replayed => {
-                    c.replayed.fetch_add(1, Relaxed);
-                    return Ok(None);
-                }
-                Admit::Gap(last) => {
-                    c.sequence_gaps.fetch_add(1, Relaxed);
-                    let sender = String::from_utf8_lossy(sender);
-                    return Err(format!(
-                        "gap in the bus sequence of sidecar {sender} ({last} then {seq})"
-                    ));
-                }
-            }
-        }
-        if let Some(sent) = message.sent_ms {
-            let lag = now_ms().saturating_sub(sent);
-            c.lag_last_ms.store(lag, Relaxed);
-            c.lag_max_ms.fetch_max(lag, Relaxed);
-            c.lag.observe(Duration::from_millis(lag));
-        }
-        let body = match message.body {
-            Body::Patterns(p)
-                if p.len() > MAX_PATTERNS || p.iter().any(|p| p.len() > MAX_PATTERN_BYTES) =>
-            {
-                c.oversized_patterns.fetch_add(1, Relaxed);
-                Body::Flush
-            }
-            body => body,
-        };
-        match &body {
-            Body::Keys(_, keys) => {
-                c.received_keys.fetch_add(1, Relaxed);
-                c.keys_received.fetch_add(keys.len() as u64, Relaxed);
-            }
-            Body::Patterns(_) => _ = c.received_patterns.fetch_add(1, Relaxed),
-            Body::Flush => {
-                c.received_flushes.fetch_add(1, Relaxed);
-                c.flushes.fetch_add(1, Relaxed);
-            }
-            Body::HotAsk { .. } => _ = c.received_hot_asks.fetch_add(1, Relaxed),
-            Body::HotKeys { .. } => _ = c.received_hot_answers.fetch_add(1, Relaxed),
-        }
-        Ok(Some(body))
-    }
-}
-
-/// What a hot-key answer's sealed keys are bound to: kind, asker and database.
-fn hot_keys_header(asker: &[u8], db: u32) -> Vec<u8> {
-    let mut header = b"H ".to_vec();
-    header.extend_from_slice(asker);
-    header.extend_from_slice(format!(" {db}").as_bytes());
-    header
-}
-
-/// A hot-key answer's keys as one sealed item (see `auth`).
-fn seal_hot_keys(keys: &BusKeys, asker: &[u8], db: u32, hot: &[Bytes]) -> Bytes {
-    let mut plain = bytes::BytesMut::new();
-    hot.iter().for_each(|k| wire::put_item(&mut plain, k));
-    let plain = plain.get(1..).unwrap_or_default();
-    Bytes::from(keys.seal(&hot_keys_header(asker, db), plain))
-}
-
-/// The keys of a sealed hot-key answer; `None` unless it is one item that opens.
-fn unseal_hot_keys(
-    keys: &BusKeys,
-    index: usize,
-    asker: &[u8],
-    db: u32,
-    sealed: &[Bytes],
-) -> Option<Vec<Bytes>> {
-    let [sealed] = sealed else {
-        return None;
-    };
-    let plain = keys.unseal(index, &hot_keys_header(asker, db), sealed)?;
-    let hot = wire::items(Bytes::from(plain))?;
-    (hot.len() <= MAX_HOT_KEYS).then_some(hot)
 }
 
 #[cfg(test)]
