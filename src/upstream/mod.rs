@@ -19,6 +19,8 @@ mod figures;
 pub mod gate;
 mod handshake;
 pub mod outbound;
+pub mod stream;
+pub mod tls;
 mod pool;
 mod router;
 mod status;
