@@ -143,9 +143,8 @@ fn tls_problems(config: &Config, problems: &mut Vec<String>) {
         }
     }
     if config.upstream_tls_cert.is_some() != config.upstream_tls_key.is_some() {
-        problems.push(
-            "--upstream-tls-cert and --upstream-tls-key: give both or neither".to_owned(),
-        );
+        problems
+            .push("--upstream-tls-cert and --upstream-tls-key: give both or neither".to_owned());
     }
 }
 

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::stream::UpstreamStream;
+use super::stream::{ReadHalf as OwnedReadHalf, WriteHalf as OwnedWriteHalf};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use super::stream::{ReadHalf as OwnedReadHalf, WriteHalf as OwnedWriteHalf};
-use super::stream::UpstreamStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::gate::{FillGate, Redirect};

@@ -19,11 +19,11 @@ mod figures;
 pub mod gate;
 mod handshake;
 pub mod outbound;
-pub mod stream;
-pub mod tls;
 mod pool;
 mod router;
 mod status;
+pub mod stream;
+pub mod tls;
 
 use parking_lot::Mutex;
 use std::collections::HashMap;

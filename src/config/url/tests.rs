@@ -164,8 +164,5 @@ fn rediss_is_the_same_url_with_tls() {
     assert_eq!(a.to_string(), "rediss://cache.example:6380/2");
     assert!(!upstream("redis://cache.example").unwrap().tls);
     assert!(upstream("REDISS://h").unwrap().tls);
-    assert_eq!(
-        printable("rediss://u:secret@h:1/3"),
-        "rediss://u:***@h:1/3"
-    );
+    assert_eq!(printable("rediss://u:secret@h:1/3"), "rediss://u:***@h:1/3");
 }

@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::upstream::stream::UpstreamStream;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
-use crate::upstream::stream::UpstreamStream;
 
 mod handshake;
 
