@@ -326,3 +326,24 @@ fn tls_options_need_a_rediss_upstream_and_their_files() {
     );
     assert!(!out.stdout.contains("listening"), "{}", out.stdout);
 }
+
+#[test]
+fn a_ca_file_that_no_longer_loads_leaves_the_previous_one_in_use() {
+    let pki = pki(false);
+    let redis = Redis::start_tls(&pki.files, &[]);
+    let ca = pki.dir.path().join("broken-ca.crt");
+    fs::copy(&pki.files.ca, &ca).unwrap();
+    let ca = ca.to_string_lossy().into_owned();
+    let url = format!("rediss://localhost:{}", redis.port());
+    let sidecar = Sidecar::start_url(&url, &tls_flags(&pki.files, &ca));
+    let mut c = sidecar.conn();
+    assert_reply(&c.cmd_str(&["SET", "k", "v"]), b"+OK\r\n", "SET");
+    fs::write(&ca, "not a certificate\n").unwrap();
+    // MULTI opens a new (pinned) connection: it still verifies with the previous CA.
+    assert_reply(&c.cmd_str(&["MULTI"]), b"+OK\r\n", "MULTI");
+    assert_reply(&c.cmd_str(&["GET", "k"]), b"+QUEUED\r\n", "GET queued");
+    assert_reply(&c.cmd_str(&["EXEC"]), b"*1\r\n$1\r\nv\r\n", "EXEC");
+    poll_until(WAIT, "the broken file is logged", || {
+        sidecar.stderr().contains("do not load")
+    });
+}
