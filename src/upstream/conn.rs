@@ -8,8 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::stream::UpstreamStream;
-use super::stream::{ReadHalf as OwnedReadHalf, WriteHalf as OwnedWriteHalf};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -17,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::gate::{FillGate, Redirect};
 use super::handshake::one_off;
 use super::pool::{Call, Health};
+use super::stream::{ReadHalf as OwnedReadHalf, UpstreamStream, WriteHalf as OwnedWriteHalf};
 use super::Target;
 use crate::error::UpstreamError;
 use crate::metrics::Stats;
