@@ -173,7 +173,7 @@ mod tests {
     fn urls_secrets_quantities() {
         assert!(upstream_url("redis://redis.default.svc:6379/0").is_ok());
         assert!(upstream_url("redis://:pw@r:6379").is_ok());
-        assert!(upstream_url("rediss://r:6379").is_err());
+        assert!(upstream_url("rediss://r:6379").is_ok());
         assert!(upstream_url("http://r").is_err());
         assert!(upstream_url("redis://").is_err());
         assert!(is_sidecar_address("redis://:pw@LOCALHOST:6380/0"));

@@ -60,7 +60,9 @@ const URLS: &[(&str, bool, &str)] = &[
     ("redis://re dis:6379", false, "spaces"),
     ("redis://re$dis:6379", false, "invalid host"),
     ("redis://", false, "empty host"),
-    ("rediss://redis:6379", false, "TLS"),
+    // TLS: the sidecar verifies the server against the image's system roots.
+    ("rediss://redis:6379", true, ""),
+    ("rediss://:pw@redis:6380/1", true, ""),
     ("http://redis:6379", false, "scheme"),
     ("redis:6379", false, "redis://"),
     ("redis://127.0.0.1:6380", false, "sidecar"),

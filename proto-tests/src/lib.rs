@@ -33,7 +33,7 @@ pub use client::{
 };
 pub use http::{http_get, metric};
 pub use monitor::{Executed, Monitor};
-pub use redis::Redis;
+pub use redis::{Redis, TlsFiles};
 pub use sidecar::{nearcache_bin, run_nearcache, Exited, Sidecar};
 
 /// A fresh redis-server and a sidecar in front of it started with `extra` flags.

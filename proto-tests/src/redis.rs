@@ -1,4 +1,5 @@
-//! `Redis`: a real `redis-server` on a free port, for one test.
+//! `Redis`: a real `redis-server` on a free port, for one test; plain TCP, or TLS only
+//! ([`Redis::start_tls`], reached directly through `redis-cli --tls`).
 
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Write};
@@ -23,6 +24,22 @@ pub struct Redis {
     dir: TempDir,
     extra: Vec<String>,
     password: Option<String>,
+    tls: Option<TlsFiles>,
+}
+
+/// The PEM files of a TLS redis-server and of a client it accepts.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA that signed the server's and the client's certificates.
+    pub ca: String,
+    /// The server's certificate.
+    pub cert: String,
+    /// The server's private key.
+    pub key: String,
+    /// A client certificate signed by the CA.
+    pub client_cert: String,
+    /// Its private key.
+    pub client_key: String,
 }
 
 impl Redis {
@@ -47,6 +64,38 @@ impl Redis {
         panic!("redis-server did not start: {last_error}");
     }
 
+    /// Starts a redis-server that listens for TLS only (`--port 0 --tls-port <free>`), with
+    /// the server certificate of `files`, requiring client certificates signed by its CA.
+    pub fn start_tls(files: &TlsFiles, extra: &[&str]) -> Redis {
+        let mut redis = Redis::new(extra);
+        redis.tls = Some(files.clone());
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            redis.port = free_port();
+            match redis.spawn() {
+                Ok(()) => return redis,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("redis-server (TLS) did not start: {last_error}");
+    }
+
+    /// Runs `redis-cli` against a TLS server with the client certificate of its files and
+    /// returns its output (`redis-cli`'s plain text form of the reply). The server's
+    /// certificate is not verified (a test may give it an expired one).
+    pub fn cli(&self, args: &[&str]) -> String {
+        let files = self.tls.as_ref().expect("cli: a TLS server");
+        let out = Command::new("redis-cli")
+            .args(["--tls", "--insecure", "--cacert", &files.ca])
+            .args(["--cert", &files.client_cert, "--key", &files.client_key])
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// Starts a redis-server on the given port (e.g. one a sidecar already points at).
     pub fn start_on(port: u16, extra: &[&str]) -> Redis {
         let mut redis = Redis::new(extra);
@@ -69,6 +118,7 @@ impl Redis {
             dir: TempDir::new("redis"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             password,
+            tls: None,
         }
     }
 
@@ -133,8 +183,15 @@ impl Redis {
             .open(self.dir.path().join("redis.log"))
             .expect("create redis.log");
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
+        match &self.tls {
+            None => cmd.args(["--port", &self.port.to_string()]),
+            Some(files) => cmd
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .args(["--tls-cert-file", &files.cert, "--tls-key-file", &files.key])
+                .args(["--tls-ca-cert-file", &files.ca])
+                .args(["--tls-auth-clients", "yes"]),
+        };
+        cmd.args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
             .args(["--enable-debug-command", "yes"])
@@ -169,7 +226,13 @@ impl Redis {
                 }
             }
             let pid = self.child.as_ref().map_or(0, Child::id);
-            if answers_as(self.addr(), pid, self.password.as_deref()) {
+            let answers = match &self.tls {
+                None => answers_as(self.addr(), pid, self.password.as_deref()),
+                Some(_) => self
+                    .cli(&["INFO", "server"])
+                    .contains(&format!("process_id:{pid}")),
+            };
+            if answers {
                 return Ok(());
             }
             if Instant::now() > deadline {

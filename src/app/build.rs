@@ -18,13 +18,14 @@ use crate::profiler::Profiler;
 use crate::protocol::Resp;
 use crate::services::{learn_max_bulk, Services};
 use crate::upstream::outbound::Outbound;
+use crate::upstream::tls::{Tls, TlsOptions};
 use crate::upstream::{Credentials, LinkEvent, Route, Target, Upstream};
 use crate::warm::Warmer;
 
 /// Builds the services; the L1 is flushed whenever the upstream link is lost (unless
 /// stale hits are allowed) and whenever it comes back, since the upstream's data may have
 /// changed meanwhile (its ACL rules too: what was learned about them is forgotten).
-pub fn services(config: Config) -> Arc<Services> {
+pub fn services(config: Config, tls: Option<Tls>) -> Arc<Services> {
     let stats = Arc::new(Stats::new());
     let l1 = Arc::new(L1::with_namespaces(
         L1Options {
@@ -45,7 +46,7 @@ pub fn services(config: Config) -> Arc<Services> {
         connect_timeout: config.connect_timeout,
         idle_timeout: config.upstream_idle_timeout,
         max_routes: config.max_upstream_routes,
-        outbound: Outbound::new(),
+        outbound: Outbound::with_tls(tls),
     };
     let hook_l1 = l1.clone();
     let acl = Acl::new();
@@ -115,6 +116,30 @@ pub fn services(config: Config) -> Arc<Services> {
         pinned_ids: Arc::default(),
         kills: Arc::default(),
     })
+}
+
+/// The TLS client of a `rediss://` upstream (none for `redis://`), its files loaded now so
+/// that a missing or bad one stops the start; `--upstream-tls-insecure` is warned about.
+pub fn tls(config: &Config) -> anyhow::Result<Option<Tls>> {
+    if !config.upstream.tls {
+        return Ok(None);
+    }
+    let options = TlsOptions {
+        ca: config.upstream_tls_ca.clone(),
+        cert: config.upstream_tls_cert.clone(),
+        key: config.upstream_tls_key.clone(),
+        server_name: config.upstream_tls_server_name.clone(),
+        insecure: config.upstream_tls_insecure,
+    };
+    if options.insecure {
+        tracing::warn!(
+            "--upstream-tls-insecure: the upstream's certificate is not verified; anyone on the \
+             path can read and change the traffic"
+        );
+    }
+    let tls = Tls::new(options, &config.upstream.host)
+        .map_err(|e| anyhow::anyhow!("upstream TLS: {e}"))?;
+    Ok(Some(tls))
 }
 
 /// Where the control connection goes: the upstream with the `--upstream` credentials.

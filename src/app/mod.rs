@@ -29,6 +29,7 @@ const PROCESS: &str = "nearcache";
 /// listens, builds the services, serves clients and the admin endpoint, then stops in order
 /// (see [`crate::lifecycle`]).
 pub async fn run(config: Config, flags: Flags) -> anyhow::Result<()> {
+    let tls = build::tls(&config)?;
     let listener = listen(config.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let local = listener.local_addr()?;
@@ -61,7 +62,7 @@ pub async fn run(config: Config, flags: Flags) -> anyhow::Result<()> {
         upstream = %config.upstream,
         "started"
     );
-    let shared = build::services(config);
+    let shared = build::services(config, tls);
     let mut reloader = reload::Reloader::new(flags, shared.clone());
     lifecycle::spawn(async move {
         signals::wait(signals, &mut reloader).await;

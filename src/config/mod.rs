@@ -79,9 +79,20 @@ pub struct UpstreamAddr {
     pub password: Option<String>,
     /// Logical database selected on new upstream connections (default 0).
     pub db: u32,
+    /// `rediss://`: every upstream connection runs TLS.
+    pub tls: bool,
 }
 
 impl UpstreamAddr {
+    /// `redis` or `rediss`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "rediss"
+        } else {
+            "redis"
+        }
+    }
+
     /// `host:port` for connecting, with an IPv6 host in brackets (`[::1]:6379`).
     pub fn host_port(&self) -> String {
         if self.host.contains(':') {
@@ -94,7 +105,7 @@ impl UpstreamAddr {
 
 impl fmt::Display for UpstreamAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "redis://{}/{}", self.host_port(), self.db)
+        write!(f, "{}://{}/{}", self.scheme(), self.host_port(), self.db)
     }
 }
 
@@ -106,7 +117,34 @@ impl fmt::Debug for UpstreamAddr {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("db", &self.db)
+            .field("tls", &self.tls)
             .finish()
+    }
+}
+
+/// The `--upstream-tls-*` options make sense only for a `rediss://` upstream, and the
+/// client certificate needs its key.
+fn tls_problems(config: &Config, problems: &mut Vec<String>) {
+    let given = [
+        ("--upstream-tls-ca", config.upstream_tls_ca.is_some()),
+        ("--upstream-tls-cert", config.upstream_tls_cert.is_some()),
+        ("--upstream-tls-key", config.upstream_tls_key.is_some()),
+        (
+            "--upstream-tls-server-name",
+            config.upstream_tls_server_name.is_some(),
+        ),
+        ("--upstream-tls-insecure", config.upstream_tls_insecure),
+    ];
+    if !config.upstream.tls {
+        for (flag, _) in given.iter().filter(|(_, set)| *set) {
+            problems.push(format!(
+                "{flag}: the upstream is not a TLS one (use a rediss:// URL)"
+            ));
+        }
+    }
+    if config.upstream_tls_cert.is_some() != config.upstream_tls_key.is_some() {
+        problems
+            .push("--upstream-tls-cert and --upstream-tls-key: give both or neither".to_owned());
     }
 }
 
@@ -253,6 +291,7 @@ impl Config {
             &mut r.problems,
         );
         config.warm = warm::parse(file.warm.as_ref(), config.l1_max_bytes, &mut r.problems);
+        tls_problems(&config, &mut r.problems);
         if !r.problems.is_empty() {
             return Err(ConfigError {
                 problems: r.problems,

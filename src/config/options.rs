@@ -28,6 +28,23 @@ options! {
         "NEARCACHE_UPSTREAM", "URL", default "redis://127.0.0.1:6379",
         "Upstream Redis URL, redis://user:password@host:port/db?param=value, all but host optional (docs/configuration.md, \"The upstream URL\")",
         secret crate::config::url::printable;
+    // Paths are not secrets: the files' contents never pass through the options.
+    upstream_tls_ca: PathBuf = parse::path,
+        "NEARCACHE_UPSTREAM_TLS_CA", "FILE", unset "none",
+        "rediss:// only: PEM file of the CA certificates that verify the upstream's certificate; without it the system's roots; re-read when it changes";
+    upstream_tls_cert: PathBuf = parse::path,
+        "NEARCACHE_UPSTREAM_TLS_CERT", "FILE", unset "none",
+        "rediss:// only: PEM client certificate chain for mutual TLS (with --upstream-tls-key); re-read when it changes";
+    upstream_tls_key: PathBuf = parse::path,
+        "NEARCACHE_UPSTREAM_TLS_KEY", "FILE", unset "none",
+        "rediss:// only: PEM private key of --upstream-tls-cert; re-read when it changes";
+    upstream_tls_server_name: String = parse::server_name,
+        "NEARCACHE_UPSTREAM_TLS_SERVER_NAME", "NAME", unset "none",
+        "rediss:// only: the name the upstream's certificate must be valid for (and the SNI) instead of the URL's host, e.g. when the URL names an IP address";
+    upstream_tls_insecure: bool = parse::boolean,
+        "NEARCACHE_UPSTREAM_TLS_INSECURE", "BOOL", default "false",
+        "rediss:// only: accept any upstream certificate, unverified (a warning is logged at start); for tests only. The bare flag means true",
+        clap(num_args = 0..=1, default_missing_value = "true");
     l1_max_bytes: u64 = parse::size,
         "NEARCACHE_L1_MAX_BYTES", "SIZE", default "256MiB",
         "L1 bound in bytes, key + value + overhead";

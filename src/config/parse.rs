@@ -47,6 +47,15 @@ pub(super) fn channel(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// `--upstream-tls-server-name`: a DNS name or an IP address, without spaces.
+pub(super) fn server_name(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("invalid server name {s:?}"));
+    }
+    Ok(s.to_owned())
+}
+
 /// A file path (`--bus-key-file`): not empty.
 pub(super) fn path(s: &str) -> Result<std::path::PathBuf, String> {
     if s.trim().is_empty() {

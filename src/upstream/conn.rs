@@ -10,13 +10,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::gate::{FillGate, Redirect};
 use super::handshake::one_off;
 use super::pool::{Call, Health};
+use super::stream::{ReadHalf as OwnedReadHalf, UpstreamStream, WriteHalf as OwnedWriteHalf};
 use super::Target;
 use crate::error::UpstreamError;
 use crate::metrics::Stats;
@@ -127,7 +126,7 @@ async fn retrack(
 /// Serves calls until the connection breaks, is given up, or the pool is dropped.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
-    stream: TcpStream,
+    stream: UpstreamStream,
     calls: mpsc::Receiver<Call>,
     pings: mpsc::WeakSender<Call>,
     resp: Resp,
@@ -326,6 +325,8 @@ impl Batch {
         if !self.buf.is_empty() {
             writer.write_all(&self.buf).await?;
         }
+        // A TLS session holds written data until flushed (nothing to do on a plain socket).
+        writer.flush().await?;
         self.buf.clear();
         self.len = 0;
         if self.buf.capacity() < WRITE_BATCH || self.buf.capacity() > 2 * WRITE_BATCH {

@@ -7,8 +7,8 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+
+use super::stream::UpstreamStream;
 
 use super::{handshake, Credentials, Route, Upstream};
 use crate::error::UpstreamError;
@@ -65,13 +65,13 @@ impl Upstream {
         &self,
         route: Route,
         timeout: std::time::Duration,
-    ) -> Result<(TcpStream, Option<u64>), UpstreamError> {
+    ) -> Result<(UpstreamStream, Option<u64>), UpstreamError> {
         let mut stream = self.dedicated(route).await?;
         let ask = async {
             let mut out = BytesMut::new();
             write_command(&mut out, &[b"CLIENT", b"ID"]);
             stream
-                .write_all(&out)
+                .send(&out)
                 .await
                 .map_err(UpstreamError::unavailable)?;
             let mut buf = BytesMut::with_capacity(64);
@@ -89,7 +89,7 @@ impl Upstream {
     }
 
     /// Opens a connection in `route`'s state for one client.
-    pub async fn dedicated(&self, route: Route) -> Result<TcpStream, UpstreamError> {
+    pub async fn dedicated(&self, route: Route) -> Result<UpstreamStream, UpstreamError> {
         let creds = self.credentials(route.user)?;
         handshake::connect(&self.target, route, creds.as_ref()).await
     }
@@ -107,7 +107,7 @@ impl Upstream {
             let mut multi = BytesMut::new();
             write_command(&mut multi, &[b"MULTI"]);
             stream
-                .write_all(&multi)
+                .send(&multi)
                 .await
                 .map_err(UpstreamError::unavailable)?;
             let reply = handshake::read_frame(&mut stream, &mut buf).await?;
@@ -120,7 +120,7 @@ impl Upstream {
             }
             write_command(&mut out, &[b"DISCARD"]);
             stream
-                .write_all(&out)
+                .send(&out)
                 .await
                 .map_err(UpstreamError::unavailable)?;
             let mut replies = Vec::with_capacity(commands.len());

@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
+
+use super::stream::UpstreamStream;
 
 use super::{Credentials, Route, Target};
 use crate::error::UpstreamError;
@@ -40,23 +41,21 @@ pub(super) async fn connect(
     target: &Target,
     route: Route,
     creds: Option<&Credentials>,
-) -> Result<TcpStream, UpstreamError> {
+) -> Result<UpstreamStream, UpstreamError> {
     let (handshake, steps) = handshake(route, creds);
     let started = Instant::now();
     if target.outbound.looped() {
         return Err(UpstreamError::Itself);
     }
+    let deadline = tokio::time::Instant::now() + target.connect_timeout;
     let setup = async {
         let (mut stream, _registered) = target
             .outbound
-            .connect(&target.address)
+            .connect(&target.address, deadline)
             .await
             .map_err(UpstreamError::unavailable)?;
         stream
-            .set_nodelay(true)
-            .map_err(UpstreamError::unavailable)?;
-        stream
-            .write_all(&handshake)
+            .send(&handshake)
             .await
             .map_err(UpstreamError::unavailable)?;
         let mut buf = BytesMut::with_capacity(1024);
@@ -86,7 +85,7 @@ pub(super) async fn connect(
             let mut select = BytesMut::new();
             write_command(&mut select, &[b"SELECT", route.db.to_string().as_bytes()]);
             stream
-                .write_all(&select)
+                .send(&select)
                 .await
                 .map_err(UpstreamError::unavailable)?;
             let reply = read_frame(&mut stream, &mut buf).await?;
@@ -184,7 +183,7 @@ fn handshake(route: Route, creds: Option<&Credentials>) -> (BytesMut, Vec<Step>)
 
 /// Reads exactly one reply frame (handshake and one-off requests only).
 pub(super) async fn read_frame(
-    stream: &mut TcpStream,
+    stream: &mut UpstreamStream,
     buf: &mut BytesMut,
 ) -> Result<Bytes, UpstreamError> {
     let mut scanner = FrameScanner::default();
@@ -216,14 +215,15 @@ pub(super) async fn one_off(
     if target.outbound.looped() {
         return Err(UpstreamError::Itself);
     }
+    let deadline = tokio::time::Instant::now() + target.connect_timeout;
     let exchange = async {
         let (mut stream, _registered) = target
             .outbound
-            .connect(&target.address)
+            .connect(&target.address, deadline)
             .await
             .map_err(UpstreamError::unavailable)?;
         stream
-            .write_all(&requests)
+            .send(&requests)
             .await
             .map_err(UpstreamError::unavailable)?;
         let mut buf = BytesMut::with_capacity(1024);

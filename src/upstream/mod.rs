@@ -22,6 +22,8 @@ pub mod outbound;
 mod pool;
 mod router;
 mod status;
+pub mod stream;
+pub mod tls;
 
 use parking_lot::Mutex;
 use std::collections::HashMap;

@@ -14,28 +14,43 @@ use std::sync::Arc;
 
 use tokio::net::TcpStream;
 
+use super::stream::UpstreamStream;
+use super::tls::Tls;
+
 /// (local, remote) addresses of outbound sockets whose handshake is under way, and whether
 /// one of them was seen arriving at the sidecar's own listener.
 #[derive(Debug, Default)]
 pub struct Outbound {
     open: Mutex<HashSet<(SocketAddr, SocketAddr)>>,
     looped: AtomicBool,
+    /// The TLS client of a `rediss://` upstream.
+    tls: Option<Tls>,
 }
 
 impl Outbound {
-    /// An empty registry.
+    /// An empty registry, for a plain-TCP upstream.
     pub fn new() -> Arc<Outbound> {
         Arc::new(Outbound::default())
+    }
+
+    /// An empty registry whose connections run `tls` (a `rediss://` upstream) if given.
+    pub fn with_tls(tls: Option<Tls>) -> Arc<Outbound> {
+        Arc::new(Outbound {
+            tls,
+            ..Outbound::default()
+        })
     }
 
     /// Connects to `address` and registers the socket's local address until the returned
     /// guard is dropped (keep it for the handshake: the sidecar, if it is its own upstream,
     /// reads the handshake's first bytes while it is registered). Fails without connecting
-    /// once the upstream was found to be the sidecar itself.
+    /// once the upstream was found to be the sidecar itself. A TLS upstream's handshake
+    /// must end by `deadline` (the caller's connect timeout); its errors name their cause.
     pub async fn connect(
         self: &Arc<Self>,
         address: &str,
-    ) -> std::io::Result<(TcpStream, Registered)> {
+        deadline: tokio::time::Instant,
+    ) -> std::io::Result<(UpstreamStream, Registered)> {
         if self.looped() {
             return Err(std::io::Error::other(ITSELF));
         }
@@ -48,6 +63,11 @@ impl Outbound {
         let guard = Registered {
             outbound: self.clone(),
             local,
+        };
+        stream.set_nodelay(true)?;
+        let stream = match &self.tls {
+            None => UpstreamStream::Plain(stream),
+            Some(tls) => UpstreamStream::Tls(Box::new(tls.handshake(stream, deadline).await?)),
         };
         Ok((stream, guard))
     }
@@ -139,6 +159,10 @@ fn is_local(ip: IpAddr) -> bool {
 mod tests {
     use super::*;
 
+    fn soon() -> tokio::time::Instant {
+        tokio::time::Instant::now() + std::time::Duration::from_secs(5)
+    }
+
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
     }
@@ -172,7 +196,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let outbound = Outbound::new();
-        let (_stream, guard) = outbound.connect(&address).await.unwrap();
+        let (_stream, guard) = outbound.connect(&address, soon()).await.unwrap();
         let (accepted, peer) = listener.accept().await.unwrap();
         let local = accepted.local_addr().unwrap();
         // The same port towards another remote end is someone else.
@@ -182,7 +206,7 @@ mod tests {
         assert!(outbound.is_own(peer, local));
         assert!(outbound.looped());
         assert!(
-            outbound.connect(&address).await.is_err(),
+            outbound.connect(&address, soon()).await.is_err(),
             "no more connects"
         );
         drop(guard);

@@ -87,16 +87,15 @@ impl Lanes for Pool {
     }
 }
 
-impl Dedicated for tokio::net::TcpStream {
+impl Dedicated for super::stream::UpstreamStream {
     fn alive(&self) -> bool {
-        let mut byte = [0u8; 1];
-        matches!(self.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        super::stream::UpstreamStream::alive(self)
     }
 }
 
 impl Router for Upstream {
     type Pool = Pool;
-    type Dedicated = tokio::net::TcpStream;
+    type Dedicated = super::stream::UpstreamStream;
 
     fn try_pool(&self, route: Route) -> Result<Arc<Pool>, UpstreamError> {
         Upstream::try_pool(self, route)

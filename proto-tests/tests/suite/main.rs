@@ -45,6 +45,7 @@ mod reload;
 mod session;
 mod shutdown;
 mod startup;
+mod tls;
 mod tracking;
 mod transactions;
 mod transparency;

@@ -193,7 +193,7 @@ fn a_toml_float_is_parsed_like_the_flag_text() {
 fn several_bad_values_are_reported_together() {
     let flags = Flags {
         listen: Some("nope".into()),
-        upstream: Some("rediss://cache:6379".into()),
+        upstream: Some("rediss://cache:6379/x".into()),
         l1_ttl: Some("abc".into()),
         l1_max_bytes: Some("lots".into()),
         max_clients: Some("0".into()),
@@ -205,7 +205,7 @@ fn several_bad_values_are_reported_together() {
         got,
         [
             "--listen: invalid address \"nope\" (use IP:PORT, e.g. 127.0.0.1:6380)",
-            "--upstream: TLS upstreams (rediss://) are not supported yet",
+            "--upstream: invalid db \"x\" (must be a number)",
             "--l1-max-bytes: invalid size \"lots\" (use e.g. 4096, 64KiB, 256MiB, 1GiB)",
             "--l1-ttl: invalid duration \"abc\" (use e.g. 500ms, 60s, 5m)",
             "--serve-stale-when-down: invalid boolean \"maybe\" (use true or false) (in nearcache.toml)",

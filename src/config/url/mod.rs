@@ -2,7 +2,8 @@
 //! so a URL the injector copies into a sidecar is one the sidecar starts with.
 //!
 //! `redis://[[username][:password]@]host[:port][/db][?param=value&...][#fragment]`, as the
-//! common clients (redis-py, ioredis, node-redis, go-redis) write it:
+//! common clients (redis-py, ioredis, node-redis, go-redis) write it, and `rediss://` with
+//! the same parts for TLS (see the `--upstream-tls-*` options):
 //! - the user info ends at the last `@` before the query, so an unencoded `@`, `/`, `:` or `#`
 //!   in a password still works (a `?` must be written `%3F`, as in every client);
 //! - `%XX` escapes are decoded in the user info and the query; a `%` not followed by two hex
@@ -24,7 +25,8 @@ use std::net::Ipv6Addr;
 use super::UpstreamAddr;
 
 /// The URL's shape, for error messages.
-pub const URL_HINT: &str = "(use redis://[[username][:password]@]host[:port][/db][?db=N])";
+pub const URL_HINT: &str =
+    "(use redis://[[username][:password]@]host[:port][/db][?db=N], or rediss:// for TLS)";
 const DEFAULT_REDIS_PORT: u16 = 6379;
 
 /// Query parameters that configure the client, not the connection's identity: accepted and
@@ -69,10 +71,8 @@ pub fn upstream(s: &str) -> Result<UpstreamAddr, String> {
     let Some((scheme, rest)) = s.split_once("://") else {
         return Err(format!("not a redis:// URL {URL_HINT}"));
     };
-    if scheme.eq_ignore_ascii_case("rediss") {
-        return Err("TLS upstreams (rediss://) are not supported yet".to_owned());
-    }
-    if !scheme.eq_ignore_ascii_case("redis") {
+    let tls = scheme.eq_ignore_ascii_case("rediss");
+    if !tls && !scheme.eq_ignore_ascii_case("redis") {
         return Err(format!("unsupported scheme {scheme:?} {URL_HINT}"));
     }
     let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -117,6 +117,7 @@ pub fn upstream(s: &str) -> Result<UpstreamAddr, String> {
         username,
         password,
         db,
+        tls,
     })
 }
 
@@ -333,7 +334,7 @@ pub fn printable(s: &str) -> String {
         (_, None) => format!("{user}@"),
         (_, Some(_)) => format!("{user}:***@"),
     };
-    format!("redis://{userinfo}{}/{}", a.host_port(), a.db)
+    format!("{}://{userinfo}{}/{}", a.scheme(), a.host_port(), a.db)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ fn addr(host: &str, port: u16, user: Option<&str>, pass: Option<&str>, db: u32) 
         username: user.map(str::to_owned),
         password: pass.map(str::to_owned),
         db,
+        tls: false,
     }
 }
 
@@ -51,10 +52,6 @@ fn upstream_url_forms() {
 #[test]
 fn upstream_url_problems() {
     for (url, want) in [
-        (
-            "rediss://h:6379",
-            "TLS upstreams (rediss://) are not supported yet",
-        ),
         ("http://h", "unsupported scheme \"http\""),
         ("h:6379", "not a redis:// URL"),
         ("redis://", "empty host"),
@@ -157,4 +154,15 @@ fn query_and_host_problems_are_named() {
         .unwrap_err()
         .contains("hunter2"));
     assert_eq!(redact("redis://h?password=hunter2"), "redis://h?***");
+}
+
+#[test]
+fn rediss_is_the_same_url_with_tls() {
+    let a = upstream("rediss://u:p@cache.example:6380/2").unwrap();
+    assert!(a.tls);
+    assert_eq!((a.host.as_str(), a.port, a.db), ("cache.example", 6380, 2));
+    assert_eq!(a.to_string(), "rediss://cache.example:6380/2");
+    assert!(!upstream("redis://cache.example").unwrap().tls);
+    assert!(upstream("REDISS://h").unwrap().tls);
+    assert_eq!(printable("rediss://u:secret@h:1/3"), "rediss://u:***@h:1/3");
 }

@@ -3,8 +3,9 @@
 //! serves reads; each reply matched to the step that asked for it, each failure typed.
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
+
+use crate::upstream::stream::UpstreamStream;
 
 use super::super::{Control, ControlTarget};
 use crate::protocol::decode::{integer, is_error};
@@ -79,12 +80,15 @@ pub(super) async fn connect(
     tracking: &Control,
     target: &ControlTarget,
     credentials: Option<&Credentials>,
-) -> Result<(TcpStream, BytesMut, i64), Unlinked> {
+) -> Result<(UpstreamStream, BytesMut, i64), Unlinked> {
     let io = |e: std::io::Error| Unlinked::Io(e.to_string());
+    let deadline = tokio::time::Instant::now() + target.connect_timeout;
     let setup = async {
-        let (mut stream, _registered) =
-            target.outbound.connect(&target.address).await.map_err(io)?;
-        stream.set_nodelay(true).map_err(io)?;
+        let (mut stream, _registered) = target
+            .outbound
+            .connect(&target.address, deadline)
+            .await
+            .map_err(io)?;
         let mut out = BytesMut::new();
         let bus = &tracking.bus;
         let mut steps = vec![Step::Hello, Step::ClientId];
@@ -103,7 +107,7 @@ pub(super) async fn connect(
         }
         out.extend_from_slice(PING);
         steps.push(Step::Ping);
-        stream.write_all(&out).await.map_err(io)?;
+        stream.send(&out).await.map_err(io)?;
         let mut buf = BytesMut::with_capacity(4096);
         let mut scanner = FrameScanner::default();
         let mut id = None;
@@ -154,7 +158,7 @@ pub(super) fn is_state_error(frame: &[u8]) -> bool {
 
 /// Reads one frame into `buf` (what follows stays there).
 pub(super) async fn read_frame(
-    stream: &mut TcpStream,
+    stream: &mut UpstreamStream,
     buf: &mut BytesMut,
     scanner: &mut FrameScanner,
 ) -> Result<Bytes, String> {

@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::upstream::stream::UpstreamStream;
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
 mod handshake;
 
@@ -139,7 +139,7 @@ enum Awaited {
 async fn serve(
     tracking: &Arc<Control>,
     target: &ControlTarget,
-    stream: TcpStream,
+    stream: UpstreamStream,
     mut buf: BytesMut,
 ) -> String {
     let (mut reader, mut writer) = stream.into_split();
@@ -220,7 +220,7 @@ async fn serve(
                     let ms = target.heartbeat.as_millis();
                     break format!("no heartbeat reply within {ms}ms");
                 }
-                if let Err(e) = writer.write_all(PING).await {
+                if let Err(e) = writer.send(PING).await {
                     break format!("write failed: {e}");
                 }
                 awaiting_pong = true;
@@ -236,7 +236,7 @@ async fn serve(
                     unacked += 1;
                     awaited.push_back(Awaited::Published);
                 }
-                if let Err(e) = writer.write_all(&out).await {
+                if let Err(e) = writer.send(&out).await {
                     break format!("write failed: {e}");
                 }
             }

@@ -175,7 +175,11 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                 }
             }
             if !pin.out.is_empty() {
-                let sent = pin.stream.write_all(&pin.out).await;
+                let mut sent = pin.stream.write_all(&pin.out).await;
+                if sent.is_ok() {
+                    // A TLS session holds written data until flushed.
+                    sent = pin.stream.flush().await;
+                }
                 pin.out.clear();
                 if sent.is_err() {
                     return self.upstream_lost(pin).await;
