@@ -10,25 +10,8 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
+use nearcache::protocol::properties::read_every_way;
 use nearcache::protocol::FrameScanner;
-use nearcache::protocol::decode;
-
-fn read_every_way(frame: &Bytes) {
-    let _ = decode::is_null(frame);
-    let _ = decode::is_bulk(frame);
-    let _ = decode::is_error(frame);
-    let _ = decode::integer(frame);
-    let _ = decode::text(frame);
-    for elements in [decode::array_elements(frame), decode::push_elements(frame)]
-        .into_iter()
-        .flatten()
-    {
-        for element in &elements {
-            assert!(element.len() < frame.len());
-            read_every_way(element);
-        }
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&choice, input)) = data.split_first() else {

@@ -10,6 +10,8 @@ mod fuzz_tests;
 mod inline;
 mod limits;
 mod parser;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod properties;
 mod request;
 
 use bytes::{BufMut, BytesMut};

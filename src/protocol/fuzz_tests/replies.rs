@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use super::{Rng, ROUNDS};
 use crate::protocol::decode;
+use crate::protocol::properties::read_every_way;
 use crate::protocol::{FrameScanner, ProtocolError};
 
 /// A reply value, RESP2 and RESP3 kinds.
@@ -113,24 +114,6 @@ fn frame_in_pieces(input: &[u8], cuts: &[usize]) -> Result<Option<usize>, Protoc
         }
     }
     scanner.next_frame(input)
-}
-
-/// Every reader of `crate::protocol::decode`, on any bytes: none may panic.
-fn read_every_way(frame: &Bytes) {
-    let _ = decode::is_null(frame);
-    let _ = decode::is_bulk(frame);
-    let _ = decode::is_error(frame);
-    let _ = decode::integer(frame);
-    let _ = decode::text(frame);
-    for elements in [decode::array_elements(frame), decode::push_elements(frame)]
-        .into_iter()
-        .flatten()
-    {
-        for element in &elements {
-            assert!(element.len() < frame.len());
-            read_every_way(element);
-        }
-    }
 }
 
 #[test]

@@ -3,58 +3,10 @@
 
 use std::fmt::Write as _;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::{Rng, LIMITS, ROUNDS};
-use crate::protocol::{RequestError, RequestParser};
-
-/// What one parser read from an input delivered in pieces.
-#[derive(Debug, PartialEq)]
-struct Parsed {
-    requests: Vec<Vec<Bytes>>,
-    error: Option<RequestError>,
-    /// Bytes left unconsumed (meaningful without an error).
-    left: usize,
-}
-
-/// Feeds `input` to one parser in pieces ending at each of `cuts`, then the rest, taking
-/// every request after each piece.
-fn parse_in_pieces(input: &[u8], cuts: &[usize]) -> Parsed {
-    let mut parser = RequestParser::default();
-    let mut buf = BytesMut::new();
-    let mut requests = Vec::new();
-    let mut fed = 0;
-    for &end in cuts.iter().chain([input.len()].iter()) {
-        buf.extend_from_slice(&input[fed..end]);
-        fed = end;
-        loop {
-            let before = buf.len();
-            let result = parser.next(&mut buf, &LIMITS);
-            assert!(buf.len() <= before, "the parser grew its input");
-            match result {
-                Ok(Some(request)) => {
-                    assert!(buf.len() < before, "a request consumed nothing");
-                    assert!(!request.args.is_empty(), "a request without a name");
-                    requests.push(request.args.to_vec());
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    return Parsed {
-                        requests,
-                        error: Some(error),
-                        left: buf.len(),
-                    }
-                }
-            }
-        }
-        assert!(buf.len() <= fed, "consumed more than was fed");
-    }
-    Parsed {
-        requests,
-        error: None,
-        left: buf.len(),
-    }
-}
+use crate::protocol::properties::parse_in_pieces;
 
 /// A request as a client encodes it: a multibulk, or now and then the inline form of
 /// plain words.
@@ -97,13 +49,13 @@ fn valid_requests_read_back_whole_and_split() {
             .map(|_| encode_request(&mut rng, &mut input))
             .collect();
         let shown = input.escape_ascii().to_string();
-        let whole = parse_in_pieces(&input, &[]);
+        let whole = parse_in_pieces(&input, &[], &LIMITS);
         assert_eq!(whole.error, None, "{shown}");
         assert_eq!(whole.requests, sent, "{shown}");
         assert_eq!(whole.left, 0, "{shown}");
         let cuts = rng.cuts(input.len(), 4);
         assert_eq!(
-            parse_in_pieces(&input, &cuts),
+            parse_in_pieces(&input, &cuts, &LIMITS),
             whole,
             "{shown} cut at {cuts:?}"
         );
@@ -124,9 +76,9 @@ fn random_and_mutated_requests_never_panic_and_split_reads_as_whole() {
             rng.mutate(&valid)
         };
         let shown = input.escape_ascii().to_string();
-        let whole = parse_in_pieces(&input, &[]);
+        let whole = parse_in_pieces(&input, &[], &LIMITS);
         let cuts = rng.cuts(input.len(), 4);
-        let split = parse_in_pieces(&input, &cuts);
+        let split = parse_in_pieces(&input, &cuts, &LIMITS);
         assert_eq!(split.requests, whole.requests, "{shown} cut at {cuts:?}");
         assert_eq!(
             split.error.is_some(),
