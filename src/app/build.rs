@@ -17,6 +17,7 @@ use crate::metrics::Stats;
 use crate::profiler::Profiler;
 use crate::protocol::Resp;
 use crate::services::{learn_max_bulk, Services};
+use crate::upstream::endpoint::Endpoint;
 use crate::upstream::outbound::Outbound;
 use crate::upstream::tls::{Tls, TlsOptions};
 use crate::upstream::{Credentials, LinkEvent, Route, Target, Upstream};
@@ -38,8 +39,12 @@ pub fn services(config: Config, tls: Option<Tls>) -> Arc<Services> {
         &config.namespaces,
     ));
     let u = &config.upstream;
+    let endpoint = match &u.sentinel {
+        Some(_) => Endpoint::unknown(),
+        None => Endpoint::fixed(u.host_port()),
+    };
     let target = Target {
-        address: u.host_port(),
+        endpoint,
         credentials: upstream_credentials(&config),
         connections: config.upstream_connections,
         timeout: config.upstream_timeout,
@@ -137,17 +142,32 @@ pub fn tls(config: &Config) -> anyhow::Result<Option<Tls>> {
              path can read and change the traffic"
         );
     }
-    let tls = Tls::new(options, &config.upstream.host)
-        .map_err(|e| anyhow::anyhow!("upstream TLS: {e}"))?;
+    let host = match config.upstream.sentinel {
+        Some(_) => None,
+        None => Some(config.upstream.host.as_str()),
+    };
+    let tls = Tls::new(options, host).map_err(|e| anyhow::anyhow!("upstream TLS: {e}"))?;
     Ok(Some(tls))
+}
+
+/// Each switch of the primary (Sentinel): L1 is flushed whatever `--serve-stale-when-down`
+/// says (the new primary may lack writes the old one acknowledged, and no tracking state
+/// crosses nodes). Connections to the old primary end on their own (see
+/// [`crate::upstream::endpoint`]); until the control connection is up on the new one, L1
+/// is bypassed.
+pub(super) async fn flush_on_switch(shared: Arc<Services>) {
+    let mut switches = shared.upstream.endpoint().subscribe();
+    while switches.changed().await.is_ok() {
+        shared.l1.flush_all();
+        shared.warm.flushed_for_loss();
+    }
 }
 
 /// Where the control connection goes: the upstream with the `--upstream` credentials.
 pub(super) fn control_target(shared: &Services) -> ControlTarget {
     let config = &shared.config;
-    let u = &config.upstream;
     ControlTarget {
-        address: u.host_port(),
+        endpoint: shared.upstream.endpoint().clone(),
         outbound: shared.upstream.outbound().clone(),
         credentials: upstream_credentials(config),
         connect_timeout: config.connect_timeout,

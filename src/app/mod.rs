@@ -63,6 +63,7 @@ pub async fn run(config: Config, flags: Flags) -> anyhow::Result<()> {
         "started"
     );
     let shared = build::services(config, tls);
+    lifecycle::spawn(build::flush_on_switch(shared.clone()));
     let mut reloader = reload::Reloader::new(flags, shared.clone());
     lifecycle::spawn(async move {
         signals::wait(signals, &mut reloader).await;
@@ -90,6 +91,10 @@ pub struct Itself {
 /// not resolve within the connect timeout is left to the run-time check (a client arriving
 /// from one of the sidecar's own upstream sockets).
 async fn refuse_itself(config: &Config, listener: std::net::SocketAddr) -> Result<(), Itself> {
+    if config.upstream.sentinel.is_some() {
+        // The primary is not known yet: the run-time check covers it.
+        return Ok(());
+    }
     let address = config.upstream.host_port();
     let resolved = tokio::time::timeout(config.connect_timeout, tokio::net::lookup_host(&address));
     let Ok(Ok(addrs)) = resolved.await else {

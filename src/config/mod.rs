@@ -81,15 +81,37 @@ pub struct UpstreamAddr {
     pub db: u32,
     /// `rediss://`: every upstream connection runs TLS.
     pub tls: bool,
+    /// `redis+sentinel://`: the primary is the one these sentinels name (`host` and `port`
+    /// are then the first sentinel's).
+    pub sentinel: Option<Sentinels>,
+}
+
+/// The sentinels of a `redis+sentinel://` upstream and the primary's name among them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sentinels {
+    /// `host:port` of each sentinel, in the URL's order (IPv6 in brackets).
+    pub addresses: Vec<String>,
+    /// The name the sentinels monitor the primary under (`mymaster`).
+    pub master: String,
 }
 
 impl UpstreamAddr {
-    /// `redis` or `rediss`.
+    /// `redis`, `rediss`, `redis+sentinel` or `rediss+sentinel`.
     pub fn scheme(&self) -> &'static str {
-        if self.tls {
-            "rediss"
-        } else {
-            "redis"
+        match (self.tls, self.sentinel.is_some()) {
+            (false, false) => "redis",
+            (true, false) => "rediss",
+            (false, true) => "redis+sentinel",
+            (true, true) => "rediss+sentinel",
+        }
+    }
+
+    /// Where the URL points, without credentials: `host:port`, or for Sentinel
+    /// `sentinel1:port,sentinel2:port/master`.
+    pub fn location(&self) -> String {
+        match &self.sentinel {
+            Some(s) => format!("{}/{}", s.addresses.join(","), s.master),
+            None => self.host_port(),
         }
     }
 
@@ -105,7 +127,7 @@ impl UpstreamAddr {
 
 impl fmt::Display for UpstreamAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}/{}", self.scheme(), self.host_port(), self.db)
+        write!(f, "{}://{}/{}", self.scheme(), self.location(), self.db)
     }
 }
 
@@ -118,6 +140,7 @@ impl fmt::Debug for UpstreamAddr {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("db", &self.db)
             .field("tls", &self.tls)
+            .field("sentinel", &self.sentinel)
             .finish()
     }
 }

@@ -39,4 +39,12 @@ impl Router for Services {
     {
         self.upstream.dedicated_with_id(route, timeout)
     }
+
+    fn generation(&self) -> u64 {
+        self.upstream.generation()
+    }
+
+    fn switched(&self, opened_in: u64) -> impl std::future::Future<Output = ()> + Send {
+        self.upstream.switched(opened_in)
+    }
 }

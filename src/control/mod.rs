@@ -87,8 +87,8 @@ pub fn key_bus(tracking: &Arc<Control>, key_file: Option<&std::path::Path>) {
 /// How the control connection reaches the upstream.
 #[derive(Clone)]
 pub struct ControlTarget {
-    /// `host:port`.
-    pub address: String,
+    /// Where the upstream is now (fixed, or the primary Sentinel names).
+    pub endpoint: Arc<crate::upstream::endpoint::Endpoint>,
     /// The sidecar's own outbound sockets (is the upstream the sidecar itself?).
     pub outbound: Arc<crate::upstream::outbound::Outbound>,
     /// The `--upstream` credentials.

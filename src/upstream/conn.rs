@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::endpoint::Endpoint;
 use super::gate::{FillGate, Redirect};
 use super::handshake::one_off;
 use super::pool::{Call, Health};
@@ -58,12 +59,17 @@ pub(super) struct Tracked {
     pub tracking: Arc<dyn FillGate>,
     pub epoch: Arc<AtomicU64>,
     pub redirect: watch::Receiver<Redirect>,
+    /// Where the connection was opened, and in which of its generations: after a switch
+    /// its replies come from a node that is no longer the primary.
+    pub endpoint: Arc<Endpoint>,
+    pub generation: u64,
 }
 
 impl Tracked {
     /// Whether replies read now may fill L1.
     fn may_fill(&self) -> bool {
-        self.tracking.may_fill(self.epoch.load(SeqCst))
+        self.endpoint.generation() == self.generation
+            && self.tracking.may_fill(self.epoch.load(SeqCst))
     }
 }
 
@@ -143,7 +149,10 @@ pub(super) async fn run(
         tracked.epoch.clone(),
         tracked.tracking.clone(),
     );
+    let (endpoint, generation) = (tracked.endpoint.clone(), tracked.generation);
     let ended = tokio::select! {
+        // Replaced at once by a connection to the new primary (L1 is flushed by the switch).
+        _ = endpoint.switched(generation) => Ended::Closed("the primary switched".into()),
         r = write_calls(writer, calls, &in_flight, health) => Ended::Lost(r.into()),
         r = read_replies(reader, &in_flight, resp, health, stats, &tracked) => Ended::Lost(r.into()),
         e = watchdog(pings, &in_flight, target) => e,
@@ -368,6 +377,10 @@ async fn read_replies(
                     tracked.tracking.redirect_broken(id);
                 }
                 continue;
+            }
+            if frame.starts_with(b"-READONLY") {
+                // A replica answered a write: the primary may have been replaced.
+                tracked.endpoint.doubt("a -READONLY reply");
             }
             let done = {
                 let mut queue = in_flight.lock();

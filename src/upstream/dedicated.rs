@@ -88,10 +88,13 @@ impl Upstream {
         Ok((stream, id))
     }
 
-    /// Opens a connection in `route`'s state for one client.
+    /// Opens a connection in `route`'s state for one client. It talks to the endpoint of
+    /// [`Upstream::generation`] at the time of the call or later: its holder closes it when
+    /// the endpoint switches from that generation.
     pub async fn dedicated(&self, route: Route) -> Result<UpstreamStream, UpstreamError> {
         let creds = self.credentials(route.user)?;
-        handshake::connect(&self.target, route, creds.as_ref()).await
+        let (stream, _) = handshake::connect(&self.target, route, creds.as_ref()).await?;
+        Ok(stream)
     }
 
     /// Asks Redis whether `route`'s user may run each of `commands` without running any:

@@ -37,7 +37,7 @@ impl Upstream {
     /// The figures now.
     pub fn figures(&self) -> UpstreamFigures {
         UpstreamFigures {
-            address: self.address().to_owned(),
+            address: self.address(),
             state: self.state(),
             link_up: self.link_up(),
             connections: self.connections() as u64,

@@ -37,12 +37,17 @@ enum Step {
 /// the client. Real servers accept HELLO, AUTH and SELECT while loading or cut off from
 /// their master, and HELLO and AUTH while busy: only SELECT meets `-BUSY`, and is retried
 /// for half the connect timeout before the client gets that `-BUSY`.
+///
+/// Also returns the endpoint's generation the connection was opened in: it must end when
+/// the endpoint moves on (see [`super::endpoint::Endpoint::switched`]).
 pub(super) async fn connect(
     target: &Target,
     route: Route,
     creds: Option<&Credentials>,
-) -> Result<UpstreamStream, UpstreamError> {
+) -> Result<(UpstreamStream, u64), UpstreamError> {
     let (handshake, steps) = handshake(route, creds);
+    let (address, generation) = target.endpoint.current();
+    let address = address.ok_or_else(|| UpstreamError::unavailable("no primary known"))?;
     let started = Instant::now();
     if target.outbound.looped() {
         return Err(UpstreamError::Itself);
@@ -51,7 +56,7 @@ pub(super) async fn connect(
     let setup = async {
         let (mut stream, _registered) = target
             .outbound
-            .connect(&target.address, deadline)
+            .connect(&address, deadline)
             .await
             .map_err(UpstreamError::unavailable)?;
         stream
@@ -97,7 +102,7 @@ pub(super) async fn connect(
                 return Err(handshake_error(&reply, creds));
             }
         }
-        Ok(stream)
+        Ok((stream, generation))
     };
     tokio::time::timeout(target.connect_timeout, setup)
         .await
@@ -216,10 +221,11 @@ pub(super) async fn one_off(
         return Err(UpstreamError::Itself);
     }
     let deadline = tokio::time::Instant::now() + target.connect_timeout;
+    let address = target.endpoint.address()?;
     let exchange = async {
         let (mut stream, _registered) = target
             .outbound
-            .connect(&target.address, deadline)
+            .connect(&address, deadline)
             .await
             .map_err(UpstreamError::unavailable)?;
         stream

@@ -15,6 +15,7 @@
 pub(crate) mod backoff;
 mod conn;
 mod dedicated;
+pub mod endpoint;
 mod figures;
 pub mod gate;
 mod handshake;
@@ -93,8 +94,8 @@ pub fn redact(text: &str, creds: Option<&Credentials>) -> String {
 /// Where and how to connect.
 #[derive(Clone)]
 pub struct Target {
-    /// `host:port`.
-    pub address: String,
+    /// Where connections go (fixed, or the primary Sentinel names).
+    pub endpoint: Arc<endpoint::Endpoint>,
     /// Credentials from the upstream URL, used for user id 0.
     pub credentials: Option<Credentials>,
     /// Connections per route.
@@ -142,7 +143,7 @@ pub type ForgetHook = Box<dyn Fn(u32) + Send + Sync>;
 
 /// Shared link state of all pools.
 pub(crate) struct Link {
-    address: String,
+    endpoint: Arc<endpoint::Endpoint>,
     up_slots: AtomicUsize,
     /// Connections lost and not re-established yet, and those re-established.
     lost_pending: AtomicUsize,
@@ -193,7 +194,7 @@ impl Link {
         if self.auth.swap(state, SeqCst) == state {
             return;
         }
-        let address = &self.address;
+        let address = self.endpoint.display();
         match (state, reason) {
             (AUTH_REQUIRED, Some(reason)) => tracing::info!(
                 upstream = %address,
@@ -216,7 +217,7 @@ impl Link {
             self.down.store(false, SeqCst);
         }
         if self.down_logged.swap(false, SeqCst) {
-            tracing::info!(upstream = %self.address, "upstream reachable again");
+            tracing::info!(upstream = %self.endpoint.display(), "upstream reachable again");
         }
     }
 
@@ -230,7 +231,7 @@ impl Link {
         }
         self.down.store(false, SeqCst);
         if self.down_logged.swap(false, SeqCst) {
-            tracing::info!(upstream = %self.address, "upstream reachable again");
+            tracing::info!(upstream = %self.endpoint.display(), "upstream reachable again");
         }
         if self.lost_since_up.swap(false, SeqCst) {
             (self.hook)(LinkEvent::Up);
@@ -245,7 +246,7 @@ impl Link {
         if left == 0 {
             self.down.store(true, SeqCst);
             if !self.down_logged.swap(true, SeqCst) {
-                tracing::warn!(upstream = %self.address, "upstream down: {reason}");
+                tracing::warn!(upstream = %self.endpoint.display(), "upstream down: {reason}");
             }
         }
     }
@@ -261,7 +262,7 @@ impl Link {
         if self.up_slots.load(SeqCst) == 0 {
             self.down.store(true, SeqCst);
             if !self.down_logged.swap(true, SeqCst) {
-                tracing::warn!(upstream = %self.address, "upstream unreachable: {reason}");
+                tracing::warn!(upstream = %self.endpoint.display(), "upstream unreachable: {reason}");
             }
         }
     }
@@ -329,11 +330,11 @@ impl Upstream {
         forget: ForgetHook,
         tracking: Arc<dyn FillGate>,
     ) -> Upstream {
-        let address = target.address.clone();
+        let endpoint = target.endpoint.clone();
         Upstream {
             target: Arc::new(target),
             link: Arc::new(Link {
-                address,
+                endpoint,
                 down_logged: AtomicBool::new(false),
                 down: AtomicBool::new(true),
                 anonymous: AtomicU8::new(0),
@@ -354,9 +355,14 @@ impl Upstream {
         }
     }
 
-    /// `host:port` of the upstream.
-    pub fn address(&self) -> &str {
-        &self.target.address
+    /// `host:port` of the upstream now (`(none)` while no primary is known).
+    pub fn address(&self) -> String {
+        self.target.endpoint.display()
+    }
+
+    /// Where connections go, and each switch of it.
+    pub fn endpoint(&self) -> &Arc<endpoint::Endpoint> {
+        &self.target.endpoint
     }
 
     /// The identity `RESET` moves a session to: Redis's `default` user, reached by sending no

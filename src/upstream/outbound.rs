@@ -67,7 +67,9 @@ impl Outbound {
         stream.set_nodelay(true)?;
         let stream = match &self.tls {
             None => UpstreamStream::Plain(stream),
-            Some(tls) => UpstreamStream::Tls(Box::new(tls.handshake(stream, deadline).await?)),
+            Some(tls) => {
+                UpstreamStream::Tls(Box::new(tls.handshake(stream, address, deadline).await?))
+            }
         };
         Ok((stream, guard))
     }

@@ -322,7 +322,7 @@ async fn supervise(
             link.own_handshake(connected.as_ref().map(|_| ()));
         }
         match connected {
-            Ok(stream) => {
+            Ok((stream, generation)) => {
                 backoff.reset();
                 let (tx, rx) = mpsc::channel(CALL_QUEUE);
                 let pings = tx.downgrade();
@@ -347,6 +347,8 @@ async fn supervise(
                     tracking,
                     epoch: epoch.clone(),
                     redirect,
+                    endpoint: target.endpoint.clone(),
+                    generation,
                 };
                 let stats = &link.stats;
                 let ended = tokio::select! {

@@ -72,6 +72,17 @@ pub trait Router: Send + Sync + 'static {
         route: Route,
         timeout: Duration,
     ) -> impl Future<Output = Result<(Self::Dedicated, Option<u64>), UpstreamError>> + Send;
+    /// The generation of the node behind the upstream: bumped each time it is replaced (a
+    /// Sentinel switch); always 0 where it never is.
+    fn generation(&self) -> u64 {
+        0
+    }
+    /// Resolves once the generation is no longer `opened_in`: a connection opened in it
+    /// talks to a node that is no longer the upstream.
+    fn switched(&self, opened_in: u64) -> impl Future<Output = ()> + Send {
+        let _ = opened_in;
+        std::future::pending()
+    }
 }
 
 impl Lanes for Pool {
@@ -121,6 +132,14 @@ impl Router for Upstream {
         timeout: Duration,
     ) -> impl Future<Output = Result<(Self::Dedicated, Option<u64>), UpstreamError>> + Send {
         self.dedicated_with_id(route, timeout)
+    }
+
+    fn generation(&self) -> u64 {
+        self.endpoint().generation()
+    }
+
+    fn switched(&self, opened_in: u64) -> impl Future<Output = ()> + Send {
+        self.endpoint().switched(opened_in)
     }
 }
 

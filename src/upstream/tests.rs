@@ -8,7 +8,7 @@ use super::*;
 
 fn upstream(idle: Duration, max_routes: usize, forgotten: Arc<Mutex<Vec<u32>>>) -> Upstream {
     let target = Target {
-        address: "127.0.0.1:1".into(), // pools here never connect: no call is sent
+        endpoint: crate::upstream::endpoint::Endpoint::fixed("127.0.0.1:1"), // pools here never connect: no call is sent
         credentials: None,
         connections: 2,
         timeout: Duration::from_secs(1),

@@ -36,7 +36,9 @@ pub struct TlsOptions {
 #[derive(Debug)]
 pub struct Tls {
     options: TlsOptions,
-    name: pki_types::ServerName<'static>,
+    /// The name every server's certificate must be valid for; `None`: the host of the
+    /// address each connection goes to (a discovered primary, a sentinel).
+    name: Option<pki_types::ServerName<'static>>,
     loaded: Mutex<Loaded>,
 }
 
@@ -47,12 +49,13 @@ struct Loaded {
 }
 
 impl Tls {
-    /// Loads the configuration for an upstream whose URL names `host`; fails naming the
-    /// file or option at fault.
-    pub fn new(options: TlsOptions, host: &str) -> Result<Tls, String> {
-        let name = options.server_name.as_deref().unwrap_or(host);
-        let name = pki_types::ServerName::try_from(name.to_owned())
-            .map_err(|_| format!("{name:?} is not a valid TLS server name"))?;
+    /// Loads the configuration for an upstream whose URL names `host` (`None`: each
+    /// connection's own host, as for Sentinel); fails naming the file or option at fault.
+    pub fn new(options: TlsOptions, host: Option<&str>) -> Result<Tls, String> {
+        let name = match options.server_name.as_deref().or(host) {
+            Some(name) => Some(server_name(name)?),
+            None => None,
+        };
         let stamps = stamps(&options);
         let config = Arc::new(client_config(&options)?);
         Ok(Tls {
@@ -63,15 +66,22 @@ impl Tls {
     }
 
     /// Runs the client handshake on `tcp`, bounded by `deadline`; errors name their cause.
+    /// `address` is where `tcp` goes (`host:port`), whose host is the name to verify when
+    /// no fixed one was given.
     pub async fn handshake(
         &self,
         tcp: TcpStream,
+        address: &str,
         deadline: tokio::time::Instant,
     ) -> std::io::Result<TlsStream<TcpStream>> {
         let connector = TlsConnector::from(self.config());
-        match tokio::time::timeout_at(deadline, connector.connect(self.name.clone(), tcp)).await {
+        let name = match &self.name {
+            Some(name) => name.clone(),
+            None => server_name(host_of(address)).map_err(std::io::Error::other)?,
+        };
+        match tokio::time::timeout_at(deadline, connector.connect(name.clone(), tcp)).await {
             Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(e)) => Err(std::io::Error::other(format!("TLS: {}", self.cause(&e)))),
+            Ok(Err(e)) => Err(std::io::Error::other(format!("TLS: {}", Tls::cause(&name, &e)))),
             Err(_) => Err(std::io::Error::other(
                 "TLS: handshake timed out (no TLS reply: a plain-text server on a TLS port, or a hung server)",
             )),
@@ -96,10 +106,24 @@ impl Tls {
         }
         loaded.config.clone()
     }
+}
 
-    /// The cause of a failed handshake, in words.
-    fn cause(&self, e: &std::io::Error) -> String {
-        let name = || match &self.name {
+/// `name` as a TLS server name (a DNS name or an IP address).
+fn server_name(name: &str) -> Result<pki_types::ServerName<'static>, String> {
+    pki_types::ServerName::try_from(name.to_owned())
+        .map_err(|_| format!("{name:?} is not a valid TLS server name"))
+}
+
+/// The host of `host:port` (an IPv6 host without its brackets).
+fn host_of(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+impl Tls {
+    /// The cause of a failed handshake with the server `name`, in words.
+    fn cause(name: &pki_types::ServerName<'static>, e: &std::io::Error) -> String {
+        let name = || match name {
             pki_types::ServerName::DnsName(n) => n.as_ref().to_owned(),
             pki_types::ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
             other => format!("{other:?}"),
@@ -284,7 +308,7 @@ mod tests {
 
     #[test]
     fn a_missing_or_empty_file_and_a_lone_certificate_are_named() {
-        let e = Tls::new(options(), "redis").unwrap_err();
+        let e = Tls::new(options(), Some("redis")).unwrap_err();
         assert!(e.contains("cannot read /nonexistent/ca.crt"), "{e}");
         let empty = std::env::temp_dir().join(format!("nearcache-empty-ca-{}", std::process::id()));
         std::fs::write(&empty, "").unwrap();
@@ -293,7 +317,7 @@ mod tests {
                 ca: Some(empty.clone()),
                 ..TlsOptions::default()
             },
-            "redis",
+            Some("redis"),
         )
         .unwrap_err();
         assert!(e.contains("no PEM certificate"), "{e}");
@@ -303,7 +327,7 @@ mod tests {
             cert: Some("/nonexistent/client.crt".into()),
             ..TlsOptions::default()
         };
-        let e = Tls::new(lone, "redis").unwrap_err();
+        let e = Tls::new(lone, Some("redis")).unwrap_err();
         assert!(e.contains("go together"), "{e}");
     }
 
@@ -314,10 +338,18 @@ mod tests {
             server_name: name.map(str::to_owned),
             ..TlsOptions::default()
         };
-        let tls = Tls::new(insecure(None), "127.0.0.1").unwrap();
-        assert!(matches!(tls.name, pki_types::ServerName::IpAddress(_)));
-        let tls = Tls::new(insecure(Some("redis.internal")), "127.0.0.1").unwrap();
-        assert!(matches!(tls.name, pki_types::ServerName::DnsName(_)));
-        assert!(Tls::new(insecure(Some("bad_name!")), "h").is_err());
+        let tls = Tls::new(insecure(None), Some("127.0.0.1")).unwrap();
+        assert!(matches!(
+            tls.name,
+            Some(pki_types::ServerName::IpAddress(_))
+        ));
+        let tls = Tls::new(insecure(Some("redis.internal")), Some("127.0.0.1")).unwrap();
+        assert!(matches!(tls.name, Some(pki_types::ServerName::DnsName(_))));
+        assert!(Tls::new(insecure(Some("bad_name!")), Some("h")).is_err());
+        // Discovered hosts: each connection's own.
+        let tls = Tls::new(insecure(None), None).unwrap();
+        assert!(tls.name.is_none());
+        assert_eq!(host_of("[::1]:6379"), "::1");
+        assert_eq!(host_of("redis-0.redis:6380"), "redis-0.redis");
     }
 }

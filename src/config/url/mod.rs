@@ -22,12 +22,13 @@
 
 use std::net::Ipv6Addr;
 
-use super::UpstreamAddr;
+use super::{Sentinels, UpstreamAddr};
 
 /// The URL's shape, for error messages.
-pub const URL_HINT: &str =
-    "(use redis://[[username][:password]@]host[:port][/db][?db=N], or rediss:// for TLS)";
+pub const URL_HINT: &str = "(use redis://[[username][:password]@]host[:port][/db][?db=N], \
+     rediss:// for TLS, or redis+sentinel://[[username][:password]@]host[:port][,host[:port]...]/master[/db])";
 const DEFAULT_REDIS_PORT: u16 = 6379;
+const DEFAULT_SENTINEL_PORT: u16 = 26379;
 
 /// Query parameters that configure the client, not the connection's identity: accepted and
 /// ignored (only `protocol` is checked: `2` or `3`).
@@ -71,10 +72,14 @@ pub fn upstream(s: &str) -> Result<UpstreamAddr, String> {
     let Some((scheme, rest)) = s.split_once("://") else {
         return Err(format!("not a redis:// URL {URL_HINT}"));
     };
-    let tls = scheme.eq_ignore_ascii_case("rediss");
-    if !tls && !scheme.eq_ignore_ascii_case("redis") {
-        return Err(format!("unsupported scheme {scheme:?} {URL_HINT}"));
-    }
+    let scheme = scheme.to_ascii_lowercase();
+    let (tls, sentinel) = match scheme.as_str() {
+        "redis" => (false, false),
+        "rediss" => (true, false),
+        "redis+sentinel" => (false, true),
+        "rediss+sentinel" => (true, true),
+        _ => return Err(format!("unsupported scheme {scheme:?} {URL_HINT}")),
+    };
     let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (userinfo, hostpart) = match main.rfind('@') {
         Some(at) => (Some(&main[..at]), &main[at + 1..]),
@@ -86,7 +91,17 @@ pub fn upstream(s: &str) -> Result<UpstreamAddr, String> {
         None => (hostpart, query.split('#').next().unwrap_or("")),
     };
     let (authority, path) = hostpart.split_once('/').unwrap_or((hostpart, ""));
-    let (host, port) = host_port(authority)?;
+    let (host, port, path, sentinels) = if sentinel {
+        let (sentinels, path) = sentinel_parts(authority, path)?;
+        let (host, port) = host_port(
+            authority.split(',').next().unwrap_or(""),
+            DEFAULT_SENTINEL_PORT,
+        )?;
+        (host, port, path, Some(sentinels))
+    } else {
+        let (host, port) = host_port(authority, DEFAULT_REDIS_PORT)?;
+        (host, port, path, None)
+    };
     let path_db = match path {
         "" => None,
         db => Some(
@@ -118,7 +133,44 @@ pub fn upstream(s: &str) -> Result<UpstreamAddr, String> {
         password,
         db,
         tls,
+        sentinel: sentinels,
     })
+}
+
+/// The sentinels (`host[:port]` separated by commas, port 26379 by default) and the
+/// master's name (the path's first segment); returns the rest of the path (the db).
+fn sentinel_parts<'a>(authority: &str, path: &'a str) -> Result<(Sentinels, &'a str), String> {
+    let mut addresses = Vec::new();
+    for one in authority.split(',') {
+        if one.is_empty() {
+            return Err(format!("an empty sentinel address in the list {URL_HINT}"));
+        }
+        let (host, port) = host_port(one, DEFAULT_SENTINEL_PORT)?;
+        let address = match host.contains(':') {
+            true => format!("[{host}]:{port}"),
+            false => format!("{host}:{port}"),
+        };
+        if !addresses.contains(&address) {
+            addresses.push(address);
+        }
+    }
+    let (master, rest) = path.split_once('/').unwrap_or((path, ""));
+    if master.is_empty() {
+        return Err(format!(
+            "no master name: a Sentinel URL names the primary as the sentinels know it {URL_HINT}"
+        ));
+    }
+    let valid = |b: u8| b.is_ascii_graphic() && !matches!(b, b'/' | b'%' | b'?' | b'#' | b'@');
+    if master.len() > 256 || !master.bytes().all(valid) {
+        return Err(
+            "invalid master name (printable characters, no '/', '%', '?', '#' or '@')".to_owned(),
+        );
+    }
+    let sentinels = Sentinels {
+        addresses,
+        master: master.to_owned(),
+    };
+    Ok((sentinels, rest))
 }
 
 /// Takes a query value for a field the user info may already hold (it must then agree).
@@ -200,7 +252,7 @@ impl Params {
 }
 
 /// `host[:port]` or `[ipv6][:port]` into (host without brackets, port).
-fn host_port(authority: &str) -> Result<(String, u16), String> {
+fn host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
     let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
         let (host, after) = inner
             .split_once(']')
@@ -239,7 +291,7 @@ fn host_port(authority: &str) -> Result<(String, u16), String> {
         return Err(format!("empty host {URL_HINT}"));
     }
     let port = match port {
-        None => DEFAULT_REDIS_PORT,
+        None => default_port,
         Some(p) => match p.parse::<u16>() {
             Ok(port) if port != 0 => port,
             // Only digits are quoted: in `redis://user:password` (the `@host` forgotten)
@@ -334,7 +386,7 @@ pub fn printable(s: &str) -> String {
         (_, None) => format!("{user}@"),
         (_, Some(_)) => format!("{user}:***@"),
     };
-    format!("{}://{userinfo}{}/{}", a.scheme(), a.host_port(), a.db)
+    format!("{}://{userinfo}{}/{}", a.scheme(), a.location(), a.db)
 }
 
 #[cfg(test)]

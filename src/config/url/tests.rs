@@ -10,6 +10,49 @@ fn addr(host: &str, port: u16, user: Option<&str>, pass: Option<&str>, db: u32) 
         password: pass.map(str::to_owned),
         db,
         tls: false,
+        sentinel: None,
+    }
+}
+
+#[test]
+fn sentinel_urls_name_the_sentinels_the_master_and_the_db() {
+    let a = upstream("redis+sentinel://app:pw@s1:26380,s2,[::1]:5000/mymaster/2").unwrap();
+    let s = a.sentinel.clone().unwrap();
+    assert_eq!(s.addresses, ["s1:26380", "s2:26379", "[::1]:5000"]);
+    assert_eq!(s.master, "mymaster");
+    assert_eq!((a.db, a.tls), (2, false));
+    assert_eq!(
+        (a.username.as_deref(), a.password.as_deref()),
+        (Some("app"), Some("pw"))
+    );
+    assert_eq!(a.scheme(), "redis+sentinel");
+    assert_eq!(
+        a.to_string(),
+        "redis+sentinel://s1:26380,s2:26379,[::1]:5000/mymaster/2"
+    );
+    let t = upstream("rediss+sentinel://s1/m?db=1").unwrap();
+    assert_eq!(
+        (t.tls, t.db, t.sentinel.unwrap().master),
+        (true, 1, "m".to_owned())
+    );
+    // Printed without the password, and read back the same.
+    let printed = printable("redis+sentinel://app:pw@s1:26380,s2/mymaster/2");
+    assert_eq!(
+        printed,
+        "redis+sentinel://app:***@s1:26380,s2:26379/mymaster/2"
+    );
+    for (bad, says) in [
+        ("redis+sentinel://s1,s2", "no master name"),
+        ("redis+sentinel://s1,s2/", "no master name"),
+        ("redis+sentinel://s1,,s2/m", "empty sentinel address"),
+        ("redis+sentinel://s1:0/m", "invalid port"),
+        ("redis+sentinel://s1/m/x", "invalid db"),
+        ("redis+sentinel://s1/m%20x", "invalid master name"),
+        ("redis://a,b:6379", "invalid host"),
+        ("sentinel://s1/m", "unsupported scheme"),
+    ] {
+        let e = upstream(bad).unwrap_err();
+        assert!(e.contains(says), "{bad}: {e}");
     }
 }
 

@@ -8,7 +8,7 @@ use tokio::io::AsyncReadExt;
 use crate::upstream::stream::UpstreamStream;
 
 use super::super::{Control, ControlTarget};
-use crate::protocol::decode::{integer, is_error};
+use crate::protocol::decode::{array_elements, integer, is_error, text};
 use crate::protocol::{write_command, FrameScanner};
 use crate::upstream::{redact, Credentials};
 
@@ -30,6 +30,8 @@ pub(super) enum Unlinked {
     Refused(String),
     /// `CLIENT ID` was answered with something that is not an integer.
     NoId,
+    /// A discovered primary answered `ROLE` as something else (its role quoted).
+    NotPrimary(String),
     /// The link was up and is lost (a read error, a silent heartbeat, a broken redirect,
     /// a gap on the bus).
     Lost(String),
@@ -52,6 +54,7 @@ impl std::fmt::Display for Unlinked {
             Unlinked::Timeout => f.write_str("connect timed out"),
             Unlinked::Refused(reply) => f.write_str(reply),
             Unlinked::NoId => f.write_str("CLIENT ID gave no integer"),
+            Unlinked::NotPrimary(role) => write!(f, "not the primary (ROLE: {role})"),
             Unlinked::Lost(why) => f.write_str(why),
         }
     }
@@ -68,6 +71,8 @@ pub(super) enum Step {
     Subscribe,
     /// `PING`: whether the server serves reads now.
     Ping,
+    /// `ROLE` (a discovered primary only): whether the node is the primary still.
+    Role,
 }
 
 /// Connects, authenticates, learns the connection's id and subscribes to the bus (a
@@ -80,13 +85,15 @@ pub(super) async fn connect(
     tracking: &Control,
     target: &ControlTarget,
     credentials: Option<&Credentials>,
-) -> Result<(UpstreamStream, BytesMut, i64), Unlinked> {
+) -> Result<(UpstreamStream, BytesMut, i64, u64), Unlinked> {
     let io = |e: std::io::Error| Unlinked::Io(e.to_string());
     let deadline = tokio::time::Instant::now() + target.connect_timeout;
+    let (address, generation) = target.endpoint.current();
     let setup = async {
+        let address = address.ok_or_else(|| Unlinked::Io("no primary known".into()))?;
         let (mut stream, _registered) = target
             .outbound
-            .connect(&target.address, deadline)
+            .connect(&address, deadline)
             .await
             .map_err(io)?;
         let mut out = BytesMut::new();
@@ -107,6 +114,10 @@ pub(super) async fn connect(
         }
         out.extend_from_slice(PING);
         steps.push(Step::Ping);
+        if target.endpoint.discovered() {
+            write_command(&mut out, &[b"ROLE"]);
+            steps.push(Step::Role);
+        }
         stream.send(&out).await.map_err(io)?;
         let mut buf = BytesMut::with_capacity(4096);
         let mut scanner = FrameScanner::default();
@@ -138,14 +149,31 @@ pub(super) async fn connect(
                 Step::Subscribe => {}
                 _ if is_error(&frame) => return Err(refused()),
                 Step::ClientId => id = integer(&frame),
+                Step::Role => {
+                    let role = role(&frame);
+                    if role != "master" {
+                        target.endpoint.doubt("ROLE is not master");
+                        return Err(Unlinked::NotPrimary(role));
+                    }
+                }
                 Step::Hello => {}
             }
         }
-        Ok((stream, buf, id.ok_or(Unlinked::NoId)?))
+        Ok((stream, buf, id.ok_or(Unlinked::NoId)?, generation))
     };
     tokio::time::timeout(target.connect_timeout, setup)
         .await
         .unwrap_or(Err(Unlinked::Timeout))
+}
+
+/// The role a `ROLE` reply names (`master`, `slave`, `sentinel`), or `?`.
+pub(crate) fn role(frame: &Bytes) -> String {
+    array_elements(frame)
+        .and_then(|e| e.first().and_then(|r| text(r).map(|(t, _)| t.to_vec())))
+        .map_or_else(
+            || "?".to_owned(),
+            |t| String::from_utf8_lossy(&t).into_owned(),
+        )
 }
 
 /// An error reply for the state the server is in (a script runs, the dataset loads, a

@@ -50,7 +50,7 @@ pub async fn run(tracking: Arc<Control>, target: ControlTarget) {
         let creds = target.credentials.clone().or_else(|| tracking.offered());
 
         let why = match connect(&tracking, &target, creds.as_ref()).await {
-            Ok((stream, buf, id)) => {
+            Ok((stream, buf, id, generation)) => {
                 backoff.reset();
                 if !tracking.link_needed() {
                     // Tracking off and the bus refused: nothing for this connection to do.
@@ -73,7 +73,7 @@ pub async fn run(tracking: Arc<Control>, target: ControlTarget) {
                     down_logged = false;
                 }
                 ever_up = true;
-                let reason = serve(&tracking, &target, stream, buf).await;
+                let reason = serve(&tracking, &target, stream, buf, generation).await;
                 tracking.bus.set_subscribed(false);
                 Unlinked::Lost(reason)
             }
@@ -141,6 +141,7 @@ async fn serve(
     target: &ControlTarget,
     stream: UpstreamStream,
     mut buf: BytesMut,
+    generation: u64,
 ) -> String {
     let (mut reader, mut writer) = stream.into_split();
     let mut scanner = FrameScanner::default();
@@ -241,6 +242,7 @@ async fn serve(
                 }
             }
             _ = tracking.broken.notified() => break "tracking redirect broken".into(),
+            _ = target.endpoint.switched(generation) => break "the primary switched".into(),
         }
     };
     if unacked > 0 {

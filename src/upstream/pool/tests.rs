@@ -9,7 +9,7 @@ use crate::protocol::Resp;
 
 fn pool(connections: usize) -> Pool {
     let target = Target {
-        address: "127.0.0.1:1".into(),
+        endpoint: crate::upstream::endpoint::Endpoint::fixed("127.0.0.1:1"),
         credentials: None,
         connections,
         timeout: Duration::from_secs(1),
@@ -19,7 +19,7 @@ fn pool(connections: usize) -> Pool {
         outbound: crate::upstream::outbound::Outbound::new(),
     };
     let link = Link {
-        address: target.address.clone(),
+        endpoint: target.endpoint.clone(),
         up_slots: AtomicUsize::new(0),
         lost_pending: AtomicUsize::new(0),
         reconnects: AtomicUsize::new(0),

@@ -100,7 +100,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         let route = self.route();
         let name = self.cx.session.name.clone();
         if let Some(mut pin) = self.cx.session.parked.take() {
-            if pin.route == route && pin.alive() {
+            if pin.route == route && pin.alive() && pin.generation == self.cx.router.generation() {
                 if pin.name != name {
                     pin.name_as(name);
                 }
@@ -116,9 +116,12 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                 crate::error::UpstreamError::MaxPinned
             })?;
         let timeout = self.cx.services.config.upstream_timeout;
+        // Read before connecting: a switch while connecting closes the new connection too.
+        let generation = self.cx.router.generation();
         let (stream, upstream_id) = self.cx.router.dedicated(route, timeout).await?;
         let keep = self.cx.services.config.upstream_idle_timeout;
         let mut pin = Pin::new(stream, route, keep, self.cx.services.stats.clone(), slot);
+        pin.generation = generation;
         pin.register(
             &self.cx.services.pinned_ids,
             self.cx.session.id,
@@ -198,6 +201,9 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                 biased;
                 _ = shutdown.cancelled() => return Relay::Close,
                 _ = killed.notified() => return Relay::Close,
+                // The primary was replaced: the client sees its connection drop, as it would
+                // talking to Redis directly when the node goes (its library reconnects).
+                _ = self.cx.router.switched(pin.generation) => return Relay::Close,
                 read = pin.stream.read_buf(&mut pin.input) => match read {
                     Ok(1..) => {
                         if !self.relay_frames(pin).await {

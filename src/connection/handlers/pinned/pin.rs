@@ -34,6 +34,11 @@ pub(in crate::connection) struct Pin<D: Dedicated> {
     _slot: OwnedSemaphorePermit,
     /// Where this connection's upstream id is known by its client's id, while it lives.
     pub(in crate::connection) registered: Option<(Arc<PinnedIds>, u64)>,
+    /// The upstream's generation when the connection was opened (see [`Router::generation`]):
+    /// it is closed when the upstream's node is replaced.
+    ///
+    /// [`Router::generation`]: crate::upstream::Router::generation
+    pub(in crate::connection) generation: u64,
 }
 
 impl<D: Dedicated> Pin<D> {
@@ -58,6 +63,7 @@ impl<D: Dedicated> Pin<D> {
             keep,
             stats,
             registered: None,
+            generation: 0,
         }
     }
 
