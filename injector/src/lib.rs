@@ -8,6 +8,7 @@ pub mod config;
 pub mod conflicts;
 pub mod parse;
 pub mod refs;
+pub mod secrets;
 pub mod server;
 mod settings;
 pub mod tls;
@@ -42,6 +43,18 @@ pub const ANNOTATION_CPU_REQUEST: &str = "nearcache.io/cpu-request";
 pub const ANNOTATION_MEMORY_LIMIT: &str = "nearcache.io/memory-limit";
 /// `<secret>/<key>`: the invalidation bus key (overrides the injector's `busKeySecret`).
 pub const ANNOTATION_BUS_KEY_SECRET: &str = "nearcache.io/bus-key-secret";
+
+/// `<secret>[/<key>,...]`: a Secret with the upstream's TLS material (`ca.crt`, `tls.crt`,
+/// `tls.key`), mounted for `--upstream-tls-ca`/`-cert`/`-key` (see [`secrets`]).
+pub const ANNOTATION_UPSTREAM_TLS_SECRET: &str = "nearcache.io/upstream-tls-secret";
+/// The name the upstream's certificate must be valid for (`--upstream-tls-server-name`).
+pub const ANNOTATION_UPSTREAM_TLS_SERVER_NAME: &str = "nearcache.io/upstream-tls-server-name";
+/// `<secret>[/<key>,...]`: the upstream's `username` and `password`, mounted for
+/// `--upstream-username-file` and `--upstream-password-file`.
+pub const ANNOTATION_UPSTREAM_CREDENTIALS_SECRET: &str = "nearcache.io/upstream-credentials-secret";
+/// `<secret>[/<key>,...]`: the sentinels' `username` and `password`, mounted for
+/// `--sentinel-username-file` and `--sentinel-password-file`.
+pub const ANNOTATION_SENTINEL_CREDENTIALS_SECRET: &str = "nearcache.io/sentinel-credentials-secret";
 
 /// The pod volume holding the bus key, and where the sidecar mounts it.
 pub const BUS_KEY_VOLUME: &str = "nearcache-bus-key";
@@ -197,15 +210,18 @@ pub fn inject(
     };
 
     let mut ops = Vec::new();
+    let mut volumes: Vec<Value> = Vec::new();
     if let Some((name, key)) = &settings.bus_key {
-        let volume = json!({
+        volumes.push(json!({
             "name": BUS_KEY_VOLUME,
             "secret": {"secretName": name, "items": [{"key": key, "path": "bus.key"}]},
-        });
-        match spec.volumes {
-            None => ops.push(add("/spec/volumes", json!([volume]))),
-            Some(_) => ops.push(add("/spec/volumes/-", volume)),
-        }
+        }));
+    }
+    volumes.extend(settings.mounts.iter().map(|m| m.volume()));
+    match spec.volumes {
+        _ if volumes.is_empty() => {}
+        None => ops.push(add("/spec/volumes", Value::Array(volumes))),
+        Some(_) => ops.extend(volumes.into_iter().map(|v| add("/spec/volumes/-", v))),
     }
     let sidecar = serde_json::to_value(sidecar_container(pod, &settings, upstream, config))?;
     if spec.init_containers.is_none() {
@@ -355,15 +371,25 @@ fn sidecar_container(
         env(spec::metrics_listen.env, format!("0.0.0.0:{METRICS_PORT}")),
         env(spec::shutdown_grace.env, shutdown_grace(grace)),
     ]);
-    let mounts = s.bus_key.as_ref().map(|_| {
+    let mut mounts = Vec::new();
+    if s.bus_key.is_some() {
         env_vars.push(env(spec::bus_key_file.env, BUS_KEY_FILE));
-        vec![VolumeMount {
+        mounts.push(VolumeMount {
             name: BUS_KEY_VOLUME.to_owned(),
             mount_path: BUS_KEY_DIR.to_owned(),
             read_only: Some(true),
             ..Default::default()
-        }]
-    });
+        });
+    }
+    // Directories, never subPath: see `secrets` (a subPath mount never sees a rotation).
+    for m in &s.mounts {
+        env_vars.extend(m.env());
+        mounts.push(m.mount());
+    }
+    if let Some(name) = &s.tls_server_name {
+        env_vars.push(env(spec::upstream_tls_server_name.env, name.clone()));
+    }
+    let mounts = (!mounts.is_empty()).then_some(mounts);
     Container {
         name: SIDECAR_NAME.to_owned(),
         image: Some(s.image.clone()),
@@ -441,6 +467,58 @@ mod tests {
             "invalid annotations"
         );
         assert_eq!(reason(&pod(&[], "redis://redis:6379")), "inject");
+    }
+
+    #[test]
+    fn upstream_secret_volumes_never_replace_the_pods_own() {
+        let mut p = pod(
+            &[(ANNOTATION_UPSTREAM_CREDENTIALS_SECRET, "redis-acl/password")],
+            "redis://redis:6379",
+        );
+        assert_eq!(reason(&p), "inject");
+        p.spec.as_mut().unwrap().volumes = Some(vec![serde_json::from_value(
+            json!({"name": "nearcache-upstream-credentials", "emptyDir": {}}),
+        )
+        .unwrap()]);
+        assert_eq!(reason(&p), "volume name taken");
+    }
+
+    #[test]
+    fn config_secrets_apply_where_they_fit_the_upstream() {
+        let config = InjectorConfig::from_yaml(
+            "upstreamTlsSecret: redis-tls\nupstreamTlsServerName: redis.shop\nupstreamCredentialsSecret: redis-acl\nsentinelCredentialsSecret: redis-sentinel/password\n",
+        )
+        .unwrap();
+        let env_names = |url: &str| {
+            let Decision::Inject { patch, .. } =
+                inject(&pod(&[], url), &BTreeMap::new(), &config).unwrap()
+            else {
+                panic!("{url}: not injected");
+            };
+            let text = serde_json::to_string(&patch).unwrap();
+            [
+                "NEARCACHE_UPSTREAM_TLS_CA",
+                "NEARCACHE_UPSTREAM_TLS_SERVER_NAME",
+                "NEARCACHE_UPSTREAM_PASSWORD_FILE",
+                "NEARCACHE_SENTINEL_PASSWORD_FILE",
+            ]
+            .into_iter()
+            .filter(|n| text.contains(n))
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            env_names("redis://redis:6379"),
+            ["NEARCACHE_UPSTREAM_PASSWORD_FILE"]
+        );
+        assert_eq!(env_names("rediss://redis:6379").len(), 3);
+        assert_eq!(env_names("rediss+sentinel://s0:26379/m").len(), 4);
+        assert_eq!(
+            env_names("redis+sentinel://s0:26379/m"),
+            [
+                "NEARCACHE_UPSTREAM_PASSWORD_FILE",
+                "NEARCACHE_SENTINEL_PASSWORD_FILE"
+            ]
+        );
     }
 
     #[test]
