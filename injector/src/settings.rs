@@ -39,6 +39,9 @@ pub(crate) struct Settings {
     pub(crate) tls_server_name: Option<String>,
 }
 
+/// Why a pod is not injected: the skip reason and the problems.
+type Refusal = (&'static str, Vec<String>);
+
 /// Applies the annotations to the config; every problem is reported, not just the first.
 /// The error is the skip reason and the problems.
 pub(crate) fn settings(
@@ -259,7 +262,7 @@ fn upstream_secrets(
     ann: &BTreeMap<String, String>,
     config: &InjectorConfig,
     upstream: Option<&Upstream>,
-) -> Result<(Vec<SecretMount>, Option<String>), (&'static str, Vec<String>)> {
+) -> Result<(Vec<SecretMount>, Option<String>), Refusal> {
     let scheme = match upstream {
         Some(Upstream::Value(url)) => parse::scheme(url),
         _ => None,

@@ -75,8 +75,14 @@ fn upstream_secret_values_reach_the_injector_config() {
 fn upstream_secret_values_follow_the_injectors_grammar() {
     for (set, key) in [
         ("sidecar.upstreamTlsSecret=Redis_TLS", "upstreamTlsSecret"),
-        ("sidecar.upstreamTlsSecret=redis-tls/tls.crt", "upstreamTlsSecret"),
-        ("sidecar.upstreamTlsSecret=redis-tls/ca.pem", "upstreamTlsSecret"),
+        (
+            "sidecar.upstreamTlsSecret=redis-tls/tls.crt",
+            "upstreamTlsSecret",
+        ),
+        (
+            "sidecar.upstreamTlsSecret=redis-tls/ca.pem",
+            "upstreamTlsSecret",
+        ),
         ("sidecar.upstreamTlsServerName=a b", "upstreamTlsServerName"),
         (
             "sidecar.upstreamCredentialsSecret=redis-acl/username",
