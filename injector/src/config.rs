@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use crate::parse;
+use crate::secrets::{self, SecretKind};
 
 /// Injector-wide defaults; pod annotations override them per pod.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -18,6 +19,17 @@ pub struct InjectorConfig {
     /// `<secret>/<key>`: the invalidation bus key every injected sidecar mounts (see the
     /// sidecar's `--bus-key-file`); `None`: the bus is open unless a pod names one.
     pub bus_key_secret: Option<String>,
+    /// `<secret>[/<key>,...]`: the upstream's TLS material for every injected sidecar whose
+    /// upstream is a TLS one (or unreadable here); the annotation
+    /// `nearcache.io/upstream-tls-secret` overrides it (see [`crate::secrets`]).
+    pub upstream_tls_secret: Option<String>,
+    /// `--upstream-tls-server-name` for the same sidecars.
+    pub upstream_tls_server_name: Option<String>,
+    /// `<secret>[/<key>,...]`: the upstream's `username` and `password` files.
+    pub upstream_credentials_secret: Option<String>,
+    /// `<secret>[/<key>,...]`: the sentinels' `username` and `password` files, for every
+    /// sidecar whose upstream is a Sentinel one (or unreadable here).
+    pub sentinel_credentials_secret: Option<String>,
     /// Whether the sidecar's startup probe (which holds the app containers back) waits for
     /// the upstream: `false` (the default), the app starts once the sidecar listens, Redis
     /// down or not, and its commands get `-ERR ... upstream unavailable` until Redis is
@@ -40,6 +52,10 @@ impl Default for InjectorConfig {
                 .map(str::to_owned)
                 .to_vec(),
             bus_key_secret: None,
+            upstream_tls_secret: None,
+            upstream_tls_server_name: None,
+            upstream_credentials_secret: None,
+            sentinel_credentials_secret: None,
             startup_requires_upstream: false,
         }
     }
@@ -78,7 +94,26 @@ impl InjectorConfig {
         if let Some(r) = &self.bus_key_secret {
             field("busKeySecret", parse::secret_ref(r).map(|_| ()))?;
         }
+        for kind in secrets::KINDS {
+            if let Some(v) = self.secret(kind) {
+                field(kind.config_key, secrets::parse(kind, v).map(|_| ()))?;
+            }
+        }
+        if let Some(v) = &self.upstream_tls_server_name {
+            field("upstreamTlsServerName", parse::tls_server_name(v))?;
+        }
         Ok(())
+    }
+
+    /// The config's Secret of this kind.
+    pub fn secret(&self, kind: &SecretKind) -> Option<&String> {
+        if std::ptr::eq(kind, &secrets::UPSTREAM_TLS) {
+            self.upstream_tls_secret.as_ref()
+        } else if std::ptr::eq(kind, &secrets::UPSTREAM_CREDENTIALS) {
+            self.upstream_credentials_secret.as_ref()
+        } else {
+            self.sentinel_credentials_secret.as_ref()
+        }
     }
 
     /// `l1MaxBytes` in bytes (validated at load).
@@ -114,5 +149,20 @@ mod tests {
         let strict = InjectorConfig::from_yaml("startupRequiresUpstream: true\n").unwrap();
         assert!(strict.startup_requires_upstream);
         assert!(InjectorConfig::from_yaml("startupRequiresUpstream: maybe\n").is_err());
+        let secrets = InjectorConfig::from_yaml(
+            "upstreamTlsSecret: redis-tls\nupstreamTlsServerName: redis.shop\nupstreamCredentialsSecret: redis-acl/password\nsentinelCredentialsSecret: redis-sentinel\n",
+        )
+        .unwrap();
+        assert_eq!(secrets.upstream_tls_secret.as_deref(), Some("redis-tls"));
+        for bad in [
+            "upstreamTlsSecret: Redis\n",
+            "upstreamTlsSecret: t/tls.crt\n",
+            "upstreamTlsServerName: a b\n",
+            "upstreamCredentialsSecret: c/username\n",
+            "sentinelCredentialsSecret: s/pass\n",
+        ] {
+            let e = InjectorConfig::from_yaml(bad).unwrap_err();
+            assert!(e.starts_with(bad.split(':').next().unwrap()), "{bad}: {e}");
+        }
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod conflicts;
 pub mod parse;
 pub mod refs;
+pub mod secrets;
 pub mod server;
 mod settings;
 pub mod tls;
@@ -42,6 +43,18 @@ pub const ANNOTATION_CPU_REQUEST: &str = "nearcache.io/cpu-request";
 pub const ANNOTATION_MEMORY_LIMIT: &str = "nearcache.io/memory-limit";
 /// `<secret>/<key>`: the invalidation bus key (overrides the injector's `busKeySecret`).
 pub const ANNOTATION_BUS_KEY_SECRET: &str = "nearcache.io/bus-key-secret";
+
+/// `<secret>[/<key>,...]`: a Secret with the upstream's TLS material (`ca.crt`, `tls.crt`,
+/// `tls.key`), mounted for `--upstream-tls-ca`/`-cert`/`-key` (see [`secrets`]).
+pub const ANNOTATION_UPSTREAM_TLS_SECRET: &str = "nearcache.io/upstream-tls-secret";
+/// The name the upstream's certificate must be valid for (`--upstream-tls-server-name`).
+pub const ANNOTATION_UPSTREAM_TLS_SERVER_NAME: &str = "nearcache.io/upstream-tls-server-name";
+/// `<secret>[/<key>,...]`: the upstream's `username` and `password`, mounted for
+/// `--upstream-username-file` and `--upstream-password-file`.
+pub const ANNOTATION_UPSTREAM_CREDENTIALS_SECRET: &str = "nearcache.io/upstream-credentials-secret";
+/// `<secret>[/<key>,...]`: the sentinels' `username` and `password`, mounted for
+/// `--sentinel-username-file` and `--sentinel-password-file`.
+pub const ANNOTATION_SENTINEL_CREDENTIALS_SECRET: &str = "nearcache.io/sentinel-credentials-secret";
 
 /// The pod volume holding the bus key, and where the sidecar mounts it.
 pub const BUS_KEY_VOLUME: &str = "nearcache-bus-key";
@@ -197,15 +210,18 @@ pub fn inject(
     };
 
     let mut ops = Vec::new();
+    let mut volumes: Vec<Value> = Vec::new();
     if let Some((name, key)) = &settings.bus_key {
-        let volume = json!({
+        volumes.push(json!({
             "name": BUS_KEY_VOLUME,
             "secret": {"secretName": name, "items": [{"key": key, "path": "bus.key"}]},
-        });
-        match spec.volumes {
-            None => ops.push(add("/spec/volumes", json!([volume]))),
-            Some(_) => ops.push(add("/spec/volumes/-", volume)),
-        }
+        }));
+    }
+    volumes.extend(settings.mounts.iter().map(|m| m.volume()));
+    match spec.volumes {
+        _ if volumes.is_empty() => {}
+        None => ops.push(add("/spec/volumes", Value::Array(volumes))),
+        Some(_) => ops.extend(volumes.into_iter().map(|v| add("/spec/volumes/-", v))),
     }
     let sidecar = serde_json::to_value(sidecar_container(pod, &settings, upstream, config))?;
     if spec.init_containers.is_none() {
@@ -355,15 +371,25 @@ fn sidecar_container(
         env(spec::metrics_listen.env, format!("0.0.0.0:{METRICS_PORT}")),
         env(spec::shutdown_grace.env, shutdown_grace(grace)),
     ]);
-    let mounts = s.bus_key.as_ref().map(|_| {
+    let mut mounts = Vec::new();
+    if s.bus_key.is_some() {
         env_vars.push(env(spec::bus_key_file.env, BUS_KEY_FILE));
-        vec![VolumeMount {
+        mounts.push(VolumeMount {
             name: BUS_KEY_VOLUME.to_owned(),
             mount_path: BUS_KEY_DIR.to_owned(),
             read_only: Some(true),
             ..Default::default()
-        }]
-    });
+        });
+    }
+    // Directories, never subPath: see `secrets` (a subPath mount never sees a rotation).
+    for m in &s.mounts {
+        env_vars.extend(m.env());
+        mounts.push(m.mount());
+    }
+    if let Some(name) = &s.tls_server_name {
+        env_vars.push(env(spec::upstream_tls_server_name.env, name.clone()));
+    }
+    let mounts = (!mounts.is_empty()).then_some(mounts);
     Container {
         name: SIDECAR_NAME.to_owned(),
         image: Some(s.image.clone()),
@@ -405,50 +431,4 @@ fn sidecar_container(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pod(annotations: &[(&str, &str)], url: &str) -> Pod {
-        serde_json::from_value(json!({
-            "metadata": {
-                "name": "p", "namespace": "shop",
-                "labels": {LABEL_INJECT: "true"},
-                "annotations": annotations.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-            },
-            "spec": {"containers": [{"name": "app", "env": [{"name": "REDIS_URL", "value": url}]}]}
-        }))
-        .unwrap()
-    }
-
-    fn reason(p: &Pod) -> String {
-        match inject(p, &BTreeMap::new(), &InjectorConfig::default()).unwrap() {
-            Decision::Skip { reason, .. } => reason,
-            Decision::Inject { .. } => "inject".to_owned(),
-        }
-    }
-
-    #[test]
-    fn an_upstream_that_is_the_sidecar_itself_is_refused() {
-        assert_eq!(
-            reason(&pod(&[], "redis://127.0.0.1:6380")),
-            "unusable existing upstream"
-        );
-        assert_eq!(
-            reason(&pod(
-                &[(ANNOTATION_UPSTREAM, "redis://localhost:6380")],
-                "x"
-            )),
-            "invalid annotations"
-        );
-        assert_eq!(reason(&pod(&[], "redis://redis:6379")), "inject");
-    }
-
-    #[test]
-    fn memory_and_grace() {
-        assert_eq!(memory_for(64 << 20), "128Mi");
-        assert_eq!(memory_for(1), "33Mi");
-        assert_eq!(shutdown_grace(None), "25s");
-        assert_eq!(shutdown_grace(Some(3)), "1s");
-        assert_eq!(shutdown_grace(Some(0)), "1s");
-    }
-}
+mod tests;

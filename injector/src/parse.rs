@@ -28,9 +28,95 @@ pub fn duration_ms(s: &str) -> Result<u64, String> {
 }
 
 /// An upstream the sidecar accepts: the sidecar's own parser
-/// ([`nearcache::config::url::upstream`]), so both refuse exactly the same URLs.
+/// ([`nearcache::config::url::upstream`]), so both refuse exactly the same URLs; a Sentinel
+/// URL is checked by [`sentinel_url`].
 pub fn upstream_url(s: &str) -> Result<(), String> {
-    nearcache::config::url::upstream(s).map(|_| ())
+    match sentinel_base(s) {
+        Some((base, rest)) => sentinel_url(base, rest),
+        None => nearcache::config::url::upstream(s).map(|_| ()),
+    }
+}
+
+/// The Sentinel schemes and the plain scheme each one's parts are written in.
+const SENTINEL_SCHEMES: [(&str, &str); 2] =
+    [("redis+sentinel", "redis"), ("rediss+sentinel", "rediss")];
+
+/// The Sentinel form's shape, for problems.
+pub const SENTINEL_HINT: &str =
+    "(use redis+sentinel://[user:password@]host1:26379,host2:26379/mymaster[/db], or rediss+sentinel:// for TLS)";
+
+/// For a Sentinel URL: the plain scheme its parts are written in and the text after `://`.
+fn sentinel_base(s: &str) -> Option<(&'static str, &str)> {
+    let (scheme, rest) = s.trim().split_once("://")?;
+    SENTINEL_SCHEMES
+        .iter()
+        .find(|(sentinel, _)| scheme.eq_ignore_ascii_case(sentinel))
+        .map(|&(_, base)| (base, rest))
+}
+
+/// `redis+sentinel://[user:password@]host1:26379,host2:26379/mymaster[/db][?query]`.
+///
+/// The sidecar's grammar (`nearcache::config::url`) does not have the Sentinel form yet, so
+/// the injector takes it apart here and gives every part to that grammar: each sentinel as
+/// `<base>://[userinfo@]host:port/db?query`, so user info, hosts, ports, the db and the
+/// query parameters follow exactly the sidecar's rules. Only the host list and the master
+/// name are read here.
+pub fn sentinel_url(base: &str, rest: &str) -> Result<(), String> {
+    let (main, query) = match rest.find('?') {
+        Some(q) => rest.split_at(q),
+        None => (rest, ""),
+    };
+    let (userinfo, after) = match main.rfind('@') {
+        Some(at) => main.split_at(at + 1),
+        None => ("", main),
+    };
+    let (location, fragment) = match after.find('#') {
+        Some(f) => after.split_at(f),
+        None => (after, ""),
+    };
+    let (hosts, path) = location.split_once('/').unwrap_or((location, ""));
+    let mut segments = path.split('/');
+    let master = segments.next().unwrap_or_default();
+    let db = segments.next().unwrap_or_default();
+    if segments.next().is_some() {
+        return Err(format!("too many path segments {SENTINEL_HINT}"));
+    }
+    if hosts.is_empty() {
+        return Err(format!("no sentinel address {SENTINEL_HINT}"));
+    }
+    if master.is_empty() {
+        return Err(format!("no master name {SENTINEL_HINT}"));
+    }
+    if master
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '%' | '@' | ','))
+    {
+        return Err(format!("invalid master name {master:?} {SENTINEL_HINT}"));
+    }
+    for host in hosts.split(',') {
+        if host.is_empty() {
+            return Err(format!("an empty sentinel address {SENTINEL_HINT}"));
+        }
+        let one = format!("{base}://{userinfo}{host}/{db}{query}{fragment}");
+        nearcache::config::url::upstream(&one).map_err(|e| format!("sentinel {host}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The URL's scheme in lower case, unless it is not written out (`$(VAR)`) or missing.
+pub fn scheme(url: &str) -> Option<String> {
+    let (scheme, _) = url.trim().split_once("://")?;
+    (!scheme.contains('$')).then(|| scheme.to_ascii_lowercase())
+}
+
+/// Whether a scheme is a TLS one (`rediss://`, `rediss+sentinel://`).
+pub fn is_tls_scheme(scheme: &str) -> bool {
+    scheme == "rediss" || scheme == "rediss+sentinel"
+}
+
+/// Whether a scheme is a Sentinel one.
+pub fn is_sentinel_scheme(scheme: &str) -> bool {
+    SENTINEL_SCHEMES.iter().any(|(s, _)| *s == scheme)
 }
 
 /// Whether a (valid) upstream URL is the sidecar's own listen address, which would loop.
@@ -54,16 +140,7 @@ pub fn secret_ref(s: &str) -> Result<(&str, &str), String> {
     let Some((name, key)) = s.split_once('/') else {
         return Err("expected <secret-name>/<key>".to_owned());
     };
-    let dns_ok = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if !dns_ok {
-        return Err(format!("{name:?} is not a valid Secret name"));
-    }
+    secret_name(name)?;
     let key_ok = !key.is_empty()
         && key.len() <= 253
         && key
@@ -73,6 +150,37 @@ pub fn secret_ref(s: &str) -> Result<(&str, &str), String> {
         return Err(format!("{key:?} is not a valid Secret key"));
     }
     Ok((name, key))
+}
+
+/// A Secret's name: a DNS subdomain (lower case, digits, `-`, `.`; at most 253).
+pub fn secret_name(name: &str) -> Result<(), String> {
+    let dns_ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if dns_ok {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not a valid Secret name"))
+    }
+}
+
+/// The name the upstream's certificate must be valid for: what the sidecar's
+/// `--upstream-tls-server-name` takes, checked by the sidecar's own configuration.
+pub fn tls_server_name(s: &str) -> Result<(), String> {
+    use nearcache::config::{Config, Flags};
+    let flags = Flags {
+        upstream: Some("rediss://redis".to_owned()),
+        upstream_tls_server_name: Some(s.to_owned()),
+        ..Default::default()
+    };
+    match Config::from_parts(&flags, None) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.problems.join("; ")),
+    }
 }
 
 /// A C identifier-like environment variable name.

@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, Pod, SecretKeySelector};
 
+use crate::secrets::{self, Needs, SecretMount};
 use crate::{
     memory_for, memory_mib, parse, refs, InjectorConfig, ANNOTATION_BUS_KEY_SECRET,
     ANNOTATION_CPU_REQUEST, ANNOTATION_IMAGE, ANNOTATION_L1_MAX_BYTES, ANNOTATION_L1_TTL,
-    ANNOTATION_MEMORY_LIMIT, ANNOTATION_UPSTREAM, ANNOTATION_UPSTREAM_SECRET, ANNOTATION_URL_ENV,
-    BUS_KEY_VOLUME, MIB,
+    ANNOTATION_MEMORY_LIMIT, ANNOTATION_UPSTREAM, ANNOTATION_UPSTREAM_SECRET,
+    ANNOTATION_UPSTREAM_TLS_SERVER_NAME, ANNOTATION_URL_ENV, BUS_KEY_VOLUME, MIB,
 };
 
 /// Where the sidecar's NEARCACHE_UPSTREAM comes from.
@@ -32,7 +33,14 @@ pub(crate) struct Settings {
     pub(crate) upstream_env: Vec<EnvVar>,
     /// The bus key Secret (name, key).
     pub(crate) bus_key: Option<(String, String)>,
+    /// The Secrets mounted for the upstream's TLS and credentials and the sentinels'.
+    pub(crate) mounts: Vec<SecretMount>,
+    /// `--upstream-tls-server-name`.
+    pub(crate) tls_server_name: Option<String>,
 }
+
+/// Why a pod is not injected: the skip reason and the problems.
+type Refusal = (&'static str, Vec<String>);
 
 /// Applies the annotations to the config; every problem is reported, not just the first.
 /// The error is the skip reason and the problems.
@@ -62,6 +70,12 @@ pub(crate) fn settings(
     check(ANNOTATION_MEMORY_LIMIT, &|v| parse::memory_quantity(v));
     check(ANNOTATION_BUS_KEY_SECRET, &|v| {
         parse::secret_ref(v).map(|_| ())
+    });
+    for kind in secrets::KINDS {
+        check(kind.annotation, &|v| secrets::parse(kind, v).map(|_| ()));
+    }
+    check(ANNOTATION_UPSTREAM_TLS_SERVER_NAME, &|v| {
+        parse::tls_server_name(v)
     });
     let first = pod.spec.iter().flat_map(|s| s.containers.first()).next();
     let annotated_env = match (ann.get(ANNOTATION_UPSTREAM), first) {
@@ -155,7 +169,22 @@ pub(crate) fn settings(
         ));
     }
 
+    let (mounts, tls_server_name) = upstream_secrets(ann, config, upstream.as_ref())?;
+    if let Some(taken) = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .find(|v| mounts.iter().any(|m| m.kind.volume == v.name))
+    {
+        return Err((
+            "volume name taken",
+            vec![format!("the pod already has a volume named {}", taken.name)],
+        ));
+    }
+
     Ok(Settings {
+        mounts,
+        tls_server_name,
         bus_key,
         image: get(ANNOTATION_IMAGE, &config.image),
         url_env,
@@ -221,5 +250,63 @@ fn existing_upstream(
             "existing {url_env}={:?}: {e}",
             parse::redact_url(&v)
         )]),
+    }
+}
+
+/// The Secrets to mount and the TLS server name: each annotation, else the injector's config.
+/// An annotation that does not fit the upstream (TLS for a `redis://` URL, Sentinel
+/// credentials for a URL that is not a Sentinel one) is a problem, as the sidecar would
+/// refuse to start; a config value applies to the pods whose upstream it fits, and to those
+/// whose URL's scheme the injector cannot read (a Secret, a `$(VAR)`).
+fn upstream_secrets(
+    ann: &BTreeMap<String, String>,
+    config: &InjectorConfig,
+    upstream: Option<&Upstream>,
+) -> Result<(Vec<SecretMount>, Option<String>), Refusal> {
+    let scheme = match upstream {
+        Some(Upstream::Value(url)) => parse::scheme(url),
+        _ => None,
+    };
+    let mut problems = Vec::new();
+    // Whether a setting for upstreams of this kind fits; an annotation that does not is a
+    // problem.
+    let mut fits = |annotation: &str, needs: Needs| {
+        let fit = match (needs, scheme.as_deref()) {
+            (_, None) | (Needs::Any, _) => true,
+            (Needs::Tls, Some(s)) => parse::is_tls_scheme(s),
+            (Needs::Sentinel, Some(s)) => parse::is_sentinel_scheme(s),
+        };
+        if !fit && ann.contains_key(annotation) {
+            let what = match needs {
+                Needs::Sentinel => {
+                    "a Sentinel one (use a redis+sentinel:// or rediss+sentinel:// URL)"
+                }
+                _ => "a TLS one (use a rediss:// or rediss+sentinel:// URL)",
+            };
+            problems.push(format!(
+                "annotation {annotation}: the upstream is not {what}"
+            ));
+        }
+        fit
+    };
+    let mut mounts = Vec::new();
+    for kind in secrets::KINDS {
+        let fit = fits(kind.annotation, kind.needs);
+        let value = ann
+            .get(kind.annotation)
+            .or(config.secret(kind).filter(|_| fit));
+        if let Some(m) = value.and_then(|v| secrets::parse(kind, v).ok()) {
+            mounts.push(m);
+        }
+    }
+    let fit = fits(ANNOTATION_UPSTREAM_TLS_SERVER_NAME, Needs::Tls);
+    let tls_server_name = ann
+        .get(ANNOTATION_UPSTREAM_TLS_SERVER_NAME)
+        .or(config.upstream_tls_server_name.as_ref().filter(|_| fit))
+        .map(|v| v.trim().to_owned());
+    if problems.is_empty() {
+        Ok((mounts, tls_server_name))
+    } else {
+        Err(("annotations do not fit the upstream", problems))
     }
 }

@@ -32,6 +32,12 @@ const CASES: &[(&str, bool)] = &[
     ("port-conflict", false),
     ("memory-limit-too-small", false),
     ("refused-url", false),
+    ("upstream-tls-secret", false),
+    ("upstream-tls-ca-only", false),
+    ("upstream-credentials-secret", false),
+    ("sentinel-upstream", false),
+    ("upstream-secrets-conflict", false),
+    ("upstream-secrets-invalid", false),
 ];
 
 fn golden_dir() -> PathBuf {
@@ -113,6 +119,10 @@ fn expected_decisions() {
                 | "url-from-configmap"
                 | "bus-key-secret"
                 | "env-reference"
+                | "upstream-tls-secret"
+                | "upstream-tls-ca-only"
+                | "upstream-credentials-secret"
+                | "sentinel-upstream"
         );
         assert_eq!(injected, expect_inject, "{case}: {decision:?}");
         let warns = !decision.warnings().is_empty();
@@ -128,6 +138,8 @@ fn expected_decisions() {
                 | "port-conflict"
                 | "memory-limit-too-small"
                 | "refused-url"
+                | "upstream-secrets-conflict"
+                | "upstream-secrets-invalid"
         );
         assert_eq!(warns, expect_warn, "{case}: {decision:?}");
     }

@@ -4,7 +4,7 @@
 //! anything), `nearcache probe` as the startup probe runs it, and the application's
 //! rewritten Redis URL used for real; and the probes while Redis is down: by default the
 //! startup probe (which holds the app back) passes once the sidecar listens, readiness
-//! waits for Redis.
+//! waits for Redis; and a TLS upstream reached through the files of the mounted Secret.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -12,7 +12,12 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use nearcache_injector::{inject, Decision, InjectorConfig};
-use proto_tests::{bulk, free_port, nearcache_bin, Conn, Redis};
+use proto_tests::tempdir::TempDir;
+use proto_tests::{bulk, free_port, nearcache_bin, Conn, Redis, TlsFiles};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
 use serde_json::{json, Value};
 
 /// Kills the sidecar when the test ends, however it ends.
@@ -30,11 +35,16 @@ fn injected(redis_url: &str) -> Value {
 }
 
 fn injected_with(redis_url: &str, config: &InjectorConfig) -> Value {
+    injected_annotated(redis_url, config, json!({}))
+}
+
+fn injected_annotated(redis_url: &str, config: &InjectorConfig, annotations: Value) -> Value {
     let mut pod = json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "api", "namespace": "shop",
-                     "labels": {"nearcache.io/inject": "true"}},
+                     "labels": {"nearcache.io/inject": "true"},
+                     "annotations": annotations},
         "spec": {"containers": [{"name": "api", "image": "api:1",
                                   "env": [{"name": "REDIS_URL", "value": redis_url}]}]}
     });
@@ -232,4 +242,104 @@ fn while_redis_is_down_the_app_starts_unless_the_config_says_otherwise() {
         !run_probe(strict_sidecar, "startupProbe", &env),
         "started without Redis"
     );
+}
+
+/// A CA, a server certificate for `localhost` and a client certificate it signed, written
+/// to `dir` (the server's files) and to `dir/secret` as a `kubernetes.io/tls` Secret with
+/// `ca.crt` appears in its volume: `ca.crt`, `tls.crt`, `tls.key`.
+fn pki(dir: &TempDir) -> TlsFiles {
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let mut ca = CertificateParams::new(Vec::new()).unwrap();
+    ca.distinguished_name.push(DnType::CommonName, "test CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_key = KeyPair::generate().unwrap();
+    let issuer = Issuer::from_params(&ca, &ca_key);
+    let leaf = |name: &str, purpose| {
+        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![purpose];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let (cert, key) = leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth);
+    let (client_cert, client_key) = leaf("client", ExtendedKeyUsagePurpose::ClientAuth);
+    TlsFiles {
+        ca: write("ca.crt", &ca_pem),
+        cert: write("server.crt", &cert),
+        key: write("server.key", &key),
+        client_cert: write("secret/tls.crt", &client_cert),
+        client_key: write("secret/tls.key", &client_key),
+    }
+}
+
+/// The annotations for a TLS Secret and a server name give the sidecar the files of the
+/// mounted Secret under the env names it reads: it verifies a TLS-only redis-server that
+/// requires client certificates, by the name given (the URL names an IP address), and
+/// serves the application through it.
+#[test]
+fn the_injected_sidecar_reaches_a_tls_upstream_through_the_mounted_secret() {
+    let dir = TempDir::new("injected-tls");
+    let files = pki(&dir);
+    std::fs::copy(&files.ca, dir.path().join("secret/ca.crt")).unwrap();
+    let redis = Redis::start_tls(&files, &[]);
+    let pod = injected_annotated(
+        &format!("rediss://127.0.0.1:{}", redis.port()),
+        &InjectorConfig::default(),
+        json!({
+            "nearcache.io/upstream-tls-secret": "redis-client-tls",
+            "nearcache.io/upstream-tls-server-name": "localhost",
+        }),
+    );
+    let sidecar = &pod["spec"]["initContainers"][0];
+    let mount = sidecar["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "nearcache-upstream-tls")
+        .expect("the Secret's volume is mounted");
+    assert!(mount.get("subPath").is_none(), "{mount}");
+    let mount_path = mount["mountPath"].as_str().unwrap();
+    // The Secret's volume, as the kubelet would fill it, is the test's directory.
+    let secret_dir = dir.path().join("secret");
+    let (env, args, listen_port) = runnable(sidecar);
+    let env: Vec<(String, String)> = env
+        .into_iter()
+        .map(|(k, v)| (k, v.replace(mount_path, secret_dir.to_str().unwrap())))
+        .collect();
+    for name in [
+        "NEARCACHE_UPSTREAM_TLS_CA",
+        "NEARCACHE_UPSTREAM_TLS_CERT",
+        "NEARCACHE_UPSTREAM_TLS_KEY",
+    ] {
+        let (_, path) = env.iter().find(|(k, _)| k == name).expect(name);
+        assert!(std::path::Path::new(path).is_file(), "{name}={path}");
+    }
+    let _running = Running(
+        Command::new(nearcache_bin())
+            .args(&args)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nearcache"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !run_probe(sidecar, "readinessProbe", &env) {
+        assert!(Instant::now() < deadline, "never ready over TLS");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let addr = format!("127.0.0.1:{listen_port}").parse().unwrap();
+    let mut c = Conn::connect(addr);
+    assert_eq!(c.cmd_str(&["SET", "k", "over TLS"]), b"+OK\r\n");
+    assert_eq!(c.cmd_str(&["GET", "k"]), bulk(b"over TLS"));
+    assert_eq!(redis.cli(&["GET", "k"]).trim(), "over TLS");
 }

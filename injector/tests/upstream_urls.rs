@@ -122,3 +122,80 @@ fn a_refused_url_warning_never_shows_the_password() {
     assert!(!d.warnings().is_empty());
     assert!(d.warnings().iter().all(|w| !w.contains("hunter2")), "{d:?}");
 }
+
+/// Sentinel upstreams, `redis+sentinel://[user:pass@]host1:26379,host2:26379/mymaster[/db]`
+/// (`rediss+sentinel://`: TLS to the sentinels and the primary). The sidecar's grammar
+/// (`nearcache::config::url`) does not have this form yet; the injector takes the host list
+/// and the master name apart and hands every sentinel to that grammar, so user info, ports,
+/// db and query follow the sidecar's rules. (URL, injected, a word the refusal names)
+const SENTINEL_URLS: &[(&str, bool, &str)] = &[
+    (
+        "redis+sentinel://s0:26379,s1:26379,s2:26379/mymaster",
+        true,
+        "",
+    ),
+    ("redis+sentinel://s0:26379/mymaster/2", true, ""),
+    ("REDIS+SENTINEL://s0/mymaster", true, ""),
+    (
+        "rediss+sentinel://app:p%40ss@s0:26379,[fd00::1]:26379/mymaster/0",
+        true,
+        "",
+    ),
+    ("rediss+sentinel://s0:26379/mymaster?protocol=3", true, ""),
+    (
+        "redis+sentinel://s0:26379,s1:26379",
+        false,
+        "no master name",
+    ),
+    ("redis+sentinel://s0:26379/", false, "no master name"),
+    ("redis+sentinel:///mymaster", false, "no sentinel address"),
+    (
+        "redis+sentinel://s0:26379,,s1:26379/mymaster",
+        false,
+        "empty sentinel address",
+    ),
+    (
+        "redis+sentinel://s0:26379/mymaster/1/2",
+        false,
+        "too many path segments",
+    ),
+    (
+        "redis+sentinel://s0:26379/my master",
+        false,
+        "invalid master name",
+    ),
+    ("redis+sentinel://s0:99999/mymaster", false, "invalid port"),
+    ("redis+sentinel://s0:26379/mymaster/x", false, "invalid db"),
+    (
+        "redis+sentinel://s0:26379/mymaster?foo=1",
+        false,
+        "unknown query parameter",
+    ),
+    ("redis+sentinel://s$0:26379/mymaster", false, "invalid host"),
+    ("sentinel://s0:26379/mymaster", false, "scheme"),
+];
+
+#[test]
+fn sentinel_urls_are_checked_part_by_part_with_the_sidecars_grammar() {
+    for &(url, ok, word) in SENTINEL_URLS {
+        let decision = inject(&pod(url), &BTreeMap::new(), &InjectorConfig::default()).unwrap();
+        match decision {
+            Decision::Inject { .. } => assert!(ok, "injector injected {url}"),
+            Decision::Skip { reason, warnings } => {
+                assert!(!ok, "injector skipped {url}: {reason} {warnings:?}");
+                assert!(
+                    warnings.iter().any(|w| w.contains(word)),
+                    "injector on {url}: {warnings:?}"
+                );
+            }
+        }
+    }
+    let d = inject(
+        &pod("redis+sentinel://app:hunter2@s0:26379/mymaster/x"),
+        &BTreeMap::new(),
+        &InjectorConfig::default(),
+    )
+    .unwrap();
+    assert!(!d.warnings().is_empty());
+    assert!(d.warnings().iter().all(|w| !w.contains("hunter2")), "{d:?}");
+}

@@ -9,7 +9,8 @@
 //! PrometheusRule through promtool, the Grafana dashboard ConfigMap, the PodMonitor's
 //! selector), the image (kubernetes/image.rs: the Dockerfile against the workspace, the image
 //! values) and the packaging (kubernetes/package.rs: `helm package`, the Makefile's recipes,
-//! the install notes).
+//! the install notes), and the values for TLS, credentials and Sentinel upstreams
+//! (kubernetes/upstream_secrets.rs).
 //!
 //! Needs target/k8s-tools/ (scripts/ensure-k8s-tools.sh installs helm and
 //! kubernetes-validate there) and promtool (scripts/ensure-prometheus.sh): without them the
@@ -24,6 +25,7 @@ use proto_tests::tempdir::TempDir;
 mod image;
 mod monitoring;
 mod package;
+mod upstream_secrets;
 
 const CHART: &str = "deploy/helm/nearcache";
 const RELEASE: &str = "nc";
