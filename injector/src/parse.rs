@@ -27,80 +27,11 @@ pub fn duration_ms(s: &str) -> Result<u64, String> {
     }
 }
 
-/// An upstream the sidecar accepts: the sidecar's own parser
-/// ([`nearcache::config::url::upstream`]), so both refuse exactly the same URLs; a Sentinel
-/// URL is checked by [`sentinel_url`].
+/// An upstream the sidecar accepts (`redis://`, `rediss://`, `redis+sentinel://`,
+/// `rediss+sentinel://`): the sidecar's own parser ([`nearcache::config::url::upstream`]), so
+/// both refuse exactly the same URLs.
 pub fn upstream_url(s: &str) -> Result<(), String> {
-    match sentinel_base(s) {
-        Some((base, rest)) => sentinel_url(base, rest),
-        None => nearcache::config::url::upstream(s).map(|_| ()),
-    }
-}
-
-/// The Sentinel schemes and the plain scheme each one's parts are written in.
-const SENTINEL_SCHEMES: [(&str, &str); 2] =
-    [("redis+sentinel", "redis"), ("rediss+sentinel", "rediss")];
-
-/// The Sentinel form's shape, for problems.
-pub const SENTINEL_HINT: &str =
-    "(use redis+sentinel://[user:password@]host1:26379,host2:26379/mymaster[/db], or rediss+sentinel:// for TLS)";
-
-/// For a Sentinel URL: the plain scheme its parts are written in and the text after `://`.
-fn sentinel_base(s: &str) -> Option<(&'static str, &str)> {
-    let (scheme, rest) = s.trim().split_once("://")?;
-    SENTINEL_SCHEMES
-        .iter()
-        .find(|(sentinel, _)| scheme.eq_ignore_ascii_case(sentinel))
-        .map(|&(_, base)| (base, rest))
-}
-
-/// `redis+sentinel://[user:password@]host1:26379,host2:26379/mymaster[/db][?query]`.
-///
-/// The sidecar's grammar (`nearcache::config::url`) does not have the Sentinel form yet, so
-/// the injector takes it apart here and gives every part to that grammar: each sentinel as
-/// `<base>://[userinfo@]host:port/db?query`, so user info, hosts, ports, the db and the
-/// query parameters follow exactly the sidecar's rules. Only the host list and the master
-/// name are read here.
-pub fn sentinel_url(base: &str, rest: &str) -> Result<(), String> {
-    let (main, query) = match rest.find('?') {
-        Some(q) => rest.split_at(q),
-        None => (rest, ""),
-    };
-    let (userinfo, after) = match main.rfind('@') {
-        Some(at) => main.split_at(at + 1),
-        None => ("", main),
-    };
-    let (location, fragment) = match after.find('#') {
-        Some(f) => after.split_at(f),
-        None => (after, ""),
-    };
-    let (hosts, path) = location.split_once('/').unwrap_or((location, ""));
-    let mut segments = path.split('/');
-    let master = segments.next().unwrap_or_default();
-    let db = segments.next().unwrap_or_default();
-    if segments.next().is_some() {
-        return Err(format!("too many path segments {SENTINEL_HINT}"));
-    }
-    if hosts.is_empty() {
-        return Err(format!("no sentinel address {SENTINEL_HINT}"));
-    }
-    if master.is_empty() {
-        return Err(format!("no master name {SENTINEL_HINT}"));
-    }
-    if master
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '%' | '@' | ','))
-    {
-        return Err(format!("invalid master name {master:?} {SENTINEL_HINT}"));
-    }
-    for host in hosts.split(',') {
-        if host.is_empty() {
-            return Err(format!("an empty sentinel address {SENTINEL_HINT}"));
-        }
-        let one = format!("{base}://{userinfo}{host}/{db}{query}{fragment}");
-        nearcache::config::url::upstream(&one).map_err(|e| format!("sentinel {host}: {e}"))?;
-    }
-    Ok(())
+    nearcache::config::url::upstream(s).map(|_| ())
 }
 
 /// The URL's scheme in lower case, unless it is not written out (`$(VAR)`) or missing.
@@ -116,7 +47,7 @@ pub fn is_tls_scheme(scheme: &str) -> bool {
 
 /// Whether a scheme is a Sentinel one.
 pub fn is_sentinel_scheme(scheme: &str) -> bool {
-    SENTINEL_SCHEMES.iter().any(|(s, _)| *s == scheme)
+    scheme == "redis+sentinel" || scheme == "rediss+sentinel"
 }
 
 /// Whether a (valid) upstream URL is the sidecar's own listen address, which would loop.

@@ -159,8 +159,9 @@ const SENTINEL_URLS: &[(&str, bool, &str)] = &[
         false,
         "too many path segments",
     ),
+    ("redis+sentinel://s0:26379/my master", false, "spaces"),
     (
-        "redis+sentinel://s0:26379/my master",
+        "redis+sentinel://s0:26379/my%20master",
         false,
         "invalid master name",
     ),
@@ -176,7 +177,7 @@ const SENTINEL_URLS: &[(&str, bool, &str)] = &[
 ];
 
 #[test]
-fn sentinel_urls_are_checked_part_by_part_with_the_sidecars_grammar() {
+fn sentinel_urls_are_checked_with_the_sidecars_grammar() {
     for &(url, ok, word) in SENTINEL_URLS {
         let decision = inject(&pod(url), &BTreeMap::new(), &InjectorConfig::default()).unwrap();
         match decision {

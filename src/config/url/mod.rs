@@ -140,6 +140,9 @@ pub fn upstream(s: &str) -> Result<UpstreamAddr, String> {
 /// The sentinels (`host[:port]` separated by commas, port 26379 by default) and the
 /// master's name (the path's first segment); returns the rest of the path (the db).
 fn sentinel_parts<'a>(authority: &str, path: &'a str) -> Result<(Sentinels, &'a str), String> {
+    if authority.is_empty() {
+        return Err(format!("no sentinel address {URL_HINT}"));
+    }
     let mut addresses = Vec::new();
     for one in authority.split(',') {
         if one.is_empty() {
@@ -155,6 +158,9 @@ fn sentinel_parts<'a>(authority: &str, path: &'a str) -> Result<(Sentinels, &'a 
         }
     }
     let (master, rest) = path.split_once('/').unwrap_or((path, ""));
+    if rest.contains('/') {
+        return Err(format!("too many path segments {URL_HINT}"));
+    }
     if master.is_empty() {
         return Err(format!(
             "no master name: a Sentinel URL names the primary as the sentinels know it {URL_HINT}"

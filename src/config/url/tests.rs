@@ -45,6 +45,8 @@ fn sentinel_urls_name_the_sentinels_the_master_and_the_db() {
         ("redis+sentinel://s1,s2", "no master name"),
         ("redis+sentinel://s1,s2/", "no master name"),
         ("redis+sentinel://s1,,s2/m", "empty sentinel address"),
+        ("redis+sentinel:///m", "no sentinel address"),
+        ("redis+sentinel://s1/m/1/2", "too many path segments"),
         ("redis+sentinel://s1:0/m", "invalid port"),
         ("redis+sentinel://s1/m/x", "invalid db"),
         ("redis+sentinel://s1/m%20x", "invalid master name"),
