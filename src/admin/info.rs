@@ -101,7 +101,10 @@ pub fn section(f: &Figures) -> String {
 /// The `sentinel_*` lines of a `redis+sentinel://` upstream.
 fn sentinel_lines(l: &mut Lines, s: &crate::upstream::sentinel::SentinelFigures) {
     l.line("sentinel_master", &s.master);
-    l.line("sentinel_primary", &s.primary.as_deref().unwrap_or("(none)"));
+    l.line(
+        "sentinel_primary",
+        &s.primary.as_deref().unwrap_or("(none)"),
+    );
     l.line("sentinel_failovers", &s.failovers);
     match s.seconds_since_switch {
         Some(secs) => l.line("sentinel_seconds_since_switch", &secs),

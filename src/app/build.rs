@@ -217,7 +217,10 @@ fn upstream_credentials(config: &Config) -> Option<Credentials> {
 /// password is given. The one place they are read: a file-based source plugs in here.
 fn sentinel_credentials(config: &Config) -> Option<Credentials> {
     config.sentinel_password.as_ref().map(|p| Credentials {
-        user: config.sentinel_username.as_ref().map(|n| Bytes::from(n.clone())),
+        user: config
+            .sentinel_username
+            .as_ref()
+            .map(|n| Bytes::from(n.clone())),
         pass: Bytes::from(p.clone()),
     })
 }

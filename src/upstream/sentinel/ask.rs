@@ -32,7 +32,11 @@ pub(super) async fn ask(
         stream.send(&out).await.map_err(|e| e.to_string())?;
         let mut replies = Vec::with_capacity(requests.len());
         for _ in requests {
-            replies.push(read_frame(&mut stream, &mut buf).await.map_err(|e| e.to_string())?);
+            replies.push(
+                read_frame(&mut stream, &mut buf)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
         }
         Ok(replies)
     };

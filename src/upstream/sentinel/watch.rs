@@ -34,7 +34,9 @@ impl Drop for Reachable<'_> {
 impl Sentinel {
     /// Keeps `address` subscribed until the process ends.
     pub(super) async fn watch(self: Arc<Self>, address: String) {
-        let seed = address.bytes().fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b));
+        let seed = address
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b));
         let mut backoff = Backoff::new(seed);
         loop {
             match self.subscribed(&address, &mut backoff).await {
@@ -119,7 +121,9 @@ impl Sentinel {
             return;
         };
         let master = self.options.master.as_bytes();
-        let ours = payload.strip_prefix(master).is_some_and(|rest| rest.first() == Some(&b' '));
+        let ours = payload
+            .strip_prefix(master)
+            .is_some_and(|rest| rest.first() == Some(&b' '));
         if is_message && on_switch && ours {
             tracing::info!(
                 master = %self.options.master,
