@@ -188,9 +188,11 @@ fn sentinel_failover_is_followed_and_what_was_cached_is_not_served_after() {
 }
 
 #[test]
-fn a_killed_primary_is_followed_to_the_promoted_replica() {
+fn a_killed_primary_is_followed_to_the_promoted_replica_on_switch_master() {
     let mut group = SentinelGroup::start(None);
-    let sidecar = Sidecar::start_url(&group.url(), &[]);
+    // No periodic re-check within the test: only the +switch-master subscription can
+    // start the discovery that follows (a dead primary raises no doubt).
+    let sidecar = Sidecar::start_url(&group.url(), &["--sentinel-recheck", "1h"]);
     wait_ready(&sidecar);
     let mut c = sidecar.conn();
     assert_reply(&c.cmd_str(&["SET", "k", "v"]), b"+OK\r\n", "SET");
