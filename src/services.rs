@@ -31,6 +31,8 @@ pub struct Services {
     pub coalescer: Arc<Coalescer>,
     /// Upstream pools.
     pub upstream: Arc<Upstream>,
+    /// Sentinel discovery of a `redis+sentinel://` upstream (none for a fixed one).
+    pub sentinel: Option<Arc<crate::upstream::sentinel::Sentinel>>,
     /// Server-assisted tracking: the redirect, whether L1 may serve, its counters.
     pub control: Arc<Control>,
     /// Counters.

@@ -14,6 +14,7 @@
 //! - `redis`: `Redis`, a redis-server child process.
 //! - `sidecar`: `Sidecar`, a nearcache child process, and `run_nearcache` for runs that exit.
 //! - `monitor`: `Monitor`, the commands the upstream executed.
+//! - `sentinel`: `SentinelGroup`, a primary, a replica and three sentinels.
 //! - `tempdir`: scratch directories for logs.
 
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod client;
 pub mod http;
 pub mod monitor;
 pub mod redis;
+pub mod sentinel;
 pub mod sidecar;
 pub mod tempdir;
 

@@ -9,6 +9,7 @@ use crate::control::ControlFigures;
 use crate::metrics::StatsFigures;
 use crate::profiler::ProfilerFigures;
 use crate::services::Services;
+use crate::upstream::sentinel::SentinelFigures;
 use crate::upstream::UpstreamFigures;
 use crate::warm::WarmFigures;
 
@@ -21,6 +22,8 @@ pub struct Figures {
     pub l1: L1Figures,
     /// The upstream's state and connections.
     pub upstream: UpstreamFigures,
+    /// Sentinel discovery (a `redis+sentinel://` upstream only).
+    pub sentinel: Option<SentinelFigures>,
     /// The control connection, tracking and the bus.
     pub control: ControlFigures,
     /// Warming.
@@ -39,6 +42,7 @@ impl Figures {
             stats: services.stats.figures(),
             l1: services.l1.figures(),
             upstream: services.upstream.figures(),
+            sentinel: services.sentinel.as_ref().map(|s| s.figures()),
             control: services.control.figures(),
             warm: services.warm.figures(),
             audit: services.audit.figures(),
@@ -49,6 +53,7 @@ impl Figures {
     /// Why the sidecar is not ready, if it is not (see [`super::readiness`]).
     pub fn not_ready(&self) -> Option<&'static str> {
         super::readiness::verdict(
+            self.sentinel.as_ref().is_none_or(|s| s.primary.is_some()),
             self.upstream.state,
             self.control.serving,
             self.control.awaiting_credentials,

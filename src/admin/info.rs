@@ -83,6 +83,9 @@ pub fn section(f: &Figures) -> String {
         &if up.link_up { "up" } else { "down" },
     );
     l.line("upstream_state", &up.state.name());
+    if let Some(sentinel) = &f.sentinel {
+        sentinel_lines(&mut l, sentinel);
+    }
     l.line("ready", &u8::from(f.not_ready().is_none()));
     l.line("connected_clients", &s.connected_clients);
     l.line("total_connections_received", &s.total_connections);
@@ -93,6 +96,22 @@ pub fn section(f: &Figures) -> String {
     l.line("config_reloads", &s.config_reloads);
     l.line("config_reload_failures", &s.config_reload_failures);
     l.0
+}
+
+/// The `sentinel_*` lines of a `redis+sentinel://` upstream.
+fn sentinel_lines(l: &mut Lines, s: &crate::upstream::sentinel::SentinelFigures) {
+    l.line("sentinel_master", &s.master);
+    l.line(
+        "sentinel_primary",
+        &s.primary.as_deref().unwrap_or("(none)"),
+    );
+    l.line("sentinel_failovers", &s.failovers);
+    match s.seconds_since_switch {
+        Some(secs) => l.line("sentinel_seconds_since_switch", &secs),
+        None => l.line("sentinel_seconds_since_switch", &-1),
+    }
+    l.line("sentinel_known", &s.known);
+    l.line("sentinel_reachable", &s.reachable);
 }
 
 /// Renders `# Nearcache_L1`: hits, misses, size, evictions, the staleness audit, warming,

@@ -3,7 +3,8 @@
 use crate::services::Services;
 use crate::upstream::UpstreamState;
 
-/// Why the sidecar is not ready, if it is not: the upstream is unreachable, it refuses the
+/// Why the sidecar is not ready, if it is not: no primary is known (Sentinel), the upstream
+/// is unreachable, it refuses the
 /// credentials of `--upstream`, L1 needs the invalidation link (tracking or the bus) and it
 /// is down, or the start-up warming runs with `warm_before_ready` (at most
 /// [`crate::warm::READY_HOLD`]). An upstream that requires authentication while
@@ -12,6 +13,7 @@ use crate::upstream::UpstreamState;
 /// figures), for probes.
 pub fn not_ready(shared: &Services) -> Option<&'static str> {
     verdict(
+        shared.upstream.endpoint().address().is_ok(),
         shared.upstream.state(),
         shared.control.serving(),
         shared.control.awaiting_credentials(),
@@ -19,15 +21,20 @@ pub fn not_ready(shared: &Services) -> Option<&'static str> {
     )
 }
 
-/// The verdict from its inputs: the upstream's state, whether L1 may serve (the control
+/// The verdict from its inputs: whether a primary is known (Sentinel discovery names none
+/// before its first answer), the upstream's state, whether L1 may serve (the control
 /// connection is up or not needed), whether that connection waits for a client's
 /// credentials, and whether the start-up warming holds readiness back.
 pub fn verdict(
+    primary_known: bool,
     upstream: UpstreamState,
     serving: bool,
     awaiting_credentials: bool,
     warming: bool,
 ) -> Option<&'static str> {
+    if !primary_known {
+        return Some("no primary known");
+    }
     if let Some(why) = upstream.not_ready() {
         return Some(why);
     }

@@ -177,3 +177,46 @@ fn every_nearcache_family_is_a_counter_gauge_or_histogram_with_help() {
     assert_eq!(gathered, expected);
     assert!(gathered.len() > 40, "{}", gathered.len());
 }
+
+#[test]
+fn a_sentinel_upstream_shows_its_figures_and_is_not_ready_without_a_primary() {
+    let mut f = snapshot();
+    f.upstream.state = UpstreamState::Up;
+    f.sentinel = Some(crate::upstream::sentinel::SentinelFigures {
+        master: "mymaster".into(),
+        primary: None,
+        failovers: 0,
+        seconds_since_switch: None,
+        known: 3,
+        reachable: 2,
+    });
+    assert_eq!(f.not_ready(), Some("no primary known"));
+    let text = info::render(&f);
+    for line in [
+        "sentinel_master:mymaster\r\n",
+        "sentinel_primary:(none)\r\n",
+        "sentinel_seconds_since_switch:-1\r\n",
+        "sentinel_known:3\r\n",
+        "sentinel_reachable:2\r\n",
+        "ready:0\r\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    let sentinel = f.sentinel.as_mut().unwrap();
+    sentinel.primary = Some("10.0.0.2:6379".into());
+    sentinel.failovers = 2;
+    sentinel.seconds_since_switch = Some(7);
+    assert_eq!(f.not_ready(), None);
+    let metrics = exposition(f);
+    for line in [
+        "nearcache_sentinel_primary_known 1\n",
+        "nearcache_sentinel_failovers_total 2\n",
+        "nearcache_sentinel_seconds_since_switch 7\n",
+        "nearcache_sentinel_sentinels{state=\"known\"} 3\n",
+        "nearcache_sentinel_sentinels{state=\"reachable\"} 2\n",
+    ] {
+        assert!(metrics.contains(line), "{line:?} missing from:\n{metrics}");
+    }
+    // A fixed upstream has no sentinel lines.
+    assert!(!info::render(&snapshot()).contains("sentinel_"));
+}

@@ -19,6 +19,7 @@ use crate::protocol::Resp;
 use crate::services::{learn_max_bulk, Services};
 use crate::upstream::endpoint::Endpoint;
 use crate::upstream::outbound::Outbound;
+use crate::upstream::sentinel::{Sentinel, SentinelOptions};
 use crate::upstream::tls::{Tls, TlsOptions};
 use crate::upstream::{Credentials, LinkEvent, Route, Target, Upstream};
 use crate::warm::Warmer;
@@ -43,6 +44,18 @@ pub fn services(config: Config, tls: Option<Tls>) -> Arc<Services> {
         Some(_) => Endpoint::unknown(),
         None => Endpoint::fixed(u.host_port()),
     };
+    let outbound = Outbound::with_tls(tls);
+    let sentinel = u.sentinel.as_ref().map(|s| {
+        let options = SentinelOptions {
+            addresses: s.addresses.clone(),
+            master: s.master.clone(),
+            sentinel_credentials: sentinel_credentials(&config),
+            data_credentials: upstream_credentials(&config),
+            connect_timeout: config.connect_timeout,
+            recheck: config.sentinel_recheck,
+        };
+        Sentinel::new(options, endpoint.clone(), outbound.clone())
+    });
     let target = Target {
         endpoint,
         credentials: upstream_credentials(&config),
@@ -51,7 +64,7 @@ pub fn services(config: Config, tls: Option<Tls>) -> Arc<Services> {
         connect_timeout: config.connect_timeout,
         idle_timeout: config.upstream_idle_timeout,
         max_routes: config.max_upstream_routes,
-        outbound: Outbound::with_tls(tls),
+        outbound,
     };
     let hook_l1 = l1.clone();
     let acl = Acl::new();
@@ -104,6 +117,7 @@ pub fn services(config: Config, tls: Option<Tls>) -> Arc<Services> {
         connect_timeout: config.connect_timeout,
     });
     Arc::new(Services {
+        sentinel,
         warming,
         upstream,
         control: tracking,
@@ -195,6 +209,18 @@ fn upstream_credentials(config: &Config) -> Option<Credentials> {
     let u = &config.upstream;
     u.password.as_ref().map(|p| Credentials {
         user: u.username.as_ref().map(|n| Bytes::from(n.clone())),
+        pass: Bytes::from(p.clone()),
+    })
+}
+
+/// The sentinels' own credentials (`--sentinel-username`, `--sentinel-password`), if a
+/// password is given. The one place they are read: a file-based source plugs in here.
+fn sentinel_credentials(config: &Config) -> Option<Credentials> {
+    config.sentinel_password.as_ref().map(|p| Credentials {
+        user: config
+            .sentinel_username
+            .as_ref()
+            .map(|n| Bytes::from(n.clone())),
         pass: Bytes::from(p.clone()),
     })
 }

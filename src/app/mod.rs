@@ -64,6 +64,9 @@ pub async fn run(config: Config, flags: Flags) -> anyhow::Result<()> {
     );
     let shared = build::services(config, tls);
     lifecycle::spawn(build::flush_on_switch(shared.clone()));
+    if let Some(sentinel) = &shared.sentinel {
+        lifecycle::spawn(sentinel.clone().run());
+    }
     let mut reloader = reload::Reloader::new(flags, shared.clone());
     lifecycle::spawn(async move {
         signals::wait(signals, &mut reloader).await;

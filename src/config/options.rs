@@ -45,6 +45,17 @@ options! {
         "NEARCACHE_UPSTREAM_TLS_INSECURE", "BOOL", default "false",
         "rediss:// only: accept any upstream certificate, unverified (a warning is logged at start); for tests only. The bare flag means true",
         clap(num_args = 0..=1, default_missing_value = "true");
+    // Sentinel (`redis+sentinel://`): the sentinels' own credentials (the URL's are the data's).
+    sentinel_username: String = parse::user_name,
+        "NEARCACHE_SENTINEL_USERNAME", "USER", unset "none",
+        "redis+sentinel:// only: ACL user the sentinels are authenticated as (with --sentinel-password)";
+    sentinel_password: String = parse::user_name,
+        "NEARCACHE_SENTINEL_PASSWORD", "PASSWORD", unset "none",
+        "redis+sentinel:// only: password of the sentinels (their requirepass, or --sentinel-username's)",
+        secret crate::config::parse::hidden;
+    sentinel_recheck: Duration = parse::positive_duration,
+        "NEARCACHE_SENTINEL_RECHECK", "DURATION", default "1s",
+        "redis+sentinel:// only: how often the sentinels are asked again for the primary (and its ROLE checked) besides +switch-master";
     l1_max_bytes: u64 = parse::size,
         "NEARCACHE_L1_MAX_BYTES", "SIZE", default "256MiB",
         "L1 bound in bytes, key + value + overhead";

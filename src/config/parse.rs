@@ -56,6 +56,19 @@ pub(super) fn server_name(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// A user name or password (`--sentinel-username`, `--sentinel-password`): not empty.
+pub(super) fn user_name(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("the value is empty".into());
+    }
+    Ok(s.to_owned())
+}
+
+/// What `--print-config` and `Debug` show for a secret that is not a URL.
+pub(super) fn hidden(_: &str) -> String {
+    "***".to_owned()
+}
+
 /// A file path (`--bus-key-file`): not empty.
 pub(super) fn path(s: &str) -> Result<std::path::PathBuf, String> {
     if s.trim().is_empty() {

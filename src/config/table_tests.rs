@@ -169,7 +169,7 @@ fn clap_flags_are_the_declared_options() {
 
 /// Every option but `--config` is a file key: a file setting each to garbage names each
 /// option, in declaration order (a path is any text: the key file is checked by `load`,
-/// the TLS files when the sidecar starts).
+/// the TLS files when the sidecar starts; so is a user name or a password).
 #[test]
 fn every_option_is_a_file_key_and_names_itself_in_problems() {
     let paths = [
@@ -177,6 +177,8 @@ fn every_option_is_a_file_key_and_names_itself_in_problems() {
         "upstream_tls_ca",
         "upstream_tls_cert",
         "upstream_tls_key",
+        "sentinel_username",
+        "sentinel_password",
     ];
     let garbled: Vec<&OptionSpec> = OPTIONS.iter().filter(|s| !paths.contains(&s.key)).collect();
     let text: String = garbled

@@ -22,6 +22,7 @@ mod handshake;
 pub mod outbound;
 mod pool;
 mod router;
+pub mod sentinel;
 mod status;
 pub mod stream;
 pub mod tls;

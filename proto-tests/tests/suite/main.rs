@@ -42,6 +42,7 @@ mod profiler;
 mod protocol_strict;
 mod pubsub;
 mod reload;
+mod sentinel;
 mod session;
 mod shutdown;
 mod startup;

@@ -96,6 +96,9 @@ pub(super) fn families(f: &Figures, out: &mut Families) {
          answers yet refuses the credentials is reachable).",
         u64::from(up.link_up),
     );
+    if let Some(sn) = &f.sentinel {
+        sentinel(sn, out);
+    }
     out.gauges(
         "nearcache_upstream_state",
         "1 for the upstream's state, 0 for the others: up, unreachable, \
@@ -271,5 +274,31 @@ pub(super) fn families(f: &Figures, out: &mut Families) {
         "Weight of the namespace's L1 entries, as counted against --l1-max-bytes.",
         [NAMESPACE_LABEL],
         rows(|r| r.bytes),
+    );
+}
+
+/// The `nearcache_sentinel_*` families of a `redis+sentinel://` upstream.
+fn sentinel(s: &crate::upstream::sentinel::SentinelFigures, out: &mut Families) {
+    out.gauge(
+        "nearcache_sentinel_primary_known",
+        "1 while Sentinel discovery has a primary (verified with ROLE), 0 before the first.",
+        u64::from(s.primary.is_some()),
+    );
+    out.counter(
+        "nearcache_sentinel_failovers_total",
+        "Switches of the primary after the first discovery.",
+        s.failovers,
+    );
+    out.gauge(
+        "nearcache_sentinel_seconds_since_switch",
+        "Seconds since the primary last changed (the first discovery counts); 0 before it.",
+        s.seconds_since_switch.unwrap_or(0),
+    );
+    out.gauges(
+        "nearcache_sentinel_sentinels",
+        "Sentinels known (configured and learned) and reachable (their +switch-master \
+         subscription is up).",
+        ["state"],
+        [(["known"], s.known), (["reachable"], s.reachable)],
     );
 }
