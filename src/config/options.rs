@@ -29,6 +29,26 @@ options! {
         "Upstream Redis URL, redis://user:password@host:port/db?param=value, all but host optional (docs/configuration.md, \"The upstream URL\")",
         secret crate::config::url::printable;
     // Paths are not secrets: the files' contents never pass through the options.
+    upstream_username_file: PathBuf = parse::path,
+        "NEARCACHE_UPSTREAM_USERNAME_FILE", "FILE", unset "none",
+        "File holding the upstream ACL user name, instead of the URL's (one trailing newline is dropped); re-read when it changes, for new connections";
+    upstream_password_file: PathBuf = parse::path,
+        "NEARCACHE_UPSTREAM_PASSWORD_FILE", "FILE", unset "none",
+        "File holding the upstream password, instead of the URL's (one trailing newline is dropped); re-read when it changes: new connections authenticate with the new one, open ones stay";
+    sentinel_username: String = parse::user_name,
+        "NEARCACHE_SENTINEL_USERNAME", "NAME", unset "none",
+        "redis+sentinel:// only: the ACL user the sidecar authenticates to the sentinels as (with --sentinel-password)";
+    sentinel_password: String = parse::secret,
+        "NEARCACHE_SENTINEL_PASSWORD", "SECRET", unset "none",
+        "redis+sentinel:// only: the password the sidecar authenticates to the sentinels with (separate from the data credentials)",
+        secret crate::config::parse::redacted;
+    sentinel_username_file: PathBuf = parse::path,
+        "NEARCACHE_SENTINEL_USERNAME_FILE", "FILE", unset "none",
+        "redis+sentinel:// only: file holding the sentinels' ACL user name, instead of --sentinel-username; re-read when it changes";
+    sentinel_password_file: PathBuf = parse::path,
+        "NEARCACHE_SENTINEL_PASSWORD_FILE", "FILE", unset "none",
+        "redis+sentinel:// only: file holding the sentinels' password, instead of --sentinel-password; re-read when it changes";
+    // Paths are not secrets: the files' contents never pass through the options.
     upstream_tls_ca: PathBuf = parse::path,
         "NEARCACHE_UPSTREAM_TLS_CA", "FILE", unset "none",
         "rediss:// only: PEM file of the CA certificates that verify the upstream's certificate; without it the system's roots; re-read when it changes";

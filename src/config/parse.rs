@@ -56,6 +56,29 @@ pub(super) fn server_name(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// An ACL user name (`--sentinel-username`): not empty, no spaces or control characters.
+pub(super) fn user_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "invalid user name {s:?} (not empty, no spaces or control characters)"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// A password given as a value (`--sentinel-password`): not empty. Never quoted back.
+pub(super) fn secret(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("the password is empty".into());
+    }
+    Ok(s.to_owned())
+}
+
+/// What `--print-config` and `Debug` show instead of a password given as a value.
+pub(super) fn redacted(_: &str) -> String {
+    "***".to_owned()
+}
+
 /// A file path (`--bus-key-file`): not empty.
 pub(super) fn path(s: &str) -> Result<std::path::PathBuf, String> {
     if s.trim().is_empty() {

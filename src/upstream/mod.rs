@@ -21,6 +21,7 @@ mod handshake;
 pub mod outbound;
 mod pool;
 mod router;
+pub mod secret;
 mod status;
 pub mod stream;
 pub mod tls;
@@ -38,6 +39,7 @@ pub use figures::UpstreamFigures;
 use gate::FillGate;
 pub use pool::{Lane, OnReply, PendingReply, Pool};
 pub use router::{Dedicated, Lanes, Outgoing, Router};
+pub use secret::CredentialSource;
 pub use status::UpstreamState;
 use status::{AUTH_FAILED, AUTH_OK, AUTH_REQUIRED};
 
@@ -95,8 +97,9 @@ pub fn redact(text: &str, creds: Option<&Credentials>) -> String {
 pub struct Target {
     /// `host:port`.
     pub address: String,
-    /// Credentials from the upstream URL, used for user id 0.
-    pub credentials: Option<Credentials>,
+    /// The sidecar's own credentials (the upstream URL's, or its files'), used for user
+    /// id 0: each new connection takes the current ones.
+    pub credentials: CredentialSource,
     /// Connections per route.
     pub connections: usize,
     /// Bound on one reply.
@@ -362,10 +365,15 @@ impl Upstream {
     /// The identity `RESET` moves a session to: Redis's `default` user, reached by sending no
     /// AUTH (see [`DEFAULT_USER`]).
     pub fn default_identity(&self) -> u32 {
-        match self.target.credentials {
-            Some(_) => DEFAULT_USER,
-            None => 0,
+        match self.target.credentials.is_some() {
+            true => DEFAULT_USER,
+            false => 0,
         }
+    }
+
+    /// The sidecar's own credentials (identity 0), current at each use.
+    pub fn own_credentials(&self) -> &CredentialSource {
+        &self.target.credentials
     }
 
     /// The sidecar's own outbound sockets: a client from one of them is the sidecar itself.
@@ -454,7 +462,7 @@ impl Upstream {
             return Ok(held.value.clone());
         }
         let creds = match route.user {
-            0 => self.target.credentials.clone(),
+            0 => self.target.credentials.current(),
             DEFAULT_USER => None,
             id => match routes.identities.get_mut(&id) {
                 Some(held) => {
@@ -498,7 +506,7 @@ impl Upstream {
     /// checked is the one new connections use.
     pub fn identity(&self, creds: Credentials) -> Result<u32, UpstreamError> {
         let user = user_name(&creds);
-        if self.target.credentials.as_ref().map(user_name) == Some(user.clone()) {
+        if self.target.credentials.current().as_ref().map(user_name) == Some(user.clone()) {
             return Ok(0);
         }
         self.start_reaper();

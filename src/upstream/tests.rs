@@ -9,7 +9,7 @@ use super::*;
 fn upstream(idle: Duration, max_routes: usize, forgotten: Arc<Mutex<Vec<u32>>>) -> Upstream {
     let target = Target {
         address: "127.0.0.1:1".into(), // pools here never connect: no call is sent
-        credentials: None,
+        credentials: super::CredentialSource::fixed(None),
         connections: 2,
         timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(1),

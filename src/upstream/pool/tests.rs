@@ -10,7 +10,7 @@ use crate::protocol::Resp;
 fn pool(connections: usize) -> Pool {
     let target = Target {
         address: "127.0.0.1:1".into(),
-        credentials: None,
+        credentials: crate::upstream::CredentialSource::fixed(None),
         connections,
         timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(1),
