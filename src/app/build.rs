@@ -25,11 +25,7 @@ use crate::warm::Warmer;
 /// Builds the services; the L1 is flushed whenever the upstream link is lost (unless
 /// stale hits are allowed) and whenever it comes back, since the upstream's data may have
 /// changed meanwhile (its ACL rules too: what was learned about them is forgotten).
-pub fn services(
-    config: Config,
-    tls: Option<Tls>,
-    credentials: CredentialSource,
-) -> Arc<Services> {
+pub fn services(config: Config, tls: Option<Tls>, credentials: CredentialSource) -> Arc<Services> {
     let stats = Arc::new(Stats::new());
     let l1 = Arc::new(L1::with_namespaces(
         L1Options {

@@ -175,9 +175,9 @@ impl SecretFile {
                     state.secret = secret;
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(
-                    "{e}: the previous secret stays in use for new connections"
-                ),
+                Err(e) => {
+                    tracing::warn!("{e}: the previous secret stays in use for new connections")
+                }
             }
         }
         state.secret.clone()

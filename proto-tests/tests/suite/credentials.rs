@@ -7,8 +7,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use proto_tests::*;
 
@@ -46,7 +48,7 @@ impl Seen {
         match dropped {
             true => self.drops.fetch_add(1, SeqCst),
             false => {
-                self.errors.lock().unwrap().push(format!("{what}: {text}"));
+                self.errors.lock().push(format!("{what}: {text}"));
                 0
             }
         };
@@ -113,7 +115,7 @@ fn transaction_loop(sidecar: SocketAddr, stop: Arc<AtomicBool>, seen: Arc<Seen>)
             conn = Conn::connect(sidecar);
         } else {
             let shown: Vec<String> = replies.iter().map(|r| show(r)).collect();
-            seen.errors.lock().unwrap().push(format!("MULTI/EXEC: {shown:?}"));
+            seen.errors.lock().push(format!("MULTI/EXEC: {shown:?}"));
         }
     }
 }
@@ -137,7 +139,11 @@ fn subscriber(sidecar: SocketAddr, stop: Arc<AtomicBool>, seen: Arc<Seen>) {
         match conn.try_read_reply() {
             Ok(msg) if msg.starts_with(b"*3\r\n$7\r\nmessage\r\n") => {}
             Ok(other) => seen.error("subscribed", &other),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => {
                 seen.drops.fetch_add(1, SeqCst);
                 conn = subscribe(&seen);
@@ -154,13 +160,17 @@ fn kill_and_wait_for_new_connections(redis: &Redis, sidecar: &Sidecar) {
     let before = int_reply(&admin.cmd_str(&["CLIENT", "ID"]));
     let killed = int_reply(&admin.cmd_str(&["CLIENT", "KILL", "USER", "app"]));
     assert!(killed > 0, "the sidecar's connections were killed");
-    poll_until(WAIT, "the control connection is back with a new connection", || {
-        let list = bulk_reply(&admin.cmd_str(&["CLIENT", "LIST"])).unwrap_or_default();
-        String::from_utf8_lossy(&list).lines().any(|line| {
-            let id: i64 = field(line, "id").parse().unwrap_or(0);
-            id > before && field(line, "user") == "app" && field(line, "sub") == "1"
-        })
-    });
+    poll_until(
+        WAIT,
+        "the control connection is back with a new connection",
+        || {
+            let list = bulk_reply(&admin.cmd_str(&["CLIENT", "LIST"])).unwrap_or_default();
+            String::from_utf8_lossy(&list).lines().any(|line| {
+                let id: i64 = field(line, "id").parse().unwrap_or(0);
+                id > before && field(line, "user") == "app" && field(line, "sub") == "1"
+            })
+        },
+    );
     poll_until(WAIT, "the invalidation link is up", || link_up(sidecar));
 }
 
@@ -186,7 +196,13 @@ fn field<'a>(line: &'a str, name: &str) -> &'a str {
 #[test]
 fn a_rotated_password_file_is_used_by_new_connections_and_no_client_sees_an_error() {
     let redis = Redis::start_with(&[
-        "--user", "app", "on", &format!(">{OLD}"), "~*", "&*", "+@all",
+        "--user",
+        "app",
+        "on",
+        &format!(">{OLD}"),
+        "~*",
+        "&*",
+        "+@all",
     ]);
     let dir = tempdir::TempDir::new("credentials");
     let user = write_secret(dir.path(), "username", "app\n");
@@ -210,7 +226,9 @@ fn a_rotated_password_file_is_used_by_new_connections_and_no_client_sees_an_erro
     let mut clients = Vec::new();
     for id in 0..3 {
         let (stop, seen) = (stop.clone(), seen.clone());
-        clients.push(std::thread::spawn(move || get_set_loop(addr, id, stop, seen)));
+        clients.push(std::thread::spawn(move || {
+            get_set_loop(addr, id, stop, seen)
+        }));
     }
     let (s, sn) = (stop.clone(), seen.clone());
     clients.push(std::thread::spawn(move || transaction_loop(addr, s, sn)));
@@ -238,11 +256,19 @@ fn a_rotated_password_file_is_used_by_new_connections_and_no_client_sees_an_erro
     // A new pinned connection and a new subscription, on new upstream connections.
     let mut late = sidecar.conn();
     assert_reply(&late.cmd_str(&["MULTI"]), b"+OK\r\n", "MULTI");
-    assert_reply(&late.cmd_str(&["SET", "late", "1"]), b"+QUEUED\r\n", "queued");
+    assert_reply(
+        &late.cmd_str(&["SET", "late", "1"]),
+        b"+QUEUED\r\n",
+        "queued",
+    );
     assert_reply(&late.cmd_str(&["EXEC"]), b"*1\r\n+OK\r\n", "EXEC");
     let mut sub = sidecar.conn();
     let reply = sub.cmd_str(&["SUBSCRIBE", "late:ch"]);
-    assert!(reply.starts_with(b"*3\r\n$9\r\nsubscribe"), "{}", show(&reply));
+    assert!(
+        reply.starts_with(b"*3\r\n$9\r\nsubscribe"),
+        "{}",
+        show(&reply)
+    );
     admin.cmd_str(&["PUBLISH", "late:ch", "hello"]);
     let msg = sub.read_reply();
     assert!(msg.ends_with(b"$5\r\nhello\r\n"), "{}", show(&msg));
@@ -251,7 +277,7 @@ fn a_rotated_password_file_is_used_by_new_connections_and_no_client_sees_an_erro
     for c in clients {
         c.join().unwrap();
     }
-    let errors = seen.errors.lock().unwrap().clone();
+    let errors = seen.errors.lock().clone();
     assert!(errors.is_empty(), "clients saw errors: {errors:?}");
     eprintln!(
         "served {} requests; {} drops caused by CLIENT KILL",
@@ -298,19 +324,39 @@ fn a_secret_given_twice_is_a_configuration_error() {
     let file = file.display().to_string();
     for (args, flag) in [
         (
-            vec!["--upstream", "redis://app:url-pass@127.0.0.1:1", "--upstream-password-file", &file],
+            vec![
+                "--upstream",
+                "redis://app:url-pass@127.0.0.1:1",
+                "--upstream-password-file",
+                &file,
+            ],
             "--upstream-password-file",
         ),
         (
-            vec!["--upstream", "redis://app:url-pass@127.0.0.1:1", "--upstream-username-file", &file],
+            vec![
+                "--upstream",
+                "redis://app:url-pass@127.0.0.1:1",
+                "--upstream-username-file",
+                &file,
+            ],
             "--upstream-username-file",
         ),
         (
-            vec!["--sentinel-password", "given-value-7x", "--sentinel-password-file", &file],
+            vec![
+                "--sentinel-password",
+                "given-value-7x",
+                "--sentinel-password-file",
+                &file,
+            ],
             "--sentinel-password-file",
         ),
         (
-            vec!["--upstream", "redis://127.0.0.1:1", "--upstream-username-file", &file],
+            vec![
+                "--upstream",
+                "redis://127.0.0.1:1",
+                "--upstream-username-file",
+                &file,
+            ],
             "--upstream-username-file",
         ),
     ] {

@@ -224,7 +224,7 @@ fn a_password_from_a_file_rotated_and_mistaken_never_shows() {
     let url = format!("redis://127.0.0.1:{}", redis.port());
     let sidecar = Sidecar::start_url(&url, &args);
     let mut outputs: Vec<(String, String)> = Vec::new();
-    let mut snapshot = |sidecar: &Sidecar, outputs: &mut Vec<(String, String)>| {
+    let snapshot = |sidecar: &Sidecar, outputs: &mut Vec<(String, String)>| {
         let mut c = sidecar.conn();
         let auth = c.cmd_str(&["AUTH", "carol", CLIENT_PASS]);
         assert_reply(&auth, b"+OK\r\n", "AUTH carol");
@@ -253,12 +253,17 @@ fn a_password_from_a_file_rotated_and_mistaken_never_shows() {
     let rotated = format!(">{}", FILE_PASSES[1]);
     let set = admin.cmd_str(&["ACL", "SETUSER", "svc", "resetpass", &rotated]);
     assert_reply(&set, b"+OK\r\n", "svc's rotated password");
-    replace_file(std::path::Path::new(&pass), &format!("{}\n", FILE_PASSES[1]));
+    replace_file(
+        std::path::Path::new(&pass),
+        &format!("{}\n", FILE_PASSES[1]),
+    );
     admin.cmd_str(&["CLIENT", "KILL", "USER", "svc"]);
     poll_until(WAIT, "the sidecar serves its own identity again", || {
         sidecar.conn().cmd_str(&["SET", "k", "v"]) == b"+OK\r\n"
     });
-    poll_until(WAIT, "the invalidation link is up again", || link_up(&sidecar));
+    poll_until(WAIT, "the invalidation link is up again", || {
+        link_up(&sidecar)
+    });
     snapshot(&sidecar, &mut outputs);
 
     // A wrong password written to the file: refused by the server, logged without it.
@@ -277,7 +282,11 @@ fn a_password_from_a_file_rotated_and_mistaken_never_shows() {
     );
     assert_eq!(printed.status.code(), Some(0), "{}", printed.stderr);
     assert!(printed.stdout.contains(&pass), "{}", printed.stdout);
-    assert!(printed.stdout.contains("sentinel_password = \"***\""), "{}", printed.stdout);
+    assert!(
+        printed.stdout.contains("sentinel_password = \"***\""),
+        "{}",
+        printed.stdout
+    );
     outputs.push(("--print-config".into(), printed.stdout));
 
     let log = sidecar.stderr();

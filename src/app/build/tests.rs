@@ -4,8 +4,8 @@ use super::*;
 use crate::config::Flags;
 
 fn config(args: &[&str]) -> Config {
-    let flags = Flags::try_parse_from(std::iter::once("nearcache").chain(args.iter().copied()))
-        .unwrap();
+    let flags =
+        Flags::try_parse_from(std::iter::once("nearcache").chain(args.iter().copied())).unwrap();
     Config::from_parts(&flags, None).unwrap()
 }
 
@@ -21,7 +21,10 @@ fn sentinel_credentials_come_from_their_options_or_files_and_follow_the_files() 
     assert!(none.current().is_none());
     let given = config(&["--sentinel-username", "w", "--sentinel-password", "p"]);
     let c = sentinel_credentials(&given).unwrap().current().unwrap();
-    assert_eq!((c.user.as_deref(), &c.pass[..]), (Some(&b"w"[..]), &b"p"[..]));
+    assert_eq!(
+        (c.user.as_deref(), &c.pass[..]),
+        (Some(&b"w"[..]), &b"p"[..])
+    );
 
     let files = config(&[
         "--sentinel-username-file",
@@ -31,7 +34,10 @@ fn sentinel_credentials_come_from_their_options_or_files_and_follow_the_files() 
     ]);
     let source = sentinel_credentials(&files).unwrap();
     let c = source.current().unwrap();
-    assert_eq!((c.user.as_deref(), &c.pass[..]), (Some(&b"watcher"[..]), &b"s1"[..]));
+    assert_eq!(
+        (c.user.as_deref(), &c.pass[..]),
+        (Some(&b"watcher"[..]), &b"s1"[..])
+    );
     let tmp = dir.join("pass.tmp");
     std::fs::write(&tmp, "s2\n").unwrap();
     std::fs::rename(&tmp, &pass).unwrap();
@@ -58,6 +64,9 @@ fn upstream_credentials_take_the_url_user_and_the_password_file() {
         pass.to_str().unwrap(),
     ]);
     let c = credentials(&c).unwrap().current().unwrap();
-    assert_eq!((c.user.as_deref(), &c.pass[..]), (Some(&b"app"[..]), &b"from-file"[..]));
+    assert_eq!(
+        (c.user.as_deref(), &c.pass[..]),
+        (Some(&b"app"[..]), &b"from-file"[..])
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,10 +5,8 @@ struct Dir(PathBuf);
 
 impl Dir {
     fn new(name: &str) -> Dir {
-        let path = std::env::temp_dir().join(format!(
-            "nearcache-secret-{name}-{}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("nearcache-secret-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         Dir(path)
@@ -45,7 +43,11 @@ fn one_trailing_newline_is_stripped() {
         (" spaced \n", " spaced "),
     ] {
         let path = dir.write("pass", content);
-        assert_eq!(crate::config::secret_file::read_secret(&path).unwrap(), secret, "{content:?}");
+        assert_eq!(
+            crate::config::secret_file::read_secret(&path).unwrap(),
+            secret,
+            "{content:?}"
+        );
     }
 }
 
@@ -54,7 +56,10 @@ fn empty_or_missing_files_are_refused_naming_the_path_not_the_content() {
     let dir = Dir::new("refused");
     let empty = dir.write("empty", "\n");
     let e = CredentialSource::new(None, None, None, Some(&empty)).unwrap_err();
-    assert!(e.contains(&*empty.display().to_string()) && e.contains("empty"), "{e}");
+    assert!(
+        e.contains(&*empty.display().to_string()) && e.contains("empty"),
+        "{e}"
+    );
     let missing = dir.0.join("missing");
     let e = CredentialSource::new(None, Some(&missing), Some("p".into()), None).unwrap_err();
     assert!(e.contains("cannot read") && e.contains("missing"), "{e}");
@@ -101,7 +106,10 @@ fn a_rotated_file_is_used_and_a_broken_one_keeps_the_previous_secret() {
     // The clones share the file.
     let clone = s.clone();
     dir.write("user", "other");
-    assert_eq!(clone.current().unwrap().user.as_deref(), Some(&b"other"[..]));
+    assert_eq!(
+        clone.current().unwrap().user.as_deref(),
+        Some(&b"other"[..])
+    );
     assert!(!format!("{s:?}").contains("newer"));
 }
 
