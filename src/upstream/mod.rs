@@ -205,8 +205,8 @@ impl Link {
             ),
             (AUTH_FAILED, Some(reason)) => tracing::error!(
                 upstream = %address,
-                "{reason}: the upstream refuses the credentials in --upstream; not ready \
-                 until they are right"
+                "{reason}: the upstream refuses the sidecar's credentials (--upstream, or \
+                 --upstream-password-file); not ready until they are right"
             ),
             _ => tracing::info!(upstream = %address, "upstream accepts the sidecar's credentials"),
         }
