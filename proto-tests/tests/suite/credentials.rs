@@ -45,13 +45,11 @@ impl Seen {
         let dropped = text.starts_with("-ERR nearcache: upstream unavailable")
             && !text.contains("authentication")
             && !text.contains("WRONGPASS");
-        match dropped {
-            true => self.drops.fetch_add(1, SeqCst),
-            false => {
-                self.errors.lock().push(format!("{what}: {text}"));
-                0
-            }
-        };
+        if dropped {
+            self.drops.fetch_add(1, SeqCst);
+        } else {
+            self.errors.lock().push(format!("{what}: {text}"));
+        }
     }
 }
 
