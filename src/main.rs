@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use nearcache::app::{self, Itself};
-use nearcache::config::{Command, Config, Flags};
+use nearcache::config::{Command, Config, ConfigError, Flags};
 
 /// Exit code for an invalid configuration (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
@@ -66,7 +66,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(app::run(config, flags)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is::<Itself>() => {
+        Err(e) if e.is::<Itself>() || e.is::<ConfigError>() => {
             eprintln!("nearcache: invalid configuration:\n{e}");
             ExitCode::from(EXIT_CONFIG)
         }

@@ -142,7 +142,13 @@ fn start_sidecar(upstream: u16) -> u16 {
         runtime.block_on(async move {
             listener.set_nonblocking(true).unwrap();
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let shared = nearcache::app::services(config, None);
+            let credentials = nearcache::app::credentials(&config).unwrap();
+            let shared = nearcache::app::services(
+                config,
+                None,
+                credentials,
+                nearcache::upstream::CredentialSource::fixed(None),
+            );
             nearcache::app::serve(shared, listener).await;
         });
     });

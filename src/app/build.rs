@@ -21,13 +21,20 @@ use crate::upstream::endpoint::Endpoint;
 use crate::upstream::outbound::Outbound;
 use crate::upstream::sentinel::{Sentinel, SentinelOptions};
 use crate::upstream::tls::{Tls, TlsOptions};
-use crate::upstream::{Credentials, LinkEvent, Route, Target, Upstream};
+use crate::upstream::{CredentialSource, LinkEvent, Route, Target, Upstream};
 use crate::warm::Warmer;
 
 /// Builds the services; the L1 is flushed whenever the upstream link is lost (unless
 /// stale hits are allowed) and whenever it comes back, since the upstream's data may have
 /// changed meanwhile (its ACL rules too: what was learned about them is forgotten).
-pub fn services(config: Config, tls: Option<Tls>) -> Arc<Services> {
+/// `credentials` are the sidecar's own (see [`credentials`]), `sentinel_credentials` the
+/// sentinels' (see [`sentinel_credentials`]).
+pub fn services(
+    config: Config,
+    tls: Option<Tls>,
+    credentials: CredentialSource,
+    sentinel_credentials: CredentialSource,
+) -> Arc<Services> {
     let stats = Arc::new(Stats::new());
     let l1 = Arc::new(L1::with_namespaces(
         L1Options {
@@ -49,8 +56,8 @@ pub fn services(config: Config, tls: Option<Tls>) -> Arc<Services> {
         let options = SentinelOptions {
             addresses: s.addresses.clone(),
             master: s.master.clone(),
-            sentinel_credentials: sentinel_credentials(&config),
-            data_credentials: upstream_credentials(&config),
+            sentinel_credentials: sentinel_credentials.clone(),
+            data_credentials: credentials.clone(),
             connect_timeout: config.connect_timeout,
             recheck: config.sentinel_recheck,
         };
@@ -58,7 +65,7 @@ pub fn services(config: Config, tls: Option<Tls>) -> Arc<Services> {
     });
     let target = Target {
         endpoint,
-        credentials: upstream_credentials(&config),
+        credentials,
         connections: config.upstream_connections,
         timeout: config.upstream_timeout,
         connect_timeout: config.connect_timeout,
@@ -177,13 +184,14 @@ pub(super) async fn flush_on_switch(shared: Arc<Services>) {
     }
 }
 
-/// Where the control connection goes: the upstream with the `--upstream` credentials.
+/// Where the control connection goes: the upstream with the sidecar's own credentials (the
+/// same source as the pools', so a rotated file reaches both).
 pub(super) fn control_target(shared: &Services) -> ControlTarget {
     let config = &shared.config;
     ControlTarget {
         endpoint: shared.upstream.endpoint().clone(),
         outbound: shared.upstream.outbound().clone(),
-        credentials: upstream_credentials(config),
+        credentials: shared.upstream.own_credentials().clone(),
         connect_timeout: config.connect_timeout,
         heartbeat: config.invalidation_heartbeat,
         keep_when_down: config.serve_stale_when_down,
@@ -204,23 +212,33 @@ pub(super) async fn load_table(shared: Arc<Services>) {
     }
 }
 
-/// The credentials in the `--upstream` URL, if it has a password.
-fn upstream_credentials(config: &Config) -> Option<Credentials> {
+/// The sidecar's own credentials: the `--upstream` URL's user and password, each replaced
+/// by its file when `--upstream-username-file` / `--upstream-password-file` is given (the
+/// files are read now: the error names the one at fault).
+pub fn credentials(config: &Config) -> Result<CredentialSource, String> {
     let u = &config.upstream;
-    u.password.as_ref().map(|p| Credentials {
-        user: u.username.as_ref().map(|n| Bytes::from(n.clone())),
-        pass: Bytes::from(p.clone()),
-    })
+    let bytes = |s: &Option<String>| s.as_ref().map(|s| Bytes::from(s.clone()));
+    CredentialSource::new(
+        bytes(&u.username),
+        config.upstream_username_file.as_deref(),
+        bytes(&u.password),
+        config.upstream_password_file.as_deref(),
+    )
+    .map_err(|e| format!("upstream credentials: {e}"))
 }
 
-/// The sentinels' own credentials (`--sentinel-username`, `--sentinel-password`), if a
-/// password is given. The one place they are read: a file-based source plugs in here.
-fn sentinel_credentials(config: &Config) -> Option<Credentials> {
-    config.sentinel_password.as_ref().map(|p| Credentials {
-        user: config
-            .sentinel_username
-            .as_ref()
-            .map(|n| Bytes::from(n.clone())),
-        pass: Bytes::from(p.clone()),
-    })
+/// The credentials the sidecar gives the sentinels of a `redis+sentinel://` upstream:
+/// `--sentinel-username` / `--sentinel-password`, or their files (re-read when they change).
+pub fn sentinel_credentials(config: &Config) -> Result<CredentialSource, String> {
+    let bytes = |s: &Option<String>| s.as_ref().map(|s| Bytes::from(s.clone()));
+    CredentialSource::new(
+        bytes(&config.sentinel_username),
+        config.sentinel_username_file.as_deref(),
+        bytes(&config.sentinel_password),
+        config.sentinel_password_file.as_deref(),
+    )
+    .map_err(|e| format!("sentinel credentials: {e}"))
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,9 +13,9 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::admin::http;
-use crate::config::{Config, Flags};
+use crate::config::{Config, ConfigError, Flags};
 use crate::lifecycle;
-pub use build::services;
+pub use build::{credentials, sentinel_credentials, services};
 pub use server::run as serve;
 use signals::Signals;
 
@@ -30,6 +30,13 @@ const PROCESS: &str = "nearcache";
 /// (see [`crate::lifecycle`]).
 pub async fn run(config: Config, flags: Flags) -> anyhow::Result<()> {
     let tls = build::tls(&config)?;
+    let credentials = build::credentials(&config).map_err(|problem| ConfigError {
+        problems: vec![problem],
+    })?;
+    let sentinel_credentials =
+        build::sentinel_credentials(&config).map_err(|problem| ConfigError {
+            problems: vec![problem],
+        })?;
     let listener = listen(config.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let local = listener.local_addr()?;
@@ -62,7 +69,7 @@ pub async fn run(config: Config, flags: Flags) -> anyhow::Result<()> {
         upstream = %config.upstream,
         "started"
     );
-    let shared = build::services(config, tls);
+    let shared = build::services(config, tls, credentials, sentinel_credentials);
     lifecycle::spawn(build::flush_on_switch(shared.clone()));
     if let Some(sentinel) = &shared.sentinel {
         lifecycle::spawn(sentinel.clone().run());

@@ -14,6 +14,7 @@ mod table;
 mod options;
 mod parse;
 mod print;
+pub mod secret_file;
 pub mod url;
 mod warm;
 
@@ -171,6 +172,75 @@ fn tls_problems(config: &Config, problems: &mut Vec<String>) {
     }
 }
 
+/// The `--sentinel-*` credentials make sense only for a `redis+sentinel://` upstream.
+fn sentinel_problems(config: &Config, problems: &mut Vec<String>) {
+    let given = [
+        ("--sentinel-username", config.sentinel_username.is_some()),
+        ("--sentinel-password", config.sentinel_password.is_some()),
+        (
+            "--sentinel-username-file",
+            config.sentinel_username_file.is_some(),
+        ),
+        (
+            "--sentinel-password-file",
+            config.sentinel_password_file.is_some(),
+        ),
+    ];
+    if config.upstream.sentinel.is_none() {
+        for (flag, _) in given.iter().filter(|(_, set)| *set) {
+            problems.push(format!(
+                "{flag}: the upstream is not a Sentinel one (use a redis+sentinel:// URL)"
+            ));
+        }
+    }
+}
+
+/// A secret given twice (in the URL or as a value, and as a file), and a user name file
+/// without a password to go with it.
+fn credential_problems(config: &Config, problems: &mut Vec<String>) {
+    let u = &config.upstream;
+    let c = config;
+    let twice = [
+        (
+            "--upstream-password-file",
+            "the --upstream URL has a password",
+            c.upstream_password_file.is_some() && u.password.is_some(),
+        ),
+        (
+            "--upstream-username-file",
+            "the --upstream URL has a user name",
+            c.upstream_username_file.is_some() && u.username.is_some(),
+        ),
+        (
+            "--sentinel-password-file",
+            "--sentinel-password is given",
+            c.sentinel_password_file.is_some() && c.sentinel_password.is_some(),
+        ),
+        (
+            "--sentinel-username-file",
+            "--sentinel-username is given",
+            c.sentinel_username_file.is_some() && c.sentinel_username.is_some(),
+        ),
+        (
+            "--upstream-username-file",
+            "there is no password (the URL's or --upstream-password-file)",
+            c.upstream_username_file.is_some()
+                && u.password.is_none()
+                && c.upstream_password_file.is_none(),
+        ),
+        (
+            "--sentinel-username-file",
+            "there is no password (--sentinel-password or --sentinel-password-file)",
+            c.sentinel_username_file.is_some()
+                && c.sentinel_password.is_none()
+                && c.sentinel_password_file.is_none(),
+        ),
+    ];
+    for (flag, why, _) in twice.iter().filter(|(_, _, bad)| *bad) {
+        problems.push(format!("{flag}: {why}; give the secret one way only"));
+    }
+}
+
 /// Every configuration problem found, one line each when displayed.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .problems.join("\n"))]
@@ -315,6 +385,8 @@ impl Config {
         );
         config.warm = warm::parse(file.warm.as_ref(), config.l1_max_bytes, &mut r.problems);
         tls_problems(&config, &mut r.problems);
+        sentinel_problems(&config, &mut r.problems);
+        credential_problems(&config, &mut r.problems);
         if !r.problems.is_empty() {
             return Err(ConfigError {
                 problems: r.problems,
@@ -344,15 +416,30 @@ impl Config {
         Ok(config)
     }
 
-    /// The key file is read at start too, so that a missing or bad one stops the start.
+    /// The key file and the secret files are read at start too, so that a missing or bad
+    /// one stops the start (the problem names the path, never the content).
     fn check_files(config: &Config) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
         if let Some(path) = &config.bus_key_file {
             if let Err(e) = bus_key::read_bus_keys(path) {
-                let problems = vec![format!("--bus-key-file: {e}")];
-                return Err(ConfigError { problems });
+                problems.push(format!("--bus-key-file: {e}"));
             }
         }
-        Ok(())
+        let secrets = [
+            ("--upstream-username-file", &config.upstream_username_file),
+            ("--upstream-password-file", &config.upstream_password_file),
+            ("--sentinel-username-file", &config.sentinel_username_file),
+            ("--sentinel-password-file", &config.sentinel_password_file),
+        ];
+        for (flag, path) in secrets {
+            if let Some(Err(e)) = path.as_deref().map(secret_file::read_secret) {
+                problems.push(format!("{flag}: {e}"));
+            }
+        }
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(ConfigError { problems }),
+        }
     }
 
     fn load_resolved(flags: &Flags) -> Result<(Config, Printable), ConfigError> {

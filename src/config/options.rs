@@ -29,6 +29,26 @@ options! {
         "Upstream Redis URL, redis://user:password@host:port/db?param=value, all but host optional (docs/configuration.md, \"The upstream URL\")",
         secret crate::config::url::printable;
     // Paths are not secrets: the files' contents never pass through the options.
+    upstream_username_file: PathBuf = parse::path,
+        "NEARCACHE_UPSTREAM_USERNAME_FILE", "FILE", unset "none",
+        "File holding the upstream ACL user name, instead of the URL's (one trailing newline is dropped); re-read when it changes, for new connections";
+    upstream_password_file: PathBuf = parse::path,
+        "NEARCACHE_UPSTREAM_PASSWORD_FILE", "FILE", unset "none",
+        "File holding the upstream password, instead of the URL's (one trailing newline is dropped); re-read when it changes: new connections authenticate with the new one, open ones stay";
+    sentinel_username: String = parse::user_name,
+        "NEARCACHE_SENTINEL_USERNAME", "NAME", unset "none",
+        "redis+sentinel:// only: the ACL user the sidecar authenticates to the sentinels as (with --sentinel-password)";
+    sentinel_password: String = parse::secret,
+        "NEARCACHE_SENTINEL_PASSWORD", "SECRET", unset "none",
+        "redis+sentinel:// only: the password the sidecar authenticates to the sentinels with (separate from the data credentials)",
+        secret crate::config::parse::redacted;
+    sentinel_username_file: PathBuf = parse::path,
+        "NEARCACHE_SENTINEL_USERNAME_FILE", "FILE", unset "none",
+        "redis+sentinel:// only: file holding the sentinels' ACL user name, instead of --sentinel-username; re-read when it changes";
+    sentinel_password_file: PathBuf = parse::path,
+        "NEARCACHE_SENTINEL_PASSWORD_FILE", "FILE", unset "none",
+        "redis+sentinel:// only: file holding the sentinels' password, instead of --sentinel-password; re-read when it changes";
+    // Paths are not secrets: the files' contents never pass through the options.
     upstream_tls_ca: PathBuf = parse::path,
         "NEARCACHE_UPSTREAM_TLS_CA", "FILE", unset "none",
         "rediss:// only: PEM file of the CA certificates that verify the upstream's certificate; without it the system's roots; re-read when it changes";
@@ -45,14 +65,6 @@ options! {
         "NEARCACHE_UPSTREAM_TLS_INSECURE", "BOOL", default "false",
         "rediss:// only: accept any upstream certificate, unverified (a warning is logged at start); for tests only. The bare flag means true",
         clap(num_args = 0..=1, default_missing_value = "true");
-    // Sentinel (`redis+sentinel://`): the sentinels' own credentials (the URL's are the data's).
-    sentinel_username: String = parse::user_name,
-        "NEARCACHE_SENTINEL_USERNAME", "USER", unset "none",
-        "redis+sentinel:// only: ACL user the sentinels are authenticated as (with --sentinel-password)";
-    sentinel_password: String = parse::user_name,
-        "NEARCACHE_SENTINEL_PASSWORD", "PASSWORD", unset "none",
-        "redis+sentinel:// only: password of the sentinels (their requirepass, or --sentinel-username's)",
-        secret crate::config::parse::hidden;
     sentinel_recheck: Duration = parse::positive_duration,
         "NEARCACHE_SENTINEL_RECHECK", "DURATION", default "1s",
         "redis+sentinel:// only: how often the sentinels are asked again for the primary (and its ROLE checked) besides +switch-master";

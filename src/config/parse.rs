@@ -56,16 +56,26 @@ pub(super) fn server_name(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-/// A user name or password (`--sentinel-username`, `--sentinel-password`): not empty.
+/// An ACL user name (`--sentinel-username`): not empty, no spaces or control characters.
 pub(super) fn user_name(s: &str) -> Result<String, String> {
-    if s.is_empty() {
-        return Err("the value is empty".into());
+    if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "invalid user name {s:?} (not empty, no spaces or control characters)"
+        ));
     }
     Ok(s.to_owned())
 }
 
-/// What `--print-config` and `Debug` show for a secret that is not a URL.
-pub(super) fn hidden(_: &str) -> String {
+/// A password given as a value (`--sentinel-password`): not empty. Never quoted back.
+pub(super) fn secret(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("the password is empty".into());
+    }
+    Ok(s.to_owned())
+}
+
+/// What `--print-config` and `Debug` show instead of a password given as a value.
+pub(super) fn redacted(_: &str) -> String {
     "***".to_owned()
 }
 

@@ -172,7 +172,13 @@ fn clap_flags_are_the_declared_options() {
 /// the TLS files when the sidecar starts; so is a user name or a password).
 #[test]
 fn every_option_is_a_file_key_and_names_itself_in_problems() {
+    // Paths, and a password: any text is one.
     let paths = [
+        "upstream_username_file",
+        "upstream_password_file",
+        "sentinel_password",
+        "sentinel_username_file",
+        "sentinel_password_file",
         "bus_key_file",
         "upstream_tls_ca",
         "upstream_tls_cert",

@@ -32,7 +32,7 @@ use crate::cache::L1;
 use crate::config::TrackingMode;
 use crate::upstream::gate::FillGate;
 pub use crate::upstream::gate::{Redirect, NO_EPOCH};
-use crate::upstream::Credentials;
+use crate::upstream::{CredentialSource, Credentials};
 
 pub use link::run;
 
@@ -91,8 +91,9 @@ pub struct ControlTarget {
     pub endpoint: Arc<crate::upstream::endpoint::Endpoint>,
     /// The sidecar's own outbound sockets (is the upstream the sidecar itself?).
     pub outbound: Arc<crate::upstream::outbound::Outbound>,
-    /// The `--upstream` credentials.
-    pub credentials: Option<Credentials>,
+    /// The sidecar's own credentials (`--upstream`, or its files): each connection
+    /// attempt takes the current ones.
+    pub credentials: CredentialSource,
     /// Bound on connect + handshake.
     pub connect_timeout: Duration,
     /// PING period; a PING not answered within it means the connection is lost.

@@ -152,7 +152,7 @@ impl Upstream {
     /// The credentials identity `user` connects with (`None`: no AUTH).
     pub(super) fn credentials(&self, user: u32) -> Result<Option<Credentials>, UpstreamError> {
         match user {
-            0 => Ok(self.target.credentials.clone()),
+            0 => Ok(self.target.credentials.current()),
             super::DEFAULT_USER => Ok(None),
             id => {
                 let routes = self.lock();

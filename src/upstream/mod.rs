@@ -22,6 +22,7 @@ mod handshake;
 pub mod outbound;
 mod pool;
 mod router;
+pub mod secret;
 pub mod sentinel;
 mod status;
 pub mod stream;
@@ -40,6 +41,7 @@ pub use figures::UpstreamFigures;
 use gate::FillGate;
 pub use pool::{Lane, OnReply, PendingReply, Pool};
 pub use router::{Dedicated, Lanes, Outgoing, Router};
+pub use secret::CredentialSource;
 pub use status::UpstreamState;
 use status::{AUTH_FAILED, AUTH_OK, AUTH_REQUIRED};
 
@@ -97,8 +99,9 @@ pub fn redact(text: &str, creds: Option<&Credentials>) -> String {
 pub struct Target {
     /// Where connections go (fixed, or the primary Sentinel names).
     pub endpoint: Arc<endpoint::Endpoint>,
-    /// Credentials from the upstream URL, used for user id 0.
-    pub credentials: Option<Credentials>,
+    /// The sidecar's own credentials (the upstream URL's, or its files'), used for user
+    /// id 0: each new connection takes the current ones.
+    pub credentials: CredentialSource,
     /// Connections per route.
     pub connections: usize,
     /// Bound on one reply.
@@ -204,8 +207,8 @@ impl Link {
             ),
             (AUTH_FAILED, Some(reason)) => tracing::error!(
                 upstream = %address,
-                "{reason}: the upstream refuses the credentials in --upstream; not ready \
-                 until they are right"
+                "{reason}: the upstream refuses the sidecar's credentials (--upstream, or \
+                 --upstream-password-file); not ready until they are right"
             ),
             _ => tracing::info!(upstream = %address, "upstream accepts the sidecar's credentials"),
         }
@@ -369,10 +372,15 @@ impl Upstream {
     /// The identity `RESET` moves a session to: Redis's `default` user, reached by sending no
     /// AUTH (see [`DEFAULT_USER`]).
     pub fn default_identity(&self) -> u32 {
-        match self.target.credentials {
-            Some(_) => DEFAULT_USER,
-            None => 0,
+        match self.target.credentials.is_some() {
+            true => DEFAULT_USER,
+            false => 0,
         }
+    }
+
+    /// The sidecar's own credentials (identity 0), current at each use.
+    pub fn own_credentials(&self) -> &CredentialSource {
+        &self.target.credentials
     }
 
     /// The sidecar's own outbound sockets: a client from one of them is the sidecar itself.
@@ -461,7 +469,7 @@ impl Upstream {
             return Ok(held.value.clone());
         }
         let creds = match route.user {
-            0 => self.target.credentials.clone(),
+            0 => self.target.credentials.current(),
             DEFAULT_USER => None,
             id => match routes.identities.get_mut(&id) {
                 Some(held) => {
@@ -505,7 +513,7 @@ impl Upstream {
     /// checked is the one new connections use.
     pub fn identity(&self, creds: Credentials) -> Result<u32, UpstreamError> {
         let user = user_name(&creds);
-        if self.target.credentials.as_ref().map(user_name) == Some(user.clone()) {
+        if self.target.credentials.current().as_ref().map(user_name) == Some(user.clone()) {
             return Ok(0);
         }
         self.start_reaper();

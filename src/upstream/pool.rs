@@ -311,6 +311,11 @@ async fn supervise(
     let seed = Arc::as_ptr(&health) as u64;
     let mut backoff = Backoff::new(seed);
     loop {
+        // The sidecar's own route takes its current credentials (a rotated password file).
+        let creds = match route.user {
+            0 => target.credentials.current(),
+            _ => creds.clone(),
+        };
         let connected = tokio::select! {
             c = handshake::connect(&target, route, creds.as_ref()) => c,
             _ = slot.closed() => return,

@@ -13,7 +13,8 @@ pub enum UpstreamState {
     /// client authenticates itself (until it does, it gets Redis's `-NOAUTH`), and the
     /// control connection uses the credentials of the first client that did.
     AuthRequired,
-    /// Reachable; it refuses the credentials of `--upstream`: a configuration error.
+    /// Reachable; it refuses the sidecar's credentials (`--upstream`, or its files): a
+    /// configuration error.
     AuthFailed,
 }
 
@@ -33,7 +34,7 @@ impl UpstreamState {
         match self {
             UpstreamState::Unreachable => Some("upstream unreachable"),
             UpstreamState::AuthFailed => {
-                Some("upstream authentication failed (it refuses the credentials in --upstream)")
+                Some("upstream authentication failed (it refuses the credentials in --upstream or its files)")
             }
             UpstreamState::Up | UpstreamState::AuthRequired => None,
         }

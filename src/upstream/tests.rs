@@ -9,7 +9,7 @@ use super::*;
 fn upstream(idle: Duration, max_routes: usize, forgotten: Arc<Mutex<Vec<u32>>>) -> Upstream {
     let target = Target {
         endpoint: crate::upstream::endpoint::Endpoint::fixed("127.0.0.1:1"), // pools here never connect: no call is sent
-        credentials: None,
+        credentials: crate::upstream::CredentialSource::fixed(None),
         connections: 2,
         timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(1),

@@ -19,6 +19,16 @@ const WRONG_PASSES: &[&str] = &[
     "s3cret-wrong-pass-3",
 ];
 
+/// The passwords of `svc` given through `--upstream-password-file`: the first, the one it
+/// is rotated to, and a wrong one written to the file by mistake.
+const FILE_PASSES: &[&str] = &[
+    "s3cret-file-pass-first",
+    "s3cret-file-pass-rotated",
+    "s3cret-file-pass-mistaken",
+];
+/// `--sentinel-password`, given as a value.
+const SENTINEL_PASS: &str = "s3cret-sentinel-pass";
+
 const WAIT: Duration = Duration::from_secs(15);
 
 /// A redis-server with `--requirepass` for the default user and two ACL users, `svc` (the
@@ -49,6 +59,8 @@ fn protected_redis() -> Redis {
 fn every_secret() -> Vec<&'static str> {
     let mut all = vec![UPSTREAM_PASS, DEFAULT_PASS, CLIENT_PASS];
     all.extend_from_slice(WRONG_PASSES);
+    all.extend_from_slice(FILE_PASSES);
+    all.push(SENTINEL_PASS);
     all
 }
 
@@ -180,6 +192,109 @@ fn no_password_in_logs_info_stats_or_error_replies() {
         "the wrong passwords were refused: {:?}",
         errors(&replies)
     );
+}
+
+/// Writes `content` to `path` as Kubernetes does: a new file renamed over the old one.
+fn replace_file(path: &std::path::Path, content: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn a_password_from_a_file_rotated_and_mistaken_never_shows() {
+    let redis = protected_redis();
+    let mut admin = redis.conn();
+    let first = format!(">{}", FILE_PASSES[0]);
+    let set = admin.cmd_str(&["ACL", "SETUSER", "svc", "resetpass", &first]);
+    assert_reply(&set, b"+OK\r\n", "svc's password for the file");
+    let dir = tempdir::TempDir::new("logs-secret-files");
+    let (user, pass) = (dir.path().join("username"), dir.path().join("password"));
+    replace_file(&user, "svc\n");
+    replace_file(&pass, &format!("{}\n", FILE_PASSES[0]));
+    let (user, pass) = (user.display().to_string(), pass.display().to_string());
+    let args = [
+        "--upstream-username-file",
+        &user,
+        "--upstream-password-file",
+        &pass,
+        "--sentinel-password",
+        SENTINEL_PASS,
+    ];
+    let url = format!("redis://127.0.0.1:{}", redis.port());
+    let sidecar = Sidecar::start_url(&url, &args);
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    let snapshot = |sidecar: &Sidecar, outputs: &mut Vec<(String, String)>| {
+        let mut c = sidecar.conn();
+        let auth = c.cmd_str(&["AUTH", "carol", CLIENT_PASS]);
+        assert_reply(&auth, b"+OK\r\n", "AUTH carol");
+        for args in [&["INFO", "everything"][..], &["NEARCACHE", "STATS", "all"]] {
+            let reply = c.cmd_str(args);
+            outputs.push((args.join(" "), String::from_utf8_lossy(&reply).into_owned()));
+        }
+        // A client of the sidecar's own identity, served over its pools.
+        let own = sidecar.conn().cmd_str(&["GET", "k"]);
+        outputs.push(("GET".into(), String::from_utf8_lossy(&own).into_owned()));
+        let addr = sidecar.metrics_addr().expect("metrics on");
+        for path in ["/metrics", "/readyz", "/healthz"] {
+            outputs.push((path.into(), http_get(addr, path).1));
+        }
+    };
+    let link_up = |sidecar: &Sidecar| {
+        let mut c = sidecar.conn();
+        c.cmd_str(&["AUTH", "carol", CLIENT_PASS]);
+        let info = String::from_utf8_lossy(&c.cmd_str(&["INFO", "nearcache"])).into_owned();
+        info_field(&info, "invalidation_link").as_deref() == Some("up")
+    };
+    poll_until(WAIT, "the invalidation link is up", || link_up(&sidecar));
+    snapshot(&sidecar, &mut outputs);
+
+    // Rotated: the new password only; every connection of svc killed.
+    let rotated = format!(">{}", FILE_PASSES[1]);
+    let set = admin.cmd_str(&["ACL", "SETUSER", "svc", "resetpass", &rotated]);
+    assert_reply(&set, b"+OK\r\n", "svc's rotated password");
+    replace_file(
+        std::path::Path::new(&pass),
+        &format!("{}\n", FILE_PASSES[1]),
+    );
+    admin.cmd_str(&["CLIENT", "KILL", "USER", "svc"]);
+    poll_until(WAIT, "the sidecar serves its own identity again", || {
+        sidecar.conn().cmd_str(&["SET", "k", "v"]) == b"+OK\r\n"
+    });
+    poll_until(WAIT, "the invalidation link is up again", || {
+        link_up(&sidecar)
+    });
+    snapshot(&sidecar, &mut outputs);
+
+    // A wrong password written to the file: refused by the server, logged without it.
+    replace_file(std::path::Path::new(&pass), FILE_PASSES[2]);
+    admin.cmd_str(&["CLIENT", "KILL", "USER", "svc"]);
+    poll_until(WAIT, "the refused password is logged", || {
+        sidecar.stderr().contains("WRONGPASS")
+    });
+    snapshot(&sidecar, &mut outputs);
+
+    // --print-config with the same options: the paths, never the contents.
+    let printed = run_nearcache(
+        &[&["--upstream", &url, "--print-config"][..], &args].concat(),
+        &[],
+        WAIT,
+    );
+    assert_eq!(printed.status.code(), Some(0), "{}", printed.stderr);
+    assert!(printed.stdout.contains(&pass), "{}", printed.stdout);
+    assert!(
+        printed.stdout.contains("sentinel_password = \"***\""),
+        "{}",
+        printed.stdout
+    );
+    outputs.push(("--print-config".into(), printed.stdout));
+
+    let log = sidecar.stderr();
+    assert!(log.contains("secret file changed"), "{log}");
+    outputs.push(("the sidecar's stderr".into(), log));
+    for (what, text) in &outputs {
+        assert_no_secret(what, text);
+    }
 }
 
 #[test]

@@ -18,6 +18,7 @@ mod client_reply;
 mod coherence;
 mod command_table;
 mod corpus;
+mod credentials;
 mod differential;
 mod docs;
 mod faults;

@@ -309,3 +309,29 @@ speed = 3
     assert!(has("[warm] rate: must be at least 1"), "{p:#?}");
     assert!(has("[warm] speed: unknown key"), "{p:#?}");
 }
+
+#[test]
+fn sentinel_credentials_need_a_sentinel_upstream() {
+    let flags = Flags {
+        sentinel_password: Some("pw".into()),
+        sentinel_username_file: Some("/run/u".into()),
+        ..Flags::default()
+    };
+    let got = problems(&flags, None);
+    assert!(
+        got.iter().any(|p| p == "--sentinel-password: the upstream is not a Sentinel one (use a redis+sentinel:// URL)"),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|p| p.starts_with("--sentinel-username-file:")),
+        "{got:?}"
+    );
+    let flags = Flags {
+        upstream: Some("redis+sentinel://127.0.0.1:26379/mymaster".into()),
+        sentinel_password: Some("pw".into()),
+        ..Flags::default()
+    };
+    let c = Config::from_parts(&flags, None).unwrap();
+    assert_eq!(c.sentinel_password.as_deref(), Some("pw"));
+}

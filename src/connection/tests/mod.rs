@@ -36,7 +36,14 @@ impl Client {
             "0",
         ])
         .unwrap();
-        let services = crate::app::services(Config::from_parts(&flags, None).unwrap(), None);
+        let config = Config::from_parts(&flags, None).unwrap();
+        let credentials = crate::app::credentials(&config).unwrap();
+        let services = crate::app::services(
+            config,
+            None,
+            credentials,
+            crate::upstream::CredentialSource::fixed(None),
+        );
         let fake = Fake::new();
         let (client, server) = tokio::io::duplex(64 * 1024);
         let stop = tokio_util::sync::CancellationToken::new();

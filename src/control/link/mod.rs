@@ -47,7 +47,8 @@ pub async fn run(tracking: Arc<Control>, target: ControlTarget) {
     // tracking covers them any more, so they go before L1 serves again.
     let mut kept = false;
     loop {
-        let creds = target.credentials.clone().or_else(|| tracking.offered());
+        // The current ones at each attempt: a rotated password file is used by the next.
+        let creds = target.credentials.current().or_else(|| tracking.offered());
 
         let why = match connect(&tracking, &target, creds.as_ref()).await {
             Ok((stream, buf, id, generation)) => {
@@ -101,7 +102,7 @@ pub async fn run(tracking: Arc<Control>, target: ControlTarget) {
             }
         }
         down_logged = true;
-        if target.credentials.is_none() && refused_for_credentials(&why) {
+        if !target.credentials.is_some() && refused_for_credentials(&why) {
             if let Some(c) = &creds {
                 tracking.refuse_offer(c);
             }
@@ -120,7 +121,7 @@ pub async fn run(tracking: Arc<Control>, target: ControlTarget) {
 /// Whether the control connection, without credentials of its own or offered, was refused
 /// for want of them: it waits for a client to authenticate (no error of the sidecar's).
 fn awaits_client(target: &ControlTarget, creds: Option<&Credentials>, why: &Unlinked) -> bool {
-    target.credentials.is_none() && creds.is_none() && why.code() == Some("NOAUTH")
+    !target.credentials.is_some() && creds.is_none() && why.code() == Some("NOAUTH")
 }
 
 /// Whether the upstream refused the control connection for its credentials (none, wrong,

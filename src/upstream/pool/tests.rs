@@ -10,7 +10,7 @@ use crate::protocol::Resp;
 fn pool(connections: usize) -> Pool {
     let target = Target {
         endpoint: crate::upstream::endpoint::Endpoint::fixed("127.0.0.1:1"),
-        credentials: None,
+        credentials: crate::upstream::CredentialSource::fixed(None),
         connections,
         timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(1),

@@ -53,7 +53,7 @@ impl Sentinel {
             let replies = ask(
                 &self.outbound,
                 &sentinel,
-                self.options.sentinel_credentials.as_ref(),
+                self.options.sentinel_credentials.current().as_ref(),
                 &requests,
                 self.options.connect_timeout,
             )
@@ -86,7 +86,7 @@ impl Sentinel {
         let replies = ask(
             &self.outbound,
             address,
-            self.options.data_credentials.as_ref(),
+            self.options.data_credentials.current().as_ref(),
             &[&[b"ROLE"]],
             self.options.connect_timeout,
         )

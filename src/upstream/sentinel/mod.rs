@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 use super::backoff::Backoff;
 use super::endpoint::Endpoint;
 use super::outbound::Outbound;
-use super::Credentials;
+use super::CredentialSource;
 
 /// What discovery needs to know.
 pub struct SentinelOptions {
@@ -39,9 +39,9 @@ pub struct SentinelOptions {
     /// The name the sentinels monitor the primary under.
     pub master: String,
     /// The sentinels' own credentials (`--sentinel-username`, `--sentinel-password`).
-    pub sentinel_credentials: Option<Credentials>,
+    pub sentinel_credentials: CredentialSource,
     /// The data credentials (the URL's), for `ROLE` on the named node.
-    pub data_credentials: Option<Credentials>,
+    pub data_credentials: CredentialSource,
     /// Bound on one connect + exchange with a sentinel or a node.
     pub connect_timeout: Duration,
     /// How often a round runs when nothing else starts one (`--sentinel-recheck`).
@@ -180,7 +180,7 @@ impl Sentinel {
 
     /// `text` with any password of the sentinels' or the data credentials hidden.
     fn redact(&self, text: &str) -> String {
-        let text = super::redact(text, self.options.sentinel_credentials.as_ref());
-        super::redact(&text, self.options.data_credentials.as_ref())
+        let text = super::redact(text, self.options.sentinel_credentials.current().as_ref());
+        super::redact(&text, self.options.data_credentials.current().as_ref())
     }
 }

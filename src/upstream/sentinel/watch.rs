@@ -56,7 +56,7 @@ impl Sentinel {
             let (mut stream, mut buf) = open(
                 &self.outbound,
                 address,
-                self.options.sentinel_credentials.as_ref(),
+                self.options.sentinel_credentials.current().as_ref(),
                 timeout,
             )
             .await?;
