@@ -305,6 +305,9 @@ fn a_secret_file_that_is_missing_or_empty_at_start_is_a_configuration_error() {
         if flag == "--upstream-password-file" {
             args[1] = "redis://127.0.0.1:1";
         }
+        if flag.starts_with("--sentinel") {
+            args[1] = "redis+sentinel://127.0.0.1:1/mymaster";
+        }
         let out = run_nearcache(&args, &[], Duration::from_secs(10));
         assert_eq!(out.status.code(), Some(64), "{flag} {path}: {}", out.stderr);
         assert!(
@@ -341,6 +344,8 @@ fn a_secret_given_twice_is_a_configuration_error() {
         ),
         (
             vec![
+                "--upstream",
+                "redis+sentinel://127.0.0.1:1/mymaster",
                 "--sentinel-password",
                 "given-value-7x",
                 "--sentinel-password-file",

@@ -218,8 +218,6 @@ fn a_password_from_a_file_rotated_and_mistaken_never_shows() {
         &user,
         "--upstream-password-file",
         &pass,
-        "--sentinel-password",
-        SENTINEL_PASS,
     ];
     let url = format!("redis://127.0.0.1:{}", redis.port());
     let sidecar = Sidecar::start_url(&url, &args);
@@ -274,9 +272,16 @@ fn a_password_from_a_file_rotated_and_mistaken_never_shows() {
     });
     snapshot(&sidecar, &mut outputs);
 
-    // --print-config with the same options: the paths, never the contents.
+    // --print-config with the same options and a Sentinel upstream with its password: the
+    // paths, never the contents, and `***` for the password.
+    let sentinels = "redis+sentinel://127.0.0.1:1/mymaster";
     let printed = run_nearcache(
-        &[&["--upstream", &url, "--print-config"][..], &args].concat(),
+        &[
+            &["--upstream", sentinels, "--print-config"][..],
+            &args,
+            &["--sentinel-password", SENTINEL_PASS],
+        ]
+        .concat(),
         &[],
         WAIT,
     );
