@@ -55,7 +55,7 @@ pub struct Tls {
 #[derive(Debug)]
 struct Loaded {
     config: Arc<ClientConfig>,
-    stamps: Vec<Option<SystemTime>>,
+    stamps: Vec<Stamp>,
     /// The earliest `notAfter` of the client certificate chain in use (Unix seconds).
     cert_not_after: Option<i64>,
 }
@@ -196,12 +196,24 @@ impl Tls {
     }
 }
 
-/// When each file was last changed (`None`: absent or unreadable).
-fn stamps(o: &TlsOptions) -> Vec<Option<SystemTime>> {
+/// One version of a file: when it was last changed, its size and (on Unix) its inode, so
+/// that a file replaced within the clock's granularity by a rename over it (as a rotated
+/// Secret is) is still seen as changed; `None`: absent or unreadable.
+type Stamp = Option<(SystemTime, u64, u64)>;
+
+/// The version of each file now.
+fn stamps(o: &TlsOptions) -> Vec<Stamp> {
+    let stamp = |m: std::fs::Metadata| {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&m);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Some((m.modified().ok()?, m.len(), inode))
+    };
     [&o.ca, &o.cert, &o.key]
         .into_iter()
         .flatten()
-        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .map(|p| std::fs::metadata(p).ok().and_then(stamp))
         .collect()
 }
 

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::*;
 
 fn upstream_info(sidecar: &Sidecar) -> String {
-    show(&sidecar.conn().cmd_str(&["INFO", "nearcache_upstream"]))
+    String::from_utf8_lossy(&sidecar.conn().cmd_str(&["INFO", "nearcache_upstream"])).into_owned()
 }
 
 fn metrics(sidecar: &Sidecar) -> String {
@@ -105,20 +105,37 @@ fn tls_figures_name_the_verification_the_client_certificate_and_count_reloads() 
 fn failed_handshakes_are_counted_and_insecure_is_named() {
     let pki = pki(false);
     let redis = Redis::start_tls(&pki.files, &[]);
+    assert_eq!(redis.cli(&["SET", "k", "v"]), "OK");
     let url = format!("rediss://localhost:{}", redis.port());
     // The sidecar trusts another CA than the one that signed the server's certificate.
-    let mut flags = tls_flags(&pki.files, &pki.other_ca);
+    let ca = pki.dir.path().join("wrong-ca.crt");
+    fs::copy(&pki.other_ca, &ca).unwrap();
+    let ca_path = ca.to_string_lossy().into_owned();
+    let mut flags = tls_flags(&pki.files, &ca_path);
     flags.extend(["--connect-timeout", "500ms"]);
     let sidecar = Sidecar::start_url(&url, &flags);
     assert!(show(&get(&mut sidecar.conn(), "k")).contains("unknown issuer"));
-    poll_until(WAIT, "the failed handshake is counted", || {
-        info_u64(&upstream_info(&sidecar), "upstream_tls_handshake_failures") >= 1
+    // /metrics answers without the upstream (INFO waits for a connection that works).
+    let failures = || {
+        let m = metrics(&sidecar);
+        metric(&m, "nearcache_upstream_tls_handshake_failures_total", "").unwrap_or(0.0)
+    };
+    poll_until(WAIT, "the failed handshake is counted", || failures() >= 1.0);
+    // The right CA arrives: INFO, answered again, counts the failures and the reload.
+    let next = pki.dir.path().join("wrong-ca.crt.next");
+    fs::write(&next, fs::read(&pki.files.ca).unwrap()).unwrap();
+    fs::rename(&next, &ca).unwrap();
+    let mut c = sidecar.conn();
+    poll_until(WAIT, "a connection with the right CA", || {
+        get(&mut c, "k") == bulk(b"v")
     });
-    let m = metrics(&sidecar);
-    let failures = metric(&m, "nearcache_upstream_tls_handshake_failures_total", "");
-    assert!(failures.is_some_and(|n| n >= 1.0), "{m}");
+    let info = upstream_info(&sidecar);
+    assert!(info_u64(&info, "upstream_tls_handshake_failures") >= 1, "{info}");
+    assert_eq!(info_u64(&info, "upstream_tls_reloads"), 1, "{info}");
 
-    // Unverified, no client certificate: no expiry either.
+    // Unverified, no client certificate (a server that asks none): no expiry either.
+    let open = Redis::start_tls(&pki.files, &["--tls-auth-clients", "no"]);
+    let url = format!("rediss://localhost:{}", open.port());
     let insecure = Sidecar::start_url(&url, &["--upstream-tls-insecure"]);
     let info = upstream_info(&insecure);
     let field = |name: &str| info_field(&info, name);
