@@ -78,8 +78,16 @@ const ROWS: &[Row] = &[
     ),
     row("tls_get_p1", "ops_per_sec", "TLS: GET -P 1, 10k keys"),
     row("tls_get_p16", "ops_per_sec", "TLS: GET -P 16, 10k keys"),
-    row("tls_getmiss_p1", "ops_per_sec", "TLS: GET -P 1, {keys} keys"),
-    row("tls_getmiss_p16", "ops_per_sec", "TLS: GET -P 16, {keys} keys"),
+    row(
+        "tls_getmiss_p1",
+        "ops_per_sec",
+        "TLS: GET -P 1, {keys} keys",
+    ),
+    row(
+        "tls_getmiss_p16",
+        "ops_per_sec",
+        "TLS: GET -P 16, {keys} keys",
+    ),
     row("tls_set_p1", "ops_per_sec", "TLS: SET -P 1"),
     row("tls_set_p16", "ops_per_sec", "TLS: SET -P 16"),
 ];

@@ -291,9 +291,8 @@ fn tls_families(f: &Figures, out: &mut Families) {
         "1 for how the upstream's certificate is verified, 0 for the others: ca_file \
          (--upstream-tls-ca), system_roots, insecure (--upstream-tls-insecure).",
         ["mode"],
-        tls.into_iter().flat_map(|t| {
-            TlsVerify::ALL.map(|mode| ([mode.name()], u64::from(mode == t.verify)))
-        }),
+        tls.into_iter()
+            .flat_map(|t| TlsVerify::ALL.map(|mode| ([mode.name()], u64::from(mode == t.verify)))),
     );
     out.gauges(
         "nearcache_upstream_tls_client_cert",

@@ -20,7 +20,11 @@ pub enum TlsVerify {
 
 impl TlsVerify {
     /// Every mode, in the order `/metrics` lists them.
-    pub const ALL: [TlsVerify; 3] = [TlsVerify::CaFile, TlsVerify::SystemRoots, TlsVerify::Insecure];
+    pub const ALL: [TlsVerify; 3] = [
+        TlsVerify::CaFile,
+        TlsVerify::SystemRoots,
+        TlsVerify::Insecure,
+    ];
 
     /// The name INFO and `/metrics` show.
     pub fn name(self) -> &'static str {

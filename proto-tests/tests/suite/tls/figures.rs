@@ -22,14 +22,21 @@ fn metrics(sidecar: &Sidecar) -> String {
 fn a_plain_upstream_says_upstream_tls_no() {
     let (_redis, sidecar) = start_pair(&[]);
     let info = upstream_info(&sidecar);
-    assert_eq!(info_field(&info, "upstream_tls").as_deref(), Some("no"), "{info}");
+    assert_eq!(
+        info_field(&info, "upstream_tls").as_deref(),
+        Some("no"),
+        "{info}"
+    );
     assert_eq!(info_field(&info, "upstream_tls_verify"), None, "{info}");
     let m = metrics(&sidecar);
     assert_eq!(metric(&m, "nearcache_upstream_tls", ""), Some(0.0), "{m}");
     let failures = metric(&m, "nearcache_upstream_tls_handshake_failures_total", "");
     assert_eq!(failures, Some(0.0));
     assert!(!m.contains("nearcache_upstream_tls_verify{"), "{m}");
-    assert!(!m.contains("nearcache_upstream_tls_cert_expiry_seconds "), "{m}");
+    assert!(
+        !m.contains("nearcache_upstream_tls_cert_expiry_seconds "),
+        "{m}"
+    );
 }
 
 #[test]
@@ -59,20 +66,38 @@ fn tls_figures_name_the_verification_the_client_certificate_and_count_reloads() 
     assert_eq!(field("upstream_tls_reloads"), "0");
     assert_eq!(field("upstream_tls_reload_failures"), "0");
     assert_eq!(field("upstream_tls_handshake_failures"), "0");
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let expiry: i64 = field("upstream_tls_cert_expiry_seconds").parse().unwrap();
     let want = CLIENT_NOT_AFTER_UNIX - now;
-    assert!((expiry - want).abs() < 120, "expiry {expiry}, want about {want}");
+    assert!(
+        (expiry - want).abs() < 120,
+        "expiry {expiry}, want about {want}"
+    );
 
     let m = metrics(&sidecar);
     assert_eq!(metric(&m, "nearcache_upstream_tls", ""), Some(1.0), "{m}");
-    let mode = |name: &str| metric(&m, "nearcache_upstream_tls_verify", &format!("mode=\"{name}\""));
+    let mode = |name: &str| {
+        metric(
+            &m,
+            "nearcache_upstream_tls_verify",
+            &format!("mode=\"{name}\""),
+        )
+    };
     assert_eq!(mode("ca_file"), Some(1.0), "{m}");
     assert_eq!(mode("system_roots"), Some(0.0), "{m}");
     assert_eq!(mode("insecure"), Some(0.0), "{m}");
-    assert_eq!(metric(&m, "nearcache_upstream_tls_client_cert", ""), Some(1.0));
+    assert_eq!(
+        metric(&m, "nearcache_upstream_tls_client_cert", ""),
+        Some(1.0)
+    );
     let exported = metric(&m, "nearcache_upstream_tls_cert_expiry_seconds", "").expect("expiry");
-    assert!((exported as i64 - want).abs() < 120, "{exported}, want about {want}");
+    assert!(
+        (exported as i64 - want).abs() < 120,
+        "{exported}, want about {want}"
+    );
 
     // The same CA written anew: a reload, seen by the next snapshot.
     replace_ca(&fs::read(&pki.files.ca).unwrap());
@@ -82,23 +107,37 @@ fn tls_figures_name_the_verification_the_client_certificate_and_count_reloads() 
     // A file that no longer loads: a failed reload, the previous CA kept.
     replace_ca(b"not a certificate\n");
     poll_until(WAIT, "the broken CA file is a failed reload", || {
-        info_field(&upstream_info(&sidecar), "upstream_tls_reload_failures").as_deref()
-            == Some("1")
+        info_field(&upstream_info(&sidecar), "upstream_tls_reload_failures").as_deref() == Some("1")
     });
     let info = upstream_info(&sidecar);
-    assert_eq!(info_field(&info, "upstream_tls_reloads").as_deref(), Some("1"), "{info}");
+    assert_eq!(
+        info_field(&info, "upstream_tls_reloads").as_deref(),
+        Some("1"),
+        "{info}"
+    );
     let m = metrics(&sidecar);
     let reloads = |result: &str| {
-        metric(&m, "nearcache_upstream_tls_reloads_total", &format!("result=\"{result}\""))
+        metric(
+            &m,
+            "nearcache_upstream_tls_reloads_total",
+            &format!("result=\"{result}\""),
+        )
     };
     assert_eq!(reloads("ok"), Some(1.0), "{m}");
     assert_eq!(reloads("failed"), Some(1.0), "{m}");
     // The previous CA still verifies a new connection.
     let mut c = sidecar.conn();
-    assert_reply(&c.cmd_str(&["MULTI"]), b"+OK\r\n", "MULTI on a new connection");
+    assert_reply(
+        &c.cmd_str(&["MULTI"]),
+        b"+OK\r\n",
+        "MULTI on a new connection",
+    );
     assert_reply(&c.cmd_str(&["EXEC"]), b"*0\r\n", "EXEC");
     let info = upstream_info(&sidecar);
-    assert_eq!(info_field(&info, "upstream_tls_handshake_failures").as_deref(), Some("0"));
+    assert_eq!(
+        info_field(&info, "upstream_tls_handshake_failures").as_deref(),
+        Some("0")
+    );
 }
 
 #[test]
@@ -120,7 +159,9 @@ fn failed_handshakes_are_counted_and_insecure_is_named() {
         let m = metrics(&sidecar);
         metric(&m, "nearcache_upstream_tls_handshake_failures_total", "").unwrap_or(0.0)
     };
-    poll_until(WAIT, "the failed handshake is counted", || failures() >= 1.0);
+    poll_until(WAIT, "the failed handshake is counted", || {
+        failures() >= 1.0
+    });
     // The right CA arrives: INFO, answered again, counts the failures and the reload.
     let next = pki.dir.path().join("wrong-ca.crt.next");
     fs::write(&next, fs::read(&pki.files.ca).unwrap()).unwrap();
@@ -130,7 +171,10 @@ fn failed_handshakes_are_counted_and_insecure_is_named() {
         get(&mut c, "k") == bulk(b"v")
     });
     let info = upstream_info(&sidecar);
-    assert!(info_u64(&info, "upstream_tls_handshake_failures") >= 1, "{info}");
+    assert!(
+        info_u64(&info, "upstream_tls_handshake_failures") >= 1,
+        "{info}"
+    );
     assert_eq!(info_u64(&info, "upstream_tls_reloads"), 1, "{info}");
 
     // Unverified, no client certificate (a server that asks none): no expiry either.
@@ -139,12 +183,27 @@ fn failed_handshakes_are_counted_and_insecure_is_named() {
     let insecure = Sidecar::start_url(&url, &["--upstream-tls-insecure"]);
     let info = upstream_info(&insecure);
     let field = |name: &str| info_field(&info, name);
-    assert_eq!(field("upstream_tls_verify").as_deref(), Some("insecure"), "{info}");
-    assert_eq!(field("upstream_tls_client_cert").as_deref(), Some("no"), "{info}");
+    assert_eq!(
+        field("upstream_tls_verify").as_deref(),
+        Some("insecure"),
+        "{info}"
+    );
+    assert_eq!(
+        field("upstream_tls_client_cert").as_deref(),
+        Some("no"),
+        "{info}"
+    );
     assert_eq!(field("upstream_tls_cert_expiry_seconds"), None, "{info}");
     let m = metrics(&insecure);
     let mode = metric(&m, "nearcache_upstream_tls_verify", "mode=\"insecure\"");
     assert_eq!(mode, Some(1.0), "{m}");
-    assert_eq!(metric(&m, "nearcache_upstream_tls_client_cert", ""), Some(0.0), "{m}");
-    assert!(!m.contains("nearcache_upstream_tls_cert_expiry_seconds "), "{m}");
+    assert_eq!(
+        metric(&m, "nearcache_upstream_tls_client_cert", ""),
+        Some(0.0),
+        "{m}"
+    );
+    assert!(
+        !m.contains("nearcache_upstream_tls_cert_expiry_seconds "),
+        "{m}"
+    );
 }
