@@ -238,39 +238,64 @@ say "filling $BENCH_KEYS keys of $VALUE_BYTES bytes and $MIX_KEYS of $MIX_VALUE_
 # --- TLS upstream ---------------------------------------------------------------------------
 # A CA and a server certificate for localhost and 127.0.0.1, made here; the server asks no
 # client certificate (the rows measure the encryption, not mutual TLS).
+# Without them (a nearcache binary older than rediss:// support, as `make bench-compare` may
+# run, no openssl, a redis-server built without TLS) the TLS rows say why they are missing.
 tls=$tmp/tls
-mkdir -p "$tls"
-{
-    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=nearcache bench CA' \
-        -keyout "$tls/ca.key" -out "$tls/ca.crt" &&
-        openssl req -newkey rsa:2048 -nodes -subj '/CN=localhost' \
-            -keyout "$tls/server.key" -out "$tls/server.csr" &&
-        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$tls/san.ext" &&
-        openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
-            -CAcreateserial -days 2 -extfile "$tls/san.ext" -out "$tls/server.crt"
-} >"$tmp/openssl.err" 2>&1 || fail "openssl could not make the TLS certificates: $(tail -n 2 "$tmp/openssl.err")"
-port[tlsredis]=$(free_port)
-redis-server --port 0 --tls-port "${port[tlsredis]}" --bind 127.0.0.1 --save '' --appendonly no \
-    --tls-cert-file "$tls/server.crt" --tls-key-file "$tls/server.key" \
-    --tls-ca-cert-file "$tls/ca.crt" --tls-auth-clients no \
-    --tracking-table-max-keys 0 --dir "$tmp" --logfile "$tmp/tlsredis.log" &
-pid[tlsredis]=$!
-tls_cli() { timeout 2 redis-cli --tls --cacert "$tls/ca.crt" -h 127.0.0.1 -p "${port[tlsredis]}" "$@" 2>/dev/null; }
-for _ in $(seq 50); do
-    [ "$(tls_cli ping)" = "PONG" ] && break
-    kill -0 "${pid[tlsredis]}" 2>/dev/null || fail "the TLS redis-server exited at start-up"
-    sleep 0.1
-done
-[ "$(tls_cli ping)" = "PONG" ] ||
-    fail "the TLS redis-server on port ${port[tlsredis]} did not answer PING within 5 s (redis-server built without TLS?)"
-tls_url=rediss://localhost:${port[tlsredis]}
-start_nearcache tlshits "$tls_url" --upstream-tls-ca "$tls/ca.crt" "$@"
-start_nearcache tlsmisses "$tls_url" --upstream-tls-ca "$tls/ca.crt" --l1-max-bytes 1MiB "$@"
-# The TLS rows' columns: direct is the TLS server itself, hits and misses the two sidecars.
-declare -A tls_port=([direct]=${port[tlsredis]} [hits]=${port[tlshits]} [misses]=${port[tlsmisses]})
-say "filling $BENCH_KEYS keys of $VALUE_BYTES bytes in the TLS redis-server (through tlsmisses)"
-"$tool" fill --addr "127.0.0.1:${port[tlsmisses]}" --count "$BENCH_KEYS" --value-size "$VALUE_BYTES" \
-    >/dev/null 2>"$tmp/fill.err" || fail "filling key:* over TLS failed"
+have_tls=0
+tls_why=
+declare -A tls_port=()
+start_tls_targets() {
+    if ! "$bin" --help 2>/dev/null | grep -q -- --upstream-tls-ca; then
+        tls_why="this nearcache has no TLS upstream (--upstream-tls-ca)"
+        return 1
+    fi
+    command -v openssl >/dev/null || { tls_why="openssl is not installed"; return 1; }
+    mkdir -p "$tls"
+    if ! {
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=nearcache bench CA' \
+            -keyout "$tls/ca.key" -out "$tls/ca.crt" &&
+            openssl req -newkey rsa:2048 -nodes -subj '/CN=localhost' \
+                -keyout "$tls/server.key" -out "$tls/server.csr" &&
+            printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$tls/san.ext" &&
+            openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
+                -CAcreateserial -days 2 -extfile "$tls/san.ext" -out "$tls/server.crt"
+    } >"$tmp/openssl.err" 2>&1; then
+        tls_why="openssl could not make the certificates: $(tail -n 1 "$tmp/openssl.err")"
+        return 1
+    fi
+    port[tlsredis]=$(free_port)
+    redis-server --port 0 --tls-port "${port[tlsredis]}" --bind 127.0.0.1 --save '' --appendonly no \
+        --tls-cert-file "$tls/server.crt" --tls-key-file "$tls/server.key" \
+        --tls-ca-cert-file "$tls/ca.crt" --tls-auth-clients no \
+        --tracking-table-max-keys 0 --dir "$tmp" --logfile "$tmp/tlsredis.log" &
+    pid[tlsredis]=$!
+    local pong=
+    for _ in $(seq 50); do
+        pong=$(timeout 2 redis-cli --tls --cacert "$tls/ca.crt" -h 127.0.0.1 -p "${port[tlsredis]}" ping 2>/dev/null || true)
+        [ "$pong" = PONG ] && break
+        kill -0 "${pid[tlsredis]}" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ "$pong" != PONG ]; then
+        tls_why="the TLS redis-server did not answer PING (built without TLS?): $(tail -n 1 "$tmp/tlsredis.log" 2>/dev/null)"
+        stop "${pid[tlsredis]}" 6
+        unset "pid[tlsredis]"
+        return 1
+    fi
+    local url=rediss://localhost:${port[tlsredis]}
+    start_nearcache tlshits "$url" --upstream-tls-ca "$tls/ca.crt" "$@"
+    start_nearcache tlsmisses "$url" --upstream-tls-ca "$tls/ca.crt" --l1-max-bytes 1MiB "$@"
+    # The TLS rows' columns: direct is the TLS server itself, hits and misses the two sidecars.
+    tls_port=([direct]=${port[tlsredis]} [hits]=${port[tlshits]} [misses]=${port[tlsmisses]})
+    say "filling $BENCH_KEYS keys of $VALUE_BYTES bytes in the TLS redis-server (through tlsmisses)"
+    "$tool" fill --addr "127.0.0.1:${port[tlsmisses]}" --count "$BENCH_KEYS" --value-size "$VALUE_BYTES" \
+        >/dev/null 2>"$tmp/fill.err" || fail "filling key:* over TLS failed"
+}
+if start_tls_targets "$@"; then
+    have_tls=1
+else
+    say "the TLS rows are not measured: $tls_why"
+fi
 
 # --- the targets ----------------------------------------------------------------------------
 start_nearcache hits "${port[redis]}" "$@"
@@ -329,8 +354,8 @@ say "relay: PING p50 $(field p50_ms "$rtt_relay") ms through it, $(field p50_ms 
 
 say "$(redis-server --version | awk '{print $1, $2, $3}') on ${port[redis]}; nearcache hits ${port[hits]}," \
     "misses ${port[misses]}, forward ${port[forward]}, ns20 ${port[ns20]}, remote ${port[remote]} via relay ${port[relay]};" \
-    "twemproxy ${port[twemproxy]:-none}; TLS: redis-server ${port[tlsredis]}, nearcache tlshits ${port[tlshits]}," \
-    "tlsmisses ${port[tlsmisses]}${*:+; nearcache flags: $*}"
+    "twemproxy ${port[twemproxy]:-none}; TLS: redis-server ${port[tlsredis]:-none}, nearcache tlshits" \
+    "${port[tlshits]:-none}, tlsmisses ${port[tlsmisses]:-none}${*:+; nearcache flags: $*}"
 say "$BENCH_ROUNDS rounds of $BENCH_SECONDS s per measurement, $CLIENTS clients, $VALUE_BYTES-byte values"
 
 # --- measurements ---------------------------------------------------------------------------
@@ -402,6 +427,10 @@ measure() {
     local w=$1 t=$2 r=$3 addr
     if [ "$t" = twemproxy ] && [ "$have_twemproxy" = 0 ]; then
         not_measured "$w" "$t" "$r" "nutcracker is not installed"
+        return
+    fi
+    if [[ $w == tls_* ]] && [ "$have_tls" = 0 ]; then
+        not_measured "$w" "$t" "$r" "$tls_why"
         return
     fi
     addr=127.0.0.1:${port[$t]}
