@@ -12,9 +12,16 @@
 #   ns20       hits with 20 namespaces configured, the hot keys' the last to match (hit-path
 #              GET and MGET only: what matching a key to its namespace costs)
 # plus, for the remote rows, a relay adding 0.5 ms each way between a fifth nearcache and
-# Redis (and between the benchmark and Redis for the direct figure).
+# Redis (and between the benchmark and Redis for the direct figure), and, for the TLS rows, a
+# second redis-server listening for TLS only (certificates made with openssl in the temp
+# directory, no client certificates asked for) with two nearcaches in front of it over
+# rediss:// (--upstream-tls-ca): tlshits (default flags) and tlsmisses (--l1-max-bytes 1MiB).
+# The TLS rows' direct figure is redis-benchmark --tls to that server (what an application
+# doing TLS itself pays); the nearcaches' figures are redis-benchmark in plain text on
+# localhost to the sidecar, which does TLS upstream.
 #
-# Workloads: GET/SET/INCR at -P 1 and -P 16 (redis-benchmark); MGET of 10 hot keys and of
+# Workloads: GET/SET/INCR at -P 1 and -P 16 (redis-benchmark), and GET hit, GET miss and SET
+# at -P 1 and -P 16 over TLS; MGET of 10 hot keys and of
 # 5 hot + 5 cold; a 95/5 GET/SET Zipf mix over 100k keys of 1 KiB; GET beside 2000 idle
 # clients; GET latency and the mix through the relay (nearcache-bench, the bench/ crate).
 # Each figure is the median of BENCH_ROUNDS rounds, the targets' order rotating every
@@ -168,11 +175,13 @@ wait_listening() {
     port[$name]=$p
 }
 
-# start_nearcache NAME UPSTREAM_PORT [FLAGS...]: sets port[NAME] and pid[NAME].
+# start_nearcache NAME UPSTREAM [FLAGS...]: sets port[NAME] and pid[NAME]. UPSTREAM is a
+# port on 127.0.0.1 or a URL.
 start_nearcache() {
     local name=$1 upstream=$2
     shift 2
-    "$bin" --listen 127.0.0.1:0 --upstream "redis://127.0.0.1:$upstream" --metrics-listen off "$@" \
+    [[ $upstream == *://* ]] || upstream=redis://127.0.0.1:$upstream
+    "$bin" --listen 127.0.0.1:0 --upstream "$upstream" --metrics-listen off "$@" \
         >"$tmp/$name.out" 2>"$tmp/$name.err" &
     pid[$name]=$!
     wait_listening "$name" "$tmp/$name.out" "nearcache listening on"
@@ -225,6 +234,68 @@ say "filling $BENCH_KEYS keys of $VALUE_BYTES bytes and $MIX_KEYS of $MIX_VALUE_
     >/dev/null 2>"$tmp/fill.err" || fail "filling key:* failed"
 "$tool" fill --addr "127.0.0.1:${port[redis]}" --prefix mix: --count "$MIX_KEYS" \
     --value-size "$MIX_VALUE_BYTES" >/dev/null 2>"$tmp/fill.err" || fail "filling mix:* failed"
+
+# --- TLS upstream ---------------------------------------------------------------------------
+# A CA and a server certificate for localhost and 127.0.0.1, made here; the server asks no
+# client certificate (the rows measure the encryption, not mutual TLS).
+# Without them (a nearcache binary older than rediss:// support, as `make bench-compare` may
+# run, no openssl, a redis-server built without TLS) the TLS rows say why they are missing.
+tls=$tmp/tls
+have_tls=0
+tls_why=
+declare -A tls_port=()
+start_tls_targets() {
+    if ! "$bin" --help 2>/dev/null | grep -q -- --upstream-tls-ca; then
+        tls_why="this nearcache has no TLS upstream (--upstream-tls-ca)"
+        return 1
+    fi
+    command -v openssl >/dev/null || { tls_why="openssl is not installed"; return 1; }
+    mkdir -p "$tls"
+    if ! {
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=nearcache bench CA' \
+            -keyout "$tls/ca.key" -out "$tls/ca.crt" &&
+            openssl req -newkey rsa:2048 -nodes -subj '/CN=localhost' \
+                -keyout "$tls/server.key" -out "$tls/server.csr" &&
+            printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$tls/san.ext" &&
+            openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
+                -CAcreateserial -days 2 -extfile "$tls/san.ext" -out "$tls/server.crt"
+    } >"$tmp/openssl.err" 2>&1; then
+        tls_why="openssl could not make the certificates: $(tail -n 1 "$tmp/openssl.err")"
+        return 1
+    fi
+    port[tlsredis]=$(free_port)
+    redis-server --port 0 --tls-port "${port[tlsredis]}" --bind 127.0.0.1 --save '' --appendonly no \
+        --tls-cert-file "$tls/server.crt" --tls-key-file "$tls/server.key" \
+        --tls-ca-cert-file "$tls/ca.crt" --tls-auth-clients no \
+        --tracking-table-max-keys 0 --dir "$tmp" --logfile "$tmp/tlsredis.log" &
+    pid[tlsredis]=$!
+    local pong=
+    for _ in $(seq 50); do
+        pong=$(timeout 2 redis-cli --tls --cacert "$tls/ca.crt" -h 127.0.0.1 -p "${port[tlsredis]}" ping 2>/dev/null || true)
+        [ "$pong" = PONG ] && break
+        kill -0 "${pid[tlsredis]}" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ "$pong" != PONG ]; then
+        tls_why="the TLS redis-server did not answer PING (built without TLS?): $(tail -n 1 "$tmp/tlsredis.log" 2>/dev/null)"
+        stop "${pid[tlsredis]}" 6
+        unset "pid[tlsredis]"
+        return 1
+    fi
+    local url=rediss://localhost:${port[tlsredis]}
+    start_nearcache tlshits "$url" --upstream-tls-ca "$tls/ca.crt" "$@"
+    start_nearcache tlsmisses "$url" --upstream-tls-ca "$tls/ca.crt" --l1-max-bytes 1MiB "$@"
+    # The TLS rows' columns: direct is the TLS server itself, hits and misses the two sidecars.
+    tls_port=([direct]=${port[tlsredis]} [hits]=${port[tlshits]} [misses]=${port[tlsmisses]})
+    say "filling $BENCH_KEYS keys of $VALUE_BYTES bytes in the TLS redis-server (through tlsmisses)"
+    "$tool" fill --addr "127.0.0.1:${port[tlsmisses]}" --count "$BENCH_KEYS" --value-size "$VALUE_BYTES" \
+        >/dev/null 2>"$tmp/fill.err" || fail "filling key:* over TLS failed"
+}
+if start_tls_targets "$@"; then
+    have_tls=1
+else
+    say "the TLS rows are not measured: $tls_why"
+fi
 
 # --- the targets ----------------------------------------------------------------------------
 start_nearcache hits "${port[redis]}" "$@"
@@ -283,7 +354,8 @@ say "relay: PING p50 $(field p50_ms "$rtt_relay") ms through it, $(field p50_ms 
 
 say "$(redis-server --version | awk '{print $1, $2, $3}') on ${port[redis]}; nearcache hits ${port[hits]}," \
     "misses ${port[misses]}, forward ${port[forward]}, ns20 ${port[ns20]}, remote ${port[remote]} via relay ${port[relay]};" \
-    "twemproxy ${port[twemproxy]:-none}${*:+; nearcache flags: $*}"
+    "twemproxy ${port[twemproxy]:-none}; TLS: redis-server ${port[tlsredis]:-none}, nearcache tlshits" \
+    "${port[tlshits]:-none}, tlsmisses ${port[tlsmisses]:-none}${*:+; nearcache flags: $*}"
 say "$BENCH_ROUNDS rounds of $BENCH_SECONDS s per measurement, $CLIENTS clients, $VALUE_BYTES-byte values"
 
 # --- measurements ---------------------------------------------------------------------------
@@ -303,11 +375,15 @@ progress() { # WORKLOAD TARGET ROUND OPS [P99]
 # redis_benchmark WORKLOAD TARGET ROUND TEST PIPELINE KEYS: ops/s, p50 and p99 of one run,
 # its request count aimed at BENCH_SECONDS from this target's last rate.
 redis_benchmark() {
-    local w=$1 t=$2 r=$3 test=$4 pipeline=$5 keys=$6 est n out line rps p50 p99
+    local w=$1 t=$2 r=$3 test=$4 pipeline=$5 keys=$6 est n out line rps p50 p99 p=${port[$t]:-} tls_args=()
     est=${rate[$w/$t]:-$((pipeline == 1 ? 60000 : 400000))}
     n=$(awk -v e="$est" -v s="$BENCH_SECONDS" 'BEGIN { n = int(e * s); print (n < 2000 ? 2000 : n) }')
+    if [[ $w == tls_* ]]; then
+        p=${tls_port[$t]}
+        [ "$t" = direct ] && tls_args=(--tls --cacert "$tls/ca.crt")
+    fi
     local status=0
-    out=$(timeout "$BENCH_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "${port[$t]}" -t "$test" \
+    out=$(timeout "$BENCH_TIMEOUT" redis-benchmark "${tls_args[@]}" -h 127.0.0.1 -p "$p" -t "$test" \
         -c "$CLIENTS" -r "$keys" -d "$VALUE_BYTES" -n "$n" -P "$pipeline" --csv 2>"$tmp/rb.err") || status=$?
     if [ "$status" -eq 124 ]; then
         not_measured "$w" "$t" "$r" "redis-benchmark took over ${BENCH_TIMEOUT}s (BENCH_TIMEOUT)"
@@ -353,13 +429,18 @@ measure() {
         not_measured "$w" "$t" "$r" "nutcracker is not installed"
         return
     fi
+    if [[ $w == tls_* ]] && [ "$have_tls" = 0 ]; then
+        not_measured "$w" "$t" "$r" "$tls_why"
+        return
+    fi
     addr=127.0.0.1:${port[$t]}
     case $w in
         remote_*) if [ "$t" = direct ]; then addr=127.0.0.1:${port[relay]}; else addr=127.0.0.1:${port[remote]}; fi ;;
+        tls_*) addr=127.0.0.1:${tls_port[$t]} ;;
     esac
     if [ "$t" = hits ] || [ "$t" = ns20 ]; then
         case $w in
-            get_* | mget_* | idle) warm "$addr" key: "$HOT_KEYS" ;;
+            get_* | tls_get_* | mget_* | idle) warm "$addr" key: "$HOT_KEYS" ;;
             mix | remote_mix) warm "$addr" mix: "$MIX_KEYS" ;;
             remote_get) warm "$addr" key: "$REMOTE_KEYS" ;;
         esac
@@ -373,6 +454,12 @@ measure() {
         set_p16) redis_benchmark "$w" "$t" "$r" set 16 "$HOT_KEYS" ;;
         incr_p1) redis_benchmark "$w" "$t" "$r" incr 1 "$HOT_KEYS" ;;
         incr_p16) redis_benchmark "$w" "$t" "$r" incr 16 "$HOT_KEYS" ;;
+        tls_get_p1) redis_benchmark "$w" "$t" "$r" get 1 "$HOT_KEYS" ;;
+        tls_get_p16) redis_benchmark "$w" "$t" "$r" get 16 "$HOT_KEYS" ;;
+        tls_getmiss_p1) redis_benchmark "$w" "$t" "$r" get 1 "$BENCH_KEYS" ;;
+        tls_getmiss_p16) redis_benchmark "$w" "$t" "$r" get 16 "$BENCH_KEYS" ;;
+        tls_set_p1) redis_benchmark "$w" "$t" "$r" set 1 "$HOT_KEYS" ;;
+        tls_set_p16) redis_benchmark "$w" "$t" "$r" set 16 "$HOT_KEYS" ;;
         mget_hits) load "$w" "$t" "$r" mget --addr "$addr" --clients "$CLIENTS" --hot 10 --hot-keys "$HOT_KEYS" ;;
         mget_half) load "$w" "$t" "$r" mget --addr "$addr" --clients "$CLIENTS" --hot 5 --cold 5 --hot-keys "$HOT_KEYS" ;;
         mix | remote_mix)
@@ -387,9 +474,13 @@ measure() {
 
 local_targets="direct hits forward twemproxy"
 workloads=(get_p1 get_p16 getmiss_p1 getmiss_p16 set_p1 set_p16 incr_p1 incr_p16
-    mget_hits mget_half mix idle remote_get remote_mix)
+    mget_hits mget_half mix idle remote_get remote_mix
+    tls_get_p1 tls_get_p16 tls_getmiss_p1 tls_getmiss_p16 tls_set_p1 tls_set_p16)
 declare -A targets_of=(
     [getmiss_p1]="direct misses" [getmiss_p16]="direct misses"
+    [tls_get_p1]="direct hits" [tls_get_p16]="direct hits"
+    [tls_getmiss_p1]="direct misses" [tls_getmiss_p16]="direct misses"
+    [tls_set_p1]="direct hits" [tls_set_p16]="direct hits"
     [remote_get]="direct hits" [remote_mix]="direct hits"
     [get_p1]="$local_targets ns20" [get_p16]="$local_targets ns20" [mget_hits]="$local_targets ns20"
 )
@@ -439,7 +530,7 @@ memory_run() {
 }
 
 # The nearcaches of the throughput rows are done: stop them so the memory runs have the cores.
-for name in hits misses forward ns20 remote twemproxy relay; do
+for name in hits misses forward ns20 remote twemproxy relay tlshits tlsmisses tlsredis; do
     [ -n "${pid[$name]:-}" ] || continue
     stop "${pid[$name]}" 6
     unset "pid[$name]"

@@ -8,6 +8,7 @@ use std::fmt::Write;
 use super::figures::Figures;
 use crate::config::TrackingMode;
 use crate::services::Services;
+use crate::upstream::tls::TlsFigures;
 
 /// A section renderer.
 type Render = fn(&Figures) -> String;
@@ -183,7 +184,26 @@ pub fn upstream_section(f: &Figures) -> String {
     l.line("upstream_errors", &s.upstream_errors);
     l.line("upstream_timeouts", &s.upstream_timeouts);
     l.line("upstream_latency_avg_us", &s.upstream_latency_avg_us());
+    tls_lines(&mut l, up.tls.as_ref());
     l.0
+}
+
+/// The upstream TLS lines: `upstream_tls:no` for a plain upstream, else how it is verified,
+/// the client certificate and its expiry, the files' reloads and failed handshakes.
+fn tls_lines(l: &mut Lines, tls: Option<&TlsFigures>) {
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    l.line("upstream_tls", &yes_no(tls.is_some()));
+    let Some(t) = tls else {
+        return;
+    };
+    l.line("upstream_tls_verify", &t.verify.name());
+    l.line("upstream_tls_client_cert", &yes_no(t.client_cert));
+    l.line("upstream_tls_reloads", &t.reloads);
+    l.line("upstream_tls_reload_failures", &t.reload_failures);
+    l.line("upstream_tls_handshake_failures", &t.handshake_failures);
+    if let Some(secs) = t.cert_expiry_secs {
+        l.line("upstream_tls_cert_expiry_seconds", &secs);
+    }
 }
 
 /// Renders `# Nearcache_Profiler`: slow commands, N+1 reads, hot keys.

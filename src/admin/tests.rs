@@ -13,6 +13,7 @@ use super::info;
 use crate::cache::namespaces::Row;
 use crate::cache::Policy;
 use crate::metrics::{Histograms, LagHistogram, LookupHistogram};
+use crate::upstream::tls::{TlsFigures, TlsVerify};
 use crate::upstream::UpstreamState;
 
 fn snapshot() -> Figures {
@@ -27,6 +28,14 @@ fn snapshot() -> Figures {
     f.l1.evictions.written = 3;
     f.upstream.address = "10.0.0.9:6379".into();
     f.upstream.state = UpstreamState::AuthFailed;
+    f.upstream.tls = Some(TlsFigures {
+        verify: TlsVerify::CaFile,
+        client_cert: true,
+        reloads: 2,
+        reload_failures: 1,
+        handshake_failures: 3,
+        cert_expiry_secs: Some(-5),
+    });
     f.control.link_needed = true;
     f.control.link_up = true;
     f.control.serving = true;
@@ -91,6 +100,13 @@ fn info_sections_render_the_snapshot() {
         "bus:subscribed\r\n",
         "bus_channel:nearcache:invalidate\r\n",
         "invalidation_messages:9\r\n",
+        "upstream_tls:yes\r\n",
+        "upstream_tls_verify:ca_file\r\n",
+        "upstream_tls_client_cert:yes\r\n",
+        "upstream_tls_reloads:2\r\n",
+        "upstream_tls_reload_failures:1\r\n",
+        "upstream_tls_handshake_failures:3\r\n",
+        "upstream_tls_cert_expiry_seconds:-5\r\n",
         "# Nearcache_Profiler\r\n",
     ] {
         assert!(text.contains(line), "{line:?} not in\n{text}");
@@ -123,6 +139,14 @@ fn exposition_renders_the_snapshot() {
         "nearcache_stale_hits_detected_total 1\n",
         "# TYPE nearcache_warm_running gauge\n",
         "nearcache_warm_running 1\n",
+        "nearcache_upstream_tls 1\n",
+        "nearcache_upstream_tls_verify{mode=\"ca_file\"} 1\n",
+        "nearcache_upstream_tls_verify{mode=\"insecure\"} 0\n",
+        "nearcache_upstream_tls_client_cert 1\n",
+        "nearcache_upstream_tls_reloads_total{result=\"ok\"} 2\n",
+        "nearcache_upstream_tls_reloads_total{result=\"failed\"} 1\n",
+        "nearcache_upstream_tls_handshake_failures_total 3\n",
+        "nearcache_upstream_tls_cert_expiry_seconds -5\n",
     ] {
         assert!(text.contains(sample), "{sample:?} not in\n{text}");
     }

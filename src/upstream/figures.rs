@@ -1,6 +1,7 @@
 //! [`UpstreamFigures`]: one snapshot of the upstream's figures (its state and connections),
 //! what INFO and `/metrics` render; the calls' counters are in [`crate::metrics::Stats`].
 
+use super::tls::TlsFigures;
 use super::{Upstream, UpstreamState};
 
 /// The upstream's figures at one moment.
@@ -18,6 +19,8 @@ pub struct UpstreamFigures {
     pub routes: u64,
     /// Pooled connections re-established after a loss, since start.
     pub reconnects: u64,
+    /// The TLS in use (`None`: a plain `redis://` upstream).
+    pub tls: Option<TlsFigures>,
 }
 
 impl Default for UpstreamFigures {
@@ -29,6 +32,7 @@ impl Default for UpstreamFigures {
             connections: 0,
             routes: 0,
             reconnects: 0,
+            tls: None,
         }
     }
 }
@@ -43,6 +47,7 @@ impl Upstream {
             connections: self.connections() as u64,
             routes: self.routes() as u64,
             reconnects: self.reconnects(),
+            tls: self.outbound().tls().map(|tls| tls.figures()),
         }
     }
 }

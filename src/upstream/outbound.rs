@@ -41,6 +41,11 @@ impl Outbound {
         })
     }
 
+    /// The TLS client of a `rediss://` upstream (`None` for `redis://`).
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
+    }
+
     /// Connects to `address` and registers the socket's local address until the returned
     /// guard is dropped (keep it for the handshake: the sidecar, if it is its own upstream,
     /// reads the handshake's first bytes while it is registered). Fails without connecting

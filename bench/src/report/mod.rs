@@ -76,6 +76,20 @@ const ROWS: &[Row] = &[
         "p99_ms",
         "GET p99 ms, {keys}-entry L1, INVALIDATE loop",
     ),
+    row("tls_get_p1", "ops_per_sec", "TLS: GET -P 1, 10k keys"),
+    row("tls_get_p16", "ops_per_sec", "TLS: GET -P 16, 10k keys"),
+    row(
+        "tls_getmiss_p1",
+        "ops_per_sec",
+        "TLS: GET -P 1, {keys} keys",
+    ),
+    row(
+        "tls_getmiss_p16",
+        "ops_per_sec",
+        "TLS: GET -P 16, {keys} keys",
+    ),
+    row("tls_set_p1", "ops_per_sec", "TLS: SET -P 1"),
+    row("tls_set_p16", "ops_per_sec", "TLS: SET -P 16"),
 ];
 
 /// Every figure of a run.
@@ -304,6 +318,12 @@ fn legend(f: &Figures) -> Vec<String> {
                 .map_or("?".into(), |v| format!("{v:.1}")),
             keys = short_count(f.meta("keys")),
         ),
+        "TLS rows: a second redis-server listening for TLS only (certificates made by the \
+         script, no client certificate asked for); direct = redis-benchmark --tls to it (what \
+         an application doing TLS itself pays); hits and misses = nearcache over rediss:// \
+         (--upstream-tls-ca) with the flags of those columns, redis-benchmark in plain text to \
+         it on localhost (the sidecar does TLS upstream). The ratio is to direct TLS."
+            .into(),
     ]
 }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use super::Families;
 use crate::admin::figures::Figures;
 use crate::metrics::commands;
+use crate::upstream::tls::TlsVerify;
 
 /// The label naming a key namespace.
 const NAMESPACE_LABEL: &str = "cache_namespace";
@@ -109,6 +110,7 @@ pub(super) fn families(f: &Figures, out: &mut Families) {
             .names_marked()
             .map(|(name, current)| ([name], u64::from(current))),
     );
+    tls_families(f, out);
     out.counters(
         "nearcache_invalidation_messages_total",
         "Invalidation messages received (in) and sent (out).",
@@ -300,5 +302,52 @@ fn sentinel(s: &crate::upstream::sentinel::SentinelFigures, out: &mut Families) 
          subscription is up).",
         ["state"],
         [(["known"], s.known), (["reachable"], s.reachable)],
+    );
+}
+
+/// The upstream TLS families: `nearcache_upstream_tls` and the counters always (0 for a
+/// plain upstream, so that rates over them evaluate), the gauges of the TLS in use for a
+/// `rediss://` upstream only.
+fn tls_families(f: &Figures, out: &mut Families) {
+    let tls = f.upstream.tls.as_ref();
+    out.gauge(
+        "nearcache_upstream_tls",
+        "1 when the upstream is reached over TLS (rediss://), 0 for plain text.",
+        u64::from(tls.is_some()),
+    );
+    out.gauges(
+        "nearcache_upstream_tls_verify",
+        "1 for how the upstream's certificate is verified, 0 for the others: ca_file \
+         (--upstream-tls-ca), system_roots, insecure (--upstream-tls-insecure).",
+        ["mode"],
+        tls.into_iter()
+            .flat_map(|t| TlsVerify::ALL.map(|mode| ([mode.name()], u64::from(mode == t.verify)))),
+    );
+    out.gauges(
+        "nearcache_upstream_tls_client_cert",
+        "1 when a client certificate is shown to the upstream (--upstream-tls-cert).",
+        [],
+        tls.map(|t| ([], u64::from(t.client_cert))),
+    );
+    out.counters(
+        "nearcache_upstream_tls_reloads_total",
+        "Changes of the upstream TLS files: loaded (ok), or not loadable, the previous \
+         material kept (failed).",
+        ["result"],
+        [
+            (["ok"], tls.map_or(0, |t| t.reloads)),
+            (["failed"], tls.map_or(0, |t| t.reload_failures)),
+        ],
+    );
+    out.counter(
+        "nearcache_upstream_tls_handshake_failures_total",
+        "TLS handshakes with the upstream that failed (refused, unverified, timed out).",
+        tls.map_or(0, |t| t.handshake_failures),
+    );
+    out.signed_gauge(
+        "nearcache_upstream_tls_cert_expiry_seconds",
+        "Seconds until the client certificate chain in use expires (its earliest notAfter; \
+         negative once expired).",
+        tls.and_then(|t| t.cert_expiry_secs),
     );
 }

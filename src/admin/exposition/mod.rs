@@ -170,6 +170,12 @@ impl Families {
         self.gauges(name, help, [], [([], value)]);
     }
 
+    /// A gauge without labels whose value may be negative; no sample for `None`.
+    pub(super) fn signed_gauge(&mut self, name: &str, help: &str, value: Option<i64>) {
+        let rows = value.map(|v| ([], v as f64));
+        self.family(MetricType::GAUGE, name, help, [], rows);
+    }
+
     /// A gauge with labels, one sample per row.
     pub(super) fn gauges<'a, const N: usize>(
         &mut self,

@@ -2,7 +2,8 @@
 //! certificates required, and certificates made by the test (rcgen). Caching, tracking
 //! invalidations, pinned transactions and pub/sub work through the sidecar over TLS; a wrong
 //! CA, a wrong name, an expired certificate and a plain-text server are refused with their
-//! cause in the reply; a CA file replaced on disk is used by the next connection.
+//! cause in the reply; a CA file replaced on disk is used by the next connection. INFO and
+//! `/metrics` say what TLS is in use (`figures`).
 
 use std::fs;
 use std::time::Duration;
@@ -13,6 +14,8 @@ use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
 };
+
+mod figures;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -36,21 +39,26 @@ fn leaf(
     names: &[&str],
     purpose: ExtendedKeyUsagePurpose,
     ca: &(CertificateParams, KeyPair),
-    expired: bool,
+    not_after: Option<(i32, u8, u8)>,
 ) -> (String, String) {
     let mut params =
         CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
     params.distinguished_name.push(DnType::CommonName, names[0]);
     params.extended_key_usages = vec![purpose];
-    if expired {
+    if let Some((year, month, day)) = not_after {
         params.not_before = date_time_ymd(2020, 1, 1);
-        params.not_after = date_time_ymd(2021, 1, 1);
+        params.not_after = date_time_ymd(year, month, day);
     }
     let key = KeyPair::generate().unwrap();
     let issuer = Issuer::from_params(&ca.0, &ca.1);
     let cert = params.signed_by(&key, &issuer).unwrap();
     (cert.pem(), key.serialize_pem())
 }
+
+/// When the client certificate expires: 2040-01-01T00:00:00Z.
+const CLIENT_NOT_AFTER: (i32, u8, u8) = (2040, 1, 1);
+/// The same in seconds since the Unix epoch.
+const CLIENT_NOT_AFTER_UNIX: i64 = 2_208_988_800;
 
 fn pki(expired_server: bool) -> Pki {
     let dir = TempDir::new("tls");
@@ -67,13 +75,13 @@ fn pki(expired_server: bool) -> Pki {
         &["localhost", "127.0.0.1"],
         ExtendedKeyUsagePurpose::ServerAuth,
         &root,
-        expired_server,
+        expired_server.then_some((2021, 1, 1)),
     );
     let (client_cert, client_key) = leaf(
         &["client"],
         ExtendedKeyUsagePurpose::ClientAuth,
         &root,
-        false,
+        Some(CLIENT_NOT_AFTER),
     );
     let files = TlsFiles {
         ca: write("ca.crt", &root.0.self_signed(&root.1).unwrap().pem()),

@@ -3,10 +3,13 @@
 //! connection within its connect deadline, and the cause of a failed handshake in words.
 //!
 //! The CA, certificate and key files are re-read when they change on disk (checked at each
-//! new connection): new connections use the new material, open ones keep theirs, and files
-//! that no longer load leave the previous material in use (logged once per change).
+//! new connection and each INFO or `/metrics` snapshot): new connections use the new
+//! material, open ones keep theirs, and files that no longer load leave the previous
+//! material in use (logged once per change). Reloads, failed reloads and failed handshakes
+//! are counted ([`TlsFigures`]).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -15,6 +18,12 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::{self, pki_types, CertificateError, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
+
+mod figures;
+mod verify;
+
+pub use figures::{TlsFigures, TlsVerify};
+use verify::NoVerify;
 
 /// What the `--upstream-tls-*` options ask for.
 #[derive(Debug, Clone, Default)]
@@ -40,12 +49,17 @@ pub struct Tls {
     /// address each connection goes to (a discovered primary, a sentinel).
     name: Option<pki_types::ServerName<'static>>,
     loaded: Mutex<Loaded>,
+    reloads: AtomicU64,
+    reload_failures: AtomicU64,
+    handshake_failures: AtomicU64,
 }
 
 #[derive(Debug)]
 struct Loaded {
     config: Arc<ClientConfig>,
-    stamps: Vec<Option<SystemTime>>,
+    stamps: Vec<Stamp>,
+    /// The earliest `notAfter` of the client certificate chain in use (Unix seconds).
+    cert_not_after: Option<i64>,
 }
 
 impl Tls {
@@ -57,12 +71,43 @@ impl Tls {
             None => None,
         };
         let stamps = stamps(&options);
-        let config = Arc::new(client_config(&options)?);
+        let (config, cert_not_after) = client_config(&options)?;
         Ok(Tls {
             options,
             name,
-            loaded: Mutex::new(Loaded { config, stamps }),
+            loaded: Mutex::new(Loaded {
+                config: Arc::new(config),
+                stamps,
+                cert_not_after,
+            }),
+            reloads: AtomicU64::new(0),
+            reload_failures: AtomicU64::new(0),
+            handshake_failures: AtomicU64::new(0),
         })
+    }
+
+    /// The figures now (the files are checked for a change first, as for a new
+    /// connection).
+    pub fn figures(&self) -> TlsFigures {
+        let o = &self.options;
+        let cert_not_after = {
+            self.config();
+            self.loaded.lock().cert_not_after
+        };
+        TlsFigures {
+            verify: if o.insecure {
+                TlsVerify::Insecure
+            } else if o.ca.is_some() {
+                TlsVerify::CaFile
+            } else {
+                TlsVerify::SystemRoots
+            },
+            client_cert: o.cert.is_some(),
+            reloads: self.reloads.load(Relaxed),
+            reload_failures: self.reload_failures.load(Relaxed),
+            handshake_failures: self.handshake_failures.load(Relaxed),
+            cert_expiry_secs: cert_not_after.map(figures::seconds_until),
+        }
     }
 
     /// Runs the client handshake on `tcp`, bounded by `deadline`; errors name their cause.
@@ -79,7 +124,11 @@ impl Tls {
             Some(name) => name.clone(),
             None => server_name(host_of(address)).map_err(std::io::Error::other)?,
         };
-        match tokio::time::timeout_at(deadline, connector.connect(name.clone(), tcp)).await {
+        let result = tokio::time::timeout_at(deadline, connector.connect(name.clone(), tcp)).await;
+        if !matches!(result, Ok(Ok(_))) {
+            self.handshake_failures.fetch_add(1, Relaxed);
+        }
+        match result {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(e)) => Err(std::io::Error::other(format!("TLS: {}", Tls::cause(&name, &e)))),
             Err(_) => Err(std::io::Error::other(
@@ -95,13 +144,18 @@ impl Tls {
         if loaded.stamps != now {
             loaded.stamps = now;
             match client_config(&self.options) {
-                Ok(config) => {
+                Ok((config, cert_not_after)) => {
                     tracing::info!("upstream TLS files changed: new connections use them");
                     loaded.config = Arc::new(config);
+                    loaded.cert_not_after = cert_not_after;
+                    self.reloads.fetch_add(1, Relaxed);
                 }
-                Err(e) => tracing::error!(
-                    "upstream TLS files changed but do not load ({e}): the previous ones stay in use"
-                ),
+                Err(e) => {
+                    tracing::error!(
+                        "upstream TLS files changed but do not load ({e}): the previous ones stay in use"
+                    );
+                    self.reload_failures.fetch_add(1, Relaxed);
+                }
             }
         }
         loaded.config.clone()
@@ -165,17 +219,30 @@ impl Tls {
     }
 }
 
-/// When each file was last changed (`None`: absent or unreadable).
-fn stamps(o: &TlsOptions) -> Vec<Option<SystemTime>> {
+/// One version of a file: when it was last changed, its size and (on Unix) its inode, so
+/// that a file replaced within the clock's granularity by a rename over it (as a rotated
+/// Secret is) is still seen as changed; `None`: absent or unreadable.
+type Stamp = Option<(SystemTime, u64, u64)>;
+
+/// The version of each file now.
+fn stamps(o: &TlsOptions) -> Vec<Stamp> {
+    let stamp = |m: std::fs::Metadata| {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&m);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Some((m.modified().ok()?, m.len(), inode))
+    };
     [&o.ca, &o.cert, &o.key]
         .into_iter()
         .flatten()
-        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .map(|p| std::fs::metadata(p).ok().and_then(stamp))
         .collect()
 }
 
-/// Builds the rustls client configuration from the files.
-fn client_config(o: &TlsOptions) -> Result<ClientConfig, String> {
+/// Builds the rustls client configuration from the files, with the earliest expiry of the
+/// client certificate chain if one is given.
+fn client_config(o: &TlsOptions) -> Result<(ClientConfig, Option<i64>), String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -190,12 +257,14 @@ fn client_config(o: &TlsOptions) -> Result<ClientConfig, String> {
     match (&o.cert, &o.key) {
         (Some(cert), Some(key)) => {
             let chain = certs(cert)?;
+            let not_after = figures::not_after(&chain);
             let key = private_key(key)?;
-            builder
+            let config = builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("--upstream-tls-cert/--upstream-tls-key: {e}"))
+                .map_err(|e| format!("--upstream-tls-cert/--upstream-tls-key: {e}"))?;
+            Ok((config, not_after))
         }
-        (None, None) => Ok(builder.with_no_client_auth()),
+        (None, None) => Ok((builder.with_no_client_auth(), None)),
         _ => Err("--upstream-tls-cert and --upstream-tls-key go together".to_owned()),
     }
 }
@@ -245,111 +314,5 @@ fn private_key(path: &PathBuf) -> Result<pki_types::PrivateKeyDer<'static>, Stri
         .ok_or_else(|| format!("{}: no PEM private key", path.display()))
 }
 
-/// `--upstream-tls-insecure`: any server certificate is accepted (signatures are still
-/// checked, so the session is encrypted to whoever holds the key it shows).
-#[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &pki_types::CertificateDer<'_>,
-        _intermediates: &[pki_types::CertificateDer<'_>],
-        _server_name: &pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn options() -> TlsOptions {
-        TlsOptions {
-            ca: Some("/nonexistent/ca.crt".into()),
-            ..TlsOptions::default()
-        }
-    }
-
-    #[test]
-    fn a_missing_or_empty_file_and_a_lone_certificate_are_named() {
-        let e = Tls::new(options(), Some("redis")).unwrap_err();
-        assert!(e.contains("cannot read /nonexistent/ca.crt"), "{e}");
-        let empty = std::env::temp_dir().join(format!("nearcache-empty-ca-{}", std::process::id()));
-        std::fs::write(&empty, "").unwrap();
-        let e = Tls::new(
-            TlsOptions {
-                ca: Some(empty.clone()),
-                ..TlsOptions::default()
-            },
-            Some("redis"),
-        )
-        .unwrap_err();
-        assert!(e.contains("no PEM certificate"), "{e}");
-        let _ = std::fs::remove_file(&empty);
-        let lone = TlsOptions {
-            insecure: true,
-            cert: Some("/nonexistent/client.crt".into()),
-            ..TlsOptions::default()
-        };
-        let e = Tls::new(lone, Some("redis")).unwrap_err();
-        assert!(e.contains("go together"), "{e}");
-    }
-
-    #[test]
-    fn the_server_name_is_the_hosts_or_the_override() {
-        let insecure = |name: Option<&str>| TlsOptions {
-            insecure: true,
-            server_name: name.map(str::to_owned),
-            ..TlsOptions::default()
-        };
-        let tls = Tls::new(insecure(None), Some("127.0.0.1")).unwrap();
-        assert!(matches!(
-            tls.name,
-            Some(pki_types::ServerName::IpAddress(_))
-        ));
-        let tls = Tls::new(insecure(Some("redis.internal")), Some("127.0.0.1")).unwrap();
-        assert!(matches!(tls.name, Some(pki_types::ServerName::DnsName(_))));
-        assert!(Tls::new(insecure(Some("bad_name!")), Some("h")).is_err());
-        // Discovered hosts: each connection's own.
-        let tls = Tls::new(insecure(None), None).unwrap();
-        assert!(tls.name.is_none());
-        assert_eq!(host_of("[::1]:6379"), "::1");
-        assert_eq!(host_of("redis-0.redis:6380"), "redis-0.redis");
-    }
-}
+mod tests;
