@@ -155,6 +155,11 @@ impl Redis {
         conn
     }
 
+    /// The server's process id (0 once it was killed), for signals such as SIGSTOP.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
     /// SIGKILLs the server and waits for it: the upstream disappears without a goodbye.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

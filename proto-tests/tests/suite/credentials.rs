@@ -371,3 +371,44 @@ fn a_secret_given_twice_is_a_configuration_error() {
         }
     }
 }
+
+#[test]
+fn a_client_sending_no_credentials_is_served_as_the_files_user() {
+    // The default user needs a password the sidecar does not have: only the files' user
+    // gets in.
+    let redis = Redis::start_with(&[
+        "--requirepass",
+        "not-the-sidecars-pass",
+        "--user",
+        "app",
+        "on",
+        &format!(">{OLD}"),
+        "~*",
+        "&*",
+        "+@all",
+    ]);
+    let dir = tempdir::TempDir::new("credentials-anonymous");
+    let user = write_secret(dir.path(), "username", "app\n");
+    let pass = write_secret(dir.path(), "password", &format!("{OLD}\n"));
+    let url = format!("redis://127.0.0.1:{}", redis.port());
+    let (user_arg, pass_arg) = (user.display().to_string(), pass.display().to_string());
+    let sidecar = Sidecar::start_url(
+        &url,
+        &[
+            "--upstream-username-file",
+            &user_arg,
+            "--upstream-password-file",
+            &pass_arg,
+        ],
+    );
+    poll_until(WAIT, "the invalidation link is up", || link_up(&sidecar));
+    let mut c = sidecar.conn();
+    // HELLO with an option is checked by the upstream on a fresh connection, which logs in
+    // with the files' credentials as every connection of the sidecar's own does.
+    let hello = c.cmd_str(&["HELLO", "3", "SETNAME", "app-client"]);
+    assert!(hello.starts_with(b"%"), "HELLO: {}", show(&hello));
+    let info = c.cmd_str(&["INFO", "nearcache"]);
+    assert!(bulk_reply(&info).is_some(), "INFO: {}", show(&info));
+    assert_reply(&c.cmd_str(&["SET", "k", "v"]), b"+OK\r\n", "SET");
+    assert_reply(&c.cmd_str(&["GET", "k"]), &bulk(b"v"), "GET");
+}

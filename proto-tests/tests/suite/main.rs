@@ -44,6 +44,7 @@ mod protocol_strict;
 mod pubsub;
 mod reload;
 mod sentinel;
+mod sentinel_freeze;
 mod session;
 mod shutdown;
 mod startup;

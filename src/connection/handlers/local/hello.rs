@@ -41,15 +41,11 @@ impl<R: Router> Ctx<R> {
             // Options (AUTH, SETNAME) are checked by the upstream on a fresh connection.
             let mut check = BytesMut::new();
             let authenticates = hello.auth.is_some();
-            if let (false, Some(c)) = (authenticates, &self.services.config.upstream.password) {
-                let u = self
-                    .services
-                    .config
-                    .upstream
-                    .username
-                    .as_deref()
-                    .unwrap_or("default");
-                write_command(&mut check, &[b"AUTH", u.as_bytes(), c.as_bytes()]);
+            // The sidecar's own credentials now (the URL's, or its files' as they are now).
+            let own = self.services.upstream.own_credentials().current();
+            if let (false, Some(c)) = (authenticates, &own) {
+                let u: &[u8] = c.user.as_deref().unwrap_or(b"default");
+                write_command(&mut check, &[b"AUTH", u, &c.pass]);
             }
             let prelude = !check.is_empty();
             check.extend_from_slice(&req.raw);
@@ -63,8 +59,8 @@ impl<R: Router> Ctx<R> {
                 Err(e) => return self.replies.error(&e),
             };
             if is_error(&reply) {
-                if let (true, Some(pass)) = (prelude, &self.services.config.upstream.password) {
-                    return self.replies.ready(&without_password(&reply, pass));
+                if let (true, Some(own)) = (prelude, &own) {
+                    return self.replies.ready(&without_password(&reply, own));
                 }
                 return self.replies.ready(&reply);
             }
@@ -109,12 +105,8 @@ impl<R: Router> Ctx<R> {
 /// An error reply to a request sent after the sidecar's own `AUTH` (the HELLO prelude),
 /// as it is, or, when it quotes the sidecar's password (a server that words errors with
 /// the arguments), as a simple error with the password taken out.
-fn without_password(reply: &[u8], pass: &str) -> Bytes {
+fn without_password(reply: &[u8], own: &Credentials) -> Bytes {
     let text = String::from_utf8_lossy(reply);
-    let own = Credentials {
-        user: None,
-        pass: Bytes::copy_from_slice(pass.as_bytes()),
-    };
     let redacted = own.redact(&text);
     if redacted == text {
         return Bytes::copy_from_slice(reply);
@@ -151,10 +143,14 @@ pub(in crate::connection) fn with_client_id(reply: &Bytes, id: u64) -> Bytes {
 #[cfg(test)]
 mod password_tests {
     use super::without_password;
+    use crate::upstream::Credentials;
 
     #[test]
     fn an_error_quoting_the_sidecars_password_loses_it() {
-        let pass = "s3cret-upstream-pass";
+        let pass = &Credentials {
+            user: Some("svc".into()),
+            pass: "s3cret-upstream-pass".into(),
+        };
         let plain = b"-WRONGPASS invalid username-password pair\r\n";
         assert_eq!(&without_password(plain, pass)[..], plain);
         for reply in [

@@ -112,7 +112,7 @@ impl<R: Router> Ctx<R> {
     /// sidecar has none of its own (a password-protected upstream): the invalidation link
     /// then comes up with the first client that authenticates, as the command table loads.
     pub(in crate::connection) fn offer_to_control(&self, creds: &Credentials) {
-        if self.services.config.upstream.password.is_none() {
+        if self.services.upstream.own_credentials().current().is_none() {
             self.services.control.offer(creds);
         }
     }

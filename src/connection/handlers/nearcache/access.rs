@@ -68,7 +68,8 @@ impl<R: Router> Ctx<R> {
     /// queued reply. (Also for `INFO` of the sidecar's own sections only, which holds what
     /// `STATS` does.)
     pub(in crate::connection) async fn may_talk(&mut self) -> bool {
-        if self.session.user != 0 || self.services.config.upstream.password.is_some() {
+        let own = self.services.upstream.own_credentials().current();
+        if self.session.user != 0 || own.is_some() {
             return true; // authenticated, by the client or with the sidecar's credentials
         }
         if self.services.upstream.serves_anonymous() == Some(true) {

@@ -19,20 +19,24 @@ use std::time::{Duration, Instant};
 
 use proto_tests::*;
 
+mod failover;
+
 /// How long after a write is acknowledged a sidecar may still serve the value it replaced.
 /// Invalidations arrive in about a millisecond; 100 ms is generous on a loaded 2-core machine
 /// running a debug build, three sidecars, Redis and five client threads.
-const BOUND: Duration = Duration::from_millis(100);
+pub(crate) const BOUND: Duration = Duration::from_millis(100);
 /// The key space: small, so reads and writes collide constantly.
-const KEYS: usize = 8;
+pub(crate) const KEYS: usize = 8;
 /// Each run stops after this long even if its operation budget is not spent.
-const TIME_LIMIT: Duration = Duration::from_secs(20);
+pub(crate) const TIME_LIMIT: Duration = Duration::from_secs(20);
 /// About 3000 operations: 300 writes and up to 2700 reads. A key is rewritten every
 /// ~100 ms on average, so a value left stale by a missed invalidation is read many times.
 const HISTORY: Budget = Budget {
     writes_per_writer: 150,
     reads_per_reader: 900,
     write_pause_ms: 30,
+    time_limit: TIME_LIMIT,
+    errors_allowed: false,
 };
 /// Writer threads (each writes through A, B, C and straight to Redis in turn); three
 /// readers read through A, B and C in turn.
@@ -43,12 +47,17 @@ const SCRIPT: &str = "redis.call('SET', KEYS[1], ARGV[1]) return 1";
 
 /// Operation budget of one run: 2 writers and 3 readers.
 #[derive(Clone, Copy)]
-struct Budget {
-    writes_per_writer: usize,
-    reads_per_reader: usize,
+pub(crate) struct Budget {
+    pub writes_per_writer: usize,
+    pub reads_per_reader: usize,
     /// Each writer sleeps between 1 and this many milliseconds after a write, so that reads
     /// (mostly L1 hits) outnumber writes between two writes to a key.
-    write_pause_ms: usize,
+    pub write_pause_ms: usize,
+    /// The run stops after this long even if its operation budget is not spent.
+    pub time_limit: Duration,
+    /// Error replies are taken as a client of Redis takes them across a failover: a write
+    /// answered with one may or may not have happened, a read answered with one is dropped.
+    pub errors_allowed: bool,
 }
 
 /// What a write left in the key: a unique value, or nothing (DEL).
@@ -65,6 +74,10 @@ struct Write {
     sent: Duration,
     acked: Duration,
     via: &'static str,
+    /// Whether the write certainly took effect: false for one answered with an error, or
+    /// in flight around a failover (acknowledged writes may be lost when a replica is
+    /// promoted): its value may be read, but it never counts as having replaced another.
+    certain: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -76,7 +89,7 @@ struct Read {
     via: &'static str,
 }
 
-fn key_name(key: usize) -> String {
+pub(crate) fn key_name(key: usize) -> String {
     format!("h{key}")
 }
 
@@ -120,7 +133,7 @@ fn writer(
     let mut rng = Rng(seed);
     let mut log = Vec::with_capacity(budget.writes_per_writer);
     for i in 0..budget.writes_per_writer {
-        if origin.elapsed() > TIME_LIMIT {
+        if origin.elapsed() > budget.time_limit {
             break;
         }
         let key = rng.below(KEYS);
@@ -150,7 +163,11 @@ fn writer(
             conn.read_reply()
         };
         let acked = origin.elapsed();
+        // Across a failover a client may get an error, as from Redis itself: the write
+        // may or may not have happened.
+        let failed = budget.errors_allowed && reply.starts_with(b"-");
         match want {
+            _ if failed => {}
             Some(want) => assert_reply(&reply, want, &format!("write via {via}")),
             None => assert!(reply.starts_with(b":"), "DEL via {via}: {}", show(&reply)),
         }
@@ -160,6 +177,7 @@ fn writer(
             sent,
             acked,
             via,
+            certain: !failed,
         });
         thread::sleep(Duration::from_millis(
             1 + rng.below(budget.write_pause_ms) as u64,
@@ -179,7 +197,7 @@ fn reader(
     let mut rng = Rng(seed);
     let mut log = Vec::with_capacity(budget.reads_per_reader);
     for i in 0..budget.reads_per_reader {
-        if origin.elapsed() > TIME_LIMIT || writers_done.load(Ordering::SeqCst) == WRITERS {
+        if origin.elapsed() > budget.time_limit || writers_done.load(Ordering::SeqCst) == WRITERS {
             break;
         }
         if i > 0 {
@@ -202,6 +220,9 @@ fn reader(
             conn.read_reply()
         };
         let received = origin.elapsed();
+        if budget.errors_allowed && reply.starts_with(b"-") {
+            continue;
+        }
         let values = if keys.len() == 1 {
             vec![parse_value(&reply)]
         } else {
@@ -220,13 +241,13 @@ fn reader(
 
 /// The outcome of checking a history.
 #[derive(Debug, Default)]
-struct Verdict {
-    reads_checked: usize,
+pub(crate) struct Verdict {
+    pub reads_checked: usize,
     /// Key reads whose value had been replaced by a write acknowledged more than BOUND before.
-    stale: Vec<String>,
+    pub stale: Vec<String>,
     /// The largest (read sent - ack of the oldest write that certainly replaced the value
     /// served), over every key read; zero when every read returned a current value.
-    max_age: Duration,
+    pub max_age: Duration,
 }
 
 /// Checks every key read against the writes. See the module doc for the definition.
@@ -262,7 +283,7 @@ fn check(writes: &[Write], reads: &[Read]) -> Verdict {
                 .map(|c| {
                     key_writes
                         .iter()
-                        .filter(|w| w.sent > c.acked && w.acked < r.sent)
+                        .filter(|w| w.certain && w.sent > c.acked && w.acked < r.sent)
                         .map(|w| (r.sent - w.acked, Some(*w)))
                         .max_by_key(|(age, _)| *age)
                         .unwrap_or((Duration::ZERO, None))
@@ -292,17 +313,39 @@ fn run_history(flags: &[&str], budget: Budget) -> (Verdict, Redis, Vec<Sidecar>)
     let sidecars: Vec<Sidecar> = (0..3)
         .map(|_| Sidecar::start(redis.port(), flags))
         .collect();
+    let verdict = run_on(&sidecars, Some(&redis), budget, &format!("{flags:?}"), None);
+    (verdict, redis, sidecars)
+}
+
+/// Something that happens while a history runs (a failover), given the history's origin;
+/// returns the window (from the origin) in which writes may be lost: writes sent or
+/// acknowledged in it are not certain.
+pub(crate) type During = Box<dyn FnOnce(Instant) -> (Duration, Duration) + Send>;
+
+/// Runs one history through three `sidecars` (and, with `direct`, straight to Redis too:
+/// the initial values and one writer target; without, the initial values go through the
+/// first sidecar), with `during` run alongside; returns the verdict.
+pub(crate) fn run_on(
+    sidecars: &[Sidecar],
+    direct: Option<&Redis>,
+    budget: Budget,
+    label: &str,
+    during: Option<During>,
+) -> Verdict {
     let names = ["A", "B", "C"];
     // Every key starts with a value written before the history begins.
     let counter = Arc::new(AtomicU64::new(0));
     let origin = Instant::now();
     let mut initial = Vec::new();
-    let mut direct = redis.conn();
+    let mut first = match direct {
+        Some(redis) => redis.conn(),
+        None => sidecars[0].conn(),
+    };
     for key in 0..KEYS {
         let v = format!("v{}", counter.fetch_add(1, Ordering::SeqCst));
         let sent = origin.elapsed();
         assert_reply(
-            &direct.cmd_str(&["SET", &key_name(key), &v]),
+            &first.cmd_str(&["SET", &key_name(key), &v]),
             b"+OK\r\n",
             "initial SET",
         );
@@ -312,6 +355,7 @@ fn run_history(flags: &[&str], budget: Budget) -> (Verdict, Redis, Vec<Sidecar>)
             sent,
             acked: origin.elapsed(),
             via: "direct",
+            certain: true,
         });
     }
 
@@ -322,12 +366,15 @@ fn run_history(flags: &[&str], budget: Budget) -> (Verdict, Redis, Vec<Sidecar>)
     for w in 0..WRITERS as u64 {
         let mut conns: Vec<(&'static str, Conn)> = names
             .iter()
-            .zip(&sidecars)
+            .zip(sidecars)
             .map(|(n, s)| (*n, s.conn()))
             .collect();
-        conns.push(("direct", redis.conn()));
+        if let Some(redis) = direct {
+            conns.push(("direct", redis.conn()));
+        }
         // The two writers start at different targets.
-        conns.rotate_left(w as usize * 2);
+        let targets = conns.len();
+        conns.rotate_left(w as usize * 2 % targets);
         let (counter, all_writes) = (counter.clone(), all_writes.clone());
         let writers_done = writers_done.clone();
         handles.push(thread::spawn(move || {
@@ -339,7 +386,7 @@ fn run_history(flags: &[&str], budget: Budget) -> (Verdict, Redis, Vec<Sidecar>)
     for r in 0..3u64 {
         let mut conns: Vec<(&'static str, Conn)> = names
             .iter()
-            .zip(&sidecars)
+            .zip(sidecars)
             .map(|(n, s)| (*n, s.conn()))
             .collect();
         conns.rotate_left(r as usize);
@@ -350,23 +397,35 @@ fn run_history(flags: &[&str], budget: Budget) -> (Verdict, Redis, Vec<Sidecar>)
             all_reads.lock().extend(log);
         }));
     }
+    let window = during.map(|during| thread::spawn(move || during(origin)));
     for h in handles {
         h.join().expect("history thread");
     }
-    let writes = all_writes.lock().clone();
+    let window = window.map(|w| w.join().expect("the event during the history"));
+    let mut writes = all_writes.lock().clone();
+    if let Some((from, to)) = window {
+        for w in &mut writes {
+            let inside = |t: Duration| t >= from && t <= to;
+            if inside(w.sent) || inside(w.acked) || (w.sent < from && w.acked > to) {
+                w.certain = false;
+            }
+        }
+    }
     let reads = std::mem::take(&mut *all_reads.lock());
     let verdict = check(&writes, &reads);
     println!(
-        "history ({flags:?}): {} writes, {} reads ({} key reads checked) in {:?}; \
-         stale {}; max age of a served value behind a newer acked write {:?} (bound {BOUND:?})",
+        "history ({label}): {} writes ({} uncertain), {} reads ({} key reads checked) in {:?}; \
+         stale {}; max age of a served value behind a newer acked write {:?} (bound {BOUND:?}); \
+         window of possible loss {window:?}",
         writes.len(),
+        writes.iter().filter(|w| !w.certain).count(),
         reads.len(),
         verdict.reads_checked,
         origin.elapsed(),
         verdict.stale.len(),
         verdict.max_age
     );
-    (verdict, redis, sidecars)
+    verdict
 }
 
 #[test]
