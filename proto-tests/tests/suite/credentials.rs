@@ -191,18 +191,9 @@ fn field<'a>(line: &'a str, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
-#[test]
-fn a_rotated_password_file_is_used_by_new_connections_and_no_client_sees_an_error() {
-    let redis = Redis::start_with(&[
-        "--user",
-        "app",
-        "on",
-        &format!(">{OLD}"),
-        "~*",
-        "&*",
-        "+@all",
-    ]);
-    let dir = tempdir::TempDir::new("credentials");
+/// A sidecar in front of `redis` logging in as `app` with the password [`OLD`], both from
+/// files written in `dir` (rewrite `dir/password` to rotate it).
+fn sidecar_with_files(redis: &Redis, dir: &tempdir::TempDir) -> Sidecar {
     let user = write_secret(dir.path(), "username", "app\n");
     let pass = write_secret(dir.path(), "password", &format!("{OLD}\n"));
     let url = format!("redis://127.0.0.1:{}", redis.port());
@@ -216,6 +207,22 @@ fn a_rotated_password_file_is_used_by_new_connections_and_no_client_sees_an_erro
             &pass_arg,
         ],
     );
+    sidecar
+}
+
+#[test]
+fn a_rotated_password_file_is_used_by_new_connections_and_no_client_sees_an_error() {
+    let redis = Redis::start_with(&[
+        "--user",
+        "app",
+        "on",
+        &format!(">{OLD}"),
+        "~*",
+        "&*",
+        "+@all",
+    ]);
+    let dir = tempdir::TempDir::new("credentials");
+    let sidecar = sidecar_with_files(&redis, &dir);
     poll_until(WAIT, "the invalidation link is up", || link_up(&sidecar));
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -388,19 +395,7 @@ fn a_client_sending_no_credentials_is_served_as_the_files_user() {
         "+@all",
     ]);
     let dir = tempdir::TempDir::new("credentials-anonymous");
-    let user = write_secret(dir.path(), "username", "app\n");
-    let pass = write_secret(dir.path(), "password", &format!("{OLD}\n"));
-    let url = format!("redis://127.0.0.1:{}", redis.port());
-    let (user_arg, pass_arg) = (user.display().to_string(), pass.display().to_string());
-    let sidecar = Sidecar::start_url(
-        &url,
-        &[
-            "--upstream-username-file",
-            &user_arg,
-            "--upstream-password-file",
-            &pass_arg,
-        ],
-    );
+    let sidecar = sidecar_with_files(&redis, &dir);
     poll_until(WAIT, "the invalidation link is up", || link_up(&sidecar));
     let mut c = sidecar.conn();
     // HELLO with an option is checked by the upstream on a fresh connection, which logs in
