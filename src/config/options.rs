@@ -67,7 +67,7 @@ options! {
         clap(num_args = 0..=1, default_missing_value = "true");
     sentinel_recheck: Duration = parse::positive_duration,
         "NEARCACHE_SENTINEL_RECHECK", "DURATION", default "1s",
-        "redis+sentinel:// only: how often the sentinels are asked again for the primary (and its ROLE checked) besides +switch-master";
+        "redis+sentinel:// only: how often the sentinels are asked again for the primary (and its role checked) besides +switch-master";
     l1_max_bytes: u64 = parse::size,
         "NEARCACHE_L1_MAX_BYTES", "SIZE", default "256MiB",
         "L1 bound in bytes, key + value + overhead";

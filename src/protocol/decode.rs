@@ -37,12 +37,42 @@ pub fn push_elements(frame: &Bytes) -> Option<Vec<Bytes>> {
     elements(frame, b'>')
 }
 
+/// The role a `HELLO` reply names (its `role` field: `master` or `replica`), from a RESP3
+/// map or a RESP2 array of fields and values. `HELLO` is a command every ACL user may run,
+/// where `ROLE` and `INFO` need `@admin` or `@dangerous`.
+pub fn hello_role(frame: &Bytes) -> Option<String> {
+    let fields = match frame.first()? {
+        b'%' => map_fields(frame)?,
+        b'*' => array_elements(frame)?,
+        _ => return None,
+    };
+    fields.chunks(2).find_map(|kv| match kv {
+        [k, v] if text(k).is_some_and(|(k, _)| k == b"role") => {
+            text(v).map(|(v, _)| String::from_utf8_lossy(v).into_owned())
+        }
+        _ => None,
+    })
+}
+
+/// The keys and values of a RESP3 map (`%n`), in order.
+fn map_fields(frame: &Bytes) -> Option<Vec<Bytes>> {
+    let rest = frame.strip_prefix(b"%")?;
+    let nl = rest.iter().position(|&b| b == b'\n')?;
+    let pairs = usize::try_from(parse_decimal(rest[..nl].strip_suffix(b"\r")?)?).ok()?;
+    frames_after(frame, 1 + nl + 1, pairs.checked_mul(2)?)
+}
+
 fn elements(frame: &Bytes, kind: u8) -> Option<Vec<Bytes>> {
     let rest = frame.strip_prefix(&[kind])?;
     let nl = rest.iter().position(|&b| b == b'\n')?;
     let count = usize::try_from(parse_decimal(rest[..nl].strip_suffix(b"\r")?)?).ok()?;
-    let mut pos = 1 + nl + 1;
-    let mut out = Vec::with_capacity(count);
+    frames_after(frame, 1 + nl + 1, count)
+}
+
+/// `count` frames of `frame` from `pos`, which must end it.
+fn frames_after(frame: &Bytes, pos: usize, count: usize) -> Option<Vec<Bytes>> {
+    let mut pos = pos;
+    let mut out = Vec::with_capacity(count.min(1024));
     for _ in 0..count {
         let len = FrameScanner::default().next_frame(&frame[pos..]).ok()??;
         out.push(frame.slice(pos..pos + len));
@@ -84,6 +114,26 @@ pub fn scan_page(reply: &Bytes) -> Option<(Bytes, Vec<Bytes>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hello_names_the_role_in_either_protocol() {
+        let resp3 = Bytes::from_static(
+            b"%3\r\n$6\r\nserver\r\n$5\r\nredis\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n\
+              $4\r\nrole\r\n$7\r\nreplica\r\n",
+        );
+        assert_eq!(hello_role(&resp3).as_deref(), Some("replica"));
+        let resp2 =
+            Bytes::from_static(b"*4\r\n$5\r\nproto\r\n:2\r\n$4\r\nrole\r\n$6\r\nmaster\r\n");
+        assert_eq!(hello_role(&resp2).as_deref(), Some("master"));
+        for bad in [
+            &b"-NOAUTH x\r\n"[..],
+            b"%1\r\n$4\r\nrole\r\n",
+            b"*1\r\n$4\r\nrole\r\n",
+            b"%0\r\n",
+        ] {
+            assert_eq!(hello_role(&Bytes::copy_from_slice(bad)), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn integers_read_the_whole_i64_range() {

@@ -268,11 +268,11 @@ fn only_a_node_whose_role_is_master_becomes_the_primary_and_a_missed_switch_is_c
     fake.name(replica.port());
     let sidecar = Sidecar::start_url(&fake.url(), &["--sentinel-recheck", "200ms"]);
     let addr = sidecar.metrics_addr().unwrap();
-    // Named, but its ROLE is slave: no primary.
+    // Named, but its role is replica: no primary.
     poll_until(
         Duration::from_secs(10),
-        "the ROLE check refuses the replica",
-        || sidecar.stderr().contains("whose ROLE is slave"),
+        "the role check refuses the replica",
+        || sidecar.stderr().contains("whose role is replica"),
     );
     assert_eq!(
         http_get(addr, "/readyz"),
@@ -301,4 +301,37 @@ fn only_a_node_whose_role_is_master_becomes_the_primary_and_a_missed_switch_is_c
         || c.cmd_str(&["GET", "k"]) == bulk(b"second"),
     );
     assert_eq!(info_u64(&info(&mut c), "sentinel_failovers"), 1);
+}
+
+#[test]
+fn an_application_user_without_admin_rights_is_served_through_sentinel() {
+    // The user an application gets: no @admin (ROLE, INFO), no @dangerous.
+    let primary = Redis::start_with(&[
+        "--user",
+        "app",
+        "on",
+        ">app-pass",
+        "~*",
+        "&*",
+        "+@all",
+        "-@admin",
+        "-@dangerous",
+    ]);
+    let fake = FakeSentinel::start();
+    fake.name(primary.port());
+    let url = fake.url().replacen("://", "://app:app-pass@", 1);
+    let sidecar = Sidecar::start_url(&url, &[]);
+    wait_ready(&sidecar);
+    let mut c = sidecar.conn();
+    assert_reply(&c.cmd_str(&["SET", "k", "v"]), b"+OK\r\n", "SET");
+    assert_reply(&c.cmd_str(&["GET", "k"]), &bulk(b"v"), "GET fills L1");
+    assert_reply(&c.cmd_str(&["GET", "k"]), &bulk(b"v"), "GET from L1");
+    let text = info(&mut c);
+    assert_eq!(
+        info_field(&text, "invalidation_link").as_deref(),
+        Some("up"),
+        "{text}"
+    );
+    assert!(info_u64(&text, "l1_hits") >= 1, "{text}");
+    assert_eq!(sidecar_primary(&mut c), primary.addr().to_string());
 }

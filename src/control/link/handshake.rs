@@ -8,7 +8,7 @@ use tokio::io::AsyncReadExt;
 use crate::upstream::stream::UpstreamStream;
 
 use super::super::{Control, ControlTarget};
-use crate::protocol::decode::{array_elements, integer, is_error, text};
+use crate::protocol::decode::{hello_role, integer, is_error};
 use crate::protocol::{write_command, FrameScanner};
 use crate::upstream::{redact, Credentials};
 
@@ -30,7 +30,7 @@ pub(super) enum Unlinked {
     Refused(String),
     /// `CLIENT ID` was answered with something that is not an integer.
     NoId,
-    /// A discovered primary answered `ROLE` as something else (its role quoted).
+    /// A discovered primary's `HELLO` named another role (quoted).
     NotPrimary(String),
     /// The link was up and is lost (a read error, a silent heartbeat, a broken redirect,
     /// a gap on the bus).
@@ -54,7 +54,7 @@ impl std::fmt::Display for Unlinked {
             Unlinked::Timeout => f.write_str("connect timed out"),
             Unlinked::Refused(reply) => f.write_str(reply),
             Unlinked::NoId => f.write_str("CLIENT ID gave no integer"),
-            Unlinked::NotPrimary(role) => write!(f, "not the primary (ROLE: {role})"),
+            Unlinked::NotPrimary(role) => write!(f, "not the primary (its role is {role})"),
             Unlinked::Lost(why) => f.write_str(why),
         }
     }
@@ -71,8 +71,6 @@ pub(super) enum Step {
     Subscribe,
     /// `PING`: whether the server serves reads now.
     Ping,
-    /// `ROLE` (a discovered primary only): whether the node is the primary still.
-    Role,
 }
 
 /// Connects, authenticates, learns the connection's id and subscribes to the bus (a
@@ -114,10 +112,6 @@ pub(super) async fn connect(
         }
         out.extend_from_slice(PING);
         steps.push(Step::Ping);
-        if target.endpoint.discovered() {
-            write_command(&mut out, &[b"ROLE"]);
-            steps.push(Step::Role);
-        }
         stream.send(&out).await.map_err(io)?;
         let mut buf = BytesMut::with_capacity(4096);
         let mut scanner = FrameScanner::default();
@@ -149,13 +143,15 @@ pub(super) async fn connect(
                 Step::Subscribe => {}
                 _ if is_error(&frame) => return Err(refused()),
                 Step::ClientId => id = integer(&frame),
-                Step::Role => {
-                    let role = role(&frame);
-                    if role != "master" {
-                        target.endpoint.doubt("ROLE is not master");
+                // A discovered primary must still be one: the `role` field of the HELLO
+                // reply (any user may send HELLO; `ROLE` needs `@admin`).
+                Step::Hello if target.endpoint.discovered() => match hello_role(&frame) {
+                    Some(role) if role != "master" => {
+                        target.endpoint.doubt("the node's role is not master");
                         return Err(Unlinked::NotPrimary(role));
                     }
-                }
+                    _ => {}
+                },
                 Step::Hello => {}
             }
         }
@@ -164,16 +160,6 @@ pub(super) async fn connect(
     tokio::time::timeout(target.connect_timeout, setup)
         .await
         .unwrap_or(Err(Unlinked::Timeout))
-}
-
-/// The role a `ROLE` reply names (`master`, `slave`, `sentinel`), or `?`.
-pub(crate) fn role(frame: &Bytes) -> String {
-    array_elements(frame)
-        .and_then(|e| e.first().and_then(|r| text(r).map(|(t, _)| t.to_vec())))
-        .map_or_else(
-            || "?".to_owned(),
-            |t| String::from_utf8_lossy(&t).into_owned(),
-        )
 }
 
 /// An error reply for the state the server is in (a script runs, the dataset loads, a

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::ask::ask;
 use super::Sentinel;
-use crate::protocol::decode::{array_elements, is_error, is_null, text};
+use crate::protocol::decode::{array_elements, hello_role, is_error, is_null, text};
 
 impl Sentinel {
     /// One round. `Err` says why no primary was set (the endpoint is then left as it is).
@@ -18,7 +18,7 @@ impl Sentinel {
         let role = self.role(&candidate).await?;
         if role != "master" {
             return Err(format!(
-                "the sentinels name {candidate}, whose ROLE is {role}"
+                "the sentinels name {candidate}, whose role is {role}"
             ));
         }
         let before = self.endpoint.display();
@@ -81,18 +81,21 @@ impl Sentinel {
         Err(format!("no sentinel answered: {}", failures.join("; ")))
     }
 
-    /// `ROLE`'s first element on `address` (authenticated with the data credentials).
+    /// The role of the node at `address` (authenticated with the data credentials): the
+    /// `role` field of its `HELLO` reply, which any ACL user may ask for (`ROLE` needs
+    /// `@admin`, which an application's user rarely has), else `ROLE`'s first element (a
+    /// server without `HELLO`).
     async fn role(&self, address: &str) -> Result<String, String> {
         let replies = ask(
             &self.outbound,
             address,
             self.options.data_credentials.current().as_ref(),
-            &[&[b"ROLE"]],
+            &[&[b"HELLO", b"3"], &[b"ROLE"]],
             self.options.connect_timeout,
         )
         .await
-        .map_err(|e| format!("ROLE on {address}: {}", self.redact(&e)))?;
-        Ok(role(&replies[0]))
+        .map_err(|e| format!("HELLO on {address}: {}", self.redact(&e)))?;
+        Ok(hello_role(&replies[0]).unwrap_or_else(|| role(&replies[1])))
     }
 
     /// Moves `sentinel` to the front of the known ones.

@@ -40,7 +40,7 @@ pub struct SentinelOptions {
     pub master: String,
     /// The sentinels' own credentials (`--sentinel-username`, `--sentinel-password`).
     pub sentinel_credentials: CredentialSource,
-    /// The data credentials (the URL's), for `ROLE` on the named node.
+    /// The data credentials (the URL's or their files'), to ask the named node its role.
     pub data_credentials: CredentialSource,
     /// Bound on one connect + exchange with a sentinel or a node.
     pub connect_timeout: Duration,
