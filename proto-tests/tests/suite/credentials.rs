@@ -198,7 +198,7 @@ fn sidecar_with_files(redis: &Redis, dir: &tempdir::TempDir) -> Sidecar {
     let pass = write_secret(dir.path(), "password", &format!("{OLD}\n"));
     let url = format!("redis://127.0.0.1:{}", redis.port());
     let (user_arg, pass_arg) = (user.display().to_string(), pass.display().to_string());
-    let sidecar = Sidecar::start_url(
+    Sidecar::start_url(
         &url,
         &[
             "--upstream-username-file",
@@ -206,8 +206,7 @@ fn sidecar_with_files(redis: &Redis, dir: &tempdir::TempDir) -> Sidecar {
             "--upstream-password-file",
             &pass_arg,
         ],
-    );
-    sidecar
+    )
 }
 
 #[test]
