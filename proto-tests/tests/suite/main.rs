@@ -45,6 +45,7 @@ mod pubsub;
 mod reload;
 mod sentinel;
 mod sentinel_freeze;
+mod sentinel_tls;
 mod session;
 mod shutdown;
 mod startup;
