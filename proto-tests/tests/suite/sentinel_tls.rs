@@ -22,9 +22,35 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// The certificates of a TLS group, in a temporary directory, and a CA that signed none.
 struct Pki {
-    _dir: TempDir,
+    dir: TempDir,
+    root: (CertificateParams, KeyPair),
     files: TlsFiles,
     other_ca: String,
+}
+
+impl Pki {
+    /// `files` with a node certificate for `names` alone (server and client use).
+    fn files_for(&self, label: &str, names: &[&str]) -> TlsFiles {
+        let (cert, key) = leaf(names, node_purposes(), &self.root);
+        let cert_path = self.dir.path().join(format!("{label}.crt"));
+        let key_path = self.dir.path().join(format!("{label}.key"));
+        fs::write(&cert_path, cert).unwrap();
+        fs::write(&key_path, key).unwrap();
+        TlsFiles {
+            cert: cert_path.to_string_lossy().into_owned(),
+            key: key_path.to_string_lossy().into_owned(),
+            ..self.files.clone()
+        }
+    }
+}
+
+/// A node certificate serves as a client certificate too: replicas and sentinels present
+/// it to the nodes and to each other.
+fn node_purposes() -> Vec<ExtendedKeyUsagePurpose> {
+    vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ]
 }
 
 fn ca(name: &str) -> (CertificateParams, KeyPair) {
@@ -51,8 +77,7 @@ fn leaf(
     (cert.pem(), key.serialize_pem())
 }
 
-/// A CA; a node certificate for `localhost` and 127.0.0.1 that is a client certificate too
-/// (replicas and sentinels present it to the nodes and to each other); a client
+/// A CA; a node certificate for `localhost` and 127.0.0.1; a client
 /// certificate for the sidecar and redis-cli; another CA.
 fn pki() -> Pki {
     let dir = TempDir::new("sentinel-tls");
@@ -63,14 +88,7 @@ fn pki() -> Pki {
     };
     let root = ca("nearcache sentinel test CA");
     let (other, other_key) = ca("another CA");
-    let (cert, key) = leaf(
-        &["localhost", "127.0.0.1"],
-        vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ],
-        &root,
-    );
+    let (cert, key) = leaf(&["localhost", "127.0.0.1"], node_purposes(), &root);
     let (client_cert, client_key) = leaf(
         &["client"],
         vec![ExtendedKeyUsagePurpose::ClientAuth],
@@ -88,7 +106,8 @@ fn pki() -> Pki {
         &other.self_signed(&other_key).unwrap().pem(),
     );
     Pki {
-        _dir: dir,
+        dir,
+        root,
         files,
         other_ca,
     }
@@ -203,5 +222,43 @@ fn with_a_ca_that_signed_no_sentinel_the_sidecar_is_not_ready_and_logs_the_tls_c
     assert_eq!(
         sidecar_primary(&mut right.conn()),
         primary.addr().to_string()
+    );
+}
+
+#[test]
+fn each_connection_checks_the_name_of_the_host_it_connects_to() {
+    let pki = pki();
+    // The primary's certificate names 127.0.0.1 only (the address the sentinel gives), the
+    // sentinel's names localhost only (the host in the URL).
+    let sentinel_files = pki.files_for("sentinel", &["localhost"]);
+    let primary_files = pki.files_for("primary", &["127.0.0.1"]);
+    let primary = Redis::start_tls(&primary_files, &[]);
+    let sentinel = SentinelNode::start_tls(primary.port(), &sentinel_files);
+    let url = format!(
+        "rediss+sentinel://localhost:{}/{}",
+        sentinel.port(),
+        proto_tests::sentinel::MASTER
+    );
+    let sidecar = Sidecar::start_url(&url, &tls_flags(&pki.files, &pki.files.ca));
+    let addr = sidecar.metrics_addr().expect("metrics on");
+    poll_until(WAIT, "ready", || http_get(addr, "/readyz").0 == 200);
+    let mut c = sidecar.conn();
+    assert_reply(&c.cmd_str(&["SET", "k", "v"]), b"+OK\r\n", "SET");
+    assert_eq!(primary.cli(&["GET", "k"]), "v", "on the primary");
+    // --upstream-tls-server-name is the name of every connection: the sentinel's
+    // certificate fits it, the primary's does not.
+    let mut flags = tls_flags(&pki.files, &pki.files.ca);
+    flags.extend(["--upstream-tls-server-name", "localhost"]);
+    flags.extend(["--connect-timeout", "500ms"]);
+    let named = Sidecar::start_url(&url, &flags);
+    let addr = named.metrics_addr().expect("metrics on");
+    let cause = format!("ROLE on {}: TLS: ", primary.addr());
+    poll_until(WAIT, "the primary's name mismatch is logged", || {
+        let log = named.stderr();
+        log.contains(&cause) && log.contains("name mismatch")
+    });
+    assert_eq!(
+        http_get(addr, "/readyz"),
+        (503, "not ready: no primary known\n".to_owned())
     );
 }
