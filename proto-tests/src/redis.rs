@@ -80,6 +80,11 @@ impl Redis {
         panic!("redis-server (TLS) did not start: {last_error}");
     }
 
+    /// Whether the server listens for TLS only.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// Runs `redis-cli` against a TLS server with the client certificate of its files and
     /// returns its output (`redis-cli`'s plain text form of the reply). The server's
     /// certificate is not verified (a test may give it an expired one).

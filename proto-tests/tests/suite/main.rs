@@ -46,6 +46,7 @@ mod reload;
 mod sentinel;
 mod sentinel_freeze;
 mod sentinel_switch;
+mod sentinel_tls;
 mod session;
 mod shutdown;
 mod startup;
