@@ -11,6 +11,9 @@ use super::ask::ask;
 use super::Sentinel;
 use crate::protocol::decode::{array_elements, hello_role, is_error, is_null, text};
 
+/// Sentinels learned from replies beyond the configured ones (a deployment runs 3 to 7).
+const MAX_LEARNED: usize = 16;
+
 impl Sentinel {
     /// One round. `Err` says why no primary was set (the endpoint is then left as it is).
     pub(super) async fn discover(&self) -> Result<(), String> {
@@ -107,15 +110,23 @@ impl Sentinel {
         }
     }
 
-    /// Adds the sentinels a `SENTINEL sentinels` reply names (none is ever dropped).
+    /// Adds the sentinels a `SENTINEL sentinels` reply names (none is ever dropped), at most
+    /// [`MAX_LEARNED`] beyond the configured ones: each costs a subscription connection, and
+    /// a reply is no reason to open an unbounded number of them.
     fn learn(&self, reply: &Bytes) {
         let found = sentinels(reply);
+        let limit = self.options.addresses.len() + MAX_LEARNED;
         let mut known = self.known.lock();
         for address in found {
-            if !known.contains(&address) {
-                tracing::debug!(sentinel = %address, "sentinel learned");
-                known.push(address);
+            if known.contains(&address) {
+                continue;
             }
+            if known.len() >= limit {
+                tracing::debug!(sentinel = %address, "sentinel not learned: {MAX_LEARNED} already were");
+                break;
+            }
+            tracing::debug!(sentinel = %address, "sentinel learned");
+            known.push(address);
         }
     }
 }
@@ -210,6 +221,38 @@ mod tests {
         ));
         assert_eq!(sentinels(&reply), vec!["127.0.0.1:26380".to_owned()]);
         assert!(sentinels(&frame("-ERR x\r\n")).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_reply_naming_many_sentinels_adds_at_most_max_learned() {
+        let entry = |i: usize| {
+            let port = (27000 + i).to_string();
+            format!(
+                "*4\r\n$2\r\nip\r\n$8\r\n10.0.0.1\r\n$4\r\nport\r\n${}\r\n{port}\r\n",
+                port.len()
+            )
+        };
+        let reply = format!("*100\r\n{}", (0..100).map(entry).collect::<String>());
+        let options = super::super::SentinelOptions {
+            addresses: vec!["s1:26379".into(), "s2:26379".into()],
+            master: "m".into(),
+            sentinel_credentials: crate::upstream::CredentialSource::fixed(None),
+            data_credentials: crate::upstream::CredentialSource::fixed(None),
+            connect_timeout: std::time::Duration::from_secs(1),
+            recheck: std::time::Duration::from_secs(1),
+        };
+        let endpoint = crate::upstream::endpoint::Endpoint::unknown();
+        let sentinel = Sentinel::new(
+            options,
+            endpoint,
+            crate::upstream::outbound::Outbound::new(),
+        );
+        sentinel.learn(&frame(&reply));
+        sentinel.learn(&frame(&reply));
+        let known = sentinel.known.lock().clone();
+        assert_eq!(known.len(), 2 + MAX_LEARNED);
+        assert_eq!(&known[..2], ["s1:26379", "s2:26379"]);
+        assert_eq!(known[2], "10.0.0.1:27000");
     }
 
     #[test]
