@@ -40,12 +40,22 @@ pub struct Node {
 const NONE: u16 = u16::MAX;
 
 /// One view of the cluster: the nodes, and for each of the 16384 slots the index of the
-/// primary that owns it.
-#[derive(Clone, PartialEq, Eq)]
+/// primary that owns it. Two maps are equal when they name the same owner for every slot
+/// and the same nodes (address, id, role, primary), whatever order their views listed
+/// shards and nodes in.
+#[derive(Clone)]
 pub struct SlotMap {
     nodes: Vec<Node>,
     owners: Vec<u16>,
 }
+
+impl PartialEq for SlotMap {
+    fn eq(&self, other: &SlotMap) -> bool {
+        self.diff(other).is_empty() && self.canonical_nodes() == other.canonical_nodes()
+    }
+}
+
+impl Eq for SlotMap {}
 
 impl Default for SlotMap {
     fn default() -> SlotMap {
@@ -152,6 +162,24 @@ impl SlotMap {
         out
     }
 
+    /// The nodes as (address, id, role, their shard's primary), sorted: what equality
+    /// compares besides the owners.
+    fn canonical_nodes(&self) -> Vec<(&str, &str, Role, Option<&str>)> {
+        let primary = |shard: usize| {
+            self.nodes
+                .iter()
+                .find(|n| n.shard == shard && n.role == Role::Primary)
+                .map(|n| n.address.as_str())
+        };
+        let mut out: Vec<_> = self
+            .nodes
+            .iter()
+            .map(|n| (n.address.as_str(), n.id.as_str(), n.role, primary(n.shard)))
+            .collect();
+        out.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        out
+    }
+
     /// The slots whose owner (by address) differs in `newer`: moved to another node,
     /// dropped (no owner in `newer`) or newly assigned.
     pub fn diff(&self, newer: &SlotMap) -> Vec<u16> {
@@ -228,6 +256,21 @@ mod tests {
         assert_eq!(partial.taken_away(&old), Vec::<u16>::new());
         assert_eq!(partial.diff(&old).len(), 8192);
         assert_eq!(old.diff(&old.clone()), Vec::<u16>::new());
+    }
+
+    #[test]
+    fn maps_listing_the_same_nodes_in_another_order_are_equal() {
+        let map = two_shards();
+        let mut other = SlotMap::empty();
+        let b = other.add_node(node("10.0.0.3:7000", Role::Primary, 0));
+        let a = other.add_node(node("10.0.0.1:7000", Role::Primary, 1));
+        other.add_node(node("10.0.0.2:7000", Role::Replica, 1));
+        other.assign(8192, 16383, b);
+        other.assign(0, 8191, a);
+        assert_eq!(map, other);
+        other.add_node(node("10.0.0.4:7000", Role::Replica, 0));
+        assert_ne!(map, other, "a new replica");
+        assert!(map.diff(&other).is_empty());
     }
 
     #[test]
