@@ -209,7 +209,11 @@ impl ClusterGroup {
             assert_eq!(reply, b"+OK\r\n", "MIGRATE: {}", show(&reply));
         }
         let mut order = vec![to, from];
-        order.extend(self.primaries().into_iter().filter(|p| *p != to && *p != from));
+        order.extend(
+            self.primaries()
+                .into_iter()
+                .filter(|p| *p != to && *p != from),
+        );
         for port in order {
             ok(port, &["CLUSTER", "SETSLOT", &s, "NODE", &to_id]);
         }
@@ -245,11 +249,10 @@ impl ClusterGroup {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         loop {
             let views: Vec<View> = self.nodes.iter().map(|n| self.view_of(n.port())).collect();
-            let ok = self.nodes.iter().all(|n| {
-                n.conn()
-                    .info_cluster()
-                    .contains("cluster_state:ok")
-            });
+            let ok = self
+                .nodes
+                .iter()
+                .all(|n| n.conn().info_cluster().contains("cluster_state:ok"));
             if ok && views.iter().all(|v| *v == views[0]) && done(&views[0]) {
                 return views[0].clone();
             }
@@ -334,7 +337,11 @@ fn bulks(reply: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(reply);
     let mut lines = text.split("\r\n");
     let header = lines.next().unwrap_or_default();
-    assert!(header.starts_with('*'), "expected an array: {}", show(reply));
+    assert!(
+        header.starts_with('*'),
+        "expected an array: {}",
+        show(reply)
+    );
     lines
         .collect::<Vec<_>>()
         .chunks(2)

@@ -96,6 +96,16 @@ fn discovery_skips_a_down_seed_and_gives_the_map_every_node_agrees_on() {
     let figures = topology.figures();
     assert_eq!((figures.nodes, figures.slots_assigned), (6, 16384));
     assert_eq!(figures.requested[0], 1);
+
+    // No seed answering keeps the (empty) map and says why.
+    let nowhere = self::topology(vec![down_address(), down_address()], None);
+    let refreshed = runtime().block_on(nowhere.refresh(Reason::Start));
+    assert!(
+        matches!(refreshed, Refreshed::Failed(DiscoveryError::Unreachable(_))),
+        "{refreshed:?}"
+    );
+    assert!(nowhere.map().is_empty());
+    assert_eq!(nowhere.epoch(), 0);
 }
 
 #[test]
@@ -116,18 +126,28 @@ fn discovery_falls_back_to_cluster_slots_when_the_acl_refuses_shards() {
     }
     let topology = topology(cluster.addresses(), Some("noshards"));
     let refreshed = runtime().block_on(topology.refresh(Reason::Start));
-    assert!(matches!(refreshed, Refreshed::Changed { .. }), "{refreshed:?}");
+    assert!(
+        matches!(refreshed, Refreshed::Changed { .. }),
+        "{refreshed:?}"
+    );
     // SLOTS lists a replica only once its primary has heard it is in sync (SHARDS lists
     // it "loading" before): the owners are the same, the replicas a subset.
     let (found, agreed) = (as_view(&topology.map()), cluster.agreed());
     assert_eq!(found.ranges(), agreed.ranges());
     assert!(
-        found.replicas.iter().all(|(r, p)| agreed.replicas.get(r) == Some(p)),
+        found
+            .replicas
+            .iter()
+            .all(|(r, p)| agreed.replicas.get(r) == Some(p)),
         "{found:?} vs {agreed:?}"
     );
     let seed = &cluster.nodes()[0];
     assert_eq!(commandstat_calls(seed, "cluster|slots"), 1);
-    assert_eq!(commandstat_calls(seed, "cluster|shards"), 0, "refused, not run");
+    assert_eq!(
+        commandstat_calls(seed, "cluster|shards"),
+        0,
+        "refused, not run"
+    );
 }
 
 #[test]
@@ -229,7 +249,11 @@ fn a_view_that_drops_slots_is_refused_unless_a_second_node_agrees() {
     };
     assert!(matches!(again(&topo), Refreshed::Changed { epoch: 1, .. }));
     a.answer(Some(dropped.clone()));
-    assert_eq!(again(&topo), Refreshed::Unchanged, "b still serves its slots");
+    assert_eq!(
+        again(&topo),
+        Refreshed::Unchanged,
+        "b still serves its slots"
+    );
     assert_eq!(topo.map().assigned(), 16384);
     b.answer(None);
     let refused = again(&topo);
@@ -271,7 +295,10 @@ fn concurrent_refreshes_share_one_exchange() {
         assert_eq!(topo.discovery().asked(), asked + 1, "one view asked");
         results
     });
-    assert!(results.iter().all(|r| *r == Refreshed::Unchanged), "{results:?}");
+    assert!(
+        results.iter().all(|r| *r == Refreshed::Unchanged),
+        "{results:?}"
+    );
     assert_eq!(commandstat_calls(seed, "cluster|shards"), 1);
     let figures = topo.figures();
     assert_eq!(figures.refreshes, 2);

@@ -88,8 +88,13 @@ impl Discovery {
         let creds = self.options.credentials.current();
         let tls = self.outbound.tls().is_some();
         let exchange = async {
-            let (mut stream, mut buf) =
-                open(&self.outbound, address, creds.as_ref(), self.options.timeout).await?;
+            let (mut stream, mut buf) = open(
+                &self.outbound,
+                address,
+                creds.as_ref(),
+                self.options.timeout,
+            )
+            .await?;
             let mut out = BytesMut::new();
             write_command(&mut out, &[b"CLUSTER", b"SHARDS"]);
             stream.send(&out).await.map_err(|e| e.to_string())?;

@@ -102,7 +102,12 @@ impl SlotMap {
             return;
         };
         let last = usize::from(last).min(SLOTS - 1);
-        for owner in self.owners.iter_mut().take(last + 1).skip(usize::from(first)) {
+        for owner in self
+            .owners
+            .iter_mut()
+            .take(last + 1)
+            .skip(usize::from(first))
+        {
             *owner = index;
         }
     }

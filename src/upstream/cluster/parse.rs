@@ -155,7 +155,10 @@ pub fn from_slots(frame: &Bytes, reached: &str) -> Result<SlotMap, String> {
 fn elements(frame: &Bytes, what: &str) -> Result<Vec<Bytes>, String> {
     if is_error(frame) {
         let text = String::from_utf8_lossy(frame);
-        return Err(format!("{what}: {}", text.trim_start_matches('-').trim_end()));
+        return Err(format!(
+            "{what}: {}",
+            text.trim_start_matches('-').trim_end()
+        ));
     }
     array_elements(frame).ok_or_else(|| format!("{what}: the reply is no array"))
 }

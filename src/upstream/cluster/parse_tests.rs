@@ -180,7 +180,12 @@ fn errors_and_malformed_replies_are_errors() {
     }
     let no_port = frame(V::A(vec![shard(
         vec![0, 1],
-        vec![V::A(vec![V::S("id"), V::S("x"), V::S("role"), V::S("master")])],
+        vec![V::A(vec![
+            V::S("id"),
+            V::S("x"),
+            V::S("role"),
+            V::S("master"),
+        ])],
     )]));
     assert!(from_shards(&no_port, "h:1", false).is_err());
     assert!(from_shards(&Bytes::from_static(b"*0\r\n"), "h:1", false)

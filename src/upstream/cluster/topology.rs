@@ -65,7 +65,7 @@ impl Reason {
 }
 
 /// What a refresh found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Refreshed {
     /// The map is as it was.
     Unchanged,
@@ -79,6 +79,29 @@ pub enum Refreshed {
     },
     /// No view was taken (no seed answered, or no two nodes agreed): the map is kept.
     Failed(DiscoveryError),
+}
+
+impl std::fmt::Debug for Refreshed {
+    /// A change shows how many slots moved and the first few, not up to 16384 numbers.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refreshed::Unchanged => f.write_str("Unchanged"),
+            Refreshed::Changed { epoch, moved } => {
+                let shown = &moved[..moved.len().min(8)];
+                let more = if moved.len() > shown.len() {
+                    ", ..."
+                } else {
+                    ""
+                };
+                write!(
+                    f,
+                    "Changed {{ epoch: {epoch}, moved: {} slots {shown:?}{more} }}",
+                    moved.len()
+                )
+            }
+            Refreshed::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
+        }
+    }
 }
 
 /// The topology's figures at one moment (for INFO and `/metrics` later).
@@ -179,7 +202,12 @@ impl Topology {
                 return Refreshed::Failed(e);
             }
         };
-        let Found { map, disputed, .. } = found;
+        let Found {
+            map,
+            from,
+            confirmed_by,
+            disputed,
+        } = found;
         if disputed {
             self.disputed.fetch_add(1, Relaxed);
         }
@@ -190,7 +218,13 @@ impl Topology {
         self.slots_moved.fetch_add(moved.len() as u64, Relaxed);
         *self.map.write() = Arc::new(map);
         let epoch = self.epoch.fetch_add(1, Relaxed) + 1;
-        tracing::info!(epoch, slots_moved = moved.len(), "cluster topology changed");
+        tracing::info!(
+            epoch,
+            slots_moved = moved.len(),
+            from = %from,
+            confirmed_by = confirmed_by.as_deref().unwrap_or("-"),
+            "cluster topology changed"
+        );
         Refreshed::Changed { epoch, moved }
     }
 
