@@ -1,7 +1,8 @@
 //! Cluster topology (`nearcache::upstream::cluster`) against a real Redis Cluster of three
 //! primaries and three replicas: discovery from seeds (a seed that is down is skipped) gives
 //! the map every node agrees on, through `CLUSTER SHARDS` and through the `CLUSTER SLOTS`
-//! fallback (where the owners agree; SLOTS leaves out replicas not yet in sync); a moved slot and a failover show up in a refresh with a diff naming exactly
+//! fallback (where the owners agree; SLOTS leaves out replicas not yet in sync), with
+//! endpoints as the cluster prefers them (`?`: the seed's host; hostnames); a moved slot and a failover show up in a refresh with a diff naming exactly
 //! the slots that changed owner; a view that drops slots is refused unless a second node
 //! agrees; concurrent refreshes share one exchange; key slots equal `CLUSTER KEYSLOT`.
 
@@ -148,6 +149,68 @@ fn discovery_falls_back_to_cluster_slots_when_the_acl_refuses_shards() {
         0,
         "refused, not run"
     );
+}
+
+/// `CONFIG SET name value` on every node of `cluster`.
+fn config_set_all(cluster: &ClusterGroup, name: &str, value: &str) {
+    for node in cluster.nodes() {
+        let reply = node.conn().cmd_str(&["CONFIG", "SET", name, value]);
+        assert_reply(&reply, b"+OK\r\n", name);
+    }
+}
+
+#[test]
+fn endpoints_follow_the_cluster_preferred_endpoint_type() {
+    let cluster = ClusterGroup::start();
+    let rt = runtime();
+    // `unknown-endpoint`: every endpoint is `?`, so each node is reached at the host the
+    // seed was reached at (here `localhost`, where the nodes themselves say 127.0.0.1).
+    config_set_all(
+        &cluster,
+        "cluster-preferred-endpoint-type",
+        "unknown-endpoint",
+    );
+    let seeds = cluster
+        .nodes()
+        .iter()
+        .map(|n| format!("localhost:{}", n.port()))
+        .collect();
+    let topo = topology(seeds, None);
+    rt.block_on(topo.refresh(Reason::Start));
+    let map = topo.map();
+    assert_eq!(map.nodes().len(), 6, "{map:?}");
+    for node in map.nodes() {
+        assert_eq!(node.address, format!("localhost:{}", node.port.unwrap()));
+    }
+    assert_eq!(as_view(&map).ranges(), cluster.agreed().ranges());
+
+    // `hostname`: each node's announced hostname, though the seeds are given by IP; the
+    // hostnames spread by gossip, so refresh until every node is named by one.
+    config_set_all(&cluster, "cluster-announce-hostname", "localhost");
+    config_set_all(&cluster, "cluster-preferred-endpoint-type", "hostname");
+    let topo = topology(cluster.addresses(), None);
+    poll_until(
+        Duration::from_secs(15),
+        "every node named by its hostname",
+        || {
+            let map = rt.block_on(async {
+                tokio::time::sleep(MIN_REFRESH_INTERVAL).await;
+                topo.refresh(Reason::Periodic).await;
+                topo.map()
+            });
+            map.nodes().len() == 6
+                && map.nodes().iter().all(|n| {
+                    n.hostname.as_deref() == Some("localhost")
+                        && n.address == format!("localhost:{}", n.port.unwrap())
+                })
+        },
+    );
+    assert_eq!(as_view(&topo.map()).ranges(), cluster.agreed().ranges());
+    // The addresses it names are reachable: each node's own view through them agrees.
+    for node in topo.map().nodes() {
+        let view = rt.block_on(topo.discovery().view(&node.address));
+        assert_eq!(view.expect("a view").diff(&topo.map()), Vec::<u16>::new());
+    }
 }
 
 #[test]

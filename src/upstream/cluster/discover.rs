@@ -198,7 +198,7 @@ fn agree(current: &SlotMap, a: &SlotMap, b: &SlotMap) -> bool {
     current
         .taken_away(a)
         .into_iter()
-        .all(|s| a.owner_address(s) == b.owner_address(s))
+        .all(|s| a.owner_key(s) == b.owner_key(s))
 }
 
 /// The nodes to ask for a second view, without `asked` and without repeats: the current
@@ -225,4 +225,67 @@ fn witnesses(current: &SlotMap, view: &SlotMap, seeds: &[String], asked: &str) -
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::cluster::Node;
+
+    fn map(owners: &[(&str, Role, usize, Option<(u16, u16)>)]) -> SlotMap {
+        let mut map = SlotMap::empty();
+        for (address, role, shard, slots) in owners {
+            let index = map.add_node(Node {
+                address: (*address).to_owned(),
+                id: String::new(),
+                role: *role,
+                port: None,
+                tls_port: None,
+                hostname: None,
+                shard: *shard,
+            });
+            if let Some((first, last)) = slots {
+                map.assign(*first, *last, index);
+            }
+        }
+        map
+    }
+
+    #[test]
+    fn witnesses_are_the_current_primaries_first_then_the_view_then_replicas_then_seeds() {
+        let current = map(&[
+            ("a:1", Role::Primary, 0, Some((0, 8191))),
+            ("b:1", Role::Replica, 0, None),
+            ("c:1", Role::Primary, 1, Some((8192, 16383))),
+        ]);
+        let view = map(&[
+            ("a:1", Role::Primary, 0, Some((0, 16383))),
+            ("d:1", Role::Primary, 1, None),
+            ("e:1", Role::Replica, 1, None),
+        ]);
+        let seeds = ["s:1".to_owned(), "a:1".to_owned(), "c:1".to_owned()];
+        assert_eq!(
+            witnesses(&current, &view, &seeds, "a:1"),
+            ["c:1", "d:1", "b:1", "e:1", "s:1"]
+        );
+    }
+
+    #[test]
+    fn agreement_is_on_the_slots_taken_from_the_current_map() {
+        let current = map(&[
+            ("a:1", Role::Primary, 0, Some((0, 8191))),
+            ("c:1", Role::Primary, 1, Some((8192, 16383))),
+        ]);
+        // `takes` gives c's slots to a: a view saying the same agrees, one keeping them on
+        // c does not; a view that takes nothing is agreed with by any.
+        let takes = map(&[("a:1", Role::Primary, 0, Some((0, 16383)))]);
+        let same = map(&[("a:1", Role::Primary, 0, Some((0, 16383)))]);
+        let other = map(&[
+            ("a:1", Role::Primary, 0, Some((0, 8191))),
+            ("c:1", Role::Primary, 1, Some((8192, 16383))),
+        ]);
+        assert!(agree(&current, &takes, &same));
+        assert!(!agree(&current, &takes, &other));
+        assert!(agree(&current, &other, &takes), "other takes nothing");
+    }
 }

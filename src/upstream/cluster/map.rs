@@ -128,6 +128,13 @@ impl SlotMap {
         self.owner(slot).map(|n| n.address.as_str())
     }
 
+    /// Who owns `slot`: the owner's address and node id. A slot changed owner when either
+    /// differs (another node at the address, or the node at another address).
+    pub fn owner_key(&self, slot: u16) -> Option<(&str, &str)> {
+        self.owner(slot)
+            .map(|n| (n.address.as_str(), n.id.as_str()))
+    }
+
     /// The replicas in the shard of the primary that owns `slot`.
     pub fn replicas(&self, slot: u16) -> Vec<&Node> {
         let Some(owner) = self.owner(slot) else {
@@ -185,11 +192,11 @@ impl SlotMap {
         out
     }
 
-    /// The slots whose owner (by address) differs in `newer`: moved to another node,
-    /// dropped (no owner in `newer`) or newly assigned.
+    /// The slots whose owner ([`SlotMap::owner_key`]) differs in `newer`: moved to another
+    /// node, dropped (no owner in `newer`) or newly assigned.
     pub fn diff(&self, newer: &SlotMap) -> Vec<u16> {
         (0..SLOTS as u16)
-            .filter(|&s| self.owner_address(s) != newer.owner_address(s))
+            .filter(|&s| self.owner_key(s) != newer.owner_key(s))
             .collect()
     }
 
@@ -198,8 +205,8 @@ impl SlotMap {
     pub fn taken_away(&self, newer: &SlotMap) -> Vec<u16> {
         (0..SLOTS as u16)
             .filter(|&s| {
-                let before = self.owner_address(s);
-                before.is_some() && before != newer.owner_address(s)
+                let before = self.owner_key(s);
+                before.is_some() && before != newer.owner_key(s)
             })
             .collect()
     }
@@ -276,6 +283,20 @@ mod tests {
         other.add_node(node("10.0.0.4:7000", Role::Replica, 0));
         assert_ne!(map, other, "a new replica");
         assert!(map.diff(&other).is_empty());
+    }
+
+    #[test]
+    fn another_node_id_at_the_same_address_is_a_new_owner() {
+        let old = two_shards();
+        let mut new = SlotMap::empty();
+        let mut restarted = node("10.0.0.1:7000", Role::Primary, 0);
+        restarted.id = "new-id".to_owned();
+        let a = new.add_node(restarted);
+        let b = new.add_node(node("10.0.0.3:7000", Role::Primary, 1));
+        new.assign(0, 8191, a);
+        new.assign(8192, 16383, b);
+        assert_eq!(old.diff(&new), (0..8192).collect::<Vec<u16>>());
+        assert_eq!(old.taken_away(&new).len(), 8192);
     }
 
     #[test]
