@@ -232,7 +232,10 @@ mod tests {
     use super::*;
     use crate::upstream::cluster::Node;
 
-    fn map(owners: &[(&str, Role, usize, Option<(u16, u16)>)]) -> SlotMap {
+    /// A node of a test map: address, role, shard, the slots it owns.
+    type Row<'a> = (&'a str, Role, usize, Option<(u16, u16)>);
+
+    fn map(owners: &[Row]) -> SlotMap {
         let mut map = SlotMap::empty();
         for (address, role, shard, slots) in owners {
             let index = map.add_node(Node {
