@@ -14,12 +14,14 @@
 //! - `redis`: `Redis`, a redis-server child process.
 //! - `sidecar`: `Sidecar`, a nearcache child process, and `run_nearcache` for runs that exit.
 //! - `monitor`: `Monitor`, the commands the upstream executed.
+//! - `cluster`: `ClusterGroup`, three primaries and three replicas in a Redis Cluster.
 //! - `sentinel`: `SentinelGroup`, a primary, a replica and three sentinels.
 //! - `tempdir`: scratch directories for logs.
 
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod cluster;
 pub mod http;
 pub mod monitor;
 pub mod redis;

@@ -13,6 +13,7 @@
 //! Identity ids only grow: an id never names other credentials than its first.
 
 pub(crate) mod backoff;
+pub mod cluster;
 mod conn;
 mod dedicated;
 pub mod endpoint;

@@ -46,7 +46,7 @@ pub(super) async fn ask(
 }
 
 /// A connection to `address`, authenticated with `creds` when given; the caller bounds it.
-pub(super) async fn open(
+pub(in crate::upstream) async fn open(
     outbound: &std::sync::Arc<Outbound>,
     address: &str,
     creds: Option<&Credentials>,

@@ -15,7 +15,7 @@
 //! not only the one that answered, and sentinels and primary are reached through the
 //! sidecar's own sockets and rustls configuration ([`Outbound`]).
 
-mod ask;
+pub(super) mod ask;
 mod discover;
 mod watch;
 
