@@ -277,13 +277,13 @@ impl Pool {
             _lane: lane.in_flight.clone(),
         };
         // Fast path: the connection is up and its queue has room; no clones, no await.
-        let call = match &*slot.borrow() {
+        let mut call = match &*slot.borrow() {
             SlotState::Up(tx) => match tx.try_send(call) {
                 Ok(()) => return Ok(pending),
-                Err(mpsc::error::TrySendError::Full(call)) => call,
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    return Err(UpstreamError::unavailable("connection lost"))
-                }
+                // Full, or the connection ended this instant (never written: the call
+                // waits for the slot's next state like any other).
+                Err(mpsc::error::TrySendError::Full(call))
+                | Err(mpsc::error::TrySendError::Closed(call)) => call,
             },
             SlotState::Down(e) => return Err(e.clone()),
             SlotState::Connecting => call,
@@ -292,20 +292,17 @@ impl Pool {
         loop {
             let current = state.borrow_and_update().clone();
             match current {
-                SlotState::Up(tx) => {
-                    tx.send(call)
-                        .await
-                        .map_err(|_| UpstreamError::unavailable("connection lost"))?;
-                    return Ok(pending);
-                }
+                SlotState::Up(tx) => match tx.send(call).await {
+                    Ok(()) => return Ok(pending),
+                    Err(mpsc::error::SendError(back)) => call = back,
+                },
                 SlotState::Down(e) => return Err(e),
-                SlotState::Connecting => {
-                    let connect_timeout = self.target.connect_timeout;
-                    match tokio::time::timeout(connect_timeout, state.changed()).await {
-                        Ok(Ok(())) => continue,
-                        _ => return Err(UpstreamError::unavailable("connect timed out")),
-                    }
-                }
+                SlotState::Connecting => {}
+            }
+            let connect_timeout = self.target.connect_timeout;
+            match tokio::time::timeout(connect_timeout, state.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return Err(UpstreamError::unavailable("connect timed out")),
             }
         }
     }

@@ -1,5 +1,6 @@
 //! A slot's supervisor: keeps its connection up, reconnecting with jittered backoff, and
-//! sends the retryable calls a lost connection left unanswered again on the next one.
+//! sends the calls a lost connection left unanswered that may go again (read-only ones
+//! once, and those never written) on the next one.
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
@@ -13,8 +14,8 @@ use crate::upstream::conn::{self, Ended, Tracked};
 use crate::upstream::gate::NO_EPOCH;
 use crate::upstream::{handshake, Credentials, Link, Route, Target};
 
-/// Calls a lost connection left unanswered that may be sent once more (see
-/// [`Call::retryable`]), and why the connection ended.
+/// Calls a lost connection left unanswered that may be sent again (see `conn::run`), and
+/// why the connection ended.
 struct Retries {
     calls: Vec<Call>,
     reason: Arc<str>,
@@ -30,15 +31,14 @@ impl Retries {
 
     /// Queues the calls on a new connection before any other client's (so a client's
     /// later calls, which wait for the slot while these are pending, still reach Redis
-    /// after them), each at most once more; one whose deadline has passed meanwhile gets
-    /// the error that ended its connection.
+    /// after them); one whose deadline has passed meanwhile gets the error that ended its
+    /// connection.
     fn resend(&mut self, tx: &mpsc::Sender<Call>, target: &Target, link: &Link) {
-        for mut call in self.calls.drain(..) {
+        for call in self.calls.drain(..) {
             if call.sent_at.elapsed() >= target.timeout {
                 let _ = call.tx.send(Err(UpstreamError::Unavailable(self.reason.clone())));
                 continue;
             }
-            call.retryable = false;
             match tx.try_send(call) {
                 Ok(()) => link.retried(),
                 Err(e) => {
