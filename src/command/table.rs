@@ -168,7 +168,13 @@ fn parse_entry(entry: &OwnedFrame) -> Option<(Vec<u8>, Spec)> {
     let metric = crate::metrics::commands::index(&name) as u16;
     let plain = super::plain(&name);
     // Any of these makes a read-only command unsafe to run twice.
-    let effects = [&b"blocking"[..], b"pubsub", b"noscript", b"may_replicate", b"admin"];
+    let effects = [
+        &b"blocking"[..],
+        b"pubsub",
+        b"noscript",
+        b"may_replicate",
+        b"admin",
+    ];
     let named = super::retryable(&name);
     let retryable = named && has_flag(b"readonly") && !effects.iter().any(|f| has_flag(f));
     let subcommands = subcommands

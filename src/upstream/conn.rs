@@ -179,14 +179,18 @@ pub(super) async fn run(
             call.retryable = false;
             retries.push(call);
         } else {
-            let _ = call.tx.send(Err(UpstreamError::Unavailable(reason.clone())));
+            let _ = call
+                .tx
+                .send(Err(UpstreamError::Unavailable(reason.clone())));
         }
     }
     // Then the calls queued and never written: nothing of them reached Redis.
     calls.close();
     while let Ok(call) = calls.try_recv() {
         if call.health_check || call.sent_at.elapsed() >= target.timeout {
-            let _ = call.tx.send(Err(UpstreamError::Unavailable(reason.clone())));
+            let _ = call
+                .tx
+                .send(Err(UpstreamError::Unavailable(reason.clone())));
         } else {
             retries.push(call);
         }
@@ -198,7 +202,10 @@ impl InFlight {
     /// The call again, as it was before it was written (its request bytes are kept for a
     /// retryable call, see [`Batch::queue`]), with the frames read so far dropped.
     fn unanswered(self) -> Call {
-        let InFlight { mut call, mut frames } = self;
+        let InFlight {
+            mut call,
+            mut frames,
+        } = self;
         frames.clear();
         call.frames = frames;
         call

@@ -7,7 +7,9 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::thread;
 use std::time::Duration;
 
@@ -39,7 +41,12 @@ fn pooled_ids(direct: &mut Conn) -> Vec<String> {
     String::from_utf8_lossy(&list)
         .lines()
         .filter(|line| !line.contains(" name=nearcache-control "))
-        .filter_map(|line| line.strip_prefix("id=")?.split(' ').next().map(String::from))
+        .filter_map(|line| {
+            line.strip_prefix("id=")?
+                .split(' ')
+                .next()
+                .map(String::from)
+        })
         .filter(|id| *id != own)
         .collect()
 }
@@ -50,7 +57,7 @@ fn reader(sidecar: std::net::SocketAddr, n: usize, stop: &AtomicBool, tally: &Ta
     while !stop.load(SeqCst) {
         i += 1;
         // Keys never written: every GET and MGET is a miss fetched upstream.
-        let (got, want) = if i % 2 == 0 {
+        let (got, want) = if i.is_multiple_of(2) {
             let key = format!("miss:{n}:{i}");
             (c.cmd_str(&["GET", &key]), b"$-1\r\n".to_vec())
         } else {
@@ -59,7 +66,7 @@ fn reader(sidecar: std::net::SocketAddr, n: usize, stop: &AtomicBool, tally: &Ta
             (got, b"*3\r\n$-1\r\n$1\r\nv\r\n$-1\r\n".to_vec())
         };
         if got != want {
-            tally.bad_reads.lock().unwrap().push(show(&got));
+            tally.bad_reads.lock().push(show(&got));
         }
         tally.reads.fetch_add(1, SeqCst);
     }
@@ -71,7 +78,7 @@ fn writer(sidecar: std::net::SocketAddr, n: usize, stop: &AtomicBool, tally: &Ta
     let mut i = 0u64;
     while !stop.load(SeqCst) {
         i += 1;
-        let (got, ok) = if i % 2 == 0 {
+        let (got, ok) = if i.is_multiple_of(2) {
             let got = c.cmd_str(&["SET", &key, &i.to_string()]);
             let ok = got == b"+OK\r\n";
             (got, ok)
@@ -83,7 +90,7 @@ fn writer(sidecar: std::net::SocketAddr, n: usize, stop: &AtomicBool, tally: &Ta
         if got.starts_with(b"-ERR nearcache: upstream unavailable") {
             tally.write_errors.fetch_add(1, SeqCst);
         } else if !ok {
-            tally.bad_writes.lock().unwrap().push(show(&got));
+            tally.bad_writes.lock().push(show(&got));
         }
         tally.writes.fetch_add(1, SeqCst);
     }
@@ -110,9 +117,11 @@ fn storm(extra: &[&str]) -> (Arc<Tally>, u64) {
     }
     let progress = |tally: &Tally, more: u64| {
         let (reads, writes) = (tally.reads.load(SeqCst), tally.writes.load(SeqCst));
-        poll_until(Duration::from_secs(20), "the clients to make progress", || {
-            tally.reads.load(SeqCst) >= reads + more && tally.writes.load(SeqCst) >= writes + 20
-        });
+        poll_until(
+            Duration::from_secs(20),
+            "the clients to make progress",
+            || tally.reads.load(SeqCst) >= reads + more && tally.writes.load(SeqCst) >= writes + 20,
+        );
     };
     progress(&tally, 200);
     for _ in 0..KILLS {
@@ -134,8 +143,8 @@ fn storm(extra: &[&str]) -> (Arc<Tally>, u64) {
 
 fn check_storm(extra: &[&str]) {
     let (tally, retries) = storm(extra);
-    let bad_reads = tally.bad_reads.lock().unwrap();
-    let bad_writes = tally.bad_writes.lock().unwrap();
+    let bad_reads = tally.bad_reads.lock();
+    let bad_writes = tally.bad_writes.lock();
     println!(
         "{extra:?}: {} reads, {} bad; {} writes, {} failed with upstream unavailable; {retries} retries",
         tally.reads.load(SeqCst),
@@ -149,7 +158,10 @@ fn check_storm(extra: &[&str]) {
         bad_reads.len(),
         &bad_reads[..bad_reads.len().min(5)]
     );
-    assert!(bad_writes.is_empty(), "malformed write replies: {bad_writes:?}");
+    assert!(
+        bad_writes.is_empty(),
+        "malformed write replies: {bad_writes:?}"
+    );
     assert!(retries > 0, "no read was retried");
 }
 
@@ -165,20 +177,22 @@ fn forwarded_reads_survive_killed_pooled_connections() {
     check_storm(&["--l1-ttl", "0"]);
 }
 
+/// The proxy's connections: each one's client side and whether its replies are held back.
+type Proxied = Arc<Mutex<Vec<(TcpStream, Arc<AtomicBool>)>>>;
+
 /// A TCP proxy in front of Redis that can hold back the replies of the connections open now
 /// (the requests still reach Redis) and cut them: a connection lost after Redis ran a read
 /// and before its reply arrived, which a real Redis cannot be made to do on cue.
 struct Proxy {
     port: u16,
-    /// Per connection: its client side and whether its replies are held back.
-    conns: Arc<Mutex<Vec<(TcpStream, Arc<AtomicBool>)>>>,
+    conns: Proxied,
 }
 
 impl Proxy {
     fn start(upstream: u16) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let port = listener.local_addr().unwrap().port();
-        let conns: Arc<Mutex<Vec<(TcpStream, Arc<AtomicBool>)>>> = Arc::default();
+        let conns: Proxied = Arc::default();
         let registry = conns.clone();
         thread::spawn(move || {
             for client in listener.incoming() {
@@ -189,9 +203,9 @@ impl Proxy {
                 let held = Arc::new(AtomicBool::new(false));
                 registry
                     .lock()
-                    .unwrap()
                     .push((client.try_clone().unwrap(), held.clone()));
-                let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
                 thread::spawn(move || {
                     let _ = std::io::copy(&mut c_in, &mut s_out);
                     let _ = s_out.shutdown(Shutdown::Both);
@@ -217,14 +231,14 @@ impl Proxy {
 
     /// Holds back every reply of the connections open now.
     fn hold(&self) {
-        for (_, held) in self.conns.lock().unwrap().iter() {
+        for (_, held) in self.conns.lock().iter() {
             held.store(true, SeqCst);
         }
     }
 
     /// Resets every connection open now (new ones are served normally).
     fn cut(&self) {
-        for (client, _) in self.conns.lock().unwrap().drain(..) {
+        for (client, _) in self.conns.lock().drain(..) {
             let _ = client.shutdown(Shutdown::Both);
         }
     }
@@ -259,7 +273,11 @@ fn retried_read_is_current(read: &[&str], written: &str, old: &[u8], new: &[u8])
     poll_until(Duration::from_secs(5), "Redis to run the read", || {
         calls(&mut direct, &name) > before
     });
-    assert_reply(&direct.cmd_str(&["SET", "k", written]), b"+OK\r\n", "SET new");
+    assert_reply(
+        &direct.cmd_str(&["SET", "k", written]),
+        b"+OK\r\n",
+        "SET new",
+    );
     proxy.cut();
     assert_reply(&c.read_reply(), new, "the retried read");
     assert_reply(&c.cmd_str(read), new, "read again");

@@ -36,14 +36,18 @@ impl Retries {
     fn resend(&mut self, tx: &mpsc::Sender<Call>, target: &Target, link: &Link) {
         for call in self.calls.drain(..) {
             if call.sent_at.elapsed() >= target.timeout {
-                let _ = call.tx.send(Err(UpstreamError::Unavailable(self.reason.clone())));
+                let _ = call
+                    .tx
+                    .send(Err(UpstreamError::Unavailable(self.reason.clone())));
                 continue;
             }
             match tx.try_send(call) {
                 Ok(()) => link.retried(),
                 Err(e) => {
                     let call = e.into_inner();
-                    let _ = call.tx.send(Err(UpstreamError::Unavailable(self.reason.clone())));
+                    let _ = call
+                        .tx
+                        .send(Err(UpstreamError::Unavailable(self.reason.clone())));
                 }
             }
         }
