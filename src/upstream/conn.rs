@@ -131,9 +131,9 @@ async fn retrack(
 }
 
 /// Serves calls until the connection breaks, is given up, or the pool is dropped. The
-/// calls it leaves unanswered get the reason as an error, except those still within their
-/// deadline that are retryable (see [`Call::retryable`]; no longer once returned) or were
-/// never written: those are returned, in order, to be sent again.
+/// calls it leaves unanswered (written or still queued) get the reason as an error, except
+/// the retryable ones still within their deadline (see [`Call::retryable`]): those are
+/// returned in order, no longer retryable, to be sent once more.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     stream: UpstreamStream,
@@ -173,8 +173,11 @@ pub(super) async fn run(
         }
         queue.drain(..).map(InFlight::unanswered).collect()
     };
+    // Then the calls queued and never written, in order.
+    calls.close();
+    let queued = std::iter::from_fn(|| calls.try_recv().ok());
     let mut retries = Vec::new();
-    for mut call in left {
+    for mut call in left.into_iter().chain(queued) {
         if call.retryable && call.sent_at.elapsed() < target.timeout {
             call.retryable = false;
             retries.push(call);
@@ -182,17 +185,6 @@ pub(super) async fn run(
             let _ = call
                 .tx
                 .send(Err(UpstreamError::Unavailable(reason.clone())));
-        }
-    }
-    // Then the calls queued and never written: nothing of them reached Redis.
-    calls.close();
-    while let Ok(call) = calls.try_recv() {
-        if call.health_check || call.sent_at.elapsed() >= target.timeout {
-            let _ = call
-                .tx
-                .send(Err(UpstreamError::Unavailable(reason.clone())));
-        } else {
-            retries.push(call);
         }
     }
     (ended, retries)

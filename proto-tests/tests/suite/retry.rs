@@ -322,3 +322,31 @@ fn a_write_in_flight_on_a_lost_connection_gets_the_error() {
     // Run once, not twice.
     assert_reply(&direct.cmd_str(&["GET", "n"]), &bulk(b"1"), "n");
 }
+
+/// A client's write sent after its read's connection was lost reaches Redis after the
+/// retried read: the read does not see it, and the replies come in the order sent.
+#[test]
+fn a_retried_read_does_not_see_its_clients_later_write() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(redis.port());
+    let sidecar = Sidecar::start(proxy.port, &["--upstream-connections", "1"]);
+    let mut direct = redis.conn();
+    assert_reply(&direct.cmd_str(&["SET", "k", "old"]), b"+OK\r\n", "SET old");
+    let mut c = sidecar.conn();
+    assert_reply(&c.cmd_str(&["GET", "other"]), b"$-1\r\n", "GET other");
+    let before = calls(&mut direct, "get");
+    proxy.hold();
+    c.send(&encode_command_str(&["GET", "k"]));
+    poll_until(Duration::from_secs(5), "Redis to run the read", || {
+        calls(&mut direct, "get") > before
+    });
+    proxy.cut();
+    c.send(&encode_command_str(&["SET", "k", "new"]));
+    assert_reply(&c.read_reply(), &bulk(b"old"), "the retried GET");
+    let set = c.read_reply();
+    assert!(
+        set == b"+OK\r\n" || set.starts_with(b"-ERR nearcache: upstream unavailable"),
+        "SET: {}",
+        show(&set)
+    );
+}

@@ -1,6 +1,5 @@
 //! A slot's supervisor: keeps its connection up, reconnecting with jittered backoff, and
-//! sends the calls a lost connection left unanswered that may go again (read-only ones
-//! once, and those never written) on the next one.
+//! sends the read-only calls a lost connection left unanswered once more on the next one.
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
