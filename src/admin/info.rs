@@ -180,6 +180,7 @@ pub fn upstream_section(f: &Figures) -> String {
     l.line("upstream_routes", &up.routes);
     l.line("upstream_in_flight", &s.upstream_in_flight);
     l.line("upstream_reconnects", &up.reconnects);
+    l.line("upstream_retries", &up.retries);
     l.line("upstream_requests", &s.upstream_requests);
     l.line("upstream_errors", &s.upstream_errors);
     l.line("upstream_timeouts", &s.upstream_timeouts);

@@ -166,6 +166,28 @@ fn any(name: &[u8], list: &[&[u8]]) -> bool {
     list.iter().any(|c| is(name, c))
 }
 
+/// Read-only commands never retried: their effect is on the connection, the server or a
+/// script's run, or they wait on the server.
+const NOT_RETRIED: &[&[u8]] = &[
+    b"CLIENT",
+    b"SCRIPT",
+    b"FUNCTION",
+    b"EVAL_RO",
+    b"EVALSHA_RO",
+    b"FCALL_RO",
+    b"PUBSUB",
+    b"PUBLISH",
+    b"SPUBLISH",
+];
+
+/// Whether a command name may be retried when its flags allow (see [`Spec::retryable`]):
+/// not a name of [`NOT_RETRIED`], [`PINNED`], [`BLOCKING`] or [`WRITES_ANYTHING`].
+pub(crate) fn retryable(name: &[u8]) -> bool {
+    ![NOT_RETRIED, PINNED, BLOCKING, WRITES_ANYTHING]
+        .iter()
+        .any(|list| any(name, list))
+}
+
 /// Names [`classify`] decides on by name (everything else is forwarded with what its
 /// spec says it writes): see [`Spec::plain`].
 const SPECIAL: &[&[u8]] = &[

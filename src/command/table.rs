@@ -37,6 +37,12 @@ pub struct Spec {
     /// [`Spec::writes`] evicted (not L1-served, local, pinned, refused or special-cased in
     /// [`super::classify`]).
     pub plain: bool,
+    /// True when running the command again cannot change anything or be noticed: it is
+    /// `readonly` in the table's flags, neither blocking, pub/sub, a script nor an admin
+    /// command, and not one whose effect is on the connection or the server
+    /// ([`super::retryable`]). A call of such commands only is retried once when its
+    /// upstream connection is lost.
+    pub retryable: bool,
     /// Subcommands by lower-case name (`CONFIG` -> `set`, `get`, ...).
     subcommands: Specs,
 }
@@ -46,6 +52,7 @@ impl PartialEq for Spec {
         self.writes == other.writes
             && self.metric == other.metric
             && self.plain == other.plain
+            && self.retryable == other.retryable
             && self.subcommands.len() == other.subcommands.len()
             && self
                 .subcommands
@@ -160,12 +167,23 @@ fn parse_entry(entry: &OwnedFrame) -> Option<(Vec<u8>, Spec)> {
     };
     let metric = crate::metrics::commands::index(&name) as u16;
     let plain = super::plain(&name);
+    // Any of these makes a read-only command unsafe to run twice.
+    let effects = [
+        &b"blocking"[..],
+        b"pubsub",
+        b"noscript",
+        b"may_replicate",
+        b"admin",
+    ];
+    let named = super::retryable(&name);
+    let retryable = named && has_flag(b"readonly") && !effects.iter().any(|f| has_flag(f));
     let subcommands = subcommands
         .into_iter()
         .map(|(sub, spec)| {
             let spec = Spec {
                 metric,
                 plain,
+                retryable: spec.retryable && named,
                 ..spec
             };
             (sub, spec)
@@ -177,7 +195,54 @@ fn parse_entry(entry: &OwnedFrame) -> Option<(Vec<u8>, Spec)> {
             writes,
             metric,
             plain,
+            retryable,
             subcommands,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retryable(args: &[&str]) -> bool {
+        let args: Vec<Bytes> = args.iter().map(|a| Bytes::from(a.to_string())).collect();
+        CommandTable::builtin()
+            .lookup(&args)
+            .is_some_and(|s| s.retryable)
+    }
+
+    #[test]
+    fn only_side_effect_free_reads_are_retryable() {
+        for read in [
+            &["GET", "k"][..],
+            &["mget", "a", "b"],
+            &["HGETALL", "h"],
+            &["ZRANGE", "z", "0", "-1"],
+            &["SCAN", "0"],
+            &["OBJECT", "ENCODING", "k"],
+            &["XINFO", "STREAM", "s"],
+        ] {
+            assert!(retryable(read), "{read:?}");
+        }
+        for other in [
+            &["SET", "k", "v"][..],
+            &["INCR", "k"],
+            &["XREAD", "STREAMS", "s", "0"],
+            &["EVAL_RO", "return 1", "0"],
+            &["FCALL_RO", "f", "0"],
+            &["PUBLISH", "c", "m"],
+            &["PUBSUB", "CHANNELS"],
+            &["CLIENT", "LIST"],
+            &["SCRIPT", "EXISTS", "x"],
+            &["FUNCTION", "LIST"],
+            &["WAIT", "1", "0"],
+            &["CONFIG", "GET", "x"],
+            &["OBJECT"],
+            &["BLPOP", "l", "0"],
+            &["PING"],
+        ] {
+            assert!(!retryable(other), "{other:?}");
+        }
+    }
 }

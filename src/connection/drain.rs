@@ -30,7 +30,7 @@ impl<R: Router> Ctx<R> {
         let s = &self.session;
         let sent = self
             .replies
-            .call(&*s.pool, &s.lane, bytes, replies, None)
+            .call(&*s.pool, &s.lane, bytes, replies, None, false)
             .await;
         self.await_reply(sent).await
     }

@@ -5,7 +5,7 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::command::Invalidation;
-use crate::upstream::OnReply;
+use crate::upstream::{OnReply, Outgoing};
 
 /// A group is sent once it holds this many bytes, or when the batch ends.
 pub(super) const MAX_GROUP_BYTES: usize = 64 * 1024;
@@ -18,12 +18,15 @@ pub(super) enum Segment {
     Forward(Invalidation),
     /// `GET` + `PTTL` of an L1 fill: two replies, the client gets the first.
     Fetch,
+    /// A forwarded command that is read-only by the command table's flags
+    /// ([`crate::command::Spec::retryable`]): one reply, nothing to evict.
+    Read,
 }
 
 impl Segment {
     pub(super) fn replies(&self) -> usize {
         match self {
-            Segment::Forward(_) => 1,
+            Segment::Forward(_) | Segment::Read => 1,
             Segment::Fetch => 2,
         }
     }
@@ -31,6 +34,12 @@ impl Segment {
     /// Whether the command writes keys (Redis holds it under `CLIENT PAUSE WRITE`).
     fn writes(&self) -> bool {
         matches!(self, Segment::Forward(inv) if *inv != Invalidation::None)
+    }
+
+    /// Whether running the command again cannot change anything (see
+    /// [`crate::upstream::Outgoing::retryable`]).
+    fn retryable(&self) -> bool {
+        matches!(self, Segment::Fetch | Segment::Read)
     }
 }
 
@@ -55,6 +64,8 @@ pub(super) struct Group {
     label: u16,
     /// Some command writes keys (see [`crate::upstream::Pool::send_labelled`]).
     writes: bool,
+    /// Some command is not provably read-only: the call is not retried.
+    effects: bool,
 }
 
 impl Group {
@@ -80,6 +91,7 @@ impl Group {
             label,
             replies: segment.replies(),
             writes: segment.writes(),
+            effects: !segment.retryable(),
             alone: Some(raw),
             segments: vec![segment],
             ..Group::default()
@@ -115,14 +127,14 @@ impl Group {
         }
         write(&mut self.bytes);
         self.writes |= segment.writes();
+        self.effects |= !segment.retryable();
         self.segments.push(segment);
         self.replies += replies;
         self.bytes.len() >= MAX_GROUP_BYTES
     }
 
-    /// The upstream call (bytes, reply count, fill callback, label, whether it writes)
-    /// and the segments to write its replies by.
-    pub(super) fn into_call(self) -> (Bytes, usize, Option<OnReply>, Segments, u16, bool) {
+    /// The upstream call and the segments to write its replies by.
+    pub(super) fn into_call(self) -> (Outgoing, Segments) {
         let Group {
             bytes,
             alone,
@@ -131,6 +143,7 @@ impl Group {
             fills,
             label,
             writes,
+            effects,
         } = self;
         let on_reply: Option<OnReply> = (!fills.is_empty()).then(|| {
             Box::new(move |frames: &[Bytes], may_fill: bool| {
@@ -144,6 +157,15 @@ impl Group {
             list: segments,
             request: bytes.clone(),
         };
-        (bytes, replies, on_reply, segments, label, writes)
+        let call = Outgoing {
+            bytes,
+            replies,
+            on_reply,
+            label,
+            frames: Vec::new(),
+            writes,
+            retryable: !effects,
+        };
+        (call, segments)
     }
 }

@@ -326,6 +326,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         let table = self.cx.services.table.get();
         let spec = table.lookup(&req.args);
         let metric = spec.map_or_else(|| commands::index(req.name()), |s| s.metric.into());
+        let retryable = spec.is_some_and(|s| s.retryable);
         self.cx
             .services
             .stats
@@ -354,7 +355,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             Action::Get => read::get(&mut self.cx, req.args[1].clone()).await,
             Action::Mget => read::mget(&mut self.cx, &req.args[1..]).await,
             Action::Forward(inv) => {
-                forward::forward(&mut self.cx, req.raw, inv, metric as u16).await
+                forward::forward(&mut self.cx, req.raw, inv, metric as u16, retryable).await
             }
             Action::Local(local) => {
                 self.drain().await;

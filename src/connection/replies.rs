@@ -264,6 +264,7 @@ impl Replies {
         bytes: Bytes,
         replies: usize,
         on_reply: Option<OnReply>,
+        retryable: bool,
     ) -> Result<PendingReply, UpstreamError> {
         self.send_unsent(pool, lane).await;
         let label =
@@ -275,6 +276,7 @@ impl Replies {
             label: label as u16,
             frames: Vec::new(),
             writes: false,
+            retryable,
         };
         pool.send_on(lane, call).await
     }
@@ -314,14 +316,7 @@ pub(super) async fn send<P: Lanes>(
     group: Group,
     frames: Vec<Bytes>,
 ) -> (Result<PendingReply, UpstreamError>, Segments) {
-    let (bytes, replies, on_reply, segments, label, writes) = group.into_call();
-    let call = Outgoing {
-        bytes,
-        replies,
-        on_reply,
-        label,
-        frames,
-        writes,
-    };
+    let (mut call, segments) = group.into_call();
+    call.frames = frames;
     (pool.send_on(lane, call).await, segments)
 }

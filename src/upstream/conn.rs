@@ -105,6 +105,7 @@ pub(super) fn tracking_call(
         _counted: None,
         frames: Vec::new(),
         writes: false,
+        retryable: false,
     })
 }
 
@@ -129,18 +130,21 @@ async fn retrack(
     std::future::pending::<()>().await;
 }
 
-/// Serves calls until the connection breaks, is given up, or the pool is dropped.
+/// Serves calls until the connection breaks, is given up, or the pool is dropped. The
+/// calls it leaves unanswered (written or still queued) get the reason as an error, except
+/// the retryable ones still within their deadline (see [`Call::retryable`]): those are
+/// returned in order, no longer retryable, to be sent once more.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     stream: UpstreamStream,
-    calls: mpsc::Receiver<Call>,
+    mut calls: mpsc::Receiver<Call>,
     pings: mpsc::WeakSender<Call>,
     resp: Resp,
     target: &Target,
     health: &Health,
     stats: &Stats,
     tracked: Tracked,
-) -> Ended {
+) -> (Ended, Vec<Call>) {
     let (reader, writer) = stream.into_split();
     let in_flight = Mutex::new(VecDeque::new());
     let retracking = retrack(
@@ -153,7 +157,7 @@ pub(super) async fn run(
     let ended = tokio::select! {
         // Replaced at once by a connection to the new primary (L1 is flushed by the switch).
         _ = endpoint.switched(generation) => Ended::Closed("the primary switched".into()),
-        r = write_calls(writer, calls, &in_flight, health) => Ended::Lost(r.into()),
+        r = write_calls(writer, &mut calls, &in_flight, health) => Ended::Lost(r.into()),
         r = read_replies(reader, &in_flight, resp, health, stats, &tracked) => Ended::Lost(r.into()),
         e = watchdog(pings, &in_flight, target) => e,
         _ = retracking => Ended::Lost("tracking stopped".into()),
@@ -161,21 +165,43 @@ pub(super) async fn run(
     let reason = match &ended {
         Ended::Lost(r) | Ended::Closed(r) => r.clone(),
     };
-    let failed: Vec<InFlight> = {
+    let left: Vec<Call> = {
         let mut queue = in_flight.lock();
         health.set_oldest(None);
         for _ in queue.iter().filter(|f| f.call.writes) {
             health.write_done();
         }
-        queue.drain(..).collect()
+        queue.drain(..).map(InFlight::unanswered).collect()
     };
-    for f in failed {
-        let _ = f
-            .call
-            .tx
-            .send(Err(UpstreamError::Unavailable(reason.clone())));
+    // Then the calls queued and never written, in order.
+    calls.close();
+    let queued = std::iter::from_fn(|| calls.try_recv().ok());
+    let mut retries = Vec::new();
+    for mut call in left.into_iter().chain(queued) {
+        if call.retryable && call.sent_at.elapsed() < target.timeout {
+            call.retryable = false;
+            retries.push(call);
+        } else {
+            let _ = call
+                .tx
+                .send(Err(UpstreamError::Unavailable(reason.clone())));
+        }
     }
-    ended
+    (ended, retries)
+}
+
+impl InFlight {
+    /// The call again, as it was before it was written (its request bytes are kept for a
+    /// retryable call, see [`Batch::queue`]), with the frames read so far dropped.
+    fn unanswered(self) -> Call {
+        let InFlight {
+            mut call,
+            mut frames,
+        } = self;
+        frames.clear();
+        call.frames = frames;
+        call
+    }
 }
 
 /// Watches the oldest call. Past the upstream timeout the server is probed on a fresh
@@ -225,6 +251,7 @@ async fn watchdog(
                         _counted: None,
                         frames: Vec::new(),
                         writes: false,
+                        retryable: false,
                     };
                     let _ = calls.try_send(ping);
                 }
@@ -242,7 +269,7 @@ async fn answers(target: &Target) -> bool {
 
 async fn write_calls(
     mut writer: OwnedWriteHalf,
-    mut calls: mpsc::Receiver<Call>,
+    calls: &mut mpsc::Receiver<Call>,
     in_flight: &Mutex<VecDeque<InFlight>>,
     health: &Health,
 ) -> String {
@@ -252,12 +279,12 @@ async fn write_calls(
             return "pool closed".into();
         };
         batch.queue(first, in_flight, health);
-        batch.take_queued(&mut calls, in_flight, health);
+        batch.take_queued(calls, in_flight, health);
         // Let the clients that are runnable now queue their calls too: one write then
         // carries many clients' requests (fewer syscalls under load, one scheduler turn of
         // latency when idle).
         tokio::task::yield_now().await;
-        batch.take_queued(&mut calls, in_flight, health);
+        batch.take_queued(calls, in_flight, health);
         if let Err(e) = batch.write(&mut writer).await {
             return format!("write failed: {e}");
         }
@@ -287,17 +314,23 @@ impl Default for Batch {
 
 impl Batch {
     /// Takes a call's request and registers the call for its replies. The request bytes
-    /// are not kept with the call: a large value is freed once written.
+    /// are kept with the call only if it is retryable: a large value is freed once written.
     fn queue(&mut self, mut call: Call, in_flight: &Mutex<VecDeque<InFlight>>, health: &Health) {
-        let bytes = std::mem::take(&mut call.bytes);
-        self.len += bytes.len();
-        if bytes.len() >= LARGE_CALL {
+        self.len += call.bytes.len();
+        if call.bytes.len() >= LARGE_CALL {
             if !self.buf.is_empty() {
                 self.chunks.push(self.buf.split().freeze());
             }
+            let bytes = match call.retryable {
+                true => call.bytes.clone(),
+                false => std::mem::take(&mut call.bytes),
+            };
             self.chunks.push(bytes);
         } else {
-            self.buf.extend_from_slice(&bytes);
+            self.buf.extend_from_slice(&call.bytes);
+            if !call.retryable {
+                call.bytes = Bytes::new();
+            }
         }
         let mut frames = std::mem::take(&mut call.frames);
         frames.reserve(call.replies);

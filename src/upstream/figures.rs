@@ -19,6 +19,9 @@ pub struct UpstreamFigures {
     pub routes: u64,
     /// Pooled connections re-established after a loss, since start.
     pub reconnects: u64,
+    /// Calls left unanswered by a lost connection and sent again on the next one (reads
+    /// only), since start.
+    pub retries: u64,
     /// The TLS in use (`None`: a plain `redis://` upstream).
     pub tls: Option<TlsFigures>,
 }
@@ -32,6 +35,7 @@ impl Default for UpstreamFigures {
             connections: 0,
             routes: 0,
             reconnects: 0,
+            retries: 0,
             tls: None,
         }
     }
@@ -47,6 +51,7 @@ impl Upstream {
             connections: self.connections() as u64,
             routes: self.routes() as u64,
             reconnects: self.reconnects(),
+            retries: self.retries(),
             tls: self.outbound().tls().map(|tls| tls.figures()),
         }
     }

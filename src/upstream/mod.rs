@@ -153,6 +153,8 @@ pub(crate) struct Link {
     /// Connections lost and not re-established yet, and those re-established.
     lost_pending: AtomicUsize,
     reconnects: AtomicUsize,
+    /// Calls sent again on a new connection after theirs was lost.
+    retries: AtomicUsize,
     /// A connection was lost since the last `Up` event was announced.
     lost_since_up: AtomicBool,
     /// The outage was logged; the recovery will be.
@@ -256,6 +258,11 @@ impl Link {
         }
     }
 
+    /// A call left unanswered by a lost connection was sent again on a new one.
+    fn retried(&self) {
+        self.retries.fetch_add(1, SeqCst);
+    }
+
     /// The sidecar closed a connection while the server answered (idle pool, stuck call):
     /// no update was missed, so this is no link event.
     fn closed(&self) {
@@ -347,6 +354,7 @@ impl Upstream {
                 up_slots: AtomicUsize::new(0),
                 lost_pending: AtomicUsize::new(0),
                 reconnects: AtomicUsize::new(0),
+                retries: AtomicUsize::new(0),
                 lost_since_up: AtomicBool::new(false),
                 hook,
                 stats,
@@ -423,6 +431,11 @@ impl Upstream {
     /// Pooled connections re-established after a loss, since start.
     pub fn reconnects(&self) -> u64 {
         self.link.reconnects.load(SeqCst) as u64
+    }
+
+    /// Calls sent again on a new connection after theirs was lost, since start.
+    pub fn retries(&self) -> u64 {
+        self.link.retries.load(SeqCst) as u64
     }
 
     /// Upstream connections established now.

@@ -11,17 +11,14 @@
 //! calls in flight keeps its slot, so its commands reach Redis in order: it moves only
 //! once every reply it waited for has arrived (its writes are then applied).
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::backoff::Backoff;
-use super::conn::{self, Ended, Tracked};
-use super::gate::NO_EPOCH;
-use super::{handshake, Credentials, Link, Route, Target};
+use super::{Credentials, Link, Outgoing, Route, Target};
 use crate::error::UpstreamError;
 use crate::metrics::commands;
 
@@ -66,6 +63,9 @@ pub(crate) struct Call {
     pub frames: Vec<Bytes>,
     /// The call holds a command that writes keys (counted in the slot's [`Health`]).
     pub writes: bool,
+    /// The call may be sent again on the slot's next connection if this one is lost before
+    /// its replies arrive (see [`super::Outgoing::retryable`]); false once it was.
+    pub retryable: bool,
 }
 
 #[derive(Clone)]
@@ -194,7 +194,7 @@ impl Pool {
         let slot = &self.slots[i];
         slot.state.get_or_init(|| {
             let (tx, rx) = watch::channel(SlotState::Connecting);
-            crate::lifecycle::spawn(supervise(
+            crate::lifecycle::spawn(supervise::supervise(
                 tx,
                 self.target.clone(),
                 self.route,
@@ -215,26 +215,38 @@ impl Pool {
         replies: usize,
         on_reply: Option<OnReply>,
     ) -> Result<PendingReply, UpstreamError> {
-        let command = commands::index(commands::first_command(&bytes)) as u16;
-        self.send_labelled(lane, bytes, replies, on_reply, command, Vec::new(), false)
-            .await
+        let label = commands::index(commands::first_command(&bytes)) as u16;
+        let call = Outgoing {
+            bytes,
+            replies,
+            on_reply,
+            label,
+            frames: Vec::new(),
+            writes: false,
+            retryable: false,
+        };
+        self.send_call(lane, call).await
     }
 
-    /// [`Pool::send`] with the index of the first command already known (its latency
-    /// histogram's label, see [`commands::index`]), an empty list to collect the reply
-    /// frames in (a caller that recycles the lists it gets back allocates none), and
-    /// whether the request writes keys (other clients then avoid queuing behind it).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn send_labelled(
+    /// [`Pool::send`] of an [`Outgoing`]: with the index of the first command already
+    /// known (its latency histogram's label, see [`commands::index`]), an empty list to
+    /// collect the reply frames in (a caller that recycles the lists it gets back allocates
+    /// none), whether the request writes keys (other clients then avoid queuing behind it)
+    /// and whether it may be retried once on the slot's next connection.
+    pub async fn send_call(
         &self,
         lane: &Lane,
-        bytes: Bytes,
-        replies: usize,
-        on_reply: Option<OnReply>,
-        command: u16,
-        frames: Vec<Bytes>,
-        writes: bool,
+        outgoing: Outgoing,
     ) -> Result<PendingReply, UpstreamError> {
+        let Outgoing {
+            bytes,
+            replies,
+            on_reply,
+            label: command,
+            frames,
+            writes,
+            retryable,
+        } = outgoing;
         if let Some(e) = &self.refusal {
             return Err(e.clone());
         }
@@ -257,6 +269,7 @@ impl Pool {
             )),
             frames,
             writes,
+            retryable,
         };
         let pending = PendingReply {
             rx,
@@ -264,13 +277,13 @@ impl Pool {
             _lane: lane.in_flight.clone(),
         };
         // Fast path: the connection is up and its queue has room; no clones, no await.
-        let call = match &*slot.borrow() {
+        let mut call = match &*slot.borrow() {
             SlotState::Up(tx) => match tx.try_send(call) {
                 Ok(()) => return Ok(pending),
-                Err(mpsc::error::TrySendError::Full(call)) => call,
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    return Err(UpstreamError::unavailable("connection lost"))
-                }
+                // Full, or the connection ended this instant (never written: the call
+                // waits for the slot's next state like any other).
+                Err(mpsc::error::TrySendError::Full(call))
+                | Err(mpsc::error::TrySendError::Closed(call)) => call,
             },
             SlotState::Down(e) => return Err(e.clone()),
             SlotState::Connecting => call,
@@ -279,123 +292,24 @@ impl Pool {
         loop {
             let current = state.borrow_and_update().clone();
             match current {
-                SlotState::Up(tx) => {
-                    tx.send(call)
-                        .await
-                        .map_err(|_| UpstreamError::unavailable("connection lost"))?;
-                    return Ok(pending);
-                }
+                SlotState::Up(tx) => match tx.send(call).await {
+                    Ok(()) => return Ok(pending),
+                    Err(mpsc::error::SendError(back)) => call = back,
+                },
                 SlotState::Down(e) => return Err(e),
-                SlotState::Connecting => {
-                    let connect_timeout = self.target.connect_timeout;
-                    match tokio::time::timeout(connect_timeout, state.changed()).await {
-                        Ok(Ok(())) => continue,
-                        _ => return Err(UpstreamError::unavailable("connect timed out")),
-                    }
-                }
+                SlotState::Connecting => {}
             }
-        }
-    }
-}
-
-/// Keeps one slot connected for as long as the pool exists; closes it when the pool is
-/// dropped.
-async fn supervise(
-    slot: watch::Sender<SlotState>,
-    target: Arc<Target>,
-    route: Route,
-    creds: Option<Credentials>,
-    link: Arc<Link>,
-    health: Arc<Health>,
-) {
-    let seed = Arc::as_ptr(&health) as u64;
-    let mut backoff = Backoff::new(seed);
-    loop {
-        // The sidecar's own route takes its current credentials (a rotated password file).
-        let creds = match route.user {
-            0 => target.credentials.current(),
-            _ => creds.clone(),
-        };
-        let connected = tokio::select! {
-            c = handshake::connect(&target, route, creds.as_ref()) => c,
-            _ = slot.closed() => return,
-        };
-        if creds.is_none() {
-            link.anonymous_handshake(&connected);
-        }
-        if route.user == 0 {
-            link.own_handshake(connected.as_ref().map(|_| ()));
-        }
-        match connected {
-            Ok((stream, generation)) => {
-                backoff.reset();
-                let (tx, rx) = mpsc::channel(CALL_QUEUE);
-                let pings = tx.downgrade();
-                // Tracking is turned on by the connection's first call, before any client's.
-                let tracking = link.tracking.clone();
-                let mut redirect = tracking.subscribe();
-                let epoch = Arc::new(AtomicU64::new(NO_EPOCH));
-                let now = *redirect.borrow_and_update();
-                if let Some(call) = conn::tracking_call(now, &epoch, &tracking) {
-                    let _ = tx.try_send(call);
-                }
-                // Keys this connection read stop being tracked when it closes: what it
-                // may have filled goes too.
-                let untracked = |epoch: &AtomicU64| {
-                    if epoch.load(SeqCst) != NO_EPOCH {
-                        link.tracking.untracked(route.db);
-                    }
-                };
-                slot.send_replace(SlotState::Up(tx));
-                link.connected();
-                let tracked = Tracked {
-                    tracking,
-                    epoch: epoch.clone(),
-                    redirect,
-                    endpoint: target.endpoint.clone(),
-                    generation,
-                };
-                let stats = &link.stats;
-                let ended = tokio::select! {
-                    e = conn::run(stream, rx, pings, route.resp, &target, &health, stats, tracked) => e,
-                    _ = slot.closed() => {
-                        link.closed();
-                        untracked(&epoch);
-                        return;
-                    }
-                };
-                let reason = match ended {
-                    Ended::Lost(reason) => {
-                        link.lost(&reason);
-                        reason
-                    }
-                    Ended::Closed(_) => {
-                        // Stuck while the server answers: a new connection at once.
-                        link.closed();
-                        untracked(&epoch);
-                        slot.send_replace(SlotState::Connecting);
-                        continue;
-                    }
-                };
-                slot.send_replace(SlotState::Down(UpstreamError::Unavailable(reason)));
+            let connect_timeout = self.target.connect_timeout;
+            match tokio::time::timeout(connect_timeout, state.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return Err(UpstreamError::unavailable("connect timed out")),
             }
-            Err(e) => {
-                match &e {
-                    UpstreamError::AuthFailed(_) => link.answered(),
-                    UpstreamError::Refused(text) if text.starts_with("NOAUTH") => link.answered(),
-                    _ => link.failed(&e.to_string()),
-                }
-                slot.send_replace(SlotState::Down(e));
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff.next_delay()) => {}
-            _ = slot.closed() => return,
         }
     }
 }
 
 mod health;
 mod lane;
+mod supervise;
 #[cfg(test)]
 mod tests;

@@ -32,6 +32,11 @@ pub struct Outgoing {
     pub frames: Vec<Bytes>,
     /// Whether the request writes keys.
     pub writes: bool,
+    /// Whether sending the request again cannot change anything: every command of it is
+    /// read-only by the command table's flags ([`crate::command::Spec::retryable`]) or an
+    /// L1 fetch. Such a call is sent once more, on its slot's next connection, when the
+    /// connection it was on is lost before its replies arrived.
+    pub retryable: bool,
 }
 
 /// A route's pool: sends a request on a client's lane and returns its pending reply.
@@ -92,9 +97,7 @@ impl Lanes for Pool {
         lane: &Lane,
         c: Outgoing,
     ) -> impl Future<Output = Result<PendingReply, UpstreamError>> + Send {
-        self.send_labelled(
-            lane, c.bytes, c.replies, c.on_reply, c.label, c.frames, c.writes,
-        )
+        self.send_call(lane, c)
     }
 }
 

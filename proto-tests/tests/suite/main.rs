@@ -44,6 +44,7 @@ mod profiler;
 mod protocol_strict;
 mod pubsub;
 mod reload;
+mod retry;
 mod sentinel;
 mod sentinel_freeze;
 mod sentinel_switch;

@@ -87,6 +87,11 @@ pub(super) fn families(f: &Figures, out: &mut Families) {
         up.reconnects,
     );
     out.counter(
+        "nearcache_upstream_retries_total",
+        "Read-only calls left unanswered by a lost upstream connection and sent again on the next.",
+        up.retries,
+    );
+    out.counter(
         "nearcache_upstream_pinned_refused_total",
         "Commands that would have pinned an upstream connection, refused at --max-pinned.",
         s.pinned_refused,

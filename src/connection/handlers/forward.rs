@@ -150,23 +150,30 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
 }
 
 /// Evicts what the command may write, then adds it to the group.
-/// `metric`: the command's index in the counted commands.
+/// `metric`: the command's index in the counted commands; `retryable`: the command table
+/// says it is read-only and safe to run again (see [`crate::command::Spec::retryable`]).
 pub(in crate::connection) async fn forward<R: Router>(
     cx: &mut Ctx<R>,
     raw: Bytes,
     mut inv: Invalidation,
     metric: u16,
+    retryable: bool,
 ) {
     cx.invalidate(&mut inv);
-    if inv != Invalidation::None {
-        cx.unacked_writes += 1;
-    }
+    let segment = match inv {
+        Invalidation::None if retryable => Segment::Read,
+        Invalidation::None => Segment::Forward(inv),
+        _ => {
+            cx.unacked_writes += 1;
+            Segment::Forward(inv)
+        }
+    };
     cx.replies.budget.expect(1);
     if raw.len() >= MAX_GROUP_BYTES {
         // A large command goes alone, as the bytes it arrived in: no copy.
-        let group = Group::alone(raw, Segment::Forward(inv), metric);
+        let group = Group::alone(raw, segment, metric);
         cx.replies.wait_for(Pending::Unsent(group));
         return cx.send_unsent().await;
     }
-    cx.add(&raw, Segment::Forward(inv), None, metric).await;
+    cx.add(&raw, segment, None, metric).await;
 }

@@ -171,8 +171,10 @@ impl<R: Router> Ctx<R> {
             }
         });
         let s = &self.session;
+        // Nothing but reads: retried once if its connection is lost.
+        let (bytes, retryable) = (bytes.freeze(), true);
         self.replies
-            .call(&*s.pool, &s.lane, bytes.freeze(), replies, Some(on_reply))
+            .call(&*s.pool, &s.lane, bytes, replies, Some(on_reply), retryable)
             .await
     }
 

@@ -23,6 +23,7 @@ fn pool(connections: usize) -> Pool {
         up_slots: AtomicUsize::new(0),
         lost_pending: AtomicUsize::new(0),
         reconnects: AtomicUsize::new(0),
+        retries: AtomicUsize::new(0),
         lost_since_up: AtomicBool::new(false),
         down_logged: AtomicBool::new(false),
         down: AtomicBool::new(true),
