@@ -20,8 +20,10 @@ pub mod endpoint;
 mod figures;
 pub mod gate;
 mod handshake;
+mod link;
 pub mod outbound;
 mod pool;
+mod registry;
 mod router;
 pub mod secret;
 pub mod sentinel;
@@ -30,9 +32,8 @@ pub mod stream;
 pub mod tls;
 
 use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -40,7 +41,11 @@ use bytes::{Bytes, BytesMut};
 pub use dedicated::{PinnedIds, Queued, NO_UPSTREAM_ID};
 pub use figures::UpstreamFigures;
 use gate::FillGate;
+pub(crate) use link::Link;
+pub use link::{LinkEvent, LinkHook};
+use link::{NOAUTH, SERVED};
 pub use pool::{Lane, OnReply, PendingReply, Pool};
+use registry::{reap, Held, Registry, Routes};
 pub use router::{Dedicated, Lanes, Outgoing, Router};
 pub use secret::CredentialSource;
 pub use status::UpstreamState;
@@ -128,194 +133,8 @@ pub struct Route {
     pub user: u32,
 }
 
-/// Link transitions the rest of the sidecar reacts to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkEvent {
-    /// A connection was established after one had been lost.
-    Up,
-    /// An established connection was lost.
-    Lost,
-}
-
-type LinkHook = Box<dyn Fn(LinkEvent) + Send + Sync>;
-
-/// [`Link::anonymous`]: a connection without credentials was served.
-const SERVED: u8 = 1;
-/// [`Link::anonymous`]: a connection without credentials was answered `-NOAUTH`.
-const NOAUTH: u8 = 2;
 /// Called with an identity id once it is dropped (no pool uses it any more).
 pub type ForgetHook = Box<dyn Fn(u32) + Send + Sync>;
-
-/// Shared link state of all pools.
-pub(crate) struct Link {
-    endpoint: Arc<endpoint::Endpoint>,
-    up_slots: AtomicUsize,
-    /// Connections lost and not re-established yet, and those re-established.
-    lost_pending: AtomicUsize,
-    reconnects: AtomicUsize,
-    /// Calls sent again on a new connection after theirs was lost.
-    retries: AtomicUsize,
-    /// A connection was lost since the last `Up` event was announced.
-    lost_since_up: AtomicBool,
-    /// The outage was logged; the recovery will be.
-    down_logged: AtomicBool,
-    /// No connection is up and the last attempt or connection failed (until then, zero
-    /// connections because idle pools were closed is not "down").
-    down: AtomicBool,
-    /// What the last handshake without credentials was answered: [`SERVED`], [`NOAUTH`],
-    /// or 0 (none answered yet).
-    anonymous: AtomicU8,
-    /// What the sidecar's own route (identity 0) was last answered about its credentials:
-    /// `AUTH_OK`, `AUTH_REQUIRED` or `AUTH_FAILED` (see [`UpstreamState`]).
-    auth: AtomicU8,
-    hook: LinkHook,
-    stats: Arc<Stats>,
-    /// Server-assisted tracking: what each connection turns on, and whether its replies
-    /// may fill L1.
-    tracking: Arc<dyn FillGate>,
-}
-
-impl Link {
-    /// Records what a handshake without credentials was answered (its result).
-    fn anonymous_handshake<T>(&self, result: &Result<T, UpstreamError>) {
-        match result {
-            Ok(_) => self.anonymous.store(SERVED, SeqCst),
-            Err(UpstreamError::Refused(text)) if text.starts_with("NOAUTH") => {
-                self.anonymous.store(NOAUTH, SeqCst)
-            }
-            Err(_) => {}
-        }
-    }
-
-    /// Records what a handshake of the sidecar's own route (identity 0) showed about its
-    /// credentials, and logs each change: `Ok(())` when it was let in, else the refusal.
-    fn own_handshake(&self, result: Result<(), &UpstreamError>) {
-        let (state, reason) = match result {
-            Ok(()) => (AUTH_OK, None),
-            Err(UpstreamError::Refused(text)) if text.starts_with("NOAUTH") => {
-                (AUTH_REQUIRED, Some(text.to_string()))
-            }
-            Err(e @ UpstreamError::AuthFailed(_)) => (AUTH_FAILED, Some(e.to_string())),
-            Err(_) => return,
-        };
-        if self.auth.swap(state, SeqCst) == state {
-            return;
-        }
-        let address = self.endpoint.display();
-        match (state, reason) {
-            (AUTH_REQUIRED, Some(reason)) => tracing::info!(
-                upstream = %address,
-                "upstream requires authentication ({reason}) and --upstream has no \
-                 credentials: each client authenticates itself"
-            ),
-            (AUTH_FAILED, Some(reason)) => tracing::error!(
-                upstream = %address,
-                "{reason}: the upstream refuses the sidecar's credentials (--upstream, or \
-                 --upstream-password-file); not ready until they are right"
-            ),
-            _ => tracing::info!(upstream = %address, "upstream accepts the sidecar's credentials"),
-        }
-    }
-
-    /// A handshake was refused for its credentials: the server answers, so this is no
-    /// outage (an outage logged before is over).
-    fn answered(&self) {
-        if self.up_slots.load(SeqCst) == 0 {
-            self.down.store(false, SeqCst);
-        }
-        if self.down_logged.swap(false, SeqCst) {
-            tracing::info!(upstream = %self.endpoint.display(), "upstream reachable again");
-        }
-    }
-
-    fn connected(&self) {
-        self.up_slots.fetch_add(1, SeqCst);
-        let pending = self
-            .lost_pending
-            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
-        if pending.is_ok() {
-            self.reconnects.fetch_add(1, SeqCst);
-        }
-        self.down.store(false, SeqCst);
-        if self.down_logged.swap(false, SeqCst) {
-            tracing::info!(upstream = %self.endpoint.display(), "upstream reachable again");
-        }
-        if self.lost_since_up.swap(false, SeqCst) {
-            (self.hook)(LinkEvent::Up);
-        }
-    }
-
-    fn lost(&self, reason: &str) {
-        self.lost_pending.fetch_add(1, SeqCst);
-        let left = self.up_slots.fetch_sub(1, SeqCst) - 1;
-        self.lost_since_up.store(true, SeqCst);
-        (self.hook)(LinkEvent::Lost);
-        if left == 0 {
-            self.down.store(true, SeqCst);
-            if !self.down_logged.swap(true, SeqCst) {
-                tracing::warn!(upstream = %self.endpoint.display(), "upstream down: {reason}");
-            }
-        }
-    }
-
-    /// A call left unanswered by a lost connection was sent again on a new one.
-    fn retried(&self) {
-        self.retries.fetch_add(1, SeqCst);
-    }
-
-    /// The sidecar closed a connection while the server answered (idle pool, stuck call):
-    /// no update was missed, so this is no link event.
-    fn closed(&self) {
-        self.up_slots.fetch_sub(1, SeqCst);
-    }
-
-    /// A connect attempt failed; logged once per outage.
-    fn failed(&self, reason: &str) {
-        if self.up_slots.load(SeqCst) == 0 {
-            self.down.store(true, SeqCst);
-            if !self.down_logged.swap(true, SeqCst) {
-                tracing::warn!(upstream = %self.endpoint.display(), "upstream unreachable: {reason}");
-            }
-        }
-    }
-}
-
-/// Pools and identities, and when each was last held.
-struct Registry {
-    routes: Mutex<Routes>,
-    forget: ForgetHook,
-}
-
-#[derive(Default)]
-struct Routes {
-    pools: HashMap<Route, Held<Arc<Pool>>>,
-    identities: HashMap<u32, Held<Credentials>>,
-    /// Identity ids by ACL user name: every password of one user gives the same rights.
-    by_user: HashMap<Bytes, u32>,
-    /// The last identity id given out (ids are never reused).
-    last_identity: u32,
-}
-
-/// Something kept while in use, with when it was first seen unused (`None`: in use).
-struct Held<T> {
-    value: T,
-    unused_since: Option<Instant>,
-}
-
-impl<T> Held<T> {
-    fn new(value: T) -> Held<T> {
-        Held {
-            value,
-            unused_since: None,
-        }
-    }
-
-    /// Marks it unused from `now` (if not already); true once that lasted `idle`.
-    fn expired(&mut self, now: Instant, idle: Duration) -> bool {
-        let since = *self.unused_since.get_or_insert(now);
-        now.saturating_duration_since(since) >= idle
-    }
-}
 
 /// The identity of connections that send no AUTH (Redis's `default` user, authenticated
 /// only when it is `nopass`), where the `--upstream` URL has credentials; where it has none,
@@ -588,55 +407,6 @@ impl Upstream {
         }
         bytes.extend_from_slice(request);
         handshake::one_off(&self.target, bytes.freeze(), replies).await
-    }
-}
-
-/// Every `every`, drops pools no session has held for `idle` (closing their connections)
-/// and identities no pool has used for `idle`; ends with the upstream.
-async fn reap(registry: Weak<Registry>, idle: Duration, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(registry) = registry.upgrade() else {
-            return;
-        };
-        let now = Instant::now();
-        let (closed, forgotten) = {
-            let mut routes = registry.routes.lock();
-            let mut closed = Vec::new();
-            let mut used = std::collections::HashSet::new();
-            routes.pools.retain(|route, held| {
-                if Arc::strong_count(&held.value) > 1 {
-                    held.unused_since = None;
-                } else if held.expired(now, idle) {
-                    closed.push(held.value.clone());
-                    return false;
-                }
-                used.insert(route.user);
-                true
-            });
-            let mut forgotten = Vec::new();
-            routes.identities.retain(|id, held| {
-                if used.contains(id) {
-                    held.unused_since = None;
-                    return true;
-                }
-                if held.expired(now, idle) {
-                    forgotten.push((*id, held.value.clone()));
-                    return false;
-                }
-                true
-            });
-            for (_, creds) in &forgotten {
-                routes.by_user.remove(&user_name(creds));
-            }
-            (closed, forgotten)
-        };
-        drop(closed); // outside the lock: dropping a pool closes its connections
-        for (id, _) in forgotten {
-            (registry.forget)(id);
-        }
     }
 }
 
