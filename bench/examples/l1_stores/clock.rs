@@ -159,7 +159,10 @@ impl Store for Clock {
     }
 
     fn len(&self) -> u64 {
-        self.shards.iter().map(|s| s.read().table.len() as u64).sum()
+        self.shards
+            .iter()
+            .map(|s| s.read().table.len() as u64)
+            .sum()
     }
 
     fn own_bytes(&self) -> Option<u64> {

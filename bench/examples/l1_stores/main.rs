@@ -44,7 +44,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mib: u64 = args.get(1).and_then(|m| m.parse().ok()).unwrap_or(64);
     if let (Some(which), Some(value)) = (args.get(2), args.get(3)) {
-        let (which, value) = (which.parse().expect("candidate"), value.parse().expect("size"));
+        let (which, value) = (
+            which.parse().expect("candidate"),
+            value.parse().expect("size"),
+        );
         child(mib << 20, which, value);
         return;
     }
@@ -72,7 +75,9 @@ fn main() {
     println!("Bound {mib} MiB; 16-byte keys. Bytes beyond key and value: resident-set growth");
     println!("per entry filled to the bound (allocator rounding included) and the store's own");
     println!("account of its structures where it keeps one. ns per op per thread.\n");
-    println!("| store | value | B/entry (RSS) | own account | insert 1t | insert 2t | get 1t | get 2t |");
+    println!(
+        "| store | value | B/entry (RSS) | own account | insert 1t | insert 2t | get 1t | get 2t |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     costs.iter().for_each(|r| println!("{r}"));
     let t = traces::NAMES;
@@ -103,9 +108,9 @@ fn child(bound: u64, which: usize, value: usize) {
     store.settle();
     let held = store.len().max(1);
     let beyond = (rss().saturating_sub(before) as f64 / held as f64 - payload as f64).max(0.0);
-    let own = store
-        .own_bytes()
-        .map_or("n/a".to_owned(), |b| format!("{:.0}", b as f64 / held as f64));
+    let own = store.own_bytes().map_or("n/a".to_owned(), |b| {
+        format!("{:.0}", b as f64 / held as f64)
+    });
 
     // Cost: lookups of filled keys, then inserts of new keys into the full store.
     let get1 = timed(1, LOOKUPS, |t, i| {
@@ -136,7 +141,12 @@ fn child(bound: u64, which: usize, value: usize) {
     for overhead in [0, beyond.round() as u64] {
         for t in 0..traces::NAMES.len() {
             let trace = traces.generate(t, len);
-            let store = stores::build(which, bound, overhead, (bound / (payload + overhead)) as usize);
+            let store = stores::build(
+                which,
+                bound,
+                overhead,
+                (bound / (payload + overhead)) as usize,
+            );
             let mut hit = 0u64;
             for (i, &id) in trace.iter().enumerate() {
                 let k = key(id);
@@ -152,7 +162,10 @@ fn child(bound: u64, which: usize, value: usize) {
             ratios.push(format!("{:.3}", hit as f64 / counted));
         }
     }
-    println!("H| {name} | {value} B | {} | {entries} |", ratios.join(" | "));
+    println!(
+        "H| {name} | {value} B | {} | {entries} |",
+        ratios.join(" | ")
+    );
 }
 
 /// Nanoseconds per call of `op(thread, i)`, `per_thread` calls on each of `threads` threads

@@ -181,7 +181,11 @@ impl MokaL1 {
 
 impl Store for MokaL1 {
     fn get(&self, key: &[u8]) -> Option<usize> {
-        let key = KeyRef { user: 0, db: 0, key };
+        let key = KeyRef {
+            user: 0,
+            db: 0,
+            key,
+        };
         self.cache.get(&key).map(|e| e.stored.len())
     }
 
