@@ -335,3 +335,24 @@ fn an_application_user_without_admin_rights_is_served_through_sentinel() {
     assert!(info_u64(&text, "l1_hits") >= 1, "{text}");
     assert_eq!(sidecar_primary(&mut c), primary.addr().to_string());
 }
+
+#[test]
+fn sentinels_configured_by_host_name_are_not_learned_again_by_ip() {
+    let group = SentinelGroup::start(None);
+    let list: Vec<String> = group
+        .sentinels
+        .iter()
+        .map(|s| format!("localhost:{}", s.port()))
+        .collect();
+    let url = format!("redis+sentinel://{}/{MASTER}", list.join(","));
+    let sidecar = Sidecar::start_url(&url, &[]);
+    wait_ready(&sidecar);
+    let mut c = sidecar.conn();
+    // The first round (before ready) learned what the answering sentinel reports: the two
+    // others, by IP; they are the configured ones, so still three known.
+    poll_until(Duration::from_secs(10), "every sentinel reachable", || {
+        info_u64(&info(&mut c), "sentinel_reachable") == 3
+    });
+    let text = info(&mut c);
+    assert_eq!(info_u64(&text, "sentinel_known"), 3, "{text}");
+}

@@ -2,6 +2,7 @@
 //! other sentinels from the one that answered, check the named node's `ROLE`, and switch
 //! the endpoint to it when it is the master.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
@@ -71,7 +72,8 @@ impl Sentinel {
             match master_address(&replies[0]) {
                 Some(address) => {
                     self.promote(&sentinel);
-                    self.learn(&replies[1]);
+                    let aliases = self.configured_addresses().await;
+                    self.learn(&replies[1], &aliases);
                     return Ok(address);
                 }
                 None => {
@@ -110,15 +112,34 @@ impl Sentinel {
         }
     }
 
-    /// Adds the sentinels a `SENTINEL sentinels` reply names (none is ever dropped), at most
-    /// [`MAX_LEARNED`] beyond the configured ones: each costs a subscription connection, and
-    /// a reply is no reason to open an unbounded number of them.
-    fn learn(&self, reply: &Bytes) {
+    /// The `ip:port` each configured sentinel named by host name resolves to now (bounded
+    /// by the connect timeout): sentinels report each other by IP, and a configured sentinel
+    /// must not be learned a second time under its IP.
+    async fn configured_addresses(&self) -> HashSet<String> {
+        let mut resolved = HashSet::new();
+        for configured in &self.options.addresses {
+            if configured.parse::<std::net::SocketAddr>().is_ok() {
+                continue;
+            }
+            let lookup = tokio::net::lookup_host(configured.as_str());
+            if let Ok(Ok(addrs)) = tokio::time::timeout(self.options.connect_timeout, lookup).await
+            {
+                resolved.extend(addrs.map(|a| a.to_string()));
+            }
+        }
+        resolved
+    }
+
+    /// Adds the sentinels a `SENTINEL sentinels` reply names (none is ever dropped, none that
+    /// is a configured one under another name: `aliases`), at most [`MAX_LEARNED`] beyond the
+    /// configured ones: each costs a subscription connection, and a reply is no reason to
+    /// open an unbounded number of them.
+    fn learn(&self, reply: &Bytes, aliases: &HashSet<String>) {
         let found = sentinels(reply);
         let limit = self.options.addresses.len() + MAX_LEARNED;
         let mut known = self.known.lock();
         for address in found {
-            if known.contains(&address) {
+            if known.contains(&address) || aliases.contains(&address) {
                 continue;
             }
             if known.len() >= limit {
@@ -247,12 +268,17 @@ mod tests {
             endpoint,
             crate::upstream::outbound::Outbound::new(),
         );
-        sentinel.learn(&frame(&reply));
-        sentinel.learn(&frame(&reply));
+        let aliases = HashSet::from(["10.0.0.1:27005".to_owned()]);
+        sentinel.learn(&frame(&reply), &aliases);
+        sentinel.learn(&frame(&reply), &aliases);
         let known = sentinel.known.lock().clone();
         assert_eq!(known.len(), 2 + MAX_LEARNED);
         assert_eq!(&known[..2], ["s1:26379", "s2:26379"]);
         assert_eq!(known[2], "10.0.0.1:27000");
+        assert!(
+            !known.contains(&"10.0.0.1:27005".to_owned()),
+            "an alias is not learned"
+        );
     }
 
     #[test]
