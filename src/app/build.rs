@@ -163,9 +163,11 @@ pub fn tls(config: &Config) -> anyhow::Result<Option<Tls>> {
              path can read and change the traffic"
         );
     }
-    let host = match config.upstream.sentinel {
-        Some(_) => None,
-        None => Some(config.upstream.host.as_str()),
+    // The nodes a Sentinel or a Cluster names are verified each by its own name.
+    let u = &config.upstream;
+    let host = match u.sentinel.is_some() || u.cluster.is_some() {
+        true => None,
+        false => Some(u.host.as_str()),
     };
     let tls = Tls::new(options, host).map_err(|e| anyhow::anyhow!("upstream TLS: {e}"))?;
     Ok(Some(tls))

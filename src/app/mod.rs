@@ -29,6 +29,17 @@ const PROCESS: &str = "nearcache";
 /// listens, builds the services, serves clients and the admin endpoint, then stops in order
 /// (see [`crate::lifecycle`]).
 pub async fn run(config: Config, flags: Flags) -> anyhow::Result<()> {
+    if config.upstream.cluster.is_some() {
+        return Err(ConfigError {
+            problems: vec![format!(
+                "--upstream: {} is a Redis Cluster; routing requests by key slot is not \
+                 served yet, point --upstream at one node (redis://) or a Sentinel-managed \
+                 primary (redis+sentinel://)",
+                config.upstream
+            )],
+        }
+        .into());
+    }
     let tls = build::tls(&config)?;
     let credentials = build::credentials(&config).map_err(|problem| ConfigError {
         problems: vec![problem],
@@ -101,8 +112,8 @@ pub struct Itself {
 /// not resolve within the connect timeout is left to the run-time check (a client arriving
 /// from one of the sidecar's own upstream sockets).
 async fn refuse_itself(config: &Config, listener: std::net::SocketAddr) -> Result<(), Itself> {
-    if config.upstream.sentinel.is_some() {
-        // The primary is not known yet: the run-time check covers it.
+    if config.upstream.sentinel.is_some() || config.upstream.cluster.is_some() {
+        // The primary (the nodes) is not known yet: the run-time check covers it.
         return Ok(());
     }
     let address = config.upstream.host_port();
