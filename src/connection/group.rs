@@ -66,6 +66,9 @@ pub(super) struct Group {
     writes: bool,
     /// Some command is not provably read-only: the call is not retried.
     effects: bool,
+    /// Where the group goes in a Redis Cluster: the slot of its first keyed command and
+    /// the node that owns it (see [`Group::joins`]); `None` for any node.
+    pub(super) target: Option<(u16, usize)>,
 }
 
 impl Group {
@@ -77,6 +80,20 @@ impl Group {
     /// Whether the group has a buffer with room for a small command.
     pub(super) fn has_room(&self) -> bool {
         self.bytes.capacity() - self.bytes.len() >= 512
+    }
+
+    /// Whether a command for `target` may join the group: a keyless one (`None`) joins any
+    /// group, a keyed one a group that goes to the same node or to any node (which then
+    /// goes to its node).
+    pub(super) fn joins(&mut self, target: Option<(u16, usize)>) -> bool {
+        match (self.target, target) {
+            (_, None) => true,
+            (None, Some(t)) => {
+                self.target = Some(t);
+                true
+            }
+            (Some((_, node)), Some((_, other))) => node == other,
+        }
     }
 
     /// Gives an empty group its buffer and segment list.
@@ -144,6 +161,7 @@ impl Group {
             label,
             writes,
             effects,
+            target: _,
         } = self;
         let on_reply: Option<OnReply> = (!fills.is_empty()).then(|| {
             Box::new(move |frames: &[Bytes], may_fill: bool| {

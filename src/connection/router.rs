@@ -1,5 +1,6 @@
 //! The services as a [`Router`]: one node, the services' own upstream, its L1 coherence
-//! kept by the control plane.
+//! kept by the control plane; or for a Redis Cluster the node that owns a request's slot,
+//! L1 coherent while every node's control plane serves.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,12 +24,30 @@ impl Router for Services {
 
     #[inline]
     fn link_up(&self) -> bool {
-        self.upstream.link_up()
+        self.upstream.link_up() && self.cluster.as_ref().is_none_or(|c| c.link_up())
     }
 
     #[inline]
     fn coherent(&self) -> bool {
-        self.control.serving()
+        self.control.serving() && self.cluster.as_ref().is_none_or(|c| c.serving())
+    }
+
+    #[inline]
+    fn slotted(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// The owner's pool; the first seed's while no node owns the slot (it answers with
+    /// the redirect or `-CLUSTERDOWN`).
+    fn pool_for(&self, route: Route, slot: u16) -> Arc<Self::Pool> {
+        match self.cluster.as_ref().and_then(|c| c.pool(route, slot)) {
+            Some(pool) => pool,
+            None => self.upstream.pool(route),
+        }
+    }
+
+    fn node_of(&self, slot: u16) -> usize {
+        self.cluster.as_ref().map_or(0, |c| c.node_of(slot))
     }
 
     fn dedicated(

@@ -1,9 +1,41 @@
-//! A Redis Cluster upstream (`redis+cluster://`): until requests are routed by key slot, the
-//! sidecar refuses to start on one rather than send every request to the first seed.
+//! A Redis Cluster upstream (`redis+cluster://`): requests routed to the node that owns
+//! their key's slot, L1 filled and invalidated per node. Served only with the preview
+//! switch (`NEARCACHE_CLUSTER_PREVIEW`) until routing covers what Redis Cluster needs;
+//! refused at start without it.
 
 use std::time::Duration;
 
+use nearcache::upstream::cluster::slot;
+use proto_tests::cluster::ClusterGroup;
 use proto_tests::*;
+
+const PREVIEW: (&str, &str) = ("NEARCACHE_CLUSTER_PREVIEW", "1");
+
+/// A sidecar in front of `cluster`, two of its nodes as seeds.
+fn sidecar(cluster: &ClusterGroup) -> Sidecar {
+    let seeds = cluster.addresses()[..2].join(",");
+    Sidecar::start_env(&format!("redis+cluster://{seeds}"), &[], &[PREVIEW])
+}
+
+/// One key per primary (by the slot the sidecar and Redis agree on), with its owner.
+fn key_per_primary(cluster: &ClusterGroup, prefix: &str) -> Vec<(String, u16)> {
+    let mut found: Vec<(String, u16)> = Vec::new();
+    for i in 0.. {
+        let key = format!("{prefix}{i}");
+        let owner = cluster.owner(slot(key.as_bytes()));
+        if !found.iter().any(|(_, o)| *o == owner) {
+            found.push((key, owner));
+        }
+        if found.len() == cluster.primaries().len() {
+            return found;
+        }
+    }
+    unreachable!()
+}
+
+fn nearcache_info(sidecar: &Sidecar) -> String {
+    sidecar.conn().info(Some("nearcache"))
+}
 
 #[test]
 fn a_cluster_url_is_refused_at_start_with_a_clear_message() {
@@ -26,4 +58,72 @@ fn a_cluster_url_is_refused_at_start_with_a_clear_message() {
     let out = run_nearcache(&args, &[], Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(64), "{}", out.stderr);
     assert!(out.stderr.contains("only db 0"), "{}", out.stderr);
+}
+
+#[test]
+fn keys_on_every_primary_are_written_read_and_served_from_l1_coherently() {
+    let cluster = ClusterGroup::start();
+    let sidecar = sidecar(&cluster);
+    let mut c = sidecar.conn();
+    let keys = key_per_primary(&cluster, "k");
+    for (key, owner) in &keys {
+        let value = format!("v-{key}");
+        assert_reply(&c.cmd_str(&["SET", key, &value]), b"+OK\r\n", "SET");
+        // The write reached the owner itself (no redirect was seen by the client).
+        let direct = cluster.node(*owner).conn().cmd_str(&["GET", key]);
+        assert_reply(&direct, &bulk(value.as_bytes()), "GET on the owner");
+        // A keyed command other than GET goes to the owner too.
+        let len = format!(":{}\r\n", value.len());
+        assert_reply(&c.cmd_str(&["STRLEN", key]), len.as_bytes(), "STRLEN");
+    }
+    for (key, owner) in &keys {
+        let value = format!("v-{key}");
+        let hits = info_u64(&nearcache_info(&sidecar), "l1_hits");
+        assert_reply(
+            &c.cmd_str(&["GET", key]),
+            &bulk(value.as_bytes()),
+            "GET miss",
+        );
+        let gets = commandstat_calls(cluster.node(*owner), "get");
+        assert_reply(
+            &c.cmd_str(&["GET", key]),
+            &bulk(value.as_bytes()),
+            "GET hit",
+        );
+        assert!(
+            info_u64(&nearcache_info(&sidecar), "l1_hits") > hits,
+            "{key}: an L1 hit"
+        );
+        assert_eq!(
+            commandstat_calls(cluster.node(*owner), "get"),
+            gets,
+            "{key}: not sent"
+        );
+        // A write straight to the owner reaches this sidecar through that node's tracking.
+        let fresh = format!("w-{key}");
+        let set = cluster.node(*owner).conn().cmd_str(&["SET", key, &fresh]);
+        assert_reply(&set, b"+OK\r\n", "SET on the owner");
+        poll_until(
+            Duration::from_secs(5),
+            "the new value through the sidecar",
+            || c.cmd_str(&["GET", key]) == bulk(fresh.as_bytes()),
+        );
+    }
+    // Pipelined commands for all three nodes come back in order.
+    let mut pipeline = Vec::new();
+    for (key, _) in &keys {
+        pipeline.extend(encode_command_str(&["SET", key, "p"]));
+        pipeline.extend(encode_command_str(&["GET", key]));
+        pipeline.extend(encode_command_str(&["APPEND", key, "q"]));
+    }
+    c.send(&pipeline);
+    for _ in &keys {
+        let r = c.read_replies(3);
+        assert_eq!(r, [b"+OK\r\n".to_vec(), bulk(b"p"), b":2\r\n".to_vec()]);
+    }
+    // Keys of one slot (a hash tag) in one command go to their node as they are.
+    let mset = c.cmd_str(&["MSET", "{t}a", "1", "{t}b", "2"]);
+    assert_reply(&mset, b"+OK\r\n", "MSET of one slot");
+    let mget = c.cmd_str(&["MGET", "{t}a", "{t}b"]);
+    assert_reply(&mget, b"*2\r\n$1\r\n1\r\n$1\r\n2\r\n", "MGET of one slot");
 }

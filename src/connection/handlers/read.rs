@@ -152,6 +152,9 @@ impl<R: Router> Ctx<R> {
             write_command(&mut bytes, &[b"PTTL", &l.key.key]);
         }
         let replies = 1 + leads.len();
+        // Cross-slot keys: the first key's node answers as Redis Cluster does (-CROSSSLOT).
+        let first = leads.first().map(|l| &l.key.key[..]);
+        let slot = self.target_of(first).map(|(slot, _)| slot);
         let shared = self.services.clone();
         let learn = self.learning(Read::Mget);
         let sent_at = Instant::now();
@@ -170,18 +173,18 @@ impl<R: Router> Ctx<R> {
                 lead.flight.complete(fetched);
             }
         });
-        let s = &self.session;
         // Nothing but reads: retried once if its connection is lost.
         let (bytes, retryable) = (bytes.freeze(), true);
-        self.replies
-            .call(&*s.pool, &s.lane, bytes, replies, Some(on_reply), retryable)
+        let via = crate::connection::drain::via(&*self.router, &self.session);
+        (self.replies)
+            .call(&via, slot, bytes, replies, Some(on_reply), retryable)
             .await
     }
 
     /// `MGET key` on this connection's own upstream slot: the element for one key, or the
     /// error the whole MGET gets (e.g. `-NOPERM`).
     async fn mget_one(&mut self, key: &Bytes) -> Result<Bytes, UpstreamError> {
-        let frames = self.ask(command(&[b"MGET", key]), 1).await?;
+        let frames = (self.ask_about(command(&[b"MGET", key]), 1, Some(key))).await?;
         if is_error(&frames[0]) {
             return Ok(frames[0].clone());
         }
