@@ -62,9 +62,14 @@ impl<R: Router> Ctx<R> {
         let slot = self.target_of(key).map(|(slot, _)| slot);
         let via = via(&*self.router, &self.session);
         let sent = (self.replies)
-            .call(&via, slot, bytes, replies, None, false)
+            .call(&via, slot, bytes.clone(), replies, None, false)
             .await;
-        self.await_reply(sent).await
+        let mut frames = self.await_reply(sent).await?;
+        if slot.is_some() && replies == 1 && frames[0].starts_with(b"-") {
+            let first = frames[0].clone();
+            frames[0] = self.follow(&bytes, (0, 1), first, false).await;
+        }
+        Ok(frames)
     }
 
     pub(super) async fn await_reply(

@@ -32,7 +32,7 @@ impl Segment {
     }
 
     /// Whether the command writes keys (Redis holds it under `CLIENT PAUSE WRITE`).
-    fn writes(&self) -> bool {
+    pub(super) fn writes(&self) -> bool {
         matches!(self, Segment::Forward(inv) if *inv != Invalidation::None)
     }
 

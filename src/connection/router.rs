@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::error::UpstreamError;
 use crate::services::Services;
+use crate::upstream::cluster::Reason;
 use crate::upstream::{Route, Router, Upstream};
 
 /// The services route through their one upstream.
@@ -43,6 +44,34 @@ impl Router for Services {
         match self.cluster.as_ref().and_then(|c| c.pool(route, slot)) {
             Some(pool) => pool,
             None => self.upstream.pool(route),
+        }
+    }
+
+    /// A MOVED refreshes the topology in the background; a node not known yet is waited for
+    /// one refresh.
+    fn redirected(
+        &self,
+        route: Route,
+        address: &str,
+        moved: bool,
+    ) -> impl std::future::Future<Output = Option<Arc<Self::Pool>>> + Send {
+        let cluster = self.cluster.clone();
+        let address = address.to_owned();
+        async move {
+            let nodes = cluster?;
+            let reason = match moved {
+                true => Reason::Moved,
+                false => Reason::Ask,
+            };
+            if moved {
+                let refreshing = nodes.clone();
+                crate::lifecycle::spawn(async move { refreshing.refresh(reason).await });
+            }
+            if let Some(node) = nodes.at(&address) {
+                return Some(node.upstream.pool(route));
+            }
+            nodes.refresh(reason).await;
+            Some(nodes.at(&address)?.upstream.pool(route))
         }
     }
 

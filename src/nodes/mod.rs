@@ -137,6 +137,12 @@ impl Nodes {
         set.nodes.get(usize::from(i)).cloned()
     }
 
+    /// The node at `address` (`host:port` as the topology names it), if it is one.
+    pub fn at(&self, address: &str) -> Option<Arc<Node>> {
+        let set = self.set.read();
+        set.nodes.iter().find(|n| n.address == address).cloned()
+    }
+
     /// The index of `slot`'s owner in the current set (`usize::MAX` for none): tells
     /// nodes apart, not stable across changes.
     pub fn node_of(&self, slot: u16) -> usize {

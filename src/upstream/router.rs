@@ -94,6 +94,18 @@ pub trait Router: Send + Sync + 'static {
         let _ = slot;
         0
     }
+    /// The pool of `route` on the node at `address`, named by a redirect (`moved`: a
+    /// `-MOVED`, after which the topology is refreshed; else an `-ASK`); `None` where
+    /// requests are not routed by slot or no such node is known.
+    fn redirected(
+        &self,
+        route: Route,
+        address: &str,
+        moved: bool,
+    ) -> impl Future<Output = Option<Arc<Self::Pool>>> + Send {
+        let _ = (route, address, moved);
+        std::future::ready(None)
+    }
     /// The generation of the node behind the upstream: bumped each time it is replaced (a
     /// Sentinel switch); always 0 where it never is.
     fn generation(&self) -> u64 {

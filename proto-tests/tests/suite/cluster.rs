@@ -127,3 +127,71 @@ fn keys_on_every_primary_are_written_read_and_served_from_l1_coherently() {
     let mget = c.cmd_str(&["MGET", "{t}a", "{t}b"]);
     assert_reply(&mget, b"*2\r\n$1\r\n1\r\n$1\r\n2\r\n", "MGET of one slot");
 }
+
+#[test]
+fn moved_and_asked_keys_are_followed_inside_the_sidecar() {
+    let cluster = ClusterGroup::start();
+    let sidecar = sidecar(&cluster);
+    let mut c = sidecar.conn();
+    let keys = key_per_primary(&cluster, "m");
+    // MOVED: the slot moves after the sidecar took its map; reads and writes follow it.
+    let (key, from) = keys[0].clone();
+    let to = keys[1].1;
+    assert_reply(&c.cmd_str(&["SET", &key, "before"]), b"+OK\r\n", "SET");
+    cluster.move_slot(slot(key.as_bytes()), to);
+    assert_reply(
+        &c.cmd_str(&["SET", &key, "after"]),
+        b"+OK\r\n",
+        "SET after the move",
+    );
+    let direct = cluster.node(to).conn().cmd_str(&["GET", &key]);
+    assert_reply(&direct, &bulk(b"after"), "GET on the new owner");
+    assert_reply(
+        &c.cmd_str(&["GET", &key]),
+        &bulk(b"after"),
+        "GET after the move",
+    );
+    let append = c.cmd_str(&["APPEND", &key, "!"]);
+    assert_reply(&append, b":6\r\n", "APPEND after the move");
+    assert_ne!(from, to);
+    // ASK: a slot half-way through its migration; the key already moved is asked of the
+    // importing node behind ASKING, the client never sees the redirect.
+    let (key, from) = keys[2].clone();
+    let s = slot(key.as_bytes()).to_string();
+    assert_reply(&c.cmd_str(&["SET", &key, "v1"]), b"+OK\r\n", "SET");
+    let (from_id, to_id) = (cluster.id(from), cluster.id(to));
+    let ok = |port: u16, args: &[&str]| {
+        let reply = cluster.node(port).conn().cmd_str(args);
+        assert_reply(&reply, b"+OK\r\n", &format!("{args:?}"));
+    };
+    ok(to, &["CLUSTER", "SETSLOT", &s, "IMPORTING", &from_id]);
+    ok(from, &["CLUSTER", "SETSLOT", &s, "MIGRATING", &to_id]);
+    let port = to.to_string();
+    ok(from, &["MIGRATE", "127.0.0.1", &port, &key, "0", "5000"]);
+    let asked = cluster.node(from).conn().cmd_str(&["GET", &key]);
+    assert!(asked.starts_with(b"-ASK "), "{}", show(&asked));
+    assert_reply(
+        &c.cmd_str(&["GET", &key]),
+        &bulk(b"v1"),
+        "GET of a migrated key",
+    );
+    assert_reply(
+        &c.cmd_str(&["SET", &key, "v2"]),
+        b"+OK\r\n",
+        "SET of a migrated key",
+    );
+    let direct = cluster.node(to).conn().cmd_str(&["ASKING"]);
+    assert_reply(&direct, b"+OK\r\n", "ASKING");
+    let mut target = cluster.node(to).conn();
+    target.cmd_str(&["ASKING"]);
+    assert_reply(
+        &target.cmd_str(&["GET", &key]),
+        &bulk(b"v2"),
+        "the importing node",
+    );
+    assert_reply(
+        &c.cmd_str(&["STRLEN", &key]),
+        b":2\r\n",
+        "STRLEN of a migrated key",
+    );
+}

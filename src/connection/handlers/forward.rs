@@ -139,6 +139,13 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                 }
             }
             match &result {
+                Ok(frames) if self.cx.router.slotted() && frames[at].starts_with(b"-") => {
+                    let writes = segment.writes() || matches!(segment, Segment::Forward(_));
+                    let (request, n) = (&segments.request, segment.replies());
+                    let frame = frames[at].clone();
+                    let frame = self.cx.follow(request, (at, n), frame, writes).await;
+                    self.write_frame(&frame).await;
+                }
                 Ok(frames) => {
                     self.cx.replies.budget.learn(frames[at].len());
                     self.write_frame(&frames[at]).await;
