@@ -154,6 +154,20 @@ fn moved_and_asked_keys_are_followed_inside_the_sidecar() {
     let append = c.cmd_str(&["APPEND", &key, "!"]);
     assert_reply(&append, b":6\r\n", "APPEND after the move");
     assert_ne!(from, to);
+    // An MGET of a slot that moved since the sidecar's last look is followed too.
+    let tag_slot = slot(b"{mg}");
+    let (owner, other) = (cluster.owner(tag_slot), keys.iter().map(|k| k.1));
+    let target = other.into_iter().find(|p| *p != owner).unwrap();
+    let mut direct = cluster.node(owner).conn();
+    let mset = direct.cmd_str(&["MSET", "{mg}1", "a", "{mg}2", "b"]);
+    assert_reply(&mset, b"+OK\r\n", "MSET on the owner");
+    cluster.move_slot(tag_slot, target);
+    let mget = c.cmd_str(&["MGET", "{mg}1", "{mg}2"]);
+    assert_reply(
+        &mget,
+        b"*2\r\n$1\r\na\r\n$1\r\nb\r\n",
+        "MGET after the move",
+    );
     // ASK: a slot half-way through its migration; the key already moved is asked of the
     // importing node behind ASKING, the client never sees the redirect.
     let (key, from) = keys[2].clone();
