@@ -187,3 +187,25 @@ impl Group {
         (call, segments)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_goes_to_one_node_and_keyless_commands_join_any() {
+        let mut g = Group::default();
+        assert!(g.joins(None));
+        assert_eq!(g.target, None);
+        // The first keyed command decides the node; the slot is its own.
+        assert!(g.joins(Some((7, 1))));
+        assert_eq!(g.target, Some((7, 1)));
+        // Another slot of the same node joins; the group keeps its first slot.
+        assert!(g.joins(Some((9, 1))));
+        assert!(g.joins(None));
+        assert_eq!(g.target, Some((7, 1)));
+        // Another node's command does not.
+        assert!(!g.joins(Some((12000, 2))));
+        assert_eq!(g.target, Some((7, 1)));
+    }
+}
