@@ -69,6 +69,7 @@ pub mod glob;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
+pub mod nodes;
 pub mod profiler;
 pub mod protocol;
 pub mod services;

@@ -35,6 +35,9 @@ pub struct Services {
     pub sentinel: Option<Arc<crate::upstream::sentinel::Sentinel>>,
     /// Server-assisted tracking: the redirect, whether L1 may serve, its counters.
     pub control: Arc<Control>,
+    /// The nodes of a `redis+cluster://` upstream, requests routed among them by slot
+    /// (`upstream` and `control` are then the first seed's, for keyless commands).
+    pub cluster: Option<Arc<crate::nodes::Nodes>>,
     /// Counters.
     pub stats: Arc<Stats>,
     /// The slow log, the hot-key sketch and the N+1 counter.

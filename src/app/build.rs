@@ -73,6 +73,7 @@ pub fn services(
         max_routes: config.max_upstream_routes,
         outbound,
     };
+    let target_template = target.clone();
     let hook_l1 = l1.clone();
     let acl = Acl::new();
     let hook_acl = acl.clone();
@@ -114,6 +115,16 @@ pub fn services(
         forget,
         tracking.clone(),
     ));
+    let cluster = u.cluster.as_ref().map(|seeds| {
+        let parts = cluster::Parts {
+            config: &config,
+            target: &target_template,
+            stats: &stats,
+            l1: &l1,
+            warm: &warm,
+        };
+        cluster::nodes(&seeds.addresses, parts)
+    });
     let warming = Arc::new(crate::warm::Context {
         warm: warm.clone(),
         l1: l1.clone(),
@@ -125,6 +136,7 @@ pub fn services(
     });
     Arc::new(Services {
         sentinel,
+        cluster,
         warming,
         upstream,
         control: tracking,
@@ -163,9 +175,11 @@ pub fn tls(config: &Config) -> anyhow::Result<Option<Tls>> {
              path can read and change the traffic"
         );
     }
-    let host = match config.upstream.sentinel {
-        Some(_) => None,
-        None => Some(config.upstream.host.as_str()),
+    // The nodes a Sentinel or a Cluster names are verified each by its own name.
+    let u = &config.upstream;
+    let host = match u.sentinel.is_some() || u.cluster.is_some() {
+        true => None,
+        false => Some(u.host.as_str()),
     };
     let tls = Tls::new(options, host).map_err(|e| anyhow::anyhow!("upstream TLS: {e}"))?;
     Ok(Some(tls))
@@ -240,5 +254,7 @@ pub fn sentinel_credentials(config: &Config) -> Result<CredentialSource, String>
     .map_err(|e| format!("sentinel credentials: {e}"))
 }
 
+#[path = "build/cluster.rs"]
+mod cluster;
 #[cfg(test)]
 mod tests;

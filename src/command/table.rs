@@ -43,6 +43,10 @@ pub struct Spec {
     /// ([`super::retryable`]). A call of such commands only is retried once when its
     /// upstream connection is lost.
     pub retryable: bool,
+    /// The position of the command's first key (the legacy first-key field of `COMMAND`),
+    /// `None` for a command without keys or whose keys move (`movablekeys`): the key whose
+    /// slot routes it in a Redis Cluster.
+    pub first_key: Option<u16>,
     /// Subcommands by lower-case name (`CONFIG` -> `set`, `get`, ...).
     subcommands: Specs,
 }
@@ -53,6 +57,7 @@ impl PartialEq for Spec {
             && self.metric == other.metric
             && self.plain == other.plain
             && self.retryable == other.retryable
+            && self.first_key == other.first_key
             && self.subcommands.len() == other.subcommands.len()
             && self
                 .subcommands
@@ -165,6 +170,10 @@ fn parse_entry(entry: &OwnedFrame) -> Option<(Vec<u8>, Spec)> {
         Some(OwnedFrame::Array(specs)) if !specs.is_empty() => Writes::from_specs(&name, specs),
         _ => Writes::from_positions(write, has_flag(b"movablekeys"), int(3)?, int(4)?, int(5)?),
     };
+    let first_key = match int(3)? {
+        first if first > 0 && !has_flag(b"movablekeys") => u16::try_from(first).ok(),
+        _ => None,
+    };
     let metric = crate::metrics::commands::index(&name) as u16;
     let plain = super::plain(&name);
     // Any of these makes a read-only command unsafe to run twice.
@@ -196,6 +205,7 @@ fn parse_entry(entry: &OwnedFrame) -> Option<(Vec<u8>, Spec)> {
             metric,
             plain,
             retryable,
+            first_key,
             subcommands,
         },
     ))
@@ -244,5 +254,20 @@ mod tests {
         ] {
             assert!(!retryable(other), "{other:?}");
         }
+    }
+
+    #[test]
+    fn the_first_key_is_the_legacy_first_key_unless_keys_move() {
+        let first = |args: &[&str]| {
+            let args: Vec<Bytes> = args.iter().map(|a| Bytes::from(a.to_string())).collect();
+            CommandTable::builtin().lookup(&args).unwrap().first_key
+        };
+        assert_eq!(first(&["GET", "k"]), Some(1));
+        assert_eq!(first(&["SET", "k", "v"]), Some(1));
+        assert_eq!(first(&["MGET", "a", "b"]), Some(1));
+        assert_eq!(first(&["OBJECT", "ENCODING", "k"]), Some(2));
+        assert_eq!(first(&["PING"]), None);
+        assert_eq!(first(&["EVAL", "return 1", "1", "k"]), None);
+        assert_eq!(first(&["ZUNION", "2", "a", "b"]), None);
     }
 }

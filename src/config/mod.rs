@@ -85,6 +85,16 @@ pub struct UpstreamAddr {
     /// `redis+sentinel://`: the primary is the one these sentinels name (`host` and `port`
     /// are then the first sentinel's).
     pub sentinel: Option<Sentinels>,
+    /// `redis+cluster://`: a Redis Cluster found through these seeds (`host` and `port` are
+    /// then the first seed's; `db` is 0).
+    pub cluster: Option<Seeds>,
+}
+
+/// The seed nodes of a `redis+cluster://` upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seeds {
+    /// `host:port` of each seed, in the URL's order (IPv6 in brackets), tried in that order.
+    pub addresses: Vec<String>,
 }
 
 /// The sentinels of a `redis+sentinel://` upstream and the primary's name among them.
@@ -97,22 +107,26 @@ pub struct Sentinels {
 }
 
 impl UpstreamAddr {
-    /// `redis`, `rediss`, `redis+sentinel` or `rediss+sentinel`.
+    /// `redis`, `rediss`, `redis+sentinel`, `rediss+sentinel`, `redis+cluster` or
+    /// `rediss+cluster`.
     pub fn scheme(&self) -> &'static str {
-        match (self.tls, self.sentinel.is_some()) {
-            (false, false) => "redis",
-            (true, false) => "rediss",
-            (false, true) => "redis+sentinel",
-            (true, true) => "rediss+sentinel",
+        match (self.tls, self.sentinel.is_some(), self.cluster.is_some()) {
+            (false, true, _) => "redis+sentinel",
+            (true, true, _) => "rediss+sentinel",
+            (false, false, true) => "redis+cluster",
+            (true, false, true) => "rediss+cluster",
+            (false, false, false) => "redis",
+            (true, false, false) => "rediss",
         }
     }
 
-    /// Where the URL points, without credentials: `host:port`, or for Sentinel
-    /// `sentinel1:port,sentinel2:port/master`.
+    /// Where the URL points, without credentials: `host:port`, for Sentinel
+    /// `sentinel1:port,sentinel2:port/master`, for Cluster `seed1:port,seed2:port`.
     pub fn location(&self) -> String {
-        match &self.sentinel {
-            Some(s) => format!("{}/{}", s.addresses.join(","), s.master),
-            None => self.host_port(),
+        match (&self.sentinel, &self.cluster) {
+            (Some(s), _) => format!("{}/{}", s.addresses.join(","), s.master),
+            (None, Some(c)) => c.addresses.join(","),
+            (None, None) => self.host_port(),
         }
     }
 
@@ -142,6 +156,7 @@ impl fmt::Debug for UpstreamAddr {
             .field("db", &self.db)
             .field("tls", &self.tls)
             .field("sentinel", &self.sentinel)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }

@@ -6,18 +6,40 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::handlers::Ctx;
-use super::replies::{send, Pending};
+use super::replies::{send, Pending, Via};
+use super::session::Session;
 use super::{ClientStream, Connection, MAX_BUFFERED_OUT};
 use crate::cache::Fetched;
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::protocol::{command, null};
 use crate::upstream::{PendingReply, Router};
 
+/// Where `session`'s requests go through `router`.
+pub(super) fn via<'a, R: Router>(router: &'a R, session: &'a Session<R>) -> Via<'a, R> {
+    Via {
+        router,
+        route: session.route(),
+        pool: &session.pool,
+        lane: &session.lane,
+    }
+}
+
 impl<R: Router> Ctx<R> {
     /// Sends every group not sent yet (a group full enough goes before the batch ends).
     pub(super) async fn send_unsent(&mut self) {
-        let s = &self.session;
-        self.replies.send_unsent(&*s.pool, &s.lane).await;
+        let via = via(&*self.router, &self.session);
+        self.replies.send_unsent(&via).await;
+    }
+
+    /// Where a command with `key` goes in a Redis Cluster: its slot and the slot's node;
+    /// `None` (any node) where requests are not routed by slot. Computed only for a
+    /// request that goes upstream.
+    pub(super) fn target_of(&self, key: Option<&[u8]>) -> Option<(u16, usize)> {
+        if !self.router.slotted() {
+            return None;
+        }
+        let slot = crate::upstream::cluster::slot(key?);
+        Some((slot, self.router.node_of(slot)))
     }
 
     /// Sends `bytes` (holding `replies` commands) on this client's upstream slot, outside
@@ -27,12 +49,27 @@ impl<R: Router> Ctx<R> {
         bytes: Bytes,
         replies: usize,
     ) -> Result<Vec<Bytes>, UpstreamError> {
-        let s = &self.session;
-        let sent = self
-            .replies
-            .call(&*s.pool, &s.lane, bytes, replies, None, false)
+        self.ask_about(bytes, replies, None).await
+    }
+
+    /// [`Ctx::ask`] for a request about `key`, whose slot routes it in a Redis Cluster.
+    pub(super) async fn ask_about(
+        &mut self,
+        bytes: Bytes,
+        replies: usize,
+        key: Option<&[u8]>,
+    ) -> Result<Vec<Bytes>, UpstreamError> {
+        let slot = self.target_of(key).map(|(slot, _)| slot);
+        let via = via(&*self.router, &self.session);
+        let sent = (self.replies)
+            .call(&via, slot, bytes.clone(), replies, None, false)
             .await;
-        self.await_reply(sent).await
+        let mut frames = self.await_reply(sent).await?;
+        if slot.is_some() && replies == 1 && frames[0].starts_with(b"-") {
+            let first = frames[0].clone();
+            frames[0] = self.follow(&bytes, (0, 1), first, false).await;
+        }
+        Ok(frames)
     }
 
     pub(super) async fn await_reply(
@@ -75,9 +112,9 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             match pending {
                 Pending::Ready(bytes) => self.write_frame(&bytes).await,
                 Pending::Unsent(group) => {
-                    let s = &self.cx.session;
                     let frames = std::mem::take(&mut self.cx.replies.spare_frames);
-                    let (sent, segments) = send(&*s.pool, &s.lane, group, frames).await;
+                    let via = via(&*self.cx.router, &self.cx.session);
+                    let (sent, segments) = send(&via, group, frames).await;
                     self.write_group(sent, segments).await;
                 }
                 Pending::Group(sent, segments) => self.write_group(sent, segments).await,
@@ -107,7 +144,11 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                 self.write_frame(&bulk).await;
             }
             Fetched::Missing => self.cx.replies.oldest_out().extend_from_slice(null(resp)),
-            Fetched::Unknown => match self.cx.ask(command(&[b"GET", &key]), 1).await {
+            Fetched::Unknown => match self
+                .cx
+                .ask_about(command(&[b"GET", &key]), 1, Some(&key))
+                .await
+            {
                 Ok(frames) => {
                     self.cx.replies.budget.learn(frames[0].len());
                     self.write_frame(&frames[0]).await;

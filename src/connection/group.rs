@@ -32,7 +32,7 @@ impl Segment {
     }
 
     /// Whether the command writes keys (Redis holds it under `CLIENT PAUSE WRITE`).
-    fn writes(&self) -> bool {
+    pub(super) fn writes(&self) -> bool {
         matches!(self, Segment::Forward(inv) if *inv != Invalidation::None)
     }
 
@@ -66,6 +66,9 @@ pub(super) struct Group {
     writes: bool,
     /// Some command is not provably read-only: the call is not retried.
     effects: bool,
+    /// Where the group goes in a Redis Cluster: the slot of its first keyed command and
+    /// the node that owns it (see [`Group::joins`]); `None` for any node.
+    pub(super) target: Option<(u16, usize)>,
 }
 
 impl Group {
@@ -77,6 +80,20 @@ impl Group {
     /// Whether the group has a buffer with room for a small command.
     pub(super) fn has_room(&self) -> bool {
         self.bytes.capacity() - self.bytes.len() >= 512
+    }
+
+    /// Whether a command for `target` may join the group: a keyless one (`None`) joins any
+    /// group, a keyed one a group that goes to the same node or to any node (which then
+    /// goes to its node).
+    pub(super) fn joins(&mut self, target: Option<(u16, usize)>) -> bool {
+        match (self.target, target) {
+            (_, None) => true,
+            (None, Some(t)) => {
+                self.target = Some(t);
+                true
+            }
+            (Some((_, node)), Some((_, other))) => node == other,
+        }
     }
 
     /// Gives an empty group its buffer and segment list.
@@ -144,6 +161,7 @@ impl Group {
             label,
             writes,
             effects,
+            target: _,
         } = self;
         let on_reply: Option<OnReply> = (!fills.is_empty()).then(|| {
             Box::new(move |frames: &[Bytes], may_fill: bool| {
@@ -167,5 +185,27 @@ impl Group {
             retryable: !effects,
         };
         (call, segments)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_goes_to_one_node_and_keyless_commands_join_any() {
+        let mut g = Group::default();
+        assert!(g.joins(None));
+        assert_eq!(g.target, None);
+        // The first keyed command decides the node; the slot is its own.
+        assert!(g.joins(Some((7, 1))));
+        assert_eq!(g.target, Some((7, 1)));
+        // Another slot of the same node joins; the group keeps its first slot.
+        assert!(g.joins(Some((9, 1))));
+        assert!(g.joins(None));
+        assert_eq!(g.target, Some((7, 1)));
+        // Another node's command does not.
+        assert!(!g.joins(Some((12000, 2))));
+        assert_eq!(g.target, Some((7, 1)));
     }
 }

@@ -355,7 +355,16 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             Action::Get => read::get(&mut self.cx, req.args[1].clone()).await,
             Action::Mget => read::mget(&mut self.cx, &req.args[1..]).await,
             Action::Forward(inv) => {
-                forward::forward(&mut self.cx, req.raw, inv, metric as u16, retryable).await
+                let key = spec.and_then(|s| req.args.get(usize::from(s.first_key?)));
+                let key = key.map(|k| &k[..]);
+                forward::forward(
+                    &mut self.cx,
+                    req.raw.clone(),
+                    inv,
+                    (metric as u16, retryable),
+                    key,
+                )
+                .await
             }
             Action::Local(local) => {
                 self.drain().await;

@@ -14,7 +14,34 @@ use super::group::{Group, Segment, Segments, GROUP_BUFFER};
 use super::handlers::read as reads;
 use crate::cache::Fetched;
 use crate::error::{write_upstream_error, UpstreamError};
-use crate::upstream::{Lane, Lanes, OnReply, Outgoing, PendingReply};
+use crate::upstream::{Lane, Lanes, OnReply, Outgoing, PendingReply, Route, Router};
+
+/// Where a client's requests go: its route's pool and lane, and the router that picks a
+/// node by slot where requests are routed by slot.
+pub(super) struct Via<'a, R: Router> {
+    pub(super) router: &'a R,
+    pub(super) route: Route,
+    pub(super) pool: &'a R::Pool,
+    pub(super) lane: &'a Lane,
+}
+
+impl<R: Router> Via<'_, R> {
+    /// Sends `call` to the node of `slot` (the route's pool where there is no slot or
+    /// requests are not routed by slot).
+    pub(super) async fn send(
+        &self,
+        slot: Option<u16>,
+        call: Outgoing,
+    ) -> Result<PendingReply, UpstreamError> {
+        match slot {
+            Some(slot) if self.router.slotted() => {
+                let pool = self.router.pool_for(self.route, slot);
+                pool.send_on(self.lane, call).await
+            }
+            _ => self.pool.send_on(self.lane, call).await,
+        }
+    }
+}
 
 /// A reply that is not written yet because it, or one before it, waits on something.
 pub(super) enum Pending {
@@ -193,6 +220,17 @@ impl Replies {
         self.queue.push_back(pending);
     }
 
+    /// The open group for a command going to `target` (a slot and its node, see
+    /// [`Group::joins`]): the open one is closed first when it goes to another node.
+    pub(super) fn open_group_for(&mut self, target: Option<(u16, usize)>) -> &mut Group {
+        if !self.open.is_empty() && !self.open.joins(target) {
+            self.seal();
+        }
+        let group = self.open_group();
+        group.joins(target);
+        group
+    }
+
     /// The open group: an upstream-bound command added to it is the youngest owed reply.
     pub(super) fn open_group(&mut self) -> &mut Group {
         if self.open.is_empty() && !self.open.has_room() {
@@ -231,7 +269,7 @@ impl Replies {
     }
 
     /// Sends every group not sent yet, oldest first, on the client's lane.
-    pub(super) async fn send_unsent<P: Lanes>(&mut self, pool: &P, lane: &Lane) {
+    pub(super) async fn send_unsent<R: Router>(&mut self, via: &Via<'_, R>) {
         self.seal();
         if self.unsent == 0 {
             return;
@@ -249,7 +287,7 @@ impl Replies {
             if let Pending::Unsent(group) = &mut self.queue[i] {
                 let group = std::mem::take(group);
                 let frames = std::mem::take(&mut self.spare_frames);
-                let (sent, segments) = send(pool, lane, group, frames).await;
+                let (sent, segments) = send(via, group, frames).await;
                 self.queue[i] = Pending::Group(sent, segments);
             }
         }
@@ -257,16 +295,17 @@ impl Replies {
     }
 
     /// Sends a request of this client's outside any group, after every group before it.
-    pub(super) async fn call<P: Lanes>(
+    /// `slot`: the slot of the request's keys, where requests are routed by slot.
+    pub(super) async fn call<R: Router>(
         &mut self,
-        pool: &P,
-        lane: &Lane,
+        via: &Via<'_, R>,
+        slot: Option<u16>,
         bytes: Bytes,
         replies: usize,
         on_reply: Option<OnReply>,
         retryable: bool,
     ) -> Result<PendingReply, UpstreamError> {
-        self.send_unsent(pool, lane).await;
+        self.send_unsent(via).await;
         let label =
             crate::metrics::commands::index(crate::metrics::commands::first_command(&bytes));
         let call = Outgoing {
@@ -278,7 +317,7 @@ impl Replies {
             writes: false,
             retryable,
         };
-        pool.send_on(lane, call).await
+        via.send(slot, call).await
     }
 
     /// The oldest owed reply, to be written next (with [`Replies::oldest_out`]).
@@ -309,14 +348,15 @@ impl Replies {
     }
 }
 
-/// Sends a group as one upstream call.
-pub(super) async fn send<P: Lanes>(
-    pool: &P,
-    lane: &Lane,
+/// Sends a group as one upstream call (to its slot's node where requests are routed by
+/// slot).
+pub(super) async fn send<R: Router>(
+    via: &Via<'_, R>,
     group: Group,
     frames: Vec<Bytes>,
 ) -> (Result<PendingReply, UpstreamError>, Segments) {
+    let slot = group.target.map(|(slot, _)| slot);
     let (mut call, segments) = group.into_call();
     call.frames = frames;
-    (pool.send_on(lane, call).await, segments)
+    (via.send(slot, call).await, segments)
 }

@@ -1,11 +1,13 @@
 //! The services as a [`Router`]: one node, the services' own upstream, its L1 coherence
-//! kept by the control plane.
+//! kept by the control plane; or for a Redis Cluster the node that owns a request's slot,
+//! L1 coherent while every node's control plane serves.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::UpstreamError;
 use crate::services::Services;
+use crate::upstream::cluster::Reason;
 use crate::upstream::{Route, Router, Upstream};
 
 /// The services route through their one upstream.
@@ -23,12 +25,58 @@ impl Router for Services {
 
     #[inline]
     fn link_up(&self) -> bool {
-        self.upstream.link_up()
+        self.upstream.link_up() && self.cluster.as_ref().is_none_or(|c| c.link_up())
     }
 
     #[inline]
     fn coherent(&self) -> bool {
-        self.control.serving()
+        self.control.serving() && self.cluster.as_ref().is_none_or(|c| c.serving())
+    }
+
+    #[inline]
+    fn slotted(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// The owner's pool; the first seed's while no node owns the slot (it answers with
+    /// the redirect or `-CLUSTERDOWN`).
+    fn pool_for(&self, route: Route, slot: u16) -> Arc<Self::Pool> {
+        match self.cluster.as_ref().and_then(|c| c.pool(route, slot)) {
+            Some(pool) => pool,
+            None => self.upstream.pool(route),
+        }
+    }
+
+    /// A MOVED refreshes the topology in the background; a node not known yet is waited for
+    /// one refresh.
+    fn redirected(
+        &self,
+        route: Route,
+        address: &str,
+        moved: bool,
+    ) -> impl std::future::Future<Output = Option<Arc<Self::Pool>>> + Send {
+        let cluster = self.cluster.clone();
+        let address = address.to_owned();
+        async move {
+            let nodes = cluster?;
+            let reason = match moved {
+                true => Reason::Moved,
+                false => Reason::Ask,
+            };
+            if moved {
+                let refreshing = nodes.clone();
+                crate::lifecycle::spawn(async move { refreshing.refresh(reason).await });
+            }
+            if let Some(node) = nodes.at(&address) {
+                return Some(node.upstream.pool(route));
+            }
+            nodes.refresh(reason).await;
+            Some(nodes.at(&address)?.upstream.pool(route))
+        }
+    }
+
+    fn node_of(&self, slot: u16) -> usize {
+        self.cluster.as_ref().map_or(0, |c| c.node_of(slot))
     }
 
     fn dedicated(

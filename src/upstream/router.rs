@@ -77,6 +77,35 @@ pub trait Router: Send + Sync + 'static {
         route: Route,
         timeout: Duration,
     ) -> impl Future<Output = Result<(Self::Dedicated, Option<u64>), UpstreamError>> + Send;
+    /// Whether requests are routed by their key's slot (a Redis Cluster): the handlers
+    /// compute a slot only then, and only for a request that goes upstream.
+    fn slotted(&self) -> bool {
+        false
+    }
+    /// The pool of `route` on the node that owns `slot` (the route's only pool where
+    /// requests are not routed by slot).
+    fn pool_for(&self, route: Route, slot: u16) -> Arc<Self::Pool> {
+        let _ = slot;
+        self.pool(route)
+    }
+    /// Which node owns `slot` now, as an index that tells nodes apart (0 where there is
+    /// one node): commands for one node share an upstream call.
+    fn node_of(&self, slot: u16) -> usize {
+        let _ = slot;
+        0
+    }
+    /// The pool of `route` on the node at `address`, named by a redirect (`moved`: a
+    /// `-MOVED`, after which the topology is refreshed; else an `-ASK`); `None` where
+    /// requests are not routed by slot or no such node is known.
+    fn redirected(
+        &self,
+        route: Route,
+        address: &str,
+        moved: bool,
+    ) -> impl Future<Output = Option<Arc<Self::Pool>>> + Send {
+        let _ = (route, address, moved);
+        std::future::ready(None)
+    }
     /// The generation of the node behind the upstream: bumped each time it is replaced (a
     /// Sentinel switch); always 0 where it never is.
     fn generation(&self) -> u64 {

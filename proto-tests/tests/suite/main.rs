@@ -15,6 +15,7 @@ mod bus_auth;
 mod cache;
 mod client_commands;
 mod client_reply;
+mod cluster;
 mod cluster_topology;
 mod coherence;
 mod command_table;

@@ -18,17 +18,24 @@
 //! - any other parameter is refused, named, so a typo never goes unseen;
 //! - a `#fragment` is ignored, as every client ignores it.
 //!
+//! `redis+sentinel://` and `redis+cluster://` (and their `rediss+` TLS forms) take a list of
+//! addresses instead of one host (see [`lists`]).
+//!
 //! Problems never quote the user info or a query value, so a password cannot leak into them.
+
+mod lists;
 
 use std::net::Ipv6Addr;
 
-use super::{Sentinels, UpstreamAddr};
+use super::UpstreamAddr;
+use lists::{cluster_seeds, sentinel_parts};
 
 /// The URL's shape, for error messages.
 pub const URL_HINT: &str = "(use redis://[[username][:password]@]host[:port][/db][?db=N], \
-     rediss:// for TLS, or redis+sentinel://[[username][:password]@]host[:port][,host[:port]...]/master[/db])";
-const DEFAULT_REDIS_PORT: u16 = 6379;
-const DEFAULT_SENTINEL_PORT: u16 = 26379;
+     rediss:// for TLS, redis+sentinel://[[username][:password]@]host[:port][,host[:port]...]/master[/db], \
+     or redis+cluster://[[username][:password]@]host[:port][,host[:port]...][/0])";
+pub(super) const DEFAULT_REDIS_PORT: u16 = 6379;
+pub(super) const DEFAULT_SENTINEL_PORT: u16 = 26379;
 
 /// Query parameters that configure the client, not the connection's identity: accepted and
 /// ignored (only `protocol` is checked: `2` or `3`).
@@ -73,11 +80,13 @@ pub fn upstream(s: &str) -> Result<UpstreamAddr, String> {
         return Err(format!("not a redis:// URL {URL_HINT}"));
     };
     let scheme = scheme.to_ascii_lowercase();
-    let (tls, sentinel) = match scheme.as_str() {
-        "redis" => (false, false),
-        "rediss" => (true, false),
-        "redis+sentinel" => (false, true),
-        "rediss+sentinel" => (true, true),
+    let (tls, kind) = match scheme.as_str() {
+        "redis" => (false, Kind::Single),
+        "rediss" => (true, Kind::Single),
+        "redis+sentinel" => (false, Kind::Sentinel),
+        "rediss+sentinel" => (true, Kind::Sentinel),
+        "redis+cluster" => (false, Kind::Cluster),
+        "rediss+cluster" => (true, Kind::Cluster),
         _ => return Err(format!("unsupported scheme {scheme:?} {URL_HINT}")),
     };
     let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -91,16 +100,22 @@ pub fn upstream(s: &str) -> Result<UpstreamAddr, String> {
         None => (hostpart, query.split('#').next().unwrap_or("")),
     };
     let (authority, path) = hostpart.split_once('/').unwrap_or((hostpart, ""));
-    let (host, port, path, sentinels) = if sentinel {
-        let (sentinels, path) = sentinel_parts(authority, path)?;
-        let (host, port) = host_port(
-            authority.split(',').next().unwrap_or(""),
-            DEFAULT_SENTINEL_PORT,
-        )?;
-        (host, port, path, Some(sentinels))
-    } else {
-        let (host, port) = host_port(authority, DEFAULT_REDIS_PORT)?;
-        (host, port, path, None)
+    let first = authority.split(',').next().unwrap_or("");
+    let (host, port, path, sentinels, seeds) = match kind {
+        Kind::Single => {
+            let (host, port) = host_port(authority, DEFAULT_REDIS_PORT)?;
+            (host, port, path, None, None)
+        }
+        Kind::Sentinel => {
+            let (sentinels, path) = sentinel_parts(authority, path)?;
+            let (host, port) = host_port(first, DEFAULT_SENTINEL_PORT)?;
+            (host, port, path, Some(sentinels), None)
+        }
+        Kind::Cluster => {
+            let seeds = cluster_seeds(authority, path)?;
+            let (host, port) = host_port(first, DEFAULT_REDIS_PORT)?;
+            (host, port, path, None, Some(seeds))
+        }
     };
     let path_db = match path {
         "" => None,
@@ -126,6 +141,11 @@ pub fn upstream(s: &str) -> Result<UpstreamAddr, String> {
     };
     merge(&mut username, params.username, "username")?;
     merge(&mut password, params.password, "password")?;
+    if seeds.is_some() && db != 0 {
+        return Err(format!(
+            "db {db} with a cluster upstream: Redis Cluster has only db 0"
+        ));
+    }
     Ok(UpstreamAddr {
         host,
         port,
@@ -134,49 +154,16 @@ pub fn upstream(s: &str) -> Result<UpstreamAddr, String> {
         db,
         tls,
         sentinel: sentinels,
+        cluster: seeds,
     })
 }
 
-/// The sentinels (`host[:port]` separated by commas, port 26379 by default) and the
-/// master's name (the path's first segment); returns the rest of the path (the db).
-fn sentinel_parts<'a>(authority: &str, path: &'a str) -> Result<(Sentinels, &'a str), String> {
-    if authority.is_empty() {
-        return Err(format!("no sentinel address {URL_HINT}"));
-    }
-    let mut addresses = Vec::new();
-    for one in authority.split(',') {
-        if one.is_empty() {
-            return Err(format!("an empty sentinel address in the list {URL_HINT}"));
-        }
-        let (host, port) = host_port(one, DEFAULT_SENTINEL_PORT)?;
-        let address = match host.contains(':') {
-            true => format!("[{host}]:{port}"),
-            false => format!("{host}:{port}"),
-        };
-        if !addresses.contains(&address) {
-            addresses.push(address);
-        }
-    }
-    let (master, rest) = path.split_once('/').unwrap_or((path, ""));
-    if rest.contains('/') {
-        return Err(format!("too many path segments {URL_HINT}"));
-    }
-    if master.is_empty() {
-        return Err(format!(
-            "no master name: a Sentinel URL names the primary as the sentinels know it {URL_HINT}"
-        ));
-    }
-    let valid = |b: u8| b.is_ascii_graphic() && !matches!(b, b'/' | b'%' | b'?' | b'#' | b'@');
-    if master.len() > 256 || !master.bytes().all(valid) {
-        return Err(
-            "invalid master name (printable characters, no '/', '%', '?', '#' or '@')".to_owned(),
-        );
-    }
-    let sentinels = Sentinels {
-        addresses,
-        master: master.to_owned(),
-    };
-    Ok((sentinels, rest))
+/// Which form of URL: one server, a Sentinel-managed primary, or a Cluster.
+#[derive(Clone, Copy)]
+enum Kind {
+    Single,
+    Sentinel,
+    Cluster,
 }
 
 /// Takes a query value for a field the user info may already hold (it must then agree).
@@ -258,7 +245,7 @@ impl Params {
 }
 
 /// `host[:port]` or `[ipv6][:port]` into (host without brackets, port).
-fn host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
+pub(super) fn host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
     let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
         let (host, after) = inner
             .split_once(']')

@@ -11,6 +11,7 @@ fn addr(host: &str, port: u16, user: Option<&str>, pass: Option<&str>, db: u32) 
         db,
         tls: false,
         sentinel: None,
+        cluster: None,
     }
 }
 
@@ -210,4 +211,53 @@ fn rediss_is_the_same_url_with_tls() {
     assert!(!upstream("redis://cache.example").unwrap().tls);
     assert!(upstream("REDISS://h").unwrap().tls);
     assert_eq!(printable("rediss://u:secret@h:1/3"), "rediss://u:***@h:1/3");
+}
+
+#[test]
+fn cluster_urls_name_the_seeds_in_order() {
+    let a = upstream("redis+cluster://app:pw@n1:7000,n2,[::1]:7002,n1:7000").unwrap();
+    let c = a.cluster.clone().unwrap();
+    assert_eq!(c.addresses, ["n1:7000", "n2:6379", "[::1]:7002"]);
+    assert_eq!((a.host.as_str(), a.port), ("n1", 7000));
+    assert_eq!((a.db, a.tls, a.sentinel.is_none()), (0, false, true));
+    assert_eq!(
+        (a.username.as_deref(), a.password.as_deref()),
+        (Some("app"), Some("pw"))
+    );
+    assert_eq!(a.scheme(), "redis+cluster");
+    assert_eq!(
+        a.to_string(),
+        "redis+cluster://n1:7000,n2:6379,[::1]:7002/0"
+    );
+    for ok in [
+        "redis+cluster://n1:7000/0",
+        "redis+cluster://n1:7000/",
+        "redis+cluster://n1?db=0",
+    ] {
+        assert_eq!(upstream(ok).unwrap().db, 0, "{ok}");
+    }
+    let t = upstream("rediss+cluster://n1:7000,n2:7001").unwrap();
+    assert_eq!((t.tls, t.scheme()), (true, "rediss+cluster"));
+    assert_eq!(t.cluster.unwrap().addresses, ["n1:7000", "n2:7001"]);
+    // Printed without the password, and read back the same.
+    let printed = printable("redis+cluster://app:pw@n1:7000,n2:7001");
+    assert_eq!(printed, "redis+cluster://app:***@n1:7000,n2:7001/0");
+    assert_eq!(
+        upstream(&printed.replace("***", "pw")).unwrap(),
+        upstream("redis+cluster://app:pw@n1:7000,n2:7001").unwrap()
+    );
+    for (bad, says) in [
+        ("redis+cluster://n1:7000/1", "only db 0"),
+        ("redis+cluster://n1:7000?db=3", "only db 0"),
+        ("redis+cluster://n1,,n2", "empty seed address"),
+        ("redis+cluster:///0", "no seed address"),
+        ("redis+cluster://n1/0/1", "too many path segments"),
+        ("redis+cluster://n1:0", "invalid port"),
+        ("redis+cluster://n1/x", "invalid db"),
+        ("redis+cluster://n1,a b", "spaces"),
+        ("cluster://n1", "unsupported scheme"),
+    ] {
+        let e = upstream(bad).unwrap_err();
+        assert!(e.contains(says), "{bad}: {e}");
+    }
 }

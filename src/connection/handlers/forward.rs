@@ -76,20 +76,25 @@ impl<R: Router> Ctx<R> {
             write_command(out, &[b"GET", key]);
             write_command(out, &[b"PTTL", key]);
         };
-        let group = self.replies.open_group();
+        let target = self.target_of(Some(key));
+        let group = self.replies.open_group_for(target);
         if group.add_with(write, Segment::Fetch, Some(fill), get) {
             self.send_unsent().await;
         }
     }
 
+    /// Adds a command to the open group (`target`: its slot and node, see
+    /// [`Ctx::target_of`]).
     pub(in crate::connection) async fn add(
         &mut self,
         bytes: &[u8],
         segment: Segment,
         fill: Option<OnReply>,
         label: u16,
+        target: Option<(u16, usize)>,
     ) {
-        if self.replies.open_group().add(bytes, segment, fill, label) {
+        let group = self.replies.open_group_for(target);
+        if group.add(bytes, segment, fill, label) {
             self.send_unsent().await;
         }
     }
@@ -134,6 +139,13 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                 }
             }
             match &result {
+                Ok(frames) if self.cx.router.slotted() && frames[at].starts_with(b"-") => {
+                    let writes = segment.writes() || matches!(segment, Segment::Forward(_));
+                    let (request, n) = (&segments.request, segment.replies());
+                    let frame = frames[at].clone();
+                    let frame = self.cx.follow(request, (at, n), frame, writes).await;
+                    self.write_frame(&frame).await;
+                }
                 Ok(frames) => {
                     self.cx.replies.budget.learn(frames[at].len());
                     self.write_frame(&frames[at]).await;
@@ -151,14 +163,16 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
 
 /// Evicts what the command may write, then adds it to the group.
 /// `metric`: the command's index in the counted commands; `retryable`: the command table
-/// says it is read-only and safe to run again (see [`crate::command::Spec::retryable`]).
+/// says it is read-only and safe to run again (see [`crate::command::Spec::retryable`]);
+/// `key`: the key whose slot routes the command in a Redis Cluster (its first).
 pub(in crate::connection) async fn forward<R: Router>(
     cx: &mut Ctx<R>,
     raw: Bytes,
     mut inv: Invalidation,
-    metric: u16,
-    retryable: bool,
+    (metric, retryable): (u16, bool),
+    key: Option<&[u8]>,
 ) {
+    let target = cx.target_of(key);
     cx.invalidate(&mut inv);
     let segment = match inv {
         Invalidation::None if retryable => Segment::Read,
@@ -171,9 +185,10 @@ pub(in crate::connection) async fn forward<R: Router>(
     cx.replies.budget.expect(1);
     if raw.len() >= MAX_GROUP_BYTES {
         // A large command goes alone, as the bytes it arrived in: no copy.
-        let group = Group::alone(raw, segment, metric);
+        let mut group = Group::alone(raw, segment, metric);
+        group.target = target;
         cx.replies.wait_for(Pending::Unsent(group));
         return cx.send_unsent().await;
     }
-    cx.add(&raw, segment, None, metric).await;
+    cx.add(&raw, segment, None, metric, target).await;
 }

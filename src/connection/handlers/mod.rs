@@ -13,6 +13,7 @@ pub(super) mod local;
 pub(in crate::connection) mod nearcache;
 pub(in crate::connection) mod pinned;
 pub(in crate::connection) mod read;
+mod redirect;
 pub(in crate::connection) mod reply_mode;
 
 use std::sync::Arc;

@@ -30,7 +30,8 @@ enum Part {
 /// An MGET waiting for some of its elements.
 pub(in crate::connection) struct MgetReply {
     parts: Vec<Part>,
-    own: Option<Result<PendingReply, UpstreamError>>,
+    /// This connection's own `MGET` of the misses, and its request (to follow a redirect).
+    own: Option<(Result<PendingReply, UpstreamError>, Bytes)>,
 }
 
 /// How a miss is answered.
@@ -142,8 +143,12 @@ impl<R: Router> Ctx<R> {
         }
     }
 
-    /// Sends `MGET k1..kn` and `PTTL k` for each, filling L1 when the replies arrive.
-    async fn send_mget(&mut self, leads: Vec<Lead>) -> Result<PendingReply, UpstreamError> {
+    /// Sends `MGET k1..kn` and `PTTL k` for each, filling L1 when the replies arrive;
+    /// returns the pending reply and the request.
+    async fn send_mget(
+        &mut self,
+        leads: Vec<Lead>,
+    ) -> (Result<PendingReply, UpstreamError>, Bytes) {
         let mut mget: Vec<&[u8]> = vec![b"MGET"];
         mget.extend(leads.iter().map(|l| &l.key.key[..]));
         let mut bytes = BytesMut::new();
@@ -152,6 +157,9 @@ impl<R: Router> Ctx<R> {
             write_command(&mut bytes, &[b"PTTL", &l.key.key]);
         }
         let replies = 1 + leads.len();
+        // Cross-slot keys: the first key's node answers as Redis Cluster does (-CROSSSLOT).
+        let first = leads.first().map(|l| &l.key.key[..]);
+        let slot = self.target_of(first).map(|(slot, _)| slot);
         let shared = self.services.clone();
         let learn = self.learning(Read::Mget);
         let sent_at = Instant::now();
@@ -170,18 +178,26 @@ impl<R: Router> Ctx<R> {
                 lead.flight.complete(fetched);
             }
         });
-        let s = &self.session;
         // Nothing but reads: retried once if its connection is lost.
         let (bytes, retryable) = (bytes.freeze(), true);
-        self.replies
-            .call(&*s.pool, &s.lane, bytes, replies, Some(on_reply), retryable)
-            .await
+        let via = crate::connection::drain::via(&*self.router, &self.session);
+        let sent = (self.replies)
+            .call(
+                &via,
+                slot,
+                bytes.clone(),
+                replies,
+                Some(on_reply),
+                retryable,
+            )
+            .await;
+        (sent, bytes)
     }
 
     /// `MGET key` on this connection's own upstream slot: the element for one key, or the
     /// error the whole MGET gets (e.g. `-NOPERM`).
     async fn mget_one(&mut self, key: &Bytes) -> Result<Bytes, UpstreamError> {
-        let frames = self.ask(command(&[b"MGET", key]), 1).await?;
+        let frames = (self.ask_about(command(&[b"MGET", key]), 1, Some(key))).await?;
         if is_error(&frames[0]) {
             return Ok(frames[0].clone());
         }
@@ -195,7 +211,16 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
     pub(in crate::connection) async fn write_mget(&mut self, m: MgetReply) {
         let own = match m.own {
             None => None,
-            Some(sent) => match self.cx.await_reply(sent).await {
+            Some((sent, request)) => match self.cx.await_reply(sent).await {
+                Ok(frames) if is_error(&frames[0]) && self.cx.router.slotted() => {
+                    // A redirect: the MGET alone goes to the node named (nothing fills L1).
+                    let first = frames[0].clone();
+                    let reply = self.cx.follow(&request, (0, 1), first, false).await;
+                    if is_error(&reply) {
+                        return self.cx.replies.oldest_out().extend_from_slice(&reply);
+                    }
+                    array_elements(&reply)
+                }
                 Ok(frames) if is_error(&frames[0]) => {
                     return self.cx.replies.oldest_out().extend_from_slice(&frames[0]);
                 }

@@ -4,8 +4,9 @@
 //! agreement before slots are taken away ([`Discovery`]), and the [`Topology`] holder with
 //! its epoch and rate-limited refresh.
 //!
-//! Nothing routes by it yet: no request path uses this module, and no upstream URL starts
-//! a cluster. Routing, per-node control connections and slot epochs come next.
+//! `crate::nodes` keeps one node per primary of the topology and routes requests by slot
+//! through it (a `redis+cluster://` upstream, served only with `NEARCACHE_CLUSTER_PREVIEW`
+//! for now); slot epochs and node leases come next.
 
 mod discover;
 mod map;

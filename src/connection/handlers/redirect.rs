@@ -1,0 +1,141 @@
+//! Redis Cluster redirects followed inside the sidecar: a command answered `-MOVED slot
+//! host:port` is sent again to that node (and the topology refreshed), one answered `-ASK
+//! slot host:port` is sent to that node behind `ASKING`; the client gets the final reply,
+//! never the redirect. At most [`MAX_REDIRECTS`] hops, then the last reply is the client's.
+
+use bytes::{Bytes, BytesMut};
+use redis_protocol::resp2::decode::decode;
+
+use crate::connection::handlers::Ctx;
+use crate::error::write_upstream_error;
+use crate::protocol::write_command;
+use crate::upstream::{Lanes, Outgoing, Router};
+
+/// Most redirects followed for one command (a slot moving while it is asked for).
+pub const MAX_REDIRECTS: usize = 5;
+
+/// A redirect reply: whether it is an `ASK` (else a `MOVED`) and the node's `host:port`.
+pub(in crate::connection) fn redirect(frame: &[u8]) -> Option<(bool, String)> {
+    let (ask, rest) = if let Some(rest) = frame.strip_prefix(b"-MOVED ") {
+        (false, rest)
+    } else {
+        (true, frame.strip_prefix(b"-ASK ")?)
+    };
+    let line = rest.strip_suffix(b"\r\n")?;
+    let mut parts = line.split(|&b| b == b' ');
+    let (_slot, address) = (parts.next()?, parts.next()?);
+    let address = std::str::from_utf8(address).ok()?;
+    (!address.is_empty()).then(|| (ask, address.to_owned()))
+}
+
+/// The bytes of the `n` commands from the `at`-th in `request` (RESP commands one after
+/// another); `None` when they cannot be found (an inline command).
+fn commands(request: &Bytes, at: usize, n: usize) -> Option<Bytes> {
+    let mut start = 0;
+    let mut index = 0;
+    let mut from = None;
+    while index < at + n {
+        if index == at {
+            from = Some(start);
+        }
+        let (_, len) = decode(&request[start..]).ok()??;
+        start += len;
+        index += 1;
+    }
+    Some(request.slice(from?..start))
+}
+
+impl<R: Router> Ctx<R> {
+    /// Follows `frame` when it is a redirect: the `n` commands from the `at`-th of
+    /// `request` go to the node it names; returns the reply the client gets (the first
+    /// command's). `writes`: the commands may write keys.
+    pub(in crate::connection) async fn follow(
+        &mut self,
+        request: &Bytes,
+        (at, n): (usize, usize),
+        mut frame: Bytes,
+        writes: bool,
+    ) -> Bytes {
+        let Some(cmd) = commands(request, at, n) else {
+            return frame;
+        };
+        for _ in 0..MAX_REDIRECTS {
+            let Some((ask, address)) = redirect(&frame) else {
+                break;
+            };
+            let route = self.session.route();
+            let Some(pool) = self.router.redirected(route, &address, !ask).await else {
+                break;
+            };
+            let mut bytes = BytesMut::new();
+            if ask {
+                write_command(&mut bytes, &[b"ASKING"]);
+            }
+            bytes.extend_from_slice(&cmd);
+            let first = usize::from(ask);
+            let label =
+                crate::metrics::commands::index(crate::metrics::commands::first_command(&cmd));
+            let call = Outgoing {
+                bytes: bytes.freeze(),
+                replies: n + first,
+                on_reply: None,
+                label: label as u16,
+                frames: Vec::new(),
+                writes,
+                retryable: false,
+            };
+            let sent = pool.send_on(&self.session.lane, call).await;
+            frame = match self.await_reply(sent).await {
+                Ok(frames) => frames[first].clone(),
+                Err(e) => {
+                    let mut out = BytesMut::new();
+                    write_upstream_error(&mut out, &e);
+                    return out.freeze();
+                }
+            };
+        }
+        frame
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_are_read_and_other_errors_are_not() {
+        let moved = redirect(b"-MOVED 3999 127.0.0.1:6381\r\n");
+        assert_eq!(moved, Some((false, "127.0.0.1:6381".to_owned())));
+        let ask = redirect(b"-ASK 12 node-2.example:7000\r\n");
+        assert_eq!(ask, Some((true, "node-2.example:7000".to_owned())));
+        for other in [
+            &b"-ERR MOVED 1 a:1\r\n"[..],
+            b"-MOVED 3999\r\n",
+            b"-MOVED 3999 \r\n",
+            b"+MOVED 1 a:1\r\n",
+            b"-CROSSSLOT Keys in request don't hash to the same slot\r\n",
+        ] {
+            assert_eq!(redirect(other), None, "{}", other.escape_ascii());
+        }
+    }
+
+    #[test]
+    fn the_commands_of_a_segment_are_cut_out_of_the_group() {
+        let mut group = BytesMut::new();
+        write_command(&mut group, &[b"SET", b"a", b"1"]);
+        write_command(&mut group, &[b"GET", b"b"]);
+        write_command(&mut group, &[b"PTTL", b"b"]);
+        let group = group.freeze();
+        let one = |args: &[&[u8]]| {
+            let mut b = BytesMut::new();
+            write_command(&mut b, args);
+            b.freeze()
+        };
+        assert_eq!(commands(&group, 0, 1), Some(one(&[b"SET", b"a", b"1"])));
+        let mut fetch = BytesMut::from(&one(&[b"GET", b"b"])[..]);
+        fetch.extend_from_slice(&one(&[b"PTTL", b"b"]));
+        assert_eq!(commands(&group, 1, 2), Some(fetch.freeze()));
+        assert_eq!(commands(&group, 2, 2), None);
+        assert_eq!(commands(&Bytes::from_static(b"GET a\r\n"), 0, 1), None);
+    }
+}

@@ -1,0 +1,180 @@
+//! The nodes of a Redis Cluster upstream: one [`Upstream`] (pools to the node) and one
+//! [`Control`] (its control connection, the redirect target of the tracking of the node's
+//! own data connections) per primary of the current [`Topology`], and which of them owns
+//! each slot. Nodes are added and dropped as the topology changes: a periodic refresh
+//! ([`Nodes::run`]) and the refreshes asked for by redirects ([`Nodes::refresh`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use tokio_util::sync::CancellationToken;
+
+use crate::control::Control;
+use crate::upstream::cluster::{Reason, Refreshed, Role, Topology, TopologyFigures, SLOTS};
+use crate::upstream::{Pool, Route, Upstream};
+
+/// How often the topology is asked again when nothing else asks.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
+
+/// Owner index of a slot no node serves.
+const NONE: u16 = u16::MAX;
+
+/// One primary: its pools and its control connection; the control task ends when the
+/// node is dropped from the set (the handle's last reference goes).
+pub struct Node {
+    /// `host:port` as the topology names it.
+    pub address: String,
+    /// The node's pools.
+    pub upstream: Arc<Upstream>,
+    /// The node's control connection state (tracking, the bus, whether L1 may serve).
+    pub control: Arc<Control>,
+    /// Cancelled when the node is dropped: stops its control connection.
+    pub stop: CancellationToken,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Builds a node for an address (its control task started, stopped by its token).
+pub type NodeFactory = Box<dyn Fn(&str) -> Node + Send + Sync>;
+
+/// The nodes at one moment and each slot's owner among them.
+struct Set {
+    nodes: Vec<Arc<Node>>,
+    owners: Box<[u16]>,
+}
+
+/// The cluster's primaries as nodes, kept in step with the topology.
+pub struct Nodes {
+    topology: Arc<Topology>,
+    factory: NodeFactory,
+    set: RwLock<Arc<Set>>,
+}
+
+impl Nodes {
+    /// No nodes until the first [`Nodes::refresh`].
+    pub fn new(topology: Arc<Topology>, factory: NodeFactory) -> Arc<Nodes> {
+        Arc::new(Nodes {
+            topology,
+            factory,
+            set: RwLock::new(Arc::new(Set {
+                nodes: Vec::new(),
+                owners: vec![NONE; SLOTS].into_boxed_slice(),
+            })),
+        })
+    }
+
+    /// The topology the nodes follow.
+    pub fn topology(&self) -> &Arc<Topology> {
+        &self.topology
+    }
+
+    /// Refreshes the topology for `reason` (rate-limited, see [`Topology::refresh`]) and
+    /// brings the nodes in step with it.
+    pub async fn refresh(&self, reason: Reason) -> Refreshed {
+        let refreshed = self.topology.refresh(reason).await;
+        if matches!(refreshed, Refreshed::Changed { .. }) || self.set.read().nodes.is_empty() {
+            self.sync();
+        }
+        refreshed
+    }
+
+    /// Refreshes every [`REFRESH_EVERY`] until shutdown.
+    pub async fn run(self: Arc<Self>) {
+        let stopping = crate::lifecycle::stopping();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(REFRESH_EVERY) => {}
+                _ = stopping.cancelled() => return,
+            }
+            self.refresh(Reason::Periodic).await;
+        }
+    }
+
+    /// One node per primary of the current map: the ones kept are reused, new ones built,
+    /// the others dropped (their control connections end).
+    fn sync(&self) {
+        let map = self.topology.map();
+        let old = self.set.read().clone();
+        let mut by_address: HashMap<&str, &Arc<Node>> =
+            old.nodes.iter().map(|n| (n.address.as_str(), n)).collect();
+        let mut nodes = Vec::new();
+        let mut index: HashMap<&str, u16> = HashMap::new();
+        for node in map.nodes().iter().filter(|n| n.role == Role::Primary) {
+            if index.contains_key(node.address.as_str()) {
+                continue;
+            }
+            let kept = by_address.remove(node.address.as_str()).cloned();
+            let node_handle = kept.unwrap_or_else(|| {
+                tracing::info!(node = %node.address, "cluster node added");
+                Arc::new((self.factory)(&node.address))
+            });
+            index.insert(node.address.as_str(), nodes.len() as u16);
+            nodes.push(node_handle);
+        }
+        for gone in by_address.keys() {
+            tracing::info!(node = %gone, "cluster node dropped");
+        }
+        let owners = (0..SLOTS as u16)
+            .map(|slot| {
+                map.owner_address(slot)
+                    .and_then(|a| index.get(a).copied())
+                    .unwrap_or(NONE)
+            })
+            .collect();
+        *self.set.write() = Arc::new(Set { nodes, owners });
+    }
+
+    /// The node that owns `slot`, if any does.
+    pub fn owner(&self, slot: u16) -> Option<Arc<Node>> {
+        let set = self.set.read();
+        let i = *set.owners.get(usize::from(slot))?;
+        set.nodes.get(usize::from(i)).cloned()
+    }
+
+    /// The node at `address` (`host:port` as the topology names it), if it is one.
+    pub fn at(&self, address: &str) -> Option<Arc<Node>> {
+        let set = self.set.read();
+        set.nodes.iter().find(|n| n.address == address).cloned()
+    }
+
+    /// The index of `slot`'s owner in the current set (`usize::MAX` for none): tells
+    /// nodes apart, not stable across changes.
+    pub fn node_of(&self, slot: u16) -> usize {
+        let set = self.set.read();
+        match set.owners.get(usize::from(slot)) {
+            Some(&i) if i != NONE => usize::from(i),
+            _ => usize::MAX,
+        }
+    }
+
+    /// `route`'s pool on the node that owns `slot`; `None` when no node does.
+    pub fn pool(&self, route: Route, slot: u16) -> Option<Arc<Pool>> {
+        Some(self.owner(slot)?.upstream.pool(route))
+    }
+
+    /// The nodes now.
+    pub fn nodes(&self) -> Vec<Arc<Node>> {
+        self.set.read().nodes.clone()
+    }
+
+    /// Whether every node's invalidations reach this sidecar (each control serving).
+    pub fn serving(&self) -> bool {
+        self.set.read().nodes.iter().all(|n| n.control.serving())
+    }
+
+    /// Whether every node's link is up.
+    pub fn link_up(&self) -> bool {
+        self.set.read().nodes.iter().all(|n| n.upstream.link_up())
+    }
+
+    /// The topology's figures.
+    pub fn figures(&self) -> TopologyFigures {
+        self.topology.figures()
+    }
+}
