@@ -27,11 +27,16 @@ pub fn duration_ms(s: &str) -> Result<u64, String> {
     }
 }
 
-/// An upstream the sidecar accepts (`redis://`, `rediss://`, `redis+sentinel://`,
+/// An upstream the sidecar serves (`redis://`, `rediss://`, `redis+sentinel://`,
 /// `rediss+sentinel://`): the sidecar's own parser ([`nearcache::config::url::upstream`]), so
-/// both refuse exactly the same URLs.
+/// both refuse exactly the same URLs; a Redis Cluster URL, which the sidecar reads but does
+/// not serve yet, is refused here too, so that no pod gets a sidecar that exits at start.
 pub fn upstream_url(s: &str) -> Result<(), String> {
-    nearcache::config::url::upstream(s).map(|_| ())
+    let addr = nearcache::config::url::upstream(s)?;
+    if addr.cluster.is_some() {
+        return Err("Redis Cluster upstreams (redis+cluster://) are not served yet".to_owned());
+    }
+    Ok(())
 }
 
 /// The URL's scheme in lower case, unless it is not written out (`$(VAR)`) or missing.

@@ -174,6 +174,11 @@ const SENTINEL_URLS: &[(&str, bool, &str)] = &[
     ),
     ("redis+sentinel://s$0:26379/mymaster", false, "invalid host"),
     ("sentinel://s0:26379/mymaster", false, "scheme"),
+    (
+        "redis+cluster://n0:7000,n1:7000",
+        false,
+        "Redis Cluster upstreams (redis+cluster://) are not served yet",
+    ),
 ];
 
 #[test]
