@@ -326,7 +326,9 @@ fn a_wrong_upstream_password_is_logged_and_replied_without_it() {
 /// A sidecar in front of nothing: it starts, logs the unreachable upstream (warn), and
 /// its shutdown (info).
 fn run_against_nothing(extra: &[&str], env: &[(&str, &str)]) -> String {
-    let url = format!("redis://svc:{UPSTREAM_PASS}@127.0.0.1:{}", free_port());
+    // Port 1: nothing listens there, and unlike a port free now it can never become the
+    // sidecar's own listener (`--listen 127.0.0.1:0`), which the sidecar refuses to start on.
+    let url = format!("redis://svc:{UPSTREAM_PASS}@127.0.0.1:1");
     // An inherited RUST_LOG must not change what the tests expect.
     let env: Vec<(&str, &str)> = [("RUST_LOG", "")].iter().chain(env).copied().collect();
     let mut sidecar = Sidecar::start_env(&url, extra, &env);
