@@ -209,20 +209,21 @@ fn sidecar_with_files(redis: &Redis, dir: &tempdir::TempDir) -> Sidecar {
     )
 }
 
+/// A redis-server (started with `extra` too) with the ACL user `app` whose password is
+/// [`OLD`], and a sidecar logging in as `app` from files in `dir`, its invalidation link up.
+fn app_behind_sidecar(extra: &[&str], dir: &tempdir::TempDir) -> (Redis, Sidecar) {
+    let pass = format!(">{OLD}");
+    let user = ["--user", "app", "on", &pass, "~*", "&*", "+@all"];
+    let redis = Redis::start_with(&[extra, &user[..]].concat());
+    let sidecar = sidecar_with_files(&redis, dir);
+    poll_until(WAIT, "the invalidation link is up", || link_up(&sidecar));
+    (redis, sidecar)
+}
+
 #[test]
 fn a_rotated_password_file_is_used_by_new_connections_and_no_client_sees_an_error() {
-    let redis = Redis::start_with(&[
-        "--user",
-        "app",
-        "on",
-        &format!(">{OLD}"),
-        "~*",
-        "&*",
-        "+@all",
-    ]);
     let dir = tempdir::TempDir::new("credentials");
-    let sidecar = sidecar_with_files(&redis, &dir);
-    poll_until(WAIT, "the invalidation link is up", || link_up(&sidecar));
+    let (redis, sidecar) = app_behind_sidecar(&[], &dir);
 
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Seen::default());
@@ -382,20 +383,8 @@ fn a_secret_given_twice_is_a_configuration_error() {
 fn a_client_sending_no_credentials_is_served_as_the_files_user() {
     // The default user needs a password the sidecar does not have: only the files' user
     // gets in.
-    let redis = Redis::start_with(&[
-        "--requirepass",
-        "not-the-sidecars-pass",
-        "--user",
-        "app",
-        "on",
-        &format!(">{OLD}"),
-        "~*",
-        "&*",
-        "+@all",
-    ]);
     let dir = tempdir::TempDir::new("credentials-anonymous");
-    let sidecar = sidecar_with_files(&redis, &dir);
-    poll_until(WAIT, "the invalidation link is up", || link_up(&sidecar));
+    let (_redis, sidecar) = app_behind_sidecar(&["--requirepass", "not-the-sidecars-pass"], &dir);
     let mut c = sidecar.conn();
     // HELLO with an option is checked by the upstream on a fresh connection, which logs in
     // with the files' credentials as every connection of the sidecar's own does.
