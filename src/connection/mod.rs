@@ -313,6 +313,10 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
 
     /// Serves one request (a pinned one counts itself in the relay, see `served_one`).
     async fn dispatch(&mut self, req: Request) -> Flow {
+        if self.cx.router.slotted() && self.keyless(&req).await {
+            self.cx.served_one();
+            return Flow::Continue;
+        }
         let pins = self.dispatch_one(req).await;
         if pins.1 {
             return pins.0;

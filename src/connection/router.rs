@@ -75,6 +75,16 @@ impl Router for Services {
         }
     }
 
+    /// Every primary's pool, by address (none while no node is known).
+    fn primaries(&self, route: Route) -> Vec<Arc<Self::Pool>> {
+        let Some(cluster) = self.cluster.as_ref() else {
+            return vec![self.upstream.pool(route)];
+        };
+        let mut nodes = cluster.nodes();
+        nodes.sort_by(|a, b| a.address.cmp(&b.address));
+        nodes.iter().map(|n| n.upstream.pool(route)).collect()
+    }
+
     fn node_of(&self, slot: u16) -> usize {
         self.cluster.as_ref().map_or(0, |c| c.node_of(slot))
     }

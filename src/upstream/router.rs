@@ -88,6 +88,12 @@ pub trait Router: Send + Sync + 'static {
         let _ = slot;
         self.pool(route)
     }
+    /// The pool of `route` on every primary, in a stable order (by address), for the
+    /// keyless commands a Redis Cluster client fans out (SCAN, KEYS, DBSIZE, FLUSHALL...);
+    /// the route's only pool where requests are not routed by slot.
+    fn primaries(&self, route: Route) -> Vec<Arc<Self::Pool>> {
+        vec![self.pool(route)]
+    }
     /// Which node owns `slot` now, as an index that tells nodes apart (0 where there is
     /// one node): commands for one node share an upstream call.
     fn node_of(&self, slot: u16) -> usize {

@@ -8,9 +8,11 @@
 
 pub(in crate::connection) mod acl;
 mod client_ids;
+pub(in crate::connection) mod fanout;
 pub(in crate::connection) mod forward;
 pub(super) mod local;
 pub(in crate::connection) mod nearcache;
+pub(in crate::connection) mod one_node;
 pub(in crate::connection) mod pinned;
 pub(in crate::connection) mod read;
 mod redirect;

@@ -160,6 +160,7 @@ pub(in crate::connection) async fn run<R: Router>(
     req: Request,
 ) -> Flow {
     match Command::parse(local, &req) {
+        Command::Select(_) if cx.router.slotted() && cx.select_in_cluster(&req.args) => {}
         Command::Select(db) => cx.select(db, req).await,
         Command::Auth(creds) => cx.auth(creds, req).await,
         Command::Hello(hello) => cx.hello(hello, req).await,
