@@ -163,37 +163,43 @@ fn outgoing(bytes: &Bytes, writes: bool) -> Outgoing {
 }
 
 /// `SCAN` on the primary the cursor names, with that primary's own cursor; the cursor
-/// given back names the next primary once this one is done, `0` after the last.
+/// given back names the next primary once this one is done, `0` after the last. A primary
+/// done with an empty page hands over to the next at once (an empty cluster scans as an
+/// empty server: `0` and no keys).
 async fn scan<R: Router>(
     cx: &mut Ctx<R>,
     pools: &[Arc<R::Pool>],
-    mut args: Vec<&[u8]>,
+    args: Vec<&[u8]>,
 ) -> Result<Bytes, UpstreamError> {
-    let Some((node, cursor)) = decode_cursor(args[1]).filter(|(n, _)| *n < pools.len()) else {
+    let Some((mut node, mut cursor)) = decode_cursor(args[1]).filter(|(n, _)| *n < pools.len())
+    else {
         return Ok(Bytes::from_static(INVALID_CURSOR));
     };
-    let cursor = cursor.to_string();
-    args[1] = cursor.as_bytes();
-    let frame = one(cx, &pools[node], &command(&args)).await?;
-    let Some((next, keys)) = scan_reply(&frame) else {
-        return Ok(frame);
-    };
-    let next = match next {
-        0 if node + 1 == pools.len() => 0,
-        0 => (node + 1) as u64,
-        more => match encode_cursor(node, more) {
-            Some(c) => c,
-            None => {
-                let e = UpstreamError::unavailable("a node's SCAN cursor is too large to carry");
-                return Err(e);
+    loop {
+        let own = cursor.to_string();
+        let mut these = args.clone();
+        these[1] = own.as_bytes();
+        let frame = one(cx, &pools[node], &command(&these)).await?;
+        let Some((next, keys)) = scan_reply(&frame) else {
+            return Ok(frame);
+        };
+        let next = match next {
+            0 if node + 1 == pools.len() => 0,
+            0 if keys == b"*0\r\n" => {
+                (node, cursor) = (node + 1, 0);
+                continue;
             }
-        },
-    };
-    let mut out = BytesMut::with_capacity(frame.len() + 16);
-    out.extend_from_slice(b"*2\r\n");
-    write_bulk(&mut out, next.to_string().as_bytes());
-    out.extend_from_slice(keys);
-    Ok(out.freeze())
+            0 => (node + 1) as u64,
+            more => encode_cursor(node, more).ok_or_else(|| {
+                UpstreamError::unavailable("a node's SCAN cursor is too large to carry")
+            })?,
+        };
+        let mut out = BytesMut::with_capacity(frame.len() + 16);
+        out.extend_from_slice(b"*2\r\n");
+        write_bulk(&mut out, next.to_string().as_bytes());
+        out.extend_from_slice(keys);
+        return Ok(out.freeze());
+    }
 }
 
 /// The primary's index and its own cursor in a client's cursor (`None`: not a cursor).
