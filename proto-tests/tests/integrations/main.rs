@@ -6,6 +6,7 @@
 //! `cargo test -p proto-tests --test integrations kubernetes::` runs one module.
 
 mod clients;
+mod cluster_clients;
 mod kubernetes;
 mod prometheus;
 mod setup_scripts;
