@@ -141,6 +141,34 @@ fn scan_keys_dbsize_randomkey_and_flushall_cover_every_primary() {
         assert!(all.contains(&String::from_utf8_lossy(&key).into_owned()));
     }
 
+    // In one pipeline, a fanned-out command sees the writes sent before it, and its reply
+    // keeps its place.
+    let mut pipeline = Vec::new();
+    for args in [
+        &["SET", "piped:1", "a"][..],
+        &["SET", "piped:2", "b"],
+        &["KEYS", "piped:*"],
+        &["DBSIZE"],
+        &["DEL", "piped:1"],
+        &["DEL", "piped:2"],
+        &["CLUSTER", "KEYSLOT", "piped:1"],
+    ] {
+        pipeline.extend(encode_command_str(args));
+    }
+    c.send(&pipeline);
+    let replies = c.read_replies(7);
+    let mut piped = strings(&frame(&replies[2]));
+    piped.sort();
+    assert_eq!(piped, ["piped:1", "piped:2"], "KEYS in a pipeline");
+    assert_eq!(
+        int_reply(&replies[3]),
+        all.len() as i64 + 2,
+        "DBSIZE in a pipeline"
+    );
+    assert_reply(&replies[5], b":1\r\n", "DEL after them");
+    let keyslot = format!(":{}\r\n", slot(b"piped:1"));
+    assert_reply(&replies[6], keyslot.as_bytes(), "KEYSLOT last");
+
     // A key cached in L1 before the flush is not served after it.
     let cached = "k:1";
     let want = bulk(format!("v-{cached}").as_bytes());
