@@ -280,10 +280,21 @@ fn select_and_cluster_commands_describe_one_node_owning_every_slot() {
     let refused = b"-ERR SELECT is not allowed in cluster mode\r\n";
     assert_reply(&c.cmd_str(&["SELECT", "1"]), refused, "SELECT 1");
     assert_reply(&c.cmd_str(&["SELECT", "-1"]), refused, "SELECT -1");
-    let not_int = b"-ERR value is not an integer or out of range\r\n";
-    assert_reply(&c.cmd_str(&["SELECT", "x"]), not_int, "SELECT x");
     assert_reply(&c.cmd_str(&["SELECT", "0"]), b"+OK\r\n", "SELECT 0");
     assert_reply(&c.cmd_str(&["SET", "after-select", "1"]), b"+OK\r\n", "SET");
+    // Answered by the sidecar: no node was asked (a seed that is down changes nothing).
+    for node in cluster.nodes() {
+        assert_eq!(
+            commandstat_calls(node, "select"),
+            0,
+            "SELECT on {}",
+            node.port()
+        );
+    }
+    // Not a number Redis reads: a node words the error.
+    let not_int = b"-ERR value is not an integer or out of range\r\n";
+    assert_reply(&c.cmd_str(&["SELECT", "x"]), not_int, "SELECT x");
+    assert_reply(&c.cmd_str(&["SELECT", "01"]), not_int, "SELECT 01");
 
     let id = bulk_reply(&c.cmd_str(&["CLUSTER", "MYID"])).expect("an id");
     let id = String::from_utf8(id).unwrap();
@@ -354,6 +365,8 @@ fn select_and_cluster_commands_describe_one_node_owning_every_slot() {
     let verbatim = format!("={}\r\ntxt:{line}\r\n", line.len() + 4);
     let nodes = c.cmd_str(&["CLUSTER", "NODES"]);
     assert_reply(&nodes, verbatim.as_bytes(), "NODES RESP3");
+    let scan = c.cmd_str(&["SCAN", "0", "MATCH", "nothing-*"]);
+    assert_reply(&scan, b"*2\r\n$1\r\n0\r\n*0\r\n", "SCAN RESP3");
     let info = c.cmd_str(&["CLUSTER", "INFO"]);
     assert!(
         info.starts_with(b"=316\r\ntxt:cluster_state:ok\r\n"),
