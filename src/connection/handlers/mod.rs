@@ -1,7 +1,9 @@
 //! Command handling, per family: reads (`read`: GET, MGET), forwards (`forward`: writes
 //! and everything else sent upstream as it is), the commands the sidecar answers about the
 //! session itself (`local`, with `client_ids`, `reply_mode` and `acl`), its own command
-//! (`nearcache`), and a client's own upstream connection (`pinned`). Each works on a
+//! (`nearcache`), a client's own upstream connection (`pinned`), and in front of a Redis
+//! Cluster the keyless commands answered over every primary (`fanout`) and the sidecar seen
+//! as one node (`one_node`: `CLUSTER ...`, `SELECT`). Each works on a
 //! [`Ctx`]: the session, the replies owed, the hit-path observers and the services it may
 //! touch, with requests reaching the upstream through an [`crate::upstream::Router`] (a
 //! fake one in the tests). Writing the replies to the client is the connection's.
