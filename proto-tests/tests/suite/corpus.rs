@@ -8,19 +8,26 @@
 //! compares what is deterministic. `CORPUS_PERTURB=1` starts the second server with other
 //! encoding limits, and the data-type test then reports divergences (OBJECT ENCODING).
 //!
+//! `corpus_cluster_*` run the same cases against a Redis Cluster (three primaries, three
+//! replicas) behind the sidecar, every command's keys under one hash tag, with the
+//! differences Redis Cluster itself has listed and printed (`corpus/runner/cluster.rs`), plus
+//! the cross-slot commands the sidecar splits and the commands Cluster refuses
+//! (`corpus/cluster.rs`).
+//!
 //! `corpus_transactions`, `corpus_pubsub` and `corpus_blocking` need commands the sidecar
 //! refuses until it pins a connection per client: they fail until then.
 
+mod cluster;
 mod data;
 mod pinned;
 mod runner;
 mod server;
 
-use runner::run_corpus;
+use runner::{run_cluster_corpus, run_corpus, Case};
 
-#[test]
-fn corpus_data_types() {
-    let cases = [
+/// Every data-type group.
+fn data_types() -> Vec<Case> {
+    [
         data::strings(),
         data::big_values(),
         data::bitmaps(),
@@ -34,8 +41,12 @@ fn corpus_data_types() {
         data::keys(),
         data::cache(),
     ]
-    .concat();
-    run_corpus("data types", &cases);
+    .concat()
+}
+
+#[test]
+fn corpus_data_types() {
+    run_corpus("data types", &data_types());
 }
 
 #[test]
@@ -67,4 +78,50 @@ fn corpus_pubsub() {
 #[test]
 fn corpus_blocking() {
     run_corpus("blocking", &pinned::blocking());
+}
+
+#[test]
+fn corpus_cluster_data_types() {
+    run_cluster_corpus("cluster data types", &data_types());
+}
+
+#[test]
+fn corpus_cluster_scripting() {
+    run_cluster_corpus(
+        "cluster scripting and functions",
+        &[server::scripting(), server::functions()].concat(),
+    );
+}
+
+#[test]
+fn corpus_cluster_connection_and_introspection() {
+    run_cluster_corpus(
+        "cluster connection and introspection",
+        &[server::connection(), server::introspection()].concat(),
+    );
+}
+
+#[test]
+fn corpus_cluster_cross_slot() {
+    run_cluster_corpus("cluster cross-slot", &cluster::cross_slot());
+}
+
+#[test]
+fn corpus_cluster_refused() {
+    run_cluster_corpus("cluster refused", &cluster::refused());
+}
+
+#[test]
+fn corpus_cluster_transactions() {
+    run_cluster_corpus("cluster transactions", &pinned::transactions());
+}
+
+#[test]
+fn corpus_cluster_pubsub() {
+    run_cluster_corpus("cluster pub/sub", &pinned::pubsub());
+}
+
+#[test]
+fn corpus_cluster_blocking() {
+    run_cluster_corpus("cluster blocking", &pinned::blocking());
 }

@@ -11,164 +11,23 @@
 //! `CORPUS_PERTURB=1` starts B with other encoding limits (listpacks of one entry), which
 //! must make divergences appear: a check that the comparison can fail.
 //! `CORPUS_TRACE=1` prints every command with its reply.
+//!
+//! Cluster mode ([`run_cluster_corpus`], see `cluster.rs`): B is a Redis Cluster of three
+//! primaries and three replicas behind the sidecar; the keys of each command get one common
+//! hash tag on both sides, and what Redis Cluster itself answers otherwise is listed.
+
+mod case;
+mod cluster;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use proto_tests::{encode_command, show, Conn, Redis, Sidecar};
 
+pub use case::{parse_line, Case, Cmd};
+
 /// How long the tested side may take for a reply the reference already gave.
 const TESTED_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// One step of a case.
-#[derive(Clone, Debug)]
-pub struct Cmd {
-    /// The request; empty for "read `frames` more frames on the main connection".
-    pub args: Vec<Vec<u8>>,
-    /// Sent on the case's second connection (PUBLISH, the write that breaks a WATCH).
-    pub on_other: bool,
-    /// Reply frames to read after sending it (0: send only, e.g. a blocking pop that the
-    /// other connection will serve; several: SUBSCRIBE to many channels).
-    pub frames: usize,
-    /// Only sent in this protocol version (where its reply has another frame count in the
-    /// other, or cannot be framed by the client's decoder).
-    pub only: Option<u8>,
-}
-
-/// A named command sequence, run from an empty dataset on fresh connections.
-#[derive(Clone, Debug)]
-pub struct Case {
-    pub name: String,
-    pub commands: Vec<Cmd>,
-}
-
-impl Case {
-    /// A case from lines in the tokenizer's syntax (see [`parse_line`]).
-    pub fn new(name: &str, lines: &[&str]) -> Case {
-        Case {
-            name: name.to_string(),
-            commands: lines.iter().map(|l| parse_line(l)).collect(),
-        }
-    }
-
-    /// Appends a main-connection command given as raw arguments (binary, big values).
-    pub fn raw(mut self, args: Vec<Vec<u8>>) -> Case {
-        self.commands.push(Cmd {
-            args,
-            on_other: false,
-            frames: 1,
-            only: None,
-        });
-        self
-    }
-
-    /// Appends lines.
-    pub fn then(mut self, lines: &[&str]) -> Case {
-        self.commands.extend(lines.iter().map(|l| parse_line(l)));
-        self
-    }
-}
-
-/// One line of a case:
-///
-/// - `CMD arg ...`: a command on the main connection, one reply frame;
-/// - `@N CMD arg ...`: the same, reading N frames (`@0`: send without reading);
-/// - `@other CMD arg ...`: on the second connection, one frame;
-/// - `@read N`: read N more frames (pub/sub messages, a blocked pop's reply);
-/// - `@resp2 ...`, `@resp3 ...`: any of these, only in that protocol.
-///
-/// Arguments are split on whitespace; `"..."` quotes with `\\ \" \r \n \t \0 \xHH` escapes,
-/// `'...'` quotes literally; `""` is an empty argument.
-pub fn parse_line(line: &str) -> Cmd {
-    let mut tokens = tokenize(line);
-    let mut cmd = Cmd {
-        args: Vec::new(),
-        on_other: false,
-        frames: 1,
-        only: None,
-    };
-    for (prefix, proto) in [(&b"@resp2"[..], 2), (b"@resp3", 3)] {
-        if tokens.first().is_some_and(|t| t == prefix) {
-            tokens.remove(0);
-            cmd.only = Some(proto);
-        }
-    }
-    if let Some(first) = tokens.first().cloned() {
-        if first == b"@other" {
-            tokens.remove(0);
-            cmd.on_other = true;
-        } else if first == b"@read" {
-            let n = std::str::from_utf8(&tokens[1]).expect("utf8");
-            cmd.frames = n.parse().expect("@read N");
-            return cmd;
-        } else if let Some(n) = first.strip_prefix(b"@") {
-            cmd.frames = std::str::from_utf8(n)
-                .ok()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("bad prefix in {line:?}"));
-            tokens.remove(0);
-        }
-    }
-    assert!(!tokens.is_empty(), "empty command line {line:?}");
-    cmd.args = tokens;
-    cmd
-}
-
-/// Splits a line into arguments (see [`parse_line`]).
-pub fn tokenize(line: &str) -> Vec<Vec<u8>> {
-    let bytes = line.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i].is_ascii_whitespace() {
-            i += 1;
-            continue;
-        }
-        let mut tok = Vec::new();
-        while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
-            match bytes[i] {
-                b'"' => {
-                    i += 1;
-                    while bytes[i] != b'"' {
-                        if bytes[i] == b'\\' {
-                            i += 1;
-                            match bytes[i] {
-                                b'r' => tok.push(b'\r'),
-                                b'n' => tok.push(b'\n'),
-                                b't' => tok.push(b'\t'),
-                                b'0' => tok.push(0),
-                                b'x' => {
-                                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
-                                    tok.push(u8::from_str_radix(hex, 16).expect("\\xHH"));
-                                    i += 2;
-                                }
-                                c => tok.push(c),
-                            }
-                        } else {
-                            tok.push(bytes[i]);
-                        }
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                b'\'' => {
-                    i += 1;
-                    while bytes[i] != b'\'' {
-                        tok.push(bytes[i]);
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                c => {
-                    tok.push(c);
-                    i += 1;
-                }
-            }
-        }
-        out.push(tok);
-    }
-    out
-}
 
 /// Replaces what differs between any two connections (their ids) with a placeholder.
 fn normalise(args: &[Vec<u8>], reply: &[u8]) -> Vec<u8> {
@@ -204,15 +63,22 @@ fn normalise(args: &[Vec<u8>], reply: &[u8]) -> Vec<u8> {
     reply.to_vec()
 }
 
-/// The servers of one test: A (reference, direct) and B behind the sidecar.
+/// The servers of one test: A (reference, direct) and the tested side.
 pub struct Env {
     a: Redis,
-    // Dropped before B (fields drop in order).
-    sidecar: Option<Sidecar>,
-    b: Redis,
-    self_check: bool,
+    tested: Tested,
     /// `CORPUS_TRACE=1`: print every command with its (reference) reply.
     trace: bool,
+}
+
+/// What the cases are compared against A on.
+enum Tested {
+    /// B behind the sidecar (the sidecar is dropped before B: fields drop in order).
+    Sidecar { sidecar: Sidecar, _b: Redis },
+    /// `CORPUS_SELF_CHECK=1`: B itself.
+    Direct(Redis),
+    /// A Redis Cluster behind the sidecar.
+    Cluster(cluster::ClusterSide),
 }
 
 impl Env {
@@ -232,30 +98,56 @@ impl Env {
         } else {
             Redis::start()
         };
-        let sidecar = (!self_check).then(|| Sidecar::start(b.port(), &[]));
+        let tested = if self_check {
+            Tested::Direct(b)
+        } else {
+            Tested::Sidecar {
+                sidecar: Sidecar::start(b.port(), &[]),
+                _b: b,
+            }
+        };
         Env {
             a,
-            sidecar,
-            b,
-            self_check,
-            trace: std::env::var("CORPUS_TRACE").is_ok_and(|v| v == "1"),
+            tested,
+            trace: trace(),
+        }
+    }
+
+    /// A reference redis-server and a Redis Cluster behind the sidecar.
+    pub fn start_cluster() -> Env {
+        Env {
+            a: Redis::start(),
+            tested: Tested::Cluster(cluster::ClusterSide::start()),
+            trace: trace(),
         }
     }
 
     fn tested_addr(&self) -> SocketAddr {
-        match &self.sidecar {
-            Some(s) => s.addr(),
-            None => self.b.addr(),
+        match &self.tested {
+            Tested::Sidecar { sidecar, .. } => sidecar.addr(),
+            Tested::Direct(b) => b.addr(),
+            Tested::Cluster(c) => c.sidecar.addr(),
         }
     }
 
     fn what(&self) -> &'static str {
-        if self.self_check {
-            "redis B (self-check)"
-        } else {
-            "sidecar"
+        match self.tested {
+            Tested::Sidecar { .. } => "sidecar",
+            Tested::Direct(_) => "redis B (self-check)",
+            Tested::Cluster(_) => "sidecar (cluster)",
         }
     }
+
+    fn cluster(&self) -> Option<&cluster::ClusterSide> {
+        match &self.tested {
+            Tested::Cluster(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+fn trace() -> bool {
+    std::env::var("CORPUS_TRACE").is_ok_and(|v| v == "1")
 }
 
 /// How a case's commands are written.
@@ -276,23 +168,20 @@ struct Side {
 }
 
 impl Side {
-    /// Two fresh connections (after `HELLO 3` in RESP3); the main one then empties the
-    /// server: `FLUSHALL`, `SCRIPT FLUSH`, `FUNCTION FLUSH`.
-    fn open(addr: SocketAddr, proto: u8, timeout: Duration) -> Result<Side, String> {
+    /// Two fresh connections (after `HELLO 3` in RESP3); the main one then sends
+    /// `resets` (each answered `+OK`): emptying the server with `FLUSHALL`, `SCRIPT FLUSH`,
+    /// `FUNCTION FLUSH`, or, in front of a cluster whose nodes were emptied directly,
+    /// `NEARCACHE FLUSH`.
+    fn open(
+        addr: SocketAddr,
+        proto: u8,
+        timeout: Duration,
+        resets: &[&[&[u8]]],
+    ) -> Result<Side, String> {
         let mut main = connect(addr, proto, timeout)?;
         let other = connect(addr, proto, timeout)?;
-        let resets: [&[&[u8]]; 3] = [
-            &[b"FLUSHALL"],
-            &[b"SCRIPT", b"FLUSH"],
-            &[b"FUNCTION", b"FLUSH"],
-        ];
         for reset in resets {
-            main.try_send(&encode_command(reset))
-                .map_err(|e| format!("write: {e}"))?;
-            let r = main.try_read_reply().map_err(|e| format!("reset: {e}"))?;
-            if r != b"+OK\r\n" {
-                return Err(format!("reset {}: {}", show(&reset.concat()), show(&r)));
-            }
+            reset_with(&mut main, reset)?;
         }
         Ok(Side { main, other })
     }
@@ -304,6 +193,24 @@ impl Side {
             &mut self.main
         }
     }
+}
+
+/// What empties a server before each case.
+const RESETS: [&[&[u8]]; 3] = [
+    &[b"FLUSHALL"],
+    &[b"SCRIPT", b"FLUSH"],
+    &[b"FUNCTION", b"FLUSH"],
+];
+
+/// Sends `reset` on `conn`, which must answer `+OK`.
+fn reset_with(conn: &mut Conn, reset: &[&[u8]]) -> Result<(), String> {
+    conn.try_send(&encode_command(reset))
+        .map_err(|e| format!("write: {e}"))?;
+    let r = conn.try_read_reply().map_err(|e| format!("reset: {e}"))?;
+    if r != b"+OK\r\n" {
+        return Err(format!("reset {}: {}", show(&reset.concat()), show(&r)));
+    }
+    Ok(())
 }
 
 /// A connection with `timeout` on reads, switched to RESP3 with `HELLO 3` if `proto` is 3
@@ -351,8 +258,22 @@ fn show_args(args: &[Vec<u8>]) -> String {
 /// Runs `cases` in RESP2 and RESP3, alone and pipelined, on both sides of `env`; prints
 /// the counts and panics listing every divergence.
 pub fn run_corpus(title: &str, cases: &[Case]) {
-    let env = Env::start();
-    let report = run(&env, cases);
+    run_on(&Env::start(), title, cases);
+}
+
+/// Runs `cases` against a Redis Cluster behind the sidecar (see `cluster.rs`): listed
+/// differences left out, keys tagged; panics listing every other divergence.
+pub fn run_cluster_corpus(title: &str, cases: &[Case]) {
+    let env = Env::start_cluster();
+    let prepared = env
+        .cluster()
+        .expect("a cluster environment")
+        .prepare(&env.a, cases);
+    run_on(&env, title, &prepared);
+}
+
+fn run_on(env: &Env, title: &str, cases: &[Case]) {
+    let report = run(env, cases);
     let mut groups: Vec<(String, usize, usize)> = Vec::new();
     for case in cases {
         let group = case.name.split('/').next().unwrap_or("").to_string();
@@ -421,9 +342,20 @@ fn run_case(
     label: &str,
     report: &mut Report,
 ) -> Result<(), String> {
-    let mut reference = Side::open(env.a.addr(), proto, proto_tests::IO_TIMEOUT)
+    let mut reference = Side::open(env.a.addr(), proto, proto_tests::IO_TIMEOUT, &RESETS)
         .unwrap_or_else(|e| panic!("{label}: reference redis: {e}"));
-    let mut tested = Side::open(env.tested_addr(), proto, TESTED_TIMEOUT)?;
+    let mut tested = match env.cluster() {
+        Some(c) => {
+            c.reset(&RESETS)?;
+            Side::open(
+                env.tested_addr(),
+                proto,
+                TESTED_TIMEOUT,
+                &[cluster::L1_FLUSH],
+            )?
+        }
+        None => Side::open(env.tested_addr(), proto, TESTED_TIMEOUT, &RESETS)?,
+    };
     let commands: Vec<Cmd> = case
         .commands
         .iter()
@@ -431,8 +363,8 @@ fn run_case(
         .cloned()
         .collect();
     let case = &Case {
-        name: case.name.clone(),
         commands,
+        ..case.clone()
     };
     // Steps: a batch of consecutive main-connection commands when pipelined, else one.
     let mut i = 0;
@@ -492,14 +424,24 @@ fn run_case(
                     show(&want[n])
                 )
             })?;
-            let (g, w) = (normalise(args, &got), normalise(args, &want[n]));
+            let listed = case.commands[k]
+                .cluster_reply
+                .as_ref()
+                .filter(|_| env.cluster().is_some());
+            let reference = listed.unwrap_or(&want[n]);
+            let (g, w) = (normalise(args, &got), normalise(args, reference));
             if env.trace {
                 eprintln!("{label} #{k} `{}`{where_} -> {}", show_args(args), show(&w));
             }
             if g != w {
                 report.divergences.push(format!(
-                    "{label}: command {k} `{}`{where_}:\n    direct: {}\n    {}: {}",
+                    "{label}: command {k} `{}`{where_}:\n    {}: {}\n    {}: {}",
                     show_args(args),
+                    if listed.is_some() {
+                        "redis cluster"
+                    } else {
+                        "direct"
+                    },
                     show(&w),
                     env.what(),
                     show(&g)
