@@ -19,7 +19,8 @@ use nearcache::upstream::cluster::slot;
 use proto_tests::cluster::ClusterGroup;
 use proto_tests::{encode_command, show, Conn, Redis, Sidecar};
 
-use super::{reset_with, Case};
+use super::side::reset_with;
+use super::Case;
 
 /// The switch the sidecar needs to serve a cluster URL for now.
 const PREVIEW: (&str, &str) = ("NEARCACHE_CLUSTER_PREVIEW", "1");
@@ -339,3 +340,61 @@ pub const SKIPPED_CASES: &[(&str, &str)] = &[(
     "connection/select-and-cache",
     "every step uses dbs other than 0, which Redis Cluster does not have",
 )];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corpus::runner::tokenize;
+
+    #[test]
+    fn keys_are_tagged_where_getkeys_finds_them() {
+        let redis = Redis::start();
+        let mut tagger = Tagger {
+            conn: redis.conn(),
+            tag: b"{t}".to_vec(),
+            cache: HashMap::new(),
+            untaggable: Vec::new(),
+        };
+        for (line, want) in [
+            ("SET k k", "SET {t}k k"),
+            ("MSET a 1 b 2", "MSET {t}a 1 {t}b 2"),
+            (
+                "EVAL 'return 1' 2 k1 k2 k1",
+                "EVAL 'return 1' 2 {t}k1 {t}k2 k1",
+            ),
+            ("BITOP NOT k k", "BITOP NOT {t}k {t}k"),
+            ("'' ''", "'' ''"),
+            ("PING", "PING"),
+            ("GET", "GET"),
+            ("NOSUCH k", "NOSUCH k"),
+            // The value `b` comes before the key `b`: not placed, left untagged.
+            ("MSET a b b 2", "MSET a b b 2"),
+        ] {
+            assert_eq!(tagger.rewrite(&tokenize(line)), tokenize(want), "{line}");
+        }
+        assert_eq!(tagger.untaggable, vec!["MSET a b b 2".to_string()]);
+    }
+
+    #[test]
+    fn hello_mode_is_normalised() {
+        let hello = |mode: &str| {
+            format!(
+                "%2\r\n$4\r\nmode\r\n${}\r\n{mode}\r\n$4\r\nrole\r\n$6\r\nmaster\r\n",
+                mode.len()
+            )
+            .into_bytes()
+        };
+        let args = tokenize("HELLO 3");
+        let want = b"%2\r\n$4\r\nmode\r\n<mode>\r\n$4\r\nrole\r\n$6\r\nmaster\r\n".to_vec();
+        assert_eq!(normalise_mode(&args, hello("cluster")), want);
+        assert_eq!(normalise_mode(&args, hello("standalone")), want);
+        assert_eq!(
+            normalise_mode(&tokenize("ECHO x"), hello("cluster")),
+            hello("cluster")
+        );
+        assert_eq!(
+            bulk_array(b"*2\r\n$3\r\na\r\n\r\n$0\r\n\r\n"),
+            Some(vec![b"a\r\n".to_vec(), Vec::new()])
+        );
+    }
+}
