@@ -5,8 +5,9 @@
 //! `CORPUS_SELF_CHECK=1 cargo test -p proto-tests --test suite corpus::` replaces the sidecar with
 //! a direct connection to the second server: every test, including the transaction,
 //! pub/sub and blocking ones, then passes with 0 divergences (the cluster ones are not run),
-//! which shows the corpus only compares what is deterministic. `CORPUS_PERTURB=1` starts the second server with other
-//! encoding limits, and the data-type test then reports divergences (OBJECT ENCODING).
+//! which shows the corpus only compares what is deterministic. `CORPUS_PERTURB=1` starts the
+//! second server with other encoding limits, and the data-type test then reports divergences
+//! (OBJECT ENCODING).
 //!
 //! `corpus_cluster_*` run the same cases against a Redis Cluster (three primaries, three
 //! replicas) behind the sidecar, every command's keys under one hash tag, with the

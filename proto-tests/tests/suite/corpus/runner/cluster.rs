@@ -9,7 +9,7 @@
 //!
 //! Listed differences: where Redis Cluster itself answers otherwise than a standalone
 //! Redis, the command (on both sides) or the whole case is left out, each with its reason,
-//! printed with the run ([`LISTED`], [`SKIPPED_CASES`]); where the cluster's own answer is
+//! printed with the run (`listed.rs`); where the cluster's own answer is
 //! known, a case pins it with [`Case::cluster_differs`] instead. `CORPUS_SELF_CHECK` does
 //! not apply (B straight to the nodes would need a cluster-aware client).
 
@@ -19,6 +19,7 @@ use nearcache::upstream::cluster::slot;
 use proto_tests::cluster::ClusterGroup;
 use proto_tests::{encode_command, show, Conn, Redis, Sidecar};
 
+use super::listed::{LISTED, MODE_REASON, SKIPPED_CASES};
 use super::side::reset_with;
 use super::Case;
 
@@ -127,6 +128,23 @@ impl ClusterSide {
         }
         for s in &skipped {
             eprintln!("  - case {s}");
+        }
+        let pinned: Vec<String> = out
+            .iter()
+            .flat_map(|c| c.commands.iter().map(move |cmd| (c, cmd)))
+            .filter_map(|(c, cmd)| {
+                let reply = cmd.cluster_reply.as_ref()?;
+                let args = super::show_args(&cmd.args);
+                Some(format!("{}: `{args}` -> {}", c.name, show(reply)))
+            })
+            .collect();
+        if !pinned.is_empty() {
+            eprintln!(
+                "corpus cluster: listed differences (compared with Redis Cluster's own reply):"
+            );
+            for p in &pinned {
+                eprintln!("  - {p}");
+            }
         }
         eprintln!("corpus cluster: listed differences (normalised on both sides):");
         eprintln!("  - HELLO's mode field: {MODE_REASON}");
@@ -241,106 +259,6 @@ fn bulk_array(reply: &[u8]) -> Option<Vec<Vec<u8>>> {
     Some(out)
 }
 
-/// A kind of command Redis Cluster itself answers otherwise than a standalone Redis.
-pub struct Listed {
-    /// Which commands.
-    pub what: &'static str,
-    /// Why Cluster differs.
-    pub reason: &'static str,
-    /// Whether a command of a case is one of them.
-    pub matches: fn(&Case, &[Vec<u8>]) -> bool,
-}
-
-fn is(args: &[Vec<u8>], name: &str) -> bool {
-    args[0].eq_ignore_ascii_case(name.as_bytes())
-}
-
-fn has_arg(args: &[Vec<u8>], word: &str) -> bool {
-    args[1..]
-        .iter()
-        .any(|a| a.eq_ignore_ascii_case(word.as_bytes()))
-}
-
-/// The commands left out in cluster mode.
-pub const LISTED: &[Listed] = &[
-    Listed {
-        what: "SELECT n (n not 0)",
-        reason: "Redis Cluster has db 0 only (SELECT n is refused; pinned by refused/select)",
-        matches: |_, a| is(a, "SELECT") && a.get(1).is_none_or(|n| n != b"0"),
-    },
-    Listed {
-        what: "SWAPDB, MOVE",
-        reason: "Redis Cluster has db 0 only (refused in cluster mode)",
-        matches: |_, a| is(a, "SWAPDB") || is(a, "MOVE"),
-    },
-    Listed {
-        what: "COPY ... DB n",
-        reason: "Redis Cluster has db 0 only (copying to another db is refused)",
-        matches: |_, a| is(a, "COPY") && has_arg(a, "DB"),
-    },
-    Listed {
-        what: "SORT/SORT_RO with BY or GET",
-        reason: "the patterns name keys of other slots (denied in cluster mode)",
-        matches: |_, a| {
-            (is(a, "SORT") || is(a, "SORT_RO")) && (has_arg(a, "BY") || has_arg(a, "GET"))
-        },
-    },
-    Listed {
-        what: "EVAL of a script writing the undeclared key 'undeclared'",
-        reason: "a script's undeclared key may be on another node (Cluster refuses it)",
-        matches: |_, a| {
-            is(a, "EVAL") && a.len() > 1 && a[1].windows(10).any(|w| w == b"undeclared")
-        },
-    },
-    Listed {
-        what: "MEMORY USAGE",
-        reason: "a cluster node's keys carry slot bookkeeping (16 bytes more per key)",
-        matches: |_, a| {
-            is(a, "MEMORY") && a.get(1).is_some_and(|s| s.eq_ignore_ascii_case(b"USAGE"))
-        },
-    },
-    Listed {
-        what: "CLUSTER, INFO",
-        reason: "the sidecar answers as one node owning every slot; server sections differ",
-        matches: |_, a| is(a, "CLUSTER") || is(a, "INFO"),
-    },
-    Listed {
-        what: "KEYS, SCAN in untagged cases",
-        reason: "keys on several nodes come back in another order",
-        matches: |c, a| c.untagged && (is(a, "KEYS") || is(a, "SCAN")),
-    },
-];
-
-/// Why HELLO's `mode` field is normalised.
-const MODE_REASON: &str = "a Redis Cluster node says cluster, a standalone Redis standalone";
-
-/// `reply` with HELLO's `mode` value replaced by `<mode>` (see [`MODE_REASON`]).
-pub fn normalise_mode(args: &[Vec<u8>], reply: Vec<u8>) -> Vec<u8> {
-    if args.is_empty() || !is(args, "HELLO") {
-        return reply;
-    }
-    let field = b"$4\r\nmode\r\n";
-    let Some(at) = reply.windows(field.len()).position(|w| w == field) else {
-        return reply;
-    };
-    let start = at + field.len();
-    for value in [&b"$10\r\nstandalone\r\n"[..], b"$7\r\ncluster\r\n"] {
-        if reply[start..].starts_with(value) {
-            let mut out = reply[..start].to_vec();
-            out.extend_from_slice(b"<mode>\r\n");
-            out.extend_from_slice(&reply[start + value.len()..]);
-            return out;
-        }
-    }
-    reply
-}
-
-/// The cases left out in cluster mode, with why.
-pub const SKIPPED_CASES: &[(&str, &str)] = &[(
-    "connection/select-and-cache",
-    "every step uses dbs other than 0, which Redis Cluster does not have",
-)];
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,22 +294,7 @@ mod tests {
     }
 
     #[test]
-    fn hello_mode_is_normalised() {
-        let hello = |mode: &str| {
-            format!(
-                "%2\r\n$4\r\nmode\r\n${}\r\n{mode}\r\n$4\r\nrole\r\n$6\r\nmaster\r\n",
-                mode.len()
-            )
-            .into_bytes()
-        };
-        let args = tokenize("HELLO 3");
-        let want = b"%2\r\n$4\r\nmode\r\n<mode>\r\n$4\r\nrole\r\n$6\r\nmaster\r\n".to_vec();
-        assert_eq!(normalise_mode(&args, hello("cluster")), want);
-        assert_eq!(normalise_mode(&args, hello("standalone")), want);
-        assert_eq!(
-            normalise_mode(&tokenize("ECHO x"), hello("cluster")),
-            hello("cluster")
-        );
+    fn bulk_arrays_are_binary_safe() {
         assert_eq!(
             bulk_array(b"*2\r\n$3\r\na\r\n\r\n$0\r\n\r\n"),
             Some(vec![b"a\r\n".to_vec(), Vec::new()])

@@ -18,6 +18,7 @@
 
 mod case;
 mod cluster;
+mod listed;
 mod side;
 
 use std::time::Duration;
@@ -285,8 +286,8 @@ fn run_case(
             let reference = listed.unwrap_or(&want[n]);
             let (mut g, mut w) = (normalise(args, &got), normalise(args, reference));
             if env.cluster().is_some() {
-                g = cluster::normalise_mode(args, g);
-                w = cluster::normalise_mode(args, w);
+                g = listed::normalise_mode(args, g);
+                w = listed::normalise_mode(args, w);
             }
             if env.trace {
                 eprintln!("{label} #{k} `{}`{where_} -> {}", show_args(args), show(&w));
