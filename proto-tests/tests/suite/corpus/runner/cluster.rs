@@ -7,11 +7,11 @@
 //! URL (keys must be routed, not just sent to the first seed). Cases marked untagged keep
 //! their keys, which then spread over the nodes (what the sidecar splits).
 //!
-//! Listed differences: where Redis Cluster itself answers otherwise than a standalone
-//! Redis, the command (on both sides) or the whole case is left out, each with its reason,
-//! printed with the run (`listed.rs`); where the cluster's own answer is
-//! known, a case pins it with [`Case::cluster_differs`] instead. `CORPUS_SELF_CHECK` does
-//! not apply (B straight to the nodes would need a cluster-aware client).
+//! Listed differences (`listed.rs`): where Redis Cluster itself answers otherwise than a
+//! standalone Redis, the command (on both sides) or the whole case is left out, each with its
+//! reason, printed with the run; where the cluster's own answer is known, a case pins it with
+//! [`Case::cluster_differs`] instead. `CORPUS_SELF_CHECK` does not apply (B straight to the
+//! nodes would need a cluster-aware client).
 
 use std::collections::HashMap;
 
