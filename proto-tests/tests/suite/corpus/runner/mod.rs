@@ -11,164 +11,26 @@
 //! `CORPUS_PERTURB=1` starts B with other encoding limits (listpacks of one entry), which
 //! must make divergences appear: a check that the comparison can fail.
 //! `CORPUS_TRACE=1` prints every command with its reply.
+//!
+//! Cluster mode ([`run_cluster_corpus`], see `cluster.rs`): B is a Redis Cluster of three
+//! primaries and three replicas behind the sidecar; the keys of each command get one common
+//! hash tag on both sides, and what Redis Cluster itself answers otherwise is listed.
 
-use std::net::SocketAddr;
+mod case;
+mod cluster;
+mod listed;
+mod side;
+
 use std::time::Duration;
 
-use proto_tests::{encode_command, show, Conn, Redis, Sidecar};
+use proto_tests::{encode_command, show};
+
+use side::{Env, Side, RESETS};
+
+pub use case::{parse_line, tokenize, Case, Cmd};
 
 /// How long the tested side may take for a reply the reference already gave.
 const TESTED_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// One step of a case.
-#[derive(Clone, Debug)]
-pub struct Cmd {
-    /// The request; empty for "read `frames` more frames on the main connection".
-    pub args: Vec<Vec<u8>>,
-    /// Sent on the case's second connection (PUBLISH, the write that breaks a WATCH).
-    pub on_other: bool,
-    /// Reply frames to read after sending it (0: send only, e.g. a blocking pop that the
-    /// other connection will serve; several: SUBSCRIBE to many channels).
-    pub frames: usize,
-    /// Only sent in this protocol version (where its reply has another frame count in the
-    /// other, or cannot be framed by the client's decoder).
-    pub only: Option<u8>,
-}
-
-/// A named command sequence, run from an empty dataset on fresh connections.
-#[derive(Clone, Debug)]
-pub struct Case {
-    pub name: String,
-    pub commands: Vec<Cmd>,
-}
-
-impl Case {
-    /// A case from lines in the tokenizer's syntax (see [`parse_line`]).
-    pub fn new(name: &str, lines: &[&str]) -> Case {
-        Case {
-            name: name.to_string(),
-            commands: lines.iter().map(|l| parse_line(l)).collect(),
-        }
-    }
-
-    /// Appends a main-connection command given as raw arguments (binary, big values).
-    pub fn raw(mut self, args: Vec<Vec<u8>>) -> Case {
-        self.commands.push(Cmd {
-            args,
-            on_other: false,
-            frames: 1,
-            only: None,
-        });
-        self
-    }
-
-    /// Appends lines.
-    pub fn then(mut self, lines: &[&str]) -> Case {
-        self.commands.extend(lines.iter().map(|l| parse_line(l)));
-        self
-    }
-}
-
-/// One line of a case:
-///
-/// - `CMD arg ...`: a command on the main connection, one reply frame;
-/// - `@N CMD arg ...`: the same, reading N frames (`@0`: send without reading);
-/// - `@other CMD arg ...`: on the second connection, one frame;
-/// - `@read N`: read N more frames (pub/sub messages, a blocked pop's reply);
-/// - `@resp2 ...`, `@resp3 ...`: any of these, only in that protocol.
-///
-/// Arguments are split on whitespace; `"..."` quotes with `\\ \" \r \n \t \0 \xHH` escapes,
-/// `'...'` quotes literally; `""` is an empty argument.
-pub fn parse_line(line: &str) -> Cmd {
-    let mut tokens = tokenize(line);
-    let mut cmd = Cmd {
-        args: Vec::new(),
-        on_other: false,
-        frames: 1,
-        only: None,
-    };
-    for (prefix, proto) in [(&b"@resp2"[..], 2), (b"@resp3", 3)] {
-        if tokens.first().is_some_and(|t| t == prefix) {
-            tokens.remove(0);
-            cmd.only = Some(proto);
-        }
-    }
-    if let Some(first) = tokens.first().cloned() {
-        if first == b"@other" {
-            tokens.remove(0);
-            cmd.on_other = true;
-        } else if first == b"@read" {
-            let n = std::str::from_utf8(&tokens[1]).expect("utf8");
-            cmd.frames = n.parse().expect("@read N");
-            return cmd;
-        } else if let Some(n) = first.strip_prefix(b"@") {
-            cmd.frames = std::str::from_utf8(n)
-                .ok()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("bad prefix in {line:?}"));
-            tokens.remove(0);
-        }
-    }
-    assert!(!tokens.is_empty(), "empty command line {line:?}");
-    cmd.args = tokens;
-    cmd
-}
-
-/// Splits a line into arguments (see [`parse_line`]).
-pub fn tokenize(line: &str) -> Vec<Vec<u8>> {
-    let bytes = line.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i].is_ascii_whitespace() {
-            i += 1;
-            continue;
-        }
-        let mut tok = Vec::new();
-        while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
-            match bytes[i] {
-                b'"' => {
-                    i += 1;
-                    while bytes[i] != b'"' {
-                        if bytes[i] == b'\\' {
-                            i += 1;
-                            match bytes[i] {
-                                b'r' => tok.push(b'\r'),
-                                b'n' => tok.push(b'\n'),
-                                b't' => tok.push(b'\t'),
-                                b'0' => tok.push(0),
-                                b'x' => {
-                                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
-                                    tok.push(u8::from_str_radix(hex, 16).expect("\\xHH"));
-                                    i += 2;
-                                }
-                                c => tok.push(c),
-                            }
-                        } else {
-                            tok.push(bytes[i]);
-                        }
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                b'\'' => {
-                    i += 1;
-                    while bytes[i] != b'\'' {
-                        tok.push(bytes[i]);
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                c => {
-                    tok.push(c);
-                    i += 1;
-                }
-            }
-        }
-        out.push(tok);
-    }
-    out
-}
 
 /// Replaces what differs between any two connections (their ids) with a placeholder.
 fn normalise(args: &[Vec<u8>], reply: &[u8]) -> Vec<u8> {
@@ -204,60 +66,6 @@ fn normalise(args: &[Vec<u8>], reply: &[u8]) -> Vec<u8> {
     reply.to_vec()
 }
 
-/// The servers of one test: A (reference, direct) and B behind the sidecar.
-pub struct Env {
-    a: Redis,
-    // Dropped before B (fields drop in order).
-    sidecar: Option<Sidecar>,
-    b: Redis,
-    self_check: bool,
-    /// `CORPUS_TRACE=1`: print every command with its (reference) reply.
-    trace: bool,
-}
-
-impl Env {
-    pub fn start() -> Env {
-        let self_check = std::env::var("CORPUS_SELF_CHECK").is_ok_and(|v| v == "1");
-        let perturb = std::env::var("CORPUS_PERTURB").is_ok_and(|v| v == "1");
-        let a = Redis::start();
-        let b = if perturb {
-            Redis::start_with(&[
-                "--hash-max-listpack-entries",
-                "1",
-                "--zset-max-listpack-entries",
-                "1",
-                "--set-max-intset-entries",
-                "1",
-            ])
-        } else {
-            Redis::start()
-        };
-        let sidecar = (!self_check).then(|| Sidecar::start(b.port(), &[]));
-        Env {
-            a,
-            sidecar,
-            b,
-            self_check,
-            trace: std::env::var("CORPUS_TRACE").is_ok_and(|v| v == "1"),
-        }
-    }
-
-    fn tested_addr(&self) -> SocketAddr {
-        match &self.sidecar {
-            Some(s) => s.addr(),
-            None => self.b.addr(),
-        }
-    }
-
-    fn what(&self) -> &'static str {
-        if self.self_check {
-            "redis B (self-check)"
-        } else {
-            "sidecar"
-        }
-    }
-}
-
 /// How a case's commands are written.
 #[derive(Clone, Copy, Debug)]
 enum Mode {
@@ -267,60 +75,6 @@ enum Mode {
     /// a step on the other connection or a `@read` is a synchronisation point (the
     /// WATCH-breaking write must land between WATCH and EXEC, a PUBLISH after SUBSCRIBE).
     Pipelined,
-}
-
-/// One connection pair (main, other) on one side.
-struct Side {
-    main: Conn,
-    other: Conn,
-}
-
-impl Side {
-    /// Two fresh connections (after `HELLO 3` in RESP3); the main one then empties the
-    /// server: `FLUSHALL`, `SCRIPT FLUSH`, `FUNCTION FLUSH`.
-    fn open(addr: SocketAddr, proto: u8, timeout: Duration) -> Result<Side, String> {
-        let mut main = connect(addr, proto, timeout)?;
-        let other = connect(addr, proto, timeout)?;
-        let resets: [&[&[u8]]; 3] = [
-            &[b"FLUSHALL"],
-            &[b"SCRIPT", b"FLUSH"],
-            &[b"FUNCTION", b"FLUSH"],
-        ];
-        for reset in resets {
-            main.try_send(&encode_command(reset))
-                .map_err(|e| format!("write: {e}"))?;
-            let r = main.try_read_reply().map_err(|e| format!("reset: {e}"))?;
-            if r != b"+OK\r\n" {
-                return Err(format!("reset {}: {}", show(&reset.concat()), show(&r)));
-            }
-        }
-        Ok(Side { main, other })
-    }
-
-    fn conn(&mut self, other: bool) -> &mut Conn {
-        if other {
-            &mut self.other
-        } else {
-            &mut self.main
-        }
-    }
-}
-
-/// A connection with `timeout` on reads, switched to RESP3 with `HELLO 3` if `proto` is 3
-/// (the reply, which carries a connection id, is only checked to be a map).
-fn connect(addr: SocketAddr, proto: u8, timeout: Duration) -> Result<Conn, String> {
-    let mut c = Conn::try_connect(addr).map_err(|e| format!("connect: {e}"))?;
-    c.set_read_timeout(timeout);
-    if proto == 3 {
-        c.try_send(&encode_command(&[b"HELLO", b"3"]))
-            .map_err(|e| format!("write: {e}"))?;
-        c.set_protocol(proto_tests::Protocol::Resp3);
-        let hello = c.try_read_reply().map_err(|e| format!("HELLO 3: {e}"))?;
-        if hello.first() != Some(&b'%') {
-            return Err(format!("HELLO 3 is not a map: {}", show(&hello)));
-        }
-    }
-    Ok(c)
 }
 
 /// What a run found.
@@ -351,8 +105,30 @@ fn show_args(args: &[Vec<u8>]) -> String {
 /// Runs `cases` in RESP2 and RESP3, alone and pipelined, on both sides of `env`; prints
 /// the counts and panics listing every divergence.
 pub fn run_corpus(title: &str, cases: &[Case]) {
-    let env = Env::start();
-    let report = run(&env, cases);
+    run_on(&Env::start(), title, cases);
+}
+
+/// Runs `cases` against a Redis Cluster behind the sidecar (see `cluster.rs`): listed
+/// differences left out, keys tagged; panics listing every other divergence.
+///
+/// Not run under `CORPUS_SELF_CHECK=1` (the self-check compares two plain redis-servers).
+pub fn run_cluster_corpus(title: &str, cases: &[Case]) {
+    if std::env::var("CORPUS_SELF_CHECK").is_ok_and(|v| v == "1") {
+        eprintln!(
+            "corpus {title}: not run under CORPUS_SELF_CHECK (cluster mode tests the sidecar)"
+        );
+        return;
+    }
+    let env = Env::start_cluster();
+    let prepared = env
+        .cluster()
+        .expect("a cluster environment")
+        .prepare(&env.a, cases);
+    run_on(&env, title, &prepared);
+}
+
+fn run_on(env: &Env, title: &str, cases: &[Case]) {
+    let report = run(env, cases);
     let mut groups: Vec<(String, usize, usize)> = Vec::new();
     for case in cases {
         let group = case.name.split('/').next().unwrap_or("").to_string();
@@ -421,9 +197,20 @@ fn run_case(
     label: &str,
     report: &mut Report,
 ) -> Result<(), String> {
-    let mut reference = Side::open(env.a.addr(), proto, proto_tests::IO_TIMEOUT)
+    let mut reference = Side::open(env.a.addr(), proto, proto_tests::IO_TIMEOUT, &RESETS)
         .unwrap_or_else(|e| panic!("{label}: reference redis: {e}"));
-    let mut tested = Side::open(env.tested_addr(), proto, TESTED_TIMEOUT)?;
+    let mut tested = match env.cluster() {
+        Some(c) => {
+            c.reset(&RESETS)?;
+            Side::open(
+                env.tested_addr(),
+                proto,
+                TESTED_TIMEOUT,
+                &[cluster::L1_FLUSH],
+            )?
+        }
+        None => Side::open(env.tested_addr(), proto, TESTED_TIMEOUT, &RESETS)?,
+    };
     let commands: Vec<Cmd> = case
         .commands
         .iter()
@@ -431,8 +218,8 @@ fn run_case(
         .cloned()
         .collect();
     let case = &Case {
-        name: case.name.clone(),
         commands,
+        ..case.clone()
     };
     // Steps: a batch of consecutive main-connection commands when pipelined, else one.
     let mut i = 0;
@@ -492,14 +279,28 @@ fn run_case(
                     show(&want[n])
                 )
             })?;
-            let (g, w) = (normalise(args, &got), normalise(args, &want[n]));
+            let listed = case.commands[k]
+                .cluster_reply
+                .as_ref()
+                .filter(|_| env.cluster().is_some());
+            let reference = listed.unwrap_or(&want[n]);
+            let (mut g, mut w) = (normalise(args, &got), normalise(args, reference));
+            if env.cluster().is_some() {
+                g = listed::normalise_mode(args, g);
+                w = listed::normalise_mode(args, w);
+            }
             if env.trace {
                 eprintln!("{label} #{k} `{}`{where_} -> {}", show_args(args), show(&w));
             }
             if g != w {
                 report.divergences.push(format!(
-                    "{label}: command {k} `{}`{where_}:\n    direct: {}\n    {}: {}",
+                    "{label}: command {k} `{}`{where_}:\n    {}: {}\n    {}: {}",
                     show_args(args),
+                    if listed.is_some() {
+                        "redis cluster"
+                    } else {
+                        "direct"
+                    },
                     show(&w),
                     env.what(),
                     show(&g)
