@@ -238,6 +238,53 @@ fn a_script_loaded_through_the_sidecar_runs_on_every_primary() {
 }
 
 #[test]
+fn a_function_library_loaded_through_the_sidecar_runs_on_every_primary() {
+    let cluster = ClusterGroup::start();
+    let sidecar = sidecar(&cluster);
+    let mut c = sidecar.conn();
+    let library = "#!lua name=nclib\nredis.register_function('nc_get', function(keys) return redis.call('GET', keys[1]) end)";
+    assert_reply(
+        &c.cmd_str(&["FUNCTION", "LOAD", library]),
+        &bulk(b"nclib"),
+        "LOAD",
+    );
+    for (key, owner) in key_per_primary(&cluster, "f") {
+        let listed = cluster.node(owner).conn().cmd_str(&["FUNCTION", "LIST"]);
+        assert!(listed.windows(5).any(|w| w == b"nclib"), "not on {owner}");
+        let value = format!("v-{key}");
+        assert_reply(&c.cmd_str(&["SET", &key, &value]), b"+OK\r\n", "SET");
+        let got = c.cmd_str(&["FCALL", "nc_get", "1", &key]);
+        assert_reply(&got, &bulk(value.as_bytes()), &format!("FCALL {key}"));
+    }
+    // Loaded again without REPLACE: the error a single server gives.
+    let again = c.cmd_str(&["FUNCTION", "LOAD", library]);
+    assert!(
+        again.starts_with(b"-ERR Library 'nclib' already exists"),
+        "{}",
+        show(&again)
+    );
+    assert_reply(
+        &c.cmd_str(&["FUNCTION", "DELETE", "nclib"]),
+        b"+OK\r\n",
+        "DELETE",
+    );
+    for primary in cluster.primaries() {
+        let listed = cluster.node(primary).conn().cmd_str(&["FUNCTION", "LIST"]);
+        assert_reply(&listed, b"*0\r\n", &format!("deleted on {primary}"));
+    }
+    assert_reply(
+        &c.cmd_str(&["FUNCTION", "LOAD", library]),
+        &bulk(b"nclib"),
+        "LOAD",
+    );
+    assert_reply(&c.cmd_str(&["FUNCTION", "FLUSH"]), b"+OK\r\n", "FLUSH");
+    for primary in cluster.primaries() {
+        let listed = cluster.node(primary).conn().cmd_str(&["FUNCTION", "LIST"]);
+        assert_reply(&listed, b"*0\r\n", &format!("flushed on {primary}"));
+    }
+}
+
+#[test]
 fn publish_reaches_every_node_and_spublish_the_channels_shard() {
     let cluster = ClusterGroup::start();
     let sidecar = sidecar(&cluster);

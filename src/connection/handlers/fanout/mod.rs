@@ -1,6 +1,7 @@
 //! Keyless commands over a Redis Cluster, answered as one server holding every key would:
 //! `SCAN` walks the primaries one after another under one cursor, `KEYS`, `DBSIZE`,
-//! `FLUSHALL`/`FLUSHDB` and `SCRIPT LOAD|EXISTS|FLUSH` go to every primary and their replies
+//! `FLUSHALL`/`FLUSHDB`, `SCRIPT LOAD|EXISTS|FLUSH` and `FUNCTION LOAD|DELETE|FLUSH|RESTORE`
+//! go to every primary and their replies
 //! are merged, `RANDOMKEY` asks the primaries from a random one until one has a key. Only
 //! where requests are routed by slot ([`Router::slotted`]); a single upstream answers these
 //! commands itself.
@@ -45,6 +46,9 @@ pub(in crate::connection) enum Fanout {
     ScriptExists,
     /// `SCRIPT FLUSH [ASYNC|SYNC]`: every primary.
     ScriptFlush,
+    /// `FUNCTION LOAD|DELETE|FLUSH|RESTORE ...`: every primary (an `FCALL` runs on the node
+    /// of its keys, which must have the library); the first error, else the first reply.
+    Function,
 }
 
 impl Fanout {
@@ -63,6 +67,15 @@ impl Fanout {
             3 if script && is(sub, b"LOAD") => Fanout::ScriptLoad,
             n if script && is(sub, b"EXISTS") && n >= 3 => Fanout::ScriptExists,
             _ if script && is(sub, b"FLUSH") => Fanout::ScriptFlush,
+            n if is(name, b"FUNCTION") && n >= 2 && is(sub, b"FLUSH") => Fanout::Function,
+            n if is(name, b"FUNCTION")
+                && n >= 3
+                && [&b"LOAD"[..], b"DELETE", b"RESTORE"]
+                    .iter()
+                    .any(|s| is(sub, s)) =>
+            {
+                Fanout::Function
+            }
             _ => return None,
         })
     }
