@@ -26,7 +26,7 @@ impl<R: Router> Ctx<R> {
 
     /// Evicts again when the write's reply arrives (a fetch sent meanwhile may have read
     /// the old value).
-    fn invalidate_after(&self, inv: &mut Invalidation) {
+    pub(in crate::connection) fn invalidate_after(&self, inv: &mut Invalidation) {
         self.evict(inv, true);
     }
 

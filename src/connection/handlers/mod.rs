@@ -14,6 +14,7 @@ pub(in crate::connection) mod nearcache;
 pub(in crate::connection) mod pinned;
 pub(in crate::connection) mod read;
 mod redirect;
+pub(in crate::connection) mod split;
 pub(in crate::connection) mod reply_mode;
 
 use std::sync::Arc;
