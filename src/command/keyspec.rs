@@ -239,6 +239,9 @@ impl KeySpec {
                     .and_then(|n| std::str::from_utf8(n).ok()?.parse::<i64>().ok())
                     .filter(|&n| (0..=argc).contains(&n))
                     .ok_or(Invalid)?;
+                if count == 0 {
+                    return Ok(()); // `EVAL script 0`: no key
+                }
                 let first = first + skip as i64;
                 (first, first + count - 1, step)
             }

@@ -325,7 +325,7 @@ mod tests {
 
     #[test]
     fn keys_from_legacy_positions_are_a_range_or_unknown_when_they_move() {
-        let args: Vec<Bytes> = ["MSET", "a", "1", "b", "2"].map(Bytes::from_static).to_vec();
+        let args: Vec<Bytes> = ["MSET", "a", "1", "b", "2"].map(|a| Bytes::from_static(a.as_bytes())).to_vec();
         let mut at = Vec::new();
         let keys = Keys::from_positions(false, 1, -1, 2);
         keys.positions(&args, &mut at).unwrap();
