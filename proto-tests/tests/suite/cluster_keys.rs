@@ -4,6 +4,7 @@
 //! own `-CROSSSLOT`, byte for byte.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use nearcache::upstream::cluster::slot;
 use proto_tests::cluster::ClusterGroup;
@@ -27,6 +28,21 @@ fn keys_on_two_nodes(cluster: &ClusterGroup, prefix: &str) -> (String, String) {
         .find(|k| cluster.owner(slot(k.as_bytes())) != owner)
         .unwrap();
     (a, b)
+}
+
+/// Sends a command through the sidecar to every primary (L1 serves once the sidecar has
+/// reached every node).
+fn touch_every_primary(cluster: &ClusterGroup, c: &mut Conn) {
+    let mut left: HashSet<u16> = cluster.primaries().into_iter().collect();
+    for i in 0.. {
+        let key = format!("touch{i}");
+        if left.remove(&cluster.owner(slot(key.as_bytes()))) {
+            assert_reply(&c.cmd_str(&["EXISTS", &key]), b":0\r\n", "EXISTS");
+        }
+        if left.is_empty() {
+            return;
+        }
+    }
 }
 
 /// The MGET calls every primary has run.
@@ -105,11 +121,14 @@ fn del_unlink_exists_touch_across_slots_are_split_and_summed_and_evict_l1() {
     // Two keys of one slot: one part of the split holds both.
     let (x, y) = ("{e}1".to_owned(), "{e}2".to_owned());
     assert_eq!(slot(x.as_bytes()), slot(y.as_bytes()));
+    touch_every_primary(&cluster, &mut c);
     for key in [&a, &b, &x, &y] {
         assert_reply(&c.cmd_str(&["SET", key, "v"]), b"+OK\r\n", "SET");
         // In L1: a fill, then a hit.
         c.cmd_str(&["GET", key]);
+        let hits = l1_hits(&sidecar);
         assert_reply(&c.cmd_str(&["GET", key]), &bulk(b"v"), "GET");
+        assert_eq!(l1_hits(&sidecar), hits + 1, "{key} in L1");
     }
     let cases: &[(&[&str], &[u8])] = &[
         (&["EXISTS", &a, &b, &x, "nope", &y], b":4\r\n"),
@@ -144,7 +163,12 @@ fn cross_slot_commands_get_the_crossslot_error_of_a_cluster_node_and_touch_nothi
     let (a, b) = keys_on_two_nodes(&cluster, "x");
     // A key in L1, to show nothing is evicted (an EVAL would flush all of L1).
     assert_reply(&c.cmd_str(&["SET", &a, "kept"]), b"+OK\r\n", "SET");
-    c.cmd_str(&["GET", &a]);
+    // (L1 serves once the sidecar has reached every node.)
+    touch_every_primary(&cluster, &mut c);
+    poll_until(Duration::from_secs(5), "a hit", || {
+        let hits = l1_hits(&sidecar);
+        c.cmd_str(&["GET", &a]) == bulk(b"kept") && l1_hits(&sidecar) > hits
+    });
     let script = "return redis.call('SET', KEYS[1], 'z')";
     let commands: &[&[&str]] = &[
         &["MSET", &a, "1", &b, "2"],
