@@ -180,7 +180,9 @@ impl Keys {
                 sort_store(args, |i| out.push(i));
                 Ok(())
             }
-            Keys::Specs(specs) => specs.iter().try_for_each(|s| s.positions(args, |i| out.push(i))),
+            Keys::Specs(specs) => specs
+                .iter()
+                .try_for_each(|s| s.positions(args, |i| out.push(i))),
         }
     }
 }

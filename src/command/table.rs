@@ -309,7 +309,10 @@ mod tests {
             (&["ZUNIONSTORE", "d", "2", "a", "b"], &["d", "a", "b"]),
             (&["ZUNION", "2", "a", "b"], &["a", "b"]),
             (&["LMPOP", "2", "a", "b", "LEFT"], &["a", "b"]),
-            (&["XREAD", "COUNT", "1", "STREAMS", "a", "b", "0", "0"], &["a", "b"]),
+            (
+                &["XREAD", "COUNT", "1", "STREAMS", "a", "b", "0", "0"],
+                &["a", "b"],
+            ),
             (&["SORT", "s", "BY", "w*", "STORE", "d"], &["s", "d"]),
             (&["SORT", "s"], &["s"]),
             (&["OBJECT", "ENCODING", "k"], &["k"]),
@@ -325,7 +328,9 @@ mod tests {
 
     #[test]
     fn keys_from_legacy_positions_are_a_range_or_unknown_when_they_move() {
-        let args: Vec<Bytes> = ["MSET", "a", "1", "b", "2"].map(|a| Bytes::from_static(a.as_bytes())).to_vec();
+        let args: Vec<Bytes> = ["MSET", "a", "1", "b", "2"]
+            .map(|a| Bytes::from_static(a.as_bytes()))
+            .to_vec();
         let mut at = Vec::new();
         let keys = Keys::from_positions(false, 1, -1, 2);
         keys.positions(&args, &mut at).unwrap();

@@ -108,7 +108,13 @@ fn cross_slot_mget_of_100_keys_equals_the_values_written_with_one_mget_per_slot(
     c3.hello3();
     let reply = c3.cmd_str(&["MGET", &keys[0], &keys[1], &keys[2]]);
     let v = |i: usize| want[i].clone().unwrap();
-    let expected = format!("*3\r\n_\r\n${}\r\n{}\r\n${}\r\n{}\r\n", v(1).len(), v(1), v(2).len(), v(2));
+    let expected = format!(
+        "*3\r\n_\r\n${}\r\n{}\r\n${}\r\n{}\r\n",
+        v(1).len(),
+        v(1),
+        v(2).len(),
+        v(2)
+    );
     assert_reply(&reply, expected.as_bytes(), "RESP3 MGET");
 }
 
@@ -214,10 +220,19 @@ fn multi_key_commands_of_one_slot_are_forwarded_as_they_are() {
         (&["SINTER", "{t}s1", "{t}s2"], b"*1\r\n$1\r\ny\r\n"),
         (&["RENAME", "{t}d", "{t}e"], b"+OK\r\n"),
         (
-            &["EVAL", "return redis.call('GET', KEYS[2])", "2", "{t}a", "{t}e"],
+            &[
+                "EVAL",
+                "return redis.call('GET', KEYS[2])",
+                "2",
+                "{t}a",
+                "{t}e",
+            ],
             b"$1\r\n4\r\n",
         ),
-        (&["MGET", "{t}a", "{t}b", "{t}e"], b"*3\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\n4\r\n"),
+        (
+            &["MGET", "{t}a", "{t}b", "{t}e"],
+            b"*3\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\n4\r\n",
+        ),
         (&["EXISTS", "{t}a", "{t}b", "{t}d"], b":2\r\n"),
         (&["DEL", "{t}a", "{t}b", "{t}c", "{t}e"], b":4\r\n"),
     ];
@@ -241,14 +256,20 @@ fn a_pipeline_mixing_split_refused_and_plain_commands_keeps_reply_order() {
     let steps: &[(&[&str], &[u8])] = &[
         (&["SET", &a, "1"], b"+OK\r\n"),
         (&["GET", &x], b"$6\r\ncached\r\n"),
-        (&["MGET", &a, &b, &x], b"*3\r\n$1\r\n1\r\n$-1\r\n$6\r\ncached\r\n"),
+        (
+            &["MGET", &a, &b, &x],
+            b"*3\r\n$1\r\n1\r\n$-1\r\n$6\r\ncached\r\n",
+        ),
         (&["MSET", &a, "2", &b, "2"], CROSSSLOT),
         (&["SET", &b, "3"], b"+OK\r\n"),
         (&["EXISTS", &a, &b, &x, "none"], b":3\r\n"),
         (&["MGET", &b, &a], b"*2\r\n$1\r\n3\r\n$1\r\n1\r\n"),
         (&["DEL", &a, &b], b":2\r\n"),
         (&["SUNION", &a, &b], CROSSSLOT),
-        (&["MGET", &a, &b, &x], b"*3\r\n$-1\r\n$-1\r\n$6\r\ncached\r\n"),
+        (
+            &["MGET", &a, &b, &x],
+            b"*3\r\n$-1\r\n$-1\r\n$6\r\ncached\r\n",
+        ),
         (&["MSET", "{t}1", "a", "{t}2", "b"], b"+OK\r\n"),
         (&["MGET", "{t}1", "{t}2"], b"*2\r\n$1\r\na\r\n$1\r\nb\r\n"),
         (&["PING"], b"+PONG\r\n"),
@@ -265,4 +286,23 @@ fn a_pipeline_mixing_split_refused_and_plain_commands_keeps_reply_order() {
             assert_reply(&got, want, &format!("round {round}: {args:?}"));
         }
     }
+}
+
+#[test]
+fn mget_across_slots_without_l1_is_split_per_slot_and_merged_in_key_order() {
+    let cluster = ClusterGroup::start();
+    let seeds = cluster.addresses()[..2].join(",");
+    let url = format!("redis+cluster://{seeds}");
+    let sidecar = Sidecar::start_env(&url, &["--l1-ttl", "0"], &[PREVIEW]);
+    let mut c = sidecar.conn();
+    let (a, b) = keys_on_two_nodes(&cluster, "n");
+    assert_reply(&c.cmd_str(&["SET", &a, "1"]), b"+OK\r\n", "SET");
+    assert_reply(&c.cmd_str(&["SET", &b, "2"]), b"+OK\r\n", "SET");
+    let reply = c.cmd_str(&["MGET", &b, "{n}missing", &a, &b]);
+    let want = b"*4\r\n$1\r\n2\r\n$-1\r\n$1\r\n1\r\n$1\r\n2\r\n";
+    assert_reply(&reply, want, "MGET without L1");
+    let mut c3 = sidecar.conn();
+    c3.hello3();
+    let reply = c3.cmd_str(&["MGET", &a, "{n}missing", &b]);
+    assert_reply(&reply, b"*3\r\n$1\r\n1\r\n_\r\n$1\r\n2\r\n", "RESP3");
 }

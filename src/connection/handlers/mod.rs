@@ -14,8 +14,8 @@ pub(in crate::connection) mod nearcache;
 pub(in crate::connection) mod pinned;
 pub(in crate::connection) mod read;
 mod redirect;
-pub(in crate::connection) mod split;
 pub(in crate::connection) mod reply_mode;
+pub(in crate::connection) mod split;
 
 use std::sync::Arc;
 

@@ -8,13 +8,13 @@ use tokio::sync::oneshot;
 
 use crate::acl::Read;
 use crate::cache::{CacheKey, Cached, Fetched, Flight, Generation, Join, KeyRef};
+use crate::connection::handlers::split::SplitMget;
 use crate::connection::handlers::Ctx;
 use crate::connection::replies::Pending;
 use crate::connection::{ClientStream, Connection};
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::protocol::decode::{array_elements, is_error};
 use crate::protocol::{command, null, write_array_header, write_command};
-use crate::connection::handlers::split::SplitMget;
 use crate::upstream::{OnReply, PendingReply, Router};
 
 /// One element of an MGET reply.

@@ -16,7 +16,7 @@ use crate::connection::replies::Pending;
 use crate::connection::{ClientStream, Connection};
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::protocol::decode::{array_elements, integer, is_error};
-use crate::protocol::{is, null, write_command};
+use crate::protocol::{is, null, write_array_header, write_command};
 use crate::upstream::cluster::slot;
 use crate::upstream::{OnReply, Outgoing, PendingReply, Router};
 
@@ -90,17 +90,24 @@ struct NodeCall {
     request: Bytes,
 }
 
-/// A `DEL`/`UNLINK`/`EXISTS`/`TOUCH` split by slot, waiting for its parts.
+/// A command split by slot, waiting for its parts: one call per node, with the key
+/// positions of each of its commands.
 pub(in crate::connection) struct SplitReply {
-    calls: Vec<NodeCall>,
+    calls: Vec<(NodeCall, Vec<Vec<usize>>)>,
     /// What the command may write: evicted again when the replies arrive.
     inv: Invalidation,
+    /// An `MGET` of this many keys (its parts' elements merged in key order); else the
+    /// parts' counts are summed.
+    merged: Option<usize>,
 }
 
-/// An MGET's misses fetched per slot: per node call, where each slot's `MGET` reply is
-/// among the call's frames and which of the misses it holds.
+/// Where, among a node call's reply frames, each slot's `MGET` reply is, and which of the
+/// misses it holds.
+type Layout = Vec<(usize, Vec<usize>)>;
+
+/// An MGET's misses fetched per slot: per node call, its [`Layout`].
 pub(in crate::connection) struct SplitMget {
-    calls: Vec<(NodeCall, Vec<(usize, Vec<usize>)>)>,
+    calls: Vec<(NodeCall, Layout)>,
     misses: usize,
 }
 
@@ -136,7 +143,8 @@ impl<R: Router> Ctx<R> {
     }
 
     /// A command whose keys are in more than one slot: split and summed (see [`SUMMED`]),
-    /// or answered `-CROSSSLOT` with nothing sent and nothing evicted.
+    /// an `MGET` not served by L1 split and merged, or anything else answered
+    /// `-CROSSSLOT` with nothing sent and nothing evicted.
     pub(in crate::connection) async fn cross_slot(
         &mut self,
         args: &[Bytes],
@@ -144,7 +152,8 @@ impl<R: Router> Ctx<R> {
         mut inv: Invalidation,
         retryable: bool,
     ) {
-        if !summed(&args[0]) {
+        let merged = is(&args[0], b"MGET").then(|| args.len() - 1);
+        if !summed(&args[0]) && merged.is_none() {
             return self.replies.ready(CROSSSLOT);
         }
         self.invalidate(&mut inv);
@@ -164,11 +173,14 @@ impl<R: Router> Ctx<R> {
             }
             let request = bytes.freeze();
             let how = (None, writes, retryable && !writes);
-            let sent = self.send_to(node[0].0, request.clone(), node.len(), how).await;
-            calls.push(NodeCall { sent, request });
+            let sent = self
+                .send_to(node[0].0, request.clone(), node.len(), how)
+                .await;
+            let positions = node.into_iter().map(|(_, at)| at).collect();
+            calls.push((NodeCall { sent, request }, positions));
         }
-        self.replies
-            .wait_for(Pending::Split(SplitReply { calls, inv }));
+        let split = SplitReply { calls, inv, merged };
+        self.replies.wait_for(Pending::Split(split));
     }
 
     /// Fetches an MGET's misses: one `MGET` (and a `PTTL` per key) per slot, pipelined per
@@ -202,7 +214,9 @@ impl<R: Router> Ctx<R> {
             let request = bytes.freeze();
             // Nothing but reads: retried once if its connection is lost.
             let how = (Some(on_reply), false, true);
-            let sent = self.send_to(first_slot, request.clone(), replies, how).await;
+            let sent = self
+                .send_to(first_slot, request.clone(), replies, how)
+                .await;
             calls.push((NodeCall { sent, request }, layout));
         }
         Own::Split(SplitMget { calls, misses })
@@ -255,14 +269,20 @@ fn error_reply(e: &UpstreamError) -> Bytes {
 }
 
 impl<R: Router, S: ClientStream> Connection<R, S> {
-    /// Writes a split command's reply: the sum of its parts' counts, or the first error a
-    /// part got (a redirect followed first).
+    /// Writes a split command's reply: the sum of its parts' counts (or an MGET's elements
+    /// in key order), or the first error a part got (a redirect followed first).
     pub(in crate::connection) async fn write_split(&mut self, split: SplitReply) {
-        let SplitReply { calls, mut inv } = split;
+        let SplitReply {
+            calls,
+            mut inv,
+            merged,
+        } = split;
         let writes = inv != Invalidation::None;
         let mut sum: i64 = 0;
+        let nil = Bytes::from_static(null(self.cx.session.resp));
+        let mut elements = vec![nil; merged.unwrap_or(0)];
         let mut failed: Option<Bytes> = None;
-        for call in calls {
+        for (call, positions) in calls {
             let frames = match self.cx.await_reply(call.sent).await {
                 Ok(frames) => frames,
                 Err(e) => {
@@ -275,8 +295,18 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                     true => self.cx.follow(&call.request, (at, 1), frame, writes).await,
                     false => frame,
                 };
-                match integer(&frame) {
-                    Some(n) => sum += n,
+                let got = match merged {
+                    _ if is_error(&frame) => None,
+                    Some(_) => array_elements(&frame).filter(|e| e.len() == positions[at].len()),
+                    None => integer(&frame).map(|n| {
+                        sum += n;
+                        Vec::new()
+                    }),
+                };
+                match got {
+                    // (Argument positions: the first key is argument 1.)
+                    Some(got) => (got.into_iter().zip(&positions[at]))
+                        .for_each(|(element, &i)| elements[i - 1] = element),
                     None => {
                         failed.get_or_insert(frame);
                     }
@@ -287,12 +317,14 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         if writes {
             self.cx.unacked_writes -= 1;
         }
-        match failed {
-            Some(reply) => self.write_frame(&reply).await,
-            None => {
-                let out = self.cx.replies.oldest_out();
-                out.extend_from_slice(format!(":{sum}\r\n").as_bytes());
+        let out = self.cx.replies.oldest_out();
+        match (failed, merged) {
+            (Some(reply), _) => self.write_frame(&reply).await,
+            (None, Some(n)) => {
+                write_array_header(out, n);
+                elements.iter().for_each(|e| out.extend_from_slice(e));
             }
+            (None, None) => out.extend_from_slice(format!(":{sum}\r\n").as_bytes()),
         }
     }
 }
@@ -314,7 +346,14 @@ mod tests {
         for name in [&b"DEL"[..], b"unlink", b"Exists", b"TOUCH"] {
             assert!(summed(name), "{}", name.escape_ascii());
         }
-        for name in [&b"MSET"[..], b"MSETNX", b"SUNION", b"RENAME", b"EVAL", b"MGET"] {
+        for name in [
+            &b"MSET"[..],
+            b"MSETNX",
+            b"SUNION",
+            b"RENAME",
+            b"EVAL",
+            b"MGET",
+        ] {
             assert!(!summed(name), "{}", name.escape_ascii());
         }
     }
