@@ -306,3 +306,41 @@ fn mget_across_slots_without_l1_is_split_per_slot_and_merged_in_key_order() {
     let reply = c3.cmd_str(&["MGET", &a, "{n}missing", &b]);
     assert_reply(&reply, b"*3\r\n$1\r\n1\r\n_\r\n$1\r\n2\r\n", "RESP3");
 }
+
+#[test]
+fn a_part_redirected_by_a_moved_slot_is_followed_inside_the_sidecar() {
+    let cluster = ClusterGroup::start();
+    let sidecar = sidecar(&cluster);
+    let mut c = sidecar.conn();
+    let (a, b) = keys_on_two_nodes(&cluster, "r");
+    let m = "mv0".to_owned();
+    assert!(![&a, &b]
+        .iter()
+        .any(|k| slot(k.as_bytes()) == slot(m.as_bytes())));
+    for key in [&a, &b, &m] {
+        assert_reply(&c.cmd_str(&["SET", key, key]), b"+OK\r\n", "SET");
+    }
+    // The slots move after the sidecar took its map: their parts get -MOVED.
+    let to = |key: &str| {
+        let owner = cluster.owner(slot(key.as_bytes()));
+        (cluster.primaries().into_iter())
+            .find(|p| *p != owner)
+            .unwrap()
+    };
+    cluster.move_slot(slot(m.as_bytes()), to(&m));
+    let reply = c.cmd_str(&["MGET", &b, &m, "mv-none"]);
+    let want = format!("*3\r\n$2\r\n{b}\r\n${}\r\n{m}\r\n$-1\r\n", m.len());
+    assert_reply(&reply, want.as_bytes(), "MGET with a moved slot");
+    cluster.move_slot(slot(a.as_bytes()), to(&a));
+    assert_reply(
+        &c.cmd_str(&["EXISTS", &a, &b, "r-none"]),
+        b":2\r\n",
+        "EXISTS",
+    );
+    assert_reply(&c.cmd_str(&["DEL", &b, &a]), b":2\r\n", "DEL");
+    assert_reply(
+        &c.cmd_str(&["EXISTS", &a, &b]),
+        b":0\r\n",
+        "EXISTS after DEL",
+    );
+}
