@@ -8,14 +8,14 @@ use tokio::sync::oneshot;
 
 use crate::acl::Read;
 use crate::cache::{CacheKey, Cached, Fetched, Flight, Generation, Join, KeyRef};
-use crate::connection::handlers::split::SplitMget;
+use crate::connection::handlers::split::Own;
 use crate::connection::handlers::Ctx;
 use crate::connection::replies::Pending;
 use crate::connection::{ClientStream, Connection};
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::protocol::decode::{array_elements, is_error};
 use crate::protocol::{command, null, write_array_header, write_command};
-use crate::upstream::{OnReply, PendingReply, Router};
+use crate::upstream::{OnReply, Router};
 
 /// One element of an MGET reply.
 enum Part {
@@ -47,15 +47,6 @@ pub(in crate::connection) struct Lead {
     pub(in crate::connection) key: CacheKey,
     taken: Generation,
     flight: Flight,
-}
-
-/// This connection's own fetch of an MGET's misses.
-pub(in crate::connection) enum Own {
-    /// One `MGET` (keys of one slot, or not routed by slot), and its request (to follow
-    /// a redirect).
-    One(Result<PendingReply, UpstreamError>, Bytes),
-    /// One `MGET` per slot of a Redis Cluster (see `split`).
-    Split(SplitMget),
 }
 
 impl<R: Router> Ctx<R> {

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::command::{Invalidation, Spec};
 use crate::connection::drain::via;
-use crate::connection::handlers::read::{Lead, Own};
+use crate::connection::handlers::read::Lead;
 use crate::connection::handlers::Ctx;
 use crate::connection::replies::Pending;
 use crate::connection::{ClientStream, Connection};
@@ -99,6 +99,15 @@ pub(in crate::connection) struct SplitReply {
     /// An `MGET` of this many keys (its parts' elements merged in key order); else the
     /// parts' counts are summed.
     merged: Option<usize>,
+}
+
+/// This connection's own fetch of an MGET's misses.
+pub(in crate::connection) enum Own {
+    /// One `MGET` (keys of one slot, or not routed by slot), and its request (to follow
+    /// a redirect).
+    One(Result<PendingReply, UpstreamError>, Bytes),
+    /// One `MGET` per slot of a Redis Cluster.
+    Split(SplitMget),
 }
 
 /// Where, among a node call's reply frames, each slot's `MGET` reply is, and which of the
