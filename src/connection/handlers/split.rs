@@ -49,11 +49,12 @@ pub(in crate::connection) fn plan(spec: &Spec, args: &[Bytes]) -> Plan {
     if spec.keys.positions(args, &mut at).is_err() || at.is_empty() {
         return Plan::Key(None);
     }
-    let parts = by_slot(at.iter().map(|&i| (slot(&args[i]), i)));
-    match parts.len() {
-        1 => Plan::Key(Some(at[0])),
-        _ => Plan::Cross(parts),
+    // Most commands name one key, or keys of one slot: no grouping for them.
+    let first = slot(&args[at[0]]);
+    if at[1..].iter().all(|&i| slot(&args[i]) == first) {
+        return Plan::Key(Some(at[0]));
     }
+    Plan::Cross(by_slot(at.iter().map(|&i| (slot(&args[i]), i))))
 }
 
 /// Groups `items` by their key's slot (see [`BySlot`]).
@@ -348,6 +349,32 @@ mod tests {
         let parts = by_slot(keys.iter().enumerate().map(|(i, k)| (slot(k), i)));
         let (a, b, c) = (slot(b"a"), slot(b"b"), slot(b"c"));
         assert_eq!(parts, vec![(a, vec![0, 2]), (b, vec![1, 4]), (c, vec![3])]);
+    }
+
+    #[test]
+    fn a_request_goes_to_its_keys_slot_or_is_planned_across_slots() {
+        let plan_of = |args: &[&str]| {
+            let args: Vec<Bytes> = args.iter().map(|a| Bytes::from(a.to_string())).collect();
+            let spec = crate::command::CommandTable::builtin()
+                .lookup(&args)
+                .unwrap();
+            plan(spec, &args)
+        };
+        assert_eq!(plan_of(&["SET", "k", "v"]), Plan::Key(Some(1)));
+        assert_eq!(plan_of(&["PING"]), Plan::Key(None));
+        assert_eq!(plan_of(&["EVAL", "return 1", "0"]), Plan::Key(None));
+        // A script's first key routes it (its legacy first key is none: keys move).
+        let eval = ["EVAL", "return 1", "2", "{t}a", "{t}b"];
+        assert_eq!(plan_of(&eval), Plan::Key(Some(3)));
+        assert_eq!(
+            plan_of(&["MSET", "{t}a", "1", "{t}b", "2"]),
+            Plan::Key(Some(1))
+        );
+        let (a, b) = (slot(b"a"), slot(b"b"));
+        let cross = plan_of(&["MSET", "a", "1", "b", "2", "{a}c", "3"]);
+        assert_eq!(cross, Plan::Cross(vec![(a, vec![1, 5]), (b, vec![3])]));
+        // Keys that cannot be listed (a syntax error): routed as before.
+        assert_eq!(plan_of(&["EVAL", "return 1", "5", "a"]), Plan::Key(None));
     }
 
     #[test]
