@@ -121,6 +121,72 @@ impl Writes {
     }
 }
 
+/// Where every key of a command is, read or written: what routing by key slot needs (a
+/// Redis Cluster refuses a command whose keys are in more than one slot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keys {
+    /// No key.
+    None,
+    /// The keys these specs find (an `incomplete` spec's keys included: they are keys).
+    Specs(Box<[KeySpec]>),
+    /// `SORT`: its first key and every `STORE dst` (the destination's spec is `unknown`).
+    Sort,
+    /// The keys cannot be found from the table (a spec of an unknown kind, or movable keys
+    /// before Redis 7).
+    Unknown,
+}
+
+impl Keys {
+    /// Reads every key spec of a Redis 7 entry, whatever its flags.
+    pub fn from_specs(name: &[u8], specs: &[OwnedFrame]) -> Keys {
+        let mut found = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let parsed = match spec {
+                OwnedFrame::Array(fields) => KeySpec::parse(fields),
+                _ => None,
+            };
+            match parsed {
+                Some(k) => found.push(k),
+                None if name.eq_ignore_ascii_case(b"sort") => return Keys::Sort,
+                None => return Keys::Unknown,
+            }
+        }
+        match found.is_empty() {
+            true => Keys::None,
+            false => Keys::Specs(found.into()),
+        }
+    }
+
+    /// Reads the legacy fields (before Redis 7): `movablekeys`, first/last/step.
+    pub fn from_positions(movable: bool, first: i64, last: i64, step: i64) -> Keys {
+        match Writes::from_positions(true, movable, first, last, step) {
+            Writes::Keys(specs) => Keys::Specs(specs),
+            Writes::Everything => Keys::None,
+            _ => Keys::Unknown,
+        }
+    }
+
+    /// Pushes the position of each key in `args`, in the order of the specs (a key may
+    /// come twice); [`Invalid`] when they cannot be known (the caller routes as before).
+    pub fn positions(&self, args: &[Bytes], out: &mut Vec<usize>) -> Result<(), Invalid> {
+        match self {
+            Keys::None => Ok(()),
+            Keys::Unknown => Err(Invalid),
+            Keys::Sort => {
+                if args.len() < 2 {
+                    return Err(Invalid);
+                }
+                out.push(1);
+                sort_store(args, |i| out.push(i));
+                Ok(())
+            }
+            Keys::Specs(specs) => specs
+                .iter()
+                .try_for_each(|s| s.positions(args, |i| out.push(i))),
+        }
+    }
+}
+
 impl KeySpec {
     fn parse(fields: &[OwnedFrame]) -> Option<KeySpec> {
         let (kind, spec) = typed(field(fields, b"begin_search")?)?;
@@ -175,6 +241,9 @@ impl KeySpec {
                     .and_then(|n| std::str::from_utf8(n).ok()?.parse::<i64>().ok())
                     .filter(|&n| (0..=argc).contains(&n))
                     .ok_or(Invalid)?;
+                if count == 0 {
+                    return Ok(()); // `EVAL script 0`: no key
+                }
                 let first = first + skip as i64;
                 (first, first + count - 1, step)
             }

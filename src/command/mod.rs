@@ -8,7 +8,7 @@ mod written;
 
 use bytes::Bytes;
 
-pub use keyspec::Writes;
+pub use keyspec::{Invalid, Keys, Writes};
 pub use load::{Source, Tables};
 pub use table::{CommandTable, Spec};
 pub use written::WrittenKeys;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use redis_protocol::resp2::decode::decode;
 use redis_protocol::resp2::types::OwnedFrame;
 
-use super::keyspec::Writes;
+use super::keyspec::{Keys, Writes};
 use crate::cache::KeyHasher;
 
 /// Command names to specs, hashed with the cache's cheap hasher (SipHash cost more than the
@@ -47,6 +47,9 @@ pub struct Spec {
     /// `None` for a command without keys or whose keys move (`movablekeys`): the key whose
     /// slot routes it in a Redis Cluster.
     pub first_key: Option<u16>,
+    /// Where every key of the command is, read or written (its key specs): listed only for
+    /// a request routed by slot, to find the slots it touches.
+    pub keys: Keys,
     /// Subcommands by lower-case name (`CONFIG` -> `set`, `get`, ...).
     subcommands: Specs,
 }
@@ -58,6 +61,7 @@ impl PartialEq for Spec {
             && self.plain == other.plain
             && self.retryable == other.retryable
             && self.first_key == other.first_key
+            && self.keys == other.keys
             && self.subcommands.len() == other.subcommands.len()
             && self
                 .subcommands
@@ -170,6 +174,10 @@ fn parse_entry(entry: &OwnedFrame) -> Option<(Vec<u8>, Spec)> {
         Some(OwnedFrame::Array(specs)) if !specs.is_empty() => Writes::from_specs(&name, specs),
         _ => Writes::from_positions(write, has_flag(b"movablekeys"), int(3)?, int(4)?, int(5)?),
     };
+    let keys = match fields.get(8) {
+        Some(OwnedFrame::Array(specs)) if !specs.is_empty() => Keys::from_specs(&name, specs),
+        _ => Keys::from_positions(has_flag(b"movablekeys"), int(3)?, int(4)?, int(5)?),
+    };
     let first_key = match int(3)? {
         first if first > 0 && !has_flag(b"movablekeys") => u16::try_from(first).ok(),
         _ => None,
@@ -206,6 +214,7 @@ fn parse_entry(entry: &OwnedFrame) -> Option<(Vec<u8>, Spec)> {
             plain,
             retryable,
             first_key,
+            keys,
             subcommands,
         },
     ))
@@ -269,5 +278,65 @@ mod tests {
         assert_eq!(first(&["PING"]), None);
         assert_eq!(first(&["EVAL", "return 1", "1", "k"]), None);
         assert_eq!(first(&["ZUNION", "2", "a", "b"]), None);
+    }
+
+    /// The keys the built-in table lists for a request, or `None` when it cannot tell.
+    fn keys(args: &[&str]) -> Option<Vec<String>> {
+        let args: Vec<Bytes> = args.iter().map(|a| Bytes::from(a.to_string())).collect();
+        let spec = CommandTable::builtin().lookup(&args).unwrap();
+        let mut at = Vec::new();
+        spec.keys.positions(&args, &mut at).ok()?;
+        let key = |i: usize| String::from_utf8(args[i].to_vec()).unwrap();
+        Some(at.into_iter().map(key).collect())
+    }
+
+    #[test]
+    fn every_key_is_listed_read_or_written_movable_or_not() {
+        let cases: &[(&[&str], &[&str])] = &[
+            (&["GET", "k"], &["k"]),
+            (&["PING"], &[]),
+            (&["MGET", "a", "b", "c"], &["a", "b", "c"]),
+            (&["MSET", "a", "1", "b", "2"], &["a", "b"]),
+            (&["DEL", "a", "b"], &["a", "b"]),
+            (&["EXISTS", "a", "b"], &["a", "b"]),
+            (&["TOUCH", "a", "b"], &["a", "b"]),
+            (&["RENAME", "a", "b"], &["a", "b"]),
+            (&["SUNION", "a", "b"], &["a", "b"]),
+            (&["SMOVE", "a", "b", "m"], &["a", "b"]),
+            (&["EVAL", "return 1", "2", "a", "b", "x"], &["a", "b"]),
+            (&["EVAL", "return 1", "0"], &[]),
+            (&["FCALL", "f", "1", "a", "x"], &["a"]),
+            (&["ZUNIONSTORE", "d", "2", "a", "b"], &["d", "a", "b"]),
+            (&["ZUNION", "2", "a", "b"], &["a", "b"]),
+            (&["LMPOP", "2", "a", "b", "LEFT"], &["a", "b"]),
+            (
+                &["XREAD", "COUNT", "1", "STREAMS", "a", "b", "0", "0"],
+                &["a", "b"],
+            ),
+            (&["SORT", "s", "BY", "w*", "STORE", "d"], &["s", "d"]),
+            (&["SORT", "s"], &["s"]),
+            (&["OBJECT", "ENCODING", "k"], &["k"]),
+            (&["BITOP", "AND", "d", "a", "b"], &["d", "a", "b"]),
+        ];
+        for (args, want) in cases {
+            let want: Vec<String> = want.iter().map(|k| k.to_string()).collect();
+            assert_eq!(keys(args), Some(want), "{args:?}");
+        }
+        // A keynum beyond the arguments: a syntax error the upstream reports.
+        assert_eq!(keys(&["EVAL", "return 1", "3", "a"]), None);
+    }
+
+    #[test]
+    fn keys_from_legacy_positions_are_a_range_or_unknown_when_they_move() {
+        let args: Vec<Bytes> = ["MSET", "a", "1", "b", "2"]
+            .map(|a| Bytes::from_static(a.as_bytes()))
+            .to_vec();
+        let mut at = Vec::new();
+        let keys = Keys::from_positions(false, 1, -1, 2);
+        keys.positions(&args, &mut at).unwrap();
+        assert_eq!(at, [1, 3]);
+        assert_eq!(Keys::from_positions(false, 0, 0, 0), Keys::None);
+        assert_eq!(Keys::from_positions(true, 0, 0, 0), Keys::Unknown);
+        assert!(Keys::Unknown.positions(&args, &mut at).is_err());
     }
 }

@@ -123,6 +123,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                     self.write_fetched(fetched, key).await;
                 }
                 Pending::Mget(m) => self.write_mget(m).await,
+                Pending::Split(s) => self.write_split(s).await,
                 Pending::Mute(on) => self.cx.replies.apply_mute(on),
             }
             if self.cx.replies.written().len() >= MAX_BUFFERED_OUT {

@@ -31,6 +31,7 @@ use crate::protocol::{null, peek_get, Limits, Request, Resp};
 use crate::services::Services;
 use crate::upstream::{Lane, Route, Router};
 use handlers::reply_mode::ReplyMode;
+use handlers::split::{self, Plan};
 use handlers::{acl, forward, local, pinned, read, Ctx};
 use io::ClientIo;
 use observers::Observers;
@@ -359,7 +360,18 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             Action::Get => read::get(&mut self.cx, req.args[1].clone()).await,
             Action::Mget => read::mget(&mut self.cx, &req.args[1..]).await,
             Action::Forward(inv) => {
-                let key = spec.and_then(|s| req.args.get(usize::from(s.first_key?)));
+                let mut key = spec.and_then(|s| req.args.get(usize::from(s.first_key?)));
+                if let Some(spec) = spec.filter(|_| self.cx.router.slotted()) {
+                    // Routed by slot: every key listed (only here, never on the hit path).
+                    match split::plan(spec, &req.args) {
+                        Plan::Key(Some(at)) => key = req.args.get(at),
+                        Plan::Key(None) => {}
+                        Plan::Cross(parts) => {
+                            self.cx.cross_slot(&req.args, parts, inv, retryable).await;
+                            return (Flow::Continue, false);
+                        }
+                    }
+                }
                 let key = key.map(|k| &k[..]);
                 forward::forward(
                     &mut self.cx,

@@ -55,6 +55,8 @@ pub(super) enum Pending {
     Follow(oneshot::Receiver<Fetched>, Bytes),
     /// An MGET assembled from hits, its own fetch and other clients' fetches.
     Mget(reads::MgetReply),
+    /// A command split by slot in a Redis Cluster, its parts' counts summed.
+    Split(super::handlers::split::SplitReply),
     /// `CLIENT REPLY`: the replies after this one are dropped (`true`) or written again.
     Mute(bool),
 }

@@ -91,7 +91,6 @@ fn redis_py_cluster_and_plain_clients_work_through_the_sidecar() {
 
 /// A plain client's `MGET` of keys of many slots needs the sidecar to split it by slot.
 #[test]
-#[ignore = "needs MGET split by slot (issue 22, multi-key commands across slots)"]
 fn redis_py_plain_mget_across_slots_through_the_sidecar() {
     steps_pass_through_the_sidecar(&[], &["plain_mget_cross_slot"]);
 }

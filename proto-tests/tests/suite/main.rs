@@ -17,6 +17,7 @@ mod client_commands;
 mod client_reply;
 mod cluster;
 mod cluster_keyless;
+mod cluster_keys;
 mod cluster_topology;
 mod coherence;
 mod command_table;

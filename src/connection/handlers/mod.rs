@@ -19,6 +19,7 @@ pub(in crate::connection) mod pinned;
 pub(in crate::connection) mod read;
 mod redirect;
 pub(in crate::connection) mod reply_mode;
+pub(in crate::connection) mod split;
 
 use std::sync::Arc;
 

@@ -8,14 +8,14 @@ use tokio::sync::oneshot;
 
 use crate::acl::Read;
 use crate::cache::{CacheKey, Cached, Fetched, Flight, Generation, Join, KeyRef};
+use crate::connection::handlers::split::Own;
 use crate::connection::handlers::Ctx;
 use crate::connection::replies::Pending;
 use crate::connection::{ClientStream, Connection};
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::protocol::decode::{array_elements, is_error};
 use crate::protocol::{command, null, write_array_header, write_command};
-use crate::upstream::PendingReply;
-use crate::upstream::Router;
+use crate::upstream::{OnReply, Router};
 
 /// One element of an MGET reply.
 enum Part {
@@ -30,8 +30,8 @@ enum Part {
 /// An MGET waiting for some of its elements.
 pub(in crate::connection) struct MgetReply {
     parts: Vec<Part>,
-    /// This connection's own `MGET` of the misses, and its request (to follow a redirect).
-    own: Option<(Result<PendingReply, UpstreamError>, Bytes)>,
+    /// This connection's own fetch of the misses.
+    own: Option<Own>,
 }
 
 /// How a miss is answered.
@@ -43,8 +43,8 @@ enum Miss {
 }
 
 /// A key this connection fetches itself.
-struct Lead {
-    key: CacheKey,
+pub(in crate::connection) struct Lead {
+    pub(in crate::connection) key: CacheKey,
     taken: Generation,
     flight: Flight,
 }
@@ -143,23 +143,20 @@ impl<R: Router> Ctx<R> {
         }
     }
 
-    /// Sends `MGET k1..kn` and `PTTL k` for each, filling L1 when the replies arrive;
-    /// returns the pending reply and the request.
-    async fn send_mget(
-        &mut self,
+    /// Writes `MGET k1..kn` and `PTTL k` for each into `bytes`; returns how many replies
+    /// they get and what fills L1 from those replies.
+    pub(in crate::connection) fn write_mget_fetch(
+        &self,
         leads: Vec<Lead>,
-    ) -> (Result<PendingReply, UpstreamError>, Bytes) {
+        bytes: &mut BytesMut,
+    ) -> (usize, OnReply) {
         let mut mget: Vec<&[u8]> = vec![b"MGET"];
         mget.extend(leads.iter().map(|l| &l.key.key[..]));
-        let mut bytes = BytesMut::new();
-        write_command(&mut bytes, &mget);
+        write_command(bytes, &mget);
         for l in &leads {
-            write_command(&mut bytes, &[b"PTTL", &l.key.key]);
+            write_command(bytes, &[b"PTTL", &l.key.key]);
         }
         let replies = 1 + leads.len();
-        // Cross-slot keys: the first key's node answers as Redis Cluster does (-CROSSSLOT).
-        let first = leads.first().map(|l| &l.key.key[..]);
-        let slot = self.target_of(first).map(|(slot, _)| slot);
         let shared = self.services.clone();
         let learn = self.learning(Read::Mget);
         let sent_at = Instant::now();
@@ -178,6 +175,17 @@ impl<R: Router> Ctx<R> {
                 lead.flight.complete(fetched);
             }
         });
+        (replies, on_reply)
+    }
+
+    /// Sends `MGET k1..kn` and `PTTL k` for each, filling L1 when the replies arrive (in a
+    /// Redis Cluster, to the keys' slot: see `split` for keys of more than one); returns
+    /// the pending reply and the request.
+    pub(in crate::connection) async fn send_mget(&mut self, leads: Vec<Lead>) -> Own {
+        let first = leads.first().map(|l| &l.key.key[..]);
+        let slot = self.target_of(first).map(|(slot, _)| slot);
+        let mut bytes = BytesMut::new();
+        let (replies, on_reply) = self.write_mget_fetch(leads, &mut bytes);
         // Nothing but reads: retried once if its connection is lost.
         let (bytes, retryable) = (bytes.freeze(), true);
         let via = crate::connection::drain::via(&*self.router, &self.session);
@@ -191,7 +199,7 @@ impl<R: Router> Ctx<R> {
                 retryable,
             )
             .await;
-        (sent, bytes)
+        Own::One(sent, bytes)
     }
 
     /// `MGET key` on this connection's own upstream slot: the element for one key, or the
@@ -211,7 +219,11 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
     pub(in crate::connection) async fn write_mget(&mut self, m: MgetReply) {
         let own = match m.own {
             None => None,
-            Some((sent, request)) => match self.cx.await_reply(sent).await {
+            Some(Own::Split(split)) => match self.cx.split_elements(split).await {
+                Ok(elements) => Some(elements),
+                Err(reply) => return self.cx.replies.oldest_out().extend_from_slice(&reply),
+            },
+            Some(Own::One(sent, request)) => match self.cx.await_reply(sent).await {
                 Ok(frames) if is_error(&frames[0]) && self.cx.router.slotted() => {
                     // A redirect: the MGET alone goes to the node named (nothing fills L1).
                     let first = frames[0].clone();
@@ -375,10 +387,10 @@ pub(in crate::connection) async fn mget<R: Router>(cx: &mut Ctx<R>, keys: &[Byte
             _ => budget.expect(1),
         }
     }
-    let own = if leads.is_empty() {
-        None
-    } else {
-        Some(cx.send_mget(leads).await)
+    let own = match leads.is_empty() {
+        true => None,
+        false if cx.router.slotted() => Some(cx.send_mget_split(leads).await),
+        false => Some(cx.send_mget(leads).await),
     };
     cx.replies.wait_for(Pending::Mget(MgetReply { parts, own }));
 }
