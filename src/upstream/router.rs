@@ -71,10 +71,12 @@ pub trait Router: Send + Sync + 'static {
     /// this sidecar (the control plane's link is up, or not needed). The control plane
     /// closes this gate when it loses them.
     fn coherent(&self) -> bool;
-    /// A connection of the client's own in `route`'s state, and its upstream client id.
+    /// A connection of the client's own in `route`'s state, and its upstream client id: on
+    /// the node that owns `slot` where requests are routed by slot (any node for `None`).
     fn dedicated(
         &self,
         route: Route,
+        slot: Option<u16>,
         timeout: Duration,
     ) -> impl Future<Output = Result<(Self::Dedicated, Option<u64>), UpstreamError>> + Send;
     /// Whether requests are routed by their key's slot (a Redis Cluster): the handlers
@@ -161,8 +163,10 @@ impl Router for Upstream {
     fn dedicated(
         &self,
         route: Route,
+        slot: Option<u16>,
         timeout: Duration,
     ) -> impl Future<Output = Result<(Self::Dedicated, Option<u64>), UpstreamError>> + Send {
+        let _ = slot;
         self.dedicated_with_id(route, timeout)
     }
 

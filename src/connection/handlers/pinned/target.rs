@@ -1,0 +1,129 @@
+//! Where a pinned connection goes in a Redis Cluster: to the node that owns the slot of the
+//! first key of the command that pins (WATCH, a blocking call, SSUBSCRIBE by its channel,
+//! XREAD by its first stream). MULTI names no key: it is answered here and the connection
+//! is opened at the first keyed command of the transaction (MULTI is then sent before it),
+//! so the transaction runs where its keys live; a transaction without a key runs on any
+//! node.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::Waiting;
+use crate::command::CommandTable;
+use crate::connection::{ClientStream, Connection};
+use crate::protocol::{is, Request, OK};
+use crate::upstream::Router;
+
+/// Requests held after a MULTI answered here, at most: a transaction this long without a
+/// key runs on any node.
+const MAX_HELD: usize = 64;
+
+/// What a pinned connection starts with.
+pub(super) struct Start {
+    /// The slot whose node the connection is opened on (`None`: any node).
+    pub(super) slot: Option<u16>,
+    /// The requests to relay first, in order.
+    pub(super) requests: VecDeque<Request>,
+    /// MULTI was answered here: it is sent (its reply dropped) before `requests`.
+    pub(super) multi: bool,
+    /// A malformed request read after them: answered once they are, then the client goes.
+    pub(super) malformed: Option<Waiting>,
+}
+
+impl<R: Router, S: ClientStream> Connection<R, S> {
+    /// Where the pinned connection for `first` goes and what it starts with; `None` when
+    /// the client went (or the sidecar stops) while a MULTI waited for its first key.
+    pub(super) async fn pin_start(&mut self, first: Request) -> Option<Start> {
+        let services = self.cx.services.clone();
+        let table = services.table.get();
+        let mut start = Start {
+            slot: None,
+            requests: VecDeque::new(),
+            multi: false,
+            malformed: None,
+        };
+        if !self.cx.router.slotted() {
+            start.requests.push_back(first);
+            return Some(start);
+        }
+        if !(is(&first.args[0], b"MULTI") && first.args.len() == 1) {
+            start.slot = pin_key(&first, table).map(crate::upstream::cluster::slot);
+            start.requests.push_back(first);
+            return Some(start);
+        }
+        self.cx.count(&first);
+        self.cx.replies.ready(OK);
+        self.cx.served_one();
+        start.multi = true;
+        let configured = self.cx.services.config.limits;
+        let limits = configured.with_upstream_max_bulk(
+            (self.cx.services.upstream_max_bulk).load(std::sync::atomic::Ordering::Relaxed),
+        );
+        loop {
+            let req = match self.io.next_request(&limits) {
+                Ok(Some(req)) => req,
+                Ok(None) => {
+                    self.flush().await.ok()?;
+                    tokio::select! {
+                        biased;
+                        _ = self.stopping.cancelled() => return None,
+                        _ = self.killed.signal.notified() => return None,
+                        read = self.io.read() => if !matches!(read, Ok(1..)) {
+                            return None;
+                        },
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    start.malformed = Some(Waiting::Malformed(e));
+                    return Some(start);
+                }
+            };
+            let slot = pin_key(&req, table).map(crate::upstream::cluster::slot);
+            let ends = [&b"EXEC"[..], b"DISCARD", b"MULTI", b"QUIT", b"RESET"]
+                .iter()
+                .any(|name| is(&req.args[0], name));
+            start.requests.push_back(req);
+            if slot.is_some() || ends || start.requests.len() >= MAX_HELD {
+                start.slot = slot;
+                return Some(start);
+            }
+        }
+    }
+}
+
+/// The key whose slot places a pinned connection: the command's first key (a SSUBSCRIBE's
+/// first channel), or for commands whose keys move, the first one they name.
+pub(super) fn pin_key<'a>(req: &'a Request, table: &CommandTable) -> Option<&'a [u8]> {
+    let args = &req.args;
+    let at = |i: usize| args.get(i).map(|k: &Bytes| &k[..]);
+    if let Some(first) = table.lookup(args).and_then(|s| s.first_key) {
+        return at(usize::from(first));
+    }
+    let name = &args[0][..];
+    let named = |names: &[&[u8]]| names.iter().any(|n| name.eq_ignore_ascii_case(n));
+    if named(&[b"XREAD", b"XREADGROUP"]) {
+        let streams = args.iter().position(|a| a.eq_ignore_ascii_case(b"STREAMS"))?;
+        return at(streams + 1);
+    }
+    // `<timeout> numkeys key ...` and `script numkeys key ...`.
+    let numkeys_at = if named(&[
+        b"BLMPOP",
+        b"BZMPOP",
+        b"EVAL",
+        b"EVALSHA",
+        b"EVAL_RO",
+        b"EVALSHA_RO",
+        b"FCALL",
+        b"FCALL_RO",
+    ]) {
+        2
+    } else if named(&[b"LMPOP", b"ZMPOP", b"SINTERCARD", b"ZINTERCARD", b"ZUNION"]) {
+        1
+    } else {
+        return None;
+    };
+    let numkeys: usize = std::str::from_utf8(at(numkeys_at)?).ok()?.parse().ok()?;
+    (numkeys > 0).then(|| at(numkeys_at + 1)).flatten()
+}
