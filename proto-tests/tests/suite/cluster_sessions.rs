@@ -1,0 +1,153 @@
+//! Pinned sessions in front of a Redis Cluster: a transaction, a WATCH, a blocking call and
+//! a shard subscription run on the node that owns their keys' slot (MULTI waits for the
+//! first key of the transaction); a key of another slot inside them gets the node's own
+//! error, and EXEC its EXECABORT.
+
+use std::time::Duration;
+
+use nearcache::upstream::cluster::slot;
+use proto_tests::cluster::ClusterGroup;
+use proto_tests::*;
+
+const PREVIEW: (&str, &str) = ("NEARCACHE_CLUSTER_PREVIEW", "1");
+
+/// A sidecar in front of `cluster`, two of its nodes as seeds.
+fn sidecar(cluster: &ClusterGroup) -> Sidecar {
+    let seeds = cluster.addresses()[..2].join(",");
+    Sidecar::start_env(&format!("redis+cluster://{seeds}"), &[], &[PREVIEW])
+}
+
+/// One hash tag per primary (`{t3}`), with the primary's port, the first seed's first.
+fn tag_per_primary(cluster: &ClusterGroup) -> Vec<(String, u16)> {
+    let view = cluster.agreed();
+    let primaries = cluster.primaries();
+    let mut found: Vec<(String, u16)> = Vec::new();
+    for i in 0.. {
+        let tag = format!("{{t{i}}}");
+        let owner = view.owners[usize::from(slot(tag.as_bytes()))];
+        if !found.iter().any(|(_, o)| *o == owner) {
+            found.push((tag, owner));
+        }
+        if found.len() == primaries.len() {
+            break;
+        }
+    }
+    let seed = cluster.nodes()[0].port();
+    found.sort_by_key(|(_, owner)| *owner != seed);
+    found
+}
+
+#[test]
+fn transactions_run_on_the_node_that_owns_their_keys() {
+    let cluster = ClusterGroup::start();
+    let sidecar = sidecar(&cluster);
+    let mut c = sidecar.conn();
+    for (tag, owner) in tag_per_primary(&cluster) {
+        let (a, b) = (format!("{tag}a"), format!("{tag}b"));
+        assert_reply(&c.cmd_str(&["MULTI"]), b"+OK\r\n", "MULTI");
+        assert_reply(&c.cmd_str(&["SET", &a, "1"]), b"+QUEUED\r\n", "SET");
+        assert_reply(&c.cmd_str(&["INCR", &b]), b"+QUEUED\r\n", "INCR");
+        let exec = c.cmd_str(&["EXEC"]);
+        assert_reply(&exec, b"*2\r\n+OK\r\n:1\r\n", &format!("EXEC on {owner}"));
+        let direct = cluster.node(owner).conn().cmd_str(&["GET", &b]);
+        assert_reply(&direct, &bulk(b"1"), "the owner ran the transaction");
+    }
+    // A transaction without a key runs on any node; a keyless one then a keyed one, in a
+    // pipeline, each where it belongs.
+    let mut pipeline = Vec::new();
+    for args in [&["MULTI"][..], &["PING"], &["EXEC"]] {
+        pipeline.extend(encode_command_str(args));
+    }
+    c.send(&pipeline);
+    let replies = c.read_replies(3);
+    assert_reply(&replies[2], b"*1\r\n+PONG\r\n", "keyless EXEC");
+    // DISCARD of a transaction that named no key.
+    assert_reply(&c.cmd_str(&["MULTI"]), b"+OK\r\n", "MULTI");
+    assert_reply(&c.cmd_str(&["DISCARD"]), b"+OK\r\n", "DISCARD");
+    // The session is back on the pool: a plain command still works.
+    assert_reply(&c.cmd_str(&["PING"]), b"+PONG\r\n", "PING after");
+}
+
+#[test]
+fn a_key_of_another_node_inside_a_transaction_gets_the_nodes_error_and_execabort() {
+    let cluster = ClusterGroup::start();
+    let sidecar = sidecar(&cluster);
+    let tags = tag_per_primary(&cluster);
+    let mut c = sidecar.conn();
+    let (here, there) = (format!("{}x", tags[1].0), format!("{}y", tags[2].0));
+    assert_reply(&c.cmd_str(&["MULTI"]), b"+OK\r\n", "MULTI");
+    assert_reply(&c.cmd_str(&["SET", &here, "1"]), b"+QUEUED\r\n", "SET");
+    let moved = c.cmd_str(&["SET", &there, "1"]);
+    let want = format!(
+        "-MOVED {} 127.0.0.1:{}\r\n",
+        slot(there.as_bytes()),
+        tags[2].1
+    );
+    assert_reply(&moved, want.as_bytes(), "a key of another node");
+    let exec = c.cmd_str(&["EXEC"]);
+    assert_reply(
+        &exec,
+        b"-EXECABORT Transaction discarded because of previous errors.\r\n",
+        "EXEC",
+    );
+    let direct = cluster.node(tags[1].1).conn().cmd_str(&["EXISTS", &here]);
+    assert_reply(&direct, b":0\r\n", "nothing ran");
+}
+
+#[test]
+fn watch_on_a_key_of_another_node_sees_a_write_by_another_client() {
+    let cluster = ClusterGroup::start();
+    let sidecar = sidecar(&cluster);
+    let tags = tag_per_primary(&cluster);
+    let key = format!("{}w", tags[2].0);
+    let (mut c, mut other) = (sidecar.conn(), sidecar.conn());
+    assert_reply(&c.cmd_str(&["WATCH", &key]), b"+OK\r\n", "WATCH");
+    assert_reply(&other.cmd_str(&["SET", &key, "them"]), b"+OK\r\n", "SET");
+    assert_reply(&c.cmd_str(&["MULTI"]), b"+OK\r\n", "MULTI");
+    assert_reply(&c.cmd_str(&["SET", &key, "us"]), b"+QUEUED\r\n", "SET");
+    assert_reply(&c.cmd_str(&["EXEC"]), b"*-1\r\n", "EXEC after the watched write");
+    assert_reply(&c.cmd_str(&["GET", &key]), &bulk(b"them"), "GET");
+    // Unwatched, the same transaction runs.
+    assert_reply(&c.cmd_str(&["WATCH", &key]), b"+OK\r\n", "WATCH");
+    assert_reply(&c.cmd_str(&["MULTI"]), b"+OK\r\n", "MULTI");
+    assert_reply(&c.cmd_str(&["SET", &key, "us"]), b"+QUEUED\r\n", "SET");
+    assert_reply(&c.cmd_str(&["EXEC"]), b"*1\r\n+OK\r\n", "EXEC");
+}
+
+#[test]
+fn blocking_pops_and_shard_subscriptions_run_on_the_node_of_their_key() {
+    let cluster = ClusterGroup::start();
+    let sidecar = sidecar(&cluster);
+    for (tag, owner) in tag_per_primary(&cluster) {
+        let key = format!("{tag}list");
+        let (mut waiter, mut pusher) = (sidecar.conn(), sidecar.conn());
+        waiter.send(&encode_command_str(&["BLPOP", &key, "10"]));
+        // The pop is parked on the owner before the push is sent.
+        poll_until(Duration::from_secs(10), "BLPOP blocked on the owner", || {
+            let info = cluster.node(owner).conn().info(Some("clients"));
+            info_field(&info, "blocked_clients").as_deref() == Some("1")
+        });
+        assert_reply(&pusher.cmd_str(&["LPUSH", &key, "v"]), b":1\r\n", "LPUSH");
+        let want = format!("*2\r\n{}{}", show_bulk(&key), show_bulk("v"));
+        assert_reply(&waiter.read_reply(), want.as_bytes(), "BLPOP woken");
+
+        let channel = format!("{tag}ch");
+        let mut sub = sidecar.conn();
+        let confirm = sub.cmd_str(&["SSUBSCRIBE", &channel]);
+        let want = format!("*3\r\n$10\r\nssubscribe\r\n{}:1\r\n", show_bulk(&channel));
+        assert_reply(&confirm, want.as_bytes(), "SSUBSCRIBE");
+        let published = pusher.cmd_str(&["SPUBLISH", &channel, "hello"]);
+        assert_reply(&published, b":1\r\n", "SPUBLISH reached the subscriber");
+        let want = format!(
+            "*3\r\n$8\r\nsmessage\r\n{}{}",
+            show_bulk(&channel),
+            show_bulk("hello")
+        );
+        assert_reply(&sub.read_reply(), want.as_bytes(), "smessage");
+    }
+}
+
+/// A bulk string's RESP text.
+fn show_bulk(s: &str) -> String {
+    format!("${}\r\n{s}\r\n", s.len())
+}
