@@ -75,6 +75,12 @@ impl Router for Services {
         }
     }
 
+    fn refresh_topology(&self, reason: Reason) {
+        if let Some(nodes) = self.cluster.clone() {
+            crate::lifecycle::spawn(async move { nodes.refresh(reason).await });
+        }
+    }
+
     fn node_of(&self, slot: u16) -> usize {
         self.cluster.as_ref().map_or(0, |c| c.node_of(slot))
     }

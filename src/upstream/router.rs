@@ -108,6 +108,11 @@ pub trait Router: Send + Sync + 'static {
         let _ = (route, address, moved);
         std::future::ready(None)
     }
+    /// Asks the topology be read again, for `reason` (rate-limited; in the background):
+    /// a reply showed the cluster changed. Nothing where requests are not routed by slot.
+    fn refresh_topology(&self, reason: crate::upstream::cluster::Reason) {
+        let _ = reason;
+    }
     /// The generation of the node behind the upstream: bumped each time it is replaced (a
     /// Sentinel switch); always 0 where it never is.
     fn generation(&self) -> u64 {
