@@ -177,6 +177,7 @@ impl Upstream {
                 lost_since_up: AtomicBool::new(false),
                 hook,
                 stats,
+                calls: Arc::default(),
                 tracking,
             }),
             registry: Arc::new(Registry {
@@ -255,6 +256,15 @@ impl Upstream {
     /// Calls sent again on a new connection after theirs was lost, since start.
     pub fn retries(&self) -> u64 {
         self.link.retries.load(SeqCst) as u64
+    }
+
+    /// Calls this upstream answered since start, and the sum of their latencies (µs).
+    pub fn calls(&self) -> (u64, u64) {
+        let calls = &self.link.calls;
+        (
+            calls.requests.load(SeqCst),
+            calls.latency_us.load(SeqCst),
+        )
     }
 
     /// Upstream connections established now.
