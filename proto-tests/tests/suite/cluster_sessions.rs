@@ -1,7 +1,8 @@
 //! Pinned sessions in front of a Redis Cluster: a transaction, a WATCH, a blocking call and
 //! a shard subscription run on the node that owns their keys' slot (MULTI waits for the
 //! first key of the transaction); a key of another slot inside them gets the node's own
-//! error, and EXEC its EXECABORT.
+//! error, and EXEC its EXECABORT. A `-TRYAGAIN` is retried inside the sidecar; INFO and
+//! `/metrics` show the cluster's figures.
 
 use std::time::Duration;
 
@@ -150,4 +151,57 @@ fn blocking_pops_and_shard_subscriptions_run_on_the_node_of_their_key() {
 /// A bulk string's RESP text.
 fn show_bulk(s: &str) -> String {
     format!("${}\r\n{s}\r\n", s.len())
+}
+
+#[test]
+fn a_tryagain_is_retried_until_the_migration_settles_and_figures_show_the_cluster() {
+    let cluster = ClusterGroup::start();
+    let sidecar = sidecar(&cluster);
+    let tags = tag_per_primary(&cluster);
+    let ((tag, source), target) = (tags[1].clone(), tags[2].1);
+    let s = slot(tag.as_bytes()).to_string();
+    let (a, b) = (format!("{tag}a"), format!("{tag}b"));
+    let mut c = sidecar.conn();
+    assert_reply(&c.cmd_str(&["SET", &a, "1"]), b"+OK\r\n", "SET");
+    // While the slot migrates, a read of a key the source holds and one it does not is
+    // answered -TRYAGAIN by the source.
+    let (source_id, target_id) = (cluster.id(source), cluster.id(target));
+    let (mut src, mut dst) = (cluster.node(source).conn(), cluster.node(target).conn());
+    let importing = dst.cmd_str(&["CLUSTER", "SETSLOT", &s, "IMPORTING", &source_id]);
+    assert_reply(&importing, b"+OK\r\n", "IMPORTING");
+    let migrating = src.cmd_str(&["CLUSTER", "SETSLOT", &s, "MIGRATING", &target_id]);
+    assert_reply(&migrating, b"+OK\r\n", "MIGRATING");
+    c.send(&encode_command_str(&["MGET", &a, &b]));
+    poll_until(Duration::from_secs(10), "a TRYAGAIN from the source", || {
+        let stats = src.info(Some("errorstats"));
+        info_field(&stats, "errorstat_TRYAGAIN").is_some()
+    });
+    // The migration is called off: the sidecar's next try gets the values.
+    assert_reply(&src.cmd_str(&["CLUSTER", "SETSLOT", &s, "STABLE"]), b"+OK\r\n", "STABLE");
+    assert_reply(&dst.cmd_str(&["CLUSTER", "SETSLOT", &s, "STABLE"]), b"+OK\r\n", "STABLE");
+    let want = format!("*2\r\n{}$-1\r\n", show_bulk("1"));
+    assert_reply(&c.read_reply(), want.as_bytes(), "MGET after the retries");
+
+    let info = c.info(Some("nearcache"));
+    assert!(info_u64(&info, "cluster_redirects_tryagain") >= 1, "{info}");
+    assert_eq!(info_u64(&info, "cluster_primaries"), 3, "{info}");
+    assert_eq!(info_u64(&info, "cluster_slots_assigned"), 16384, "{info}");
+    assert!(info_u64(&info, "cluster_topology_epoch") >= 1, "{info}");
+    assert!(info_u64(&info, "cluster_refreshes") >= 1, "{info}");
+    let source_line = (0..3)
+        .filter_map(|i| info_field(&info, &format!("cluster_node{i}")))
+        .find(|l| l.contains(&format!("address=127.0.0.1:{source},")))
+        .unwrap_or_else(|| panic!("no line for {source}: {info}"));
+    assert!(source_line.contains(",link=up,"), "{source_line}");
+    assert!(!source_line.contains("requests=0,"), "{source_line}");
+
+    let (_, m) = http_get(sidecar.metrics_addr().expect("metrics on"), "/metrics");
+    let tries = metric(&m, "nearcache_cluster_redirects_total", "kind=\"tryagain\"");
+    assert!(tries.is_some_and(|n| n >= 1.0), "{m}");
+    let node = format!("node=\"127.0.0.1:{source}\"");
+    let requests = metric(&m, "nearcache_cluster_node_requests_total", &node);
+    assert!(requests.is_some_and(|n| n >= 1.0), "{m}");
+    let primaries = metric(&m, "nearcache_cluster_nodes", "role=\"primary\"");
+    assert_eq!(primaries, Some(3.0), "{m}");
+    assert!(metric(&m, "nearcache_cluster_topology_epoch", "").is_some(), "{m}");
 }
