@@ -183,6 +183,7 @@ impl Upstream {
             registry: Arc::new(Registry {
                 routes: Mutex::default(),
                 forget,
+                identities_from: None,
             }),
             reaper: OnceLock::new(),
         }
@@ -314,11 +315,8 @@ impl Upstream {
         let creds = match route.user {
             0 => self.target.credentials.current(),
             DEFAULT_USER => None,
-            id => match routes.identities.get_mut(&id) {
-                Some(held) => {
-                    held.unused_since = None;
-                    Some(held.value.clone())
-                }
+            id => match self.registry.identity(&mut routes, id) {
+                Some(creds) => Some(creds),
                 None => {
                     return Err(UpstreamError::unavailable(
                         "credentials expired; AUTH again",
@@ -377,6 +375,14 @@ impl Upstream {
         routes.by_user.insert(user, id);
         routes.identities.insert(id, Held::new(creds));
         Ok(id)
+    }
+
+    /// This upstream (just built) takes the identities of `source` (ids other than 0): a
+    /// Redis Cluster node's, whose clients authenticate through the first seed's.
+    pub fn with_identities_of(mut self, source: &Upstream) -> Upstream {
+        let registry = Arc::get_mut(&mut self.registry).expect("a new upstream's registry");
+        registry.identities_from = Some(source.registry.clone());
+        self
     }
 
     /// Starts the task that drops idle pools and identities (once, from inside the runtime).
