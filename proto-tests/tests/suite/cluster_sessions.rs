@@ -205,3 +205,40 @@ fn a_tryagain_is_retried_until_the_migration_settles_and_figures_show_the_cluste
     assert_eq!(primaries, Some(3.0), "{m}");
     assert!(metric(&m, "nearcache_cluster_topology_epoch", "").is_some(), "{m}");
 }
+
+#[test]
+fn a_client_authenticated_as_another_user_is_that_user_on_every_node() {
+    let cluster = ClusterGroup::start();
+    for node in cluster.nodes() {
+        let set = node.conn().cmd_str(&[
+            "ACL", "SETUSER", "reader", "on", ">reader-pw", "~open:*", "+@all",
+        ]);
+        assert_reply(&set, b"+OK\r\n", "ACL SETUSER");
+    }
+    let sidecar = sidecar(&cluster);
+    let mut admin = sidecar.conn();
+    let mut c = sidecar.conn();
+    assert_reply(&c.cmd_str(&["AUTH", "reader", "reader-pw"]), b"+OK\r\n", "AUTH");
+    for (tag, owner) in tag_per_primary(&cluster) {
+        let (open, closed) = (format!("open:{tag}"), format!("closed:{tag}"));
+        for key in [&open, &closed] {
+            assert_reply(&admin.cmd_str(&["SET", key, "v"]), b"+OK\r\n", "SET as admin");
+        }
+        assert_reply(&c.cmd_str(&["GET", &open]), &bulk(b"v"), &format!("GET on {owner}"));
+        let strlen = c.cmd_str(&["STRLEN", &open]);
+        assert_reply(&strlen, b":1\r\n", &format!("STRLEN on {owner}"));
+        for args in [&["GET", closed.as_str()][..], &["STRLEN", closed.as_str()]] {
+            let refused = c.cmd_str(args);
+            assert!(
+                refused.starts_with(b"-NOPERM"),
+                "{args:?} on {owner}: {}",
+                show(&refused)
+            );
+        }
+        // A transaction on the node runs as the user too.
+        assert_reply(&c.cmd_str(&["MULTI"]), b"+OK\r\n", "MULTI");
+        let queued = c.cmd_str(&["SET", &closed, "w"]);
+        assert!(queued.starts_with(b"-NOPERM"), "{}", show(&queued));
+        assert!(c.cmd_str(&["EXEC"]).starts_with(b"-EXECABORT"), "EXEC");
+    }
+}
