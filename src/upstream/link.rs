@@ -2,7 +2,9 @@
 //! reconnects, whether the upstream is down, what it answered about credentials, and the
 //! link events the rest of the sidecar reacts to (logged once per change).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst,
+};
 use std::sync::Arc;
 
 use super::endpoint::Endpoint;

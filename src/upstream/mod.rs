@@ -262,10 +262,7 @@ impl Upstream {
     /// Calls this upstream answered since start, and the sum of their latencies (µs).
     pub fn calls(&self) -> (u64, u64) {
         let calls = &self.link.calls;
-        (
-            calls.requests.load(SeqCst),
-            calls.latency_us.load(SeqCst),
-        )
+        (calls.requests.load(SeqCst), calls.latency_us.load(SeqCst))
     }
 
     /// Upstream connections established now.

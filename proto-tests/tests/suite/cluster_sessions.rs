@@ -106,7 +106,11 @@ fn watch_on_a_key_of_another_node_sees_a_write_by_another_client() {
     assert_reply(&other.cmd_str(&["SET", &key, "them"]), b"+OK\r\n", "SET");
     assert_reply(&c.cmd_str(&["MULTI"]), b"+OK\r\n", "MULTI");
     assert_reply(&c.cmd_str(&["SET", &key, "us"]), b"+QUEUED\r\n", "SET");
-    assert_reply(&c.cmd_str(&["EXEC"]), b"*-1\r\n", "EXEC after the watched write");
+    assert_reply(
+        &c.cmd_str(&["EXEC"]),
+        b"*-1\r\n",
+        "EXEC after the watched write",
+    );
     assert_reply(&c.cmd_str(&["GET", &key]), &bulk(b"them"), "GET");
     // Unwatched, the same transaction runs.
     assert_reply(&c.cmd_str(&["WATCH", &key]), b"+OK\r\n", "WATCH");
@@ -124,10 +128,14 @@ fn blocking_pops_and_shard_subscriptions_run_on_the_node_of_their_key() {
         let (mut waiter, mut pusher) = (sidecar.conn(), sidecar.conn());
         waiter.send(&encode_command_str(&["BLPOP", &key, "10"]));
         // The pop is parked on the owner before the push is sent.
-        poll_until(Duration::from_secs(10), "BLPOP blocked on the owner", || {
-            let info = cluster.node(owner).conn().info(Some("clients"));
-            info_field(&info, "blocked_clients").as_deref() == Some("1")
-        });
+        poll_until(
+            Duration::from_secs(10),
+            "BLPOP blocked on the owner",
+            || {
+                let info = cluster.node(owner).conn().info(Some("clients"));
+                info_field(&info, "blocked_clients").as_deref() == Some("1")
+            },
+        );
         assert_reply(&pusher.cmd_str(&["LPUSH", &key, "v"]), b":1\r\n", "LPUSH");
         let want = format!("*2\r\n{}{}", show_bulk(&key), show_bulk("v"));
         assert_reply(&waiter.read_reply(), want.as_bytes(), "BLPOP woken");
@@ -172,13 +180,25 @@ fn a_tryagain_is_retried_until_the_migration_settles_and_figures_show_the_cluste
     let migrating = src.cmd_str(&["CLUSTER", "SETSLOT", &s, "MIGRATING", &target_id]);
     assert_reply(&migrating, b"+OK\r\n", "MIGRATING");
     c.send(&encode_command_str(&["MGET", &a, &b]));
-    poll_until(Duration::from_secs(10), "a TRYAGAIN from the source", || {
-        let stats = src.info(Some("errorstats"));
-        info_field(&stats, "errorstat_TRYAGAIN").is_some()
-    });
+    poll_until(
+        Duration::from_secs(10),
+        "a TRYAGAIN from the source",
+        || {
+            let stats = src.info(Some("errorstats"));
+            info_field(&stats, "errorstat_TRYAGAIN").is_some()
+        },
+    );
     // The migration is called off: the sidecar's next try gets the values.
-    assert_reply(&src.cmd_str(&["CLUSTER", "SETSLOT", &s, "STABLE"]), b"+OK\r\n", "STABLE");
-    assert_reply(&dst.cmd_str(&["CLUSTER", "SETSLOT", &s, "STABLE"]), b"+OK\r\n", "STABLE");
+    assert_reply(
+        &src.cmd_str(&["CLUSTER", "SETSLOT", &s, "STABLE"]),
+        b"+OK\r\n",
+        "STABLE",
+    );
+    assert_reply(
+        &dst.cmd_str(&["CLUSTER", "SETSLOT", &s, "STABLE"]),
+        b"+OK\r\n",
+        "STABLE",
+    );
     let want = format!("*2\r\n{}$-1\r\n", show_bulk("1"));
     assert_reply(&c.read_reply(), want.as_bytes(), "MGET after the retries");
 
@@ -203,7 +223,10 @@ fn a_tryagain_is_retried_until_the_migration_settles_and_figures_show_the_cluste
     assert!(requests.is_some_and(|n| n >= 1.0), "{m}");
     let primaries = metric(&m, "nearcache_cluster_nodes", "role=\"primary\"");
     assert_eq!(primaries, Some(3.0), "{m}");
-    assert!(metric(&m, "nearcache_cluster_topology_epoch", "").is_some(), "{m}");
+    assert!(
+        metric(&m, "nearcache_cluster_topology_epoch", "").is_some(),
+        "{m}"
+    );
 }
 
 #[test]
@@ -211,20 +234,38 @@ fn a_client_authenticated_as_another_user_is_that_user_on_every_node() {
     let cluster = ClusterGroup::start();
     for node in cluster.nodes() {
         let set = node.conn().cmd_str(&[
-            "ACL", "SETUSER", "reader", "on", ">reader-pw", "~open:*", "+@all",
+            "ACL",
+            "SETUSER",
+            "reader",
+            "on",
+            ">reader-pw",
+            "~open:*",
+            "+@all",
         ]);
         assert_reply(&set, b"+OK\r\n", "ACL SETUSER");
     }
     let sidecar = sidecar(&cluster);
     let mut admin = sidecar.conn();
     let mut c = sidecar.conn();
-    assert_reply(&c.cmd_str(&["AUTH", "reader", "reader-pw"]), b"+OK\r\n", "AUTH");
+    assert_reply(
+        &c.cmd_str(&["AUTH", "reader", "reader-pw"]),
+        b"+OK\r\n",
+        "AUTH",
+    );
     for (tag, owner) in tag_per_primary(&cluster) {
         let (open, closed) = (format!("open:{tag}"), format!("closed:{tag}"));
         for key in [&open, &closed] {
-            assert_reply(&admin.cmd_str(&["SET", key, "v"]), b"+OK\r\n", "SET as admin");
+            assert_reply(
+                &admin.cmd_str(&["SET", key, "v"]),
+                b"+OK\r\n",
+                "SET as admin",
+            );
         }
-        assert_reply(&c.cmd_str(&["GET", &open]), &bulk(b"v"), &format!("GET on {owner}"));
+        assert_reply(
+            &c.cmd_str(&["GET", &open]),
+            &bulk(b"v"),
+            &format!("GET on {owner}"),
+        );
         let strlen = c.cmd_str(&["STRLEN", &open]);
         assert_reply(&strlen, b":1\r\n", &format!("STRLEN on {owner}"));
         for args in [&["GET", closed.as_str()][..], &["STRLEN", closed.as_str()]] {

@@ -30,7 +30,10 @@ pub(super) fn families(c: &ClusterFigures, redirects: &[u64; 3], out: &mut Famil
         "nearcache_cluster_refresh_requests_total",
         "Topology refreshes asked for, by reason (rate-limited: several may share one).",
         ["reason"],
-        Reason::ALL.iter().zip(t.requested).map(|(r, n)| ([r.name()], n)),
+        Reason::ALL
+            .iter()
+            .zip(t.requested)
+            .map(|(r, n)| ([r.name()], n)),
     );
     out.counters(
         "nearcache_cluster_refreshes_total",
@@ -70,6 +73,8 @@ pub(super) fn families(c: &ClusterFigures, redirects: &[u64; 3], out: &mut Famil
         "nearcache_cluster_node_link_up",
         "1 while the primary is reachable, by primary.",
         ["node"],
-        c.nodes.iter().map(|n| ([n.address.as_str()], u64::from(n.link_up))),
+        c.nodes
+            .iter()
+            .map(|n| ([n.address.as_str()], u64::from(n.link_up))),
     );
 }

@@ -71,14 +71,10 @@ pub(super) fn nodes(seeds: &[String], p: Parts<'_>) -> Arc<Nodes> {
             endpoint: endpoint.clone(),
             ..template.clone()
         };
-        let upstream = Arc::new(crate::upstream::Upstream::new(
-            target,
-            stats.clone(),
-            hook,
-            forget,
-            control.clone(),
-        )
-        .with_identities_of(&seed));
+        let upstream = Arc::new(
+            crate::upstream::Upstream::new(target, stats.clone(), hook, forget, control.clone())
+                .with_identities_of(&seed),
+        );
         let stop = crate::lifecycle::stopping().child_token();
         if control.link_needed() {
             let control_target = ControlTarget {

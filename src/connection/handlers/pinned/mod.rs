@@ -82,7 +82,9 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                     self.cx.served_one();
                 }
                 if let Some(Waiting::Malformed(e)) = start.malformed {
-                    self.cx.replies.ready_with(|out| write_request_error(out, &e));
+                    self.cx
+                        .replies
+                        .ready_with(|out| write_request_error(out, &e));
                     return Flow::Close;
                 }
                 return Flow::Continue;
@@ -178,7 +180,12 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         let mut waiting = None;
         loop {
             pin.state.settle(self.cx.session.db);
-            if next.is_empty() && malformed.is_none() && waiting.is_none() && pin.out.is_empty() && pin.state.clean() {
+            if next.is_empty()
+                && malformed.is_none()
+                && waiting.is_none()
+                && pin.out.is_empty()
+                && pin.state.clean()
+            {
                 return Relay::Released;
             }
             while waiting.is_none() {

@@ -104,7 +104,9 @@ pub(super) fn pin_key<'a>(req: &'a Request, table: &CommandTable) -> Option<&'a 
     let name = &args[0][..];
     let named = |names: &[&[u8]]| names.iter().any(|n| name.eq_ignore_ascii_case(n));
     if named(&[b"XREAD", b"XREADGROUP"]) {
-        let streams = args.iter().position(|a| a.eq_ignore_ascii_case(b"STREAMS"))?;
+        let streams = args
+            .iter()
+            .position(|a| a.eq_ignore_ascii_case(b"STREAMS"))?;
         return at(streams + 1);
     }
     // `<timeout> numkeys key ...` and `script numkeys key ...`.
