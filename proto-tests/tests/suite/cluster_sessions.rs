@@ -120,7 +120,7 @@ fn watch_on_a_key_of_another_node_sees_a_write_by_another_client() {
 }
 
 #[test]
-fn blocking_pops_and_shard_subscriptions_run_on_the_node_of_their_key() {
+fn blocking_calls_and_shard_subscriptions_run_on_the_node_of_their_key() {
     let cluster = ClusterGroup::start();
     let sidecar = sidecar(&cluster);
     for (tag, owner) in tag_per_primary(&cluster) {
@@ -139,6 +139,28 @@ fn blocking_pops_and_shard_subscriptions_run_on_the_node_of_their_key() {
         assert_reply(&pusher.cmd_str(&["LPUSH", &key, "v"]), b":1\r\n", "LPUSH");
         let want = format!("*2\r\n{}{}", show_bulk(&key), show_bulk("v"));
         assert_reply(&waiter.read_reply(), want.as_bytes(), "BLPOP woken");
+
+        let stream = format!("{tag}stream");
+        waiter.send(&encode_command_str(&[
+            "XREAD", "BLOCK", "10000", "STREAMS", &stream, "$",
+        ]));
+        poll_until(
+            Duration::from_secs(10),
+            "XREAD blocked on the owner",
+            || {
+                let info = cluster.node(owner).conn().info(Some("clients"));
+                info_field(&info, "blocked_clients").as_deref() == Some("1")
+            },
+        );
+        let added = pusher.cmd_str(&["XADD", &stream, "*", "f", "v"]);
+        assert!(added.starts_with(b"$"), "XADD: {}", show(&added));
+        let read = waiter.read_reply();
+        let text = String::from_utf8_lossy(&read);
+        assert!(
+            text.starts_with("*1\r\n*2\r\n") && text.contains(&show_bulk(&stream)),
+            "XREAD woken: {text:?}"
+        );
+        assert!(text.ends_with("$1\r\nf\r\n$1\r\nv\r\n"), "{text:?}");
 
         let channel = format!("{tag}ch");
         let mut sub = sidecar.conn();

@@ -129,3 +129,42 @@ pub(super) fn pin_key<'a>(req: &'a Request, table: &CommandTable) -> Option<&'a 
     let numkeys: usize = std::str::from_utf8(at(numkeys_at)?).ok()?.parse().ok()?;
     (numkeys > 0).then(|| at(numkeys_at + 1)).flatten()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(a: &[&str]) -> Option<String> {
+        let args: Vec<&[u8]> = a.iter().map(|s| s.as_bytes()).collect();
+        let req = Request::from_args(&args);
+        pin_key(&req, CommandTable::builtin()).map(|k| String::from_utf8_lossy(k).into_owned())
+    }
+
+    #[test]
+    fn the_key_that_places_a_pinned_connection_is_the_first_one_named() {
+        let some = |k: &str| Some(k.to_owned());
+        assert_eq!(key_of(&["WATCH", "a", "b"]), some("a"));
+        assert_eq!(key_of(&["blpop", "l1", "l2", "0"]), some("l1"));
+        assert_eq!(key_of(&["SSUBSCRIBE", "ch", "ch2"]), some("ch"));
+        assert_eq!(
+            key_of(&["XREAD", "BLOCK", "0", "streams", "s1", "s2", "$", "$"]),
+            some("s1")
+        );
+        let group = ["XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"];
+        assert_eq!(key_of(&group), some("s"));
+        assert_eq!(key_of(&["BLMPOP", "0", "2", "x", "y", "LEFT"]), some("x"));
+        assert_eq!(key_of(&["EVAL", "return 1", "1", "k"]), some("k"));
+        // No key: any node.
+        for keyless in [
+            &["MULTI"][..],
+            &["SUBSCRIBE", "ch"],
+            &["PSUBSCRIBE", "c*"],
+            &["EVAL", "return 1", "0"],
+            &["XREAD", "STREAMS"],
+            &["BLMPOP", "0", "x"],
+            &["MONITOR"],
+        ] {
+            assert_eq!(key_of(keyless), None, "{keyless:?}");
+        }
+    }
+}
