@@ -112,59 +112,6 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         }
     }
 
-    /// The connection kept from the last time when it is still usable, else a new one.
-    /// In a Redis Cluster, on the node that owns `slot` (any node for `None`).
-    async fn take_pin(
-        &mut self,
-        slot: Option<u16>,
-    ) -> Result<Pin<R::Dedicated>, crate::error::UpstreamError> {
-        let route = self.route();
-        let name = self.cx.session.name.clone();
-        if let Some(mut pin) = self.cx.session.parked.take() {
-            let router = &self.cx.router;
-            let placed = match (slot, pin.slot) {
-                (None, _) => true,
-                (Some(slot), Some(on)) => router.node_of(slot) == router.node_of(on),
-                (Some(_), None) => !router.slotted(),
-            };
-            if pin.route == route
-                && placed
-                && pin.alive()
-                && pin.generation == self.cx.router.generation()
-            {
-                if pin.name != name {
-                    pin.name_as(name);
-                }
-                return Ok(pin);
-            }
-        }
-        // At `--max-pinned`, the command that would pin is refused as Redis refuses a client
-        // at its `maxclients`; the session and the pooled connections go on.
-        let permit = (self.cx.services.pinned_slots.clone())
-            .try_acquire_owned()
-            .map_err(|_| {
-                self.cx.services.stats.pinned_refused.fetch_add(1, Relaxed);
-                crate::error::UpstreamError::MaxPinned
-            })?;
-        let timeout = self.cx.services.config.upstream_timeout;
-        // Read before connecting: a switch while connecting closes the new connection too.
-        let generation = self.cx.router.generation();
-        let (stream, upstream_id) = self.cx.router.dedicated(route, slot, timeout).await?;
-        let keep = self.cx.services.config.upstream_idle_timeout;
-        let mut pin = Pin::new(stream, route, keep, self.cx.services.stats.clone(), permit);
-        pin.generation = generation;
-        pin.slot = slot;
-        pin.register(
-            &self.cx.services.pinned_ids,
-            self.cx.session.id,
-            upstream_id,
-        );
-        if name.is_some() {
-            pin.name_as(name);
-        }
-        Ok(pin)
-    }
-
     async fn relay(
         &mut self,
         pin: &mut Pin<R::Dedicated>,
