@@ -1,8 +1,9 @@
 //! Pinned sessions in front of a Redis Cluster: a transaction, a WATCH, a blocking call and
 //! a shard subscription run on the node that owns their keys' slot (MULTI waits for the
 //! first key of the transaction); a key of another slot inside them gets the node's own
-//! error, and EXEC its EXECABORT. A `-TRYAGAIN` is retried inside the sidecar; INFO and
-//! `/metrics` show the cluster's figures.
+//! error, and EXEC its EXECABORT. A `-TRYAGAIN` is retried inside the sidecar, a
+//! `-CLUSTERDOWN` relayed with a topology refresh asked; a client AUTHed as another ACL user
+//! is that user on every node; INFO and `/metrics` show the cluster's figures.
 
 use std::time::Duration;
 
@@ -304,4 +305,31 @@ fn a_client_authenticated_as_another_user_is_that_user_on_every_node() {
         assert!(queued.starts_with(b"-NOPERM"), "{}", show(&queued));
         assert!(c.cmd_str(&["EXEC"]).starts_with(b"-EXECABORT"), "EXEC");
     }
+}
+
+#[test]
+fn a_clusterdown_is_relayed_and_asks_a_topology_refresh() {
+    let cluster = ClusterGroup::start();
+    let sidecar = sidecar(&cluster);
+    let tags = tag_per_primary(&cluster);
+    let (tag, owner) = tags[1].clone();
+    let key = format!("{tag}down");
+    let mut c = sidecar.conn();
+    assert_reply(&c.cmd_str(&["SET", &key, "v"]), b"+OK\r\n", "SET");
+    // The owner stops serving the slot (the others still name it): it answers CLUSTERDOWN.
+    let s = slot(tag.as_bytes()).to_string();
+    let dropped = cluster
+        .node(owner)
+        .conn()
+        .cmd_str(&["CLUSTER", "DELSLOTS", &s]);
+    assert_reply(&dropped, b"+OK\r\n", "DELSLOTS");
+    let direct = cluster.node(owner).conn().cmd_str(&["STRLEN", &key]);
+    assert!(direct.starts_with(b"-CLUSTERDOWN"), "{}", show(&direct));
+    let reply = c.cmd_str(&["STRLEN", &key]);
+    assert_reply(&reply, &direct, "the node's CLUSTERDOWN, relayed");
+    let info = c.info(Some("nearcache"));
+    assert!(
+        info_u64(&info, "cluster_refresh_requests_clusterdown") >= 1,
+        "{info}"
+    );
 }
