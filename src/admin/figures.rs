@@ -9,6 +9,7 @@ use crate::control::ControlFigures;
 use crate::metrics::StatsFigures;
 use crate::profiler::ProfilerFigures;
 use crate::services::Services;
+use crate::upstream::cluster::TopologyFigures;
 use crate::upstream::sentinel::SentinelFigures;
 use crate::upstream::UpstreamFigures;
 use crate::warm::WarmFigures;
@@ -24,6 +25,8 @@ pub struct Figures {
     pub upstream: UpstreamFigures,
     /// Sentinel discovery (a `redis+sentinel://` upstream only).
     pub sentinel: Option<SentinelFigures>,
+    /// Redis Cluster (a `redis+cluster://` upstream only).
+    pub cluster: Option<ClusterFigures>,
     /// The control connection, tracking and the bus.
     pub control: ControlFigures,
     /// Warming.
@@ -32,6 +35,15 @@ pub struct Figures {
     pub audit: AuditFigures,
     /// The slow log, N+1 reads, hot keys.
     pub profiler: ProfilerFigures,
+}
+
+/// A Redis Cluster upstream's figures: its topology, and each primary's upstream.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterFigures {
+    /// The slot map: epoch, refreshes, slots moved.
+    pub topology: TopologyFigures,
+    /// One per primary the sidecar routes to (its address, link, calls and latency).
+    pub nodes: Vec<UpstreamFigures>,
 }
 
 impl Figures {
@@ -43,6 +55,10 @@ impl Figures {
             l1: services.l1.figures(),
             upstream: services.upstream.figures(),
             sentinel: services.sentinel.as_ref().map(|s| s.figures()),
+            cluster: services.cluster.as_ref().map(|nodes| ClusterFigures {
+                topology: nodes.figures(),
+                nodes: nodes.nodes().iter().map(|n| n.upstream.figures()).collect(),
+            }),
             control: services.control.figures(),
             warm: services.warm.figures(),
             audit: services.audit.figures(),

@@ -87,6 +87,9 @@ pub fn section(f: &Figures) -> String {
     if let Some(sentinel) = &f.sentinel {
         sentinel_lines(&mut l, sentinel);
     }
+    if let Some(cluster) = &f.cluster {
+        cluster_lines(&mut l, cluster, &f.stats.redirects);
+    }
     l.line("ready", &u8::from(f.not_ready().is_none()));
     l.line("connected_clients", &s.connected_clients);
     l.line("total_connections_received", &s.total_connections);
@@ -98,6 +101,41 @@ pub fn section(f: &Figures) -> String {
     l.line("config_reload_failures", &s.config_reload_failures);
     l.0
 }
+
+/// The `cluster_*` lines of a `redis+cluster://` upstream: the topology, the redirects
+/// followed, one `cluster_node<i>` line per primary (as Redis's `slave<i>` lines read).
+fn cluster_lines(l: &mut Lines, c: &super::figures::ClusterFigures, redirects: &[u64; 3]) {
+    use crate::upstream::cluster::Reason;
+    let t = &c.topology;
+    l.line("cluster_known_nodes", &t.nodes);
+    l.line("cluster_primaries", &c.nodes.len());
+    l.line("cluster_slots_assigned", &t.slots_assigned);
+    l.line("cluster_topology_epoch", &t.epoch);
+    l.line("cluster_refreshes", &t.refreshes);
+    l.line("cluster_refreshes_failed", &t.failed);
+    l.line("cluster_views_disputed", &t.disputed);
+    for (reason, n) in Reason::ALL.iter().zip(t.requested) {
+        l.line(&format!("cluster_refresh_requests_{}", reason.name()), &n);
+    }
+    l.line("cluster_slots_moved", &t.slots_moved);
+    for (kind, n) in REDIRECTS.iter().zip(redirects) {
+        l.line(&format!("cluster_redirects_{kind}"), n);
+    }
+    for (i, node) in c.nodes.iter().enumerate() {
+        let link = if node.link_up { "up" } else { "down" };
+        let avg = node.latency_us.checked_div(node.requests).unwrap_or(0);
+        l.line(
+            &format!("cluster_node{i}"),
+            &format_args!(
+                "address={},link={link},requests={},latency_avg_us={avg}",
+                node.address, node.requests
+            ),
+        );
+    }
+}
+
+/// The kinds of redirect followed, in the order of `StatsFigures::redirects`.
+pub const REDIRECTS: [&str; 3] = ["moved", "ask", "tryagain"];
 
 /// The `sentinel_*` lines of a `redis+sentinel://` upstream.
 fn sentinel_lines(l: &mut Lines, s: &crate::upstream::sentinel::SentinelFigures) {

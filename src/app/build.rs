@@ -122,6 +122,7 @@ pub fn services(
             stats: &stats,
             l1: &l1,
             warm: &warm,
+            seed: &upstream,
         };
         cluster::nodes(&seeds.addresses, parts)
     });

@@ -85,17 +85,31 @@ impl Router for Services {
         nodes.iter().map(|n| n.upstream.pool(route)).collect()
     }
 
+    fn refresh_topology(&self, reason: Reason) {
+        if let Some(nodes) = self.cluster.clone() {
+            crate::lifecycle::spawn(async move { nodes.refresh(reason).await });
+        }
+    }
+
     fn node_of(&self, slot: u16) -> usize {
         self.cluster.as_ref().map_or(0, |c| c.node_of(slot))
     }
 
+    /// On the slot's owner; the first seed's for a command without a key (or while no
+    /// node owns the slot: it answers with the redirect or `-CLUSTERDOWN`).
     fn dedicated(
         &self,
         route: Route,
+        slot: Option<u16>,
         timeout: Duration,
     ) -> impl std::future::Future<Output = Result<(Self::Dedicated, Option<u64>), UpstreamError>> + Send
     {
-        self.upstream.dedicated_with_id(route, timeout)
+        let owner = slot.and_then(|slot| self.cluster.as_ref()?.owner(slot));
+        let upstream = match owner {
+            Some(node) => node.upstream.clone(),
+            None => self.upstream.clone(),
+        };
+        async move { upstream.dedicated_with_id(route, timeout).await }
     }
 
     fn generation(&self) -> u64 {

@@ -29,6 +29,8 @@ pub struct StatsFigures {
     pub upstream_pinned: u64,
     /// Commands that would have pinned a connection, refused at `--max-pinned`.
     pub pinned_refused: u64,
+    /// Redis Cluster redirects followed, by kind: moved, ask, tryagain.
+    pub redirects: [u64; 3],
     /// Client connections open now.
     pub connected_clients: u64,
     /// Client connections accepted since start.
@@ -73,6 +75,7 @@ impl Stats {
             upstream_in_flight: self.upstream_in_flight.load(Relaxed).max(0) as u64,
             upstream_pinned: n(&self.upstream_pinned),
             pinned_refused: n(&self.pinned_refused),
+            redirects: self.redirects.each_ref().map(n),
             connected_clients: n(&self.connected_clients),
             total_connections: n(&self.total_connections),
             rejected_max_clients: n(&self.rejected_max_clients),

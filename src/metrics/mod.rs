@@ -37,6 +37,9 @@ pub struct Stats {
     pub upstream_pinned: AtomicU64,
     /// Commands that would have pinned a connection, refused at `--max-pinned`.
     pub pinned_refused: AtomicU64,
+    /// Redis Cluster redirects followed inside the sidecar, by kind (moved, ask,
+    /// tryagain: see `connection::handlers::redirect::Redirect`).
+    pub redirects: [AtomicU64; 3],
     /// Client connections accepted since start.
     pub total_connections: AtomicU64,
     /// Client connections refused at the `--max-clients` bound.
@@ -88,6 +91,7 @@ impl Stats {
             connected_clients: AtomicU64::new(0),
             upstream_pinned: AtomicU64::new(0),
             pinned_refused: AtomicU64::new(0),
+            redirects: Default::default(),
             total_connections: AtomicU64::new(0),
             rejected_max_clients: AtomicU64::new(0),
             rejected_protocol: AtomicU64::new(0),

@@ -63,6 +63,8 @@ pub(super) struct Tracked {
     /// its replies come from a node that is no longer the primary.
     pub endpoint: Arc<Endpoint>,
     pub generation: u64,
+    /// The upstream's own count of calls answered (see [`super::link::Calls`]).
+    pub calls: Arc<super::link::Calls>,
 }
 
 impl Tracked {
@@ -433,7 +435,7 @@ async fn read_replies(
                 }
             };
             if let Some(done) = done {
-                complete(done, arrived, stats, tracked.may_fill());
+                complete(done, arrived, stats, tracked);
             }
         }
         size_read_buffer(&mut buf, &scanner, large);
@@ -472,10 +474,12 @@ fn redirect_broken(push: &Bytes) -> Option<i64> {
     integer(parts.get(1)?)
 }
 
-fn complete(done: InFlight, arrived: Instant, stats: &Stats, may_fill: bool) {
+fn complete(done: InFlight, arrived: Instant, stats: &Stats, tracked: &Tracked) {
+    let may_fill = tracked.may_fill();
     if !done.call.health_check {
         let latency = arrived.saturating_duration_since(done.call.sent_at);
         stats.record_upstream(latency, usize::from(done.call.command));
+        tracked.calls.record(latency);
     }
     if let Some(on_reply) = done.call.on_reply {
         on_reply(&done.frames, may_fill);

@@ -155,9 +155,8 @@ impl Upstream {
             0 => Ok(self.target.credentials.current()),
             super::DEFAULT_USER => Ok(None),
             id => {
-                let routes = self.lock();
-                let held = routes.identities.get(&id);
-                let creds = held.map(|h| h.value.clone());
+                let mut routes = self.lock();
+                let creds = self.registry.identity(&mut routes, id);
                 Ok(Some(creds.ok_or_else(|| {
                     UpstreamError::unavailable("credentials expired; AUTH again")
                 })?))

@@ -22,6 +22,10 @@ pub struct UpstreamFigures {
     /// Calls left unanswered by a lost connection and sent again on the next one (reads
     /// only), since start.
     pub retries: u64,
+    /// Calls answered since start.
+    pub requests: u64,
+    /// Sum of their latencies, microseconds.
+    pub latency_us: u64,
     /// The TLS in use (`None`: a plain `redis://` upstream).
     pub tls: Option<TlsFigures>,
 }
@@ -36,6 +40,8 @@ impl Default for UpstreamFigures {
             routes: 0,
             reconnects: 0,
             retries: 0,
+            requests: 0,
+            latency_us: 0,
             tls: None,
         }
     }
@@ -52,6 +58,8 @@ impl Upstream {
             routes: self.routes() as u64,
             reconnects: self.reconnects(),
             retries: self.retries(),
+            requests: self.calls().0,
+            latency_us: self.calls().1,
             tls: self.outbound().tls().map(|tls| tls.figures()),
         }
     }

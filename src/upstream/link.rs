@@ -2,7 +2,9 @@
 //! reconnects, whether the upstream is down, what it answered about credentials, and the
 //! link events the rest of the sidecar reacts to (logged once per change).
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst,
+};
 use std::sync::Arc;
 
 use super::endpoint::Endpoint;
@@ -52,9 +54,28 @@ pub(crate) struct Link {
     pub(super) auth: AtomicU8,
     pub(super) hook: LinkHook,
     pub(super) stats: Arc<Stats>,
+    /// This upstream's own calls answered and their summed latency (a cluster's figures
+    /// per node; `stats` counts every node's).
+    pub(super) calls: Arc<Calls>,
     /// Server-assisted tracking: what each connection turns on, and whether its replies
     /// may fill L1.
     pub(super) tracking: Arc<dyn FillGate>,
+}
+
+/// Calls answered by one upstream, and the sum of their latencies.
+#[derive(Debug, Default)]
+pub(crate) struct Calls {
+    pub(super) requests: AtomicU64,
+    pub(super) latency_us: AtomicU64,
+}
+
+impl Calls {
+    /// Counts one call answered after `latency`.
+    pub(super) fn record(&self, latency: std::time::Duration) {
+        self.requests.fetch_add(1, Relaxed);
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.latency_us.fetch_add(us, Relaxed);
+    }
 }
 
 impl Link {

@@ -177,11 +177,13 @@ impl Upstream {
                 lost_since_up: AtomicBool::new(false),
                 hook,
                 stats,
+                calls: Arc::default(),
                 tracking,
             }),
             registry: Arc::new(Registry {
                 routes: Mutex::default(),
                 forget,
+                identities_from: None,
             }),
             reaper: OnceLock::new(),
         }
@@ -257,6 +259,12 @@ impl Upstream {
         self.link.retries.load(SeqCst) as u64
     }
 
+    /// Calls this upstream answered since start, and the sum of their latencies (µs).
+    pub fn calls(&self) -> (u64, u64) {
+        let calls = &self.link.calls;
+        (calls.requests.load(SeqCst), calls.latency_us.load(SeqCst))
+    }
+
     /// Upstream connections established now.
     pub fn connections(&self) -> usize {
         self.link.up_slots.load(SeqCst)
@@ -304,11 +312,8 @@ impl Upstream {
         let creds = match route.user {
             0 => self.target.credentials.current(),
             DEFAULT_USER => None,
-            id => match routes.identities.get_mut(&id) {
-                Some(held) => {
-                    held.unused_since = None;
-                    Some(held.value.clone())
-                }
+            id => match self.registry.identity(&mut routes, id) {
+                Some(creds) => Some(creds),
                 None => {
                     return Err(UpstreamError::unavailable(
                         "credentials expired; AUTH again",
@@ -367,6 +372,14 @@ impl Upstream {
         routes.by_user.insert(user, id);
         routes.identities.insert(id, Held::new(creds));
         Ok(id)
+    }
+
+    /// This upstream (just built) takes the identities of `source` (ids other than 0): a
+    /// Redis Cluster node's, whose clients authenticate through the first seed's.
+    pub fn with_identities_of(mut self, source: &Upstream) -> Upstream {
+        let registry = Arc::get_mut(&mut self.registry).expect("a new upstream's registry");
+        registry.identities_from = Some(source.registry.clone());
+        self
     }
 
     /// Starts the task that drops idle pools and identities (once, from inside the runtime).

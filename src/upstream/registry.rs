@@ -14,6 +14,28 @@ use super::{user_name, Credentials, ForgetHook, Pool, Route};
 pub(super) struct Registry {
     pub(super) routes: Mutex<Routes>,
     pub(super) forget: ForgetHook,
+    /// Where identities (ids other than 0) are looked up instead of `routes.identities`: a
+    /// Redis Cluster node's upstream takes the first seed's, so that a client is the same
+    /// ACL user on every node it reaches.
+    pub(super) identities_from: Option<Arc<Registry>>,
+}
+
+impl Registry {
+    /// The credentials of identity `id` (not 0) as `routes` (this registry's, locked) or
+    /// the registry identities are taken from knows them, marked in use.
+    pub(super) fn identity(&self, routes: &mut Routes, id: u32) -> Option<Credentials> {
+        let mut shared;
+        let routes = match &self.identities_from {
+            Some(from) => {
+                shared = from.routes.lock();
+                &mut *shared
+            }
+            None => routes,
+        };
+        let held = routes.identities.get_mut(&id)?;
+        held.unused_since = None;
+        Some(held.value.clone())
+    }
 }
 
 #[derive(Default)]
@@ -58,7 +80,7 @@ pub(super) async fn reap(registry: Weak<Registry>, idle: Duration, every: Durati
             return;
         };
         let now = Instant::now();
-        let (closed, forgotten) = {
+        let (closed, forgotten, used) = {
             let mut routes = registry.routes.lock();
             let mut closed = Vec::new();
             let mut used = std::collections::HashSet::new();
@@ -87,8 +109,17 @@ pub(super) async fn reap(registry: Weak<Registry>, idle: Duration, every: Durati
             for (_, creds) in &forgotten {
                 routes.by_user.remove(&user_name(creds));
             }
-            (closed, forgotten)
+            (closed, forgotten, used)
         };
+        if let Some(from) = &registry.identities_from {
+            // The identities this registry's pools still use stay alive where they live.
+            let mut shared = from.routes.lock();
+            for id in &used {
+                if let Some(held) = shared.identities.get_mut(id) {
+                    held.unused_since = None;
+                }
+            }
+        }
         drop(closed); // outside the lock: dropping a pool closes its connections
         for (id, _) in forgotten {
             (registry.forget)(id);

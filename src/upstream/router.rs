@@ -71,10 +71,12 @@ pub trait Router: Send + Sync + 'static {
     /// this sidecar (the control plane's link is up, or not needed). The control plane
     /// closes this gate when it loses them.
     fn coherent(&self) -> bool;
-    /// A connection of the client's own in `route`'s state, and its upstream client id.
+    /// A connection of the client's own in `route`'s state, and its upstream client id: on
+    /// the node that owns `slot` where requests are routed by slot (any node for `None`).
     fn dedicated(
         &self,
         route: Route,
+        slot: Option<u16>,
         timeout: Duration,
     ) -> impl Future<Output = Result<(Self::Dedicated, Option<u64>), UpstreamError>> + Send;
     /// Whether requests are routed by their key's slot (a Redis Cluster): the handlers
@@ -111,6 +113,11 @@ pub trait Router: Send + Sync + 'static {
     ) -> impl Future<Output = Option<Arc<Self::Pool>>> + Send {
         let _ = (route, address, moved);
         std::future::ready(None)
+    }
+    /// Asks the topology be read again, for `reason` (rate-limited; in the background):
+    /// a reply showed the cluster changed. Nothing where requests are not routed by slot.
+    fn refresh_topology(&self, reason: crate::upstream::cluster::Reason) {
+        let _ = reason;
     }
     /// The generation of the node behind the upstream: bumped each time it is replaced (a
     /// Sentinel switch); always 0 where it never is.
@@ -167,8 +174,10 @@ impl Router for Upstream {
     fn dedicated(
         &self,
         route: Route,
+        slot: Option<u16>,
         timeout: Duration,
     ) -> impl Future<Output = Result<(Self::Dedicated, Option<u64>), UpstreamError>> + Send {
+        let _ = slot;
         self.dedicated_with_id(route, timeout)
     }
 

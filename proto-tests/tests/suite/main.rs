@@ -18,6 +18,7 @@ mod client_reply;
 mod cluster;
 mod cluster_keyless;
 mod cluster_keys;
+mod cluster_sessions;
 mod cluster_topology;
 mod coherence;
 mod command_table;

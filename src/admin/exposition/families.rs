@@ -105,6 +105,9 @@ pub(super) fn families(f: &Figures, out: &mut Families) {
     if let Some(sn) = &f.sentinel {
         sentinel(sn, out);
     }
+    if let Some(c) = &f.cluster {
+        super::cluster::families(c, &s.redirects, out);
+    }
     out.gauges(
         "nearcache_upstream_state",
         "1 for the upstream's state, 0 for the others: up, unreachable, \

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod cluster;
 mod families;
 
 use prometheus::core::{Collector, Desc};

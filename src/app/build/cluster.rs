@@ -22,6 +22,8 @@ pub(super) struct Parts<'a> {
     pub(super) stats: &'a Arc<Stats>,
     pub(super) l1: &'a Arc<L1>,
     pub(super) warm: &'a Arc<Warmer>,
+    /// The first seed's upstream: every node takes its identities.
+    pub(super) seed: &'a Arc<crate::upstream::Upstream>,
 }
 
 /// The nodes of the cluster `seeds` lead to (none until the first refresh). A node's link
@@ -38,6 +40,7 @@ pub(super) fn nodes(seeds: &[String], p: Parts<'_>) -> Arc<Nodes> {
         options,
         p.target.outbound.clone(),
     )));
+    let seed = p.seed.clone();
     let (template, stats, l1, warm) = (
         p.target.clone(),
         p.stats.clone(),
@@ -60,20 +63,18 @@ pub(super) fn nodes(seeds: &[String], p: Parts<'_>) -> Arc<Nodes> {
                 hook_warm.flushed_for_loss();
             }
         });
-        // A node's identities are its own registry's: only the sidecar's (0) is routed
-        // to the nodes for now, so nothing of the services' ACL is forgotten here.
+        // A node takes the first seed's identities (a client that AUTHs as another ACL
+        // user is that user on every node); the seed forgets them, kept alive while any
+        // node's pool uses one.
         let forget = Box::new(|_| {});
         let target = Target {
             endpoint: endpoint.clone(),
             ..template.clone()
         };
-        let upstream = Arc::new(crate::upstream::Upstream::new(
-            target,
-            stats.clone(),
-            hook,
-            forget,
-            control.clone(),
-        ));
+        let upstream = Arc::new(
+            crate::upstream::Upstream::new(target, stats.clone(), hook, forget, control.clone())
+                .with_identities_of(&seed),
+        );
         let stop = crate::lifecycle::stopping().child_token();
         if control.link_needed() {
             let control_target = ControlTarget {

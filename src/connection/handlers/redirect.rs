@@ -2,17 +2,47 @@
 //! host:port` is sent again to that node (and the topology refreshed), one answered `-ASK
 //! slot host:port` is sent to that node behind `ASKING`; the client gets the final reply,
 //! never the redirect. At most [`MAX_REDIRECTS`] hops, then the last reply is the client's.
+//! A `-TRYAGAIN` (a multi-key command while its slot migrates) is sent again to the same
+//! node after each wait of [`TRYAGAIN_BACKOFF`], then relayed; a `-CLUSTERDOWN` asks a
+//! topology refresh and is relayed.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp2::decode::decode;
+use redis_protocol::resp2::types::BytesFrame;
 
 use crate::connection::handlers::Ctx;
 use crate::error::write_upstream_error;
 use crate::protocol::write_command;
+use crate::upstream::cluster::Reason;
 use crate::upstream::{Lanes, Outgoing, Router};
 
 /// Most redirects followed for one command (a slot moving while it is asked for).
 pub const MAX_REDIRECTS: usize = 5;
+
+/// The waits before each retry of a command answered `-TRYAGAIN` (its slot's keys are
+/// being migrated): the last `-TRYAGAIN` is the client's.
+pub const TRYAGAIN_BACKOFF: [Duration; 5] = [
+    Duration::from_millis(10),
+    Duration::from_millis(20),
+    Duration::from_millis(40),
+    Duration::from_millis(80),
+    Duration::from_millis(160),
+];
+
+/// The kinds of redirect followed, in the order of the figures' counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirect {
+    /// `-MOVED`.
+    Moved = 0,
+    /// `-ASK`.
+    Ask = 1,
+    /// `-TRYAGAIN`, retried.
+    TryAgain = 2,
+}
 
 /// A redirect reply: whether it is an `ASK` (else a `MOVED`) and the node's `host:port`.
 pub(in crate::connection) fn redirect(frame: &[u8]) -> Option<(bool, String)> {
@@ -59,14 +89,43 @@ impl<R: Router> Ctx<R> {
         let Some(cmd) = commands(request, at, n) else {
             return frame;
         };
-        for _ in 0..MAX_REDIRECTS {
-            let Some((ask, address)) = redirect(&frame) else {
+        let route = self.session.route();
+        // Where the last try went (and whether behind ASKING): a TRYAGAIN is retried there.
+        let mut last: Option<(Arc<R::Pool>, bool)> = None;
+        let (mut hops, mut tries) = (0, 0);
+        loop {
+            let (pool, ask) = if let Some((ask, address)) = redirect(&frame) {
+                hops += 1;
+                if hops > MAX_REDIRECTS {
+                    break;
+                }
+                let Some(pool) = self.router.redirected(route, &address, !ask).await else {
+                    break;
+                };
+                let kind = if ask { Redirect::Ask } else { Redirect::Moved };
+                self.services.stats.redirects[kind as usize].fetch_add(1, Relaxed);
+                (pool, ask)
+            } else if frame.starts_with(b"-TRYAGAIN") && tries < TRYAGAIN_BACKOFF.len() {
+                let to = match last.clone() {
+                    Some(to) => to,
+                    None => match self.slot_of(&cmd) {
+                        Some(slot) => (self.router.pool_for(route, slot), false),
+                        None => break,
+                    },
+                };
+                tokio::time::sleep(TRYAGAIN_BACKOFF[tries]).await;
+                tries += 1;
+                let stats = &self.services.stats;
+                stats.redirects[Redirect::TryAgain as usize].fetch_add(1, Relaxed);
+                self.router.refresh_topology(Reason::TryAgain);
+                to
+            } else {
+                if frame.starts_with(b"-CLUSTERDOWN") {
+                    self.router.refresh_topology(Reason::ClusterDown);
+                }
                 break;
             };
-            let route = self.session.route();
-            let Some(pool) = self.router.redirected(route, &address, !ask).await else {
-                break;
-            };
+            last = Some((pool.clone(), ask));
             let mut bytes = BytesMut::new();
             if ask {
                 write_command(&mut bytes, &[b"ASKING"]);
@@ -96,6 +155,28 @@ impl<R: Router> Ctx<R> {
         }
         frame
     }
+
+    /// The slot of the first key of the first command in `cmd`.
+    fn slot_of(&self, cmd: &Bytes) -> Option<u16> {
+        let (BytesFrame::Array(parts), _) = decode_bytes(cmd)? else {
+            return None;
+        };
+        let args: Vec<Bytes> = parts
+            .into_iter()
+            .map(|p| match p {
+                BytesFrame::BulkString(b) => Some(b),
+                _ => None,
+            })
+            .collect::<Option<_>>()?;
+        let spec = self.services.table.get().lookup(&args)?;
+        let key = args.get(usize::from(spec.first_key?))?;
+        Some(crate::upstream::cluster::slot(key))
+    }
+}
+
+/// The first frame of `bytes`, its payloads sharing `bytes`.
+fn decode_bytes(bytes: &Bytes) -> Option<(BytesFrame, usize)> {
+    redis_protocol::resp2::decode::decode_bytes(bytes).ok()?
 }
 
 #[cfg(test)]

@@ -188,6 +188,7 @@ impl Router for Fake {
     async fn dedicated(
         &self,
         _: Route,
+        _: Option<u16>,
         _: Duration,
     ) -> Result<(DuplexStream, Option<u64>), UpstreamError> {
         let (ours, mut theirs) = tokio::io::duplex(64 * 1024);

@@ -116,6 +116,7 @@ pub(super) async fn supervise(
                     redirect,
                     endpoint: target.endpoint.clone(),
                     generation,
+                    calls: link.calls.clone(),
                 };
                 let stats = &link.stats;
                 let (ended, left) = tokio::select! {

@@ -31,6 +31,7 @@ fn pool(connections: usize) -> Pool {
         auth: std::sync::atomic::AtomicU8::new(0),
         hook: Box::new(|_| {}),
         stats: Arc::new(Stats::new()),
+        calls: Arc::default(),
         tracking: crate::upstream::tests::tracking_off(),
     };
     let route = Route {

@@ -17,7 +17,9 @@ mod apply;
 mod effect;
 mod pin;
 mod state;
+mod target;
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::BytesMut;
@@ -68,15 +70,30 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
     /// until that connection is clean again (it is then kept for the next time), or the
     /// client goes.
     pub(in crate::connection) async fn pinned(&mut self, first: Request) -> Flow {
-        let mut pin = match self.take_pin().await {
+        let Some(start) = self.pin_start(first).await else {
+            return Flow::Close;
+        };
+        let mut pin = match self.take_pin(start.slot).await {
             Ok(pin) => pin,
             Err(e) => {
-                self.cx.replies.error(&e);
-                self.cx.served_one();
+                // Each request held (a MULTI answered here, what followed it) fails alike.
+                for _ in 0..start.requests.len() {
+                    self.cx.replies.error(&e);
+                    self.cx.served_one();
+                }
+                if let Some(Waiting::Malformed(e)) = start.malformed {
+                    self.cx
+                        .replies
+                        .ready_with(|out| write_request_error(out, &e));
+                    return Flow::Close;
+                }
                 return Flow::Continue;
             }
         };
-        match self.relay(&mut pin, first).await {
+        if start.multi {
+            pin.send_muted(&command(&[b"MULTI"]), Effect::Multi, false, true);
+        }
+        match self.relay(&mut pin, start.requests, start.malformed).await {
             Relay::Released => {
                 self.cx.session.parked = Some(pin);
                 Flow::Continue
@@ -95,61 +112,36 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         }
     }
 
-    /// The connection kept from the last time when it is still usable, else a new one.
-    async fn take_pin(&mut self) -> Result<Pin<R::Dedicated>, crate::error::UpstreamError> {
-        let route = self.route();
-        let name = self.cx.session.name.clone();
-        if let Some(mut pin) = self.cx.session.parked.take() {
-            if pin.route == route && pin.alive() && pin.generation == self.cx.router.generation() {
-                if pin.name != name {
-                    pin.name_as(name);
-                }
-                return Ok(pin);
-            }
-        }
-        // At `--max-pinned`, the command that would pin is refused as Redis refuses a client
-        // at its `maxclients`; the session and the pooled connections go on.
-        let slot = (self.cx.services.pinned_slots.clone())
-            .try_acquire_owned()
-            .map_err(|_| {
-                self.cx.services.stats.pinned_refused.fetch_add(1, Relaxed);
-                crate::error::UpstreamError::MaxPinned
-            })?;
-        let timeout = self.cx.services.config.upstream_timeout;
-        // Read before connecting: a switch while connecting closes the new connection too.
-        let generation = self.cx.router.generation();
-        let (stream, upstream_id) = self.cx.router.dedicated(route, timeout).await?;
-        let keep = self.cx.services.config.upstream_idle_timeout;
-        let mut pin = Pin::new(stream, route, keep, self.cx.services.stats.clone(), slot);
-        pin.generation = generation;
-        pin.register(
-            &self.cx.services.pinned_ids,
-            self.cx.session.id,
-            upstream_id,
-        );
-        if name.is_some() {
-            pin.name_as(name);
-        }
-        Ok(pin)
-    }
-
-    async fn relay(&mut self, pin: &mut Pin<R::Dedicated>, first: Request) -> Relay {
+    async fn relay(
+        &mut self,
+        pin: &mut Pin<R::Dedicated>,
+        mut next: VecDeque<Request>,
+        mut malformed: Option<Waiting>,
+    ) -> Relay {
         let configured = self.cx.services.config.limits;
         let limits =
             configured.with_upstream_max_bulk(self.cx.services.upstream_max_bulk.load(Relaxed));
         let timeout = self.cx.services.config.upstream_timeout;
         let shutdown = self.stopping.clone();
         let killed = self.killed.signal.clone();
-        let mut next = Some(first);
         let mut waiting = None;
         loop {
             pin.state.settle(self.cx.session.db);
-            if next.is_none() && waiting.is_none() && pin.out.is_empty() && pin.state.clean() {
+            if next.is_empty()
+                && malformed.is_none()
+                && waiting.is_none()
+                && pin.out.is_empty()
+                && pin.state.clean()
+            {
                 return Relay::Released;
             }
             while waiting.is_none() {
-                let req = match next.take() {
+                let req = match next.pop_front() {
                     Some(req) => req,
+                    None if malformed.is_some() => {
+                        waiting = malformed.take();
+                        break;
+                    }
                     None => match self.io.next_request(&limits) {
                         Ok(Some(req)) => req,
                         Ok(None) => break,

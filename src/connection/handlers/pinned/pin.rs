@@ -39,6 +39,9 @@ pub(in crate::connection) struct Pin<D: Dedicated> {
     ///
     /// [`Router::generation`]: crate::upstream::Router::generation
     pub(in crate::connection) generation: u64,
+    /// In a Redis Cluster, the slot whose node the connection was opened on (`None`: any
+    /// node, the first seed).
+    pub(in crate::connection) slot: Option<u16>,
 }
 
 impl<D: Dedicated> Pin<D> {
@@ -64,6 +67,7 @@ impl<D: Dedicated> Pin<D> {
             stats,
             registered: None,
             generation: 0,
+            slot: None,
         }
     }
 
