@@ -68,6 +68,24 @@ fn transactions_run_on_the_node_that_owns_their_keys() {
     assert_reply(&c.cmd_str(&["DISCARD"]), b"+OK\r\n", "DISCARD");
     // The session is back on the pool: a plain command still works.
     assert_reply(&c.cmd_str(&["PING"]), b"+PONG\r\n", "PING after");
+    // One command at a time: a nested MULTI is answered at once (and flags nothing), and a
+    // keyless command the client waits for is queued on some node rather than held.
+    let (tag, owner) = tag_per_primary(&cluster).pop().expect("a primary");
+    let key = format!("{tag}n");
+    assert_reply(&c.cmd_str(&["MULTI"]), b"+OK\r\n", "MULTI");
+    let nested = c.cmd_str(&["MULTI"]);
+    assert_reply(&nested, b"-ERR MULTI calls can not be nested\r\n", "nested");
+    assert_reply(&c.cmd_str(&["SET", &key, "n"]), b"+QUEUED\r\n", "SET");
+    assert_reply(&c.cmd_str(&["EXEC"]), b"*1\r\n+OK\r\n", "EXEC");
+    let direct = cluster.node(owner).conn().cmd_str(&["GET", &key]);
+    assert_reply(&direct, &bulk(b"n"), "the owner ran the transaction");
+    assert_reply(&c.cmd_str(&["MULTI"]), b"+OK\r\n", "MULTI");
+    assert_reply(
+        &c.cmd_str(&["PING"]),
+        b"+QUEUED\r\n",
+        "PING queued, not held",
+    );
+    assert_reply(&c.cmd_str(&["EXEC"]), b"*1\r\n+PONG\r\n", "EXEC");
 }
 
 #[test]

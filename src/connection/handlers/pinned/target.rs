@@ -3,7 +3,8 @@
 //! XREAD by its first stream). MULTI names no key: it is answered here and the connection
 //! is opened at the first keyed command of the transaction (MULTI is then sent before it),
 //! so the transaction runs where its keys live; a transaction without a key runs on any
-//! node. A connection kept from the client's last pinned request is taken again only when
+//! node, as does one whose client waits for the reply of a keyless command (nothing more
+//! is pipelined behind it). A connection kept from the client's last pinned request is taken again only when
 //! it is on the node wanted.
 
 use std::collections::VecDeque;
@@ -21,6 +22,9 @@ use crate::upstream::Router;
 /// Requests held after a MULTI answered here, at most: a transaction this long without a
 /// key runs on any node.
 const MAX_HELD: usize = 64;
+
+/// Redis's reply to a MULTI inside a transaction.
+const NESTED_MULTI: &[u8] = b"-ERR MULTI calls can not be nested\r\n";
 
 /// What a pinned connection starts with.
 pub(super) struct Start {
@@ -65,6 +69,9 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         loop {
             let req = match self.io.next_request(&limits) {
                 Ok(Some(req)) => req,
+                // The client waits for the reply of a keyless command held here: the
+                // transaction opens on any node rather than keep it waiting.
+                Ok(None) if !start.requests.is_empty() => return Some(start),
                 Ok(None) => {
                     self.flush().await.ok()?;
                     tokio::select! {
@@ -82,8 +89,15 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                     return Some(start);
                 }
             };
+            if is(&req.args[0], b"MULTI") && req.args.len() == 1 {
+                // Nested: Redis's error, the transaction goes on (nothing is flagged).
+                self.cx.count(&req);
+                self.cx.replies.ready(NESTED_MULTI);
+                self.cx.served_one();
+                continue;
+            }
             let slot = pin_key(&req, table).map(crate::upstream::cluster::slot);
-            let ends = [&b"EXEC"[..], b"DISCARD", b"MULTI", b"QUIT", b"RESET"]
+            let ends = [&b"EXEC"[..], b"DISCARD", b"QUIT", b"RESET"]
                 .iter()
                 .any(|name| is(&req.args[0], name));
             start.requests.push_back(req);
