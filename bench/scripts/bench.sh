@@ -16,6 +16,9 @@
 # second redis-server listening for TLS only (certificates made with openssl in the temp
 # directory, no client certificates asked for) with two nearcaches in front of it over
 # rediss:// (--upstream-tls-ca): tlshits (default flags) and tlsmisses (--l1-max-bytes 1MiB).
+# For the Cluster rows: three redis-servers joined by redis-cli --cluster create and two
+# nearcaches over redis+cluster:// (clhits default flags, clmisses --l1-max-bytes 1MiB); the
+# direct figure is redis-benchmark --cluster, which sends each key to its owner.
 # The TLS rows' direct figure is redis-benchmark --tls to that server (what an application
 # doing TLS itself pays); the nearcaches' figures are redis-benchmark in plain text on
 # localhost to the sidecar, which does TLS upstream.
@@ -297,6 +300,60 @@ else
     say "the TLS rows are not measured: $tls_why"
 fi
 
+# --- Redis Cluster upstream -----------------------------------------------------------------
+# Three primaries joined by redis-cli --cluster create (no replicas: the rows measure routing,
+# not replication), and two nearcaches over redis+cluster://: clhits (default flags) and
+# clmisses (--l1-max-bytes 1MiB). The direct figure is redis-benchmark --cluster.
+have_cluster=0
+cluster_why=
+declare -A cluster_port=()
+start_cluster_targets() {
+    local ports=() p i
+    for i in 1 2 3; do
+        p=$(free_port)
+        ports+=("$p")
+        mkdir -p "$tmp/cluster$i"
+        redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes --cluster-config-file nodes.conf \
+            --save '' --appendonly no --tracking-table-max-keys 0 --dir "$tmp/cluster$i" \
+            --logfile "$tmp/cluster$i.log" &
+        pid[cluster$i]=$!
+        port[cluster$i]=$p
+    done
+    for p in "${ports[@]}"; do
+        for _ in $(seq 50); do
+            [ "$(timeout 2 redis-cli -p "$p" ping 2>/dev/null)" = PONG ] && break
+            sleep 0.1
+        done
+    done
+    if ! redis-cli --cluster create "${ports[@]/#/127.0.0.1:}" --cluster-yes >"$tmp/cluster-create.out" 2>&1; then
+        cluster_why="redis-cli --cluster create failed: $(tail -n 1 "$tmp/cluster-create.out")"
+        return 1
+    fi
+    for _ in $(seq 100); do
+        local ok=0
+        for p in "${ports[@]}"; do
+            redis-cli -p "$p" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && ok=$((ok + 1))
+        done
+        [ "$ok" = 3 ] && break
+        sleep 0.1
+    done
+    local url=redis+cluster://127.0.0.1:${ports[0]},127.0.0.1:${ports[1]}
+    # The cluster form is served behind a switch until it is complete.
+    export NEARCACHE_CLUSTER_PREVIEW=1
+    if ! "$bin" --upstream "$url" --print-config >/dev/null 2>&1; then
+        cluster_why="this nearcache has no Redis Cluster upstream (redis+cluster://)"
+        return 1
+    fi
+    start_nearcache clhits "$url" "$@"
+    start_nearcache clmisses "$url" --l1-max-bytes 1MiB "$@"
+    cluster_port=([direct]=${ports[0]} [hits]=${port[clhits]} [misses]=${port[clmisses]})
+}
+if start_cluster_targets "$@"; then
+    have_cluster=1
+else
+    say "the Cluster rows are not measured: $cluster_why"
+fi
+
 # --- the targets ----------------------------------------------------------------------------
 start_nearcache hits "${port[redis]}" "$@"
 start_nearcache misses "${port[redis]}" --l1-max-bytes 1MiB "$@"
@@ -382,6 +439,10 @@ redis_benchmark() {
         p=${tls_port[$t]}
         [ "$t" = direct ] && tls_args=(--tls --cacert "$tls/ca.crt")
     fi
+    if [[ $w == cluster_* ]]; then
+        p=${cluster_port[$t]}
+        [ "$t" = direct ] && tls_args=(--cluster)
+    fi
     local status=0
     out=$(timeout "$BENCH_TIMEOUT" redis-benchmark "${tls_args[@]}" -h 127.0.0.1 -p "$p" -t "$test" \
         -c "$CLIENTS" -r "$keys" -d "$VALUE_BYTES" -n "$n" -P "$pipeline" --csv 2>"$tmp/rb.err") || status=$?
@@ -433,14 +494,21 @@ measure() {
         not_measured "$w" "$t" "$r" "$tls_why"
         return
     fi
+    if [[ $w == cluster_* ]] && [ "$have_cluster" = 0 ]; then
+        not_measured "$w" "$t" "$r" "$cluster_why"
+        return
+    fi
     addr=127.0.0.1:${port[$t]}
     case $w in
         remote_*) if [ "$t" = direct ]; then addr=127.0.0.1:${port[relay]}; else addr=127.0.0.1:${port[remote]}; fi ;;
         tls_*) addr=127.0.0.1:${tls_port[$t]} ;;
+        cluster_*) addr=127.0.0.1:${cluster_port[$t]} ;;
     esac
     if [ "$t" = hits ] || [ "$t" = ns20 ]; then
+        # A Cluster row's hits column is the clhits sidecar (warmed through its address).
         case $w in
             get_* | tls_get_* | mget_* | idle) warm "$addr" key: "$HOT_KEYS" ;;
+            cluster_get_* | cluster_mget) warm "$addr" key: "$HOT_KEYS" ;;
             mix | remote_mix) warm "$addr" mix: "$MIX_KEYS" ;;
             remote_get) warm "$addr" key: "$REMOTE_KEYS" ;;
         esac
@@ -460,6 +528,12 @@ measure() {
         tls_getmiss_p16) redis_benchmark "$w" "$t" "$r" get 16 "$BENCH_KEYS" ;;
         tls_set_p1) redis_benchmark "$w" "$t" "$r" set 1 "$HOT_KEYS" ;;
         tls_set_p16) redis_benchmark "$w" "$t" "$r" set 16 "$HOT_KEYS" ;;
+        cluster_get_p1) redis_benchmark "$w" "$t" "$r" get 1 "$HOT_KEYS" ;;
+        cluster_get_p16) redis_benchmark "$w" "$t" "$r" get 16 "$HOT_KEYS" ;;
+        cluster_getmiss_p1) redis_benchmark "$w" "$t" "$r" get 1 "$BENCH_KEYS" ;;
+        cluster_set_p1) redis_benchmark "$w" "$t" "$r" set 1 "$HOT_KEYS" ;;
+        cluster_set_p16) redis_benchmark "$w" "$t" "$r" set 16 "$HOT_KEYS" ;;
+        cluster_mget) redis_benchmark "$w" "$t" "$r" mget 1 "$HOT_KEYS" ;;
         mget_hits) load "$w" "$t" "$r" mget --addr "$addr" --clients "$CLIENTS" --hot 10 --hot-keys "$HOT_KEYS" ;;
         mget_half) load "$w" "$t" "$r" mget --addr "$addr" --clients "$CLIENTS" --hot 5 --cold 5 --hot-keys "$HOT_KEYS" ;;
         mix | remote_mix)
@@ -475,12 +549,15 @@ measure() {
 local_targets="direct hits forward twemproxy"
 workloads=(get_p1 get_p16 getmiss_p1 getmiss_p16 set_p1 set_p16 incr_p1 incr_p16
     mget_hits mget_half mix idle remote_get remote_mix
-    tls_get_p1 tls_get_p16 tls_getmiss_p1 tls_getmiss_p16 tls_set_p1 tls_set_p16)
+    tls_get_p1 tls_get_p16 tls_getmiss_p1 tls_getmiss_p16 tls_set_p1 tls_set_p16
+    cluster_get_p1 cluster_get_p16 cluster_getmiss_p1 cluster_set_p1 cluster_set_p16 cluster_mget)
 declare -A targets_of=(
     [getmiss_p1]="direct misses" [getmiss_p16]="direct misses"
     [tls_get_p1]="direct hits" [tls_get_p16]="direct hits"
     [tls_getmiss_p1]="direct misses" [tls_getmiss_p16]="direct misses"
     [tls_set_p1]="direct hits" [tls_set_p16]="direct hits"
+    [cluster_get_p1]="direct hits" [cluster_get_p16]="direct hits" [cluster_getmiss_p1]="direct misses"
+    [cluster_set_p1]="direct hits" [cluster_set_p16]="direct hits" [cluster_mget]="direct hits"
     [remote_get]="direct hits" [remote_mix]="direct hits"
     [get_p1]="$local_targets ns20" [get_p16]="$local_targets ns20" [mget_hits]="$local_targets ns20"
 )
@@ -530,7 +607,8 @@ memory_run() {
 }
 
 # The nearcaches of the throughput rows are done: stop them so the memory runs have the cores.
-for name in hits misses forward ns20 remote twemproxy relay tlshits tlsmisses tlsredis; do
+for name in hits misses forward ns20 remote twemproxy relay tlshits tlsmisses tlsredis \
+    clhits clmisses cluster1 cluster2 cluster3; do
     [ -n "${pid[$name]:-}" ] || continue
     stop "${pid[$name]}" 6
     unset "pid[$name]"

@@ -90,6 +90,24 @@ const ROWS: &[Row] = &[
     ),
     row("tls_set_p1", "ops_per_sec", "TLS: SET -P 1"),
     row("tls_set_p16", "ops_per_sec", "TLS: SET -P 16"),
+    row(
+        "cluster_get_p1",
+        "ops_per_sec",
+        "Cluster: GET -P 1, 10k keys",
+    ),
+    row(
+        "cluster_get_p16",
+        "ops_per_sec",
+        "Cluster: GET -P 16, 10k keys",
+    ),
+    row(
+        "cluster_getmiss_p1",
+        "ops_per_sec",
+        "Cluster: GET -P 1, {keys} keys",
+    ),
+    row("cluster_set_p1", "ops_per_sec", "Cluster: SET -P 1"),
+    row("cluster_set_p16", "ops_per_sec", "Cluster: SET -P 16"),
+    row("cluster_mget", "ops_per_sec", "Cluster: MGET 10 keys"),
 ];
 
 /// Every figure of a run.
@@ -323,6 +341,14 @@ fn legend(f: &Figures) -> Vec<String> {
          an application doing TLS itself pays); hits and misses = nearcache over rediss:// \
          (--upstream-tls-ca) with the flags of those columns, redis-benchmark in plain text to \
          it on localhost (the sidecar does TLS upstream). The ratio is to direct TLS."
+            .into(),
+        "Cluster rows: three primaries (`redis-cli --cluster create`, no replicas); direct = \
+         redis-benchmark --cluster to them (it learns the slots and sends each key to its \
+         owner; its keys carry a hash tag per node); hits and misses = nearcache over \
+         redis+cluster:// with the flags of those columns, redis-benchmark to it as to one \
+         Redis. MGET: redis-benchmark's MGET of 10 keys; --cluster tags them into one slot, \
+         through the sidecar they are 10 random keys over the three primaries (L1 first, the \
+         misses one MGET per slot)."
             .into(),
     ]
 }

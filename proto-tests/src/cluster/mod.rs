@@ -237,6 +237,57 @@ impl ClusterGroup {
         });
     }
 
+    /// SIGKILLs the node on `port` (the others go on without it: its replica is promoted
+    /// after the node timeout, see [`ClusterGroup::promoted`]).
+    pub fn kill(&mut self, port: u16) {
+        let i = self.nodes.iter().position(|n| n.port() == port);
+        self.nodes[i.expect("a node of the group")].kill();
+    }
+
+    /// Waits until `replica` has taken over the slots of `primary` in its own view (the
+    /// primary killed or frozen, so it has no say); returns that view.
+    pub fn promoted(&self, replica: u16, primary: u16, owned: &[u16]) -> View {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let view = self.view_of(replica);
+            if owned
+                .iter()
+                .all(|&s| view.owners[usize::from(s)] == replica)
+            {
+                return view;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{replica} did not take over from {primary} within {SETTLE_TIMEOUT:?}: {view:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `redis-cli --cluster reshard`: moves `slots` slots from the primary on `from` to the
+    /// one on `to` (their keys migrated), then waits until every node agrees.
+    pub fn reshard(&self, from: u16, to: u16, slots: usize) {
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
+            .args([
+                "--cluster-from",
+                &self.id(from),
+                "--cluster-to",
+                &self.id(to),
+            ])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli --cluster reshard");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster reshard failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.agreed();
+    }
+
     /// `CLUSTER KEYSLOT key` on a node.
     pub fn keyslot(&self, key: &[u8]) -> u16 {
         let reply = self.nodes[0].conn().cmd(&[b"CLUSTER", b"KEYSLOT", key]);
@@ -248,11 +299,10 @@ impl ClusterGroup {
     fn settle(&self, done: impl Fn(&View) -> bool) -> View {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         loop {
-            let views: Vec<View> = self.nodes.iter().map(|n| self.view_of(n.port())).collect();
-            let ok = self
-                .nodes
-                .iter()
-                .all(|n| n.conn().info_cluster().contains("cluster_state:ok"));
+            // A node killed with [`ClusterGroup::kill`] has no say any more.
+            let live = || self.nodes.iter().filter(|n| n.pid() != 0);
+            let views: Vec<View> = live().map(|n| self.view_of(n.port())).collect();
+            let ok = live().all(|n| n.conn().info_cluster().contains("cluster_state:ok"));
             if ok && views.iter().all(|v| *v == views[0]) && done(&views[0]) {
                 return views[0].clone();
             }

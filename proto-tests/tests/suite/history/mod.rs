@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use proto_tests::*;
 
+mod cluster;
 mod failover;
 
 /// How long after a write is acknowledged a sidecar may still serve the value it replaced.
