@@ -123,7 +123,7 @@ pub fn services(
             l1: &l1,
             warm: &warm,
         };
-        cluster::nodes(&seeds.addresses, parts)
+        cluster::nodes(&seeds.addresses, parts, &tracking)
     });
     let warming = Arc::new(crate::warm::Context {
         warm: warm.clone(),

@@ -288,6 +288,7 @@ fn an_invalidation_during_compression_keeps_the_value_out() {
             l1.generation(&a),
             Cached::Value(compressible()),
             None,
+            None,
         )
         .expect("accepted");
     // The write's eviction lands while the value is being compressed.

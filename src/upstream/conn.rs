@@ -18,6 +18,7 @@ use super::handshake::one_off;
 use super::pool::{Call, Health};
 use super::stream::{ReadHalf as OwnedReadHalf, UpstreamStream, WriteHalf as OwnedWriteHalf};
 use super::Target;
+use crate::cache::{ConnFence, FilledBy};
 use crate::error::UpstreamError;
 use crate::metrics::Stats;
 use crate::protocol::decode::{array_elements, integer, text};
@@ -63,13 +64,16 @@ pub(super) struct Tracked {
     /// its replies come from a node that is no longer the primary.
     pub endpoint: Arc<Endpoint>,
     pub generation: u64,
+    /// This connection's fence: bumped when it ends, which ends what it filled.
+    pub fence: ConnFence,
 }
 
 impl Tracked {
-    /// Whether replies read now may fill L1.
-    fn may_fill(&self) -> bool {
-        self.endpoint.generation() == self.generation
-            && self.tracking.may_fill(self.epoch.load(SeqCst))
+    /// Whether replies read now may fill L1, and what they fill with.
+    fn may_fill(&self) -> Option<FilledBy> {
+        let may = self.endpoint.generation() == self.generation
+            && self.tracking.may_fill(self.epoch.load(SeqCst));
+        may.then(|| self.fence.filled_by())
     }
 }
 
@@ -86,13 +90,15 @@ pub(super) fn tracking_call(
     let id = id.to_string();
     let bytes = command(&[b"CLIENT", b"TRACKING", b"on", b"REDIRECT", id.as_bytes()]);
     let (epoch, tracking) = (epoch.clone(), tracking.clone());
-    let on_reply = Box::new(move |frames: &[Bytes], _: bool| match frames.first() {
-        Some(ok) if ok.starts_with(b"+OK") => epoch.store(redirect.epoch, SeqCst),
-        // The control connection went away meanwhile: a new redirect follows.
-        Some(e) if e.windows(14).any(|w| w == b"does not exist") => {}
-        Some(e) => tracking.refused(e),
-        None => {}
-    });
+    let on_reply = Box::new(
+        move |frames: &[Bytes], _: Option<FilledBy>| match frames.first() {
+            Some(ok) if ok.starts_with(b"+OK") => epoch.store(redirect.epoch, SeqCst),
+            // The control connection went away meanwhile: a new redirect follows.
+            Some(e) if e.windows(14).any(|w| w == b"does not exist") => {}
+            Some(e) => tracking.refused(e),
+            None => {}
+        },
+    );
     let (tx, _) = oneshot::channel();
     Some(Call {
         bytes,
@@ -472,7 +478,7 @@ fn redirect_broken(push: &Bytes) -> Option<i64> {
     integer(parts.get(1)?)
 }
 
-fn complete(done: InFlight, arrived: Instant, stats: &Stats, may_fill: bool) {
+fn complete(done: InFlight, arrived: Instant, stats: &Stats, may_fill: Option<FilledBy>) {
     if !done.call.health_check {
         let latency = arrived.saturating_duration_since(done.call.sent_at);
         stats.record_upstream(latency, usize::from(done.call.command));

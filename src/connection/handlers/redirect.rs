@@ -2,6 +2,8 @@
 //! host:port` is sent again to that node (and the topology refreshed), one answered `-ASK
 //! slot host:port` is sent to that node behind `ASKING`; the client gets the final reply,
 //! never the redirect. At most [`MAX_REDIRECTS`] hops, then the last reply is the client's.
+//! Either shows the slot changed owner (or is moving): its L1 epoch is bumped, so nothing
+//! L1 holds of it is served again.
 
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp2::decode::decode;
@@ -14,8 +16,9 @@ use crate::upstream::{Lanes, Outgoing, Router};
 /// Most redirects followed for one command (a slot moving while it is asked for).
 pub const MAX_REDIRECTS: usize = 5;
 
-/// A redirect reply: whether it is an `ASK` (else a `MOVED`) and the node's `host:port`.
-pub(in crate::connection) fn redirect(frame: &[u8]) -> Option<(bool, String)> {
+/// A redirect reply: whether it is an `ASK` (else a `MOVED`), the slot and the node's
+/// `host:port`.
+pub(in crate::connection) fn redirect(frame: &[u8]) -> Option<(bool, u16, String)> {
     let (ask, rest) = if let Some(rest) = frame.strip_prefix(b"-MOVED ") {
         (false, rest)
     } else {
@@ -23,9 +26,11 @@ pub(in crate::connection) fn redirect(frame: &[u8]) -> Option<(bool, String)> {
     };
     let line = rest.strip_suffix(b"\r\n")?;
     let mut parts = line.split(|&b| b == b' ');
-    let (_slot, address) = (parts.next()?, parts.next()?);
+    let (slot, address) = (parts.next()?, parts.next()?);
+    let slot = std::str::from_utf8(slot).ok()?.parse::<u16>().ok()?;
     let address = std::str::from_utf8(address).ok()?;
-    (!address.is_empty()).then(|| (ask, address.to_owned()))
+    let valid = !address.is_empty() && usize::from(slot) < crate::cache::fences::SLOTS;
+    valid.then(|| (ask, slot, address.to_owned()))
 }
 
 /// The bytes of the `n` commands from the `at`-th in `request` (RESP commands one after
@@ -60,9 +65,11 @@ impl<R: Router> Ctx<R> {
             return frame;
         };
         for _ in 0..MAX_REDIRECTS {
-            let Some((ask, address)) = redirect(&frame) else {
+            let Some((ask, slot, address)) = redirect(&frame) else {
                 break;
             };
+            let l1 = &self.services.l1;
+            l1.bump_slots([slot], crate::cache::SlotCause::Moved);
             let route = self.session.route();
             let Some(pool) = self.router.redirected(route, &address, !ask).await else {
                 break;
@@ -105,13 +112,15 @@ mod tests {
     #[test]
     fn redirects_are_read_and_other_errors_are_not() {
         let moved = redirect(b"-MOVED 3999 127.0.0.1:6381\r\n");
-        assert_eq!(moved, Some((false, "127.0.0.1:6381".to_owned())));
+        assert_eq!(moved, Some((false, 3999, "127.0.0.1:6381".to_owned())));
         let ask = redirect(b"-ASK 12 node-2.example:7000\r\n");
-        assert_eq!(ask, Some((true, "node-2.example:7000".to_owned())));
+        assert_eq!(ask, Some((true, 12, "node-2.example:7000".to_owned())));
         for other in [
             &b"-ERR MOVED 1 a:1\r\n"[..],
             b"-MOVED 3999\r\n",
             b"-MOVED 3999 \r\n",
+            b"-MOVED 16384 a:1\r\n",
+            b"-MOVED x a:1\r\n",
             b"+MOVED 1 a:1\r\n",
             b"-CROSSSLOT Keys in request don't hash to the same slot\r\n",
         ] {

@@ -1,12 +1,13 @@
 //! A slot's supervisor: keeps its connection up, reconnecting with jittered backoff, and
 //! sends the read-only calls a lost connection left unanswered once more on the next one.
 
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
 use super::{Call, Health, SlotState, CALL_QUEUE};
+use crate::cache::ConnFence;
 use crate::error::UpstreamError;
 use crate::upstream::backoff::Backoff;
 use crate::upstream::conn::{self, Ended, Tracked};
@@ -101,13 +102,9 @@ pub(super) async fn supervise(
                 // Then what the last connection left to retry: replies read after the
                 // tracking call may fill L1 like any other.
                 retries.resend(&tx, &target, &link);
-                // Keys this connection read stop being tracked when it closes: what it
-                // may have filled goes too.
-                let untracked = |epoch: &AtomicU64| {
-                    if epoch.load(SeqCst) != NO_EPOCH {
-                        link.tracking.untracked(route.db);
-                    }
-                };
+                // Keys this connection read stop being tracked when it closes (redis#11767):
+                // what it filled ends with it, however it ends.
+                let fence = ConnFence::open();
                 slot.send_replace(SlotState::Up(tx));
                 link.connected();
                 let tracked = Tracked {
@@ -116,16 +113,18 @@ pub(super) async fn supervise(
                     redirect,
                     endpoint: target.endpoint.clone(),
                     generation,
+                    fence,
                 };
                 let stats = &link.stats;
                 let (ended, left) = tokio::select! {
                     e = conn::run(stream, rx, pings, route.resp, &target, &health, stats, tracked) => e,
                     _ = slot.closed() => {
                         link.closed();
-                        untracked(&epoch);
+                        fence.close();
                         return;
                     }
                 };
+                fence.close();
                 retries.calls = left;
                 let reason = match ended {
                     Ended::Lost(reason) => {
@@ -136,7 +135,6 @@ pub(super) async fn supervise(
                         // Stuck while the server answers, or the primary switched: a new
                         // connection at once.
                         link.closed();
-                        untracked(&epoch);
                         retries.reason = reason;
                         slot.send_replace(SlotState::Connecting);
                         continue;
