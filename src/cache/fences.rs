@@ -18,6 +18,8 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 
+use super::L1;
+
 /// Slots of a Redis Cluster.
 pub const SLOTS: usize = 16384;
 /// Connection epochs, shared by index among all upstream connections of the process.
@@ -49,6 +51,8 @@ pub struct FilledBy {
 
 static CONN_EPOCHS: [AtomicU32; CONNS] = [const { AtomicU32::new(0) }; CONNS];
 static NEXT_CONN: AtomicU64 = AtomicU64::new(0);
+/// Connections that ended (each ended what it filled).
+static CLOSED: AtomicU64 = AtomicU64::new(0);
 
 impl ConnFence {
     /// A new connection's counter (indices are handed out in turn).
@@ -60,6 +64,7 @@ impl ConnFence {
     /// The connection ended: what it filled is no longer served.
     pub fn close(self) {
         CONN_EPOCHS[usize::from(self.index)].fetch_add(1, SeqCst);
+        CLOSED.fetch_add(1, Relaxed);
     }
 
     /// What a reply read on this connection now fills with.
@@ -81,6 +86,45 @@ pub enum SlotCause {
     NodeLost,
     /// The node's control connection did not answer a heartbeat within the bound.
     LeaseExpired,
+}
+
+/// How often fences ended entries, by cause (what INFO and `/metrics` show).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fenced {
+    /// Slots whose owner changed (a topology diff, a `MOVED`, an `ASK`).
+    pub slots_moved: u64,
+    /// Cluster nodes whose control connection was lost: their slots ended.
+    pub nodes_lost: u64,
+    /// Cluster nodes whose control connection left a heartbeat unanswered: their slots
+    /// ended (the node's lease expired).
+    pub leases_expired: u64,
+    /// Upstream connections that ended (of the whole process): what each filled ended.
+    pub connections_closed: u64,
+}
+
+impl L1 {
+    /// Keys are in Redis Cluster slots from now on (set once, before any fetch): each
+    /// entry keeps its slot's epoch and is served only while it is unchanged.
+    pub fn use_slots(&self) {
+        self.slotted.store(true, Relaxed);
+    }
+
+    /// Ends the entries of `slots`: they are not served again, and fills taken before are
+    /// refused.
+    pub fn bump_slots(&self, slots: impl IntoIterator<Item = u16>, cause: SlotCause) {
+        self.slots.bump(slots, cause);
+    }
+
+    /// How often fences ended entries, by cause.
+    pub fn fenced(&self) -> Fenced {
+        let s = &self.slots;
+        Fenced {
+            slots_moved: s.moved.load(Relaxed),
+            nodes_lost: s.node_lost.load(Relaxed),
+            leases_expired: s.lease_expired.load(Relaxed),
+            connections_closed: CLOSED.load(Relaxed),
+        }
+    }
 }
 
 /// The slot epochs of one L1, and how often they were bumped by cause.

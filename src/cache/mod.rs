@@ -50,7 +50,7 @@ mod users;
 mod weigh;
 
 pub use coalesce::{Coalescer, Fetched, Flight, Join};
-pub use fences::{ConnFence, Fence, FilledBy, SlotCause};
+pub use fences::{ConnFence, Fence, Fenced, FilledBy, SlotCause};
 pub use figures::L1Figures;
 pub use generations::Generation;
 pub use key::{CacheKey, KeyRef};
@@ -340,29 +340,6 @@ impl L1 {
             taken.slot_epoch = self.slots.at(taken.slot);
         }
         taken
-    }
-
-    /// Keys are in Redis Cluster slots from now on (set once, before any fetch): each
-    /// entry keeps its slot's epoch and is served only while it is unchanged.
-    pub fn use_slots(&self) {
-        self.slotted.store(true, Relaxed);
-    }
-
-    /// Ends the entries of `slots` (see [`fences`]): they are not served again, and fills
-    /// taken before are refused.
-    pub fn bump_slots(&self, slots: impl IntoIterator<Item = u16>, cause: SlotCause) {
-        self.slots.bump(slots, cause);
-    }
-
-    /// Slots bumped because they moved, node losses and lease expiries that bumped a
-    /// node's slots.
-    pub fn slot_bumps(&self) -> (u64, u64, u64) {
-        let s = &self.slots;
-        (
-            s.moved.load(Relaxed),
-            s.node_lost.load(Relaxed),
-            s.lease_expired.load(Relaxed),
-        )
     }
 
     /// Installs a fetched value unless an invalidation of its key happened since `taken`.
