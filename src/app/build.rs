@@ -24,9 +24,13 @@ use crate::upstream::tls::{Tls, TlsOptions};
 use crate::upstream::{CredentialSource, LinkEvent, Route, Target, Upstream};
 use crate::warm::Warmer;
 
-/// Builds the services; the L1 is flushed whenever the upstream link is lost (unless
-/// stale hits are allowed) and whenever it comes back, since the upstream's data may have
-/// changed meanwhile (its ACL rules too: what was learned about them is forgotten).
+/// Builds the services. With tracking on, a lost upstream connection ends what it filled
+/// (its fence, see [`crate::cache::fences`]: Redis no longer tracks the keys read through
+/// it) and a lost upstream takes the control connection with it, which flushes L1; with
+/// tracking off, L1 is flushed whenever the upstream link is lost (unless stale hits are
+/// allowed) and whenever it comes back, since the upstream's data may have changed
+/// meanwhile. When the link comes back, what was learned of the upstream's ACL rules is
+/// forgotten.
 /// `credentials` are the sidecar's own (see [`credentials`]), `sentinel_credentials` the
 /// sentinels' (see [`sentinel_credentials`]).
 pub fn services(
@@ -72,21 +76,24 @@ pub fn services(
         idle_timeout: config.upstream_idle_timeout,
         max_routes: config.max_upstream_routes,
         outbound,
+        keep_fills_while_down: config.serve_stale_when_down,
     };
     let target_template = target.clone();
     let hook_l1 = l1.clone();
     let acl = Acl::new();
     let hook_acl = acl.clone();
     let keep_on_loss = config.serve_stale_when_down;
+    let fenced = config.tracking != crate::config::TrackingMode::Off;
     let profiler = Profiler::new(&config);
     let warm = Warmer::new(config.warm.clone(), profiler.hot.clone());
     let hook_warm = warm.clone();
     let hook = Box::new(move |event| match event {
-        LinkEvent::Lost if keep_on_loss => {}
+        LinkEvent::Lost if keep_on_loss || fenced => {}
         LinkEvent::Lost => {
             hook_l1.flush_all();
             hook_warm.flushed_for_loss();
         }
+        LinkEvent::Up if fenced => hook_acl.forget(),
         LinkEvent::Up => {
             hook_l1.flush_all();
             hook_acl.forget();

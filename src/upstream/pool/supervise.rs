@@ -70,6 +70,9 @@ pub(super) async fn supervise(
         calls: Vec::new(),
         reason: "connection lost".into(),
     };
+    // A lost connection's fence when `--serve-stale-when-down` keeps what it filled for
+    // hits while the upstream is down: closed once the next connection is up.
+    let mut kept: Option<ConnFence> = None;
     loop {
         // The sidecar's own route takes its current credentials (a rotated password file).
         let creds = match route.user {
@@ -78,7 +81,10 @@ pub(super) async fn supervise(
         };
         let connected = tokio::select! {
             c = handshake::connect(&target, route, creds.as_ref()) => c,
-            _ = slot.closed() => return,
+            _ = slot.closed() => {
+                kept.take().map(ConnFence::close);
+                return;
+            }
         };
         if creds.is_none() {
             link.anonymous_handshake(&connected);
@@ -89,6 +95,7 @@ pub(super) async fn supervise(
         match connected {
             Ok((stream, generation)) => {
                 backoff.reset();
+                kept.take().map(ConnFence::close);
                 let (tx, rx) = mpsc::channel(CALL_QUEUE);
                 let pings = tx.downgrade();
                 // Tracking is turned on by the connection's first call, before any client's.
@@ -124,14 +131,18 @@ pub(super) async fn supervise(
                         return;
                     }
                 };
-                fence.close();
                 retries.calls = left;
                 let reason = match ended {
                     Ended::Lost(reason) => {
+                        match target.keep_fills_while_down {
+                            true => kept = Some(fence),
+                            false => fence.close(),
+                        }
                         link.lost(&reason);
                         reason
                     }
                     Ended::Closed(reason) => {
+                        fence.close();
                         // Stuck while the server answers, or the primary switched: a new
                         // connection at once.
                         link.closed();
