@@ -49,6 +49,12 @@ pub struct FilledBy {
     epoch: u32,
 }
 
+impl FilledBy {
+    /// A value filled outside any upstream connection (tests, tools): no connection's end
+    /// ends it.
+    pub const LOCAL: FilledBy = FilledBy { conn: 0, epoch: 0 };
+}
+
 static CONN_EPOCHS: [AtomicU32; CONNS] = [const { AtomicU32::new(0) }; CONNS];
 static NEXT_CONN: AtomicU64 = AtomicU64::new(0);
 /// Connections that ended (each ended what it filled).
@@ -234,5 +240,73 @@ mod tests {
         one.close();
         assert!(!slots.holds(&a), "its connection closed");
         assert!(slots.holds(&b), "another connection's entry stays");
+    }
+
+    use crate::cache::tests::{key, l1};
+    use crate::cache::{bulk, Cached};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    /// Fills `k` as a fetch read on `by` would, and says whether it was installed.
+    fn fill(l1: &Arc<L1>, k: &str, by: Option<FilledBy>) {
+        let (k, pttl) = (key(0, k), bytes::Bytes::from_static(b":-1\r\n"));
+        let taken = l1.generation(&k);
+        l1.fill(k, taken, Instant::now(), &bulk(b"v"), &pttl, true, by);
+    }
+
+    fn hit(l1: &L1, k: &str) -> bool {
+        // Twice: the second read is answered by the thread's front.
+        let k = key(0, k);
+        let first = l1.get(&k.as_key_ref()) == Some(Cached::Value(bulk(b"v")));
+        first && l1.get(&k.as_key_ref()) == Some(Cached::Value(bulk(b"v")))
+    }
+
+    #[test]
+    fn in_a_cluster_an_entry_is_served_only_while_its_slot_holds() {
+        let l1 = Arc::new(l1());
+        l1.use_slots();
+        // `{a}1` and `{a}2` share a slot; `b` is in another.
+        fill(&l1, "{a}1", Some(FilledBy::LOCAL));
+        fill(&l1, "b", Some(FilledBy::LOCAL));
+        assert!(hit(&l1, "{a}1") && hit(&l1, "b"));
+        let a = redis_protocol::redis_keyslot(b"{a}1");
+        l1.bump_slots([a], SlotCause::Moved);
+        assert!(
+            !hit(&l1, "{a}1"),
+            "its slot moved: not served, front or moka"
+        );
+        assert!(hit(&l1, "b"), "another slot's entry stays");
+        // A fetch taken before a bump of its slot is refused; one after is served.
+        let k = key(0, "{a}2");
+        let taken = l1.generation(&k);
+        l1.bump_slots([a], SlotCause::LeaseExpired);
+        let v = Cached::Value(bulk(b"v"));
+        assert!(!l1.insert_if_current(k.clone(), taken, v.clone(), None));
+        assert!(l1.insert_if_current(k.clone(), l1.generation(&k), v, None));
+        assert!(hit(&l1, "{a}2"));
+        let fenced = l1.fenced();
+        assert_eq!((fenced.slots_moved, fenced.leases_expired), (1, 1));
+    }
+
+    #[test]
+    fn outside_a_cluster_no_slot_is_computed_and_a_closed_connection_ends_its_fills() {
+        let l1 = Arc::new(l1());
+        let (one, two) = (ConnFence::open(), ConnFence::open());
+        fill(&l1, "x", Some(one.filled_by()));
+        fill(&l1, "y", Some(two.filled_by()));
+        fill(&l1, "z", None);
+        assert_eq!(
+            l1.generation(&key(0, "x")).slot,
+            0,
+            "no CRC16 outside a cluster"
+        );
+        assert!(hit(&l1, "x") && hit(&l1, "y"));
+        assert!(
+            !hit(&l1, "z"),
+            "a reply its connection's tracking does not cover"
+        );
+        one.close();
+        assert!(!hit(&l1, "x"), "its connection closed");
+        assert!(hit(&l1, "y"), "another connection's fill stays");
     }
 }
