@@ -26,7 +26,10 @@ impl Router for Services {
 
     #[inline]
     fn link_up(&self) -> bool {
-        self.upstream.link_up() && self.cluster.as_ref().is_none_or(|c| c.link_up())
+        match &self.cluster {
+            Some(nodes) => nodes.link_up(),
+            None => self.upstream.link_up(),
+        }
     }
 
     /// In a Redis Cluster every entry is served only while its slot's epoch holds: a node

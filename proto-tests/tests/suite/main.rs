@@ -16,6 +16,7 @@ mod cache;
 mod client_commands;
 mod client_reply;
 mod cluster;
+mod cluster_coherence;
 mod cluster_topology;
 mod coherence;
 mod command_table;
