@@ -53,7 +53,11 @@ fn figure(sidecar: &Sidecar, name: &str) -> u64 {
 /// it (a hit counted).
 fn cached(sidecar: &Sidecar, c: &mut Conn, cluster: &ClusterGroup, key: &str, value: &str) {
     let owner = cluster.node(cluster.owner(slot(key.as_bytes())));
-    assert_reply(&owner.conn().cmd_str(&["SET", key, value]), b"+OK\r\n", "SET");
+    assert_reply(
+        &owner.conn().cmd_str(&["SET", key, value]),
+        b"+OK\r\n",
+        "SET",
+    );
     poll_until(Duration::from_secs(5), "the key is an L1 hit", || {
         assert_reply(&c.cmd_str(&["GET", key]), &bulk(value.as_bytes()), "GET");
         let before = hits(sidecar);
@@ -138,13 +142,21 @@ fn a_slot_reassigned_with_its_keys_left_behind_is_never_served_from_l1() {
     poll_until(Duration::from_secs(20), "the refresh sees the move", || {
         figure(&sidecar, "l1_slots_moved") >= 1
     });
-    assert_reply(&c.cmd_str(&["GET", a]), &bulk(b"new-a"), "GET after the move");
+    assert_reply(
+        &c.cmd_str(&["GET", a]),
+        &bulk(b"new-a"),
+        "GET after the move",
+    );
     // Seen by a redirect: a read of another key of the slot meets `MOVED` before any
     // refresh, and the key L1 held is not served again.
     let moved = figure(&sidecar, "l1_slots_moved");
     reassign_leaving_keys(&cluster, slot(b.as_bytes()), to, &b);
     let other = b.replace('k', "other");
-    assert_reply(&c.cmd_str(&["GET", &other]), b"$-1\r\n", "GET of a key never set");
+    assert_reply(
+        &c.cmd_str(&["GET", &other]),
+        b"$-1\r\n",
+        "GET of a key never set",
+    );
     assert!(figure(&sidecar, "l1_slots_moved") > moved);
     let reply = c.cmd_str(&["GET", &b]);
     assert_ne!(reply, bulk(b"old-b"), "the old value left on the old owner");
@@ -180,7 +192,10 @@ fn a_frozen_primary_stops_being_served_within_the_heartbeat_bound_while_others_s
     });
     let expired_after = stopped.elapsed();
     eprintln!("lease expired {expired_after:?} after SIGSTOP");
-    assert!(expired_after < BOUND * 2, "lease expired after {expired_after:?}");
+    assert!(
+        expired_after < BOUND * 2,
+        "lease expired after {expired_after:?}"
+    );
     // The other primaries' keys are still hits.
     for (key, _) in keys.iter().filter(|(_, o)| *o != frozen) {
         assert!(is_hit(&sidecar, &mut c, key, &format!("v-{key}")), "{key}");
@@ -193,10 +208,14 @@ fn a_frozen_primary_stops_being_served_within_the_heartbeat_bound_while_others_s
     // Resumed: its key is served again after a refill.
     drop(resume);
     let value = format!("v-{frozen_key}");
-    poll_until(Duration::from_secs(30), "the resumed node's key is a hit", || {
-        c.cmd_str(&["GET", &frozen_key]) == bulk(value.as_bytes())
-            && is_hit(&sidecar, &mut c, &frozen_key, &value)
-    });
+    poll_until(
+        Duration::from_secs(30),
+        "the resumed node's key is a hit",
+        || {
+            c.cmd_str(&["GET", &frozen_key]) == bulk(value.as_bytes())
+                && is_hit(&sidecar, &mut c, &frozen_key, &value)
+        },
+    );
 }
 
 /// The ids of the clients on `node` whose `CLIENT LIST` line `matches`.
@@ -216,7 +235,11 @@ fn kill_clients(node: &Redis, ids: &[String]) {
     assert!(!ids.is_empty(), "no connection to kill");
     let mut conn = node.conn();
     for id in ids {
-        assert_reply(&conn.cmd_str(&["CLIENT", "KILL", "ID", id]), b":1\r\n", "KILL");
+        assert_reply(
+            &conn.cmd_str(&["CLIENT", "KILL", "ID", id]),
+            b":1\r\n",
+            "KILL",
+        );
     }
 }
 
@@ -274,11 +297,20 @@ fn a_killed_data_connection_ends_what_it_filled_and_other_nodes_stay_hits() {
     // Its key is fetched again (Redis no longer tracks it for this sidecar), then served.
     let gets = commandstat_calls(node, "get");
     let value = format!("v-{killed_key}");
-    assert_reply(&c.cmd_str(&["GET", &killed_key]), &bulk(value.as_bytes()), "GET");
-    assert!(commandstat_calls(node, "get") > gets, "asked of its node again");
-    poll_until(Duration::from_secs(5), "a hit again after the refill", || {
-        is_hit(&sidecar, &mut c, &killed_key, &value)
-    });
+    assert_reply(
+        &c.cmd_str(&["GET", &killed_key]),
+        &bulk(value.as_bytes()),
+        "GET",
+    );
+    assert!(
+        commandstat_calls(node, "get") > gets,
+        "asked of its node again"
+    );
+    poll_until(
+        Duration::from_secs(5),
+        "a hit again after the refill",
+        || is_hit(&sidecar, &mut c, &killed_key, &value),
+    );
     for (key, _) in keys.iter().filter(|(_, o)| *o != killed) {
         assert!(is_hit(&sidecar, &mut c, key, &format!("v-{key}")), "{key}");
     }
