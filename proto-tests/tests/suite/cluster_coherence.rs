@@ -19,10 +19,16 @@ const HEARTBEAT: Duration = Duration::from_millis(200);
 /// up (two periods), plus room for a loaded machine to run the sidecar's timer.
 const BOUND: Duration = Duration::from_millis(3 * 200 + 300);
 
-/// A sidecar in front of `cluster`, two of its nodes as seeds, with `extra` flags.
+/// A sidecar in front of `cluster`, two of its nodes as seeds, with `extra` flags; a key
+/// written through it on every primary, so that it has a connection to each.
 fn sidecar(cluster: &ClusterGroup, extra: &[&str]) -> Sidecar {
     let seeds = cluster.addresses()[..2].join(",");
-    Sidecar::start_env(&format!("redis+cluster://{seeds}"), extra, &[PREVIEW])
+    let sidecar = Sidecar::start_env(&format!("redis+cluster://{seeds}"), extra, &[PREVIEW]);
+    let mut c = sidecar.conn();
+    for (key, _) in key_per_primary(cluster, "warm-up") {
+        assert_reply(&c.cmd_str(&["SET", &key, "x"]), b"+OK\r\n", "SET");
+    }
+    sidecar
 }
 
 /// One key per primary, with its owner's port.
