@@ -82,7 +82,7 @@ pub(super) async fn supervise(
         let connected = tokio::select! {
             c = handshake::connect(&target, route, creds.as_ref()) => c,
             _ = slot.closed() => {
-                kept.take().map(ConnFence::close);
+                kept.take().into_iter().for_each(ConnFence::close);
                 return;
             }
         };
@@ -95,7 +95,7 @@ pub(super) async fn supervise(
         match connected {
             Ok((stream, generation)) => {
                 backoff.reset();
-                kept.take().map(ConnFence::close);
+                kept.take().into_iter().for_each(ConnFence::close);
                 let (tx, rx) = mpsc::channel(CALL_QUEUE);
                 let pings = tx.downgrade();
                 // Tracking is turned on by the connection's first call, before any client's.
