@@ -93,7 +93,11 @@ pub fn services(
             hook_l1.flush_all();
             hook_warm.flushed_for_loss();
         }
-        LinkEvent::Up if fenced => hook_acl.forget(),
+        LinkEvent::Up if fenced => {
+            // What the lost connection filled ended with it: the hot keys are loaded again.
+            hook_acl.forget();
+            hook_warm.flushed_for_loss();
+        }
         LinkEvent::Up => {
             hook_l1.flush_all();
             hook_acl.forget();
