@@ -29,8 +29,8 @@ use crate::warm::Warmer;
 /// it) and a lost upstream takes the control connection with it, which flushes L1; with
 /// tracking off, L1 is flushed whenever the upstream link is lost (unless stale hits are
 /// allowed) and whenever it comes back, since the upstream's data may have changed
-/// meanwhile. When the link comes back, what was learned of the upstream's ACL rules is
-/// forgotten.
+/// meanwhile. What was learned of the upstream's ACL rules is forgotten when the control
+/// connection is lost (tracking on) or the upstream link comes back (tracking off).
 /// `credentials` are the sidecar's own (see [`credentials`]), `sentinel_credentials` the
 /// sentinels' (see [`sentinel_credentials`]).
 pub fn services(
@@ -88,14 +88,13 @@ pub fn services(
     let warm = Warmer::new(config.warm.clone(), profiler.hot.clone());
     let hook_warm = warm.clone();
     let hook = Box::new(move |event| match event {
-        LinkEvent::Lost if keep_on_loss || fenced => {}
+        LinkEvent::Lost if keep_on_loss => {}
+        // What the lost connection filled ended with it (its fence): the hot keys are
+        // loaded again, now and once it is back. (The upstream itself went away only if the
+        // control connection did too: what was learned of its ACL rules is forgotten then.)
+        LinkEvent::Lost | LinkEvent::Up if fenced => hook_warm.flushed_for_loss(),
         LinkEvent::Lost => {
             hook_l1.flush_all();
-            hook_warm.flushed_for_loss();
-        }
-        LinkEvent::Up if fenced => {
-            // What the lost connection filled ended with it: the hot keys are loaded again.
-            hook_acl.forget();
             hook_warm.flushed_for_loss();
         }
         LinkEvent::Up => {
@@ -115,8 +114,13 @@ pub fn services(
     let db = config.upstream.db;
     (warm.peers).serve(profiler.hot.clone(), config.warm.peer_keys, db);
     tracking.on_hot_keys(warm.peers.clone());
-    let loss_warm = warm.clone();
-    tracking.on_loss_flush(Box::new(move || loss_warm.flushed_for_loss()));
+    let (loss_warm, loss_acl) = (warm.clone(), acl.clone());
+    tracking.on_loss_flush(Box::new(move || {
+        if fenced {
+            loss_acl.forget();
+        }
+        loss_warm.flushed_for_loss();
+    }));
     let audit = Auditor::new(l1.clone(), stats.clone(), config.audit_rate);
     let pinned_slots = Arc::new(tokio::sync::Semaphore::new(config.max_pinned));
     let upstream = Arc::new(Upstream::new(
