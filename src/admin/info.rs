@@ -173,6 +173,11 @@ pub fn l1_section(f: &Figures) -> String {
     l.line("l1_evicted_written", &ev.written);
     l.line("l1_evicted_invalidated", &ev.invalidated);
     l.line("l1_evicted_flushed", &ev.flushed);
+    let fenced = &l1.fenced;
+    l.line("l1_slots_moved", &fenced.slots_moved);
+    l.line("l1_flushes_node_lost", &fenced.nodes_lost);
+    l.line("l1_flushes_lease_expired", &fenced.leases_expired);
+    l.line("l1_connections_closed", &fenced.connections_closed);
     l.line("audit_rate", &a.rate);
     l.line("audits_done", &a.done);
     l.line("audits_failed", &a.failed);

@@ -24,9 +24,13 @@ use crate::upstream::tls::{Tls, TlsOptions};
 use crate::upstream::{CredentialSource, LinkEvent, Route, Target, Upstream};
 use crate::warm::Warmer;
 
-/// Builds the services; the L1 is flushed whenever the upstream link is lost (unless
-/// stale hits are allowed) and whenever it comes back, since the upstream's data may have
-/// changed meanwhile (its ACL rules too: what was learned about them is forgotten).
+/// Builds the services. With tracking on, a lost upstream connection ends what it filled
+/// (its fence, see [`crate::cache::fences`]: Redis no longer tracks the keys read through
+/// it) and a lost upstream takes the control connection with it, which flushes L1; with
+/// tracking off, L1 is flushed whenever the upstream link is lost (unless stale hits are
+/// allowed) and whenever it comes back, since the upstream's data may have changed
+/// meanwhile. What was learned of the upstream's ACL rules is forgotten when the control
+/// connection is lost (tracking on) or the upstream link comes back (tracking off).
 /// `credentials` are the sidecar's own (see [`credentials`]), `sentinel_credentials` the
 /// sentinels' (see [`sentinel_credentials`]).
 pub fn services(
@@ -72,17 +76,23 @@ pub fn services(
         idle_timeout: config.upstream_idle_timeout,
         max_routes: config.max_upstream_routes,
         outbound,
+        keep_fills_while_down: config.serve_stale_when_down,
     };
     let target_template = target.clone();
     let hook_l1 = l1.clone();
     let acl = Acl::new();
     let hook_acl = acl.clone();
     let keep_on_loss = config.serve_stale_when_down;
+    let fenced = config.tracking != crate::config::TrackingMode::Off;
     let profiler = Profiler::new(&config);
     let warm = Warmer::new(config.warm.clone(), profiler.hot.clone());
     let hook_warm = warm.clone();
     let hook = Box::new(move |event| match event {
         LinkEvent::Lost if keep_on_loss => {}
+        // What the lost connection filled ended with it (its fence): the hot keys are
+        // loaded again, now and once it is back. (The upstream itself went away only if the
+        // control connection did too: what was learned of its ACL rules is forgotten then.)
+        LinkEvent::Lost | LinkEvent::Up if fenced => hook_warm.flushed_for_loss(),
         LinkEvent::Lost => {
             hook_l1.flush_all();
             hook_warm.flushed_for_loss();
@@ -104,8 +114,13 @@ pub fn services(
     let db = config.upstream.db;
     (warm.peers).serve(profiler.hot.clone(), config.warm.peer_keys, db);
     tracking.on_hot_keys(warm.peers.clone());
-    let loss_warm = warm.clone();
-    tracking.on_loss_flush(Box::new(move || loss_warm.flushed_for_loss()));
+    let (loss_warm, loss_acl) = (warm.clone(), acl.clone());
+    tracking.on_loss_flush(Box::new(move || {
+        if fenced {
+            loss_acl.forget();
+        }
+        loss_warm.flushed_for_loss();
+    }));
     let audit = Auditor::new(l1.clone(), stats.clone(), config.audit_rate);
     let pinned_slots = Arc::new(tokio::sync::Semaphore::new(config.max_pinned));
     let upstream = Arc::new(Upstream::new(
@@ -124,7 +139,7 @@ pub fn services(
             warm: &warm,
             seed: &upstream,
         };
-        cluster::nodes(&seeds.addresses, parts)
+        cluster::nodes(&seeds.addresses, parts, &tracking)
     });
     let warming = Arc::new(crate::warm::Context {
         warm: warm.clone(),

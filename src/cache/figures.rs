@@ -1,7 +1,7 @@
 //! [`L1Figures`]: one snapshot of L1's figures, what INFO and `/metrics` render.
 
 use super::namespaces::Row;
-use super::{Evictions, L1};
+use super::{Evictions, Fenced, L1};
 
 /// L1's figures at one moment.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -16,6 +16,8 @@ pub struct L1Figures {
     pub compressed_entries: u64,
     /// Entries removed, by why.
     pub evictions: Evictions,
+    /// Entries ended at once by their slot's or connection's fence, by cause.
+    pub fenced: Fenced,
     /// GET/MGET keys fetched from the upstream that it held.
     pub l2_hits: u64,
     /// ... and that it did not.
@@ -36,6 +38,7 @@ impl L1 {
             max_bytes: self.max_bytes(),
             compressed_entries: self.compressed_entries(),
             evictions: self.evictions_by_reason(),
+            fenced: self.fenced(),
             l2_hits,
             l2_misses,
             namespaces: if namespaces.is_empty() {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{CacheKey, Cached, Fetched, Generation, L1};
+use super::{CacheKey, Cached, Fetched, FilledBy, Generation, L1};
 use crate::protocol::decode::{integer, is_bulk, is_null};
 
 impl L1 {
@@ -16,7 +16,8 @@ impl L1 {
     /// should be told. `from_get`: the reply is GET's (nil means missing); from MGET a nil
     /// may also be a key of another type. Runs on the upstream reader: a value to compress
     /// is installed later, from a blocking thread ([`L1::insert_later`]). Nothing is
-    /// installed unless `may_fill` (the connection's tracking covers the key).
+    /// installed unless `by` names the connection the reply was read on (`None`: its
+    /// tracking does not cover the key); the entry ends when that connection does.
     #[allow(clippy::too_many_arguments)]
     pub fn fill(
         self: &Arc<Self>,
@@ -26,7 +27,7 @@ impl L1 {
         reply: &Bytes,
         pttl: &Bytes,
         from_get: bool,
-        may_fill: bool,
+        by: Option<FilledBy>,
     ) -> Fetched {
         let pttl = integer(pttl);
         if is_bulk(reply) {
@@ -36,8 +37,8 @@ impl L1 {
                 Some(ms) if ms > 0 => Some(Some(sent_at + Duration::from_millis(ms as u64))),
                 _ => None, // gone or changed between GET and PTTL: answer, do not cache
             };
-            if let Some(expiry) = expiry.filter(|_| may_fill) {
-                self.insert_later(key, taken, Cached::Value(reply.clone()), expiry);
+            if let Some(expiry) = expiry.filter(|_| by.is_some()) {
+                self.insert_later(key, taken, Cached::Value(reply.clone()), expiry, by);
             }
             return Fetched::Value(reply.clone());
         }
@@ -47,8 +48,8 @@ impl L1 {
         }
         self.count_l2(false);
         let ns = self.namespaces();
-        if may_fill && pttl == Some(-2) && ns.policy(ns.of(&key.key)).cache_nil {
-            self.insert_later(key, taken, Cached::Missing, None);
+        if by.is_some() && pttl == Some(-2) && ns.policy(ns.of(&key.key)).cache_nil {
+            self.insert_later(key, taken, Cached::Missing, None, by);
         }
         Fetched::Missing
     }

@@ -18,7 +18,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::weigh::{heap, BYTES_SHARED};
-use super::KeyRef;
+use super::{Fence, KeyRef};
 
 /// Most sets per thread (a power of two).
 pub const MAX_SETS: usize = 16 * 1024;
@@ -38,6 +38,8 @@ struct Slot {
     stamp: u64,
     /// Expiry (compared as it is: no conversion on the hit path).
     expires: Instant,
+    /// The entry's slot and connection epochs (see `fences`).
+    fence: Fence,
     owner: u32,
     user: u32,
     db: u32,
@@ -107,13 +109,14 @@ impl Slot {
 
 /// Calls `read` with the front's answer for a key of L1 `owner` — `Some(bulk)` a value,
 /// `None` a missing key — and the key's namespace, if it has one that is valid at
-/// generation stamp `stamp`.
+/// generation stamp `stamp` and whose fence `holds`.
 #[inline]
 pub fn read<R>(
     owner: u32,
     hash: u64,
     key: &KeyRef<'_>,
     stamp: u64,
+    holds: impl FnOnce(&Fence) -> bool,
     read: impl FnOnce(Option<&Bytes>, usize) -> R,
 ) -> Option<R> {
     FRONT.with(|front| {
@@ -125,16 +128,17 @@ pub fn read<R>(
             .iter()
             .flatten()
             .find(|s| s.is(owner, hash, key))?;
-        let valid = slot.stamp == stamp && Instant::now() < slot.expires;
+        let valid = slot.stamp == stamp && holds(&slot.fence) && Instant::now() < slot.expires;
         valid.then(|| read(slot.value.as_ref(), usize::from(slot.namespace)))
     })
 }
 
-/// Where an L1 hit was found: its generation stamp, expiry and namespace.
+/// Where an L1 hit was found: its generation stamp, expiry, namespace and fence.
 pub struct Found {
     pub stamp: u64,
     pub expires_at: Instant,
     pub namespace: usize,
+    pub fence: Fence,
 }
 
 /// Remembers an L1 hit.
@@ -168,6 +172,7 @@ pub fn put(owner: u32, hash: u64, key: &KeyRef<'_>, value: Option<&Bytes>, found
             hash,
             stamp: found.stamp,
             expires: found.expires_at,
+            fence: found.fence,
             namespace,
             owner,
             user: key.user,

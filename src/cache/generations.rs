@@ -22,6 +22,9 @@ pub struct Generation {
     bucket: u64,
     db: u64,
     all: u64,
+    /// The key's Redis Cluster slot (0 outside a cluster) and its epoch (see `fences`).
+    pub(super) slot: u16,
+    pub(super) slot_epoch: u32,
 }
 
 impl Generation {
@@ -29,6 +32,12 @@ impl Generation {
     /// equal exactly when no invalidation happened between them.
     pub(super) fn stamp(&self) -> u64 {
         self.bucket.wrapping_add(self.db).wrapping_add(self.all)
+    }
+
+    /// Whether no invalidation counter moved between `self` and `now` (the slot epoch is
+    /// checked by the fence).
+    pub(super) fn unchanged(&self, now: &Generation) -> bool {
+        (self.bucket, self.db, self.all) == (now.bucket, now.db, now.all)
     }
 }
 
@@ -74,6 +83,8 @@ impl Generations {
             bucket: self.buckets[bucket(hash)].load(SeqCst),
             db: self.db_epochs[db as usize % DB_EPOCHS].load(SeqCst),
             all: self.all_epoch.load(SeqCst),
+            slot: 0,
+            slot_epoch: 0,
         }
     }
 

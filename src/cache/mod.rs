@@ -3,6 +3,8 @@
 //! keep a fetch which raced with an invalidation from installing its stale result.
 //!
 //! - `generations`: the invalidation counters and the locks that order fills against them.
+//! - [`fences`]: slot and connection epochs that end many entries at once (a Redis Cluster
+//!   slot that moved, a node lost or silent, an upstream connection closed).
 //! - `store`: entries, exact-size copies, compression.
 //! - `weigh`: what an entry really costs, for the byte bound.
 //! - `front`: the per-thread array in front of moka for small values, inside the bound.
@@ -20,7 +22,7 @@
 //! ([`L1::invalidate_patterns`], `NEARCACHE INVALIDATE`), by database or all at once.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +35,7 @@ use crate::protocol::write_bulk;
 
 pub mod coalesce;
 mod evict;
+pub mod fences;
 mod figures;
 mod fill;
 mod front;
@@ -47,11 +50,13 @@ mod users;
 mod weigh;
 
 pub use coalesce::{Coalescer, Fetched, Flight, Join};
+pub use fences::{ConnFence, Fence, Fenced, FilledBy, SlotCause};
 pub use figures::L1Figures;
 pub use generations::Generation;
 pub use key::{CacheKey, KeyRef};
 pub use weigh::ENTRY_OVERHEAD;
 
+use fences::SlotEpochs;
 use front::Found;
 use generations::Generations;
 pub use hasher::KeyHasher;
@@ -102,6 +107,10 @@ pub struct L1 {
     namespaces: Arc<Namespaces>,
     hasher: KeyHasher,
     generations: Generations,
+    /// Epochs of the Redis Cluster slots (see [`fences`]).
+    slots: SlotEpochs,
+    /// Keys are in Redis Cluster slots: a fetch's generation takes its key's slot.
+    slotted: AtomicBool,
     /// Pattern invalidations registered whose scan is not done.
     pending: Pending,
     /// Entries held per slice of the key space (see [`live`]).
@@ -219,6 +228,8 @@ impl L1 {
             namespaces,
             hasher,
             generations: Generations::new(),
+            slots: SlotEpochs::new(),
+            slotted: AtomicBool::new(false),
             pending: Pending::default(),
             live,
             users: Users::default(),
@@ -289,16 +300,21 @@ impl L1 {
         let taken = self.generations.at(hash, key.db).stamp();
         let mut read = Some(read);
         let lend = |v: Option<&Bytes>, ns| (read.take().expect("called once"))(v, ns);
-        if let Some(r) = front::read(self.id, hash, key, taken, lend) {
+        let holds = |fence: &Fence| self.slots.holds(fence);
+        if let Some(r) = front::read(self.id, hash, key, taken, holds, lend) {
             return Some(r);
         }
         let read = read.expect("front did not call it");
         let ns = self.namespaces.of(key.key);
         let entry = self.stores[self.namespaces.store(ns)].get(key)?;
+        if !self.slots.holds(&entry.fence) {
+            return None;
+        }
         let found = Found {
             stamp: taken,
             expires_at: entry.expires_at,
             namespace: ns,
+            fence: entry.fence,
         };
         match entry.stored {
             Stored::Plain(b) => {
@@ -313,10 +329,17 @@ impl L1 {
         }
     }
 
-    /// The generation to take before fetching `key` from upstream.
+    /// The generation to take before fetching `key` from upstream (in a Redis Cluster
+    /// with its key's slot and the slot's epoch: computed here, on the way upstream, never
+    /// on a hit).
     pub fn generation(&self, key: &CacheKey) -> Generation {
         self.dbs.add(key.db);
-        self.generations.at(self.key_hash(key.db, &key.key), key.db)
+        let mut taken = self.generations.at(self.key_hash(key.db, &key.key), key.db);
+        if self.slotted.load(Relaxed) {
+            taken.slot = redis_protocol::redis_keyslot(&key.key);
+            taken.slot_epoch = self.slots.at(taken.slot);
+        }
+        taken
     }
 
     /// Installs a fetched value unless an invalidation of its key happened since `taken`.
@@ -330,22 +353,23 @@ impl L1 {
         value: Cached,
         upstream_expiry: Option<Instant>,
     ) -> bool {
-        self.accept(key, taken, value, upstream_expiry)
+        self.accept(key, taken, value, upstream_expiry, None)
             .is_some_and(|install| self.install(install))
     }
 
     /// Like [`L1::insert_if_current`] for a caller that must not block (the upstream reader):
     /// a value to compress is compressed and installed by the encoder thread, with the
     /// generation checked when it is installed; when the encoder's queue is full, it is not
-    /// cached.
+    /// cached. `by`: the connection the value was read on (its closing ends the entry).
     pub fn insert_later(
         self: &Arc<Self>,
         key: CacheKey,
         taken: Generation,
         value: Cached,
         upstream_expiry: Option<Instant>,
+        by: Option<FilledBy>,
     ) {
-        let Some(install) = self.accept(key, taken, value, upstream_expiry) else {
+        let Some(install) = self.accept(key, taken, value, upstream_expiry, by) else {
             return;
         };
         if !install.value.compresses() {
@@ -377,6 +401,7 @@ impl L1 {
         taken: Generation,
         value: Cached,
         upstream_expiry: Option<Instant>,
+        by: Option<FilledBy>,
     ) -> Option<Install> {
         if !self.enabled() {
             return None;
@@ -404,6 +429,7 @@ impl L1 {
             taken,
             value: Prepared::new(&value, policy.compress_min_bytes),
             expires_at,
+            fence: SlotEpochs::fence(taken.slot, taken.slot_epoch, by),
         })
     }
 
@@ -421,7 +447,8 @@ impl L1 {
         let key = install.key;
         let hash = self.key_hash(key.db, &key.key);
         let _key = self.generations.lock(hash);
-        if self.generations.at(hash, key.db) != install.taken {
+        let now = self.generations.at(hash, key.db);
+        if !install.taken.unchanged(&now) || !self.slots.holds(&install.fence) {
             return false;
         }
         self.users.add(key.user);
@@ -432,6 +459,7 @@ impl L1 {
         let entry = Entry {
             stored,
             expires_at: install.expires_at,
+            fence: install.fence,
         };
         self.live.entered(hash);
         let ns = self.namespaces.of(&key.key);

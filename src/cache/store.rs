@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{CacheKey, Cached, Generation};
+use super::{CacheKey, Cached, Fence, Generation};
 
 /// zstd level for large values: fast, still a good ratio on text.
 const ZSTD_LEVEL: i32 = 1;
@@ -28,6 +28,8 @@ pub(super) enum Stored {
 pub(super) struct Entry {
     pub(super) stored: Stored,
     pub(super) expires_at: Instant,
+    /// The slot and connection epochs it was filled under (see `fences`).
+    pub(super) fence: Fence,
 }
 
 /// Each entry lives until its own `expires_at`.
@@ -57,6 +59,7 @@ pub struct Install {
     pub(super) taken: Generation,
     pub(super) value: Prepared,
     pub(super) expires_at: Instant,
+    pub(super) fence: Fence,
 }
 
 /// A value copied to its own exact-size allocation by the thread that accepted it.

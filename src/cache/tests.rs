@@ -288,6 +288,7 @@ fn an_invalidation_during_compression_keeps_the_value_out() {
             l1.generation(&a),
             Cached::Value(compressible()),
             None,
+            None,
         )
         .expect("accepted");
     // The write's eviction lands while the value is being compressed.
@@ -321,7 +322,7 @@ fn a_fill_answers_at_once_and_installs_after_compression() {
         &value,
         &Bytes::from_static(b":-1\r\n"),
         true,
-        true,
+        Some(FilledBy::LOCAL),
     );
     assert_eq!(fetched, Fetched::Value(value.clone()));
     encoder_idle(&l1);
@@ -347,7 +348,7 @@ fn a_fill_invalidated_while_the_encoder_is_busy_is_not_installed() {
         &value,
         &pttl,
         true,
-        true,
+        Some(FilledBy::LOCAL),
     );
     assert_eq!(
         fetched,
@@ -428,7 +429,7 @@ fn a_fill_not_covered_by_tracking_answers_but_is_not_installed() {
     let value = bulk(b"v");
     let pttl = Bytes::from_static(b":-1\r\n");
     let taken = l1.generation(&a);
-    let fetched = l1.fill(a.clone(), taken, Instant::now(), &value, &pttl, true, false);
+    let fetched = l1.fill(a.clone(), taken, Instant::now(), &value, &pttl, true, None);
     assert_eq!(fetched, Fetched::Value(value));
     assert_eq!(l1.get(&a.as_key_ref()), None);
 }

@@ -86,6 +86,7 @@ mod tests {
         let entry = |stored| Entry {
             stored,
             expires_at: Instant::now(),
+            fence: Default::default(),
         };
         let plain = entry(Stored::Plain(Bytes::from(vec![b'x'; 107])));
         assert_eq!(

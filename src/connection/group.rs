@@ -164,11 +164,13 @@ impl Group {
             target: _,
         } = self;
         let on_reply: Option<OnReply> = (!fills.is_empty()).then(|| {
-            Box::new(move |frames: &[Bytes], may_fill: bool| {
-                for (at, n, fill) in fills {
-                    fill(&frames[at..at + n], may_fill);
-                }
-            }) as OnReply
+            Box::new(
+                move |frames: &[Bytes], may_fill: Option<crate::cache::FilledBy>| {
+                    for (at, n, fill) in fills {
+                        fill(&frames[at..at + n], may_fill);
+                    }
+                },
+            ) as OnReply
         });
         let bytes = alone.unwrap_or_else(|| bytes.freeze());
         let segments = Segments {

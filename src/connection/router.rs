@@ -1,6 +1,7 @@
 //! The services as a [`Router`]: one node, the services' own upstream, its L1 coherence
 //! kept by the control plane; or for a Redis Cluster the node that owns a request's slot,
-//! L1 coherent while every node's control plane serves.
+//! L1 coherent per node and per slot (a node's loss ends its own slots' entries, see
+//! `app/build/cluster.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,12 +26,18 @@ impl Router for Services {
 
     #[inline]
     fn link_up(&self) -> bool {
-        self.upstream.link_up() && self.cluster.as_ref().is_none_or(|c| c.link_up())
+        match &self.cluster {
+            Some(nodes) => nodes.link_up(),
+            None => self.upstream.link_up(),
+        }
     }
 
+    /// In a Redis Cluster every entry is served only while its slot's epoch holds: a node
+    /// whose control connection is down ended its slots and fills nothing, the others
+    /// serve on.
     #[inline]
     fn coherent(&self) -> bool {
-        self.control.serving() && self.cluster.as_ref().is_none_or(|c| c.serving())
+        self.cluster.is_some() || self.control.serving()
     }
 
     #[inline]

@@ -28,7 +28,7 @@ pub use bus::Bus;
 use bytes::Bytes;
 pub use figures::{BusFigures, ControlFigures};
 
-use crate::cache::L1;
+use crate::cache::{SlotCause, L1};
 use crate::config::TrackingMode;
 use crate::upstream::gate::FillGate;
 pub use crate::upstream::gate::{Redirect, NO_EPOCH};
@@ -164,7 +164,15 @@ pub struct Control {
     peers: OnceLock<Arc<dyn HotKeyPeers>>,
     /// Called after each flush for a lost link (re-warming takes the hot keys then).
     loss_flush_hook: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// What a loss ends instead of all of L1: a Redis Cluster node's own slots (see
+    /// [`Control::scope_losses`]).
+    loss_scope: OnceLock<LossScope>,
+    /// The link was lost because a heartbeat went unanswered (the node's lease expired).
+    silent: AtomicBool,
 }
+
+/// Ends the entries a control connection's loss concerns, told why.
+pub type LossScope = Box<dyn Fn(SlotCause) + Send + Sync>;
 
 impl Control {
     /// Tracking state for `mode`; with tracking on, L1 neither serves nor fills until the
@@ -186,6 +194,8 @@ impl Control {
             bus: Bus::new(channel),
             peers: OnceLock::new(),
             loss_flush_hook: OnceLock::new(),
+            loss_scope: OnceLock::new(),
+            silent: AtomicBool::new(false),
         })
     }
 
@@ -226,6 +236,12 @@ impl Control {
     /// start-up: until then, and without one, asks go unanswered and answers are dropped).
     pub fn on_hot_keys(&self, peers: Arc<dyn HotKeyPeers>) {
         let _ = self.peers.set(peers);
+    }
+
+    /// A loss of this control connection ends only what `scope` ends (a Redis Cluster
+    /// node's slots), not all of L1 (set once at start-up; later calls are ignored).
+    pub fn scope_losses(&self, scope: LossScope) {
+        let _ = self.loss_scope.set(scope);
     }
 
     /// Sets what runs after each flush for a lost link (once; later calls are ignored).
@@ -353,9 +369,16 @@ impl Control {
         true
     }
 
-    /// Flushes L1 after a loss (see [`Control::lost`]).
+    /// Flushes L1 after a loss (see [`Control::lost`]), or what the loss scope covers.
     fn flush_for_loss(&self) {
-        self.l1.flush_all();
+        let cause = match self.silent.swap(false, Relaxed) {
+            true => SlotCause::LeaseExpired,
+            false => SlotCause::NodeLost,
+        };
+        match self.loss_scope.get() {
+            Some(scope) => scope(cause),
+            None => self.l1.flush_all(),
+        }
         self.counters.loss_flushes.fetch_add(1, Relaxed);
         if let Some(hook) = self.loss_flush_hook.get() {
             hook();
@@ -394,15 +417,6 @@ impl Control {
             );
         }
     }
-
-    /// An upstream connection whose tracking was in effect closed while the server still
-    /// answers (idle pool, stuck call): the keys it read are no longer tracked, so what it
-    /// may have filled in database `db` is evicted.
-    pub fn untracked(&self, db: u32) {
-        if self.enabled() {
-            self.l1.flush_db(db);
-        }
-    }
 }
 
 /// The upstream's fill gate is this control plane (see [`crate::upstream::gate`]).
@@ -421,8 +435,5 @@ impl FillGate for Control {
     }
     fn refused(&self, reply: &[u8]) {
         Control::refused(self, reply)
-    }
-    fn untracked(&self, db: u32) {
-        Control::untracked(self, db)
     }
 }

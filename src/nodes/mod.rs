@@ -2,7 +2,9 @@
 //! [`Control`] (its control connection, the redirect target of the tracking of the node's
 //! own data connections) per primary of the current [`Topology`], and which of them owns
 //! each slot. Nodes are added and dropped as the topology changes: a periodic refresh
-//! ([`Nodes::run`]) and the refreshes asked for by redirects ([`Nodes::refresh`]).
+//! ([`Nodes::run`]) and the refreshes asked for by redirects ([`Nodes::refresh`]). A slot
+//! whose owner changes has its L1 epoch bumped (see [`crate::cache::fences`]): what L1
+//! holds of it is not served again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::{SlotCause, L1};
 use crate::control::Control;
 use crate::upstream::cluster::{Reason, Refreshed, Role, Topology, TopologyFigures, SLOTS};
 use crate::upstream::{Pool, Route, Upstream};
@@ -54,14 +57,18 @@ pub struct Nodes {
     topology: Arc<Topology>,
     factory: NodeFactory,
     set: RwLock<Arc<Set>>,
+    /// The L1 whose slot epochs follow the owners.
+    l1: Arc<L1>,
 }
 
 impl Nodes {
-    /// No nodes until the first [`Nodes::refresh`].
-    pub fn new(topology: Arc<Topology>, factory: NodeFactory) -> Arc<Nodes> {
+    /// No nodes until the first [`Nodes::refresh`]; `l1`'s slot epochs are bumped as
+    /// slots change owner.
+    pub fn new(topology: Arc<Topology>, factory: NodeFactory, l1: Arc<L1>) -> Arc<Nodes> {
         Arc::new(Nodes {
             topology,
             factory,
+            l1,
             set: RwLock::new(Arc::new(Set {
                 nodes: Vec::new(),
                 owners: vec![NONE; SLOTS].into_boxed_slice(),
@@ -97,7 +104,8 @@ impl Nodes {
     }
 
     /// One node per primary of the current map: the ones kept are reused, new ones built,
-    /// the others dropped (their control connections end).
+    /// the others dropped (their control connections end). Slots that had an owner and
+    /// now have another (or none) are bumped.
     fn sync(&self) {
         let map = self.topology.map();
         let old = self.set.read().clone();
@@ -127,7 +135,20 @@ impl Nodes {
                     .unwrap_or(NONE)
             })
             .collect();
-        *self.set.write() = Arc::new(Set { nodes, owners });
+        let set = Set { nodes, owners };
+        self.l1.bump_slots(moved(&old, &set), SlotCause::Moved);
+        *self.set.write() = Arc::new(set);
+    }
+
+    /// The slots `address` owns now (none when it is not a primary of the map).
+    pub fn slots_of(&self, address: &str) -> Vec<u16> {
+        let set = self.set.read();
+        let Some(i) = set.nodes.iter().position(|n| n.address == address) else {
+            return Vec::new();
+        };
+        (0..SLOTS as u16)
+            .filter(|&s| usize::from(set.owners[usize::from(s)]) == i)
+            .collect()
     }
 
     /// The node that owns `slot`, if any does.
@@ -168,13 +189,30 @@ impl Nodes {
         self.set.read().nodes.iter().all(|n| n.control.serving())
     }
 
-    /// Whether every node's link is up.
+    /// Whether the cluster is reachable: some node's link is up (a node that is down
+    /// costs its own slots, see [`crate::cache::fences`], not all of L1).
     pub fn link_up(&self) -> bool {
-        self.set.read().nodes.iter().all(|n| n.upstream.link_up())
+        self.set.read().nodes.iter().any(|n| n.upstream.link_up())
     }
 
     /// The topology's figures.
     pub fn figures(&self) -> TopologyFigures {
         self.topology.figures()
     }
+}
+
+/// The slots whose owner in `old` (one there was) is not their owner in `new`.
+fn moved(old: &Set, new: &Set) -> Vec<u16> {
+    fn address(set: &Set, slot: usize) -> Option<&str> {
+        let i = set.owners[slot];
+        let node = (i != NONE).then(|| set.nodes.get(usize::from(i)))??;
+        Some(node.address.as_str())
+    }
+    (0..SLOTS)
+        .filter(|&slot| {
+            let before = address(old, slot);
+            before.is_some() && before != address(new, slot)
+        })
+        .map(|slot| slot as u16)
+        .collect()
 }

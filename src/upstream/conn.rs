@@ -18,6 +18,7 @@ use super::handshake::one_off;
 use super::pool::{Call, Health};
 use super::stream::{ReadHalf as OwnedReadHalf, UpstreamStream, WriteHalf as OwnedWriteHalf};
 use super::Target;
+use crate::cache::{ConnFence, FilledBy};
 use crate::error::UpstreamError;
 use crate::metrics::Stats;
 use crate::protocol::decode::{array_elements, integer, text};
@@ -65,13 +66,16 @@ pub(super) struct Tracked {
     pub generation: u64,
     /// The upstream's own count of calls answered (see [`super::link::Calls`]).
     pub calls: Arc<super::link::Calls>,
+    /// This connection's fence: bumped when it ends, which ends what it filled.
+    pub fence: ConnFence,
 }
 
 impl Tracked {
-    /// Whether replies read now may fill L1.
-    fn may_fill(&self) -> bool {
-        self.endpoint.generation() == self.generation
-            && self.tracking.may_fill(self.epoch.load(SeqCst))
+    /// Whether replies read now may fill L1, and what they fill with.
+    fn may_fill(&self) -> Option<FilledBy> {
+        let may = self.endpoint.generation() == self.generation
+            && self.tracking.may_fill(self.epoch.load(SeqCst));
+        may.then(|| self.fence.filled_by())
     }
 }
 
@@ -88,13 +92,15 @@ pub(super) fn tracking_call(
     let id = id.to_string();
     let bytes = command(&[b"CLIENT", b"TRACKING", b"on", b"REDIRECT", id.as_bytes()]);
     let (epoch, tracking) = (epoch.clone(), tracking.clone());
-    let on_reply = Box::new(move |frames: &[Bytes], _: bool| match frames.first() {
-        Some(ok) if ok.starts_with(b"+OK") => epoch.store(redirect.epoch, SeqCst),
-        // The control connection went away meanwhile: a new redirect follows.
-        Some(e) if e.windows(14).any(|w| w == b"does not exist") => {}
-        Some(e) => tracking.refused(e),
-        None => {}
-    });
+    let on_reply = Box::new(
+        move |frames: &[Bytes], _: Option<FilledBy>| match frames.first() {
+            Some(ok) if ok.starts_with(b"+OK") => epoch.store(redirect.epoch, SeqCst),
+            // The control connection went away meanwhile: a new redirect follows.
+            Some(e) if e.windows(14).any(|w| w == b"does not exist") => {}
+            Some(e) => tracking.refused(e),
+            None => {}
+        },
+    );
     let (tx, _) = oneshot::channel();
     Some(Call {
         bytes,

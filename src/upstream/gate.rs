@@ -29,8 +29,6 @@ pub trait FillGate: Send + Sync {
     fn redirect_broken(&self, id: i64);
     /// The upstream refused `CLIENT TRACKING` with `reply`.
     fn refused(&self, reply: &[u8]);
-    /// A connection of database `db` that had tracking on is gone.
-    fn untracked(&self, db: u32);
 }
 
 /// A gate for an upstream without tracking: every reply may fill (tests, tools).
@@ -54,5 +52,4 @@ impl FillGate for Open {
     }
     fn redirect_broken(&self, _: i64) {}
     fn refused(&self, _: &[u8]) {}
-    fn untracked(&self, _: u32) {}
 }

@@ -120,6 +120,10 @@ pub struct Target {
     pub max_routes: usize,
     /// The sidecar's own outbound sockets (is the upstream the sidecar itself?).
     pub outbound: Arc<outbound::Outbound>,
+    /// `--serve-stale-when-down`: a connection lost with its server ends what it filled
+    /// only once the next connection is up (hits may serve it while the upstream is down);
+    /// otherwise at once.
+    pub keep_fills_while_down: bool,
 }
 
 /// The upstream state a client command needs its connection to be in.

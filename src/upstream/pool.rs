@@ -16,6 +16,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
+
+use crate::cache::FilledBy;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Credentials, Link, Outgoing, Route, Target};
@@ -42,9 +44,10 @@ const CALL_QUEUE: usize = 4096;
 pub(crate) const EXTRA_SLOTS: usize = 4;
 
 /// Runs on the connection's task when the replies arrive, before the caller sees them:
-/// L1 fills happen here so they never wait on a client's reply order. The flag says whether
-/// the replies may fill L1 (the connection's tracking covers what it read).
-pub type OnReply = Box<dyn FnOnce(&[Bytes], bool) + Send + Sync>;
+/// L1 fills happen here so they never wait on a client's reply order. The connection the
+/// replies were read on, when they may fill L1 (its tracking covers what it read): what it
+/// fills ends when it does.
+pub type OnReply = Box<dyn FnOnce(&[Bytes], Option<FilledBy>) + Send + Sync>;
 
 /// A request for one connection: `replies` frames are expected for `bytes`.
 pub(crate) struct Call {

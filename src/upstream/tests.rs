@@ -16,6 +16,7 @@ fn upstream(idle: Duration, max_routes: usize, forgotten: Arc<Mutex<Vec<u32>>>) 
         idle_timeout: idle,
         max_routes,
         outbound: outbound::Outbound::new(),
+        keep_fills_while_down: false,
     };
     let forget = Box::new(move |id| forgotten.lock().push(id));
     let stats = Arc::new(Stats::new());

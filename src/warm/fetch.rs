@@ -259,41 +259,43 @@ impl Fetch {
             }
             let replies = 1 + keys.len() + usize::from(teach_get);
             let sent_at = Instant::now();
-            let on_reply: OnReply = Box::new(move |frames: &[Bytes], may_fill: bool| {
-                if frames.len() != 1 + leads.len() + usize::from(teach_get) {
-                    return;
-                }
-                if !is_error(&frames[0]) {
-                    acl.learn(&marks, Read::Mget, taken_epoch);
-                }
-                if teach_get && !is_error(&frames[1 + leads.len()]) {
-                    acl.learn(&marks, Read::Get, taken_epoch);
-                }
-                let Some(elements) = array_elements(&frames[0]) else {
-                    return;
-                };
-                if elements.len() != leads.len() {
-                    return;
-                }
-                for (i, (key, taken)) in leads.into_iter().enumerate() {
-                    let (reply, pttl) = (&elements[i], &frames[1 + i]);
-                    if !may_fill || !is_bulk(reply) {
-                        // Not counted: a missing key (cached as such if enabled) or a key of
-                        // another type (not cached).
+            let on_reply: OnReply = Box::new(
+                move |frames: &[Bytes], may_fill: Option<crate::cache::FilledBy>| {
+                    if frames.len() != 1 + leads.len() + usize::from(teach_get) {
+                        return;
+                    }
+                    if !is_error(&frames[0]) {
+                        acl.learn(&marks, Read::Mget, taken_epoch);
+                    }
+                    if teach_get && !is_error(&frames[1 + leads.len()]) {
+                        acl.learn(&marks, Read::Get, taken_epoch);
+                    }
+                    let Some(elements) = array_elements(&frames[0]) else {
+                        return;
+                    };
+                    if elements.len() != leads.len() {
+                        return;
+                    }
+                    for (i, (key, taken)) in leads.into_iter().enumerate() {
+                        let (reply, pttl) = (&elements[i], &frames[1 + i]);
+                        if may_fill.is_none() || !is_bulk(reply) {
+                            // Not counted: a missing key (cached as such if enabled) or a key of
+                            // another type (not cached).
+                            l1.fill(key, taken, sent_at, reply, pttl, false, may_fill);
+                            continue;
+                        }
+                        if !matches!(integer(pttl), Some(-1) | Some(1..)) {
+                            continue; // gone or changed between MGET and PTTL
+                        }
+                        let size = (key.key.len() + reply.len()) as u64;
+                        if !budget.admit(size) {
+                            continue;
+                        }
+                        warm.loaded(size);
                         l1.fill(key, taken, sent_at, reply, pttl, false, may_fill);
-                        continue;
                     }
-                    if !matches!(integer(pttl), Some(-1) | Some(1..)) {
-                        continue; // gone or changed between MGET and PTTL
-                    }
-                    let size = (key.key.len() + reply.len()) as u64;
-                    if !budget.admit(size) {
-                        continue;
-                    }
-                    warm.loaded(size);
-                    l1.fill(key, taken, sent_at, reply, pttl, false, may_fill);
-                }
-            });
+                },
+            );
             (bytes.freeze(), replies, on_reply)
         };
         let mut last = String::new();

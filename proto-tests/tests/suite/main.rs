@@ -16,6 +16,7 @@ mod cache;
 mod client_commands;
 mod client_reply;
 mod cluster;
+mod cluster_coherence;
 mod cluster_keyless;
 mod cluster_keys;
 mod cluster_sessions;

@@ -1,6 +1,8 @@
 //! Server-assisted tracking (the default): writes made around the sidecar reach its L1
 //! within a bound, and losing the control connection (killed, or silent past its heartbeat)
-//! flushes and bypasses L1 until tracking is back, with every read still correct.
+//! flushes and bypasses L1 until tracking is back, with every read still correct; a pooled
+//! connection killed takes what it filled with it (Redis no longer tracks those keys), and
+//! only that.
 
 use std::time::{Duration, Instant};
 
@@ -319,4 +321,68 @@ fn swapdb_through_one_sidecar_reaches_another() {
     assert_reply(&a0.cmd_str(&["EXEC"]), b"*1\r\n+OK\r\n", "EXEC");
     expect_within_bound(&mut b0, "k", &bulk(b"zero"), "B, db 0 after MULTI SWAPDB");
     expect_within_bound(&mut b1, "k", &bulk(b"one"), "B, db 1 after MULTI SWAPDB");
+}
+
+#[test]
+fn a_killed_pooled_connection_ends_only_what_it_filled() {
+    // Databases 0 and 1 are routes of their own: each has its own pooled connection.
+    let (redis, sidecar) = start_pair(&[]);
+    let mut direct = redis.conn();
+    ok(&direct.cmd_str(&["SET", "zero", "v0"]), "SET in db 0");
+    ok(&direct.cmd_str(&["SELECT", "1"]), "SELECT 1");
+    ok(&direct.cmd_str(&["SET", "one", "v1"]), "SET in db 1");
+    let mut zero = sidecar.conn();
+    let mut one = sidecar.conn();
+    ok(
+        &one.cmd_str(&["SELECT", "1"]),
+        "SELECT 1 through the sidecar",
+    );
+    let hits = || info_u64(&nearcache_info(&sidecar), "l1_hits");
+    let hit = |c: &mut Conn, key: &str, want: &[u8]| {
+        let before = hits();
+        assert_reply(&c.cmd_str(&["GET", key]), want, key);
+        hits() == before + 1
+    };
+    poll_until(Duration::from_secs(5), "both keys are hits", || {
+        hit(&mut zero, "zero", &bulk(b"v0")) & hit(&mut one, "one", &bulk(b"v1"))
+    });
+    // The db 1 connection is killed: Redis forgets what was read through it (redis#11767).
+    let own = int_reply(&direct.cmd_str(&["CLIENT", "ID"])).to_string();
+    let list = bulk_reply(&direct.cmd_str(&["CLIENT", "LIST"])).expect("CLIENT LIST");
+    let ids: Vec<String> = String::from_utf8_lossy(&list)
+        .lines()
+        .filter(|l| l.contains(" db=1 ") && !l.contains(" name=nearcache-control "))
+        .filter_map(|l| l.strip_prefix("id=")?.split(' ').next().map(String::from))
+        .filter(|id| *id != own)
+        .collect();
+    assert!(
+        !ids.is_empty(),
+        "no pooled connection in db 1:\n{}",
+        show(&list)
+    );
+    let closed = info_u64(&nearcache_info(&sidecar), "l1_connections_closed");
+    for id in &ids {
+        assert_reply(
+            &direct.cmd_str(&["CLIENT", "KILL", "ID", id]),
+            b":1\r\n",
+            "KILL",
+        );
+    }
+    // The sidecar reads the close (a write made before it does is the window of a
+    // server-side close, as for any loss of tracking).
+    poll_until(Duration::from_secs(5), "the close is seen", || {
+        info_u64(&nearcache_info(&sidecar), "l1_connections_closed") > closed
+    });
+    // What it filled is fetched again, not served (a direct write is seen at once)...
+    ok(&direct.cmd_str(&["SET", "one", "changed"]), "SET in db 1");
+    let gets = commandstat_calls(&redis, "get");
+    assert_reply(&one.cmd_str(&["GET", "one"]), &bulk(b"changed"), "GET one");
+    assert!(commandstat_calls(&redis, "get") > gets, "fetched again");
+    // ... while what the other connection filled is still a hit.
+    assert!(hit(&mut zero, "zero", &bulk(b"v0")), "db 0's entry stays");
+    poll_until(
+        Duration::from_secs(5),
+        "a hit again after the refill",
+        || hit(&mut one, "one", &bulk(b"changed")),
+    );
 }

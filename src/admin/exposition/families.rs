@@ -57,6 +57,20 @@ pub(super) fn families(f: &Figures, out: &mut Families) {
             (["flushed"], ev.flushed),
         ],
     );
+    let fenced = &l1.fenced;
+    out.counters(
+        "nearcache_l1_fences_total",
+        "Times a fence ended L1 entries at once, by cause: a cluster slot moved (per slot), a \
+         node's control connection lost or its heartbeat unanswered (its slots), an upstream \
+         connection closed (what it filled).",
+        ["cause"],
+        [
+            (["slot_moved"], fenced.slots_moved),
+            (["node_lost"], fenced.nodes_lost),
+            (["lease_expired"], fenced.leases_expired),
+            (["connection_closed"], fenced.connections_closed),
+        ],
+    );
     let unavailable = s.upstream_errors.saturating_sub(s.upstream_timeouts);
     out.counters(
         "nearcache_upstream_errors_total",

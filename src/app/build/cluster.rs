@@ -1,10 +1,12 @@
 //! Building the nodes of a `redis+cluster://` upstream: the topology found through the
 //! seeds, and for each primary an `Upstream` with its own `Control` whose control task runs
-//! until the node is dropped.
+//! until the node is dropped. Coherence is per node and per slot: L1 entries keep their
+//! slot's epoch, and a node whose control connection is lost or silent past its heartbeat
+//! ends its own slots' entries, not all of L1.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
-use crate::cache::L1;
+use crate::cache::{SlotCause, L1};
 use crate::config::Config;
 use crate::control::{Control, ControlTarget};
 use crate::metrics::Stats;
@@ -26,11 +28,37 @@ pub(super) struct Parts<'a> {
     pub(super) seed: &'a Arc<crate::upstream::Upstream>,
 }
 
-/// The nodes of the cluster `seeds` lead to (none until the first refresh). A node's link
-/// loss and return flush L1 as the single upstream's do; its control connection gates the
-/// fills of its own data connections.
-pub(super) fn nodes(seeds: &[String], p: Parts<'_>) -> Arc<Nodes> {
+/// The nodes of the cluster `seeds` lead to (none until the first refresh). A node's control
+/// connection gates the fills of its own data connections; its loss (or a heartbeat it
+/// leaves unanswered: the node's lease) ends the node's slots in L1; a data connection that
+/// ends takes what it filled (its fence, see [`crate::cache::fences`]). `seed_control` (the
+/// services' own control connection, to the first seed, whose pools serve keyless commands
+/// and warming) ends the first seed's slots when lost.
+pub(super) fn nodes(seeds: &[String], p: Parts<'_>, seed_control: &Control) -> Arc<Nodes> {
     let config = p.config;
+    p.l1.use_slots();
+    // Set once the nodes exist: a node's loss asks them which slots it owns.
+    let cell: Arc<OnceLock<Weak<Nodes>>> = Arc::new(OnceLock::new());
+    let scope = {
+        let (cell, l1) = (cell.clone(), p.l1.clone());
+        move |address: String| {
+            let (cell, l1) = (cell.clone(), l1.clone());
+            Box::new(
+                move |cause: SlotCause| match cell.get().and_then(Weak::upgrade) {
+                    Some(nodes) => match nodes.slots_of(&address) {
+                        slots if slots.is_empty() && nodes.at(&address).is_none() => {
+                            l1.bump_slots(0..crate::cache::fences::SLOTS as u16, cause)
+                        }
+                        slots => l1.bump_slots(slots, cause),
+                    },
+                    None => l1.flush_all(),
+                },
+            ) as crate::control::LossScope
+        }
+    };
+    if let Some(seed) = seeds.first() {
+        seed_control.scope_losses(scope(seed.clone()));
+    }
     let options = ClusterOptions {
         seeds: seeds.to_vec(),
         credentials: p.target.credentials.clone(),
@@ -48,21 +76,16 @@ pub(super) fn nodes(seeds: &[String], p: Parts<'_>) -> Arc<Nodes> {
         p.warm.clone(),
     );
     let (mode, channel) = (config.tracking, config.invalidation_channel.clone());
-    let keep_on_loss = config.serve_stale_when_down;
     let (heartbeat, connect_timeout) = (config.invalidation_heartbeat, config.connect_timeout);
     let factory = Box::new(move |address: &str| {
         let endpoint = Endpoint::fixed(address);
         let control = Control::new(mode, &channel, l1.clone());
         let loss_warm = warm.clone();
         control.on_loss_flush(Box::new(move || loss_warm.flushed_for_loss()));
-        let (hook_l1, hook_warm) = (l1.clone(), warm.clone());
-        let hook = Box::new(move |event| match event {
-            LinkEvent::Lost if keep_on_loss => {}
-            LinkEvent::Lost | LinkEvent::Up => {
-                hook_l1.flush_all();
-                hook_warm.flushed_for_loss();
-            }
-        });
+        control.scope_losses(scope(address.to_owned()));
+        // A lost data connection ends what it filled (its fence); a node that went away
+        // took its control connection with it, which ended its slots.
+        let hook = Box::new(|_: LinkEvent| {});
         // A node takes the first seed's identities (a client that AUTHs as another ACL
         // user is that user on every node); the seed forgets them, kept alive while any
         // node's pool uses one.
@@ -83,7 +106,9 @@ pub(super) fn nodes(seeds: &[String], p: Parts<'_>) -> Arc<Nodes> {
                 credentials: template.credentials.clone(),
                 connect_timeout,
                 heartbeat,
-                keep_when_down: keep_on_loss,
+                // A node's entries are never served without its invalidations (its slots
+                // are ended at once; the other nodes' entries stay).
+                keep_when_down: false,
             };
             let (run, stopped) = (
                 crate::control::run(control.clone(), control_target),
@@ -103,5 +128,7 @@ pub(super) fn nodes(seeds: &[String], p: Parts<'_>) -> Arc<Nodes> {
             stop,
         }
     });
-    Nodes::new(topology, factory)
+    let nodes = Nodes::new(topology, factory, p.l1.clone());
+    let _ = cell.set(Arc::downgrade(&nodes));
+    nodes
 }

@@ -160,21 +160,23 @@ impl<R: Router> Ctx<R> {
         let shared = self.services.clone();
         let learn = self.learning(Read::Mget);
         let sent_at = Instant::now();
-        let on_reply = Box::new(move |frames: &[Bytes], may_fill: bool| {
-            learn.reply(&frames[0]);
-            let elements = array_elements(&frames[0]).filter(|e| e.len() == leads.len());
-            for (i, lead) in leads.into_iter().enumerate() {
-                let fetched = match &elements {
-                    Some(e) => {
-                        let (reply, pttl) = (&e[i], &frames[1 + i]);
-                        let l1 = &shared.l1;
-                        l1.fill(lead.key, lead.taken, sent_at, reply, pttl, false, may_fill)
-                    }
-                    None => Fetched::Unknown,
-                };
-                lead.flight.complete(fetched);
-            }
-        });
+        let on_reply = Box::new(
+            move |frames: &[Bytes], may_fill: Option<crate::cache::FilledBy>| {
+                learn.reply(&frames[0]);
+                let elements = array_elements(&frames[0]).filter(|e| e.len() == leads.len());
+                for (i, lead) in leads.into_iter().enumerate() {
+                    let fetched = match &elements {
+                        Some(e) => {
+                            let (reply, pttl) = (&e[i], &frames[1 + i]);
+                            let l1 = &shared.l1;
+                            l1.fill(lead.key, lead.taken, sent_at, reply, pttl, false, may_fill)
+                        }
+                        None => Fetched::Unknown,
+                    };
+                    lead.flight.complete(fetched);
+                }
+            },
+        );
         (replies, on_reply)
     }
 
@@ -299,14 +301,16 @@ pub(in crate::connection) async fn fetch_missing<R: Router>(cx: &mut Ctx<R>, key
             let shared = cx.services.clone();
             let learn = cx.learning(Read::Get);
             let sent_at = Instant::now();
-            let on_reply = Box::new(move |frames: &[Bytes], may_fill: bool| {
-                learn.reply(&frames[0]);
-                let (reply, pttl) = (&frames[0], &frames[1]);
-                let fetched = shared
-                    .l1
-                    .fill(lead.key, lead.taken, sent_at, reply, pttl, true, may_fill);
-                lead.flight.complete(fetched);
-            });
+            let on_reply = Box::new(
+                move |frames: &[Bytes], may_fill: Option<crate::cache::FilledBy>| {
+                    learn.reply(&frames[0]);
+                    let (reply, pttl) = (&frames[0], &frames[1]);
+                    let fetched = shared
+                        .l1
+                        .fill(lead.key, lead.taken, sent_at, reply, pttl, true, may_fill);
+                    lead.flight.complete(fetched);
+                },
+            );
             cx.fetch(&key, on_reply).await;
         }
     }

@@ -2,6 +2,8 @@
 //! host:port` is sent again to that node (and the topology refreshed), one answered `-ASK
 //! slot host:port` is sent to that node behind `ASKING`; the client gets the final reply,
 //! never the redirect. At most [`MAX_REDIRECTS`] hops, then the last reply is the client's.
+//! Either shows the slot changed owner (or is moving): its L1 epoch is bumped, so nothing
+//! L1 holds of it is served again.
 //! A `-TRYAGAIN` (a multi-key command while its slot migrates) is sent again to the same
 //! node after each wait of [`TRYAGAIN_BACKOFF`], then relayed; a `-CLUSTERDOWN` asks a
 //! topology refresh and is relayed.
@@ -44,8 +46,9 @@ pub enum Redirect {
     TryAgain = 2,
 }
 
-/// A redirect reply: whether it is an `ASK` (else a `MOVED`) and the node's `host:port`.
-pub(in crate::connection) fn redirect(frame: &[u8]) -> Option<(bool, String)> {
+/// A redirect reply: whether it is an `ASK` (else a `MOVED`), the slot and the node's
+/// `host:port`.
+pub(in crate::connection) fn redirect(frame: &[u8]) -> Option<(bool, u16, String)> {
     let (ask, rest) = if let Some(rest) = frame.strip_prefix(b"-MOVED ") {
         (false, rest)
     } else {
@@ -53,9 +56,11 @@ pub(in crate::connection) fn redirect(frame: &[u8]) -> Option<(bool, String)> {
     };
     let line = rest.strip_suffix(b"\r\n")?;
     let mut parts = line.split(|&b| b == b' ');
-    let (_slot, address) = (parts.next()?, parts.next()?);
+    let (slot, address) = (parts.next()?, parts.next()?);
+    let slot = std::str::from_utf8(slot).ok()?.parse::<u16>().ok()?;
     let address = std::str::from_utf8(address).ok()?;
-    (!address.is_empty()).then(|| (ask, address.to_owned()))
+    let valid = !address.is_empty() && usize::from(slot) < crate::cache::fences::SLOTS;
+    valid.then(|| (ask, slot, address.to_owned()))
 }
 
 /// The bytes of the `n` commands from the `at`-th in `request` (RESP commands one after
@@ -94,8 +99,10 @@ impl<R: Router> Ctx<R> {
         let mut last: Option<(Arc<R::Pool>, bool)> = None;
         let (mut hops, mut tries) = (0, 0);
         loop {
-            let (pool, ask) = if let Some((ask, address)) = redirect(&frame) {
+            let (pool, ask) = if let Some((ask, slot, address)) = redirect(&frame) {
                 hops += 1;
+                let l1 = &self.services.l1;
+                l1.bump_slots([slot], crate::cache::SlotCause::Moved);
                 if hops > MAX_REDIRECTS {
                     break;
                 }
@@ -186,13 +193,15 @@ mod tests {
     #[test]
     fn redirects_are_read_and_other_errors_are_not() {
         let moved = redirect(b"-MOVED 3999 127.0.0.1:6381\r\n");
-        assert_eq!(moved, Some((false, "127.0.0.1:6381".to_owned())));
+        assert_eq!(moved, Some((false, 3999, "127.0.0.1:6381".to_owned())));
         let ask = redirect(b"-ASK 12 node-2.example:7000\r\n");
-        assert_eq!(ask, Some((true, "node-2.example:7000".to_owned())));
+        assert_eq!(ask, Some((true, 12, "node-2.example:7000".to_owned())));
         for other in [
             &b"-ERR MOVED 1 a:1\r\n"[..],
             b"-MOVED 3999\r\n",
             b"-MOVED 3999 \r\n",
+            b"-MOVED 16384 a:1\r\n",
+            b"-MOVED x a:1\r\n",
             b"+MOVED 1 a:1\r\n",
             b"-CROSSSLOT Keys in request don't hash to the same slot\r\n",
         ] {

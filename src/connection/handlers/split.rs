@@ -216,11 +216,13 @@ impl<R: Router> Ctx<R> {
                 layout.push((replies, positions));
                 replies += n;
             }
-            let on_reply: OnReply = Box::new(move |frames: &[Bytes], may_fill: bool| {
-                for (at, n, fill) in fills {
-                    fill(&frames[at..at + n], may_fill);
-                }
-            });
+            let on_reply: OnReply = Box::new(
+                move |frames: &[Bytes], may_fill: Option<crate::cache::FilledBy>| {
+                    for (at, n, fill) in fills {
+                        fill(&frames[at..at + n], may_fill);
+                    }
+                },
+            );
             let request = bytes.freeze();
             // Nothing but reads: retried once if its connection is lost.
             let how = (Some(on_reply), false, true);

@@ -150,7 +150,7 @@ impl Lanes for FakePool {
         let (tx, pending) = PendingReply::channel(lane, Duration::from_secs(5));
         tokio::spawn(async move {
             if let Some(on_reply) = call.on_reply {
-                on_reply(&frames, true);
+                on_reply(&frames, Some(crate::cache::FilledBy::LOCAL));
             }
             let _ = tx.send(Ok(frames));
         });

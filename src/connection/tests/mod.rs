@@ -158,9 +158,15 @@ async fn a_write_evicts_before_it_is_sent_and_again_when_its_reply_arrives() {
             Bytes::from_static(b"$3\r\nold\r\n"),
             Bytes::from_static(b":-1\r\n"),
         );
-        services
-            .l1
-            .fill(key, taken, Instant::now(), &stale, &pttl, true, true);
+        services.l1.fill(
+            key,
+            taken,
+            Instant::now(),
+            &stale,
+            &pttl,
+            true,
+            Some(crate::cache::FilledBy::LOCAL),
+        );
         assert!(cached(&services, "k"), "the racing fill landed");
     }));
     c.call(&["SET", "k", "new"], "+OK\r\n").await;

@@ -219,6 +219,8 @@ async fn serve(
             },
             _ = tick.tick() => {
                 if awaiting_pong {
+                    // The node's lease is up: its entries are not served past this.
+                    tracking.silent.store(true, Relaxed);
                     let ms = target.heartbeat.as_millis();
                     break format!("no heartbeat reply within {ms}ms");
                 }

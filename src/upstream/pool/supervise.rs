@@ -1,12 +1,13 @@
 //! A slot's supervisor: keeps its connection up, reconnecting with jittered backoff, and
 //! sends the read-only calls a lost connection left unanswered once more on the next one.
 
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
 use super::{Call, Health, SlotState, CALL_QUEUE};
+use crate::cache::ConnFence;
 use crate::error::UpstreamError;
 use crate::upstream::backoff::Backoff;
 use crate::upstream::conn::{self, Ended, Tracked};
@@ -69,6 +70,9 @@ pub(super) async fn supervise(
         calls: Vec::new(),
         reason: "connection lost".into(),
     };
+    // A lost connection's fence when `--serve-stale-when-down` keeps what it filled for
+    // hits while the upstream is down: closed once the next connection is up.
+    let mut kept: Option<ConnFence> = None;
     loop {
         // The sidecar's own route takes its current credentials (a rotated password file).
         let creds = match route.user {
@@ -77,7 +81,10 @@ pub(super) async fn supervise(
         };
         let connected = tokio::select! {
             c = handshake::connect(&target, route, creds.as_ref()) => c,
-            _ = slot.closed() => return,
+            _ = slot.closed() => {
+                kept.take().into_iter().for_each(ConnFence::close);
+                return;
+            }
         };
         if creds.is_none() {
             link.anonymous_handshake(&connected);
@@ -88,6 +95,7 @@ pub(super) async fn supervise(
         match connected {
             Ok((stream, generation)) => {
                 backoff.reset();
+                kept.take().into_iter().for_each(ConnFence::close);
                 let (tx, rx) = mpsc::channel(CALL_QUEUE);
                 let pings = tx.downgrade();
                 // Tracking is turned on by the connection's first call, before any client's.
@@ -101,13 +109,9 @@ pub(super) async fn supervise(
                 // Then what the last connection left to retry: replies read after the
                 // tracking call may fill L1 like any other.
                 retries.resend(&tx, &target, &link);
-                // Keys this connection read stop being tracked when it closes: what it
-                // may have filled goes too.
-                let untracked = |epoch: &AtomicU64| {
-                    if epoch.load(SeqCst) != NO_EPOCH {
-                        link.tracking.untracked(route.db);
-                    }
-                };
+                // Keys this connection read stop being tracked when it closes (redis#11767):
+                // what it filled ends with it, however it ends.
+                let fence = ConnFence::open();
                 slot.send_replace(SlotState::Up(tx));
                 link.connected();
                 let tracked = Tracked {
@@ -117,27 +121,32 @@ pub(super) async fn supervise(
                     endpoint: target.endpoint.clone(),
                     generation,
                     calls: link.calls.clone(),
+                    fence,
                 };
                 let stats = &link.stats;
                 let (ended, left) = tokio::select! {
                     e = conn::run(stream, rx, pings, route.resp, &target, &health, stats, tracked) => e,
                     _ = slot.closed() => {
                         link.closed();
-                        untracked(&epoch);
+                        fence.close();
                         return;
                     }
                 };
                 retries.calls = left;
                 let reason = match ended {
                     Ended::Lost(reason) => {
+                        match target.keep_fills_while_down {
+                            true => kept = Some(fence),
+                            false => fence.close(),
+                        }
                         link.lost(&reason);
                         reason
                     }
                     Ended::Closed(reason) => {
+                        fence.close();
                         // Stuck while the server answers, or the primary switched: a new
                         // connection at once.
                         link.closed();
-                        untracked(&epoch);
                         retries.reason = reason;
                         slot.send_replace(SlotState::Connecting);
                         continue;

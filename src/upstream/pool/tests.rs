@@ -17,6 +17,7 @@ fn pool(connections: usize) -> Pool {
         idle_timeout: Duration::from_secs(30),
         max_routes: 8,
         outbound: crate::upstream::outbound::Outbound::new(),
+        keep_fills_while_down: false,
     };
     let link = Link {
         endpoint: target.endpoint.clone(),
