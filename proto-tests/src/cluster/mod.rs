@@ -86,6 +86,10 @@ impl ClusterGroup {
                     &conf,
                     "--cluster-node-timeout",
                     NODE_TIMEOUT_MS,
+                    // A replica syncs at once (the default waits 5 s for more replicas):
+                    // one that never synced cannot be promoted.
+                    "--repl-diskless-sync-delay",
+                    "0",
                 ],
             ));
         }
@@ -112,6 +116,7 @@ impl ClusterGroup {
             started_in: Duration::ZERO,
         };
         group.settle(|v| v.owners.iter().all(|&p| p != 0) && v.replicas.len() == 3);
+        group.replicas_synced();
         group.started_in = started.elapsed();
         group
     }
@@ -235,6 +240,29 @@ impl ClusterGroup {
                     .zip(&v.owners)
                     .all(|(&was, &now)| was != primary || now == replica)
         });
+    }
+
+    /// Waits until every replica's link to its primary is up (its first sync done): only
+    /// then can it be promoted when its primary fails.
+    fn replicas_synced(&self) {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        let view = self.agreed();
+        for replica in view.replicas.keys() {
+            let mut c = self.node(*replica).conn();
+            loop {
+                let reply = c.cmd_str(&["INFO", "replication"]);
+                let info =
+                    String::from_utf8_lossy(&bulk_reply(&reply).unwrap_or_default()).into_owned();
+                if info.contains("master_link_status:up") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "replica {replica} did not sync within {SETTLE_TIMEOUT:?}:\n{info}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 
     /// SIGKILLs the node on `port` (the others go on without it: its replica is promoted
