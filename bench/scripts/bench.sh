@@ -338,8 +338,6 @@ start_cluster_targets() {
         sleep 0.1
     done
     local url=redis+cluster://127.0.0.1:${ports[0]},127.0.0.1:${ports[1]}
-    # The cluster form is served behind a switch until it is complete.
-    export NEARCACHE_CLUSTER_PREVIEW=1
     if ! "$bin" --upstream "$url" --print-config >/dev/null 2>&1; then
         cluster_why="this nearcache has no Redis Cluster upstream (redis+cluster://)"
         return 1

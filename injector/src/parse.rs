@@ -28,15 +28,10 @@ pub fn duration_ms(s: &str) -> Result<u64, String> {
 }
 
 /// An upstream the sidecar serves (`redis://`, `rediss://`, `redis+sentinel://`,
-/// `rediss+sentinel://`): the sidecar's own parser ([`nearcache::config::url::upstream`]), so
-/// both refuse exactly the same URLs; a Redis Cluster URL, which the sidecar reads but does
-/// not serve yet, is refused here too, so that no pod gets a sidecar that exits at start.
+/// `rediss+sentinel://`, `redis+cluster://`, `rediss+cluster://`): the sidecar's own parser
+/// ([`nearcache::config::url::upstream`]), so both refuse exactly the same URLs.
 pub fn upstream_url(s: &str) -> Result<(), String> {
-    let addr = nearcache::config::url::upstream(s)?;
-    if addr.cluster.is_some() {
-        return Err("Redis Cluster upstreams (redis+cluster://) are not served yet".to_owned());
-    }
-    Ok(())
+    nearcache::config::url::upstream(s).map(|_| ())
 }
 
 /// The URL's scheme in lower case, unless it is not written out (`$(VAR)`) or missing.
@@ -45,9 +40,9 @@ pub fn scheme(url: &str) -> Option<String> {
     (!scheme.contains('$')).then(|| scheme.to_ascii_lowercase())
 }
 
-/// Whether a scheme is a TLS one (`rediss://`, `rediss+sentinel://`).
+/// Whether a scheme is a TLS one (`rediss://`, `rediss+sentinel://`, `rediss+cluster://`).
 pub fn is_tls_scheme(scheme: &str) -> bool {
-    scheme == "rediss" || scheme == "rediss+sentinel"
+    scheme == "rediss" || scheme == "rediss+sentinel" || scheme == "rediss+cluster"
 }
 
 /// Whether a scheme is a Sentinel one.

@@ -174,11 +174,10 @@ const SENTINEL_URLS: &[(&str, bool, &str)] = &[
     ),
     ("redis+sentinel://s$0:26379/mymaster", false, "invalid host"),
     ("sentinel://s0:26379/mymaster", false, "scheme"),
-    (
-        "redis+cluster://n0:7000,n1:7000",
-        false,
-        "Redis Cluster upstreams (redis+cluster://) are not served yet",
-    ),
+    ("redis+cluster://n0:7000,n1:7000", true, ""),
+    ("rediss+cluster://app:pw@n0:7000,n1/0", true, ""),
+    ("redis+cluster://n0:7000/2", false, "only db 0"),
+    ("redis+cluster://n0:7000,,n1", false, "empty"),
 ];
 
 #[test]

@@ -22,11 +22,6 @@ use signals::Signals;
 /// How long the tasks left after the clients drained (upstream and control connections,
 /// timers) get to drop.
 const END_WAIT: Duration = Duration::from_secs(1);
-/// Set (to anything) in the environment, a `redis+cluster://` upstream is served although
-/// routing covers only part of what Redis Cluster needs (commands by their first key's
-/// slot): for the tests of what is built so far. Not an option: it goes once routing is
-/// complete.
-pub const CLUSTER_PREVIEW: &str = "NEARCACHE_CLUSTER_PREVIEW";
 /// The log target of the process's start and stop lines.
 const PROCESS: &str = "nearcache";
 
@@ -34,17 +29,6 @@ const PROCESS: &str = "nearcache";
 /// listens, builds the services, serves clients and the admin endpoint, then stops in order
 /// (see [`crate::lifecycle`]).
 pub async fn run(config: Config, flags: Flags) -> anyhow::Result<()> {
-    if config.upstream.cluster.is_some() && std::env::var_os(CLUSTER_PREVIEW).is_none() {
-        return Err(ConfigError {
-            problems: vec![format!(
-                "--upstream: {} is a Redis Cluster; routing requests by key slot is not \
-                 served yet, point --upstream at one node (redis://) or a Sentinel-managed \
-                 primary (redis+sentinel://)",
-                config.upstream
-            )],
-        }
-        .into());
-    }
     let tls = build::tls(&config)?;
     let credentials = build::credentials(&config).map_err(|problem| ConfigError {
         problems: vec![problem],

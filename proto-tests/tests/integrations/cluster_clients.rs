@@ -11,8 +11,6 @@ use std::process::{Command, Output, Stdio};
 use proto_tests::cluster::ClusterGroup;
 use proto_tests::*;
 
-const PREVIEW: (&str, &str) = ("NEARCACHE_CLUSTER_PREVIEW", "1");
-
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -63,7 +61,7 @@ fn steps_pass_through_the_sidecar(direct: &[&str], steps: &[&str]) {
         );
     }
     let seeds = cluster.addresses()[..2].join(",");
-    let sidecar = Sidecar::start_env(&format!("redis+cluster://{seeds}"), &[], &[PREVIEW]);
+    let sidecar = Sidecar::start_url(&format!("redis+cluster://{seeds}"), &[]);
     let proxied = run(sidecar.port(), steps);
     let stdout = String::from_utf8_lossy(&proxied.stdout);
     let passed = steps

@@ -1,7 +1,5 @@
 //! A Redis Cluster upstream (`redis+cluster://`): requests routed to the node that owns
-//! their key's slot, L1 filled and invalidated per node. Served only with the preview
-//! switch (`NEARCACHE_CLUSTER_PREVIEW`) until routing covers what Redis Cluster needs;
-//! refused at start without it.
+//! their key's slot, L1 filled and invalidated per node.
 
 use std::time::Duration;
 
@@ -9,12 +7,10 @@ use nearcache::upstream::cluster::slot;
 use proto_tests::cluster::ClusterGroup;
 use proto_tests::*;
 
-const PREVIEW: (&str, &str) = ("NEARCACHE_CLUSTER_PREVIEW", "1");
-
 /// A sidecar in front of `cluster`, two of its nodes as seeds.
 fn sidecar(cluster: &ClusterGroup) -> Sidecar {
     let seeds = cluster.addresses()[..2].join(",");
-    Sidecar::start_env(&format!("redis+cluster://{seeds}"), &[], &[PREVIEW])
+    Sidecar::start_url(&format!("redis+cluster://{seeds}"), &[])
 }
 
 /// One key per primary (by the slot the sidecar and Redis agree on), with its owner.
@@ -38,21 +34,14 @@ fn nearcache_info(sidecar: &Sidecar) -> String {
 }
 
 #[test]
-fn a_cluster_url_is_refused_at_start_with_a_clear_message() {
-    for url in [
-        "redis+cluster://app:secret-pw-9q@127.0.0.1:1,127.0.0.1:2",
-        "rediss+cluster://127.0.0.1:1/0",
-    ] {
-        let args = ["--listen", "127.0.0.1:0", "--upstream", url];
-        let out = run_nearcache(&args, &[], Duration::from_secs(10));
-        assert_eq!(out.status.code(), Some(64), "{url}: {}", out.stderr);
-        assert!(
-            out.stderr.contains("Redis Cluster") && out.stderr.contains("key slot"),
-            "{url}: {}",
-            out.stderr
-        );
-        assert!(!out.stderr.contains("secret-pw-9q"), "{}", out.stderr);
-    }
+fn a_cluster_url_is_served_and_only_db_0_is_accepted() {
+    let cluster = ClusterGroup::start();
+    // Started as any user would, no switch in the environment: it serves.
+    let seeds = cluster.addresses()[..2].join(",");
+    let sidecar = Sidecar::start_url(&format!("redis+cluster://{seeds}/0"), &[]);
+    let mut c = sidecar.conn();
+    assert_reply(&c.cmd_str(&["SET", "served", "1"]), b"+OK\r\n", "SET");
+    assert_reply(&c.cmd_str(&["GET", "served"]), &bulk(b"1"), "GET");
     // A db other than 0 is a configuration error of its own.
     let args = ["--upstream", "redis+cluster://127.0.0.1:1/2"];
     let out = run_nearcache(&args, &[], Duration::from_secs(10));

@@ -12,7 +12,6 @@ use nearcache::upstream::cluster::slot;
 use proto_tests::cluster::ClusterGroup;
 use proto_tests::*;
 
-const PREVIEW: (&str, &str) = ("NEARCACHE_CLUSTER_PREVIEW", "1");
 /// The sidecar's heartbeat in the freeze test.
 const HEARTBEAT: Duration = Duration::from_millis(200);
 /// The heartbeat bound: a PING still unanswered when the next is due means the lease is
@@ -23,7 +22,7 @@ const BOUND: Duration = Duration::from_millis(3 * 200 + 300);
 /// written through it on every primary, so that it has a connection to each.
 fn sidecar(cluster: &ClusterGroup, extra: &[&str]) -> Sidecar {
     let seeds = cluster.addresses()[..2].join(",");
-    let sidecar = Sidecar::start_env(&format!("redis+cluster://{seeds}"), extra, &[PREVIEW]);
+    let sidecar = Sidecar::start_url(&format!("redis+cluster://{seeds}"), extra);
     let mut c = sidecar.conn();
     for (key, _) in key_per_primary(cluster, "warm-up") {
         assert_reply(&c.cmd_str(&["SET", &key, "x"]), b"+OK\r\n", "SET");

@@ -10,13 +10,12 @@ use nearcache::upstream::cluster::slot;
 use proto_tests::cluster::ClusterGroup;
 use proto_tests::*;
 
-const PREVIEW: (&str, &str) = ("NEARCACHE_CLUSTER_PREVIEW", "1");
 const CROSSSLOT: &[u8] = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n";
 
 /// A sidecar in front of `cluster`, two of its nodes as seeds.
 fn sidecar(cluster: &ClusterGroup) -> Sidecar {
     let seeds = cluster.addresses()[..2].join(",");
-    Sidecar::start_env(&format!("redis+cluster://{seeds}"), &[], &[PREVIEW])
+    Sidecar::start_url(&format!("redis+cluster://{seeds}"), &[])
 }
 
 /// Two keys owned by different primaries, named from `prefix`.
@@ -293,7 +292,7 @@ fn mget_across_slots_without_l1_is_split_per_slot_and_merged_in_key_order() {
     let cluster = ClusterGroup::start();
     let seeds = cluster.addresses()[..2].join(",");
     let url = format!("redis+cluster://{seeds}");
-    let sidecar = Sidecar::start_env(&url, &["--l1-ttl", "0"], &[PREVIEW]);
+    let sidecar = Sidecar::start_url(&url, &["--l1-ttl", "0"]);
     let mut c = sidecar.conn();
     let (a, b) = keys_on_two_nodes(&cluster, "n");
     assert_reply(&c.cmd_str(&["SET", &a, "1"]), b"+OK\r\n", "SET");

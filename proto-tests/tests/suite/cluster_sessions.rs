@@ -11,12 +11,10 @@ use nearcache::upstream::cluster::slot;
 use proto_tests::cluster::ClusterGroup;
 use proto_tests::*;
 
-const PREVIEW: (&str, &str) = ("NEARCACHE_CLUSTER_PREVIEW", "1");
-
 /// A sidecar in front of `cluster`, two of its nodes as seeds.
 fn sidecar(cluster: &ClusterGroup) -> Sidecar {
     let seeds = cluster.addresses()[..2].join(",");
-    Sidecar::start_env(&format!("redis+cluster://{seeds}"), &[], &[PREVIEW])
+    Sidecar::start_url(&format!("redis+cluster://{seeds}"), &[])
 }
 
 /// One hash tag per primary (`{t3}`), with the primary's port, the first seed's first.

@@ -1,12 +1,12 @@
-//! Redis Cluster topology, the ground the cluster router will stand on: key slots
+//! Redis Cluster topology, the ground the cluster router stands on: key slots
 //! ([`slot`]), a node's view of the cluster as a [`SlotMap`] (from `CLUSTER SHARDS`, or
 //! `CLUSTER SLOTS` where that is refused), discovery from seeds with a second node's
 //! agreement before slots are taken away ([`Discovery`]), and the [`Topology`] holder with
 //! its epoch and rate-limited refresh.
 //!
 //! `crate::nodes` keeps one node per primary of the topology and routes requests by slot
-//! through it (a `redis+cluster://` upstream, served only with `NEARCACHE_CLUSTER_PREVIEW`
-//! for now); slot epochs and node leases come next.
+//! through it (a `redis+cluster://` upstream); slot epochs and node leases are L1's fences
+//! (`crate::cache::fences`).
 
 mod discover;
 mod map;

@@ -15,7 +15,6 @@ use proto_tests::cluster::{ClusterGroup, View};
 
 use super::*;
 
-const PREVIEW: (&str, &str) = ("NEARCACHE_CLUSTER_PREVIEW", "1");
 /// The heartbeat bound of the sidecars (a frozen node's values stop being served within it).
 const HEARTBEAT: &str = "200ms";
 /// A history long enough to run on both sides of every move.
@@ -53,9 +52,7 @@ fn sidecars(cluster: &ClusterGroup) -> Vec<Sidecar> {
         "--connect-timeout",
         "500ms",
     ];
-    let sidecars: Vec<Sidecar> = (0..3)
-        .map(|_| Sidecar::start_env(&url, &args, &[PREVIEW]))
-        .collect();
+    let sidecars: Vec<Sidecar> = (0..3).map(|_| Sidecar::start_url(&url, &args)).collect();
     for s in &sidecars {
         let mut c = s.conn();
         poll_until(Duration::from_secs(10), "the sidecar serves", || {

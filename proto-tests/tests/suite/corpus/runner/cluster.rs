@@ -23,9 +23,6 @@ use super::listed::{LISTED, MODE_REASON, SKIPPED_CASES};
 use super::side::reset_with;
 use super::Case;
 
-/// The switch the sidecar needs to serve a cluster URL for now.
-const PREVIEW: (&str, &str) = ("NEARCACHE_CLUSTER_PREVIEW", "1");
-
 /// What empties the sidecar's L1 after the nodes were emptied directly (their
 /// invalidations could still be on their way to it).
 pub const L1_FLUSH: &[&[u8]] = &[b"NEARCACHE", b"FLUSH"];
@@ -62,7 +59,7 @@ impl ClusterSide {
             primaries[2]
         );
         ClusterSide {
-            sidecar: Sidecar::start_env(&url, &[], &[PREVIEW]),
+            sidecar: Sidecar::start_url(&url, &[]),
             group,
             primaries,
             tag,
