@@ -307,10 +307,31 @@ fi
 have_cluster=0
 cluster_why=
 declare -A cluster_port=()
+# A port for a cluster node: its bus port (10000 higher) must exist and be free too.
+cluster_node_port() {
+    local p
+    for _ in $(seq 100); do
+        p=$(free_port)
+        if [ "$p" -le 55535 ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$((p + 10000))") 2>/dev/null; then
+            echo "$p"
+            return
+        fi
+    done
+    return 1
+}
+# Stops what start_cluster_targets started, when it could not finish.
+stop_cluster_targets() {
+    local name
+    for name in cluster1 cluster2 cluster3 clhits clmisses; do
+        [ -n "${pid[$name]:-}" ] || continue
+        stop "${pid[$name]}" 6
+        unset "pid[$name]"
+    done
+}
 start_cluster_targets() {
     local ports=() p i
     for i in 1 2 3; do
-        p=$(free_port)
+        p=$(cluster_node_port) || { cluster_why="no free port pair for a cluster node"; return 1; }
         ports+=("$p")
         mkdir -p "$tmp/cluster$i"
         redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes --cluster-config-file nodes.conf \
@@ -349,6 +370,7 @@ start_cluster_targets() {
 if start_cluster_targets "$@"; then
     have_cluster=1
 else
+    stop_cluster_targets
     say "the Cluster rows are not measured: $cluster_why"
 fi
 
