@@ -40,7 +40,7 @@ impl ClusterGroup {
     /// Starts six nodes, joins them with `redis-cli --cluster create ... --cluster-replicas
     /// 1` and waits until every node agrees on a complete map.
     pub fn start() -> ClusterGroup {
-        ClusterGroup::start_with(None)
+        ClusterGroup::start_with(None, false)
     }
 
     /// The same group over TLS only: every node listens for TLS alone (`--port 0
@@ -50,10 +50,17 @@ impl ClusterGroup {
     /// certificate of `files` must name 127.0.0.1 and serve as a client certificate too
     /// (nodes present it to each other).
     pub fn start_tls(files: &TlsFiles) -> ClusterGroup {
-        ClusterGroup::start_with(Some(files))
+        ClusterGroup::start_with(Some(files), false)
     }
 
-    fn start_with(tls: Option<&TlsFiles>) -> ClusterGroup {
+    /// [`ClusterGroup::start_tls`] with every node listening on a plain-text port too, so
+    /// that `CLUSTER SHARDS` names both its `port` and its `tls-port` (the group's calls,
+    /// [`ClusterGroup::addresses`] and [`ClusterGroup::url`] still use the TLS ports).
+    pub fn start_tls_and_plain(files: &TlsFiles) -> ClusterGroup {
+        ClusterGroup::start_with(Some(files), true)
+    }
+
+    fn start_with(tls: Option<&TlsFiles>, plain_too: bool) -> ClusterGroup {
         let started = Instant::now();
         let mut nodes = Vec::new();
         for port in bus_free_ports(6) {
@@ -74,6 +81,11 @@ impl ClusterGroup {
                 None => Redis::start_on(port, &args),
                 Some(files) => {
                     args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+                    // After start_tls_on's `--port 0`, so it wins.
+                    let plain = free_port().to_string();
+                    if plain_too {
+                        args.extend(["--port", &plain]);
+                    }
                     Redis::start_tls_on(port, files, &args)
                 }
             });

@@ -173,3 +173,30 @@ fn with_a_ca_that_signed_no_node_requests_get_an_error_naming_the_tls_cause() {
     assert!(log.contains("TLS: unknown issuer"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
 }
+
+#[test]
+fn nodes_that_also_listen_in_plain_text_are_reached_on_their_tls_port() {
+    let pki = pki();
+    let cluster = ClusterGroup::start_tls_and_plain(&pki.files);
+    // CLUSTER SHARDS names both ports: the sidecar must take `tls-port`.
+    let shards = cluster.call(cluster.primaries()[0], &["CLUSTER", "SHARDS"]);
+    assert!(shards.lines().any(|l| l == "tls-port"), "{shards}");
+    assert!(shards.lines().any(|l| l == "port"), "{shards}");
+    let sidecar = Sidecar::start_url(&cluster.url(), &tls_flags(&pki.files, &pki.files.ca));
+    let mut c = sidecar.conn();
+    for (key, owner) in key_per_primary(&cluster, "p") {
+        assert_reply(&c.cmd_str(&["SET", &key, "v"]), b"+OK\r\n", "SET");
+        assert_eq!(get_on(&cluster, owner, &key), "v", "{key} on its owner");
+        assert_reply(&c.cmd_str(&["GET", &key]), &bulk(b"v"), "GET");
+    }
+    let info = nearcache_info(&mut c);
+    for port in cluster.primaries() {
+        let line = format!("address=127.0.0.1:{port},link=up");
+        assert!(info.contains(&line), "{line} in {info}");
+    }
+    assert_eq!(
+        info_u64(&info, "upstream_tls_handshake_failures"),
+        0,
+        "{info}"
+    );
+}
