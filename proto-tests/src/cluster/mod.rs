@@ -3,7 +3,9 @@
 //! ports whose cluster bus ports (port + 10000) are free too; started and waited for until
 //! every node says `cluster_state:ok` and all six agree on the slots and the replicas. With
 //! the faults the cluster suites need: moving one slot between primaries and `CLUSTER
-//! FAILOVER` on a replica. Every node is killed on drop.
+//! FAILOVER` on a replica. [`ClusterGroup::start_tls`] runs the same group over TLS only
+//! (clients, cluster bus, replication), reached through `redis-cli --tls`. Every node is
+//! killed on drop.
 
 mod fake;
 mod view;
