@@ -127,7 +127,10 @@ pub fn info_u64(section_text: &str, name: &str) -> u64 {
 /// How many times the upstream executed `cmd` since start or the last `CONFIG RESETSTAT`
 /// (`cmdstat_<cmd>:calls=N,...` in its `INFO commandstats`); 0 if never.
 pub fn commandstat_calls(redis: &Redis, cmd: &str) -> u64 {
-    let text = redis.conn().info(Some("commandstats"));
+    let text = match redis.is_tls() {
+        true => redis.cli(&["INFO", "commandstats"]),
+        false => redis.conn().info(Some("commandstats")),
+    };
     let name = format!("cmdstat_{}", cmd.to_ascii_lowercase());
     let Some(value) = info_field(&text, &name) else {
         return 0;

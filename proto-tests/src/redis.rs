@@ -101,6 +101,18 @@ impl Redis {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// Starts a TLS-only redis-server (as [`Redis::start_tls`]) on the given port (e.g. one
+    /// whose cluster bus port, port + 10000, is known to be free).
+    pub fn start_tls_on(port: u16, files: &TlsFiles, extra: &[&str]) -> Redis {
+        let mut redis = Redis::new(extra);
+        redis.tls = Some(files.clone());
+        redis.port = port;
+        if let Err(e) = redis.spawn() {
+            panic!("redis-server (TLS) did not start on port {port}: {e}");
+        }
+        redis
+    }
+
     /// Starts a redis-server on the given port (e.g. one a sidecar already points at).
     pub fn start_on(port: u16, extra: &[&str]) -> Redis {
         let mut redis = Redis::new(extra);

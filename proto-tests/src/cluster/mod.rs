@@ -3,20 +3,23 @@
 //! ports whose cluster bus ports (port + 10000) are free too; started and waited for until
 //! every node says `cluster_state:ok` and all six agree on the slots and the replicas. With
 //! the faults the cluster suites need: moving one slot between primaries and `CLUSTER
-//! FAILOVER` on a replica. Every node is killed on drop.
+//! FAILOVER` on a replica. [`ClusterGroup::start_tls`] runs the same group over TLS only
+//! (clients, cluster bus, replication), reached through `redis-cli --tls`. Every node is
+//! killed on drop.
 
 mod fake;
+mod view;
 
-use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::client::{bulk_reply, int_reply, Conn};
-use crate::redis::Redis;
-use crate::{free_port, show};
+use crate::free_port;
+use crate::redis::{Redis, TlsFiles};
 
 pub use fake::{shards_reply, FakeClusterNode};
+pub use view::View;
+use view::{cli_text, parse_nodes};
 
 /// How many slots a cluster has.
 pub const SLOTS: usize = 16384;
@@ -26,45 +29,11 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// busy test machine does not make a node look failed.
 const NODE_TIMEOUT_MS: &str = "3000";
 
-/// What one node says about the cluster: each slot's owner (a primary's port, 0 for none)
-/// and each replica's primary (ports).
-#[derive(Clone, PartialEq, Eq)]
-pub struct View {
-    /// The owner's port of each slot (0: unassigned).
-    pub owners: Vec<u16>,
-    /// Replica port -> its primary's port.
-    pub replicas: BTreeMap<u16, u16>,
-}
-
-impl std::fmt::Debug for View {
-    /// The owned ranges and the replicas, not 16384 owners.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("View")
-            .field("ranges", &self.ranges())
-            .field("replicas", &self.replicas)
-            .finish()
-    }
-}
-
-impl View {
-    /// The owned ranges in slot order: `(first, last, owner port)`.
-    pub fn ranges(&self) -> Vec<(u16, u16, u16)> {
-        let mut out: Vec<(u16, u16, u16)> = Vec::new();
-        for (slot, &port) in self.owners.iter().enumerate() {
-            let slot = slot as u16;
-            match out.last_mut() {
-                _ if port == 0 => {}
-                Some((_, last, p)) if *last + 1 == slot && *p == port => *last = slot,
-                _ => out.push((slot, slot, port)),
-            }
-        }
-        out
-    }
-}
-
 /// Six cluster nodes: three primaries with a replica each.
 pub struct ClusterGroup {
     nodes: Vec<Redis>,
+    /// The certificates of a TLS group ([`ClusterGroup::start_tls`]).
+    tls: Option<TlsFiles>,
     /// How long starting, joining and settling took.
     pub started_in: Duration,
 }
@@ -73,31 +42,65 @@ impl ClusterGroup {
     /// Starts six nodes, joins them with `redis-cli --cluster create ... --cluster-replicas
     /// 1` and waits until every node agrees on a complete map.
     pub fn start() -> ClusterGroup {
+        ClusterGroup::start_with(None, false)
+    }
+
+    /// The same group over TLS only: every node listens for TLS alone (`--port 0
+    /// --tls-port`, client certificates required, see [`Redis::start_tls`]), the cluster
+    /// bus and replication run over TLS (`--tls-cluster yes --tls-replication yes`), and
+    /// the group's own calls go through `redis-cli --tls` ([`Redis::cli`]). The server
+    /// certificate of `files` must name 127.0.0.1 and serve as a client certificate too
+    /// (nodes present it to each other).
+    pub fn start_tls(files: &TlsFiles) -> ClusterGroup {
+        ClusterGroup::start_with(Some(files), false)
+    }
+
+    /// [`ClusterGroup::start_tls`] with every node listening on a plain-text port too, so
+    /// that `CLUSTER SHARDS` names both its `port` and its `tls-port` (the group's calls,
+    /// [`ClusterGroup::addresses`] and [`ClusterGroup::url`] still use the TLS ports).
+    pub fn start_tls_and_plain(files: &TlsFiles) -> ClusterGroup {
+        ClusterGroup::start_with(Some(files), true)
+    }
+
+    fn start_with(tls: Option<&TlsFiles>, plain_too: bool) -> ClusterGroup {
         let started = Instant::now();
         let mut nodes = Vec::new();
         for port in bus_free_ports(6) {
             let conf = format!("nodes-{port}.conf");
-            nodes.push(Redis::start_on(
-                port,
-                &[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    &conf,
-                    "--cluster-node-timeout",
-                    NODE_TIMEOUT_MS,
-                    // A replica syncs at once (the default waits 5 s for more replicas):
-                    // one that never synced cannot be promoted.
-                    "--repl-diskless-sync-delay",
-                    "0",
-                ],
-            ));
+            let mut args = vec![
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &conf,
+                "--cluster-node-timeout",
+                NODE_TIMEOUT_MS,
+                // A replica syncs at once (the default waits 5 s for more replicas):
+                // one that never synced cannot be promoted.
+                "--repl-diskless-sync-delay",
+                "0",
+            ];
+            nodes.push(match tls {
+                None => Redis::start_on(port, &args),
+                Some(files) => {
+                    args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+                    // After start_tls_on's `--port 0`, so it wins.
+                    let plain = free_port().to_string();
+                    if plain_too {
+                        args.extend(["--port", &plain]);
+                    }
+                    Redis::start_tls_on(port, files, &args)
+                }
+            });
         }
         let addresses: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port()))
             .collect();
-        let out = Command::new("redis-cli")
+        let mut cli = Command::new("redis-cli");
+        if let Some(files) = tls {
+            cli.args(tls_args(files));
+        }
+        let out = cli
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
@@ -113,6 +116,7 @@ impl ClusterGroup {
         );
         let mut group = ClusterGroup {
             nodes,
+            tls: tls.cloned(),
             started_in: Duration::ZERO,
         };
         group.settle(|v| v.owners.iter().all(|&p| p != 0) && v.replicas.len() == 3);
@@ -134,6 +138,32 @@ impl ClusterGroup {
             .unwrap_or_else(|| panic!("no node on port {port}"))
     }
 
+    /// Whether the nodes listen for TLS only.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The `--upstream` URL of a sidecar with the first two nodes as seeds
+    /// (`rediss+cluster://` for a TLS group).
+    pub fn url(&self) -> String {
+        let scheme = match self.is_tls() {
+            true => "rediss+cluster",
+            false => "redis+cluster",
+        };
+        format!("{scheme}://{}", self.addresses()[..2].join(","))
+    }
+
+    /// Runs a command on the node on `port` and returns its reply as `redis-cli` prints
+    /// it (see [`Redis::cli`]): a plain node through a connection, a TLS one through
+    /// `redis-cli --tls`.
+    pub fn call(&self, port: u16, args: &[&str]) -> String {
+        let node = self.node(port);
+        match node.is_tls() {
+            true => node.cli(args),
+            false => cli_text(&node.conn().cmd_str(args)),
+        }
+    }
+
     /// `127.0.0.1:<port>` of every node.
     pub fn addresses(&self) -> Vec<String> {
         self.nodes
@@ -144,15 +174,14 @@ impl ClusterGroup {
 
     /// The node's id (`CLUSTER MYID`).
     pub fn id(&self, port: u16) -> String {
-        let reply = self.node(port).conn().cmd_str(&["CLUSTER", "MYID"]);
-        String::from_utf8(bulk_reply(&reply).expect("an id")).expect("a text id")
+        let id = self.call(port, &["CLUSTER", "MYID"]);
+        assert_eq!(id.len(), 40, "CLUSTER MYID on {port}: {id}");
+        id
     }
 
     /// What the node on `port` says (its `CLUSTER NODES`).
     pub fn view_of(&self, port: u16) -> View {
-        let reply = self.node(port).conn().cmd_str(&["CLUSTER", "NODES"]);
-        let text = bulk_reply(&reply).unwrap_or_else(|| panic!("CLUSTER NODES: {}", show(&reply)));
-        parse_nodes(&String::from_utf8_lossy(&text))
+        parse_nodes(&self.call(port, &["CLUSTER", "NODES"]))
     }
 
     /// The view every node agrees on now (waits until they do and say `cluster_state:ok`).
@@ -195,23 +224,22 @@ impl ClusterGroup {
         let (from_id, to_id) = (self.id(from), self.id(to));
         let s = slot.to_string();
         let ok = |port: u16, args: &[&str]| {
-            let reply = self.node(port).conn().cmd_str(args);
-            assert_eq!(reply, b"+OK\r\n", "{args:?} on {port}: {}", show(&reply));
+            let reply = self.call(port, args);
+            assert_eq!(reply, "OK", "{args:?} on {port}");
         };
         ok(to, &["CLUSTER", "SETSLOT", &s, "IMPORTING", &from_id]);
         ok(from, &["CLUSTER", "SETSLOT", &s, "MIGRATING", &to_id]);
-        let mut source = self.node(from).conn();
         loop {
-            let reply = source.cmd_str(&["CLUSTER", "GETKEYSINSLOT", &s, "100"]);
-            let keys = bulks(&reply);
+            let reply = self.call(from, &["CLUSTER", "GETKEYSINSLOT", &s, "100"]);
+            let keys: Vec<String> = reply.lines().map(str::to_owned).collect();
             if keys.is_empty() {
                 break;
             }
             let port = to.to_string();
             let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
             args.extend(keys.iter().map(String::as_str));
-            let reply = source.cmd_str(&args);
-            assert_eq!(reply, b"+OK\r\n", "MIGRATE: {}", show(&reply));
+            let reply = self.call(from, &args);
+            assert_eq!(reply, "OK", "MIGRATE");
         }
         let mut order = vec![to, from];
         order.extend(
@@ -230,8 +258,8 @@ impl ClusterGroup {
     pub fn failover(&self, replica: u16) {
         let before = self.agreed();
         let primary = before.replicas[&replica];
-        let reply = self.node(replica).conn().cmd_str(&["CLUSTER", "FAILOVER"]);
-        assert_eq!(reply, b"+OK\r\n", "CLUSTER FAILOVER: {}", show(&reply));
+        let reply = self.call(replica, &["CLUSTER", "FAILOVER"]);
+        assert_eq!(reply, "OK", "CLUSTER FAILOVER");
         self.settle(|v| {
             v.replicas.get(&primary) == Some(&replica)
                 && before
@@ -248,11 +276,8 @@ impl ClusterGroup {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         let view = self.agreed();
         for replica in view.replicas.keys() {
-            let mut c = self.node(*replica).conn();
             loop {
-                let reply = c.cmd_str(&["INFO", "replication"]);
-                let info =
-                    String::from_utf8_lossy(&bulk_reply(&reply).unwrap_or_default()).into_owned();
+                let info = self.call(*replica, &["INFO", "replication"]);
                 if info.contains("master_link_status:up") {
                     break;
                 }
@@ -295,7 +320,11 @@ impl ClusterGroup {
     /// `redis-cli --cluster reshard`: moves `slots` slots from the primary on `from` to the
     /// one on `to` (their keys migrated), then waits until every node agrees.
     pub fn reshard(&self, from: u16, to: u16, slots: usize) {
-        let out = Command::new("redis-cli")
+        let mut cli = Command::new("redis-cli");
+        if let Some(files) = &self.tls {
+            cli.args(tls_args(files));
+        }
+        let out = cli
             .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
             .args([
                 "--cluster-from",
@@ -318,8 +347,18 @@ impl ClusterGroup {
 
     /// `CLUSTER KEYSLOT key` on a node.
     pub fn keyslot(&self, key: &[u8]) -> u16 {
-        let reply = self.nodes[0].conn().cmd(&[b"CLUSTER", b"KEYSLOT", key]);
-        int_reply(&reply) as u16
+        let node = &self.nodes[0];
+        let reply = match node.is_tls() {
+            true => node.cli(&[
+                "CLUSTER",
+                "KEYSLOT",
+                std::str::from_utf8(key).expect("a text key"),
+            ]),
+            false => cli_text(&node.conn().cmd(&[b"CLUSTER", b"KEYSLOT", key])),
+        };
+        reply
+            .parse()
+            .unwrap_or_else(|_| panic!("CLUSTER KEYSLOT: {reply}"))
     }
 
     /// Waits until every node says `cluster_state:ok` and gives the same view, for which
@@ -330,7 +369,10 @@ impl ClusterGroup {
             // A node killed with [`ClusterGroup::kill`] has no say any more.
             let live = || self.nodes.iter().filter(|n| n.pid() != 0);
             let views: Vec<View> = live().map(|n| self.view_of(n.port())).collect();
-            let ok = live().all(|n| n.conn().info_cluster().contains("cluster_state:ok"));
+            let ok = live().all(|n| {
+                self.call(n.port(), &["CLUSTER", "INFO"])
+                    .contains("cluster_state:ok")
+            });
             if ok && views.iter().all(|v| *v == views[0]) && done(&views[0]) {
                 return views[0].clone();
             }
@@ -341,18 +383,6 @@ impl ClusterGroup {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-}
-
-trait ClusterInfo {
-    fn info_cluster(&mut self) -> String;
-}
-
-impl ClusterInfo for Conn {
-    /// `CLUSTER INFO`'s text.
-    fn info_cluster(&mut self) -> String {
-        let reply = self.cmd_str(&["CLUSTER", "INFO"]);
-        String::from_utf8_lossy(&bulk_reply(&reply).unwrap_or_default()).into_owned()
     }
 }
 
@@ -374,56 +404,8 @@ fn bus_free_ports(n: usize) -> Vec<u16> {
     out
 }
 
-/// A `CLUSTER NODES` text as a [`View`].
-fn parse_nodes(text: &str) -> View {
-    let mut ports = BTreeMap::new();
-    let mut lines = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let port: u16 = fields[1]
-            .split('@')
-            .next()
-            .and_then(|a| a.rsplit(':').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line}"));
-        ports.insert(fields[0].to_owned(), port);
-        lines.push((port, fields));
-    }
-    let mut view = View {
-        owners: vec![0; SLOTS],
-        replicas: BTreeMap::new(),
-    };
-    for (port, fields) in lines {
-        if fields[3] != "-" {
-            if let Some(&primary) = ports.get(fields[3]) {
-                view.replicas.insert(port, primary);
-            }
-        }
-        for range in fields.iter().skip(8).filter(|r| !r.starts_with('[')) {
-            let (first, last) = range.split_once('-').unwrap_or((range, range));
-            let (first, last): (usize, usize) = (first.parse().unwrap(), last.parse().unwrap());
-            for owner in &mut view.owners[first..=last] {
-                *owner = port;
-            }
-        }
-    }
-    view
-}
-
-/// The texts of a flat array of bulk strings.
-fn bulks(reply: &[u8]) -> Vec<String> {
-    let text = String::from_utf8_lossy(reply);
-    let mut lines = text.split("\r\n");
-    let header = lines.next().unwrap_or_default();
-    assert!(
-        header.starts_with('*'),
-        "expected an array: {}",
-        show(reply)
-    );
-    lines
-        .collect::<Vec<_>>()
-        .chunks(2)
-        .filter(|c| c.len() == 2 && c[0].starts_with('$'))
-        .map(|c| c[1].to_owned())
-        .collect()
+/// `redis-cli`'s options for TLS with the client certificate of `files`.
+fn tls_args(files: &TlsFiles) -> [&str; 7] {
+    let (ca, cert, key) = (&files.ca, &files.client_cert, &files.client_key);
+    ["--tls", "--cacert", ca, "--cert", cert, "--key", key]
 }

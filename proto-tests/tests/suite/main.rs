@@ -20,6 +20,7 @@ mod cluster_coherence;
 mod cluster_keyless;
 mod cluster_keys;
 mod cluster_sessions;
+mod cluster_tls;
 mod cluster_topology;
 mod coherence;
 mod command_table;

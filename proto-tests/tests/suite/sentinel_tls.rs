@@ -20,12 +20,15 @@ use rcgen::{
 const FOLLOW: Duration = Duration::from_secs(30);
 const WAIT: Duration = Duration::from_secs(10);
 
-/// The certificates of a TLS group, in a temporary directory, and a CA that signed none.
-struct Pki {
+/// The certificates of a TLS group, in a temporary directory, and a CA that signed none
+/// (the TLS cluster suite uses them too).
+pub(crate) struct Pki {
     dir: TempDir,
     root: (CertificateParams, KeyPair),
-    files: TlsFiles,
-    other_ca: String,
+    /// The CA, a node certificate (server and client use) and a client certificate.
+    pub(crate) files: TlsFiles,
+    /// A CA that signed none of them.
+    pub(crate) other_ca: String,
 }
 
 impl Pki {
@@ -79,7 +82,7 @@ fn leaf(
 
 /// A CA; a node certificate for `localhost` and 127.0.0.1; a client
 /// certificate for the sidecar and redis-cli; another CA.
-fn pki() -> Pki {
+pub(crate) fn pki() -> Pki {
     let dir = TempDir::new("sentinel-tls");
     let write = |name: &str, text: &str| {
         let path = dir.path().join(name);
@@ -114,7 +117,7 @@ fn pki() -> Pki {
 }
 
 /// The sidecar's flags for mutual TLS with `ca` as the trusted CA.
-fn tls_flags<'a>(files: &'a TlsFiles, ca: &'a str) -> Vec<&'a str> {
+pub(crate) fn tls_flags<'a>(files: &'a TlsFiles, ca: &'a str) -> Vec<&'a str> {
     vec![
         "--upstream-tls-ca",
         ca,
