@@ -366,6 +366,11 @@ start_cluster_targets() {
     start_nearcache clhits "$url" "$@"
     start_nearcache clmisses "$url" --l1-max-bytes 1MiB "$@"
     cluster_port=([direct]=${ports[0]} [hits]=${port[clhits]} [misses]=${port[clmisses]})
+    # The hot keys exist (warming reads them); the miss rows read the large key space, where
+    # a nil is a miss as much as a value.
+    say "filling $HOT_KEYS keys of $VALUE_BYTES bytes in the cluster (through clmisses)"
+    "$tool" fill --addr "127.0.0.1:${port[clmisses]}" --count "$HOT_KEYS" --value-size "$VALUE_BYTES" \
+        >/dev/null 2>"$tmp/fill.err" || { cluster_why="filling key:* in the cluster failed: $(tail -n 1 "$tmp/fill.err")"; return 1; }
 }
 if start_cluster_targets "$@"; then
     have_cluster=1
