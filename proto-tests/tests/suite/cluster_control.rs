@@ -76,9 +76,11 @@ fn bus_subscriptions(cluster: &ClusterGroup) -> u64 {
             let text = String::from_utf8_lossy(&reply).into_owned();
             // `*2 $<len> <channel> :<n>`: the last line is the count.
             let last = text.trim_end().rsplit("\r\n").next().unwrap_or_default();
-            last.trim_start_matches(':').parse::<u64>().unwrap_or_else(|_| {
-                panic!("PUBSUB NUMSUB: {}", show(&reply));
-            })
+            last.trim_start_matches(':')
+                .parse::<u64>()
+                .unwrap_or_else(|_| {
+                    panic!("PUBSUB NUMSUB: {}", show(&reply));
+                })
         })
         .sum()
 }
@@ -119,7 +121,11 @@ fn the_bus_reaches_another_sidecar_once_and_comes_back_after_its_connection_is_l
 
     let (key, _) = &keys[0];
     let reply = a.conn().cmd_str(&["NEARCACHE", "INVALIDATE", "bus-once*"]);
-    assert!(reply.starts_with(b":") || reply.starts_with(b"+"), "{}", show(&reply));
+    assert!(
+        reply.starts_with(b":") || reply.starts_with(b"+"),
+        "{}",
+        show(&reply)
+    );
     poll_until(WITHIN, "b received the pattern", || {
         figure(&b, "bus_received_patterns") >= 1
     });
@@ -169,7 +175,11 @@ fn a_killed_primary_is_followed_to_its_replica_on_a_refresh_its_loss_asks() {
     poll_until(WITHIN, "the key is read from the promoted replica", || {
         c.cmd_str(&["GET", key]) == bulk(b"v")
     });
-    assert_reply(&c.cmd_str(&["SET", key, "w"]), b"+OK\r\n", "SET on the new primary");
+    assert_reply(
+        &c.cmd_str(&["SET", key, "w"]),
+        b"+OK\r\n",
+        "SET on the new primary",
+    );
     let reply = cluster.node(replica).conn().cmd_str(&["GET", key]);
     assert_reply(&reply, &bulk(b"w"), "GET on the promoted replica");
     assert!(
@@ -201,10 +211,16 @@ fn a_demoted_primary_keeps_no_connection_of_the_sidecar() {
     cluster.failover(cluster.replica_of(demoted));
     // The sidecar sees the failover (a write there is redirected) and drops the node.
     for (key, _) in key_per_primary(&cluster, "demote") {
-        assert_reply(&sidecar.conn().cmd_str(&["SET", &key, "w"]), b"+OK\r\n", "SET");
+        assert_reply(
+            &sidecar.conn().cmd_str(&["SET", &key, "w"]),
+            b"+OK\r\n",
+            "SET",
+        );
     }
-    poll_until(WITHIN, "no connection of the sidecar on the demoted node", || {
-        clients_of_sidecar(cluster.node(demoted)) == 0
-    });
+    poll_until(
+        WITHIN,
+        "no connection of the sidecar on the demoted node",
+        || clients_of_sidecar(cluster.node(demoted)) == 0,
+    );
     assert_eq!(figure(&sidecar, "cluster_primaries"), 3);
 }

@@ -2,7 +2,10 @@
 //! seeds, and for each primary an `Upstream` with its own `Control` whose control task runs
 //! until the node is dropped. Coherence is per node and per slot: L1 entries keep their
 //! slot's epoch, and a node whose control connection is lost or silent past its heartbeat
-//! ends its own slots' entries, not all of L1.
+//! ends its own slots' entries, not all of L1. A node's control connection tracks without
+//! the bus (Redis Cluster hands a classic `PUBLISH` to every node's subscribers: the bus
+//! rides on the services' control connection only, so each message arrives once). A node's
+//! connection lost, refused or silent asks a topology refresh.
 
 use std::sync::{Arc, OnceLock, Weak};
 

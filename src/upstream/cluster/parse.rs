@@ -66,9 +66,9 @@ fn failed(entry: &Bytes) -> bool {
     let Some(fields) = array_elements(entry) else {
         return false;
     };
-    fields
-        .chunks_exact(2)
-        .any(|pair| value(&pair[0]).as_deref() == Some("health") && value(&pair[1]).as_deref() == Some("fail"))
+    fields.chunks_exact(2).any(|pair| {
+        value(&pair[0]).as_deref() == Some("health") && value(&pair[1]).as_deref() == Some("fail")
+    })
 }
 
 /// One node of a `SHARDS` reply: a flat array of field names and values.

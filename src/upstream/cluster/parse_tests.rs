@@ -221,9 +221,15 @@ fn a_failed_node_without_slots_is_left_out_and_a_failed_owner_kept() {
             vec![0, 8191],
             vec![failed_node(shard_node("a", "127.0.0.1", 7000, "master"))],
         ),
-        shard(vec![8192, 16383], vec![shard_node("b", "127.0.0.1", 7001, "master")]),
+        shard(
+            vec![8192, 16383],
+            vec![shard_node("b", "127.0.0.1", 7001, "master")],
+        ),
         // A killed primary its replica replaced: a primary of no slots, failed.
-        shard(vec![], vec![failed_node(shard_node("c", "127.0.0.1", 7002, "master"))]),
+        shard(
+            vec![],
+            vec![failed_node(shard_node("c", "127.0.0.1", 7002, "master"))],
+        ),
     ]));
     let map = from_shards(&reply, "127.0.0.1:7001", false).unwrap();
     assert_eq!(map.owner_address(0), Some("127.0.0.1:7000"));
