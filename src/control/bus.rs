@@ -150,6 +150,9 @@ pub struct Bus {
     sender: Bytes,
     /// The upstream refused `SUBSCRIBE` (no channel permission): the bus is off.
     refused: AtomicBool,
+    /// Not carried by this control connection at all (a Redis Cluster node's: the bus
+    /// rides on one connection only, see [`Bus::elsewhere`]).
+    elsewhere: bool,
     /// The control connection is subscribed now.
     subscribed: AtomicBool,
     outbox: Mutex<Outbox>,
@@ -187,6 +190,7 @@ impl Bus {
             channel: Bytes::copy_from_slice(channel.as_bytes()),
             sender: sender_id(),
             refused: AtomicBool::new(false),
+            elsewhere: false,
             subscribed: AtomicBool::new(false),
             outbox: Mutex::default(),
             queued: Notify::new(),
@@ -195,6 +199,17 @@ impl Bus {
             key_file: OnceLock::new(),
             keys: RwLock::new(None),
             counters: BusCounters::default(),
+        }
+    }
+
+    /// A bus this control connection does not carry: never subscribed, nothing published
+    /// or received on it. In a Redis Cluster a classic `PUBLISH` reaches the subscribers
+    /// of every node, so the bus rides on one control connection only (the services'),
+    /// and each node's control connection tracks without subscribing.
+    pub fn elsewhere(channel: &str) -> Bus {
+        Bus {
+            elsewhere: true,
+            ..Bus::new(channel)
         }
     }
 
@@ -214,9 +229,10 @@ impl Bus {
         &self.sender
     }
 
-    /// Whether the bus is in use (the upstream did not refuse the subscription).
+    /// Whether the bus is in use on this connection (carried here, and the upstream did
+    /// not refuse the subscription).
     pub fn active(&self) -> bool {
-        !self.refused.load(Relaxed)
+        !self.elsewhere && !self.refused.load(Relaxed)
     }
 
     /// Whether the control connection is subscribed to the channel now.

@@ -178,6 +178,17 @@ impl Control {
     /// Tracking state for `mode`; with tracking on, L1 neither serves nor fills until the
     /// control connection is up.
     pub fn new(mode: TrackingMode, channel: &str, l1: Arc<L1>) -> Arc<Control> {
+        Control::with_bus(mode, Bus::new(channel), l1)
+    }
+
+    /// Tracking state for `mode` whose control connection does not carry the bus (a Redis
+    /// Cluster node's: the bus rides on the services' control connection only, see
+    /// [`Bus::elsewhere`]).
+    pub fn tracking_only(mode: TrackingMode, channel: &str, l1: Arc<L1>) -> Arc<Control> {
+        Control::with_bus(mode, Bus::elsewhere(channel), l1)
+    }
+
+    fn with_bus(mode: TrackingMode, bus: Bus, l1: Arc<L1>) -> Arc<Control> {
         let (redirect, _) = watch::channel(Redirect { epoch: 0, id: None });
         Arc::new(Control {
             mode,
@@ -191,7 +202,7 @@ impl Control {
             awaiting_credentials: AtomicBool::new(false),
             l1,
             counters: TrackingCounters::default(),
-            bus: Bus::new(channel),
+            bus,
             peers: OnceLock::new(),
             loss_flush_hook: OnceLock::new(),
             loss_scope: OnceLock::new(),

@@ -52,6 +52,9 @@ pub(super) enum Ended {
     Lost(Arc<str>),
     /// Closed by the sidecar while the server still answered (a call stuck for too long).
     Closed(Arc<str>),
+    /// The server stopped answering: a call and a probe went unanswered past the timeout
+    /// (lost like [`Ended::Lost`], told apart for the fault it reports).
+    Silent(Arc<str>),
 }
 
 /// A connection's server-assisted tracking: the epoch its `CLIENT TRACKING` took effect in
@@ -171,7 +174,7 @@ pub(super) async fn run(
         _ = retracking => Ended::Lost("tracking stopped".into()),
     };
     let reason = match &ended {
-        Ended::Lost(r) | Ended::Closed(r) => r.clone(),
+        Ended::Lost(r) | Ended::Closed(r) | Ended::Silent(r) => r.clone(),
     };
     let left: Vec<Call> = {
         let mut queue = in_flight.lock();
@@ -235,7 +238,7 @@ async fn watchdog(
         match oldest {
             Some(age) if age > timeout => {
                 if !answers(target).await {
-                    return Ended::Lost(
+                    return Ended::Silent(
                         format!("no reply within {}ms", timeout.as_millis()).into(),
                     );
                 }

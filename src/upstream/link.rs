@@ -25,6 +25,19 @@ pub enum LinkEvent {
 /// Hears each [`LinkEvent`].
 pub type LinkHook = Box<dyn Fn(LinkEvent) + Send + Sync>;
 
+/// A fault seen on one of an upstream's connections (a Redis Cluster node's: its topology
+/// may have changed, see [`super::Upstream::on_faults`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// A connection was lost, or a connect attempt failed.
+    Disconnect,
+    /// A call (or a connect attempt) went unanswered past the timeout.
+    Timeout,
+}
+
+/// Hears each [`Fault`].
+pub type FaultHook = Box<dyn Fn(Fault) + Send + Sync>;
+
 /// [`Link::anonymous`]: a connection without credentials was served.
 pub(super) const SERVED: u8 = 1;
 /// [`Link::anonymous`]: a connection without credentials was answered `-NOAUTH`.
@@ -53,6 +66,8 @@ pub(crate) struct Link {
     /// `AUTH_OK`, `AUTH_REQUIRED` or `AUTH_FAILED` (see [`UpstreamState`]).
     pub(super) auth: AtomicU8,
     pub(super) hook: LinkHook,
+    /// Hears faults (set once, see [`super::Upstream::on_faults`]).
+    pub(super) faults: std::sync::OnceLock<FaultHook>,
     pub(super) stats: Arc<Stats>,
     /// This upstream's own calls answered and their summed latency (a cluster's figures
     /// per node; `stats` counts every node's).
@@ -158,6 +173,13 @@ impl Link {
             if !self.down_logged.swap(true, SeqCst) {
                 tracing::warn!(upstream = %self.endpoint.display(), "upstream down: {reason}");
             }
+        }
+    }
+
+    /// A fault seen on a connection: told to the fault hook, if one is set.
+    pub(super) fn fault(&self, fault: Fault) {
+        if let Some(hook) = self.faults.get() {
+            hook(fault);
         }
     }
 

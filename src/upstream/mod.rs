@@ -42,7 +42,7 @@ pub use dedicated::{PinnedIds, Queued, NO_UPSTREAM_ID};
 pub use figures::UpstreamFigures;
 use gate::FillGate;
 pub(crate) use link::Link;
-pub use link::{LinkEvent, LinkHook};
+pub use link::{Fault, FaultHook, LinkEvent, LinkHook};
 use link::{NOAUTH, SERVED};
 pub use pool::{Lane, OnReply, PendingReply, Pool};
 use registry::{reap, Held, Registry, Routes};
@@ -180,6 +180,7 @@ impl Upstream {
                 retries: AtomicUsize::new(0),
                 lost_since_up: AtomicBool::new(false),
                 hook,
+                faults: OnceLock::new(),
                 stats,
                 calls: Arc::default(),
                 tracking,
@@ -191,6 +192,13 @@ impl Upstream {
             }),
             reaper: OnceLock::new(),
         }
+    }
+
+    /// `hook` hears each fault on this upstream's pooled connections (a connection lost, a
+    /// connect attempt failed, a call unanswered past the timeout); set once, later calls
+    /// are ignored. A Redis Cluster node's asks a topology refresh.
+    pub fn on_faults(&self, hook: FaultHook) {
+        let _ = self.link.faults.set(hook);
     }
 
     /// `host:port` of the upstream now (`(none)` while no primary is known).

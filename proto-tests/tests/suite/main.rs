@@ -17,6 +17,7 @@ mod client_commands;
 mod client_reply;
 mod cluster;
 mod cluster_coherence;
+mod cluster_control;
 mod cluster_keyless;
 mod cluster_keys;
 mod cluster_sessions;

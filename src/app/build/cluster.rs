@@ -2,7 +2,10 @@
 //! seeds, and for each primary an `Upstream` with its own `Control` whose control task runs
 //! until the node is dropped. Coherence is per node and per slot: L1 entries keep their
 //! slot's epoch, and a node whose control connection is lost or silent past its heartbeat
-//! ends its own slots' entries, not all of L1.
+//! ends its own slots' entries, not all of L1. A node's control connection tracks without
+//! the bus (Redis Cluster hands a classic `PUBLISH` to every node's subscribers: the bus
+//! rides on the services' control connection only, so each message arrives once). A node's
+//! connection lost, refused or silent asks a topology refresh.
 
 use std::sync::{Arc, OnceLock, Weak};
 
@@ -11,9 +14,9 @@ use crate::config::Config;
 use crate::control::{Control, ControlTarget};
 use crate::metrics::Stats;
 use crate::nodes::{Node, Nodes};
-use crate::upstream::cluster::{ClusterOptions, Discovery, Topology};
+use crate::upstream::cluster::{ClusterOptions, Discovery, Reason, Topology};
 use crate::upstream::endpoint::Endpoint;
-use crate::upstream::{LinkEvent, Target};
+use crate::upstream::{Fault, LinkEvent, Target};
 use crate::warm::Warmer;
 
 /// What every node is built from.
@@ -45,12 +48,20 @@ pub(super) fn nodes(seeds: &[String], p: Parts<'_>, seed_control: &Control) -> A
             let (cell, l1) = (cell.clone(), l1.clone());
             Box::new(
                 move |cause: SlotCause| match cell.get().and_then(Weak::upgrade) {
-                    Some(nodes) => match nodes.slots_of(&address) {
-                        slots if slots.is_empty() && nodes.at(&address).is_none() => {
-                            l1.bump_slots(0..crate::cache::fences::SLOTS as u16, cause)
+                    Some(nodes) => {
+                        match nodes.slots_of(&address) {
+                            slots if slots.is_empty() && nodes.at(&address).is_none() => {
+                                l1.bump_slots(0..crate::cache::fences::SLOTS as u16, cause)
+                            }
+                            slots => l1.bump_slots(slots, cause),
                         }
-                        slots => l1.bump_slots(slots, cause),
-                    },
+                        // The node went away or went silent: the topology may have changed.
+                        let reason = match cause {
+                            SlotCause::LeaseExpired => Reason::Timeout,
+                            _ => Reason::Disconnect,
+                        };
+                        refresh(&nodes, reason);
+                    }
                     None => l1.flush_all(),
                 },
             ) as crate::control::LossScope
@@ -77,9 +88,10 @@ pub(super) fn nodes(seeds: &[String], p: Parts<'_>, seed_control: &Control) -> A
     );
     let (mode, channel) = (config.tracking, config.invalidation_channel.clone());
     let (heartbeat, connect_timeout) = (config.invalidation_heartbeat, config.connect_timeout);
+    let faults_of = cell.clone();
     let factory = Box::new(move |address: &str| {
         let endpoint = Endpoint::fixed(address);
-        let control = Control::new(mode, &channel, l1.clone());
+        let control = Control::tracking_only(mode, &channel, l1.clone());
         let loss_warm = warm.clone();
         control.on_loss_flush(Box::new(move || loss_warm.flushed_for_loss()));
         control.scope_losses(scope(address.to_owned()));
@@ -98,6 +110,18 @@ pub(super) fn nodes(seeds: &[String], p: Parts<'_>, seed_control: &Control) -> A
             crate::upstream::Upstream::new(target, stats.clone(), hook, forget, control.clone())
                 .with_identities_of(&seed),
         );
+        // A node's connection lost, refused or silent asks a refresh (rate-limited): a
+        // killed primary's replica is followed without waiting for the periodic one.
+        let faults = faults_of.clone();
+        upstream.on_faults(Box::new(move |fault| {
+            if let Some(nodes) = faults.get().and_then(Weak::upgrade) {
+                let reason = match fault {
+                    Fault::Disconnect => Reason::Disconnect,
+                    Fault::Timeout => Reason::Timeout,
+                };
+                refresh(&nodes, reason);
+            }
+        }));
         let stop = crate::lifecycle::stopping().child_token();
         if control.link_needed() {
             let control_target = ControlTarget {
@@ -131,4 +155,10 @@ pub(super) fn nodes(seeds: &[String], p: Parts<'_>, seed_control: &Control) -> A
     let nodes = Nodes::new(topology, factory, p.l1.clone());
     let _ = cell.set(Arc::downgrade(&nodes));
     nodes
+}
+
+/// Asks `nodes` for a topology refresh in the background (rate-limited by the topology).
+fn refresh(nodes: &Arc<Nodes>, reason: Reason) {
+    let nodes = nodes.clone();
+    crate::lifecycle::spawn(async move { nodes.refresh(reason).await });
 }

@@ -6,7 +6,8 @@
 //! reached this node at"; otherwise the endpoint (an IP, or a hostname when the cluster
 //! prefers them) is the host. In `SHARDS` a TLS upstream takes `tls-port`, a plain one
 //! `port` (each the other when the node reports only one); in `SLOTS` the port is what the
-//! node reports (its TLS port with `tls-cluster yes`).
+//! node reports (its TLS port with `tls-cluster yes`). A failed node of a shard without
+//! slots (a killed primary its replica replaced) is left out.
 
 use bytes::Bytes;
 
@@ -36,6 +37,11 @@ pub fn from_shards(frame: &Bytes, reached: &str, tls: bool) -> Result<SlotMap, S
         }
         let mut primary = None;
         for entry in &nodes {
+            // A failed node that serves no slot (a killed primary after its replica took
+            // over) is no node to keep a connection to: it is left out of the map.
+            if slots.is_empty() && failed(entry) {
+                continue;
+            }
             let node = shard_node(entry, reached, tls, shard)?;
             let primary_here = node.role == Role::Primary;
             let index = map.add_node(node);
@@ -53,6 +59,16 @@ pub fn from_shards(frame: &Bytes, reached: &str, tls: bool) -> Result<SlotMap, S
         map.assign(first, last, index);
     }
     Ok(map)
+}
+
+/// Whether a node of a `SHARDS` reply is reported `health: fail`.
+fn failed(entry: &Bytes) -> bool {
+    let Some(fields) = array_elements(entry) else {
+        return false;
+    };
+    fields.chunks_exact(2).any(|pair| {
+        value(&pair[0]).as_deref() == Some("health") && value(&pair[1]).as_deref() == Some("fail")
+    })
 }
 
 /// One node of a `SHARDS` reply: a flat array of field names and values.

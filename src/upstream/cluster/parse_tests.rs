@@ -203,3 +203,37 @@ fn hosts_and_addresses() {
     assert_eq!(address(None, 7001, "h:7000"), "h:7001");
     assert_eq!(address(Some("fe80::1"), 7001, "h:7000"), "[fe80::1]:7001");
 }
+
+/// `node` with `health: fail` instead of `online`.
+fn failed_node(node: V) -> V {
+    let V::A(mut fields) = node else {
+        unreachable!()
+    };
+    let last = fields.len() - 1;
+    fields[last] = V::S("fail");
+    V::A(fields)
+}
+
+#[test]
+fn a_failed_node_without_slots_is_left_out_and_a_failed_owner_kept() {
+    let reply = frame(V::A(vec![
+        shard(
+            vec![0, 8191],
+            vec![failed_node(shard_node("a", "127.0.0.1", 7000, "master"))],
+        ),
+        shard(
+            vec![8192, 16383],
+            vec![shard_node("b", "127.0.0.1", 7001, "master")],
+        ),
+        // A killed primary its replica replaced: a primary of no slots, failed.
+        shard(
+            vec![],
+            vec![failed_node(shard_node("c", "127.0.0.1", 7002, "master"))],
+        ),
+    ]));
+    let map = from_shards(&reply, "127.0.0.1:7001", false).unwrap();
+    assert_eq!(map.owner_address(0), Some("127.0.0.1:7000"));
+    assert_eq!(map.owner_address(16383), Some("127.0.0.1:7001"));
+    let addresses: Vec<&str> = map.nodes().iter().map(|n| n.address.as_str()).collect();
+    assert_eq!(addresses, ["127.0.0.1:7000", "127.0.0.1:7001"]);
+}

@@ -12,7 +12,7 @@ use crate::error::UpstreamError;
 use crate::upstream::backoff::Backoff;
 use crate::upstream::conn::{self, Ended, Tracked};
 use crate::upstream::gate::NO_EPOCH;
-use crate::upstream::{handshake, Credentials, Link, Route, Target};
+use crate::upstream::{handshake, Credentials, Fault, Link, Route, Target};
 
 /// Calls a lost connection left unanswered that may be sent again (see `conn::run`), and
 /// why the connection ended.
@@ -133,13 +133,18 @@ pub(super) async fn supervise(
                     }
                 };
                 retries.calls = left;
+                let ended_silent = matches!(ended, Ended::Silent(_));
                 let reason = match ended {
-                    Ended::Lost(reason) => {
+                    Ended::Lost(reason) | Ended::Silent(reason) => {
                         match target.keep_fills_while_down {
                             true => kept = Some(fence),
                             false => fence.close(),
                         }
                         link.lost(&reason);
+                        link.fault(match ended_silent {
+                            true => Fault::Timeout,
+                            false => Fault::Disconnect,
+                        });
                         reason
                     }
                     Ended::Closed(reason) => {
@@ -164,7 +169,14 @@ pub(super) async fn supervise(
                 match &e {
                     UpstreamError::AuthFailed(_) => link.answered(),
                     UpstreamError::Refused(text) if text.starts_with("NOAUTH") => link.answered(),
-                    _ => link.failed(&e.to_string()),
+                    UpstreamError::Timeout => {
+                        link.failed(&e.to_string());
+                        link.fault(Fault::Timeout);
+                    }
+                    _ => {
+                        link.failed(&e.to_string());
+                        link.fault(Fault::Disconnect);
+                    }
                 }
                 retries.fail(&e);
                 slot.send_replace(SlotState::Down(e));

@@ -31,6 +31,7 @@ fn pool(connections: usize) -> Pool {
         anonymous: std::sync::atomic::AtomicU8::new(0),
         auth: std::sync::atomic::AtomicU8::new(0),
         hook: Box::new(|_| {}),
+        faults: std::sync::OnceLock::new(),
         stats: Arc::new(Stats::new()),
         calls: Arc::default(),
         tracking: crate::upstream::tests::tracking_off(),
