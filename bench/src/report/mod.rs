@@ -346,9 +346,10 @@ fn legend(f: &Figures) -> Vec<String> {
          redis-benchmark --cluster to them (it learns the slots and sends each key to its \
          owner; its keys carry a hash tag per node); hits and misses = nearcache over \
          redis+cluster:// with the flags of those columns, redis-benchmark to it as to one \
-         Redis. MGET: redis-benchmark's MGET of 10 keys; --cluster tags them into one slot, \
-         through the sidecar they are 10 random keys over the three primaries (L1 first, the \
-         misses one MGET per slot)."
+         Redis. MGET: redis-benchmark running MGET of 10 keys; straight to the cluster they carry \
+         one {tag} (one slot of a node, a cluster client's best case, as a command cannot span \
+         slots), through the sidecar they are 10 random hot keys over the three primaries (L1 \
+         first, the misses one MGET per slot)."
             .into(),
     ]
 }
