@@ -7,6 +7,7 @@
 //! holds of it is not served again.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +60,9 @@ pub struct Nodes {
     set: RwLock<Arc<Set>>,
     /// The L1 whose slot epochs follow the owners.
     l1: Arc<L1>,
+    /// Whether some node's link is up, kept by [`Nodes::links_changed`]: read on every L1
+    /// hit, so without the set's lock.
+    reachable: AtomicBool,
 }
 
 impl Nodes {
@@ -69,6 +73,7 @@ impl Nodes {
             topology,
             factory,
             l1,
+            reachable: AtomicBool::new(false),
             set: RwLock::new(Arc::new(Set {
                 nodes: Vec::new(),
                 owners: vec![NONE; SLOTS].into_boxed_slice(),
@@ -88,6 +93,7 @@ impl Nodes {
         if matches!(refreshed, Refreshed::Changed { .. }) || self.set.read().nodes.is_empty() {
             self.sync();
         }
+        self.links_changed();
         refreshed
     }
 
@@ -138,6 +144,7 @@ impl Nodes {
         let set = Set { nodes, owners };
         self.l1.bump_slots(moved(&old, &set), SlotCause::Moved);
         *self.set.write() = Arc::new(set);
+        self.links_changed();
     }
 
     /// The slots `address` owns now (none when it is not a primary of the map).
@@ -191,8 +198,16 @@ impl Nodes {
 
     /// Whether the cluster is reachable: some node's link is up (a node that is down
     /// costs its own slots, see [`crate::cache::fences`], not all of L1).
+    #[inline]
     pub fn link_up(&self) -> bool {
-        self.set.read().nodes.iter().any(|n| n.upstream.link_up())
+        self.reachable.load(Relaxed)
+    }
+
+    /// Takes the nodes' links again into [`Nodes::link_up`]: after a node's link came up
+    /// or was lost, and after every sync and refresh.
+    pub fn links_changed(&self) {
+        let up = self.set.read().nodes.iter().any(|n| n.upstream.link_up());
+        self.reachable.store(up, Relaxed);
     }
 
     /// The topology's figures.

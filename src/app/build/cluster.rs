@@ -96,8 +96,15 @@ pub(super) fn nodes(seeds: &[String], p: Parts<'_>, seed_control: &Control) -> A
         control.on_loss_flush(Box::new(move || loss_warm.flushed_for_loss()));
         control.scope_losses(scope(address.to_owned()));
         // A lost data connection ends what it filled (its fence); a node that went away
-        // took its control connection with it, which ended its slots.
-        let hook = Box::new(|_: LinkEvent| {});
+        // took its control connection with it, which ended its slots. Whether some node
+        // is reachable is taken again once the link's own state has moved (a task: the
+        // hook runs before it does).
+        let links_of = faults_of.clone();
+        let hook = Box::new(move |_: LinkEvent| {
+            if let Some(nodes) = links_of.get().and_then(std::sync::Weak::upgrade) {
+                crate::lifecycle::spawn(async move { nodes.links_changed() });
+            }
+        });
         // A node takes the first seed's identities (a client that AUTHs as another ACL
         // user is that user on every node); the seed forgets them, kept alive while any
         // node's pool uses one.
