@@ -200,7 +200,11 @@ impl Nodes {
     /// costs its own slots, see [`crate::cache::fences`], not all of L1).
     #[inline]
     pub fn link_up(&self) -> bool {
-        self.reachable.load(Relaxed)
+        // Looked at again while it says no (a link's first coming up fires no event).
+        self.reachable.load(Relaxed) || {
+            self.links_changed();
+            self.reachable.load(Relaxed)
+        }
     }
 
     /// Takes the nodes' links again into [`Nodes::link_up`]: after a node's link came up
