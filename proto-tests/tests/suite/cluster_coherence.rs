@@ -201,9 +201,15 @@ fn a_frozen_primary_stops_being_served_within_the_heartbeat_bound_while_others_s
         expired_after < BOUND * 2,
         "lease expired after {expired_after:?}"
     );
-    // The other primaries' keys are still hits.
+    // The other primaries' keys are still served from L1 (read again until a hit: on a
+    // loaded machine a healthy node's heartbeat may be late once too, and its lease then
+    // ends its entries as well, which is right; they are refilled and served again while
+    // the frozen node's never are).
     for (key, _) in keys.iter().filter(|(_, o)| *o != frozen) {
-        assert!(is_hit(&sidecar, &mut c, key, &format!("v-{key}")), "{key}");
+        let value = format!("v-{key}");
+        poll_until(Duration::from_secs(10), &format!("{key} a hit"), || {
+            is_hit(&sidecar, &mut c, key, &value)
+        });
     }
     // The frozen primary's key is not served from L1 (it is asked of the node, which does
     // not answer, or of its replica once promoted).
