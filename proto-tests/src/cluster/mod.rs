@@ -290,6 +290,26 @@ impl ClusterGroup {
         }
     }
 
+    /// One name `{prefix}{i}` per primary (the first `i` whose slot each owns, by the slot
+    /// the sidecar and Redis agree on), with its owner's port; the agreed view read once.
+    pub fn key_per_primary(&self, prefix: &str) -> Vec<(String, u16)> {
+        let view = self.agreed();
+        let primaries = self.primaries().len();
+        let mut found: Vec<(String, u16)> = Vec::new();
+        for i in 0.. {
+            let key = format!("{prefix}{i}");
+            let slot = nearcache::upstream::cluster::slot(key.as_bytes());
+            let owner = view.owners[usize::from(slot)];
+            if owner != 0 && !found.iter().any(|(_, o)| *o == owner) {
+                found.push((key, owner));
+            }
+            if found.len() == primaries {
+                break;
+            }
+        }
+        found
+    }
+
     /// SIGKILLs the node on `port` (the others go on without it: its replica is promoted
     /// after the node timeout, see [`ClusterGroup::promoted`]).
     pub fn kill(&mut self, port: u16) {

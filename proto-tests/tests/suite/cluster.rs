@@ -13,22 +13,6 @@ fn sidecar(cluster: &ClusterGroup) -> Sidecar {
     Sidecar::start_url(&format!("redis+cluster://{seeds}"), &[])
 }
 
-/// One key per primary (by the slot the sidecar and Redis agree on), with its owner.
-fn key_per_primary(cluster: &ClusterGroup, prefix: &str) -> Vec<(String, u16)> {
-    let mut found: Vec<(String, u16)> = Vec::new();
-    for i in 0.. {
-        let key = format!("{prefix}{i}");
-        let owner = cluster.owner(slot(key.as_bytes()));
-        if !found.iter().any(|(_, o)| *o == owner) {
-            found.push((key, owner));
-        }
-        if found.len() == cluster.primaries().len() {
-            return found;
-        }
-    }
-    unreachable!()
-}
-
 fn nearcache_info(sidecar: &Sidecar) -> String {
     sidecar.conn().info(Some("nearcache"))
 }
@@ -54,7 +38,7 @@ fn keys_on_every_primary_are_written_read_and_served_from_l1_coherently() {
     let cluster = ClusterGroup::start();
     let sidecar = sidecar(&cluster);
     let mut c = sidecar.conn();
-    let keys = key_per_primary(&cluster, "k");
+    let keys = cluster.key_per_primary("k");
     for (key, owner) in &keys {
         let value = format!("v-{key}");
         assert_reply(&c.cmd_str(&["SET", key, &value]), b"+OK\r\n", "SET");
@@ -122,7 +106,7 @@ fn moved_and_asked_keys_are_followed_inside_the_sidecar() {
     let cluster = ClusterGroup::start();
     let sidecar = sidecar(&cluster);
     let mut c = sidecar.conn();
-    let keys = key_per_primary(&cluster, "m");
+    let keys = cluster.key_per_primary("m");
     // MOVED: the slot moves after the sidecar took its map; reads and writes follow it.
     let (key, from) = keys[0].clone();
     let to = keys[1].1;

@@ -24,26 +24,10 @@ fn sidecar(cluster: &ClusterGroup, extra: &[&str]) -> Sidecar {
     let seeds = cluster.addresses()[..2].join(",");
     let sidecar = Sidecar::start_url(&format!("redis+cluster://{seeds}"), extra);
     let mut c = sidecar.conn();
-    for (key, _) in key_per_primary(cluster, "warm-up") {
+    for (key, _) in cluster.key_per_primary("warm-up") {
         assert_reply(&c.cmd_str(&["SET", &key, "x"]), b"+OK\r\n", "SET");
     }
     sidecar
-}
-
-/// One key per primary, with its owner's port.
-fn key_per_primary(cluster: &ClusterGroup, prefix: &str) -> Vec<(String, u16)> {
-    let mut found: Vec<(String, u16)> = Vec::new();
-    for i in 0.. {
-        let key = format!("{prefix}{i}");
-        let owner = cluster.owner(slot(key.as_bytes()));
-        if !found.iter().any(|(_, o)| *o == owner) {
-            found.push((key, owner));
-        }
-        if found.len() == cluster.primaries().len() {
-            return found;
-        }
-    }
-    unreachable!()
 }
 
 fn hits(sidecar: &Sidecar) -> u64 {
@@ -184,7 +168,7 @@ fn a_frozen_primary_stops_being_served_within_the_heartbeat_bound_while_others_s
         ],
     );
     let mut c = sidecar.conn();
-    let keys = key_per_primary(&cluster, "frozen");
+    let keys = cluster.key_per_primary("frozen");
     for (key, _) in &keys {
         cached(&sidecar, &mut c, &cluster, key, &format!("v-{key}"));
     }
@@ -259,7 +243,7 @@ fn losing_one_nodes_control_connection_ends_only_that_nodes_entries() {
     let cluster = ClusterGroup::start();
     let sidecar = sidecar(&cluster, &[]);
     let mut c = sidecar.conn();
-    let keys = key_per_primary(&cluster, "ctl");
+    let keys = cluster.key_per_primary("ctl");
     for (key, _) in &keys {
         cached(&sidecar, &mut c, &cluster, key, &format!("v-{key}"));
     }
@@ -291,7 +275,7 @@ fn a_killed_data_connection_ends_what_it_filled_and_other_nodes_stay_hits() {
     let cluster = ClusterGroup::start();
     let sidecar = sidecar(&cluster, &[]);
     let mut c = sidecar.conn();
-    let keys = key_per_primary(&cluster, "data");
+    let keys = cluster.key_per_primary("data");
     for (key, _) in &keys {
         cached(&sidecar, &mut c, &cluster, key, &format!("v-{key}"));
     }

@@ -26,22 +26,6 @@ fn sidecar_on(cluster: &ClusterGroup, seeds: &[u16]) -> Sidecar {
     Sidecar::start_url(&format!("redis+cluster://{}", seeds.join(",")), &[])
 }
 
-/// One key per primary, with its owner's port.
-fn key_per_primary(cluster: &ClusterGroup, prefix: &str) -> Vec<(String, u16)> {
-    let mut found: Vec<(String, u16)> = Vec::new();
-    for i in 0.. {
-        let key = format!("{prefix}{i}");
-        let owner = cluster.owner(slot(key.as_bytes()));
-        if !found.iter().any(|(_, o)| *o == owner) {
-            found.push((key, owner));
-        }
-        if found.len() == cluster.primaries().len() {
-            return found;
-        }
-    }
-    unreachable!()
-}
-
 fn figure(sidecar: &Sidecar, name: &str) -> u64 {
     info_u64(&sidecar.conn().info(Some("nearcache")), name)
 }
@@ -111,7 +95,7 @@ fn the_bus_reaches_another_sidecar_once_and_comes_back_after_its_connection_is_l
         sidecar_on(&cluster, &primaries),
     );
     // Every node's control connection of both sidecars is up: each key is a hit.
-    let keys = key_per_primary(&cluster, "bus-once");
+    let keys = cluster.key_per_primary("bus-once");
     for (key, _) in &keys {
         cached(&a, key, "v");
         cached(&b, key, "v");
@@ -201,7 +185,7 @@ fn a_demoted_primary_keeps_no_connection_of_the_sidecar() {
     let demoted = primaries[1];
     let seeds = [primaries[0], primaries[2]];
     let sidecar = sidecar_on(&cluster, &seeds);
-    for (key, _) in key_per_primary(&cluster, "demote") {
+    for (key, _) in cluster.key_per_primary("demote") {
         cached(&sidecar, &key, "v");
     }
     assert!(
@@ -210,7 +194,7 @@ fn a_demoted_primary_keeps_no_connection_of_the_sidecar() {
     );
     cluster.failover(cluster.replica_of(demoted));
     // The sidecar sees the failover (a write there is redirected) and drops the node.
-    for (key, _) in key_per_primary(&cluster, "demote") {
+    for (key, _) in cluster.key_per_primary("demote") {
         assert_reply(
             &sidecar.conn().cmd_str(&["SET", &key, "w"]),
             b"+OK\r\n",

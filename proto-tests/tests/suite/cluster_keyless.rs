@@ -85,22 +85,6 @@ fn write_keys(c: &mut Conn, prefix: &str, n: usize) -> BTreeSet<String> {
     keys
 }
 
-/// One key per primary, with its owner.
-fn key_per_primary(cluster: &ClusterGroup, prefix: &str) -> Vec<(String, u16)> {
-    let mut found: Vec<(String, u16)> = Vec::new();
-    for i in 0.. {
-        let key = format!("{prefix}{i}");
-        let owner = cluster.owner(slot(key.as_bytes()));
-        if !found.iter().any(|(_, o)| *o == owner) {
-            found.push((key, owner));
-        }
-        if found.len() == cluster.primaries().len() {
-            break;
-        }
-    }
-    found
-}
-
 #[test]
 fn scan_keys_dbsize_randomkey_and_flushall_cover_every_primary() {
     let cluster = ClusterGroup::start();
@@ -211,7 +195,7 @@ fn a_script_loaded_through_the_sidecar_runs_on_every_primary() {
         let exists = direct.cmd_str(&["SCRIPT", "EXISTS", &sha]);
         assert_reply(&exists, b"*1\r\n:1\r\n", &format!("loaded on {primary}"));
     }
-    for (key, _) in key_per_primary(&cluster, "s") {
+    for (key, _) in cluster.key_per_primary("s") {
         let value = format!("v-{key}");
         assert_reply(&c.cmd_str(&["SET", &key, &value]), b"+OK\r\n", "SET");
         let got = c.cmd_str(&["EVALSHA", &sha, "1", &key]);
@@ -246,7 +230,7 @@ fn a_function_library_loaded_through_the_sidecar_runs_on_every_primary() {
         &bulk(b"nclib"),
         "LOAD",
     );
-    for (key, owner) in key_per_primary(&cluster, "f") {
+    for (key, owner) in cluster.key_per_primary("f") {
         let listed = cluster.node(owner).conn().cmd_str(&["FUNCTION", "LIST"]);
         assert!(listed.windows(5).any(|w| w == b"nclib"), "not on {owner}");
         let value = format!("v-{key}");
@@ -303,7 +287,7 @@ fn publish_reaches_every_node_and_spublish_the_channels_shard() {
         s.set_read_timeout(Duration::from_secs(5));
         assert_reply(&s.read_reply(), message, "the message on another node");
     }
-    for (channel, owner) in key_per_primary(&cluster, "ch") {
+    for (channel, owner) in cluster.key_per_primary("ch") {
         let mut s = cluster.node(owner).conn();
         s.cmd_str(&["SSUBSCRIBE", &channel]);
         let reply = c.cmd_str(&["SPUBLISH", &channel, "hi"]);

@@ -15,23 +15,6 @@ use crate::sentinel_tls::{pki, tls_flags};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// One key per primary (by the slot the sidecar and Redis agree on), with its owner.
-fn key_per_primary(cluster: &ClusterGroup, prefix: &str) -> Vec<(String, u16)> {
-    let primaries = cluster.primaries();
-    let mut found: Vec<(String, u16)> = Vec::new();
-    for i in 0.. {
-        let key = format!("{prefix}{i}");
-        let owner = cluster.owner(slot(key.as_bytes()));
-        if !found.iter().any(|(_, o)| *o == owner) {
-            found.push((key, owner));
-        }
-        if found.len() == primaries.len() {
-            return found;
-        }
-    }
-    unreachable!()
-}
-
 /// `GET key` straight on the node on `port` (over TLS).
 fn get_on(cluster: &ClusterGroup, port: u16, key: &str) -> String {
     cluster.call(port, &["GET", key])
@@ -54,7 +37,7 @@ fn keys_on_every_primary_are_served_cached_invalidated_and_moved_over_tls() {
 
     let sidecar = Sidecar::start_url(&url, &tls_flags(&pki.files, &pki.files.ca));
     let mut c = sidecar.conn();
-    let keys = key_per_primary(&cluster, "k");
+    let keys = cluster.key_per_primary("k");
     for (key, owner) in &keys {
         let value = format!("v-{key}");
         assert_reply(&c.cmd_str(&["SET", key, &value]), b"+OK\r\n", "SET");
@@ -184,7 +167,7 @@ fn nodes_that_also_listen_in_plain_text_are_reached_on_their_tls_port() {
     assert!(shards.lines().any(|l| l == "port"), "{shards}");
     let sidecar = Sidecar::start_url(&cluster.url(), &tls_flags(&pki.files, &pki.files.ca));
     let mut c = sidecar.conn();
-    for (key, owner) in key_per_primary(&cluster, "p") {
+    for (key, owner) in cluster.key_per_primary("p") {
         assert_reply(&c.cmd_str(&["SET", &key, "v"]), b"+OK\r\n", "SET");
         assert_eq!(get_on(&cluster, owner, &key), "v", "{key} on its owner");
         assert_reply(&c.cmd_str(&["GET", &key]), &bulk(b"v"), "GET");
