@@ -3,7 +3,7 @@
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench bench-compare bench-lag bench-micro image image-push image-multiarch chart-package chart-push fmt lint clean
+.PHONY: help build run test bench bench-compare bench-lag bench-micro bench-instructions image image-push image-multiarch chart-package chart-push fmt lint clean
 
 help:
 	@echo "nearcache make targets:"
@@ -21,6 +21,8 @@ help:
 	@echo "                    run by run; rows worse beyond the spread marked (bench/scripts/compare.sh)"
 	@echo "  make bench-lag    invalidation lag across two sidecars, tracking cost"
 	@echo "                    (bench/scripts/bench-lag.sh)"
+	@echo "  make bench-instructions  instructions per request (callgrind): GET hit of 100 B and 1 KiB,"
+	@echo "                    GET miss, SET at -P 1 and -P 16 (bench/scripts/instructions.sh)"
 	@echo "  make bench-micro  criterion benches of parsing, L1 lookup, reply framing"
 	@echo "                    (bench/benches/hot_path.rs)"
 	@echo "  make image   build the image of nearcache and nearcache-injector (Dockerfile) for this"
@@ -57,6 +59,9 @@ bench-compare:
 
 bench-lag:
 	bench/scripts/bench-lag.sh
+
+bench-instructions:
+	bench/scripts/instructions.sh
 
 # The image: nothing publishes ghcr.io/nearcache/nearcache, so set IMAGE to a repository of
 # your registry (and log in to it with `docker login` / `podman login` first).

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Instructions per request (valgrind --tool=callgrind): what the sidecar's own threads execute
+# for one request of each kind, repeatable on a shared machine where timings are not.
+#
+# Starts a throwaway redis-server and one release nearcache under callgrind, then for each
+# workload: fills the keys it needs straight into
+# Redis, warms L1 where the workload hits, zeroes the counts, sends INSTR_N requests with
+# redis-benchmark (one client), dumps, and divides the instructions counted
+# by the requests sent. The rows:
+#   hit100   GET -P 1 of 1,000 keys of 100 bytes held in L1
+#   hit1k    GET -P 1 of 1,000 keys of 1 KiB held in L1
+#   hit100p  GET -P 16 of the 100-byte keys
+#   miss     GET -P 1 over 50,000 keys of 100 bytes with --l1-max-bytes 1MiB (nearly every
+#            GET fetches, fills and evicts; the hit share is printed)
+#   set      SET -P 1 and SET -P 16 of 100-byte values over 50,000 keys
+# Writes the table to target/bench/instructions.md.
+#
+# Environment: INSTR_N (requests per row, default 20000).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+INSTR_N=${INSTR_N:-20000}
+
+scripts/ensure-redis.sh
+command -v valgrind >/dev/null || {
+    [ "$(id -u)" = 0 ] || { echo "instructions: valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
+    apt-get install -y valgrind >/dev/null
+}
+cargo build --release -p nearcache -p nearcache-bench
+bin=target/release/nearcache
+tool=target/release/nearcache-bench
+mkdir -p target/bench
+
+tmp=$(mktemp -d /tmp/nearcache-instructions.XXXXXX)
+pids=()
+
+# shellcheck source=bench/scripts/stop.sh
+. bench/scripts/stop.sh
+
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do stop "$pid"; done
+    [ -n "${INSTR_KEEP:-}" ] || rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+fail() {
+    echo "instructions: $*" >&2
+    for f in "$tmp"/*.log "$tmp"/*.err; do
+        [ -s "$f" ] || continue
+        echo "--- last lines of $(basename "$f"):" >&2
+        tail -n 20 "$f" >&2
+    done
+    exit 1
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_pong() {
+    local port=$1 what=$2
+    for _ in $(seq 300); do
+        [ "$(timeout 2 redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = "PONG" ] && return 0
+        sleep 0.1
+    done
+    fail "$what on port $port did not answer PING within 30 s"
+}
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$tmp" --logfile "$tmp/redis.log" &
+pids+=($!)
+wait_pong "$redis_port" redis-server
+
+# start_sidecar NAME [FLAGS...]: nearcache under callgrind; sets $port and $pid.
+start_sidecar() {
+    local name=$1
+    shift
+    port=$(free_port)
+    valgrind --tool=callgrind --callgrind-out-file="$tmp/$name.%p" \
+        "$bin" --listen "127.0.0.1:$port" --upstream "redis://127.0.0.1:$redis_port" \
+        --metrics-listen off "$@" >"$tmp/$name.log" 2>"$tmp/$name.err" &
+    pid=$!
+    pids+=("$pid")
+    wait_pong "$port" "nearcache ($name) under callgrind"
+}
+
+# measure PID ROW REQUESTS -- redis-benchmark args: instructions per request on stdout.
+measure() {
+    local pid=$1 row=$2 requests=$3 total
+    shift 4
+    callgrind_control -z "$pid" >/dev/null
+    redis-benchmark -h 127.0.0.1 "$@" -c 1 -q --csv >/dev/null
+    callgrind_control -d "$row" "$pid" >/dev/null
+    # The newest dump of this process holds the counts since the zeroing.
+    local dump
+    dump=$(ls -t "$tmp"/*."$pid".* 2>/dev/null | head -n 1)
+    [ -n "$dump" ] || fail "no callgrind dump for $row"
+    total=$(sed -n 's/^summary: \([0-9]*\).*/\1/p;s/^totals: \([0-9]*\).*/\1/p' "$dump" | head -n 1)
+    [ -n "$total" ] || fail "no instruction total in $dump"
+    echo $((total / requests))
+}
+
+info_field() {
+    redis-cli -h 127.0.0.1 -p "$1" info nearcache | tr -d '\r' | sed -n "s/^$2:\([0-9]*\).*/\1/p"
+}
+
+declare -A result
+n=$INSTR_N
+
+# Hits: the keys redis-benchmark names (key:000000000000 ...) filled straight into Redis.
+start_sidecar hits
+"$tool" fill --addr "127.0.0.1:$redis_port" --count 1000 --value-size 100 >/dev/null
+redis-benchmark -h 127.0.0.1 -p "$port" -t get -n 20000 -r 1000 -c 4 -q --csv >/dev/null
+result[hit100]=$(measure "$pid" hit100 "$n" -- -p "$port" -t get -n "$n" -r 1000 -P 1)
+result[hit100p]=$(measure "$pid" hit100p "$n" -- -p "$port" -t get -n "$n" -r 1000 -P 16)
+"$tool" fill --addr "127.0.0.1:$redis_port" --count 1000 --value-size 1024 >/dev/null
+redis-benchmark -h 127.0.0.1 -p "$port" -t get -n 20000 -r 1000 -c 4 -q --csv >/dev/null
+result[hit1k]=$(measure "$pid" hit1k "$n" -- -p "$port" -t get -n "$n" -r 1000 -P 1)
+
+# Misses and writes: a small L1 over a larger key space.
+start_sidecar misses --l1-max-bytes 1MiB
+"$tool" fill --addr "127.0.0.1:$redis_port" --count 50000 --value-size 100 >/dev/null
+hits0=$(info_field "$port" l1_hits)
+misses0=$(info_field "$port" l1_misses)
+result[miss]=$(measure "$pid" miss "$n" -- -p "$port" -t get -n "$n" -r 50000 -P 1)
+hits1=$(info_field "$port" l1_hits)
+misses1=$(info_field "$port" l1_misses)
+result[set]=$(measure "$pid" set "$n" -- -p "$port" -t set -n "$n" -r 50000 -d 100 -P 1)
+result[setp]=$(measure "$pid" setp "$n" -- -p "$port" -t set -n "$n" -r 50000 -d 100 -P 16)
+
+miss_share=$(python3 -c "h=${hits1:-0}-${hits0:-0}; m=${misses1:-0}-${misses0:-0}; print(f'{m/max(h+m,1):.2f}')")
+{
+    echo "| request | instructions per request |"
+    echo "|---|---|"
+    echo "| GET hit, 100-byte value, -P 1 | ${result[hit100]} |"
+    echo "| GET hit, 1 KiB value, -P 1 | ${result[hit1k]} |"
+    echo "| GET hit, 100-byte value, -P 16 | ${result[hit100p]} |"
+    echo "| GET miss (fetch, fill, evict), -P 1; share of misses ${miss_share} | ${result[miss]} |"
+    echo "| SET, -P 1 | ${result[set]} |"
+    echo "| SET, -P 16 | ${result[setp]} |"
+} | tee target/bench/instructions.md
