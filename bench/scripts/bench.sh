@@ -25,7 +25,8 @@
 #
 # Workloads: GET/SET/INCR at -P 1 and -P 16 (redis-benchmark), and GET hit, GET miss and SET
 # at -P 1 and -P 16 over TLS; MGET of 10 hot keys and of
-# 5 hot + 5 cold; a 95/5 GET/SET Zipf mix over 100k keys of 1 KiB; GET beside 2000 idle
+# 5 hot + 5 cold; Zipf 0.99 GET/SET mixes: 95/5 and 100/0 over 100k keys of 1 KiB, 95/5 over
+# the large key space (100 bytes) and over 10k keys of 16 KiB; GET beside 2000 idle
 # clients; GET latency and the mix through the relay (nearcache-bench, the bench/ crate).
 # Each figure is the median of BENCH_ROUNDS rounds, the targets' order rotating every
 # round and workload so drift is shared. Then memory: the resident cost of one L1 entry
@@ -76,6 +77,8 @@ VALUE_BYTES=100
 HOT_KEYS=10000      # GET/SET/INCR/MGET hot set: key:0 .. key:9999 (redis-benchmark -r)
 MIX_KEYS=100000     # the mix: mix:0 .. mix:99999, 1 KiB each
 MIX_VALUE_BYTES=1024
+LARGE_KEYS=10000    # the 16 KiB mix: large:0 .. large:9999
+LARGE_VALUE_BYTES=16384
 REMOTE_KEYS=1000    # remote GET latency: key:0 .. key:999
 REMOTE_CLIENTS=4
 IDLE_CLIENTS=2000
@@ -237,6 +240,8 @@ say "filling $BENCH_KEYS keys of $VALUE_BYTES bytes and $MIX_KEYS of $MIX_VALUE_
     >/dev/null 2>"$tmp/fill.err" || fail "filling key:* failed"
 "$tool" fill --addr "127.0.0.1:${port[redis]}" --prefix mix: --count "$MIX_KEYS" \
     --value-size "$MIX_VALUE_BYTES" >/dev/null 2>"$tmp/fill.err" || fail "filling mix:* failed"
+"$tool" fill --addr "127.0.0.1:${port[redis]}" --prefix large: --count "$LARGE_KEYS" \
+    --value-size "$LARGE_VALUE_BYTES" >/dev/null 2>"$tmp/fill.err" || fail "filling large:* failed"
 
 # --- TLS upstream ---------------------------------------------------------------------------
 # A CA and a server certificate for localhost and 127.0.0.1, made here; the server asks no
@@ -541,7 +546,9 @@ measure() {
         case $w in
             get_* | tls_get_* | mget_* | idle) warm "$addr" key: "$HOT_KEYS" ;;
             cluster_get_* | cluster_mget) warm "$addr" key: "$HOT_KEYS" ;;
-            mix | remote_mix) warm "$addr" mix: "$MIX_KEYS" ;;
+            mix | mix_read | remote_mix) warm "$addr" mix: "$MIX_KEYS" ;;
+            mix_small) warm "$addr" key: "$BENCH_KEYS" ;;
+            mix_large) warm "$addr" large: "$LARGE_KEYS" ;;
             remote_get) warm "$addr" key: "$REMOTE_KEYS" ;;
         esac
     fi
@@ -579,6 +586,18 @@ measure() {
             load "$w" "$t" "$r" mix --addr "$addr" --clients "$CLIENTS" --keys "$MIX_KEYS" \
                 --value-size "$MIX_VALUE_BYTES" --set-percent 5 --zipf 0.99
             ;;
+        mix_read)
+            load "$w" "$t" "$r" mix --addr "$addr" --clients "$CLIENTS" --keys "$MIX_KEYS" \
+                --value-size "$MIX_VALUE_BYTES" --set-percent 0 --zipf 0.99
+            ;;
+        mix_small)
+            load "$w" "$t" "$r" mix --addr "$addr" --clients "$CLIENTS" --prefix key: --keys "$BENCH_KEYS" \
+                --value-size "$VALUE_BYTES" --set-percent 5 --zipf 0.99
+            ;;
+        mix_large)
+            load "$w" "$t" "$r" mix --addr "$addr" --clients "$CLIENTS" --prefix large: --keys "$LARGE_KEYS" \
+                --value-size "$LARGE_VALUE_BYTES" --set-percent 5 --zipf 0.99
+            ;;
         idle) load "$w" "$t" "$r" idle --addr "$addr" --clients "$CLIENTS" --idle "$IDLE_CLIENTS" --keys "$HOT_KEYS" ;;
         remote_get) load "$w" "$t" "$r" get --addr "$addr" --clients "$REMOTE_CLIENTS" --keys "$REMOTE_KEYS" ;;
         *) fail "unknown workload $w" ;;
@@ -588,7 +607,7 @@ measure() {
 local_targets="direct hits forward twemproxy"
 workloads=(cluster_get_p1 cluster_get_p16 cluster_getmiss_p1 cluster_set_p1 cluster_set_p16 cluster_mget
     get_p1 get_p16 getmiss_p1 getmiss_p16 set_p1 set_p16 incr_p1 incr_p16
-    mget_hits mget_half mix idle remote_get remote_mix
+    mget_hits mget_half mix mix_read mix_small mix_large idle remote_get remote_mix
     tls_get_p1 tls_get_p16 tls_getmiss_p1 tls_getmiss_p16 tls_set_p1 tls_set_p16)
 declare -A targets_of=(
     [getmiss_p1]="direct misses" [getmiss_p16]="direct misses"
@@ -598,6 +617,7 @@ declare -A targets_of=(
     [cluster_get_p1]="direct hits" [cluster_get_p16]="direct hits" [cluster_getmiss_p1]="direct misses"
     [cluster_set_p1]="direct hits" [cluster_set_p16]="direct hits" [cluster_mget]="direct hits"
     [remote_get]="direct hits" [remote_mix]="direct hits"
+    [mix_read]="direct hits" [mix_small]="direct hits" [mix_large]="direct hits"
     [get_p1]="$local_targets ns20" [get_p16]="$local_targets ns20" [mget_hits]="$local_targets ns20"
 )
 

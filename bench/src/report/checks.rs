@@ -40,12 +40,10 @@ pub(super) fn checks(f: &Figures) -> Vec<Check> {
                 f.ratio(w1, ops, target, "direct"),
                 0.9,
             ));
-        }
-        for target in ["forward", "hits"] {
             out.push(at_least(
-                format!("{cmd} -P 16 through {target} >= 2x twemproxy"),
-                f.ratio(w16, ops, target, "twemproxy"),
-                2.0,
+                format!("{cmd} -P 16 through {target} >= 0.8x direct"),
+                f.ratio(w16, ops, target, "direct"),
+                0.8,
             ));
         }
     }
@@ -56,13 +54,38 @@ pub(super) fn checks(f: &Figures) -> Vec<Check> {
             "misses",
             0.8,
         ),
+        (
+            "GET -P 16 misses >= 0.6x direct",
+            "getmiss_p16",
+            "misses",
+            0.6,
+        ),
         ("GET -P 1 L1 hits >= 1.0x direct", "get_p1", "hits", 1.0),
         ("GET -P 16 L1 hits >= 0.9x direct", "get_p16", "hits", 0.9),
         ("MGET 10 all hits >= 1.0x direct", "mget_hits", "hits", 1.0),
+        ("MGET 10, 5 hot 5 cold >= 0.9x direct", "mget_half", "hits", 0.9),
     ];
     for (name, workload, target, min) in against_direct {
         let ratio = f.ratio(workload, ops, target, "direct");
         out.push(at_least(name.into(), ratio, min));
+    }
+    for (workload, label) in [
+        ("mix", "mix 95/5, 100k keys of 1 KiB"),
+        ("mix_read", "mix 100/0, 100k keys of 1 KiB"),
+        ("mix_small", "mix 95/5, the large key space of 100 B"),
+        ("mix_large", "mix 95/5, 10k keys of 16 KiB"),
+    ] {
+        out.push(at_least(
+            format!("{label}: >= 1.0x direct"),
+            f.ratio(workload, ops, "hits", "direct"),
+            1.0,
+        ));
+        let p99 = f.ratio(workload, "p99_ms", "hits", "direct");
+        out.push(Check {
+            name: format!("{label}: p99 <= 1.5x direct"),
+            pass: p99.map(|v| v <= 1.5),
+            shown: p99.map_or("not measured".into(), |v| format!("{v:.2}x")),
+        });
     }
     let ms = |v: Option<f64>| v.map_or("not measured".into(), |v| format!("{v:.3} ms"));
     let near = f.median("remote_get", "hits", "p99_ms");
@@ -79,8 +102,8 @@ pub(super) fn checks(f: &Figures) -> Vec<Check> {
     });
     let over = overhead(f);
     out.push(Check {
-        name: "L1 overhead <= 150 bytes per entry beyond key and value".into(),
-        pass: over.map(|v| v <= 150.0),
+        name: "L1 overhead <= 64 bytes per entry beyond key and value".into(),
+        pass: over.map(|v| v <= 64.0),
         shown: over.map_or("not measured".into(), |v| format!("{v:.0} bytes")),
     });
     let b = |metric| f.median("bounded", "nearcache", metric);
