@@ -63,7 +63,12 @@ pub(super) fn checks(f: &Figures) -> Vec<Check> {
         ("GET -P 1 L1 hits >= 1.0x direct", "get_p1", "hits", 1.0),
         ("GET -P 16 L1 hits >= 0.9x direct", "get_p16", "hits", 0.9),
         ("MGET 10 all hits >= 1.0x direct", "mget_hits", "hits", 1.0),
-        ("MGET 10, 5 hot 5 cold >= 0.9x direct", "mget_half", "hits", 0.9),
+        (
+            "MGET 10, 5 hot 5 cold >= 0.9x direct",
+            "mget_half",
+            "hits",
+            0.9,
+        ),
     ];
     for (name, workload, target, min) in against_direct {
         let ratio = f.ratio(workload, ops, target, "direct");
