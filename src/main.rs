@@ -53,10 +53,17 @@ fn main() -> ExitCode {
         eprintln!("nearcache: invalid configuration:\n{e}");
         return ExitCode::from(EXIT_CONFIG);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.threads)
-        .enable_all()
-        .build();
+    // One thread (the default): everything runs on this one, with no cross-thread wake-ups
+    // and none of the work-stealing scheduler's bookkeeping on every poll.
+    let runtime = match config.threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    };
     let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
