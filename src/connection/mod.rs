@@ -149,11 +149,10 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         let configured = self.cx.services.config.limits;
         // One shutdown future for the connection's life, not one per request.
         self.stopping = stopping.clone();
-        let stop = stopping.clone().cancelled_owned();
-        tokio::pin!(stop);
+        let mut stop = crate::lifecycle::Rare::new(stopping.clone().cancelled_owned());
         // Checked at the first bytes: by then an upstream socket of this very sidecar has
         // been registered (it registers before it writes its handshake).
-        let killed = self.killed.signal.clone();
+        let mut killed = crate::lifecycle::Rare::new(self.killed.signal.clone().notified_owned());
         let mut peer = self.cx.addrs;
         loop {
             // A client that keeps its pipeline full always has input ready: look at the
@@ -166,7 +165,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                 biased;
                 r = self.io.read() => r,
                 _ = &mut stop => return self.close_gracefully().await,
-                _ = killed.notified() => return,
+                _ = &mut killed => return,
                 _ = pinned::sleep_until(parked), if parked.is_some() => {
                     // The kept connection was not needed again: close it.
                     self.cx.session.parked = None;

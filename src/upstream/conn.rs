@@ -20,6 +20,7 @@ use super::stream::{ReadHalf as OwnedReadHalf, UpstreamStream, WriteHalf as Owne
 use super::Target;
 use crate::cache::{ConnFence, FilledBy};
 use crate::error::UpstreamError;
+use crate::lifecycle::Rare;
 use crate::metrics::Stats;
 use crate::protocol::decode::{array_elements, integer, text};
 use crate::protocol::{command, FrameScanner, Resp};
@@ -165,12 +166,16 @@ pub(super) async fn run(
         tracked.tracking.clone(),
     );
     let (endpoint, generation) = (tracked.endpoint.clone(), tracked.generation);
+    // Polled only when they fire, not on every call and reply (see `Rare`).
+    let switched = Rare::new(endpoint.switched(generation));
+    let watched = Rare::new(watchdog(pings, &in_flight, target));
+    let retracking = Rare::new(retracking);
     let ended = tokio::select! {
-        // Replaced at once by a connection to the new primary (L1 is flushed by the switch).
-        _ = endpoint.switched(generation) => Ended::Closed("the primary switched".into()),
         r = write_calls(writer, &mut calls, &in_flight, health) => Ended::Lost(r.into()),
         r = read_replies(reader, &in_flight, resp, health, stats, &tracked) => Ended::Lost(r.into()),
-        e = watchdog(pings, &in_flight, target) => e,
+        // Replaced at once by a connection to the new primary (L1 is flushed by the switch).
+        _ = switched => Ended::Closed("the primary switched".into()),
+        e = watched => e,
         _ = retracking => Ended::Lost("tracking stopped".into()),
     };
     let reason = match &ended {

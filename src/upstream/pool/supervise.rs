@@ -126,7 +126,7 @@ pub(super) async fn supervise(
                 let stats = &link.stats;
                 let (ended, left) = tokio::select! {
                     e = conn::run(stream, rx, pings, route.resp, &target, &health, stats, tracked) => e,
-                    _ = slot.closed() => {
+                    _ = crate::lifecycle::Rare::new(slot.closed()) => {
                         link.closed();
                         fence.close();
                         return;
