@@ -62,24 +62,6 @@ fn is_hit(sidecar: &Sidecar, c: &mut Conn, key: &str, value: &str) -> bool {
     reply == bulk(value.as_bytes()) && hits(sidecar) == before + 1
 }
 
-/// Sends a signal to a process.
-fn signal(pid: u32, name: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{name} {pid}");
-}
-
-/// Resumes a stopped process when dropped, so a failed assertion leaves nothing frozen.
-struct Resume(u32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        signal(self.0, "CONT");
-    }
-}
-
 /// Reassigns `slot` to the primary on `to` without moving its keys: `SETSLOT IMPORTING`
 /// then `SETSLOT NODE` on the new owner (which bumps its config epoch) and on the other
 /// primaries but the old owner (which refuses while it holds keys); gossip then makes the
@@ -174,8 +156,7 @@ fn a_frozen_primary_stops_being_served_within_the_heartbeat_bound_while_others_s
     }
     let (frozen_key, frozen) = keys[2].clone();
     let stopped = Instant::now();
-    signal(cluster.node(frozen).pid(), "STOP");
-    let resume = Resume(cluster.node(frozen).pid());
+    let frozen_node = Frozen::stop(cluster.node(frozen).pid());
     poll_until(Duration::from_secs(10), "the lease expires", || {
         figure(&sidecar, "l1_flushes_lease_expired") >= 1
     });
@@ -201,7 +182,7 @@ fn a_frozen_primary_stops_being_served_within_the_heartbeat_bound_while_others_s
     c.cmd_str(&["GET", &frozen_key]);
     assert_eq!(hits(&sidecar), before, "no hit for the frozen node's key");
     // Resumed: its key is served again after a refill.
-    drop(resume);
+    frozen_node.resume();
     let value = format!("v-{frozen_key}");
     poll_until(
         Duration::from_secs(30),
