@@ -4,7 +4,7 @@
 //! the sidecar sees the change (a topology refresh or a redirect); a frozen primary's
 //! entries stop being served within the heartbeat bound while the other primaries' stay
 //! hits; losing one node's control connection, or one node's data connection, ends that
-//! node's entries only.
+//! node's entries only; a migrating slot's entries end on its first `ASK` only.
 
 use std::time::{Duration, Instant};
 
@@ -290,4 +290,70 @@ fn a_killed_data_connection_ends_what_it_filled_and_other_nodes_stay_hits() {
     for (key, _) in keys.iter().filter(|(_, o)| *o != killed) {
         assert!(is_hit(&sidecar, &mut c, key, &format!("v-{key}")), "{key}");
     }
+}
+
+/// Reads `key` through the sidecar until L1 answers it with `reply` (a hit counted).
+fn a_hit(sidecar: &Sidecar, c: &mut Conn, key: &str, reply: &[u8]) {
+    poll_until(Duration::from_secs(5), &format!("{key} an L1 hit"), || {
+        assert_reply(&c.cmd_str(&["GET", key]), reply, "GET");
+        let before = hits(sidecar);
+        assert_reply(&c.cmd_str(&["GET", key]), reply, "GET");
+        hits(sidecar) > before
+    });
+}
+
+/// A slot half-way through its migration: the first `ASK` ends what L1 holds of it (a key
+/// cached as missing may be created on the importing node, whose tracking does not cover
+/// it), the later ones do not (a key still on the old owner stays a hit: `MIGRATE`
+/// invalidates each key it moves).
+#[test]
+fn a_migrating_slot_ends_its_entries_on_the_first_ask_only() {
+    let cluster = ClusterGroup::start();
+    let sidecar = sidecar(&cluster, &[]);
+    let mut c = sidecar.conn();
+    let s = slot(b"{mig}");
+    let from = cluster.owner(s);
+    let to = *cluster.primaries().iter().find(|p| **p != from).unwrap();
+    let (stays, moved, absent) = ("{mig}stays", "{mig}moved", "{mig}absent");
+    cached(&sidecar, &mut c, &cluster, stays, "v-stays");
+    cached(&sidecar, &mut c, &cluster, moved, "v-moved");
+    a_hit(&sidecar, &mut c, absent, b"$-1\r\n");
+    let (from_id, to_id, slot_arg) = (cluster.id(from), cluster.id(to), s.to_string());
+    let ok = |port: u16, args: &[&str]| {
+        let reply = cluster.node(port).conn().cmd_str(args);
+        assert_reply(&reply, b"+OK\r\n", &format!("{args:?} on {port}"));
+    };
+    ok(
+        to,
+        &["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", &from_id],
+    );
+    ok(
+        from,
+        &["CLUSTER", "SETSLOT", &slot_arg, "MIGRATING", &to_id],
+    );
+    let port = to.to_string();
+    ok(from, &["MIGRATE", "127.0.0.1", &port, moved, "0", "5000"]);
+    // Another client creates the missing key where it lives now, the importing node.
+    let mut importer = cluster.node(to).conn();
+    assert_reply(&importer.cmd_str(&["ASKING"]), b"+OK\r\n", "ASKING");
+    let set = importer.cmd_str(&["SET", absent, "created"]);
+    assert_reply(&set, b"+OK\r\n", "SET on the importing node");
+    // The moved key, invalidated by the MIGRATE, is asked of the old owner: `ASK`.
+    let before = figure(&sidecar, "l1_slots_moved");
+    poll_until(Duration::from_secs(5), "the first ASK", || {
+        assert_reply(&c.cmd_str(&["GET", moved]), &bulk(b"v-moved"), "GET");
+        figure(&sidecar, "l1_slots_moved") > before
+    });
+    let reply = c.cmd_str(&["GET", absent]);
+    assert_reply(&reply, &bulk(b"created"), "the key cached as missing");
+    // Later ASKs of the migration leave the key still on the old owner served from L1.
+    a_hit(&sidecar, &mut c, stays, &bulk(b"v-stays"));
+    let after_first = figure(&sidecar, "l1_slots_moved");
+    for _ in 0..3 {
+        assert_reply(&c.cmd_str(&["GET", moved]), &bulk(b"v-moved"), "GET");
+    }
+    let before = hits(&sidecar);
+    assert_reply(&c.cmd_str(&["GET", stays]), &bulk(b"v-stays"), "GET");
+    assert_eq!(hits(&sidecar), before + 1, "the unmoved key is still a hit");
+    assert_eq!(figure(&sidecar, "l1_slots_moved"), after_first);
 }
