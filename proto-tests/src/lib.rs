@@ -15,6 +15,7 @@
 //! - `sidecar`: `Sidecar`, a nearcache child process, and `run_nearcache` for runs that exit.
 //! - `monitor`: `Monitor`, the commands the upstream executed.
 //! - `cluster`: `ClusterGroup`, three primaries and three replicas in a Redis Cluster.
+//! - `freeze`: `Frozen`, a process stopped with SIGSTOP until dropped.
 //! - `sentinel`: `SentinelGroup`, a primary, a replica and three sentinels.
 //! - `tempdir`: scratch directories for logs.
 
@@ -22,6 +23,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod freeze;
 pub mod http;
 pub mod monitor;
 pub mod redis;
@@ -35,6 +37,7 @@ use std::time::{Duration, Instant};
 pub use client::{
     bulk, bulk_reply, encode_command, encode_command_str, int_reply, Conn, Protocol, IO_TIMEOUT,
 };
+pub use freeze::Frozen;
 pub use http::{http_get, metric};
 pub use monitor::{Executed, Monitor};
 pub use redis::{Redis, TlsFiles};

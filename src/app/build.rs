@@ -88,6 +88,8 @@ pub fn services(
     let warm = Warmer::new(config.warm.clone(), profiler.hot.clone());
     let hook_warm = warm.clone();
     let hook = Box::new(move |event| match event {
+        // Only a cluster's nodes take reachability from it (see `build::cluster`).
+        LinkEvent::Reachable => {}
         LinkEvent::Lost if keep_on_loss => {}
         // What the lost connection filled ended with it (its fence): the hot keys are
         // loaded again, now and once it is back. (The upstream itself went away only if the

@@ -4,9 +4,12 @@
 //! unchanged (two loads, no hashing: the slot was computed when the fetch went upstream).
 //!
 //! - A slot's epoch is bumped whenever anything shows the slot changed owner (a topology
-//!   diff, a `MOVED`, an `ASK`), or its node's entries can no longer be trusted (the node's
-//!   control connection lost or silent past its heartbeat). Outside a cluster every entry
-//!   is in slot 0, whose epoch nothing bumps.
+//!   diff, a `MOVED`), or its node's entries can no longer be trusted (the node's control
+//!   connection lost or silent past its heartbeat). Outside a cluster every entry is in
+//!   slot 0, whose epoch nothing bumps.
+//! - An `ASK` (the slot is migrating) bumps it only when a missing key was cached in the
+//!   slot since its last `ASK` bump (see [`SlotEpochs::asked`]): once per migration, not
+//!   on every redirect of it.
 //! - A connection's epoch is bumped when that upstream connection ends: Redis forgets the
 //!   keys read through a closed connection (redis#11767), so their invalidations would
 //!   never come. Connections share [`CONNS`] counters by index: a closing connection may
@@ -86,7 +89,7 @@ impl ConnFence {
 /// Why slots' epochs were bumped (the figures count each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlotCause {
-    /// The slot changed owner (a topology diff, a `MOVED`, an `ASK`).
+    /// The slot changed owner (a topology diff, a `MOVED`) or is migrating (an `ASK`).
     Moved,
     /// The node's control connection was lost.
     NodeLost,
@@ -97,7 +100,8 @@ pub enum SlotCause {
 /// How often fences ended entries, by cause (what INFO and `/metrics` show).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Fenced {
-    /// Slots whose owner changed (a topology diff, a `MOVED`, an `ASK`).
+    /// Slots whose owner changed (a topology diff, a `MOVED`) or that began migrating
+    /// (the first `ASK` of a migration).
     pub slots_moved: u64,
     /// Cluster nodes whose control connection was lost: their slots ended.
     pub nodes_lost: u64,
@@ -121,6 +125,12 @@ impl L1 {
         self.slots.bump(slots, cause);
     }
 
+    /// `slot` answered `-ASK`: its entries end when a missing key may hide a key now
+    /// written on the importing node (see [`SlotEpochs::asked`]).
+    pub fn slot_asked(&self, slot: u16) {
+        self.slots.asked(slot);
+    }
+
     /// How often fences ended entries, by cause.
     pub fn fenced(&self) -> Fenced {
         let s = &self.slots;
@@ -136,6 +146,10 @@ impl L1 {
 /// The slot epochs of one L1, and how often they were bumped by cause.
 pub(super) struct SlotEpochs {
     epochs: Box<[AtomicU32]>,
+    /// Per slot, how many missing keys were cached in it (counted before their install).
+    missing: Box<[AtomicU32]>,
+    /// Per slot, its epoch and `missing` count (packed) as of its last `ASK` bump.
+    asked: Box<[AtomicU64]>,
     /// Slots bumped because they moved.
     pub(super) moved: AtomicU64,
     /// Node losses and lease expiries that bumped a node's slots.
@@ -147,6 +161,8 @@ impl SlotEpochs {
     pub(super) fn new() -> SlotEpochs {
         SlotEpochs {
             epochs: (0..SLOTS).map(|_| AtomicU32::new(0)).collect(),
+            missing: (0..SLOTS).map(|_| AtomicU32::new(0)).collect(),
+            asked: (0..SLOTS).map(|_| AtomicU64::new(NEVER_ASKED)).collect(),
             moved: AtomicU64::new(0),
             node_lost: AtomicU64::new(0),
             lease_expired: AtomicU64::new(0),
@@ -177,6 +193,33 @@ impl SlotEpochs {
         counter.fetch_add(1, Relaxed);
     }
 
+    /// A missing key of `slot` is about to be cached (before its install, so that an
+    /// [`SlotEpochs::asked`] racing with it sees the count move).
+    pub(super) fn missing_cached(&self, slot: u16) {
+        self.missing[usize::from(slot) % SLOTS].fetch_add(1, SeqCst);
+    }
+
+    /// `slot` answered `-ASK`: its keys are migrating, and a key the old owner no longer
+    /// holds may be written on the importing node, whose tracking does not cover what this
+    /// sidecar read from the old owner. Only entries saying a key is missing can go stale
+    /// that way: a value was read from the old owner while it held the key, and `MIGRATE`
+    /// deletes each key it moves with a tracking invalidation (as does any write or expiry
+    /// there), while the old owner answers `-ASK` instead of a nil for a key it does not
+    /// hold, so no missing key is cached during the migration. So the slot is bumped (its
+    /// entries end) only when a missing key was cached in it since its last `ASK` bump or
+    /// its epoch moved since: the first `ASK` of a migration bumps, the rest of it do not.
+    pub(super) fn asked(&self, slot: u16) {
+        let at = usize::from(slot) % SLOTS;
+        // The count is read before the bump: a missing key counted after it forces the
+        // next ASK to bump again (more, never less).
+        let missing = self.missing[at].load(SeqCst);
+        if self.asked[at].load(SeqCst) == pack(self.at(slot), missing) {
+            return;
+        }
+        self.bump([slot], SlotCause::Moved);
+        self.asked[at].store(pack(self.at(slot), missing), SeqCst);
+    }
+
     /// The fence of an entry of `slot` taken at `slot_epoch`, filled by `by` (`None`: no
     /// connection, e.g. a test or a value put by hand).
     #[inline]
@@ -198,9 +241,40 @@ impl SlotEpochs {
     }
 }
 
+/// [`SlotEpochs::asked`] of a slot no `ASK` bumped yet (no epoch and count pack to it).
+const NEVER_ASKED: u64 = u64::MAX;
+
+/// A slot's epoch and its count of missing keys cached, as one word.
+fn pack(epoch: u32, missing: u32) -> u64 {
+    (u64::from(epoch) << 32) | u64::from(missing & (u32::MAX >> 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ask_bumps_once_per_migration_and_again_after_a_missing_key_is_cached() {
+        let slots = SlotEpochs::new();
+        slots.asked(5);
+        assert_eq!(slots.at(5), 1, "the first ASK bumps");
+        slots.asked(5);
+        assert_eq!(
+            slots.at(5),
+            1,
+            "a second ASK of the same migration does not"
+        );
+        slots.missing_cached(5);
+        slots.asked(5);
+        assert_eq!(slots.at(5), 2, "a missing key cached since: bumped again");
+        slots.asked(5);
+        assert_eq!(slots.at(5), 2);
+        slots.bump([5], SlotCause::NodeLost);
+        slots.asked(5);
+        assert_eq!(slots.at(5), 4, "the epoch moved since the last ASK: bumped");
+        assert_eq!(slots.at(6), 0, "other slots untouched");
+        assert_eq!(slots.moved.load(Relaxed), 3);
+    }
 
     #[test]
     fn a_bumped_slot_ends_its_entries_only() {

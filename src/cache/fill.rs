@@ -49,6 +49,7 @@ impl L1 {
         self.count_l2(false);
         let ns = self.namespaces();
         if by.is_some() && pttl == Some(-2) && ns.policy(ns.of(&key.key)).cache_nil {
+            self.slots.missing_cached(taken.slot);
             self.insert_later(key, taken, Cached::Missing, None, by);
         }
         Fetched::Missing

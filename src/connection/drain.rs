@@ -6,7 +6,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::handlers::Ctx;
-use super::replies::{send, Pending, Via};
+use super::replies::{send, How, Pending, Via};
 use super::session::Session;
 use super::{ClientStream, Connection, MAX_BUFFERED_OUT};
 use crate::cache::Fetched;
@@ -62,7 +62,7 @@ impl<R: Router> Ctx<R> {
         let slot = self.target_of(key).map(|(slot, _)| slot);
         let via = via(&*self.router, &self.session);
         let sent = (self.replies)
-            .call(&via, slot, bytes.clone(), replies, None, false)
+            .call(&via, slot, bytes.clone(), replies, How::default())
             .await;
         let mut frames = self.await_reply(sent).await?;
         if slot.is_some() && replies == 1 && frames[0].starts_with(b"-") {

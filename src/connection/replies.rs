@@ -43,6 +43,17 @@ impl<R: Router> Via<'_, R> {
     }
 }
 
+/// How a request sent outside any group ([`Replies::call`]) is handled upstream.
+#[derive(Default)]
+pub(super) struct How {
+    /// Hears the replies first (an L1 fill).
+    pub(super) on_reply: Option<OnReply>,
+    /// The request may write keys.
+    pub(super) writes: bool,
+    /// Sent again once if its connection is lost before the replies arrive.
+    pub(super) retryable: bool,
+}
+
 /// A reply that is not written yet because it, or one before it, waits on something.
 pub(super) enum Pending {
     /// Known already, queued behind earlier replies.
@@ -304,8 +315,7 @@ impl Replies {
         slot: Option<u16>,
         bytes: Bytes,
         replies: usize,
-        on_reply: Option<OnReply>,
-        retryable: bool,
+        how: How,
     ) -> Result<PendingReply, UpstreamError> {
         self.send_unsent(via).await;
         let label =
@@ -313,11 +323,11 @@ impl Replies {
         let call = Outgoing {
             bytes,
             replies,
-            on_reply,
+            on_reply: how.on_reply,
             label: label as u16,
             frames: Vec::new(),
-            writes: false,
-            retryable,
+            writes: how.writes,
+            retryable: how.retryable,
         };
         via.send(slot, call).await
     }

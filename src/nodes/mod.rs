@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::{SlotCause, L1};
@@ -63,6 +63,9 @@ pub struct Nodes {
     /// Whether some node's link is up, kept by [`Nodes::links_changed`]: read on every L1
     /// hit, so without the set's lock.
     reachable: AtomicBool,
+    /// Held while [`Nodes::links_changed`] looks at the links and stores what it saw, so
+    /// a look taken before a link came up never overwrites one taken after.
+    looking: Mutex<()>,
 }
 
 impl Nodes {
@@ -74,6 +77,7 @@ impl Nodes {
             factory,
             l1,
             reachable: AtomicBool::new(false),
+            looking: Mutex::new(()),
             set: RwLock::new(Arc::new(Set {
                 nodes: Vec::new(),
                 owners: vec![NONE; SLOTS].into_boxed_slice(),
@@ -200,16 +204,17 @@ impl Nodes {
     /// costs its own slots, see [`crate::cache::fences`], not all of L1).
     #[inline]
     pub fn link_up(&self) -> bool {
-        // Looked at again while it says no (a link's first coming up fires no event).
-        self.reachable.load(Relaxed) || {
-            self.links_changed();
-            self.reachable.load(Relaxed)
-        }
+        self.reachable.load(Relaxed)
     }
 
-    /// Takes the nodes' links again into [`Nodes::link_up`]: after a node's link came up
-    /// or was lost, and after every sync and refresh.
+    /// Takes the nodes' links again into [`Nodes::link_up`]: after a node's link became
+    /// reachable (its first connection included: [`LinkEvent::Reachable`]), came up again
+    /// or was lost, and after every sync and refresh. Looks are serialised, so the last
+    /// store is of a look taken after the last change that fired one.
+    ///
+    /// [`LinkEvent::Reachable`]: crate::upstream::LinkEvent::Reachable
     pub fn links_changed(&self) {
+        let _looking = self.looking.lock();
         let up = self.set.read().nodes.iter().any(|n| n.upstream.link_up());
         self.reachable.store(up, Relaxed);
     }

@@ -20,6 +20,9 @@ pub enum LinkEvent {
     Up,
     /// An established connection was lost.
     Lost,
+    /// The upstream answers after none had (its first connection, or the first answer
+    /// since it was down): fired once [`super::Upstream::link_up`] says so.
+    Reachable,
 }
 
 /// Hears each [`LinkEvent`].
@@ -138,8 +141,8 @@ impl Link {
     /// A handshake was refused for its credentials: the server answers, so this is no
     /// outage (an outage logged before is over).
     pub(super) fn answered(&self) {
-        if self.up_slots.load(SeqCst) == 0 {
-            self.down.store(false, SeqCst);
+        if self.up_slots.load(SeqCst) == 0 && self.down.swap(false, SeqCst) {
+            (self.hook)(LinkEvent::Reachable);
         }
         if self.down_logged.swap(false, SeqCst) {
             tracing::info!(upstream = %self.endpoint.display(), "upstream reachable again");
@@ -154,7 +157,9 @@ impl Link {
         if pending.is_ok() {
             self.reconnects.fetch_add(1, SeqCst);
         }
-        self.down.store(false, SeqCst);
+        if self.down.swap(false, SeqCst) {
+            (self.hook)(LinkEvent::Reachable);
+        }
         if self.down_logged.swap(false, SeqCst) {
             tracing::info!(upstream = %self.endpoint.display(), "upstream reachable again");
         }

@@ -7,6 +7,16 @@ use bytes::Bytes;
 use super::*;
 
 fn upstream(idle: Duration, max_routes: usize, forgotten: Arc<Mutex<Vec<u32>>>) -> Upstream {
+    upstream_hearing(idle, max_routes, forgotten, Box::new(|_| {}))
+}
+
+/// [`upstream`] whose link events go to `hook`.
+fn upstream_hearing(
+    idle: Duration,
+    max_routes: usize,
+    forgotten: Arc<Mutex<Vec<u32>>>,
+    hook: LinkHook,
+) -> Upstream {
     let target = Target {
         endpoint: crate::upstream::endpoint::Endpoint::fixed("127.0.0.1:1"), // pools here never connect: no call is sent
         credentials: crate::upstream::CredentialSource::fixed(None),
@@ -20,7 +30,7 @@ fn upstream(idle: Duration, max_routes: usize, forgotten: Arc<Mutex<Vec<u32>>>) 
     };
     let forget = Box::new(move |id| forgotten.lock().push(id));
     let stats = Arc::new(Stats::new());
-    Upstream::new(target, stats, Box::new(|_| {}), forget, tracking_off())
+    Upstream::new(target, stats, hook, forget, tracking_off())
 }
 
 /// The fill gate for pools that never connect: no tracking.
@@ -148,4 +158,30 @@ fn handshake_errors_never_quote_the_password() {
         "a *** b",
         "only the password goes"
     );
+}
+
+#[test]
+fn the_first_connection_and_the_first_answer_after_an_outage_are_heard_as_reachable() {
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let into = heard.clone();
+    let hook = Box::new(move |event| into.lock().push(event));
+    let up = upstream_hearing(Duration::from_secs(60), 8, Default::default(), hook);
+    assert!(!up.link_up(), "down until a connection is made");
+    // The first connection: no connection was lost, yet the link came up.
+    up.link.connected();
+    assert!(up.link_up());
+    assert_eq!(*heard.lock(), [LinkEvent::Reachable]);
+    up.link.lost("test");
+    assert!(!up.link_up());
+    // An answer refusing the credentials: the upstream is reachable again.
+    up.link.answered();
+    assert!(up.link_up());
+    up.link.connected();
+    let all = [
+        LinkEvent::Reachable,
+        LinkEvent::Lost,
+        LinkEvent::Reachable,
+        LinkEvent::Up,
+    ];
+    assert_eq!(*heard.lock(), all);
 }

@@ -4,7 +4,7 @@
 //! the sidecar sees the change (a topology refresh or a redirect); a frozen primary's
 //! entries stop being served within the heartbeat bound while the other primaries' stay
 //! hits; losing one node's control connection, or one node's data connection, ends that
-//! node's entries only.
+//! node's entries only; a migrating slot's entries end on its first `ASK` only.
 
 use std::time::{Duration, Instant};
 
@@ -60,24 +60,6 @@ fn is_hit(sidecar: &Sidecar, c: &mut Conn, key: &str, value: &str) -> bool {
     let before = hits(sidecar);
     let reply = c.cmd_str(&["GET", key]);
     reply == bulk(value.as_bytes()) && hits(sidecar) == before + 1
-}
-
-/// Sends a signal to a process.
-fn signal(pid: u32, name: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{name} {pid}");
-}
-
-/// Resumes a stopped process when dropped, so a failed assertion leaves nothing frozen.
-struct Resume(u32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        signal(self.0, "CONT");
-    }
 }
 
 /// Reassigns `slot` to the primary on `to` without moving its keys: `SETSLOT IMPORTING`
@@ -174,8 +156,7 @@ fn a_frozen_primary_stops_being_served_within_the_heartbeat_bound_while_others_s
     }
     let (frozen_key, frozen) = keys[2].clone();
     let stopped = Instant::now();
-    signal(cluster.node(frozen).pid(), "STOP");
-    let resume = Resume(cluster.node(frozen).pid());
+    let frozen_node = Frozen::stop(cluster.node(frozen).pid());
     poll_until(Duration::from_secs(10), "the lease expires", || {
         figure(&sidecar, "l1_flushes_lease_expired") >= 1
     });
@@ -201,7 +182,7 @@ fn a_frozen_primary_stops_being_served_within_the_heartbeat_bound_while_others_s
     c.cmd_str(&["GET", &frozen_key]);
     assert_eq!(hits(&sidecar), before, "no hit for the frozen node's key");
     // Resumed: its key is served again after a refill.
-    drop(resume);
+    frozen_node.resume();
     let value = format!("v-{frozen_key}");
     poll_until(
         Duration::from_secs(30),
@@ -309,4 +290,70 @@ fn a_killed_data_connection_ends_what_it_filled_and_other_nodes_stay_hits() {
     for (key, _) in keys.iter().filter(|(_, o)| *o != killed) {
         assert!(is_hit(&sidecar, &mut c, key, &format!("v-{key}")), "{key}");
     }
+}
+
+/// Reads `key` through the sidecar until L1 answers it with `reply` (a hit counted).
+fn a_hit(sidecar: &Sidecar, c: &mut Conn, key: &str, reply: &[u8]) {
+    poll_until(Duration::from_secs(5), &format!("{key} an L1 hit"), || {
+        assert_reply(&c.cmd_str(&["GET", key]), reply, "GET");
+        let before = hits(sidecar);
+        assert_reply(&c.cmd_str(&["GET", key]), reply, "GET");
+        hits(sidecar) > before
+    });
+}
+
+/// A slot half-way through its migration: the first `ASK` ends what L1 holds of it (a key
+/// cached as missing may be created on the importing node, whose tracking does not cover
+/// it), the later ones do not (a key still on the old owner stays a hit: `MIGRATE`
+/// invalidates each key it moves).
+#[test]
+fn a_migrating_slot_ends_its_entries_on_the_first_ask_only() {
+    let cluster = ClusterGroup::start();
+    let sidecar = sidecar(&cluster, &[]);
+    let mut c = sidecar.conn();
+    let s = slot(b"{mig}");
+    let from = cluster.owner(s);
+    let to = *cluster.primaries().iter().find(|p| **p != from).unwrap();
+    let (stays, moved, absent) = ("{mig}stays", "{mig}moved", "{mig}absent");
+    cached(&sidecar, &mut c, &cluster, stays, "v-stays");
+    cached(&sidecar, &mut c, &cluster, moved, "v-moved");
+    a_hit(&sidecar, &mut c, absent, b"$-1\r\n");
+    let (from_id, to_id, slot_arg) = (cluster.id(from), cluster.id(to), s.to_string());
+    let ok = |port: u16, args: &[&str]| {
+        let reply = cluster.node(port).conn().cmd_str(args);
+        assert_reply(&reply, b"+OK\r\n", &format!("{args:?} on {port}"));
+    };
+    ok(
+        to,
+        &["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", &from_id],
+    );
+    ok(
+        from,
+        &["CLUSTER", "SETSLOT", &slot_arg, "MIGRATING", &to_id],
+    );
+    let port = to.to_string();
+    ok(from, &["MIGRATE", "127.0.0.1", &port, moved, "0", "5000"]);
+    // Another client creates the missing key where it lives now, the importing node.
+    let mut importer = cluster.node(to).conn();
+    assert_reply(&importer.cmd_str(&["ASKING"]), b"+OK\r\n", "ASKING");
+    let set = importer.cmd_str(&["SET", absent, "created"]);
+    assert_reply(&set, b"+OK\r\n", "SET on the importing node");
+    // The moved key, invalidated by the MIGRATE, is asked of the old owner: `ASK`.
+    let before = figure(&sidecar, "l1_slots_moved");
+    poll_until(Duration::from_secs(5), "the first ASK", || {
+        assert_reply(&c.cmd_str(&["GET", moved]), &bulk(b"v-moved"), "GET");
+        figure(&sidecar, "l1_slots_moved") > before
+    });
+    let reply = c.cmd_str(&["GET", absent]);
+    assert_reply(&reply, &bulk(b"created"), "the key cached as missing");
+    // Later ASKs of the migration leave the key still on the old owner served from L1.
+    a_hit(&sidecar, &mut c, stays, &bulk(b"v-stays"));
+    let after_first = figure(&sidecar, "l1_slots_moved");
+    for _ in 0..3 {
+        assert_reply(&c.cmd_str(&["GET", moved]), &bulk(b"v-moved"), "GET");
+    }
+    let before = hits(&sidecar);
+    assert_reply(&c.cmd_str(&["GET", stays]), &bulk(b"v-stays"), "GET");
+    assert_eq!(hits(&sidecar), before + 1, "the unmoved key is still a hit");
+    assert_eq!(figure(&sidecar, "l1_slots_moved"), after_first);
 }

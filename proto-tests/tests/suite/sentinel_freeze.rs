@@ -17,28 +17,10 @@ const BOUND: Duration = Duration::from_millis(3 * 200 + 300);
 /// Bound on the sentinels promoting the replica and the sidecar following them.
 const FOLLOW: Duration = Duration::from_secs(30);
 
-/// Sends a signal to a process.
-fn signal(pid: u32, name: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{name} {pid}");
-}
-
 /// The sidecar's failovers so far, from /metrics (served without asking the upstream).
 fn failovers(sidecar: &Sidecar) -> f64 {
     let (_, text) = http_get(sidecar.metrics_addr().expect("metrics on"), "/metrics");
     metric(&text, "nearcache_sentinel_failovers_total", "").unwrap_or(0.0)
-}
-
-/// Resumes a stopped process when dropped, so a failed assertion leaves nothing frozen.
-struct Resume(u32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        signal(self.0, "CONT");
-    }
 }
 
 #[test]
@@ -71,8 +53,7 @@ fn a_frozen_primary_replaced_by_the_sentinels_is_never_served_after_the_heartbea
     });
 
     let frozen_at = Instant::now();
-    signal(group.primary.pid(), "STOP");
-    let resume = Resume(group.primary.pid());
+    let frozen = Frozen::stop(group.primary.pid());
 
     // Until the sidecar follows the sentinels, every GET sent after the bound gets an error
     // (the frozen primary answers nothing), never the frozen primary's value from L1.
@@ -115,7 +96,7 @@ fn a_frozen_primary_replaced_by_the_sentinels_is_never_served_after_the_heartbea
     poll_until(Duration::from_secs(10), "the new primary's value", || {
         c.cmd_str(&["GET", "k"]) == bulk(b"new")
     });
-    drop(resume);
+    frozen.resume();
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
         let reply = c.cmd_str(&["GET", "k"]);

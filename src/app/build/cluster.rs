@@ -97,8 +97,8 @@ pub(super) fn nodes(seeds: &[String], p: Parts<'_>, seed_control: &Control) -> A
         control.scope_losses(scope(address.to_owned()));
         // A lost data connection ends what it filled (its fence); a node that went away
         // took its control connection with it, which ended its slots. Whether some node
-        // is reachable is taken again once the link's own state has moved (a task: the
-        // hook runs before it does).
+        // is reachable is taken again on every event, the first connection's `Reachable`
+        // included (a task: `Lost` is heard before the link's own state has moved).
         let links_of = faults_of.clone();
         let hook = Box::new(move |_: LinkEvent| {
             if let Some(nodes) = links_of.get().and_then(std::sync::Weak::upgrade) {

@@ -10,7 +10,7 @@ use crate::acl::Read;
 use crate::cache::{CacheKey, Cached, Fetched, Flight, Generation, Join, KeyRef};
 use crate::connection::handlers::split::Own;
 use crate::connection::handlers::Ctx;
-use crate::connection::replies::Pending;
+use crate::connection::replies::{How, Pending};
 use crate::connection::{ClientStream, Connection};
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::protocol::decode::{array_elements, is_error};
@@ -189,17 +189,15 @@ impl<R: Router> Ctx<R> {
         let mut bytes = BytesMut::new();
         let (replies, on_reply) = self.write_mget_fetch(leads, &mut bytes);
         // Nothing but reads: retried once if its connection is lost.
-        let (bytes, retryable) = (bytes.freeze(), true);
+        let bytes = bytes.freeze();
+        let how = How {
+            on_reply: Some(on_reply),
+            writes: false,
+            retryable: true,
+        };
         let via = crate::connection::drain::via(&*self.router, &self.session);
         let sent = (self.replies)
-            .call(
-                &via,
-                slot,
-                bytes.clone(),
-                replies,
-                Some(on_reply),
-                retryable,
-            )
+            .call(&via, slot, bytes.clone(), replies, how)
             .await;
         Own::One(sent, bytes)
     }

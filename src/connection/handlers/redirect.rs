@@ -2,8 +2,9 @@
 //! host:port` is sent again to that node (and the topology refreshed), one answered `-ASK
 //! slot host:port` is sent to that node behind `ASKING`; the client gets the final reply,
 //! never the redirect. At most [`MAX_REDIRECTS`] hops, then the last reply is the client's.
-//! Either shows the slot changed owner (or is moving): its L1 epoch is bumped, so nothing
-//! L1 holds of it is served again.
+//! A `MOVED` shows the slot changed owner: its L1 epoch is bumped, so nothing L1 holds of
+//! it is served again. An `ASK` shows it is moving: its epoch is bumped on the first `ASK`
+//! of the migration (see [`crate::cache::fences`]), not on every one.
 //! A `-TRYAGAIN` (a multi-key command while its slot migrates) is sent again to the same
 //! node after each wait of [`TRYAGAIN_BACKOFF`], then relayed; a `-CLUSTERDOWN` asks a
 //! topology refresh and is relayed.
@@ -102,7 +103,12 @@ impl<R: Router> Ctx<R> {
             let (pool, ask) = if let Some((ask, slot, address)) = redirect(&frame) {
                 hops += 1;
                 let l1 = &self.services.l1;
-                l1.bump_slots([slot], crate::cache::SlotCause::Moved);
+                match ask {
+                    // Migrating: what a MIGRATE moves is invalidated by the old owner;
+                    // only cached missing keys need ending (see `SlotEpochs::asked`).
+                    true => l1.slot_asked(slot),
+                    false => l1.bump_slots([slot], crate::cache::SlotCause::Moved),
+                }
                 if hops > MAX_REDIRECTS {
                     break;
                 }

@@ -12,13 +12,13 @@ use crate::command::{Invalidation, Spec};
 use crate::connection::drain::via;
 use crate::connection::handlers::read::Lead;
 use crate::connection::handlers::Ctx;
-use crate::connection::replies::Pending;
+use crate::connection::replies::{How, Pending};
 use crate::connection::{ClientStream, Connection};
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::protocol::decode::{array_elements, integer, is_error};
 use crate::protocol::{is, null, write_array_header, write_command};
 use crate::upstream::cluster::slot;
-use crate::upstream::{OnReply, Outgoing, PendingReply, Router};
+use crate::upstream::{OnReply, PendingReply, Router};
 
 /// What Redis Cluster answers a command whose keys hash to more than one slot.
 pub(in crate::connection) const CROSSSLOT: &[u8] =
@@ -134,22 +134,12 @@ impl<R: Router> Ctx<R> {
         slot: u16,
         bytes: Bytes,
         replies: usize,
-        (on_reply, writes, retryable): (Option<OnReply>, bool, bool),
+        how: How,
     ) -> Result<PendingReply, UpstreamError> {
         let via = via(&*self.router, &self.session);
-        self.replies.send_unsent(&via).await;
-        let label =
-            crate::metrics::commands::index(crate::metrics::commands::first_command(&bytes));
-        let call = Outgoing {
-            bytes,
-            replies,
-            on_reply,
-            label: label as u16,
-            frames: Vec::new(),
-            writes,
-            retryable,
-        };
-        via.send(Some(slot), call).await
+        (self.replies)
+            .call(&via, Some(slot), bytes, replies, how)
+            .await
     }
 
     /// A command whose keys are in more than one slot: split and summed (see [`SUMMED`]),
@@ -182,7 +172,11 @@ impl<R: Router> Ctx<R> {
                 write_command(&mut bytes, &cmd);
             }
             let request = bytes.freeze();
-            let how = (None, writes, retryable && !writes);
+            let how = How {
+                on_reply: None,
+                writes,
+                retryable: retryable && !writes,
+            };
             let sent = self
                 .send_to(node[0].0, request.clone(), node.len(), how)
                 .await;
@@ -225,7 +219,11 @@ impl<R: Router> Ctx<R> {
             );
             let request = bytes.freeze();
             // Nothing but reads: retried once if its connection is lost.
-            let how = (Some(on_reply), false, true);
+            let how = How {
+                on_reply: Some(on_reply),
+                writes: false,
+                retryable: true,
+            };
             let sent = self
                 .send_to(first_slot, request.clone(), replies, how)
                 .await;

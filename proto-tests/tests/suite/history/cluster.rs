@@ -271,23 +271,6 @@ fn a_primary_killed_under_load_serves_no_stale_read() {
     assert_converged(&cluster, &cluster.agreed(), &sidecars);
 }
 
-/// Resumes a stopped process when dropped, so a failed assertion leaves nothing frozen.
-struct Resume(u32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        signal(self.0, "CONT");
-    }
-}
-
-fn signal(pid: u32, name: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{name} {pid}");
-}
-
 #[test]
 fn a_primary_frozen_until_its_replica_is_promoted_serves_no_stale_read() {
     let event = |cluster: &Mutex<ClusterGroup>, origin: Instant| {
@@ -295,11 +278,10 @@ fn a_primary_frozen_until_its_replica_is_promoted_serves_no_stale_read() {
         let (primary, replica, owned) = victim(&c);
         let pid = c.node(primary).pid();
         let from = origin.elapsed();
-        signal(pid, "STOP");
-        let resume = Resume(pid);
+        let frozen = Frozen::stop(pid);
         c.promoted(replica, primary, &owned);
         // The old primary wakes up and rejoins as a replica of the promoted one.
-        drop(resume);
+        frozen.resume();
         c.agreed();
         loss_window(from, origin.elapsed())
     };
