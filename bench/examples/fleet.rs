@@ -112,6 +112,7 @@ struct FleetFigures {
     messages: u64,
     evicted_invalidated: u64,
     upstream_connections: u64,
+    upstream_reconnects: u64,
 }
 
 fn fleet_figures(ports: &[u16]) -> FleetFigures {
@@ -120,10 +121,11 @@ fn fleet_figures(ports: &[u16]) -> FleetFigures {
         let text = Conn::connect(addr(port)).info(Some("nearcache"));
         f.hits += info_u64(&text, "l1_hits");
         f.misses += info_u64(&text, "l1_misses");
-        f.messages += info_u64(&text, "invalidation_messages")
-            + info_u64(&text, "bus_received_key_messages");
+        f.messages +=
+            info_u64(&text, "invalidation_messages") + info_u64(&text, "bus_received_key_messages");
         f.evicted_invalidated += info_u64(&text, "l1_evicted_invalidated");
         f.upstream_connections += info_u64(&text, "upstream_connections");
+        f.upstream_reconnects += info_u64(&text, "upstream_reconnects");
     }
     f
 }
@@ -211,15 +213,19 @@ impl Lags {
         }
     }
 
-    /// `p99 (p50)` in ms, with the count of values that never arrived.
+    /// `p99 (p50), n=samples` in ms, with the count of values that never arrived.
     fn show(&mut self) -> String {
+        if self.seen.is_empty() && self.lost == 0 {
+            return "n/a".to_string();
+        }
         if self.seen.is_empty() {
             return format!("never ({} samples)", self.lost);
         }
         self.seen.sort();
         let p = |q: f64| self.seen[((self.seen.len() - 1) as f64 * q) as usize];
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let mut s = format!("{:.2} ({:.2})", ms(p(0.99)), ms(p(0.5)));
+        let n = self.seen.len();
+        let mut s = format!("{:.2} ({:.2}), n={n}", ms(p(0.99)), ms(p(0.5)));
         if self.lost > 0 {
             s.push_str(&format!(", {} never", self.lost));
         }
@@ -285,7 +291,10 @@ fn main() {
     let writer = thread::spawn(move || {
         let mut rng = Rng(0x2545_f491_4f6c_dd1d);
         let mut direct = Conn::connect(addr(redis_port));
-        let mut via: Vec<Conn> = write_ports.iter().map(|&p| Conn::connect(addr(p))).collect();
+        let mut via: Vec<Conn> = write_ports
+            .iter()
+            .map(|&p| Conn::connect(addr(p)))
+            .collect();
         let mut n = 0usize;
         paced(writes_per_sec, until, || {
             let k = key(rng.below(keys));
@@ -337,11 +346,12 @@ fn main() {
     eprintln!(
         "fleet: raw {seeded:?} -> filled {filled:?} -> after {after:?}; reads={reads} \
          writes={writes} over {elapsed:.1} s; sidecars: hits={hits} misses={misses} \
-         messages={messages} evicted_invalidated={evicted} upstream_connections={}",
-        fleet_after.upstream_connections
+         messages={messages} evicted_invalidated={evicted} upstream_connections={} \
+         upstream_reconnects={}",
+        fleet_after.upstream_connections, fleet_after.upstream_reconnects
     );
     println!(
-        "| {} | {} | {} | {} → {} → {} | {} / {} | {:.3} | {:.1} | {:.1} | {:.3} | {} | {} | {} | {} ({}) |",
+        "| {} | {} | {} | {} → {} → {} | {} / {} | {:.3} | {:.0} / {:.0} | {:.1} | {:.3} | {} | {} | {} | {} ({}) |",
         ports.len(),
         args.mode,
         table_max,
@@ -351,6 +361,7 @@ fn main() {
         after.tracking_keys,
         after.tracking_items,
         cpu,
+        reads as f64 / elapsed,
         writes as f64 / elapsed,
         messages as f64 / writes.max(1) as f64,
         hit_ratio,

@@ -133,7 +133,7 @@ start_fleet() {
     done
 }
 
-header='| sidecars | mode | tracking-table-max-keys | Redis used_memory MiB: seeded → filled → end | tracking keys / items | Redis CPU s/s | writes/s | invalidation msgs per write | L1 hit ratio | L1 entries invalidated | lag p99 (p50) ms, write on Redis | lag p99 (p50) ms, write via a sidecar | upstream conns: Redis clients (sidecars) |'
+header='| sidecars | mode | tracking-table-max-keys | Redis used_memory MiB: seeded → filled → end | tracking keys / items | Redis CPU s/s | MGETs/s / SETs/s done | invalidation msgs per write | L1 hit ratio | L1 entries invalidated | lag p99 (p50) ms, write on Redis (n/a: off never hears it) | lag p99 (p50) ms, write via a sidecar | upstream conns: Redis clients (sidecars) |'
 rule='|---|---|---|---|---|---|---|---|---|---|---|---|---|'
 rows=()
 for n in $FLEET; do
