@@ -166,13 +166,14 @@ fn fill(ports: &[u16], keys: usize) -> Vec<Conn> {
     conns
 }
 
-/// Runs `step` `per_sec` times a second until `until`, in slices of 10 ms.
+/// Runs `step` `per_sec` times a second until `until`, in slices of 10 ms (fewer when the
+/// machine cannot keep up: the steps that fall behind are dropped at `until`).
 fn paced(per_sec: u64, until: Instant, mut step: impl FnMut()) -> u64 {
     let start = Instant::now();
     let mut done = 0u64;
     while Instant::now() < until {
         let due = (start.elapsed().as_secs_f64() * per_sec as f64) as u64;
-        while done < due {
+        while done < due && Instant::now() < until {
             step();
             done += 1;
         }
@@ -298,7 +299,7 @@ fn main() {
         let mut n = 0usize;
         paced(writes_per_sec, until, || {
             let k = key(rng.below(keys));
-            let conn = if n % 2 == 0 {
+            let conn = if n.is_multiple_of(2) {
                 &mut direct
             } else {
                 let i = (n / 2) % via.len();
