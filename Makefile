@@ -3,7 +3,7 @@
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench bench-compare bench-lag bench-micro bench-instructions image image-push image-multiarch chart-package chart-push fmt lint clean
+.PHONY: help build run test bench bench-compare bench-lag bench-fleet bench-instructions bench-micro image image-push image-multiarch chart-package chart-push fmt lint clean
 
 help:
 	@echo "nearcache make targets:"
@@ -21,6 +21,10 @@ help:
 	@echo "                    run by run; rows worse beyond the spread marked (bench/scripts/compare.sh)"
 	@echo "  make bench-lag    invalidation lag across two sidecars, tracking cost"
 	@echo "                    (bench/scripts/bench-lag.sh)"
+	@echo "  make bench-fleet  FLEET=100 sidecars on one Redis: its tracking memory, CPU, invalidation"
+	@echo "                    messages per write, lag at the farthest sidecar, connections; table in"
+	@echo "                    target/bench/fleet.md (bench/scripts/fleet.sh; FLEET=\"100 300\","
+	@echo "                    TRACKING=default|off|bcast, TABLE_MAX_KEYS=N)"
 	@echo "  make bench-instructions  instructions per request (callgrind): GET hit of 100 B and 1 KiB,"
 	@echo "                    GET miss, SET at -P 1 and -P 16 (bench/scripts/instructions.sh)"
 	@echo "  make bench-micro  criterion benches of parsing, L1 lookup, reply framing"
@@ -60,6 +64,8 @@ bench-compare:
 bench-lag:
 	bench/scripts/bench-lag.sh
 
+bench-fleet:
+	bench/scripts/fleet.sh
 bench-instructions:
 	bench/scripts/instructions.sh
 
