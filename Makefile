@@ -66,6 +66,7 @@ bench-lag:
 
 bench-fleet:
 	bench/scripts/fleet.sh
+
 bench-instructions:
 	bench/scripts/instructions.sh
 
