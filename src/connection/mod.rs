@@ -152,7 +152,9 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         let mut stop = crate::lifecycle::Rare::new(stopping.clone().cancelled_owned());
         // Checked at the first bytes: by then an upstream socket of this very sidecar has
         // been registered (it registers before it writes its handshake).
-        let mut killed = crate::lifecycle::Rare::new(self.killed.signal.clone().notified_owned());
+        // Not kept from one read to the next: a kill is one `notify_one`, which a waiter
+        // registered here would take from the pinned relay a blocked client waits in.
+        let killed = self.killed.signal.clone();
         let mut peer = self.cx.addrs;
         loop {
             // A client that keeps its pipeline full always has input ready: look at the
@@ -165,7 +167,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                 biased;
                 r = self.io.read() => r,
                 _ = &mut stop => return self.close_gracefully().await,
-                _ = &mut killed => return,
+                _ = killed.notified() => return,
                 _ = pinned::sleep_until(parked), if parked.is_some() => {
                     // The kept connection was not needed again: close it.
                     self.cx.session.parked = None;
