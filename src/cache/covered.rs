@@ -45,7 +45,10 @@ mod tests {
     fn keys_outside_every_prefix_are_not_covered() {
         let covered = Covered::default();
         assert!(covered.covers(b"anything"));
-        let _ = covered.0.set(vec![Bytes::from_static(b"user:"), Bytes::from_static(b"s:")]);
+        let _ = covered.0.set(vec![
+            Bytes::from_static(b"user:"),
+            Bytes::from_static(b"s:"),
+        ]);
         assert!(covered.covers(b"user:1"));
         assert!(covered.covers(b"s:"));
         assert!(!covered.covers(b"user"));

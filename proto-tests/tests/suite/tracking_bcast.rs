@@ -146,11 +146,21 @@ fn bcast_without_prefixes_tracks_every_key() {
 #[test]
 fn bcast_keys_outside_every_prefix_are_never_served_from_l1() {
     // No audit, no periodic ACL re-check: either would send a GET upstream.
-    let args = ["--tracking-prefixes", "user:", "--audit-rate", "0", "--acl-recheck", "0"];
+    let args = [
+        "--tracking-prefixes",
+        "user:",
+        "--audit-rate",
+        "0",
+        "--acl-recheck",
+        "0",
+    ];
     let (redis, sidecar) = start_bcast(&args);
     let mut direct = redis.conn();
     let mut c = sidecar.conn();
-    ok(&direct.cmd_str(&["MSET", "user:1", "u", "order:1", "old"]), "MSET");
+    ok(
+        &direct.cmd_str(&["MSET", "user:1", "u", "order:1", "old"]),
+        "MSET",
+    );
     warm(&sidecar, &mut c, "user:1", &bulk(b"u"));
     let before = hits(&sidecar);
     let gets = commandstat_calls(&redis, "get");
@@ -158,10 +168,18 @@ fn bcast_keys_outside_every_prefix_are_never_served_from_l1() {
         assert_reply(&c.cmd_str(&["GET", "order:1"]), &bulk(b"old"), "GET");
     }
     assert_eq!(hits(&sidecar), before, "no hit outside the prefixes");
-    assert_eq!(commandstat_calls(&redis, "get"), gets + 5, "each GET forwarded");
+    assert_eq!(
+        commandstat_calls(&redis, "get"),
+        gets + 5,
+        "each GET forwarded"
+    );
     // A direct write is seen at once, by GET and MGET alike.
     ok(&direct.cmd_str(&["SET", "order:1", "new"]), "SET");
-    assert_reply(&c.cmd_str(&["GET", "order:1"]), &bulk(b"new"), "GET at once");
+    assert_reply(
+        &c.cmd_str(&["GET", "order:1"]),
+        &bulk(b"new"),
+        "GET at once",
+    );
     let mget = c.cmd_str(&["MGET", "user:1", "order:1"]);
     assert_reply(&mget, b"*2\r\n$1\r\nu\r\n$3\r\nnew\r\n", "MGET");
     ok(&direct.cmd_str(&["SET", "order:1", "newer"]), "SET");
@@ -190,7 +208,11 @@ fn bcast_killing_the_control_connection_allows_no_stale_read() {
     reads_match(&mut c, &mut direct, &keys);
     wait_link_up(&sidecar);
     reads_match(&mut c, &mut direct, &keys);
-    assert_eq!(redis_info(&redis, "tracking_clients"), 1, "broadcast is back on");
+    assert_eq!(
+        redis_info(&redis, "tracking_clients"),
+        1,
+        "broadcast is back on"
+    );
     // Caching resumes, and invalidations reach the new control connection.
     let before = hits(&sidecar);
     poll_until(Duration::from_secs(5), "hits again", || {
@@ -204,7 +226,14 @@ fn bcast_killing_the_control_connection_allows_no_stale_read() {
 #[test]
 fn bcast_a_killed_pooled_connection_ends_nothing() {
     // No audit, no periodic ACL re-check: either would send a GET upstream.
-    let args = ["--tracking-prefixes", "k:", "--audit-rate", "0", "--acl-recheck", "0"];
+    let args = [
+        "--tracking-prefixes",
+        "k:",
+        "--audit-rate",
+        "0",
+        "--acl-recheck",
+        "0",
+    ];
     let (redis, sidecar) = start_bcast(&args);
     let mut direct = redis.conn();
     let mut c = sidecar.conn();
@@ -217,16 +246,24 @@ fn bcast_a_killed_pooled_connection_ends_nothing() {
     kill(&mut direct, &pooled);
     // The close seen and a new connection up (a GET while the upstream is down is forwarded
     // whatever L1 holds).
-    poll_until(Duration::from_secs(5), "the close is seen, a new connection up", || {
-        let info = nearcache_info(&sidecar);
-        info_u64(&info, "l1_connections_closed") > closed
-            && info_u64(&info, "upstream_reconnects") > reconnects
-            && info_field(&info, "upstream_link_status").as_deref() == Some("up")
-    });
+    poll_until(
+        Duration::from_secs(5),
+        "the close is seen, a new connection up",
+        || {
+            let info = nearcache_info(&sidecar);
+            info_u64(&info, "l1_connections_closed") > closed
+                && info_u64(&info, "upstream_reconnects") > reconnects
+                && info_field(&info, "upstream_link_status").as_deref() == Some("up")
+        },
+    );
     // Still a hit, not fetched again: no tracking lived on the connection that filled it.
     let (before, gets) = (hits(&sidecar), commandstat_calls(&redis, "get"));
     assert_reply(&c.cmd_str(&["GET", "k:1"]), &bulk(b"v"), "GET");
-    assert_eq!(hits(&sidecar), before + 1, "the entry outlives its connection");
+    assert_eq!(
+        hits(&sidecar),
+        before + 1,
+        "the entry outlives its connection"
+    );
     assert_eq!(commandstat_calls(&redis, "get"), gets, "not fetched again");
     ok(&direct.cmd_str(&["SET", "k:1", "new"]), "SET");
     expect_within(&mut c, "k:1", &bulk(b"new"), BOUND, "direct SET");
@@ -252,7 +289,11 @@ fn bcast_overlapping_prefixes_and_a_cluster_upstream_exit_64() {
         out.stderr
     );
     let url = format!("redis+cluster://127.0.0.1:{}", free_port());
-    let out = run_nearcache(&["--upstream", &url, "--tracking", "bcast"], &[], RUN_TIMEOUT);
+    let out = run_nearcache(
+        &["--upstream", &url, "--tracking", "bcast"],
+        &[],
+        RUN_TIMEOUT,
+    );
     assert_eq!(out.status.code(), Some(64), "{}", out.stderr);
     assert!(
         out.stderr
@@ -268,5 +309,28 @@ fn bcast_overlapping_prefixes_and_a_cluster_upstream_exit_64() {
             .contains("--tracking-prefixes: only with --tracking bcast"),
         "{}",
         out.stderr
+    );
+}
+
+#[test]
+fn bcast_print_config_shows_the_mode_and_prefixes() {
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    let args = ["--upstream", &url, "--print-config"];
+    let env = [
+        ("NEARCACHE_TRACKING", "bcast"),
+        ("NEARCACHE_TRACKING_PREFIXES", "user:,session:"),
+    ];
+    let out = run_nearcache(&args, &env, RUN_TIMEOUT);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("\ntracking = \"bcast\"\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("\ntracking_prefixes = \"user:,session:\"\n"),
+        "{}",
+        out.stdout
     );
 }
