@@ -116,6 +116,10 @@ pub fn services(
         let prefixes: Vec<bytes::Bytes> = (config.tracking_prefixes.iter().flatten())
             .map(|p| bytes::Bytes::copy_from_slice(p.as_bytes()))
             .collect();
+        match config.tracking_prefixes.as_deref().unwrap_or_default() {
+            [] => tracing::info!("broadcast tracking of every key"),
+            shown => tracing::info!("broadcast tracking of the prefixes {}", shown.join(", ")),
+        }
         l1.cover_only(prefixes.clone());
         tracking.broadcast_prefixes(prefixes);
     }
