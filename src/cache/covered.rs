@@ -30,6 +30,11 @@ impl L1 {
         let _ = self.covered.0.set(prefixes);
     }
 
+    /// Whether every key may be in L1 (no prefix restricts it).
+    pub fn covers_all(&self) -> bool {
+        self.covered.0.get().is_none_or(Vec::is_empty)
+    }
+
     /// Whether `key` may be in L1 at all (see [`L1::cover_only`]).
     #[inline]
     pub fn covers(&self, key: &[u8]) -> bool {
@@ -56,5 +61,20 @@ mod tests {
         let every = Covered::default();
         let _ = every.0.set(Vec::new());
         assert!(every.covers(b"order:1"));
+    }
+
+    #[test]
+    fn an_l1_covers_all_until_prefixes_restrict_it() {
+        let l1 = L1::new(crate::cache::L1Options {
+            max_bytes: 1 << 20,
+            ttl: std::time::Duration::from_secs(60),
+            compress_min_bytes: 4096,
+            cache_nil: true,
+            threads: 1,
+        });
+        assert!(l1.covers_all() && l1.caches(b"order:1"));
+        l1.cover_only(vec![Bytes::from_static(b"user:")]);
+        assert!(!l1.covers_all());
+        assert!(l1.caches(b"user:1") && !l1.caches(b"order:1"));
     }
 }
