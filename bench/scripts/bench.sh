@@ -11,6 +11,8 @@
 #   twemproxy  nutcracker with one server (the reference forwarder)
 #   ns20       hits with 20 namespaces configured, the hot keys' the last to match (hit-path
 #              GET and MGET only: what matching a key to its namespace costs)
+#   bcast      hits with --tracking bcast --tracking-prefixes key: (hit-path GET and MGET
+#              only; not started when the arguments choose a --tracking mode themselves)
 # plus, for the remote rows, a relay adding 0.5 ms each way between a fifth nearcache and
 # Redis (and between the benchmark and Redis for the direct figure), and, for the TLS rows, a
 # second redis-server listening for TLS only (certificates made with openssl in the temp
@@ -400,6 +402,12 @@ start_nearcache forward "${port[redis]}" --l1-ttl 0 "$@"
     printf '[[namespace]]\nname = "hot"\npattern = "key:*"\n'
 } >"$tmp/ns20.toml"
 start_nearcache ns20 "${port[redis]}" --config "$tmp/ns20.toml" "$@"
+# Broadcast tracking of the hot keys' prefix (unless the arguments set a tracking mode).
+bcast_target=bcast
+case " $* " in *" --tracking "* | *" --tracking="*) bcast_target= ;; esac
+if [ -n "$bcast_target" ]; then
+    start_nearcache bcast "${port[redis]}" --tracking bcast --tracking-prefixes key: "$@"
+fi
 
 if [ "$have_twemproxy" = 1 ]; then
     port[twemproxy]=$(free_port)
@@ -541,7 +549,7 @@ measure() {
         tls_*) addr=127.0.0.1:${tls_port[$t]} ;;
         cluster_*) addr=127.0.0.1:${cluster_port[$t]} ;;
     esac
-    if [ "$t" = hits ] || [ "$t" = ns20 ]; then
+    if [ "$t" = hits ] || [ "$t" = ns20 ] || [ "$t" = bcast ]; then
         # A Cluster row's hits column is the clhits sidecar (warmed through its address).
         case $w in
             get_* | tls_get_* | mget_* | idle) warm "$addr" key: "$HOT_KEYS" ;;
@@ -618,7 +626,8 @@ declare -A targets_of=(
     [cluster_set_p1]="direct hits" [cluster_set_p16]="direct hits" [cluster_mget]="direct hits"
     [remote_get]="direct hits" [remote_mix]="direct hits"
     [mix_read]="direct hits" [mix_small]="direct hits" [mix_large]="direct hits"
-    [get_p1]="$local_targets ns20" [get_p16]="$local_targets ns20" [mget_hits]="$local_targets ns20"
+    [get_p1]="$local_targets ns20 $bcast_target" [get_p16]="$local_targets ns20 $bcast_target"
+    [mget_hits]="$local_targets ns20 $bcast_target"
 )
 
 for ((round = 1; round <= BENCH_ROUNDS; round++)); do
@@ -666,7 +675,7 @@ memory_run() {
 }
 
 # The nearcaches of the throughput rows are done: stop them so the memory runs have the cores.
-for name in hits misses forward ns20 remote twemproxy relay tlshits tlsmisses tlsredis \
+for name in hits misses forward ns20 bcast remote twemproxy relay tlshits tlsmisses tlsredis \
     clhits clmisses cluster1 cluster2 cluster3; do
     [ -n "${pid[$name]:-}" ] || continue
     stop "${pid[$name]}" 6

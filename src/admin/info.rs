@@ -279,8 +279,10 @@ pub fn invalidation_section(f: &Figures) -> String {
     let mode = match c.mode {
         TrackingMode::Default => "default",
         TrackingMode::Off => "off",
+        TrackingMode::Bcast => "bcast",
     };
     l.line("tracking", &mode);
+    l.line("tracking_prefixes", &c.prefixes);
     let bus_state = match (b.active, b.subscribed) {
         (false, _) => "refused",
         (true, true) => "subscribed",

@@ -113,6 +113,18 @@ pub fn services(
         forget_l1.forget_user(user);
     });
     let tracking = Control::new(config.tracking, &config.invalidation_channel, l1.clone());
+    if tracking.broadcast() {
+        // Keys outside every prefix get no invalidation: L1 does not hold them.
+        let prefixes: Vec<bytes::Bytes> = (config.tracking_prefixes.iter().flatten())
+            .map(|p| bytes::Bytes::copy_from_slice(p.as_bytes()))
+            .collect();
+        match config.tracking_prefixes.as_deref().unwrap_or_default() {
+            [] => tracing::info!("broadcast tracking of every key"),
+            shown => tracing::info!("broadcast tracking of the prefixes {}", shown.join(", ")),
+        }
+        l1.cover_only(prefixes.clone());
+        tracking.broadcast_prefixes(prefixes);
+    }
     let db = config.upstream.db;
     (warm.peers).serve(profiler.hot.clone(), config.warm.peer_keys, db);
     tracking.on_hot_keys(warm.peers.clone());

@@ -17,6 +17,7 @@
 //! - [`namespaces`]: which namespace a key is in, its policy and its figures. A namespace
 //!   with its own `max_bytes` has its own moka store, so its entries and the others' cannot
 //!   evict each other; every other key is in the shared store.
+//! - `covered`: the keys L1 may hold at all (under a `--tracking bcast` prefix).
 //!
 //! Keys are evicted one at a time by writes ([`L1::invalidate`]), by pattern
 //! ([`L1::invalidate_patterns`], `NEARCACHE INVALIDATE`), by database or all at once.
@@ -34,6 +35,7 @@ use crate::config::NamespaceConfig;
 use crate::protocol::write_bulk;
 
 pub mod coalesce;
+mod covered;
 mod evict;
 pub mod fences;
 mod figures;
@@ -124,6 +126,8 @@ pub struct L1 {
     encoder: Encoder,
     options: L1Options,
     counters: Arc<L1Counters>,
+    /// The keys L1 may hold (see [`covered`]).
+    covered: covered::Covered,
 }
 
 #[derive(Default)]
@@ -237,6 +241,7 @@ impl L1 {
             encoder: Encoder::new(),
             options,
             counters,
+            covered: covered::Covered::default(),
         }
     }
 
@@ -255,11 +260,12 @@ impl L1 {
         }
     }
 
-    /// Whether reads of `key` may be answered and filled by L1 (its namespace caches).
+    /// Whether reads of `key` may be answered and filled by L1 (its namespace caches, and
+    /// it is under a broadcast tracking prefix when there are any).
     #[inline]
     pub fn caches(&self, key: &[u8]) -> bool {
         let ns = &self.namespaces;
-        !ns.bypasses() || ns.policy(ns.of(key)).cache
+        (!ns.bypasses() || ns.policy(ns.of(key)).cache) && self.covers(key)
     }
 
     /// True when the L1 caches anything at all.
@@ -407,7 +413,7 @@ impl L1 {
             return None;
         }
         let policy = self.namespaces.policy(self.namespaces.of(&key.key));
-        if !policy.cache {
+        if !policy.cache || !self.covers(&key.key) {
             return None;
         }
         let now = Instant::now();

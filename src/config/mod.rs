@@ -14,6 +14,7 @@ mod table;
 mod options;
 mod parse;
 mod print;
+mod problems;
 pub mod secret_file;
 pub mod url;
 mod warm;
@@ -53,6 +54,10 @@ pub enum TrackingMode {
     Default,
     /// No tracking: only writes through this sidecar and `--l1-ttl` bound staleness.
     Off,
+    /// Broadcast tracking: the control connection alone runs `CLIENT TRACKING on BCAST`
+    /// for `--tracking-prefixes` and hears of every write under them; Redis keeps no
+    /// per-key state, and keys outside every prefix are not cached.
+    Bcast,
 }
 /// The log level when neither `--log-level` nor `RUST_LOG` is set: start-up, outages and
 /// recoveries, and everything worse (shown as the default of [`spec::log_level`]).
@@ -158,101 +163,6 @@ impl fmt::Debug for UpstreamAddr {
             .field("sentinel", &self.sentinel)
             .field("cluster", &self.cluster)
             .finish()
-    }
-}
-
-/// The `--upstream-tls-*` options make sense only for a `rediss://` upstream, and the
-/// client certificate needs its key.
-fn tls_problems(config: &Config, problems: &mut Vec<String>) {
-    let given = [
-        ("--upstream-tls-ca", config.upstream_tls_ca.is_some()),
-        ("--upstream-tls-cert", config.upstream_tls_cert.is_some()),
-        ("--upstream-tls-key", config.upstream_tls_key.is_some()),
-        (
-            "--upstream-tls-server-name",
-            config.upstream_tls_server_name.is_some(),
-        ),
-        ("--upstream-tls-insecure", config.upstream_tls_insecure),
-    ];
-    if !config.upstream.tls {
-        for (flag, _) in given.iter().filter(|(_, set)| *set) {
-            problems.push(format!(
-                "{flag}: the upstream is not a TLS one (use a rediss:// URL)"
-            ));
-        }
-    }
-    if config.upstream_tls_cert.is_some() != config.upstream_tls_key.is_some() {
-        problems
-            .push("--upstream-tls-cert and --upstream-tls-key: give both or neither".to_owned());
-    }
-}
-
-/// The `--sentinel-*` credentials make sense only for a `redis+sentinel://` upstream.
-fn sentinel_problems(config: &Config, problems: &mut Vec<String>) {
-    let given = [
-        ("--sentinel-username", config.sentinel_username.is_some()),
-        ("--sentinel-password", config.sentinel_password.is_some()),
-        (
-            "--sentinel-username-file",
-            config.sentinel_username_file.is_some(),
-        ),
-        (
-            "--sentinel-password-file",
-            config.sentinel_password_file.is_some(),
-        ),
-    ];
-    if config.upstream.sentinel.is_none() {
-        for (flag, _) in given.iter().filter(|(_, set)| *set) {
-            problems.push(format!(
-                "{flag}: the upstream is not a Sentinel one (use a redis+sentinel:// URL)"
-            ));
-        }
-    }
-}
-
-/// A secret given twice (in the URL or as a value, and as a file), and a user name file
-/// without a password to go with it.
-fn credential_problems(config: &Config, problems: &mut Vec<String>) {
-    let u = &config.upstream;
-    let c = config;
-    let twice = [
-        (
-            "--upstream-password-file",
-            "the --upstream URL has a password",
-            c.upstream_password_file.is_some() && u.password.is_some(),
-        ),
-        (
-            "--upstream-username-file",
-            "the --upstream URL has a user name",
-            c.upstream_username_file.is_some() && u.username.is_some(),
-        ),
-        (
-            "--sentinel-password-file",
-            "--sentinel-password is given",
-            c.sentinel_password_file.is_some() && c.sentinel_password.is_some(),
-        ),
-        (
-            "--sentinel-username-file",
-            "--sentinel-username is given",
-            c.sentinel_username_file.is_some() && c.sentinel_username.is_some(),
-        ),
-        (
-            "--upstream-username-file",
-            "there is no password (the URL's or --upstream-password-file)",
-            c.upstream_username_file.is_some()
-                && u.password.is_none()
-                && c.upstream_password_file.is_none(),
-        ),
-        (
-            "--sentinel-username-file",
-            "there is no password (--sentinel-password or --sentinel-password-file)",
-            c.sentinel_username_file.is_some()
-                && c.sentinel_password.is_none()
-                && c.sentinel_password_file.is_none(),
-        ),
-    ];
-    for (flag, why, _) in twice.iter().filter(|(_, _, bad)| *bad) {
-        problems.push(format!("{flag}: {why}; give the secret one way only"));
     }
 }
 
@@ -399,9 +309,10 @@ impl Config {
             &mut r.problems,
         );
         config.warm = warm::parse(file.warm.as_ref(), config.l1_max_bytes, &mut r.problems);
-        tls_problems(&config, &mut r.problems);
-        sentinel_problems(&config, &mut r.problems);
-        credential_problems(&config, &mut r.problems);
+        problems::tls_problems(&config, &mut r.problems);
+        problems::sentinel_problems(&config, &mut r.problems);
+        problems::credential_problems(&config, &mut r.problems);
+        problems::tracking_problems(&config, &mut r.problems);
         if !r.problems.is_empty() {
             return Err(ConfigError {
                 problems: r.problems,

@@ -127,7 +127,10 @@ options! {
         "Worker threads serving clients and upstream connections";
     tracking: TrackingMode = parse::tracking,
         "NEARCACHE_TRACKING", "MODE", default "default",
-        "How writes made elsewhere reach L1: default (Redis server-assisted tracking) or off";
+        "How writes made elsewhere reach L1: default (Redis server-assisted tracking of the keys read), bcast (broadcast tracking of --tracking-prefixes, no per-key state in Redis) or off";
+    tracking_prefixes: Vec<String> = parse::tracking_prefixes,
+        "NEARCACHE_TRACKING_PREFIXES", "PREFIXES", unset "none",
+        "--tracking bcast only: key prefixes, comma-separated, whose writes Redis broadcasts to every sidecar; keys outside them are not cached; none: every key";
     invalidation_heartbeat: Duration = parse::positive_duration,
         "NEARCACHE_INVALIDATION_HEARTBEAT", "DURATION", default "1s",
         "The control connection is lost when a PING sent this often is not answered before the next";

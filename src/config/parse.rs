@@ -87,13 +87,45 @@ pub(super) fn path(s: &str) -> Result<std::path::PathBuf, String> {
     Ok(s.into())
 }
 
-/// `--tracking`: `default` or `off` (case-insensitive).
+/// `--tracking`: `default`, `bcast` or `off` (case-insensitive).
 pub(super) fn tracking(s: &str) -> Result<TrackingMode, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "default" | "on" => Ok(TrackingMode::Default),
+        "bcast" => Ok(TrackingMode::Bcast),
         "off" => Ok(TrackingMode::Off),
-        _ => Err(format!("invalid tracking mode {s:?} (use default or off)")),
+        _ => Err(format!(
+            "invalid tracking mode {s:?} (use default, bcast or off)"
+        )),
     }
+}
+
+/// `--tracking-prefixes`: key prefixes separated by commas, each trimmed; an empty text is
+/// no prefix (every key). Refused as Redis would refuse them in one `CLIENT TRACKING`: an
+/// empty prefix among others, or two where one starts the other (`user:` and `user:1`).
+pub(super) fn tracking_prefixes(s: &str) -> Result<Vec<String>, String> {
+    if s.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let prefixes: Vec<String> = s.split(',').map(|p| p.trim().to_owned()).collect();
+    if prefixes.iter().any(String::is_empty) {
+        return Err(format!(
+            "an empty prefix in {s:?} (leave the list empty to track every key)"
+        ));
+    }
+    for (i, a) in prefixes.iter().enumerate() {
+        if a.chars().any(char::is_control) {
+            return Err(format!("invalid prefix {a:?} (no control characters)"));
+        }
+        for b in &prefixes[i + 1..] {
+            if a.starts_with(b.as_str()) || b.starts_with(a.as_str()) {
+                return Err(format!(
+                    "prefixes {a:?} and {b:?} overlap (Redis refuses a prefix that starts \
+                     another: keep the shorter one)"
+                ));
+            }
+        }
+    }
+    Ok(prefixes)
 }
 
 /// `--log-format`: `human` or `json` (case-insensitive).

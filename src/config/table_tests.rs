@@ -168,12 +168,13 @@ fn clap_flags_are_the_declared_options() {
 }
 
 /// Every option but `--config` is a file key: a file setting each to garbage names each
-/// option, in declaration order (a path is any text: the key file is checked by `load`,
+/// option, in declaration order (a path or a prefix list is any text: the key file is checked by `load`,
 /// the TLS files when the sidecar starts; so is a user name or a password).
 #[test]
 fn every_option_is_a_file_key_and_names_itself_in_problems() {
-    // Paths, and a password: any text is one.
+    // Paths, a password, and a prefix list (any text is a prefix): any text is one.
     let paths = [
+        "tracking_prefixes",
         "upstream_username_file",
         "upstream_password_file",
         "sentinel_password",

@@ -12,6 +12,8 @@ use crate::config::TrackingMode;
 pub struct ControlFigures {
     /// The configured tracking mode.
     pub mode: TrackingMode,
+    /// `--tracking bcast`: how many prefixes it tracks (0: every key, or another mode).
+    pub prefixes: usize,
     /// Whether the control connection is needed (tracking, or the bus).
     pub link_needed: bool,
     /// Whether it is up and subscribed.
@@ -38,6 +40,7 @@ impl Default for ControlFigures {
     fn default() -> Self {
         ControlFigures {
             mode: TrackingMode::Default,
+            prefixes: 0,
             link_needed: false,
             link_up: false,
             awaiting_credentials: false,
@@ -124,6 +127,7 @@ impl Control {
         let c = &self.counters;
         ControlFigures {
             mode: self.mode(),
+            prefixes: self.prefix_count(),
             link_needed: self.link_needed(),
             link_up: self.link_up(),
             awaiting_credentials: self.awaiting_credentials(),

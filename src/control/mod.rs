@@ -1,6 +1,8 @@
 //! The control plane: Redis server-assisted tracking. One control connection per sidecar
 //! (see `link`, RESP3) receives Redis's invalidations as `invalidate` push messages; every
-//! upstream connection that fills L1 runs `CLIENT TRACKING on REDIRECT <its id>`. [`Control`] is the state they share:
+//! upstream connection that fills L1 runs `CLIENT TRACKING on REDIRECT <its id>`, or, with
+//! `--tracking bcast`, the control connection alone runs `CLIENT TRACKING on BCAST` (see
+//! `broadcast`). [`Control`] is the state they share:
 //! the redirect (control connection id and epoch), whether L1 may serve and be filled, and
 //! the counters INFO shows. The same connection subscribes to the invalidation bus (see
 //! `bus`), which works with tracking off too.
@@ -12,6 +14,7 @@
 //! fill taken before cannot land afterwards) and nothing fills it until a new control
 //! connection is up and the connection has turned tracking on again with the new id.
 
+mod broadcast;
 pub mod bus;
 mod figures;
 mod link;
@@ -169,6 +172,8 @@ pub struct Control {
     loss_scope: OnceLock<LossScope>,
     /// The link was lost because a heartbeat went unanswered (the node's lease expired).
     silent: AtomicBool,
+    /// `--tracking bcast`: the prefixes the control connection tracks (see `broadcast`).
+    prefixes: OnceLock<Vec<Bytes>>,
 }
 
 /// Ends the entries a control connection's loss concerns, told why.
@@ -207,6 +212,7 @@ impl Control {
             loss_flush_hook: OnceLock::new(),
             loss_scope: OnceLock::new(),
             silent: AtomicBool::new(false),
+            prefixes: OnceLock::new(),
         })
     }
 
@@ -434,6 +440,9 @@ impl Control {
 impl FillGate for Control {
     fn enabled(&self) -> bool {
         Control::enabled(self)
+    }
+    fn broadcast(&self) -> bool {
+        Control::broadcast(self)
     }
     fn may_fill(&self, conn_epoch: u64) -> bool {
         Control::may_fill(self, conn_epoch)

@@ -79,12 +79,18 @@ impl Tracked {
     fn may_fill(&self) -> Option<FilledBy> {
         let may = self.endpoint.generation() == self.generation
             && self.tracking.may_fill(self.epoch.load(SeqCst));
-        may.then(|| self.fence.filled_by())
+        may.then(|| match self.tracking.broadcast() {
+            // Invalidations reach the control connection whichever connection read the key.
+            true => FilledBy::LOCAL,
+            false => self.fence.filled_by(),
+        })
     }
 }
 
 /// The call that turns tracking on with `redirect` (none while there is no control
 /// connection); when it succeeds, replies read after it may fill L1 in the redirect's epoch.
+/// With broadcast tracking the control connection tracks for every connection: the call is
+/// a `PING` that marks where replies start to be covered by its epoch.
 /// A refusal (an old or managed Redis, an ACL without CLIENT) leaves the connection
 /// unable to fill L1, logged once.
 pub(super) fn tracking_call(
@@ -94,11 +100,16 @@ pub(super) fn tracking_call(
 ) -> Option<Call> {
     let id = redirect.id.filter(|_| tracking.enabled())?;
     let id = id.to_string();
-    let bytes = command(&[b"CLIENT", b"TRACKING", b"on", b"REDIRECT", id.as_bytes()]);
+    let bytes = match tracking.broadcast() {
+        true => command(&[b"PING"]),
+        false => command(&[b"CLIENT", b"TRACKING", b"on", b"REDIRECT", id.as_bytes()]),
+    };
     let (epoch, tracking) = (epoch.clone(), tracking.clone());
     let on_reply = Box::new(
         move |frames: &[Bytes], _: Option<FilledBy>| match frames.first() {
-            Some(ok) if ok.starts_with(b"+OK") => epoch.store(redirect.epoch, SeqCst),
+            Some(ok) if ok.starts_with(b"+OK") || ok.starts_with(b"+PONG") => {
+                epoch.store(redirect.epoch, SeqCst)
+            }
             // The control connection went away meanwhile: a new redirect follows.
             Some(e) if e.windows(14).any(|w| w == b"does not exist") => {}
             Some(e) => tracking.refused(e),

@@ -18,8 +18,14 @@ pub struct Redirect {
 
 /// What an upstream connection asks of the control plane.
 pub trait FillGate: Send + Sync {
-    /// Whether every pooled connection turns `CLIENT TRACKING` on.
+    /// Whether replies fill L1 only under the control connection's epoch (tracking on).
     fn enabled(&self) -> bool;
+    /// Whether tracking is broadcast on the control connection alone (`--tracking bcast`):
+    /// pooled connections do not turn `CLIENT TRACKING` on, and what one filled stays when
+    /// it closes (Redis keeps no per-connection state to lose).
+    fn broadcast(&self) -> bool {
+        false
+    }
     /// Whether a reply read on a connection whose tracking took effect in `conn_epoch` may
     /// fill L1 now.
     fn may_fill(&self, conn_epoch: u64) -> bool;

@@ -185,3 +185,65 @@ fn the_first_connection_and_the_first_answer_after_an_outage_are_heard_as_reacha
     ];
     assert_eq!(*heard.lock(), all);
 }
+
+/// A gate with tracking on, broadcast or per connection.
+struct Tracking {
+    broadcast: bool,
+    redirect: tokio::sync::watch::Sender<gate::Redirect>,
+}
+
+impl gate::FillGate for Tracking {
+    fn enabled(&self) -> bool {
+        true
+    }
+    fn broadcast(&self) -> bool {
+        self.broadcast
+    }
+    fn may_fill(&self, _: u64) -> bool {
+        true
+    }
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<gate::Redirect> {
+        self.redirect.subscribe()
+    }
+    fn redirect_broken(&self, _: i64) {}
+    fn refused(&self, _: &[u8]) {}
+}
+
+/// With broadcast tracking a pooled connection turns no tracking on: its call is a PING whose
+/// answer marks the control connection's epoch; per-connection tracking redirects.
+#[test]
+fn broadcast_tracking_marks_the_epoch_with_a_ping() {
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    let redirect = gate::Redirect {
+        epoch: 7,
+        id: Some(42),
+    };
+    for (broadcast, sent, answer) in [
+        (true, &b"*1\r\n$4\r\nPING\r\n"[..], &b"+PONG\r\n"[..]),
+        (
+            false,
+            b"*5\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\non\r\n$8\r\nREDIRECT\r\n$2\r\n42\r\n",
+            b"+OK\r\n",
+        ),
+    ] {
+        let gate: Arc<dyn gate::FillGate> = Arc::new(Tracking {
+            broadcast,
+            redirect: tokio::sync::watch::Sender::new(redirect),
+        });
+        let epoch = Arc::new(AtomicU64::new(gate::NO_EPOCH));
+        let call = conn::tracking_call(redirect, &epoch, &gate).expect("a call");
+        assert_eq!(&call.bytes[..], sent, "broadcast {broadcast}");
+        (call.on_reply.expect("a reply hook"))(&[Bytes::from_static(answer)], None);
+        assert_eq!(epoch.load(SeqCst), 7, "broadcast {broadcast}");
+    }
+    let down = gate::Redirect { epoch: 8, id: None };
+    let gate: Arc<dyn gate::FillGate> = Arc::new(Tracking {
+        broadcast: true,
+        redirect: tokio::sync::watch::Sender::new(down),
+    });
+    let epoch = Arc::new(AtomicU64::new(gate::NO_EPOCH));
+    assert!(
+        conn::tracking_call(down, &epoch, &gate).is_none(),
+        "no control connection"
+    );
+}

@@ -147,12 +147,12 @@ impl Fetch {
         (b.keys.load(Relaxed), b.bytes.load(Relaxed))
     }
 
-    /// Loads `keys` in batches (those of a namespace with `cache = false` are left out);
-    /// `Err` ends the warming.
+    /// Loads `keys` in batches (those of a namespace with `cache = false`, and those outside
+    /// every `--tracking bcast` prefix, are left out); `Err` ends the warming.
     pub async fn keys(&mut self, keys: &[Bytes]) -> Result<(), End> {
         let l1 = &self.cx.l1;
         let cached: Vec<Bytes>;
-        let mut rest = match l1.namespaces().is_empty() {
+        let mut rest = match l1.namespaces().is_empty() && l1.covers_all() {
             true => keys,
             false => {
                 cached = keys.iter().filter(|k| l1.caches(k)).cloned().collect();

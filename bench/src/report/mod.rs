@@ -16,7 +16,15 @@ use checks::checks;
 use memory::memory_lines;
 
 /// Column order.
-const TARGETS: [&str; 6] = ["direct", "hits", "ns20", "misses", "forward", "twemproxy"];
+const TARGETS: [&str; 7] = [
+    "direct",
+    "hits",
+    "ns20",
+    "bcast",
+    "misses",
+    "forward",
+    "twemproxy",
+];
 
 /// What a row shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,7 +326,7 @@ fn legend(f: &Figures) -> Vec<String> {
         "Targets: direct = redis-server itself; hits = nearcache with default flags (L1 warmed \
          before each run); misses = nearcache with --l1-max-bytes 1MiB over the large key \
          space, so nearly every GET misses, fetches and fills; forward = nearcache with \
-         --l1-ttl 0; ns20 = hits with 20 namespaces configured (hit-path rows only); twemproxy = nutcracker, one server, the reference forwarder. Figures are \
+         --l1-ttl 0; ns20 = hits with 20 namespaces configured (hit-path rows only); bcast = hits with --tracking bcast --tracking-prefixes key: (hit-path rows only); twemproxy = nutcracker, one server, the reference forwarder. Figures are \
          ops/s unless the row says ms."
             .into(),
         format!(

@@ -61,6 +61,7 @@ mod shutdown;
 mod startup;
 mod tls;
 mod tracking;
+mod tracking_bcast;
 mod transactions;
 mod transparency;
 mod upstream;

@@ -32,7 +32,7 @@ fn tracking_defaults_on_and_can_be_turned_off() {
     let c = Config::from_parts(&flags, Some("invalidation_heartbeat = \"250ms\"\n")).unwrap();
     assert_eq!(c.tracking, TrackingMode::Off);
     assert_eq!(c.invalidation_heartbeat.as_millis(), 250);
-    let got = problems(&flags_with_file(), Some("tracking = \"bcast\"\n"));
+    let got = problems(&flags_with_file(), Some("tracking = \"broadcast\"\n"));
     assert!(
         got[0].starts_with("--tracking: invalid tracking mode"),
         "{got:?}"

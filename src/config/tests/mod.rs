@@ -1,9 +1,11 @@
 //! Resolution tests: precedence, file handling, problem collection, secrecy
-//! (`precedence`), and each family of options (`families`). Flags are built in code; the
+//! (`precedence`), each family of options (`families`), and broadcast tracking's prefixes
+//! (`tracking`). Flags are built in code; the
 //! process environment is never read or changed.
 
 mod families;
 mod precedence;
+mod tracking;
 
 use super::*;
 

@@ -1,5 +1,5 @@
 //! The control connection's handshake: `HELLO 3` (with `AUTH`) naming the connection,
-//! `CLIENT ID`, `SUBSCRIBE` to the bus when it is on, and a `PING` that shows the server
+//! `CLIENT ID`, `CLIENT TRACKING on BCAST` with broadcast tracking, `SUBSCRIBE` to the bus when it is on, and a `PING` that shows the server
 //! serves reads; each reply matched to the step that asked for it, each failure typed.
 
 use bytes::{Bytes, BytesMut};
@@ -67,6 +67,8 @@ pub(super) enum Step {
     Hello,
     /// `CLIENT ID`: the redirect target.
     ClientId,
+    /// `CLIENT TRACKING on BCAST ...` (broadcast tracking only).
+    Track,
     /// `SUBSCRIBE <bus>` (when the bus is on).
     Subscribe,
     /// `PING`: whether the server serves reads now.
@@ -106,6 +108,10 @@ pub(super) async fn connect(
             None => write_command(&mut out, &[b"HELLO", b"3", SETNAME, NAME]),
         }
         write_command(&mut out, &[b"CLIENT", b"ID"]);
+        if let Some(track) = tracking.tracking_command() {
+            write_command(&mut out, &track);
+            steps.push(Step::Track);
+        }
         if bus.active() {
             write_command(&mut out, &[b"SUBSCRIBE", bus.channel()]);
             steps.push(Step::Subscribe);
@@ -143,6 +149,7 @@ pub(super) async fn connect(
                 Step::Subscribe => {}
                 _ if is_error(&frame) => return Err(refused()),
                 Step::ClientId => id = integer(&frame),
+                Step::Track => {}
                 // A discovered primary must still be one: the `role` field of the HELLO
                 // reply (any user may send HELLO; `ROLE` needs `@admin`).
                 Step::Hello if target.endpoint.discovered() => match hello_role(&frame) {
