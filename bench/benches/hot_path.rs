@@ -38,7 +38,6 @@ fn lookups(c: &mut Criterion) {
         ttl: Duration::from_secs(600),
         compress_min_bytes: 4096,
         cache_nil: true,
-        threads: 1,
     });
     let keys: Vec<CacheKey> = (0..10_000)
         .map(|i| CacheKey {
