@@ -1,5 +1,6 @@
-//! Micro-benchmarks of the per-request pieces: request parsing, the GET hit lookup (front
-//! and moka), the audit selection every hit pays, and reply framing.
+//! Micro-benchmarks of the per-request pieces: request parsing, the GET hit lookup (L1's
+//! table: shard lock, index probe, copy out), the audit selection every hit pays, and reply
+//! framing.
 //! `cargo bench -p nearcache-bench --bench hot_path` (`make bench-micro`).
 
 use std::hint::black_box;
