@@ -208,11 +208,17 @@ impl Table {
     }
 
     /// Stores `put` (of key hash `hash`), replacing an entry of the same key; false when
-    /// it cannot be held (larger than a shard's share of the bound, or a key over 16 MiB).
+    /// it cannot be held (larger than half a shard's share of the bound, or a key over 16
+    /// MiB): an entry of the same key is removed then all the same, so that an older value
+    /// is never served in place of one that did not fit.
     pub fn insert(&self, hash: u64, put: &Put<'_>) -> bool {
         let stored = put.value.stored_len();
         let len = HEADER + put.key.len() + stored;
         if put.key.len() > MAX_KEY || len as u64 > self.ctx.capacity / 2 {
+            let mut shard = self.shard(hash).lock();
+            if let Some(at) = shard.find(hash, put.user, put.db, put.key) {
+                shard.remove(&self.ctx, hash, at, Cause::Replaced);
+            }
             return false;
         }
         let (flags, value_len) = match put.value {

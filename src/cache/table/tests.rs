@@ -279,3 +279,12 @@ fn the_fence_round_trips() {
     };
     assert_eq!(t.read(t.hash(0, b"f"), &k, |_, f| f), Some(fence));
 }
+
+#[test]
+fn a_value_too_large_to_hold_removes_the_older_one() {
+    let (t, told) = table(1 << 20);
+    assert!(insert(&t, b"k", b"small"));
+    assert!(!insert(&t, b"k", &vec![0u8; 600 << 10]));
+    assert_eq!(get(&t, b"k"), None, "the older value is not served");
+    assert_eq!(causes(&told, Cause::Replaced), 1);
+}
