@@ -14,8 +14,7 @@ use super::table::{self, Value, HEADER, INDEX_SHARE};
 /// million 100-byte values (13-byte keys, 107-byte encoded replies, one GET each through
 /// the sidecar) grew by 177 B per entry of VmRSS over its idle RSS (671 with moka); minus
 /// the key and the encoded reply that leaves 57 B (64 beyond the key and the 100-byte
-/// payload): the 52 counted here, the rest the index's spare capacity and the free end of
-/// each shard's newest segment. See `proto-tests/tests/suite/memory.rs`
+/// payload), against the 56 counted here (36 of header, 20 of index). See `proto-tests/tests/suite/memory.rs`
 /// (`rss_of_a_million_100_byte_values`, ignored, run by hand on a release build).
 pub const ENTRY_OVERHEAD: u64 = HEADER as u64 + INDEX_SHARE;
 
@@ -32,6 +31,7 @@ mod tests {
     fn weight_counts_overhead_key_and_stored_value() {
         let key = b"key:000000000001";
         let plain = [b'x'; 107];
+        assert_eq!(ENTRY_OVERHEAD, 56);
         assert_eq!(
             weigh(key.len(), &Value::Plain(&plain)) as u64,
             ENTRY_OVERHEAD + 16 + 107

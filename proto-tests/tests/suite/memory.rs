@@ -76,7 +76,7 @@ fn resident_memory_stays_within_the_l1_bound() {
     let base = rss(sidecar.pid());
     let limit = base + TRAFFIC + BOUND + BOUND * SLACK_PERCENT / 100;
     // (name, value bytes, compressible, keys: about twice what fits in the bound, an entry
-    // costing its key, its encoded reply and about 52 bytes of header and index)
+    // costing its key, its encoded reply and about 56 bytes of header and index)
     let classes = [
         ("v16", 16, false, 760_000),
         ("v100", 100, false, 400_000),

@@ -9,7 +9,7 @@
 //!   its own, of its exact size) hold entries appended as `[header][key][value]`; the
 //!   header (see `segment`) has the lengths, the expiry, the fence, user, db and flags.
 //!   The index is a `hashbrown::HashTable` of bare locations (segment, offset) hashed by
-//!   the key they point at: about 14 bytes per entry.
+//!   the key they point at: about 20 bytes per entry.
 //! - Eviction is FIFO over segments with a second chance (CLOCK at segment granularity, as
 //!   in Segcache): when the shard's share of the bound is reached, its oldest segment is
 //!   retired: the live entries read since they were written and not expired move to its
@@ -38,8 +38,10 @@ use segment::{Header, COMPRESSED, MAX_KEY, MISSING};
 use shard::Shard;
 
 /// What the index costs per entry, counted in each entry's weight: an 8-byte location
-/// and a control byte in a table between 7/16 and 7/8 full (14 bytes at two thirds).
-pub const INDEX_SHARE: u64 = 16;
+/// and a control byte, in a table that grows to twice its size once half full with live
+/// entries and removed ones (hashbrown's policy; an evicting cache removes all the time),
+/// so at 36-72% load: 12-25 bytes, about 20 measured.
+pub const INDEX_SHARE: u64 = 20;
 
 /// Most shards (a power of two).
 const MAX_SHARDS: usize = 32;
@@ -50,9 +52,9 @@ const MIN_SHARD_BYTES: u64 = 8 << 20;
 const MAX_SEGMENT: u64 = 1 << 20;
 /// Smallest regular segment.
 const MIN_SEGMENT: u64 = 4 << 10;
-/// Regular segments per shard at least (when the bound allows): FIFO eviction frees one
-/// segment at a time, so this bounds the share evicted at once.
-const SEGMENTS_PER_SHARD: u64 = 8;
+/// Regular segments per shard at least (when the bound allows): FIFO eviction retires one
+/// segment at a time, so this bounds the share of a shard evicted at once.
+const SEGMENTS_PER_SHARD: u64 = 16;
 
 /// Why an entry left the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,9 @@ use hashbrown::HashTable;
 use super::segment::{Header, Segment, ACCESSED, COMPRESSED, DEAD, HEADER};
 use super::{weight, Cause, Ctx, Removed};
 
+/// Segments are sized in whole pages.
+const PAGE: usize = 4096;
+
 /// Where an entry is: segment id in the high 32 bits, offset in the low.
 pub type Loc = u64;
 
@@ -132,9 +135,11 @@ impl Shard {
         self.allocated + self.index.allocation_size() as u64
     }
 
-    /// A head segment with `len` bytes free: the current head, a new segment while the
-    /// bound allows one, else the oldest segment retired (see [`Shard::retire`]). Segments
-    /// are freed first while the shard is over its bound (its index grew).
+    /// A head segment with `len` bytes free: the current head; a new segment while the
+    /// bound allows one (a regular one, or what is left of the bound, so that no share of
+    /// it goes unused); else the oldest segment retired (see [`Shard::retire`]): compacted
+    /// in place when it can hold the entry, freed when not. Segments are freed first while
+    /// the shard is over its bound (its index grew).
     fn make_room(&mut self, ctx: &Ctx, len: usize) -> Option<usize> {
         while self.footprint() > ctx.capacity {
             let &oldest = self.order.front()?;
@@ -147,25 +152,34 @@ impl Shard {
                     return Some(head);
                 }
             }
-            if self.footprint() + want as u64 <= ctx.capacity {
-                let id = self.free_ids.pop().unwrap_or(self.segments.len());
-                if id == self.segments.len() {
-                    self.segments.push(None);
-                }
-                self.segments[id] = Some(Segment::new(want));
-                self.allocated += want as u64;
-                self.order.push_back(id);
+            let free = ctx.capacity.saturating_sub(self.footprint()) as usize;
+            let rest = free & !(PAGE - 1);
+            let size = if free >= want {
+                Some(want)
+            } else if rest >= len && rest >= ctx.segment_bytes / 4 {
+                Some(rest)
+            } else {
+                None
+            };
+            if let Some(size) = size {
+                self.add_segment(size);
                 continue;
             }
             let &oldest = self.order.front()?;
-            // Short of one regular segment only: the oldest is compacted in place and
-            // becomes the head. Short of more (a segment of its own for a large entry, or
-            // the index grew): the oldest is freed.
-            let reuse = want == ctx.segment_bytes
-                && self.segment(oldest).data.len() == want
-                && self.footprint() <= ctx.capacity;
+            let reuse = self.segment(oldest).data.len() >= len;
             self.retire(ctx, oldest, reuse);
         }
+    }
+
+    /// Allocates a segment of `size` bytes as the new head.
+    fn add_segment(&mut self, size: usize) {
+        let id = self.free_ids.pop().unwrap_or(self.segments.len());
+        if id == self.segments.len() {
+            self.segments.push(None);
+        }
+        self.segments[id] = Some(Segment::new(size));
+        self.allocated += size as u64;
+        self.order.push_back(id);
     }
 
     /// Retires segment `id` (the oldest). With `reuse`, its entries read since they were

@@ -113,6 +113,11 @@ fn stays_under_the_bound_and_evicts_for_size() {
     }
     let held = t.len();
     assert!(held > 5_000 && held < 100_000, "{held}");
+    // The bound is used, not only respected: the index's share is not rounded up to a
+    // whole segment, and entries take most of the rest.
+    assert!(t.footprint() > t.capacity() / 100 * 97, "{}", t.footprint());
+    let entries = (t.weighed_bytes() - held * INDEX_SHARE) as f64;
+    assert!(entries > t.capacity() as f64 * 0.8, "{entries}");
     assert_eq!(causes(&told, Cause::Size) as u64, 100_000 - held);
     // The newest entries are the ones held.
     assert!(get(&t, b"key:99999").is_some());
@@ -288,3 +293,4 @@ fn a_value_too_large_to_hold_removes_the_older_one() {
     assert_eq!(get(&t, b"k"), None, "the older value is not served");
     assert_eq!(causes(&told, Cause::Replaced), 1);
 }
+
