@@ -66,7 +66,7 @@ fn lookups(c: &mut Criterion) {
                 key: &keys[i].key,
             };
             l1.read(&key, |v, _| {
-                out.extend_from_slice(v.map_or(&b"$-1\r\n"[..], |b| &b[..]))
+                out.extend_from_slice(v.unwrap_or(b"$-1\r\n"))
             });
             if out.len() > 1 << 19 {
                 out.clear();

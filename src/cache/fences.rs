@@ -293,10 +293,7 @@ mod tests {
         assert!(hit(&l1, "{a}1") && hit(&l1, "b"));
         let a = redis_protocol::redis_keyslot(b"{a}1");
         l1.bump_slots([a], SlotCause::Moved);
-        assert!(
-            !hit(&l1, "{a}1"),
-            "its slot moved: not served"
-        );
+        assert!(!hit(&l1, "{a}1"), "its slot moved: not served");
         assert!(hit(&l1, "b"), "another slot's entry stays");
         // A fetch taken before a bump of its slot is refused; one after is served.
         let k = key(0, "{a}2");

@@ -260,7 +260,9 @@ impl L1 {
     /// Like [`L1::get`], with the key's namespace (see [`L1::read`]).
     pub fn get_in(&self, key: &KeyRef<'_>) -> Option<(Cached, usize)> {
         self.read(key, |value, namespace| {
-            let cached = value.map_or(Cached::Missing, |b| Cached::Value(Bytes::copy_from_slice(b)));
+            let cached = value.map_or(Cached::Missing, |b| {
+                Cached::Value(Bytes::copy_from_slice(b))
+            });
             (cached, namespace)
         })
     }
@@ -454,7 +456,8 @@ impl L1 {
             }
             return false;
         }
-        self.namespaces.held(ns, 1, weigh::weigh(put.key.len(), &value));
+        self.namespaces
+            .held(ns, 1, weigh::weigh(put.key.len(), &value));
         true
     }
 

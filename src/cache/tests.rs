@@ -494,7 +494,7 @@ fn writes_remove_entries_after_replacements_expiries_and_flushes() {
         for i in 0..2000 {
             install(&format!("k{i}"), format!("{round}").as_bytes(), None);
         }
-            for i in (0..2000).step_by(3) {
+        for i in (0..2000).step_by(3) {
             l1.invalidate(0, format!("k{i}").as_bytes());
             assert!(
                 !has(&format!("k{i}")),

@@ -35,17 +35,22 @@ impl Segments {
 }
 
 fn key_ref(key: &[u8]) -> KeyRef<'_> {
-    KeyRef { user: 0, db: 0, key }
+    KeyRef {
+        user: 0,
+        db: 0,
+        key,
+    }
 }
 
 impl Store for Segments {
     fn get(&self, key: &[u8]) -> Option<usize> {
         let hash = self.table.hash(0, key);
-        self.table.read(hash, &key_ref(key), |value, _| match value {
-            Value::Plain(v) => v.len(),
-            Value::Missing => 0,
-            Value::Compressed { len, .. } => len,
-        })
+        self.table
+            .read(hash, &key_ref(key), |value, _| match value {
+                Value::Plain(v) => v.len(),
+                Value::Missing => 0,
+                Value::Compressed { len, .. } => len,
+            })
     }
 
     fn insert(&self, key: &[u8], value: &[u8]) {

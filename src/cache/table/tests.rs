@@ -40,7 +40,11 @@ fn insert(t: &Table, key: &[u8], value: &[u8]) -> bool {
 }
 
 fn get(t: &Table, key: &[u8]) -> Option<Vec<u8>> {
-    let k = KeyRef { user: 0, db: 0, key };
+    let k = KeyRef {
+        user: 0,
+        db: 0,
+        key,
+    };
     t.read(t.hash(0, key), &k, |v, _| match v {
         Value::Plain(b) => b.to_vec(),
         Value::Missing => b"(nil)".to_vec(),
@@ -214,7 +218,11 @@ fn a_replaced_entry_is_told_replaced_and_its_bytes_come_back() {
     assert_eq!(t.len(), 1);
     assert_eq!(get(&t, b"k").map(|v| v.len()), Some(1000));
     assert_eq!(causes(&told, Cause::Replaced), 9_999);
-    assert_eq!(causes(&told, Cause::Size), 0, "only dead bytes were reclaimed");
+    assert_eq!(
+        causes(&told, Cause::Size),
+        0,
+        "only dead bytes were reclaimed"
+    );
     assert_eq!(t.weighed_bytes(), weight_of(1, 1000));
 }
 
@@ -235,7 +243,10 @@ fn an_entry_larger_than_a_segment_gets_its_own() {
         assert!(t.footprint() <= t.capacity());
     }
     assert_eq!(get(&t, b"big"), None);
-    assert!(told.lock().iter().any(|(k, c)| k == b"big" && *c == Cause::Size));
+    assert!(told
+        .lock()
+        .iter()
+        .any(|(k, c)| k == b"big" && *c == Cause::Size));
     // Larger than half the bound: refused.
     assert!(!insert(&t, b"huge", &vec![0u8; 5 << 20]));
 }
@@ -293,4 +304,3 @@ fn a_value_too_large_to_hold_removes_the_older_one() {
     assert_eq!(get(&t, b"k"), None, "the older value is not served");
     assert_eq!(causes(&told, Cause::Replaced), 1);
 }
-
