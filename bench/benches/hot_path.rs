@@ -65,9 +65,7 @@ fn lookups(c: &mut Criterion) {
                 db: 0,
                 key: &keys[i].key,
             };
-            l1.read(&key, |v, _| {
-                out.extend_from_slice(v.unwrap_or(b"$-1\r\n"))
-            });
+            l1.read(&key, |v, _| out.extend_from_slice(v.unwrap_or(b"$-1\r\n")));
             if out.len() > 1 << 19 {
                 out.clear();
             }
