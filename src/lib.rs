@@ -4,7 +4,7 @@
 //!  client ──RESP2/3──► app::server (accept, --max-clients, SIGTERM drain)
 //!                        └─► connection task (per client: read → parse batch → dispatch → one flush;
 //!                              past 32 MiB of owed replies: write them before dispatching more)
-//!                              ├─ GET hit ─► cache: per-thread front ─► moka L1 ─► reply (no request built)
+//!                              ├─ GET hit ─► cache: L1 table (shard lock, value copied out) ─► reply (no request built)
 //!                              ├─ command::classify ─► Get/Mget miss ─► fill (coalesce) ─► upstream
 //!                              ├─ Forward(invalidation) ─► evict before sending and when the reply arrives
 //!                              ├─ Local (SELECT, AUTH, HELLO, INFO, CLIENT SETNAME/GETNAME/ID, SCRIPT|FUNCTION KILL,
@@ -36,8 +36,8 @@
 //!   and their `-ERR` replies.
 //! - [`logging`], [`metrics`]: the `tracing` subscriber; the counters and histograms every
 //!   layer keeps.
-//! - [`cache`]: L1 (moka, weighed by real memory cost), generations for the fetch/invalidate
-//!   race, the per-thread front, coalescing of concurrent misses, filling L1 from fetches.
+//! - [`cache`]: L1 (its own segment store, bounded by the bytes it allocates), generations
+//!   for the fetch/invalidate race, coalescing of concurrent misses, filling L1 from fetches.
 //! - [`command`], [`acl`]: the command table and classification; which identity may be
 //!   answered from L1 by which command.
 //! - [`upstream`]: pooled pipelined connections to Redis, health, reconnects, the router

@@ -47,8 +47,8 @@ pub struct ClusterFigures {
 }
 
 impl Figures {
-    /// The figures of `services` now. Reading L1's runs moka's pending maintenance: call it
-    /// off the async threads where it may be slow (`/metrics` does).
+    /// The figures of `services` now. Reading L1's locks each of its shards in turn: call
+    /// it off the async threads where it may wait (`/metrics` does).
     pub fn take(services: &Services) -> Figures {
         Figures {
             stats: services.stats.figures(),

@@ -192,7 +192,7 @@ async fn respond(
     }
     match req.uri().path() {
         "/metrics" => {
-            // Reading L1's figures runs moka's pending maintenance: off the async threads.
+            // Reading L1's figures locks each of its shards in turn: off the async threads.
             let body = tokio::task::spawn_blocking(move || exporter.render())
                 .await
                 .unwrap_or_default();

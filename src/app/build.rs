@@ -46,7 +46,6 @@ pub fn services(
             ttl: config.l1_ttl,
             compress_min_bytes: config.l1_compress_min_bytes,
             cache_nil: config.l1_cache_nil,
-            threads: config.threads,
         },
         &config.namespaces,
     ));

@@ -131,7 +131,6 @@ mod tests {
             ttl: Duration::from_secs(1),
             compress_min_bytes: 1024,
             cache_nil: true,
-            threads: 1,
         });
         (
             l1,

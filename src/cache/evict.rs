@@ -1,20 +1,16 @@
 //! Removing entries: a key before a write and after its reply, a key changed elsewhere, a
 //! user's or a database's entries, everything (the keys a pattern matches: see `patterns`). Every removal
 //! bumps the generations it concerns under their stripe locks, so a fetch that started
-//! before it cannot install its result afterwards and front slots filled before it are left
-//! invalid.
+//! before it cannot install its result afterwards.
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use moka::sync::Cache;
-
-use super::{KeyRef, Reason, L1};
+use super::{KeyRef, Reason, Table, L1};
 
 impl L1 {
     /// Evicts one key for every user, before a write is sent. Removal and generation bump
     /// happen under the key's stripe lock, which fills take too: a fetch that started before
-    /// this cannot install its result afterwards, and a front slot filled from the removed
-    /// entry is left invalid. Returns what [`L1::invalidate_after`] needs when the write's
+    /// this cannot install its result afterwards. Returns what [`L1::invalidate_after`] needs when the write's
     /// reply arrives.
     pub fn invalidate(&self, db: u32, key: &[u8]) -> u64 {
         self.evict(db, key, None, Reason::Written)
@@ -61,7 +57,7 @@ impl L1 {
             };
             let store = self.store_of(key);
             self.users.each(|user| {
-                if store.remove(&KeyRef { user, db, key }).is_some() {
+                if store.remove(hash, &KeyRef { user, db, key }) {
                     counter.fetch_add(1, Relaxed);
                 }
             });
@@ -77,7 +73,7 @@ impl L1 {
         let _all = self.generations.lock_all();
         self.users.remove(user);
         for store in &self.stores {
-            let _ = store.invalidate_entries_if(move |k, _| k.user == user);
+            store.remove_if(|u, _, _| u == user);
         }
     }
 
@@ -85,7 +81,7 @@ impl L1 {
     pub fn flush_db(&self, db: u32) {
         let _all = self.generations.lock_all();
         for store in &self.stores {
-            let _ = store.invalidate_entries_if(move |k, _| k.db == db);
+            store.remove_if(|_, d, _| d == db);
         }
         self.generations.bump_db(db);
     }
@@ -93,7 +89,7 @@ impl L1 {
     /// Evicts everything.
     pub fn flush_all(&self) {
         let _all = self.generations.lock_all();
-        self.stores.iter().for_each(Cache::invalidate_all);
+        self.stores.iter().for_each(Table::clear);
         self.generations.bump_all();
     }
 }

@@ -6,7 +6,7 @@ use super::{Evictions, Fenced, L1};
 /// L1's figures at one moment.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct L1Figures {
-    /// Entries held (as moka counts).
+    /// Entries held.
     pub entries: u64,
     /// Weighted bytes held.
     pub used_bytes: u64,
@@ -27,14 +27,13 @@ pub struct L1Figures {
 }
 
 impl L1 {
-    /// The figures now (after moka applied what is pending, so that they are current).
+    /// The figures now.
     pub fn figures(&self) -> L1Figures {
-        self.run_pending_tasks();
         let (l2_hits, l2_misses) = self.l2_counts();
         let namespaces = self.namespaces();
         L1Figures {
-            entries: self.stores.iter().map(|s| s.entry_count()).sum(),
-            used_bytes: self.stores.iter().map(|s| s.weighted_size()).sum(),
+            entries: self.entry_count(),
+            used_bytes: self.used_bytes(),
             max_bytes: self.max_bytes(),
             compressed_entries: self.compressed_entries(),
             evictions: self.evictions_by_reason(),

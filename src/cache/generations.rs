@@ -28,12 +28,6 @@ pub struct Generation {
 }
 
 impl Generation {
-    /// The three counters folded into one: they only grow, so two stamps of one key are
-    /// equal exactly when no invalidation happened between them.
-    pub(super) fn stamp(&self) -> u64 {
-        self.bucket.wrapping_add(self.db).wrapping_add(self.all)
-    }
-
     /// Whether no invalidation counter moved between `self` and `now` (the slot epoch is
     /// checked by the fence).
     pub(super) fn unchanged(&self, now: &Generation) -> bool {

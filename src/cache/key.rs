@@ -1,4 +1,4 @@
-//! What identifies an L1 entry: the owned key moka stores and the borrowed form a lookup
+//! What identifies an L1 entry: the owned key a fill carries and the borrowed form a lookup
 //! builds straight from a client's input buffer.
 
 use bytes::Bytes;

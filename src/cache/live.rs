@@ -1,11 +1,11 @@
 //! How many L1 entries each slice of the key space holds right now: a write to a key whose
-//! slice holds none skips moka's removal (a probe into its hash table that misses the CPU
+//! slice holds none skips the table's removal (a lock and a probe into its index that misses the CPU
 //! cache), the common case for keys that are written but not read (counters, locks,
 //! sessions).
 //!
 //! Counts are exact or too high, never too low: an entry is counted before it is inserted
 //! (under the key's stripe lock, which evictions take too) and uncounted by the eviction
-//! listener once moka has removed it, whatever the cause (replaced, evicted, expired,
+//! listener once the table has removed it, whatever the cause (replaced, evicted, expired,
 //! invalidated, flushed).
 
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};

@@ -1,13 +1,14 @@
-//! L1: a byte-bounded moka cache of GET replies keyed by (user, db, key), with per-entry
+//! L1: a byte-bounded store of GET replies keyed by (user, db, key), with per-entry
 //! lifetimes capped by the key's upstream TTL, zstd for large values, and generations that
 //! keep a fetch which raced with an invalidation from installing its stale result.
 //!
 //! - `generations`: the invalidation counters and the locks that order fills against them.
 //! - [`fences`]: slot and connection epochs that end many entries at once (a Redis Cluster
 //!   slot that moved, a node lost or silent, an upstream connection closed).
-//! - `store`: entries, exact-size copies, compression.
+//! - [`table`]: the store itself: segments of entries, an index, FIFO eviction with a
+//!   second chance, expiry checked on every read.
+//! - `store`: values as they are accepted and compressed before they enter the table.
 //! - `weigh`: what an entry really costs, for the byte bound.
-//! - `front`: the per-thread array in front of moka for small values, inside the bound.
 //! - `key`: what identifies an entry, owned and borrowed.
 //! - `users`: the user ids an invalidation covers.
 //! - [`coalesce`]: concurrent misses of one key share one fetch.
@@ -15,7 +16,7 @@
 //! - `patterns`: pattern invalidations, registered at once and scanned off the serving
 //!   thread; hits on the keys they match are refused meanwhile.
 //! - [`namespaces`]: which namespace a key is in, its policy and its figures. A namespace
-//!   with its own `max_bytes` has its own moka store, so its entries and the others' cannot
+//!   with its own `max_bytes` has its own table, so its entries and the others' cannot
 //!   evict each other; every other key is in the shared store.
 //! - `covered`: the keys L1 may hold at all (under a `--tracking bcast` prefix).
 //!
@@ -23,13 +24,11 @@
 //! ([`L1::invalidate_patterns`], `NEARCACHE INVALIDATE`), by database or all at once.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use moka::notification::RemovalCause;
-use moka::sync::Cache;
 
 use crate::config::NamespaceConfig;
 use crate::protocol::write_bulk;
@@ -40,7 +39,6 @@ mod evict;
 pub mod fences;
 mod figures;
 mod fill;
-mod front;
 mod generations;
 mod hasher;
 mod key;
@@ -48,6 +46,7 @@ mod live;
 pub mod namespaces;
 mod patterns;
 mod store;
+pub mod table;
 mod users;
 mod weigh;
 
@@ -59,14 +58,14 @@ pub use key::{CacheKey, KeyRef};
 pub use weigh::ENTRY_OVERHEAD;
 
 use fences::SlotEpochs;
-use front::Found;
 use generations::Generations;
 pub use hasher::KeyHasher;
 use live::Live;
 pub use namespaces::{Namespaces, Policy};
 use patterns::Pending;
 pub use patterns::{Invalidation, MAX_PENDING};
-use store::{decompress, Encoder, Entry, Install, Lifetime, Prepared, Stored};
+use store::{decompress, Encoder, Install, Prepared, Stored};
+use table::{Cause, Put, Removed, Table, Value};
 use users::Users;
 
 /// Entries (key and value together) larger than this are served but not cached:
@@ -87,8 +86,8 @@ pub enum Cached {
 /// Options of the L1.
 #[derive(Debug, Clone, Copy)]
 pub struct L1Options {
-    /// Bound on the memory L1 holds: entries as weighed (see [`ENTRY_OVERHEAD`]) plus the
-    /// worst case of the worker threads' fronts.
+    /// Bound on the memory L1 holds: the tables' segments and indexes (entries weigh what
+    /// they take there, see [`ENTRY_OVERHEAD`]).
     pub max_bytes: u64,
     /// Longest lifetime of an entry; zero disables the L1.
     pub ttl: Duration,
@@ -96,16 +95,12 @@ pub struct L1Options {
     pub compress_min_bytes: usize,
     /// Cache keys that do not exist upstream.
     pub cache_nil: bool,
-    /// Worker threads that read L1 (each has a front).
-    pub threads: usize,
 }
 
 /// The in-process cache.
 pub struct L1 {
-    /// Distinguishes this L1's slots in the per-thread front.
-    id: u32,
-    /// The shared store, then one per namespace with its own `max_bytes`.
-    stores: Vec<Cache<CacheKey, Entry, KeyHasher>>,
+    /// The shared table, then one per namespace with its own `max_bytes`.
+    stores: Vec<Table>,
     namespaces: Arc<Namespaces>,
     hasher: KeyHasher,
     generations: Generations,
@@ -132,11 +127,11 @@ pub struct L1 {
 
 #[derive(Default)]
 struct L1Counters {
-    /// Removed by moka to stay under the bound.
+    /// Removed by the table to stay under the bound.
     evictions: AtomicU64,
-    /// Removed by moka because their time was up.
+    /// Removed by the table because their time was up.
     expired: AtomicU64,
-    /// Removed on request (writes, invalidations, flushes), as moka reports them.
+    /// Removed on request (writes, invalidations, flushes), as the table reports them.
     explicit: AtomicU64,
     /// Removed because a write went through this sidecar.
     written: AtomicU64,
@@ -178,12 +173,11 @@ impl L1 {
         L1::with_namespaces(options, &[])
     }
 
-    /// Builds an empty L1 for `namespaces`: the fronts' share and the namespaces' own
-    /// shares are left out of the shared store's capacity.
+    /// Builds an empty L1 for `namespaces`: the namespaces' own shares are left out of the
+    /// shared table's capacity.
     pub fn with_namespaces(options: L1Options, namespaces: &[NamespaceConfig]) -> L1 {
         let counters = Arc::new(L1Counters::default());
         let hasher = KeyHasher::new();
-        let fronts = front::size(options.max_bytes, options.threads);
         let live = Arc::new(Live::new());
         let namespaces = Arc::new(Namespaces::new(
             namespaces,
@@ -196,38 +190,28 @@ impl L1 {
             },
         ));
         let shares = namespaces.shares();
-        let shared = options
-            .max_bytes
-            .saturating_sub(shares.iter().sum())
-            .saturating_sub(fronts);
+        let shared = options.max_bytes.saturating_sub(shares.iter().sum());
         let store = |capacity: u64| {
-            let (counters, live, keys) = (counters.clone(), live.clone(), hasher.clone());
+            let (counters, live) = (counters.clone(), live.clone());
             let namespaces = namespaces.clone();
-            Cache::builder()
-                .max_capacity(capacity)
-                .weigher(weigh::weigh)
-                .expire_after(Lifetime)
-                .support_invalidation_closures()
-                .eviction_listener(move |k: Arc<CacheKey>, e: Entry, cause| {
-                    live.left(keys.hash_one((k.db, &k.key[..])));
-                    namespaces.held(namespaces.of(&k.key), -1, weigh::weigh(&k, &e));
-                    if matches!(e.stored, Stored::Compressed { .. }) {
-                        counters.compressed.fetch_sub(1, Relaxed);
-                    }
-                    let counter = match cause {
-                        RemovalCause::Size => &counters.evictions,
-                        RemovalCause::Expired => &counters.expired,
-                        RemovalCause::Explicit => &counters.explicit,
-                        RemovalCause::Replaced => return,
-                    };
-                    counter.fetch_add(1, Relaxed);
-                })
-                .build_with_hasher(hasher.clone())
+            Table::new(capacity, hasher.clone(), move |r: &Removed<'_>| {
+                live.left(r.hash);
+                let weight = u32::try_from(r.weight).unwrap_or(u32::MAX);
+                namespaces.held(namespaces.of(r.key), -1, weight);
+                if r.compressed {
+                    counters.compressed.fetch_sub(1, Relaxed);
+                }
+                let counter = match r.cause {
+                    Cause::Size => &counters.evictions,
+                    Cause::Expired => &counters.expired,
+                    Cause::Explicit => &counters.explicit,
+                    Cause::Replaced => return,
+                };
+                counter.fetch_add(1, Relaxed);
+            })
         };
         let stores = std::iter::once(shared).chain(shares).map(store).collect();
-        static IDS: AtomicU32 = AtomicU32::new(1);
         L1 {
-            id: IDS.fetch_add(1, Relaxed),
             stores,
             namespaces,
             hasher,
@@ -251,9 +235,9 @@ impl L1 {
         &self.namespaces
     }
 
-    /// The store that holds `key`'s entries.
+    /// The table that holds `key`'s entries.
     #[inline]
-    fn store_of(&self, key: &[u8]) -> &Cache<CacheKey, Entry, KeyHasher> {
+    fn store_of(&self, key: &[u8]) -> &Table {
         match self.stores.len() {
             1 => &self.stores[0],
             _ => &self.stores[self.namespaces.store(self.namespaces.of(key))],
@@ -273,8 +257,8 @@ impl L1 {
         !self.options.ttl.is_zero()
     }
 
-    /// Looks a key up. Expired entries are never returned (the front checks each slot's
-    /// expiry; moka checks each entry's expiry against the exact clock on every read).
+    /// Looks a key up. Expired entries are never returned (the table checks each entry's
+    /// expiry against the clock on every read).
     pub fn get(&self, key: &KeyRef<'_>) -> Option<Cached> {
         self.get_in(key).map(|(cached, _)| cached)
     }
@@ -282,56 +266,49 @@ impl L1 {
     /// Like [`L1::get`], with the key's namespace (see [`L1::read`]).
     pub fn get_in(&self, key: &KeyRef<'_>) -> Option<(Cached, usize)> {
         self.read(key, |value, namespace| {
-            let cached = value.map_or(Cached::Missing, |b| Cached::Value(b.clone()));
+            let cached = value.map_or(Cached::Missing, |b| {
+                Cached::Value(Bytes::copy_from_slice(b))
+            });
             (cached, namespace)
         })
     }
 
-    /// Like [`L1::get`], but lends the value to `read` instead of returning it: a hit in the
-    /// thread's front then copies the reply without touching any shared reference count.
+    /// Like [`L1::get`], but lends the value to `read` instead of returning it: `read` runs
+    /// inside the lock of the entry's shard and copies the reply out (no allocation, no
+    /// reference count; a compressed value is copied out and decompressed after the lock).
     /// `read` gets the encoded bulk reply, or `None` for a key cached as missing, and the
-    /// key's namespace (see [`Namespaces::of`]; remembered in the front, so a front hit
-    /// does not match it again). A key that a pending pattern invalidation matches is not
-    /// answered (one atomic load when none is pending).
+    /// key's namespace (see [`Namespaces::of`]). A key that a pending pattern invalidation
+    /// matches is not answered (one atomic load when none is pending), nor is an entry
+    /// whose fence no longer holds.
     #[inline]
     pub fn read<R>(
         &self,
         key: &KeyRef<'_>,
-        read: impl FnOnce(Option<&Bytes>, usize) -> R,
+        read: impl FnOnce(Option<&[u8]>, usize) -> R,
     ) -> Option<R> {
         if self.pending.any() && self.pending.covers(key.key) {
             return None;
         }
         let hash = self.key_hash(key.db, key.key);
-        let taken = self.generations.at(hash, key.db).stamp();
-        let mut read = Some(read);
-        let lend = |v: Option<&Bytes>, ns| (read.take().expect("called once"))(v, ns);
-        let holds = |fence: &Fence| self.slots.holds(fence);
-        if let Some(r) = front::read(self.id, hash, key, taken, holds, lend) {
-            return Some(r);
-        }
-        let read = read.expect("front did not call it");
         let ns = self.namespaces.of(key.key);
-        let entry = self.stores[self.namespaces.store(ns)].get(key)?;
-        if !self.slots.holds(&entry.fence) {
-            return None;
-        }
-        let found = Found {
-            stamp: taken,
-            expires_at: entry.expires_at,
-            namespace: ns,
-            fence: entry.fence,
-        };
-        match entry.stored {
-            Stored::Plain(b) => {
-                front::put(self.id, hash, key, Some(&b), found);
-                Some(read(Some(&b), ns))
+        let mut read = Some(read);
+        let found = self.stores[self.namespaces.store(ns)].read(hash, key, |value, fence| {
+            if !self.slots.holds(&fence) {
+                return None;
             }
-            Stored::Missing => {
-                front::put(self.id, hash, key, None, found);
-                Some(read(None, ns))
+            let mut lend = |v| (read.take().expect("called once"))(v, ns);
+            Some(match value {
+                Value::Plain(bulk) => Ok(lend(Some(bulk))),
+                Value::Missing => Ok(lend(None)),
+                Value::Compressed { data, len } => Err((data.to_vec(), len)),
+            })
+        })??;
+        match found {
+            Ok(r) => Some(r),
+            Err((data, len)) => {
+                let plain = decompress(&data, len)?;
+                Some((read.take().expect("not called yet"))(Some(&plain), ns))
             }
-            Stored::Compressed { data, len } => Some(read(Some(&decompress(&data, len)?), ns)),
         }
     }
 
@@ -462,34 +439,42 @@ impl L1 {
         if compressed {
             self.counters.compressed.fetch_add(1, Relaxed);
         }
-        let entry = Entry {
-            stored,
+        let value = match &stored {
+            Stored::Plain(bulk) => Value::Plain(bulk),
+            Stored::Compressed { data, len } => Value::Compressed { data, len: *len },
+            Stored::Missing => Value::Missing,
+        };
+        let put = Put {
+            user: key.user,
+            db: key.db,
+            key: &key.key,
+            value,
             expires_at: install.expires_at,
             fence: install.fence,
         };
         self.live.entered(hash);
         let ns = self.namespaces.of(&key.key);
-        self.namespaces.held(ns, 1, weigh::weigh(&key, &entry));
-        self.stores[self.namespaces.store(ns)].insert(key, entry);
+        if !self.stores[self.namespaces.store(ns)].insert(hash, &put) {
+            // Too large for its table: nothing entered, nothing will leave.
+            self.live.left(hash);
+            if compressed {
+                self.counters.compressed.fetch_sub(1, Relaxed);
+            }
+            return false;
+        }
+        self.namespaces
+            .held(ns, 1, weigh::weigh(put.key.len(), &value));
         true
     }
 
-    /// Entries held (approximate, as moka counts).
+    /// Entries held (expired ones not yet found included).
     pub fn entry_count(&self) -> u64 {
-        self.run_pending_tasks();
-        self.stores.iter().map(Cache::entry_count).sum()
+        self.stores.iter().map(Table::len).sum()
     }
 
-    /// Weighted bytes held by moka (the fronts' reserve not included).
+    /// Bytes the entries held weigh (see [`ENTRY_OVERHEAD`]).
     pub fn used_bytes(&self) -> u64 {
-        self.run_pending_tasks();
-        self.stores.iter().map(Cache::weighted_size).sum()
-    }
-
-    /// Has moka apply what is pending (evictions, expiries, removals) in every store, so
-    /// that the figures are current.
-    pub fn run_pending_tasks(&self) {
-        self.stores.iter().for_each(Cache::run_pending_tasks);
+        self.stores.iter().map(Table::weighed_bytes).sum()
     }
 
     /// Configured bound.
@@ -502,10 +487,9 @@ impl L1 {
         self.counters.evictions.load(Relaxed)
     }
 
-    /// Entries removed, by why. Flushes are what moka removed on request beyond the keys
-    /// evicted one by one (an entry flushed is reported by moka only).
+    /// Entries removed, by why. Flushes are what the tables removed on request beyond the
+    /// keys evicted one by one (an entry flushed is reported by its table only).
     pub fn evictions_by_reason(&self) -> Evictions {
-        self.run_pending_tasks();
         let c = &self.counters;
         let (written, invalidated) = (c.written.load(Relaxed), c.invalidated.load(Relaxed));
         Evictions {

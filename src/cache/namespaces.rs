@@ -106,7 +106,7 @@ pub struct Namespaces {
     patterns: Vec<Pattern>,
     /// By index; the default namespace's is the global policy.
     policies: Vec<Policy>,
-    /// By index: which of L1's moka stores holds its entries (0: the shared one).
+    /// By index: which of L1's tables holds its entries (0: the shared one).
     stores: Vec<usize>,
     /// For each first byte of a key, the patterns that may match it, in configured order.
     /// Empty when no namespace is configured.
@@ -239,7 +239,7 @@ impl Namespaces {
         &self.policies[i]
     }
 
-    /// The moka store of namespace `i` (0: the shared one).
+    /// The table of namespace `i` (0: the shared one).
     #[inline]
     pub(super) fn store(&self, i: usize) -> usize {
         self.stores[i]

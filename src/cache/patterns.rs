@@ -5,7 +5,9 @@
 //! epoch of everything is bumped, so from then on no fetch that started before can install
 //! its result and no hit is served for a key a pending pattern matches ([`L1::read`] refuses
 //! it: one atomic load while nothing is pending). A scan then removes the matching entries
-//! on a blocking thread (`spawn_blocking`): one pass over every store for all the
+//! on a blocking thread (`spawn_blocking`): one pass over every table, a segment at a time
+//! (the keys a segment holds are matched under its shard's lock, then removed one by one
+//! under their stripe locks), for all the
 //! invalidations registered by the time it starts, each key tried only against the patterns
 //! whose literal head starts with the key's first byte (and those without a head). An
 //! invalidation leaves the pending set, and learns how many entries it evicted, when the
@@ -22,10 +24,9 @@ use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 
-use moka::sync::Cache;
 use tokio::sync::oneshot;
 
-use super::L1;
+use super::{CacheKey, L1};
 use crate::glob::Pattern;
 
 /// Most patterns pending at once (registered, their scan not done); an invalidation that
@@ -167,7 +168,7 @@ impl L1 {
     /// Registers an invalidation (O(patterns)); `claimed` keeps it from the background
     /// scan (its caller scans it). The job is `None` when there is nothing to scan: no
     /// patterns, or L1 was flushed because the pending set would grow past [`MAX_PENDING`]
-    /// (the invalidation is then ready with the entries L1 held, as moka counted them).
+    /// (the invalidation is then ready with the entries L1 held).
     pub(super) fn register(
         &self,
         patterns: Vec<Pattern>,
@@ -188,7 +189,7 @@ impl L1 {
             let mut jobs = self.pending.jobs.write();
             if self.pending.patterns.load(SeqCst) + n > MAX_PENDING {
                 drop(jobs);
-                let held = self.stores.iter().map(Cache::entry_count).sum();
+                let held = self.entry_count();
                 tracing::warn!(
                     "more than {MAX_PENDING} invalidation patterns pending: L1 flushed instead"
                 );
@@ -243,34 +244,47 @@ impl L1 {
     }
 
     /// One pass over L1: removes every entry a pattern of `batch` matches (under its
-    /// stripe lock, bumping its bucket, as a write's eviction does, so a front slot filled
-    /// from it is left invalid) and counts it for each job that matched it.
+    /// stripe lock, bumping its bucket, as a write's eviction does) and counts it for each
+    /// job that matched it.
     fn scan(&self, batch: &[Arc<Job>]) {
         let index = Index::new(batch);
         let mut matched = Vec::new();
-        let entries = self
-            .stores
-            .iter()
-            .flat_map(|store| store.iter().map(move |e| (store, e)));
+        let mut found: Vec<(CacheKey, Vec<usize>)> = Vec::new();
+        let mut visited = 0;
         let mut slice_started = std::time::Instant::now();
-        for (n, (store, (key, _))) in entries.enumerate() {
-            if n % SLICE == SLICE - 1 {
-                std::thread::sleep(slice_started.elapsed() * REST_FACTOR);
-                slice_started = std::time::Instant::now();
-            }
-            index.matching(&key.key, &mut matched);
-            if matched.is_empty() {
-                continue;
-            }
-            let hash = self.key_hash(key.db, &key.key);
-            let _key = self.generations.lock(hash);
-            if store.remove(&*key).is_some() {
-                self.counters.invalidated.fetch_add(1, Relaxed);
-                for &j in &matched {
-                    batch[j].evicted.fetch_add(1, SeqCst);
+        for store in &self.stores {
+            for shard in 0..store.shards() {
+                for segment in store.segments(shard) {
+                    store.keys_in(shard, segment, |key| {
+                        visited += 1;
+                        index.matching(key.key, &mut matched);
+                        if !matched.is_empty() {
+                            let key = CacheKey {
+                                user: key.user,
+                                db: key.db,
+                                key: bytes::Bytes::copy_from_slice(key.key),
+                            };
+                            found.push((key, matched.clone()));
+                        }
+                    });
+                    for (key, jobs) in found.drain(..) {
+                        let hash = self.key_hash(key.db, &key.key);
+                        let _key = self.generations.lock(hash);
+                        if store.remove(hash, &key.as_key_ref()) {
+                            self.counters.invalidated.fetch_add(1, Relaxed);
+                            for j in jobs {
+                                batch[j].evicted.fetch_add(1, SeqCst);
+                            }
+                        }
+                        self.generations.bump_key(hash);
+                    }
+                    if visited >= SLICE {
+                        std::thread::sleep(slice_started.elapsed() * REST_FACTOR);
+                        slice_started = std::time::Instant::now();
+                        visited = 0;
+                    }
                 }
             }
-            self.generations.bump_key(hash);
         }
     }
 

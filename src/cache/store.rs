@@ -1,12 +1,12 @@
-//! How L1 stores a value: entries with their expiry, exact-size copies, and zstd for large
-//! values (done by [`Install`]; off the upstream reader, by the [`Encoder`] thread, when the
-//! fill runs there).
+//! What L1 does with a value before its table takes it: an exact-size copy when accepted,
+//! zstd for large values (done by [`Install`]; off the upstream reader, by the [`Encoder`]
+//! thread, when the fill runs there).
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -15,41 +15,11 @@ use super::{CacheKey, Cached, Fence, Generation};
 /// zstd level for large values: fast, still a good ratio on text.
 const ZSTD_LEVEL: i32 = 1;
 
-/// A value as moka holds it.
-#[derive(Clone)]
+/// A value as it goes into the table (which copies it into a segment).
 pub(super) enum Stored {
     Plain(Bytes),
-    Compressed { data: Bytes, len: usize },
+    Compressed { data: Vec<u8>, len: usize },
     Missing,
-}
-
-/// One moka entry.
-#[derive(Clone)]
-pub(super) struct Entry {
-    pub(super) stored: Stored,
-    pub(super) expires_at: Instant,
-    /// The slot and connection epochs it was filled under (see `fences`).
-    pub(super) fence: Fence,
-}
-
-/// Each entry lives until its own `expires_at`.
-pub(super) struct Lifetime;
-
-impl moka::Expiry<CacheKey, Entry> for Lifetime {
-    fn expire_after_create(&self, _: &CacheKey, e: &Entry, _: Instant) -> Option<Duration> {
-        Some(e.expires_at.saturating_duration_since(Instant::now()))
-    }
-
-    /// A replaced entry takes the new value's lifetime (moka's default keeps the old one).
-    fn expire_after_update(
-        &self,
-        _: &CacheKey,
-        e: &Entry,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(e.expires_at.saturating_duration_since(Instant::now()))
-    }
 }
 
 /// A fetched value accepted for L1 (enabled, not expired, not too large; key copied) that
@@ -107,13 +77,13 @@ impl Prepared {
         (compressed.len() < plain.len() - plain.len() / 8).then_some(compressed)
     }
 
-    /// The stored form, given what [`Prepared::compress`] returned: compressed bytes are
-    /// copied to an exact-size allocation of the calling thread (see [`Encoder`]).
+    /// The stored form, given what [`Prepared::compress`] returned (the table copies it
+    /// into a segment on the installing thread, see [`Encoder`]).
     pub(super) fn store(self, compressed: Option<Vec<u8>>) -> Stored {
         match (self, compressed) {
             (Prepared::Missing, _) => Stored::Missing,
             (Prepared::Compress(plain), Some(data)) => Stored::Compressed {
-                data: Bytes::copy_from_slice(&data),
+                data,
                 len: plain.len(),
             },
             (Prepared::Plain(plain) | Prepared::Compress(plain), _) => Stored::Plain(plain),
@@ -129,7 +99,7 @@ pub(super) fn decompress(data: &[u8], len: usize) -> Option<Bytes> {
 /// Values to encode and install, handed from the upstream reader to one encoder thread.
 ///
 /// The encoder only compresses: what L1 keeps is allocated by the runtime's worker threads
-/// (the value copied when accepted, the compressed bytes copied when installed, see
+/// (the value copied when accepted, the table's segments when an install needs one, see
 /// [`super::L1::insert_later`]). Memory allocated by another thread sits in that thread's
 /// allocator arena, which cannot reuse what evicted entries freed in the workers' arena:
 /// with the blocking pool compressing and storing, 8 KiB values after a flush of small ones

@@ -1,16 +1,33 @@
-//! L1 unit tests: generations, flushes, expiry, compression and the per-thread front.
+//! L1 unit tests: generations, flushes, expiry, compression, namespaces' tables.
 use super::*;
 use crate::glob::Pattern;
 
-/// A 1 MiB L1 (also for the sibling modules' tests).
-pub(super) fn l1() -> L1 {
-    L1::new(L1Options {
+/// The options of a 1 MiB L1.
+fn options() -> L1Options {
+    L1Options {
         max_bytes: 1 << 20,
         ttl: Duration::from_secs(60),
         compress_min_bytes: 256,
         cache_nil: true,
-        threads: 1,
-    })
+    }
+}
+
+/// A 1 MiB L1 (also for the sibling modules' tests).
+pub(super) fn l1() -> L1 {
+    L1::new(options())
+}
+
+/// A namespace of `pattern` with no policy of its own.
+fn namespace(pattern: &str) -> crate::config::NamespaceConfig {
+    crate::config::NamespaceConfig {
+        name: pattern.to_owned(),
+        pattern: pattern.to_owned(),
+        cache: true,
+        l1_ttl: None,
+        cache_nil: None,
+        compress_min_bytes: None,
+        max_bytes: None,
+    }
 }
 
 /// The key `k` of user 0 in database `db`.
@@ -88,7 +105,7 @@ fn large_values_round_trip_compressed() {
 }
 
 #[test]
-fn front_hits_end_with_invalidation_flush_and_expiry() {
+fn hits_end_with_invalidation_flush_and_expiry() {
     let l1 = l1();
     let put = |k: &CacheKey, ms: u64| {
         let g = l1.generation(k);
@@ -117,7 +134,7 @@ fn front_hits_end_with_invalidation_flush_and_expiry() {
 }
 
 #[test]
-fn front_slots_belong_to_one_l1() {
+fn entries_belong_to_one_l1() {
     let (one, two) = (l1(), l1());
     let a = key(0, "a");
     assert!(one.insert_if_current(a.clone(), one.generation(&a), Cached::Missing, None));
@@ -132,7 +149,6 @@ fn zero_ttl_disables_the_cache() {
         ttl: Duration::ZERO,
         compress_min_bytes: 256,
         cache_nil: true,
-        threads: 1,
     });
     let g = l1.generation(&key(0, "a"));
     assert!(!l1.insert_if_current(key(0, "a"), g, Cached::Missing, None));
@@ -176,7 +192,6 @@ fn values_over_the_entry_limit_are_not_cached() {
         ttl: Duration::from_secs(60),
         compress_min_bytes: 4096,
         cache_nil: true,
-        threads: 1,
     });
     let big = key(0, "big");
     let value = bulk(&vec![b'x'; super::MAX_ENTRY_BYTES + 1]);
@@ -250,28 +265,26 @@ fn stored_values_and_keys_are_copies_not_slices_of_the_read_buffer() {
     };
     let range = buffer.as_ptr_range();
     assert!(!range.contains(&stored.as_ptr()), "value copied");
-    l1.run_pending_tasks();
-    for (k, _) in l1.stores[0].iter() {
-        assert!(!range.contains(&k.key.as_ptr()), "key copied");
-    }
+    drop(buffer);
+    assert_eq!(
+        l1.get(&ck.as_key_ref()),
+        Some(Cached::Value(bulk(b"v"))),
+        "the table holds its own copies"
+    );
 }
 
 #[test]
-fn the_fronts_share_is_left_out_of_moka() {
-    let sets = front::sets_per_thread(64 << 20, 2);
-    let fronts = sets as u64 * front::WAYS as u64 * front::SLOT_COST * 2;
-    assert!(sets.is_power_of_two() && fronts <= (64 << 20) / 8, "{sets}");
-    assert_eq!(front::sets_per_thread(1 << 40, 1), front::MAX_SETS);
-    assert_eq!(
-        front::sets_per_thread(1 << 10, 1),
-        0,
-        "too small a bound has no front"
-    );
+fn the_shared_table_takes_the_bound_the_namespaces_leave() {
     let l1 = l1();
-    assert_eq!(
-        l1.stores[0].policy().max_capacity(),
-        Some(l1.max_bytes() - front::size(l1.max_bytes(), 1))
-    );
+    assert_eq!(l1.stores[0].capacity(), l1.max_bytes());
+    let ns = crate::config::NamespaceConfig {
+        max_bytes: Some(256 << 10),
+        ..namespace("session:*")
+    };
+    let l1 = L1::with_namespaces(options(), &[ns]);
+    assert_eq!(l1.stores.len(), 2);
+    assert_eq!(l1.stores[1].capacity(), 256 << 10);
+    assert_eq!(l1.stores[0].capacity(), (1 << 20) - (256 << 10));
 }
 
 fn compressible() -> Bytes {
@@ -375,7 +388,7 @@ fn pattern_invalidation_evicts_matching_keys_in_every_db_and_for_every_user() {
     put(&l1, user_key(7, "user:1"), b"c");
     put(&l1, key(0, "item:1"), b"d");
     put(&l1, key(0, "user"), b"e");
-    // Through the front too: a slot filled before the eviction must not answer after it.
+    // Read before the eviction: it must not answer after it.
     for k in [key(0, "user:1"), key(0, "item:1")] {
         assert!(l1.get(&k.as_key_ref()).is_some());
     }
@@ -434,7 +447,7 @@ fn a_fill_not_covered_by_tracking_answers_but_is_not_installed() {
     assert_eq!(l1.get(&a.as_key_ref()), None);
 }
 
-/// The live counts let a write skip moka only when no entry of its key's slice exists:
+/// The live counts let a write skip the table only when no entry of its key's slice exists:
 /// replaced, expired, evicted and flushed entries keep the counts exact or high, so a
 /// write after any of them still removes what is there.
 #[test]
@@ -449,7 +462,6 @@ fn writes_remove_entries_after_replacements_expiries_and_flushes() {
     install("a", b"1", None);
     install("a", b"2", None);
     install("a", b"3", None);
-    l1.run_pending_tasks();
     l1.invalidate(0, b"a");
     assert!(!has("a"), "a replaced entry survived a write");
     install("a", b"4", None);
@@ -459,10 +471,9 @@ fn writes_remove_entries_after_replacements_expiries_and_flushes() {
         !has("a"),
         "an entry installed after a write survived the next write"
     );
-    // Expired and removed by moka, then installed again and written.
+    // Expired and removed by the table, then installed again and written.
     install("b", b"1", Some(Instant::now() + Duration::from_millis(20)));
     std::thread::sleep(Duration::from_millis(40));
-    l1.run_pending_tasks();
     install("b", b"2", None);
     l1.invalidate(0, b"b");
     assert!(
@@ -472,7 +483,6 @@ fn writes_remove_entries_after_replacements_expiries_and_flushes() {
     // Flushed, installed again, written.
     install("c", b"1", None);
     l1.flush_all();
-    l1.run_pending_tasks();
     install("c", b"2", None);
     l1.invalidate(0, b"c");
     assert!(
@@ -484,7 +494,6 @@ fn writes_remove_entries_after_replacements_expiries_and_flushes() {
         for i in 0..2000 {
             install(&format!("k{i}"), format!("{round}").as_bytes(), None);
         }
-        l1.run_pending_tasks();
         for i in (0..2000).step_by(3) {
             l1.invalidate(0, format!("k{i}").as_bytes());
             assert!(

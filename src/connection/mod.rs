@@ -295,7 +295,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
         let nil = null(s.resp);
         let timed = cx.observers.lookup_started();
         let hit = cx.services.l1.read(&key_ref, |value, namespace| {
-            out.extend_from_slice(value.map_or(nil, |b| &b[..]));
+            out.extend_from_slice(value.unwrap_or(nil));
             namespace
         });
         Observers::lookup_done(&cx.services, timed);

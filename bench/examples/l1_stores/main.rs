@@ -1,8 +1,8 @@
 //! The L1 store candidates side by side, in one run: bytes per entry beyond key and value,
 //! insert and lookup cost (one and two threads), and the hit ratio at one byte bound on three
 //! traces (Zipf 0.99 over ten times more keys than fit, the same with 20% sequential
-//! one-time keys, and Zipf whose ranks rotate). A measurement for choosing L1's store; the
-//! sidecar's L1 is not changed by it.
+//! one-time keys, and Zipf whose ranks rotate). The measurement L1's store was chosen on;
+//! candidate (e) is the store the sidecar now runs.
 //!
 //! `cargo run --release -p nearcache-bench --example l1_stores [MIB]` (default a 64 MiB
 //! bound; entries of 16-byte keys with 100-byte and with 1 KiB values). Each candidate and
@@ -15,6 +15,7 @@
 //! process: what the store holds in that many bytes of RAM).
 
 mod clock;
+mod segments;
 mod stores;
 mod traces;
 

@@ -1,5 +1,6 @@
-//! The candidate stores behind one small interface: moka as L1 uses it, moka holding one
-//! allocation per entry, quick_cache, and the CLOCK prototype of [`super::clock`].
+//! The candidate stores behind one small interface: moka as L1 used it, moka holding one
+//! allocation per entry, quick_cache, the CLOCK prototype of [`super::clock`], and L1's own
+//! segment store ([`super::segments`]).
 
 use std::borrow::Borrow;
 use std::cell::RefCell;
@@ -12,6 +13,7 @@ use bytes::Bytes;
 use nearcache::cache::{CacheKey, KeyHasher, KeyRef};
 
 use super::clock::Clock;
+use super::segments::Segments;
 
 /// What every candidate answers: a lookup (the value's length, read from the entry, for a
 /// live entry), an insert of copies of `key` and `value`, and its size.
@@ -31,11 +33,12 @@ pub trait Store: Sync {
 }
 
 /// The candidates, in table order.
-pub const NAMES: [&str; 4] = [
-    "(a) moka as L1 uses it: per-entry expiry, closures, listener",
+pub const NAMES: [&str; 5] = [
+    "(a) moka as L1 used it: per-entry expiry, closures, listener",
     "(b) moka, one allocation per entry, no per-entry timer",
     "(c) quick_cache 0.7, one allocation per entry",
     "(d) CLOCK prototype, 16 shards, one allocation per entry",
+    "(e) L1's segment store (nearcache::cache::table), the sidecar's L1 now",
 ];
 
 /// Candidate `which` bounded to `capacity` bytes, each entry weighing its key and value
@@ -45,7 +48,8 @@ pub fn build(which: usize, capacity: u64, overhead: u64, entries: usize) -> Box<
         0 => Box::new(MokaL1::new(capacity, overhead)),
         1 => Box::new(MokaPacked::new(capacity, overhead)),
         2 => Box::new(Quick::new(capacity, overhead, entries)),
-        _ => Box::new(Clock::new(capacity, overhead, entries)),
+        3 => Box::new(Clock::new(capacity, overhead, entries)),
+        _ => Box::new(Segments::new(capacity, overhead, entries)),
     }
 }
 

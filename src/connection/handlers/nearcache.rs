@@ -329,9 +329,7 @@ pub(in crate::connection) async fn run<R: Router>(cx: &mut Ctx<R>, req: Request)
             }
         }
         Sub::Namespaces => {
-            let l1 = &cx.services.l1;
-            l1.run_pending_tasks();
-            let rows = l1.namespaces().rows();
+            let rows = cx.services.l1.namespaces().rows();
             let mut out = BytesMut::new();
             write_array_header(&mut out, rows.len());
             rows.iter().for_each(|row| write_namespace(&mut out, row));
