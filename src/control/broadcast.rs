@@ -56,7 +56,6 @@ mod tests {
             ttl: std::time::Duration::from_secs(60),
             compress_min_bytes: 4096,
             cache_nil: true,
-            threads: 1,
         }))
     }
 
