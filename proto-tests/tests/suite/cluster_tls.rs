@@ -257,7 +257,11 @@ fn a_killed_primary_is_followed_over_tls_and_none_of_its_old_entries_is_served()
         );
         reply == bulk(b"after")
     });
-    assert_reply(&c.cmd_str(&["GET", overwritten]), &bulk(b"after"), "GET");
+    // Once L1 is in use again too (a stale entry may hide behind a bypass).
+    for _ in 0..3 {
+        let reply = c.cmd_str(&["GET", overwritten]);
+        assert_reply(&reply, &bulk(b"after"), "GET, not the entry from before the kill");
+    }
     // The key not written again reads as replicated, from the new primary.
     assert_reply(&c.cmd_str(&["GET", kept]), &bulk(b"before"), "GET");
     // Writable through the sidecar, on the new primary, and read back.
