@@ -147,7 +147,11 @@ fn seed(cluster: &ClusterGroup, run: &str) {
         if !conns.iter().any(|(p, _)| *p == owner) {
             conns.push((owner, cluster.node(owner).conn()));
         }
-        let conn = &mut conns.iter_mut().find(|(p, _)| *p == owner).expect("opened").1;
+        let conn = &mut conns
+            .iter_mut()
+            .find(|(p, _)| *p == owner)
+            .expect("opened")
+            .1;
         let reply = conn.cmd_str(&["SET", &key, &format!("d{i}-{run}")]);
         assert_reply(&reply, b"+OK\r\n", "SET on the owner");
     }

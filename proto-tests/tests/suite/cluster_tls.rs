@@ -248,25 +248,37 @@ fn a_killed_primary_is_followed_over_tls_and_none_of_its_old_entries_is_served()
     // Written straight on the new primary, which the sidecar has not read it from: only a
     // stale L1 entry could still answer `before`.
     assert_eq!(cluster.call(replica, &["SET", overwritten, "after"]), "OK");
-    poll_until(FAILOVER_WAIT, "the killed primary's keys readable again", || {
-        let reply = c.cmd_str(&["GET", overwritten]);
-        assert_ne!(
-            reply,
-            bulk(b"before"),
-            "{overwritten}: the entry from before the kill was served"
-        );
-        reply == bulk(b"after")
-    });
+    poll_until(
+        FAILOVER_WAIT,
+        "the killed primary's keys readable again",
+        || {
+            let reply = c.cmd_str(&["GET", overwritten]);
+            assert_ne!(
+                reply,
+                bulk(b"before"),
+                "{overwritten}: the entry from before the kill was served"
+            );
+            reply == bulk(b"after")
+        },
+    );
     // Once L1 is in use again too (a stale entry may hide behind a bypass).
     for _ in 0..3 {
         let reply = c.cmd_str(&["GET", overwritten]);
-        assert_reply(&reply, &bulk(b"after"), "GET, not the entry from before the kill");
+        assert_reply(
+            &reply,
+            &bulk(b"after"),
+            "GET, not the entry from before the kill",
+        );
     }
     // The key not written again reads as replicated, from the new primary.
     assert_reply(&c.cmd_str(&["GET", kept]), &bulk(b"before"), "GET");
     // Writable through the sidecar, on the new primary, and read back.
     assert_reply(&c.cmd_str(&["SET", rewritten, "new"]), b"+OK\r\n", "SET");
-    assert_eq!(cluster.call(replica, &["GET", rewritten]), "new", "on the new primary");
+    assert_eq!(
+        cluster.call(replica, &["GET", rewritten]),
+        "new",
+        "on the new primary"
+    );
     assert_reply(&c.cmd_str(&["GET", rewritten]), &bulk(b"new"), "GET");
     // Cached again from the new primary, whose tracking (over TLS) invalidates it.
     poll_until(WAIT, "an L1 hit from the new primary", || {
