@@ -65,10 +65,9 @@ const HIT_BOUND: f64 = 0.05;
 /// Allowed allocations per forwarded command: the reply channel of its upstream call (1),
 /// with the same slack.
 const FORWARD_BOUND: f64 = 1.05;
-/// Allowed allocations per GET miss that fills L1, with the same slack: six (the reply
-/// channel, the fill's callback, the coalescer's flight and its waiters' list, the key and
-/// the value copied out of the read buffer before they are written into L1's segment; with
-/// moka's per-entry structures it was 18.4).
+/// Allowed allocations per GET miss that fills L1, with the same slack: six, among them the
+/// reply channel, the fill's callback, and the key and value copied out of the read buffer
+/// before they are written into L1's segment (with moka's per-entry structures: 18.4).
 const MISS_BOUND: f64 = 6.1;
 
 fn free_port() -> u16 {
