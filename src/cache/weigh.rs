@@ -12,9 +12,10 @@ use super::table::{self, Value, HEADER, INDEX_SHARE};
 ///
 /// Measured, not only summed: a release binary with `--l1-max-bytes 4GiB` filled with one
 /// million 100-byte values (13-byte keys, 107-byte encoded replies, one GET each through
-/// the sidecar) grew by 177-178 B per entry of VmRSS over its idle RSS in three runs (671
-/// with moka); minus the key and the encoded reply that leaves 57-58 B (64-65 beyond the
-/// key and the 100-byte payload), against the 56 counted here (36 of header, 20 of index). See `proto-tests/tests/suite/memory.rs`
+/// the sidecar) grew by 173 B per entry of VmRSS over its idle RSS (671 with moka); minus
+/// the key and the encoded reply that leaves 53 B (60 beyond the key and the 100-byte
+/// payload), against the 52 counted here (32 of header, 20 of index). See
+/// `proto-tests/tests/suite/memory.rs`
 /// (`rss_of_a_million_100_byte_values`, ignored, run by hand on a release build).
 pub const ENTRY_OVERHEAD: u64 = HEADER as u64 + INDEX_SHARE;
 
@@ -31,7 +32,7 @@ mod tests {
     fn weight_counts_overhead_key_and_stored_value() {
         let key = b"key:000000000001";
         let plain = [b'x'; 107];
-        assert_eq!(ENTRY_OVERHEAD, 56);
+        assert_eq!(ENTRY_OVERHEAD, 52);
         assert_eq!(
             weigh(key.len(), &Value::Plain(&plain)) as u64,
             ENTRY_OVERHEAD + 16 + 107

@@ -121,8 +121,8 @@ fn resident_memory_stays_within_the_l1_bound() {
 /// For the record, on a release build (`NEARCACHE_BIN=$PWD/target/release/nearcache cargo
 /// test -p proto-tests --test suite memory::rss_of -- --ignored --nocapture`; the path must
 /// be absolute): VmRSS with one million cached 100-byte values next to the `l1_used_bytes`
-/// the weigher counts. Three runs: 177-178 B of VmRSS per entry, 57-58 beyond the 13-byte key
-/// and the 107-byte encoded reply (see `ENTRY_OVERHEAD` in `src/cache/weigh.rs`).
+/// the weigher counts: 173 B of VmRSS per entry, 53 beyond the 13-byte key and the 107-byte
+/// encoded reply (see `ENTRY_OVERHEAD` in `src/cache/weigh.rs`).
 #[test]
 #[ignore = "a measurement: one million keys, run by hand on a release build"]
 fn rss_of_a_million_100_byte_values() {

@@ -34,7 +34,7 @@ mod segment;
 mod shard;
 
 pub use segment::HEADER;
-use segment::{Header, COMPRESSED, MAX_KEY, MISSING};
+use segment::{fits, Header, COMPRESSED, MAX_KEY, MISSING};
 use shard::Shard;
 
 /// What the index costs per entry, counted in each entry's weight: an 8-byte location
@@ -211,13 +211,14 @@ impl Table {
     }
 
     /// Stores `put` (of key hash `hash`), replacing an entry of the same key; false when
-    /// it cannot be held (larger than half a shard's share of the bound, or a key over 16
-    /// MiB): an entry of the same key is removed then all the same, so that an older value
-    /// is never served in place of one that did not fit.
+    /// it cannot be held (larger than half a shard's share of the bound, a key over 16 MiB,
+    /// a user id or database past 65535): an entry of the same key is removed then all the
+    /// same, so that an older value is never served in place of one that did not fit.
     pub fn insert(&self, hash: u64, put: &Put<'_>) -> bool {
         let stored = put.value.stored_len();
         let len = HEADER + put.key.len() + stored;
-        if put.key.len() > MAX_KEY || len as u64 > self.ctx.capacity / 2 {
+        if put.key.len() > MAX_KEY || len as u64 > self.ctx.capacity / 2 || !fits(put.user, put.db)
+        {
             let mut shard = self.shard(hash).lock();
             if let Some(at) = shard.find(hash, put.user, put.db, put.key) {
                 shard.remove(&self.ctx, hash, at, Cause::Replaced);

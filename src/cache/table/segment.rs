@@ -2,7 +2,7 @@
 //! and the header's layout (no padding, read and written with `from_le_bytes`).
 
 /// Bytes of an entry's header.
-pub const HEADER: usize = 36;
+pub const HEADER: usize = 32;
 
 /// Longest key a header can describe (24 bits).
 pub const MAX_KEY: usize = (1 << 24) - 1;
@@ -16,13 +16,20 @@ pub const ACCESSED: u8 = 4;
 /// Header flag: replaced or removed; its bytes come back when the segment is retired.
 pub const DEAD: u8 = 8;
 
-// Field offsets: [key_len:24 | flags:8][value_len][expires µs: u64][fence: 12][user][db]
+// Field offsets: [key_len:24 | flags:8][value_len][expires µs: u64][fence: 12][user: u16]
+// [db: u16] (an entry of a user id or database past 65535 is not held: see `fits`).
 const LENS: usize = 0;
 const VALUE_LEN: usize = 4;
 const EXPIRES: usize = 8;
 const FENCE: usize = 16;
 const USER: usize = 28;
-const DB: usize = 32;
+const DB: usize = 30;
+
+/// Whether an entry of `user` in `db` can be described by a header.
+#[inline]
+pub fn fits(user: u32, db: u32) -> bool {
+    user <= u32::from(u16::MAX) && db <= u32::from(u16::MAX)
+}
 
 /// An entry's header, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +51,10 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(w)
 }
 
+fn u16_at(b: &[u8], at: usize) -> u32 {
+    u32::from(u16::from_le_bytes([b[at], b[at + 1]]))
+}
+
 fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&b[at..at + 8]);
@@ -63,8 +74,8 @@ impl Header {
             value_len: u32_at(entry, VALUE_LEN),
             expires: u64_at(entry, EXPIRES),
             fence,
-            user: u32_at(entry, USER),
-            db: u32_at(entry, DB),
+            user: u16_at(entry, USER),
+            db: u16_at(entry, DB),
         }
     }
 
@@ -75,8 +86,8 @@ impl Header {
         entry[VALUE_LEN..VALUE_LEN + 4].copy_from_slice(&self.value_len.to_le_bytes());
         entry[EXPIRES..EXPIRES + 8].copy_from_slice(&self.expires.to_le_bytes());
         entry[FENCE..FENCE + 12].copy_from_slice(&self.fence);
-        entry[USER..USER + 4].copy_from_slice(&self.user.to_le_bytes());
-        entry[DB..DB + 4].copy_from_slice(&self.db.to_le_bytes());
+        entry[USER..USER + 2].copy_from_slice(&(self.user as u16).to_le_bytes());
+        entry[DB..DB + 2].copy_from_slice(&(self.db as u16).to_le_bytes());
     }
 
     /// The whole entry's length.
@@ -91,8 +102,8 @@ impl Header {
     pub fn is(entry: &[u8], user: u32, db: u32, key: &[u8]) -> bool {
         let key_len = (u32_at(entry, LENS) & 0x00ff_ffff) as usize;
         key_len == key.len()
-            && u32_at(entry, USER) == user
-            && u32_at(entry, DB) == db
+            && u16_at(entry, USER) == user
+            && u16_at(entry, DB) == db
             && &entry[HEADER..HEADER + key_len] == key
     }
 

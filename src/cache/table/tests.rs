@@ -108,6 +108,38 @@ fn users_and_databases_are_distinct_keys() {
 }
 
 #[test]
+fn user_ids_and_databases_past_65535_are_not_held() {
+    let (t, _) = table(1 << 20);
+    for (user, db, held) in [
+        (65535, 65535, true),
+        (65536, 0, false),
+        (0, 65536, false),
+        (70_000, 70_000, false),
+    ] {
+        let mut p = put(b"k", b"v", later());
+        (p.user, p.db) = (user, db);
+        assert_eq!(t.insert(t.hash(db, b"k"), &p), held, "user {user} db {db}");
+        let k = KeyRef {
+            user,
+            db,
+            key: b"k",
+        };
+        assert_eq!(
+            t.contains(t.hash(db, b"k"), &k),
+            held,
+            "user {user} db {db}"
+        );
+    }
+    // (65535, 65535) is not read back as (65535 + 65536k, ...): the header holds 16 bits.
+    let k = KeyRef {
+        user: 65535 + 65536,
+        db: 65535,
+        key: b"k",
+    };
+    assert!(!t.contains(t.hash(65535, b"k"), &k));
+}
+
+#[test]
 fn stays_under_the_bound_and_evicts_for_size() {
     let (t, told) = table(1 << 20);
     let value = [b'x'; 100];
