@@ -120,8 +120,8 @@ tmp=$(mktemp -d /tmp/nearcache-bench.XXXXXX)
 declare -A port=() pid=()
 
 # Stop a child: SIGTERM, up to $2 seconds, then SIGKILL.
-# shellcheck source=bench/scripts/stop.sh
-. bench/scripts/stop.sh
+# shellcheck source=bench/scripts/procs.sh
+. bench/scripts/procs.sh
 
 cleanup() {
     local name
@@ -132,32 +132,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A TCP port on 127.0.0.1 that was free a moment ago.
-free_port() {
-    if command -v python3 >/dev/null 2>&1; then
-        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-        return
-    fi
-    local p
-    for _ in $(seq 200); do
-        p=$((20000 + RANDOM % 30000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null &&
-            [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ]; then
-            echo "$p"
-            return
-        fi
-    done
-    echo "bench: no free port found" >&2
-    return 1
-}
-
 fail() {
     echo "bench: $*" >&2
-    for f in "$tmp"/*.log "$tmp"/*.err "$tmp"/*.out; do
-        [ -s "$f" ] || continue
-        echo "--- last lines of $(basename "$f"):" >&2
-        tail -n 20 "$f" >&2
-    done
+    tail_logs "$tmp"/*.log "$tmp"/*.err "$tmp"/*.out
     exit 1
 }
 

@@ -23,6 +23,9 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
+# shellcheck source=bench/scripts/procs.sh
+. bench/scripts/procs.sh
+
 FLEET=${FLEET:-100}
 TRACKING=${TRACKING:-default}
 TABLE_MAX_KEYS=${TABLE_MAX_KEYS:-0}
@@ -81,16 +84,8 @@ fail() {
 fail_sidecar() {
     local i=$1 what=$2
     echo "bench-fleet: sidecar $i $what" >&2
-    for f in "$tmp/s$i.out" "$tmp/s$i.err"; do
-        [ -s "$f" ] || continue
-        echo "--- last lines of $(basename "$f"):" >&2
-        tail -n 20 "$f" >&2
-    done
+    tail_logs "$tmp/s$i.out" "$tmp/s$i.err"
     exit 1
-}
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
 start_redis() {

@@ -35,8 +35,8 @@ mkdir -p target/bench
 tmp=$(mktemp -d /tmp/nearcache-instructions.XXXXXX)
 pids=()
 
-# shellcheck source=bench/scripts/stop.sh
-. bench/scripts/stop.sh
+# shellcheck source=bench/scripts/procs.sh
+. bench/scripts/procs.sh
 
 cleanup() {
     local pid
@@ -49,16 +49,8 @@ trap 'exit 143' TERM
 
 fail() {
     echo "instructions: $*" >&2
-    for f in "$tmp"/*.log "$tmp"/*.err; do
-        [ -s "$f" ] || continue
-        echo "--- last lines of $(basename "$f"):" >&2
-        tail -n 20 "$f" >&2
-    done
+    tail_logs "$tmp"/*.log "$tmp"/*.err
     exit 1
-}
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
 wait_pong() {
