@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the bench scripts: the processes they start and stop.
 #
 # `stop PID [GRACE_SECONDS]` sends SIGTERM, waits up to the grace (default 6 s) for the
