@@ -136,3 +136,42 @@ fn audit_rate_zero_audits_nothing() {
         assert_eq!(info_u64(&text, field), 0, "{field}: {text}");
     }
 }
+
+/// An MGET answered wholly from L1 audits each key against what was served for that key:
+/// only the key written directly is stale (a wrong slice of the reply would make the fresh
+/// ones look stale too).
+#[test]
+fn an_all_hit_mget_audits_each_key_against_its_own_element() {
+    let (redis, sidecar) = start_pair(&["--audit-rate", "1", "--tracking", "off"]);
+    let mut direct = redis.conn();
+    let mut c = sidecar.conn();
+    let set = direct.cmd_str(&["MSET", "a:1", "one", "a:2", "two", "a:3", "three"]);
+    assert_reply(&set, b"+OK\r\n", "MSET");
+    let mget = ["MGET", "a:1", "a:2", "a:3"];
+    let reply = |second: &[u8]| {
+        [
+            b"*3\r\n".to_vec(),
+            bulk(b"one"),
+            bulk(second),
+            bulk(b"three"),
+        ]
+        .concat()
+    };
+    assert_reply(&c.cmd_str(&mget), &reply(b"two"), "the MGET that fills L1");
+    let warm = audits_settled(&mut c);
+    assert_eq!(info_u64(&warm, "stale_hits_detected"), 0, "{warm}");
+    assert_reply(
+        &direct.cmd_str(&["SET", "a:2", "changed"]),
+        b"+OK\r\n",
+        "SET",
+    );
+    let hits = info_u64(&warm, "l1_hits");
+    assert_reply(&c.cmd_str(&mget), &reply(b"two"), "served from L1");
+    let after = audits_settled(&mut c);
+    assert_eq!(info_u64(&after, "l1_hits"), hits + 3, "three hits: {after}");
+    assert_eq!(
+        info_u64(&after, "stale_hits_detected"),
+        1,
+        "only the key written directly: {after}"
+    );
+}

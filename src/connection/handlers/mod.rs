@@ -13,6 +13,7 @@ mod client_ids;
 pub(in crate::connection) mod fanout;
 pub(in crate::connection) mod forward;
 pub(super) mod local;
+mod mget_hits;
 pub(in crate::connection) mod nearcache;
 pub(in crate::connection) mod one_node;
 pub(in crate::connection) mod pinned;

@@ -317,6 +317,9 @@ pub(in crate::connection) async fn fetch_missing<R: Router>(cx: &mut Ctx<R>, key
 /// `MGET key...`: hits from L1, misses joined to other clients' fetches or fetched in one
 /// upstream `MGET` (with a `PTTL` each), the reply assembled in order once all are known.
 pub(in crate::connection) async fn mget<R: Router>(cx: &mut Ctx<R>, keys: &[Bytes]) {
+    if super::mget_hits::all_hits(cx, keys) {
+        return;
+    }
     let mut parts = Vec::with_capacity(keys.len());
     let mut leads = Vec::new();
     // Hits picked for an audit (position, reply served).
