@@ -36,6 +36,20 @@ fn start_bcast(extra: &[&str]) -> (Redis, Sidecar) {
     (redis, sidecar)
 }
 
+/// [`start_bcast`] with one prefix and nothing of the sidecar's own reaching upstream: no
+/// audit, no periodic ACL re-check (either would send a GET the test counts).
+fn start_bcast_quiet(prefix: &str) -> (Redis, Sidecar) {
+    let args = [
+        "--tracking-prefixes",
+        prefix,
+        "--audit-rate",
+        "0",
+        "--acl-recheck",
+        "0",
+    ];
+    start_bcast(&args)
+}
+
 fn wait_link_up(sidecar: &Sidecar) {
     poll_until(Duration::from_secs(5), "the link is up", || {
         info_field(&nearcache_info(sidecar), "invalidation_link").as_deref() == Some("up")
@@ -145,16 +159,7 @@ fn bcast_without_prefixes_tracks_every_key() {
 
 #[test]
 fn bcast_keys_outside_every_prefix_are_never_served_from_l1() {
-    // No audit, no periodic ACL re-check: either would send a GET upstream.
-    let args = [
-        "--tracking-prefixes",
-        "user:",
-        "--audit-rate",
-        "0",
-        "--acl-recheck",
-        "0",
-    ];
-    let (redis, sidecar) = start_bcast(&args);
+    let (redis, sidecar) = start_bcast_quiet("user:");
     let mut direct = redis.conn();
     let mut c = sidecar.conn();
     ok(
@@ -225,16 +230,7 @@ fn bcast_killing_the_control_connection_allows_no_stale_read() {
 
 #[test]
 fn bcast_a_killed_pooled_connection_ends_nothing() {
-    // No audit, no periodic ACL re-check: either would send a GET upstream.
-    let args = [
-        "--tracking-prefixes",
-        "k:",
-        "--audit-rate",
-        "0",
-        "--acl-recheck",
-        "0",
-    ];
-    let (redis, sidecar) = start_bcast(&args);
+    let (redis, sidecar) = start_bcast_quiet("k:");
     let mut direct = redis.conn();
     let mut c = sidecar.conn();
     ok(&direct.cmd_str(&["SET", "k:1", "v"]), "SET");
