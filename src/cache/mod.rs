@@ -91,7 +91,7 @@ pub struct L1Options {
     pub max_bytes: u64,
     /// Longest lifetime of an entry; zero disables the L1.
     pub ttl: Duration,
-    /// Values at least this long are stored compressed.
+    /// Values at least this long are stored compressed once their table is crowded.
     pub compress_min_bytes: usize,
     /// Cache keys that do not exist upstream.
     pub cache_nil: bool,
@@ -389,7 +389,8 @@ impl L1 {
         if !self.enabled() {
             return None;
         }
-        let policy = self.namespaces.policy(self.namespaces.of(&key.key));
+        let ns = self.namespaces.of(&key.key);
+        let policy = self.namespaces.policy(ns);
         if !policy.cache || !self.covers(&key.key) {
             return None;
         }
@@ -403,6 +404,16 @@ impl L1 {
         if expires_at <= now || key.key.len().saturating_add(value_len) > MAX_ENTRY_BYTES {
             return None;
         }
+        // Large values are compressed only once their table is crowded (see
+        // `Table::crowded`): with room to spare, a plain value costs memory nobody needs
+        // and saves a decompression on every hit.
+        let compress_min_bytes = if value_len >= policy.compress_min_bytes
+            && self.stores[self.namespaces.store(ns)].crowded(self.key_hash(key.db, &key.key))
+        {
+            policy.compress_min_bytes
+        } else {
+            usize::MAX
+        };
         let key = CacheKey {
             key: Bytes::copy_from_slice(&key.key),
             ..key
@@ -410,7 +421,7 @@ impl L1 {
         Some(Install {
             key,
             taken,
-            value: Prepared::new(&value, policy.compress_min_bytes),
+            value: Prepared::new(&value, compress_min_bytes),
             expires_at,
             fence: SlotEpochs::fence(taken.slot, taken.slot_epoch, by),
         })

@@ -90,14 +90,46 @@ fn upstream_expiry_caps_the_lifetime() {
     assert_eq!(l1.get(&key(0, "a").as_key_ref()), None);
 }
 
+/// Fills `l1`'s table with small plain values until it is crowded (large values are
+/// compressed from then on, see `Table::crowded`), leaving `key(0, "big")`'s shard so.
+fn crowd(l1: &L1) {
+    let hash = l1.key_hash(0, b"big");
+    let value = bulk(&[b'x'; 200]);
+    for i in 0.. {
+        if l1.stores[0].crowded(hash) {
+            return;
+        }
+        assert!(i < 100_000, "the table never got crowded");
+        let k = key(0, &format!("filler:{i}"));
+        let g = l1.generation(&k);
+        assert!(l1.insert_if_current(k, g, Cached::Value(value.clone()), None));
+    }
+}
+
 #[test]
-fn large_values_round_trip_compressed() {
+fn large_values_are_stored_plain_while_the_table_has_room() {
     let l1 = l1();
     let value = bulk(&b"abcdefgh".repeat(1000));
     let g = l1.generation(&key(0, "big"));
     assert!(l1.insert_if_current(key(0, "big"), g, Cached::Value(value.clone()), None));
+    assert_eq!(l1.compressed_entries(), 0);
+    assert!(l1.used_bytes() > value.len() as u64);
+    assert_eq!(
+        l1.get(&key(0, "big").as_key_ref()),
+        Some(Cached::Value(value))
+    );
+}
+
+#[test]
+fn large_values_round_trip_compressed() {
+    let l1 = l1();
+    crowd(&l1);
+    let used = l1.used_bytes();
+    let value = bulk(&b"abcdefgh".repeat(1000));
+    let g = l1.generation(&key(0, "big"));
+    assert!(l1.insert_if_current(key(0, "big"), g, Cached::Value(value.clone()), None));
     assert_eq!(l1.compressed_entries(), 1);
-    assert!(l1.used_bytes() < value.len() as u64 / 4);
+    assert!(l1.used_bytes() < used + value.len() as u64 / 4);
     assert_eq!(
         l1.get(&key(0, "big").as_key_ref()),
         Some(Cached::Value(value))
@@ -294,7 +326,8 @@ fn compressible() -> Bytes {
 #[test]
 fn an_invalidation_during_compression_keeps_the_value_out() {
     let l1 = Arc::new(l1());
-    let a = key(0, "a");
+    crowd(&l1);
+    let a = key(0, "big");
     let install = l1
         .accept(
             a.clone(),
@@ -326,7 +359,8 @@ fn encoder_idle(l1: &L1) {
 #[test]
 fn a_fill_answers_at_once_and_installs_after_compression() {
     let l1 = Arc::new(l1());
-    let a = key(0, "a");
+    crowd(&l1);
+    let a = key(0, "big");
     let value = compressible();
     let fetched = l1.fill(
         a.clone(),
@@ -346,7 +380,8 @@ fn a_fill_answers_at_once_and_installs_after_compression() {
 #[test]
 fn a_fill_invalidated_while_the_encoder_is_busy_is_not_installed() {
     let l1 = Arc::new(l1());
-    let a = key(0, "a");
+    crowd(&l1);
+    let a = key(0, "big");
     // Hold the encoder so the fill's compression cannot end before the invalidation.
     let (release, gate) = std::sync::mpsc::channel::<()>();
     assert!(l1.encoder.submit(move || {

@@ -76,7 +76,7 @@ options! {
         "Max L1 lifetime, also capped by the key's upstream PTTL; 0 disables L1";
     l1_compress_min_bytes: usize = parse::positive_size,
         "NEARCACHE_L1_COMPRESS_MIN_BYTES", "SIZE", default "4096",
-        "Values at least this big are stored zstd-compressed";
+        "Values at least this big are stored zstd-compressed once L1 is three quarters full";
     l1_cache_nil: bool = parse::boolean,
         "NEARCACHE_L1_CACHE_NIL", "BOOL", default "true",
         "Cache missing keys as nil";

@@ -284,15 +284,21 @@ fn large_values_round_trip_and_only_those_up_to_4_mib_are_cached() {
     }
 }
 
-#[test]
-fn compression_round_trip() {
-    let (redis, sidecar) = start_pair(&["--l1-compress-min-bytes", "1024"]);
-    let compressible: Vec<u8> = b"nearcache compresses repetitive values well. "
+/// 100 KiB of text that zstd shrinks well.
+fn compressible_text() -> Vec<u8> {
+    b"nearcache compresses repetitive values well. "
         .iter()
         .cycle()
         .take(100 * 1024)
         .copied()
-        .collect();
+        .collect()
+}
+
+#[test]
+fn compression_round_trip_once_l1_is_crowded() {
+    let (redis, sidecar) =
+        start_pair(&["--l1-compress-min-bytes", "1024", "--l1-max-bytes", "1MiB"]);
+    let compressible = compressible_text();
     let random = random_bytes(100 * 1024, 42);
     let mut c = sidecar.conn();
     assert_reply(
@@ -305,6 +311,22 @@ fn compression_round_trip() {
         b"+OK\r\n",
         "SET random",
     );
+    // Small values (never compressed) until L1 holds more than three quarters of its bound.
+    let mut direct = redis.conn();
+    let filler = vec![b'f'; 900];
+    for i in 0..1400 {
+        ok(
+            &direct.cmd(&[b"SET", format!("f:{i}").as_bytes(), &filler]),
+            "SET filler",
+        );
+        c.cmd_str(&["GET", &format!("f:{i}")]);
+    }
+    let info = c.info(Some("nearcache"));
+    assert!(
+        info_u64(&info, "l1_used_bytes") * 4 >= info_u64(&info, "l1_max_bytes") * 3,
+        "the fillers did not crowd L1\n{info}"
+    );
+    assert_eq!(info_u64(&info, "l1_compressed_entries"), 0, "{info}");
     reset_stats(&redis);
     for round in ["miss", "hit"] {
         if round == "hit" {
@@ -312,7 +334,10 @@ fn compression_round_trip() {
             poll_until(
                 Duration::from_secs(5),
                 "both values to be installed",
-                || info_u64(&c.info(Some("nearcache")), "l1_entries") >= 2,
+                || {
+                    let info = c.info(Some("nearcache"));
+                    info_u64(&info, "l1_compressed_entries") >= 1
+                },
             );
         }
         for (key, value) in [("z:text", &compressible), ("z:rand", &random)] {
@@ -329,21 +354,40 @@ fn compression_round_trip() {
         2,
         "the second round is all hits"
     );
+    // The random value does not compress: only the text is stored compressed.
+    let info = c.info(Some("nearcache"));
+    assert_eq!(info_u64(&info, "l1_compressed_entries"), 1, "{info}");
+}
 
-    let raw_sum = (compressible.len() + random.len()) as u64;
-    let mut last = String::new();
-    poll_until(
-        Duration::from_secs(3),
-        "INFO nearcache to report a compressed entry and the bytes used",
-        || {
-            last = c.info(Some("nearcache"));
-            info_u64(&last, "l1_compressed_entries") >= 1 && info_u64(&last, "l1_used_bytes") > 0
-        },
+#[test]
+fn large_values_are_stored_plain_while_l1_has_room() {
+    let (redis, sidecar) = start_pair(&["--l1-compress-min-bytes", "1024"]);
+    let compressible = compressible_text();
+    let mut c = sidecar.conn();
+    ok(&c.cmd(&[b"SET", b"z:text", &compressible]), "SET text");
+    reset_stats(&redis);
+    for round in ["miss", "hit"] {
+        if round == "hit" {
+            poll_until(Duration::from_secs(5), "the value to be installed", || {
+                info_u64(&c.info(Some("nearcache")), "l1_entries") >= 1
+            });
+        }
+        let reply = c.cmd_str(&["GET", "z:text"]);
+        assert!(
+            bulk_reply(&reply).as_deref() == Some(&compressible[..]),
+            "GET z:text ({round}) did not return the value set"
+        );
+    }
+    assert_eq!(
+        commandstat_calls(&redis, "get"),
+        1,
+        "the second GET is a hit"
     );
-    let used = info_u64(&last, "l1_used_bytes");
+    let info = c.info(Some("nearcache"));
+    assert_eq!(info_u64(&info, "l1_compressed_entries"), 0, "{info}");
     assert!(
-        used < raw_sum,
-        "l1_used_bytes {used} is not below the raw size {raw_sum}: the text value is not stored compressed\n{last}"
+        info_u64(&info, "l1_used_bytes") > compressible.len() as u64,
+        "the value is held as it is\n{info}"
     );
 }
 

@@ -383,6 +383,15 @@ impl Table {
         self.shards.iter().map(|s| s.lock().footprint()).sum()
     }
 
+    /// Whether the live entries of the shard of key hash `hash` weigh at least three
+    /// quarters of its share of the bound: past it, inserts evict, and storing large values
+    /// compressed buys entries (below it, compressing them only costs every hit a
+    /// decompression). Live weight, not the segments allocated: replaced and removed
+    /// entries fill segments until eviction reaches them, in a table with room to spare.
+    pub fn crowded(&self, hash: u64) -> bool {
+        self.shard(hash).lock().weighed >= self.ctx.capacity / 4 * 3
+    }
+
     /// The bound (each shard's share times the shards).
     pub fn capacity(&self) -> u64 {
         self.ctx.capacity * self.shards.len() as u64
