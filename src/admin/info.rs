@@ -167,6 +167,7 @@ pub fn l1_section(f: &Figures) -> String {
     l.line("l1_used_bytes", &l1.used_bytes);
     l.line("l1_max_bytes", &l1.max_bytes);
     l.line("l1_compressed_entries", &l1.compressed_entries);
+    l.line("l1_not_admitted", &l1.not_admitted);
     let ev = &l1.evictions;
     l.line("l1_evictions", &ev.size);
     l.line("l1_evicted_expired", &ev.expired);

@@ -14,6 +14,8 @@ pub struct L1Figures {
     pub max_bytes: u64,
     /// Entries stored zstd-compressed.
     pub compressed_entries: u64,
+    /// First misses forwarded without filling because L1 was crowded.
+    pub not_admitted: u64,
     /// Entries removed, by why.
     pub evictions: Evictions,
     /// Entries ended at once by their slot's or connection's fence, by cause.
@@ -36,6 +38,7 @@ impl L1 {
             used_bytes: self.used_bytes(),
             max_bytes: self.max_bytes(),
             compressed_entries: self.compressed_entries(),
+            not_admitted: self.not_admitted(),
             evictions: self.evictions_by_reason(),
             fenced: self.fenced(),
             l2_hits,

@@ -19,6 +19,7 @@
 //!   with its own `max_bytes` has its own table, so its entries and the others' cannot
 //!   evict each other; every other key is in the shared store.
 //! - `covered`: the keys L1 may hold at all (under a `--tracking bcast` prefix).
+//! - `admission`: once L1 is crowded, a missed key fills it only on its second miss.
 //!
 //! Keys are evicted one at a time by writes ([`L1::invalidate`]), by pattern
 //! ([`L1::invalidate_patterns`], `NEARCACHE INVALIDATE`), by database or all at once.
@@ -33,6 +34,7 @@ use bytes::{Bytes, BytesMut};
 use crate::config::NamespaceConfig;
 use crate::protocol::write_bulk;
 
+mod admission;
 pub mod coalesce;
 mod covered;
 mod evict;
@@ -123,6 +125,8 @@ pub struct L1 {
     counters: Arc<L1Counters>,
     /// The keys L1 may hold (see [`covered`]).
     covered: covered::Covered,
+    /// The keys missed recently: who is admitted once L1 is crowded (see [`admission`]).
+    doorkeeper: admission::Doorkeeper,
 }
 
 #[derive(Default)]
@@ -226,6 +230,7 @@ impl L1 {
             options,
             counters,
             covered: covered::Covered::default(),
+            doorkeeper: admission::Doorkeeper::new(options.max_bytes),
         }
     }
 

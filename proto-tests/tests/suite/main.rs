@@ -8,6 +8,7 @@
 //! libraries, the installers of those) are the `integrations` binary.
 
 mod acl;
+mod admission;
 mod audit;
 mod blocking;
 mod bus;

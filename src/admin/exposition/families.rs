@@ -44,6 +44,12 @@ pub(super) fn families(f: &Figures, out: &mut Families) {
         "L1 entries stored zstd-compressed.",
         l1.compressed_entries,
     );
+    out.counter(
+        "nearcache_l1_not_admitted_total",
+        "Misses forwarded without filling L1: L1 was crowded and the key had not been missed \
+         recently.",
+        l1.not_admitted,
+    );
     let ev = &l1.evictions;
     out.counters(
         "nearcache_l1_evictions_total",

@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 
 use crate::acl::Read;
 use crate::cache::{CacheKey, Cached, Fetched, Flight, Generation, Join, KeyRef};
+use crate::connection::group::Segment;
 use crate::connection::handlers::split::Own;
 use crate::connection::handlers::Ctx;
 use crate::connection::replies::{How, Pending};
@@ -47,6 +48,9 @@ pub(in crate::connection) struct Lead {
     pub(in crate::connection) key: CacheKey,
     taken: Generation,
     flight: Flight,
+    /// Fetched with its `PTTL` to fill L1; false for a key L1 does not admit (see
+    /// [`crate::cache::L1::admits`]): its element is only passed on.
+    fills: bool,
 }
 
 impl<R: Router> Ctx<R> {
@@ -131,6 +135,7 @@ impl<R: Router> Ctx<R> {
                 flight: Flight::detached(),
                 key,
                 taken,
+                fills: true,
             });
         }
         let fills = match self.permitted(read) {
@@ -139,12 +144,17 @@ impl<R: Router> Ctx<R> {
         };
         match fills.join(key.clone(), taken) {
             Join::Follow(rx) => Miss::Follow(rx),
-            Join::Lead(flight) => Miss::Lead(Lead { key, taken, flight }),
+            Join::Lead(flight) => Miss::Lead(Lead {
+                key,
+                taken,
+                flight,
+                fills: true,
+            }),
         }
     }
 
-    /// Writes `MGET k1..kn` and `PTTL k` for each into `bytes`; returns how many replies
-    /// they get and what fills L1 from those replies.
+    /// Writes `MGET k1..kn` and `PTTL k` for each that fills L1 into `bytes`; returns how
+    /// many replies they get and what fills L1 from those replies.
     pub(in crate::connection) fn write_mget_fetch(
         &self,
         leads: Vec<Lead>,
@@ -153,10 +163,10 @@ impl<R: Router> Ctx<R> {
         let mut mget: Vec<&[u8]> = vec![b"MGET"];
         mget.extend(leads.iter().map(|l| &l.key.key[..]));
         write_command(bytes, &mget);
-        for l in &leads {
+        for l in leads.iter().filter(|l| l.fills) {
             write_command(bytes, &[b"PTTL", &l.key.key]);
         }
-        let replies = 1 + leads.len();
+        let replies = 1 + leads.iter().filter(|l| l.fills).count();
         let shared = self.services.clone();
         let learn = self.learning(Read::Mget);
         let sent_at = Instant::now();
@@ -164,14 +174,17 @@ impl<R: Router> Ctx<R> {
             move |frames: &[Bytes], may_fill: Option<crate::cache::FilledBy>| {
                 learn.reply(&frames[0]);
                 let elements = array_elements(&frames[0]).filter(|e| e.len() == leads.len());
+                // The PTTL replies follow the MGET's, one per lead that fills.
+                let mut pttls = frames[1..].iter();
                 for (i, lead) in leads.into_iter().enumerate() {
-                    let fetched = match &elements {
-                        Some(e) => {
-                            let (reply, pttl) = (&e[i], &frames[1 + i]);
+                    let pttl = if lead.fills { pttls.next() } else { None };
+                    let fetched = match (&elements, pttl) {
+                        (Some(e), Some(pttl)) => {
+                            let reply = &e[i];
                             let l1 = &shared.l1;
                             l1.fill(lead.key, lead.taken, sent_at, reply, pttl, false, may_fill)
                         }
-                        None => Fetched::Unknown,
+                        _ => Fetched::Unknown,
                     };
                     lead.flight.complete(fetched);
                 }
@@ -200,6 +213,20 @@ impl<R: Router> Ctx<R> {
             .call(&via, slot, bytes.clone(), replies, how)
             .await;
         Own::One(sent, bytes)
+    }
+
+    /// `GET key` forwarded as it is (a miss L1 does not admit): one reply, nothing filled;
+    /// the reply still tells whether this identity may GET (see [`Ctx::learning`]).
+    async fn get_plain(&mut self, key: &[u8]) {
+        let get = crate::metrics::commands::GET as u16;
+        let learn = self.learning(Read::Get);
+        let on_reply: OnReply = Box::new(move |frames: &[Bytes], _| learn.reply(&frames[0]));
+        let target = self.target_of(Some(key));
+        let group = self.replies.open_group_for(target);
+        let write = |out: &mut BytesMut| write_command(out, &[b"GET", key]);
+        if group.add_with(write, Segment::Read, Some(on_reply), get) {
+            self.send_unsent().await;
+        }
     }
 
     /// `MGET key` on this connection's own upstream slot: the element for one key, or the
@@ -293,6 +320,10 @@ pub(in crate::connection) async fn fetch_missing<R: Router>(cx: &mut Ctx<R>, key
     cx.follow_get(&key);
     let ck = cx.cache_key(key.clone());
     cx.replies.budget.expect(1);
+    if !cx.services.l1.admits(&ck) {
+        // L1 is crowded and this is the key's first miss: the GET alone, nothing filled.
+        return cx.get_plain(&key).await;
+    }
     match cx.join(ck, Read::Get) {
         Miss::Follow(rx) => cx.replies.wait_for(Pending::Follow(rx, key)),
         Miss::Lead(lead) => {
@@ -346,10 +377,28 @@ pub(in crate::connection) async fn mget<R: Router>(cx: &mut Ctx<R>, keys: &[Byte
             let taken = l1.generation(&key);
             let flight = Flight::detached();
             parts.push(Part::Own(leads.len()));
-            leads.push(Lead { key, taken, flight });
+            leads.push(Lead {
+                key,
+                taken,
+                flight,
+                fills: true,
+            });
             continue;
         }
-        match cx.join(cx.cache_key(key.clone()), Read::Mget) {
+        let ck = cx.cache_key(key.clone());
+        if !l1.admits(&ck) {
+            // L1 is crowded and this is the key's first miss: in the MGET, without a PTTL.
+            let taken = l1.generation(&ck);
+            parts.push(Part::Own(leads.len()));
+            leads.push(Lead {
+                key: ck,
+                taken,
+                flight: Flight::detached(),
+                fills: false,
+            });
+            continue;
+        }
+        match cx.join(ck, Read::Mget) {
             Miss::Follow(rx) => parts.push(Part::Follow(rx, key.clone())),
             Miss::Lead(lead) => {
                 parts.push(Part::Own(leads.len()));
@@ -366,7 +415,12 @@ pub(in crate::connection) async fn mget<R: Router>(cx: &mut Ctx<R>, keys: &[Byte
             let namespace = cx.services.l1.namespaces().of(&keys[i]);
             cx.observers.hit_was_miss(&cx.services, namespace);
             let flight = Flight::detached();
-            leads.push(Lead { key, taken, flight });
+            leads.push(Lead {
+                key,
+                taken,
+                flight,
+                fills: true,
+            });
         }
     }
     for (i, served) in audits {
