@@ -41,7 +41,7 @@ pub fn fold_shape(key: &[u8], shape: &mut Vec<u8>) {
     };
     let mut i = 0;
     while i < key.len() {
-        if CLASS[usize::from(key[i])] == SEPARATOR {
+        if class(key[i]) == 0 {
             out.push(key[i]);
             i += 1;
             continue;
@@ -66,61 +66,65 @@ impl Folded {
     }
 }
 
-/// What a byte is to [`fold_shape`]: between tokens, or which kind of token byte.
-const SEPARATOR: u8 = 0;
-const DECIMAL: u8 = 1;
-const HEX_LETTER: u8 = 2;
-const DASH: u8 = 3;
-const LETTER: u8 = 4;
+/// What a byte is to [`fold_shape`], as bits: 0 between tokens, else [`TOKEN`] and at
+/// most one of the kinds.
+const TOKEN: u8 = 1;
+const DECIMAL: u8 = 2;
+const HEX_LETTER: u8 = 4;
+const LETTER: u8 = 8;
 
 /// The class of every byte, so a token is folded in one pass with one look-up a byte.
 const CLASS: [u8; 256] = {
-    let mut class = [SEPARATOR; 256];
+    let mut class = [0; 256];
     let mut b = 0;
     while b < 256 {
         let c = b as u8;
         class[b] = match c {
-            b'0'..=b'9' => DECIMAL,
-            b'a'..=b'f' | b'A'..=b'F' => HEX_LETTER,
-            b'-' => DASH,
-            b'g'..=b'z' | b'G'..=b'Z' => LETTER,
-            _ => SEPARATOR,
+            b'0'..=b'9' => TOKEN | DECIMAL,
+            b'a'..=b'f' | b'A'..=b'F' => TOKEN | HEX_LETTER,
+            b'-' => TOKEN,
+            b'g'..=b'z' | b'G'..=b'Z' => TOKEN | LETTER,
+            _ => 0,
         };
         b += 1;
     }
     class
 };
 
+/// The class of `b` (see [`CLASS`]).
+#[inline]
+fn class(b: u8) -> u8 {
+    CLASS[usize::from(b)]
+}
+
 /// Folds the token of [`fold_shape`] that starts at `start` into `shape`, in one pass:
-/// each run of decimal digits becomes `#`, and when the token turns out to be a hex
-/// identifier what was written for it is replaced by one `#`. Returns where it ends.
+/// each run of decimal digits becomes `#` (skipped in a loop of its own), and when the
+/// token turns out to be a hex identifier what was written for it is replaced by one `#`.
+/// Returns where it ends.
 fn fold_token(key: &[u8], start: usize, shape: &mut Folded) -> usize {
     let mark = shape.len;
-    let (mut hex_digits, mut decimal, mut letters) = (0usize, false, false);
-    let mut in_digits = false;
+    // Every kind of byte seen, and how many hex digits.
+    let (mut seen, mut hex_digits) = (0, 0);
     let mut i = start;
     while i < key.len() {
-        let b = key[i];
-        match CLASS[usize::from(b)] {
-            SEPARATOR => break,
-            DECIMAL => {
-                hex_digits += 1;
-                decimal = true;
-                if !in_digits {
-                    shape.push(b'#');
-                    in_digits = true;
-                }
-            }
-            class => {
-                hex_digits += usize::from(class == HEX_LETTER);
-                letters |= class == LETTER;
-                shape.push(b);
-                in_digits = false;
-            }
+        let c = class(key[i]);
+        if c & DECIMAL != 0 {
+            let run = key[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+            shape.push(b'#');
+            hex_digits += run;
+            seen |= DECIMAL;
+            i += run;
+            continue;
         }
+        if c == 0 {
+            break;
+        }
+        hex_digits += usize::from(c & HEX_LETTER != 0);
+        seen |= c;
+        shape.push(key[i]);
         i += 1;
     }
-    if !letters && decimal && hex_digits >= MIN_HEX_ID {
+    if seen & (DECIMAL | LETTER) == DECIMAL && hex_digits >= MIN_HEX_ID {
         shape.len = mark;
         shape.push(b'#');
     }
