@@ -6,8 +6,8 @@
 //! dropped without a result (connection lost, timeout), it tells them to fetch themselves.
 
 use parking_lot::Mutex;
-use std::collections::HashMap;
-use std::hash::BuildHasher;
+use std::collections::hash_map::{Entry, HashMap};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -30,7 +30,30 @@ pub enum Fetched {
 
 type Waiters = Vec<oneshot::Sender<Fetched>>;
 /// In-flight fetches of one shard (keys hashed with their own seed, not the shard's).
-type Shard = Mutex<HashMap<(CacheKey, Generation), Waiters, KeyHasher>>;
+type Shard = Mutex<HashMap<Id, Waiters, KeyHasher>>;
+
+/// One fetch: a key at a generation, with the key's hash computed once (it picks the shard
+/// and is all the shard's map hashes, on join and on finish alike).
+#[derive(Clone)]
+struct Id {
+    hash: u64,
+    key: CacheKey,
+    taken: Generation,
+}
+
+impl PartialEq for Id {
+    fn eq(&self, other: &Id) -> bool {
+        self.hash == other.hash && self.taken == other.taken && self.key == other.key
+    }
+}
+
+impl Eq for Id {}
+
+impl Hash for Id {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
 
 /// In-flight fetches, sharded by key.
 pub struct Coalescer {
@@ -49,7 +72,7 @@ pub enum Join {
 /// The leader's obligation to tell the followers of one fetch what it learned.
 pub struct Flight {
     coalescer: Option<Arc<Coalescer>>,
-    key: Option<(CacheKey, Generation)>,
+    key: Option<Id>,
 }
 
 impl Coalescer {
@@ -65,27 +88,33 @@ impl Coalescer {
 
     /// Joins the fetch of `key` at generation `taken`, or becomes its leader.
     pub fn join(self: &Arc<Coalescer>, key: CacheKey, taken: Generation) -> Join {
-        let mut shard = self.shard(&key).lock();
-        let id = (key, taken);
-        if let Some(waiters) = shard.get_mut(&id) {
-            let (tx, rx) = oneshot::channel();
-            waiters.push(tx);
-            return Join::Follow(rx);
+        let hash = self.hasher.hash_one(&key.key);
+        let id = Id { hash, key, taken };
+        let mut shard = self.shard(hash).lock();
+        match shard.entry(id) {
+            Entry::Occupied(mut fetch) => {
+                let (tx, rx) = oneshot::channel();
+                fetch.get_mut().push(tx);
+                Join::Follow(rx)
+            }
+            Entry::Vacant(fetch) => {
+                let id = fetch.key().clone();
+                fetch.insert(Vec::new());
+                Join::Lead(Flight {
+                    coalescer: Some(self.clone()),
+                    key: Some(id),
+                })
+            }
         }
-        shard.insert(id.clone(), Vec::new());
-        Join::Lead(Flight {
-            coalescer: Some(self.clone()),
-            key: Some(id),
-        })
     }
 
-    fn shard(&self, key: &CacheKey) -> &Shard {
-        &self.shards[self.hasher.hash_one(&key.key) as usize % SHARDS]
+    fn shard(&self, hash: u64) -> &Shard {
+        &self.shards[hash as usize % SHARDS]
     }
 
-    fn finish(&self, id: &(CacheKey, Generation), result: Fetched) {
+    fn finish(&self, id: &Id, result: Fetched) {
         let waiters = {
-            let mut shard = self.shard(&id.0).lock();
+            let mut shard = self.shard(id.hash).lock();
             shard.remove(id).unwrap_or_default()
         };
         for w in waiters {

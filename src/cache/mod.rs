@@ -381,8 +381,10 @@ impl L1 {
     }
 
     /// Checks what can be checked before encoding: L1 enabled, lifetime left, key and value
-    /// within [`MAX_ENTRY_BYTES`]. Key and value are copied so that L1 never pins a client's input
-    /// buffer or an upstream read buffer.
+    /// within [`MAX_ENTRY_BYTES`]. A value to compress is copied with its key, so that the
+    /// install waiting for the encoder never pins a client's input buffer or an upstream read
+    /// buffer; any other is installed at once, and the table copies key and value into its
+    /// segments (a copy here would be freed right after).
     pub(crate) fn accept(
         &self,
         key: CacheKey,
@@ -419,14 +421,23 @@ impl L1 {
         } else {
             usize::MAX
         };
-        let key = CacheKey {
-            key: Bytes::copy_from_slice(&key.key),
-            ..key
+        let (key, value) = match value {
+            Cached::Value(bulk) if bulk.len() < compress_min_bytes => {
+                (key, Prepared::Plain(bulk))
+            }
+            Cached::Missing => (key, Prepared::Missing),
+            value => {
+                let key = CacheKey {
+                    key: Bytes::copy_from_slice(&key.key),
+                    ..key
+                };
+                (key, Prepared::new(&value, compress_min_bytes))
+            }
         };
         Some(Install {
             key,
             taken,
-            value: Prepared::new(&value, compress_min_bytes),
+            value,
             expires_at,
             fence: SlotEpochs::fence(taken.slot, taken.slot_epoch, by),
         })

@@ -157,21 +157,24 @@ impl Group {
             alone,
             segments,
             replies,
-            fills,
+            mut fills,
             label,
             writes,
             effects,
             target: _,
         } = self;
-        let on_reply: Option<OnReply> = (!fills.is_empty()).then(|| {
-            Box::new(
+        let on_reply: Option<OnReply> = match fills.len() {
+            0 => None,
+            // One fill taking every reply (a group of one fetch): the call's own, as it is.
+            1 if fills[0].0 == 0 && fills[0].1 == replies => fills.pop().map(|(.., fill)| fill),
+            _ => Some(Box::new(
                 move |frames: &[Bytes], may_fill: Option<crate::cache::FilledBy>| {
                     for (at, n, fill) in fills {
                         fill(&frames[at..at + n], may_fill);
                     }
                 },
-            ) as OnReply
-        });
+            )),
+        };
         let bytes = alone.unwrap_or_else(|| bytes.freeze());
         let segments = Segments {
             list: segments,

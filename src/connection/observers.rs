@@ -109,9 +109,15 @@ impl Observers {
     }
 
     /// A single GET off the fast path, followed for N+1 detection: what was found, to be
-    /// reported with the client's address and name.
-    pub(super) fn single_get(&mut self, services: &Services, key: &[u8]) -> Option<Finding> {
-        self.profile.single_read(&services.profiler, key)
+    /// reported with the client's address and name. `now`: the request's clock reading, if
+    /// taken.
+    pub(super) fn single_get(
+        &mut self,
+        services: &Services,
+        key: &[u8],
+        now: Option<Instant>,
+    ) -> Option<Finding> {
+        self.profile.single_read(&services.profiler, key, now)
     }
 
     /// A new batch of requests was read from the client.

@@ -259,15 +259,22 @@ impl ClientProfile {
 
     /// Counts a single-key read of `key` for N+1 detection (only the first of a read
     /// batch: GETs pipelined together are no N+1); a finding is returned the first time a
-    /// shape reaches the threshold within the window.
-    pub fn single_read(&mut self, profiler: &Profiler, key: &[u8]) -> Option<Finding> {
+    /// shape reaches the threshold within the window. `now`: the caller's reading of the
+    /// clock for this request, if it took one (else the clock is read here, only when the
+    /// read is counted).
+    pub fn single_read(
+        &mut self,
+        profiler: &Profiler,
+        key: &[u8],
+        now: Option<std::time::Instant>,
+    ) -> Option<Finding> {
         if std::mem::replace(&mut self.counted_in_batch, true) {
             return None;
         }
         let tracker = self.tracker.get_or_insert_with(Box::default);
         tracker.read(
             key,
-            std::time::Instant::now(),
+            now.unwrap_or_else(std::time::Instant::now),
             profiler.n_plus_one_threshold(),
             profiler.n_plus_one_window(),
         )

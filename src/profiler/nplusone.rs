@@ -32,46 +32,103 @@ pub const MIN_HEX_ID: usize = 8;
 /// decimal digits becomes `#` (`v2` → `v#`, `item-42` → `item-#`). Only the first
 /// [`MAX_SHAPE_BYTES`] bytes of the key are read.
 pub fn fold_shape(key: &[u8], shape: &mut Vec<u8>) {
-    shape.clear();
     let key = &key[..key.len().min(MAX_SHAPE_BYTES)];
-    let is_token = |b: u8| b.is_ascii_alphanumeric() || b == b'-';
+    // Folded on the stack (a shape is never longer than the bytes it is folded from),
+    // then copied out at once.
+    let mut out = Folded {
+        bytes: [0; MAX_SHAPE_BYTES],
+        len: 0,
+    };
     let mut i = 0;
     while i < key.len() {
-        if !is_token(key[i]) {
-            shape.push(key[i]);
+        if class(key[i]) == 0 {
+            out.push(key[i]);
             i += 1;
             continue;
         }
-        let end = key[i..]
-            .iter()
-            .position(|&b| !is_token(b))
-            .map_or(key.len(), |n| i + n);
-        fold_token(&key[i..end], shape);
-        i = end;
+        i = fold_token(key, i, &mut out);
+    }
+    shape.clear();
+    shape.extend_from_slice(&out.bytes[..out.len]);
+}
+
+/// A shape being folded.
+struct Folded {
+    bytes: [u8; MAX_SHAPE_BYTES],
+    len: usize,
+}
+
+impl Folded {
+    #[inline]
+    fn push(&mut self, b: u8) {
+        self.bytes[self.len] = b;
+        self.len += 1;
     }
 }
 
-/// One token of [`fold_shape`].
-fn fold_token(token: &[u8], shape: &mut Vec<u8>) {
-    let hex_digits = token.iter().filter(|b| b.is_ascii_hexdigit()).count();
-    let hex_id = hex_digits + token.iter().filter(|&&b| b == b'-').count() == token.len()
-        && hex_digits >= MIN_HEX_ID
-        && token.iter().any(u8::is_ascii_digit);
-    if hex_id {
-        return shape.push(b'#');
+/// What a byte is to [`fold_shape`], as bits: 0 between tokens, else [`TOKEN`] and at
+/// most one of the kinds.
+const TOKEN: u8 = 1;
+const DECIMAL: u8 = 2;
+const HEX_LETTER: u8 = 4;
+const LETTER: u8 = 8;
+
+/// The class of every byte, so a token is folded in one pass with one look-up a byte.
+const CLASS: [u8; 256] = {
+    let mut class = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        class[b] = match c {
+            b'0'..=b'9' => TOKEN | DECIMAL,
+            b'a'..=b'f' | b'A'..=b'F' => TOKEN | HEX_LETTER,
+            b'-' => TOKEN,
+            b'g'..=b'z' | b'G'..=b'Z' => TOKEN | LETTER,
+            _ => 0,
+        };
+        b += 1;
     }
-    let mut in_digits = false;
-    for &b in token {
-        if b.is_ascii_digit() {
-            if !in_digits {
-                shape.push(b'#');
-            }
-            in_digits = true;
-        } else {
-            shape.push(b);
-            in_digits = false;
+    class
+};
+
+/// The class of `b` (see [`CLASS`]).
+#[inline]
+fn class(b: u8) -> u8 {
+    CLASS[usize::from(b)]
+}
+
+/// Folds the token of [`fold_shape`] that starts at `start` into `shape`, in one pass:
+/// each run of decimal digits becomes `#` (skipped in a loop of its own), and when the
+/// token turns out to be a hex identifier what was written for it is replaced by one `#`.
+/// Returns where it ends.
+fn fold_token(key: &[u8], start: usize, shape: &mut Folded) -> usize {
+    let mark = shape.len;
+    // Every kind of byte seen, and how many hex digits.
+    let (mut seen, mut hex_digits) = (0, 0);
+    let mut i = start;
+    while i < key.len() {
+        let c = class(key[i]);
+        if c & DECIMAL != 0 {
+            let run = key[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+            shape.push(b'#');
+            hex_digits += run;
+            seen |= DECIMAL;
+            i += run;
+            continue;
         }
+        if c == 0 {
+            break;
+        }
+        hex_digits += usize::from(c & HEX_LETTER != 0);
+        seen |= c;
+        shape.push(key[i]);
+        i += 1;
     }
+    if seen & (DECIMAL | LETTER) == DECIMAL && hex_digits >= MIN_HEX_ID {
+        shape.len = mark;
+        shape.push(b'#');
+    }
+    i
 }
 
 /// A shape read often enough to report.
@@ -100,6 +157,8 @@ pub struct Tracker {
     windows: Vec<Window>,
     /// Scratch space for folding, reused.
     scratch: Vec<u8>,
+    /// The window of the last read: looked at first (a loop of reads keeps one shape).
+    last: usize,
 }
 
 impl Tracker {
@@ -113,10 +172,15 @@ impl Tracker {
         window: Duration,
     ) -> Option<Finding> {
         fold_shape(key, &mut self.scratch);
-        let at = match self.windows.iter().position(|w| w.shape == self.scratch) {
-            Some(at) => at,
-            None => self.open(now),
+        let same = |w: &Window| w.shape == self.scratch;
+        let at = match self.windows.get(self.last).is_some_and(same) {
+            true => self.last,
+            false => match self.windows.iter().position(same) {
+                Some(at) => at,
+                None => self.open(now),
+            },
         };
+        self.last = at;
         let w = &mut self.windows[at];
         if now.saturating_duration_since(w.opened) > window {
             w.opened = now;

@@ -51,11 +51,12 @@ fn gets_pipelined_in_one_read_batch_are_no_n_plus_one() {
     let p = profiler();
     let mut client = ClientProfile::new();
     client.new_batch();
-    let found = (0..50).filter_map(|i| client.single_read(&p, format!("user:{i}").as_bytes()));
+    let found =
+        (0..50).filter_map(|i| client.single_read(&p, format!("user:{i}").as_bytes(), None));
     assert_eq!(found.count(), 0, "one batch counts once");
     let found = (0..10).filter_map(|i| {
         client.new_batch();
-        client.single_read(&p, format!("user:{i}").as_bytes())
+        client.single_read(&p, format!("user:{i}").as_bytes(), None)
     });
     assert_eq!(found.count(), 1, "ten batches, one GET each, are an N+1");
 }

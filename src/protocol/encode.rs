@@ -49,22 +49,24 @@ pub fn write_error(out: &mut BytesMut, message: &str) {
 
 /// Appends a decimal integer followed by CRLF.
 pub fn write_decimal(out: &mut BytesMut, n: i64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
+    // Sign, up to 20 digits and CRLF, written back to front and appended in one copy.
+    let mut text = [0u8; 23];
+    let mut i = text.len() - 2;
+    text[i..].copy_from_slice(b"\r\n");
     let mut v = n.unsigned_abs();
     loop {
         i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
+        text[i] = b'0' + (v % 10) as u8;
         v /= 10;
         if v == 0 {
             break;
         }
     }
     if n < 0 {
-        out.put_u8(b'-');
+        i -= 1;
+        text[i] = b'-';
     }
-    out.put_slice(&digits[i..]);
-    out.put_slice(b"\r\n");
+    out.put_slice(&text[i..]);
 }
 
 #[cfg(test)]
@@ -79,5 +81,21 @@ mod tests {
         write_decimal(&mut out, -42);
         write_error(&mut out, "ERR a\r\nb");
         assert_eq!(&out[..], b"$5\r\nhello\r\n*2\r\n-42\r\n-ERR a  b\r\n");
+    }
+
+    #[test]
+    fn decimals_at_the_ends_of_the_range() {
+        for (n, text) in [
+            (0, "0"),
+            (9, "9"),
+            (10, "10"),
+            (-1, "-1"),
+            (i64::MAX, "9223372036854775807"),
+            (i64::MIN, "-9223372036854775808"),
+        ] {
+            let mut out = BytesMut::new();
+            write_decimal(&mut out, n);
+            assert_eq!(out, format!("{text}\r\n").as_bytes(), "{n}");
+        }
     }
 }

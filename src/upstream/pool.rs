@@ -164,7 +164,10 @@ impl Pool {
         } else {
             lane.spread % self.base
         };
-        let now = Instant::now();
+        // Read once, and only if a slot has a call in flight (an idle client's usual case
+        // has none).
+        let now = std::cell::OnceCell::new();
+        let now = || *now.get_or_init(Instant::now);
         let started = |i: usize| self.slots[i].state.get().is_some();
         let usable = |i: usize| {
             let slot = &self.slots[i];

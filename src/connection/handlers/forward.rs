@@ -14,7 +14,7 @@ use crate::connection::replies::Pending;
 use crate::connection::{ClientStream, Connection};
 use crate::error::{write_upstream_error, UpstreamError};
 use crate::profiler::slowlog::{call_args, UNKNOWN_USER};
-use crate::protocol::write_command;
+use crate::protocol::write_bulk;
 use crate::upstream::{OnReply, PendingReply, Router};
 
 impl<R: Router> Ctx<R> {
@@ -73,14 +73,24 @@ impl<R: Router> Ctx<R> {
     pub(in crate::connection) async fn fetch(&mut self, key: &[u8], fill: OnReply) {
         let get = crate::metrics::commands::GET as u16;
         let write = |out: &mut BytesMut| {
-            write_command(out, &[b"GET", key]);
-            write_command(out, &[b"PTTL", key]);
+            // `GET key` and `PTTL key`: only the key's bulk string is encoded.
+            out.extend_from_slice(b"*2\r\n$3\r\nGET\r\n");
+            write_bulk(out, key);
+            out.extend_from_slice(b"*2\r\n$4\r\nPTTL\r\n");
+            write_bulk(out, key);
         };
         let target = self.target_of(Some(key));
         let group = self.replies.open_group_for(target);
         if group.add_with(write, Segment::Fetch, Some(fill), get) {
-            self.send_unsent().await;
+            self.send_full().await;
         }
+    }
+
+    /// Sends the groups of a batch that filled one before it ended. Boxed: rare, and its
+    /// state (the whole send) would otherwise be part of every fetch's and forward's future,
+    /// copied once per request.
+    async fn send_full(&mut self) {
+        Box::pin(self.send_unsent()).await;
     }
 
     /// Adds a command to the open group (`target`: its slot and node, see
@@ -95,7 +105,7 @@ impl<R: Router> Ctx<R> {
     ) {
         let group = self.replies.open_group_for(target);
         if group.add(bytes, segment, fill, label) {
-            self.send_unsent().await;
+            self.send_full().await;
         }
     }
 

@@ -92,9 +92,9 @@ impl<R: Router> Ctx<R> {
     }
 
     /// A GET off the hit path, followed for N+1 detection (reported once per shape and
-    /// window).
-    fn follow_get(&mut self, key: &[u8]) {
-        if let Some(found) = self.observers.single_get(&self.services, key) {
+    /// window); `now`: the request's clock reading, if it took one.
+    fn follow_get(&mut self, key: &[u8], now: Option<Instant>) {
+        if let Some(found) = self.observers.single_get(&self.services, key, now) {
             let name = self.session.name.as_deref();
             let profiler = &self.services.profiler;
             profiler.report_n_plus_one(&found, &self.client_addr(), name);
@@ -303,7 +303,7 @@ pub(in crate::connection) async fn get<R: Router>(cx: &mut Ctx<R>, key: Bytes) {
     let cached = cx.permitted(Read::Get).then(|| cx.lookup(&key));
     if let Some((cached, namespace)) = cached.flatten() {
         let audit = cx.observers.on_hit(&cx.services, namespace, &key);
-        cx.follow_get(&key);
+        cx.follow_get(&key, None);
         let reply = cx.cached_reply(cached);
         if audit {
             cx.audit_hit(key, reply.clone());
@@ -317,7 +317,10 @@ pub(in crate::connection) async fn get<R: Router>(cx: &mut Ctx<R>, key: Bytes) {
 pub(in crate::connection) async fn fetch_missing<R: Router>(cx: &mut Ctx<R>, key: Bytes) {
     let namespace = cx.services.l1.namespaces().of(&key);
     cx.observers.on_miss(&cx.services, namespace, &key);
-    cx.follow_get(&key);
+    // One reading of the clock: the N+1 window's and the fetch's send time (its entry's
+    // expiry is counted from it: read before the request is sent, never after).
+    let now = Instant::now();
+    cx.follow_get(&key, Some(now));
     let ck = cx.cache_key(key.clone());
     cx.replies.budget.expect(1);
     if !cx.services.l1.admits(&ck) {
@@ -329,7 +332,7 @@ pub(in crate::connection) async fn fetch_missing<R: Router>(cx: &mut Ctx<R>, key
         Miss::Lead(lead) => {
             let shared = cx.services.clone();
             let learn = cx.learning(Read::Get);
-            let sent_at = Instant::now();
+            let sent_at = now;
             let on_reply = Box::new(
                 move |frames: &[Bytes], may_fill: Option<crate::cache::FilledBy>| {
                     learn.reply(&frames[0]);

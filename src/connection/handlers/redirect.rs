@@ -85,7 +85,21 @@ impl<R: Router> Ctx<R> {
     /// Follows `frame` when it is a redirect: the `n` commands from the `at`-th of
     /// `request` go to the node it names; returns the reply the client gets (the first
     /// command's). `writes`: the commands may write keys.
+    ///
+    /// Its state is boxed: it runs only in a Redis Cluster, and unboxed it would size every
+    /// future that may call it (the drain of each batch, moved once per request).
     pub(in crate::connection) async fn follow(
+        &mut self,
+        request: &Bytes,
+        at: (usize, usize),
+        frame: Bytes,
+        writes: bool,
+    ) -> Bytes {
+        Box::pin(self.follow_redirects(request, at, frame, writes)).await
+    }
+
+    /// [`Ctx::follow`], unboxed.
+    async fn follow_redirects(
         &mut self,
         request: &Bytes,
         (at, n): (usize, usize),

@@ -35,13 +35,14 @@ impl Health {
         self.oldest.store(micros, Relaxed);
     }
 
-    /// Whether the oldest call in flight has waited longer than [`STALL_AFTER`].
-    pub(crate) fn stalled(&self, now: Instant) -> bool {
+    /// Whether the oldest call in flight has waited longer than [`STALL_AFTER`]; `now` reads
+    /// the clock, only when a call is in flight.
+    pub(crate) fn stalled(&self, now: impl FnOnce() -> Instant) -> bool {
         match self.oldest.load(Relaxed) {
             0 => false,
             micros => {
                 let sent = Duration::from_micros(micros - 1);
-                now.saturating_duration_since(epoch()) > sent + STALL_AFTER
+                now().saturating_duration_since(epoch()) > sent + STALL_AFTER
             }
         }
     }
