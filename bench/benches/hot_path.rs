@@ -39,6 +39,7 @@ fn lookups(c: &mut Criterion) {
         ttl: Duration::from_secs(600),
         compress_min_bytes: 4096,
         cache_nil: true,
+        admit_second_miss: false,
     });
     let keys: Vec<CacheKey> = (0..10_000)
         .map(|i| CacheKey {

@@ -46,6 +46,7 @@ pub fn services(
             ttl: config.l1_ttl,
             compress_min_bytes: config.l1_compress_min_bytes,
             cache_nil: config.l1_cache_nil,
+            admit_second_miss: config.l1_admit_second_miss,
         },
         &config.namespaces,
     ));

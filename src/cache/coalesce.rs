@@ -160,6 +160,7 @@ mod tests {
             ttl: Duration::from_secs(1),
             compress_min_bytes: 1024,
             cache_nil: true,
+            admit_second_miss: false,
         });
         (
             l1,

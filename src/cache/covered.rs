@@ -70,6 +70,7 @@ mod tests {
             ttl: std::time::Duration::from_secs(60),
             compress_min_bytes: 4096,
             cache_nil: true,
+            admit_second_miss: false,
         });
         assert!(l1.covers_all() && l1.caches(b"order:1"));
         l1.cover_only(vec![Bytes::from_static(b"user:")]);

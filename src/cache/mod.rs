@@ -19,7 +19,8 @@
 //!   with its own `max_bytes` has its own table, so its entries and the others' cannot
 //!   evict each other; every other key is in the shared store.
 //! - `covered`: the keys L1 may hold at all (under a `--tracking bcast` prefix).
-//! - `admission`: once L1 is crowded, a missed key fills it only on its second miss.
+//! - [`admission`]: with `--l1-admit-second-miss`, once L1 is crowded, a missed key fills it
+//!   only on its second miss.
 //!
 //! Keys are evicted one at a time by writes ([`L1::invalidate`]), by pattern
 //! ([`L1::invalidate_patterns`], `NEARCACHE INVALIDATE`), by database or all at once.
@@ -34,7 +35,7 @@ use bytes::{Bytes, BytesMut};
 use crate::config::NamespaceConfig;
 use crate::protocol::write_bulk;
 
-mod admission;
+pub mod admission;
 pub mod coalesce;
 mod covered;
 mod evict;
@@ -97,6 +98,8 @@ pub struct L1Options {
     pub compress_min_bytes: usize,
     /// Cache keys that do not exist upstream.
     pub cache_nil: bool,
+    /// Once a table is crowded, fill it only on a key's second miss (see `admission`).
+    pub admit_second_miss: bool,
 }
 
 /// The in-process cache.
@@ -230,7 +233,11 @@ impl L1 {
             options,
             counters,
             covered: covered::Covered::default(),
-            doorkeeper: admission::Doorkeeper::new(options.max_bytes),
+            // Sized for the bound only when it is used (its slots are written when made).
+            doorkeeper: admission::Doorkeeper::new(match options.admit_second_miss {
+                true => options.max_bytes,
+                false => 0,
+            }),
         }
     }
 
@@ -422,9 +429,7 @@ impl L1 {
             usize::MAX
         };
         let (key, value) = match value {
-            Cached::Value(bulk) if bulk.len() < compress_min_bytes => {
-                (key, Prepared::Plain(bulk))
-            }
+            Cached::Value(bulk) if bulk.len() < compress_min_bytes => (key, Prepared::Plain(bulk)),
             Cached::Missing => (key, Prepared::Missing),
             value => {
                 let key = CacheKey {

@@ -9,6 +9,7 @@ fn options() -> L1Options {
         ttl: Duration::from_secs(60),
         compress_min_bytes: 256,
         cache_nil: true,
+        admit_second_miss: false,
     }
 }
 
@@ -181,6 +182,7 @@ fn zero_ttl_disables_the_cache() {
         ttl: Duration::ZERO,
         compress_min_bytes: 256,
         cache_nil: true,
+        admit_second_miss: false,
     });
     let g = l1.generation(&key(0, "a"));
     assert!(!l1.insert_if_current(key(0, "a"), g, Cached::Missing, None));
@@ -224,6 +226,7 @@ fn values_over_the_entry_limit_are_not_cached() {
         ttl: Duration::from_secs(60),
         compress_min_bytes: 4096,
         cache_nil: true,
+        admit_second_miss: false,
     });
     let big = key(0, "big");
     let value = bulk(&vec![b'x'; super::MAX_ENTRY_BYTES + 1]);

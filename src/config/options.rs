@@ -80,6 +80,9 @@ options! {
     l1_cache_nil: bool = parse::boolean,
         "NEARCACHE_L1_CACHE_NIL", "BOOL", default "true",
         "Cache missing keys as nil";
+    l1_admit_second_miss: bool = parse::boolean,
+        "NEARCACHE_L1_ADMIT_SECOND_MISS", "BOOL", default "false",
+        "Once L1 is three quarters full, fill it only on a key's second miss (a first miss is the plain GET, without a PTTL)";
     serve_stale_when_down: bool = parse::boolean,
         "NEARCACHE_SERVE_STALE_WHEN_DOWN", "BOOL", default "false",
         "Keep answering L1 hits while the upstream is unreachable";

@@ -56,6 +56,7 @@ mod tests {
             ttl: std::time::Duration::from_secs(60),
             compress_min_bytes: 4096,
             cache_nil: true,
+            admit_second_miss: false,
         }))
     }
 

@@ -1,9 +1,11 @@
 //! (e) L1's own store, as the sidecar runs it: `nearcache::cache::table::Table` (shards of
 //! segments and an index of locations, FIFO over segments with a second chance), with the
-//! sidecar's key hasher and a listener that counts nothing.
+//! sidecar's key hasher and a listener that counts nothing; (f) the same with the sidecar's
+//! admission once the table is crowded.
 
 use std::time::{Duration, Instant};
 
+use nearcache::cache::admission::Doorkeeper;
 use nearcache::cache::table::{Put, Table, Value};
 use nearcache::cache::{Fence, KeyHasher, KeyRef, ENTRY_OVERHEAD};
 
@@ -13,6 +15,9 @@ use super::stores::Store;
 pub struct Segments {
     table: Table,
     expires_at: Instant,
+    /// The sidecar's admission (see `nearcache::cache::admission`): once the table is
+    /// crowded, a key is inserted only on its second miss.
+    door: Option<Doorkeeper>,
 }
 
 impl Segments {
@@ -20,7 +25,7 @@ impl Segments {
     /// bounds what it really allocates (segments and index). Under the payload bound
     /// (`overhead` 0: every entry weighs its key and value) it gets what holds the same
     /// number of entries as the others: `entries` times payload and its own per-entry cost.
-    pub fn new(capacity: u64, overhead: u64, entries: usize) -> Segments {
+    pub fn new(capacity: u64, overhead: u64, entries: usize, admit: bool) -> Segments {
         let capacity = if overhead > 0 {
             capacity
         } else {
@@ -30,6 +35,7 @@ impl Segments {
         Segments {
             table: Table::new(capacity, KeyHasher::new(), |_| {}),
             expires_at: Instant::now() + Duration::from_secs(3600),
+            door: admit.then(|| Doorkeeper::new(capacity)),
         }
     }
 }
@@ -62,7 +68,13 @@ impl Store for Segments {
             expires_at: self.expires_at,
             fence: Fence::default(),
         };
-        self.table.insert(self.table.hash(0, key), &put);
+        let hash = self.table.hash(0, key);
+        if let Some(door) = &self.door {
+            if self.table.crowded(hash) && !door.seen_again(hash) {
+                return;
+            }
+        }
+        self.table.insert(hash, &put);
     }
 
     fn len(&self) -> u64 {

@@ -33,12 +33,13 @@ pub trait Store: Sync {
 }
 
 /// The candidates, in table order.
-pub const NAMES: [&str; 5] = [
+pub const NAMES: [&str; 6] = [
     "(a) moka as L1 used it: per-entry expiry, closures, listener",
     "(b) moka, one allocation per entry, no per-entry timer",
     "(c) quick_cache 0.7, one allocation per entry",
     "(d) CLOCK prototype, 16 shards, one allocation per entry",
-    "(e) L1's segment store (nearcache::cache::table), the sidecar's L1 now",
+    "(e) L1's segment store (nearcache::cache::table)",
+    "(f) (e) with the sidecar's admission once crowded (a first miss does not insert)",
 ];
 
 /// Candidate `which` bounded to `capacity` bytes, each entry weighing its key and value
@@ -49,7 +50,8 @@ pub fn build(which: usize, capacity: u64, overhead: u64, entries: usize) -> Box<
         1 => Box::new(MokaPacked::new(capacity, overhead)),
         2 => Box::new(Quick::new(capacity, overhead, entries)),
         3 => Box::new(Clock::new(capacity, overhead, entries)),
-        _ => Box::new(Segments::new(capacity, overhead, entries)),
+        4 => Box::new(Segments::new(capacity, overhead, entries, false)),
+        _ => Box::new(Segments::new(capacity, overhead, entries, true)),
     }
 }
 

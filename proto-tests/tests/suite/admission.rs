@@ -1,12 +1,15 @@
-//! Admission once L1 is crowded: a key's first miss is the plain command (no PTTL, nothing
-//! filled), its second miss fetches and fills, the third read is a hit; with room in L1, the
-//! first miss fills (see `cache::get_miss_then_hit_does_not_touch_upstream`).
+//! `--l1-admit-second-miss`: once L1 is crowded, a key's first miss is the plain command (no
+//! PTTL, nothing filled), its second miss fetches and fills, the third read is a hit. By
+//! default, and with room in L1, the first miss fills.
 
 use proto_tests::*;
 
-/// A sidecar with a 1 MiB L1 read full of 900-byte values, and its upstream.
-fn crowded_pair() -> (Redis, Sidecar) {
-    let (redis, sidecar) = start_pair(&["--l1-max-bytes", "1MiB"]);
+/// A sidecar with a 1 MiB L1 read full of 900-byte values (`extra` flags added), and its
+/// upstream.
+fn crowded_by(extra: &[&str]) -> (Redis, Sidecar) {
+    let mut args = vec!["--l1-max-bytes", "1MiB"];
+    args.extend_from_slice(extra);
+    let (redis, sidecar) = start_pair(&args);
     let mut direct = redis.conn();
     let mut c = sidecar.conn();
     let filler = vec![b'f'; 900];
@@ -22,6 +25,47 @@ fn crowded_pair() -> (Redis, Sidecar) {
         "the fillers did not crowd L1\n{info}"
     );
     (redis, sidecar)
+}
+
+fn crowded_pair() -> (Redis, Sidecar) {
+    crowded_by(&["--l1-admit-second-miss", "true"])
+}
+
+#[test]
+fn by_default_a_crowded_l1_fills_on_the_first_miss() {
+    let (redis, sidecar) = crowded_by(&[]);
+    let mut c = sidecar.conn();
+    assert_reply(
+        &redis.conn().cmd_str(&["SET", "cold", "v1"]),
+        b"+OK\r\n",
+        "SET",
+    );
+    reset_stats(&redis);
+    assert_reply(&c.cmd_str(&["GET", "cold"]), &bulk(b"v1"), "first GET");
+    assert_eq!(commandstat_calls(&redis, "pttl"), 1, "fetched to fill");
+    assert_reply(&c.cmd_str(&["GET", "cold"]), &bulk(b"v1"), "second GET");
+    assert_eq!(
+        commandstat_calls(&redis, "get"),
+        1,
+        "the second GET is a hit"
+    );
+    assert_eq!(not_admitted(&mut c), 0);
+}
+
+#[test]
+fn with_room_in_l1_the_first_miss_fills() {
+    let (redis, sidecar) = start_pair(&["--l1-admit-second-miss", "true"]);
+    let mut c = sidecar.conn();
+    assert_reply(&redis.conn().cmd_str(&["SET", "k", "v"]), b"+OK\r\n", "SET");
+    reset_stats(&redis);
+    assert_reply(&c.cmd_str(&["GET", "k"]), &bulk(b"v"), "first GET");
+    assert_reply(&c.cmd_str(&["GET", "k"]), &bulk(b"v"), "second GET");
+    assert_eq!(
+        commandstat_calls(&redis, "get"),
+        1,
+        "the second GET is a hit"
+    );
+    assert_eq!(not_admitted(&mut c), 0);
 }
 
 fn not_admitted(c: &mut Conn) -> u64 {
