@@ -7,6 +7,8 @@
 #   hits       nearcache with default flags (L1 warmed before each run)
 #   misses     nearcache with --l1-max-bytes 1MiB, read over BENCH_KEYS keys: nearly every GET
 #              misses, fetches and fills
+#   admit2     misses with --l1-admit-second-miss true (GET miss rows only): a first miss in the
+#              crowded L1 is the plain GET
 #   forward    nearcache with --l1-ttl 0 (pure forwarding)
 #   twemproxy  nutcracker with one server (the reference forwarder)
 #   ns20       hits with 20 namespaces configured, the hot keys' the last to match (hit-path
@@ -366,6 +368,7 @@ fi
 # --- the targets ----------------------------------------------------------------------------
 start_nearcache hits "${port[redis]}" "$@"
 start_nearcache misses "${port[redis]}" --l1-max-bytes 1MiB "$@"
+start_nearcache admit2 "${port[redis]}" --l1-max-bytes 1MiB --l1-admit-second-miss true "$@"
 start_nearcache forward "${port[redis]}" --l1-ttl 0 "$@"
 
 # 20 namespaces, every one a pattern a key:... name is tried against (the patterns are indexed
@@ -425,7 +428,7 @@ say "relay: PING p50 $(field p50_ms "$rtt_relay") ms through it, $(field p50_ms 
     "adds $added ms per round trip (asked: $((RELAY_DELAY_US * 2)) us)"
 
 say "$(redis-server --version | awk '{print $1, $2, $3}') on ${port[redis]}; nearcache hits ${port[hits]}," \
-    "misses ${port[misses]}, forward ${port[forward]}, ns20 ${port[ns20]}, remote ${port[remote]} via relay ${port[relay]};" \
+    "misses ${port[misses]}, admit2 ${port[admit2]}, forward ${port[forward]}, ns20 ${port[ns20]}, remote ${port[remote]} via relay ${port[relay]};" \
     "twemproxy ${port[twemproxy]:-none}; TLS: redis-server ${port[tlsredis]:-none}, nearcache tlshits" \
     "${port[tlshits]:-none}, tlsmisses ${port[tlsmisses]:-none}${*:+; nearcache flags: $*}"
 say "$BENCH_ROUNDS rounds of $BENCH_SECONDS s per measurement, $CLIENTS clients, $VALUE_BYTES-byte values"
@@ -595,7 +598,7 @@ workloads=(cluster_get_p1 cluster_get_p16 cluster_getmiss_p1 cluster_set_p1 clus
     mget_hits mget_half mix mix_read mix_small mix_large idle remote_get remote_mix
     tls_get_p1 tls_get_p16 tls_getmiss_p1 tls_getmiss_p16 tls_set_p1 tls_set_p16)
 declare -A targets_of=(
-    [getmiss_p1]="direct misses" [getmiss_p16]="direct misses"
+    [getmiss_p1]="direct misses admit2" [getmiss_p16]="direct misses admit2"
     [tls_get_p1]="direct hits" [tls_get_p16]="direct hits"
     [tls_getmiss_p1]="direct misses" [tls_getmiss_p16]="direct misses"
     [tls_set_p1]="direct hits" [tls_set_p16]="direct hits"
@@ -652,7 +655,7 @@ memory_run() {
 }
 
 # The nearcaches of the throughput rows are done: stop them so the memory runs have the cores.
-for name in hits misses forward ns20 bcast remote twemproxy relay tlshits tlsmisses tlsredis \
+for name in hits misses admit2 forward ns20 bcast remote twemproxy relay tlshits tlsmisses tlsredis \
     clhits clmisses cluster1 cluster2 cluster3; do
     [ -n "${pid[$name]:-}" ] || continue
     stop "${pid[$name]}" 6

@@ -16,12 +16,13 @@ use checks::checks;
 use memory::memory_lines;
 
 /// Column order.
-const TARGETS: [&str; 7] = [
+const TARGETS: [&str; 8] = [
     "direct",
     "hits",
     "ns20",
     "bcast",
     "misses",
+    "admit2",
     "forward",
     "twemproxy",
 ];
@@ -325,7 +326,9 @@ fn legend(f: &Figures) -> Vec<String> {
     vec![
         "Targets: direct = redis-server itself; hits = nearcache with default flags (L1 warmed \
          before each run); misses = nearcache with --l1-max-bytes 1MiB over the large key \
-         space, so nearly every GET misses, fetches and fills; forward = nearcache with \
+         space, so nearly every GET misses, fetches and fills; admit2 = misses with \
+         --l1-admit-second-miss true (GET miss rows only: a first miss is the plain GET); \
+         forward = nearcache with \
          --l1-ttl 0; ns20 = hits with 20 namespaces configured (hit-path rows only); bcast = hits with --tracking bcast --tracking-prefixes key: (hit-path rows only); twemproxy = nutcracker, one server, the reference forwarder. Figures are \
          ops/s unless the row says ms."
             .into(),
