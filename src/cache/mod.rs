@@ -319,9 +319,23 @@ impl L1 {
             Ok(r) => Some(r),
             Err((data, len)) => {
                 let plain = decompress(&data, len)?;
+                self.promote(hash, ns, key, &data, &plain);
                 Some((read.take().expect("not called yet"))(Some(&plain), ns))
             }
         }
+    }
+
+    /// Stores a compressed entry that was just read plain (see [`Table::promote`]): values
+    /// are compressed to hold more of those rarely read, and one that is read is likely to
+    /// be read again, each time paying a decompression.
+    fn promote(&self, hash: u64, ns: usize, key: &KeyRef<'_>, data: &[u8], plain: &[u8]) {
+        self.live.entered(hash);
+        if !self.stores[self.namespaces.store(ns)].promote(hash, key, data, plain) {
+            self.live.left(hash);
+            return;
+        }
+        let weight = weigh::weigh(key.key.len(), &Value::Plain(plain));
+        self.namespaces.held(ns, 1, weight);
     }
 
     /// The generation to take before fetching `key` from upstream (in a Redis Cluster

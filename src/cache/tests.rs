@@ -376,8 +376,12 @@ fn a_fill_answers_at_once_and_installs_after_compression() {
     );
     assert_eq!(fetched, Fetched::Value(value.clone()));
     encoder_idle(&l1);
-    assert_eq!(l1.get(&a.as_key_ref()), Some(Cached::Value(value)));
     assert_eq!(l1.compressed_entries(), 1);
+    assert_eq!(l1.get(&a.as_key_ref()), Some(Cached::Value(value.clone())));
+    // Read once, it is stored plain: the next hits skip the decompression.
+    assert_eq!(l1.compressed_entries(), 0);
+    assert_eq!(l1.get(&a.as_key_ref()), Some(Cached::Value(value)));
+    assert_eq!(l1.entry_count(), l1.stores[0].len());
 }
 
 #[test]

@@ -294,6 +294,46 @@ impl Table {
         Some(read(value, Fence::from_bytes(header.fence)))
     }
 
+    /// Stores `key`'s compressed entry again as `plain`, its decompression (the same reply,
+    /// expiry, fence, user and database), if it is still the entry whose compressed bytes
+    /// are `data`: not replaced, removed or expired since it was read (checked under the
+    /// shard's lock, so that nothing but that very entry is ever rewritten). A compressed
+    /// entry that is read is stored plain, so that its next hits skip the decompression;
+    /// the old entry leaves with [`Cause::Replaced`]. False when the entry was not
+    /// rewritten (not held as it was read, or the plain entry did not fit: then it is gone).
+    pub fn promote(&self, hash: u64, key: &KeyRef<'_>, data: &[u8], plain: &[u8]) -> bool {
+        let len = HEADER + key.key.len() + plain.len();
+        if len as u64 > self.ctx.capacity / 2 {
+            return false;
+        }
+        let mut shard = self.shard(hash).lock();
+        let Some(at) = shard.find(hash, key.user, key.db, key.key) else {
+            return false;
+        };
+        let entry = shard.entry(at);
+        let header = Header::read(entry);
+        let value = &entry[HEADER + header.key_len as usize..header.len()];
+        if header.flags & COMPRESSED == 0
+            || header.expires <= self.ctx.now()
+            || value.get(4..) != Some(data)
+        {
+            return false;
+        }
+        let promoted = Header {
+            flags: header.flags & !COMPRESSED,
+            value_len: plain.len() as u32,
+            ..header
+        };
+        shard.remove(&self.ctx, hash, at, Cause::Replaced);
+        let written = shard.append(&self.ctx, hash, len, |entry| {
+            promoted.write(entry);
+            let (k, v) = entry[HEADER..].split_at_mut(key.key.len());
+            k.copy_from_slice(key.key);
+            v.copy_from_slice(plain);
+        });
+        written.is_some()
+    }
+
     /// Whether `key` is held and its time not up (not counted as a read).
     pub fn contains(&self, hash: u64, key: &KeyRef<'_>) -> bool {
         let shard = self.shard(hash).lock();

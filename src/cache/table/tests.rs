@@ -336,3 +336,36 @@ fn a_value_too_large_to_hold_removes_the_older_one() {
     assert_eq!(get(&t, b"k"), None, "the older value is not served");
     assert_eq!(causes(&told, Cause::Replaced), 1);
 }
+
+#[test]
+fn a_compressed_entry_is_promoted_only_as_it_was_read() {
+    let (t, told) = table(1 << 20);
+    let k = KeyRef {
+        user: 0,
+        db: 0,
+        key: b"z",
+    };
+    let hash = t.hash(0, b"z");
+    let mut p = put(b"z", b"", later());
+    p.value = Value::Compressed {
+        data: b"zstd",
+        len: 7,
+    };
+    assert!(t.insert(hash, &p));
+    // Not the bytes read (the entry changed since): nothing is rewritten.
+    assert!(!t.promote(hash, &k, b"other", b"$1\r\nx\r\n"));
+    assert_eq!(get(&t, b"z").as_deref(), Some(&b"zstd"[..]));
+    assert!(t.promote(hash, &k, b"zstd", b"$1\r\nx\r\n"));
+    assert_eq!(get(&t, b"z").as_deref(), Some(&b"$1\r\nx\r\n"[..]));
+    assert_eq!(causes(&told, Cause::Replaced), 1);
+    assert_eq!(t.len(), 1);
+    // A plain entry, or a key not held, is left alone.
+    assert!(!t.promote(hash, &k, b"zstd", b"$1\r\ny\r\n"));
+    let other = KeyRef {
+        user: 0,
+        db: 0,
+        key: b"none",
+    };
+    assert!(!t.promote(t.hash(0, b"none"), &other, b"zstd", b"$1\r\ny\r\n"));
+    assert_eq!(get(&t, b"z").as_deref(), Some(&b"$1\r\nx\r\n"[..]));
+}
