@@ -330,7 +330,10 @@ impl L1 {
     /// be read again, each time paying a decompression.
     fn promote(&self, hash: u64, ns: usize, key: &KeyRef<'_>, data: &[u8], plain: &[u8]) {
         self.live.entered(hash);
-        if !self.stores[self.namespaces.store(ns)].promote(hash, key, data, plain) {
+        // Not while a pattern invalidation is pending: its scan might have passed the shard
+        // the entry would be rewritten into (see `Table::promote`).
+        let idle = || !self.pending.any();
+        if !self.stores[self.namespaces.store(ns)].promote(hash, key, (data, plain), idle) {
             self.live.left(hash);
             return;
         }

@@ -300,13 +300,25 @@ impl Table {
     /// shard's lock, so that nothing but that very entry is ever rewritten). A compressed
     /// entry that is read is stored plain, so that its next hits skip the decompression;
     /// the old entry leaves with [`Cause::Replaced`]. False when the entry was not
-    /// rewritten (not held as it was read, or the plain entry did not fit: then it is gone).
-    pub fn promote(&self, hash: u64, key: &KeyRef<'_>, data: &[u8], plain: &[u8]) -> bool {
+    /// rewritten (not held as it was read, `allowed` said no, or the plain entry did not
+    /// fit: then it is gone). `allowed` runs under the lock: a removal that scans shard by
+    /// shard and is announced before it starts (a pattern invalidation) is either seen by
+    /// it, or sees the rewritten entry.
+    pub fn promote(
+        &self,
+        hash: u64,
+        key: &KeyRef<'_>,
+        (data, plain): (&[u8], &[u8]),
+        allowed: impl FnOnce() -> bool,
+    ) -> bool {
         let len = HEADER + key.key.len() + plain.len();
         if len as u64 > self.ctx.capacity / 2 {
             return false;
         }
         let mut shard = self.shard(hash).lock();
+        if !allowed() {
+            return false;
+        }
         let Some(at) = shard.find(hash, key.user, key.db, key.key) else {
             return false;
         };

@@ -353,19 +353,22 @@ fn a_compressed_entry_is_promoted_only_as_it_was_read() {
     };
     assert!(t.insert(hash, &p));
     // Not the bytes read (the entry changed since): nothing is rewritten.
-    assert!(!t.promote(hash, &k, b"other", b"$1\r\nx\r\n"));
+    assert!(!t.promote(hash, &k, (b"other", b"$1\r\nx\r\n"), || true));
     assert_eq!(get(&t, b"z").as_deref(), Some(&b"zstd"[..]));
-    assert!(t.promote(hash, &k, b"zstd", b"$1\r\nx\r\n"));
+    assert!(!t.promote(hash, &k, (b"zstd", b"$1\r\nx\r\n"), || false));
+    assert_eq!(get(&t, b"z").as_deref(), Some(&b"zstd"[..]));
+    assert!(t.promote(hash, &k, (b"zstd", b"$1\r\nx\r\n"), || true));
     assert_eq!(get(&t, b"z").as_deref(), Some(&b"$1\r\nx\r\n"[..]));
     assert_eq!(causes(&told, Cause::Replaced), 1);
     assert_eq!(t.len(), 1);
     // A plain entry, or a key not held, is left alone.
-    assert!(!t.promote(hash, &k, b"zstd", b"$1\r\ny\r\n"));
+    assert!(!t.promote(hash, &k, (b"zstd", b"$1\r\ny\r\n"), || true));
     let other = KeyRef {
         user: 0,
         db: 0,
         key: b"none",
     };
-    assert!(!t.promote(t.hash(0, b"none"), &other, b"zstd", b"$1\r\ny\r\n"));
+    let none = t.hash(0, b"none");
+    assert!(!t.promote(none, &other, (b"zstd", b"$1\r\ny\r\n"), || true));
     assert_eq!(get(&t, b"z").as_deref(), Some(&b"$1\r\nx\r\n"[..]));
 }
