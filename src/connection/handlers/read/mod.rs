@@ -1,5 +1,6 @@
 //! GET and MGET: answered from L1 where possible; misses join another client's fetch of the
 //! same key or lead their own (GET + PTTL pipelined, so the entry never outlives the key).
+//! `mget` has MGET itself: its parts, its own fetch and its reply.
 
 use std::time::Instant;
 
@@ -12,11 +13,13 @@ use crate::connection::group::Segment;
 use crate::connection::handlers::split::Own;
 use crate::connection::handlers::Ctx;
 use crate::connection::replies::{How, Pending};
-use crate::connection::{ClientStream, Connection};
-use crate::error::{write_upstream_error, UpstreamError};
+use crate::error::UpstreamError;
 use crate::protocol::decode::{array_elements, is_error};
-use crate::protocol::{command, null, write_array_header, write_command};
+use crate::protocol::{command, null, write_command};
 use crate::upstream::{OnReply, Router};
+
+mod mget;
+pub(in crate::connection) use mget::mget;
 
 /// One element of an MGET reply.
 enum Part {
@@ -242,61 +245,6 @@ impl<R: Router> Ctx<R> {
     }
 }
 
-impl<R: Router, S: ClientStream> Connection<R, S> {
-    pub(in crate::connection) async fn write_mget(&mut self, m: MgetReply) {
-        let own = match m.own {
-            None => None,
-            Some(Own::Split(split)) => match self.cx.split_elements(split).await {
-                Ok(elements) => Some(elements),
-                Err(reply) => return self.cx.replies.oldest_out().extend_from_slice(&reply),
-            },
-            Some(Own::One(sent, request)) => match self.cx.await_reply(sent).await {
-                Ok(frames) if is_error(&frames[0]) && self.cx.router.slotted() => {
-                    // A redirect: the MGET alone goes to the node named (nothing fills L1).
-                    let first = frames[0].clone();
-                    let reply = self.cx.follow(&request, (0, 1), first, false).await;
-                    if is_error(&reply) {
-                        return self.cx.replies.oldest_out().extend_from_slice(&reply);
-                    }
-                    array_elements(&reply)
-                }
-                Ok(frames) if is_error(&frames[0]) => {
-                    return self.cx.replies.oldest_out().extend_from_slice(&frames[0]);
-                }
-                Ok(frames) => array_elements(&frames[0]),
-                Err(e) => return write_upstream_error(self.cx.replies.oldest_out(), &e),
-            },
-        };
-        let m_parts = m.parts.len();
-        let mut body = BytesMut::new();
-        write_array_header(&mut body, m_parts);
-        for part in m.parts {
-            match part {
-                Part::Known(b) => body.extend_from_slice(&b),
-                Part::Own(i) => match own.as_ref().and_then(|e| e.get(i)) {
-                    Some(element) => body.extend_from_slice(element),
-                    None => body.extend_from_slice(null(self.cx.session.resp)),
-                },
-                Part::Follow(rx, key) => match self.cx.await_follow(rx).await {
-                    Fetched::Value(b) => body.extend_from_slice(&b),
-                    Fetched::Missing => body.extend_from_slice(null(self.cx.session.resp)),
-                    Fetched::Unknown => match self.cx.mget_one(&key).await {
-                        Ok(error) if is_error(&error) => {
-                            return self.cx.replies.oldest_out().extend_from_slice(&error)
-                        }
-                        Ok(element) => body.extend_from_slice(&element),
-                        Err(e) => return write_upstream_error(self.cx.replies.oldest_out(), &e),
-                    },
-                },
-            }
-        }
-        // Taught as the reply of each key (what the next MGETs' keys are estimated at).
-        let budget = &mut self.cx.replies.budget;
-        budget.learn(body.len() / m_parts.max(1));
-        self.write_frame(&body.freeze()).await;
-    }
-}
-
 /// `GET key`: a hit or another client's fetch answers after everything grouped before
 /// it is sent; this connection's own fetch joins the group.
 pub(in crate::connection) async fn get<R: Router>(cx: &mut Ctx<R>, key: Bytes) {
@@ -346,113 +294,4 @@ pub(in crate::connection) async fn fetch_missing<R: Router>(cx: &mut Ctx<R>, key
             cx.fetch(&key, on_reply).await;
         }
     }
-}
-
-/// `MGET key...`: hits from L1, misses joined to other clients' fetches or fetched in one
-/// upstream `MGET` (with a `PTTL` each), the reply assembled in order once all are known.
-pub(in crate::connection) async fn mget<R: Router>(cx: &mut Ctx<R>, keys: &[Bytes]) {
-    if super::mget_hits::all_hits(cx, keys) {
-        return;
-    }
-    let mut parts = Vec::with_capacity(keys.len());
-    let mut leads = Vec::new();
-    // Hits picked for an audit (position, reply served).
-    let mut audits = Vec::new();
-    for key in keys {
-        // A hit first: L1 names the key's namespace, matched at most once.
-        if let Some((cached, namespace)) = cx.lookup(key) {
-            let audit = cx.observers.on_hit(&cx.services, namespace, key);
-            let reply = cx.cached_reply(cached);
-            if audit {
-                audits.push((parts.len(), reply.clone()));
-            }
-            parts.push(Part::Known(reply));
-            continue;
-        }
-        let l1 = &cx.services.l1;
-        let namespaces = l1.namespaces();
-        let namespace = namespaces.of(key);
-        cx.observers.on_miss(&cx.services, namespace, key);
-        if !namespaces.policy(namespace).cache {
-            // A key of a namespace with `cache = false` (never in L1): fetched alone,
-            // filling nothing.
-            let key = cx.cache_key(key.clone());
-            let taken = l1.generation(&key);
-            let flight = Flight::detached();
-            parts.push(Part::Own(leads.len()));
-            leads.push(Lead {
-                key,
-                taken,
-                flight,
-                fills: true,
-            });
-            continue;
-        }
-        let ck = cx.cache_key(key.clone());
-        if !l1.admits(&ck) {
-            // L1 is crowded and this is the key's first miss: in the MGET, without a PTTL.
-            let taken = l1.generation(&ck);
-            parts.push(Part::Own(leads.len()));
-            leads.push(Lead {
-                key: ck,
-                taken,
-                flight: Flight::detached(),
-                fills: false,
-            });
-            continue;
-        }
-        match cx.join(ck, Read::Mget) {
-            Miss::Follow(rx) => parts.push(Part::Follow(rx, key.clone())),
-            Miss::Lead(lead) => {
-                parts.push(Part::Own(leads.len()));
-                leads.push(lead);
-            }
-        }
-    }
-    if leads.is_empty() && !cx.permitted(Read::Mget) {
-        // Hits are answered only if the upstream runs this MGET for this identity.
-        if let Some(i) = parts.iter().position(|p| matches!(p, Part::Known(_))) {
-            let key = cx.cache_key(keys[i].clone());
-            let taken = cx.services.l1.generation(&key);
-            parts[i] = Part::Own(0);
-            let namespace = cx.services.l1.namespaces().of(&keys[i]);
-            cx.observers.hit_was_miss(&cx.services, namespace);
-            let flight = Flight::detached();
-            leads.push(Lead {
-                key,
-                taken,
-                flight,
-                fills: true,
-            });
-        }
-    }
-    for (i, served) in audits {
-        // Not a hit that was turned into a fetch just above.
-        if matches!(parts[i], Part::Known(_)) {
-            cx.audit_hit(keys[i].clone(), served);
-        }
-    }
-    if leads.is_empty() && parts.iter().all(|p| matches!(p, Part::Known(_))) {
-        return cx.replies.ready_with(|out| {
-            write_array_header(out, parts.len());
-            for p in parts {
-                if let Part::Known(b) = p {
-                    out.extend_from_slice(&b);
-                }
-            }
-        });
-    }
-    let budget = &mut cx.replies.budget;
-    for part in &parts {
-        match part {
-            Part::Known(b) => budget.hold(b.len()),
-            _ => budget.expect(1),
-        }
-    }
-    let own = match leads.is_empty() {
-        true => None,
-        false if cx.router.slotted() => Some(cx.send_mget_split(leads).await),
-        false => Some(cx.send_mget(leads).await),
-    };
-    cx.replies.wait_for(Pending::Mget(MgetReply { parts, own }));
 }
