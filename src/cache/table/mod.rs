@@ -19,7 +19,6 @@
 //! - The bound counts what the shard really holds: its segments' bytes and its index.
 //! - Expiry is checked on every read: an expired entry is never returned, and is removed
 //!   (cause `Expired`) when found.
-//!
 //! - `promote`: a compressed entry that was read is rewritten plain in its place.
 //!
 //! Every removal is told to one listener, under the shard's lock (it must not take the
