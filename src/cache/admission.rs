@@ -63,12 +63,12 @@ impl L1 {
     /// Whether a miss of `key` is to be fetched for L1 (with its `PTTL`, then filled):
     /// always, unless `--l1-admit-second-miss` is on and the key's table is crowded: then
     /// only a key missed before (see [`Doorkeeper`]). A key of a namespace that is not
-    /// cached, or with L1 off, is never admitted.
-    pub fn admits(&self, key: &CacheKey) -> bool {
+    /// cached, or with L1 off, is never admitted. `ns` is the key's namespace, as the
+    /// caller already matched it ([`super::Namespaces::of`]).
+    pub fn admits(&self, key: &CacheKey, ns: usize) -> bool {
         if !self.enabled() {
             return false;
         }
-        let ns = self.namespaces.of(&key.key);
         if !self.namespaces.policy(ns).cache {
             return false;
         }

@@ -56,7 +56,7 @@ pub(in crate::connection) async fn mget<R: Router>(cx: &mut Ctx<R>, keys: &[Byte
             continue;
         }
         let ck = cx.cache_key(key.clone());
-        if !l1.admits(&ck) {
+        if !l1.admits(&ck, namespace) {
             // L1 is crowded and this is the key's first miss: in the MGET, without a PTTL.
             let taken = l1.generation(&ck);
             parts.push(Part::Own(leads.len()));

@@ -271,7 +271,7 @@ pub(in crate::connection) async fn fetch_missing<R: Router>(cx: &mut Ctx<R>, key
     cx.follow_get(&key, Some(now));
     let ck = cx.cache_key(key.clone());
     cx.replies.budget.expect(1);
-    if !cx.services.l1.admits(&ck) {
+    if !cx.services.l1.admits(&ck, namespace) {
         // L1 is crowded and this is the key's first miss: the GET alone, nothing filled.
         return cx.get_plain(&key).await;
     }
