@@ -13,6 +13,10 @@
 #   miss     GET -P 1 over 50,000 keys of 100 bytes with --l1-max-bytes 1MiB (nearly every
 #            GET fetches, fills and evicts; the hit share is printed)
 #   set      SET -P 1 and SET -P 16 of 100-byte values over 50,000 keys
+#   forward  GET -P 1 over the 50,000 keys with --l1-ttl 0: the hop to Redis and back with
+#            nothing cached, which a miss pays before its own work (PTTL, fill, eviction)
+#   tw_*     GET -P 1, SET -P 1 and SET -P 16 through twemproxy (nutcracker, one server)
+#            under callgrind: what the reference C forwarder executes for the same hop
 # Writes the table to target/bench/instructions.md.
 #
 # Environment: INSTR_N (requests per row, default 20000).
@@ -23,6 +27,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 INSTR_N=${INSTR_N:-20000}
 
 scripts/ensure-redis.sh
+scripts/ensure-nutcracker.sh >/dev/null
 command -v valgrind >/dev/null || {
     [ "$(id -u)" = 0 ] || { echo "instructions: valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
     apt-get install -y valgrind >/dev/null
@@ -125,6 +130,30 @@ misses1=$(info_field "$port" l1_misses)
 result[set]=$(measure "$pid" set "$n" -- -p "$port" -t set -n "$n" -r 50000 -d 100 -P 1)
 result[setp]=$(measure "$pid" setp "$n" -- -p "$port" -t set -n "$n" -r 50000 -d 100 -P 16)
 
+# The hop alone: nothing cached.
+start_sidecar forward --l1-ttl 0
+result[forward]=$(measure "$pid" forward "$n" -- -p "$port" -t get -n "$n" -r 50000 -P 1)
+
+# The reference forwarder: nutcracker with one server, under callgrind.
+tw_port=$(free_port)
+cat >"$tmp/nutcracker.yml" <<EOF
+alpha:
+  listen: 127.0.0.1:$tw_port
+  hash: fnv1a_64
+  distribution: ketama
+  redis: true
+  servers:
+   - 127.0.0.1:$redis_port:1
+EOF
+valgrind --tool=callgrind --callgrind-out-file="$tmp/twemproxy.%p" \
+    nutcracker -c "$tmp/nutcracker.yml" -o "$tmp/twemproxy.log" >"$tmp/twemproxy.err" 2>&1 &
+pid=$!
+pids+=("$pid")
+wait_pong "$tw_port" "nutcracker under callgrind"
+result[tw_get]=$(measure "$pid" tw_get "$n" -- -p "$tw_port" -t get -n "$n" -r 50000 -P 1)
+result[tw_set]=$(measure "$pid" tw_set "$n" -- -p "$tw_port" -t set -n "$n" -r 50000 -d 100 -P 1)
+result[tw_setp]=$(measure "$pid" tw_setp "$n" -- -p "$tw_port" -t set -n "$n" -r 50000 -d 100 -P 16)
+
 miss_share=$(python3 -c "h=${hits1:-0}-${hits0:-0}; m=${misses1:-0}-${misses0:-0}; print(f'{m/max(h+m,1):.2f}')")
 {
     echo "| request | instructions per request |"
@@ -135,4 +164,8 @@ miss_share=$(python3 -c "h=${hits1:-0}-${hits0:-0}; m=${misses1:-0}-${misses0:-0
     echo "| GET miss (fetch, fill, evict), -P 1; share of misses ${miss_share} | ${result[miss]} |"
     echo "| SET, -P 1 | ${result[set]} |"
     echo "| SET, -P 16 | ${result[setp]} |"
+    echo "| GET forwarded (--l1-ttl 0: the hop alone), -P 1 | ${result[forward]} |"
+    echo "| twemproxy: GET, -P 1 | ${result[tw_get]} |"
+    echo "| twemproxy: SET, -P 1 | ${result[tw_set]} |"
+    echo "| twemproxy: SET, -P 16 | ${result[tw_setp]} |"
 } | tee target/bench/instructions.md

@@ -305,13 +305,18 @@ async fn write_calls(
         let Some(first) = calls.recv().await else {
             return "pool closed".into();
         };
+        // Replies still awaited: the connection is busy, and other clients are likely
+        // runnable with calls of their own.
+        let busy = !in_flight.lock().is_empty();
         batch.queue(first, in_flight, health);
         batch.take_queued(calls, in_flight, health);
-        // Let the clients that are runnable now queue their calls too: one write then
-        // carries many clients' requests (fewer syscalls under load, one scheduler turn of
-        // latency when idle).
-        tokio::task::yield_now().await;
-        batch.take_queued(calls, in_flight, health);
+        if busy {
+            // Let the clients that are runnable now queue their calls too: one write then
+            // carries many clients' requests (fewer syscalls under load). An idle
+            // connection writes at once: the scheduler turn would only add latency.
+            tokio::task::yield_now().await;
+            batch.take_queued(calls, in_flight, health);
+        }
         if let Err(e) = batch.write(&mut writer).await {
             return format!("write failed: {e}");
         }
