@@ -22,7 +22,7 @@ pub(in crate::connection) async fn mget<R: Router>(cx: &mut Ctx<R>, keys: &[Byte
         return;
     }
     let mut parts = Vec::with_capacity(keys.len());
-    let mut leads = Vec::new();
+    let mut leads = Vec::with_capacity(keys.len());
     // Hits picked for an audit (position, reply served).
     let mut audits = Vec::new();
     for key in keys {
@@ -150,7 +150,15 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             },
         };
         let m_parts = m.parts.len();
-        let mut body = BytesMut::new();
+        // Sized for what is known now: the hits' replies and the fetched elements.
+        let known: usize = (m.parts.iter())
+            .map(|p| match p {
+                Part::Known(b) => b.len(),
+                _ => 0,
+            })
+            .sum();
+        let fetched: usize = own.as_ref().map_or(0, |e| e.iter().map(|b| b.len()).sum());
+        let mut body = BytesMut::with_capacity(16 + known + fetched);
         write_array_header(&mut body, m_parts);
         for part in m.parts {
             match part {

@@ -163,7 +163,12 @@ impl<R: Router> Ctx<R> {
         leads: Vec<Lead>,
         bytes: &mut BytesMut,
     ) -> (usize, OnReply) {
-        let mut mget: Vec<&[u8]> = vec![b"MGET"];
+        // Sized once: each key is written at most twice (its MGET argument and its PTTL),
+        // with at most 16 bytes of framing each time.
+        let keys: usize = leads.iter().map(|l| l.key.key.len() + 16).sum();
+        bytes.reserve(2 * keys + 16 * (leads.len() + 2));
+        let mut mget: Vec<&[u8]> = Vec::with_capacity(1 + leads.len());
+        mget.push(b"MGET");
         mget.extend(leads.iter().map(|l| &l.key.key[..]));
         write_command(bytes, &mget);
         for l in leads.iter().filter(|l| l.fills) {
