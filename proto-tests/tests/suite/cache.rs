@@ -44,6 +44,37 @@ fn get_miss_then_hit_does_not_touch_upstream() {
 }
 
 #[test]
+fn mget_hits_before_and_after_a_miss_keep_their_places() {
+    // The hits read before the first miss are handed to the general MGET, not read again:
+    // each must still be its own key's reply, and counted once.
+    let (redis, sidecar) = start_pair(&[]);
+    let long = "x".repeat(300);
+    let mut direct = redis.conn();
+    ok(
+        &direct.cmd_str(&["MSET", "a", &long, "b", "vb", "c", "", "d", "vd"]),
+        "MSET",
+    );
+    let mut c = sidecar.conn();
+    for k in ["a", "c", "d"] {
+        c.cmd_str(&["GET", k]);
+    }
+    let hits = |s: &Sidecar| info_u64(&s.conn().info(Some("nearcache")), "l1_hits");
+    let misses = |s: &Sidecar| info_u64(&s.conn().info(Some("nearcache")), "l1_misses");
+    let (h0, m0) = (hits(&sidecar), misses(&sidecar));
+    reset_stats(&redis);
+    let expected =
+        format!("*6\r\n$300\r\n{long}\r\n$0\r\n\r\n$2\r\nvb\r\n$2\r\nvd\r\n$-1\r\n$0\r\n\r\n");
+    assert_reply(
+        &c.cmd_str(&["MGET", "a", "c", "b", "d", "e", "c"]),
+        expected.as_bytes(),
+        "MGET a c b d e c",
+    );
+    assert_eq!(hits(&sidecar) - h0, 4, "a, c, d and c again are hits");
+    assert_eq!(misses(&sidecar) - m0, 2, "b and e are misses");
+    assert_eq!(commandstat_calls(&redis, "mget"), 1, "one upstream MGET");
+}
+
+#[test]
 fn mget_partial_hit_fetches_only_missing_keys() {
     let (redis, sidecar) = start_pair(&[]);
     let mut direct = redis.conn();

@@ -13,22 +13,31 @@ use crate::upstream::Router;
 /// Keys an MGET may have for this path (the positions of the hits are kept on the stack).
 const MAX_KEYS: usize = 32;
 
-/// Answers `MGET keys...` from L1 when every key is held and the client is owed nothing;
-/// false, with nothing written or counted, at the first key that is not.
-pub(in crate::connection) fn all_hits<R: Router>(cx: &mut Ctx<R>, keys: &[Bytes]) -> bool {
+/// The replies of an MGET's first keys found in L1 (each with its key's namespace), read
+/// before its first key that was not: the general MGET takes them as they are instead of
+/// looking those keys up again.
+pub(in crate::connection) type Leading = Vec<(Bytes, usize)>;
+
+/// Answers `MGET keys...` from L1 when every key is held and the client is owed nothing.
+/// At the first key that is not, nothing is written or counted, and the replies read
+/// until then are handed back (none when this path does not apply).
+pub(in crate::connection) fn all_hits<R: Router>(
+    cx: &mut Ctx<R>,
+    keys: &[Bytes],
+) -> Result<(), Leading> {
     if keys.len() > MAX_KEYS || !cx.may_read_l1() || !cx.permitted(Read::Mget) {
-        return false;
+        return Err(Leading::new());
     }
     let s = &cx.session;
     let (user, db, nil) = (s.user, s.db, null(s.resp));
     let Some(out) = cx.replies.idle_out() else {
-        return false;
+        return Err(Leading::new());
     };
     let start = out.len();
     write_array_header(out, keys.len());
     // Where each key's reply starts in `out`, and its namespace.
     let mut hits = [(0usize, 0usize); MAX_KEYS];
-    for (key, hit) in keys.iter().zip(&mut hits) {
+    for (i, key) in keys.iter().enumerate() {
         let at = out.len();
         let key = KeyRef { user, db, key };
         let read = cx.services.l1.read(&key, |value, namespace| {
@@ -36,10 +45,11 @@ pub(in crate::connection) fn all_hits<R: Router>(cx: &mut Ctx<R>, keys: &[Bytes]
             namespace
         });
         let Some(namespace) = read else {
+            let leading = leading(out, &hits[..i], at);
             out.truncate(start);
-            return false;
+            return Err(leading);
         };
-        *hit = (at, namespace);
+        hits[i] = (at, namespace);
     }
     let end = out.len();
     for (i, (key, &(at, namespace))) in keys.iter().zip(&hits).enumerate() {
@@ -53,5 +63,18 @@ pub(in crate::connection) fn all_hits<R: Router>(cx: &mut Ctx<R>, keys: &[Bytes]
             cx.audit_hit(key.clone(), served);
         }
     }
-    true
+    Ok(())
+}
+
+/// The replies of `read` (where each starts in `out`, the last ending at `end`, and its
+/// namespace) in one copy, sliced per key.
+fn leading(out: &[u8], read: &[(usize, usize)], end: usize) -> Leading {
+    let Some(&(first, _)) = read.first() else {
+        return Leading::new();
+    };
+    let block = Bytes::copy_from_slice(&out[first..end]);
+    let ends = read.iter().skip(1).map(|&(at, _)| at).chain([end]);
+    (read.iter().zip(ends))
+        .map(|(&(at, namespace), end)| (block.slice(at - first..end - first), namespace))
+        .collect()
 }

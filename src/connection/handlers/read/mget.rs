@@ -18,18 +18,25 @@ use crate::upstream::Router;
 /// `MGET key...`: hits from L1, misses joined to other clients' fetches or fetched in one
 /// upstream `MGET` (with a `PTTL` each), the reply assembled in order once all are known.
 pub(in crate::connection) async fn mget<R: Router>(cx: &mut Ctx<R>, keys: &[Bytes]) {
-    if super::super::mget_hits::all_hits(cx, keys) {
+    let Err(leading) = super::super::mget_hits::all_hits(cx, keys) else {
         return;
-    }
+    };
+    let mut leading = leading.into_iter();
     let mut parts = Vec::with_capacity(keys.len());
     let mut leads = Vec::with_capacity(keys.len());
     // Hits picked for an audit (position, reply served).
     let mut audits = Vec::new();
     for key in keys {
-        // A hit first: L1 names the key's namespace, matched at most once.
-        if let Some((cached, namespace)) = cx.lookup(key) {
+        // A hit first (one of the leading hits already read, or looked up now): L1 names
+        // the key's namespace, matched at most once.
+        let hit = match leading.next() {
+            Some(read) => Some(read),
+            None => {
+                (cx.lookup(key)).map(|(cached, namespace)| (cx.cached_reply(cached), namespace))
+            }
+        };
+        if let Some((reply, namespace)) = hit {
             let audit = cx.observers.on_hit(&cx.services, namespace, key);
-            let reply = cx.cached_reply(cached);
             if audit {
                 audits.push((parts.len(), reply.clone()));
             }
