@@ -13,18 +13,22 @@
 #   miss     GET -P 1 over 50,000 keys of 100 bytes with --l1-max-bytes 1MiB (nearly every
 #            GET fetches, fills and evicts; the hit share is printed)
 #   set      SET -P 1 and SET -P 16 of 100-byte values over 50,000 keys
+#   mget     MGET of 5 keys held in L1 and 5 never-set keys (nearcache-bench mget, one
+#            client, for INSTR_SECONDS): the reply joins hits with one upstream MGET + PTTLs
 #   forward  GET -P 1 over the 50,000 keys with --l1-ttl 0: the hop to Redis and back with
 #            nothing cached, which a miss pays before its own work (PTTL, fill, eviction)
 #   tw_*     GET -P 1, SET -P 1 and SET -P 16 through twemproxy (nutcracker, one server)
 #            under callgrind: what the reference C forwarder executes for the same hop
 # Writes the table to target/bench/instructions.md.
 #
-# Environment: INSTR_N (requests per row, default 20000).
+# Environment: INSTR_N (requests per row, default 20000), INSTR_SECONDS (the mget row's
+# length, default 3).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 INSTR_N=${INSTR_N:-20000}
+INSTR_SECONDS=${INSTR_SECONDS:-3}
 
 scripts/ensure-redis.sh
 scripts/ensure-nutcracker.sh >/dev/null
@@ -119,6 +123,19 @@ result[hit100p]=$(measure "$pid" hit100p "$n" -- -p "$port" -t get -n "$n" -r 10
 redis-benchmark -h 127.0.0.1 -p "$port" -t get -n 20000 -r 1000 -c 4 -q --csv >/dev/null
 result[hit1k]=$(measure "$pid" hit1k "$n" -- -p "$port" -t get -n "$n" -r 1000 -P 1)
 
+# MGET of 5 hits and 5 misses (the hits sidecar: key:0 .. key:9999 read into L1 first).
+"$tool" fill --addr "127.0.0.1:$redis_port" --prefix key: --count 10000 --value-size 100 >/dev/null
+"$tool" read --addr "127.0.0.1:$port" --prefix key: --count 10000 >/dev/null
+callgrind_control -z "$pid" >/dev/null
+out=$("$tool" mget --addr "127.0.0.1:$port" --clients 1 --hot 5 --cold 5 --hot-keys 10000 \
+    --seconds "$INSTR_SECONDS" --warmup 0) || fail "nearcache-bench mget failed"
+callgrind_control -d mget "$pid" >/dev/null
+mget_requests=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$out")
+[ "${mget_requests:-0}" -gt 0 ] || fail "no MGET completed: $out"
+dump=$(ls -t "$tmp"/*."$pid".* 2>/dev/null | head -n 1)
+total=$(sed -n 's/^summary: \([0-9]*\).*/\1/p;s/^totals: \([0-9]*\).*/\1/p' "$dump" | head -n 1)
+result[mget]=$((total / mget_requests))
+
 # Misses and writes: a small L1 over a larger key space.
 start_sidecar misses --l1-max-bytes 1MiB
 "$tool" fill --addr "127.0.0.1:$redis_port" --count 50000 --value-size 100 >/dev/null
@@ -162,6 +179,7 @@ miss_share=$(python3 -c "h=${hits1:-0}-${hits0:-0}; m=${misses1:-0}-${misses0:-0
     echo "| GET hit, 1 KiB value, -P 1 | ${result[hit1k]} |"
     echo "| GET hit, 100-byte value, -P 16 | ${result[hit100p]} |"
     echo "| GET miss (fetch, fill, evict), -P 1; share of misses ${miss_share} | ${result[miss]} |"
+    echo "| MGET of 5 L1 hits and 5 never-set keys, -P 1 | ${result[mget]} |"
     echo "| SET, -P 1 | ${result[set]} |"
     echo "| SET, -P 16 | ${result[setp]} |"
     echo "| GET forwarded (--l1-ttl 0: the hop alone), -P 1 | ${result[forward]} |"
