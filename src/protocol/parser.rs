@@ -15,7 +15,7 @@ use bytes::{Buf, BytesMut};
 use super::{inline, string2ll, Args, Limits, ProtocolError, Request, RequestError};
 
 /// Arguments of the requests [`RequestParser`] reads in one pass when they are canonical.
-const SHORT_ARGS: usize = 9;
+const SHORT_ARGS: usize = 32;
 
 const BAD_COUNT: ProtocolError = ProtocolError("invalid multibulk length");
 const BAD_BULK: ProtocolError = ProtocolError("invalid bulk length");
@@ -108,15 +108,18 @@ impl RequestParser {
     #[inline]
     fn canonical_short(&mut self, buf: &mut BytesMut, limits: &Limits) -> Option<Request> {
         let b = &buf[..];
-        let count = match b {
-            [b'*', n @ b'1'..=b'9', b'\r', b'\n', ..] => usize::from(n - b'0'),
+        let digit = |d: u8| usize::from(d - b'0');
+        let (count, mut at) = match b {
+            [b'*', n @ b'1'..=b'9', b'\r', b'\n', ..] => (digit(*n), 4),
+            [b'*', t @ b'1'..=b'9', u @ b'0'..=b'9', b'\r', b'\n', ..] => {
+                (digit(*t) * 10 + digit(*u), 5)
+            }
             _ => return None,
         };
-        if count > limits.max_array_len {
+        if count > SHORT_ARGS || count > limits.max_array_len {
             return None;
         }
         let mut spans = [(0usize, 0usize); SHORT_ARGS];
-        let mut at = 4;
         for span in &mut spans[..count] {
             if b.get(at) != Some(&b'$') {
                 return None;

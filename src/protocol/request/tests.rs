@@ -63,6 +63,44 @@ fn parses_multibulk_and_keeps_raw_bytes() {
 }
 
 #[test]
+fn requests_of_up_to_40_arguments_parse_whole_as_byte_by_byte() {
+    // Whole, a canonical request of up to 32 arguments is read in one pass; byte by byte
+    // the general parser reads it. Both must give the same requests, bytes and limit errors.
+    let limits = Limits {
+        max_array_len: 20,
+        ..LIMITS
+    };
+    for n in 1..=40usize {
+        let mut input = Vec::new();
+        input.extend_from_slice(format!("*{n}\r\n$4\r\nMGET\r\n").as_bytes());
+        for i in 1..n {
+            let arg = "k".repeat(i % 7 + 1);
+            input.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
+        }
+        input.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+        for limits in [
+            &LIMITS,
+            &limits,
+            &Limits {
+                max_array_len: 64,
+                ..LIMITS
+            },
+        ] {
+            let (whole, whole_err, _) = feed(&input, input.len(), limits);
+            let (pieces, pieces_err, _) = feed(&input, 1, limits);
+            assert_eq!(args_of(&whole), args_of(&pieces), "{n} arguments");
+            assert_eq!(whole_err, pieces_err, "{n} arguments");
+            if n <= limits.max_array_len {
+                assert_eq!(whole.len(), 2, "{n} arguments, then PING");
+                assert_eq!(whole[0].args.len(), n);
+            } else {
+                assert!(whole_err.is_some(), "{n} arguments over the limit");
+            }
+        }
+    }
+}
+
+#[test]
 fn every_prefix_of_a_request_is_incomplete() {
     let input = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n";
     for cut in 0..input.len() {
