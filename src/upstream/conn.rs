@@ -305,10 +305,9 @@ async fn write_calls(
         let Some(first) = calls.recv().await else {
             return "pool closed".into();
         };
-        // Replies still awaited: the connection is busy, and other clients are likely
-        // runnable with calls of their own.
-        let busy = !in_flight.lock().is_empty();
-        batch.queue(first, in_flight, health);
+        // Replies still awaited when the first call was queued: the connection is busy,
+        // and other clients are likely runnable with calls of their own.
+        let busy = batch.queue(first, in_flight, health);
         batch.take_queued(calls, in_flight, health);
         if busy {
             // Let the clients that are runnable now queue their calls too: one write then
@@ -347,7 +346,13 @@ impl Default for Batch {
 impl Batch {
     /// Takes a call's request and registers the call for its replies. The request bytes
     /// are kept with the call only if it is retryable: a large value is freed once written.
-    fn queue(&mut self, mut call: Call, in_flight: &Mutex<VecDeque<InFlight>>, health: &Health) {
+    /// Returns whether other calls were awaiting replies (the connection was busy).
+    fn queue(
+        &mut self,
+        mut call: Call,
+        in_flight: &Mutex<VecDeque<InFlight>>,
+        health: &Health,
+    ) -> bool {
         self.len += call.bytes.len();
         if call.bytes.len() >= LARGE_CALL {
             if !self.buf.is_empty() {
@@ -367,13 +372,15 @@ impl Batch {
         let mut frames = std::mem::take(&mut call.frames);
         frames.reserve(call.replies);
         let mut queue = in_flight.lock();
-        if queue.is_empty() {
+        let busy = !queue.is_empty();
+        if !busy {
             health.set_oldest(Some(call.sent_at));
         }
         if call.writes {
             health.write_sent();
         }
         queue.push_back(InFlight { call, frames });
+        busy
     }
 
     /// Takes every call already queued, up to [`WRITE_BATCH`] bytes.
