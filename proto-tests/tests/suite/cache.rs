@@ -72,6 +72,20 @@ fn mget_hits_before_and_after_a_miss_keep_their_places() {
     assert_eq!(hits(&sidecar) - h0, 4, "a, c, d and c again are hits");
     assert_eq!(misses(&sidecar) - m0, 2, "b and e are misses");
     assert_eq!(commandstat_calls(&redis, "mget"), 1, "one upstream MGET");
+
+    // Leading hits past what is handed on in one copy are looked up again: same reply.
+    let big = "y".repeat(70_000);
+    ok(&direct.cmd_str(&["SET", "big", &big]), "SET big");
+    c.cmd_str(&["GET", "big"]);
+    let (h0, m0) = (hits(&sidecar), misses(&sidecar));
+    let expected = format!("*3\r\n$70000\r\n{big}\r\n$2\r\nvd\r\n$-1\r\n");
+    assert_reply(
+        &c.cmd_str(&["MGET", "big", "d", "f"]),
+        expected.as_bytes(),
+        "MGET big d f",
+    );
+    assert_eq!(hits(&sidecar) - h0, 2, "big and d are hits");
+    assert_eq!(misses(&sidecar) - m0, 1, "f is a miss");
 }
 
 #[test]

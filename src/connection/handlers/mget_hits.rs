@@ -12,6 +12,10 @@ use crate::upstream::Router;
 
 /// Keys an MGET may have for this path (the positions of the hits are kept on the stack).
 const MAX_KEYS: usize = 32;
+/// The most bytes of replies handed on to the general MGET in one copy: larger values are
+/// looked up again there (and copied one by one, as they always were) rather than held
+/// twice, in the client's output and in the copy, while the output is cut back.
+const HAND_ON_BYTES: usize = 64 * 1024;
 
 /// The replies of an MGET's first keys found in L1 (each with its key's namespace), read
 /// before its first key that was not: the general MGET takes them as they are instead of
@@ -67,11 +71,14 @@ pub(in crate::connection) fn all_hits<R: Router>(
 }
 
 /// The replies of `read` (where each starts in `out`, the last ending at `end`, and its
-/// namespace) in one copy, sliced per key.
+/// namespace) in one copy, sliced per key; none past [`HAND_ON_BYTES`].
 fn leading(out: &[u8], read: &[(usize, usize)], end: usize) -> Leading {
     let Some(&(first, _)) = read.first() else {
         return Leading::new();
     };
+    if end - first > HAND_ON_BYTES {
+        return Leading::new();
+    }
     let block = Bytes::copy_from_slice(&out[first..end]);
     let ends = read.iter().skip(1).map(|&(at, _)| at).chain([end]);
     (read.iter().zip(ends))
