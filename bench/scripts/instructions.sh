@@ -90,19 +90,25 @@ start_sidecar() {
     wait_pong "$port" "nearcache ($name) under callgrind"
 }
 
+# dumped PID ROW: dumps PID's counts as ROW and prints the instructions since the zeroing.
+dumped() {
+    local pid=$1 row=$2 dump total
+    callgrind_control -d "$row" "$pid" >/dev/null
+    # The newest dump of this process holds the counts since the zeroing.
+    dump=$(ls -t "$tmp"/*."$pid".* 2>/dev/null | head -n 1)
+    [ -n "$dump" ] || fail "no callgrind dump for $row"
+    total=$(sed -n 's/^summary: \([0-9]*\).*/\1/p;s/^totals: \([0-9]*\).*/\1/p' "$dump" | head -n 1)
+    [ -n "$total" ] || fail "no instruction total in $dump"
+    echo "$total"
+}
+
 # measure PID ROW REQUESTS -- redis-benchmark args: instructions per request on stdout.
 measure() {
     local pid=$1 row=$2 requests=$3 total
     shift 4
     callgrind_control -z "$pid" >/dev/null
     redis-benchmark -h 127.0.0.1 "$@" -c 1 -q --csv >/dev/null
-    callgrind_control -d "$row" "$pid" >/dev/null
-    # The newest dump of this process holds the counts since the zeroing.
-    local dump
-    dump=$(ls -t "$tmp"/*."$pid".* 2>/dev/null | head -n 1)
-    [ -n "$dump" ] || fail "no callgrind dump for $row"
-    total=$(sed -n 's/^summary: \([0-9]*\).*/\1/p;s/^totals: \([0-9]*\).*/\1/p' "$dump" | head -n 1)
-    [ -n "$total" ] || fail "no instruction total in $dump"
+    total=$(dumped "$pid" "$row")
     echo $((total / requests))
 }
 
@@ -129,11 +135,9 @@ result[hit1k]=$(measure "$pid" hit1k "$n" -- -p "$port" -t get -n "$n" -r 1000 -
 callgrind_control -z "$pid" >/dev/null
 out=$("$tool" mget --addr "127.0.0.1:$port" --clients 1 --hot 5 --cold 5 --hot-keys 10000 \
     --seconds "$INSTR_SECONDS" --warmup 0) || fail "nearcache-bench mget failed"
-callgrind_control -d mget "$pid" >/dev/null
+total=$(dumped "$pid" mget)
 mget_requests=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$out")
 [ "${mget_requests:-0}" -gt 0 ] || fail "no MGET completed: $out"
-dump=$(ls -t "$tmp"/*."$pid".* 2>/dev/null | head -n 1)
-total=$(sed -n 's/^summary: \([0-9]*\).*/\1/p;s/^totals: \([0-9]*\).*/\1/p' "$dump" | head -n 1)
 result[mget]=$((total / mget_requests))
 
 # Misses and writes: a small L1 over a larger key space.
