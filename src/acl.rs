@@ -66,6 +66,10 @@ pub struct Marks {
     get: AtomicU64,
     mget: AtomicU64,
     rights: [AtomicU64; RIGHTS],
+    /// The epoch in which the upstream refused this identity `CLIENT CACHING` (0: never):
+    /// until the epoch moves, its reads that fill nothing go without the prefix (tracked,
+    /// as before `OPTOUT`), so an ACL without `+client|caching` fills no ACL LOG.
+    caching_refused: AtomicU64,
 }
 
 impl Marks {
@@ -132,6 +136,18 @@ impl Acl {
     #[inline]
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Acquire)
+    }
+
+    /// Whether the identity of `marks` may be sent `CLIENT CACHING no` (not refused it in
+    /// this epoch).
+    #[inline]
+    pub fn may_untrack(&self, marks: &Marks) -> bool {
+        marks.caching_refused.load(Acquire) != self.epoch()
+    }
+
+    /// The upstream refused `CLIENT CACHING` to the identity of `marks`.
+    pub fn caching_refused(&self, marks: &Marks) {
+        marks.caching_refused.store(self.epoch(), SeqCst);
     }
 
     /// Whether `read` may be answered from L1 for the identity of `marks`.

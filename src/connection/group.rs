@@ -21,14 +21,27 @@ pub(super) enum Segment {
     /// A forwarded command that is read-only by the command table's flags
     /// ([`crate::command::Spec::retryable`]): one reply, nothing to evict.
     Read,
+    /// A keyed read that fills nothing, sent behind `CLIENT CACHING no` ([`CACHING_NO`]) so
+    /// that Redis does not track its keys (the connections track in `OPTOUT` mode): two
+    /// replies, the client gets the second.
+    Untracked,
 }
+
+/// `CLIENT CACHING no`: the next command's keys are not tracked. Its reply (`+OK`, or an
+/// error where the connection does not track) is dropped.
+pub(super) const CACHING_NO: &[u8] = b"*3\r\n$6\r\nCLIENT\r\n$7\r\nCACHING\r\n$2\r\nno\r\n";
 
 impl Segment {
     pub(super) fn replies(&self) -> usize {
         match self {
             Segment::Forward(_) | Segment::Read => 1,
-            Segment::Fetch => 2,
+            Segment::Fetch | Segment::Untracked => 2,
         }
+    }
+
+    /// Replies before the one the client gets (the dropped `CLIENT CACHING no`'s).
+    pub(super) fn skipped(&self) -> usize {
+        matches!(self, Segment::Untracked) as usize
     }
 
     /// Whether the command writes keys (Redis holds it under `CLIENT PAUSE WRITE`).
@@ -39,7 +52,7 @@ impl Segment {
     /// Whether running the command again cannot change anything (see
     /// [`crate::upstream::Outgoing::retryable`]).
     fn retryable(&self) -> bool {
-        matches!(self, Segment::Fetch | Segment::Read)
+        matches!(self, Segment::Fetch | Segment::Read | Segment::Untracked)
     }
 }
 
@@ -104,6 +117,11 @@ impl Group {
 
     /// A group of one large command, sent as the bytes it arrived in.
     pub(super) fn alone(raw: Bytes, segment: Segment, label: u16) -> Group {
+        // No room for a prefix: a large read is tracked as it would be without OPTOUT.
+        let segment = match segment {
+            Segment::Untracked => Segment::Read,
+            other => other,
+        };
         Group {
             label,
             replies: segment.replies(),
@@ -135,12 +153,17 @@ impl Group {
         fill: Option<OnReply>,
         label: u16,
     ) -> bool {
-        let replies = segment.replies();
+        let (replies, skipped) = (segment.replies(), segment.skipped());
         if self.segments.is_empty() {
             self.label = label;
         }
         if let Some(fill) = fill {
-            self.fills.push((self.replies, replies, fill));
+            // A fill sees its own command's replies only.
+            self.fills
+                .push((self.replies + skipped, replies - skipped, fill));
+        }
+        if skipped > 0 {
+            self.bytes.extend_from_slice(CACHING_NO);
         }
         write(&mut self.bytes);
         self.writes |= segment.writes();

@@ -88,7 +88,8 @@ impl Tracked {
 }
 
 /// The call that turns tracking on with `redirect` (none while there is no control
-/// connection); when it succeeds, replies read after it may fill L1 in the redirect's epoch.
+/// connection), in `OPTOUT` mode: every read is tracked but those the sidecar sends behind
+/// `CLIENT CACHING no` (reads that fill nothing); when it succeeds, replies read after it may fill L1 in the redirect's epoch.
 /// With broadcast tracking the control connection tracks for every connection: the call is
 /// a `PING` that marks where replies start to be covered by its epoch.
 /// A refusal (an old or managed Redis, an ACL without CLIENT) leaves the connection
@@ -102,7 +103,15 @@ pub(super) fn tracking_call(
     let id = id.to_string();
     let bytes = match tracking.broadcast() {
         true => command(&[b"PING"]),
-        false => command(&[b"CLIENT", b"TRACKING", b"on", b"REDIRECT", id.as_bytes()]),
+        // OPTOUT: reads that fill nothing go behind `CLIENT CACHING no` and leave no state.
+        false => command(&[
+            b"CLIENT",
+            b"TRACKING",
+            b"on",
+            b"REDIRECT",
+            id.as_bytes(),
+            b"OPTOUT",
+        ]),
     };
     let (epoch, tracking) = (epoch.clone(), tracking.clone());
     let on_reply = Box::new(

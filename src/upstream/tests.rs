@@ -222,7 +222,7 @@ fn broadcast_tracking_marks_the_epoch_with_a_ping() {
         (true, &b"*1\r\n$4\r\nPING\r\n"[..], &b"+PONG\r\n"[..]),
         (
             false,
-            b"*5\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\non\r\n$8\r\nREDIRECT\r\n$2\r\n42\r\n",
+            b"*6\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\non\r\n$8\r\nREDIRECT\r\n$2\r\n42\r\n$6\r\nOPTOUT\r\n",
             b"+OK\r\n",
         ),
     ] {

@@ -364,3 +364,36 @@ fn reset_makes_the_client_the_default_user() {
         "WHOAMI",
     );
 }
+
+#[test]
+fn a_user_refused_client_caching_is_answered_and_logged_by_redis_once() {
+    let (redis, sidecar) = start_pair(&["--acl-recheck", "0"]);
+    set_user(
+        &redis,
+        "nocaching",
+        &[
+            "on",
+            ">pw",
+            "~*",
+            "+get",
+            "+pttl",
+            "+hget",
+            "-client|caching",
+        ],
+    );
+    assert_eq!(
+        int_reply(&redis.conn().cmd_str(&["HSET", "h", "f", "x"])),
+        1
+    );
+    let mut c = auth(sidecar.conn(), "nocaching");
+    for i in 0..5 {
+        let what = format!("HGET {i}");
+        assert_reply(&c.cmd_str(&["HGET", "h", "f"]), b"$1\r\nx\r\n", &what);
+    }
+    // The first read's `CLIENT CACHING no` was refused; the next ones went without it.
+    let log = redis.conn().cmd_str(&["ACL", "LOG"]);
+    let text = show(&log);
+    assert!(text.contains("client|caching"), "{text}");
+    let once = b"$5\r\ncount\r\n:1\r\n";
+    assert!(log.windows(once.len()).any(|w| w == once), "{text}");
+}

@@ -259,7 +259,10 @@ fn calls(direct: &mut Conn, cmd: &str) -> u64 {
 fn retried_read_is_current(read: &[&str], written: &str, old: &[u8], new: &[u8]) {
     let redis = Redis::start();
     let proxy = Proxy::start(redis.port());
-    let sidecar = Sidecar::start(proxy.port, &["--upstream-connections", "1"]);
+    // A timeout no loaded machine reaches: the connection is lost by the cut alone, never
+    // given up by the sidecar (and the read retried) before the write below.
+    let flags = ["--upstream-connections", "1", "--upstream-timeout", "60s"];
+    let sidecar = Sidecar::start(proxy.port, &flags);
     let mut direct = redis.conn();
     assert_reply(&direct.cmd_str(&["SET", "k", "old"]), b"+OK\r\n", "SET old");
     assert_reply(&direct.cmd_str(read), old, "the read, directly");
@@ -329,7 +332,10 @@ fn a_write_in_flight_on_a_lost_connection_gets_the_error() {
 fn a_retried_read_does_not_see_its_clients_later_write() {
     let redis = Redis::start();
     let proxy = Proxy::start(redis.port());
-    let sidecar = Sidecar::start(proxy.port, &["--upstream-connections", "1"]);
+    // A timeout no loaded machine reaches: the connection is lost by the cut alone, never
+    // given up by the sidecar (and the read retried) before the write below.
+    let flags = ["--upstream-connections", "1", "--upstream-timeout", "60s"];
+    let sidecar = Sidecar::start(proxy.port, &flags);
     let mut direct = redis.conn();
     assert_reply(&direct.cmd_str(&["SET", "k", "old"]), b"+OK\r\n", "SET old");
     let mut c = sidecar.conn();

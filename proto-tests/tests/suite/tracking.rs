@@ -386,3 +386,82 @@ fn a_killed_pooled_connection_ends_only_what_it_filled() {
         || hit(&mut one, "one", &bulk(b"changed")),
     );
 }
+
+/// Redis's count of keys it tracks for some client.
+fn tracked_keys(redis: &Redis) -> u64 {
+    info_u64(&redis.conn().info(Some("stats")), "tracking_total_keys")
+}
+
+#[test]
+fn reads_that_fill_nothing_leave_no_tracking_state_upstream() {
+    let (redis, sidecar) = start_pair(&[]);
+    let mut direct = redis.conn();
+    ok(&direct.cmd_str(&["SET", "cached", "v"]), "SET");
+    assert_eq!(int_reply(&direct.cmd_str(&["HSET", "h", "f", "x"])), 1);
+    let mut c = sidecar.conn();
+    warm(&mut c, "cached", &bulk(b"v"));
+    assert_eq!(tracked_keys(&redis), 1, "the key L1 holds is tracked");
+    // Reads that fill nothing, pipelined around a hit and each other: every client gets
+    // its own reply, none the `+OK` of the `CLIENT CACHING no` before it.
+    let reads: [&[&str]; 6] = [
+        &["HGET", "h", "f"],
+        &["GET", "cached"],
+        &["EXISTS", "e1", "e2"],
+        &["HGET", "h", "f"],
+        &["TYPE", "h"],
+        &["STRLEN", "s1"],
+    ];
+    let mut pipeline = Vec::new();
+    for args in reads {
+        pipeline.extend(encode_command_str(args));
+    }
+    for round in 0..2 {
+        c.send(&pipeline);
+        let replies = c.read_replies(reads.len());
+        let want: [&[u8]; 6] = [
+            b"$1\r\nx\r\n",
+            b"$1\r\nv\r\n",
+            b":0\r\n",
+            b"$1\r\nx\r\n",
+            b"+hash\r\n",
+            b":0\r\n",
+        ];
+        for ((reply, want), args) in replies.iter().zip(want).zip(reads) {
+            assert_reply(reply, want, &format!("round {round}: {args:?}"));
+        }
+    }
+    assert_eq!(
+        tracked_keys(&redis),
+        1,
+        "HGET, EXISTS, TYPE and STRLEN left no tracked key"
+    );
+    // A write to a key only forwarded reads touched costs Redis no invalidation message;
+    // one to the cached key still does, and arrives after (in order on the link).
+    let messages = |s: &Sidecar| info_u64(&nearcache_info(s), "invalidation_messages");
+    let before = messages(&sidecar);
+    assert_eq!(int_reply(&direct.cmd_str(&["HSET", "h", "f", "y"])), 0);
+    ok(&direct.cmd_str(&["SET", "cached", "v2"]), "SET cached v2");
+    expect_within_bound(&mut c, "cached", &bulk(b"v2"), "the cached key's write");
+    assert_eq!(
+        messages(&sidecar),
+        before + 1,
+        "one message: the cached key's"
+    );
+    assert_reply(
+        &c.cmd_str(&["HGET", "h", "f"]),
+        b"$1\r\ny\r\n",
+        "HGET after HSET",
+    );
+}
+
+#[test]
+fn with_tracking_off_reads_go_without_the_caching_prefix() {
+    let (redis, sidecar) = start_pair(&["--tracking", "off"]);
+    let mut monitor = Monitor::start(&redis);
+    let mut c = sidecar.conn();
+    assert_eq!(int_reply(&c.cmd_str(&["EXISTS", "e1"])), 0);
+    let executed = monitor.take();
+    assert!(executed.iter().any(|e| e.is("exists")), "{executed:?}");
+    let caching = |e: &Executed| e.is("client") && e.args[1..].iter().any(|a| a == "CACHING");
+    assert!(!executed.iter().any(caching), "{executed:?}");
+}

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::command::Invalidation;
-use crate::connection::group::{Group, Segment, Segments, MAX_GROUP_BYTES};
+use crate::config::TrackingMode;
+use crate::connection::group::{Group, Segment, Segments, CACHING_NO, MAX_GROUP_BYTES};
 use crate::connection::handlers::Ctx;
 use crate::connection::replies::Pending;
 use crate::connection::{ClientStream, Connection};
@@ -22,6 +23,25 @@ impl<R: Router> Ctx<R> {
     /// what the second eviction needs.
     pub(in crate::connection) fn invalidate(&self, inv: &mut Invalidation) {
         self.evict(inv, false);
+    }
+
+    /// Whether a keyed read that fills nothing goes behind `CLIENT CACHING no`: with
+    /// per-key tracking, whose connections track in `OPTOUT` mode (see
+    /// [`crate::upstream::conn`]), so Redis keeps no state for keys L1 never holds and sends
+    /// no invalidations for them; not for an identity refused `CLIENT CACHING` in this ACL
+    /// epoch.
+    #[inline]
+    pub(in crate::connection) fn untracks(&self) -> bool {
+        self.services.config.tracking == TrackingMode::Default
+            && self.services.acl.may_untrack(&self.session.marks)
+    }
+
+    /// The upstream refused `CLIENT CACHING no` (an ACL without `+client|caching`, or a
+    /// connection not tracking): this identity's reads go without it until the ACL epoch
+    /// moves.
+    #[cold]
+    fn caching_refused(&self) {
+        self.services.acl.caching_refused(&self.session.marks);
     }
 
     /// Evicts again when the write's reply arrives (a fetch sent meanwhile may have read
@@ -113,6 +133,8 @@ impl<R: Router> Ctx<R> {
     /// address, name and ACL user.
     #[cold]
     fn log_slow(&self, waited: Duration, request: &[u8], commands: usize) {
+        // Logged as the client's first command, not the prefix the sidecar put before it.
+        let request = request.strip_prefix(CACHING_NO).unwrap_or(request);
         let args = call_args(request, commands);
         let name = self.session.name.clone().unwrap_or_default();
         let user = self
@@ -148,17 +170,25 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                     self.cx.unacked_writes -= 1;
                 }
             }
+            // The client's reply (past a dropped `CLIENT CACHING no`'s).
+            let own = at + segment.skipped();
+            if let Ok(frames) = &result {
+                if own > at && frames[at].starts_with(b"-") {
+                    self.cx.caching_refused();
+                }
+            }
             match &result {
-                Ok(frames) if self.cx.router.slotted() && frames[at].starts_with(b"-") => {
+                Ok(frames) if self.cx.router.slotted() && frames[own].starts_with(b"-") => {
                     let writes = segment.writes() || matches!(segment, Segment::Forward(_));
-                    let (request, n) = (&segments.request, segment.replies());
-                    let frame = frames[at].clone();
-                    let frame = self.cx.follow(request, (at, n), frame, writes).await;
+                    let request = &segments.request;
+                    let n = segment.replies() - segment.skipped();
+                    let frame = frames[own].clone();
+                    let frame = self.cx.follow(request, (own, n), frame, writes).await;
                     self.write_frame(&frame).await;
                 }
                 Ok(frames) => {
-                    self.cx.replies.budget.learn(frames[at].len());
-                    self.write_frame(&frames[at]).await;
+                    self.cx.replies.budget.learn(frames[own].len());
+                    self.write_frame(&frames[own]).await;
                 }
                 Err(e) => write_upstream_error(self.cx.replies.oldest_out(), e),
             }
@@ -185,6 +215,7 @@ pub(in crate::connection) async fn forward<R: Router>(
     let target = cx.target_of(key);
     cx.invalidate(&mut inv);
     let segment = match inv {
+        Invalidation::None if retryable && key.is_some() && cx.untracks() => Segment::Untracked,
         Invalidation::None if retryable => Segment::Read,
         Invalidation::None => Segment::Forward(inv),
         _ => {

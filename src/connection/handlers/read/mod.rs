@@ -223,16 +223,21 @@ impl<R: Router> Ctx<R> {
         Own::One(sent, bytes)
     }
 
-    /// `GET key` forwarded as it is (a miss L1 does not admit): one reply, nothing filled;
+    /// `GET key` forwarded as it is (a miss L1 does not admit), untracked: nothing filled;
     /// the reply still tells whether this identity may GET (see [`Ctx::learning`]).
     async fn get_plain(&mut self, key: &[u8]) {
         let get = crate::metrics::commands::GET as u16;
         let learn = self.learning(Read::Get);
         let on_reply: OnReply = Box::new(move |frames: &[Bytes], _| learn.reply(&frames[0]));
         let target = self.target_of(Some(key));
-        let group = self.replies.open_group_for(target);
         let write = |out: &mut BytesMut| write_command(out, &[b"GET", key]);
-        if group.add_with(write, Segment::Read, Some(on_reply), get) {
+        // Nothing is filled: Redis need not track the key either.
+        let segment = match self.untracks() {
+            true => Segment::Untracked,
+            false => Segment::Read,
+        };
+        let group = self.replies.open_group_for(target);
+        if group.add_with(write, segment, Some(on_reply), get) {
             self.send_unsent().await;
         }
     }
