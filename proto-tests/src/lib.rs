@@ -127,6 +127,11 @@ pub fn info_u64(section_text: &str, name: &str) -> u64 {
         .unwrap_or_else(|_| panic!("INFO `{name}:{value}` is not an integer"))
 }
 
+/// Redis's count of keys it tracks for some client (`tracking_total_keys`).
+pub fn tracked_keys(redis: &Redis) -> u64 {
+    info_u64(&redis.conn().info(Some("stats")), "tracking_total_keys")
+}
+
 /// How many times the upstream executed `cmd` since start or the last `CONFIG RESETSTAT`
 /// (`cmdstat_<cmd>:calls=N,...` in its `INFO commandstats`); 0 if never.
 pub fn commandstat_calls(redis: &Redis, cmd: &str) -> u64 {

@@ -82,6 +82,7 @@ fn a_crowded_l1_fills_on_the_second_miss() {
         "SET",
     );
     let declined = not_admitted(&mut c);
+    let tracked = tracked_keys(&redis);
     reset_stats(&redis);
 
     assert_reply(&c.cmd_str(&["GET", "cold"]), &bulk(b"v1"), "first GET");
@@ -92,6 +93,12 @@ fn a_crowded_l1_fills_on_the_second_miss() {
         "a first miss is the GET alone"
     );
     assert_eq!(not_admitted(&mut c), declined + 1);
+    assert_eq!(commandstat_calls(&redis, "client|caching"), 1);
+    assert_eq!(
+        tracked_keys(&redis),
+        tracked,
+        "a first miss leaves no tracking"
+    );
 
     assert_reply(&c.cmd_str(&["GET", "cold"]), &bulk(b"v1"), "second GET");
     assert_eq!(commandstat_calls(&redis, "get"), 2);
@@ -101,6 +108,11 @@ fn a_crowded_l1_fills_on_the_second_miss() {
         "the second miss fetches to fill"
     );
     assert_eq!(not_admitted(&mut c), declined + 1);
+    assert_eq!(
+        tracked_keys(&redis),
+        tracked + 1,
+        "what fills L1 is tracked"
+    );
 
     assert_reply(&c.cmd_str(&["GET", "cold"]), &bulk(b"v1"), "third GET");
     assert_eq!(
@@ -131,11 +143,18 @@ fn a_crowded_l1_passes_first_misses_of_an_mget_through() {
     ]
     .concat();
     let declined = not_admitted(&mut c);
+    let tracked = tracked_keys(&redis);
     reset_stats(&redis);
 
     let reply = c.cmd_str(&["MGET", "m:a", "m:b", "m:none"]);
     assert_reply(&reply, &expected, "first MGET");
     assert_eq!(commandstat_calls(&redis, "mget"), 1);
+    assert_eq!(commandstat_calls(&redis, "client|caching"), 1);
+    assert_eq!(
+        tracked_keys(&redis),
+        tracked,
+        "first misses leave no tracking"
+    );
     assert_eq!(
         commandstat_calls(&redis, "pttl"),
         0,
@@ -150,6 +169,11 @@ fn a_crowded_l1_passes_first_misses_of_an_mget_through() {
         commandstat_calls(&redis, "pttl"),
         3,
         "second misses fetch to fill"
+    );
+    assert_eq!(
+        tracked_keys(&redis),
+        tracked + 3,
+        "what fills L1 is tracked"
     );
 
     let reply = c.cmd_str(&["MGET", "m:a", "m:b", "m:none"]);

@@ -387,11 +387,6 @@ fn a_killed_pooled_connection_ends_only_what_it_filled() {
     );
 }
 
-/// Redis's count of keys it tracks for some client.
-fn tracked_keys(redis: &Redis) -> u64 {
-    info_u64(&redis.conn().info(Some("stats")), "tracking_total_keys")
-}
-
 #[test]
 fn reads_that_fill_nothing_leave_no_tracking_state_upstream() {
     let (redis, sidecar) = start_pair(&[]);

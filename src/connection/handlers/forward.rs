@@ -40,7 +40,7 @@ impl<R: Router> Ctx<R> {
     /// connection not tracking): this identity's reads go without it until the ACL epoch
     /// moves.
     #[cold]
-    fn caching_refused(&self) {
+    pub(in crate::connection) fn caching_refused(&self) {
         self.services.acl.caching_refused(&self.session.marks);
     }
 

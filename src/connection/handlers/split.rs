@@ -104,9 +104,9 @@ pub(in crate::connection) struct SplitReply {
 
 /// This connection's own fetch of an MGET's misses.
 pub(in crate::connection) enum Own {
-    /// One `MGET` (keys of one slot, or not routed by slot), and its request (to follow
-    /// a redirect).
-    One(Result<PendingReply, UpstreamError>, Bytes),
+    /// One `MGET` (keys of one slot, or not routed by slot), its request (to follow a
+    /// redirect) and the index of its reply (1 behind `CLIENT CACHING no`).
+    One(Result<PendingReply, UpstreamError>, Bytes, usize),
     /// One `MGET` per slot of a Redis Cluster.
     Split(SplitMget),
 }
@@ -205,7 +205,8 @@ impl<R: Router> Ctx<R> {
             let (mut replies, mut fills, mut layout) = (0, Vec::new(), Vec::new());
             for (_, leads) in node {
                 let (positions, leads): (Vec<usize>, Vec<Lead>) = leads.into_iter().unzip();
-                let (n, fill) = self.write_mget_fetch(leads, &mut bytes);
+                // Tracked whatever its keys: a slot's reply is found by its place alone.
+                let (n, _, fill) = self.write_mget_fetch(leads, &mut bytes, false);
                 fills.push((replies, n, fill));
                 layout.push((replies, positions));
                 replies += n;

@@ -132,6 +132,28 @@ pub(in crate::connection) async fn mget<R: Router>(cx: &mut Ctx<R>, keys: &[Byte
 }
 
 impl<R: Router, S: ClientStream> Connection<R, S> {
+    /// The elements of this connection's own upstream `MGET` reply (the `at`-th command of
+    /// `request`), a redirect followed; the reply the whole MGET gets when it failed.
+    async fn mget_elements(
+        &mut self,
+        frame: &Bytes,
+        request: &Bytes,
+        at: usize,
+    ) -> Result<Option<Vec<Bytes>>, Bytes> {
+        if !is_error(frame) {
+            return Ok(array_elements(frame));
+        }
+        if !self.cx.router.slotted() {
+            return Err(frame.clone());
+        }
+        // A redirect: the MGET alone goes to the node named (nothing fills L1).
+        let reply = self.cx.follow(request, (at, 1), frame.clone(), false).await;
+        match is_error(&reply) {
+            true => Err(reply),
+            false => Ok(array_elements(&reply)),
+        }
+    }
+
     pub(in crate::connection) async fn write_mget(&mut self, m: MgetReply) {
         let own = match m.own {
             None => None,
@@ -139,20 +161,19 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                 Ok(elements) => Some(elements),
                 Err(reply) => return self.cx.replies.oldest_out().extend_from_slice(&reply),
             },
-            Some(Own::One(sent, request)) => match self.cx.await_reply(sent).await {
-                Ok(frames) if is_error(&frames[0]) && self.cx.router.slotted() => {
-                    // A redirect: the MGET alone goes to the node named (nothing fills L1).
-                    let first = frames[0].clone();
-                    let reply = self.cx.follow(&request, (0, 1), first, false).await;
-                    if is_error(&reply) {
-                        return self.cx.replies.oldest_out().extend_from_slice(&reply);
+            Some(Own::One(sent, request, at)) => match self.cx.await_reply(sent).await {
+                Ok(frames) => {
+                    if at > 0 && is_error(&frames[0]) {
+                        // `CLIENT CACHING no` refused; the MGET's own reply still counts.
+                        self.cx.caching_refused();
                     }
-                    array_elements(&reply)
+                    match self.mget_elements(&frames[at], &request, at).await {
+                        Ok(elements) => elements,
+                        Err(reply) => {
+                            return self.cx.replies.oldest_out().extend_from_slice(&reply)
+                        }
+                    }
                 }
-                Ok(frames) if is_error(&frames[0]) => {
-                    return self.cx.replies.oldest_out().extend_from_slice(&frames[0]);
-                }
-                Ok(frames) => array_elements(&frames[0]),
                 Err(e) => return write_upstream_error(self.cx.replies.oldest_out(), &e),
             },
         };

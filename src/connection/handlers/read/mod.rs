@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use crate::acl::Read;
 use crate::cache::{CacheKey, Cached, Fetched, Flight, Generation, Join, KeyRef};
-use crate::connection::group::Segment;
+use crate::connection::group::{Segment, CACHING_NO};
 use crate::connection::handlers::split::Own;
 use crate::connection::handlers::Ctx;
 use crate::connection::replies::{How, Pending};
@@ -157,16 +157,23 @@ impl<R: Router> Ctx<R> {
     }
 
     /// Writes `MGET k1..kn` and `PTTL k` for each that fills L1 into `bytes`; returns how
-    /// many replies they get and what fills L1 from those replies.
+    /// many replies they get, the MGET's among them, and what fills L1 from those replies.
+    /// When no key fills and `may_untrack`, the MGET goes behind `CLIENT CACHING no` (see
+    /// [`Ctx::untracks`]) and its reply is the second.
     pub(in crate::connection) fn write_mget_fetch(
         &self,
         leads: Vec<Lead>,
         bytes: &mut BytesMut,
-    ) -> (usize, OnReply) {
+        may_untrack: bool,
+    ) -> (usize, usize, OnReply) {
         // Sized once: each key is written at most twice (its MGET argument and its PTTL),
         // with at most 16 bytes of framing each time.
         let keys: usize = leads.iter().map(|l| l.key.key.len() + 16).sum();
-        bytes.reserve(2 * keys + 16 * (leads.len() + 2));
+        bytes.reserve(2 * keys + 16 * (leads.len() + 2) + CACHING_NO.len());
+        let at = (may_untrack && !leads.iter().any(|l| l.fills) && self.untracks()) as usize;
+        if at == 1 {
+            bytes.extend_from_slice(CACHING_NO);
+        }
         let mut mget: Vec<&[u8]> = Vec::with_capacity(1 + leads.len());
         mget.push(b"MGET");
         mget.extend(leads.iter().map(|l| &l.key.key[..]));
@@ -174,12 +181,13 @@ impl<R: Router> Ctx<R> {
         for l in leads.iter().filter(|l| l.fills) {
             write_command(bytes, &[b"PTTL", &l.key.key]);
         }
-        let replies = 1 + leads.iter().filter(|l| l.fills).count();
+        let replies = at + 1 + leads.iter().filter(|l| l.fills).count();
         let shared = self.services.clone();
         let learn = self.learning(Read::Mget);
         let sent_at = Instant::now();
         let on_reply = Box::new(
             move |frames: &[Bytes], may_fill: Option<crate::cache::FilledBy>| {
+                let frames = &frames[at..];
                 learn.reply(&frames[0]);
                 let elements = array_elements(&frames[0]).filter(|e| e.len() == leads.len());
                 // The PTTL replies follow the MGET's, one per lead that fills.
@@ -198,7 +206,7 @@ impl<R: Router> Ctx<R> {
                 }
             },
         );
-        (replies, on_reply)
+        (replies, at, on_reply)
     }
 
     /// Sends `MGET k1..kn` and `PTTL k` for each, filling L1 when the replies arrive (in a
@@ -208,7 +216,7 @@ impl<R: Router> Ctx<R> {
         let first = leads.first().map(|l| &l.key.key[..]);
         let slot = self.target_of(first).map(|(slot, _)| slot);
         let mut bytes = BytesMut::new();
-        let (replies, on_reply) = self.write_mget_fetch(leads, &mut bytes);
+        let (replies, at, on_reply) = self.write_mget_fetch(leads, &mut bytes, true);
         // Nothing but reads: retried once if its connection is lost.
         let bytes = bytes.freeze();
         let how = How {
@@ -220,7 +228,7 @@ impl<R: Router> Ctx<R> {
         let sent = (self.replies)
             .call(&via, slot, bytes.clone(), replies, how)
             .await;
-        Own::One(sent, bytes)
+        Own::One(sent, bytes, at)
     }
 
     /// `GET key` forwarded as it is (a miss L1 does not admit), untracked: nothing filled;
