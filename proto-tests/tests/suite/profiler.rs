@@ -219,6 +219,21 @@ fn arguments_are_truncated_like_redis() {
 }
 
 #[test]
+fn an_untracked_read_is_logged_as_the_clients_command() {
+    // Reads that fill nothing go upstream behind `CLIENT CACHING no`: the log shows what
+    // the client sent, and counts the commands it sent.
+    let (_redis, sidecar) = start_pair(&["--slow-threshold", "0"]);
+    let mut c = Client::connect(sidecar.addr());
+    let replies = c.pipeline(&[strings(&["HGET", "h", "f"]), strings(&["STRLEN", "s"])]);
+    assert_eq!(replies[0], OwnedFrame::Null);
+    let entries = slowlog(&mut c, Some("1"));
+    assert_eq!(
+        entries[0].args,
+        ["HGET", "h", "f", "... (+1 more commands in the pipeline)"]
+    );
+}
+
+#[test]
 fn a_normal_workload_logs_nothing_with_the_default_threshold() {
     let (_redis, sidecar) = start_pair(&[]);
     let mut c = Client::connect(sidecar.addr());
