@@ -27,7 +27,7 @@ use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::SeqCst};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
@@ -59,6 +59,17 @@ pub enum Right {
 /// Rights in [`Right`].
 const RIGHTS: usize = 4;
 
+/// How long an identity refused `CLIENT CACHING` is sent reads without it before the
+/// prefix is tried again (a rule granting it is picked up within this).
+pub const CACHING_RETRY_SECS: u64 = 60;
+
+/// Now, Unix seconds.
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// What one identity is known to be allowed: per [`Read`] and [`Right`], the epoch in which
 /// the upstream last let this identity run it (0: never).
 #[derive(Debug, Default)]
@@ -66,9 +77,10 @@ pub struct Marks {
     get: AtomicU64,
     mget: AtomicU64,
     rights: [AtomicU64; RIGHTS],
-    /// The epoch in which the upstream refused this identity `CLIENT CACHING` (0: never):
-    /// until the epoch moves, its reads that fill nothing go without the prefix (tracked,
-    /// as before `OPTOUT`), so an ACL without `+client|caching` fills no ACL LOG.
+    /// When the upstream last refused this identity `CLIENT CACHING` (`-NOPERM`), Unix
+    /// seconds (0: never): for [`CACHING_RETRY_SECS`] its reads that fill nothing go
+    /// without the prefix (tracked, as before `OPTOUT`), so an ACL without
+    /// `+client|caching` adds Redis's ACL LOG one denial a minute, not one per read.
     caching_refused: AtomicU64,
 }
 
@@ -138,16 +150,17 @@ impl Acl {
         self.epoch.load(Acquire)
     }
 
-    /// Whether the identity of `marks` may be sent `CLIENT CACHING no` (not refused it in
-    /// this epoch).
+    /// Whether the identity of `marks` may be sent `CLIENT CACHING no`: never refused it,
+    /// or not in the last [`CACHING_RETRY_SECS`].
     #[inline]
     pub fn may_untrack(&self, marks: &Marks) -> bool {
-        marks.caching_refused.load(Acquire) != self.epoch()
+        let refused = marks.caching_refused.load(Acquire);
+        refused == 0 || unix_secs() >= refused + CACHING_RETRY_SECS
     }
 
     /// The upstream refused `CLIENT CACHING` to the identity of `marks`.
     pub fn caching_refused(&self, marks: &Marks) {
-        marks.caching_refused.store(self.epoch(), SeqCst);
+        marks.caching_refused.store(unix_secs().max(1), SeqCst);
     }
 
     /// Whether `read` may be answered from L1 for the identity of `marks`.

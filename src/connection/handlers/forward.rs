@@ -28,17 +28,17 @@ impl<R: Router> Ctx<R> {
     /// Whether a keyed read that fills nothing goes behind `CLIENT CACHING no`: with
     /// per-key tracking, whose connections track in `OPTOUT` mode (see
     /// [`crate::upstream::conn`]), so Redis keeps no state for keys L1 never holds and sends
-    /// no invalidations for them; not for an identity refused `CLIENT CACHING` in this ACL
-    /// epoch.
+    /// no invalidations for them; not for an identity refused `CLIENT CACHING` lately.
     #[inline]
     pub(in crate::connection) fn untracks(&self) -> bool {
         self.services.config.tracking == TrackingMode::Default
             && self.services.acl.may_untrack(&self.session.marks)
     }
 
-    /// The upstream refused `CLIENT CACHING no` (an ACL without `+client|caching`, or a
-    /// connection not tracking): this identity's reads go without it until the ACL epoch
-    /// moves.
+    /// The upstream refused `CLIENT CACHING no` to this identity (an ACL without
+    /// `+client|caching`): its reads go without it for a while (see
+    /// [`crate::acl::CACHING_RETRY_SECS`]). Another error (a connection whose tracking is
+    /// not on yet) is dropped with the reply.
     #[cold]
     pub(in crate::connection) fn caching_refused(&self) {
         self.services.acl.caching_refused(&self.session.marks);
@@ -173,7 +173,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             // The client's reply (past a dropped `CLIENT CACHING no`'s).
             let own = at + segment.skipped();
             if let Ok(frames) = &result {
-                if own > at && frames[at].starts_with(b"-") {
+                if own > at && frames[at].starts_with(b"-NOPERM") {
                     self.cx.caching_refused();
                 }
             }

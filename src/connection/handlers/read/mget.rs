@@ -163,7 +163,7 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             },
             Some(Own::One(sent, request, at)) => match self.cx.await_reply(sent).await {
                 Ok(frames) => {
-                    if at > 0 && is_error(&frames[0]) {
+                    if at > 0 && frames[0].starts_with(b"-NOPERM") {
                         // `CLIENT CACHING no` refused; the MGET's own reply still counts.
                         self.cx.caching_refused();
                     }
