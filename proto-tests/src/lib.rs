@@ -127,6 +127,16 @@ pub fn info_u64(section_text: &str, name: &str) -> u64 {
         .unwrap_or_else(|_| panic!("INFO `{name}:{value}` is not an integer"))
 }
 
+/// Sends `commands` in one write and reads their replies, in order.
+pub fn send_pipeline(c: &mut Conn, commands: &[&[&str]]) -> Vec<Vec<u8>> {
+    let bytes: Vec<u8> = commands
+        .iter()
+        .flat_map(|a| encode_command_str(a))
+        .collect();
+    c.send(&bytes);
+    c.read_replies(commands.len())
+}
+
 /// Redis's count of keys it tracks for some client (`tracking_total_keys`).
 pub fn tracked_keys(redis: &Redis) -> u64 {
     info_u64(&redis.conn().info(Some("stats")), "tracking_total_keys")

@@ -203,12 +203,7 @@ fn a_crowded_l1_keeps_get_errors_and_pipelines_in_order() {
         &["GET", "h"],
         &["MGET", "p", "h"],
     ];
-    let pipeline: Vec<u8> = commands
-        .iter()
-        .flat_map(|c| encode_command_str(c))
-        .collect();
-    c.send(&pipeline);
-    let replies = c.read_replies(commands.len());
+    let replies = send_pipeline(&mut c, &commands);
     let expected: [&[u8]; 6] = [
         b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
         b"+OK\r\n",

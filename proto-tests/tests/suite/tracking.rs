@@ -406,13 +406,8 @@ fn reads_that_fill_nothing_leave_no_tracking_state_upstream() {
         &["TYPE", "h"],
         &["STRLEN", "s1"],
     ];
-    let mut pipeline = Vec::new();
-    for args in reads {
-        pipeline.extend(encode_command_str(args));
-    }
     for round in 0..2 {
-        c.send(&pipeline);
-        let replies = c.read_replies(reads.len());
+        let replies = send_pipeline(&mut c, &reads);
         let want: [&[u8]; 6] = [
             b"$1\r\nx\r\n",
             b"$1\r\nv\r\n",
