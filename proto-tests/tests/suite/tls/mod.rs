@@ -192,8 +192,11 @@ fn transactions_and_pubsub_run_on_pinned_tls_connections() {
 /// sidecar's log.
 fn refused(url: &str, flags: &[&str]) -> (String, String) {
     let mut flags = flags.to_vec();
-    // Short enough for a quick error, long enough for a loaded machine to connect.
-    flags.extend(["--connect-timeout", "2s"]);
+    // The GET waits this long for a connection, then gets the last attempt's cause: long
+    // enough for a loaded machine to finish one handshake (2 s once was not, with the
+    // whole suite on two cores: the reply was `connect timed out`), well under the test
+    // client's 10 s read timeout.
+    flags.extend(["--connect-timeout", "5s"]);
     let sidecar = Sidecar::start_url(url, &flags);
     let reply = get(&mut sidecar.conn(), "k");
     (
@@ -282,8 +285,11 @@ fn a_ca_file_replaced_on_disk_is_used_by_the_next_connection() {
     let ca = ca.to_string_lossy().into_owned();
     let url = format!("rediss://localhost:{}", redis.port());
     let mut flags = tls_flags(&pki.files, &ca);
-    // Short enough for a quick error, long enough for a loaded machine to connect.
-    flags.extend(["--connect-timeout", "2s"]);
+    // The GET waits this long for a connection, then gets the last attempt's cause: long
+    // enough for a loaded machine to finish one handshake (2 s once was not, with the
+    // whole suite on two cores: the reply was `connect timed out`), well under the test
+    // client's 10 s read timeout.
+    flags.extend(["--connect-timeout", "5s"]);
     let sidecar = Sidecar::start_url(&url, &flags);
     let mut c = sidecar.conn();
     assert!(show(&get(&mut c, "k")).contains("unknown issuer"));
