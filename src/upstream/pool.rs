@@ -305,8 +305,13 @@ impl Pool {
                 SlotState::Down(e) => return Err(e),
                 SlotState::Connecting => {}
             }
+            // The attempt under way is bounded by `--connect-timeout` itself, from when it
+            // started (just after this wait began, for a slot's first one): waiting a quarter
+            // longer lets the call get its cause (a TLS error, a refused AUTH, a server that
+            // never answered the handshake) rather than a bare timeout of its own.
             let connect_timeout = self.target.connect_timeout;
-            match tokio::time::timeout(connect_timeout, state.changed()).await {
+            let wait = connect_timeout + connect_timeout / 4;
+            match tokio::time::timeout(wait, state.changed()).await {
                 Ok(Ok(())) => continue,
                 _ => return Err(UpstreamError::unavailable("connect timed out")),
             }
