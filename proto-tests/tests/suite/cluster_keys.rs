@@ -343,3 +343,38 @@ fn a_part_redirected_by_a_moved_slot_is_followed_inside_the_sidecar() {
         "EXISTS after DEL",
     );
 }
+
+#[test]
+fn reads_that_fill_nothing_leave_no_tracking_on_any_node() {
+    let cluster = ClusterGroup::start();
+    let sidecar = sidecar(&cluster);
+    let mut c = sidecar.conn();
+    let (a, b) = keys_on_two_nodes(&cluster, "h");
+    for k in [&a, &b] {
+        let owner = cluster.owner(slot(k.as_bytes()));
+        assert_eq!(cluster.call(owner, &["HSET", k, "f", "x"]), "1", "HSET {k}");
+    }
+    touch_every_primary(&cluster, &mut c);
+    let tracked = |cluster: &ClusterGroup| -> u64 {
+        let primaries = cluster.primaries();
+        primaries
+            .iter()
+            .map(|&p| tracked_keys(cluster.node(p)))
+            .sum()
+    };
+    // Forwarded reads on two nodes, pipelined: each behind its node's `CLIENT CACHING no`.
+    let reads: [&[&str]; 3] = [&["HGET", &a, "f"], &["HGET", &b, "f"], &["HLEN", &a]];
+    let replies = send_pipeline(&mut c, &reads);
+    let want: [&[u8]; 3] = [b"$1\r\nx\r\n", b"$1\r\nx\r\n", b":1\r\n"];
+    for ((reply, want), args) in replies.iter().zip(want).zip(reads) {
+        assert_reply(reply, want, &format!("{args:?}"));
+    }
+    assert_eq!(tracked(&cluster), 0, "no node tracks what fills nothing");
+    // A GET that fills L1 is tracked on the key's owner.
+    let owner = cluster.owner(slot(b"cached"));
+    assert_eq!(cluster.call(owner, &["SET", "cached", "v"]), "OK");
+    for _ in 0..2 {
+        assert_reply(&c.cmd_str(&["GET", "cached"]), &bulk(b"v"), "GET cached");
+    }
+    assert_eq!(tracked(&cluster), 1, "the filled key is tracked");
+}
