@@ -85,6 +85,23 @@ pub struct Marks {
 }
 
 impl Marks {
+    /// Whether this identity may be sent `CLIENT CACHING no`: never refused it, or not in
+    /// the last [`CACHING_RETRY_SECS`].
+    #[inline]
+    pub fn may_untrack(&self) -> bool {
+        let refused = self.caching_refused.load(Acquire);
+        refused == 0 || unix_secs() >= refused + CACHING_RETRY_SECS
+    }
+
+    /// Learns from the reply to a `CLIENT CACHING no` sent for this identity: a `-NOPERM`
+    /// (an ACL without `+client|caching`) stops the prefix for [`CACHING_RETRY_SECS`].
+    /// Another error (a connection whose tracking is not on yet) changes nothing.
+    pub fn caching_reply(&self, reply: &[u8]) {
+        if reply.starts_with(b"-NOPERM") {
+            self.caching_refused.store(unix_secs().max(1), SeqCst);
+        }
+    }
+
     #[inline]
     fn slot(&self, read: Read) -> &AtomicU64 {
         match read {
@@ -148,19 +165,6 @@ impl Acl {
     #[inline]
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Acquire)
-    }
-
-    /// Whether the identity of `marks` may be sent `CLIENT CACHING no`: never refused it,
-    /// or not in the last [`CACHING_RETRY_SECS`].
-    #[inline]
-    pub fn may_untrack(&self, marks: &Marks) -> bool {
-        let refused = marks.caching_refused.load(Acquire);
-        refused == 0 || unix_secs() >= refused + CACHING_RETRY_SECS
-    }
-
-    /// The upstream refused `CLIENT CACHING` to the identity of `marks`.
-    pub fn caching_refused(&self, marks: &Marks) {
-        marks.caching_refused.store(unix_secs().max(1), SeqCst);
     }
 
     /// Whether `read` may be answered from L1 for the identity of `marks`.

@@ -89,7 +89,8 @@ impl Tracked {
 
 /// The call that turns tracking on with `redirect` (none while there is no control
 /// connection), in `OPTOUT` mode: every read is tracked but those the sidecar sends behind
-/// `CLIENT CACHING no` (reads that fill nothing); when it succeeds, replies read after it may fill L1 in the redirect's epoch.
+/// `CLIENT CACHING no` (reads that fill nothing); when it succeeds, replies read after it
+/// may fill L1 in the redirect's epoch.
 /// With broadcast tracking the control connection tracks for every connection: the call is
 /// a `PING` that marks where replies start to be covered by its epoch.
 /// A refusal (an old or managed Redis, an ACL without CLIENT) leaves the connection

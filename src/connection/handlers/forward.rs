@@ -31,17 +31,7 @@ impl<R: Router> Ctx<R> {
     /// no invalidations for them; not for an identity refused `CLIENT CACHING` lately.
     #[inline]
     pub(in crate::connection) fn untracks(&self) -> bool {
-        self.services.config.tracking == TrackingMode::Default
-            && self.services.acl.may_untrack(&self.session.marks)
-    }
-
-    /// The upstream refused `CLIENT CACHING no` to this identity (an ACL without
-    /// `+client|caching`): its reads go without it for a while (see
-    /// [`crate::acl::CACHING_RETRY_SECS`]). Another error (a connection whose tracking is
-    /// not on yet) is dropped with the reply.
-    #[cold]
-    pub(in crate::connection) fn caching_refused(&self) {
-        self.services.acl.caching_refused(&self.session.marks);
+        self.services.config.tracking == TrackingMode::Default && self.session.marks.may_untrack()
     }
 
     /// Evicts again when the write's reply arrives (a fetch sent meanwhile may have read
@@ -170,12 +160,10 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
                     self.cx.unacked_writes -= 1;
                 }
             }
-            // The client's reply (past a dropped `CLIENT CACHING no`'s).
+            // The client's reply, past a `CLIENT CACHING no`'s (learned from, then dropped).
             let own = at + segment.skipped();
-            if let Ok(frames) = &result {
-                if own > at && frames[at].starts_with(b"-NOPERM") {
-                    self.cx.caching_refused();
-                }
+            if let (Ok(frames), true) = (&result, own > at) {
+                self.cx.session.marks.caching_reply(&frames[at]);
             }
             match &result {
                 Ok(frames) if self.cx.router.slotted() && frames[own].starts_with(b"-") => {

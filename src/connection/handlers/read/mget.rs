@@ -163,9 +163,9 @@ impl<R: Router, S: ClientStream> Connection<R, S> {
             },
             Some(Own::One(sent, request, at)) => match self.cx.await_reply(sent).await {
                 Ok(frames) => {
-                    if at > 0 && frames[0].starts_with(b"-NOPERM") {
-                        // `CLIENT CACHING no` refused; the MGET's own reply still counts.
-                        self.cx.caching_refused();
+                    if at > 0 {
+                        // `CLIENT CACHING no`'s reply: learned from, then dropped.
+                        self.cx.session.marks.caching_reply(&frames[0]);
                     }
                     match self.mget_elements(&frames[at], &request, at).await {
                         Ok(elements) => elements,
