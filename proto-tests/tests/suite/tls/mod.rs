@@ -253,6 +253,26 @@ fn a_plain_text_server_on_the_tls_port_is_named() {
 }
 
 #[test]
+fn a_server_that_never_answers_the_handshake_is_named_not_a_bare_timeout() {
+    // Accepts and reads, never writes: the TLS attempt runs to `--connect-timeout`, and the
+    // GET that waited for it from the start gets its cause.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let pki = pki(false);
+    let mut flags = tls_flags(&pki.files, &pki.files.ca);
+    flags.extend(["--connect-timeout", "1s"]);
+    let sidecar = Sidecar::start_url(&format!("rediss://localhost:{port}"), &flags);
+    let reply = String::from_utf8_lossy(&get(&mut sidecar.conn(), "k")).into_owned();
+    assert_cause(&reply, &sidecar.stderr(), "handshake timed out");
+}
+
+#[test]
 fn insecure_accepts_any_certificate_and_warns() {
     let pki = pki(false);
     let redis = Redis::start_tls(&pki.files, &[]);
